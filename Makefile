@@ -1,0 +1,30 @@
+# Two commands do everything on a fresh clone: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+PORT ?= 8000
+
+.PHONY: run demo test bench clean
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+run: $(STAMP) ## start moto, deploy infra/ onto it and serve the API on 127.0.0.1:$(PORT)
+	$(PY) -m infra.local_stack --port $(PORT)
+
+demo: $(STAMP) ## a client, 12 simulated workers and one job end to end over HTTP
+	$(PY) -m examples.demo
+
+test: $(STAMP) ## unit, adapter, functional and e2e tests
+	$(PY) -m pytest
+
+bench: $(STAMP) ## AWS requests per judgment and import time
+	$(PY) -m bench.requests_per_judgment
+	$(PY) -m bench.import_time
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

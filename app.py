@@ -1,0 +1,90 @@
+"""Chalice entrypoint: the HTTP API, the SQS consumers, the sweeper and the aggregation stages.
+
+Thin by design: every handler parses its input and calls one function in chalicelib.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalice import Chalice
+
+from chalicelib.api import clients, workers
+from chalicelib.api.common import chalice_errors_as_json
+from chalicelib.deps import platform
+from chalicelib.domain import services
+from chalicelib.observability import logger
+from chalicelib.settings import queue_names
+from chalicelib.workflows import aggregation
+
+app = Chalice(app_name="crowd")
+app.register_blueprint(clients.bp)
+app.register_blueprint(workers.bp)
+app.register_middleware(chalice_errors_as_json, "http")
+
+INGEST_QUEUE, RESULTS_QUEUE = queue_names()
+
+
+def _each_message(event: Any, handle: Any) -> None:
+    """Handle every record; re-raise after the batch if any failed.
+
+    Chalice cannot enable ReportBatchItemFailures, so a failure fails the whole batch
+    and SQS redelivers it; the consumers are idempotent, so the repeats change nothing.
+    """
+    failures = 0
+    for record in event:
+        try:
+            handle(json.loads(record.body))
+        except Exception:
+            failures += 1
+            logger.exception("message failed", extra={"message_id": record.message_id})
+    if failures:
+        raise RuntimeError(f"{failures} message(s) failed; the batch will be redelivered")
+
+
+@app.on_sqs_message(queue=INGEST_QUEUE, batch_size=10)
+def ingest_items(event: Any) -> None:
+    """Write posted items into the items table, a chunk per message."""
+    _each_message(event, lambda message: services.ingest_chunk(platform(), message))
+
+
+@app.on_sqs_message(queue=RESULTS_QUEUE, batch_size=10)
+def count_answers(event: Any) -> None:
+    """Count accepted answers per job and start aggregation when a job has all its answers."""
+    services.count_answers(platform(), [json.loads(record.body) for record in event])
+
+
+@app.schedule("rate(1 minute)")
+def finalize_due_jobs(event: Any) -> None:
+    """Start aggregation for jobs past their deadline or cancelled with no leases left."""
+    services.finalize_due_jobs(platform())
+
+
+@app.lambda_function(name="load_answers")
+def load_answers(event: dict, context: Any) -> dict:
+    """State machine stage: write the round's answers to S3 in shards."""
+    return aggregation.load_answers(platform(), event)
+
+
+@app.lambda_function(name="aggregate_shard")
+def aggregate_shard(event: dict, context: Any) -> dict:
+    """State machine stage (inside the Map): aggregate one shard."""
+    return aggregation.aggregate_shard(platform(), event)
+
+
+@app.lambda_function(name="publish_results")
+def publish_results(event: dict, context: Any) -> dict:
+    """State machine stage: publish the JSON Lines results."""
+    return aggregation.publish_results(platform(), event)
+
+
+@app.lambda_function(name="mark_done")
+def mark_done(event: dict, context: Any) -> dict:
+    """State machine stage: mark the job done."""
+    return aggregation.mark_done(platform(), event)
+
+
+@app.lambda_function(name="mark_failed")
+def mark_failed(event: dict, context: Any) -> dict:
+    """State machine catch stage: record that aggregation failed."""
+    return aggregation.mark_failed(platform(), event)

@@ -1,0 +1,25 @@
+"""The one place that builds boto3 clients: lazily, once per Lambda container."""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+_clients: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
+def client(service: str, region: str) -> Any:
+    """A cached boto3 client; AWS_ENDPOINT_URL (the local stack) is honoured by botocore."""
+    key = f"{service}:{region}"
+    if key not in _clients:
+        with _lock:
+            if key not in _clients:
+                import boto3
+
+                _clients[key] = boto3.session.Session().client(service, region_name=region)
+    return _clients[key]
+
+
+def reset() -> None:
+    """Forget every client (tests switch endpoints between runs)."""
+    _clients.clear()

@@ -1,0 +1,368 @@
+"""DynamoDB repositories (pynamodb). Conditional single-item writes and atomic counters keep
+leases, answers and counters exact; a transaction only where two items must move together."""
+from __future__ import annotations
+
+import base64
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from pynamodb.constants import KEY, UPDATE_ITEM
+from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.adapters.models import (
+    AccountModel, CredentialModel, ItemModel, JobModel, QuoteModel, ResultModel,
+)
+from chalicelib.domain.model import (
+    CountedAnswer, ItemResult, ItemState, Job, Lease, LineItem, NewItem, Principal, Quote,
+    StoredAnswer,
+)
+from chalicelib.domain.ports import Page, SlotOutcome
+from chalicelib.errors import Conflict, InvalidRequest, TransientError
+
+_THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException",
+              "RequestLimitExceeded", "TransactionConflictException"}
+
+
+def _raise_transient(error: PynamoDBException) -> None:
+    if error.cause_response_code in _THROTTLED:
+        raise TransientError("the database is busy; try again") from error
+
+
+def encode_cursor(key: dict[str, Any] | None) -> str | None:
+    """An opaque page cursor from DynamoDB's LastEvaluatedKey."""
+    if not key:
+        return None
+    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
+
+
+def decode_cursor(cursor: str | None, field: str = "cursor") -> dict[str, Any] | None:
+    """LastEvaluatedKey from a cursor; InvalidRequest when it was not one of ours."""
+    if not cursor:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError):
+        raise InvalidRequest("'cursor' is not valid", field=field) from None
+    if not isinstance(key, dict):
+        raise InvalidRequest("'cursor' is not valid", field=field)
+    return key
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="microseconds")
+
+
+def _update_raw(model: type, hash_key: str, range_key: str | None, actions: list,
+                condition: Any) -> tuple[bool, dict[str, Any] | None]:
+    """UpdateItem returning (True, new item) or (False, old item) without a second read.
+
+    pynamodb's Model.update cannot ask for ReturnValuesOnConditionCheckFailure, so the
+    expression is built by pynamodb and sent through its connection.
+    """
+    connection = model._get_connection()
+    kwargs = connection.get_operation_kwargs(
+        hash_key, range_key=range_key, key=KEY, actions=actions, condition=condition,
+        return_values="ALL_NEW", return_values_on_condition_failure="ALL_OLD",
+    )
+    try:
+        response = connection.connection.dispatch(UPDATE_ITEM, kwargs)
+    except PynamoDBException as error:
+        if error.cause_response_code != "ConditionalCheckFailedException":
+            _raise_transient(error)
+            raise
+        cause = getattr(error, "__cause__", None)
+        return False, getattr(cause, "response", {}).get("Item")
+    return True, response.get("Attributes")
+
+
+class DynamoAccounts:
+    """Accounts and credentials."""
+
+    def create_account(self, account_id: str, role: str, name: str, skills: Sequence[str],
+                       token_hash: str, now: float) -> None:
+        """Store the account and its credential in one transaction."""
+        with TransactWrite(connection=AccountModel._get_connection().connection) as tx:
+            tx.save(AccountModel(account_id, role=role, name=name, skills=set(skills) or None,
+                                 created_at=now), condition=AccountModel.account_id.does_not_exist())
+            tx.save(CredentialModel(token_hash, account_id=account_id, role=role, name=name,
+                                    skills=set(skills) or None, created_at=now),
+                    condition=CredentialModel.token_hash.does_not_exist())
+
+    def principal_for(self, token_hash: str) -> Principal | None:
+        """The principal of a credential; None if unknown or revoked."""
+        try:
+            record = CredentialModel.get(token_hash)
+        except CredentialModel.DoesNotExist:
+            return None
+        if record.revoked:
+            return None
+        return Principal(record.account_id, record.role, record.name,
+                         frozenset(record.skills or ()))
+
+
+class DynamoQuotes:
+    """Quotes."""
+
+    def put_quote(self, quote: Quote) -> None:
+        """Store a quote; it is deleted by TTL a week after it expires."""
+        QuoteModel(
+            quote.quote_id, client_id=quote.client_id, task_type=quote.task_type,
+            items=quote.items, redundancy=quote.redundancy, reward_cents=quote.reward_cents,
+            cohort=quote.cohort, line_items=[vars(line) for line in quote.line_items],
+            total_cents=quote.total_cents, created_at=quote.created_at,
+            expires_at=quote.expires_at, expires_ttl=int(quote.expires_at) + 7 * 86400,
+        ).save(condition=QuoteModel.quote_id.does_not_exist())
+
+    def get_quote(self, quote_id: str) -> Quote | None:
+        """A quote by id."""
+        try:
+            r = QuoteModel.get(quote_id)
+        except QuoteModel.DoesNotExist:
+            return None
+        return Quote(
+            quote_id=r.quote_id, client_id=r.client_id, task_type=r.task_type,
+            items=int(r.items), redundancy=int(r.redundancy), reward_cents=int(r.reward_cents),
+            cohort=r.cohort, line_items=tuple(LineItem(**line) for line in r.line_items),
+            total_cents=int(r.total_cents), created_at=r.created_at, expires_at=r.expires_at,
+            job_id=r.job_id,
+        )
+
+
+def job_from_model(r: JobModel) -> Job:
+    """A domain job from its record."""
+    return Job(
+        job_id=r.job_id, client_id=r.client_id, quote_id=r.quote_id, title=r.title,
+        task_type=r.task_type, instructions=r.instructions, answer_schema=r.answer_schema,
+        not_applicable=r.not_applicable, redundancy=int(r.redundancy),
+        reward_cents=int(r.reward_cents), budget_cents=int(r.budget_cents),
+        item_count=int(r.item_count), chunk_count=int(r.chunk_count),
+        lease_seconds=int(r.lease_seconds), deadline=r.deadline,
+        created_at=datetime.fromisoformat(r.created_at).timestamp(), state=r.state,
+        required_skills=tuple(sorted(r.required_skills or ())),
+        ingested_chunks=frozenset(int(c) for c in (r.ingested_chunks or ())),
+        answered=int(r.answered or 0), items_done=int(r.items_done or 0),
+        round=int(r.round or 1), finalize_at=r.finalize_at, cancelled_at=r.cancelled_at,
+        results_key=r.results_key,
+        result_count=None if r.result_count is None else int(r.result_count),
+        done_at=r.done_at, error=r.error,
+    )
+
+
+class DynamoJobs:
+    """Jobs."""
+
+    def create_job(self, job: Job) -> None:
+        """Store the job and mark its quote used, together, so a quote buys one job."""
+        record = JobModel(
+            job.job_id, client_id=job.client_id, quote_id=job.quote_id, title=job.title,
+            task_type=job.task_type, instructions=job.instructions,
+            answer_schema=job.answer_schema, not_applicable=job.not_applicable,
+            redundancy=job.redundancy, reward_cents=job.reward_cents,
+            budget_cents=job.budget_cents, item_count=job.item_count,
+            chunk_count=job.chunk_count, lease_seconds=job.lease_seconds, deadline=job.deadline,
+            created_at=_iso(job.created_at), state=job.state, finalize_at=job.finalize_at,
+            required_skills=set(job.required_skills) or None, answered=0, items_done=0,
+            round=job.round,
+        )
+        try:
+            with TransactWrite(connection=JobModel._get_connection().connection) as tx:
+                tx.save(record, condition=JobModel.job_id.does_not_exist())
+                tx.update(QuoteModel(job.quote_id), actions=[QuoteModel.job_id.set(job.job_id)],
+                          condition=QuoteModel.job_id.does_not_exist())
+        except TransactWriteError as error:
+            _raise_transient(error)
+            if error.cause_response_code == "TransactionCanceledException":
+                raise Conflict("this quote was already used for a job", field="quote_id",
+                               code="quote_used") from error
+            raise
+
+    def get_job(self, job_id: str) -> Job | None:
+        """A job by id, strongly consistent."""
+        try:
+            return job_from_model(JobModel.get(job_id, consistent_read=True))
+        except JobModel.DoesNotExist:
+            return None
+
+    def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
+        """Jobs in a state (from the by_state index), optionally only those due."""
+        condition = None if finalize_before is None else JobModel.finalize_at <= finalize_before
+        return [job_from_model(r) for r in JobModel.by_state.query(state, condition)]
+
+    def jobs_of_client(self, client_id: str, limit: int, cursor: str | None
+                       ) -> tuple[list[Job], str | None]:
+        """A page of a client's jobs, newest first."""
+        result = JobModel.by_client.query(client_id, scan_index_forward=False, limit=limit,
+                                          last_evaluated_key=decode_cursor(cursor))
+        jobs = [job_from_model(r) for r in result]
+        return jobs, encode_cursor(result.last_evaluated_key)
+
+    def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job:
+        """Add chunk to the job's ingested set (a set, so a repeat changes nothing)."""
+        _, raw = _update_raw(JobModel, job_id, None, [JobModel.ingested_chunks.add({chunk})],
+                             JobModel.job_id.exists())
+        return job_from_model(JobModel.from_raw_data(raw))
+
+    def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
+                   **changes: Any) -> bool:
+        """Conditional state change with extra attributes set alongside."""
+        actions = [JobModel.state.set(to_state)]
+        for name, value in changes.items():
+            attribute = getattr(JobModel, name)
+            actions.append(attribute.remove() if value is None else attribute.set(value))
+        ok, _ = _update_raw(JobModel, job_id, None, actions, JobModel.state.is_in(*from_states))
+        return ok
+
+    def record_counted(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:
+        """Mark answers counted on their items and add them to the job's counters, together.
+
+        One transaction per batch; if any answer was counted before (a redelivery), the
+        transaction is cancelled and the answers are counted one by one instead.
+        """
+        try:
+            return self._count_together(job_id, answers)
+        except TransactWriteError as error:
+            if error.cause_response_code != "TransactionCanceledException" or len(answers) == 1:
+                _raise_transient(error)
+                if len(answers) == 1 and error.cause_response_code == "TransactionCanceledException":
+                    return 0
+                raise
+        return sum(self.record_counted(job_id, [answer]) for answer in answers)
+
+    def _count_together(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:
+        by_item: dict[str, list[CountedAnswer]] = defaultdict(list)
+        for answer in answers:
+            by_item[answer.item_id].append(answer)
+        completed = 0
+        with TransactWrite(connection=ItemModel._get_connection().connection) as tx:
+            for item_id, entries in by_item.items():
+                actions = [ItemModel.counted[e.worker_id].set(e.assignment_id) for e in entries]
+                condition = None
+                for entry in entries:
+                    clause = ItemModel.counted[entry.worker_id].does_not_exist()
+                    condition = clause if condition is None else condition & clause
+                if any(entry.item_complete for entry in entries):
+                    actions.append(ItemModel.open_job.remove())
+                    completed += 1
+                tx.update(ItemModel(job_id, item_id), actions=actions, condition=condition)
+            job_actions = [JobModel.answered.add(len(answers))]
+            if completed:
+                job_actions.append(JobModel.items_done.add(completed))
+            tx.update(JobModel(job_id), actions=job_actions)
+        return len(answers)
+
+
+def _lease_from(raw: dict[str, Any]) -> Lease:
+    return Lease(raw["aid"], float(raw["exp"]), float(raw["at"]))
+
+
+def _answer_from(raw: dict[str, Any]) -> StoredAnswer:
+    return StoredAnswer(raw["aid"], json.loads(raw["ans"]), float(raw["at"]), float(raw["lat"]))
+
+
+def item_from_model(r: ItemModel) -> ItemState:
+    """A domain item from its record."""
+    leases = {w: _lease_from(dict(v)) for w, v in (r.leases.as_dict() if r.leases else {}).items()}
+    answers = {w: _answer_from(dict(v))
+               for w, v in (r.answers.as_dict() if r.answers else {}).items()}
+    return ItemState(
+        job_id=r.job_id, item_id=r.item_id, data=r.data, redundancy=int(r.redundancy),
+        free=int(r.free), external_id=r.external_id, leases=leases, answers=answers,
+        seen=frozenset(r.seen or ()),
+    )
+
+
+def _item_from_raw(raw: dict[str, Any] | None) -> ItemState | None:
+    return None if raw is None else item_from_model(ItemModel.from_raw_data(raw))
+
+
+class DynamoItems:
+    """Items and their slots."""
+
+    def put_items(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> None:
+        """Batch-write fresh items; safe to repeat before the job takes leases."""
+        with ItemModel.batch_write() as batch:
+            for item in items:
+                batch.save(ItemModel(
+                    job_id, item.item_id, data=item.data, external_id=item.external_id,
+                    redundancy=redundancy, free=redundancy, answer_count=0, leases={},
+                    answers={}, counted={}, open_job=job_id,
+                ))
+
+    def open_items(self, job_id: str, worker_id: str | None, limit: int | None
+                   ) -> list[ItemState]:
+        """Incomplete items from the sparse open_items index, optionally unseen by a worker."""
+        condition = None if worker_id is None else ~ItemModel.seen.contains(worker_id)
+        found: list[ItemState] = []
+        for record in ItemModel.open_items.query(job_id, filter_condition=condition,
+                                                 page_size=200):
+            found.append(item_from_model(record))
+            if limit is not None and len(found) >= limit:
+                break
+        return found
+
+    def get_item(self, job_id: str, item_id: str) -> ItemState | None:
+        """One item, strongly consistent."""
+        try:
+            return item_from_model(ItemModel.get(job_id, item_id, consistent_read=True))
+        except ItemModel.DoesNotExist:
+            return None
+
+    def try_lease(self, job_id: str, item_id: str, worker_id: str, lease: Lease,
+                  reclaim_from: str | None, now: float) -> SlotOutcome:
+        """Take a free slot, or the slot of reclaim_from's expired lease, in one write."""
+        value = {"aid": lease.assignment_id, "exp": lease.expires_at, "at": lease.leased_at}
+        actions = [ItemModel.leases[worker_id].set(value), ItemModel.seen.add({worker_id})]
+        condition = ItemModel.open_job.exists() & ~ItemModel.seen.contains(worker_id)
+        if reclaim_from is None:
+            actions.append(ItemModel.free.add(-1))
+            condition &= ItemModel.free > 0
+        else:
+            actions.append(ItemModel.leases[reclaim_from].remove())
+            condition &= ItemModel.leases[reclaim_from]["exp"] <= now
+        ok, raw = _update_raw(ItemModel, job_id, item_id, actions, condition)
+        return SlotOutcome(ok, _item_from_raw(raw))
+
+    def try_submit(self, job_id: str, item_id: str, worker_id: str, answer: StoredAnswer,
+                   now: float) -> SlotOutcome:
+        """Turn a live lease into an accepted answer: one conditional write, exactly once."""
+        value = {"aid": answer.assignment_id, "ans": json.dumps(answer.answer),
+                 "at": answer.submitted_at, "lat": answer.leased_at}
+        lease = ItemModel.leases[worker_id]
+        actions = [lease.remove(), ItemModel.answers[worker_id].set(value),
+                   ItemModel.answer_count.add(1)]
+        condition = (lease["aid"] == answer.assignment_id) & (lease["exp"] > now)
+        ok, raw = _update_raw(ItemModel, job_id, item_id, actions, condition)
+        return SlotOutcome(ok, _item_from_raw(raw))
+
+    def try_release(self, job_id: str, item_id: str, worker_id: str, assignment_id: str
+                    ) -> SlotOutcome:
+        """Give a slot back; the worker stays in 'seen', so they are not offered it again."""
+        lease = ItemModel.leases[worker_id]
+        ok, raw = _update_raw(ItemModel, job_id, item_id, [lease.remove(), ItemModel.free.add(1)],
+                              lease["aid"] == assignment_id)
+        return SlotOutcome(ok, _item_from_raw(raw))
+
+    def iter_items(self, job_id: str) -> Iterator[ItemState]:
+        """Every item of a job, in item order."""
+        for record in ItemModel.query(job_id, consistent_read=True):
+            yield item_from_model(record)
+
+
+class DynamoResults:
+    """Aggregated results."""
+
+    def put_results(self, job_id: str, results: Iterable[dict[str, Any]]) -> None:
+        """Batch-write result lines (deterministic, so a repeat writes the same)."""
+        with ResultModel.batch_write() as batch:
+            for line in results:
+                batch.save(ResultModel(job_id, line["item_id"], body=line))
+
+    def page(self, job_id: str, limit: int, cursor: str | None) -> Page:
+        """A page of result lines in item order."""
+        result = ResultModel.query(job_id, limit=limit, last_evaluated_key=decode_cursor(cursor))
+        entries = [record.body for record in result]
+        return Page(entries, encode_cursor(result.last_evaluated_key))

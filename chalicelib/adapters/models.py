@@ -1,0 +1,185 @@
+"""pynamodb models: one per table. Table names are bound from settings at first use."""
+from __future__ import annotations
+
+from pynamodb.attributes import (
+    BooleanAttribute, JSONAttribute, MapAttribute, NumberAttribute, NumberSetAttribute,
+    UnicodeAttribute, UnicodeSetAttribute,
+)
+from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.models import Model
+
+from chalicelib.settings import Settings
+
+
+class AccountModel(Model):
+    """A client, worker or operator account."""
+
+    class Meta:
+        table_name = "accounts"
+
+    account_id = UnicodeAttribute(hash_key=True)
+    role = UnicodeAttribute()
+    name = UnicodeAttribute()
+    skills = UnicodeSetAttribute(null=True)
+    created_at = NumberAttribute()
+
+
+class CredentialModel(Model):
+    """A hashed bearer secret, with what authentication needs copied in (one read per call)."""
+
+    class Meta:
+        table_name = "credentials"
+
+    token_hash = UnicodeAttribute(hash_key=True)
+    account_id = UnicodeAttribute()
+    role = UnicodeAttribute()
+    name = UnicodeAttribute()
+    skills = UnicodeSetAttribute(null=True)
+    created_at = NumberAttribute()
+    revoked = BooleanAttribute(default=False)
+
+
+class QuoteModel(Model):
+    """A firm quote; expires_ttl lets DynamoDB delete it some time after it expires."""
+
+    class Meta:
+        table_name = "quotes"
+
+    quote_id = UnicodeAttribute(hash_key=True)
+    client_id = UnicodeAttribute()
+    task_type = UnicodeAttribute()
+    items = NumberAttribute()
+    redundancy = NumberAttribute()
+    reward_cents = NumberAttribute()
+    cohort = UnicodeAttribute(null=True)
+    line_items = JSONAttribute()
+    total_cents = NumberAttribute()
+    created_at = NumberAttribute()
+    expires_at = NumberAttribute()
+    expires_ttl = NumberAttribute()
+    job_id = UnicodeAttribute(null=True)
+
+
+class JobsByState(GlobalSecondaryIndex):
+    """Jobs by state, ordered by when they are due to be finalised."""
+
+    class Meta:
+        index_name = "by_state"
+        projection = AllProjection()
+
+    state = UnicodeAttribute(hash_key=True)
+    finalize_at = NumberAttribute(range_key=True)
+
+
+class JobsByClient(GlobalSecondaryIndex):
+    """A client's jobs by creation time."""
+
+    class Meta:
+        index_name = "by_client"
+        projection = AllProjection()
+
+    client_id = UnicodeAttribute(hash_key=True)
+    created_at = UnicodeAttribute(range_key=True)
+
+
+class JobModel(Model):
+    """A job: its spec, state and progress counters."""
+
+    class Meta:
+        table_name = "jobs"
+
+    job_id = UnicodeAttribute(hash_key=True)
+    client_id = UnicodeAttribute()
+    quote_id = UnicodeAttribute()
+    title = UnicodeAttribute()
+    task_type = UnicodeAttribute()
+    instructions = UnicodeAttribute()
+    answer_schema = JSONAttribute()
+    not_applicable = UnicodeAttribute()
+    redundancy = NumberAttribute()
+    reward_cents = NumberAttribute()
+    budget_cents = NumberAttribute()
+    item_count = NumberAttribute()
+    chunk_count = NumberAttribute()
+    lease_seconds = NumberAttribute()
+    deadline = NumberAttribute()
+    created_at = UnicodeAttribute()
+    state = UnicodeAttribute()
+    finalize_at = NumberAttribute()
+    required_skills = UnicodeSetAttribute(null=True)
+    ingested_chunks = NumberSetAttribute(null=True)
+    answered = NumberAttribute(default=0)
+    items_done = NumberAttribute(default=0)
+    round = NumberAttribute(default=1)
+    cancelled_at = NumberAttribute(null=True)
+    results_key = UnicodeAttribute(null=True)
+    result_count = NumberAttribute(null=True)
+    done_at = NumberAttribute(null=True)
+    error = UnicodeAttribute(null=True)
+
+    by_state = JobsByState()
+    by_client = JobsByClient()
+
+
+class OpenItems(GlobalSecondaryIndex):
+    """Sparse index of items that still take answers (open_job is removed when complete)."""
+
+    class Meta:
+        index_name = "open_items"
+        projection = AllProjection()
+
+    open_job = UnicodeAttribute(hash_key=True)
+    item_id = UnicodeAttribute(range_key=True)
+
+
+class ItemModel(Model):
+    """An item with its slots: free count, leases and answers keyed by worker id."""
+
+    class Meta:
+        table_name = "items"
+
+    job_id = UnicodeAttribute(hash_key=True)
+    item_id = UnicodeAttribute(range_key=True)
+    data = JSONAttribute()
+    external_id = UnicodeAttribute(null=True)
+    redundancy = NumberAttribute()
+    free = NumberAttribute()
+    answer_count = NumberAttribute(default=0)
+    leases = MapAttribute(default=dict)
+    answers = MapAttribute(default=dict)
+    counted = MapAttribute(default=dict)
+    seen = UnicodeSetAttribute(null=True)
+    open_job = UnicodeAttribute(null=True)
+
+    open_items = OpenItems()
+
+
+class ResultModel(Model):
+    """The aggregated result of one item, as the JSON line clients download."""
+
+    class Meta:
+        table_name = "results"
+
+    job_id = UnicodeAttribute(hash_key=True)
+    item_id = UnicodeAttribute(range_key=True)
+    body = JSONAttribute()
+
+
+ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, ItemModel, ResultModel)
+
+
+def bind_models(settings: Settings) -> None:
+    """Point every model at its stage's table; pynamodb caches one connection per model."""
+    names = {
+        AccountModel: settings.accounts_table,
+        CredentialModel: settings.credentials_table,
+        QuoteModel: settings.quotes_table,
+        JobModel: settings.jobs_table,
+        ItemModel: settings.items_table,
+        ResultModel: settings.results_table,
+    }
+    for model, table in names.items():
+        if model.Meta.table_name != table or getattr(model.Meta, "region", None) != settings.region:
+            model.Meta.table_name = table
+            model.Meta.region = settings.region
+            model._connection = None

@@ -1,0 +1,85 @@
+"""Client API: quotes, jobs, progress, results, cancellation."""
+from __future__ import annotations
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.common import client_secret, json_body, json_errors
+from chalicelib.api.views import job_view, quote_view
+from chalicelib.deps import platform
+from chalicelib.domain import services
+from chalicelib.domain.model import Principal
+
+bp = Blueprint(__name__)
+
+
+def _client() -> Principal:
+    return services.authenticate(platform(), client_secret(bp.current_request), services.CLIENT)
+
+
+@bp.route("/quotes", methods=["POST"])
+@json_errors
+def create_quote() -> Response:
+    """Price a job spec; the quote is firm until it expires."""
+    client = _client()
+    quote = services.create_quote(platform(), client, json_body(bp.current_request))
+    return Response(body=quote_view(quote), status_code=201)
+
+
+@bp.route("/jobs", methods=["POST"])
+@json_errors
+def create_job() -> Response:
+    """Post a job from a quote; its items are ingested in the background."""
+    client = _client()
+    job = services.post_job(platform(), client, json_body(bp.current_request))
+    return Response(body=job_view(job), status_code=202)
+
+
+@bp.route("/jobs", methods=["GET"])
+@json_errors
+def list_jobs() -> dict:
+    """The client's jobs, newest first."""
+    client = _client()
+    query = bp.current_request.query_params or {}
+    jobs, cursor = services.client_jobs(platform(), client, query)
+    return {"jobs": [job_view(job) for job in jobs], "next_cursor": cursor}
+
+
+@bp.route("/jobs/{job_id}", methods=["GET"])
+@json_errors
+def get_job(job_id: str) -> dict:
+    """A job's state, counts and spend against its budget."""
+    client = _client()
+    p = platform()
+    job = services.client_job(p, client, job_id)
+    return job_view(job, services.job_progress(p, job))
+
+
+@bp.route("/jobs/{job_id}/cancel", methods=["POST"])
+@json_errors
+def cancel_job(job_id: str) -> dict:
+    """Stop new leases; leased work may still be submitted."""
+    client = _client()
+    p = platform()
+    job = services.cancel_job(p, client, job_id)
+    return job_view(job, services.job_progress(p, job))
+
+
+@bp.route("/jobs/{job_id}/results", methods=["GET"])
+@json_errors
+def get_results(job_id: str) -> dict:
+    """A page of per-item results with confidence and lineage."""
+    client = _client()
+    query = bp.current_request.query_params or {}
+    job, page = services.result_page(platform(), client, job_id, query)
+    return {"job_id": job.job_id, "state": job.state, "results": page.entries,
+            "next_cursor": page.cursor}
+
+
+@bp.route("/jobs/{job_id}/results/download", methods=["GET"])
+@json_errors
+def download_results(job_id: str) -> dict:
+    """A time-limited link to every result as JSON Lines."""
+    client = _client()
+    job, url = services.result_download(platform(), client, job_id)
+    return {"job_id": job.job_id, "format": "jsonl", "url": url, "expires_in_seconds": 900,
+            "result_count": job.result_count}

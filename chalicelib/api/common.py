@@ -1,0 +1,82 @@
+"""What every route shares: JSON bodies, credentials, and errors as JSON."""
+from __future__ import annotations
+
+import functools
+import json
+import re
+from collections.abc import Callable
+from typing import Any
+
+from chalice import Response
+
+from chalicelib.errors import CrowdError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
+from chalicelib.observability import logger
+
+MAX_BODY_BYTES = 5 * 1024 * 1024
+CLIENT_KEY_HEADER = "x-api-key"
+
+
+def json_body(request: Any) -> Any:
+    """The request's JSON body; 413 before parsing anything oversize, 400/415 when not JSON."""
+    raw = request.raw_body or b""
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes", field="body")
+    content_type = (request.headers.get("content-type") or "application/json").lower()
+    if not content_type.startswith("application/json"):
+        raise UnsupportedMediaType("send the body as application/json", field="body")
+    if not raw.strip():
+        raise InvalidRequest("a JSON body is required", field="body")
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("the body is not valid JSON", field="body",
+                             code="malformed_json") from None
+
+
+def client_secret(request: Any) -> str | None:
+    """The client API key from its header."""
+    return request.headers.get(CLIENT_KEY_HEADER)
+
+
+def worker_secret(request: Any) -> str | None:
+    """The worker token from 'Authorization: Bearer <token>'."""
+    header = request.headers.get("authorization") or ""
+    scheme, _, token = header.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def error_response(error: CrowdError) -> Response:
+    """The JSON response for a domain error."""
+    return Response(body=error.to_body(), status_code=error.status,
+                    headers={"Content-Type": "application/json"})
+
+
+def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn domain errors into their status and JSON body; anything else into a JSON 500."""
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return view(*args, **kwargs)
+        except CrowdError as error:
+            if error.status >= 500:
+                logger.exception("request failed", extra={"error_code": error.code})
+            return error_response(error)
+        except Exception:
+            logger.exception("unhandled error")
+            return Response(body={"error": "internal_error",
+                                  "message": "an internal error occurred"}, status_code=500)
+    return wrapper
+
+
+def _snake(name: str) -> str:
+    name = re.sub(r"(Error)$", "", name)
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() or "error"
+
+
+def chalice_errors_as_json(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """Middleware: Chalice's own errors (405, 415, ...) get the platform's error shape."""
+    response = get_response(event)
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
+        response.body = {"error": _snake(str(body["Code"])), "message": body.get("Message", "")}
+    return response

@@ -1,0 +1,69 @@
+"""How domain objects look on the wire."""
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.domain.jobs import iso
+from chalicelib.domain.model import Assignment, Job, Principal, Quote, SubmitReceipt
+
+
+def quote_view(quote: Quote) -> dict[str, Any]:
+    """A quote as the client sees it."""
+    return {
+        "quote_id": quote.quote_id, "task_type": quote.task_type, "items": quote.items,
+        "redundancy": quote.redundancy, "reward_cents": quote.reward_cents,
+        "cohort": quote.cohort, "currency": "USD",
+        "line_items": [vars(line) for line in quote.line_items],
+        "total_cents": quote.total_cents, "expires_at": iso(quote.expires_at),
+    }
+
+
+def job_view(job: Job, progress: dict[str, int] | None = None) -> dict[str, Any]:
+    """A job as its client sees it."""
+    view: dict[str, Any] = {
+        "job_id": job.job_id, "title": job.title, "state": job.state,
+        "task_type": job.task_type, "quote_id": job.quote_id,
+        "redundancy": job.redundancy, "reward_cents": job.reward_cents,
+        "not_applicable": job.not_applicable, "answer_schema": job.answer_schema,
+        "required_skills": list(job.required_skills), "lease_seconds": job.lease_seconds,
+        "deadline": iso(job.deadline), "created_at": iso(job.created_at),
+        "budget_cents": job.budget_cents, "spent_cents": job.spent_cents,
+        "cancelled_at": iso(job.cancelled_at), "done_at": iso(job.done_at),
+        "result_count": job.result_count,
+    }
+    if progress is not None:
+        view["counts"] = progress
+    if job.error:
+        view["error"] = job.error
+    return view
+
+
+def assignment_view(assignment: Assignment) -> dict[str, Any]:
+    """A leased task as the worker sees it: nothing about other workers or other answers."""
+    job = assignment.job
+    return {
+        "assignment_id": assignment.assignment_id, "job_id": job.job_id, "title": job.title,
+        "task_type": job.task_type, "instructions": job.instructions,
+        "answer_schema": job.answer_schema, "not_applicable": job.not_applicable,
+        "reward_cents": job.reward_cents,
+        "item": {"item_id": assignment.item.item_id, "data": assignment.item.data},
+        "leased_at": iso(assignment.lease.leased_at),
+        "expires_at": iso(assignment.lease.expires_at),
+        "expires_in_seconds": int(assignment.lease.expires_at - assignment.lease.leased_at),
+    }
+
+
+def receipt_view(receipt: SubmitReceipt) -> dict[str, Any]:
+    """The answer receipt; identical on every retry of the same submit."""
+    return {"assignment_id": receipt.assignment_id, "job_id": receipt.job_id,
+            "status": "accepted", "submitted_at": iso(receipt.submitted_at),
+            "reward_cents": receipt.reward_cents}
+
+
+def worker_view(worker: Principal, token: str | None = None) -> dict[str, Any]:
+    """A worker account (with its token only at registration)."""
+    view: dict[str, Any] = {"worker_id": worker.account_id, "name": worker.name,
+                            "skills": sorted(worker.skills)}
+    if token:
+        view["token"] = token
+    return view

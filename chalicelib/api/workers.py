@@ -1,0 +1,67 @@
+"""Worker API: registration, leasing, submitting and releasing tasks."""
+from __future__ import annotations
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.common import json_body, json_errors, worker_secret
+from chalicelib.api.views import assignment_view, receipt_view, worker_view
+from chalicelib.deps import platform
+from chalicelib.domain import services
+from chalicelib.domain.model import Principal
+from chalicelib.errors import InvalidRequest
+
+bp = Blueprint(__name__)
+
+
+def _worker() -> Principal:
+    return services.authenticate(platform(), worker_secret(bp.current_request), services.WORKER)
+
+
+@bp.route("/workers", methods=["POST"])
+@json_errors
+def register_worker() -> Response:
+    """Register a worker with a name and skills; the token is shown once."""
+    worker, token = services.register_worker(platform(), json_body(bp.current_request))
+    return Response(body=worker_view(worker, token), status_code=201)
+
+
+@bp.route("/workers/me", methods=["GET"])
+@json_errors
+def whoami() -> dict:
+    """The calling worker's profile."""
+    return worker_view(_worker())
+
+
+@bp.route("/tasks/next", methods=["GET"])
+@json_errors
+def next_task() -> Response:
+    """Lease one task the worker qualifies for; 204 when there is none."""
+    worker = _worker()
+    query = bp.current_request.query_params or {}
+    unknown = set(query) - {"job_id"}
+    if unknown:
+        name = sorted(unknown)[0]
+        raise InvalidRequest(f"unknown parameter '{name}'", field=name, code="unknown_field")
+    assignment = services.lease_next_task(platform(), worker, query.get("job_id"))
+    if assignment is None:
+        return Response(body="", status_code=204)
+    return Response(body=assignment_view(assignment), status_code=200)
+
+
+@bp.route("/assignments/{assignment_id}/submit", methods=["POST"])
+@json_errors
+def submit(assignment_id: str) -> dict:
+    """Submit an answer (or not_applicable with a reason) for a leased task."""
+    worker = _worker()
+    receipt = services.submit_answer(platform(), worker, assignment_id,
+                                     json_body(bp.current_request))
+    return receipt_view(receipt)
+
+
+@bp.route("/assignments/{assignment_id}/release", methods=["POST"])
+@json_errors
+def release(assignment_id: str) -> dict:
+    """Give a leased task back (skip); you will not be offered that item again."""
+    worker = _worker()
+    services.release_assignment(platform(), worker, assignment_id)
+    return {"assignment_id": assignment_id, "status": "released"}

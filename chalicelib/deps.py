@@ -1,0 +1,56 @@
+"""Builds the Platform once per Lambda container, lazily: nothing connects at import."""
+from __future__ import annotations
+
+import threading
+
+from chalicelib.domain.services import Platform
+
+_platform: Platform | None = None
+_lock = threading.Lock()
+
+
+def platform() -> Platform:
+    """The container's Platform, wired to DynamoDB, SQS, S3 and Step Functions."""
+    global _platform
+    if _platform is None:
+        with _lock:
+            if _platform is None:
+                _platform = _build()
+    return _platform
+
+
+def _build() -> Platform:
+    from chalicelib.adapters import aws
+    from chalicelib.adapters.dynamo import (
+        DynamoAccounts, DynamoItems, DynamoJobs, DynamoQuotes, DynamoResults,
+    )
+    from chalicelib.adapters.messaging import SqsQueue, StepFunctionsWorkflow
+    from chalicelib.adapters.models import bind_models
+    from chalicelib.adapters.storage import S3Blobs
+    from chalicelib.settings import settings
+
+    config = settings()
+    bind_models(config)
+    sqs = aws.client("sqs", config.region)
+    return Platform(
+        accounts=DynamoAccounts(), quotes=DynamoQuotes(), jobs=DynamoJobs(),
+        items=DynamoItems(), results=DynamoResults(),
+        blobs=S3Blobs(aws.client("s3", config.region), config.results_bucket),
+        ingest_queue=SqsQueue(sqs, config.ingest_queue_name),
+        results_queue=SqsQueue(sqs, config.results_queue_name),
+        workflow=StepFunctionsWorkflow(aws.client("stepfunctions", config.region),
+                                       config.aggregation_state_machine_arn),
+        cache_seconds=config.cache_seconds,
+        open_registration=config.open_worker_registration,
+    )
+
+
+def reset() -> None:
+    """Forget the Platform, settings and AWS clients (tests switch stacks between runs)."""
+    global _platform
+    from chalicelib.adapters import aws
+    from chalicelib.settings import settings
+
+    _platform = None
+    settings.cache_clear()
+    aws.reset()

@@ -1,0 +1,52 @@
+"""Identifier formats: one place builds and parses them."""
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+from chalicelib.errors import NotFound
+
+_ASSIGNMENT = re.compile(r"^asg_([0-9a-f]{16})_(\d{6})_([0-9a-f]{8})_(\d{1,15})$")
+_JOB = re.compile(r"^job_[0-9a-f]{16}$")
+
+
+def new_id(prefix: str) -> str:
+    """A random id such as 'job_3f9c...' (16 hex digits)."""
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def new_secret(prefix: str) -> str:
+    """A bearer secret such as an API key; only its hash is stored."""
+    return f"{prefix}_{secrets.token_urlsafe(24)}"
+
+
+def hash_secret(secret: str) -> str:
+    """The stored form of a bearer secret."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+def item_id(index: int) -> str:
+    """The platform's id of the index-th item of a job."""
+    return f"{index:06d}"
+
+
+def is_job_id(value: str) -> bool:
+    """True when value has the form of a job id."""
+    return bool(_JOB.match(value or ""))
+
+
+def new_assignment_id(job_id: str, item: str, leased_at: float) -> str:
+    """An assignment id naming its job, item and lease time, so submit needs no lookup.
+
+    The id is checked against the stored lease on submit, so a forged one gets nowhere.
+    """
+    return f"asg_{job_id[4:]}_{item}_{secrets.token_hex(4)}_{int(leased_at * 1000)}"
+
+
+def parse_assignment_id(assignment_id: str) -> tuple[str, str, float]:
+    """(job_id, item_id, leased_at) of an assignment id; NotFound when it is not one of ours."""
+    match = _ASSIGNMENT.match(assignment_id or "")
+    if not match:
+        raise NotFound("no such assignment", code="assignment_not_found")
+    return f"job_{match.group(1)}", match.group(2), int(match.group(4)) / 1000

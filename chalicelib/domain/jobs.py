@@ -1,0 +1,150 @@
+"""Posting a job: validate the body against its quote, number the items, cut ingest chunks."""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from chalicelib.domain import validation as v
+from chalicelib.domain.ids import item_id, new_id
+from chalicelib.domain.model import (
+    NA_ALLOWED, NA_NOT_ALLOWED, Job, NewItem, Quote, answer_kind,
+)
+from chalicelib.errors import Conflict, InvalidRequest, PayloadTooLarge
+
+MAX_ITEM_BYTES = 8 * 1024
+MAX_LABELS = 50
+MAX_TEXT_ANSWER = 5000
+MAX_INSTRUCTIONS = 20_000
+DEFAULT_LEASE_SECONDS = 600
+DEFAULT_DEADLINE_SECONDS = 7 * 24 * 3600
+MAX_DEADLINE_SECONDS = 90 * 24 * 3600
+# An ingest message carries at most one DynamoDB batch (25) and stays well under SQS's 256 KiB.
+CHUNK_ITEMS = 25
+CHUNK_BYTES = 200 * 1024
+
+JOB_FIELDS = ("quote_id", "title", "instructions", "items", "answer_schema", "not_applicable",
+              "lease_seconds", "deadline", "required_skills")
+
+
+def parse_timestamp(value: Any, field: str) -> float:
+    """Seconds since the epoch from an ISO 8601 string with a time zone."""
+    if not isinstance(value, str):
+        raise InvalidRequest(f"'{field}' must be an ISO 8601 timestamp", field=field)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidRequest(f"'{field}' must be an ISO 8601 timestamp", field=field) from None
+    if parsed.tzinfo is None:
+        raise InvalidRequest(f"'{field}' needs a time zone, e.g. 'Z'", field=field)
+    return parsed.timestamp()
+
+
+def iso(timestamp: float | None) -> str | None:
+    """An epoch timestamp as ISO 8601 UTC with a Z."""
+    if timestamp is None:
+        return None
+    moment = datetime.fromtimestamp(timestamp, tz=timezone.utc)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def parse_answer_schema(task_type: str, raw: Any) -> dict[str, Any]:
+    """The answer schema for a task type: a label list, or text length limits."""
+    schema = v.require_object(raw, "answer_schema")
+    prefix = "answer_schema."
+    if answer_kind(task_type) == "categorical":
+        v.reject_unknown(schema, ("labels",), prefix)
+        labels = v.string_list(schema, "labels", min_items=2, max_items=MAX_LABELS,
+                               max_length=64, prefix=prefix)
+        return {"labels": labels}
+    v.reject_unknown(schema, ("min_length", "max_length"), prefix)
+    high = v.integer(schema, "max_length", low=1, high=MAX_TEXT_ANSWER, default=MAX_TEXT_ANSWER,
+                     prefix=prefix)
+    low = v.integer(schema, "min_length", low=1, high=high, default=1, prefix=prefix)
+    return {"min_length": low, "max_length": high}
+
+
+def parse_items(raw: Any, expected: int) -> list[NewItem]:
+    """Items as posted: objects with 'data' (an object) and an optional 'external_id'."""
+    if not isinstance(raw, list):
+        raise InvalidRequest("'items' must be a list of objects", field="items")
+    if len(raw) > expected:
+        raise PayloadTooLarge(f"the quote covers {expected} items; got {len(raw)}", field="items")
+    if len(raw) != expected:
+        raise InvalidRequest(f"the quote covers {expected} items; got {len(raw)}", field="items")
+    items = []
+    for index, entry in enumerate(raw):
+        name = f"items[{index}]"
+        if not isinstance(entry, Mapping):
+            raise InvalidRequest(f"'{name}' must be an object", field=name)
+        v.reject_unknown(entry, ("data", "external_id"), f"{name}.")
+        data = entry.get("data")
+        if not isinstance(data, Mapping) or not data:
+            raise InvalidRequest(f"'{name}.data' must be a non-empty object", field=f"{name}.data")
+        if len(json.dumps(data, separators=(",", ":"))) > MAX_ITEM_BYTES:
+            raise PayloadTooLarge(f"'{name}.data' is over {MAX_ITEM_BYTES} bytes",
+                                  field=f"{name}.data")
+        external = v.text(entry, "external_id", max_length=128, required=False, prefix=f"{name}.")
+        items.append(NewItem(item_id(index), dict(data), external))
+    return items
+
+
+def chunk_items(items: list[NewItem]) -> list[list[NewItem]]:
+    """Cut items into ingest chunks of at most CHUNK_ITEMS items and CHUNK_BYTES bytes."""
+    chunks: list[list[NewItem]] = []
+    current: list[NewItem] = []
+    size = 0
+    for item in items:
+        item_size = len(json.dumps(item.data, separators=(",", ":"))) + 200
+        if current and (len(current) == CHUNK_ITEMS or size + item_size > CHUNK_BYTES):
+            chunks.append(current)
+            current, size = [], 0
+        current.append(item)
+        size += item_size
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
+              ) -> tuple[Job, list[list[NewItem]]]:
+    """Validate a job body against its quote; return the job and its ingest chunks."""
+    if quote.client_id != client_id:
+        raise InvalidRequest("no such quote", field="quote_id", code="quote_not_found")
+    if quote.job_id:
+        raise Conflict("this quote was already used for a job", field="quote_id",
+                       code="quote_used", details={"job_id": quote.job_id})
+    if quote.expires_at <= now:
+        raise Conflict("this quote has expired; ask for a new one", field="quote_id",
+                       code="quote_expired")
+    instructions = v.text(body, "instructions", max_length=MAX_INSTRUCTIONS)
+    title = v.text(body, "title", max_length=200, required=False) or f"{quote.task_type} job"
+    schema = parse_answer_schema(quote.task_type, body.get("answer_schema"))
+    policy = v.choice(body, "not_applicable", (NA_ALLOWED, NA_NOT_ALLOWED), default=NA_NOT_ALLOWED)
+    lease_seconds = v.integer(body, "lease_seconds", low=30, high=3600,
+                              default=DEFAULT_LEASE_SECONDS)
+    if body.get("deadline") is None:
+        deadline = now + DEFAULT_DEADLINE_SECONDS
+    else:
+        deadline = parse_timestamp(body["deadline"], "deadline")
+        if deadline < now + 60:
+            raise InvalidRequest("'deadline' must be at least a minute from now", field="deadline")
+        if deadline > now + MAX_DEADLINE_SECONDS:
+            raise InvalidRequest("'deadline' may be at most 90 days away", field="deadline")
+    skills = v.string_list(body, "required_skills", max_items=10, max_length=64)
+    if not skills and quote.cohort:
+        skills = [quote.cohort]
+    if "items" not in body:
+        raise InvalidRequest("'items' is required", field="items")
+    items = parse_items(body["items"], quote.items)
+    chunks = chunk_items(items)
+    job = Job(
+        job_id=new_id("job"), client_id=client_id, quote_id=quote.quote_id, title=title,
+        task_type=quote.task_type, instructions=instructions, answer_schema=schema,
+        not_applicable=policy, redundancy=quote.redundancy, reward_cents=quote.reward_cents,
+        budget_cents=quote.total_cents, item_count=len(items), chunk_count=len(chunks),
+        lease_seconds=lease_seconds, deadline=deadline, created_at=now,
+        required_skills=tuple(skills), finalize_at=deadline,
+    )
+    return job, chunks

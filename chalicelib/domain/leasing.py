@@ -1,0 +1,63 @@
+"""Lease policy: which slot of which item a worker may take, and until when."""
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from chalicelib.domain.ids import new_assignment_id
+from chalicelib.domain.model import ItemState, Job, Lease
+
+MAX_TRIES_PER_POOL = 6
+
+
+@dataclass(frozen=True)
+class LeasePlan:
+    """Take a free slot of an item, or the slot of an expired lease (reclaim_from)."""
+
+    item_id: str
+    reclaim_from: str | None = None
+
+
+def plan_for(item: ItemState, worker_id: str, now: float) -> LeasePlan | None:
+    """How worker_id could lease item now, or None if they cannot."""
+    if worker_id in item.seen or item.complete:
+        return None
+    if item.free > 0:
+        return LeasePlan(item.item_id)
+    for holder, lease in sorted(item.leases.items()):
+        if lease.expires_at <= now:
+            return LeasePlan(item.item_id, reclaim_from=holder)
+    return None
+
+
+def candidate_plans(items: Iterable[ItemState], worker_id: str, now: float,
+                    rng: random.Random | None = None, limit: int = MAX_TRIES_PER_POOL
+                    ) -> list[LeasePlan]:
+    """Plans to try in order: items with the fewest answers first, shuffled within a level.
+
+    Shuffling spreads concurrent workers over different items so their conditional
+    writes rarely collide; fewest-answers-first finishes items evenly.
+    """
+    rng = rng or random.Random()
+    scored = []
+    for item in items:
+        plan = plan_for(item, worker_id, now)
+        if plan is not None:
+            scored.append((item.answer_count + len(item.leases), rng.random(), plan))
+    scored.sort(key=lambda entry: (entry[0], entry[1]))
+    return [plan for _, _, plan in scored[:limit]]
+
+
+def new_lease(job: Job, item_id: str, now: float) -> Lease:
+    """A lease for a slot of item_id that ends after the job's lease time or at its deadline."""
+    return Lease(
+        assignment_id=new_assignment_id(job.job_id, item_id, now),
+        expires_at=min(now + job.lease_seconds, job.deadline),
+        leased_at=now,
+    )
+
+
+def qualifies(worker_skills: frozenset[str], job: Job) -> bool:
+    """True when the worker holds every skill the job requires."""
+    return set(job.required_skills) <= set(worker_skills)

@@ -1,0 +1,211 @@
+"""Plain data the domain works on; adapters translate storage records to and from these."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+TEXT_TASK_TYPES = ("translation", "transcription", "collection")
+TASK_TYPES = ("categorical",) + TEXT_TASK_TYPES
+
+# Job states, in the order a job moves through them.
+INGESTING = "ingesting"
+ACTIVE = "active"
+CANCELLED = "cancelled"
+AGGREGATING = "aggregating"
+DONE = "done"
+FAILED = "failed"
+TAKES_ANSWERS = (ACTIVE, CANCELLED)
+
+NA_ALLOWED = "allowed_with_reason"
+NA_NOT_ALLOWED = "not_allowed"
+
+
+def answer_kind(task_type: str) -> str:
+    """'categorical' or 'text': translation, transcription and collection share text answers."""
+    return "categorical" if task_type == "categorical" else "text"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a client account, a worker or an operator."""
+
+    account_id: str
+    role: str
+    name: str = ""
+    skills: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class LineItem:
+    """One priced line of a quote."""
+
+    name: str
+    quantity: int
+    unit_cents: int
+    amount_cents: int
+
+
+@dataclass(frozen=True)
+class Quote:
+    """A firm price for a job spec, valid until expires_at."""
+
+    quote_id: str
+    client_id: str
+    task_type: str
+    items: int
+    redundancy: int
+    reward_cents: int
+    cohort: str | None
+    line_items: tuple[LineItem, ...]
+    total_cents: int
+    created_at: float
+    expires_at: float
+    job_id: str | None = None
+
+
+@dataclass
+class Job:
+    """A client's job and its progress counters."""
+
+    job_id: str
+    client_id: str
+    quote_id: str
+    title: str
+    task_type: str
+    instructions: str
+    answer_schema: dict[str, Any]
+    not_applicable: str
+    redundancy: int
+    reward_cents: int
+    budget_cents: int
+    item_count: int
+    chunk_count: int
+    lease_seconds: int
+    deadline: float
+    created_at: float
+    state: str = INGESTING
+    required_skills: tuple[str, ...] = ()
+    ingested_chunks: frozenset[int] = frozenset()
+    answered: int = 0
+    items_done: int = 0
+    round: int = 1
+    finalize_at: float | None = None
+    cancelled_at: float | None = None
+    results_key: str | None = None
+    result_count: int | None = None
+    done_at: float | None = None
+    error: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """The answer kind of this job's task type."""
+        return answer_kind(self.task_type)
+
+    @property
+    def spent_cents(self) -> int:
+        """Rewards of accepted answers counted so far."""
+        return self.answered * self.reward_cents
+
+    def takes_leases(self, now: float) -> bool:
+        """True while workers may lease new tasks."""
+        return self.state == ACTIVE and now < self.deadline
+
+
+@dataclass(frozen=True)
+class NewItem:
+    """An item as the client posted it, numbered by the platform."""
+
+    item_id: str
+    data: dict[str, Any]
+    external_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A worker's hold on one slot of an item."""
+
+    assignment_id: str
+    expires_at: float
+    leased_at: float
+
+
+@dataclass(frozen=True)
+class StoredAnswer:
+    """An accepted answer as kept on its item."""
+
+    assignment_id: str
+    answer: dict[str, Any]
+    submitted_at: float
+    leased_at: float
+
+
+@dataclass
+class ItemState:
+    """An item with its slots: free count, live leases and accepted answers by worker."""
+
+    job_id: str
+    item_id: str
+    data: dict[str, Any]
+    redundancy: int
+    free: int
+    external_id: str | None = None
+    leases: dict[str, Lease] = field(default_factory=dict)
+    answers: dict[str, StoredAnswer] = field(default_factory=dict)
+    seen: frozenset[str] = frozenset()
+
+    @property
+    def answer_count(self) -> int:
+        """Accepted answers so far."""
+        return len(self.answers)
+
+    @property
+    def complete(self) -> bool:
+        """True when the item has all the answers it takes."""
+        return self.answer_count >= self.redundancy
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """A leased task as a worker sees it."""
+
+    assignment_id: str
+    job: Job
+    item: ItemState
+    lease: Lease
+
+
+@dataclass(frozen=True)
+class SubmitReceipt:
+    """What a worker gets back for an accepted answer (the same on every retry)."""
+
+    assignment_id: str
+    job_id: str
+    submitted_at: float
+    reward_cents: int
+    item_complete: bool
+    duplicate: bool = False
+
+
+@dataclass(frozen=True)
+class CountedAnswer:
+    """One accepted answer announced on the results queue."""
+
+    job_id: str
+    item_id: str
+    worker_id: str
+    assignment_id: str
+    item_complete: bool
+
+
+@dataclass(frozen=True)
+class ItemResult:
+    """The aggregated answer for one item, with its lineage."""
+
+    item_id: str
+    answer: dict[str, Any] | None
+    confidence: float
+    n_answers: int
+    not_applicable: bool = False
+    external_id: str | None = None
+    na_reasons: tuple[str, ...] = ()
+    lineage: tuple[dict[str, Any], ...] = ()

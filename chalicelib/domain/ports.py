@@ -1,0 +1,109 @@
+"""The storage, messaging and workflow interfaces the domain needs (adapters implement them)."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from chalicelib.domain.model import (
+    CountedAnswer, ItemState, Job, Lease, NewItem, Principal, Quote, StoredAnswer,
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a listing and the cursor of the next, if any."""
+
+    entries: list[dict[str, Any]]
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class SlotOutcome:
+    """The result of a conditional write on an item, with the item as it now stands."""
+
+    ok: bool
+    item: ItemState | None
+
+
+class AccountStore(Protocol):
+    """Accounts and their hashed bearer credentials."""
+
+    def create_account(self, account_id: str, role: str, name: str, skills: Sequence[str],
+                       token_hash: str, now: float) -> None: """Store an account and its credential together."""
+    def principal_for(self, token_hash: str) -> Principal | None: """The account a credential belongs to."""
+
+
+class QuoteStore(Protocol):
+    """Firm quotes."""
+
+    def put_quote(self, quote: Quote) -> None: """Store a new quote."""
+    def get_quote(self, quote_id: str) -> Quote | None: """A quote by id."""
+
+
+class JobStore(Protocol):
+    """Jobs, their counters and state transitions."""
+
+    def create_job(self, job: Job) -> None:
+        """Store a new job and mark its quote used, together (fails if the quote was used)."""
+    def get_job(self, job_id: str) -> Job | None: """A job by id (strongly consistent)."""
+    def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
+        """Jobs in a state, optionally only those due to finalise before a time."""
+    def jobs_of_client(self, client_id: str, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
+        """A client's jobs, newest first."""
+    def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job: """Record a chunk; return the job."""
+    def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
+                   **changes: Any) -> bool:
+        """Move a job between states if it is in one of from_states; False if it was not."""
+    def record_counted(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:
+        """Count answers not counted before (idempotent per assignment); return how many were new."""
+
+
+class ItemStore(Protocol):
+    """Items and their slots: the conditional writes that keep leases and answers exact."""
+
+    def put_items(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> None:
+        """Write fresh items (blind: only before the job takes leases)."""
+    def open_items(self, job_id: str, worker_id: str | None, limit: int | None
+                   ) -> list[ItemState]:
+        """Incomplete items (that worker_id has not seen, when given)."""
+    def get_item(self, job_id: str, item_id: str) -> ItemState | None: """One item."""
+    def try_lease(self, job_id: str, item_id: str, worker_id: str, lease: Lease,
+                  reclaim_from: str | None, now: float) -> SlotOutcome:
+        """Take a free slot (or an expired lease's slot) for worker_id if still possible."""
+    def try_submit(self, job_id: str, item_id: str, worker_id: str, answer: StoredAnswer,
+                   now: float) -> SlotOutcome:
+        """Turn worker_id's live lease into an accepted answer; ok False shows the item as it is."""
+    def try_release(self, job_id: str, item_id: str, worker_id: str, assignment_id: str
+                    ) -> SlotOutcome:
+        """Give a leased slot back."""
+    def iter_items(self, job_id: str) -> Iterator[ItemState]: """Every item of a job."""
+
+
+class ResultStore(Protocol):
+    """Aggregated results per item."""
+
+    def put_results(self, job_id: str, results: Iterable[dict[str, Any]]) -> None: """Write result lines."""
+    def page(self, job_id: str, limit: int, cursor: str | None) -> Page: """A page of results."""
+
+
+class BlobStore(Protocol):
+    """Objects in the results bucket."""
+
+    def put_text(self, key: str, body: str, content_type: str) -> None: """Write an object."""
+    def get_text(self, key: str) -> str: """Read an object."""
+    def download_url(self, key: str, seconds: int) -> str: """A time-limited download link."""
+
+
+class MessageQueue(Protocol):
+    """A queue that takes JSON messages."""
+
+    def send(self, message: dict[str, Any]) -> None: """Send one message."""
+    def send_many(self, messages: Sequence[dict[str, Any]]) -> None: """Send in batches."""
+
+
+class Workflow(Protocol):
+    """The aggregation state machine."""
+
+    def start(self, name: str, payload: dict[str, Any]) -> bool:
+        """Start an execution; False when one with that name already exists."""

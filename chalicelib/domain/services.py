@@ -1,0 +1,390 @@
+"""Command handlers: plain functions over the ports in a Platform.
+
+Hot paths are written for cost: a lease is one conditional write (candidate items come
+from a per-container pool refreshed by one query), a submit is one conditional write and
+one SQS message, and counting is one transaction per SQS batch.
+"""
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.domain import leasing
+from chalicelib.domain import validation as v
+from chalicelib.domain.answers import validate_answer
+from chalicelib.domain.ids import hash_secret, is_job_id, new_id, new_secret, parse_assignment_id
+from chalicelib.domain.jobs import JOB_FIELDS, build_job
+from chalicelib.domain.model import (
+    ACTIVE, AGGREGATING, CANCELLED, INGESTING, TAKES_ANSWERS, Assignment, CountedAnswer,
+    ItemState, Job, NewItem, Principal, Quote, StoredAnswer, SubmitReceipt,
+)
+from chalicelib.domain.ports import (
+    AccountStore, BlobStore, ItemStore, JobStore, MessageQueue, QuoteStore, ResultStore, Workflow,
+)
+from chalicelib.domain.pricing import price_quote
+from chalicelib.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+
+CLIENT, WORKER, OPERATOR = "client", "worker", "operator"
+POOL_REFRESH_SIZE = 100
+PRINCIPAL_CACHE_SECONDS = 60.0
+
+
+@dataclass
+class Platform:
+    """The ports the handlers use, plus this container's small read caches."""
+
+    accounts: AccountStore
+    quotes: QuoteStore
+    jobs: JobStore
+    items: ItemStore
+    results: ResultStore
+    blobs: BlobStore
+    ingest_queue: MessageQueue
+    results_queue: MessageQueue
+    workflow: Workflow
+    clock: Callable[[], float] = time.time
+    cache_seconds: float = 2.0
+    open_registration: bool = False
+    rng: random.Random = field(default_factory=random.Random)
+    _principals: dict[str, tuple[Principal, float]] = field(default_factory=dict)
+    _jobs: dict[str, tuple[Job, float]] = field(default_factory=dict)
+    _active: tuple[list[Job], float] | None = None
+    _pools: dict[str, dict[str, ItemState]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def now(self) -> float:
+        """The current time in epoch seconds."""
+        return self.clock()
+
+
+# --- accounts -------------------------------------------------------------------------
+
+def authenticate(p: Platform, secret: str | None, role: str) -> Principal:
+    """The principal behind a bearer secret, cached per container; 401/403 otherwise."""
+    if not secret:
+        raise Unauthorized("missing credentials", code="missing_credentials")
+    digest = hash_secret(secret)
+    cached = p._principals.get(digest)
+    now = p.now()
+    if cached and now - cached[1] < PRINCIPAL_CACHE_SECONDS:
+        principal = cached[0]
+    else:
+        principal = p.accounts.principal_for(digest)
+        if principal is None:
+            raise Unauthorized("unknown or revoked credentials", code="invalid_credentials")
+        p._principals[digest] = (principal, now)
+    if principal.role != role:
+        raise Forbidden(f"this endpoint needs {role} credentials", code="wrong_role")
+    return principal
+
+
+def create_account(p: Platform, role: str, name: str, skills: Iterable[str] = ()
+                   ) -> tuple[Principal, str]:
+    """A new account and its bearer secret (shown once; only its hash is kept)."""
+    prefix = {CLIENT: "ck", WORKER: "wt", OPERATOR: "ok"}[role]
+    account_id = new_id({CLIENT: "cli", WORKER: "wrk", OPERATOR: "opr"}[role])
+    secret = new_secret(prefix)
+    skills = sorted(set(skills))
+    p.accounts.create_account(account_id, role, name, skills, hash_secret(secret), p.now())
+    return Principal(account_id, role, name, frozenset(skills)), secret
+
+
+def register_worker(p: Platform, body: Any) -> tuple[Principal, str]:
+    """Open self-registration of a worker with a name and skills (e.g. languages)."""
+    if not p.open_registration:
+        raise Forbidden("worker registration is closed on this stage",
+                        code="registration_closed")
+    body = v.require_object(body)
+    v.reject_unknown(body, ("name", "skills"))
+    name = v.text(body, "name", max_length=100)
+    skills = v.string_list(body, "skills", max_items=50, max_length=64)
+    return create_account(p, WORKER, name.strip(), skills)
+
+
+# --- quotes and jobs --------------------------------------------------------------------
+
+def create_quote(p: Platform, client: Principal, body: Any) -> Quote:
+    """Price a spec and keep the quote firm until it expires."""
+    quote = price_quote(client.account_id, body, p.now())
+    p.quotes.put_quote(quote)
+    return quote
+
+
+def post_job(p: Platform, client: Principal, body: Any) -> Job:
+    """Create a job from a quote and fan its items out through the ingest queue."""
+    body = v.require_object(body)
+    v.reject_unknown(body, JOB_FIELDS)
+    quote_id = v.text(body, "quote_id", max_length=64)
+    quote = p.quotes.get_quote(quote_id)
+    if quote is None or quote.client_id != client.account_id:
+        raise NotFound("no such quote", field="quote_id", code="quote_not_found")
+    job, chunks = build_job(quote, client.account_id, body, p.now())
+    p.jobs.create_job(job)
+    p.ingest_queue.send_many([
+        {"job_id": job.job_id, "chunk": index,
+         "items": [{"item_id": i.item_id, "data": i.data, "external_id": i.external_id}
+                   for i in chunk]}
+        for index, chunk in enumerate(chunks)
+    ])
+    return job
+
+
+def client_job(p: Platform, client: Principal, job_id: str) -> Job:
+    """A job of this client (strongly consistent); other clients' jobs are 404."""
+    job = p.jobs.get_job(job_id) if is_job_id(job_id) else None
+    if job is None or job.client_id != client.account_id:
+        raise NotFound("no such job", code="job_not_found")
+    return job
+
+
+def client_jobs(p: Platform, client: Principal, query: Mapping[str, str]
+                ) -> tuple[list[Job], str | None]:
+    """A page of the client's jobs, newest first."""
+    v.reject_unknown(query, ("limit", "cursor"), "query.")
+    return p.jobs.jobs_of_client(client.account_id, _limit(query), query.get("cursor"))
+
+
+def _limit(query: Mapping[str, str], default: int = 100) -> int:
+    text = query.get("limit", str(default))
+    if not text.isdigit():
+        raise InvalidRequest("'limit' must be a whole number", field="limit")
+    return v.integer({"limit": int(text)}, "limit", low=1, high=1000)
+
+
+def job_progress(p: Platform, job: Job) -> dict[str, int]:
+    """Counts for a job: items, live leases, answers counted, items done."""
+    now = p.now()
+    leased = 0
+    if job.state in TAKES_ANSWERS:
+        leased = sum(1 for item in p.items.open_items(job.job_id, None, None)
+                     for lease in item.leases.values() if lease.expires_at > now)
+    return {"items": job.item_count, "leased": leased, "answered": job.answered,
+            "done": job.items_done}
+
+
+def cancel_job(p: Platform, client: Principal, job_id: str) -> Job:
+    """Stop new leases; leased work may still be submitted until its lease ends."""
+    job = client_job(p, client, job_id)
+    if job.state not in (INGESTING, ACTIVE):
+        raise Conflict(f"a job in state '{job.state}' cannot be cancelled", code="job_not_active")
+    now = p.now()
+    live = job_progress(p, job)["leased"]
+    finalize_at = now if live == 0 else min(now + job.lease_seconds, job.deadline)
+    if not p.jobs.transition(job.job_id, (INGESTING, ACTIVE), CANCELLED, cancelled_at=now,
+                             finalize_at=finalize_at):
+        raise Conflict("the job changed state meanwhile; read it again", code="job_not_active")
+    p._jobs.pop(job.job_id, None)
+    p._active = None
+    job = client_job(p, client, job_id)
+    if live == 0 and job.state == CANCELLED:
+        start_aggregation(p, job)
+        job = client_job(p, client, job_id)
+    return job
+
+
+def result_page(p: Platform, client: Principal, job_id: str, query: Mapping[str, str]
+                ) -> tuple[Job, Any]:
+    """A page of a job's results."""
+    job = client_job(p, client, job_id)
+    v.reject_unknown(query, ("limit", "cursor"), "query.")
+    return job, p.results.page(job.job_id, _limit(query), query.get("cursor"))
+
+
+def result_download(p: Platform, client: Principal, job_id: str) -> tuple[Job, str]:
+    """A time-limited link to the whole result set as JSON Lines."""
+    job = client_job(p, client, job_id)
+    if not job.results_key:
+        raise Conflict("results are not published yet", code="results_not_ready")
+    return job, p.blobs.download_url(job.results_key, 900)
+
+
+# --- ingest -----------------------------------------------------------------------------
+
+def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
+    """Write one chunk of a job's items; a repeated chunk changes nothing."""
+    job = p.jobs.get_job(message["job_id"])
+    if job is None or message["chunk"] in job.ingested_chunks:
+        return
+    if job.state == INGESTING:
+        items = [NewItem(i["item_id"], i["data"], i.get("external_id")) for i in message["items"]]
+        # Blind batch writes are safe only while no worker can lease: the job is not active
+        # until every chunk is recorded, and a recorded chunk is never written again.
+        p.items.put_items(job.job_id, job.redundancy, items)
+    job = p.jobs.mark_chunk_ingested(job.job_id, message["chunk"])
+    if len(job.ingested_chunks) >= job.chunk_count and job.state == INGESTING:
+        p.jobs.transition(job.job_id, (INGESTING,), ACTIVE)
+
+
+# --- leasing ----------------------------------------------------------------------------
+
+def _cached_job(p: Platform, job_id: str) -> Job | None:
+    now = p.now()
+    cached = p._jobs.get(job_id)
+    if cached and now - cached[1] < p.cache_seconds:
+        return cached[0]
+    job = p.jobs.get_job(job_id)
+    if job is not None:
+        p._jobs[job_id] = (job, now)
+    return job
+
+
+def _active_jobs(p: Platform) -> list[Job]:
+    now = p.now()
+    if p._active and now - p._active[1] < p.cache_seconds:
+        return p._active[0]
+    jobs = sorted(p.jobs.jobs_in_state(ACTIVE), key=lambda job: job.created_at)
+    p._active = (jobs, now)
+    for job in jobs:
+        p._jobs[job.job_id] = (job, now)
+    return jobs
+
+
+def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
+                    ) -> Assignment | None:
+    """Lease one task the worker qualifies for and has not seen; None when there is none."""
+    now = p.now()
+    if job_id is not None:
+        job = _cached_job(p, job_id) if is_job_id(job_id) else None
+        if job is None:
+            raise NotFound("no such job", field="job_id", code="job_not_found")
+        if not leasing.qualifies(worker.skills, job):
+            raise Forbidden("you do not hold the skills this job requires",
+                            code="not_qualified", details={"required_skills": list(job.required_skills)})
+        candidates = [job]
+    else:
+        candidates = [job for job in _active_jobs(p) if leasing.qualifies(worker.skills, job)]
+    for job in candidates:
+        if job.takes_leases(now):
+            assignment = _lease_in_job(p, job, worker.account_id, now)
+            if assignment is not None:
+                return assignment
+    return None
+
+
+def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignment | None:
+    pool = p._pools.setdefault(job.job_id, {})
+    for refreshed in (False, True):
+        if refreshed:
+            fresh = p.items.open_items(job.job_id, worker_id, POOL_REFRESH_SIZE)
+            with p._lock:
+                if len(pool) > 4 * POOL_REFRESH_SIZE:
+                    pool.clear()
+                pool.update({item.item_id: item for item in fresh})
+            if not fresh:
+                return None
+        with p._lock:
+            snapshot = list(pool.values())
+        for plan in leasing.candidate_plans(snapshot, worker_id, now, p.rng):
+            lease = leasing.new_lease(job, plan.item_id, now)
+            outcome = p.items.try_lease(job.job_id, plan.item_id, worker_id, lease,
+                                        plan.reclaim_from, now)
+            with p._lock:
+                if outcome.item is None or outcome.item.complete:
+                    pool.pop(plan.item_id, None)
+                else:
+                    pool[plan.item_id] = outcome.item
+            if outcome.ok and outcome.item is not None:
+                return Assignment(lease.assignment_id, job, outcome.item, lease)
+    return None
+
+
+# --- submit and release -------------------------------------------------------------------
+
+def _worker_item(p: Platform, assignment_id: str) -> tuple[Job, str, float]:
+    job_id, item_id, leased_at = parse_assignment_id(assignment_id)
+    job = _cached_job(p, job_id)
+    if job is None:
+        raise NotFound("no such assignment", code="assignment_not_found")
+    return job, item_id, leased_at
+
+
+def _receipt(job: Job, item: ItemState, worker_id: str, duplicate: bool) -> SubmitReceipt:
+    stored = item.answers[worker_id]
+    return SubmitReceipt(stored.assignment_id, job.job_id, stored.submitted_at, job.reward_cents,
+                         item.complete, duplicate)
+
+
+def submit_answer(p: Platform, worker: Principal, assignment_id: str, body: Any
+                  ) -> SubmitReceipt:
+    """Accept an answer for a live lease exactly once; a retry returns the first receipt."""
+    job, item_id, leased_at = _worker_item(p, assignment_id)
+    answer = validate_answer(job, body)
+    now = p.now()
+    worker_id = worker.account_id
+    stored = StoredAnswer(assignment_id, answer, now, leased_at)
+    outcome = p.items.try_submit(job.job_id, item_id, worker_id, stored, now)
+    item = outcome.item
+    if outcome.ok and item is not None:
+        receipt = _receipt(job, item, worker_id, duplicate=False)
+    elif item is not None and worker_id in item.answers and \
+            item.answers[worker_id].assignment_id == assignment_id:
+        receipt = _receipt(job, item, worker_id, duplicate=True)
+    elif item is not None and worker_id in item.leases and \
+            item.leases[worker_id].assignment_id == assignment_id:
+        raise Conflict("the lease on this assignment has expired; the answer was not counted",
+                       code="lease_expired")
+    elif item is not None and worker_id in item.seen:
+        raise Conflict("this assignment is no longer yours (expired or released)",
+                       code="assignment_not_active")
+    else:
+        raise NotFound("no such assignment", code="assignment_not_found")
+    # Sent on every accepted submit, retries included: counting is idempotent on the
+    # assignment, and a retry repairs a message lost after the first write.
+    p.results_queue.send({"job_id": job.job_id, "item_id": item_id, "worker_id": worker_id,
+                          "assignment_id": assignment_id, "item_complete": receipt.item_complete})
+    return receipt
+
+
+def release_assignment(p: Platform, worker: Principal, assignment_id: str) -> None:
+    """Give a leased task back so another worker can take the slot."""
+    job, item_id, _ = _worker_item(p, assignment_id)
+    outcome = p.items.try_release(job.job_id, item_id, worker.account_id, assignment_id)
+    if outcome.ok:
+        return
+    item = outcome.item
+    if item is not None and worker.account_id in item.answers and \
+            item.answers[worker.account_id].assignment_id == assignment_id:
+        raise Conflict("this assignment was already submitted", code="already_submitted")
+    if item is not None and worker.account_id in item.seen:
+        raise Conflict("this assignment is no longer yours (expired or released)",
+                       code="assignment_not_active")
+    raise NotFound("no such assignment", code="assignment_not_found")
+
+
+# --- counting and the aggregation trigger -------------------------------------------------
+
+def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
+    """Count announced answers per job (idempotent) and start aggregation when a job is done."""
+    by_job: dict[str, list[CountedAnswer]] = {}
+    for m in messages:
+        by_job.setdefault(m["job_id"], []).append(CountedAnswer(
+            m["job_id"], m["item_id"], m["worker_id"], m["assignment_id"], bool(m["item_complete"])))
+    for job_id, answers in by_job.items():
+        new = p.jobs.record_counted(job_id, answers)
+        if new < len(answers) or any(answer.item_complete for answer in answers):
+            job = p.jobs.get_job(job_id)
+            if job is not None and job.state in TAKES_ANSWERS and job.items_done >= job.item_count:
+                start_aggregation(p, job)
+
+
+def start_aggregation(p: Platform, job: Job) -> None:
+    """Start the job's aggregation round once (the execution name makes a repeat harmless)."""
+    p.workflow.start(f"{job.job_id}-r{job.round}", {"job_id": job.job_id, "round": job.round})
+    # State moves after the start: a crash in between leaves the job to be started again.
+    p.jobs.transition(job.job_id, TAKES_ANSWERS, AGGREGATING)
+    p._jobs.pop(job.job_id, None)
+
+
+def finalize_due_jobs(p: Platform) -> list[str]:
+    """Start aggregation for jobs past their deadline or whose cancellation has run out."""
+    now = p.now()
+    started = []
+    for state in (ACTIVE, CANCELLED):
+        for job in p.jobs.jobs_in_state(state, finalize_before=now):
+            start_aggregation(p, job)
+            started.append(job.job_id)
+    return started

@@ -1,0 +1,78 @@
+"""Typed settings, read once from the environment (stage values live in .chalice/config.json)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+from chalicelib.errors import ConfigurationError
+
+_REQUIRED = {
+    "accounts_table": "ACCOUNTS_TABLE",
+    "credentials_table": "CREDENTIALS_TABLE",
+    "quotes_table": "QUOTES_TABLE",
+    "jobs_table": "JOBS_TABLE",
+    "items_table": "ITEMS_TABLE",
+    "results_table": "RESULTS_TABLE",
+    "ingest_queue_name": "INGEST_QUEUE_NAME",
+    "results_queue_name": "RESULTS_QUEUE_NAME",
+    "results_bucket": "RESULTS_BUCKET",
+    "aggregation_state_machine_arn": "AGGREGATION_STATE_MACHINE_ARN",
+}
+
+# Queue names are needed at import time by Chalice's decorators (they become the event
+# source mappings at deploy time), so they have defaults that match the dev stage.
+DEFAULT_INGEST_QUEUE = "crowd-dev-ingest"
+DEFAULT_RESULTS_QUEUE = "crowd-dev-results"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the app reads from its environment."""
+
+    accounts_table: str
+    credentials_table: str
+    quotes_table: str
+    jobs_table: str
+    items_table: str
+    results_table: str
+    ingest_queue_name: str
+    results_queue_name: str
+    results_bucket: str
+    aggregation_state_machine_arn: str
+    region: str
+    open_worker_registration: bool
+    cache_seconds: float
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def read_settings(environ: dict[str, str] | None = None) -> Settings:
+    """Build settings from an environment mapping; fail fast naming every missing variable."""
+    env = os.environ if environ is None else environ
+    missing = sorted(var for var in _REQUIRED.values() if not env.get(var))
+    if missing:
+        raise ConfigurationError(f"missing environment variables: {', '.join(missing)}")
+    values = {field: env[var] for field, var in _REQUIRED.items()}
+    return Settings(
+        **values,
+        region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
+        open_worker_registration=_flag(env.get("OPEN_WORKER_REGISTRATION")),
+        cache_seconds=float(env.get("CACHE_SECONDS", "2")),
+    )
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """The process-wide settings, read on first use."""
+    return read_settings()
+
+
+def queue_names() -> tuple[str, str]:
+    """Ingest and results queue names for Chalice's event-source decorators."""
+    return (
+        os.environ.get("INGEST_QUEUE_NAME", DEFAULT_INGEST_QUEUE),
+        os.environ.get("RESULTS_QUEUE_NAME", DEFAULT_RESULTS_QUEUE),
+    )

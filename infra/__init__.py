@@ -1,0 +1,1 @@
+"""Infrastructure of the crowd marketplace: CloudFormation template, deploy helpers and the local AWS harness."""

@@ -1,0 +1,200 @@
+"""Stand-ins for what AWS runs around the app, shared by the tests and the local stack.
+
+- `LambdaContext`: the context object a Lambda handler receives (Powertools reads it).
+- `SqsPump`: the SQS event-source mapping, i.e. receive a batch, call the Chalice
+  `@app.on_sqs_message` handler, delete on success, make visible again on failure
+  (so maxReceiveCount and the queue's DLQ behave as on AWS).
+- `wait_for_execution`: poll a Step Functions execution until it stops.
+
+Works against `moto.mock_aws` and against a moto server alike: it only uses the
+boto3 clients it is given.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+LOG = logging.getLogger(__name__)
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+_TERMINAL_EXECUTION_STATES = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"})
+
+
+@dataclass
+class LambdaContext:
+    """Minimal Lambda context: the attributes Chalice and Powertools read."""
+
+    function_name: str = "local"
+    function_version: str = "$LATEST"
+    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:local"
+    memory_limit_in_mb: int = 128
+    timeout_seconds: float = 60.0
+    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    log_group_name: str = "/aws/lambda/local"
+    log_stream_name: str = "local"
+    _deadline: float = field(default=0.0, repr=False)
+
+    def __post_init__(self) -> None:
+        """Start the invocation clock."""
+        self._deadline = time.monotonic() + self.timeout_seconds
+        self.log_group_name = f"/aws/lambda/{self.function_name}"
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds left before the (simulated) Lambda timeout."""
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+def lambda_context(function_name: str, region: str = "us-east-1", timeout_seconds: float = 60.0) -> LambdaContext:
+    """A fresh context for one invocation of the named function."""
+    return LambdaContext(
+        function_name=function_name,
+        invoked_function_arn=f"arn:aws:lambda:{region}:000000000000:function:{function_name}",
+        timeout_seconds=timeout_seconds,
+    )
+
+
+def _lambda_message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
+    """An SQS API message attribute (PascalCase keys) as Lambda's event spells it (camelCase)."""
+    out: dict[str, Any] = {
+        "stringListValues": list(value.get("StringListValues", [])),
+        "binaryListValues": [_b64(b) for b in value.get("BinaryListValues", [])],
+        "dataType": value.get("DataType"),
+    }
+    if "StringValue" in value:
+        out["stringValue"] = value["StringValue"]
+    if "BinaryValue" in value:
+        out["binaryValue"] = _b64(value["BinaryValue"])
+    return out
+
+
+def _b64(data: bytes | str) -> str:
+    """Binary values arrive base64-encoded in Lambda events; boto3 hands us raw bytes."""
+    return data if isinstance(data, str) else base64.b64encode(data).decode("ascii")
+
+
+class SqsPump:
+    """Deliver SQS messages to Chalice SQS handlers the way a Lambda event-source mapping does."""
+
+    def __init__(
+        self,
+        sqs_client: Any,
+        routes: Mapping[str, Handler],
+        *,
+        visibility_timeout: int | None = None,
+        function_name_prefix: str = "",
+    ) -> None:
+        """routes maps a queue name to the handler called as handler(event, context)."""
+        self._sqs = sqs_client
+        self._routes = dict(routes)
+        self._visibility_timeout = visibility_timeout
+        self._prefix = function_name_prefix
+        self._queues: dict[str, tuple[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def _queue(self, name: str) -> tuple[str, str]:
+        """(url, arn) of a queue, looked up once."""
+        if name not in self._queues:
+            url = self._sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            arn = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            self._queues[name] = (url, arn)
+        return self._queues[name]
+
+    def _event(self, messages: list[dict[str, Any]], arn: str) -> dict[str, Any]:
+        """The Lambda-shaped SQS event for one batch of received messages."""
+        region = arn.split(":")[3]
+        records = []
+        for m in messages:
+            records.append(
+                {
+                    "messageId": m["MessageId"],
+                    "receiptHandle": m["ReceiptHandle"],
+                    "body": m["Body"],
+                    "attributes": dict(m.get("Attributes", {})),
+                    "messageAttributes": {k: _lambda_message_attribute(v) for k, v in m.get("MessageAttributes", {}).items()},
+                    "md5OfBody": m.get("MD5OfBody"),
+                    "eventSource": "aws:sqs",
+                    "eventSourceARN": arn,
+                    "awsRegion": region,
+                }
+            )
+        return {"Records": records}
+
+    def _pump_queue(self, name: str, handler: Handler, max_batch: int) -> int:
+        """Receive one batch from one queue and hand it to its handler."""
+        url, arn = self._queue(name)
+        kwargs: dict[str, Any] = {
+            "QueueUrl": url,
+            "MaxNumberOfMessages": max(1, min(max_batch, 10)),
+            "AttributeNames": ["All"],
+            "MessageAttributeNames": ["All"],
+            "WaitTimeSeconds": 0,
+        }
+        if self._visibility_timeout is not None:
+            kwargs["VisibilityTimeout"] = self._visibility_timeout
+        messages = self._sqs.receive_message(**kwargs).get("Messages", [])
+        if not messages:
+            return 0
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
+        context = lambda_context(f"{self._prefix}{name}", region=arn.split(":")[3])
+        try:
+            handler(self._event(messages, arn), context)
+        except Exception:
+            LOG.exception("SQS handler for %s failed; %d message(s) go back to the queue", name, len(messages))
+            # A failed Lambda leaves the batch invisible until the visibility timeout
+            # (360 s here); make it visible at once so retries and the DLQ can be
+            # exercised without waiting. The receive count still goes up.
+            self._sqs.change_message_visibility_batch(
+                QueueUrl=url, Entries=[dict(e, VisibilityTimeout=0) for e in entries]
+            )
+        else:
+            self._sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+        return len(messages)
+
+    def pump_once(self, max_batch: int = 10) -> int:
+        """Give each queue's handler at most one batch; return how many messages were delivered."""
+        with self._lock:
+            return sum(self._pump_queue(name, handler, max_batch) for name, handler in self._routes.items())
+
+    def drain(self, max_rounds: int = 1000) -> int:
+        """Pump until no queue yields a message; return the total delivered."""
+        total = 0
+        for _ in range(max_rounds):
+            delivered = self.pump_once()
+            if delivered == 0:
+                return total
+            total += delivered
+        raise RuntimeError(f"queues still not empty after {max_rounds} rounds ({total} messages delivered)")
+
+    def run_forever(self, stop_event: threading.Event, wait_seconds: float = 1.0) -> None:
+        """Pump until stop_event is set, sleeping wait_seconds whenever the queues are empty."""
+        while not stop_event.is_set():
+            try:
+                delivered = self.pump_once()
+            except Exception:
+                # e.g. the moto server shutting down under us; keep the thread alive.
+                LOG.exception("SQS pump round failed")
+                delivered = 0
+            if delivered == 0:
+                stop_event.wait(wait_seconds)
+
+
+def wait_for_execution(
+    sfn_client: Any, execution_arn: str, timeout: float = 60.0, poll_seconds: float = 0.05
+) -> dict[str, Any]:
+    """Poll describe_execution until the execution stops; return the last description."""
+    deadline = time.monotonic() + timeout
+    while True:
+        description = sfn_client.describe_execution(executionArn=execution_arn)
+        if description["status"] in _TERMINAL_EXECUTION_STATES:
+            return description
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"execution {execution_arn} still {description['status']} after {timeout} s")
+        time.sleep(poll_seconds)

@@ -1,0 +1,389 @@
+"""Patches to moto 5.2.5 that close the gaps between it and AWS for this project.
+
+Test and local-stack only: the app never imports this module. Every patch is on a
+moto class (process-wide), so it applies to `mock_aws` and to an in-process moto
+server alike. Each docstring names the gap it closes.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+import json
+import threading
+import traceback
+import zipfile
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import Any
+
+from infra.local_aws import lambda_context
+from infra.stack import STAGE_FUNCTIONS
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+_DYNAMODB_LOCK = threading.RLock()
+_LOCKED_MARK = "__crowd_dynamodb_locked__"
+_DYNAMODB_BACKEND_METHODS = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    "batch_write_item",
+    "get_item",
+    "query",
+    "scan",
+    "transact_get_items",
+    "execute_statement",
+    "execute_transaction",
+    "batch_execute_statement",
+)
+# moto's batch/transact reads and batch writes are implemented in the response
+# handler as one backend call per item (the backend methods of those names are
+# empty stubs), so the handler methods are locked too to keep each request atomic.
+_DYNAMODB_HANDLER_METHODS = ("batch_write_item", "batch_get_item", "transact_get_items", "transact_write_items")
+
+_CFN_MARK = "__crowd_cfn_table_shim__"
+
+
+class Undo:
+    """Callable that reverts a patch; also usable as a context manager."""
+
+    def __init__(self, revert: Callable[[], None]) -> None:
+        """Wrap the function that reverts the patch."""
+        self._revert: Callable[[], None] | None = revert
+
+    def __call__(self) -> None:
+        """Revert the patch (only the first call does anything)."""
+        if self._revert is not None:
+            revert, self._revert = self._revert, None
+            revert()
+
+    def __enter__(self) -> Undo:
+        """Keep the patch for the duration of the with-block."""
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Revert the patch when the with-block ends."""
+        self()
+
+
+def _locked(method: Callable[..., Any]) -> Callable[..., Any]:
+    """method run under the process-wide DynamoDB lock."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            return method(*args, **kwargs)
+
+    setattr(wrapper, _LOCKED_MARK, True)
+    return wrapper
+
+
+def install_dynamodb_lock() -> None:
+    """Serialise moto's DynamoDB reads and writes behind one process-wide RLock (idempotent).
+
+    Gap: moto's DynamoDB backend is not thread-safe. Concurrent conditional updates
+    can both win, and a cancelled TransactWriteItems restores deep copies of every
+    table it touched, wiping other threads' writes. With the lock moto is stricter
+    than DynamoDB (no TransactionConflict), so test retries on cancellation separately.
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.responses import DynamoHandler
+
+    for cls, names in ((DynamoDBBackend, _DYNAMODB_BACKEND_METHODS), (DynamoHandler, _DYNAMODB_HANDLER_METHODS)):
+        for name in names:
+            method = getattr(cls, name, None)
+            if method is None or getattr(method, _LOCKED_MARK, False):
+                continue
+            setattr(cls, name, _locked(method))
+
+
+def install_cloudformation_table_shim() -> None:
+    """Make CloudFormation apply a table's TimeToLiveSpecification and PointInTimeRecoverySpecification (idempotent).
+
+    Gap: moto 5.2.5's AWS::DynamoDB::Table ignores both properties, so TTL and
+    PITR would be off on a stack-created table while the template says on.
+    """
+    from moto.dynamodb.models import dynamodb_backends
+    from moto.dynamodb.models.table import Table
+
+    current = Table.__dict__["create_from_cloudformation_json"]
+    if getattr(current.__func__, _CFN_MARK, False):
+        return
+    original = current.__func__
+
+    def create_from_cloudformation_json(
+        cls: type, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        table = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        properties = cloudformation_json.get("Properties", {})
+        backend = dynamodb_backends[account_id][region_name]
+        ttl = properties.get("TimeToLiveSpecification")
+        if ttl:
+            backend.update_time_to_live(
+                table.name, {"AttributeName": ttl["AttributeName"], "Enabled": _truthy(ttl.get("Enabled", False))}
+            )
+        pitr = properties.get("PointInTimeRecoverySpecification")
+        if pitr and _truthy(pitr.get("PointInTimeRecoveryEnabled", False)):
+            backend.update_continuous_backups(table.name, {"PointInTimeRecoveryEnabled": True})
+        return table
+
+    setattr(create_from_cloudformation_json, _CFN_MARK, True)
+    Table.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)  # type: ignore[method-assign,assignment]
+
+
+def _state_machine_definition(properties: Mapping[str, Any]) -> str:
+    """DefinitionString, or the object Definition serialised, with DefinitionSubstitutions applied."""
+    definition = properties.get("DefinitionString")
+    if definition is None and "Definition" in properties:
+        definition = json.dumps(properties["Definition"])
+    definition = definition or ""
+    for key, value in (properties.get("DefinitionSubstitutions") or {}).items():
+        definition = definition.replace("${" + key + "}", str(value))
+    return definition
+
+
+def install_cloudformation_state_machine_shim() -> None:
+    """Make CloudFormation create state machines where the Step Functions API looks for them (idempotent).
+
+    Gaps: with `{"stepfunctions": {"execute_state_machine": True}}` the API is served
+    by a separate backend (`stepfunctions_parser_backends`) while moto 5.2.5's
+    AWS::StepFunctions::StateMachine writes to the plain one, so a stack-created
+    state machine "does not exist" for describe/start_execution. moto also leaves
+    an object `Definition` empty, ignores DefinitionSubstitutions and
+    StateMachineType. This creates, updates and deletes through the backend the API
+    uses (which also parses the ASL, so a broken definition fails the deploy).
+    """
+    from moto.stepfunctions.models import StateMachine
+    from moto.stepfunctions.responses import get_backend
+    from moto.stepfunctions.utils import cfn_to_api_tags
+
+    if getattr(StateMachine.__dict__["create_from_cloudformation_json"].__func__, _CFN_MARK, False):
+        return
+
+    def create_from_cloudformation_json(
+        cls: type, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        properties = cloudformation_json["Properties"]
+        return get_backend(account_id, region_name).create_state_machine(
+            properties.get("StateMachineName", resource_name),
+            _state_machine_definition(properties),
+            properties.get("RoleArn", ""),
+            tags=cfn_to_api_tags(properties.get("Tags", [])),
+            sm_type=properties.get("StateMachineType", "STANDARD"),
+        )
+
+    def delete_from_cloudformation_json(
+        cls: type, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
+        get_backend(account_id, region_name).delete_state_machine(resource_name)
+
+    def update_from_cloudformation_json(
+        cls: type,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        properties = cloudformation_json.get("Properties", {})
+        backend = get_backend(account_id, region_name)
+        name = properties.get("StateMachineName", original_resource.name)
+        if name != original_resource.name:
+            replacement = create_from_cloudformation_json(cls, name, cloudformation_json, account_id, region_name)
+            backend.delete_state_machine(original_resource.arn)
+            return replacement
+        state_machine = backend.update_state_machine(
+            original_resource.arn,
+            definition=_state_machine_definition(properties) or None,
+            role_arn=properties.get("RoleArn"),
+        )
+        backend.tagger.tag_resource(state_machine.arn, cfn_to_api_tags(properties.get("Tags", [])))
+        return state_machine
+
+    for fn in (create_from_cloudformation_json, delete_from_cloudformation_json, update_from_cloudformation_json):
+        setattr(fn, _CFN_MARK, True)
+        setattr(StateMachine, fn.__name__, classmethod(fn))
+
+
+def _truthy(value: Any) -> bool:
+    """CloudFormation booleans may arrive as strings after intrinsic resolution."""
+    return value is True or str(value).lower() == "true"
+
+
+def install_all() -> None:
+    """Install every process-wide shim the project needs (DynamoDB lock, CloudFormation table and state machine shims)."""
+    install_dynamodb_lock()
+    install_cloudformation_table_shim()
+    install_cloudformation_state_machine_shim()
+
+
+def _stage_name(function_name: str, handlers: Mapping[str, Handler]) -> str | None:
+    """The handler key whose `-<key>` ends the function name, preferring the longest."""
+    matches = [name for name in handlers if function_name.endswith(f"-{name}") or function_name == name]
+    return max(matches, key=len) if matches else None
+
+
+def _function_error(exc: BaseException) -> str:
+    """The payload AWS Lambda returns for an unhandled Python exception."""
+    return json.dumps(
+        {
+            "errorMessage": str(exc),
+            "errorType": type(exc).__name__,
+            "requestId": "",
+            # Drop the routing wrapper's own frame, as Lambda's runtime does for its bootstrap.
+            "stackTrace": traceback.format_tb(exc.__traceback__.tb_next if exc.__traceback__ else None),
+        }
+    )
+
+
+def route_lambda_invocations(handlers: Mapping[str, Handler]) -> Undo:
+    """Run invocations of functions named `*-<name>` in-process as handlers[name](event, context).
+
+    Gap: moto runs Lambda code only in Docker (not available here), and
+    `{"lambda": {"use_docker": false}}` just echoes the input. Step Functions
+    Lambda tasks and `lambda:Invoke` calls reach `LambdaFunction._invoke_lambda`,
+    which this replaces for matching names. A handler's return value is the JSON
+    payload; an exception becomes a function error whose payload carries
+    `errorType` = the exception's class name, which moto's interpreter (like AWS)
+    uses as the task's error name, so Retry/Catch on e.g. `TransientError` match.
+    Handlers run in the calling thread (the interpreter's, under Step Functions)
+    and see this process's environment, not the function's configured variables.
+    Returns an `Undo` (callable or context manager).
+    """
+    from moto.awslambda.models import LambdaFunction
+
+    routes = dict(handlers)
+    original = LambdaFunction.__dict__["_invoke_lambda"]
+
+    def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
+        name = _stage_name(self.function_name, routes)
+        if name is None:
+            return original(self, event)
+        if isinstance(event, (str, bytes)):
+            # moto passes the literal string "{}" for an empty body.
+            event = json.loads(event or "{}")
+        context = lambda_context(self.function_name, region=self.region, timeout_seconds=float(self.timeout or 3))
+        try:
+            result = routes[name]({} if event is None else event, context)
+        except Exception as exc:  # noqa: BLE001 - every handler error is a function error
+            return _function_error(exc), True, ""
+        try:
+            return json.dumps(result), False, ""
+        except (TypeError, ValueError) as exc:
+            return json.dumps({"errorMessage": f"Unable to marshal response: {exc}", "errorType": "Runtime.MarshalError"}), True, ""
+
+    LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
+
+    def revert() -> None:
+        LambdaFunction._invoke_lambda = original  # type: ignore[method-assign]
+
+    return Undo(revert)
+
+
+def _placeholder_zip() -> bytes:
+    """A deployment package whose handler is never run (invocations are routed in-process)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("app.py", "def handler(event, context):\n    raise RuntimeError('routed in-process')\n")
+    return buffer.getvalue()
+
+
+def create_stage_functions(
+    lambda_client: Any, iam_client: Any, app_name: str = "crowd", stage: str = "dev"
+) -> dict[str, str]:
+    """Create placeholder functions `<app>-<stage>-<fn>` for every stage function; return {fn: arn}.
+
+    Gap: on AWS `chalice deploy` creates these; on moto nothing does, and a Step
+    Functions Lambda task fails with ResourceNotFound unless the function exists.
+    Pair with `route_lambda_invocations` so invoking them runs the app's code.
+    Idempotent: existing functions and the role are reused.
+    """
+    role_name = f"{app_name}-{stage}-stage-functions-local"
+    try:
+        role_arn = iam_client.get_role(RoleName=role_name)["Role"]["Arn"]
+    except iam_client.exceptions.NoSuchEntityException:
+        role_arn = iam_client.create_role(
+            RoleName=role_name,
+            AssumeRolePolicyDocument=json.dumps(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}
+                    ],
+                }
+            ),
+        )["Role"]["Arn"]
+    code = _placeholder_zip()
+    arns: dict[str, str] = {}
+    for fn in STAGE_FUNCTIONS:
+        name = f"{app_name}-{stage}-{fn}"
+        try:
+            arns[fn] = lambda_client.get_function(FunctionName=name)["Configuration"]["FunctionArn"]
+            continue
+        except lambda_client.exceptions.ResourceNotFoundException:
+            pass
+        arns[fn] = lambda_client.create_function(
+            FunctionName=name,
+            Runtime="python3.12",
+            Role=role_arn,
+            Handler="app.handler",
+            Code={"ZipFile": code},
+            Timeout=60,
+            MemorySize=256,
+        )["FunctionArn"]
+    return arns
+
+
+class _NoSleepTime(SimpleNamespace):
+    """Stands in for the `time` module inside moto's retrier: sleep() returns at once."""
+
+    def __getattr__(self, name: str) -> Any:
+        import time
+
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(_seconds: float) -> None:
+        """Skip the back-off."""
+
+
+def make_step_functions_instant() -> Undo:
+    """Make Retry back-off and Wait states return at once in moto's ASL interpreter.
+
+    Gap: the interpreter really sleeps (IntervalSeconds x BackoffRate^n, Wait
+    seconds), which makes retry tests take seconds to minutes. Returns an `Undo`.
+    """
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
+
+    original_time = retrier_decl.time
+    original_wait = WaitFunction.__dict__["_wait_interval"]
+    retrier_decl.time = _NoSleepTime()  # type: ignore[assignment]
+
+    def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        return None
+
+    WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
+
+    def revert() -> None:
+        retrier_decl.time = original_time  # type: ignore[assignment]
+        WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]
+
+    return Undo(revert)
+
+
+@contextmanager
+def routed_stage_functions(
+    lambda_client: Any,
+    iam_client: Any,
+    handlers: Mapping[str, Handler],
+    app_name: str = "crowd",
+    stage: str = "dev",
+) -> Iterator[dict[str, str]]:
+    """Create the stage functions and route their invocations to handlers for the with-block."""
+    arns = create_stage_functions(lambda_client, iam_client, app_name, stage)
+    with route_lambda_invocations(handlers):
+        yield arns

@@ -1,0 +1,82 @@
+"""Shared fixtures: the whole stack on moto in-process, with the real template and state machine."""
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Fake credentials before anything imports boto3: nothing here may reach real AWS.
+os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                  AWS_SESSION_TOKEN="testing", AWS_DEFAULT_REGION="us-east-1",
+                  AWS_REGION="us-east-1")
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+
+
+@dataclass
+class Stack:
+    """The app on an in-process moto stack, with handles tests need."""
+
+    app: Any
+    client: Any
+    pump: Any
+    sfn: Any
+    sqs: Any
+    outputs: dict[str, str]
+
+    def drain(self) -> int:
+        """Deliver every queued SQS message to its consumer, until the queues are empty."""
+        return self.pump.drain()
+
+    def wait_for_state(self, job_id: str, key: str, states: tuple[str, ...],
+                       timeout: float = 30.0) -> dict:
+        """Poll GET /jobs/{id} (pumping queues) until the job reaches one of states."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.drain()
+            response = self.client.http.get(f"/jobs/{job_id}", headers={"X-Api-Key": key})
+            body = json.loads(response.body)
+            if body.get("state") in states or time.monotonic() > deadline:
+                return body
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def stack(monkeypatch):
+    """A fresh stack per test: template deployed, stage functions routed, queues pumpable."""
+    import boto3
+    from chalice.test import Client
+    from moto import mock_aws
+
+    from chalicelib import deps
+    from infra import moto_shims
+    from infra.local_aws import SqsPump
+    from infra.stack import STAGE_FUNCTIONS, app_environment, deploy_stack
+
+    with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+        moto_shims.install_all()
+        outputs = deploy_stack(boto3.client("cloudformation"), "crowd-dev-data", "crowd", "dev",
+                               waiter_delay=1)
+        for name, value in app_environment(outputs).items():
+            monkeypatch.setenv(name, value)
+        monkeypatch.setenv("OPEN_WORKER_REGISTRATION", "true")
+        deps.reset()
+        import app as app_module
+
+        handlers = {name: getattr(app_module, name) for name in STAGE_FUNCTIONS}
+        sqs = boto3.client("sqs")
+        pump = SqsPump(sqs, {os.environ["INGEST_QUEUE_NAME"]: app_module.ingest_items,
+                             os.environ["RESULTS_QUEUE_NAME"]: app_module.count_answers})
+        with moto_shims.routed_stage_functions(boto3.client("lambda"), boto3.client("iam"),
+                                               handlers), \
+                moto_shims.make_step_functions_instant(), \
+                Client(app_module.app, stage_name="dev", project_dir=str(ROOT)) as client:
+            yield Stack(app_module, client, pump, boto3.client("stepfunctions"), sqs, outputs)
+        deps.reset()

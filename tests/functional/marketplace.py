@@ -1,0 +1,73 @@
+"""A small driver for the HTTP API through Chalice's test client."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalicelib.deps import platform
+from chalicelib.domain.services import CLIENT, create_account
+
+
+class Api:
+    """Calls the API as one client and any number of workers."""
+
+    def __init__(self, stack: Any) -> None:
+        self.stack = stack
+        self.http = stack.client.http
+        _, self.key = create_account(platform(), CLIENT, "Test client")
+
+    def call(self, method: str, path: str, body: Any = None, headers: dict | None = None
+             ) -> tuple[int, Any]:
+        """(status, parsed JSON body or None) of one request."""
+        headers = dict(headers or {})
+        payload = None
+        if body is not None:
+            payload = body if isinstance(body, (str, bytes)) else json.dumps(body)
+            headers.setdefault("Content-Type", "application/json")
+        response = getattr(self.http, method.lower())(path, headers=headers, body=payload) \
+            if payload is not None else getattr(self.http, method.lower())(path, headers=headers)
+        text = response.body.decode() if isinstance(response.body, bytes) else response.body
+        return response.status_code, (json.loads(text) if text else None)
+
+    def as_client(self, method: str, path: str, body: Any = None, key: str | None = None):
+        """A request with the client's API key."""
+        return self.call(method, path, body, {"X-Api-Key": key or self.key})
+
+    def as_worker(self, token: str, method: str, path: str, body: Any = None):
+        """A request with a worker token."""
+        return self.call(method, path, body, {"Authorization": f"Bearer {token}"})
+
+    def worker(self, name: str = "w", skills: list[str] | None = None) -> str:
+        """Register a worker; return its token."""
+        status, body = self.call("POST", "/workers", {"name": name, "skills": skills or ["en"]})
+        assert status == 201, body
+        return body["token"]
+
+    def job(self, items: int = 4, redundancy: int = 2, task_type: str = "categorical",
+            **extra: Any) -> dict:
+        """Quote and post a job, ingest its items, and return the job as active."""
+        spec = {"task_type": task_type, "items": items, "redundancy": redundancy}
+        spec.update(extra.pop("quote", {}))
+        status, quote = self.as_client("POST", "/quotes", spec)
+        assert status == 201, quote
+        body = {"quote_id": quote["quote_id"], "instructions": "Choose the sentiment.",
+                "answer_schema": {"labels": ["pos", "neg", "neutral"]}
+                if task_type == "categorical" else {"min_length": 1, "max_length": 200},
+                "items": [{"data": {"text": f"item {n}"}, "external_id": f"ext-{n}"}
+                          for n in range(items)]}
+        body.update(extra)
+        status, job = self.as_client("POST", "/jobs", body)
+        assert status == 202, job
+        self.stack.drain()
+        status, job = self.as_client("GET", f"/jobs/{job['job_id']}")
+        assert status == 200 and job["state"] == "active", job
+        return job
+
+    def lease(self, token: str, job_id: str | None = None) -> tuple[int, Any]:
+        """GET /tasks/next."""
+        path = "/tasks/next" + (f"?job_id={job_id}" if job_id else "")
+        return self.as_worker(token, "GET", path)
+
+    def submit(self, token: str, assignment_id: str, answer: dict) -> tuple[int, Any]:
+        """POST /assignments/{id}/submit."""
+        return self.as_worker(token, "POST", f"/assignments/{assignment_id}/submit", answer)

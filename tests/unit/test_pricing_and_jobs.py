@@ -1,0 +1,84 @@
+"""Quotes and job posting rules (pure domain)."""
+import pytest
+
+from chalicelib.domain.jobs import CHUNK_ITEMS, build_job, chunk_items, parse_items
+from chalicelib.domain.model import NA_NOT_ALLOWED
+from chalicelib.domain.pricing import price_quote
+from chalicelib.errors import Conflict, InvalidRequest, PayloadTooLarge
+
+NOW = 1_800_000_000.0
+
+
+def _quote(**spec):
+    body = {"task_type": "categorical", "items": 4, "redundancy": 3, "reward_cents": 5}
+    body.update(spec)
+    return price_quote("cli_a", body, NOW)
+
+
+def _job_body(quote, **extra):
+    body = {"quote_id": quote.quote_id, "instructions": "Pick the sentiment.",
+            "answer_schema": {"labels": ["pos", "neg"]},
+            "items": [{"data": {"text": f"t{i}"}} for i in range(quote.items)]}
+    body.update(extra)
+    return body
+
+
+def test_quote_prices_rewards_plus_a_fee_rounded_up():
+    # GIVEN 7 items x 3 answers at 5 cents WHEN quoted
+    quote = _quote(items=7)
+    # THEN rewards are 105 cents, the 20% fee 21 cents, and the total their sum
+    lines = {line.name: line.amount_cents for line in quote.line_items}
+    assert lines == {"worker_rewards": 105, "platform_fee": 21}
+    assert quote.total_cents == 126
+    assert quote.expires_at > NOW
+
+
+def test_quote_names_the_field_at_fault():
+    with pytest.raises(InvalidRequest) as caught:
+        _quote(redundancy=0)
+    assert caught.value.field == "redundancy"
+    with pytest.raises(InvalidRequest) as caught:
+        _quote(task_type="painting")
+    assert caught.value.field == "task_type"
+    with pytest.raises(InvalidRequest) as caught:
+        _quote(colour="blue")
+    assert caught.value.field == "colour"
+    with pytest.raises(InvalidRequest) as caught:
+        _quote(items="12")
+    assert caught.value.field == "items"
+
+
+def test_job_budget_is_the_quoted_total_and_defaults_hold():
+    quote = _quote()
+    job, chunks = build_job(quote, "cli_a", _job_body(quote), NOW)
+    assert job.budget_cents == quote.total_cents
+    assert job.not_applicable == NA_NOT_ALLOWED
+    assert job.item_count == 4 and sum(len(c) for c in chunks) == 4
+    assert job.finalize_at == job.deadline
+
+
+def test_job_must_match_the_quote_and_the_quote_must_be_live():
+    quote = _quote()
+    with pytest.raises(InvalidRequest) as caught:
+        build_job(quote, "cli_a", _job_body(quote, items=[{"data": {"t": 1}}]), NOW)
+    assert caught.value.field == "items"
+    with pytest.raises(Conflict) as caught:
+        build_job(quote, "cli_a", _job_body(quote), quote.expires_at + 1)
+    assert caught.value.code == "quote_expired"
+    with pytest.raises(InvalidRequest) as caught:
+        build_job(quote, "cli_a", _job_body(quote, answer_schema={"labels": ["only"]}), NOW)
+    assert caught.value.field == "answer_schema.labels"
+
+
+def test_oversize_items_are_refused_with_413():
+    with pytest.raises(PayloadTooLarge):
+        parse_items([{"data": {"text": "x" * 9000}}], 1)
+    with pytest.raises(PayloadTooLarge):
+        parse_items([{"data": {"t": 1}}] * 3, 2)
+
+
+def test_chunks_hold_at_most_one_batch_write():
+    items = parse_items([{"data": {"n": i}} for i in range(60)], 60)
+    chunks = chunk_items(items)
+    assert [len(c) for c in chunks] == [CHUNK_ITEMS, CHUNK_ITEMS, 10]
+    assert [i.item_id for c in chunks for i in c] == [f"{n:06d}" for n in range(60)]
