@@ -134,6 +134,37 @@ def install_cloudformation_table_shim() -> None:
     Table.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)  # type: ignore[method-assign,assignment]
 
 
+def install_cloudformation_bucket_shim() -> None:
+    """Make CloudFormation apply a bucket's PublicAccessBlockConfiguration and OwnershipControls (idempotent).
+
+    Gap: moto 5.2.5's AWS::S3::Bucket applies only BucketEncryption and Tags, so a
+    stack-created bucket would report no public access block.
+    """
+    from moto.s3.models import FakeBucket, s3_backends
+    from moto.utilities.utils import get_partition
+
+    current = FakeBucket.__dict__["create_from_cloudformation_json"]
+    if getattr(current.__func__, _CFN_MARK, False):
+        return
+    original = current.__func__
+
+    def create_from_cloudformation_json(
+        cls: type, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        bucket = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        properties = cloudformation_json.get("Properties", {})
+        backend = s3_backends[account_id][get_partition(region_name)]
+        if properties.get("PublicAccessBlockConfiguration"):
+            backend.put_public_access_block(bucket.name, properties["PublicAccessBlockConfiguration"])
+        rules = (properties.get("OwnershipControls") or {}).get("Rules") or []
+        if rules:
+            backend.put_bucket_ownership_controls(bucket.name, ownership=rules[0]["ObjectOwnership"])
+        return bucket
+
+    setattr(create_from_cloudformation_json, _CFN_MARK, True)
+    FakeBucket.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)  # type: ignore[method-assign,assignment]
+
+
 def _state_machine_definition(properties: Mapping[str, Any]) -> str:
     """DefinitionString, or the object Definition serialised, with DefinitionSubstitutions applied."""
     definition = properties.get("DefinitionString")
@@ -214,9 +245,10 @@ def _truthy(value: Any) -> bool:
 
 
 def install_all() -> None:
-    """Install every process-wide shim the project needs (DynamoDB lock, CloudFormation table and state machine shims)."""
+    """Install every process-wide shim the project needs (DynamoDB lock, CloudFormation resource shims)."""
     install_dynamodb_lock()
     install_cloudformation_table_shim()
+    install_cloudformation_bucket_shim()
     install_cloudformation_state_machine_shim()
 
 

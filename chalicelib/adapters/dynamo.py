@@ -9,6 +9,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from botocore.exceptions import ClientError
 from pynamodb.constants import KEY, UPDATE_ITEM
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
@@ -70,12 +71,15 @@ def _update_raw(model: type, hash_key: str, range_key: str | None, actions: list
     )
     try:
         response = connection.connection.dispatch(UPDATE_ITEM, kwargs)
-    except PynamoDBException as error:
-        if error.cause_response_code != "ConditionalCheckFailedException":
-            _raise_transient(error)
+    except ClientError as error:
+        code = error.response.get("Error", {}).get("Code")
+        if code in _THROTTLED:
+            raise TransientError("the database is busy; try again") from error
+        if code != "ConditionalCheckFailedException":
             raise
-        cause = getattr(error, "__cause__", None)
-        return False, getattr(cause, "response", {}).get("Item")
+        # pynamodb re-raises without the returned item; botocore's original error has it.
+        original = error.__cause__ if isinstance(error.__cause__, ClientError) else error
+        return False, original.response.get("Item")
     return True, response.get("Attributes")
 
 
@@ -225,11 +229,15 @@ class DynamoJobs:
         try:
             return self._count_together(job_id, answers)
         except TransactWriteError as error:
-            if error.cause_response_code != "TransactionCanceledException" or len(answers) == 1:
-                _raise_transient(error)
-                if len(answers) == 1 and error.cause_response_code == "TransactionCanceledException":
-                    return 0
+            _raise_transient(error)
+            reasons = [r.code for r in (error.cancellation_reasons or []) if r is not None]
+            if error.cause_response_code != "TransactionCanceledException":
                 raise
+            if "ConditionalCheckFailed" not in reasons or any(
+                    code != "ConditionalCheckFailed" for code in reasons):
+                raise TransientError("counting conflicted with another write") from error
+            if len(answers) == 1:
+                return 0  # counted before: a redelivery
         return sum(self.record_counted(job_id, [answer]) for answer in answers)
 
     def _count_together(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:

@@ -359,13 +359,19 @@ def release_assignment(p: Platform, worker: Principal, assignment_id: str) -> No
 
 def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
     """Count announced answers per job (idempotent) and start aggregation when a job is done."""
-    by_job: dict[str, list[CountedAnswer]] = {}
+    by_job: dict[str, dict[str, CountedAnswer]] = {}
+    repeats = set()
     for m in messages:
-        by_job.setdefault(m["job_id"], []).append(CountedAnswer(
-            m["job_id"], m["item_id"], m["worker_id"], m["assignment_id"], bool(m["item_complete"])))
-    for job_id, answers in by_job.items():
+        answer = CountedAnswer(m["job_id"], m["item_id"], m["worker_id"], m["assignment_id"],
+                               bool(m["item_complete"]))
+        batch = by_job.setdefault(answer.job_id, {})
+        if answer.assignment_id in batch:
+            repeats.add(answer.job_id)
+        batch[answer.assignment_id] = answer
+    for job_id, unique in by_job.items():
+        answers = list(unique.values())
         new = p.jobs.record_counted(job_id, answers)
-        if new < len(answers) or any(answer.item_complete for answer in answers):
+        if job_id in repeats or new < len(answers) or any(a.item_complete for a in answers):
             job = p.jobs.get_job(job_id)
             if job is not None and job.state in TAKES_ANSWERS and job.items_done >= job.item_count:
                 start_aggregation(p, job)

@@ -1,0 +1,469 @@
+"""The data stack and the local-AWS harness behave on moto as the app relies on them to on AWS."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from infra import moto_shims
+from infra.local_aws import SqsPump, wait_for_execution
+from infra.stack import APP_ENVIRONMENT_OUTPUTS, STAGE_FUNCTIONS, app_environment, deploy_stack, render_template
+
+STACK = "crowd-dev-data"
+REGION = "us-east-1"
+
+
+class TransientError(Exception):
+    """Stands in for the app's retryable error: the state machine retries on this class name."""
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[None]:
+    """moto with Step Functions executing for real, fake credentials, and the project's shims.
+
+    Module-scoped so the stack deploys once (moto's first deploy costs ~1.5 s of
+    imports); each test uses its own messages and job ids.
+    """
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_REGION": REGION,
+        }.items():
+            env.setenv(name, value)
+        for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
+            env.delenv(name, raising=False)
+        moto_shims.install_all()
+        with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
+            yield
+
+
+@pytest.fixture(scope="module")
+def outputs(aws: None) -> dict[str, str]:
+    """The data stack deployed as the local stack deploys it."""
+    return deploy_stack(boto3.client("cloudformation"), STACK, "crowd", "dev")
+
+
+@pytest.fixture
+def instant_retries() -> Iterator[None]:
+    """Retry back-off without the real sleeps."""
+    with moto_shims.make_step_functions_instant():
+        yield
+
+
+class StageRecorder:
+    """Stub stage functions that follow the state machine's data contract and record their events."""
+
+    def __init__(self, shards: int = 3) -> None:
+        """shards: how many shards load_answers reports."""
+        self.shards = shards
+        self.calls: dict[str, list[dict[str, Any]]] = {name: [] for name in STAGE_FUNCTIONS}
+        self.failures: dict[str, tuple[BaseException, int | None]] = {}
+        self._lock = threading.Lock()
+
+    def fail(self, stage: str, error: BaseException, times: int | None = None) -> None:
+        """Make stage raise error on its next `times` calls (None: every call)."""
+        self.failures[stage] = (error, times)
+
+    def _maybe_fail(self, stage: str) -> None:
+        if stage not in self.failures:
+            return
+        error, times = self.failures[stage]
+        if times is not None:
+            if times <= 0:
+                return
+            self.failures[stage] = (error, times - 1)
+        raise error
+
+    def handlers(self) -> dict[str, Any]:
+        """handler per stage name, for route_lambda_invocations."""
+
+        def make(stage: str) -> Any:
+            def handler(event: dict[str, Any], context: Any) -> Any:
+                with self._lock:
+                    self.calls[stage].append(event)
+                self._maybe_fail(stage)
+                return getattr(self, stage)(event, context)
+
+            return handler
+
+        return {stage: make(stage) for stage in STAGE_FUNCTIONS}
+
+    def load_answers(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        assert context.function_name.endswith("-load_answers")
+        key = f"answers/{event['job_id']}/{event['round']}"
+        return {
+            "job_id": event["job_id"],
+            "round": event["round"],
+            "shards": [
+                {"job_id": event["job_id"], "round": event["round"], "shard": n, "key": f"{key}/{n}.jsonl"}
+                for n in range(self.shards)
+            ],
+        }
+
+    def aggregate_shard(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"shard": event["shard"], "results_key": event["key"].replace("answers/", "partial/"), "count": 10 + event["shard"]}
+
+    def publish_results(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {
+            "job_id": event["job_id"],
+            "round": event["round"],
+            "results_key": f"results/{event['job_id']}/{event['round']}.jsonl",
+            "count": sum(part["count"] for part in event["aggregated"]),
+        }
+
+    def mark_done(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"job_id": event["job_id"], "round": event["round"], "state": "done"}
+
+    def mark_failed(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"job_id": event["job_id"], "state": "failed"}
+
+
+@pytest.fixture
+def stages(aws: None, outputs: dict[str, str]) -> Iterator[StageRecorder]:
+    """Stage functions created on moto and routed to a StageRecorder in-process."""
+    recorder = StageRecorder()
+    with moto_shims.routed_stage_functions(boto3.client("lambda"), boto3.client("iam"), recorder.handlers()):
+        yield recorder
+
+
+def run_aggregation(outputs: dict[str, str], job_id: str = "job-1", round_: int = 1) -> dict[str, Any]:
+    """Start one aggregation execution and wait for it to stop."""
+    sfn = boto3.client("stepfunctions")
+    started = sfn.start_execution(
+        stateMachineArn=outputs["AggregationStateMachineArn"], input=json.dumps({"job_id": job_id, "round": round_})
+    )
+    return wait_for_execution(sfn, started["executionArn"], timeout=30)
+
+
+# ------------------------------------------------------------------ template
+
+
+def test_rendered_template_inlines_the_state_machine_with_context_paths_intact() -> None:
+    # GIVEN the repo template and the ASL file
+    # WHEN the template is rendered for a stage
+    template = json.loads(render_template("crowd", "prod"))
+
+    # THEN the state machine definition is the ASL with every Lambda placeholder
+    # replaced by a stage function ARN, and `$$` context paths survive
+    definition = template["Resources"]["AggregationStateMachine"]["Properties"]["DefinitionString"]["Fn::Sub"]
+    assert isinstance(definition, str)
+    assert "__AGGREGATION_ASL__" not in definition
+    for fn in STAGE_FUNCTIONS:
+        assert f"function:${{AppName}}-${{Stage}}-{fn}\"" in definition
+    assert "$$.Execution.Input.job_id" in definition
+    assert template["Parameters"]["Stage"]["Default"] == "prod"
+
+
+def test_stack_creates_every_table_with_its_keys_indexes_ttl_and_recovery(outputs: dict[str, str]) -> None:
+    # GIVEN the stack deployed on moto (fixture)
+    ddb = boto3.client("dynamodb")
+
+    # WHEN the tables are described
+    def describe(suffix: str) -> dict[str, Any]:
+        return ddb.describe_table(TableName=f"crowd-dev-{suffix}")["Table"]
+
+    def keys(schema: list[dict[str, str]]) -> list[tuple[str, str]]:
+        return [(k["AttributeName"], k["KeyType"]) for k in schema]
+
+    # THEN each table has the declared keys, on-demand billing and PITR
+    expected_keys = {
+        "accounts": [("account_id", "HASH")],
+        "credentials": [("token_hash", "HASH")],
+        "quotes": [("quote_id", "HASH")],
+        "jobs": [("job_id", "HASH")],
+        "items": [("job_id", "HASH"), ("item_id", "RANGE")],
+        "results": [("job_id", "HASH"), ("item_id", "RANGE")],
+    }
+    for suffix, key_schema in expected_keys.items():
+        table = describe(suffix)
+        assert keys(table["KeySchema"]) == key_schema, suffix
+        assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST", suffix
+        backups = ddb.describe_continuous_backups(TableName=f"crowd-dev-{suffix}")["ContinuousBackupsDescription"]
+        assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED", suffix
+
+    # AND the GSIs the app queries exist with full projection
+    jobs_gsis = {g["IndexName"]: g for g in describe("jobs")["GlobalSecondaryIndexes"]}
+    assert keys(jobs_gsis["by_state"]["KeySchema"]) == [("state", "HASH"), ("finalize_at", "RANGE")]
+    assert keys(jobs_gsis["by_client"]["KeySchema"]) == [("client_id", "HASH"), ("created_at", "RANGE")]
+    items_gsis = {g["IndexName"]: g for g in describe("items")["GlobalSecondaryIndexes"]}
+    assert keys(items_gsis["open_items"]["KeySchema"]) == [("open_job", "HASH"), ("item_id", "RANGE")]
+    for gsi in [*jobs_gsis.values(), *items_gsis.values()]:
+        assert gsi["Projection"]["ProjectionType"] == "ALL"
+    attribute_types = {a["AttributeName"]: a["AttributeType"] for a in describe("jobs")["AttributeDefinitions"]}
+    assert attribute_types["finalize_at"] == "N"
+
+    # AND quotes expire through TTL on expires_ttl
+    ttl = ddb.describe_time_to_live(TableName="crowd-dev-quotes")["TimeToLiveDescription"]
+    assert ttl == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_ttl"}
+
+
+def test_stack_creates_queues_with_redrive_to_their_dlq_bucket_and_state_machine(outputs: dict[str, str]) -> None:
+    # GIVEN the stack deployed on moto (fixture)
+    sqs = boto3.client("sqs")
+
+    # THEN each main queue redrives to its own DLQ after 5 receives, with a 6 x 60 s visibility timeout
+    for name in ("ingest", "results"):
+        url = sqs.get_queue_url(QueueName=f"crowd-dev-{name}")["QueueUrl"]
+        dlq_url = sqs.get_queue_url(QueueName=f"crowd-dev-{name}-dlq")["QueueUrl"]
+        attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        dlq_attrs = sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["All"])["Attributes"]
+        redrive = json.loads(attrs["RedrivePolicy"])
+        assert redrive["deadLetterTargetArn"] == dlq_attrs["QueueArn"]
+        assert int(redrive["maxReceiveCount"]) == 5
+        assert attrs["VisibilityTimeout"] == "360"
+        assert dlq_attrs["MessageRetentionPeriod"] == str(14 * 24 * 3600)
+
+    # AND the results bucket is encrypted and closed to the public
+    s3 = boto3.client("s3")
+    bucket = outputs["ResultsBucketName"]
+    assert bucket == "crowd-dev-results"
+    rules = s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert rules[0]["ApplyServerSideEncryptionByDefault"]["SSEAlgorithm"] == "AES256"
+    block = s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert all(block[k] for k in ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"))
+
+    # AND the state machine is STANDARD and invokes this stage's functions only
+    sm = boto3.client("stepfunctions").describe_state_machine(stateMachineArn=outputs["AggregationStateMachineArn"])
+    assert sm["name"] == "crowd-dev-aggregation"
+    assert sm["type"] == "STANDARD"
+    resources = _task_resources(json.loads(sm["definition"]))
+    assert {r.rsplit(":", 1)[-1] for r in resources} == {f"crowd-dev-{fn}" for fn in STAGE_FUNCTIONS}
+    assert all(r.startswith(f"arn:aws:lambda:{REGION}:") for r in resources)
+
+    # AND the app environment resolves to those resources
+    env = app_environment(outputs)
+    assert set(env) == set(APP_ENVIRONMENT_OUTPUTS)
+    assert env["JOBS_TABLE"] == "crowd-dev-jobs"
+    assert env["INGEST_QUEUE_NAME"] == "crowd-dev-ingest"
+    assert env["RESULTS_QUEUE_NAME"] == "crowd-dev-results"
+    assert env["AGGREGATION_STATE_MACHINE_ARN"] == sm["stateMachineArn"]
+
+
+def test_second_deploy_is_a_no_op(outputs: dict[str, str]) -> None:
+    # GIVEN the stack already deployed, with data in a table
+    cfn = boto3.client("cloudformation")
+    boto3.client("dynamodb").put_item(TableName="crowd-dev-jobs", Item={"job_id": {"S": "keep-me"}})
+
+    # WHEN it is deployed again with the same template and parameters
+    again = deploy_stack(cfn, STACK, "crowd", "dev")
+
+    # THEN nothing changes: same outputs, no update, data intact
+    assert again == outputs
+    stack = cfn.describe_stacks(StackName=STACK)["Stacks"][0]
+    assert stack["StackStatus"] == "CREATE_COMPLETE"
+    item = boto3.client("dynamodb").get_item(TableName="crowd-dev-jobs", Key={"job_id": {"S": "keep-me"}})
+    assert "Item" in item
+
+
+def _task_resources(definition: dict[str, Any]) -> set[str]:
+    """Resource of every Task, including those inside Map item processors."""
+    found: set[str] = set()
+    for state in definition["States"].values():
+        if "Resource" in state:
+            found.add(state["Resource"])
+        if "ItemProcessor" in state:
+            found |= _task_resources(state["ItemProcessor"])
+    return found
+
+
+# ---------------------------------------------------------------------- SQS
+
+
+def _send(queue: str, body: dict[str, Any]) -> None:
+    sqs = boto3.client("sqs")
+    sqs.send_message(
+        QueueUrl=sqs.get_queue_url(QueueName=queue)["QueueUrl"],
+        MessageBody=json.dumps(body),
+        MessageAttributes={"kind": {"DataType": "String", "StringValue": "test"}},
+    )
+
+
+def _queue_bodies(queue: str) -> list[str]:
+    sqs = boto3.client("sqs")
+    url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
+    return [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])]
+
+
+def test_pump_delivers_a_lambda_shaped_batch_and_deletes_it_when_the_handler_returns(outputs: dict[str, str]) -> None:
+    # GIVEN two messages on the ingest queue and a handler that succeeds
+    _send("crowd-dev-ingest", {"n": 1})
+    _send("crowd-dev-ingest", {"n": 2})
+    events: list[dict[str, Any]] = []
+    pump = SqsPump(boto3.client("sqs"), {"crowd-dev-ingest": lambda event, context: events.append(event)})
+
+    # WHEN the pump drains the queues
+    delivered = pump.drain()
+
+    # THEN the handler saw both messages in the Lambda SQS event shape, and the queue is empty
+    assert delivered == 2
+    records = [r for e in events for r in e["Records"]]
+    assert sorted(json.loads(r["body"])["n"] for r in records) == [1, 2]
+    for record in records:
+        assert record["eventSource"] == "aws:sqs"
+        assert record["eventSourceARN"] == outputs["IngestQueueArn"]
+        assert record["awsRegion"] == REGION
+        assert record["attributes"]["ApproximateReceiveCount"] == "1"
+        assert record["messageAttributes"]["kind"]["stringValue"] == "test"
+        assert record["receiptHandle"] and record["messageId"]
+    assert _queue_bodies("crowd-dev-ingest") == []
+
+
+def test_message_a_handler_keeps_failing_ends_in_the_dlq_after_max_receives(outputs: dict[str, str]) -> None:
+    # GIVEN a message on the results queue and a handler that always raises
+    _send("crowd-dev-results", {"assignment_id": "a-1"})
+    receive_counts: list[str] = []
+
+    def broken(event: dict[str, Any], context: Any) -> None:
+        receive_counts.extend(r["attributes"]["ApproximateReceiveCount"] for r in event["Records"])
+        raise RuntimeError("handler bug")
+
+    pump = SqsPump(boto3.client("sqs"), {"crowd-dev-results": broken})
+
+    # WHEN the pump drains the queues
+    pump.drain()
+
+    # THEN the handler got it maxReceiveCount (5) times, then SQS moved it to the DLQ
+    assert receive_counts == ["1", "2", "3", "4", "5"]
+    assert _queue_bodies("crowd-dev-results") == []
+    assert _queue_bodies("crowd-dev-results-dlq") == [json.dumps({"assignment_id": "a-1"})]
+
+
+# ------------------------------------------------------------ Step Functions
+
+
+def test_aggregation_passes_data_from_stage_to_stage_through_the_map(
+    outputs: dict[str, str], stages: StageRecorder
+) -> None:
+    # GIVEN the real state machine with stub stage functions routed in-process
+    # WHEN one job round is aggregated
+    execution = run_aggregation(outputs, "job-7", 2)
+
+    # THEN it succeeds with MarkDone's result
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert json.loads(execution["output"]) == {"job_id": "job-7", "round": 2, "state": "done"}
+
+    # AND each shard went to aggregate_shard, and Publish saw every shard's result in order
+    assert stages.calls["load_answers"] == [{"job_id": "job-7", "round": 2}]
+    assert sorted(e["shard"] for e in stages.calls["aggregate_shard"]) == [0, 1, 2]
+    assert stages.calls["aggregate_shard"][0].keys() == {"job_id", "round", "shard", "key"}
+    (publish_input,) = stages.calls["publish_results"]
+    assert [part["shard"] for part in publish_input["aggregated"]] == [0, 1, 2]
+    assert publish_input["aggregated"][1] == {"shard": 1, "results_key": "partial/job-7/2/1.jsonl", "count": 11}
+
+    # AND MarkDone got Publish's output unwrapped (no Lambda `Payload` envelope)
+    assert stages.calls["mark_done"] == [
+        {"job_id": "job-7", "round": 2, "results_key": "results/job-7/2.jsonl", "count": 33}
+    ]
+    assert stages.calls["mark_failed"] == []
+
+
+def test_transient_error_is_retried(outputs: dict[str, str], stages: StageRecorder, instant_retries: None) -> None:
+    # GIVEN load_answers fails once with TransientError, then works
+    stages.fail("load_answers", TransientError("throttled"), times=1)
+
+    # WHEN the round is aggregated
+    execution = run_aggregation(outputs)
+
+    # THEN the task was retried and the execution succeeded without MarkFailed
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert len(stages.calls["load_answers"]) == 2
+    assert len(stages.calls["mark_done"]) == 1
+    assert stages.calls["mark_failed"] == []
+
+
+@pytest.mark.parametrize("stage", ["load_answers", "aggregate_shard", "publish_results", "mark_done"])
+def test_non_retryable_error_in_any_stage_marks_the_round_failed(
+    outputs: dict[str, str], stages: StageRecorder, instant_retries: None, stage: str
+) -> None:
+    # GIVEN one stage always raises ValueError (not in the Retry list)
+    stages.fail(stage, ValueError(f"bad data in {stage}"))
+
+    # WHEN the round is aggregated
+    execution = run_aggregation(outputs, "job-9", 3)
+
+    # THEN the execution FAILED with the stage's error, the stage was not retried,
+    # and MarkFailed got the job and round from the execution input plus the error
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "ValueError"
+    assert json.loads(execution["cause"])["errorMessage"] == f"bad data in {stage}"
+    if stage != "aggregate_shard":
+        assert len(stages.calls[stage]) == 1
+    (failed_input,) = stages.calls["mark_failed"]
+    assert failed_input["job_id"] == "job-9"
+    assert failed_input["round"] == 3
+    assert failed_input["error"] == "ValueError"
+    assert json.loads(failed_input["cause"])["errorType"] == "ValueError"
+    if stage != "mark_done":
+        assert stages.calls["mark_done"] == []
+
+
+def test_transient_error_that_persists_exhausts_retries_then_marks_failed(
+    outputs: dict[str, str], stages: StageRecorder, instant_retries: None
+) -> None:
+    # GIVEN publish_results always raises TransientError
+    stages.fail("publish_results", TransientError("still down"))
+
+    # WHEN the round is aggregated
+    execution = run_aggregation(outputs)
+
+    # THEN it was tried 1 + MaxAttempts (3) times, then the round was marked failed
+    assert execution["status"] == "FAILED"
+    assert execution["error"] == "TransientError"
+    assert len(stages.calls["publish_results"]) == 4
+    assert [c["error"] for c in stages.calls["mark_failed"]] == ["TransientError"]
+
+
+# -------------------------------------------------------------------- shims
+
+
+def test_routed_function_invoked_directly_returns_the_handler_result_or_a_function_error(aws: None) -> None:
+    # GIVEN the stage functions routed to handlers that echo or raise
+    lam = boto3.client("lambda")
+
+    def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        return {"echo": event, "fn": context.function_name, "ms_left": context.get_remaining_time_in_millis() > 0}
+
+    def boom(event: dict[str, Any], context: Any) -> None:
+        raise TransientError("try later")
+
+    with moto_shims.routed_stage_functions(lam, boto3.client("iam"), {"load_answers": echo, "mark_done": boom}):
+        # WHEN they are invoked through the Lambda API
+        ok = lam.invoke(FunctionName="crowd-dev-load_answers", Payload=json.dumps({"a": 1}))
+        err = lam.invoke(FunctionName="crowd-dev-mark_done", Payload=b"{}")
+
+        # THEN the result is the handler's JSON, and an exception is a function error named after its class
+        assert json.loads(ok["Payload"].read()) == {"echo": {"a": 1}, "fn": "crowd-dev-load_answers", "ms_left": True}
+        assert "FunctionError" not in ok
+        assert err["FunctionError"]
+        payload = json.loads(err["Payload"].read())
+        assert payload["errorType"] == "TransientError"
+        assert payload["errorMessage"] == "try later"
+
+    # AND once the block ends moto's own invocation is back
+    from moto.awslambda.models import LambdaFunction
+
+    assert LambdaFunction._invoke_lambda.__module__ == "moto.awslambda.models"
+
+
+def test_shims_are_idempotent() -> None:
+    # GIVEN the shims installed
+    moto_shims.install_all()
+    from moto.dynamodb.models import DynamoDBBackend
+
+    put_item = DynamoDBBackend.put_item
+
+    # WHEN they are installed again
+    moto_shims.install_all()
+
+    # THEN the methods are wrapped once, not twice
+    assert DynamoDBBackend.put_item is put_item
+    assert not getattr(put_item.__wrapped__, "__crowd_dynamodb_locked__", False)  # type: ignore[attr-defined]
