@@ -44,7 +44,7 @@ _DYNAMODB_BACKEND_METHODS = (
 # empty stubs), so the handler methods are locked too to keep each request atomic.
 _DYNAMODB_HANDLER_METHODS = ("batch_write_item", "batch_get_item", "transact_get_items", "transact_write_items")
 
-_CFN_MARK = "__crowd_cfn_table_shim__"
+_CFN_MARK = "__crowd_moto_shim__"
 
 
 class Undo:
@@ -239,6 +239,29 @@ def install_cloudformation_state_machine_shim() -> None:
         setattr(StateMachine, fn.__name__, classmethod(fn))
 
 
+def install_step_functions_execution_name_shim() -> None:
+    """Give executions started without a name a fresh UUID name, as AWS does (idempotent).
+
+    Gap: moto 5.2.5's executing backend (`execute_state_machine: True`) names every
+    unnamed execution "None", so the second unnamed start_execution on a state
+    machine fails with ExecutionAlreadyExists.
+    """
+    import uuid
+
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    current = StepFunctionsParserBackend.__dict__["start_execution"]
+    if getattr(current, _CFN_MARK, False):
+        return
+
+    @functools.wraps(current)
+    def start_execution(self: Any, state_machine_arn: str, name: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        return current(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
+
+    setattr(start_execution, _CFN_MARK, True)
+    StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign]
+
+
 def _truthy(value: Any) -> bool:
     """CloudFormation booleans may arrive as strings after intrinsic resolution."""
     return value is True or str(value).lower() == "true"
@@ -250,6 +273,7 @@ def install_all() -> None:
     install_cloudformation_table_shim()
     install_cloudformation_bucket_shim()
     install_cloudformation_state_machine_shim()
+    install_step_functions_execution_name_shim()
 
 
 def _stage_name(function_name: str, handlers: Mapping[str, Handler]) -> str | None:

@@ -467,3 +467,61 @@ def test_shims_are_idempotent() -> None:
     # THEN the methods are wrapped once, not twice
     assert DynamoDBBackend.put_item is put_item
     assert not getattr(put_item.__wrapped__, "__crowd_dynamodb_locked__", False)  # type: ignore[attr-defined]
+
+
+def test_concurrent_transactional_claims_have_exactly_one_winner(outputs: dict[str, str]) -> None:
+    # GIVEN 8 threads that each try to claim the same free slot with a conditional transaction
+    ddb = boto3.client("dynamodb")
+    winners_per_round: list[int] = []
+
+    def claim(slot: str, worker: str, wins: list[str], start: threading.Barrier) -> None:
+        start.wait()
+        try:
+            ddb.transact_write_items(
+                TransactItems=[
+                    {
+                        "Update": {
+                            "TableName": "crowd-dev-items",
+                            "Key": {"job_id": {"S": "race"}, "item_id": {"S": slot}},
+                            "UpdateExpression": "SET lease_owner = :w",
+                            "ConditionExpression": "attribute_not_exists(lease_owner)",
+                            "ExpressionAttributeValues": {":w": {"S": worker}},
+                        }
+                    },
+                    {"Put": {"TableName": "crowd-dev-results", "Item": {"job_id": {"S": "race"}, "item_id": {"S": f"{slot}#{worker}"}}}},
+                ]
+            )
+            wins.append(worker)
+        except ddb.exceptions.TransactionCanceledException:
+            pass
+
+    # WHEN they race, round after round
+    for n in range(15):
+        slot, wins, start = f"slot-{n}", [], threading.Barrier(8)
+        threads = [threading.Thread(target=claim, args=(slot, f"w{i}", wins, start)) for i in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        winners_per_round.append(len(wins))
+        # THEN the slot is held by the one winner, whose companion write survived the losers' rollbacks
+        item = ddb.get_item(TableName="crowd-dev-items", Key={"job_id": {"S": "race"}, "item_id": {"S": slot}})["Item"]
+        assert [item["lease_owner"]["S"]] == wins
+        companion = ddb.get_item(TableName="crowd-dev-results", Key={"job_id": {"S": "race"}, "item_id": {"S": f"{slot}#{wins[0]}"}})
+        assert "Item" in companion
+    assert winners_per_round == [1] * 15
+
+
+def test_executions_started_without_a_name_get_distinct_names(outputs: dict[str, str], stages: StageRecorder) -> None:
+    # GIVEN the aggregation state machine
+    sfn = boto3.client("stepfunctions")
+
+    # WHEN two executions are started without a name
+    arns = [
+        sfn.start_execution(stateMachineArn=outputs["AggregationStateMachineArn"], input=json.dumps({"job_id": j, "round": 1}))["executionArn"]
+        for j in ("job-a", "job-b")
+    ]
+
+    # THEN both start and run, each under its own generated name
+    assert arns[0] != arns[1]
+    assert [wait_for_execution(sfn, arn)["status"] for arn in arns] == ["SUCCEEDED", "SUCCEEDED"]
