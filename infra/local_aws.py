@@ -75,6 +75,11 @@ def _lambda_message_attribute(value: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _handler_name(handler: Handler, default: str) -> str:
+    """Function name of a handler (Chalice wraps the user function as `.func`)."""
+    return str(getattr(getattr(handler, "func", handler), "__name__", default))
+
+
 def _b64(data: bytes | str) -> str:
     """Binary values arrive base64-encoded in Lambda events; boto3 hands us raw bytes."""
     return data if isinstance(data, str) else base64.b64encode(data).decode("ascii")
@@ -91,7 +96,12 @@ class SqsPump:
         visibility_timeout: int | None = None,
         function_name_prefix: str = "",
     ) -> None:
-        """routes maps a queue name to the handler called as handler(event, context)."""
+        """routes maps a queue name to the handler called as handler(event, context).
+
+        function_name_prefix (e.g. "crowd-dev-") makes the context's function_name
+        `<prefix><handler function name>`, as Chalice names the deployed consumer.
+        visibility_timeout overrides the queue's for each receive (None: the queue's).
+        """
         self._sqs = sqs_client
         self._routes = dict(routes)
         self._visibility_timeout = visibility_timeout
@@ -143,7 +153,7 @@ class SqsPump:
         if not messages:
             return 0
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
-        context = lambda_context(f"{self._prefix}{name}", region=arn.split(":")[3])
+        context = lambda_context(f"{self._prefix}{_handler_name(handler, name)}", region=arn.split(":")[3])
         try:
             handler(self._event(messages, arn), context)
         except Exception:

@@ -115,15 +115,15 @@ def stack_outputs(cloudformation_client: Any, stack_name: str) -> dict[str, str]
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 
-def _stack_exists(cloudformation_client: Any, stack_name: str) -> bool:
-    """True if a stack of that name exists and is not deleted."""
+def _stack_status(cloudformation_client: Any, stack_name: str) -> str | None:
+    """Status of the named stack, or None if there is none."""
     try:
         stacks = cloudformation_client.describe_stacks(StackName=stack_name)["Stacks"]
     except cloudformation_client.exceptions.ClientError as err:
         if "does not exist" in str(err):
-            return False
+            return None
         raise
-    return any(s["StackStatus"] != "DELETE_COMPLETE" for s in stacks)
+    return stacks[0]["StackStatus"] if stacks else None
 
 
 def deploy_stack(
@@ -148,7 +148,13 @@ def deploy_stack(
         "Tags": [{"Key": "app", "Value": app_name}, {"Key": "stage", "Value": stage}],
     }
     waiter_config = {"Delay": waiter_delay, "MaxAttempts": 1800 // max(waiter_delay, 1)}
-    if not _stack_exists(cloudformation_client, stack_name):
+    status = _stack_status(cloudformation_client, stack_name)
+    if status == "ROLLBACK_COMPLETE":
+        # A stack whose first create failed can only be deleted, then created again.
+        cloudformation_client.delete_stack(StackName=stack_name)
+        cloudformation_client.get_waiter("stack_delete_complete").wait(StackName=stack_name, WaiterConfig=waiter_config)
+        status = None
+    if status in (None, "DELETE_COMPLETE"):
         cloudformation_client.create_stack(**params, OnFailure="ROLLBACK")
         cloudformation_client.get_waiter("stack_create_complete").wait(
             StackName=stack_name, WaiterConfig=waiter_config

@@ -318,20 +318,13 @@ def submit_answer(p: Platform, worker: Principal, assignment_id: str, body: Any
     stored = StoredAnswer(assignment_id, answer, now, leased_at)
     outcome = p.items.try_submit(job.job_id, item_id, worker_id, stored, now)
     item = outcome.item
-    if outcome.ok and item is not None:
-        receipt = _receipt(job, item, worker_id, duplicate=False)
-    elif item is not None and worker_id in item.answers and \
-            item.answers[worker_id].assignment_id == assignment_id:
-        receipt = _receipt(job, item, worker_id, duplicate=True)
-    elif item is not None and worker_id in item.leases and \
-            item.leases[worker_id].assignment_id == assignment_id:
+    fate = "accepted" if outcome.ok and item else _fate(item, worker_id, assignment_id)
+    if fate == "leased":
         raise Conflict("the lease on this assignment has expired; the answer was not counted",
                        code="lease_expired")
-    elif item is not None and worker_id in item.seen:
-        raise Conflict("this assignment is no longer yours (expired or released)",
-                       code="assignment_not_active")
-    else:
-        raise NotFound("no such assignment", code="assignment_not_found")
+    if fate not in ("accepted", "submitted") or item is None:
+        _raise_gone(item, worker_id, assignment_id)
+    receipt = _receipt(job, item, worker_id, duplicate=fate == "submitted")
     # Sent on every accepted submit, retries included: counting is idempotent on the
     # assignment, and a retry repairs a message lost after the first write.
     p.results_queue.send({"job_id": job.job_id, "item_id": item_id, "worker_id": worker_id,
@@ -345,11 +338,30 @@ def release_assignment(p: Platform, worker: Principal, assignment_id: str) -> No
     outcome = p.items.try_release(job.job_id, item_id, worker.account_id, assignment_id)
     if outcome.ok:
         return
-    item = outcome.item
-    if item is not None and worker.account_id in item.answers and \
-            item.answers[worker.account_id].assignment_id == assignment_id:
+    if _fate(outcome.item, worker.account_id, assignment_id) == "submitted":
         raise Conflict("this assignment was already submitted", code="already_submitted")
-    if item is not None and worker.account_id in item.seen:
+    _raise_gone(outcome.item, worker.account_id, assignment_id)
+
+
+def _fate(item: ItemState | None, worker_id: str, assignment_id: str) -> str:
+    """What became of an assignment: 'submitted', 'leased', 'gone' or 'unknown'.
+
+    A worker leases an item at most once, so if they hold a lease or an answer under
+    another id, or never saw the item, this id was never theirs.
+    """
+    if item is None:
+        return "unknown"
+    answer = item.answers.get(worker_id)
+    lease = item.leases.get(worker_id)
+    if answer is not None:
+        return "submitted" if answer.assignment_id == assignment_id else "unknown"
+    if lease is not None:
+        return "leased" if lease.assignment_id == assignment_id else "unknown"
+    return "gone" if worker_id in item.seen else "unknown"
+
+
+def _raise_gone(item: ItemState | None, worker_id: str, assignment_id: str) -> None:
+    if _fate(item, worker_id, assignment_id) == "gone":
         raise Conflict("this assignment is no longer yours (expired or released)",
                        code="assignment_not_active")
     raise NotFound("no such assignment", code="assignment_not_found")

@@ -74,20 +74,24 @@ class StageRecorder:
         self.failures[stage] = (error, times)
 
     def _maybe_fail(self, stage: str) -> None:
-        if stage not in self.failures:
-            return
-        error, times = self.failures[stage]
-        if times is not None:
-            if times <= 0:
+        """Raise the error planned for this call of stage, if any."""
+        with self._lock:
+            if stage not in self.failures:
                 return
-            self.failures[stage] = (error, times - 1)
+            error, times = self.failures[stage]
+            if times is not None:
+                if times <= 0:
+                    return
+                self.failures[stage] = (error, times - 1)
         raise error
 
     def handlers(self) -> dict[str, Any]:
         """handler per stage name, for route_lambda_invocations."""
 
         def make(stage: str) -> Any:
+            """The recording handler of one stage."""
             def handler(event: dict[str, Any], context: Any) -> Any:
+                """Record the event, fail if planned, else answer like the real stage."""
                 with self._lock:
                     self.calls[stage].append(event)
                 self._maybe_fail(stage)
@@ -98,6 +102,7 @@ class StageRecorder:
         return {stage: make(stage) for stage in STAGE_FUNCTIONS}
 
     def load_answers(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """One shard descriptor per shard, carrying job and round."""
         assert context.function_name.endswith("-load_answers")
         key = f"answers/{event['job_id']}/{event['round']}"
         return {
@@ -110,9 +115,11 @@ class StageRecorder:
         }
 
     def aggregate_shard(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """A partial result per shard, with a count that identifies the shard."""
         return {"shard": event["shard"], "results_key": event["key"].replace("answers/", "partial/"), "count": 10 + event["shard"]}
 
     def publish_results(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """The published key and the sum of the shard counts."""
         return {
             "job_id": event["job_id"],
             "round": event["round"],
@@ -121,9 +128,11 @@ class StageRecorder:
         }
 
     def mark_done(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """The round's final state."""
         return {"job_id": event["job_id"], "round": event["round"], "state": "done"}
 
     def mark_failed(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """The round's failed state."""
         return {"job_id": event["job_id"], "state": "failed"}
 
 
@@ -279,6 +288,7 @@ def _task_resources(definition: dict[str, Any]) -> set[str]:
 
 
 def _send(queue: str, body: dict[str, Any]) -> None:
+    """Send one JSON message with a string attribute."""
     sqs = boto3.client("sqs")
     sqs.send_message(
         QueueUrl=sqs.get_queue_url(QueueName=queue)["QueueUrl"],
@@ -288,6 +298,7 @@ def _send(queue: str, body: dict[str, Any]) -> None:
 
 
 def _queue_bodies(queue: str) -> list[str]:
+    """Bodies of the messages currently visible on a queue (receiving them)."""
     sqs = boto3.client("sqs")
     url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
     return [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])]
@@ -323,6 +334,7 @@ def test_message_a_handler_keeps_failing_ends_in_the_dlq_after_max_receives(outp
     receive_counts: list[str] = []
 
     def broken(event: dict[str, Any], context: Any) -> None:
+        """Record the receive counts, then fail like a buggy consumer."""
         receive_counts.extend(r["attributes"]["ApproximateReceiveCount"] for r in event["Records"])
         raise RuntimeError("handler bug")
 
@@ -430,9 +442,11 @@ def test_routed_function_invoked_directly_returns_the_handler_result_or_a_functi
     lam = boto3.client("lambda")
 
     def echo(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """Return the event and what the context says."""
         return {"echo": event, "fn": context.function_name, "ms_left": context.get_remaining_time_in_millis() > 0}
 
     def boom(event: dict[str, Any], context: Any) -> None:
+        """Fail with a retryable error."""
         raise TransientError("try later")
 
     with moto_shims.routed_stage_functions(lam, boto3.client("iam"), {"load_answers": echo, "mark_done": boom}):
@@ -475,6 +489,7 @@ def test_concurrent_transactional_claims_have_exactly_one_winner(outputs: dict[s
     winners_per_round: list[int] = []
 
     def claim(slot: str, worker: str, wins: list[str], start: threading.Barrier) -> None:
+        """Lease the slot and record a companion write, atomically."""
         start.wait()
         try:
             ddb.transact_write_items(

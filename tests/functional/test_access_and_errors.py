@@ -1,0 +1,161 @@
+"""Tenants are isolated, credentials are required, and every error is JSON naming the problem."""
+import json
+
+import pytest
+
+from chalicelib.api.common import MAX_BODY_BYTES
+from chalicelib.deps import platform
+from chalicelib.domain.services import CLIENT, create_account
+from tests.functional.marketplace import Api
+
+
+def test_client_b_never_sees_or_changes_client_a_jobs(stack):
+    # GIVEN client A's job and client B's key
+    api = Api(stack)
+    job = api.job(items=1, redundancy=1)
+    _, other_key = create_account(platform(), CLIENT, "Client B")
+    # WHEN B reads, cancels or downloads A's job THEN each is 404 and nothing changed
+    for method, path in [("GET", f"/jobs/{job['job_id']}"),
+                         ("POST", f"/jobs/{job['job_id']}/cancel"),
+                         ("GET", f"/jobs/{job['job_id']}/results"),
+                         ("GET", f"/jobs/{job['job_id']}/results/download")]:
+        status, body = api.as_client(method, path, key=other_key)
+        assert status == 404 and body["error"] == "job_not_found", (path, body)
+    _, listing = api.as_client("GET", "/jobs", key=other_key)
+    assert listing["jobs"] == []
+    _, state = api.as_client("GET", f"/jobs/{job['job_id']}")
+    assert state["state"] == "active"
+    # AND B cannot use A's quote
+    _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 1})
+    status, body = api.as_client("POST", "/jobs", {"quote_id": quote["quote_id"]}, key=other_key)
+    assert status == 404 and body["field"] == "quote_id"
+
+
+def test_missing_or_bad_credentials_get_401_and_wrong_roles_403(stack):
+    api = Api(stack)
+    token = api.worker()
+    for method, path in [("POST", "/quotes"), ("GET", "/jobs"), ("GET", "/tasks/next"),
+                         ("POST", "/assignments/asg_x/submit")]:
+        status, body = api.call(method, path, {} if method == "POST" else None)
+        assert status == 401 and body["error"] == "missing_credentials", path
+    status, body = api.as_client("GET", "/jobs", key="ck_forged")
+    assert status == 401 and body["error"] == "invalid_credentials"
+    status, body = api.as_client("GET", "/jobs", key=token)
+    assert status == 403 and body["error"] == "wrong_role"
+    status, body = api.as_worker(api.key, "GET", "/tasks/next")
+    assert status == 403
+
+
+def test_worker_responses_carry_no_other_workers_answers(stack):
+    # GIVEN a worker who answered an item
+    api = Api(stack)
+    api.job(items=1, redundancy=2)
+    first, second = api.worker("first"), api.worker("second")
+    _, me = api.as_worker(first, "GET", "/workers/me")
+    _, task = api.lease(first)
+    _, receipt = api.submit(first, task["assignment_id"], {"label": "neg"})
+    # WHEN another worker leases the same item
+    status, task2 = api.lease(second)
+    # THEN nothing in what they get names the first worker, their assignment or answer
+    assert status == 200 and task2["item"]["item_id"] == task["item"]["item_id"]
+    text = json.dumps(task2)
+    assert me["worker_id"] not in text and task["assignment_id"] not in text
+    assert set(task2["item"]) == {"item_id", "data"}
+    assert "\"label\"" not in text and "external_id" not in text
+    # AND they cannot submit on the first worker's assignment
+    status, error = api.submit(second, task["assignment_id"], {"label": "pos"})
+    assert status == 404 and error["error"] == "assignment_not_found"
+
+
+@pytest.mark.parametrize("body, status, field", [
+    ("{not json", 400, "body"),
+    ("[]", 400, "body"),
+    ({"task_type": "categorical", "items": "ten"}, 400, "items"),
+    ({"task_type": "categorical", "items": 10, "redundancy": 99}, 400, "redundancy"),
+    ({"task_type": "categorical", "items": 10, "reward_cents": 1.5}, 400, "reward_cents"),
+    ({"task_type": "categorical", "items": 10, "surprise": 1}, 400, "surprise"),
+    ({"items": 10}, 400, "task_type"),
+])
+def test_bad_quote_bodies_name_the_field(stack, body, status, field):
+    api = Api(stack)
+    got, error = api.as_client("POST", "/quotes", body)
+    assert got == status and error["field"] == field and error["message"]
+
+
+def test_bad_job_bodies_name_the_field_and_write_nothing(stack):
+    api = Api(stack)
+    _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 2})
+    base = {"quote_id": quote["quote_id"], "instructions": "x",
+            "answer_schema": {"labels": ["a", "b"]}, "items": [{"data": {"t": 1}}] * 2}
+    cases = [
+        ({**base, "items": [{"data": {"t": 1}}]}, 400, "items"),
+        ({**base, "items": [{"data": "text"}, {"data": {"t": 1}}]}, 400, "items[0].data"),
+        ({**base, "answer_schema": {"labels": "a,b"}}, 400, "answer_schema.labels"),
+        ({**base, "not_applicable": "sometimes"}, 400, "not_applicable"),
+        ({**base, "deadline": "tomorrow"}, 400, "deadline"),
+        ({**base, "deadline": "2020-01-01T00:00:00Z"}, 400, "deadline"),
+        ({**base, "lease_seconds": 5}, 400, "lease_seconds"),
+        ({**base, "quote_id": "q_missing"}, 404, "quote_id"),
+        ({**base, "items": [{"data": {"t": "x" * 9000}}] * 2}, 413, "items[0].data"),
+    ]
+    for body, status, field in cases:
+        got, error = api.as_client("POST", "/jobs", body)
+        assert (got, error.get("field")) == (status, field), (body, error)
+    _, listing = api.as_client("GET", "/jobs")
+    assert listing["jobs"] == []
+    status, job = api.as_client("POST", "/jobs", base)
+    assert status == 202
+    status, error = api.as_client("POST", "/jobs", base)
+    assert status == 409 and error["error"] == "quote_used"
+
+
+def test_oversize_bodies_are_refused_before_any_work(stack):
+    api = Api(stack)
+    status, error = api.as_client("POST", "/quotes", "x" * (MAX_BODY_BYTES + 1))
+    assert status == 413 and error["error"] == "payload_too_large"
+
+
+def test_unknown_ids_are_404_and_non_json_is_415(stack):
+    api = Api(stack)
+    token = api.worker()
+    assert api.as_client("GET", "/jobs/job_0123456789abcdef")[0] == 404
+    assert api.as_client("GET", "/jobs/whatever")[0] == 404
+    assert api.lease(token, "job_0123456789abcdef")[0] == 404
+    status, error = api.submit(token, "asg_0123456789abcdef_000001_abcdef01_1", {"label": "a"})
+    assert status == 404 and error["error"] == "assignment_not_found"
+    status, error = api.submit(token, "nonsense", {"label": "a"})
+    assert status == 404
+    status, error = api.call("POST", "/quotes", "task_type=x",
+                             {"X-Api-Key": api.key, "Content-Type": "text/plain"})
+    assert status == 415 and set(error) >= {"error", "message"}
+    status, error = api.call("PUT", "/quotes", None, {"X-Api-Key": api.key})
+    assert status == 405 and set(error) == {"error", "message"}
+
+
+def test_bad_answers_and_queries_name_the_field(stack):
+    api = Api(stack)
+    api.job(items=1, redundancy=1)
+    token = api.worker()
+    _, task = api.lease(token)
+    for answer, field in [({"label": "maybe"}, "label"), ({"label": 3}, "label"),
+                          ({"text": "hi"}, "text"), ({"not_applicable": "x"}, "not_applicable")]:
+        status, error = api.submit(token, task["assignment_id"], answer)
+        assert status == 400 and error["field"] == field, error
+    status, error = api.as_worker(token, "GET", "/tasks/next?colour=red")
+    assert status == 400 and error["field"] == "colour"
+    status, error = api.as_client("GET", "/jobs?limit=many")
+    assert status == 400 and error["field"] == "limit"
+    status, error = api.as_client("GET", "/jobs?cursor=%%%")
+    assert status == 400 and error["field"] == "cursor"
+
+
+def test_workers_need_the_skills_a_job_requires(stack):
+    api = Api(stack)
+    job = api.job(items=1, redundancy=1, quote={"cohort": "en-ja", "task_type": "categorical"})
+    assert job["required_skills"] == ["en-ja"]
+    english = api.worker("en", ["en"])
+    linguist = api.worker("ja", ["en", "en-ja"])
+    assert api.lease(english)[0] == 204
+    status, error = api.lease(english, job["job_id"])
+    assert status == 403 and error["error"] == "not_qualified"
+    assert api.lease(linguist)[0] == 200
