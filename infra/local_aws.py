@@ -33,31 +33,41 @@ class LambdaContext:
     """Minimal Lambda context: the attributes Chalice and Powertools read."""
 
     function_name: str = "local"
+    invoked_function_arn: str = ""
     function_version: str = "$LATEST"
-    invoked_function_arn: str = "arn:aws:lambda:us-east-1:000000000000:function:local"
     memory_limit_in_mb: int = 128
     timeout_seconds: float = 60.0
     aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/local"
+    log_group_name: str = ""
     log_stream_name: str = "local"
     _deadline: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
-        """Start the invocation clock."""
+        """Start the invocation clock and fill the names derived from the function name."""
         self._deadline = time.monotonic() + self.timeout_seconds
-        self.log_group_name = f"/aws/lambda/{self.function_name}"
+        self.log_group_name = self.log_group_name or f"/aws/lambda/{self.function_name}"
 
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before the (simulated) Lambda timeout."""
         return max(0, int((self._deadline - time.monotonic()) * 1000))
 
 
-def lambda_context(function_name: str, region: str = "us-east-1", timeout_seconds: float = 60.0) -> LambdaContext:
+def lambda_context(
+    function_name: str,
+    region: str = "us-east-1",
+    timeout_seconds: float = 60.0,
+    *,
+    account_id: str = "",
+    invoked_function_arn: str = "",
+    memory_limit_in_mb: int = 128,
+) -> LambdaContext:
     """A fresh context for one invocation of the named function."""
     return LambdaContext(
         function_name=function_name,
-        invoked_function_arn=f"arn:aws:lambda:{region}:000000000000:function:{function_name}",
+        invoked_function_arn=invoked_function_arn
+        or f"arn:aws:lambda:{region}:{account_id}:function:{function_name}",
         timeout_seconds=timeout_seconds,
+        memory_limit_in_mb=memory_limit_in_mb,
     )
 
 
@@ -153,7 +163,8 @@ class SqsPump:
         if not messages:
             return 0
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
-        context = lambda_context(f"{self._prefix}{_handler_name(handler, name)}", region=arn.split(":")[3])
+        _, _, _, region, account_id, _ = arn.split(":", 5)
+        context = lambda_context(f"{self._prefix}{_handler_name(handler, name)}", region, account_id=account_id)
         try:
             handler(self._event(messages, arn), context)
         except Exception:

@@ -32,6 +32,7 @@ as a subprocess and read F instead.
 from __future__ import annotations
 
 import argparse
+import copy
 import datetime as dt
 import importlib
 import json
@@ -118,17 +119,17 @@ def _chalice_stage_environment(project_dir: Path, stage: str) -> dict[str, str]:
     return {k: str(v) for k, v in config.environment_variables.items()}
 
 
-def _scheduled_event(rule_name: str) -> dict[str, Any]:
+def _scheduled_event(rule_name: str, account_id: str) -> dict[str, Any]:
     """An EventBridge 'Scheduled Event', so an @app.schedule handler can parse it."""
     return {
         "version": "0",
         "id": str(uuid.uuid4()),
         "detail-type": "Scheduled Event",
         "source": "aws.events",
-        "account": "000000000000",
+        "account": account_id,
         "time": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "region": REGION,
-        "resources": [f"arn:aws:events:{REGION}:000000000000:rule/{rule_name}"],
+        "resources": [f"arn:aws:events:{REGION}:{account_id}:rule/{rule_name}"],
         "detail": {},
     }
 
@@ -214,7 +215,8 @@ class LocalStack:
 def _default_seed() -> Mapping[str, Any]:
     """chalicelib.bootstrap.seed_local_accounts() of the app under test."""
     bootstrap = importlib.import_module("chalicelib.bootstrap")
-    return bootstrap.seed_local_accounts()
+    seeded: Mapping[str, Any] = bootstrap.seed_local_accounts()
+    return seeded
 
 
 def start_local_stack(
@@ -256,6 +258,12 @@ def start_local_stack(
         stoppers.append(moto_server.stop)
         moto_endpoint = f"http://127.0.0.1:{moto_port}"
         env.set("AWS_ENDPOINT_URL", moto_endpoint)
+        # The server shares this process's moto config: put it back on stop so a
+        # later mock_aws in the same process starts from the usual defaults.
+        from moto.core.config import default_user_config
+
+        saved_sfn_config = copy.deepcopy(default_user_config.get("stepfunctions"))
+        stoppers.append(lambda: _restore_sfn_config(default_user_config, saved_sfn_config))
         request = urllib.request.Request(
             f"{moto_endpoint}/moto-api/config",
             data=json.dumps({"stepfunctions": {"execute_state_machine": True}}).encode(),
@@ -304,7 +312,13 @@ def start_local_stack(
             threads.append(
                 threading.Thread(
                     target=_run_periodically,
-                    args=(stop_event, finalize_interval, finalize, f"{app_name}-{stage}-finalize_due_jobs"),
+                    args=(
+                        stop_event,
+                        finalize_interval,
+                        finalize,
+                        f"{app_name}-{stage}-finalize_due_jobs",
+                        outputs["IngestQueueArn"].split(":")[4],
+                    ),
                     name="finalize-due-jobs",
                     daemon=True,
                 )
@@ -312,7 +326,7 @@ def start_local_stack(
         for thread in threads:
             thread.start()
         # Stoppers unwind last-in first-out: signal the threads, then wait for them.
-        stoppers.append(lambda: [t.join(timeout=10) for t in threads])
+        stoppers.append(lambda: _join_all(threads))
         stoppers.append(stop_event.set)
 
         credentials = dict(seed()) if seed is not None else {}
@@ -364,13 +378,31 @@ def start_local_stack(
         raise
 
 
+def _restore_sfn_config(config: Any, saved: Any) -> None:
+    """Put moto's stepfunctions config back as it was before the local stack."""
+    if saved is None:
+        config.pop("stepfunctions", None)
+    else:
+        config["stepfunctions"] = saved
+
+
+def _join_all(threads: list[threading.Thread], timeout: float = 10.0) -> None:
+    """Wait for each thread to finish (bounded)."""
+    for thread in threads:
+        thread.join(timeout=timeout)
+
+
 def _run_periodically(
-    stop_event: threading.Event, interval: float, handler: Callable[[dict[str, Any], Any], Any], function_name: str
+    stop_event: threading.Event,
+    interval: float,
+    handler: Callable[[dict[str, Any], Any], Any],
+    function_name: str,
+    account_id: str,
 ) -> None:
     """Call a scheduled handler every interval seconds until stop_event is set."""
     while not stop_event.wait(interval):
         try:
-            handler(_scheduled_event(function_name), lambda_context(function_name))
+            handler(_scheduled_event(function_name, account_id), lambda_context(function_name, REGION, account_id=account_id))
         except Exception:
             LOG.exception("%s failed", function_name)
 

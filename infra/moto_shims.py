@@ -44,7 +44,7 @@ _DYNAMODB_BACKEND_METHODS = (
 # empty stubs), so the handler methods are locked too to keep each request atomic.
 _DYNAMODB_HANDLER_METHODS = ("batch_write_item", "batch_get_item", "transact_get_items", "transact_write_items")
 
-_CFN_MARK = "__crowd_moto_shim__"
+_SHIM_MARK = "__crowd_moto_shim__"
 
 
 class Undo:
@@ -110,7 +110,7 @@ def install_cloudformation_table_shim() -> None:
     from moto.dynamodb.models.table import Table
 
     current = Table.__dict__["create_from_cloudformation_json"]
-    if getattr(current.__func__, _CFN_MARK, False):
+    if getattr(current.__func__, _SHIM_MARK, False):
         return
     original = current.__func__
 
@@ -130,8 +130,8 @@ def install_cloudformation_table_shim() -> None:
             backend.update_continuous_backups(table.name, {"PointInTimeRecoveryEnabled": True})
         return table
 
-    setattr(create_from_cloudformation_json, _CFN_MARK, True)
-    Table.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)  # type: ignore[method-assign,assignment]
+    setattr(create_from_cloudformation_json, _SHIM_MARK, True)
+    setattr(Table, "create_from_cloudformation_json", classmethod(create_from_cloudformation_json))
 
 
 def install_cloudformation_bucket_shim() -> None:
@@ -144,7 +144,7 @@ def install_cloudformation_bucket_shim() -> None:
     from moto.utilities.utils import get_partition
 
     current = FakeBucket.__dict__["create_from_cloudformation_json"]
-    if getattr(current.__func__, _CFN_MARK, False):
+    if getattr(current.__func__, _SHIM_MARK, False):
         return
     original = current.__func__
 
@@ -161,8 +161,8 @@ def install_cloudformation_bucket_shim() -> None:
             backend.put_bucket_ownership_controls(bucket.name, ownership=rules[0]["ObjectOwnership"])
         return bucket
 
-    setattr(create_from_cloudformation_json, _CFN_MARK, True)
-    FakeBucket.create_from_cloudformation_json = classmethod(create_from_cloudformation_json)  # type: ignore[method-assign,assignment]
+    setattr(create_from_cloudformation_json, _SHIM_MARK, True)
+    setattr(FakeBucket, "create_from_cloudformation_json", classmethod(create_from_cloudformation_json))
 
 
 def _state_machine_definition(properties: Mapping[str, Any]) -> str:
@@ -191,7 +191,7 @@ def install_cloudformation_state_machine_shim() -> None:
     from moto.stepfunctions.responses import get_backend
     from moto.stepfunctions.utils import cfn_to_api_tags
 
-    if getattr(StateMachine.__dict__["create_from_cloudformation_json"].__func__, _CFN_MARK, False):
+    if getattr(StateMachine.__dict__["create_from_cloudformation_json"].__func__, _SHIM_MARK, False):
         return
 
     def create_from_cloudformation_json(
@@ -235,7 +235,7 @@ def install_cloudformation_state_machine_shim() -> None:
         return state_machine
 
     for fn in (create_from_cloudformation_json, delete_from_cloudformation_json, update_from_cloudformation_json):
-        setattr(fn, _CFN_MARK, True)
+        setattr(fn, _SHIM_MARK, True)
         setattr(StateMachine, fn.__name__, classmethod(fn))
 
 
@@ -251,15 +251,15 @@ def install_step_functions_execution_name_shim() -> None:
     from moto.stepfunctions.parser.models import StepFunctionsParserBackend
 
     current = StepFunctionsParserBackend.__dict__["start_execution"]
-    if getattr(current, _CFN_MARK, False):
+    if getattr(current, _SHIM_MARK, False):
         return
 
     @functools.wraps(current)
     def start_execution(self: Any, state_machine_arn: str, name: str | None = None, *args: Any, **kwargs: Any) -> Any:
         return current(self, state_machine_arn, name or str(uuid.uuid4()), *args, **kwargs)
 
-    setattr(start_execution, _CFN_MARK, True)
-    StepFunctionsParserBackend.start_execution = start_execution  # type: ignore[method-assign]
+    setattr(start_execution, _SHIM_MARK, True)
+    setattr(StepFunctionsParserBackend, "start_execution", start_execution)
 
 
 def _truthy(value: Any) -> bool:
@@ -307,7 +307,8 @@ def route_lambda_invocations(handlers: Mapping[str, Handler]) -> Undo:
     uses as the task's error name, so Retry/Catch on e.g. `TransientError` match.
     Handlers run in the calling thread (the interpreter's, under Step Functions)
     and see this process's environment, not the function's configured variables.
-    Returns an `Undo` (callable or context manager).
+    Returns an `Undo` (callable or context manager); undo nested routings in
+    reverse order.
     """
     from moto.awslambda.models import LambdaFunction
 
@@ -317,11 +318,18 @@ def route_lambda_invocations(handlers: Mapping[str, Handler]) -> Undo:
     def _invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
         name = _stage_name(self.function_name, routes)
         if name is None:
-            return original(self, event)
+            passthrough: tuple[str, bool, str] = original(self, event)
+            return passthrough
         if isinstance(event, (str, bytes)):
             # moto passes the literal string "{}" for an empty body.
             event = json.loads(event or "{}")
-        context = lambda_context(self.function_name, region=self.region, timeout_seconds=float(self.timeout or 3))
+        context = lambda_context(
+            self.function_name,
+            self.region,
+            float(self.timeout or 3),
+            invoked_function_arn=self.function_arn,
+            memory_limit_in_mb=int(self.memory_size or 128),
+        )
         try:
             result = routes[name]({} if event is None else event, context)
         except Exception as exc:  # noqa: BLE001 - every handler error is a function error
@@ -331,10 +339,10 @@ def route_lambda_invocations(handlers: Mapping[str, Handler]) -> Undo:
         except (TypeError, ValueError) as exc:
             return json.dumps({"errorMessage": f"Unable to marshal response: {exc}", "errorType": "Runtime.MarshalError"}), True, ""
 
-    LambdaFunction._invoke_lambda = _invoke_lambda  # type: ignore[method-assign]
+    setattr(LambdaFunction, "_invoke_lambda", _invoke_lambda)
 
     def revert() -> None:
-        LambdaFunction._invoke_lambda = original  # type: ignore[method-assign]
+        setattr(LambdaFunction, "_invoke_lambda", original)
 
     return Undo(revert)
 
@@ -415,18 +423,18 @@ def make_step_functions_instant() -> Undo:
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
     from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction
 
-    original_time = retrier_decl.time
+    original_time = getattr(retrier_decl, "time")
     original_wait = WaitFunction.__dict__["_wait_interval"]
-    retrier_decl.time = _NoSleepTime()  # type: ignore[assignment]
+    setattr(retrier_decl, "time", _NoSleepTime())
 
     def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
         return None
 
-    WaitFunction._wait_interval = _wait_interval  # type: ignore[method-assign]
+    setattr(WaitFunction, "_wait_interval", _wait_interval)
 
     def revert() -> None:
-        retrier_decl.time = original_time  # type: ignore[assignment]
-        WaitFunction._wait_interval = original_wait  # type: ignore[method-assign]
+        setattr(retrier_decl, "time", original_time)
+        setattr(WaitFunction, "_wait_interval", original_wait)
 
     return Undo(revert)
 

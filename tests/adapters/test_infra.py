@@ -512,7 +512,8 @@ def test_concurrent_transactional_claims_have_exactly_one_winner(outputs: dict[s
 
     # WHEN they race, round after round
     for n in range(15):
-        slot, wins, start = f"slot-{n}", [], threading.Barrier(8)
+        slot, start = f"slot-{n}", threading.Barrier(8)
+        wins: list[str] = []
         threads = [threading.Thread(target=claim, args=(slot, f"w{i}", wins, start)) for i in range(8)]
         for t in threads:
             t.start()
