@@ -87,7 +87,7 @@ def work(base_url: str, worker: SimulatedWorker, job_id: str, truth: dict[str, s
         worker.correct += label == expected
 
 
-def run_demo(base_url: str, client_key: str, items: int = 240, redundancy: int = 3,
+def run_demo(base_url: str, client_key: str, items: int = 200, redundancy: int = 3,
              workers: int = 12, seed: int = 1, out=sys.stdout) -> dict[str, Any]:
     """Run the whole flow against base_url; return a summary (accuracy, timings, counts)."""
     started = time.monotonic()
@@ -180,7 +180,7 @@ def _running_stack() -> dict[str, Any] | None:
 def main(argv: list[str] | None = None) -> int:
     """Run the demo against a running stack, or start one for the run."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--items", type=int, default=240)
+    parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--workers", type=int, default=12)
     args = parser.parse_args(argv)
     info = _running_stack()
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     from infra.local_stack import local_stack
 
     print("no running stack found; starting one in this process")
-    with local_stack(port=0, pump_interval=0.05, finalize_interval=1.0) as stack:
+    with local_stack(port=0, pump_interval=0.5, finalize_interval=1.0) as stack:
         run_demo(stack.base_url, stack.client_key, args.items, workers=args.workers)
     return 0
 

@@ -194,17 +194,24 @@ class SqsPump:
             total += delivered
         raise RuntimeError(f"queues still not empty after {max_rounds} rounds ({total} messages delivered)")
 
-    def run_forever(self, stop_event: threading.Event, wait_seconds: float = 1.0) -> None:
-        """Pump until stop_event is set, sleeping wait_seconds whenever the queues are empty."""
+    def run_forever(self, stop_event: threading.Event, wait_seconds: float = 1.0,
+                    batching_window: float = 0.2) -> None:
+        """Pump until stop_event is set: wait_seconds when the queues are empty, and
+        batching_window when no queue had a full batch (as Lambda's
+        MaximumBatchingWindowInSeconds does), so batches fill instead of trickling."""
         while not stop_event.is_set():
             try:
-                delivered = self.pump_once()
+                with self._lock:
+                    counts = [self._pump_queue(name, handler, 10)
+                              for name, handler in self._routes.items()]
             except Exception:
                 # e.g. the moto server shutting down under us; keep the thread alive.
                 LOG.exception("SQS pump round failed")
-                delivered = 0
-            if delivered == 0:
+                counts = [0]
+            if not any(counts):
                 stop_event.wait(wait_seconds)
+            elif max(counts) < 10:
+                stop_event.wait(batching_window)
 
 
 def wait_for_execution(

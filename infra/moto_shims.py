@@ -7,6 +7,7 @@ server alike. Each docstring names the gap it closes.
 
 from __future__ import annotations
 
+import copy
 import functools
 import io
 import json
@@ -267,9 +268,80 @@ def _truthy(value: Any) -> bool:
     return value is True or str(value).lower() == "true"
 
 
+_ROLLBACK_MARK = "__crowd_item_rollback__"
+
+
+class _CopyKeepingTables:
+    """Stands in for the `copy` module inside moto's DynamoDB models: tables are not copied."""
+
+    @staticmethod
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        from moto.dynamodb.models.table import Table
+
+        return value if isinstance(value, Table) else copy.deepcopy(value, memo)
+
+
+def _transaction_keys(backend: Any, transact_items: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    keys = []
+    for entry in transact_items:
+        _, op = next(iter(entry.items()))
+        table = backend.tables.get(op.get("TableName"))
+        if table is None:
+            continue
+        if "Key" in op:
+            keys.append((table.name, op["Key"]))
+        elif "Item" in op and table.hash_key_attr in op["Item"]:
+            key = {table.hash_key_attr: op["Item"][table.hash_key_attr]}
+            if table.range_key_attr and table.range_key_attr in op["Item"]:
+                key[table.range_key_attr] = op["Item"][table.range_key_attr]
+            keys.append((table.name, key))
+    return keys
+
+
+def install_item_level_transaction_rollback() -> None:
+    """Make TransactWriteItems snapshot only the items it touches (idempotent).
+
+    Gap: before every transaction moto deep-copies each table the transaction names, to
+    roll back on cancellation: O(table size) per transaction (about 260 ms at 5k items),
+    which dominates the local stack's CPU. Under the process-wide DynamoDB lock,
+    restoring just the touched items on failure leaves the same state.
+    """
+    import moto.dynamodb.models as models
+    from moto.dynamodb.models import DynamoDBBackend
+
+    current = DynamoDBBackend.__dict__["transact_write_items"]
+    if getattr(current, _ROLLBACK_MARK, False):
+        return
+    models.copy = _CopyKeepingTables  # type: ignore[attr-defined]
+
+    def transact_write_items(self: Any, transact_items: list[dict[str, Any]]) -> Any:
+        with _DYNAMODB_LOCK:
+            snapshots = []
+            for table_name, key in _transaction_keys(self, transact_items):
+                try:
+                    item = self.get_item(table_name, key)
+                except Exception:  # an invalid key: moto's own call reports it
+                    continue
+                snapshots.append((table_name, key, copy.deepcopy(item)))
+            try:
+                return current(self, transact_items)
+            except Exception:
+                for table_name, key, item in reversed(snapshots):
+                    if item is None:
+                        self.delete_item(table_name, key)
+                    else:
+                        self.put_item(table_name, item.to_json()["Attributes"])
+                raise
+
+    setattr(transact_write_items, _ROLLBACK_MARK, True)
+    setattr(transact_write_items, _LOCKED_MARK, True)
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
 def install_all() -> None:
     """Install every process-wide shim the project needs (DynamoDB lock, CloudFormation resource shims)."""
     install_dynamodb_lock()
+    install_item_level_transaction_rollback()
     install_cloudformation_table_shim()
     install_cloudformation_bucket_shim()
     install_cloudformation_state_machine_shim()
