@@ -128,7 +128,7 @@ def run_demo(base_url: str, client_key: str, items: int = 200, redundancy: int =
         _, job = call(base_url, "GET", f"/jobs/{job_id}", headers=client)
         if job["state"] in ("done", "failed") or time.monotonic() - answered_at > 60:
             break
-        time.sleep(0.25)
+        time.sleep(0.5)
     if job["state"] != "done":
         raise RuntimeError(f"job ended in state {job['state']}: {job.get('error')}")
     results, cursor = [], None
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     from infra.local_stack import local_stack
 
     print("no running stack found; starting one in this process")
-    with local_stack(port=0, pump_interval=0.5, finalize_interval=1.0) as stack:
+    with local_stack(port=0, pump_interval=0.5, finalize_interval=1.0, api_process=True) as stack:
         run_demo(stack.base_url, stack.client_key, args.items, workers=args.workers)
     return 0
 

@@ -39,6 +39,7 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import socket
 import sys
 import threading
@@ -51,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from infra import moto_shims
+from infra.api_server import make_api_server
 from infra.local_aws import SqsPump, lambda_context
 from infra.stack import STAGE_FUNCTIONS, app_environment, deploy_stack, stack_name_for
 
@@ -158,6 +160,7 @@ class LocalStack:
     _stoppers: list[Callable[[], None]] = field(default_factory=list, repr=False)
     _server: Any = field(default=None, repr=False)
     _server_thread: threading.Thread | None = field(default=None, repr=False)
+    _process: subprocess.Popen | None = field(default=None, repr=False)
 
     @property
     def curl(self) -> str:
@@ -176,11 +179,16 @@ class LocalStack:
         }
 
     def serve_forever(self) -> None:
-        """Serve the API in the calling thread until interrupted."""
+        """Serve the API in the calling thread (or wait on the API process) until interrupted."""
+        if self._process is not None:
+            self._process.wait()
+            return
         self._server.server.serve_forever()
 
     def serve_in_background(self) -> None:
-        """Serve the API from a daemon thread."""
+        """Serve the API from a daemon thread (an API process serves by itself)."""
+        if self._process is not None:
+            return
         self._server_thread = threading.Thread(
             target=self._server.server.serve_forever, name="chalice-local", daemon=True
         )
@@ -234,6 +242,7 @@ def start_local_stack(
     state_file: Path | str | None = None,
     ready_file: Path | str | None = None,
     serve: bool = True,
+    api_process: bool = False,
 ) -> LocalStack:
     """Start moto, deploy the stack, wire the app, seed credentials and (if serve) serve the API from a thread."""
     project_dir = Path(project_dir).resolve()
@@ -253,6 +262,8 @@ def start_local_stack(
         moto_port = _free_port("127.0.0.1")
         # Before the server starts: the interpreter's Lambda client targets localhost:$MOTO_PORT.
         env.set("MOTO_PORT", str(moto_port))
+        # One log line per moto HTTP request drowns everything else.
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
         moto_server = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         moto_server.start()
         stoppers.append(moto_server.stop)
@@ -331,21 +342,15 @@ def start_local_stack(
 
         credentials = dict(seed()) if seed is not None else {}
 
-        from chalice.config import Config
-        from chalice.deploy.validate import validate_routes
-        from chalice.local import create_local_server
-
-        config_path = project_dir / ".chalice" / "config.json"
-        config_from_disk = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-        config = Config(
-            chalice_stage=stage,
-            user_provided_params={"project_dir": str(project_dir), "chalice_app": app.app},
-            config_from_disk=config_from_disk,
-        )
-        validate_routes(app.app.routes)
-        server = create_local_server(app.app, config, host, port)
-        bound_host, bound_port = server.server.server_address[:2]
-        base_url = f"http://{bound_host}:{bound_port}"
+        if api_process:
+            process, base_url = _start_api_process(project_dir, stage, host, port, app_module)
+            stoppers.append(lambda: _stop_process(process))
+            server = None
+        else:
+            process = None
+            server = make_api_server(app.app, project_dir, stage, host, port)
+            bound_host, bound_port = server.server.server_address[:2]
+            base_url = f"http://{bound_host}:{bound_port}"
 
         stack = LocalStack(
             base_url=base_url,
@@ -357,6 +362,7 @@ def start_local_stack(
             app=app,
             _stoppers=stoppers,
             _server=server,
+            _process=process,
         )
         info = json.dumps(stack.info(), indent=2) + "\n"
         for path in (state_file, ready_file):
@@ -390,6 +396,35 @@ def _join_all(threads: list[threading.Thread], timeout: float = 10.0) -> None:
     """Wait for each thread to finish (bounded)."""
     for thread in threads:
         thread.join(timeout=timeout)
+
+
+def _start_api_process(project_dir: Path, stage: str, host: str, port: int,
+                       app_module: str) -> tuple[subprocess.Popen, str]:
+    """Start infra.api_server as a child with this environment; return it and its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "infra.api_server", "--host", host, "--port", str(port),
+         "--stage", stage, "--project-dir", str(project_dir), "--app-module", app_module],
+        cwd=str(project_dir), env=dict(os.environ), stdout=subprocess.PIPE, text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("LISTENING "):
+        _stop_process(process)
+        raise RuntimeError(f"the API process did not start: {line!r}")
+    # Keep draining its stdout so a chatty child never blocks on a full pipe.
+    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+    return process, line.split(" ", 1)[1].strip()
+
+
+def _stop_process(process: subprocess.Popen) -> None:
+    """Terminate the API process and wait for it."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _run_periodically(
@@ -447,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         ready_file=args.ready_file,
         instant_step_functions=args.instant_retries,
         serve=False,
+        api_process=True,
     )
     try:
         print(f"API:          {stack.base_url}")

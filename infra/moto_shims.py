@@ -338,10 +338,35 @@ def install_item_level_transaction_rollback() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 
+_RETENTION_MARK = "__crowd_cheap_retention__"
+
+
+def install_cheap_sqs_retention_check() -> None:
+    """Make SQS's per-message retention check read one attribute (idempotent).
+
+    Gap (speed only): on every ReceiveMessage moto checks each queued message's
+    retention by building the queue's whole attribute map, which counts every message:
+    O(n^2) in the queue's depth, and most of the local stack's CPU under a backlog.
+    """
+    from moto.core.utils import unix_time
+    from moto.sqs.models import SQSBackend
+
+    if getattr(SQSBackend.is_message_valid_based_on_retention_period, _RETENTION_MARK, False):
+        return
+
+    def is_message_valid_based_on_retention_period(self: Any, queue_name: str, message: Any) -> bool:
+        retention = int(self.get_queue(queue_name).message_retention_period)
+        return retention + message.sent_timestamp / 1000 > unix_time()
+
+    setattr(is_message_valid_based_on_retention_period, _RETENTION_MARK, True)
+    SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
+
+
 def install_all() -> None:
     """Install every process-wide shim the project needs (DynamoDB lock, CloudFormation resource shims)."""
     install_dynamodb_lock()
     install_item_level_transaction_rollback()
+    install_cheap_sqs_retention_check()
     install_cloudformation_table_shim()
     install_cloudformation_bucket_shim()
     install_cloudformation_state_machine_shim()

@@ -277,14 +277,18 @@ def item_from_model(r: ItemModel) -> ItemState:
     answers = {w: _answer_from(dict(v))
                for w, v in (r.answers.as_dict() if r.answers else {}).items()}
     return ItemState(
-        job_id=r.job_id, item_id=r.item_id, data=r.data, redundancy=int(r.redundancy),
+        job_id=r.job_id, item_id=r.item_id, data=r.data or {}, redundancy=int(r.redundancy),
         free=int(r.free), external_id=r.external_id, leases=leases, answers=answers,
-        seen=frozenset(r.seen or ()),
+        seen=frozenset(r.seen or ()), answer_count=int(r.answer_count or 0),
     )
 
 
 def _item_from_raw(raw: dict[str, Any] | None) -> ItemState | None:
     return None if raw is None else item_from_model(ItemModel.from_raw_data(raw))
+
+
+# What picking a slot needs: not the item's data, answers or counting marks.
+_SLOT_FIELDS = ["job_id", "item_id", "redundancy", "free", "answer_count", "leases", "seen"]
 
 
 class DynamoItems:
@@ -306,7 +310,7 @@ class DynamoItems:
         condition = None if worker_id is None else ~ItemModel.seen.contains(worker_id)
         found: list[ItemState] = []
         for record in ItemModel.open_items.query(job_id, filter_condition=condition,
-                                                 page_size=200):
+                                                 page_size=200, attributes_to_get=_SLOT_FIELDS):
             found.append(item_from_model(record))
             if limit is not None and len(found) >= limit:
                 break

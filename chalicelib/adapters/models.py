@@ -140,7 +140,7 @@ class ItemModel(Model):
 
     job_id = UnicodeAttribute(hash_key=True)
     item_id = UnicodeAttribute(range_key=True)
-    data = JSONAttribute()
+    data = JSONAttribute(null=True)
     external_id = UnicodeAttribute(null=True)
     redundancy = NumberAttribute()
     free = NumberAttribute()

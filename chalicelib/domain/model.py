@@ -141,7 +141,11 @@ class StoredAnswer:
 
 @dataclass
 class ItemState:
-    """An item with its slots: free count, live leases and accepted answers by worker."""
+    """An item with its slots: free count, live leases and accepted answers by worker.
+
+    answers may be left out (a listing that only picks slots does not need them);
+    answer_count is always there.
+    """
 
     job_id: str
     item_id: str
@@ -152,11 +156,7 @@ class ItemState:
     leases: dict[str, Lease] = field(default_factory=dict)
     answers: dict[str, StoredAnswer] = field(default_factory=dict)
     seen: frozenset[str] = frozenset()
-
-    @property
-    def answer_count(self) -> int:
-        """Accepted answers so far."""
-        return len(self.answers)
+    answer_count: int = 0
 
     @property
     def complete(self) -> bool:

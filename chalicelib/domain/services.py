@@ -54,6 +54,7 @@ class Platform:
     _jobs: dict[str, tuple[Job, float]] = field(default_factory=dict)
     _active: tuple[list[Job], float] | None = None
     _pools: dict[str, dict[str, ItemState]] = field(default_factory=dict)
+    _leased: dict[str, tuple[int, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def now(self) -> float:
@@ -155,15 +156,28 @@ def _limit(query: Mapping[str, str], default: int = 100) -> int:
     return v.integer({"limit": int(text)}, "limit", low=1, high=1000)
 
 
+def live_leases(p: Platform, job: Job, max_age: float | None = None) -> int:
+    """Leases of the job that have not expired (reads every open item).
+
+    With max_age, a count that old or newer from this container is reused, so a
+    client polling progress does not read the items on every call.
+    """
+    if job.state not in TAKES_ANSWERS:
+        return 0
+    now = p.now()
+    cached = p._leased.get(job.job_id)
+    if max_age is not None and cached and now - cached[1] < max_age:
+        return cached[0]
+    leased = sum(1 for item in p.items.open_items(job.job_id, None, None)
+                 for lease in item.leases.values() if lease.expires_at > now)
+    p._leased[job.job_id] = (leased, now)
+    return leased
+
+
 def job_progress(p: Platform, job: Job) -> dict[str, int]:
     """Counts for a job: items, live leases, answers counted, items done."""
-    now = p.now()
-    leased = 0
-    if job.state in TAKES_ANSWERS:
-        leased = sum(1 for item in p.items.open_items(job.job_id, None, None)
-                     for lease in item.leases.values() if lease.expires_at > now)
-    return {"items": job.item_count, "leased": leased, "answered": job.answered,
-            "done": job.items_done}
+    return {"items": job.item_count, "leased": live_leases(p, job, max_age=p.cache_seconds),
+            "answered": job.answered, "done": job.items_done}
 
 
 def cancel_job(p: Platform, client: Principal, job_id: str) -> Job:
@@ -172,7 +186,7 @@ def cancel_job(p: Platform, client: Principal, job_id: str) -> Job:
     if job.state not in (INGESTING, ACTIVE):
         raise Conflict(f"a job in state '{job.state}' cannot be cancelled", code="job_not_active")
     now = p.now()
-    live = job_progress(p, job)["leased"]
+    live = live_leases(p, job)
     finalize_at = now if live == 0 else min(now + job.lease_seconds, job.deadline)
     if not p.jobs.transition(job.job_id, (INGESTING, ACTIVE), CANCELLED, cancelled_at=now,
                              finalize_at=finalize_at):

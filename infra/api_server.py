@@ -1,0 +1,69 @@
+"""Serve the Chalice app with Chalice's local dev server (in this process or as a child).
+
+`python -m infra.api_server --port 0` prints `LISTENING <url>` once bound. The local
+stack runs the API in a child process so that the API and moto (with the event-driven
+functions) each get a core, as API Gateway and the queue consumers would on AWS.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def make_api_server(app: Any, project_dir: Path, stage: str, host: str, port: int) -> Any:
+    """Chalice's LocalDevServer for app with the stage's config (port 0 = any free port)."""
+    from chalice.config import Config
+    from chalice.deploy.validate import validate_routes
+    from chalice.local import create_local_server
+
+    config_path = project_dir / ".chalice" / "config.json"
+    config_from_disk = json.loads(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
+    config = Config(
+        chalice_stage=stage,
+        user_provided_params={"project_dir": str(project_dir), "chalice_app": app},
+        config_from_disk=config_from_disk,
+    )
+    validate_routes(app.routes)
+    return create_local_server(app, config, host, port)
+
+
+def _stop(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Serve until SIGTERM or Ctrl-C; the environment must already point at the stack."""
+    parser = argparse.ArgumentParser(prog="python -m infra.api_server", description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--stage", default="dev")
+    parser.add_argument("--project-dir", default=str(PROJECT_ROOT))
+    parser.add_argument("--app-module", default="app")
+    args = parser.parse_args(argv)
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    signal.signal(signal.SIGTERM, _stop)
+    project_dir = Path(args.project_dir).resolve()
+    sys.path.insert(0, str(project_dir))
+    app = importlib.import_module(args.app_module).app
+    server = make_api_server(app, project_dir, args.stage, args.host, args.port)
+    host, port = server.server.server_address[:2]
+    print(f"LISTENING http://{host}:{port}", flush=True)
+    try:
+        server.server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
