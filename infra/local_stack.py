@@ -464,6 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--project-dir", default=str(PROJECT_ROOT), help="directory holding app.py and .chalice/")
     parser.add_argument("--ready-file", default=None, help="also write the connection details (JSON) here when ready")
+    parser.add_argument("--state-file", default=None, help=f"where `make demo` finds the stack (default: <project>/{STATE_FILE_NAME})")
     parser.add_argument("--instant-retries", action="store_true", help="no Retry back-off / Wait in Step Functions")
     args = parser.parse_args(argv)
 
@@ -478,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         args.port,
         args.host,
         project_dir=project_dir,
-        state_file=project_dir / STATE_FILE_NAME,
+        state_file=Path(args.state_file) if args.state_file else project_dir / STATE_FILE_NAME,
         ready_file=args.ready_file,
         instant_step_functions=args.instant_retries,
         serve=False,

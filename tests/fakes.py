@@ -1,0 +1,495 @@
+"""In-memory fakes of every port in chalicelib/domain/ports.py, with the DynamoDB adapters' semantics.
+
+Each fake mirrors its adapter in chalicelib/adapters/ (dynamo.py, messaging.py, storage.py):
+the same conditions on writes, the same "item as it was" on a failed conditional write, the
+same sparse indexes (open items, jobs by state) and the same idempotency keys. One lock per
+platform stands in for DynamoDB's single-item atomicity and its transactions.
+
+Known, deliberate differences: no eventual consistency on indexes, no throttling
+(TransientError), and writes the adapters would make to records that do not exist (DynamoDB
+creates a stub item) raise KeyError here instead.
+"""
+from __future__ import annotations
+
+import base64
+import copy
+import json
+import random
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+from typing import Any
+
+from chalicelib.domain.model import (
+    CountedAnswer, ItemState, Job, Lease, NewItem, Principal, Quote, StoredAnswer,
+)
+from chalicelib.domain.ports import Page, SlotOutcome
+from chalicelib.domain.services import Platform
+from chalicelib.errors import Conflict, InvalidRequest, NotFound
+
+START = 1_800_000_000.0
+
+
+class ConditionFailed(Exception):
+    """A conditional write the real adapter does not translate (it would raise pynamodb's error)."""
+
+
+class FakeClock:
+    """A settable clock: call it for the time; advance or set it from a test."""
+
+    def __init__(self, now: float = START) -> None:
+        self.now = float(now)
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> float:
+        """Move the clock forward; return the new time."""
+        self.now += seconds
+        return self.now
+
+    def set(self, now: float) -> None:
+        """Put the clock at an absolute time."""
+        self.now = float(now)
+
+
+def _encode_cursor(key: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
+
+
+def _decode_cursor(cursor: str | None) -> dict[str, Any] | None:
+    # Same contract as dynamo.decode_cursor: a cursor that is not ours is an InvalidRequest.
+    if not cursor:
+        return None
+    try:
+        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+    except (ValueError, TypeError):
+        raise InvalidRequest("'cursor' is not valid", field="cursor") from None
+    if not isinstance(key, dict):
+        raise InvalidRequest("'cursor' is not valid", field="cursor")
+    return key
+
+
+def _json_copy(value: Any) -> Any:
+    """A copy as it would come back from a JSON attribute or an SQS body."""
+    return json.loads(json.dumps(value))
+
+
+# --- accounts and quotes ------------------------------------------------------------------
+
+class FakeAccounts:
+    """Accounts and credentials; an account and its credential are stored together."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self._lock = lock
+        self.accounts: dict[str, dict[str, Any]] = {}
+        self.credentials: dict[str, dict[str, Any]] = {}
+
+    def create_account(self, account_id: str, role: str, name: str, skills: Sequence[str],
+                       token_hash: str, now: float) -> None:
+        """Store both records, or neither if either exists."""
+        with self._lock:
+            if account_id in self.accounts or token_hash in self.credentials:
+                raise ConditionFailed("account or credential exists")
+            record = {"account_id": account_id, "role": role, "name": name,
+                      "skills": frozenset(skills), "created_at": now}
+            self.accounts[account_id] = dict(record)
+            self.credentials[token_hash] = dict(record, revoked=False)
+
+    def principal_for(self, token_hash: str) -> Principal | None:
+        """The principal of a credential; None if unknown or revoked."""
+        with self._lock:
+            record = self.credentials.get(token_hash)
+            if record is None or record["revoked"]:
+                return None
+            return Principal(record["account_id"], record["role"], record["name"],
+                             record["skills"])
+
+    def revoke(self, token_hash: str) -> None:
+        """Test helper: revoke a credential (an operator action the API does not expose)."""
+        with self._lock:
+            self.credentials[token_hash]["revoked"] = True
+
+
+class FakeQuotes:
+    """Quotes; a quote is written once."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self._lock = lock
+        self.quotes: dict[str, Quote] = {}
+
+    def put_quote(self, quote: Quote) -> None:
+        """Store a new quote (fails if the id exists, like the conditional put)."""
+        with self._lock:
+            if quote.quote_id in self.quotes:
+                raise ConditionFailed(f"quote {quote.quote_id} exists")
+            self.quotes[quote.quote_id] = replace(quote, job_id=None)
+
+    def get_quote(self, quote_id: str) -> Quote | None:
+        """A quote by id."""
+        with self._lock:
+            return self.quotes.get(quote_id)
+
+
+# --- items ---------------------------------------------------------------------------------
+
+@dataclass
+class _ItemRecord:
+    """What the items table holds for one item: its state, counting marks and index key."""
+
+    state: ItemState
+    counted: dict[str, str] = field(default_factory=dict)
+    open_job: str | None = None
+
+
+class FakeItems:
+    """Items and their slots, with the conditional writes of DynamoItems."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self._lock = lock
+        self.records: dict[tuple[str, str], _ItemRecord] = {}
+
+    def _of_job(self, job_id: str) -> list[_ItemRecord]:
+        return [self.records[key] for key in sorted(self.records) if key[0] == job_id]
+
+    @staticmethod
+    def _full(record: _ItemRecord) -> ItemState:
+        return copy.deepcopy(record.state)
+
+    @staticmethod
+    def _slots(record: _ItemRecord) -> ItemState:
+        # open_items projects only the slot fields: no data, external id or answers.
+        s = record.state
+        return ItemState(job_id=s.job_id, item_id=s.item_id, data={}, redundancy=s.redundancy,
+                         free=s.free, external_id=None, leases=dict(s.leases), answers={},
+                         seen=s.seen, answer_count=s.answer_count)
+
+    def put_items(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> None:
+        """Blind writes: each item replaced by a fresh one with every slot free."""
+        with self._lock:
+            for item in items:
+                state = ItemState(job_id=job_id, item_id=item.item_id,
+                                  data=_json_copy(item.data), redundancy=redundancy,
+                                  free=redundancy, external_id=item.external_id)
+                self.records[(job_id, item.item_id)] = _ItemRecord(state, {}, job_id)
+
+    def open_items(self, job_id: str, worker_id: str | None, limit: int | None
+                   ) -> list[ItemState]:
+        """Items not yet counted complete, in item order, optionally unseen by worker_id."""
+        with self._lock:
+            found = []
+            for record in self._of_job(job_id):
+                if record.open_job is None:
+                    continue
+                if worker_id is not None and worker_id in record.state.seen:
+                    continue
+                found.append(self._slots(record))
+                if limit is not None and len(found) >= limit:
+                    break
+            return found
+
+    def get_item(self, job_id: str, item_id: str) -> ItemState | None:
+        """One item with everything on it."""
+        with self._lock:
+            record = self.records.get((job_id, item_id))
+            return None if record is None else self._full(record)
+
+    def try_lease(self, job_id: str, item_id: str, worker_id: str, lease: Lease,
+                  reclaim_from: str | None, now: float) -> SlotOutcome:
+        """Take a free slot, or reclaim_from's expired lease, if the item is open and unseen."""
+        with self._lock:
+            record = self.records.get((job_id, item_id))
+            if record is None:
+                return SlotOutcome(False, None)
+            s = record.state
+            ok = record.open_job is not None and worker_id not in s.seen
+            if reclaim_from is None:
+                ok = ok and s.free > 0
+            else:
+                held = s.leases.get(reclaim_from)
+                ok = ok and held is not None and held.expires_at <= now
+            if not ok:
+                return SlotOutcome(False, self._full(record))
+            s.leases[worker_id] = lease
+            s.seen = s.seen | {worker_id}
+            if reclaim_from is None:
+                s.free -= 1
+            else:
+                del s.leases[reclaim_from]
+            return SlotOutcome(True, self._full(record))
+
+    def try_submit(self, job_id: str, item_id: str, worker_id: str, answer: StoredAnswer,
+                   now: float) -> SlotOutcome:
+        """Turn worker_id's live lease with this assignment id into an accepted answer."""
+        with self._lock:
+            record = self.records.get((job_id, item_id))
+            if record is None:
+                return SlotOutcome(False, None)
+            s = record.state
+            lease = s.leases.get(worker_id)
+            if lease is None or lease.assignment_id != answer.assignment_id \
+                    or not lease.expires_at > now:
+                return SlotOutcome(False, self._full(record))
+            del s.leases[worker_id]
+            s.answers[worker_id] = replace(answer, answer=_json_copy(answer.answer))
+            s.answer_count += 1
+            return SlotOutcome(True, self._full(record))
+
+    def try_release(self, job_id: str, item_id: str, worker_id: str, assignment_id: str
+                    ) -> SlotOutcome:
+        """Give the slot back (expired or not); the worker stays in seen."""
+        with self._lock:
+            record = self.records.get((job_id, item_id))
+            if record is None:
+                return SlotOutcome(False, None)
+            s = record.state
+            lease = s.leases.get(worker_id)
+            if lease is None or lease.assignment_id != assignment_id:
+                return SlotOutcome(False, self._full(record))
+            del s.leases[worker_id]
+            s.free += 1
+            return SlotOutcome(True, self._full(record))
+
+    def iter_items(self, job_id: str) -> Iterator[ItemState]:
+        """Every item of a job, in item order."""
+        with self._lock:
+            snapshot = [self._full(record) for record in self._of_job(job_id)]
+        yield from snapshot
+
+    def counted(self, job_id: str, item_id: str) -> dict[str, str]:
+        """Test helper: the counting marks of an item (worker id -> assignment id)."""
+        with self._lock:
+            return dict(self.records[(job_id, item_id)].counted)
+
+    def is_open(self, job_id: str, item_id: str) -> bool:
+        """Test helper: True while the item is in the open-items index."""
+        with self._lock:
+            return self.records[(job_id, item_id)].open_job is not None
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="microseconds")
+
+
+class FakeJobs:
+    """Jobs, with DynamoJobs' transaction on create and on counting."""
+
+    def __init__(self, lock: threading.RLock, quotes: FakeQuotes, items: FakeItems) -> None:
+        self._lock = lock
+        self._quotes = quotes
+        self._items = items
+        self.jobs: dict[str, Job] = {}
+
+    def create_job(self, job: Job) -> None:
+        """Store the job and mark its quote used, together; Conflict quote_used otherwise."""
+        with self._lock:
+            quote = self._quotes.quotes.get(job.quote_id)
+            if job.job_id in self.jobs or (quote is not None and quote.job_id is not None):
+                raise Conflict("this quote was already used for a job", field="quote_id",
+                               code="quote_used")
+            if quote is None:
+                raise KeyError(f"no quote {job.quote_id}")
+            # Only what DynamoJobs.create_job writes survives the round trip.
+            self.jobs[job.job_id] = replace(
+                copy.deepcopy(job), required_skills=tuple(sorted(job.required_skills)),
+                ingested_chunks=frozenset(), answered=0, items_done=0, cancelled_at=None,
+                results_key=None, result_count=None, done_at=None, error=None)
+            self._quotes.quotes[job.quote_id] = replace(quote, job_id=job.job_id)
+
+    def get_job(self, job_id: str) -> Job | None:
+        """A job by id."""
+        with self._lock:
+            job = self.jobs.get(job_id)
+            return None if job is None else copy.deepcopy(job)
+
+    def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
+        """Jobs in a state ordered by finalize_at (a sparse index: no finalize_at, not listed)."""
+        with self._lock:
+            found = [job for job in self.jobs.values()
+                     if job.state == state and job.finalize_at is not None
+                     and (finalize_before is None or job.finalize_at <= finalize_before)]
+            found.sort(key=lambda job: (job.finalize_at, job.job_id))
+            return copy.deepcopy(found)
+
+    def jobs_of_client(self, client_id: str, limit: int, cursor: str | None
+                       ) -> tuple[list[Job], str | None]:
+        """A page of a client's jobs, newest first; a full page carries a cursor (as DynamoDB)."""
+        start = _decode_cursor(cursor)
+        with self._lock:
+            ordered = sorted((job for job in self.jobs.values() if job.client_id == client_id),
+                             key=lambda job: (_iso(job.created_at), job.job_id), reverse=True)
+            if start is not None:
+                after = (start.get("created_at"), start.get("job_id"))
+                ordered = [job for job in ordered if (_iso(job.created_at), job.job_id) < after]
+            page = copy.deepcopy(ordered[:limit])
+        next_cursor = None
+        if page and len(page) == limit:
+            last = page[-1]
+            next_cursor = _encode_cursor({"created_at": _iso(last.created_at),
+                                          "job_id": last.job_id, "client_id": client_id})
+        return page, next_cursor
+
+    def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job:
+        """Add chunk to the job's ingested set; return the job as it now stands."""
+        with self._lock:
+            job = self.jobs[job_id]
+            job.ingested_chunks = job.ingested_chunks | {chunk}
+            return copy.deepcopy(job)
+
+    def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
+                   **changes: Any) -> bool:
+        """Move the job if it is in one of from_states, setting changes (None removes)."""
+        with self._lock:
+            job = self.jobs.get(job_id)
+            if job is None or job.state not in from_states:
+                return False
+            for name in changes:
+                if name not in Job.__dataclass_fields__:
+                    raise AttributeError(name)  # the adapter looks the attribute up on the model
+            job.state = to_state
+            for name, value in changes.items():
+                setattr(job, name, value)
+            return True
+
+    def record_counted(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:
+        """All together if none was counted before; otherwise one by one (as DynamoJobs)."""
+        with self._lock:
+            counted = self._count_together(job_id, answers)
+            if counted is not None:
+                return counted
+            if len(answers) == 1:
+                return 0
+            return sum(self.record_counted(job_id, [answer]) for answer in answers)
+
+    def _count_together(self, job_id: str, answers: Sequence[CountedAnswer]) -> int | None:
+        by_item: dict[str, list[CountedAnswer]] = defaultdict(list)
+        for answer in answers:
+            by_item[answer.item_id].append(answer)
+        job = self.jobs[job_id]
+        records = {item_id: self._items.records[(job_id, item_id)] for item_id in by_item}
+        # The transaction's conditions: no (item, worker) counted before.
+        for item_id, entries in by_item.items():
+            if any(entry.worker_id in records[item_id].counted for entry in entries):
+                return None
+        completed = 0
+        for item_id, entries in by_item.items():
+            record = records[item_id]
+            for entry in entries:
+                record.counted[entry.worker_id] = entry.assignment_id
+            if any(entry.item_complete for entry in entries):
+                record.open_job = None
+                completed += 1
+        job.answered += len(answers)
+        job.items_done += completed
+        return len(answers)
+
+
+# --- results, blobs, queues and the workflow ---------------------------------------------
+
+class FakeResults:
+    """Result lines per job, keyed by item id."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self._lock = lock
+        self.rows: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def put_results(self, job_id: str, results: Iterable[dict[str, Any]]) -> None:
+        """Write (or overwrite) one row per item."""
+        with self._lock:
+            rows = self.rows.setdefault(job_id, {})
+            for line in results:
+                rows[line["item_id"]] = _json_copy(line)
+
+    def page(self, job_id: str, limit: int, cursor: str | None) -> Page:
+        """A page in item order; a full page carries a cursor (as DynamoDB)."""
+        start = _decode_cursor(cursor)
+        with self._lock:
+            rows = self.rows.get(job_id, {})
+            keys = sorted(rows)
+            if start is not None:
+                keys = [key for key in keys if key > start.get("item_id", "")]
+            entries = [_json_copy(rows[key]) for key in keys[:limit]]
+        next_cursor = None
+        if entries and len(entries) == limit:
+            next_cursor = _encode_cursor({"job_id": job_id, "item_id": entries[-1]["item_id"]})
+        return Page(entries, next_cursor)
+
+
+class FakeBlobs:
+    """Objects in a dict: key -> (body, content type)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[str, str]] = {}
+
+    def put_text(self, key: str, body: str, content_type: str) -> None:
+        """Write an object."""
+        self.objects[key] = (body, content_type)
+
+    def get_text(self, key: str) -> str:
+        """Read an object; NotFound if missing (as S3Blobs)."""
+        if key not in self.objects:
+            raise NotFound(f"no object {key}")
+        return self.objects[key][0]
+
+    def download_url(self, key: str, seconds: int) -> str:
+        """A fake link naming the key and its lifetime."""
+        return f"https://blobs.example.test/{key}?expires_in={seconds}"
+
+
+class FakeQueue:
+    """Records what is sent, as the JSON a consumer would receive."""
+
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+
+    def send(self, message: dict[str, Any]) -> None:
+        """Record one message."""
+        self.sent.append(_json_copy(message))
+
+    def send_many(self, messages: Sequence[dict[str, Any]]) -> None:
+        """Record messages in order."""
+        for message in messages:
+            self.send(message)
+
+    def take(self) -> list[dict[str, Any]]:
+        """Test helper: the messages sent so far, emptying the queue."""
+        messages, self.sent = self.sent, []
+        return messages
+
+
+class FakeWorkflow:
+    """Records executions by name; a repeated name starts nothing and returns False."""
+
+    def __init__(self) -> None:
+        self.executions: dict[str, dict[str, Any]] = {}
+
+    def start(self, name: str, payload: dict[str, Any]) -> bool:
+        """Start an execution unless one with that name exists."""
+        if name in self.executions:
+            return False
+        self.executions[name] = _json_copy(payload)
+        return True
+
+    @property
+    def started(self) -> list[str]:
+        """Names of the executions started, in order."""
+        return list(self.executions)
+
+
+def make_platform(clock: FakeClock | None = None, **overrides: Any) -> Platform:
+    """A Platform on fresh fakes with a FakeClock and a seeded rng; overrides replace fields."""
+    lock = threading.RLock()
+    quotes = FakeQuotes(lock)
+    items = FakeItems(lock)
+    settings: dict[str, Any] = dict(
+        accounts=FakeAccounts(lock), quotes=quotes, jobs=FakeJobs(lock, quotes, items),
+        items=items, results=FakeResults(lock), blobs=FakeBlobs(),
+        ingest_queue=FakeQueue(), results_queue=FakeQueue(), workflow=FakeWorkflow(),
+        clock=clock if clock is not None else FakeClock(), rng=random.Random(7),
+    )
+    settings.update(overrides)
+    return Platform(**settings)
