@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from chalicelib.domain.aggregation import aggregate_item
+from chalicelib.domain.jobs import iso
 from chalicelib.domain.model import AGGREGATING, DONE, FAILED
 from chalicelib.domain.services import Platform
 from chalicelib.errors import NotFound
@@ -61,7 +62,8 @@ def result_line(result: Any) -> dict[str, Any]:
         "item_id": result.item_id, "external_id": result.external_id, "answer": result.answer,
         "confidence": result.confidence, "n_answers": result.n_answers,
         "not_applicable": result.not_applicable, "na_reasons": list(result.na_reasons),
-        "answers": list(result.lineage),
+        "answers": [{**entry, "submitted_at": iso(entry["submitted_at"])}
+                    for entry in result.lineage],
     }
 
 
