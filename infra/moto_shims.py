@@ -101,6 +101,26 @@ def install_dynamodb_lock() -> None:
             setattr(cls, name, _locked(method))
 
 
+def _apply_after_cloudformation_create(
+    model: type, apply: Callable[[Any, Mapping[str, Any], str, str], None]
+) -> None:
+    """Wrap model.create_from_cloudformation_json so apply(resource, properties, account, region) runs after it (idempotent)."""
+    current = model.__dict__["create_from_cloudformation_json"]
+    if getattr(current.__func__, _SHIM_MARK, False):
+        return
+    original = current.__func__
+
+    def create_from_cloudformation_json(
+        cls: type, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **kwargs: Any
+    ) -> Any:
+        resource = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
+        apply(resource, cloudformation_json.get("Properties", {}), account_id, region_name)
+        return resource
+
+    setattr(create_from_cloudformation_json, _SHIM_MARK, True)
+    setattr(model, "create_from_cloudformation_json", classmethod(create_from_cloudformation_json))
+
+
 def install_cloudformation_table_shim() -> None:
     """Make CloudFormation apply a table's TimeToLiveSpecification and PointInTimeRecoverySpecification (idempotent).
 
@@ -110,16 +130,7 @@ def install_cloudformation_table_shim() -> None:
     from moto.dynamodb.models import dynamodb_backends
     from moto.dynamodb.models.table import Table
 
-    current = Table.__dict__["create_from_cloudformation_json"]
-    if getattr(current.__func__, _SHIM_MARK, False):
-        return
-    original = current.__func__
-
-    def create_from_cloudformation_json(
-        cls: type, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **kwargs: Any
-    ) -> Any:
-        table = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
-        properties = cloudformation_json.get("Properties", {})
+    def apply(table: Any, properties: Mapping[str, Any], account_id: str, region_name: str) -> None:
         backend = dynamodb_backends[account_id][region_name]
         ttl = properties.get("TimeToLiveSpecification")
         if ttl:
@@ -129,10 +140,8 @@ def install_cloudformation_table_shim() -> None:
         pitr = properties.get("PointInTimeRecoverySpecification")
         if pitr and _truthy(pitr.get("PointInTimeRecoveryEnabled", False)):
             backend.update_continuous_backups(table.name, {"PointInTimeRecoveryEnabled": True})
-        return table
 
-    setattr(create_from_cloudformation_json, _SHIM_MARK, True)
-    setattr(Table, "create_from_cloudformation_json", classmethod(create_from_cloudformation_json))
+    _apply_after_cloudformation_create(Table, apply)
 
 
 def install_cloudformation_bucket_shim() -> None:
@@ -144,26 +153,15 @@ def install_cloudformation_bucket_shim() -> None:
     from moto.s3.models import FakeBucket, s3_backends
     from moto.utilities.utils import get_partition
 
-    current = FakeBucket.__dict__["create_from_cloudformation_json"]
-    if getattr(current.__func__, _SHIM_MARK, False):
-        return
-    original = current.__func__
-
-    def create_from_cloudformation_json(
-        cls: type, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str, **kwargs: Any
-    ) -> Any:
-        bucket = original(cls, resource_name, cloudformation_json, account_id, region_name, **kwargs)
-        properties = cloudformation_json.get("Properties", {})
+    def apply(bucket: Any, properties: Mapping[str, Any], account_id: str, region_name: str) -> None:
         backend = s3_backends[account_id][get_partition(region_name)]
         if properties.get("PublicAccessBlockConfiguration"):
             backend.put_public_access_block(bucket.name, properties["PublicAccessBlockConfiguration"])
         rules = (properties.get("OwnershipControls") or {}).get("Rules") or []
         if rules:
             backend.put_bucket_ownership_controls(bucket.name, ownership=rules[0]["ObjectOwnership"])
-        return bucket
 
-    setattr(create_from_cloudformation_json, _SHIM_MARK, True)
-    setattr(FakeBucket, "create_from_cloudformation_json", classmethod(create_from_cloudformation_json))
+    _apply_after_cloudformation_create(FakeBucket, apply)
 
 
 def _state_machine_definition(properties: Mapping[str, Any]) -> str:

@@ -1,4 +1,4 @@
-"""In-memory fakes of every port in chalicelib/domain/ports.py, with the DynamoDB adapters' semantics.
+"""In-memory fakes of every port in chalicelib/domain/ports.py, with the adapters' semantics.
 
 Each fake mirrors its adapter in chalicelib/adapters/ (dynamo.py, messaging.py, storage.py):
 the same conditions on writes, the same "item as it was" on a failed conditional write, the
@@ -23,7 +23,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from chalicelib.domain.model import (
-    CountedAnswer, ItemState, Job, Lease, NewItem, Principal, Quote, StoredAnswer,
+    INGESTING, CountedAnswer, ItemState, Job, Lease, NewItem, Principal, Quote, StoredAnswer,
 )
 from chalicelib.domain.ports import Page, SlotOutcome
 from chalicelib.domain.services import Platform
@@ -167,8 +167,10 @@ class FakeItems:
                          seen=s.seen, answer_count=s.answer_count)
 
     def put_items(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> None:
-        """Blind writes: each item replaced by a fresh one with every slot free."""
+        """All or nothing: no item is written if any of them exists already."""
         with self._lock:
+            if any((job_id, item.item_id) in self.records for item in items):
+                return
             for item in items:
                 state = ItemState(job_id=job_id, item_id=item.item_id,
                                   data=_json_copy(item.data), redundancy=redundancy,
@@ -233,7 +235,8 @@ class FakeItems:
                     or not lease.expires_at > now:
                 return SlotOutcome(False, self._full(record))
             del s.leases[worker_id]
-            s.answers[worker_id] = replace(answer, answer=_json_copy(answer.answer))
+            s.answers[worker_id] = replace(answer, answer=_json_copy(answer.answer),
+                                           ordinal=s.answer_count)
             s.answer_count += 1
             return SlotOutcome(True, self._full(record))
 
@@ -299,6 +302,16 @@ class FakeJobs:
                 ingested_chunks=frozenset(), answered=0, items_done=0, cancelled_at=None,
                 results_key=None, result_count=None, done_at=None, error=None)
             self._quotes.quotes[job.quote_id] = replace(quote, job_id=job.job_id)
+
+    def abandon_job(self, job_id: str, quote_id: str) -> None:
+        """Delete a job still ingesting and free its quote, together."""
+        with self._lock:
+            job = self.jobs.get(job_id)
+            quote = self._quotes.quotes.get(quote_id)
+            if job is None or job.state != INGESTING or quote is None or quote.job_id != job_id:
+                raise Conflict("the job is not ingesting", code="job_not_ingesting")
+            del self.jobs[job_id]
+            self._quotes.quotes[quote_id] = replace(quote, job_id=None)
 
     def get_job(self, job_id: str) -> Job | None:
         """A job by id."""

@@ -15,8 +15,12 @@ def client(service: str, region: str) -> Any:
         with _lock:
             if key not in _clients:
                 import boto3
+                from botocore.config import Config
 
-                _clients[key] = boto3.session.Session().client(service, region_name=region)
+                # Presigned S3 links must use SigV4: SigV2 fails with KMS and in newer regions.
+                config = Config(signature_version="s3v4") if service == "s3" else None
+                _clients[key] = boto3.session.Session().client(service, region_name=region,
+                                                               config=config)
     return _clients[key]
 
 

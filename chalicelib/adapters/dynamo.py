@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 
@@ -18,7 +18,7 @@ from chalicelib.adapters.models import (
     AccountModel, CredentialModel, ItemModel, JobModel, QuoteModel, ResultModel,
 )
 from chalicelib.domain.model import (
-    CountedAnswer, ItemResult, ItemState, Job, Lease, LineItem, NewItem, Principal, Quote,
+    INGESTING, CountedAnswer, ItemResult, ItemState, Job, Lease, LineItem, NewItem, Principal, Quote,
     StoredAnswer,
 )
 from chalicelib.domain.ports import Page, SlotOutcome
@@ -40,17 +40,25 @@ def encode_cursor(key: dict[str, Any] | None) -> str | None:
     return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
 
 
-def decode_cursor(cursor: str | None, field: str = "cursor") -> dict[str, Any] | None:
-    """LastEvaluatedKey from a cursor; InvalidRequest when it was not one of ours."""
+def decode_cursor(cursor: str | None, key: Mapping[str, str], fixed: Mapping[str, str],
+                  field: str = "cursor") -> dict[str, Any] | None:
+    """LastEvaluatedKey from a cursor; InvalidRequest unless it is a key of this listing.
+
+    key maps each key attribute to its type ("S" or "N"); fixed holds the values the
+    listing's partition key must have (another listing's cursor is refused, not sent on).
+    """
     if not cursor:
         return None
     try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        start = json.loads(base64.urlsafe_b64decode(cursor.encode()))
     except (ValueError, TypeError):
         raise InvalidRequest("'cursor' is not valid", field=field) from None
-    if not isinstance(key, dict):
+    valid = isinstance(start, dict) and set(start) == set(key) and all(
+        isinstance(value, dict) and list(value) == [key[name]] and isinstance(value[key[name]], str)
+        for name, value in start.items())
+    if not valid or any(start[name][key[name]] != value for name, value in fixed.items()):
         raise InvalidRequest("'cursor' is not valid", field=field)
-    return key
+    return start
 
 
 def _iso(timestamp: float) -> str:
@@ -184,6 +192,13 @@ class DynamoJobs:
                                code="quote_used") from error
             raise
 
+    def abandon_job(self, job_id: str, quote_id: str) -> None:
+        """Delete a job still ingesting and free its quote, in one transaction."""
+        with TransactWrite(connection=JobModel._get_connection().connection) as tx:
+            tx.delete(JobModel(job_id), condition=JobModel.state == INGESTING)
+            tx.update(QuoteModel(quote_id), actions=[QuoteModel.job_id.remove()],
+                      condition=QuoteModel.job_id == job_id)
+
     def get_job(self, job_id: str) -> Job | None:
         """A job by id, strongly consistent."""
         try:
@@ -199,8 +214,10 @@ class DynamoJobs:
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None
                        ) -> tuple[list[Job], str | None]:
         """A page of a client's jobs, newest first."""
+        start = decode_cursor(cursor, {"job_id": "S", "client_id": "S", "created_at": "S"},
+                              {"client_id": client_id})
         result = JobModel.by_client.query(client_id, scan_index_forward=False, limit=limit,
-                                          last_evaluated_key=decode_cursor(cursor))
+                                          last_evaluated_key=start)
         jobs = [job_from_model(r) for r in result]
         return jobs, encode_cursor(result.last_evaluated_key)
 
@@ -267,14 +284,16 @@ def _lease_from(raw: dict[str, Any]) -> Lease:
     return Lease(raw["aid"], float(raw["exp"]), float(raw["at"]))
 
 
-def _answer_from(raw: dict[str, Any]) -> StoredAnswer:
-    return StoredAnswer(raw["aid"], json.loads(raw["ans"]), float(raw["at"]), float(raw["lat"]))
+def _answer_from(raw: dict[str, Any], ordinal: Any) -> StoredAnswer:
+    return StoredAnswer(raw["aid"], json.loads(raw["ans"]), float(raw["at"]), float(raw["lat"]),
+                        None if ordinal is None else int(ordinal))
 
 
 def item_from_model(r: ItemModel) -> ItemState:
     """A domain item from its record."""
     leases = {w: _lease_from(dict(v)) for w, v in (r.leases.as_dict() if r.leases else {}).items()}
-    answers = {w: _answer_from(dict(v))
+    ordinals = r.ordinals.as_dict() if r.ordinals else {}
+    answers = {w: _answer_from(dict(v), ordinals.get(w))
                for w, v in (r.answers.as_dict() if r.answers else {}).items()}
     return ItemState(
         job_id=r.job_id, item_id=r.item_id, data=r.data or {}, redundancy=int(r.redundancy),
@@ -295,14 +314,24 @@ class DynamoItems:
     """Items and their slots."""
 
     def put_items(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> None:
-        """Batch-write fresh items; safe to repeat before the job takes leases."""
-        with ItemModel.batch_write() as batch:
-            for item in items:
-                batch.save(ItemModel(
-                    job_id, item.item_id, data=item.data, external_id=item.external_id,
-                    redundancy=redundancy, free=redundancy, answer_count=0, leases={},
-                    answers={}, counted={}, open_job=job_id,
-                ))
+        """Write a chunk of fresh items in one transaction that fails if any exists already.
+
+        A chunk delivered twice at once must not overwrite items a worker has leased since,
+        so the writes are conditional; the chunk is written whole or not at all.
+        """
+        try:
+            with TransactWrite(connection=ItemModel._get_connection().connection) as tx:
+                for item in items:
+                    tx.save(ItemModel(
+                        job_id, item.item_id, data=item.data, external_id=item.external_id,
+                        redundancy=redundancy, free=redundancy, answer_count=0, leases={},
+                        answers={}, counted={}, ordinals={}, open_job=job_id,
+                    ), condition=ItemModel.item_id.does_not_exist())
+        except TransactWriteError as error:
+            _raise_transient(error)
+            reasons = {r.code for r in (error.cancellation_reasons or []) if r is not None}
+            if reasons != {"ConditionalCheckFailed"}:
+                raise
 
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None
                    ) -> list[ItemState]:
@@ -344,7 +373,9 @@ class DynamoItems:
         value = {"aid": answer.assignment_id, "ans": json.dumps(answer.answer),
                  "at": answer.submitted_at, "lat": answer.leased_at}
         lease = ItemModel.leases[worker_id]
+        # The answer's ordinal is the count before this write: DynamoDB orders the writes.
         actions = [lease.remove(), ItemModel.answers[worker_id].set(value),
+                   ItemModel.ordinals[worker_id].set(ItemModel.answer_count),
                    ItemModel.answer_count.add(1)]
         condition = (lease["aid"] == answer.assignment_id) & (lease["exp"] > now)
         ok, raw = _update_raw(ItemModel, job_id, item_id, actions, condition)
@@ -375,6 +406,7 @@ class DynamoResults:
 
     def page(self, job_id: str, limit: int, cursor: str | None) -> Page:
         """A page of result lines in item order."""
-        result = ResultModel.query(job_id, limit=limit, last_evaluated_key=decode_cursor(cursor))
+        start = decode_cursor(cursor, {"job_id": "S", "item_id": "S"}, {"job_id": job_id})
+        result = ResultModel.query(job_id, limit=limit, last_evaluated_key=start)
         entries = [record.body for record in result]
         return Page(entries, encode_cursor(result.last_evaluated_key))

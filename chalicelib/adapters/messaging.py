@@ -10,6 +10,11 @@ from botocore.exceptions import ClientError
 from chalicelib.errors import TransientError
 
 
+# SendMessageBatch takes at most 10 messages; 256 KiB keeps every batch within SQS's size
+# limit in every region and API version.
+BATCH_BYTES = 256 * 1024
+
+
 class SqsQueue:
     """A queue addressed by name; its URL is looked up once."""
 
@@ -30,15 +35,24 @@ class SqsQueue:
         self._sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(message))
 
     def send_many(self, messages: Sequence[dict[str, Any]]) -> None:
-        """Send JSON messages ten to a request; raises TransientError if any was refused."""
-        for start in range(0, len(messages), 10):
-            batch = messages[start:start + 10]
-            response = self._sqs.send_message_batch(QueueUrl=self.url, Entries=[
-                {"Id": str(index), "MessageBody": json.dumps(message)}
-                for index, message in enumerate(batch)
-            ])
-            if response.get("Failed"):
-                raise TransientError(f"SQS refused {len(response['Failed'])} messages")
+        """Send JSON messages in batches of at most 10 and 256 KiB; TransientError if any is refused."""
+        batch: list[str] = []
+        size = 0
+        for body in (json.dumps(message) for message in messages):
+            length = len(body.encode("utf-8"))
+            if batch and (len(batch) == 10 or size + length > BATCH_BYTES):
+                self._send_batch(batch)
+                batch, size = [], 0
+            batch.append(body)
+            size += length
+        if batch:
+            self._send_batch(batch)
+
+    def _send_batch(self, bodies: list[str]) -> None:
+        response = self._sqs.send_message_batch(QueueUrl=self.url, Entries=[
+            {"Id": str(index), "MessageBody": body} for index, body in enumerate(bodies)])
+        if response.get("Failed"):
+            raise TransientError(f"SQS refused {len(response['Failed'])} messages")
 
 
 class StepFunctionsWorkflow:
@@ -49,7 +63,9 @@ class StepFunctionsWorkflow:
         self._arn = state_machine_arn
 
     def start(self, name: str, payload: dict[str, Any]) -> bool:
-        """Start an execution named name; False when it already exists (a harmless repeat)."""
+        """Start an execution named name; False when one of that name already exists and AWS
+        refuses the repeat (a finished one, or another input). A repeat of a running execution
+        with the same input is accepted by AWS without starting a second one."""
         try:
             self._sfn.start_execution(stateMachineArn=self._arn, name=name,
                                       input=json.dumps(payload))

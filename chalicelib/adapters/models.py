@@ -148,6 +148,7 @@ class ItemModel(Model):
     leases = MapAttribute(default=dict)
     answers = MapAttribute(default=dict)
     counted = MapAttribute(default=dict)
+    ordinals = MapAttribute(default=dict)
     seen = UnicodeSetAttribute(null=True)
     open_job = UnicodeAttribute(null=True)
 

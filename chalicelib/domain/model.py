@@ -131,12 +131,13 @@ class Lease:
 
 @dataclass(frozen=True)
 class StoredAnswer:
-    """An accepted answer as kept on its item."""
+    """An accepted answer as kept on its item; ordinal is its place (0-based) among them."""
 
     assignment_id: str
     answer: dict[str, Any]
     submitted_at: float
     leased_at: float
+    ordinal: int | None = None
 
 
 @dataclass

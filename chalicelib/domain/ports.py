@@ -46,6 +46,8 @@ class JobStore(Protocol):
 
     def create_job(self, job: Job) -> None:
         """Store a new job and mark its quote used, together (fails if the quote was used)."""
+    def abandon_job(self, job_id: str, quote_id: str) -> None:
+        """Delete a job still ingesting and free its quote, together."""
     def get_job(self, job_id: str) -> Job | None: """A job by id (strongly consistent)."""
     def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
         """Jobs in a state, optionally only those due to finalise before a time."""

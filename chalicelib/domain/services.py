@@ -26,7 +26,9 @@ from chalicelib.domain.ports import (
     AccountStore, BlobStore, ItemStore, JobStore, MessageQueue, QuoteStore, ResultStore, Workflow,
 )
 from chalicelib.domain.pricing import price_quote
-from chalicelib.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
+from chalicelib.errors import (
+    Conflict, Forbidden, InvalidRequest, NotFound, TransientError, Unauthorized,
+)
 
 CLIENT, WORKER, OPERATOR = "client", "worker", "operator"
 POOL_REFRESH_SIZE = 100
@@ -125,12 +127,19 @@ def post_job(p: Platform, client: Principal, body: Any) -> Job:
         raise NotFound("no such quote", field="quote_id", code="quote_not_found")
     job, chunks = build_job(quote, client.account_id, body, p.now())
     p.jobs.create_job(job)
-    p.ingest_queue.send_many([
-        {"job_id": job.job_id, "chunk": index,
-         "items": [{"item_id": i.item_id, "data": i.data, "external_id": i.external_id}
-                   for i in chunk]}
-        for index, chunk in enumerate(chunks)
-    ])
+    try:
+        p.ingest_queue.send_many([
+            {"job_id": job.job_id, "chunk": index,
+             "items": [{"item_id": i.item_id, "data": i.data, "external_id": i.external_id}
+                       for i in chunk]}
+            for index, chunk in enumerate(chunks)
+        ])
+    except Exception as error:
+        # Without all its items the job could never start: undo it and free the quote, so
+        # the same request can simply be sent again. Chunks already sent find no job.
+        p.jobs.abandon_job(job.job_id, job.quote_id)
+        raise TransientError("the items could not be queued; nothing was created, "
+                             "send the same request again") from error
     return job
 
 
@@ -225,8 +234,6 @@ def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
         return
     if job.state == INGESTING:
         items = [NewItem(i["item_id"], i["data"], i.get("external_id")) for i in message["items"]]
-        # Blind batch writes are safe only while no worker can lease: the job is not active
-        # until every chunk is recorded, and a recorded chunk is never written again.
         p.items.put_items(job.job_id, job.redundancy, items)
     job = p.jobs.mark_chunk_ingested(job.job_id, message["chunk"])
     if len(job.ingested_chunks) >= job.chunk_count and job.state == INGESTING:
@@ -318,8 +325,11 @@ def _worker_item(p: Platform, assignment_id: str) -> tuple[Job, str, float]:
 
 def _receipt(job: Job, item: ItemState, worker_id: str, duplicate: bool) -> SubmitReceipt:
     stored = item.answers[worker_id]
+    # Only the answer that filled the item's last slot announces it complete, on the first
+    # submit and on every retry alike, so counting closes each item exactly once.
+    completes = stored.ordinal is not None and stored.ordinal + 1 == item.redundancy
     return SubmitReceipt(stored.assignment_id, job.job_id, stored.submitted_at, job.reward_cents,
-                         item.complete, duplicate)
+                         completes, duplicate)
 
 
 def submit_answer(p: Platform, worker: Principal, assignment_id: str, body: Any

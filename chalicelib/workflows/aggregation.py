@@ -91,16 +91,17 @@ def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def mark_done(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
-    """Mark the job done with where its results are (a repeat finds it done already)."""
-    p.jobs.transition(event["job_id"], (AGGREGATING, DONE), DONE,
-                      results_key=event["results_key"], result_count=event["count"],
-                      done_at=p.now())
+    """Mark the job done with where its results are; a repeat leaves it as it was."""
+    p.jobs.transition(event["job_id"], (AGGREGATING,), DONE, results_key=event["results_key"],
+                      result_count=event["count"], done_at=p.now())
     return {"job_id": event["job_id"], "state": DONE}
 
 
 def mark_failed(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
-    """Record that aggregation failed, with the error, so the client and operators see it."""
-    error = event.get("error") or {}
-    message = f"{error.get('Error', 'Error')}: {error.get('Cause', '')}"[:1000]
+    """Record that aggregation failed, with the error, so the client and operators see it.
+
+    The state machine passes the caught error's name and cause as strings.
+    """
+    message = f"{event.get('error') or 'Error'}: {event.get('cause') or ''}"[:1000]
     p.jobs.transition(event["job_id"], (AGGREGATING,), FAILED, error=message)
     return {"job_id": event["job_id"], "state": FAILED}

@@ -16,6 +16,19 @@ class Api:
         self.http = stack.client.http
         _, self.key = create_account(platform(), CLIENT, "Test client")
 
+    @classmethod
+    def shared(cls, stack: Any) -> "Api":
+        """One Api per stack, for tests that call many times (property tests)."""
+        if getattr(stack, "_api", None) is None:
+            stack._api = cls(stack)
+        return stack._api
+
+    def shared_worker(self) -> str:
+        """One registered worker's token, made on first use."""
+        if getattr(self, "_worker_token", None) is None:
+            self._worker_token = self.worker("shared")
+        return self._worker_token
+
     def call(self, method: str, path: str, body: Any = None, headers: dict | None = None
              ) -> tuple[int, Any]:
         """(status, parsed JSON body or None) of one request."""

@@ -9,7 +9,7 @@ import pytest
 from chalicelib.domain import services
 from chalicelib.domain.model import ACTIVE, AGGREGATING, CANCELLED, INGESTING, Job, Principal
 from chalicelib.domain.services import CLIENT, WORKER
-from chalicelib.errors import Conflict, Forbidden, NotFound, Unauthorized
+from chalicelib.errors import Conflict, Forbidden, NotFound, TransientError, Unauthorized
 from tests.fakes import FakeClock, make_platform
 
 LEASE_SECONDS = 60
@@ -416,12 +416,6 @@ def test_a_lost_count_message_is_repaired_by_a_retried_submit(p):
     assert p.workflow.started == [f"{job.job_id}-r1"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: items_done is incremented once per counted answer that says item_complete, not once "
-    "per item. A duplicate submit after the item completed reports item_complete=True, so when "
-    "its message is counted before the original (lost or reordered), the item is counted done "
-    "twice and aggregation starts while other items have no answers "
-    "(chalicelib/domain/services.py:280-281 receipt; adapters/dynamo.py:249-251 count)."))
 def test_a_retried_submit_does_not_count_its_item_done_twice(p):
     # GIVEN a 2-item job taking two answers each; A and B both lease both items
     job = _active_job(p, items=2, redundancy=2)
@@ -431,7 +425,7 @@ def test_a_retried_submit_does_not_count_its_item_done_twice(p):
     b_tasks = {t.item.item_id: t for t in (services.lease_next_task(p, b, job.job_id),
                                            services.lease_next_task(p, b, job.job_id))}
     # AND on item 0, A's answer is accepted (its message lost), B's completes the item,
-    # and A retries its submit (the retry now reports the item complete)
+    # and A retries its submit (a retry reports what its first submit did)
     services.submit_answer(p, a, a_tasks["000000"].assignment_id, {"label": "pos"})
     p.results_queue.take()
     services.submit_answer(p, b, b_tasks["000000"].assignment_id, {"label": "pos"})
@@ -540,3 +534,25 @@ def test_a_clients_jobs_are_listed_newest_first_in_pages(p):
     # THEN they see their own jobs, newest first, each once
     assert [j.job_id for j in first + second] == posted[::-1]
 
+
+
+def test_a_job_whose_items_cannot_be_queued_is_undone_and_its_quote_freed(p):
+    # GIVEN an ingest queue that refuses to send
+    client = _client(p)
+    quote = services.create_quote(p, client, {"task_type": "categorical", "items": 2})
+    body = {"quote_id": quote.quote_id, "instructions": "x",
+            "answer_schema": {"labels": ["a", "b"]}, "items": [{"data": {"n": 1}}] * 2}
+
+    def refuse(messages):
+        raise RuntimeError("SQS is down")
+
+    original = p.ingest_queue.send_many
+    p.ingest_queue.send_many = refuse
+    # WHEN the job is posted THEN the client is told to try again and no job exists
+    with pytest.raises(TransientError):
+        services.post_job(p, client, body)
+    assert p.jobs.jobs_of_client(client.account_id, 10, None)[0] == []
+    # AND the same request succeeds once the queue is back
+    p.ingest_queue.send_many = original
+    job = services.post_job(p, client, body)
+    assert job.quote_id == quote.quote_id

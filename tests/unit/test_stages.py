@@ -1,4 +1,4 @@
-"""Aggregation state-machine stages (chalicelib.workflows.aggregation) against the in-memory fakes."""
+"""Aggregation state-machine stages (chalicelib.workflows.aggregation) on the in-memory fakes."""
 from __future__ import annotations
 
 import copy
@@ -119,7 +119,8 @@ def test_a_cancelled_job_publishes_unanswered_items_with_no_answer(p):
     answered = lines[task.item.item_id]
     unanswered = lines[({"000000", "000001"} - {task.item.item_id}).pop()]
     assert (answered["answer"], answered["n_answers"]) == ({"label": "pos"}, 1)
-    assert (unanswered["answer"], unanswered["confidence"], unanswered["n_answers"]) == (None, 0.0, 0)
+    assert (unanswered["answer"], unanswered["confidence"], unanswered["n_answers"]) \
+        == (None, 0.0, 0)
 
 
 def _state(p, job_id: str) -> tuple:
@@ -150,10 +151,6 @@ def test_every_stage_can_run_twice_and_leave_the_same_state(p):
     assert p.jobs.get_job(job.job_id).state == DONE
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "mark_done sets done_at=p.now() on every run (chalicelib/workflows/aggregation.py:93-95), "
-    "so a retried MarkDone moves the job's done_at; STYLE rule 4 asks a repeat to leave the "
-    "same state"))
 def test_a_retried_mark_done_keeps_the_first_done_time(p):
     # GIVEN a job whose round was published and marked done
     _, job = _job(p)
@@ -174,13 +171,6 @@ def test_loading_answers_of_an_unknown_job_fails_by_name(p):
         stages.load_answers(p, {"job_id": "job_0000000000000000", "round": 1})
 
 
-@pytest.mark.xfail(strict=True, raises=AttributeError, reason=(
-    "BUG: the state machine's MarkFailed Parameters send error=$.error.Error and "
-    "cause=$.error.Cause as strings (infra/aggregation.asl.json:147-152, and "
-    "tests/adapters/test_infra.py asserts that shape), but mark_failed calls .get() on "
-    "event['error'] as if it were the whole error object "
-    "(chalicelib/workflows/aggregation.py:101-102): AttributeError, so the job stays "
-    "'aggregating' forever"))
 def test_a_failed_round_marks_the_job_failed_with_the_error(p):
     # GIVEN a job whose aggregation has started
     client, job = _job(p)

@@ -1,0 +1,168 @@
+"""The SQS, Step Functions and S3 adapters on the stack's real queues, bucket and moto's ASL runner."""
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+import requests
+
+from chalicelib import deps
+from chalicelib.adapters.messaging import SqsQueue, StepFunctionsWorkflow
+from chalicelib.errors import NotFound, TransientError
+
+ROLE = "arn:aws:iam::123456789012:role/local-step-functions"
+
+
+def _drain(stack: Any, queue_name: str) -> list[dict]:
+    """Every message body on a queue, deleting them as they are read."""
+    url = stack.sqs.get_queue_url(QueueName=queue_name)["QueueUrl"]
+    bodies = []
+    while True:
+        batch = stack.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        if not batch:
+            return bodies
+        for message in batch:
+            bodies.append(json.loads(message["Body"]))
+            stack.sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _state_machine(stack: Any, name: str, definition: dict) -> str:
+    return stack.sfn.create_state_machine(name=name, definition=json.dumps(definition),
+                                          roleArn=ROLE)["stateMachineArn"]
+
+
+def _wait_closed(stack: Any, execution_arn: str, timeout: float = 10.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        status = stack.sfn.describe_execution(executionArn=execution_arn)["status"]
+        if status != "RUNNING" or time.monotonic() > deadline:
+            return status
+        time.sleep(0.02)
+
+
+# --- SQS ----------------------------------------------------------------------------------
+
+def test_a_queue_delivers_every_message_sent_one_by_one_or_in_batches(stack):
+    # GIVEN the platform's results queue
+    p = deps.platform()
+    queue_name = stack.outputs["ResultsQueueName"]
+    # WHEN one message is sent alone and 23 more in one call (three batches)
+    p.results_queue.send({"n": -1})
+    p.results_queue.send_many([{"n": n} for n in range(23)])
+    # THEN all 24 arrive, each once, as the JSON that was sent
+    bodies = _drain(stack, queue_name)
+    assert sorted(body["n"] for body in bodies) == list(range(-1, 23))
+
+
+class _RefusingSqs:
+    """An SQS client that accepts a batch but refuses its last entry (as SQS may)."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def get_queue_url(self, QueueName: str) -> dict:
+        return {"QueueUrl": f"https://sqs.local/{QueueName}"}
+
+    def send_message_batch(self, QueueUrl: str, Entries: list[dict]) -> dict:
+        self.batches.append(len(Entries))
+        return {"Successful": [{"Id": e["Id"]} for e in Entries[:-1]],
+                "Failed": [{"Id": Entries[-1]["Id"], "SenderFault": False,
+                            "Code": "InternalError"}]}
+
+
+def test_a_batch_with_refused_entries_is_a_transient_error():
+    # GIVEN a queue whose service refuses one entry of each batch
+    sqs = _RefusingSqs()
+    queue = SqsQueue(sqs, "q")
+    # WHEN messages are sent in batches THEN the caller is told to try again, at the first batch
+    with pytest.raises(TransientError):
+        queue.send_many([{"n": n} for n in range(15)])
+    assert sqs.batches == [10]
+
+
+def test_a_batch_of_large_messages_is_split_to_fit_the_sqs_batch_limit(stack):
+    # GIVEN six messages of ~200 KiB each, as six full ingest chunks would be
+    p = deps.platform()
+    messages = [{"chunk": n, "pad": "x" * 200_000} for n in range(6)]
+    # WHEN they are sent in one call
+    p.ingest_queue.send_many(messages)
+    # THEN every one arrives
+    bodies = _drain(stack, stack.outputs["IngestQueueName"])
+    assert sorted(body["chunk"] for body in bodies) == list(range(6))
+
+
+# --- Step Functions -------------------------------------------------------------------------
+
+def test_a_workflow_run_starts_once_per_name(stack):
+    # GIVEN a state machine that finishes at once
+    arn = _state_machine(stack, "adapter-pass", {
+        "StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
+    workflow = StepFunctionsWorkflow(stack.sfn, arn)
+    # WHEN a run is started by name
+    assert workflow.start("job_a-r1", {"job_id": "job_a", "round": 1})
+    execution = f"{arn.replace(':stateMachine:', ':execution:')}:job_a-r1"
+    assert _wait_closed(stack, execution) == "SUCCEEDED"
+    # THEN starting that name again is refused as a repeat, with the same or another input,
+    # while another name starts
+    assert workflow.start("job_a-r1", {"job_id": "job_a", "round": 1}) is False
+    assert workflow.start("job_a-r1", {"job_id": "job_a", "round": 2}) is False
+    assert workflow.start("job_a-r2", {"job_id": "job_a", "round": 2})
+    names = [e["name"] for e in stack.sfn.list_executions(stateMachineArn=arn)["executions"]]
+    assert sorted(names) == ["job_a-r1", "job_a-r2"]
+
+
+def test_a_repeated_start_of_a_running_run_with_the_same_input_is_accepted_without_a_second_run(
+        stack):
+    # GIVEN a run that waits on a task token (so it is still running)
+    queue_url = stack.sqs.create_queue(QueueName="adapter-tokens")["QueueUrl"]
+    arn = _state_machine(stack, "adapter-waiting", {"StartAt": "Hold", "States": {"Hold": {
+        "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+        "Parameters": {"QueueUrl": queue_url, "MessageBody": {"token.$": "$$.Task.Token"}},
+        "End": True}}})
+    workflow = StepFunctionsWorkflow(stack.sfn, arn)
+    payload = {"job_id": "job_a", "round": 1}
+    assert workflow.start("job_a-r1", payload)
+    # WHEN the same name and input are started again while it runs
+    repeat = workflow.start("job_a-r1", payload)
+    # THEN Step Functions (AWS and moto alike) treats it as idempotent: the call succeeds,
+    # so start() says True, yet there is still only one run
+    assert repeat is True
+    assert len(stack.sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
+    # AND with another input it is refused
+    assert workflow.start("job_a-r1", {"job_id": "job_a", "round": 2}) is False
+    deadline = time.monotonic() + 10
+    token = None
+    while token is None and time.monotonic() < deadline:
+        messages = stack.sqs.receive_message(QueueUrl=queue_url).get("Messages", [])
+        token = json.loads(messages[0]["Body"])["token"] if messages else None
+    stack.sfn.send_task_success(taskToken=token, output="{}")
+    execution = f"{arn.replace(':stateMachine:', ':execution:')}:job_a-r1"
+    assert _wait_closed(stack, execution) == "SUCCEEDED"
+
+
+# --- S3 -------------------------------------------------------------------------------------
+
+def test_a_blob_is_read_back_as_written_and_downloadable_through_its_link(stack):
+    # GIVEN a results file written to the bucket
+    p = deps.platform()
+    body = '{"item_id": "000000", "answer": {"label": "café"}}\n'
+    p.blobs.put_text("results/job_a/r1.jsonl", body, "application/x-ndjson")
+    # WHEN it is read back and linked for 900 s
+    text = p.blobs.get_text("results/job_a/r1.jsonl")
+    url = p.blobs.download_url("results/job_a/r1.jsonl", 900)
+    # THEN the text is as written, and the link serves it with its type until it expires
+    assert text == body
+    query = parse_qs(urlparse(url).query)
+    lifetime = (int(query["X-Amz-Expires"][0]) if "X-Amz-Expires" in query
+                else int(query["Expires"][0]) - time.time())
+    assert 840 < lifetime <= 900
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200
+    assert response.content.decode("utf-8") == body
+    assert response.headers["content-type"] == "application/x-ndjson"
+    # AND a key that was never written is NotFound
+    with pytest.raises(NotFound):
+        p.blobs.get_text("results/job_a/missing.jsonl")
