@@ -472,7 +472,10 @@ def main(argv: list[str] | None = None) -> int:
     # One log line per moto HTTP request drowns the app's own logs.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    logging.getLogger("pynamodb").setLevel(logging.WARNING)
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    # Also when started from a shell that ignores SIGINT (a background job): Ctrl-C must stop it.
+    signal.signal(signal.SIGINT, _raise_keyboard_interrupt)
 
     project_dir = Path(args.project_dir).resolve()
     stack = start_local_stack(

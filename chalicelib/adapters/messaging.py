@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -22,12 +23,15 @@ class SqsQueue:
         self._sqs = sqs
         self._name = name
         self._url: str | None = None
+        self._lock = threading.Lock()
 
     @property
     def url(self) -> str:
         """The queue URL (one GetQueueUrl per container)."""
         if self._url is None:
-            self._url = self._sqs.get_queue_url(QueueName=self._name)["QueueUrl"]
+            with self._lock:
+                if self._url is None:
+                    self._url = self._sqs.get_queue_url(QueueName=self._name)["QueueUrl"]
         return self._url
 
     def send(self, message: dict[str, Any]) -> None:
