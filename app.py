@@ -48,7 +48,8 @@ def ingest_items(event: Any) -> None:
     _each_message(event, lambda message: services.ingest_chunk(platform(), message))
 
 
-@app.on_sqs_message(queue=RESULTS_QUEUE, batch_size=10)
+# Concurrent counters of one job conflict on its row; a few at a time keep that rare.
+@app.on_sqs_message(queue=RESULTS_QUEUE, batch_size=10, maximum_concurrency=5)
 def count_answers(event: Any) -> None:
     """Count accepted answers per job and start aggregation when a job has all its answers."""
     services.count_answers(platform(), [json.loads(record.body) for record in event])

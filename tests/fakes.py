@@ -346,10 +346,12 @@ class FakeJobs:
                                           "job_id": last.job_id, "client_id": client_id})
         return page, next_cursor
 
-    def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job:
+    def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job | None:
         """Add chunk to the job's ingested set; return the job as it now stands."""
         with self._lock:
-            job = self.jobs[job_id]
+            job = self.jobs.get(job_id)
+            if job is None:
+                return None
             job.ingested_chunks = job.ingested_chunks | {chunk}
             return copy.deepcopy(job)
 

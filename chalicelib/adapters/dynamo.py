@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
+import random
+import time
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
@@ -24,13 +26,18 @@ from chalicelib.domain.model import (
 from chalicelib.domain.ports import Page, SlotOutcome
 from chalicelib.errors import Conflict, InvalidRequest, TransientError
 
+COUNT_ATTEMPTS = 4
 _THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException",
               "RequestLimitExceeded", "TransactionConflictException"}
 
 
-def _raise_transient(error: PynamoDBException) -> None:
-    if error.cause_response_code in _THROTTLED:
+def _raise_if_throttled(code: str | None, error: Exception) -> None:
+    if code in _THROTTLED:
         raise TransientError("the database is busy; try again") from error
+
+
+def _raise_transient(error: PynamoDBException) -> None:
+    _raise_if_throttled(error.cause_response_code, error)
 
 
 def encode_cursor(key: dict[str, Any] | None) -> str | None:
@@ -54,7 +61,8 @@ def decode_cursor(cursor: str | None, key: Mapping[str, str], fixed: Mapping[str
     except (ValueError, TypeError):
         raise InvalidRequest("'cursor' is not valid", field=field) from None
     valid = isinstance(start, dict) and set(start) == set(key) and all(
-        isinstance(value, dict) and list(value) == [key[name]] and isinstance(value[key[name]], str)
+        isinstance(value, dict) and list(value) == [key[name]]
+        and isinstance(value[key[name]], str) and value[key[name]] != ""
         for name, value in start.items())
     if not valid or any(start[name][key[name]] != value for name, value in fixed.items()):
         raise InvalidRequest("'cursor' is not valid", field=field)
@@ -81,8 +89,7 @@ def _update_raw(model: type, hash_key: str, range_key: str | None, actions: list
         response = connection.connection.dispatch(UPDATE_ITEM, kwargs)
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code")
-        if code in _THROTTLED:
-            raise TransientError("the database is busy; try again") from error
+        _raise_if_throttled(code, error)
         if code != "ConditionalCheckFailedException":
             raise
         # pynamodb re-raises without the returned item; botocore's original error has it.
@@ -221,11 +228,11 @@ class DynamoJobs:
         jobs = [job_from_model(r) for r in result]
         return jobs, encode_cursor(result.last_evaluated_key)
 
-    def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job:
-        """Add chunk to the job's ingested set (a set, so a repeat changes nothing)."""
-        _, raw = _update_raw(JobModel, job_id, None, [JobModel.ingested_chunks.add({chunk})],
-                             JobModel.job_id.exists())
-        return job_from_model(JobModel.from_raw_data(raw))
+    def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job | None:
+        """Add chunk to the job's ingested set (a repeat changes nothing); None if the job is gone."""
+        ok, raw = _update_raw(JobModel, job_id, None, [JobModel.ingested_chunks.add({chunk})],
+                              JobModel.job_id.exists())
+        return job_from_model(JobModel.from_raw_data(raw)) if ok and raw else None
 
     def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
                    **changes: Any) -> bool:
@@ -240,21 +247,31 @@ class DynamoJobs:
     def record_counted(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:
         """Mark answers counted on their items and add them to the job's counters, together.
 
-        One transaction per batch; if any answer was counted before (a redelivery), the
-        transaction is cancelled and the answers are counted one by one instead.
+        One transaction per batch. Consumers counting the same job at once conflict on the
+        job's row, so a conflict is retried here a few times with jitter before the batch is
+        left to SQS. If any answer was counted before (a redelivery), the answers are
+        counted one by one instead.
         """
-        try:
-            return self._count_together(job_id, answers)
-        except TransactWriteError as error:
-            _raise_transient(error)
-            reasons = [r.code for r in (error.cancellation_reasons or []) if r is not None]
-            if error.cause_response_code != "TransactionCanceledException":
-                raise
-            if "ConditionalCheckFailed" not in reasons or any(
-                    code != "ConditionalCheckFailed" for code in reasons):
-                raise TransientError("counting conflicted with another write") from error
-            if len(answers) == 1:
-                return 0  # counted before: a redelivery
+        for attempt in range(COUNT_ATTEMPTS):
+            try:
+                return self._count_together(job_id, answers)
+            except TransactWriteError as error:
+                reasons = [r.code for r in (error.cancellation_reasons or []) if r is not None]
+                conflicted = (error.cause_response_code == "TransactionConflictException"
+                              or "TransactionConflict" in reasons
+                              or "ThrottlingError" in reasons)
+                if conflicted:
+                    if attempt + 1 < COUNT_ATTEMPTS:
+                        time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))
+                        continue
+                    raise TransientError("counting conflicted with another write") from error
+                _raise_transient(error)
+                if error.cause_response_code != "TransactionCanceledException" or \
+                        set(reasons) != {"ConditionalCheckFailed"}:
+                    raise
+                if len(answers) == 1:
+                    return 0  # counted before: a redelivery
+                break
         return sum(self.record_counted(job_id, [answer]) for answer in answers)
 
     def _count_together(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:
@@ -391,8 +408,12 @@ class DynamoItems:
 
     def iter_items(self, job_id: str) -> Iterator[ItemState]:
         """Every item of a job, in item order."""
-        for record in ItemModel.query(job_id, consistent_read=True):
-            yield item_from_model(record)
+        try:
+            for record in ItemModel.query(job_id, consistent_read=True):
+                yield item_from_model(record)
+        except PynamoDBException as error:
+            _raise_transient(error)
+            raise
 
 
 class DynamoResults:
@@ -400,9 +421,13 @@ class DynamoResults:
 
     def put_results(self, job_id: str, results: Iterable[dict[str, Any]]) -> None:
         """Batch-write result lines (deterministic, so a repeat writes the same)."""
-        with ResultModel.batch_write() as batch:
-            for line in results:
-                batch.save(ResultModel(job_id, line["item_id"], body=line))
+        try:
+            with ResultModel.batch_write() as batch:
+                for line in results:
+                    batch.save(ResultModel(job_id, line["item_id"], body=line))
+        except PynamoDBException as error:
+            _raise_transient(error)
+            raise
 
     def page(self, job_id: str, limit: int, cursor: str | None) -> Page:
         """A page of result lines in item order."""

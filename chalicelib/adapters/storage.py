@@ -5,7 +5,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.errors import NotFound
+from chalicelib.errors import NotFound, TransientError
+
+_RETRYABLE = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"}
+
+
+def _raise_if_retryable(error: ClientError) -> None:
+    if error.response.get("Error", {}).get("Code") in _RETRYABLE:
+        raise TransientError("S3 is busy; try again") from error
 
 
 class S3Blobs:
@@ -17,8 +24,12 @@ class S3Blobs:
 
     def put_text(self, key: str, body: str, content_type: str) -> None:
         """Write an object."""
-        self._s3.put_object(Bucket=self._bucket, Key=key, Body=body.encode("utf-8"),
-                            ContentType=content_type)
+        try:
+            self._s3.put_object(Bucket=self._bucket, Key=key, Body=body.encode("utf-8"),
+                                ContentType=content_type)
+        except ClientError as error:
+            _raise_if_retryable(error)
+            raise
 
     def get_text(self, key: str) -> str:
         """Read an object; NotFound if it is missing."""
@@ -27,6 +38,7 @@ class S3Blobs:
         except ClientError as error:
             if error.response["Error"]["Code"] in {"NoSuchKey", "404"}:
                 raise NotFound(f"no object {key}") from error
+            _raise_if_retryable(error)
             raise
         return response["Body"].read().decode("utf-8")
 

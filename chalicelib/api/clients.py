@@ -81,5 +81,6 @@ def download_results(job_id: str) -> dict:
     """A time-limited link to every result as JSON Lines."""
     client = _client()
     job, url = services.result_download(platform(), client, job_id)
-    return {"job_id": job.job_id, "format": "jsonl", "url": url, "expires_in_seconds": 900,
+    return {"job_id": job.job_id, "format": "jsonl", "url": url,
+            "expires_in_seconds": services.DOWNLOAD_LINK_SECONDS,
             "result_count": job.result_count}

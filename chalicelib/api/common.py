@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import re
 from collections.abc import Callable
 from typing import Any
@@ -27,10 +28,22 @@ def json_body(request: Any) -> Any:
     if not raw.strip():
         raise InvalidRequest("a JSON body is required", field="body")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidRequest("the body is not valid JSON", field="body",
                              code="malformed_json") from None
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e400 overflows to infinity
+        raise ValueError(f"{text} is out of range")
+    return value
+
+
+def _reject_constant(name: str) -> Any:
+    # NaN and Infinity are not JSON; accepting them would send invalid JSON to workers.
+    raise ValueError(f"{name} is not allowed")
 
 
 def client_secret(request: Any) -> str | None:

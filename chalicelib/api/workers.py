@@ -8,7 +8,6 @@ from chalicelib.api.views import assignment_view, receipt_view, worker_view
 from chalicelib.deps import platform
 from chalicelib.domain import services
 from chalicelib.domain.model import Principal
-from chalicelib.errors import InvalidRequest
 
 bp = Blueprint(__name__)
 
@@ -37,12 +36,8 @@ def whoami() -> dict:
 def next_task() -> Response:
     """Lease one task the worker qualifies for; 204 when there is none."""
     worker = _worker()
-    query = bp.current_request.query_params or {}
-    unknown = set(query) - {"job_id"}
-    if unknown:
-        name = sorted(unknown)[0]
-        raise InvalidRequest(f"unknown parameter '{name}'", field=name, code="unknown_field")
-    assignment = services.lease_next_task(platform(), worker, query.get("job_id"))
+    job_id = services.lease_query(bp.current_request.query_params or {})
+    assignment = services.lease_next_task(platform(), worker, job_id)
     if assignment is None:
         return Response(body="", status_code=204)
     return Response(body=assignment_view(assignment), status_code=200)

@@ -53,7 +53,8 @@ class JobStore(Protocol):
         """Jobs in a state, optionally only those due to finalise before a time."""
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
         """A client's jobs, newest first."""
-    def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job: """Record a chunk; return the job."""
+    def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job | None:
+        """Record a chunk; return the job (None if it no longer exists)."""
     def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
                    **changes: Any) -> bool:
         """Move a job between states if it is in one of from_states; False if it was not."""

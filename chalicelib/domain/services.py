@@ -10,7 +10,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chalicelib.domain import leasing
@@ -19,7 +19,7 @@ from chalicelib.domain.answers import validate_answer
 from chalicelib.domain.ids import hash_secret, is_job_id, new_id, new_secret, parse_assignment_id
 from chalicelib.domain.jobs import JOB_FIELDS, build_job
 from chalicelib.domain.model import (
-    ACTIVE, AGGREGATING, CANCELLED, INGESTING, TAKES_ANSWERS, Assignment, CountedAnswer,
+    ACTIVE, AGGREGATING, CANCELLED, FAILED, INGESTING, TAKES_ANSWERS, Assignment, CountedAnswer,
     ItemState, Job, NewItem, Principal, Quote, StoredAnswer, SubmitReceipt,
 )
 from chalicelib.domain.ports import (
@@ -33,6 +33,10 @@ from chalicelib.errors import (
 CLIENT, WORKER, OPERATOR = "client", "worker", "operator"
 POOL_REFRESH_SIZE = 100
 PRINCIPAL_CACHE_SECONDS = 60.0
+DOWNLOAD_LINK_SECONDS = 900
+# An aggregating job is looked at again this long after its execution was started: if the
+# start was lost the sweeper starts it (the execution name makes a repeat harmless).
+AGGREGATION_CHECK_SECONDS = 900
 
 
 @dataclass
@@ -57,6 +61,7 @@ class Platform:
     _active: tuple[list[Job], float] | None = None
     _pools: dict[str, dict[str, ItemState]] = field(default_factory=dict)
     _leased: dict[str, tuple[int, float]] = field(default_factory=dict)
+    _nothing_for: dict[tuple[str, str], float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def now(self) -> float:
@@ -160,7 +165,7 @@ def client_jobs(p: Platform, client: Principal, query: Mapping[str, str]
 
 def _limit(query: Mapping[str, str], default: int = 100) -> int:
     text = query.get("limit", str(default))
-    if not text.isdigit():
+    if not (text.isascii() and text.isdigit()):
         raise InvalidRequest("'limit' must be a whole number", field="limit")
     return v.integer({"limit": int(text)}, "limit", low=1, high=1000)
 
@@ -196,7 +201,9 @@ def cancel_job(p: Platform, client: Principal, job_id: str) -> Job:
         raise Conflict(f"a job in state '{job.state}' cannot be cancelled", code="job_not_active")
     now = p.now()
     live = live_leases(p, job)
-    finalize_at = now if live == 0 else min(now + job.lease_seconds, job.deadline)
+    # Other containers may hand out leases for cache_seconds more, so wait that long too.
+    finalize_at = now if live == 0 else min(now + job.lease_seconds + p.cache_seconds,
+                                            job.deadline)
     if not p.jobs.transition(job.job_id, (INGESTING, ACTIVE), CANCELLED, cancelled_at=now,
                              finalize_at=finalize_at):
         raise Conflict("the job changed state meanwhile; read it again", code="job_not_active")
@@ -222,7 +229,7 @@ def result_download(p: Platform, client: Principal, job_id: str) -> tuple[Job, s
     job = client_job(p, client, job_id)
     if not job.results_key:
         raise Conflict("results are not published yet", code="results_not_ready")
-    return job, p.blobs.download_url(job.results_key, 900)
+    return job, p.blobs.download_url(job.results_key, DOWNLOAD_LINK_SECONDS)
 
 
 # --- ingest -----------------------------------------------------------------------------
@@ -236,6 +243,8 @@ def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
         items = [NewItem(i["item_id"], i["data"], i.get("external_id")) for i in message["items"]]
         p.items.put_items(job.job_id, job.redundancy, items)
     job = p.jobs.mark_chunk_ingested(job.job_id, message["chunk"])
+    if job is None:  # abandoned meanwhile: its quote was freed and it will never start
+        return
     if len(job.ingested_chunks) >= job.chunk_count and job.state == INGESTING:
         p.jobs.transition(job.job_id, (INGESTING,), ACTIVE)
 
@@ -261,7 +270,17 @@ def _active_jobs(p: Platform) -> list[Job]:
     p._active = (jobs, now)
     for job in jobs:
         p._jobs[job.job_id] = (job, now)
+    active = {job.job_id for job in jobs}
+    with p._lock:
+        for job_id in [job_id for job_id in p._pools if job_id not in active]:
+            del p._pools[job_id]
     return jobs
+
+
+def lease_query(query: Mapping[str, str]) -> str | None:
+    """The job id a worker asked for, if any; unknown parameters are refused."""
+    v.reject_unknown(query, ("job_id",))
+    return query.get("job_id")
 
 
 def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
@@ -286,8 +305,16 @@ def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
     return None
 
 
+def _slots_only(item: ItemState) -> ItemState:
+    """What the pool keeps of an item: its slots, not its data or answers."""
+    return replace(item, data={}, answers={})
+
+
 def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignment | None:
     pool = p._pools.setdefault(job.job_id, {})
+    nothing_since = p._nothing_for.get((worker_id, job.job_id))
+    if nothing_since is not None and now - nothing_since < p.cache_seconds:
+        return None  # a worker polling an exhausted job does not re-read its items each time
     for refreshed in (False, True):
         if refreshed:
             fresh = p.items.open_items(job.job_id, worker_id, POOL_REFRESH_SIZE)
@@ -296,6 +323,7 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
                     pool.clear()
                 pool.update({item.item_id: item for item in fresh})
             if not fresh:
+                p._nothing_for[(worker_id, job.job_id)] = now
                 return None
         with p._lock:
             snapshot = list(pool.values())
@@ -307,7 +335,7 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
                 if outcome.item is None or outcome.item.complete:
                     pool.pop(plan.item_id, None)
                 else:
-                    pool[plan.item_id] = outcome.item
+                    pool[plan.item_id] = _slots_only(outcome.item)
             if outcome.ok and outcome.item is not None:
                 return Assignment(lease.assignment_id, job, outcome.item, lease)
     return None
@@ -414,19 +442,33 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
 
 
 def start_aggregation(p: Platform, job: Job) -> None:
-    """Start the job's aggregation round once (the execution name makes a repeat harmless)."""
+    """Move the job to aggregating, then start its round's execution once.
+
+    The state moves first so that stages always find the job aggregating; if the start
+    is lost after that, the sweeper starts it again (the execution name makes a repeat
+    harmless).
+    """
+    p.jobs.transition(job.job_id, TAKES_ANSWERS, AGGREGATING,
+                      finalize_at=p.now() + AGGREGATION_CHECK_SECONDS)
     p.workflow.start(f"{job.job_id}-r{job.round}", {"job_id": job.job_id, "round": job.round})
-    # State moves after the start: a crash in between leaves the job to be started again.
-    p.jobs.transition(job.job_id, TAKES_ANSWERS, AGGREGATING)
     p._jobs.pop(job.job_id, None)
 
 
 def finalize_due_jobs(p: Platform) -> list[str]:
-    """Start aggregation for jobs past their deadline or whose cancellation has run out."""
+    """The sweeper: start aggregation for jobs past their deadline or whose cancellation has
+    run out, start again any whose start was lost, and fail jobs whose items never arrived."""
     now = p.now()
     started = []
     for state in (ACTIVE, CANCELLED):
         for job in p.jobs.jobs_in_state(state, finalize_before=now):
             start_aggregation(p, job)
             started.append(job.job_id)
+    for job in p.jobs.jobs_in_state(AGGREGATING, finalize_before=now):
+        p.jobs.transition(job.job_id, (AGGREGATING,), AGGREGATING,
+                          finalize_at=now + AGGREGATION_CHECK_SECONDS)
+        p.workflow.start(f"{job.job_id}-r{job.round}", {"job_id": job.job_id, "round": job.round})
+        started.append(job.job_id)
+    for job in p.jobs.jobs_in_state(INGESTING, finalize_before=now):
+        p.jobs.transition(job.job_id, (INGESTING,), FAILED,
+                          error="its items were not all ingested before the deadline")
     return started

@@ -151,7 +151,7 @@ def test_cancel_stops_new_leases_but_leased_work_may_still_be_submitted(stack):
     # AND once the leases have run out the sweeper aggregates what was answered
     p = deps.platform()
     real = p.clock
-    p.clock = lambda: real() + job["lease_seconds"] + 1
+    p.clock = lambda: real() + job["lease_seconds"] + p.cache_seconds + 1
     _sweep(stack)
     final = stack.wait_for_state(job["job_id"], api.key, ("done",))
     assert final["counts"]["answered"] == 1 and final["result_count"] == 3
