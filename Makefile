@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8000
 
-.PHONY: run demo test bench clean
+STAGE ?= dev
+
+.PHONY: run demo test bench deploy deploy-check destroy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +27,15 @@ test: $(STAMP) ## unit, adapter, functional and e2e tests
 bench: $(STAMP) ## AWS requests per judgment and import time
 	$(PY) -m bench.requests_per_judgment
 	$(PY) -m bench.import_time
+
+deploy: $(STAMP) ## cfn-lint, the data stack, config.json, chalice deploy (STAGE=dev|prod)
+	$(PY) -m infra.deploy deploy --stage $(STAGE)
+
+deploy-check: $(STAMP) ## drift between the stack outputs and .chalice/config.json
+	$(PY) -m infra.deploy check --stage $(STAGE)
+
+destroy: $(STAMP) ## chalice delete, then the stack and its data (STAGE=dev|prod)
+	$(PY) -m infra.deploy destroy --stage $(STAGE) --delete-data
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -360,11 +360,50 @@ def install_cheap_sqs_retention_check() -> None:
     SQSBackend.is_message_valid_based_on_retention_period = is_message_valid_based_on_retention_period  # type: ignore[method-assign]
 
 
+_REST_API_MARK = "__crowd_rest_api_import__"
+
+
+def _as_openapi3(api_doc: dict[str, Any]) -> dict[str, Any]:
+    doc = dict(api_doc)
+    if "swagger" in doc:
+        doc.pop("swagger")
+        doc["openapi"] = "3.0.1"
+    doc["info"] = {"description": "", **doc.get("info", {})}
+    return doc
+
+
+def install_rest_api_import_shim() -> None:
+    """Let `chalice deploy` import and update its REST API on moto (idempotent).
+
+    Gap: moto 5.2.5 reads info.description, which Chalice's Swagger document lacks, and
+    accepts only OpenAPI 3 while Chalice sends Swagger 2.0; the paths and integrations it
+    reads are the same in both, so the document is relabelled.
+    """
+    from moto.apigateway.models import APIGatewayBackend
+
+    if getattr(APIGatewayBackend.import_rest_api, _REST_API_MARK, False):
+        return
+    original_import = APIGatewayBackend.import_rest_api
+    original_put = APIGatewayBackend.put_rest_api
+
+    def import_rest_api(self: Any, api_doc: dict[str, Any], fail_on_warnings: bool) -> Any:
+        return original_import(self, _as_openapi3(api_doc), fail_on_warnings)
+
+    def put_rest_api(self: Any, function_id: str, api_doc: dict[str, Any], fail_on_warnings: bool,
+                     mode: str = "merge") -> Any:
+        return original_put(self, function_id, _as_openapi3(api_doc), fail_on_warnings, mode)
+
+    setattr(import_rest_api, _REST_API_MARK, True)
+    APIGatewayBackend.import_rest_api = import_rest_api  # type: ignore[method-assign]
+    APIGatewayBackend.put_rest_api = put_rest_api  # type: ignore[method-assign]
+
+
 def install_all() -> None:
     """Install every process-wide shim the project needs (DynamoDB lock, CloudFormation resource shims)."""
     install_dynamodb_lock()
     install_item_level_transaction_rollback()
     install_cheap_sqs_retention_check()
+    install_rest_api_import_shim()
     install_cloudformation_table_shim()
     install_cloudformation_bucket_shim()
     install_cloudformation_state_machine_shim()
