@@ -1,0 +1,70 @@
+"""Every AWS action the code performs is granted by the stage policy, and nothing more."""
+import pytest
+
+from chalicelib import deps
+from chalicelib.adapters import aws
+from chalicelib.adapters.models import ALL_MODELS
+from chalicelib.domain import services
+from infra.deploy import render_policy
+from tests.functional.marketplace import Api
+
+TRANSACTION_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "DeleteItem",
+                       "ConditionCheck": "ConditionCheckItem"}
+# What Lambda's SQS event source does with the consumers' role (not the code).
+EVENT_SOURCE_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
+IAM_PREFIX = {"dynamodb": "dynamodb", "sqs": "sqs", "s3": "s3", "stepfunctions": "states"}
+
+
+def _record_actions(used: set) -> None:
+    def before_call(model, params, **_):
+        service = model.service_model.service_name
+        prefix = IAM_PREFIX[service]
+        if model.name == "TransactWriteItems":
+            for entry in params["TransactItems"]:
+                used.update(f"dynamodb:{TRANSACTION_ACTIONS[kind]}" for kind in entry)
+        elif model.name == "SendMessageBatch":
+            used.add("sqs:SendMessage")
+        else:
+            used.add(f"{prefix}:{model.name}")
+
+    deps.platform()
+    for model in ALL_MODELS:
+        model._get_connection().connection.client.meta.events.register("before-parameter-build.*.*", before_call)
+    for client in list(aws._clients.values()):
+        client.meta.events.register("before-parameter-build.*.*", before_call)
+
+
+def test_the_policy_grants_exactly_the_actions_the_code_performs(stack, monkeypatch):
+    # GIVEN every AWS call the app makes is recorded
+    used: set = set()
+    _record_actions(used)
+    # WHEN a whole job runs: quote, post, ingest, lease, release, submit, count, aggregate,
+    # results, a cancel, a sweep, and a post whose items cannot be queued
+    api = Api(stack)
+    job = api.job(items=2, redundancy=1)
+    token = api.worker()
+    _, task = api.lease(token)
+    api.as_worker(token, "POST", f"/assignments/{task['assignment_id']}/release")
+    for n in range(2):
+        other = api.worker(f"w{n}")
+        _, task = api.lease(other)
+        assert api.submit(other, task["assignment_id"], {"label": "pos"})[0] == 200
+    assert stack.wait_for_state(job["job_id"], api.key, ("done",))["state"] == "done"
+    assert api.as_client("GET", f"/jobs/{job['job_id']}/results")[0] == 200
+    assert api.as_client("GET", f"/jobs/{job['job_id']}/results/download")[0] == 200
+    assert api.as_client("GET", "/jobs")[0] == 200
+    second = api.job(items=1, redundancy=1)
+    assert api.as_client("POST", f"/jobs/{second['job_id']}/cancel")[0] == 200
+    services.finalize_due_jobs(deps.platform())
+    _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 1})
+    monkeypatch.setattr(deps.platform().ingest_queue, "send_many",
+                        lambda messages: (_ for _ in ()).throw(RuntimeError("down")))
+    status, _ = api.as_client("POST", "/jobs", {"quote_id": quote["quote_id"], "instructions": "x",
+                                                "answer_schema": {"labels": ["a", "b"]},
+                                                "items": [{"data": {"n": 1}}]})
+    assert status == 503
+    # THEN the policy grants exactly those actions (plus logging and the SQS event source's)
+    granted = {action for statement in render_policy("dev")["Statement"]
+               if statement["Sid"] != "Logs" for action in statement["Action"]}
+    assert used <= granted, used - granted
+    assert granted - EVENT_SOURCE_ACTIONS == used, (granted - EVENT_SOURCE_ACTIONS) - used
