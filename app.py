@@ -5,6 +5,7 @@ Thin by design: every handler parses its input and calls one function in chalice
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from chalice import Chalice
@@ -13,7 +14,7 @@ from chalicelib.api import clients, workers
 from chalicelib.api.common import chalice_errors_as_json
 from chalicelib.deps import platform
 from chalicelib.domain import services
-from chalicelib.observability import logger
+from chalicelib.observability import correlated, count, logger
 from chalicelib.settings import queue_names
 from chalicelib.workflows import aggregation
 
@@ -25,7 +26,7 @@ app.register_middleware(chalice_errors_as_json, "http")
 INGEST_QUEUE, RESULTS_QUEUE = queue_names()
 
 
-def _each_message(event: Any, handle: Any) -> None:
+def _each_message(event: Any, handle: Callable[[dict], None]) -> None:
     """Handle every record; re-raise after the batch if any failed.
 
     Chalice cannot enable ReportBatchItemFailures, so a failure fails the whole batch
@@ -33,11 +34,13 @@ def _each_message(event: Any, handle: Any) -> None:
     """
     failures = 0
     for record in event:
-        try:
-            handle(json.loads(record.body))
-        except Exception:
-            failures += 1
-            logger.exception("message failed", extra={"message_id": record.message_id})
+        message = json.loads(record.body)
+        with correlated(job_id=message.get("job_id")):
+            try:
+                handle(message)
+            except Exception:
+                failures += 1
+                logger.exception("message failed", extra={"message_id": record.message_id})
     if failures:
         raise RuntimeError(f"{failures} message(s) failed; the batch will be redelivered")
 
@@ -52,7 +55,10 @@ def ingest_items(event: Any) -> None:
 @app.on_sqs_message(queue=RESULTS_QUEUE, batch_size=10, maximum_concurrency=5)
 def count_answers(event: Any) -> None:
     """Count accepted answers per job and start aggregation when a job has all its answers."""
-    services.count_answers(platform(), [json.loads(record.body) for record in event])
+    messages = [json.loads(record.body) for record in event]
+    with correlated():
+        services.count_answers(platform(), messages)
+        count("AnswersCounted", len(messages))
 
 
 @app.schedule("rate(1 minute)")
@@ -82,10 +88,14 @@ def publish_results(event: dict, context: Any) -> dict:
 @app.lambda_function(name="mark_done")
 def mark_done(event: dict, context: Any) -> dict:
     """State machine stage: mark the job done."""
-    return aggregation.mark_done(platform(), event)
+    with correlated(job_id=event.get("job_id")):
+        return aggregation.mark_done(platform(), event)
 
 
 @app.lambda_function(name="mark_failed")
 def mark_failed(event: dict, context: Any) -> dict:
     """State machine catch stage: record that aggregation failed."""
-    return aggregation.mark_failed(platform(), event)
+    with correlated(job_id=event.get("job_id")):
+        logger.error("aggregation failed", extra={"error": event.get("error")})
+        count("AggregationFailures")
+        return aggregation.mark_failed(platform(), event)

@@ -165,6 +165,7 @@ def job_from_model(r: JobModel) -> Job:
         ingested_chunks=frozenset(int(c) for c in (r.ingested_chunks or ())),
         answered=int(r.answered or 0), items_done=int(r.items_done or 0),
         round=int(r.round or 1), finalize_at=r.finalize_at, cancelled_at=r.cancelled_at,
+        aggregating_at=r.aggregating_at,
         results_key=r.results_key,
         result_count=None if r.result_count is None else int(r.result_count),
         done_at=r.done_at, error=r.error,

@@ -112,6 +112,7 @@ class JobModel(Model):
     items_done = NumberAttribute(default=0)
     round = NumberAttribute(default=1)
     cancelled_at = NumberAttribute(null=True)
+    aggregating_at = NumberAttribute(null=True)
     results_key = UnicodeAttribute(null=True)
     result_count = NumberAttribute(null=True)
     done_at = NumberAttribute(null=True)

@@ -11,7 +11,7 @@ from typing import Any
 from chalice import Response
 
 from chalicelib.errors import CrowdError, InvalidRequest, PayloadTooLarge, UnsupportedMediaType
-from chalicelib.observability import logger
+from chalicelib.observability import correlated, count, logger
 
 MAX_BODY_BYTES = 5 * 1024 * 1024
 CLIENT_KEY_HEADER = "x-api-key"
@@ -68,16 +68,21 @@ def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
     """Turn domain errors into their status and JSON body; anything else into a JSON 500."""
     @functools.wraps(view)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return view(*args, **kwargs)
-        except CrowdError as error:
-            if error.status >= 500:
-                logger.exception("request failed", extra={"error_code": error.code})
-            return error_response(error)
-        except Exception:
-            logger.exception("unhandled error")
-            return Response(body={"error": "internal_error",
-                                  "message": "an internal error occurred"}, status_code=500)
+        with correlated(**kwargs):
+            try:
+                return view(*args, **kwargs)
+            except CrowdError as error:
+                if error.status >= 500:
+                    logger.exception("request failed", extra={"error_code": error.code})
+                else:
+                    count("Rejections")
+                    logger.info("request refused", extra={"error_code": error.code,
+                                                          "status": error.status})
+                return error_response(error)
+            except Exception:
+                logger.exception("unhandled error")
+                return Response(body={"error": "internal_error",
+                                      "message": "an internal error occurred"}, status_code=500)
     return wrapper
 
 

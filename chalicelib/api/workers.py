@@ -8,6 +8,7 @@ from chalicelib.api.views import assignment_view, receipt_view, worker_view
 from chalicelib.deps import platform
 from chalicelib.domain import services
 from chalicelib.domain.model import Principal
+from chalicelib.observability import count, logger
 
 bp = Blueprint(__name__)
 
@@ -39,7 +40,11 @@ def next_task() -> Response:
     job_id = services.lease_query(bp.current_request.query_params or {})
     assignment = services.lease_next_task(platform(), worker, job_id)
     if assignment is None:
+        count("NoTask")
         return Response(body="", status_code=204)
+    count("Leases")
+    logger.info("task leased", extra={"job_id": assignment.job.job_id,
+                                      "assignment_id": assignment.assignment_id})
     return Response(body=assignment_view(assignment), status_code=200)
 
 
@@ -50,6 +55,8 @@ def submit(assignment_id: str) -> dict:
     worker = _worker()
     receipt = services.submit_answer(platform(), worker, assignment_id,
                                      json_body(bp.current_request))
+    count("Submissions")
+    logger.info("answer accepted", extra={"duplicate": receipt.duplicate})
     return receipt_view(receipt)
 
 
@@ -59,4 +66,5 @@ def release(assignment_id: str) -> dict:
     """Give a leased task back (skip); you will not be offered that item again."""
     worker = _worker()
     services.release_assignment(platform(), worker, assignment_id)
+    count("Releases")
     return {"assignment_id": assignment_id, "status": "released"}

@@ -91,6 +91,7 @@ class Job:
     round: int = 1
     finalize_at: float | None = None
     cancelled_at: float | None = None
+    aggregating_at: float | None = None
     results_key: str | None = None
     result_count: int | None = None
     done_at: float | None = None

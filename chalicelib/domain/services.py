@@ -448,8 +448,9 @@ def start_aggregation(p: Platform, job: Job) -> None:
     is lost after that, the sweeper starts it again (the execution name makes a repeat
     harmless).
     """
-    p.jobs.transition(job.job_id, TAKES_ANSWERS, AGGREGATING,
-                      finalize_at=p.now() + AGGREGATION_CHECK_SECONDS)
+    now = p.now()
+    p.jobs.transition(job.job_id, TAKES_ANSWERS, AGGREGATING, aggregating_at=now,
+                      finalize_at=now + AGGREGATION_CHECK_SECONDS)
     p.workflow.start(f"{job.job_id}-r{job.round}", {"job_id": job.job_id, "round": job.round})
     p._jobs.pop(job.job_id, None)
 

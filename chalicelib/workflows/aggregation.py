@@ -13,6 +13,7 @@ from chalicelib.domain.jobs import iso
 from chalicelib.domain.model import AGGREGATING, DONE, FAILED
 from chalicelib.domain.services import Platform
 from chalicelib.errors import NotFound
+from chalicelib.observability import count, seconds
 
 SHARD_ITEMS = 500
 
@@ -91,10 +92,23 @@ def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def mark_done(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
-    """Mark the job done with where its results are; a repeat leaves it as it was."""
-    p.jobs.transition(event["job_id"], (AGGREGATING,), DONE, results_key=event["results_key"],
-                      result_count=event["count"], done_at=p.now())
-    return {"job_id": event["job_id"], "state": DONE}
+    """Mark the job done with where its results are; a repeat leaves it as it was.
+
+    Returns how long the round took, from the job leaving the answering states.
+    """
+    job = p.jobs.get_job(event["job_id"])
+    if job is None:
+        raise NotFound(f"no job {event['job_id']}")
+    now = p.now()
+    changed = p.jobs.transition(job.job_id, (AGGREGATING,), DONE,
+                                results_key=event["results_key"], result_count=event["count"],
+                                done_at=now)
+    done_at = now if changed else (job.done_at or now)
+    took = round(done_at - (job.aggregating_at or done_at), 3)
+    if changed:
+        count("AggregationRuns")
+        seconds("AggregationSeconds", took)
+    return {"job_id": job.job_id, "state": DONE, "aggregation_seconds": took}
 
 
 def mark_failed(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
