@@ -2,6 +2,7 @@
 
     python -m infra.deploy deploy  --stage dev    # idempotent: a second run changes nothing
     python -m infra.deploy check   --stage dev    # drift between stack outputs and config.json
+                                                  # (also: deploy --check)
     python -m infra.deploy destroy --stage dev    # chalice delete, then the stack
     python -m infra.deploy policy  --stage dev    # (re)write .chalice/policy-dev.json
 
@@ -180,12 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", required=True)
     parser.add_argument("--project-dir", default=str(PROJECT_ROOT))
     parser.add_argument("--delete-data", action="store_true", help="destroy: yes, delete the data")
+    parser.add_argument("--check", action="store_true", help="deploy: only report drift, change nothing")
     args = parser.parse_args(argv)
     project_dir = Path(args.project_dir).resolve()
     try:
-        if args.command == "deploy":
+        if args.command == "deploy" and not args.check:
             deploy(project_dir, args.stage)
-        elif args.command == "check":
+        elif args.command == "check" or args.check:
             return check(project_dir, args.stage)
         elif args.command == "destroy":
             destroy(project_dir, args.stage, delete_data=args.delete_data)

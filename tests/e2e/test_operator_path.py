@@ -72,6 +72,12 @@ def _inventory(endpoint: str) -> dict:
     for api in apis:
         for resource in client("apigateway").get_resources(restApiId=api["id"])["items"]:
             routes.update(f"{method} {resource['path']}" for method in resource.get("resourceMethods", {}))
+    sqs = client("sqs")
+    redrives = {}
+    for url in sqs.list_queues().get("QueueUrls", []):
+        attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
+        if "RedrivePolicy" in attributes:
+            redrives[url.rsplit("/", 1)[-1]] = json.loads(attributes["RedrivePolicy"])["deadLetterTargetArn"].split(":")[-1]
     machines = client("stepfunctions").list_state_machines()["stateMachines"]
     definition = (client("stepfunctions").describe_state_machine(
         stateMachineArn=machines[0]["stateMachineArn"])["definition"] if machines else "")
@@ -84,6 +90,7 @@ def _inventory(endpoint: str) -> dict:
         "tables": set(client("dynamodb").list_tables()["TableNames"]),
         "queues": sorted(url.rsplit("/", 1)[-1] for url in client("sqs").list_queues().get("QueueUrls", [])),
         "definition": definition,
+        "redrives": redrives,
         "stacks": [s["StackName"] for s in client("cloudformation").list_stacks()["StackSummaries"]
                    if s["StackStatus"] != "DELETE_COMPLETE"],
     }
@@ -107,6 +114,8 @@ def test_deploy_is_complete_idempotent_checkable_and_destroyable(moto_server, tm
                                        "results")} <= first["tables"]
     assert first["queues"] == ["crowd-dev-ingest", "crowd-dev-ingest-dlq", "crowd-dev-results",
                                "crowd-dev-results-dlq"]
+    assert first["redrives"] == {"crowd-dev-ingest": "crowd-dev-ingest-dlq",
+                                 "crowd-dev-results": "crowd-dev-results-dlq"}
     for stage_function in ("load_answers", "aggregate_shard", "publish_results", "mark_done"):
         assert f"function:crowd-dev-{stage_function}" in first["definition"]
     # AND the stage now points at the stack
@@ -121,6 +130,7 @@ def test_deploy_is_complete_idempotent_checkable_and_destroyable(moto_server, tm
     assert _inventory(endpoint) == first
     # AND check finds no drift, until config.json is edited by hand
     assert _operator(project, env, "check").returncode == 0
+    assert _operator(project, env, "deploy", "--check").returncode == 0
     config["stages"]["dev"]["environment_variables"]["JOBS_TABLE"] = "crowd-dev-other"
     (project / ".chalice" / "config.json").write_text(json.dumps(config, indent=2))
     drifted = _operator(project, env, "check")
