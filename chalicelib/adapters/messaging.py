@@ -8,6 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib.domain.batching import batches
 from chalicelib.errors import TransientError
 
 
@@ -40,16 +41,8 @@ class SqsQueue:
 
     def send_many(self, messages: Sequence[dict[str, Any]]) -> None:
         """Send JSON messages in batches of at most 10 and 256 KiB; TransientError if any is refused."""
-        batch: list[str] = []
-        size = 0
-        for body in (json.dumps(message) for message in messages):
-            length = len(body.encode("utf-8"))
-            if batch and (len(batch) == 10 or size + length > BATCH_BYTES):
-                self._send_batch(batch)
-                batch, size = [], 0
-            batch.append(body)
-            size += length
-        if batch:
+        bodies = [json.dumps(message) for message in messages]
+        for batch in batches(bodies, 10, BATCH_BYTES, lambda body: len(body.encode("utf-8"))):
             self._send_batch(batch)
 
     def _send_batch(self, bodies: list[str]) -> None:

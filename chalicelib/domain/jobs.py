@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from chalicelib.domain import validation as v
+from chalicelib.domain.batching import batches
 from chalicelib.domain.ids import item_id, new_id
 from chalicelib.domain.model import (
     NA_ALLOWED, NA_NOT_ALLOWED, Job, NewItem, Quote, answer_kind,
@@ -92,19 +93,8 @@ def parse_items(raw: Any, expected: int) -> list[NewItem]:
 
 def chunk_items(items: list[NewItem]) -> list[list[NewItem]]:
     """Cut items into ingest chunks of at most CHUNK_ITEMS items and CHUNK_BYTES bytes."""
-    chunks: list[list[NewItem]] = []
-    current: list[NewItem] = []
-    size = 0
-    for item in items:
-        item_size = len(json.dumps(item.data, separators=(",", ":"))) + 200
-        if current and (len(current) == CHUNK_ITEMS or size + item_size > CHUNK_BYTES):
-            chunks.append(current)
-            current, size = [], 0
-        current.append(item)
-        size += item_size
-    if current:
-        chunks.append(current)
-    return chunks
+    return list(batches(items, CHUNK_ITEMS, CHUNK_BYTES,
+                        lambda item: len(json.dumps(item.data, separators=(",", ":"))) + 200))
 
 
 def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
