@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NoReturn
 
 from chalicelib.domain import leasing
 from chalicelib.domain import validation as v
@@ -23,7 +23,7 @@ from chalicelib.domain.model import (
     ItemState, Job, NewItem, Principal, Quote, StoredAnswer, SubmitReceipt,
 )
 from chalicelib.domain.ports import (
-    AccountStore, BlobStore, ItemStore, JobStore, MessageQueue, QuoteStore, ResultStore, Workflow,
+    AccountStore, Page, BlobStore, ItemStore, JobStore, MessageQueue, QuoteStore, ResultStore, Workflow,
 )
 from chalicelib.domain.pricing import price_quote
 from chalicelib.errors import (
@@ -217,7 +217,7 @@ def cancel_job(p: Platform, client: Principal, job_id: str) -> Job:
 
 
 def result_page(p: Platform, client: Principal, job_id: str, query: Mapping[str, str]
-                ) -> tuple[Job, Any]:
+                ) -> tuple[Job, Page]:
     """A page of a job's results."""
     job = client_job(p, client, job_id)
     v.reject_unknown(query, ("limit", "cursor"), "query.")
@@ -412,7 +412,7 @@ def _fate(item: ItemState | None, worker_id: str, assignment_id: str) -> str:
     return "gone" if worker_id in item.seen else "unknown"
 
 
-def _raise_gone(item: ItemState | None, worker_id: str, assignment_id: str) -> None:
+def _raise_gone(item: ItemState | None, worker_id: str, assignment_id: str) -> NoReturn:
     if _fate(item, worker_id, assignment_id) == "gone":
         raise Conflict("this assignment is no longer yours (expired or released)",
                        code="assignment_not_active")

@@ -10,7 +10,7 @@ from typing import Any
 
 from chalicelib.domain.aggregation import aggregate_item
 from chalicelib.domain.jobs import iso
-from chalicelib.domain.model import AGGREGATING, DONE, FAILED
+from chalicelib.domain.model import AGGREGATING, DONE, FAILED, ItemResult
 from chalicelib.domain.services import Platform
 from chalicelib.errors import NotFound
 from chalicelib.observability import count, seconds
@@ -57,7 +57,7 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     return {"job_id": job.job_id, "round": round_no, "shards": shards}
 
 
-def result_line(result: Any) -> dict[str, Any]:
+def result_line(result: ItemResult) -> dict[str, Any]:
     """The JSON line a client downloads for one item."""
     return {
         "item_id": result.item_id, "external_id": result.external_id, "answer": result.answer,
