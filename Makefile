@@ -7,7 +7,7 @@ PORT ?= 8000
 
 STAGE ?= dev
 
-.PHONY: run demo test bench deploy deploy-check destroy clean
+.PHONY: run demo test bench bench-aggregation deploy deploy-check destroy clean
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,10 @@ test: $(STAMP) ## unit, adapter, functional and e2e tests
 bench: $(STAMP) ## AWS requests per judgment and import time
 	$(PY) -m bench.requests_per_judgment
 	$(PY) -m bench.import_time
+
+bench-aggregation: $(STAMP) ## our aggregation against crowd-kit on ../shared/datasets (bench-only deps)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+	$(PY) -m bench.aggregation
 
 deploy: $(STAMP) ## cfn-lint, the data stack, config.json, chalice deploy (STAGE=dev|prod)
 	$(PY) -m infra.deploy deploy --stage $(STAGE)
