@@ -26,6 +26,11 @@ app.register_middleware(chalice_errors_as_json, "http")
 INGEST_QUEUE, RESULTS_QUEUE = queue_names()
 
 
+def _message_id(record: Any) -> str | None:
+    # Chalice's SQSRecord exposes only the body and receipt handle.
+    return record.to_dict().get("messageId")
+
+
 def _each_message(event: Any, handle: Callable[[dict], None]) -> None:
     """Handle every record; re-raise after the batch if any failed.
 
@@ -34,13 +39,18 @@ def _each_message(event: Any, handle: Callable[[dict], None]) -> None:
     """
     failures = 0
     for record in event:
-        message = json.loads(record.body)
+        try:
+            message = json.loads(record.body)
+        except ValueError:
+            failures += 1
+            logger.exception("message is not JSON", extra={"message_id": _message_id(record)})
+            continue
         with correlated(job_id=message.get("job_id")):
             try:
                 handle(message)
             except Exception:
                 failures += 1
-                logger.exception("message failed", extra={"message_id": record.message_id})
+                logger.exception("message failed", extra={"message_id": _message_id(record)})
     if failures:
         raise RuntimeError(f"{failures} message(s) failed; the batch will be redelivered")
 
@@ -55,10 +65,20 @@ def ingest_items(event: Any) -> None:
 @app.on_sqs_message(queue=RESULTS_QUEUE, batch_size=10, maximum_concurrency=5)
 def count_answers(event: Any) -> None:
     """Count accepted answers per job and start aggregation when a job has all its answers."""
-    messages = [json.loads(record.body) for record in event]
+    messages, unreadable = [], 0
+    for record in event:
+        try:
+            messages.append(json.loads(record.body))
+        except ValueError:
+            unreadable += 1
+            logger.exception("message is not JSON", extra={"message_id": _message_id(record)})
     with correlated():
         services.count_answers(platform(), messages)
         count("AnswersCounted", len(messages))
+    if unreadable:
+        # The readable ones are counted (and idempotent on redelivery); the rest go on to
+        # the dead-letter queue for an operator.
+        raise RuntimeError(f"{unreadable} message(s) were not JSON")
 
 
 @app.schedule("rate(1 minute)")

@@ -184,3 +184,23 @@ def test_a_job_past_its_deadline_is_aggregated_by_the_sweeper(stack):
     _sweep(stack)
     final = stack.wait_for_state(job["job_id"], api.key, ("done",))
     assert final["state"] == "done" and final["counts"]["answered"] == 1
+
+
+def test_an_unreadable_message_does_not_stop_the_rest_of_its_batch(stack):
+    # GIVEN a batch with one message that is not JSON among real result messages
+    import pytest
+
+    api = Api(stack)
+    job = api.job(items=2, redundancy=1)
+    token = api.worker()
+    for _ in range(2):
+        _, task = api.lease(token)
+        api.submit(token, task["assignment_id"], {"label": "pos"})
+    messages = _receive_all(stack, "crowd-dev-results")
+    poison = dict(messages[0], Body="{not json", MessageId="poison")
+    # WHEN the consumer gets the batch THEN it fails the batch (so SQS redelivers it) ...
+    with pytest.raises(RuntimeError):
+        stack.app.count_answers(_event([poison] + messages), lambda_context("crowd-dev-count_answers"))
+    # ... but every readable answer was counted and the job finishes
+    final = stack.wait_for_state(job["job_id"], api.key, ("done",))
+    assert final["counts"]["answered"] == 2
