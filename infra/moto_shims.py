@@ -43,7 +43,10 @@ _DYNAMODB_BACKEND_METHODS = (
 # moto's batch/transact reads and batch writes are implemented in the response
 # handler as one backend call per item (the backend methods of those names are
 # empty stubs), so the handler methods are locked too to keep each request atomic.
-_DYNAMODB_HANDLER_METHODS = ("batch_write_item", "batch_get_item", "transact_get_items", "transact_write_items")
+_DYNAMODB_HANDLER_METHODS = ("batch_write_item", "batch_get_item", "transact_get_items", "transact_write_items",
+                             # These serialise the live item after the backend call returns; a
+                             # concurrent write to it then fails with "dictionary changed size".
+                             "update_item", "put_item", "delete_item", "get_item", "query", "scan")
 
 _SHIM_MARK = "__crowd_moto_shim__"
 
