@@ -1,6 +1,8 @@
 """Ingest fan-out, counting and the aggregation trigger are idempotent on business keys."""
 import json
 
+import pytest
+
 from chalicelib import deps
 from infra.local_aws import lambda_context
 from tests.functional.marketplace import Api
@@ -23,6 +25,17 @@ def _event(messages):
                          "eventSource": "aws:sqs",
                          "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:q",
                          "awsRegion": "us-east-1"} for m in messages]}
+
+
+def _answered_job_with_queued_results(stack, items):
+    """A job of items x 1 answers, all submitted, whose result messages are still queued."""
+    api = Api(stack)
+    job = api.job(items=items, redundancy=1)
+    token = api.worker()
+    for _ in range(items):
+        _, task = api.lease(token)
+        api.submit(token, task["assignment_id"], {"label": "pos"})
+    return api, job, _receive_all(stack, "crowd-dev-results")
 
 
 def _sweep(stack):
@@ -67,13 +80,7 @@ def test_posting_fans_items_out_in_chunks_and_a_repeated_chunk_creates_nothing_t
 
 def test_counting_is_idempotent_and_aggregation_starts_once_per_round(stack):
     # GIVEN a 2-item job fully answered, with its result messages still queued
-    api = Api(stack)
-    job = api.job(items=2, redundancy=1)
-    token = api.worker()
-    for _ in range(2):
-        _, task = api.lease(token)
-        api.submit(token, task["assignment_id"], {"label": "pos"})
-    messages = _receive_all(stack, "crowd-dev-results")
+    api, job, messages = _answered_job_with_queued_results(stack, 2)
     assert len(messages) == 2
     # WHEN the consumer sees every message three times
     context = lambda_context("crowd-dev-count_answers")
@@ -188,15 +195,7 @@ def test_a_job_past_its_deadline_is_aggregated_by_the_sweeper(stack):
 
 def test_an_unreadable_message_does_not_stop_the_rest_of_its_batch(stack):
     # GIVEN a batch with one message that is not JSON among real result messages
-    import pytest
-
-    api = Api(stack)
-    job = api.job(items=2, redundancy=1)
-    token = api.worker()
-    for _ in range(2):
-        _, task = api.lease(token)
-        api.submit(token, task["assignment_id"], {"label": "pos"})
-    messages = _receive_all(stack, "crowd-dev-results")
+    api, job, messages = _answered_job_with_queued_results(stack, 2)
     poison = dict(messages[0], Body="{not json", MessageId="poison")
     # WHEN the consumer gets the batch THEN it fails the batch (so SQS redelivers it) ...
     with pytest.raises(RuntimeError):
