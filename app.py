@@ -89,8 +89,15 @@ def finalize_due_jobs(event: Any) -> None:
 
 @app.lambda_function(name="load_answers")
 def load_answers(event: dict, context: Any) -> dict:
-    """State machine stage: write the round's answers to S3 in shards."""
+    """State machine stage: write the next shards of the round's answers to S3."""
     return aggregation.load_answers(platform(), event)
+
+
+@app.lambda_function(name="fit_model")
+def fit_model(event: dict, context: Any) -> dict:
+    """State machine stage: fit the round's categorical model on all its answers."""
+    with correlated(job_id=event.get("job_id")):
+        return aggregation.fit_model(platform(), event)
 
 
 @app.lambda_function(name="aggregate_shard")

@@ -58,7 +58,10 @@ def render_policy(stage: str, app_name: str = APP_NAME) -> dict[str, Any]:
              "Action": ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
                         "sqs:ReceiveMessage", "sqs:SendMessage"],
              "Resource": [f"arn:aws:sqs:*:*:{prefix}-ingest", f"arn:aws:sqs:*:*:{prefix}-results"]},
-            {"Sid": "Results", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+            # PutObject also covers the multipart calls of streamed results; an upload that
+            # fails half-way is aborted so its parts are not left behind.
+            {"Sid": "Results", "Effect": "Allow",
+             "Action": ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
              "Resource": f"arn:aws:s3:::{prefix}-results/*"},
             {"Sid": "Aggregation", "Effect": "Allow", "Action": ["states:StartExecution"],
              "Resource": f"arn:aws:states:*:*:stateMachine:{prefix}-aggregation"},

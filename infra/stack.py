@@ -44,7 +44,7 @@ ASL_PATH = INFRA_DIR / "aggregation.asl.json"
 ASL_PLACEHOLDER = "__AGGREGATION_ASL__"
 STATE_MACHINE_LOGICAL_ID = "AggregationStateMachine"
 
-STAGE_FUNCTIONS = ("load_answers", "aggregate_shard", "publish_results", "mark_done", "mark_failed")
+STAGE_FUNCTIONS = ("load_answers", "fit_model", "aggregate_shard", "publish_results", "mark_done", "mark_failed")
 
 # Environment variable the app reads -> stack output that holds its value.
 APP_ENVIRONMENT_OUTPUTS: dict[str, str] = {

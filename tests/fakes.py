@@ -255,10 +255,11 @@ class FakeItems:
             s.free += 1
             return SlotOutcome(True, self._full(record))
 
-    def iter_items(self, job_id: str) -> Iterator[ItemState]:
-        """Every item of a job, in item order."""
+    def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
+        """Every item of a job in item order, or those after the item id `after`."""
         with self._lock:
-            snapshot = [self._full(record) for record in self._of_job(job_id)]
+            snapshot = [self._full(record) for record in self._of_job(job_id)
+                        if after is None or record.state.item_id > after]
         yield from snapshot
 
     def counted(self, job_id: str, item_id: str) -> dict[str, str]:
@@ -449,6 +450,10 @@ class FakeBlobs:
         if key not in self.objects:
             raise NotFound(f"no object {key}")
         return self.objects[key][0]
+
+    def put_stream(self, key: str, chunks: Iterable[str], content_type: str) -> None:
+        """Write an object from text chunks."""
+        self.objects[key] = ("".join(chunks), content_type)
 
     def download_url(self, key: str, seconds: int) -> str:
         """A fake link naming the key and its lifetime."""

@@ -407,10 +407,11 @@ class DynamoItems:
                               lease["aid"] == assignment_id)
         return SlotOutcome(ok, _item_from_raw(raw))
 
-    def iter_items(self, job_id: str) -> Iterator[ItemState]:
-        """Every item of a job, in item order."""
+    def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
+        """Every item of a job in item order, or those after the item id `after`."""
+        condition = None if after is None else ItemModel.item_id > after
         try:
-            for record in ItemModel.query(job_id, consistent_read=True):
+            for record in ItemModel.query(job_id, condition, consistent_read=True):
                 yield item_from_model(record)
         except PynamoDBException as error:
             _raise_transient(error)

@@ -1,12 +1,15 @@
 """S3 objects in the results bucket."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import NotFound, TransientError
 
+# Multipart part size for streamed objects (S3's minimum part is 5 MiB).
+PART_BYTES = 8 * 1024 * 1024
 _RETRYABLE = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"}
 
 
@@ -30,6 +33,48 @@ class S3Blobs:
         except ClientError as error:
             _raise_if_retryable(error)
             raise
+
+    def put_stream(self, key: str, chunks: Iterable[str], content_type: str) -> None:
+        """Write an object from text chunks, holding at most about PART_BYTES in memory.
+
+        Up to PART_BYTES in all it is one PutObject; beyond, a multipart upload of
+        PART_BYTES parts (S3 needs parts of at least 5 MiB but the last), aborted if
+        anything fails so no orphan parts are left to pay for.
+        """
+        buffer: list[bytes] = []
+        size = 0
+        upload_id: str | None = None
+        parts: list[dict[str, Any]] = []
+        try:
+            for chunk in chunks:
+                data = chunk.encode("utf-8")
+                buffer.append(data)
+                size += len(data)
+                if size >= PART_BYTES:
+                    if upload_id is None:
+                        upload_id = self._s3.create_multipart_upload(
+                            Bucket=self._bucket, Key=key, ContentType=content_type)["UploadId"]
+                    parts.append(self._upload_part(key, upload_id, len(parts) + 1, b"".join(buffer)))
+                    buffer, size = [], 0
+            if upload_id is None:
+                self._s3.put_object(Bucket=self._bucket, Key=key, Body=b"".join(buffer),
+                                    ContentType=content_type)
+                return
+            if buffer:
+                parts.append(self._upload_part(key, upload_id, len(parts) + 1, b"".join(buffer)))
+            self._s3.complete_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id,
+                                               MultipartUpload={"Parts": parts})
+        except BaseException as error:
+            if upload_id is not None:
+                self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+            if isinstance(error, ClientError):
+                _raise_if_retryable(error)
+            raise
+
+    def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> dict[str, Any]:
+        response = self._s3.upload_part(Bucket=self._bucket, Key=key, UploadId=upload_id,
+                                        PartNumber=number, Body=body)
+        return {"PartNumber": number, "ETag": response["ETag"]}
 
     def get_text(self, key: str) -> str:
         """Read an object; NotFound if it is missing."""

@@ -25,6 +25,13 @@ def validate_answer(job: Job, body: Any) -> dict[str, Any]:
     if job.kind == "categorical":
         v.reject_unknown(body, ("label",))
         return {"label": v.choice(body, "label", job.answer_schema["labels"])}
+    if job.kind == "numeric":
+        v.reject_unknown(body, ("value",))
+        schema = job.answer_schema
+        value = v.number(body, "value", low=schema["min"], high=schema["max"])
+        if schema["integer"] and value != int(value):
+            raise InvalidRequest("'value' must be a whole number", field="value")
+        return {"value": value}
     v.reject_unknown(body, ("text",))
     schema = job.answer_schema
     value = v.text(body, "text", min_length=schema["min_length"], max_length=schema["max_length"])

@@ -17,6 +17,7 @@ from chalicelib.errors import Conflict, InvalidRequest, PayloadTooLarge
 MAX_ITEM_BYTES = 8 * 1024
 MAX_LABELS = 50
 MAX_TEXT_ANSWER = 5000
+MAX_NUMBER = 1e12
 MAX_INSTRUCTIONS = 20_000
 DEFAULT_LEASE_SECONDS = 600
 DEFAULT_DEADLINE_SECONDS = 7 * 24 * 3600
@@ -59,6 +60,15 @@ def parse_answer_schema(task_type: str, raw: Any) -> dict[str, Any]:
         labels = v.string_list(schema, "labels", min_items=2, max_items=MAX_LABELS,
                                max_length=64, prefix=prefix)
         return {"labels": labels}
+    if answer_kind(task_type) == "numeric":
+        v.reject_unknown(schema, ("min", "max", "integer"), prefix)
+        low = v.number(schema, "min", low=-MAX_NUMBER, high=MAX_NUMBER, prefix=prefix)
+        high = v.number(schema, "max", low=-MAX_NUMBER, high=MAX_NUMBER, prefix=prefix)
+        if high <= low:
+            raise InvalidRequest("'answer_schema.max' must be greater than 'answer_schema.min'",
+                                 field="answer_schema.max")
+        return {"min": low, "max": high,
+                "integer": v.boolean(schema, "integer", default=False, prefix=prefix)}
     v.reject_unknown(schema, ("min_length", "max_length"), prefix)
     high = v.integer(schema, "max_length", low=1, high=MAX_TEXT_ANSWER, default=MAX_TEXT_ANSWER,
                      prefix=prefix)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 TEXT_TASK_TYPES = ("translation", "transcription", "collection")
-TASK_TYPES = ("categorical",) + TEXT_TASK_TYPES
+TASK_TYPES = ("categorical", "numeric") + TEXT_TASK_TYPES
 
 # Job states, in the order a job moves through them.
 INGESTING = "ingesting"
@@ -21,8 +21,8 @@ NA_NOT_ALLOWED = "not_allowed"
 
 
 def answer_kind(task_type: str) -> str:
-    """'categorical' or 'text': translation, transcription and collection share text answers."""
-    return "categorical" if task_type == "categorical" else "text"
+    """'categorical', 'numeric' or 'text': translation, transcription and collection share text answers."""
+    return task_type if task_type in ("categorical", "numeric") else "text"
 
 
 @dataclass(frozen=True)
@@ -211,3 +211,6 @@ class ItemResult:
     external_id: str | None = None
     na_reasons: tuple[str, ...] = ()
     lineage: tuple[dict[str, Any], ...] = ()
+    # Categorical: the posterior of every label (and "not_applicable" when it was answered).
+    probabilities: dict[str, float] | None = None
+    method: str = "majority_vote"

@@ -80,7 +80,8 @@ class ItemStore(Protocol):
     def try_release(self, job_id: str, item_id: str, worker_id: str, assignment_id: str
                     ) -> SlotOutcome:
         """Give a leased slot back."""
-    def iter_items(self, job_id: str) -> Iterator[ItemState]: """Every item of a job."""
+    def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
+        """Every item of a job in item order, or those after the item id `after`."""
 
 
 class ResultStore(Protocol):
@@ -95,6 +96,8 @@ class BlobStore(Protocol):
 
     def put_text(self, key: str, body: str, content_type: str) -> None: """Write an object."""
     def get_text(self, key: str) -> str: """Read an object."""
+    def put_stream(self, key: str, chunks: Iterable[str], content_type: str) -> None:
+        """Write an object from text chunks without holding all of it in memory."""
     def download_url(self, key: str, seconds: int) -> str: """A time-limited download link."""
 
 

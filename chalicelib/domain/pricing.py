@@ -14,8 +14,8 @@ MAX_REWARD_CENTS = 10_000
 QUOTE_TTL_SECONDS = 72 * 3600
 PLATFORM_FEE_PERCENT = 20
 # Default and minimum reward per answer by task type, in US cents.
-DEFAULT_REWARD_CENTS = {"categorical": 5, "transcription": 25, "translation": 40, "collection": 20}
-MIN_REWARD_CENTS = {"categorical": 1, "transcription": 5, "translation": 10, "collection": 5}
+DEFAULT_REWARD_CENTS = {"categorical": 5, "numeric": 5, "transcription": 25, "translation": 40, "collection": 20}
+MIN_REWARD_CENTS = {"categorical": 1, "numeric": 1, "transcription": 5, "translation": 10, "collection": 5}
 
 
 def platform_fee(worker_rewards_cents: int) -> int:

@@ -1,6 +1,7 @@
 """Small checks for request bodies that name the field at fault."""
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,6 +35,29 @@ def integer(body: Mapping[str, Any], field: str, *, low: int, high: int,
         raise InvalidRequest(f"'{name}' must be an integer", field=name)
     if not low <= value <= high:
         raise InvalidRequest(f"'{name}' must be between {low} and {high}", field=name)
+    return value
+
+
+def number(body: Mapping[str, Any], field: str, *, low: float, high: float,
+           default: float | None = None, prefix: str = "") -> float:
+    """A finite number (int or float, not bool) within [low, high]."""
+    name = f"{prefix}{field}"
+    value = body.get(field, default)
+    if value is None:
+        raise InvalidRequest(f"'{name}' is required", field=name)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidRequest(f"'{name}' must be a number", field=name)
+    if not low <= value <= high:
+        raise InvalidRequest(f"'{name}' must be between {low:g} and {high:g}", field=name)
+    return value
+
+
+def boolean(body: Mapping[str, Any], field: str, *, default: bool, prefix: str = "") -> bool:
+    """A true/false field; absent takes default."""
+    name = f"{prefix}{field}"
+    value = body.get(field, default)
+    if not isinstance(value, bool):
+        raise InvalidRequest(f"'{name}' must be true or false", field=name)
     return value
 
 

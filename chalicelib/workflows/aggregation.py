@@ -1,21 +1,45 @@
-"""Stage handlers of the aggregation state machine: load → aggregate (Map) → publish → done.
+"""Stage handlers of the aggregation state machine.
 
-Each stage is idempotent: it writes objects and rows under keys derived from the job,
-the round and the shard, so a retried or repeated stage writes the same thing again.
+    LoadAnswers (loops while `more`) -> FitModel -> Aggregate (inline Map over the shard
+    list, or Distributed Map over the S3 manifest for big rounds) -> Publish -> MarkDone
+
+Every stage is idempotent: it writes objects and rows under keys derived from the job, the
+round and the shard number, so a retried or repeated stage writes the same thing again.
+Only small values travel in the execution's state (Step Functions caps it at 256 KiB):
+shard numbers and keys; answers, the model and results live in S3 under
+jobs/{job}/rounds/{round}/.
+
+- LoadAnswers pages through the job's items (DynamoDB, item order) and writes each run of
+  SHARD_ITEMS items twice: the answers with their lineage (answers/NNNNN.json) and, for
+  categorical jobs, compact vote columns (votes/NNNNN.json). One call writes at most
+  LOAD_SHARDS_PER_CALL shards and returns a cursor; the state machine calls again while
+  `more` is true, so no call has to read a whole big job.
+- FitModel reads only the vote columns, fits the engine's default categorical model on the
+  whole round and writes it (model.json); it also writes the shard manifest. Text and
+  numeric jobs need no fit.
+- AggregateShard applies the model to one shard's items (each item's posterior) or, for
+  text and numbers, combines each item's answers; it writes the shard's result rows to
+  DynamoDB and its JSON Lines part to S3. Up to INLINE_MAX_SHARDS shards run in an inline
+  Map over the list in the state; above that, a Distributed Map reads the manifest from S3.
+- Publish streams the parts, in shard order, into the job's results object (multipart for
+  big rounds); MarkDone flips the job to done.
 """
 from __future__ import annotations
 
 import json
 from typing import Any
 
-from chalicelib.domain.aggregation import aggregate_item
+from chalicelib.domain.aggregation import NA_CLASS, aggregate_item
+from chalicelib.domain.answers import is_not_applicable
 from chalicelib.domain.jobs import iso
-from chalicelib.domain.model import AGGREGATING, DONE, FAILED, ItemResult
+from chalicelib.domain.model import AGGREGATING, DONE, FAILED, ItemResult, Job
 from chalicelib.domain.services import Platform
 from chalicelib.errors import NotFound
 from chalicelib.observability import count, seconds
 
 SHARD_ITEMS = 500
+LOAD_SHARDS_PER_CALL = 40
+INLINE_MAX_SHARDS = 40
 
 
 def _round_prefix(job_id: str, round_no: int) -> str:
@@ -27,23 +51,79 @@ def results_key(job_id: str) -> str:
     return f"jobs/{job_id}/results.jsonl"
 
 
-def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
-    """Write the job's answers as shards of SHARD_ITEMS items to S3; return the shard list."""
-    job = p.jobs.get_job(event["job_id"])
+def answers_key(job_id: str, round_no: int, shard: int) -> str:
+    """S3 key of one shard's answers with their lineage."""
+    return f"{_round_prefix(job_id, round_no)}/answers/{shard:05d}.json"
+
+
+def votes_key(job_id: str, round_no: int, shard: int) -> str:
+    """S3 key of one shard's compact vote columns (categorical jobs)."""
+    return f"{_round_prefix(job_id, round_no)}/votes/{shard:05d}.json"
+
+
+def part_key(job_id: str, round_no: int, shard: int) -> str:
+    """S3 key of one shard's JSON Lines results."""
+    return f"{_round_prefix(job_id, round_no)}/results/{shard:05d}.jsonl"
+
+
+def model_key(job_id: str, round_no: int) -> str:
+    """S3 key of the round's fitted categorical model."""
+    return f"{_round_prefix(job_id, round_no)}/model.json"
+
+
+def manifest_key(job_id: str, round_no: int) -> str:
+    """S3 key of the round's shard list, read by the Distributed Map."""
+    return f"{_round_prefix(job_id, round_no)}/manifest.json"
+
+
+def _job(p: Platform, job_id: str) -> Job:
+    job = p.jobs.get_job(job_id)
     if job is None:
-        raise NotFound(f"no job {event['job_id']}")
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def _vote(answer: dict[str, Any]) -> str:
+    return NA_CLASS if is_not_applicable(answer) else answer["label"]
+
+
+def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
+    """Write the next LOAD_SHARDS_PER_CALL shards of the round's answers to S3.
+
+    The event is the execution input, or this stage's previous output while `more` is
+    true: `after` is the last item id written and `shard_count` the shards written so far.
+    """
+    job = _job(p, event["job_id"])
     round_no = int(event.get("round", job.round))
-    header = {"job_id": job.job_id, "round": round_no, "kind": job.kind,
-              "labels": job.answer_schema.get("labels", [])}
-    shards: list[dict[str, Any]] = []
+    after = event.get("after")
+    shard = int(event.get("shard_count", 0))
+    header = {"job_id": job.job_id, "round": round_no, "task_type": job.task_type,
+              "answer_schema": job.answer_schema}
+    categorical = job.kind == "categorical"
     batch: list[dict[str, Any]] = []
+    written = 0
 
     def flush() -> None:
-        key = f"{_round_prefix(job.job_id, round_no)}/answers/{len(shards):05d}.json"
-        p.blobs.put_text(key, json.dumps({**header, "items": batch}), "application/json")
-        shards.append({"job_id": job.job_id, "round": round_no, "shard": len(shards), "key": key})
+        nonlocal shard, written
+        p.blobs.put_text(answers_key(job.job_id, round_no, shard),
+                         json.dumps({**header, "shard": shard, "items": batch}), "application/json")
+        if categorical:
+            votes: dict[str, list[str]] = {"items": [], "workers": [], "labels": []}
+            for entry in batch:
+                for answer in entry["answers"]:
+                    votes["items"].append(entry["item_id"])
+                    votes["workers"].append(answer["worker_id"])
+                    votes["labels"].append(_vote(answer["answer"]))
+            p.blobs.put_text(votes_key(job.job_id, round_no, shard), json.dumps(votes),
+                             "application/json")
+        shard += 1
+        written += 1
 
-    for item in p.items.iter_items(job.job_id):
+    more = False
+    for item in p.items.iter_items(job.job_id, after=after):
+        if written == LOAD_SHARDS_PER_CALL:
+            more = True
+            break
         answers = sorted(item.answers.items(), key=lambda entry: entry[1].submitted_at)
         batch.append({"item_id": item.item_id, "external_id": item.external_id, "answers": [
             {"worker_id": worker, "assignment_id": a.assignment_id, "answer": a.answer,
@@ -51,44 +131,112 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
             for worker, a in answers]})
         if len(batch) == SHARD_ITEMS:
             flush()
-            batch = []
-    if batch or not shards:
+            after, batch = item.item_id, []
+    if batch:
+        after = batch[-1]["item_id"]
         flush()
-    return {"job_id": job.job_id, "round": round_no, "shards": shards}
+    return {"job_id": job.job_id, "round": round_no, "kind": job.kind, "after": after,
+            "shard_count": shard, "more": more}
+
+
+def _shard_event(job_id: str, round_no: int, shard: int, model: str | None) -> dict[str, Any]:
+    return {"job_id": job_id, "round": round_no, "shard": shard,
+            "key": answers_key(job_id, round_no, shard), "model_key": model}
+
+
+def fit_model(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
+    """Fit the round's categorical model from the vote columns; write it and the manifest.
+
+    Returns the shard list itself for an inline Map when there are at most
+    INLINE_MAX_SHARDS shards, else only the manifest key for a Distributed Map.
+    """
+    from chalicelib.domain.aggregation.fitted import CategoricalModel
+
+    job_id, round_no, shard_count = event["job_id"], int(event["round"]), int(event["shard_count"])
+    fitted = None
+    if event["kind"] == "categorical" and shard_count:
+        items: list[str] = []
+        workers: list[str] = []
+        labels: list[str] = []
+        for shard in range(shard_count):
+            votes = json.loads(p.blobs.get_text(votes_key(job_id, round_no, shard)))
+            items += votes["items"]
+            workers += votes["workers"]
+            labels += votes["labels"]
+        if items:
+            job = _job(p, job_id)
+            model = CategoricalModel.fit(items, workers, labels, job.answer_schema["labels"])
+            fitted = model_key(job_id, round_no)
+            p.blobs.put_text(fitted, json.dumps(model.to_json()), "application/json")
+    shards = [_shard_event(job_id, round_no, shard, fitted) for shard in range(shard_count)]
+    manifest = manifest_key(job_id, round_no)
+    p.blobs.put_text(manifest, json.dumps(shards), "application/json")
+    distributed = shard_count > INLINE_MAX_SHARDS
+    return {"job_id": job_id, "round": round_no, "shard_count": shard_count,
+            "model_key": fitted, "manifest_key": manifest, "distributed": distributed,
+            "shards": [] if distributed else shards}
+
+
+_MODELS: dict[str, Any] = {}
+
+
+def _cached_model(p: Platform, key: str) -> Any:
+    """A fitted model read once per warm container (the Map's shards share one).
+
+    Model keys are per job and round, and a model is never rewritten differently."""
+    from chalicelib.domain.aggregation.fitted import CategoricalModel
+
+    if key not in _MODELS:
+        _MODELS.clear()
+        _MODELS[key] = CategoricalModel.from_json(json.loads(p.blobs.get_text(key)))
+    return _MODELS[key]
 
 
 def result_line(result: ItemResult) -> dict[str, Any]:
     """The JSON line a client downloads for one item."""
-    return {
+    line = {
         "item_id": result.item_id, "external_id": result.external_id, "answer": result.answer,
         "confidence": result.confidence, "n_answers": result.n_answers,
         "not_applicable": result.not_applicable, "na_reasons": list(result.na_reasons),
-        "answers": [{**entry, "submitted_at": iso(entry["submitted_at"])}
-                    for entry in result.lineage],
+        "method": result.method,
     }
+    if result.probabilities is not None:
+        line["probabilities"] = result.probabilities
+    line["answers"] = [{**entry, "submitted_at": iso(entry["submitted_at"])}
+                       for entry in result.lineage]
+    return line
 
 
 def aggregate_shard(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     """Aggregate one shard: results rows in DynamoDB and a JSON Lines part in S3."""
     shard = json.loads(p.blobs.get_text(event["key"]))
-    lines = [result_line(aggregate_item(entry["item_id"], shard["kind"], shard["labels"],
-                                        entry["answers"], entry.get("external_id")))
+    model = _cached_model(p, event["model_key"]) if event.get("model_key") else None
+    lines = [result_line(aggregate_item(entry["item_id"], shard["task_type"],
+                                        shard["answer_schema"], entry["answers"],
+                                        entry.get("external_id"), model))
              for entry in shard["items"]]
     p.results.put_results(shard["job_id"], lines)
-    key = f"{_round_prefix(shard['job_id'], shard['round'])}/results/{event['shard']:05d}.jsonl"
+    key = part_key(shard["job_id"], shard["round"], shard["shard"])
     p.blobs.put_text(key, "".join(json.dumps(line) + "\n" for line in lines),
                      "application/x-ndjson")
-    return {"shard": event["shard"], "results_key": key, "count": len(lines)}
+    return {"shard": shard["shard"], "count": len(lines)}
 
 
 def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
-    """Join the shard parts, in shard order, into the job's results object."""
-    parts = sorted(event.get("aggregated", []), key=lambda part: part["shard"])
-    body = "".join(p.blobs.get_text(part["results_key"]) for part in parts)
-    key = results_key(event["job_id"])
-    p.blobs.put_text(key, body, "application/x-ndjson")
-    return {"job_id": event["job_id"], "round": event["round"], "results_key": key,
-            "count": sum(part["count"] for part in parts)}
+    """Stream the shard parts, in shard order, into the job's results object."""
+    job_id, round_no = event["job_id"], int(event["round"])
+    lines = 0
+
+    def parts() -> Any:
+        nonlocal lines
+        for shard in range(int(event["shard_count"])):
+            body = p.blobs.get_text(part_key(job_id, round_no, shard))
+            lines += body.count("\n")
+            yield body
+
+    key = results_key(job_id)
+    p.blobs.put_stream(key, parts(), "application/x-ndjson")
+    return {"job_id": job_id, "round": round_no, "results_key": key, "count": lines}
 
 
 def mark_done(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
@@ -96,9 +244,7 @@ def mark_done(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
 
     Returns how long the round took, from the job leaving the answering states.
     """
-    job = p.jobs.get_job(event["job_id"])
-    if job is None:
-        raise NotFound(f"no job {event['job_id']}")
+    job = _job(p, event["job_id"])
     now = p.now()
     changed = p.jobs.transition(job.job_id, (AGGREGATING,), DONE,
                                 results_key=event["results_key"], result_count=event["count"],

@@ -62,9 +62,12 @@ def instant_retries() -> Iterator[None]:
 class StageRecorder:
     """Stub stage functions that follow the state machine's data contract and record their events."""
 
-    def __init__(self, shards: int = 3) -> None:
-        """shards: how many shards load_answers reports."""
+    def __init__(self, bucket: str, shards: int = 3, per_call: int = 2) -> None:
+        """shards: how many shards load_answers writes in all, per_call: at most per call."""
+        self.bucket = bucket
         self.shards = shards
+        self.per_call = per_call
+        self.distributed = False
         self.calls: dict[str, list[dict[str, Any]]] = {name: [] for name in STAGE_FUNCTIONS}
         self.failures: dict[str, tuple[BaseException, int | None]] = {}
         self._lock = threading.Lock()
@@ -102,29 +105,34 @@ class StageRecorder:
         return {stage: make(stage) for stage in STAGE_FUNCTIONS}
 
     def load_answers(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        """One shard descriptor per shard, carrying job and round."""
+        """Up to per_call more shards per call, `more` until all are written."""
         assert context.function_name.endswith("-load_answers")
-        key = f"answers/{event['job_id']}/{event['round']}"
-        return {
-            "job_id": event["job_id"],
-            "round": event["round"],
-            "shards": [
-                {"job_id": event["job_id"], "round": event["round"], "shard": n, "key": f"{key}/{n}.jsonl"}
-                for n in range(self.shards)
-            ],
-        }
+        written = min(event.get("shard_count", 0) + self.per_call, self.shards)
+        return {"job_id": event["job_id"], "round": event["round"], "kind": "categorical",
+                "after": f"item-{written}", "shard_count": written, "more": written < self.shards}
+
+    def fit_model(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
+        """The shard list inline, or (distributed) only in an S3 manifest."""
+        job, round_ = event["job_id"], event["round"]
+        shards = [{"job_id": job, "round": round_, "shard": n, "key": f"answers/{job}/{round_}/{n}.json",
+                   "model_key": f"models/{job}/{round_}.json"} for n in range(event["shard_count"])]
+        manifest = f"jobs/{job}/rounds/{round_}/manifest.json"
+        boto3.client("s3").put_object(Bucket=self.bucket, Key=manifest, Body=json.dumps(shards).encode())
+        return {"job_id": job, "round": round_, "shard_count": event["shard_count"],
+                "model_key": shards[0]["model_key"], "manifest_key": manifest,
+                "distributed": self.distributed, "shards": [] if self.distributed else shards}
 
     def aggregate_shard(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        """A partial result per shard, with a count that identifies the shard."""
-        return {"shard": event["shard"], "results_key": event["key"].replace("answers/", "partial/"), "count": 10 + event["shard"]}
+        """A count that identifies the shard."""
+        return {"shard": event["shard"], "count": 10 + event["shard"]}
 
     def publish_results(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
-        """The published key and the sum of the shard counts."""
+        """The published key and the sum of what the shards would count."""
         return {
             "job_id": event["job_id"],
             "round": event["round"],
             "results_key": f"results/{event['job_id']}/{event['round']}.jsonl",
-            "count": sum(part["count"] for part in event["aggregated"]),
+            "count": sum(10 + n for n in range(event["shard_count"])),
         }
 
     def mark_done(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -139,7 +147,7 @@ class StageRecorder:
 @pytest.fixture
 def stages(aws: None, outputs: dict[str, str]) -> Iterator[StageRecorder]:
     """Stage functions created on moto and routed to a StageRecorder in-process."""
-    recorder = StageRecorder()
+    recorder = StageRecorder(outputs["ResultsBucketName"])
     with moto_shims.routed_stage_functions(boto3.client("lambda"), boto3.client("iam"), recorder.handlers()):
         yield recorder
 
@@ -356,26 +364,51 @@ def test_aggregation_passes_data_from_stage_to_stage_through_the_map(
     outputs: dict[str, str], stages: StageRecorder
 ) -> None:
     # GIVEN the real state machine with stub stage functions routed in-process
-    # WHEN one job round is aggregated
+    # WHEN one job round of 3 shards is aggregated, at most 2 shards loaded per call
     execution = run_aggregation(outputs, "job-7", 2)
 
     # THEN it succeeds with MarkDone's result
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
     assert json.loads(execution["output"]) == {"job_id": "job-7", "round": 2, "state": "done"}
 
-    # AND each shard went to aggregate_shard, and Publish saw every shard's result in order
-    assert stages.calls["load_answers"] == [{"job_id": "job-7", "round": 2}]
+    # AND LoadAnswers ran again with its own output while it said `more`
+    first, second = stages.calls["load_answers"]
+    assert first == {"job_id": "job-7", "round": 2}
+    assert (second["shard_count"], second["more"], second["after"]) == (2, True, "item-2")
+    # AND FitModel got the last load's output; each listed shard went to aggregate_shard
+    (fit_input,) = stages.calls["fit_model"]
+    assert (fit_input["shard_count"], fit_input["more"]) == (3, False)
     assert sorted(e["shard"] for e in stages.calls["aggregate_shard"]) == [0, 1, 2]
-    assert stages.calls["aggregate_shard"][0].keys() == {"job_id", "round", "shard", "key"}
+    assert stages.calls["aggregate_shard"][0].keys() == {"job_id", "round", "shard", "key", "model_key"}
+    # AND Publish got FitModel's output, the Map's results left out of the state
     (publish_input,) = stages.calls["publish_results"]
-    assert [part["shard"] for part in publish_input["aggregated"]] == [0, 1, 2]
-    assert publish_input["aggregated"][1] == {"shard": 1, "results_key": "partial/job-7/2/1.jsonl", "count": 11}
+    assert (publish_input["shard_count"], publish_input["distributed"]) == (3, False)
+    assert "aggregated" not in publish_input and len(publish_input["shards"]) == 3
 
     # AND MarkDone got Publish's output unwrapped (no Lambda `Payload` envelope)
     assert stages.calls["mark_done"] == [
         {"job_id": "job-7", "round": 2, "results_key": "results/job-7/2.jsonl", "count": 33}
     ]
     assert stages.calls["mark_failed"] == []
+
+
+def test_a_big_round_runs_its_shards_in_a_distributed_map_read_from_the_s3_manifest(
+    outputs: dict[str, str], stages: StageRecorder
+) -> None:
+    # GIVEN a round of 5 shards that FitModel lists only in the S3 manifest
+    stages.shards, stages.distributed = 5, True
+
+    # WHEN it is aggregated
+    execution = run_aggregation(outputs, "job-8", 1)
+
+    # THEN every shard of the manifest went to aggregate_shard (as child executions)
+    assert execution["status"] == "SUCCEEDED", execution.get("cause")
+    assert sorted(e["shard"] for e in stages.calls["aggregate_shard"]) == [0, 1, 2, 3, 4]
+    assert {e["model_key"] for e in stages.calls["aggregate_shard"]} == {"models/job-8/1.json"}
+    # AND the state never carried the shard list; Publish and MarkDone still ran once
+    (publish_input,) = stages.calls["publish_results"]
+    assert publish_input["shards"] == [] and publish_input["distributed"] is True
+    assert [c["count"] for c in stages.calls["mark_done"]] == [sum(range(10, 15))]
 
 
 def test_transient_error_is_retried(outputs: dict[str, str], stages: StageRecorder, instant_retries: None) -> None:
@@ -387,12 +420,14 @@ def test_transient_error_is_retried(outputs: dict[str, str], stages: StageRecord
 
     # THEN the task was retried and the execution succeeded without MarkFailed
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
-    assert len(stages.calls["load_answers"]) == 2
+    retried, again, continued = stages.calls["load_answers"]
+    assert retried == again == {"job_id": "job-1", "round": 1}
+    assert continued["shard_count"] == 2
     assert len(stages.calls["mark_done"]) == 1
     assert stages.calls["mark_failed"] == []
 
 
-@pytest.mark.parametrize("stage", ["load_answers", "aggregate_shard", "publish_results", "mark_done"])
+@pytest.mark.parametrize("stage", ["load_answers", "fit_model", "aggregate_shard", "publish_results", "mark_done"])
 def test_non_retryable_error_in_any_stage_marks_the_round_failed(
     outputs: dict[str, str], stages: StageRecorder, instant_retries: None, stage: str
 ) -> None:

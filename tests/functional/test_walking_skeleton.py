@@ -30,7 +30,9 @@ def test_a_job_goes_from_quote_to_published_results(stack):
     by_ext = {r["external_id"]: r for r in page["results"]}
     assert by_ext["ext-2"]["answer"] == {"label": "neg"}
     assert by_ext["ext-0"]["answer"] == {"label": "pos"}
-    assert by_ext["ext-0"]["confidence"] == 1.0 and by_ext["ext-0"]["n_answers"] == 2
+    # the confidence is the posterior of the label under the round's Dawid-Skene model
+    assert by_ext["ext-0"]["method"] == "DawidSkene" and by_ext["ext-0"]["n_answers"] == 2
+    assert by_ext["ext-0"]["confidence"] == round(by_ext["ext-0"]["probabilities"]["pos"], 4) > 0.5
     assert len(by_ext["ext-0"]["answers"]) == 2
     status, link = api.as_client("GET", f"/jobs/{job['job_id']}/results/download")
     assert status == 200 and link["url"].startswith("http")

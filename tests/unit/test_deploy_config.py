@@ -66,3 +66,28 @@ def test_the_template_has_alarms_on_dead_letters_and_failed_executions():
 def test_the_template_is_clean_under_cfn_lint():
     for stage in CONFIG["stages"]:
         lint("crowd", stage)  # raises DeployError with the findings
+
+
+def _asl_tasks(states):
+    for name, state in states.items():
+        if state["Type"] == "Task":
+            yield name, state
+        if state["Type"] == "Map":
+            yield from _asl_tasks(state["ItemProcessor"]["States"])
+
+
+def test_step_functions_waits_longer_than_each_stage_function_may_run():
+    # GIVEN each Task of the state machine and the Lambda function its ARN names
+    asl = json.loads((ROOT / "infra" / "aggregation.asl.json").read_text())
+    arn_to_function = {
+        name: value["Fn::Sub"].rsplit("-", 1)[-1]
+        for name, value in TEMPLATE["Resources"]["AggregationStateMachine"]["Properties"]
+        ["DefinitionString"]["Fn::Sub"][1].items() if name.endswith("Arn")}
+    tasks = dict(_asl_tasks(asl["States"]))
+    assert {"LoadAnswers", "FitModel", "AggregateShard", "Publish", "MarkDone", "MarkFailed"} <= set(tasks)
+    for stage in CONFIG["stages"]:
+        for name, task in tasks.items():
+            function = arn_to_function[task["Resource"][2:-1]]
+            # THEN the Task's timeout outlasts the function's own, so a slow run is not cut
+            # short by Step Functions while Lambda would still let it finish
+            assert task["TimeoutSeconds"] > _timeout(stage, function), (stage, name, function)

@@ -53,12 +53,23 @@ def _execution_input(p, job: Job) -> dict:
     return p.workflow.executions[f"{job.job_id}-r{job.round}"]
 
 
+def _shards(p, fitted: dict) -> list[dict]:
+    """The Map's items: the inline list, or the manifest a Distributed Map reads."""
+    if fitted["distributed"]:
+        return json.loads(p.blobs.get_text(fitted["manifest_key"]))
+    return fitted["shards"]
+
+
 def _run_round(p, payload: dict, reverse_shards: bool = False) -> dict:
-    """The state machine's happy path: load -> aggregate each shard (Map) -> publish -> done."""
+    """The state machine's happy path: load (while more) -> fit -> each shard -> publish -> done."""
     loaded = stages.load_answers(p, payload)
-    shards = loaded["shards"][::-1] if reverse_shards else loaded["shards"]
-    parts = [stages.aggregate_shard(p, shard) for shard in shards]
-    published = stages.publish_results(p, {**loaded, "aggregated": parts})
+    while loaded["more"]:
+        loaded = stages.load_answers(p, loaded)
+    fitted = stages.fit_model(p, loaded)
+    shards = _shards(p, fitted)
+    for shard in (shards[::-1] if reverse_shards else shards):
+        stages.aggregate_shard(p, shard)
+    published = stages.publish_results(p, fitted)
     return stages.mark_done(p, published)
 
 
@@ -78,10 +89,15 @@ def test_a_round_publishes_one_json_line_per_item_and_marks_the_job_done(p):
     assert (done.state, done.result_count, done.done_at) == (DONE, 2, p.now())
     assert done.results_key == f"jobs/{job.job_id}/results.jsonl"
     lines = _lines(p, done.results_key)
-    summary = [(l["item_id"], l["external_id"], l["answer"], l["confidence"], l["n_answers"])
+    summary = [(l["item_id"], l["external_id"], l["answer"], l["n_answers"], l["method"])
                for l in lines]
-    assert summary == [("000000", "ext-0", {"label": "pos"}, 0.6667, 3),
-                       ("000001", "ext-1", {"label": "neg"}, 1.0, 3)]
+    assert summary == [("000000", "ext-0", {"label": "pos"}, 3, "DawidSkene"),
+                       ("000001", "ext-1", {"label": "neg"}, 3, "DawidSkene")]
+    # AND the confidence is the posterior of the chosen label, over probabilities summing to 1
+    for line in lines:
+        assert line["confidence"] == round(line["probabilities"][line["answer"]["label"]], 4)
+        assert sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    assert lines[0]["confidence"] < lines[1]["confidence"]
     # AND each line carries who answered what, in submission order
     assert [a["worker_id"] for a in lines[0]["answers"]] == workers
     assert [a["answer"]["label"] for a in lines[0]["answers"]] == ["pos", "pos", "neg"]
@@ -103,6 +119,38 @@ def test_shards_are_joined_in_item_order_whatever_order_they_finish_in(p, monkey
     done = services.client_job(p, client, job.job_id)
     assert done.result_count == 5
     assert [l["item_id"] for l in _lines(p, done.results_key)] == [f"{n:06d}" for n in range(5)]
+
+
+def test_big_rounds_load_in_several_calls_and_aggregate_from_the_manifest(p, monkeypatch):
+    # GIVEN a 7-item job cut into shards of 2 items, at most 2 shards per load call, and an
+    # inline Map for at most 2 shards
+    monkeypatch.setattr(stages, "SHARD_ITEMS", 2)
+    monkeypatch.setattr(stages, "LOAD_SHARDS_PER_CALL", 2)
+    monkeypatch.setattr(stages, "INLINE_MAX_SHARDS", 2)
+    client, job = _job(p, items=7, redundancy=3)
+    _answer_all(p, job)
+    # WHEN the answers are loaded
+    calls = [stages.load_answers(p, _execution_input(p, job))]
+    while calls[-1]["more"]:
+        calls.append(stages.load_answers(p, calls[-1]))
+    # THEN two calls wrote 2 + 2 shards, the last wrote the rest
+    assert [(c["shard_count"], c["more"]) for c in calls] == [(2, True), (4, False)]
+    assert calls[0]["after"] == "000003"
+    # AND the fit sends the Map to the S3 manifest instead of listing the shards in the state
+    fitted = stages.fit_model(p, calls[-1])
+    assert fitted["distributed"] and fitted["shards"] == []
+    manifest = json.loads(p.blobs.get_text(fitted["manifest_key"]))
+    assert [m["key"] for m in manifest] == [stages.answers_key(job.job_id, 1, n) for n in range(4)]
+    # AND the whole round gives the same results as one unsharded pass
+    _run_round(p, _execution_input(p, job))
+    sharded = _lines(p, p.jobs.get_job(job.job_id).results_key)
+    assert [l["item_id"] for l in sharded] == [f"{n:06d}" for n in range(7)]
+    monkeypatch.setattr(stages, "SHARD_ITEMS", 500)
+    single = stages.fit_model(p, stages.load_answers(p, _execution_input(p, job)))
+    stages.aggregate_shard(p, single["shards"][0])
+    whole = _lines(p, stages.part_key(job.job_id, 1, 0))
+    assert [(l["answer"], l["probabilities"]) for l in whole] == \
+        [(l["answer"], l["probabilities"]) for l in sharded]
 
 
 def test_a_cancelled_job_publishes_unanswered_items_with_no_answer(p):
@@ -145,8 +193,10 @@ def test_every_stage_can_run_twice_and_leave_the_same_state(p):
         return first
 
     loaded = twice(stages.load_answers, payload)
-    parts = [twice(stages.aggregate_shard, shard) for shard in loaded["shards"]]
-    published = twice(stages.publish_results, {**loaded, "aggregated": parts})
+    fitted = twice(stages.fit_model, loaded)
+    for shard in _shards(p, fitted):
+        twice(stages.aggregate_shard, shard)
+    published = twice(stages.publish_results, fitted)
     twice(stages.mark_done, published)
     assert p.jobs.get_job(job.job_id).state == DONE
 

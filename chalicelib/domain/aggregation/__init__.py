@@ -1,21 +1,32 @@
 """Aggregation of answers into one result per item (pure, no I/O).
 
-Categorical answers: majority vote; ties go to the label listed first in the job's
-answer schema; confidence is the share of answers that chose the winner.
-Text answers: the medoid under normalised edit distance (the answer closest to the
-others); confidence is one minus its mean distance to the others.
-Not-applicable answers vote as one more option; if they win, the result is N/A.
+Categorical answers: the posterior of the round's fitted model (fitted.CategoricalModel,
+the engine's default; not-applicable is one more class); confidence is the posterior of
+the chosen label. Without a model (no fit), majority vote: ties go to the label listed
+first in the job's answer schema; confidence is the share of answers that chose the winner.
+Transcriptions: ROVER-style token voting (text.rover). Translations and collected text:
+the medoid under normalised edit distance (the answer closest to the others); confidence
+is one minus its mean distance to the others. Numbers: the median with a spread-based
+confidence (numeric.median_with_confidence).
+For text and numbers, not-applicable answers win when they outnumber the others, and the
+confidence is scaled by the share of answers that gave a value.
 """
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain.answers import NA_KEY, is_not_applicable
-from chalicelib.domain.model import ItemResult
+from chalicelib.domain.model import ItemResult, answer_kind
+
+if TYPE_CHECKING:
+    from chalicelib.domain.aggregation.fitted import CategoricalModel
 
 _NA = object()
+TIE_TOLERANCE = 1e-9
+# Class standing for "not applicable" inside a fitted model (labels are printable text).
+NA_CLASS = "\x00not_applicable"
 
 
 def normalised_edit_distance(left: str, right: str) -> float:
@@ -50,12 +61,30 @@ def text_medoid(texts: Sequence[str]) -> tuple[int, float]:
     return best, 1.0 - totals[best] / (len(texts) - 1)
 
 
-def aggregate_item(item_id: str, kind: str, labels: Sequence[str],
-                   answers: Sequence[dict[str, Any]], external_id: str | None = None
-                   ) -> ItemResult:
+def _categorical(values: Sequence[dict[str, Any]], workers: Sequence[str], labels: Sequence[str],
+                 model: CategoricalModel | None) -> tuple[Any, float, dict[str, float] | None, str]:
+    """(winning label or _NA, confidence, probabilities, method) of one categorical item."""
+    if model is None:
+        winner, share = majority_vote(values, labels)
+        return winner, share, None, "majority_vote"
+    keys = [NA_CLASS if is_not_applicable(value) else value.get("label") for value in values]
+    posterior = model.posterior(workers, keys)
+    best = max(posterior.values())
+    # Ties go to the first class in model order: the job's labels, then N/A.
+    winner = next(label for label, p in posterior.items() if p >= best - TIE_TOLERANCE)
+    probabilities = {(NA_KEY if label == NA_CLASS else label): round(p, 6)
+                     for label, p in posterior.items()}
+    return (_NA if winner == NA_CLASS else winner), posterior[winner], probabilities, model.method
+
+
+def aggregate_item(item_id: str, task_type: str, schema: dict[str, Any],
+                   answers: Sequence[dict[str, Any]], external_id: str | None = None,
+                   model: CategoricalModel | None = None) -> ItemResult:
     """One item's result from its answers, given in submission order with their lineage.
 
     Each entry of answers holds 'answer', 'worker_id', 'assignment_id' and 'submitted_at'.
+    A categorical item uses the round's fitted model when there is one (its posterior),
+    majority vote otherwise.
     """
     lineage = tuple({"worker_id": a["worker_id"], "assignment_id": a["assignment_id"],
                      "answer": a["answer"], "submitted_at": a["submitted_at"]} for a in answers)
@@ -63,20 +92,35 @@ def aggregate_item(item_id: str, kind: str, labels: Sequence[str],
     if not values:
         return ItemResult(item_id, None, 0.0, 0, external_id=external_id)
     reasons = tuple(v[NA_KEY] for v in values if is_not_applicable(v))
+    kind = answer_kind(task_type)
+    probabilities = None
     if kind == "categorical":
-        winner, confidence = majority_vote(values, labels)
+        winner, confidence, probabilities, method = _categorical(
+            values, [a["worker_id"] for a in answers], schema.get("labels", []), model)
         answer = None if winner is _NA else {"label": winner}
     else:
-        na_share = len(reasons) / len(values)
-        texts = [v["text"] for v in values if not is_not_applicable(v)]
-        if len(reasons) > len(texts):
-            answer, confidence = None, na_share
+        given = [v for v in values if not is_not_applicable(v)]
+        if len(reasons) > len(given):
+            answer, confidence, method = None, len(reasons) / len(values), "not_applicable_vote"
         else:
-            index, agreement = text_medoid(texts)
-            answer = {"text": texts[index]}
-            confidence = agreement * (len(texts) / len(values))
+            if kind == "numeric":
+                from chalicelib.domain.aggregation.numeric import median_with_confidence
+
+                value, agreement = median_with_confidence(
+                    [v["value"] for v in given], scale=schema["max"] - schema["min"])
+                answer, method = {"value": value}, "median"
+            elif task_type == "transcription":
+                from chalicelib.domain.aggregation.text import rover
+
+                text, agreement = rover([v["text"] for v in given])
+                answer, method = {"text": text}, "rover"
+            else:
+                texts = [v["text"] for v in given]
+                index, agreement = text_medoid(texts)
+                answer, method = {"text": texts[index]}, "medoid"
+            confidence = agreement * (len(given) / len(values))
     return ItemResult(
         item_id=item_id, answer=answer, confidence=round(confidence, 4), n_answers=len(values),
         not_applicable=answer is None, external_id=external_id, na_reasons=reasons,
-        lineage=lineage,
+        lineage=lineage, probabilities=probabilities, method=method,
     )

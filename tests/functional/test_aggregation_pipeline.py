@@ -1,0 +1,149 @@
+"""The whole aggregation state machine with its real stages: load (looping), fit, Map, publish."""
+import json
+
+import boto3
+import pytest
+
+from chalicelib import deps
+from chalicelib.domain.aggregation.fitted import CategoricalModel
+from chalicelib.workflows import aggregation as stages
+from tests.functional.marketplace import Api
+
+LABELS = ["pos", "neg", "neutral"]
+
+
+def _answer(api, job, plan):
+    """Each worker answers every item it is offered with plan[worker](external n)."""
+    for name, choose in plan.items():
+        token = api.worker(name)
+        while True:
+            status, task = api.lease(token, job["job_id"])
+            if status != 200 or not task:
+                break
+            n = int(task["item"]["data"]["text"].split()[1])
+            assert api.submit(token, task["assignment_id"], choose(n))[0] == 200
+
+
+def _states_entered(job_id):
+    """Names of the states the job's first round entered, from the execution history."""
+    sfn = boto3.client("stepfunctions")
+    (machine,) = sfn.list_state_machines()["stateMachines"]
+    (execution,) = [e for e in sfn.list_executions(stateMachineArn=machine["stateMachineArn"])
+                    ["executions"] if e["name"] == f"{job_id}-r1"]
+    events = sfn.get_execution_history(executionArn=execution["executionArn"])["events"]
+    return [e["stateEnteredEventDetails"]["name"] for e in events if "stateEnteredEventDetails" in e]
+
+
+def _results(stack, api, job):
+    final = stack.wait_for_state(job["job_id"], api.key, ("done", "failed"))
+    assert final["state"] == "done", final
+    body = deps.platform().blobs.get_text(f"jobs/{job['job_id']}/results.jsonl")
+    return [json.loads(line) for line in body.splitlines()]
+
+
+@pytest.mark.parametrize("distributed", [False, True], ids=["inline-map", "distributed-map"])
+def test_a_categorical_round_is_fitted_once_and_applied_per_shard(stack, monkeypatch, distributed):
+    # GIVEN shards of 3 items, 2 shards per load call, and (for the distributed case) an
+    # inline Map for at most 1 shard, so a 10-item job loads in 2 calls and 4 shards
+    monkeypatch.setattr(stages, "SHARD_ITEMS", 3)
+    monkeypatch.setattr(stages, "LOAD_SHARDS_PER_CALL", 2)
+    monkeypatch.setattr(stages, "INLINE_MAX_SHARDS", 1 if distributed else 10)
+    api = Api(stack)
+    job = api.job(items=10, redundancy=3, not_applicable="allowed_with_reason")
+    # AND three workers: a careful one, one who calls every neg "neutral", one who guesses,
+    # and the last item marked not applicable by all of them
+    truth = {n: LABELS[n % 3] for n in range(10)}
+
+    def careful(n):
+        return {"not_applicable": "empty"} if n == 9 else {"label": truth[n]}
+
+    def confused(n):
+        return careful(n) if truth[n] != "neg" or n == 9 else {"label": "neutral"}
+
+    def guesser(n):
+        return {"not_applicable": "blank"} if n == 9 else {"label": LABELS[(n * 7) % 3]}
+
+    _answer(api, job, {"careful": careful, "confused": confused, "guesser": guesser})
+
+    # WHEN the round is aggregated by the state machine
+    lines = _results(stack, api, job)
+
+    # THEN the machine looped LoadAnswers and took the Map the round's size calls for
+    entered = _states_entered(job["job_id"])
+    assert entered.count("LoadAnswers") == 2 and entered.count("FitModel") == 1
+    assert ("AggregateDistributed" in entered) is distributed
+    assert ("AggregateInline" in entered) is not distributed
+    # AND every item is published once, in item order, fitted by one model
+    assert [line["item_id"] for line in lines] == [f"{n:06d}" for n in range(10)]
+    prefix = f"jobs/{job['job_id']}/rounds/1"
+    manifest = json.loads(deps.platform().blobs.get_text(f"{prefix}/manifest.json"))
+    assert [entry["shard"] for entry in manifest] == [0, 1, 2, 3]
+    assert {entry["model_key"] for entry in manifest} == {f"{prefix}/model.json"}
+    # AND each result is the model's posterior, refitted here from the published lineage
+    votes = [(line["item_id"], a["worker_id"],
+              "\x00not_applicable" if "not_applicable" in a["answer"] else a["answer"]["label"])
+             for line in lines for a in line["answers"]]
+    model = CategoricalModel.fit(*zip(*votes), LABELS)
+    for line in lines:
+        answers = line["answers"]
+        posterior = model.posterior(
+            [a["worker_id"] for a in answers],
+            ["\x00not_applicable" if "not_applicable" in a["answer"] else a["answer"]["label"]
+             for a in answers])
+        best = max(posterior, key=posterior.get)
+        assert line["confidence"] == round(posterior[best], 4)
+        assert line["method"] == "DawidSkene"
+        assert sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    # AND the all-N/A item is not applicable with its reasons
+    assert lines[9]["not_applicable"] and sorted(lines[9]["na_reasons"]) == ["blank", "empty", "empty"]
+    assert lines[9]["probabilities"]["not_applicable"] == max(lines[9]["probabilities"].values())
+
+
+def test_numeric_and_transcription_jobs_run_through_the_same_machine(stack):
+    api = Api(stack)
+    job = api.job(items=2, redundancy=3, task_type="numeric",
+                  answer_schema={"min": 0, "max": 100, "integer": True})
+    values = {"a": [40, 10], "b": [42, 11], "c": [95, 12]}
+    _answer(api, job, {name: (lambda n, v=v: {"value": v[n]}) for name, v in values.items()})
+    numbers = _results(stack, api, job)
+    assert [line["answer"] for line in numbers] == [{"value": 42}, {"value": 11}]
+    assert {line["method"] for line in numbers} == {"median"}
+    # the item with an outlier is less certain than the one where all agree
+    assert numbers[0]["confidence"] < numbers[1]["confidence"]
+
+    spoken = api.job(items=1, redundancy=3, task_type="transcription")
+    texts = ["the quick brown fox", "the quick brown box", "a quick brown fox"]
+    _answer(api, spoken, {f"t{n}": (lambda _, t=t: {"text": t}) for n, t in enumerate(texts)})
+    (line,) = _results(stack, api, spoken)
+    assert line["answer"] == {"text": "the quick brown fox"} and line["method"] == "rover"
+
+
+@pytest.mark.parametrize("schema, field", [
+    ({"min": 0}, "answer_schema.max"),
+    ({"min": 5, "max": 5}, "answer_schema.max"),
+    ({"min": 0, "max": "10"}, "answer_schema.max"),
+    ({"min": 0, "max": 10, "integer": "yes"}, "answer_schema.integer"),
+    ({"min": 0, "max": 10, "step": 1}, "answer_schema.step"),
+])
+def test_a_numeric_schema_is_checked_field_by_field(stack, schema, field):
+    api = Api(stack)
+    _, quote = api.as_client("POST", "/quotes", {"task_type": "numeric", "items": 1})
+    status, body = api.as_client("POST", "/jobs", {
+        "quote_id": quote["quote_id"], "instructions": "Rate it.", "answer_schema": schema,
+        "items": [{"data": {"text": "item 0"}}]})
+    assert status == 400 and body["field"] == field, body
+
+
+@pytest.mark.parametrize("answer, field", [
+    ({"value": 101}, "value"), ({"value": 4.5}, "value"), ({"value": True}, "value"),
+    ({"value": "7"}, "value"), ({"label": "pos"}, "label"),
+])
+def test_a_numeric_answer_out_of_range_or_not_whole_is_refused_and_the_lease_kept(stack, answer, field):
+    api = Api(stack)
+    job = api.job(items=1, redundancy=1, task_type="numeric",
+                  answer_schema={"min": 0, "max": 100, "integer": True})
+    token = api.worker()
+    _, task = api.lease(token, job["job_id"])
+    status, body = api.submit(token, task["assignment_id"], answer)
+    assert status == 400 and body["field"] == field, body
+    assert api.submit(token, task["assignment_id"], {"value": 7})[0] == 200
