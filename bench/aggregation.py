@@ -1,13 +1,14 @@
 """Categorical aggregation: our engine against Toloka's crowd-kit on public crowdsourcing data.
 
 For every data set folder (answers.csv + gold.csv, see /work/shared/datasets/README.md) it fits
-our methods (chalicelib.domain.aggregation.categorical, unsupervised) and crowd-kit's
+our methods (chalicelib.domain.aggregation.categorical, unsupervised, including the
+platform default `default_model()`) and crowd-kit's
 MajorityVote, Wawa, DawidSkene, OneCoinDawidSkene, GLAD, MACE, ZeroBasedSkill and MMSR in the
 same process, one method after another: one warm-up fit, then one fit timed with
 time.perf_counter. Accuracy and calibration count gold tasks only. Prints Markdown tables.
 
 Run: .venv/bin/python -m bench.aggregation [--datasets DIR] [--only NAME ...] [--skip-slow]
-     .venv/bin/python -m bench.aggregation --synthetic   (1M-answer scale test of our DS only)
+     .venv/bin/python -m bench.aggregation --synthetic   (1M-answer scale test of our DS and default)
 Needs the bench requirements: .venv/bin/pip install -r requirements-bench.txt
 """
 from __future__ import annotations
@@ -148,7 +149,8 @@ class Outcome:
 
 def load_ours() -> tuple[dict[str, Any], str]:
     """Our classes by name (None where missing) and a note on what was found."""
-    names = ("MajorityVote", "WeightedMajorityVote", "DawidSkene", "OneCoinDawidSkene")
+    names = ("MajorityVote", "WeightedMajorityVote", "DawidSkene", "OneCoinDawidSkene",
+             "default_model")
     try:
         module = importlib.import_module(OURS_MODULE)
     except Exception as exc:  # missing or half-written module: columns print n/a
@@ -208,7 +210,7 @@ CK_METHODS = ["MajorityVote", "Wawa", "DawidSkene", "OneCoinDawidSkene", "GLAD",
               "ZeroBasedSkill", "MMSR"]
 CK_SHORT = {"MajorityVote": "MV", "DawidSkene": "DS", "OneCoinDawidSkene": "OneCoinDS",
             "ZeroBasedSkill": "ZBS"}
-COLUMNS = (["ours MV", "ours WMV", "ours DS", "ours OneCoinDS", "ours DS + gold 10%",
+COLUMNS = (["ours MV", "ours WMV", "ours DS", "ours default", "ours OneCoinDS", "ours DS + gold 10%",
             "MV random-tie (expected)"]
            + [f"ck {CK_SHORT.get(m, m)}" for m in CK_METHODS])
 
@@ -218,7 +220,8 @@ def run_dataset(folder: Path, ours: dict[str, Any], skip_slow: bool) -> tuple[Da
     frame = crowdkit_frame(folder)
     out: dict[str, Outcome] = {}
     for column, cls_name in (("ours MV", "MajorityVote"), ("ours WMV", "WeightedMajorityVote"),
-                             ("ours DS", "DawidSkene"), ("ours OneCoinDS", "OneCoinDawidSkene")):
+                             ("ours DS", "DawidSkene"), ("ours default", "default_model"),
+                             ("ours OneCoinDS", "OneCoinDawidSkene")):
         out[column] = run_ours(ours[cls_name], ds)
     given = {t: ds.gold[t] for t in sorted(ds.gold)[::GOLD_EVERY]}
     held_out = {t: lab for t, lab in ds.gold.items() if t not in given}
@@ -308,18 +311,23 @@ def print_tables(results: list[tuple[Dataset, dict[str, Outcome]]], ours_note: s
     # Table 3: DS time ratio
     rows = []
     for ds, out in results:
-        a, b = out["ours DS"].seconds, out["ck DS"].seconds
-        ratio = f"{a / b:.2f}" if a is not None and b else "n/a"
-        rows.append([ds.name, cell(out["ours DS"], a, ".3f"), cell(out["ck DS"], b, ".3f"), ratio])
+        b = out["ck DS"].seconds
+        row = [ds.name]
+        for c in ("ours DS", "ours default"):
+            a = out[c].seconds
+            row += [cell(out[c], a, ".3f"), f"{a / b:.3f}" if a is not None and b else "n/a"]
+        rows.append(row + [cell(out["ck DS"], b, ".3f")])
     print("\n### Table 3: Dawid-Skene time, ours vs crowd-kit\n")
-    print(md_table(["data set", "ours DS (s)", "ck DS (s)", "ours / ck"], rows))
-    print("\n- ratio < 1 means ours is faster.")
+    print(md_table(["data set", "ours DS (s)", "ours DS / ck", "ours default (s)",
+                    "ours default / ck", "ck DS (s)"], rows))
+    print("\n- ratio < 1 means ours is faster. \"ours default\" = `default_model()` (engine "
+          f"{_default_params_note()}).")
 
     # Table 4: ECE
     rows = []
     for ds, out in results:
         row = [ds.name]
-        for c in ("ours DS", "ck DS"):
+        for c in ("ours DS", "ours default", "ck DS"):
             o = out[c]
             if o.probas is None:
                 row += [cell(o, None, ".4f"), cell(o, None, ".2f")]
@@ -327,7 +335,8 @@ def print_tables(results: list[tuple[Dataset, dict[str, Outcome]]], ours_note: s
                 row += [f"{ece(o.probas, ds.gold):.4f}", f"{100 * acc_of(ds, o):.2f}"]
         rows.append(row)
     print("\n### Table 4: expected calibration error on gold tasks (lower is better)\n")
-    print(md_table(["data set", "ours DS ECE", "ours DS acc %", "ck DS ECE", "ck DS acc %"], rows))
+    print(md_table(["data set", "ours DS ECE", "ours DS acc %", "ours default ECE",
+                    "ours default acc %", "ck DS ECE", "ck DS acc %"], rows))
     print("\n- ECE: 10 equal-width bins over the max posterior (confidence of the argmax label), "
           "sum over bins of |accuracy - mean confidence| weighted by bin share. Ours: `probas_`; "
           "crowd-kit: `DawidSkene.probas_` (what `fit_predict_proba` returns).")
@@ -343,6 +352,15 @@ def print_tables(results: list[tuple[Dataset, dict[str, Outcome]]], ours_note: s
     print("\n### Table 5: Dawid-Skene with 10% gold, scored on the held-out 90% of gold (%)\n")
     print(md_table(["data set", "held-out gold", "ours DS (no gold)", "ours DS + gold 10%",
                     "ck DS (no gold)"], rows))
+
+
+def _default_params_note() -> str:
+    """The engine's DEFAULT and DEFAULT_PARAMS as text, or n/a."""
+    module = sys.modules.get(OURS_MODULE)
+    default = getattr(module, "DEFAULT", None)
+    if default is None:
+        return "n/a"
+    return f"`{default.__name__}(**{getattr(module, 'DEFAULT_PARAMS', {})})`"
 
 
 def ours_tie_doc(ours: dict[str, Any]) -> str:
@@ -426,6 +444,9 @@ def run_synthetic(with_crowdkit: bool) -> None:
         rows.append(["ours DS", "n/a", "n/a", "n/a", "n/a"])
     else:
         measure("ours DS", lambda: cls().fit(items, workers, labels), lambda m: m.labels_)
+    if ours.get("default_model") is not None:
+        make = ours["default_model"]
+        measure("ours default", lambda: make().fit(items, workers, labels), lambda m: m.labels_)
     if with_crowdkit:
         import pandas as pd
         from crowdkit.aggregation import DawidSkene

@@ -7,9 +7,10 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from chalicelib.domain.aggregation.categorical import (
-    DawidSkene, MajorityVote, OneCoinDawidSkene, WeightedMajorityVote, encode)
+    DEFAULT, DEFAULT_PARAMS, DawidSkene, MajorityVote, OneCoinDawidSkene, WeightedMajorityVote,
+    default_model, encode, spammer_prior_mean)
 
-AGGREGATORS = [MajorityVote, WeightedMajorityVote, DawidSkene, OneCoinDawidSkene]
+AGGREGATORS = [MajorityVote, WeightedMajorityVote, DawidSkene, OneCoinDawidSkene, default_model]
 DATASETS = Path("/work/shared/datasets")
 
 
@@ -184,12 +185,98 @@ def test_results_do_not_depend_on_answer_order(aggregator, data, answers, gold):
             assert abs(p - second.probas_[item][label]) <= 1e-9
 
 
+@pytest.mark.parametrize("prior", ["pooled", "spammer"])
 @settings(max_examples=40, deadline=None)
 @given(answers=answer_lists, gold=gold_maps)
-def test_dawid_skene_objective_never_decreases(answers, gold):
+def test_dawid_skene_objective_never_decreases(prior, answers, gold):
     # GIVEN any answers and gold
     # WHEN Dawid-Skene runs to convergence
-    model = DawidSkene(tol=0.0, n_iter=30).fit(*_long_form(answers), gold=gold)
+    model = DawidSkene(tol=0.0, n_iter=30, prior=prior).fit(*_long_form(answers), gold=gold)
     # THEN each EM iteration raised (or kept) the MAP objective
     history = np.asarray(model.objective_history_)
     assert np.all(np.diff(history) >= -1e-9 * np.maximum(1.0, np.abs(history[:-1])))
+
+
+def test_encode_puts_label_order_first_then_unseen_labels_then_extras():
+    # GIVEN a label order that omits one answered label and lists one nobody chose
+    encoded = encode(["i1", "i2", "i3"], ["w1", "w1", "w2"], ["c", "b", "c"],
+                     label_order=["a", "b"], extra_classes=["d", "b"])
+    # THEN classes are the order, then unseen labels by first appearance, then new extras
+    assert encoded.classes_ == ["a", "b", "c", "d"]
+    assert encoded.label_codes.tolist() == [2, 1, 2]
+
+
+def test_spammer_prior_mean_of_a_constant_answerer_and_a_perfect_worker():
+    # GIVEN expected counts (true x observed) of a worker who always says "a" on a balanced
+    # set of items, and of one who is always right
+    counts = np.array([[[5.0, 0.0], [5.0, 0.0]],
+                       [[5.0, 0.0], [0.0, 5.0]]])
+    # WHEN the MACE-shaped prior means are estimated
+    mean = spammer_prior_mean(counts)
+    # THEN the constant answerer is (almost) all spam on its label, the perfect worker mostly
+    # knowing: a = 11/12 agreement, chance 1/2, so theta = 5/6
+    assert np.allclose(mean.sum(axis=2), 1.0)
+    assert np.allclose(mean[0], 0.01 * np.eye(2) + 0.99 * np.array([11 / 12, 1 / 12]))
+    assert np.allclose(mean[1], 5 / 6 * np.eye(2) + 1 / 6 * 0.5)
+
+
+def test_unknown_prior_is_rejected():
+    with pytest.raises(ValueError):
+        DawidSkene(prior="flat")
+
+
+def test_default_model_is_the_documented_dawid_skene_and_takes_overrides():
+    # WHEN the default is built, with and without overrides
+    model = default_model(label_order=["b", "a"], smoothing=1.0)
+    # THEN it is DEFAULT configured by DEFAULT_PARAMS except where overridden
+    assert isinstance(model, DEFAULT) and DEFAULT is DawidSkene
+    assert model.prior == DEFAULT_PARAMS["prior"] and model.init == DEFAULT_PARAMS["init"]
+    assert model.smoothing == 1.0 and model.label_order == ["b", "a"]
+    assert default_model().smoothing == DEFAULT_PARAMS["smoothing"]
+
+
+def test_default_model_identifies_spammers_that_outvote_reliable_workers():
+    # GIVEN three workers who always answer "a" and two who are always right
+    truth, answers = _spammers_outvote_two_reliable_workers()
+    # WHEN the default model aggregates them
+    model = default_model().fit(*_long_form(answers))
+    # THEN it recovers every item
+    assert _accuracy(model.labels_, truth) == 1.0
+
+
+def _apply(model, answers_of_item):
+    log_joint = np.log(model.priors_).copy()
+    for worker, label in answers_of_item:
+        log_joint += np.log(model.confusions_[model.workers_.index(worker), :,
+                                              model.classes_.index(label)])
+    probas = np.exp(log_joint - log_joint.max())
+    return probas / probas.sum()
+
+
+@pytest.mark.parametrize("make", [DawidSkene, default_model])
+def test_fitted_priors_and_confusions_reproduce_each_items_posterior(make):
+    # GIVEN a fitted model on a real data set
+    items, workers, labels, _ = _dataset("bluebird")
+    model = make().fit(items, workers, labels)
+    by_item = {}
+    for item, worker, label in zip(items, workers, labels):
+        by_item.setdefault(item, []).append((worker, label))
+    # WHEN any item's posterior is recomputed from priors_ and confusions_ alone
+    # THEN it equals the fit's posterior (so the model can be applied shard by shard)
+    assert model.confusions_.shape == (len(model.workers_),) + (len(model.classes_),) * 2
+    assert np.allclose(model.confusions_.sum(axis=2), 1.0)
+    for item in model.items_[:30]:
+        expected = model.probas_array_[model.items_.index(item)]
+        assert np.allclose(_apply(model, by_item[item]), expected, atol=1e-12)
+
+
+def test_refitting_replaces_the_published_results():
+    # GIVEN a model fitted once and read
+    model = DawidSkene()
+    first = model.fit(["i1", "i1"], ["w1", "w2"], ["a", "a"])
+    assert first.labels_ == {"i1": "a"}
+    # WHEN the same object is fitted on other answers
+    model.fit(["i2", "i2"], ["w1", "w2"], ["b", "b"])
+    # THEN every published view describes the second fit
+    assert model.labels_ == {"i2": "b"} and set(model.probas_) == {"i2"}
+    assert set(model.skills_) == {"w1", "w2"}

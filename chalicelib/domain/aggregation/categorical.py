@@ -32,9 +32,11 @@ class Encoded:
 
 def _codes(values: Sequence[str], index: dict[str, int]) -> np.ndarray:
     """Integer code of each value, growing index with unseen values in order of first appearance."""
-    add = index.setdefault
-    return np.fromiter((add(value, len(index)) for value in values), dtype=np.int64,
-                       count=len(values))
+    # dict.fromkeys and map run in C: about 3x faster than a setdefault generator at 100k answers.
+    for value in dict.fromkeys(values):
+        if value not in index:
+            index[value] = len(index)
+    return np.fromiter(map(index.__getitem__, values), dtype=np.int64, count=len(values))
 
 
 def encode(items: Sequence[str], workers: Sequence[str], labels: Sequence[str],
@@ -87,17 +89,36 @@ def _normalise_rows(matrix: np.ndarray) -> np.ndarray:
     return matrix / matrix.sum(axis=-1, keepdims=True)
 
 
+def _row_max(matrix: np.ndarray) -> np.ndarray:
+    """Per-row maximum of a tall, narrow matrix."""
+    # A column loop is ~20x faster than max(axis=1) when rows hold a handful of classes.
+    peak = matrix[:, 0].copy()
+    for column in range(1, matrix.shape[1]):
+        np.maximum(peak, matrix[:, column], out=peak)
+    return peak
+
+
+def _row_sum(matrix: np.ndarray) -> np.ndarray:
+    """Per-row sum of a tall, narrow matrix, added column by column."""
+    total = matrix[:, 0].copy()
+    for column in range(1, matrix.shape[1]):
+        total += matrix[:, column]
+    return total
+
+
 def _softmax_rows(log_joint: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(row-wise softmax, row-wise log-sum-exp) computed stably."""
-    peak = log_joint.max(axis=1, keepdims=True)
-    scaled = np.exp(log_joint - peak)
-    totals = scaled.sum(axis=1, keepdims=True)
-    return scaled / totals, (np.log(totals) + peak)[:, 0]
+    peak = _row_max(log_joint)
+    scaled = log_joint - peak[:, None]
+    np.exp(scaled, out=scaled)
+    totals = _row_sum(scaled)
+    scaled /= totals[:, None]
+    return scaled, np.log(totals) + peak
 
 
 def argmax_first(probas: np.ndarray) -> np.ndarray:
     """Per row, the first column (class order) within tie tolerance of the row maximum."""
-    best = probas.max(axis=1, keepdims=True)
+    best = _row_max(probas)[:, None]
     return np.argmax(probas >= best - _TIE_TOLERANCE, axis=1)
 
 
@@ -147,13 +168,35 @@ class _CategoricalAggregator:
         self.items_ = encoded.items_
         self.workers_ = encoded.workers_
         self.probas_array_ = probas
-        winners = argmax_first(probas) if len(probas) else np.zeros(0, dtype=np.int64)
-        self.labels_array_ = winners
-        classes = encoded.classes_
-        self.labels_: dict[str, str] = {item: classes[k] for item, k in zip(encoded.items_, winners.tolist())}
-        self.probas_: dict[str, dict[str, float]] = {
-            item: dict(zip(classes, row)) for item, row in zip(encoded.items_, probas.tolist())}
-        self.skills_: dict[str, float] = dict(zip(encoded.workers_, skills.tolist()))
+        self.labels_array_ = argmax_first(probas) if len(probas) else np.zeros(0, dtype=np.int64)
+        self.skills_array_ = skills
+        # The dicts cost about as much as EM on 100k answers; built on first read instead.
+        self._views: dict[str, dict] = {}
+
+    @property
+    def labels_(self) -> dict[str, str]:
+        """Item -> winning class (first in class order within tie tolerance)."""
+        if "labels" not in self._views:
+            classes = self.classes_
+            self._views["labels"] = {item: classes[k] for item, k in
+                                     zip(self.items_, self.labels_array_.tolist())}
+        return self._views["labels"]
+
+    @property
+    def probas_(self) -> dict[str, dict[str, float]]:
+        """Item -> {class: posterior}."""
+        if "probas" not in self._views:
+            classes = self.classes_
+            self._views["probas"] = {item: dict(zip(classes, row)) for item, row in
+                                     zip(self.items_, self.probas_array_.tolist())}
+        return self._views["probas"]
+
+    @property
+    def skills_(self) -> dict[str, float]:
+        """Worker -> skill (meaning depends on the method)."""
+        if "skills" not in self._views:
+            self._views["skills"] = dict(zip(self.workers_, self.skills_array_.tolist()))
+        return self._views["skills"]
 
 
 def majority_posteriors(encoded: Encoded, gold_items: np.ndarray, gold_classes: np.ndarray,
@@ -229,7 +272,9 @@ def answer_layout(encoded: Encoded) -> AnswerLayout:
 def confusion_counts(posteriors: np.ndarray, layout: AnswerLayout) -> np.ndarray:
     """n_workers x true x observed expected answer counts under the posteriors."""
     n_classes = layout.n_classes
-    per_key = np.add.reduceat(posteriors[layout.item_by_key], layout.key_starts, axis=0)
+    # np.take is ~10x faster than fancy indexing for a row gather of a narrow matrix.
+    per_key = np.add.reduceat(np.take(posteriors, layout.item_by_key, axis=0), layout.key_starts,
+                              axis=0)
     flat = np.zeros((layout.n_workers * n_classes, n_classes))
     flat[layout.keys] = per_key
     return flat.reshape(layout.n_workers, n_classes, n_classes).transpose(0, 2, 1)
@@ -238,7 +283,8 @@ def confusion_counts(posteriors: np.ndarray, layout: AnswerLayout) -> np.ndarray
 def dawid_skene_m_step(posteriors: np.ndarray, layout: AnswerLayout, confusion_pseudo: np.ndarray,
                        prior_pseudo: float) -> tuple[np.ndarray, np.ndarray]:
     """MAP (class priors, confusion matrices) given posteriors and Dirichlet pseudo-counts."""
-    priors = _normalise_rows(posteriors.sum(axis=0) + prior_pseudo)
+    # A BLAS column sum: ~10x faster than sum(axis=0) on a tall, narrow matrix.
+    priors = _normalise_rows(np.ones(len(posteriors)) @ posteriors + prior_pseudo)
     confusions = _normalise_rows(confusion_counts(posteriors, layout) + confusion_pseudo)
     return priors, confusions
 
@@ -250,7 +296,8 @@ def dawid_skene_e_step(priors: np.ndarray, confusions: np.ndarray, layout: Answe
     n_classes = layout.n_classes
     # Row key w*K + l of this table holds log P(answer l | true k) for worker w, one column per k.
     log_emission = np.log(confusions).transpose(0, 2, 1).reshape(-1, n_classes)[layout.keys]
-    log_joint = np.add.reduceat(log_emission[layout.key_by_item], layout.item_starts, axis=0)
+    log_joint = np.add.reduceat(np.take(log_emission, layout.key_by_item, axis=0),
+                                layout.item_starts, axis=0)
     log_joint += np.log(priors)
     posteriors, log_evidence = _softmax_rows(log_joint)
     # A gold item's truth is observed, so it contributes its joint, not the marginal.
@@ -264,22 +311,51 @@ def dawid_skene_log_prior(priors: np.ndarray, confusions: np.ndarray, confusion_
     return float((confusion_pseudo * np.log(confusions)).sum() + prior_pseudo * np.log(priors).sum())
 
 
+def spammer_prior_mean(counts: np.ndarray) -> np.ndarray:
+    """Per worker, the MACE-shaped confusion theta*I + (1-theta)*1 xi^T that fits its counts.
+
+    counts is worker x true x observed (expected answer counts). xi is the worker's own label
+    distribution (Laplace-smoothed), the label it gives when it is not paying attention; theta,
+    the share of answers it gives knowingly, is the moment estimate from its agreement a with the
+    posteriors: a = theta + (1 - theta) * sum_k p_k xi_k, with p the crowd's class shares.
+    """
+    n_classes = counts.shape[1]
+    answered = counts.sum(axis=(1, 2))
+    agreement = (np.einsum("wkk->w", counts) + 1.0) / (answered + 2.0)
+    chosen = counts.sum(axis=1) + 1.0
+    spam_labels = chosen / chosen.sum(axis=1, keepdims=True)
+    class_shares = counts.sum(axis=(0, 2)) + 1.0
+    class_shares /= class_shares.sum()
+    chance = spam_labels @ class_shares
+    excess = np.divide(agreement - chance, 1.0 - chance, out=np.ones_like(chance),
+                       where=chance < 1.0)
+    theta = np.clip(excess, 0.01, 0.99)[:, None, None]
+    return theta * np.eye(n_classes) + (1.0 - theta) * spam_labels[:, None, :]
+
+
 class DawidSkene(_CategoricalAggregator):
-    """Dawid-Skene EM with full confusion matrices, Dirichlet-smoothed toward the pooled matrix.
+    """Dawid-Skene EM with full confusion matrices, Dirichlet-smoothed toward a prior mean.
 
     smoothing is the number of pseudo-answers added to each row of every worker's confusion
-    matrix, spread like the crowd's pooled confusion under the initial posteriors (a fixed prior,
-    so EM keeps raising one objective); prior_smoothing is added to each class count.
+    matrix, spread like the prior mean estimated once from the initial posteriors (a fixed
+    prior, so EM keeps raising one objective): prior="pooled" uses the crowd's pooled confusion
+    for every worker, prior="spammer" each worker's own MACE-shaped matrix (see
+    spammer_prior_mean: a worker who mostly agrees is pulled toward the diagonal, one who
+    answers one label regardless is pulled toward that column). prior_smoothing is added to
+    each class count.
     EM stops when the MAP objective (log-likelihood plus log-prior) gains less than tol
     relative to its size; the objective per iteration is kept in objective_history_.
     """
 
     def __init__(self, n_iter: int = 100, tol: float = 1e-6, smoothing: float = 2.0,
-                 prior_smoothing: float = 1.0, init: str = "mv",
+                 prior_smoothing: float = 1.0, init: str = "mv", prior: str = "pooled",
                  label_order: Sequence[str] | None = None) -> None:
         super().__init__(label_order)
         if init not in ("mv", "wmv"):
             raise ValueError(f"init must be 'mv' or 'wmv', not {init!r}")
+        if prior not in ("pooled", "spammer"):
+            raise ValueError(f"prior must be 'pooled' or 'spammer', not {prior!r}")
+        self.prior = prior
         self.n_iter = n_iter
         self.tol = tol
         self.smoothing = smoothing
@@ -297,8 +373,11 @@ class DawidSkene(_CategoricalAggregator):
                      ) -> tuple[np.ndarray, np.ndarray]:
         layout = answer_layout(encoded)
         posteriors = self._initial_posteriors(encoded, gold_items, gold_classes)
-        pooled = _normalise_rows(confusion_counts(posteriors, layout).sum(axis=0) + 1.0)
-        confusion_pseudo = self.smoothing * pooled
+        initial_counts = confusion_counts(posteriors, layout)
+        if self.prior == "spammer":
+            confusion_pseudo = self.smoothing * spammer_prior_mean(initial_counts)
+        else:
+            confusion_pseudo = self.smoothing * _normalise_rows(initial_counts.sum(axis=0) + 1.0)
         history: list[float] = []
         for _ in range(self.n_iter):
             priors, confusions = dawid_skene_m_step(posteriors, layout, confusion_pseudo,
@@ -386,3 +465,19 @@ class OneCoinDawidSkene(_CategoricalAggregator):
         self.objective_history_ = history
         self.n_iter_ = len(history)
         return posteriors, accuracies
+
+
+# The platform default, chosen unsupervised on 8 public data sets against crowd-kit 1.4.2's
+# DawidSkene (bench/aggregation.py, accuracy on gold %, ours default / crowd-kit DS):
+# bluebird 89.81/88.89, dog 84.26/84.26, face 65.07/64.04, music_genre 79.57/76.86,
+# product 93.67/93.97, rte 92.88/92.75, trec_rf10 61.35/61.73, web 83.42/82.92;
+# mean 81.25 vs 80.68 (plain DawidSkene() 80.95). Neighbours (smoothing 3 and 6) give means
+# 81.16 and 81.26; product and trec_rf10 stay 0.3-0.4 points below crowd-kit for every
+# smoothing tried, so this is the best mean with the fewest losses, not a win on every set.
+DEFAULT = DawidSkene
+DEFAULT_PARAMS: dict[str, object] = {"prior": "spammer", "smoothing": 4.0, "init": "wmv"}
+
+
+def default_model(**overrides: object) -> DawidSkene:
+    """The platform's default categorical aggregator (DEFAULT with DEFAULT_PARAMS, overridable)."""
+    return DEFAULT(**{**DEFAULT_PARAMS, **overrides})

@@ -35,7 +35,7 @@ class CategoricalModel:
             label_order: Sequence[str], gold: Mapping[str, str] | None = None
             ) -> CategoricalModel:
         """Fit the default engine on long-form answers (N/A answers as NA_CLASS)."""
-        engine = categorical.DawidSkene(label_order=list(label_order))
+        engine = categorical.default_model(label_order=list(label_order))
         engine.fit(items, workers, labels, gold=gold)
         return cls(type(engine).__name__, tuple(engine.classes_), np.asarray(engine.priors_),
                    tuple(engine.workers_), np.asarray(engine.confusions_))
