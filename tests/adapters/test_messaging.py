@@ -166,3 +166,48 @@ def test_a_blob_is_read_back_as_written_and_downloadable_through_its_link(stack)
     # AND a key that was never written is NotFound
     with pytest.raises(NotFound):
         p.blobs.get_text("results/job_a/missing.jsonl")
+
+
+def test_a_streamed_blob_over_one_part_is_uploaded_in_parts_and_reads_back_whole(stack, monkeypatch):
+    # GIVEN parts of 256 bytes (S3 and moto require 5 MiB; moto lowered to match here) and
+    # 40 chunks of ~100 bytes
+    import moto.s3.models
+
+    from chalicelib.adapters import storage
+
+    monkeypatch.setattr(storage, "PART_BYTES", 256)
+    monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", 256)
+    p = deps.platform()
+    chunks = [json.dumps({"item_id": f"{n:06d}", "text": "é" * 40}) + "\n" for n in range(40)]
+    calls: list[str] = []
+    p.blobs._s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    # WHEN they are streamed to one key
+    p.blobs.put_stream("jobs/job_s/results.jsonl", iter(chunks), "application/x-ndjson")
+    # THEN it went up as a multipart upload and reads back as the chunks joined
+    assert calls.count("UploadPart") > 1 and "CompleteMultipartUpload" in calls
+    assert p.blobs.get_text("jobs/job_s/results.jsonl") == "".join(chunks)
+    # AND a small stream is one plain PutObject
+    calls.clear()
+    p.blobs.put_stream("jobs/job_s/small.jsonl", iter(["{}\n"] * 3), "application/x-ndjson")
+    assert calls == ["PutObject"]
+
+
+def test_a_stream_that_breaks_half_way_aborts_its_upload_and_leaves_no_object(stack, monkeypatch):
+    from chalicelib.adapters import storage
+
+    monkeypatch.setattr(storage, "PART_BYTES", 256)
+    p = deps.platform()
+
+    def chunks():
+        for n in range(10):
+            yield "x" * 100
+        raise TransientError("S3 read failed")
+
+    # WHEN the chunks stop with an error after some parts went up
+    with pytest.raises(TransientError):
+        p.blobs.put_stream("jobs/job_s/broken.jsonl", chunks(), "application/x-ndjson")
+    # THEN no object and no pending upload is left behind
+    with pytest.raises(NotFound):
+        p.blobs.get_text("jobs/job_s/broken.jsonl")
+    uploads = p.blobs._s3.list_multipart_uploads(Bucket=stack.outputs["ResultsBucketName"])
+    assert uploads.get("Uploads", []) == []
