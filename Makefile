@@ -31,6 +31,7 @@ bench: $(STAMP) ## AWS requests per judgment and import time
 bench-aggregation: $(STAMP) ## our aggregation against crowd-kit on ../shared/datasets (bench-only deps)
 	$(PY) -m pip install --quiet -r requirements-bench.txt
 	$(PY) -m bench.aggregation
+	$(PY) -m bench.text_aggregation
 
 deploy: $(STAMP) ## cfn-lint, the data stack, config.json, chalice deploy (STAGE=dev|prod)
 	$(PY) -m infra.deploy deploy --stage $(STAGE)

@@ -11,8 +11,9 @@ copies each reference word, except that with probability p it makes one error: a
 (50%: half a typo, i.e. one character inserted, deleted, replaced or two swapped; half a
 look-alike vocabulary word at character distance 1-2, or any word if it has none), a deletion
 (25%) or an insertion (25%: the word followed by a random vocabulary word).
-Methods: "medoid" = chalicelib.domain.aggregation.text_medoid (what production runs today,
-answers in worker order), "ROVER" = chalicelib.domain.aggregation.text.rover. Two reference
+Methods: "medoid" = chalicelib.domain.aggregation.text_medoid (what translations and collected
+text use; answers in worker order), "ROVER" = chalicelib.domain.aggregation.text.rover (what
+transcriptions use, chosen on this benchmark). Two reference
 rows: "first worker" (no aggregation) and "best answer (oracle)", the answer with the lowest
 WER, an upper bound for any method that picks one of the answers.
 Metrics: WER = token Levenshtein distance(output, reference) / reference length (rapidfuzz on
