@@ -22,6 +22,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = Path(__file__).with_name("sentiment_reviews.jsonl")
 LABELS = ["positive", "negative", "neutral"]
+CONFIDENCE_BINS = [(0.0, 0.6), (0.6, 0.8), (0.8, 0.9), (0.9, 0.97), (0.97, 1.01)]
 
 
 class ApiError(Exception):
@@ -64,6 +65,16 @@ class SimulatedWorker:
         if self.rng.random() < self.accuracy:
             return truth
         return self.rng.choice([label for label in LABELS if label != truth])
+
+
+def majority_vote_hit(result: dict[str, Any], known: str) -> float:
+    """Chance that a majority vote over the result's answers is right, ties broken at random."""
+    votes = Counter(a["answer"].get("label") for a in result["answers"])
+    if not votes:
+        return 0.0
+    top = max(votes.values())
+    winners = [label for label, n in votes.items() if n == top]
+    return winners.count(known) / len(winners)
 
 
 def load_sample(limit: int) -> list[dict[str, str]]:
@@ -143,23 +154,33 @@ def run_demo(base_url: str, client_key: str, items: int = 200, redundancy: int =
                   r["answer"]["label"] == by_external[r["external_id"]])
     accuracy = correct / len(results)
     worker_accuracy = sum(w.correct for w in crowd) / max(sum(w.answered for w in crowd), 1)
+    majority = sum(majority_vote_hit(r, by_external[r["external_id"]]) for r in results) / len(results)
     print("\nsome results:", file=out)
     print(f"  {'item':<12} {'answer':<9} {'confidence':>10} {'answers':>7}  known", file=out)
     for r in results[:6]:
         label = r["answer"]["label"] if r["answer"] else "n/a"
         print(f"  {r['external_id']:<12} {label:<9} {r['confidence']:>10.2f} {r['n_answers']:>7}"
               f"  {by_external[r['external_id']]}", file=out)
-    confidence = Counter(round(r["confidence"], 2) for r in results)
     print(f"\nanswers: {job['counts']['answered']}  spent ${job['spent_cents'] / 100:.2f} of "
-          f"${job['budget_cents'] / 100:.2f}  confidence levels: {dict(sorted(confidence.items()))}",
-          file=out)
+          f"${job['budget_cents'] / 100:.2f}", file=out)
+    print("calibration (is the confidence the share that is right?):", file=out)
+    for low, high in CONFIDENCE_BINS:
+        chosen = [r for r in results if low <= r["confidence"] < high]
+        if chosen:
+            right = sum(1 for r in chosen if r["answer"] and
+                        r["answer"]["label"] == by_external[r["external_id"]])
+            mean = sum(r["confidence"] for r in chosen) / len(chosen)
+            print(f"  confidence {low:.2f}-{min(high, 1.0):.2f}: {len(chosen):>3} items, "
+                  f"mean confidence {mean:.2f}, right {right / len(chosen):.2f}", file=out)
     print(f"accuracy of aggregated results: {accuracy:.1%} "
-          f"(single answers: {worker_accuracy:.1%}; {len(crowd)} workers)", file=out)
+          f"(single answers: {worker_accuracy:.1%}; majority vote on the same answers, ties "
+          f"split evenly: {majority:.1%}; {len(crowd)} workers)", file=out)
     elapsed = time.monotonic() - started
     print(f"finished in {elapsed:.1f} s (posting {posted_at - started:.1f} s, answering "
           f"{answered_at - posted_at:.1f} s, aggregation {elapsed - (answered_at - started):.1f} s)",
           file=out)
     return {"job_id": job_id, "accuracy": accuracy, "worker_accuracy": worker_accuracy,
+            "majority_vote_accuracy": majority,
             "results": len(results), "answered": job["counts"]["answered"],
             "spent_cents": job["spent_cents"], "budget_cents": job["budget_cents"],
             "seconds": elapsed, "workers": {w.name: w.answered for w in crowd}}
