@@ -15,7 +15,7 @@ jobs/{job}/rounds/{round}/.
   LOAD_SHARDS_PER_CALL shards and returns a cursor; the state machine calls again while
   `more` is true, so no call has to read a whole big job.
 - FitModel reads only the vote columns, fits the engine's default categorical model on the
-  whole round and writes it (model.json); it also writes the shard manifest. Text and
+  whole round and writes it (model-<content hash>.json); it also writes the shard manifest. Text and
   numeric jobs need no fit.
 - AggregateShard applies the model to one shard's items (each item's posterior) or, for
   text and numbers, combines each item's answers; it writes the shard's result rows to
@@ -26,6 +26,7 @@ jobs/{job}/rounds/{round}/.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
@@ -66,9 +67,13 @@ def part_key(job_id: str, round_no: int, shard: int) -> str:
     return f"{_round_prefix(job_id, round_no)}/results/{shard:05d}.jsonl"
 
 
-def model_key(job_id: str, round_no: int) -> str:
-    """S3 key of the round's fitted categorical model."""
-    return f"{_round_prefix(job_id, round_no)}/model.json"
+def model_key(job_id: str, round_no: int, body: str) -> str:
+    """S3 key of the round's fitted categorical model, named by its content.
+
+    A refit on other answers (a restarted round that took late answers) gets a new key, so
+    a warm container never applies a cached model that was since replaced."""
+    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
+    return f"{_round_prefix(job_id, round_no)}/model-{digest}.json"
 
 
 def manifest_key(job_id: str, round_no: int) -> str:
@@ -166,8 +171,9 @@ def fit_model(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         if items:
             job = _job(p, job_id)
             model = CategoricalModel.fit(items, workers, labels, job.answer_schema["labels"])
-            fitted = model_key(job_id, round_no)
-            p.blobs.put_text(fitted, json.dumps(model.to_json()), "application/json")
+            body = json.dumps(model.to_json())
+            fitted = model_key(job_id, round_no, body)
+            p.blobs.put_text(fitted, body, "application/json")
     shards = [_shard_event(job_id, round_no, shard, fitted) for shard in range(shard_count)]
     manifest = manifest_key(job_id, round_no)
     p.blobs.put_text(manifest, json.dumps(shards), "application/json")
@@ -183,7 +189,7 @@ _MODELS: dict[str, Any] = {}
 def _cached_model(p: Platform, key: str) -> Any:
     """A fitted model read once per warm container (the Map's shards share one).
 
-    Model keys are per job and round, and a model is never rewritten differently."""
+    Model keys name the model's content, so a key always means the same model."""
     from chalicelib.domain.aggregation.fitted import CategoricalModel
 
     if key not in _MODELS:
