@@ -7,6 +7,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib.errors import NotFound, TransientError
+from chalicelib.observability import logger
 
 # Multipart part size for streamed objects (S3's minimum part is 5 MiB).
 PART_BYTES = 8 * 1024 * 1024
@@ -66,7 +67,12 @@ class S3Blobs:
                                                MultipartUpload={"Parts": parts})
         except BaseException as error:
             if upload_id is not None:
-                self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+                try:
+                    self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload_id)
+                except ClientError:
+                    # The bucket's lifecycle rule removes the parts within a day; the error
+                    # that stopped the upload is the one to report.
+                    logger.warning("could not abort a multipart upload", extra={"key": key})
             if isinstance(error, ClientError):
                 _raise_if_retryable(error)
             raise

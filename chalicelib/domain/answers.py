@@ -29,8 +29,10 @@ def validate_answer(job: Job, body: Any) -> dict[str, Any]:
         v.reject_unknown(body, ("value",))
         schema = job.answer_schema
         value = v.number(body, "value", low=schema["min"], high=schema["max"])
-        if schema["integer"] and value != int(value):
-            raise InvalidRequest("'value' must be a whole number", field="value")
+        if schema["integer"]:
+            if value != int(value):
+                raise InvalidRequest("'value' must be a whole number", field="value")
+            value = int(value)
         return {"value": value}
     v.reject_unknown(body, ("text",))
     schema = job.answer_schema

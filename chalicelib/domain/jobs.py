@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from chalicelib.domain import validation as v
+from chalicelib.domain.answers import NA_KEY
 from chalicelib.domain.batching import batches
 from chalicelib.domain.ids import item_id, new_id
 from chalicelib.domain.model import (
@@ -57,8 +58,9 @@ def parse_answer_schema(task_type: str, raw: Any) -> dict[str, Any]:
     prefix = "answer_schema."
     if answer_kind(task_type) == "categorical":
         v.reject_unknown(schema, ("labels",), prefix)
+        # "not_applicable" names the N/A share in results' probabilities.
         labels = v.string_list(schema, "labels", min_items=2, max_items=MAX_LABELS,
-                               max_length=64, prefix=prefix)
+                               max_length=64, prefix=prefix, reserved=(NA_KEY,))
         return {"labels": labels}
     if answer_kind(task_type) == "numeric":
         v.reject_unknown(schema, ("min", "max", "integer"), prefix)

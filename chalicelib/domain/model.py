@@ -211,6 +211,8 @@ class ItemResult:
     external_id: str | None = None
     na_reasons: tuple[str, ...] = ()
     lineage: tuple[dict[str, Any], ...] = ()
-    # Categorical: the posterior of every label (and "not_applicable" when it was answered).
+    # Categorical: the posterior of every label, and of "not_applicable" when any answer of
+    # the round was N/A.
     probabilities: dict[str, float] | None = None
-    method: str = "majority_vote"
+    # How the answer was made; None for an item without answers.
+    method: str | None = "majority_vote"

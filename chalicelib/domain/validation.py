@@ -45,9 +45,10 @@ def number(body: Mapping[str, Any], field: str, *, low: float, high: float,
     value = body.get(field, default)
     if value is None:
         raise InvalidRequest(f"'{name}' is required", field=name)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise InvalidRequest(f"'{name}' must be a number", field=name)
-    if not low <= value <= high:
+    # The range check first: a huge JSON integer would overflow math.isfinite.
+    if not low <= value <= high or not math.isfinite(value):
         raise InvalidRequest(f"'{name}' must be between {low:g} and {high:g}", field=name)
     return value
 
@@ -93,8 +94,11 @@ def choice(body: Mapping[str, Any], field: str, options: Iterable[str], *,
 
 
 def string_list(body: Mapping[str, Any], field: str, *, max_items: int, max_length: int,
-                min_items: int = 0, unique: bool = True, prefix: str = "") -> list[str]:
-    """A list of non-empty strings (absent means empty when min_items is 0)."""
+                min_items: int = 0, unique: bool = True, prefix: str = "",
+                reserved: Iterable[str] = ()) -> list[str]:
+    """A list of non-empty printable strings (absent means empty when min_items is 0).
+
+    Entries in reserved are refused (names the platform itself uses in the same place)."""
     name = f"{prefix}{field}"
     value = body.get(field, [] if min_items == 0 else None)
     if value is None:
@@ -105,11 +109,15 @@ def string_list(body: Mapping[str, Any], field: str, *, max_items: int, max_leng
         raise PayloadTooLarge(f"'{name}' may hold at most {max_items} entries", field=name)
     if len(value) < min_items:
         raise InvalidRequest(f"'{name}' needs at least {min_items} entries", field=name)
+    reserved = set(reserved)
     for index, entry in enumerate(value):
-        if not isinstance(entry, str) or not entry.strip() or len(entry) > max_length:
+        if (not isinstance(entry, str) or not entry.strip() or len(entry) > max_length
+                or not entry.isprintable()):
             raise InvalidRequest(
-                f"'{name}[{index}]' must be a non-empty string of at most {max_length} characters",
-                field=f"{name}[{index}]")
+                f"'{name}[{index}]' must be a non-empty printable string of at most "
+                f"{max_length} characters", field=f"{name}[{index}]")
+        if entry in reserved:
+            raise InvalidRequest(f"'{name}[{index}]': {entry!r} is reserved", field=f"{name}[{index}]")
     if unique and len(set(value)) != len(value):
         raise InvalidRequest(f"'{name}' has duplicate entries", field=name)
     return list(value)

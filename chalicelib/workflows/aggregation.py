@@ -6,7 +6,7 @@
 Every stage is idempotent: it writes objects and rows under keys derived from the job, the
 round and the shard number, so a retried or repeated stage writes the same thing again.
 Only small values travel in the execution's state (Step Functions caps it at 256 KiB):
-shard numbers and keys; answers, the model and results live in S3 under
+shard numbers and keys; answers, posteriors and results live in S3 under
 jobs/{job}/rounds/{round}/.
 
 - LoadAnswers pages through the job's items (DynamoDB, item order) and writes each run of
@@ -15,22 +15,21 @@ jobs/{job}/rounds/{round}/.
   LOAD_SHARDS_PER_CALL shards and returns a cursor; the state machine calls again while
   `more` is true, so no call has to read a whole big job.
 - FitModel reads only the vote columns, fits the engine's default categorical model on the
-  whole round and writes it (model-<content hash>.json); it also writes the shard manifest. Text and
-  numeric jobs need no fit.
-- AggregateShard applies the model to one shard's items (each item's posterior) or, for
-  text and numbers, combines each item's answers; it writes the shard's result rows to
-  DynamoDB and its JSON Lines part to S3. Up to INLINE_MAX_SHARDS shards run in an inline
+  whole round and writes each shard's posteriors (posteriors/NNNNN.json), each worker's
+  estimated accuracy (workers.json) and the shard manifest. Text and numeric jobs need no fit.
+- AggregateShard turns its items' posteriors into results (label, confidence, probabilities)
+  or, for text and numbers, combines each item's answers; it writes the shard's result rows
+  to DynamoDB and its JSON Lines part to S3. Up to INLINE_MAX_SHARDS shards run in an inline
   Map over the list in the state; above that, a Distributed Map reads the manifest from S3.
 - Publish streams the parts, in shard order, into the job's results object (multipart for
   big rounds); MarkDone flips the job to done.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
-from chalicelib.domain.aggregation import NA_CLASS, aggregate_item
+from chalicelib.domain.aggregation import NA_CLASS, Posterior, aggregate_item
 from chalicelib.domain.answers import is_not_applicable
 from chalicelib.domain.jobs import iso
 from chalicelib.domain.model import AGGREGATING, DONE, FAILED, ItemResult, Job
@@ -67,13 +66,14 @@ def part_key(job_id: str, round_no: int, shard: int) -> str:
     return f"{_round_prefix(job_id, round_no)}/results/{shard:05d}.jsonl"
 
 
-def model_key(job_id: str, round_no: int, body: str) -> str:
-    """S3 key of the round's fitted categorical model, named by its content.
+def posteriors_key(job_id: str, round_no: int, shard: int) -> str:
+    """S3 key of the fitted model's posteriors for one shard's items."""
+    return f"{_round_prefix(job_id, round_no)}/posteriors/{shard:05d}.json"
 
-    A refit on other answers (a restarted round that took late answers) gets a new key, so
-    a warm container never applies a cached model that was since replaced."""
-    digest = hashlib.sha256(body.encode("utf-8")).hexdigest()[:16]
-    return f"{_round_prefix(job_id, round_no)}/model-{digest}.json"
+
+def workers_key(job_id: str, round_no: int) -> str:
+    """S3 key of the fitted model's estimate of each worker's accuracy."""
+    return f"{_round_prefix(job_id, round_no)}/workers.json"
 
 
 def manifest_key(job_id: str, round_no: int) -> str:
@@ -144,58 +144,56 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
             "shard_count": shard, "more": more}
 
 
-def _shard_event(job_id: str, round_no: int, shard: int, model: str | None) -> dict[str, Any]:
+def _shard_event(job_id: str, round_no: int, shard: int, fitted: bool) -> dict[str, Any]:
     return {"job_id": job_id, "round": round_no, "shard": shard,
-            "key": answers_key(job_id, round_no, shard), "model_key": model}
+            "key": answers_key(job_id, round_no, shard),
+            "posteriors_key": posteriors_key(job_id, round_no, shard) if fitted else None}
 
 
 def fit_model(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
-    """Fit the round's categorical model from the vote columns; write it and the manifest.
+    """Fit the round's categorical model on every vote; write each shard's posteriors.
 
+    The model (class shares and a confusion matrix per worker) grows with workers x
+    labels^2, so it is not shipped to the shards: they get their own items' posteriors,
+    which is all they need. Each worker's estimated accuracy goes to workers.json.
     Returns the shard list itself for an inline Map when there are at most
     INLINE_MAX_SHARDS shards, else only the manifest key for a Distributed Map.
     """
-    from chalicelib.domain.aggregation.fitted import CategoricalModel
+    from chalicelib.domain.aggregation.categorical import default_model
 
     job_id, round_no, shard_count = event["job_id"], int(event["round"]), int(event["shard_count"])
-    fitted = None
-    if event["kind"] == "categorical" and shard_count:
+    fitted = event["kind"] == "categorical" and shard_count > 0
+    if fitted:
         items: list[str] = []
         workers: list[str] = []
         labels: list[str] = []
+        shard_items: list[list[str]] = []
         for shard in range(shard_count):
             votes = json.loads(p.blobs.get_text(votes_key(job_id, round_no, shard)))
             items += votes["items"]
             workers += votes["workers"]
             labels += votes["labels"]
-        if items:
-            job = _job(p, job_id)
-            model = CategoricalModel.fit(items, workers, labels, job.answer_schema["labels"])
-            body = json.dumps(model.to_json())
-            fitted = model_key(job_id, round_no, body)
-            p.blobs.put_text(fitted, body, "application/json")
+            shard_items.append(list(dict.fromkeys(votes["items"])))
+        job = _job(p, job_id)
+        engine = default_model(label_order=job.answer_schema["labels"])
+        engine.fit(items, workers, labels)
+        method = type(engine).__name__
+        row = {item: index for index, item in enumerate(engine.items_)}
+        probas = engine.probas_array_.round(6).tolist()
+        for shard, members in enumerate(shard_items):
+            p.blobs.put_text(posteriors_key(job_id, round_no, shard), json.dumps({
+                "method": method, "classes": engine.classes_,
+                "posteriors": {item: probas[row[item]] for item in members}}), "application/json")
+        p.blobs.put_text(workers_key(job_id, round_no), json.dumps({
+            "method": method, "skills": {worker: round(skill, 6) for worker, skill
+                                         in engine.skills_.items()}}), "application/json")
     shards = [_shard_event(job_id, round_no, shard, fitted) for shard in range(shard_count)]
     manifest = manifest_key(job_id, round_no)
     p.blobs.put_text(manifest, json.dumps(shards), "application/json")
     distributed = shard_count > INLINE_MAX_SHARDS
     return {"job_id": job_id, "round": round_no, "shard_count": shard_count,
-            "model_key": fitted, "manifest_key": manifest, "distributed": distributed,
+            "manifest_key": manifest, "distributed": distributed,
             "shards": [] if distributed else shards}
-
-
-_MODELS: dict[str, Any] = {}
-
-
-def _cached_model(p: Platform, key: str) -> Any:
-    """A fitted model read once per warm container (the Map's shards share one).
-
-    Model keys name the model's content, so a key always means the same model."""
-    from chalicelib.domain.aggregation.fitted import CategoricalModel
-
-    if key not in _MODELS:
-        _MODELS.clear()
-        _MODELS[key] = CategoricalModel.from_json(json.loads(p.blobs.get_text(key)))
-    return _MODELS[key]
 
 
 def result_line(result: ItemResult) -> dict[str, Any]:
@@ -216,11 +214,16 @@ def result_line(result: ItemResult) -> dict[str, Any]:
 def aggregate_shard(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     """Aggregate one shard: results rows in DynamoDB and a JSON Lines part in S3."""
     shard = json.loads(p.blobs.get_text(event["key"]))
-    model = _cached_model(p, event["model_key"]) if event.get("model_key") else None
-    lines = [result_line(aggregate_item(entry["item_id"], shard["task_type"],
-                                        shard["answer_schema"], entry["answers"],
-                                        entry.get("external_id"), model))
-             for entry in shard["items"]]
+    fitted: dict[str, Any] = {"posteriors": {}}
+    if event.get("posteriors_key"):
+        fitted = json.loads(p.blobs.get_text(event["posteriors_key"]))
+    lines = []
+    for entry in shard["items"]:
+        row = fitted["posteriors"].get(entry["item_id"])
+        posterior = None if row is None else Posterior(fitted["method"], fitted["classes"], row)
+        lines.append(result_line(aggregate_item(entry["item_id"], shard["task_type"],
+                                                shard["answer_schema"], entry["answers"],
+                                                entry.get("external_id"), posterior)))
     p.results.put_results(shard["job_id"], lines)
     key = part_key(shard["job_id"], shard["round"], shard["shard"])
     p.blobs.put_text(key, "".join(json.dumps(line) + "\n" for line in lines),

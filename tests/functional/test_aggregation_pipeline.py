@@ -5,7 +5,7 @@ import boto3
 import pytest
 
 from chalicelib import deps
-from chalicelib.domain.aggregation.fitted import CategoricalModel
+from chalicelib.domain.aggregation.categorical import default_model
 from chalicelib.workflows import aggregation as stages
 from tests.functional.marketplace import Api
 
@@ -78,23 +78,24 @@ def test_a_categorical_round_is_fitted_once_and_applied_per_shard(stack, monkeyp
     prefix = f"jobs/{job['job_id']}/rounds/1"
     manifest = json.loads(deps.platform().blobs.get_text(f"{prefix}/manifest.json"))
     assert [entry["shard"] for entry in manifest] == [0, 1, 2, 3]
-    (model_key,) = {entry["model_key"] for entry in manifest}
-    assert model_key.startswith(f"{prefix}/model-") and model_key.endswith(".json")
-    # AND each result is the model's posterior, refitted here from the published lineage
+    assert [entry["posteriors_key"] for entry in manifest] == [
+        f"{prefix}/posteriors/{n:05d}.json" for n in range(4)]
+    # AND each result is the posterior of the default model, refitted here on the whole
+    # round from the published lineage
     votes = [(line["item_id"], a["worker_id"],
               "\x00not_applicable" if "not_applicable" in a["answer"] else a["answer"]["label"])
              for line in lines for a in line["answers"]]
-    model = CategoricalModel.fit(*zip(*votes), LABELS)
+    model = default_model(label_order=LABELS).fit(*zip(*votes))
     for line in lines:
-        answers = line["answers"]
-        posterior = model.posterior(
-            [a["worker_id"] for a in answers],
-            ["\x00not_applicable" if "not_applicable" in a["answer"] else a["answer"]["label"]
-             for a in answers])
-        best = max(posterior, key=posterior.get)
-        assert line["confidence"] == round(posterior[best], 4)
+        posterior = model.probas_[line["item_id"]]
+        expected = {("not_applicable" if k.startswith("\x00") else k): round(v, 6)
+                    for k, v in posterior.items()}
+        assert line["probabilities"] == expected
+        assert line["confidence"] == round(max(posterior.values()), 4)
         assert line["method"] == "DawidSkene"
-        assert sum(line["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+    # AND the model's estimate of each worker's accuracy is kept for the round
+    skills = json.loads(deps.platform().blobs.get_text(f"{prefix}/workers.json"))["skills"]
+    assert len(skills) == 3 and all(0 < skill < 1 for skill in skills.values())
     # AND the all-N/A item is not applicable with its reasons
     assert lines[9]["not_applicable"] and sorted(lines[9]["na_reasons"]) == ["blank", "empty", "empty"]
     assert lines[9]["probabilities"]["not_applicable"] == max(lines[9]["probabilities"].values())

@@ -2,6 +2,7 @@
 import io
 import json
 import logging
+import time
 
 import pytest
 
@@ -56,7 +57,11 @@ def test_a_submit_logs_its_ids_and_publishes_metrics(stack, capsys, logs):
     assert all(d["Namespace"] == "Crowd" for l in emf for d in l["_aws"]["CloudWatchMetrics"])
     # AND a finished round reports its run and duration
     stack.wait_for_state(job["job_id"], api.key, ("done",))
-    later = _lines(capsys.readouterr().out)
-    names = {m["Name"] for l in later if "_aws" in l
-             for d in l["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
-    assert {"AnswersCounted", "AggregationRuns", "AggregationSeconds"} <= names
+    # (MarkDone runs in the state machine's thread and flushes its metrics just after the job
+    # turns done, so they may land a moment after the state is visible)
+    wanted, names, deadline = {"AnswersCounted", "AggregationRuns", "AggregationSeconds"}, set(), time.monotonic() + 5
+    while not wanted <= names and time.monotonic() < deadline:
+        names |= {m["Name"] for l in _lines(capsys.readouterr().out) if "_aws" in l
+                  for d in l["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
+        time.sleep(0.05)
+    assert wanted <= names

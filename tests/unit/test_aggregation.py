@@ -1,7 +1,7 @@
-"""Per-item aggregation: majority vote, the fitted model, text and numbers (pure domain)."""
+"""Per-item aggregation: majority vote, a fitted posterior, text and numbers (pure domain)."""
 from hypothesis import given, strategies as st
 
-from chalicelib.domain.aggregation import aggregate_item, majority_vote, text_medoid
+from chalicelib.domain.aggregation import Posterior, aggregate_item, majority_vote, text_medoid
 
 
 def _answers(values):
@@ -59,53 +59,49 @@ def test_vote_does_not_depend_on_answer_order(labels, rng):
         majority_vote([{"label": x} for x in shuffled], ["c", "a", "b"])
 
 
-def _model(answers):
-    """The default model fitted on (item, worker, label) triples."""
-    from chalicelib.domain.aggregation.fitted import CategoricalModel
-
-    items, workers, labels = zip(*answers)
-    return CategoricalModel.fit(items, workers, labels, ["pos", "neg"])
+def _three(labels):
+    return _answers([{"label": label} for label in labels])
 
 
-def test_with_a_model_an_item_gets_its_posterior_and_reliable_workers_outvote_others():
-    # GIVEN two workers who agree with each other on 20 items and a third who gets
-    # half of them the other way, fitted into one model
-    triples = []
-    for n in range(20):
-        truth = "pos" if n % 2 else "neg"
-        flipped = "neg" if truth == "pos" and n % 4 == 1 else truth
-        triples += [(f"i{n}", "a", truth), (f"i{n}", "b", truth), (f"i{n}", "c", flipped)]
-    model = _model(triples)
-    # WHEN an item has one answer from the reliable worker and one from the unreliable one
-    result = aggregate_item("x", "categorical", {"labels": ["pos", "neg"]}, [
-        {"answer": {"label": "pos"}, "worker_id": "a", "assignment_id": "1", "submitted_at": 1},
-        {"answer": {"label": "neg"}, "worker_id": "c", "assignment_id": "2", "submitted_at": 2}],
-        model=model)
-    # THEN the reliable worker wins, the confidence is the label's posterior
-    assert result.answer == {"label": "pos"} and result.method == "DawidSkene"
-    assert result.confidence == round(result.probabilities["pos"], 4) > 0.5
-    assert abs(sum(result.probabilities.values()) - 1) < 1e-6
+def test_with_a_fitted_posterior_the_item_takes_its_most_probable_label():
+    # GIVEN two "pos" answers and one "neg", and a model that trusts the "neg" worker more
+    posterior = Posterior("DawidSkene", ["pos", "neg"], [0.3, 0.7])
+    result = aggregate_item("x", "categorical", {"labels": ["pos", "neg"]},
+                            _three(["pos", "pos", "neg"]), posterior=posterior)
+    # THEN the posterior decides, and its probability is the confidence
+    assert result.answer == {"label": "neg"} and result.method == "DawidSkene"
+    assert result.confidence == 0.7 and result.probabilities == {"pos": 0.3, "neg": 0.7}
 
 
-def test_a_fitted_model_survives_its_json_form_exactly():
-    from chalicelib.domain.aggregation.fitted import CategoricalModel
+def test_a_posterior_tie_goes_to_the_label_listed_first():
+    posterior = Posterior("DawidSkene", ["pos", "neg"], [0.5, 0.5])
+    result = aggregate_item("x", "categorical", {"labels": ["pos", "neg"]},
+                            _three(["neg", "neg", "pos"]), posterior=posterior)
+    assert result.answer == {"label": "pos"}
 
-    model = _model([("i1", "a", "pos"), ("i1", "b", "neg"), ("i2", "a", "neg"), ("i2", "b", "neg")])
-    again = CategoricalModel.from_json(__import__("json").loads(__import__("json").dumps(model.to_json())))
-    assert again.posterior(["a", "b"], ["pos", "neg"]) == model.posterior(["a", "b"], ["pos", "neg"])
 
-
-def test_not_applicable_is_a_class_of_the_model_and_can_win():
+def test_not_applicable_is_a_class_of_the_posterior_and_can_win():
     from chalicelib.domain.aggregation import NA_CLASS
 
-    triples = [(f"i{n}", w, NA_CLASS if n < 5 else "pos") for n in range(10) for w in "abc"]
-    model = _model(triples)
-    answers = [{"answer": {"not_applicable": reason}, "worker_id": w, "assignment_id": w,
-                "submitted_at": 0} for w, reason in (("a", "blank"), ("b", "blank"))]
-    result = aggregate_item("x", "categorical", {"labels": ["pos", "neg"]}, answers, model=model)
+    answers = [{"answer": {"not_applicable": "blank"}, "worker_id": w, "assignment_id": w,
+                "submitted_at": 0} for w in "ab"]
+    posterior = Posterior("DawidSkene", ["pos", "neg", NA_CLASS], [0.1, 0.2, 0.7])
+    result = aggregate_item("x", "categorical", {"labels": ["pos", "neg"]}, answers,
+                            posterior=posterior)
     assert result.not_applicable and result.answer is None
-    assert set(result.probabilities) == {"pos", "neg", "not_applicable"}
-    assert result.confidence == round(result.probabilities["not_applicable"], 4)
+    assert result.probabilities == {"pos": 0.1, "neg": 0.2, "not_applicable": 0.7}
+    assert result.confidence == 0.7 and result.na_reasons == ("blank", "blank")
+
+
+def test_an_item_without_answers_has_no_method():
+    result = aggregate_item("x", "numeric", {"min": 0, "max": 1, "integer": False}, [])
+    assert (result.answer, result.confidence, result.method) == (None, 0.0, None)
+
+
+def test_a_whole_number_job_publishes_a_whole_number_even_between_two():
+    result = aggregate_item("n", "numeric", {"min": 0, "max": 10, "integer": True},
+                            _answers([{"value": 2}, {"value": 3}]))
+    assert result.answer == {"value": 2} and isinstance(result.answer["value"], int)
 
 
 def test_numbers_take_the_median_and_transcriptions_are_voted_token_by_token():

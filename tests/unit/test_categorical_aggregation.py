@@ -8,7 +8,7 @@ from hypothesis import given, settings, strategies as st
 
 from chalicelib.domain.aggregation.categorical import (
     DEFAULT, DEFAULT_PARAMS, DawidSkene, MajorityVote, OneCoinDawidSkene, WeightedMajorityVote,
-    default_model, encode, spammer_prior_mean)
+    HybridPrior, default_model, encode, hybrid_prior_pseudo, spammer_prior_mean)
 
 AGGREGATORS = [MajorityVote, WeightedMajorityVote, DawidSkene, OneCoinDawidSkene, default_model]
 DATASETS = Path("/work/shared/datasets")
@@ -185,7 +185,7 @@ def test_results_do_not_depend_on_answer_order(aggregator, data, answers, gold):
             assert abs(p - second.probas_[item][label]) <= 1e-9
 
 
-@pytest.mark.parametrize("prior", ["pooled", "spammer"])
+@pytest.mark.parametrize("prior", ["pooled", "spammer", "hybrid"])
 @settings(max_examples=40, deadline=None)
 @given(answers=answer_lists, gold=gold_maps)
 def test_dawid_skene_objective_never_decreases(prior, answers, gold):
@@ -233,6 +233,26 @@ def test_default_model_is_the_documented_dawid_skene_and_takes_overrides():
     assert model.prior == DEFAULT_PARAMS["prior"] and model.init == DEFAULT_PARAMS["init"]
     assert model.smoothing == 1.0 and model.label_order == ["b", "a"]
     assert default_model().smoothing == DEFAULT_PARAMS["smoothing"]
+
+
+def test_the_hybrid_prior_smooths_a_rare_class_less_and_leans_toward_being_right():
+    # GIVEN initial counts of two workers on 90 items of class a and 10 of class b
+    counts = np.array([[[80.0, 10.0], [2.0, 8.0]], [[85.0, 5.0], [1.0, 9.0]]])
+    posteriors = np.vstack([np.tile([1.0, 0.0], (90, 1)), np.tile([0.0, 1.0], (10, 1))])
+    # WHEN the hybrid pseudo-counts are built with smoothing 3
+    pseudo = hybrid_prior_pseudo(counts, posteriors, 3.0, HybridPrior())
+    # THEN the rare class's rows get far fewer pseudo-answers than the common class's
+    strength = pseudo.sum(axis=2)
+    assert np.all(strength[:, 1] < 0.2 * strength[:, 0])
+    # AND each row's diagonal outweighs its off-diagonal
+    assert np.all(pseudo[:, 0, 0] > pseudo[:, 0, 1]) and np.all(pseudo[:, 1, 1] > pseudo[:, 1, 0])
+    # AND the strength of a row is smoothing * (K * share) ** 1.5 times its (damped) mean
+    shares = (posteriors.sum(axis=0) + 1) / (posteriors.sum() + 2)
+    expected = 3.0 * (2 * shares) ** 1.5
+    mean = pseudo / expected[None, :, None]
+    eye = np.eye(2)
+    undamped = mean * (eye + (1 - eye) / 0.5)
+    assert np.allclose(undamped.sum(axis=2), 1.0)
 
 
 def test_default_model_identifies_spammers_that_outvote_reliable_workers():

@@ -91,3 +91,10 @@ def test_step_functions_waits_longer_than_each_stage_function_may_run():
             # THEN the Task's timeout outlasts the function's own, so a slow run is not cut
             # short by Step Functions while Lambda would still let it finish
             assert task["TimeoutSeconds"] > _timeout(stage, function), (stage, name, function)
+
+
+def test_the_results_bucket_aborts_uploads_cut_short():
+    # moto's CloudFormation does not apply bucket lifecycle rules, so this is read from the template
+    (rule,) = TEMPLATE["Resources"]["ResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    assert rule["Status"] == "Enabled"
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}

@@ -1,8 +1,8 @@
 """Aggregation of answers into one result per item (pure, no I/O).
 
-Categorical answers: the posterior of the round's fitted model (fitted.CategoricalModel,
-the engine's default; not-applicable is one more class); confidence is the posterior of
-the chosen label. Without a model (no fit), majority vote: ties go to the label listed
+Categorical answers: the item's posterior under the round's fitted model (the engine's
+default, categorical.default_model; not-applicable is one more class); confidence is the
+posterior of the chosen label. Without a model (no fit), majority vote: ties go to the label listed
 first in the job's answer schema; confidence is the share of answers that chose the winner.
 Transcriptions: ROVER-style token voting (text.rover). Translations and collected text:
 the medoid under normalised edit distance (the answer closest to the others); confidence
@@ -15,13 +15,12 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any
 
 from chalicelib.domain.answers import NA_KEY, is_not_applicable
 from chalicelib.domain.model import ItemResult, answer_kind
 
-if TYPE_CHECKING:
-    from chalicelib.domain.aggregation.fitted import CategoricalModel
 
 _NA = object()
 TIE_TOLERANCE = 1e-9
@@ -61,42 +60,50 @@ def text_medoid(texts: Sequence[str]) -> tuple[int, float]:
     return best, 1.0 - totals[best] / (len(texts) - 1)
 
 
-def _categorical(values: Sequence[dict[str, Any]], workers: Sequence[str], labels: Sequence[str],
-                 model: CategoricalModel | None) -> tuple[Any, float, dict[str, float] | None, str]:
+@dataclass(frozen=True)
+class Posterior:
+    """A fitted model's posterior for one item: P(class) in class order (N/A as NA_CLASS)."""
+
+    method: str
+    classes: Sequence[str]
+    probabilities: Sequence[float]
+
+
+def _categorical(values: Sequence[dict[str, Any]], labels: Sequence[str],
+                 posterior: Posterior | None) -> tuple[Any, float, dict[str, float] | None, str]:
     """(winning label or _NA, confidence, probabilities, method) of one categorical item."""
-    if model is None:
+    if posterior is None:
         winner, share = majority_vote(values, labels)
         return winner, share, None, "majority_vote"
-    keys = [NA_CLASS if is_not_applicable(value) else value.get("label") for value in values]
-    posterior = model.posterior(workers, keys)
-    best = max(posterior.values())
+    best = max(posterior.probabilities)
     # Ties go to the first class in model order: the job's labels, then N/A.
-    winner = next(label for label, p in posterior.items() if p >= best - TIE_TOLERANCE)
-    probabilities = {(NA_KEY if label == NA_CLASS else label): round(p, 6)
-                     for label, p in posterior.items()}
-    return (_NA if winner == NA_CLASS else winner), posterior[winner], probabilities, model.method
+    winner, confidence = next((label, p) for label, p in zip(posterior.classes, posterior.probabilities)
+                              if p >= best - TIE_TOLERANCE)
+    probabilities = {(NA_KEY if label == NA_CLASS else label): p
+                     for label, p in zip(posterior.classes, posterior.probabilities)}
+    return (_NA if winner == NA_CLASS else winner), confidence, probabilities, posterior.method
 
 
 def aggregate_item(item_id: str, task_type: str, schema: dict[str, Any],
                    answers: Sequence[dict[str, Any]], external_id: str | None = None,
-                   model: CategoricalModel | None = None) -> ItemResult:
+                   posterior: Posterior | None = None) -> ItemResult:
     """One item's result from its answers, given in submission order with their lineage.
 
     Each entry of answers holds 'answer', 'worker_id', 'assignment_id' and 'submitted_at'.
-    A categorical item uses the round's fitted model when there is one (its posterior),
-    majority vote otherwise.
+    A categorical item takes the round's fitted posterior when there is one, majority vote
+    otherwise.
     """
     lineage = tuple({"worker_id": a["worker_id"], "assignment_id": a["assignment_id"],
                      "answer": a["answer"], "submitted_at": a["submitted_at"]} for a in answers)
     values = [a["answer"] for a in answers]
     if not values:
-        return ItemResult(item_id, None, 0.0, 0, external_id=external_id)
+        return ItemResult(item_id, None, 0.0, 0, external_id=external_id, method=None)
     reasons = tuple(v[NA_KEY] for v in values if is_not_applicable(v))
     kind = answer_kind(task_type)
     probabilities = None
     if kind == "categorical":
         winner, confidence, probabilities, method = _categorical(
-            values, [a["worker_id"] for a in answers], schema.get("labels", []), model)
+            values, schema.get("labels", []), posterior)
         answer = None if winner is _NA else {"label": winner}
     else:
         given = [v for v in values if not is_not_applicable(v)]
@@ -106,8 +113,11 @@ def aggregate_item(item_id: str, task_type: str, schema: dict[str, Any],
             if kind == "numeric":
                 from chalicelib.domain.aggregation.numeric import median_with_confidence
 
-                value, agreement = median_with_confidence(
-                    [v["value"] for v in given], scale=schema["max"] - schema["min"])
+                numbers = [v["value"] for v in given]
+                value, agreement = median_with_confidence(numbers, scale=schema["max"] - schema["min"])
+                if schema.get("integer"):
+                    # An even count's median may fall between two whole numbers: the lower one.
+                    value = int(value) if value == int(value) else int(sorted(numbers)[(len(numbers) - 1) // 2])
                 answer, method = {"value": value}, "median"
             elif task_type == "transcription":
                 from chalicelib.domain.aggregation.text import rover
