@@ -1,10 +1,11 @@
-"""Time and peak memory of the FitModel stage's work at scale: parse vote columns, fit, serialise.
+"""Time and peak memory of the FitModel stage at scale, running the stage's own code.
 
-Builds the round's vote columns as FitModel reads them from S3 (one JSON object of
-items/workers/labels per 500-item shard; S3 itself is not involved), then times parsing them,
-fitting the default categorical model and writing the model JSON, and reports the process's
-peak resident set. Labels are uniform at random over 5 classes (the slow case for EM, which
-then runs to its iteration cap); 10 answers per item from 20,000 workers.
+Writes a round's vote columns as LoadAnswers leaves them in S3 (one JSON object of
+items/workers/labels per 500-item shard) into an in-memory object store, then times
+`chalicelib.workflows.aggregation.fit_model` on them: parsing, fitting the default
+categorical model, writing each shard's posteriors and workers.json. S3 itself is not
+involved (its transfer time is not counted). Labels are uniform at random over 5 classes
+(the slow case for EM, which then runs long); 10 answers per item from 20,000 workers.
 
     python -m bench.fit_stage --items 100000      # 1 M answers
     python -m bench.fit_stage --items 300000      # 3 M answers
@@ -15,26 +16,42 @@ import argparse
 import json
 import resource
 import time
+from types import SimpleNamespace
 
 import numpy as np
 
-from chalicelib.domain.aggregation.fitted import CategoricalModel
+from chalicelib.workflows import aggregation as stages
 
 PER_ITEM = 10
-SHARD_ITEMS = 500
+LABELS = [f"label{k}" for k in range(5)]
 
 
-def vote_shards(n_items: int, seed: int) -> list[str]:
-    """The votes/NNNNN.json bodies of a round of n_items items."""
+class MemoryBlobs:
+    """The two BlobStore calls fit_model makes, in a dict."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, str] = {}
+
+    def put_text(self, key: str, body: str, content_type: str) -> None:
+        self.objects[key] = body
+
+    def get_text(self, key: str) -> str:
+        return self.objects[key]
+
+
+def write_votes(blobs: MemoryBlobs, job_id: str, n_items: int, seed: int) -> int:
+    """The votes/NNNNN.json objects of a round of n_items items; returns the shard count."""
     rng = np.random.default_rng(seed)
-    shards = []
-    for start in range(0, n_items, SHARD_ITEMS):
-        items = [f"{i:06d}" for i in range(start, min(start + SHARD_ITEMS, n_items))
+    shard = 0
+    for start in range(0, n_items, stages.SHARD_ITEMS):
+        items = [f"{i:06d}" for i in range(start, min(start + stages.SHARD_ITEMS, n_items))
                  for _ in range(PER_ITEM)]
         workers = [f"wrk_{w:016x}" for w in rng.integers(0, 20_000, len(items))]
-        labels = [f"label{k}" for k in rng.integers(0, 5, len(items))]
-        shards.append(json.dumps({"items": items, "workers": workers, "labels": labels}))
-    return shards
+        labels = [LABELS[k] for k in rng.integers(0, len(LABELS), len(items))]
+        blobs.put_text(stages.votes_key(job_id, 1, shard),
+                       json.dumps({"items": items, "workers": workers, "labels": labels}), "")
+        shard += 1
+    return shard
 
 
 def main() -> None:
@@ -42,28 +59,22 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
-    shards = vote_shards(args.items, args.seed)
+    job_id = "job_bench"
+    blobs = MemoryBlobs()
+    shards = write_votes(blobs, job_id, args.items, args.seed)
+    job = SimpleNamespace(answer_schema={"labels": LABELS})
+    platform = SimpleNamespace(blobs=blobs, jobs=SimpleNamespace(get_job=lambda _: job))
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     started = time.perf_counter()
-    items: list[str] = []
-    workers: list[str] = []
-    labels: list[str] = []
-    for body in shards:
-        votes = json.loads(body)
-        items += votes["items"]
-        workers += votes["workers"]
-        labels += votes["labels"]
-    del shards
-    parsed = time.perf_counter()
-    model = CategoricalModel.fit(items, workers, labels, [f"label{k}" for k in range(5)])
-    fitted = time.perf_counter()
-    body = json.dumps(model.to_json())
-    done = time.perf_counter()
+    stages.fit_model(platform, {"job_id": job_id, "round": 1, "kind": "categorical",
+                                "shard_count": shards})
+    took = time.perf_counter() - started
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print("| answers | parse (s) | fit (s) | model JSON (s) | total (s) | peak RSS (MiB) | RSS before (MiB) | model JSON (MB) |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
-    print(f"| {len(items):,} | {parsed - started:.1f} | {fitted - parsed:.1f} | {done - fitted:.1f} "
-          f"| {done - started:.1f} | {peak:.0f} | {before:.0f} | {len(body) / 1e6:.1f} |")
+    written = sum(len(body) for key, body in blobs.objects.items() if "/posteriors/" in key)
+    print("| answers | shards | FitModel (s) | peak RSS (MiB) | RSS before (MiB) | posteriors written (MB) |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    print(f"| {args.items * PER_ITEM:,} | {shards:,} | {took:.1f} | {peak:.0f} | {before:.0f} "
+          f"| {written / 1e6:.1f} |")
 
 
 if __name__ == "__main__":

@@ -177,7 +177,7 @@ def fit_model(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         job = _job(p, job_id)
         engine = default_model(label_order=job.answer_schema["labels"])
         engine.fit(items, workers, labels)
-        method = type(engine).__name__
+        method = getattr(engine, "chosen_", type(engine).__name__)
         row = {item: index for index, item in enumerate(engine.items_)}
         probas = engine.probas_array_.round(6).tolist()
         for shard, members in enumerate(shard_items):

@@ -8,7 +8,8 @@ from hypothesis import given, settings, strategies as st
 
 from chalicelib.domain.aggregation.categorical import (
     DEFAULT, DEFAULT_PARAMS, DawidSkene, MajorityVote, OneCoinDawidSkene, WeightedMajorityVote,
-    HybridPrior, default_model, encode, hybrid_prior_pseudo, spammer_prior_mean)
+    HeldOutChoice, HybridPrior, default_dawid_skene, default_model, encode, hybrid_prior_pseudo,
+    spammer_prior_mean)
 
 AGGREGATORS = [MajorityVote, WeightedMajorityVote, DawidSkene, OneCoinDawidSkene, default_model]
 DATASETS = Path("/work/shared/datasets")
@@ -225,14 +226,65 @@ def test_unknown_prior_is_rejected():
         DawidSkene(prior="flat")
 
 
-def test_default_model_is_the_documented_dawid_skene_and_takes_overrides():
+def test_default_model_chooses_between_the_documented_dawid_skene_and_one_coin():
     # WHEN the default is built, with and without overrides
     model = default_model(label_order=["b", "a"], smoothing=1.0)
-    # THEN it is DEFAULT configured by DEFAULT_PARAMS except where overridden
-    assert isinstance(model, DEFAULT) and DEFAULT is DawidSkene
-    assert model.prior == DEFAULT_PARAMS["prior"] and model.init == DEFAULT_PARAMS["init"]
-    assert model.smoothing == 1.0 and model.label_order == ["b", "a"]
-    assert default_model().smoothing == DEFAULT_PARAMS["smoothing"]
+    # THEN it chooses between DEFAULT configured by DEFAULT_PARAMS (with the overrides) and
+    # one-coin Dawid-Skene, in the given label order
+    assert isinstance(model, HeldOutChoice) and model.label_order == ["b", "a"]
+    dawid_skene, one_coin = (make() for make in model.candidates)
+    assert isinstance(dawid_skene, DEFAULT) and DEFAULT is DawidSkene
+    assert dawid_skene.prior == DEFAULT_PARAMS["prior"] and dawid_skene.init == DEFAULT_PARAMS["init"]
+    assert dawid_skene.smoothing == 1.0 and isinstance(one_coin, OneCoinDawidSkene)
+    assert default_dawid_skene().smoothing == DEFAULT_PARAMS["smoothing"]
+
+
+def _crowd(seed, confused=False, items=200, workers=12, per_item=3):
+    """Simulated answers: accuracies 0.55-0.95; errors uniform, or (confused) always the next label."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, 3, items)
+    accuracy = np.linspace(0.55, 0.95, workers)
+    triples = []
+    for i in range(items):
+        for w in rng.choice(workers, per_item, replace=False):
+            if rng.random() < accuracy[w]:
+                label = truth[i]
+            elif confused:
+                label = (truth[i] + 1) % 3
+            else:
+                label = rng.choice([k for k in range(3) if k != truth[i]])
+            triples.append((f"i{i}", f"w{w}", "abc"[label]))
+    return [list(column) for column in zip(*triples)], {f"i{i}": "abc"[t] for i, t in enumerate(truth)}
+
+
+def test_the_default_takes_one_coin_for_a_small_crowd_with_even_errors():
+    # GIVEN a 200-item job, 3 answers each, 12 workers whose errors are spread evenly
+    (items, workers, labels), truth = _crowd(seed=3)
+    # WHEN the default aggregates it
+    model = default_model().fit(items, workers, labels)
+    # THEN one coin per worker predicted held-out answers better than full confusion matrices
+    assert model.chosen_ == "OneCoinDawidSkene" and model.scores_[1] > model.scores_[0]
+    # AND its results are the one-coin model's
+    assert model.labels_ == OneCoinDawidSkene().fit(items, workers, labels).labels_
+
+
+def test_the_default_keeps_dawid_skene_when_workers_confuse_particular_labels():
+    # GIVEN workers whose errors always name the next label
+    (items, workers, labels), truth = _crowd(seed=3, confused=True, items=400)
+    # WHEN the default aggregates it
+    model = default_model().fit(items, workers, labels)
+    # THEN full confusion matrices predicted held-out answers better, and it is as accurate
+    # as one coin per worker or more
+    assert model.chosen_ == "DawidSkene" and model.scores_[0] > model.scores_[1]
+    one_coin = OneCoinDawidSkene().fit(items, workers, labels)
+    assert _accuracy(model.labels_, truth) >= _accuracy(one_coin.labels_, truth)
+
+
+def test_above_its_answer_limit_the_default_skips_the_check():
+    (items, workers, labels), _ = _crowd(seed=1)
+    model = HeldOutChoice([DawidSkene, OneCoinDawidSkene], max_answers=len(items) - 1)
+    model.fit(items, workers, labels)
+    assert model.chosen_ == "DawidSkene" and model.scores_ == [None, None]
 
 
 def test_the_hybrid_prior_smooths_a_rare_class_less_and_leans_toward_being_right():

@@ -7,7 +7,8 @@ E-step, so gold teaches the model about the workers who answered them.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import zlib
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Self
 
@@ -481,6 +482,7 @@ class OneCoinDawidSkene(_CategoricalAggregator):
                      ) -> tuple[np.ndarray, np.ndarray]:
         posteriors = majority_posteriors(encoded, gold_items, gold_classes)
         if len(encoded.classes_) < 2:
+            self.confusions_ = np.ones((len(encoded.workers_), 1, 1))
             return posteriors, np.ones(len(encoded.workers_))
         hits = float(posteriors[encoded.item_codes, encoded.label_codes].sum())
         pooled = (hits + 1.0) / (len(encoded.label_codes) + 2.0)
@@ -501,7 +503,88 @@ class OneCoinDawidSkene(_CategoricalAggregator):
         self.priors_ = priors
         self.objective_history_ = history
         self.n_iter_ = len(history)
+        # The same model as a confusion matrix per worker (worker x true x observed).
+        n_classes = len(encoded.classes_)
+        eye = np.eye(n_classes)
+        self.confusions_ = (accuracies[:, None, None] * eye
+                            + ((1.0 - accuracies) / (n_classes - 1))[:, None, None] * (1.0 - eye))
         return posteriors, accuracies
+
+
+def _subset(encoded: Encoded, mask: np.ndarray) -> tuple[Encoded, np.ndarray, np.ndarray]:
+    """The answers under mask, items and workers renumbered; (subset, item codes, worker codes)."""
+    items, item_codes = np.unique(encoded.item_codes[mask], return_inverse=True)
+    workers, worker_codes = np.unique(encoded.worker_codes[mask], return_inverse=True)
+    subset = Encoded(item_codes, worker_codes, encoded.label_codes[mask],
+                     [encoded.items_[i] for i in items.tolist()],
+                     [encoded.workers_[w] for w in workers.tolist()], encoded.classes_)
+    return subset, items, workers
+
+
+def _positions(sorted_codes: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(position of each code in sorted_codes, whether it is there)."""
+    where = np.minimum(np.searchsorted(sorted_codes, codes), max(len(sorted_codes) - 1, 0))
+    return where, sorted_codes[where] == codes if len(sorted_codes) else np.zeros(len(codes), bool)
+
+
+class HeldOutChoice(_CategoricalAggregator):
+    """Fits each candidate model and keeps the one that best predicts answers it did not see.
+
+    Cross-validation over answers: an answer's fold is crc32(item, worker) % folds, so it does
+    not depend on input order. Each candidate is fitted on the other folds and scores the
+    held-out answers whose item and worker it saw: log sum_k posterior[item, k] *
+    confusion[worker, k, label]. The best total wins and is refitted on every answer; its
+    class name is chosen_, the totals scores_. Above max_answers, or with fewer answers than
+    2 * folds, the first candidate is used without the check (each check costs folds fits).
+    Candidates are factories of models exposing confusions_ after a fit.
+    """
+
+    def __init__(self, candidates: Sequence[Callable[[], _CategoricalAggregator]], folds: int = 5,
+                 max_answers: int = 50_000, label_order: Sequence[str] | None = None) -> None:
+        super().__init__(label_order)
+        self.candidates = list(candidates)
+        self.folds = folds
+        self.max_answers = max_answers
+
+    def _held_out_score(self, model: _CategoricalAggregator, encoded: Encoded, fold: np.ndarray,
+                        gold_items: np.ndarray, gold_classes: np.ndarray) -> float:
+        total = 0.0
+        for held in range(self.folds):
+            training = fold != held
+            subset, items, workers = _subset(encoded, training)
+            at, known = _positions(items, gold_items)
+            probas, _ = model._fit_encoded(subset, at[known], gold_classes[known])
+            confusions = model.confusions_
+            out = ~training
+            item_at, item_known = _positions(items, encoded.item_codes[out])
+            worker_at, worker_known = _positions(workers, encoded.worker_codes[out])
+            seen = item_known & worker_known
+            predicted = np.einsum("ak,ak->a", probas[item_at[seen]],
+                                  confusions[worker_at[seen], :, encoded.label_codes[out][seen]])
+            total += float(np.log(predicted).sum())
+        return total
+
+    def _fit_encoded(self, encoded: Encoded, gold_items: np.ndarray, gold_classes: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        models = [make() for make in self.candidates]
+        n_answers = len(encoded.item_codes)
+        self.scores_: list[float | None] = [None] * len(models)
+        chosen = 0
+        if len(models) > 1 and 2 * self.folds <= n_answers <= self.max_answers:
+            keys = (f"{encoded.items_[i]}\x1f{encoded.workers_[w]}".encode("utf-8") for i, w in
+                    zip(encoded.item_codes.tolist(), encoded.worker_codes.tolist()))
+            fold = np.fromiter((zlib.crc32(key) % self.folds for key in keys), dtype=np.int64,
+                               count=n_answers)
+            self.scores_ = [self._held_out_score(model, encoded, fold, gold_items, gold_classes)
+                            for model in models]
+            chosen = int(np.argmax(self.scores_))
+        model = models[chosen]
+        probas, skills = model._fit_encoded(encoded, gold_items, gold_classes)
+        self.chosen_ = type(model).__name__
+        self.model_ = model
+        self.priors_ = model.priors_
+        self.confusions_ = model.confusions_
+        return probas, skills
 
 
 # The platform default, fitted without gold, chosen on bench/aggregation.py's 8 public data
@@ -520,6 +603,18 @@ DEFAULT_PARAMS: dict[str, object] = {"prior": "hybrid", "smoothing": 3.0, "init"
                                      "hybrid": HybridPrior()}
 
 
-def default_model(**overrides: object) -> DawidSkene:
-    """The platform's default categorical aggregator (DEFAULT with DEFAULT_PARAMS, overridable)."""
+def default_dawid_skene(**overrides: object) -> DawidSkene:
+    """The platform's Dawid-Skene: DEFAULT with DEFAULT_PARAMS, overridable."""
     return DEFAULT(**{**DEFAULT_PARAMS, **overrides})
+
+
+def default_model(label_order: Sequence[str] | None = None, **overrides: object) -> HeldOutChoice:
+    """The platform's default categorical aggregator.
+
+    The Dawid-Skene above, unless one coin per worker predicts held-out answers better: with
+    few answers per worker and errors spread evenly (a small job's crowd), full confusion
+    matrices overfit and one-coin Dawid-Skene is the better model (bench/README.md).
+    overrides go to the Dawid-Skene candidate.
+    """
+    return HeldOutChoice([lambda: default_dawid_skene(**overrides),
+                          lambda: OneCoinDawidSkene()], label_order=label_order)
