@@ -163,6 +163,9 @@ def run_demo(base_url: str, client_key: str, items: int = 200, redundancy: int =
               f"  {by_external[r['external_id']]}", file=out)
     print(f"\nanswers: {job['counts']['answered']}  spent ${job['spent_cents'] / 100:.2f} of "
           f"${job['budget_cents'] / 100:.2f}", file=out)
+    methods = Counter(r["method"] for r in results)
+    print("aggregated by: " + ", ".join(f"{name} ({n} items)" for name, n in methods.items()),
+          file=out)
     print("calibration (is the confidence the share that is right?):", file=out)
     for low, high in CONFIDENCE_BINS:
         chosen = [r for r in results if low <= r["confidence"] < high]
