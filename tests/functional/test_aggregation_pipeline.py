@@ -149,3 +149,29 @@ def test_a_numeric_answer_out_of_range_or_not_whole_is_refused_and_the_lease_kep
     status, body = api.submit(token, task["assignment_id"], answer)
     assert status == 400 and body["field"] == field, body
     assert api.submit(token, task["assignment_id"], {"value": 7})[0] == 200
+
+
+@pytest.mark.parametrize("labels, field", [
+    (["applicable", "not_applicable"], "answer_schema.labels[1]"),
+    (["a", "\x00not_applicable"], "answer_schema.labels[1]"),
+    (["a\tb", "c"], "answer_schema.labels[0]"),
+])
+def test_labels_the_results_would_confuse_with_not_applicable_are_refused(stack, labels, field):
+    api = Api(stack)
+    _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 1})
+    status, body = api.as_client("POST", "/jobs", {
+        "quote_id": quote["quote_id"], "instructions": "Label it.",
+        "answer_schema": {"labels": labels}, "items": [{"data": {"text": "item 0"}}]})
+    assert status == 400 and body["field"] == field, body
+
+
+def test_a_number_too_big_for_a_float_is_a_400_not_a_500(stack):
+    api = Api(stack)
+    job = api.job(items=1, redundancy=1, task_type="numeric",
+                  answer_schema={"min": 0, "max": 100, "integer": True})
+    token = api.worker()
+    _, task = api.lease(token, job["job_id"])
+    # a raw body: a 401-digit integer (json.dumps of a Python int would write it the same)
+    status, body = api.as_worker(token, "POST", f"/assignments/{task['assignment_id']}/submit",
+                                 '{"value": 1' + "0" * 400 + "}")
+    assert status == 400 and body["field"] == "value", body
