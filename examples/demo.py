@@ -99,7 +99,8 @@ def work(base_url: str, worker: SimulatedWorker, job_id: str, truth: dict[str, s
 
 
 def run_demo(base_url: str, client_key: str, items: int = 200, redundancy: int = 3,
-             workers: int = 12, seed: int = 1, out=sys.stdout) -> dict[str, Any]:
+             workers: int = 12, seed: int = 1, out=sys.stdout,
+             report_out: str | None = None) -> dict[str, Any]:
     """Run the whole flow against base_url; return a summary (accuracy, timings, counts)."""
     started = time.monotonic()
     client = {"X-Api-Key": client_key}
@@ -175,6 +176,13 @@ def run_demo(base_url: str, client_key: str, items: int = 200, redundancy: int =
             mean = sum(r["confidence"] for r in chosen) / len(chosen)
             print(f"  confidence {low:.2f}-{min(high, 1.0):.2f}: {len(chosen):>3} items, "
                   f"mean confidence {mean:.2f}, right {right / len(chosen):.2f}", file=out)
+    _, report = call(base_url, "GET", f"/jobs/{job_id}/report", headers=client)
+    agreement = report["agreement"]
+    print(f"report: Krippendorff's alpha {agreement['krippendorff_alpha']:.3f}, Fleiss' kappa "
+          f"{agreement['fleiss_kappa']:.3f}, median {report['median_seconds_per_task']:.2f} s "
+          f"per task, mean confidence {report['mean_confidence']:.2f}", file=out)
+    if report_out:
+        Path(report_out).write_text(json.dumps(report, indent=1))
     print(f"accuracy of aggregated results: {accuracy:.1%} "
           f"(single answers: {worker_accuracy:.1%}; majority vote on the same answers, ties "
           f"split evenly: {majority:.1%}; {len(crowd)} workers)", file=out)
@@ -206,17 +214,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=200)
     parser.add_argument("--workers", type=int, default=12)
+    parser.add_argument("--report-out", help="also write the job's quality report (JSON) here")
     args = parser.parse_args(argv)
     info = _running_stack()
     if info:
         print(f"using the running stack at {info['base_url']}")
-        run_demo(info["base_url"], info["client_key"], args.items, workers=args.workers)
+        run_demo(info["base_url"], info["client_key"], args.items, workers=args.workers,
+                 report_out=args.report_out)
         return 0
     from infra.local_stack import local_stack
 
     print("no running stack found; starting one in this process")
     with local_stack(port=0, pump_interval=0.5, finalize_interval=1.0, api_process=True) as stack:
-        run_demo(stack.base_url, stack.client_key, args.items, workers=args.workers)
+        run_demo(stack.base_url, stack.client_key, args.items, workers=args.workers,
+                 report_out=args.report_out)
     return 0
 
 

@@ -75,6 +75,13 @@ def get_results(job_id: str) -> dict:
             "next_cursor": page.cursor}
 
 
+@bp.route("/jobs/{job_id}/report", methods=["GET"])
+@json_errors
+def job_report(job_id: str) -> dict:
+    """The quality report of the job's published round."""
+    return services.job_report(platform(), _client(), job_id)
+
+
 @bp.route("/jobs/{job_id}/results/download", methods=["GET"])
 @json_errors
 def download_results(job_id: str) -> dict:

@@ -52,6 +52,11 @@ def iso(timestamp: float | None) -> str | None:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
+def report_key(job_id: str) -> str:
+    """The S3 key of a job's quality report (written with its results)."""
+    return f"jobs/{job_id}/report.json"
+
+
 def parse_answer_schema(task_type: str, raw: Any) -> dict[str, Any]:
     """The answer schema for a task type: a label list, or text length limits."""
     schema = v.require_object(raw, "answer_schema")

@@ -6,6 +6,7 @@ one SQS message, and counting is one transaction per SQS batch.
 """
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -17,7 +18,7 @@ from chalicelib.domain import leasing
 from chalicelib.domain import validation as v
 from chalicelib.domain.answers import validate_answer
 from chalicelib.domain.ids import hash_secret, is_job_id, new_id, new_secret, parse_assignment_id
-from chalicelib.domain.jobs import JOB_FIELDS, build_job
+from chalicelib.domain.jobs import JOB_FIELDS, build_job, report_key
 from chalicelib.domain.model import (
     ACTIVE, AGGREGATING, CANCELLED, FAILED, INGESTING, TAKES_ANSWERS, Assignment, CountedAnswer,
     ItemState, Job, NewItem, Principal, Quote, StoredAnswer, SubmitReceipt,
@@ -230,6 +231,15 @@ def result_download(p: Platform, client: Principal, job_id: str) -> tuple[Job, s
     if not job.results_key:
         raise Conflict("results are not published yet", code="results_not_ready")
     return job, p.blobs.download_url(job.results_key, DOWNLOAD_LINK_SECONDS)
+
+
+def job_report(p: Platform, client: Principal, job_id: str) -> dict[str, Any]:
+    """The quality report of the job's published round."""
+    job = client_job(p, client, job_id)
+    if not job.results_key:
+        raise Conflict("the report is made with the results, which are not published yet",
+                       code="results_not_ready")
+    return json.loads(p.blobs.get_text(report_key(job.job_id)))
 
 
 # --- ingest -----------------------------------------------------------------------------

@@ -31,7 +31,8 @@ from typing import Any
 
 from chalicelib.domain.aggregation import NA_CLASS, Posterior, aggregate_item
 from chalicelib.domain.answers import is_not_applicable
-from chalicelib.domain.jobs import iso
+from chalicelib.domain.jobs import iso, report_key
+from chalicelib.domain.report import build_report
 from chalicelib.domain.model import AGGREGATING, DONE, FAILED, ItemResult, Job
 from chalicelib.domain.services import Platform
 from chalicelib.errors import NotFound
@@ -206,7 +207,8 @@ def result_line(result: ItemResult) -> dict[str, Any]:
     }
     if result.probabilities is not None:
         line["probabilities"] = result.probabilities
-    line["answers"] = [{**entry, "submitted_at": iso(entry["submitted_at"])}
+    line["answers"] = [{**entry, "submitted_at": iso(entry["submitted_at"]),
+                        "leased_at": iso(entry["leased_at"]) if entry.get("leased_at") else None}
                        for entry in result.lineage]
     return line
 
@@ -232,20 +234,27 @@ def aggregate_shard(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
-    """Stream the shard parts, in shard order, into the job's results object."""
+    """Stream the shard parts, in shard order, into the job's results object; write the report."""
     job_id, round_no = event["job_id"], int(event["round"])
-    lines = 0
+    lines: list[dict[str, Any]] = []
 
     def parts() -> Any:
-        nonlocal lines
         for shard in range(int(event["shard_count"])):
             body = p.blobs.get_text(part_key(job_id, round_no, shard))
-            lines += body.count("\n")
+            lines.extend(json.loads(line) for line in body.splitlines())
             yield body
 
     key = results_key(job_id)
     p.blobs.put_stream(key, parts(), "application/x-ndjson")
-    return {"job_id": job_id, "round": round_no, "results_key": key, "count": lines}
+    job = _job(p, job_id)
+    skills = None
+    try:
+        skills = json.loads(p.blobs.get_text(workers_key(job_id, round_no)))["skills"]
+    except NotFound:
+        pass  # not a label job, or nothing to fit
+    report = build_report(job_id, round_no, job.task_type, lines, skills)
+    p.blobs.put_text(report_key(job_id), json.dumps(report), "application/json")
+    return {"job_id": job_id, "round": round_no, "results_key": key, "count": len(lines)}
 
 
 def mark_done(p: Platform, event: dict[str, Any]) -> dict[str, Any]:

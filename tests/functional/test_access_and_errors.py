@@ -14,11 +14,12 @@ def test_client_b_never_sees_or_changes_client_a_jobs(stack):
     api = Api(stack)
     job = api.job(items=1, redundancy=1)
     _, other_key = create_account(platform(), CLIENT, "Client B")
-    # WHEN B reads, cancels or downloads A's job THEN each is 404 and nothing changed
+    # WHEN B reads, cancels, downloads or reports on A's job THEN each is 404 and nothing changed
     for method, path in [("GET", f"/jobs/{job['job_id']}"),
                          ("POST", f"/jobs/{job['job_id']}/cancel"),
                          ("GET", f"/jobs/{job['job_id']}/results"),
-                         ("GET", f"/jobs/{job['job_id']}/results/download")]:
+                         ("GET", f"/jobs/{job['job_id']}/results/download"),
+                         ("GET", f"/jobs/{job['job_id']}/report")]:
         status, body = api.as_client(method, path, key=other_key)
         assert status == 404 and body["error"] == "job_not_found", (path, body)
     _, listing = api.as_client("GET", "/jobs", key=other_key)

@@ -175,3 +175,30 @@ def test_a_number_too_big_for_a_float_is_a_400_not_a_500(stack):
     status, body = api.as_worker(token, "POST", f"/assignments/{task['assignment_id']}/submit",
                                  '{"value": 1' + "0" * 400 + "}")
     assert status == 400 and body["field"] == "value", body
+
+
+def test_the_client_reads_the_rounds_quality_report_once_results_are_published(stack):
+    # GIVEN a 4-item job for three workers
+    api = Api(stack)
+    job = api.job(items=4, redundancy=3)
+    # WHEN the client asks for the report before the results exist
+    status, body = api.as_client("GET", f"/jobs/{job['job_id']}/report")
+    # THEN it is not ready yet
+    assert status == 409 and body["error"] == "results_not_ready"
+    # WHEN three workers answer and the round is published
+    _answer(api, job, {name: (lambda n, v=v: {"label": v[n]}) for name, v in {
+        "a": ["pos", "neg", "pos", "neutral"], "b": ["pos", "neg", "neg", "neutral"],
+        "c": ["pos", "neg", "pos", "pos"]}.items()})
+    lines = _results(stack, api, job)
+    status, report = api.as_client("GET", f"/jobs/{job['job_id']}/report")
+    # THEN the report describes the round from its published results
+    assert status == 200
+    assert (report["items"], report["answers"], report["workers"]) == (4, 12, 3)
+    assert -1 <= report["agreement"]["krippendorff_alpha"] <= 1
+    assert report["agreement"]["fleiss_kappa"] is not None  # 3 answers on every item
+    assert [e["item_id"] for e in report["lowest_confidence"]] == \
+        [l["item_id"] for l in sorted(lines, key=lambda l: (l["confidence"], l["item_id"]))]
+    assert report["median_seconds_per_task"] >= 0
+    assert {w["worker_id"] for w in report["worker_summary"]} == \
+        {a["worker_id"] for l in lines for a in l["answers"]}
+    assert all("estimated_accuracy" in w for w in report["worker_summary"])

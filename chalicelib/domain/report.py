@@ -1,0 +1,105 @@
+"""A round's quality report, built from its published result lines (pure, no I/O).
+
+What a client reads before trusting or scaling a job: how far workers agree (Krippendorff's
+alpha, and Fleiss' kappa where every item has the same number of answers), how the labels
+are spread, how often and why items were marked not applicable, how long a task takes, which
+items are least certain, and each worker's share of answers that match the results (and the
+model's estimate of their accuracy, for label jobs).
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from chalicelib.domain import quality
+
+LOWEST_CONFIDENCE_ITEMS = 10
+
+
+def _seconds(leased_at: str | None, submitted_at: str | None) -> float | None:
+    if not leased_at or not submitted_at:
+        return None
+    took = (datetime.fromisoformat(submitted_at.replace("Z", "+00:00"))
+            - datetime.fromisoformat(leased_at.replace("Z", "+00:00"))).total_seconds()
+    return took if took >= 0 else None
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
+
+
+def _value(answer: Mapping[str, Any]) -> Any:
+    """An answer's value as a hashable (None for not applicable)."""
+    if "not_applicable" in answer:
+        return None
+    for key in ("label", "value", "text"):
+        if key in answer:
+            return answer[key]
+    return None
+
+
+def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Mapping[str, Any]],
+                 skills: Mapping[str, float] | None = None) -> dict[str, Any]:
+    """The report of one round from its result lines (as published) and model skills."""
+    units: dict[str, list[Any]] = {}
+    results: Counter = Counter()
+    reasons: list[str] = []
+    durations: list[float] = []
+    methods: Counter = Counter()
+    worker_answers: Counter = Counter()
+    worker_matches: Counter = Counter()
+    confidences: list[tuple[float, str, Mapping[str, Any]]] = []
+    n_answers = 0
+    for line in lines:
+        item = line["item_id"]
+        values = [_value(entry["answer"]) for entry in line["answers"]]
+        units[item] = values
+        n_answers += len(values)
+        reasons += line.get("na_reasons", [])
+        if line.get("method"):
+            methods[line["method"]] += 1
+        result = None if line["answer"] is None else _value(line["answer"])
+        if line["n_answers"]:
+            results["not_applicable" if line["not_applicable"] else result] += 1
+            confidences.append((line["confidence"], item, line))
+        for entry, value in zip(line["answers"], values):
+            worker_answers[entry["worker_id"]] += 1
+            worker_matches[entry["worker_id"]] += value == result
+            took = _seconds(entry.get("leased_at"), entry.get("submitted_at"))
+            if took is not None:
+                durations.append(took)
+    categorical = task_type in ("categorical", "numeric")
+    confidences.sort(key=lambda entry: (entry[0], entry[1]))
+    answered = sum(results.values())
+    workers = [{"worker_id": worker, "answers": count,
+                "agreement_with_results": round(worker_matches[worker] / count, 4),
+                **({"estimated_accuracy": round(skills[worker], 4)}
+                   if skills and worker in skills else {})}
+               for worker, count in sorted(worker_answers.items())]
+    return {
+        "job_id": job_id, "round": round_no, "task_type": task_type,
+        "items": len(units), "answered_items": answered, "answers": n_answers,
+        "workers": len(worker_answers), "methods": dict(methods),
+        # Nominal agreement: labels, and numbers compared as exact values.
+        "agreement": {
+            "krippendorff_alpha": _rounded(quality.krippendorff_alpha_nominal(units))
+            if categorical else None,
+            "fleiss_kappa": _rounded(quality.fleiss_kappa(units)) if categorical else None,
+        },
+        "result_distribution": ({str(label): round(n / answered, 4) for label, n
+                                 in results.most_common()} if categorical and answered else {}),
+        "answer_distribution": ({str(label): round(share, 4) for label, share
+                                 in quality.label_distribution(units).items()}
+                                if categorical else {}),
+        "not_applicable": quality.na_summary(reasons, n_answers),
+        "median_seconds_per_task": quality.median(durations),
+        "mean_confidence": (round(sum(c for c, _, _ in confidences) / len(confidences), 4)
+                            if confidences else None),
+        "lowest_confidence": [
+            {"item_id": item, "external_id": line.get("external_id"), "answer": line["answer"],
+             "confidence": confidence, "n_answers": line["n_answers"]}
+            for confidence, item, line in confidences[:LOWEST_CONFIDENCE_ITEMS]],
+        "worker_summary": workers,
+    }

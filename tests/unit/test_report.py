@@ -1,0 +1,73 @@
+"""The round's quality report (chalicelib.domain.report), from hand-made result lines."""
+import pytest
+
+from chalicelib.domain import quality
+from chalicelib.domain.report import build_report
+
+
+def _line(item, answer, confidence, answers, reasons=(), method="DawidSkene"):
+    """A result line as Publish reads it: answers are (worker, answer, leased, submitted)."""
+    return {"item_id": item, "external_id": f"ext-{item}", "answer": answer,
+            "confidence": confidence, "n_answers": len(answers),
+            "not_applicable": answer is None and bool(answers), "na_reasons": list(reasons),
+            "method": method if answers else None,
+            "answers": [{"worker_id": w, "answer": a, "leased_at": f"2026-11-28T10:00:{l:02d}Z",
+                         "submitted_at": f"2026-11-28T10:00:{s:02d}Z"} for w, a, l, s in answers]}
+
+
+POS, NEG = {"label": "pos"}, {"label": "neg"}
+LINES = [
+    _line("1", POS, 0.99, [("a", POS, 0, 10), ("b", POS, 0, 20), ("c", POS, 0, 30)]),
+    _line("2", NEG, 0.70, [("a", NEG, 0, 12), ("b", POS, 0, 14), ("c", NEG, 0, 16)]),
+    _line("3", None, 0.67, [("a", {"not_applicable": "Not English"}, 0, 5),
+                            ("b", {"not_applicable": "not  english"}, 0, 5),
+                            ("c", POS, 0, 5)], reasons=("Not English", "not  english")),
+    _line("4", None, 0.0, []),
+]
+
+
+def test_a_label_report_has_agreement_shares_na_reasons_times_and_workers():
+    # WHEN the report of a 4-item round is built, with the model's worker skills
+    report = build_report("job_x", 1, "categorical", LINES, {"a": 0.95, "b": 0.6, "c": 0.8})
+    # THEN it counts items, answers and workers
+    assert (report["items"], report["answered_items"], report["answers"], report["workers"]) \
+        == (4, 3, 9, 3)
+    assert report["methods"] == {"DawidSkene": 3}
+    # AND agreement is computed over the answers, N/A left out
+    units = {"1": ["pos"] * 3, "2": ["neg", "pos", "neg"], "3": [None, None, "pos"], "4": []}
+    assert report["agreement"]["krippendorff_alpha"] == round(quality.krippendorff_alpha_nominal(units), 4)
+    assert report["agreement"]["fleiss_kappa"] is None  # items hold 3, 3 and 1 labels
+    # AND the shares of results and of answers are given
+    assert report["result_distribution"] == {"pos": 0.3333, "neg": 0.3333, "not_applicable": 0.3333}
+    assert report["answer_distribution"] == {"pos": 0.7143, "neg": 0.2857}
+    # AND N/A reasons typed differently are grouped, with the N/A rate over all answers
+    assert report["not_applicable"] == {"rate": 2 / 9,
+                                        "reasons": [{"reason": "not english", "count": 2}]}
+    # AND the median task took 12 s (5, 5, 5, 10, 12, 14, 16, 20, 30)
+    assert report["median_seconds_per_task"] == 12
+    # AND the least certain answered items come first
+    assert [entry["item_id"] for entry in report["lowest_confidence"]] == ["3", "2", "1"]
+    # AND each worker's answers, agreement with the results (a matched all three, N/A included;
+    # b missed item 2, c item 3) and estimated accuracy
+    assert report["worker_summary"] == [
+        {"worker_id": "a", "answers": 3, "agreement_with_results": 1.0, "estimated_accuracy": 0.95},
+        {"worker_id": "b", "answers": 3, "agreement_with_results": 0.6667, "estimated_accuracy": 0.6},
+        {"worker_id": "c", "answers": 3, "agreement_with_results": 0.6667, "estimated_accuracy": 0.8},
+    ]
+
+
+def test_a_text_report_leaves_out_label_statistics():
+    line = _line("1", {"text": "hola"}, 0.9, [("a", {"text": "hola"}, 0, 3), ("b", {"text": "hola."}, 0, 4)],
+                 method="medoid")
+    report = build_report("job_t", 1, "translation", [line])
+    assert report["agreement"] == {"krippendorff_alpha": None, "fleiss_kappa": None}
+    assert report["result_distribution"] == {} and report["answer_distribution"] == {}
+    assert report["mean_confidence"] == 0.9 and report["median_seconds_per_task"] == 3.5
+    assert "estimated_accuracy" not in report["worker_summary"][0]
+
+
+def test_an_empty_round_reports_nothing_rather_than_failing():
+    report = build_report("job_e", 1, "categorical", [_line("1", None, 0.0, [])])
+    assert report["answers"] == 0 and report["agreement"]["krippendorff_alpha"] is None
+    assert report["not_applicable"]["rate"] == 0 and report["lowest_confidence"] == []
+    assert report["median_seconds_per_task"] is None and report["mean_confidence"] is None
