@@ -162,6 +162,7 @@ def job_from_model(r: JobModel) -> Job:
         lease_seconds=int(r.lease_seconds), deadline=r.deadline,
         created_at=datetime.fromisoformat(r.created_at).timestamp(), state=r.state,
         required_skills=tuple(sorted(r.required_skills or ())),
+        report_settings=r.report_settings or {},
         ingested_chunks=frozenset(int(c) for c in (r.ingested_chunks or ())),
         answered=int(r.answered or 0), items_done=int(r.items_done or 0),
         round=int(r.round or 1), finalize_at=r.finalize_at, cancelled_at=r.cancelled_at,
@@ -186,7 +187,7 @@ class DynamoJobs:
             chunk_count=job.chunk_count, lease_seconds=job.lease_seconds, deadline=job.deadline,
             created_at=_iso(job.created_at), state=job.state, finalize_at=job.finalize_at,
             required_skills=set(job.required_skills) or None, answered=0, items_done=0,
-            round=job.round,
+            round=job.round, report_settings=job.report_settings or None,
         )
         try:
             with TransactWrite(connection=JobModel._get_connection().connection) as tx:

@@ -107,6 +107,7 @@ class JobModel(Model):
     state = UnicodeAttribute()
     finalize_at = NumberAttribute()
     required_skills = UnicodeSetAttribute(null=True)
+    report_settings = JSONAttribute(null=True)
     ingested_chunks = NumberSetAttribute(null=True)
     answered = NumberAttribute(default=0)
     items_done = NumberAttribute(default=0)

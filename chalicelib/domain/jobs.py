@@ -28,7 +28,7 @@ CHUNK_ITEMS = 25
 CHUNK_BYTES = 200 * 1024
 
 JOB_FIELDS = ("quote_id", "title", "instructions", "items", "answer_schema", "not_applicable",
-              "lease_seconds", "deadline", "required_skills")
+              "lease_seconds", "deadline", "required_skills", "report")
 
 
 def parse_timestamp(value: Any, field: str) -> float:
@@ -81,6 +81,37 @@ def parse_answer_schema(task_type: str, raw: Any) -> dict[str, Any]:
                      prefix=prefix)
     low = v.integer(schema, "min_length", low=1, high=high, default=1, prefix=prefix)
     return {"min_length": low, "max_length": high}
+
+
+MAX_REPORT_ATTRIBUTES = 10
+
+
+def parse_report_settings(task_type: str, schema: Mapping[str, Any], raw: Any) -> dict[str, Any]:
+    """What the quality report should add: an expected label distribution and item attributes."""
+    if raw is None:
+        return {}
+    body = v.require_object(raw, "report")
+    v.reject_unknown(body, ("expected_distribution", "attributes"), "report.")
+    settings: dict[str, Any] = {}
+    attributes = v.string_list(body, "attributes", max_items=MAX_REPORT_ATTRIBUTES, max_length=64,
+                               prefix="report.")
+    if attributes:
+        settings["attributes"] = attributes
+    expected = body.get("expected_distribution")
+    if expected is not None:
+        if answer_kind(task_type) != "categorical":
+            raise InvalidRequest("'report.expected_distribution' is for label jobs",
+                                 field="report.expected_distribution")
+        shares = v.require_object(expected, "report.expected_distribution")
+        v.reject_unknown(shares, schema["labels"], "report.expected_distribution.")
+        for label in shares:
+            v.number(shares, label, low=0, high=1e6, prefix="report.expected_distribution.")
+        if not shares or sum(shares.values()) <= 0:
+            raise InvalidRequest("'report.expected_distribution' needs a positive share",
+                                 field="report.expected_distribution")
+        total = sum(shares.values())
+        settings["expected_distribution"] = {label: share / total for label, share in shares.items()}
+    return settings
 
 
 def parse_items(raw: Any, expected: int) -> list[NewItem]:
@@ -138,6 +169,7 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
         if deadline > now + MAX_DEADLINE_SECONDS:
             raise InvalidRequest("'deadline' may be at most 90 days away", field="deadline")
     skills = v.string_list(body, "required_skills", max_items=10, max_length=64)
+    report = parse_report_settings(quote.task_type, schema, body.get("report"))
     if not skills and quote.cohort:
         skills = [quote.cohort]
     if "items" not in body:
@@ -150,6 +182,6 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
         not_applicable=policy, redundancy=quote.redundancy, reward_cents=quote.reward_cents,
         budget_cents=quote.total_cents, item_count=len(items), chunk_count=len(chunks),
         lease_seconds=lease_seconds, deadline=deadline, created_at=now,
-        required_skills=tuple(skills), finalize_at=deadline,
+        required_skills=tuple(skills), finalize_at=deadline, report_settings=report,
     )
     return job, chunks

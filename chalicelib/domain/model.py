@@ -85,6 +85,9 @@ class Job:
     created_at: float
     state: str = INGESTING
     required_skills: tuple[str, ...] = ()
+    # What the quality report adds: "expected_distribution" (label -> share) and
+    # "attributes" (keys of item data to break agreement and labels down by).
+    report_settings: dict[str, Any] = field(default_factory=dict)
     ingested_chunks: frozenset[int] = frozenset()
     answered: int = 0
     items_done: int = 0

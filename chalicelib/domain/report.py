@@ -8,6 +8,7 @@ model's estimate of their accuracy, for label jobs).
 """
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import datetime
@@ -16,6 +17,7 @@ from typing import Any
 from chalicelib.domain import quality
 
 LOWEST_CONFIDENCE_ITEMS = 10
+MAX_ATTRIBUTE_VALUES = 50
 
 
 def _seconds(leased_at: str | None, submitted_at: str | None) -> float | None:
@@ -40,9 +42,53 @@ def _value(answer: Mapping[str, Any]) -> Any:
     return None
 
 
+def _attribute_value(value: Any) -> str:
+    """An item attribute's value as the key it is grouped under."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+
+
+def by_attribute(lines: list[Mapping[str, Any]], names: Iterable[str], categorical: bool
+                 ) -> dict[str, dict[str, Any]]:
+    """Per tagged item attribute and value: items, agreement and result shares, so skew shows.
+
+    At most MAX_ATTRIBUTE_VALUES values per attribute, the most frequent; the rest are counted
+    under "(other values)".
+    """
+    breakdown: dict[str, dict[str, Any]] = {}
+    for name in names:
+        groups: dict[str, list[Mapping[str, Any]]] = {}
+        for line in lines:
+            value = _attribute_value((line.get("attributes") or {}).get(name))
+            groups.setdefault(value, []).append(line)
+        ranked = sorted(groups.items(), key=lambda entry: (-len(entry[1]), entry[0]))
+        kept, rest = ranked[:MAX_ATTRIBUTE_VALUES], ranked[MAX_ATTRIBUTE_VALUES:]
+        values = {}
+        for value, members in kept:
+            units = {line["item_id"]: [_value(a["answer"]) for a in line["answers"]]
+                     for line in members}
+            results = Counter(("not_applicable" if line["not_applicable"]
+                               else str(_value(line["answer"])))
+                              for line in members if line["n_answers"])
+            answered = sum(results.values())
+            values[value] = {
+                "items": len(members),
+                "krippendorff_alpha": (_rounded(quality.krippendorff_alpha_nominal(units))
+                                       if categorical else None),
+                "result_distribution": {label: round(n / answered, 4)
+                                        for label, n in results.most_common()} if answered else {},
+            }
+        breakdown[name] = {"values": values,
+                           "other_values_items": sum(len(members) for _, members in rest)}
+    return breakdown
+
+
 def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Mapping[str, Any]],
-                 skills: Mapping[str, float] | None = None) -> dict[str, Any]:
-    """The report of one round from its result lines (as published) and model skills."""
+                 skills: Mapping[str, float] | None = None,
+                 settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The report of one round from its result lines (as published), model skills and the
+    job's report settings (expected distribution, attributes)."""
+    settings = settings or {}
+    lines = list(lines)
     units: dict[str, list[Any]] = {}
     results: Counter = Counter()
     reasons: list[str] = []
@@ -78,7 +124,10 @@ def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Map
                 **({"estimated_accuracy": round(skills[worker], 4)}
                    if skills and worker in skills else {})}
                for worker, count in sorted(worker_answers.items())]
-    return {
+    result_distribution = ({str(label): n / answered for label, n in results.most_common()}
+                           if categorical and answered else {})
+    expected = settings.get("expected_distribution")
+    report = {
         "job_id": job_id, "round": round_no, "task_type": task_type,
         "items": len(units), "answered_items": answered, "answers": n_answers,
         "workers": len(worker_answers), "methods": dict(methods),
@@ -88,8 +137,12 @@ def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Map
             if categorical else None,
             "fleiss_kappa": _rounded(quality.fleiss_kappa(units)) if categorical else None,
         },
-        "result_distribution": ({str(label): round(n / answered, 4) for label, n
-                                 in results.most_common()} if categorical and answered else {}),
+        "result_distribution": {label: round(share, 4)
+                                for label, share in result_distribution.items()},
+        # Total variation distance of the results' shares (N/A included) from the client's.
+        "expected_distribution": expected,
+        "distance_from_expected": (round(quality.total_variation_distance(
+            result_distribution, expected), 4) if expected and result_distribution else None),
         "answer_distribution": ({str(label): round(share, 4) for label, share
                                  in quality.label_distribution(units).items()}
                                 if categorical else {}),
@@ -103,3 +156,6 @@ def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Map
             for confidence, item, line in confidences[:LOWEST_CONFIDENCE_ITEMS]],
         "worker_summary": workers,
     }
+    if settings.get("attributes"):
+        report["by_attribute"] = by_attribute(lines, settings["attributes"], categorical)
+    return report

@@ -106,6 +106,7 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     header = {"job_id": job.job_id, "round": round_no, "task_type": job.task_type,
               "answer_schema": job.answer_schema}
     categorical = job.kind == "categorical"
+    attributes = job.report_settings.get("attributes", [])
     batch: list[dict[str, Any]] = []
     written = 0
 
@@ -131,10 +132,14 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
             more = True
             break
         answers = sorted(item.answers.items(), key=lambda entry: entry[1].submitted_at)
-        batch.append({"item_id": item.item_id, "external_id": item.external_id, "answers": [
+        entry = {"item_id": item.item_id, "external_id": item.external_id, "answers": [
             {"worker_id": worker, "assignment_id": a.assignment_id, "answer": a.answer,
              "submitted_at": a.submitted_at, "leased_at": a.leased_at}
-            for worker, a in answers]})
+            for worker, a in answers]}
+        if attributes:
+            data = item.data or {}
+            entry["attributes"] = {name: data.get(name) for name in attributes}
+        batch.append(entry)
         if len(batch) == SHARD_ITEMS:
             flush()
             after, batch = item.item_id, []
@@ -223,9 +228,12 @@ def aggregate_shard(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     for entry in shard["items"]:
         row = fitted["posteriors"].get(entry["item_id"])
         posterior = None if row is None else Posterior(fitted["method"], fitted["classes"], row)
-        lines.append(result_line(aggregate_item(entry["item_id"], shard["task_type"],
-                                                shard["answer_schema"], entry["answers"],
-                                                entry.get("external_id"), posterior)))
+        line = result_line(aggregate_item(entry["item_id"], shard["task_type"],
+                                          shard["answer_schema"], entry["answers"],
+                                          entry.get("external_id"), posterior))
+        if "attributes" in entry:
+            line["attributes"] = entry["attributes"]
+        lines.append(line)
     p.results.put_results(shard["job_id"], lines)
     key = part_key(shard["job_id"], shard["round"], shard["shard"])
     p.blobs.put_text(key, "".join(json.dumps(line) + "\n" for line in lines),
@@ -252,7 +260,7 @@ def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         skills = json.loads(p.blobs.get_text(workers_key(job_id, round_no)))["skills"]
     except NotFound:
         pass  # not a label job, or nothing to fit
-    report = build_report(job_id, round_no, job.task_type, lines, skills)
+    report = build_report(job_id, round_no, job.task_type, lines, skills, job.report_settings)
     p.blobs.put_text(report_key(job_id), json.dumps(report), "application/json")
     return {"job_id": job_id, "round": round_no, "results_key": key, "count": len(lines)}
 

@@ -202,3 +202,50 @@ def test_the_client_reads_the_rounds_quality_report_once_results_are_published(s
     assert {w["worker_id"] for w in report["worker_summary"]} == \
         {a["worker_id"] for l in lines for a in l["answers"]}
     assert all("estimated_accuracy" in w for w in report["worker_summary"])
+
+
+def test_a_report_shows_skew_by_the_attributes_the_client_tagged(stack):
+    # GIVEN a job whose items carry a source, with an expected label split for the report
+    api = Api(stack)
+    items = [{"data": {"text": f"item {n}", "source": "web" if n < 2 else "app"},
+              "external_id": f"ext-{n}"} for n in range(4)]
+    _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 4,
+                                                 "redundancy": 2})
+    status, job = api.as_client("POST", "/jobs", {
+        "quote_id": quote["quote_id"], "instructions": "Label it.",
+        "answer_schema": {"labels": LABELS}, "items": items,
+        "report": {"attributes": ["source"],
+                   "expected_distribution": {"pos": 1, "neg": 1, "neutral": 2}}})
+    assert status == 202, job
+    assert job["report"] == {"attributes": ["source"], "expected_distribution":
+                             {"pos": 0.25, "neg": 0.25, "neutral": 0.5}}
+    stack.drain()
+    # WHEN web items get "pos" and app items "neg" from both workers
+    _answer(api, job, {name: (lambda n: {"label": "pos" if n < 2 else "neg"})
+                       for name in ("a", "b")})
+    lines = _results(stack, api, job)
+    _, report = api.as_client("GET", f"/jobs/{job['job_id']}/report")
+    # THEN results carry the tagged attribute, and the report shows each source's labels
+    assert [line["attributes"] for line in lines] == [{"source": s} for s in ("web", "web", "app", "app")]
+    values = report["by_attribute"]["source"]["values"]
+    assert values["web"]["result_distribution"] == {"pos": 1.0}
+    assert values["app"]["result_distribution"] == {"neg": 1.0}
+    # AND how far the results are from the expected split (half pos, half neg vs 1:1:2)
+    assert report["distance_from_expected"] == 0.5
+
+
+@pytest.mark.parametrize("report, field", [
+    ({"expected_distribution": {"maybe": 1}}, "report.expected_distribution.maybe"),
+    ({"expected_distribution": {"pos": -1}}, "report.expected_distribution.pos"),
+    ({"expected_distribution": {"pos": 0}}, "report.expected_distribution"),
+    ({"attributes": "source"}, "report.attributes"),
+    ({"colour": True}, "report.colour"),
+])
+def test_report_settings_are_checked_field_by_field(stack, report, field):
+    api = Api(stack)
+    _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 1})
+    status, body = api.as_client("POST", "/jobs", {
+        "quote_id": quote["quote_id"], "instructions": "Label it.",
+        "answer_schema": {"labels": LABELS}, "items": [{"data": {"text": "item 0"}}],
+        "report": report})
+    assert status == 400 and body["field"] == field, body

@@ -71,3 +71,21 @@ def test_an_empty_round_reports_nothing_rather_than_failing():
     assert report["answers"] == 0 and report["agreement"]["krippendorff_alpha"] is None
     assert report["not_applicable"]["rate"] == 0 and report["lowest_confidence"] == []
     assert report["median_seconds_per_task"] is None and report["mean_confidence"] is None
+
+
+def test_the_report_measures_distance_from_the_expected_shares_and_breaks_down_by_attribute():
+    # GIVEN the round above, its items tagged with a source, and an expected 50/50 split
+    sources = {"1": "web", "2": "web", "3": "app", "4": "app"}
+    lines = [{**line, "attributes": {"source": sources[line["item_id"]]}} for line in LINES]
+    settings = {"expected_distribution": {"pos": 0.5, "neg": 0.5}, "attributes": ["source"]}
+    # WHEN the report is built
+    report = build_report("job_x", 1, "categorical", lines, None, settings)
+    # THEN the distance is the total variation between results (1/3 each, N/A included) and 50/50
+    assert report["distance_from_expected"] == round(0.5 * (1 / 6 + 1 / 6 + 1 / 3), 4)
+    # AND each source shows its own agreement and result shares
+    web, app = (report["by_attribute"]["source"]["values"][v] for v in ("web", "app"))
+    assert web["items"] == 2 and web["result_distribution"] == {"pos": 0.5, "neg": 0.5}
+    assert web["krippendorff_alpha"] == round(quality.krippendorff_alpha_nominal(
+        {"1": ["pos"] * 3, "2": ["neg", "pos", "neg"]}), 4)
+    assert app["items"] == 2 and app["result_distribution"] == {"not_applicable": 1.0}
+    assert report["by_attribute"]["source"]["other_values_items"] == 0
