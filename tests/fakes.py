@@ -174,7 +174,8 @@ class FakeItems:
             for item in items:
                 state = ItemState(job_id=job_id, item_id=item.item_id,
                                   data=_json_copy(item.data), redundancy=redundancy,
-                                  free=redundancy, external_id=item.external_id)
+                                  free=redundancy, external_id=item.external_id,
+                                  gold=_json_copy(item.gold) if item.gold else None)
                 self.records[(job_id, item.item_id)] = _ItemRecord(state, {}, job_id)
 
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None

@@ -317,7 +317,7 @@ def item_from_model(r: ItemModel) -> ItemState:
     return ItemState(
         job_id=r.job_id, item_id=r.item_id, data=r.data or {}, redundancy=int(r.redundancy),
         free=int(r.free), external_id=r.external_id, leases=leases, answers=answers,
-        seen=frozenset(r.seen or ()), answer_count=int(r.answer_count or 0),
+        seen=frozenset(r.seen or ()), answer_count=int(r.answer_count or 0), gold=r.gold,
     )
 
 
@@ -343,6 +343,7 @@ class DynamoItems:
                 for item in items:
                     tx.save(ItemModel(
                         job_id, item.item_id, data=item.data, external_id=item.external_id,
+                        gold=item.gold,
                         redundancy=redundancy, free=redundancy, answer_count=0, leases={},
                         answers={}, counted={}, ordinals={}, open_job=job_id,
                     ), condition=ItemModel.item_id.does_not_exist())

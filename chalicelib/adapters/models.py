@@ -144,6 +144,7 @@ class ItemModel(Model):
     item_id = UnicodeAttribute(range_key=True)
     data = JSONAttribute(null=True)
     external_id = UnicodeAttribute(null=True)
+    gold = JSONAttribute(null=True)
     redundancy = NumberAttribute()
     free = NumberAttribute()
     answer_count = NumberAttribute(default=0)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -127,7 +128,7 @@ def parse_items(raw: Any, expected: int) -> list[NewItem]:
         name = f"items[{index}]"
         if not isinstance(entry, Mapping):
             raise InvalidRequest(f"'{name}' must be an object", field=name)
-        v.reject_unknown(entry, ("data", "external_id"), f"{name}.")
+        v.reject_unknown(entry, ("data", "external_id", "gold"), f"{name}.")
         data = entry.get("data")
         if not isinstance(data, Mapping) or not data:
             raise InvalidRequest(f"'{name}.data' must be a non-empty object", field=f"{name}.data")
@@ -135,14 +136,19 @@ def parse_items(raw: Any, expected: int) -> list[NewItem]:
             raise PayloadTooLarge(f"'{name}.data' is over {MAX_ITEM_BYTES} bytes",
                                   field=f"{name}.data")
         external = v.text(entry, "external_id", max_length=128, required=False, prefix=f"{name}.")
-        items.append(NewItem(item_id(index), dict(data), external))
+        gold = entry.get("gold")
+        if gold is not None and not isinstance(gold, Mapping):
+            raise InvalidRequest(f"'{name}.gold' must be an answer object", field=f"{name}.gold")
+        items.append(NewItem(item_id(index), dict(data), external,
+                             None if gold is None else dict(gold)))
     return items
 
 
 def chunk_items(items: list[NewItem]) -> list[list[NewItem]]:
     """Cut items into ingest chunks of at most CHUNK_ITEMS items and CHUNK_BYTES bytes."""
     return list(batches(items, CHUNK_ITEMS, CHUNK_BYTES,
-                        lambda item: len(json.dumps(item.data, separators=(",", ":"))) + 200))
+                        lambda item: len(json.dumps([item.data, item.gold],
+                                                    separators=(",", ":"))) + 200))
 
 
 def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
@@ -175,13 +181,29 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
     if "items" not in body:
         raise InvalidRequest("'items' is required", field="items")
     items = parse_items(body["items"], quote.items)
-    chunks = chunk_items(items)
     job = Job(
         job_id=new_id("job"), client_id=client_id, quote_id=quote.quote_id, title=title,
         task_type=quote.task_type, instructions=instructions, answer_schema=schema,
         not_applicable=policy, redundancy=quote.redundancy, reward_cents=quote.reward_cents,
-        budget_cents=quote.total_cents, item_count=len(items), chunk_count=len(chunks),
+        budget_cents=quote.total_cents, item_count=len(items), chunk_count=0,
         lease_seconds=lease_seconds, deadline=deadline, created_at=now,
         required_skills=tuple(skills), finalize_at=deadline, report_settings=report,
     )
-    return job, chunks
+    items = [replace(item, gold=parse_gold(job, index, item.gold)) if item.gold else item
+             for index, item in enumerate(items)]
+    chunks = chunk_items(items)
+    return replace(job, chunk_count=len(chunks)), chunks
+
+
+def parse_gold(job: Job, index: int, gold: dict[str, Any]) -> dict[str, Any]:
+    """A gold item's known answer in stored form, checked like a worker's answer would be."""
+    from chalicelib.domain.answers import validate_answer
+
+    name = f"items[{index}].gold"
+    if NA_KEY in gold:
+        raise InvalidRequest(f"'{name}' must be an answer, not 'not_applicable'", field=name)
+    try:
+        return validate_answer(job, gold)
+    except InvalidRequest as error:
+        raise InvalidRequest(f"'{name}': {error.message}",
+                             field=f"{name}.{error.field}" if error.field else name) from error

@@ -122,6 +122,8 @@ class NewItem:
     item_id: str
     data: dict[str, Any]
     external_id: str | None = None
+    # The known answer of a gold item, in stored answer form; never shown to workers.
+    gold: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -162,6 +164,7 @@ class ItemState:
     answers: dict[str, StoredAnswer] = field(default_factory=dict)
     seen: frozenset[str] = frozenset()
     answer_count: int = 0
+    gold: dict[str, Any] | None = None
 
     @property
     def complete(self) -> bool:

@@ -97,6 +97,9 @@ def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Map
     worker_answers: Counter = Counter()
     worker_matches: Counter = Counter()
     confidences: list[tuple[float, str, Mapping[str, Any]]] = []
+    gold_answers: Counter = Counter()
+    gold_correct: Counter = Counter()
+    gold_items = 0
     n_answers = 0
     for line in lines:
         item = line["item_id"]
@@ -110,8 +113,13 @@ def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Map
         if line["n_answers"]:
             results["not_applicable" if line["not_applicable"] else result] += 1
             confidences.append((line["confidence"], item, line))
+        gold = _value(line["gold"]) if line.get("gold") else None
+        gold_items += gold is not None
         for entry, value in zip(line["answers"], values):
             worker_answers[entry["worker_id"]] += 1
+            if gold is not None:
+                gold_answers[entry["worker_id"]] += 1
+                gold_correct[entry["worker_id"]] += value == gold
             worker_matches[entry["worker_id"]] += value == result
             took = _seconds(entry.get("leased_at"), entry.get("submitted_at"))
             if took is not None:
@@ -122,8 +130,13 @@ def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Map
     workers = [{"worker_id": worker, "answers": count,
                 "agreement_with_results": round(worker_matches[worker] / count, 4),
                 **({"estimated_accuracy": round(skills[worker], 4)}
-                   if skills and worker in skills else {})}
+                   if skills and worker in skills else {}),
+                **({"gold_answers": gold_answers[worker], "gold_correct": gold_correct[worker],
+                    # Beta(1, 1) prior: one right and one wrong answer before any gold is seen.
+                    "gold_accuracy": round((gold_correct[worker] + 1) / (gold_answers[worker] + 2), 4)}
+                   if gold_items else {})}
                for worker, count in sorted(worker_answers.items())]
+    all_gold = sum(gold_answers.values())
     result_distribution = ({str(label): n / answered for label, n in results.most_common()}
                            if categorical and answered else {})
     expected = settings.get("expected_distribution")
@@ -155,6 +168,8 @@ def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Map
              "confidence": confidence, "n_answers": line["n_answers"]}
             for confidence, item, line in confidences[:LOWEST_CONFIDENCE_ITEMS]],
         "worker_summary": workers,
+        "gold": {"items": gold_items, "answers": all_gold,
+                 "accuracy": round(sum(gold_correct.values()) / all_gold, 4) if all_gold else None},
     }
     if settings.get("attributes"):
         report["by_attribute"] = by_attribute(lines, settings["attributes"], categorical)

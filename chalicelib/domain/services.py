@@ -136,7 +136,8 @@ def post_job(p: Platform, client: Principal, body: Any) -> Job:
     try:
         p.ingest_queue.send_many([
             {"job_id": job.job_id, "chunk": index,
-             "items": [{"item_id": i.item_id, "data": i.data, "external_id": i.external_id}
+             "items": [{"item_id": i.item_id, "data": i.data, "external_id": i.external_id,
+                        **({"gold": i.gold} if i.gold else {})}
                        for i in chunk]}
             for index, chunk in enumerate(chunks)
         ])
@@ -250,7 +251,8 @@ def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
     if job is None or message["chunk"] in job.ingested_chunks:
         return
     if job.state == INGESTING:
-        items = [NewItem(i["item_id"], i["data"], i.get("external_id")) for i in message["items"]]
+        items = [NewItem(i["item_id"], i["data"], i.get("external_id"), i.get("gold"))
+                 for i in message["items"]]
         p.items.put_items(job.job_id, job.redundancy, items)
     job = p.jobs.mark_chunk_ingested(job.job_id, message["chunk"])
     if job is None:  # abandoned meanwhile: its quote was freed and it will never start

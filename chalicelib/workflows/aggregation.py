@@ -115,8 +115,10 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         p.blobs.put_text(answers_key(job.job_id, round_no, shard),
                          json.dumps({**header, "shard": shard, "items": batch}), "application/json")
         if categorical:
-            votes: dict[str, list[str]] = {"items": [], "workers": [], "labels": []}
+            votes: dict[str, Any] = {"items": [], "workers": [], "labels": [], "gold": {}}
             for entry in batch:
+                if "gold" in entry:
+                    votes["gold"][entry["item_id"]] = entry["gold"]["label"]
                 for answer in entry["answers"]:
                     votes["items"].append(entry["item_id"])
                     votes["workers"].append(answer["worker_id"])
@@ -139,6 +141,8 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         if attributes:
             data = item.data or {}
             entry["attributes"] = {name: data.get(name) for name in attributes}
+        if item.gold:
+            entry["gold"] = item.gold
         batch.append(entry)
         if len(batch) == SHARD_ITEMS:
             flush()
@@ -173,16 +177,20 @@ def fit_model(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         items: list[str] = []
         workers: list[str] = []
         labels: list[str] = []
+        gold: dict[str, str] = {}
         shard_items: list[list[str]] = []
         for shard in range(shard_count):
             votes = json.loads(p.blobs.get_text(votes_key(job_id, round_no, shard)))
             items += votes["items"]
             workers += votes["workers"]
             labels += votes["labels"]
+            gold.update(votes.get("gold", {}))
             shard_items.append(list(dict.fromkeys(votes["items"])))
         job = _job(p, job_id)
         engine = default_model(label_order=job.answer_schema["labels"])
-        engine.fit(items, workers, labels)
+        # Gold items are clamped to their known label, which teaches the model about the
+        # workers who answered them.
+        engine.fit(items, workers, labels, gold=gold)
         method = getattr(engine, "chosen_", type(engine).__name__)
         row = {item: index for index, item in enumerate(engine.items_)}
         probas = engine.probas_array_.round(6).tolist()
@@ -233,6 +241,8 @@ def aggregate_shard(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
                                           entry.get("external_id"), posterior))
         if "attributes" in entry:
             line["attributes"] = entry["attributes"]
+        if "gold" in entry:
+            line["gold"] = entry["gold"]
         lines.append(line)
     p.results.put_results(shard["job_id"], lines)
     key = part_key(shard["job_id"], shard["round"], shard["shard"])

@@ -249,3 +249,56 @@ def test_report_settings_are_checked_field_by_field(stack, report, field):
         "answer_schema": {"labels": LABELS}, "items": [{"data": {"text": "item 0"}}],
         "report": report})
     assert status == 400 and body["field"] == field, body
+
+
+def test_gold_items_are_never_shown_as_gold_clamp_their_result_and_score_the_workers(stack):
+    # GIVEN a 4-item job whose first two items are gold
+    api = Api(stack)
+    gold = {0: {"label": "neg"}, 1: {"label": "pos"}}
+    _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 4,
+                                                 "redundancy": 2})
+    status, job = api.as_client("POST", "/jobs", {
+        "quote_id": quote["quote_id"], "instructions": "Label it.",
+        "answer_schema": {"labels": LABELS}, "items": [
+            {"data": {"text": f"item {n}"}, "external_id": f"ext-{n}",
+             **({"gold": gold[n]} if n in gold else {})} for n in range(4)]})
+    assert status == 202, job
+    stack.drain()
+    # WHEN two workers answer everything "pos", recording every task they are shown
+    shown = []
+    for name in ("a", "b"):
+        token = api.worker(name)
+        while True:
+            status, task = api.lease(token, job["job_id"])
+            if status != 200 or not task:
+                break
+            shown.append(task)
+            assert api.submit(token, task["assignment_id"], {"label": "pos"})[0] == 200
+    lines = _results(stack, api, job)
+    # THEN no task said anything about gold: same fields, and no "gold" anywhere
+    assert len(shown) == 8 and all("gold" not in json.dumps(task) for task in shown)
+    assert len({tuple(sorted(task)) for task in shown}) == 1
+    assert len({tuple(sorted(task["item"])) for task in shown}) == 1
+    # AND gold items publish their known label with full confidence, and say they are gold
+    assert [line.get("gold") for line in lines] == [{"label": "neg"}, {"label": "pos"}, None, None]
+    assert lines[0]["answer"] == {"label": "neg"} and lines[0]["confidence"] == 1.0
+    # AND the report scores the workers on gold: each got 1 of 2 right
+    _, report = api.as_client("GET", f"/jobs/{job['job_id']}/report")
+    assert report["gold"] == {"items": 2, "answers": 4, "accuracy": 0.5}
+    assert {(w["gold_answers"], w["gold_correct"], w["gold_accuracy"])
+            for w in report["worker_summary"]} == {(2, 1, 0.5)}
+
+
+@pytest.mark.parametrize("gold, field", [
+    ({"label": "maybe"}, "items[0].gold.label"),
+    ({"not_applicable": "x"}, "items[0].gold"),
+    ("pos", "items[0].gold"),
+    ({"text": "hi"}, "items[0].gold.text"),
+])
+def test_a_gold_answer_is_checked_like_a_workers_answer(stack, gold, field):
+    api = Api(stack)
+    _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 1})
+    status, body = api.as_client("POST", "/jobs", {
+        "quote_id": quote["quote_id"], "instructions": "Label it.",
+        "answer_schema": {"labels": LABELS}, "items": [{"data": {"text": "item 0"}, "gold": gold}]})
+    assert status == 400 and body["field"] == field, body

@@ -89,3 +89,18 @@ def test_the_report_measures_distance_from_the_expected_shares_and_breaks_down_b
         {"1": ["pos"] * 3, "2": ["neg", "pos", "neg"]}), 4)
     assert app["items"] == 2 and app["result_distribution"] == {"not_applicable": 1.0}
     assert report["by_attribute"]["source"]["other_values_items"] == 0
+
+
+def test_gold_items_give_each_worker_a_smoothed_gold_accuracy():
+    # GIVEN items 1 and 2 are gold (pos and neg): a got both right, b one, c both
+    lines = [{**LINES[0], "gold": POS}, {**LINES[1], "gold": NEG}, LINES[2], LINES[3]]
+    # WHEN the report is built
+    report = build_report("job_g", 1, "categorical", lines)
+    # THEN the crowd's raw gold accuracy is 5 of 6, and each worker's is Beta(1,1)-smoothed
+    assert report["gold"] == {"items": 2, "answers": 6, "accuracy": round(5 / 6, 4)}
+    by_worker = {w["worker_id"]: w for w in report["worker_summary"]}
+    assert (by_worker["a"]["gold_correct"], by_worker["a"]["gold_accuracy"]) == (2, 0.75)
+    assert (by_worker["b"]["gold_correct"], by_worker["b"]["gold_accuracy"]) == (1, 0.5)
+    # AND a round without gold says so
+    assert build_report("job_n", 1, "categorical", LINES)["gold"] == \
+        {"items": 0, "answers": 0, "accuracy": None}
