@@ -77,9 +77,19 @@ def get_results(job_id: str) -> dict:
 
 @bp.route("/jobs/{job_id}/report", methods=["GET"])
 @json_errors
-def job_report(job_id: str) -> dict:
-    """The quality report of the job's published round."""
-    return services.job_report(platform(), _client(), job_id)
+def job_report(job_id: str) -> dict | Response:
+    """The quality report of the job's published round: JSON, or HTML with charts when asked
+    (`?format=html`, or a browser's `Accept: text/html`)."""
+    report = services.job_report(platform(), _client(), job_id)
+    request = bp.current_request
+    wants_html = (request.query_params or {}).get("format") == "html" or \
+        "text/html" in (request.headers.get("accept") or "")
+    if not wants_html:
+        return report
+    from chalicelib.api.report_page import render
+
+    return Response(body=render(report), status_code=200,
+                    headers={"Content-Type": "text/html; charset=utf-8"})
 
 
 @bp.route("/jobs/{job_id}/results/download", methods=["GET"])

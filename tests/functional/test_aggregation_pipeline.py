@@ -302,3 +302,34 @@ def test_a_gold_answer_is_checked_like_a_workers_answer(stack, gold, field):
         "quote_id": quote["quote_id"], "instructions": "Label it.",
         "answer_schema": {"labels": LABELS}, "items": [{"data": {"text": "item 0"}, "gold": gold}]})
     assert status == 400 and body["field"] == field, body
+
+
+def test_the_report_comes_as_an_html_page_with_charts_and_escaped_labels(stack):
+    # GIVEN a finished job whose labels and N/A reasons carry markup
+    api = Api(stack)
+    labels = ["<b>pos</b>", "neg & co"]
+    _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 2,
+                                                 "redundancy": 2})
+    _, job = api.as_client("POST", "/jobs", {
+        "quote_id": quote["quote_id"], "instructions": "Label it.", "answer_schema": {"labels": labels},
+        "not_applicable": "allowed_with_reason", "items": [{"data": {"text": f"item {n}"}} for n in range(2)],
+        "report": {"expected_distribution": {"<b>pos</b>": 1, "neg & co": 1}}})
+    stack.drain()
+    _answer(api, job, {"a": lambda n: {"label": labels[n]},
+                       "b": lambda n: {"not_applicable": "<script>alert(1)</script>"}})
+    _results(stack, api, job)
+    # WHEN the client asks for HTML, by query or by Accept header
+    for path, headers in ((f"/jobs/{job['job_id']}/report?format=html", {}),
+                          (f"/jobs/{job['job_id']}/report", {"Accept": "text/html"})):
+        response = api.http.get(path, headers={"X-Api-Key": api.key, **headers})
+        page = response.body.decode()
+        # THEN it is a page with SVG charts, and nothing from the job is markup
+        assert response.status_code == 200
+        assert response.headers["Content-Type"].startswith("text/html")
+        assert page.startswith("<!doctype html>") and page.count("<svg") == 2
+        assert "<script>" not in page and "&lt;script&gt;" in page
+        assert "<b>pos</b>" not in page and "&lt;b&gt;pos&lt;/b&gt;" in page
+        assert "neg &amp; co" in page and "Krippendorff" in page
+    # AND without asking, it is still JSON
+    status, report = api.as_client("GET", f"/jobs/{job['job_id']}/report")
+    assert status == 200 and report["job_id"] == job["job_id"]

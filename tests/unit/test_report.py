@@ -104,3 +104,19 @@ def test_gold_items_give_each_worker_a_smoothed_gold_accuracy():
     # AND a round without gold says so
     assert build_report("job_n", 1, "categorical", LINES)["gold"] == \
         {"items": 0, "answers": 0, "accuracy": None}
+
+
+def test_the_html_page_shows_every_section_of_a_full_report():
+    from chalicelib.api.report_page import render
+
+    lines = [{**LINES[0], "gold": POS, "attributes": {"source": "web"}},
+             {**LINES[1], "attributes": {"source": "<app>"}}, LINES[2], LINES[3]]
+    report = build_report("job_h", 2, "categorical", lines, {"a": 0.9, "b": 0.5, "c": 0.7},
+                          {"expected_distribution": {"pos": 0.5, "neg": 0.5}, "attributes": ["source"]})
+    page = render(report)
+    # the label chart: pos and neg have results, answers and expected bars, N/A a result bar
+    # only; the worker chart: agreement, model estimate and gold for each of three workers
+    assert page.count("<svg") == 2 and page.count("<rect") == (3 + 3 + 1) + 3 * 3
+    for text in ("round 2", "Distance of the results", "By source", "&lt;app&gt;",
+                 "Least certain items", "not english", "gold accuracy"):
+        assert text in page, text
