@@ -115,11 +115,11 @@ class StageRecorder:
         """The shard list inline, or (distributed) only in an S3 manifest."""
         job, round_ = event["job_id"], event["round"]
         shards = [{"job_id": job, "round": round_, "shard": n, "key": f"answers/{job}/{round_}/{n}.json",
-                   "model_key": f"models/{job}/{round_}.json"} for n in range(event["shard_count"])]
+                   "posteriors_key": f"jobs/{job}/rounds/{round_}/posteriors/{n:05d}.json"} for n in range(event["shard_count"])]
         manifest = f"jobs/{job}/rounds/{round_}/manifest.json"
         boto3.client("s3").put_object(Bucket=self.bucket, Key=manifest, Body=json.dumps(shards).encode())
         return {"job_id": job, "round": round_, "shard_count": event["shard_count"],
-                "model_key": shards[0]["model_key"], "manifest_key": manifest,
+                "manifest_key": manifest,
                 "distributed": self.distributed, "shards": [] if self.distributed else shards}
 
     def aggregate_shard(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -379,7 +379,7 @@ def test_aggregation_passes_data_from_stage_to_stage_through_the_map(
     (fit_input,) = stages.calls["fit_model"]
     assert (fit_input["shard_count"], fit_input["more"]) == (3, False)
     assert sorted(e["shard"] for e in stages.calls["aggregate_shard"]) == [0, 1, 2]
-    assert stages.calls["aggregate_shard"][0].keys() == {"job_id", "round", "shard", "key", "model_key"}
+    assert stages.calls["aggregate_shard"][0].keys() == {"job_id", "round", "shard", "key", "posteriors_key"}
     # AND Publish got FitModel's output, the Map's results left out of the state
     (publish_input,) = stages.calls["publish_results"]
     assert (publish_input["shard_count"], publish_input["distributed"]) == (3, False)
@@ -404,7 +404,8 @@ def test_a_big_round_runs_its_shards_in_a_distributed_map_read_from_the_s3_manif
     # THEN every shard of the manifest went to aggregate_shard (as child executions)
     assert execution["status"] == "SUCCEEDED", execution.get("cause")
     assert sorted(e["shard"] for e in stages.calls["aggregate_shard"]) == [0, 1, 2, 3, 4]
-    assert {e["model_key"] for e in stages.calls["aggregate_shard"]} == {"models/job-8/1.json"}
+    assert {e["posteriors_key"] for e in stages.calls["aggregate_shard"]} == {
+        f"jobs/job-8/rounds/1/posteriors/{n:05d}.json" for n in range(5)}
     # AND the state never carried the shard list; Publish and MarkDone still ran once
     (publish_input,) = stages.calls["publish_results"]
     assert publish_input["shards"] == [] and publish_input["distributed"] is True
