@@ -98,6 +98,27 @@ def work(base_url: str, worker: SimulatedWorker, job_id: str, truth: dict[str, s
         worker.correct += label == expected
 
 
+def _answer_with(base_url: str, crowd: list, job_id: str, truth: dict[str, str]) -> None:
+    """Every simulated worker answers what it is offered, in parallel, until none is left."""
+    threads = [threading.Thread(target=work, args=(base_url, w, job_id, truth)) for w in crowd]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _wait_for(base_url: str, client: dict, job_id: str, states: tuple[str, ...],
+              timeout: float = 60.0) -> dict[str, Any]:
+    """Poll the job until it reaches one of states (or the timeout passes)."""
+    since = time.monotonic()
+    while True:
+        # Production items open through the ingest queue: the first polls may find none yet.
+        _, job = call(base_url, "GET", f"/jobs/{job_id}", headers=client)
+        if job["state"] in states or time.monotonic() - since > timeout:
+            return job
+        time.sleep(0.5)
+
+
 def run_demo(base_url: str, client_key: str, items: int = 200, redundancy: int = 3,
              workers: int = 12, seed: int = 1, out=sys.stdout,
              report_out: str | None = None) -> dict[str, Any]:
@@ -116,6 +137,7 @@ def run_demo(base_url: str, client_key: str, items: int = 200, redundancy: int =
         "quote_id": quote["quote_id"], "title": "Review sentiment",
         "instructions": "Is the review positive, negative or neutral about the product?",
         "answer_schema": {"labels": LABELS}, "lease_seconds": 120,
+        "pilot": {"items": max(1, len(rows) // 10)},
         "items": [{"external_id": row["external_id"], "data": {"text": row["text"]}}
                   for row in rows]}, client)
     job_id = job["job_id"]
@@ -130,17 +152,27 @@ def run_demo(base_url: str, client_key: str, items: int = 200, redundancy: int =
     for worker in crowd:
         _, registered = call(base_url, "POST", "/workers", {"name": worker.name, "skills": ["en"]})
         worker.token = registered["token"]
-    threads = [threading.Thread(target=work, args=(base_url, w, job_id, truth)) for w in crowd]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    answered_at = time.monotonic()
-    while True:
+    print(f"pilot: {job['pilot_items']} items", file=out)
+    _answer_with(base_url, crowd, job_id, truth)
+    job = _wait_for(base_url, client, job_id, ("paused", "done", "failed"))
+    if job["state"] != "paused":
+        raise RuntimeError(f"the pilot ended in state {job['state']}: {job.get('error')}")
+    _, pilot = call(base_url, "GET", f"/jobs/{job_id}/report", headers=client)
+    print(f"calibration report of the pilot: {pilot['items']} items, Krippendorff's alpha "
+          f"{pilot['agreement']['krippendorff_alpha']}, mean confidence "
+          f"{pilot['mean_confidence']}", file=out)
+    _, job = call(base_url, "POST", f"/jobs/{job_id}/promote",
+                  {"reason": "pilot agreement looks fine"}, client)
+    print(f"promoted to {job['phase']}", file=out)
+    while job["state"] == "active":
+        # The held items open through the ingest queue within moments; until every item has
+        # its answers, a worker told "nothing now" asks again.
+        _answer_with(base_url, crowd, job_id, truth)
         _, job = call(base_url, "GET", f"/jobs/{job_id}", headers=client)
-        if job["state"] in ("done", "failed") or time.monotonic() - answered_at > 60:
-            break
-        time.sleep(0.5)
+        if job["state"] == "active":
+            time.sleep(1.0)
+    answered_at = time.monotonic()
+    job = _wait_for(base_url, client, job_id, ("done", "failed"))
     if job["state"] != "done":
         raise RuntimeError(f"job ended in state {job['state']}: {job.get('error')}")
     results, cursor = [], None

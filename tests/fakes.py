@@ -175,8 +175,24 @@ class FakeItems:
                 state = ItemState(job_id=job_id, item_id=item.item_id,
                                   data=_json_copy(item.data), redundancy=redundancy,
                                   free=redundancy, external_id=item.external_id,
-                                  gold=_json_copy(item.gold) if item.gold else None)
-                self.records[(job_id, item.item_id)] = _ItemRecord(state, {}, job_id)
+                                  gold=_json_copy(item.gold) if item.gold else None,
+                                  held=item.held)
+                self.records[(job_id, item.item_id)] = _ItemRecord(
+                    state, {}, None if item.held else job_id)
+
+    def held_item_ids(self, job_id: str) -> list[str]:
+        """Ids of the job's items held back from its pilot."""
+        with self._lock:
+            return [record.state.item_id for record in self._of_job(job_id) if record.state.held]
+
+    def open_held(self, job_id: str, item_ids: Sequence[str]) -> None:
+        """Open held items (an item opened before is left alone)."""
+        with self._lock:
+            for item_id in item_ids:
+                record = self.records.get((job_id, item_id))
+                if record is not None and record.state.held:
+                    record.state.held = False
+                    record.open_job = job_id
 
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None
                    ) -> list[ItemState]:
@@ -358,8 +374,9 @@ class FakeJobs:
             return copy.deepcopy(job)
 
     def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
-                   **changes: Any) -> bool:
-        """Move the job if it is in one of from_states, setting changes (None removes)."""
+                   record: dict[str, Any] | None = None, **changes: Any) -> bool:
+        """Move the job if it is in one of from_states, setting changes (None removes) and
+        appending the record to its history."""
         with self._lock:
             job = self.jobs.get(job_id)
             if job is None or job.state not in from_states:
@@ -370,6 +387,8 @@ class FakeJobs:
             job.state = to_state
             for name, value in changes.items():
                 setattr(job, name, value)
+            if record is not None:
+                job.transitions = job.transitions + (_json_copy(record),)
             return True
 
     def record_counted(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:

@@ -163,6 +163,9 @@ def job_from_model(r: JobModel) -> Job:
         created_at=datetime.fromisoformat(r.created_at).timestamp(), state=r.state,
         required_skills=tuple(sorted(r.required_skills or ())),
         report_settings=r.report_settings or {},
+        phase=r.phase or "production", pilot_items=int(r.pilot_items or 0),
+        instruction_version=int(r.instruction_version or 1), promotion=r.promotion or {},
+        transitions=tuple(json.loads(entry) for entry in (r.transitions or ())),
         ingested_chunks=frozenset(int(c) for c in (r.ingested_chunks or ())),
         answered=int(r.answered or 0), items_done=int(r.items_done or 0),
         round=int(r.round or 1), finalize_at=r.finalize_at, cancelled_at=r.cancelled_at,
@@ -188,6 +191,9 @@ class DynamoJobs:
             created_at=_iso(job.created_at), state=job.state, finalize_at=job.finalize_at,
             required_skills=set(job.required_skills) or None, answered=0, items_done=0,
             round=job.round, report_settings=job.report_settings or None,
+            phase=job.phase, pilot_items=job.pilot_items,
+            instruction_version=job.instruction_version, promotion=job.promotion or None,
+            transitions=[json.dumps(entry) for entry in job.transitions],
         )
         try:
             with TransactWrite(connection=JobModel._get_connection().connection) as tx:
@@ -237,9 +243,13 @@ class DynamoJobs:
         return job_from_model(JobModel.from_raw_data(raw)) if ok and raw else None
 
     def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
-                   **changes: Any) -> bool:
-        """Conditional state change with extra attributes set alongside."""
+                   record: Mapping[str, Any] | None = None, **changes: Any) -> bool:
+        """Conditional state change with extra attributes set alongside, and the change
+        appended to the job's history when a record is given."""
         actions = [JobModel.state.set(to_state)]
+        if record is not None:
+            actions.append(JobModel.transitions.set(
+                JobModel.transitions.append([json.dumps(record)])))
         for name, value in changes.items():
             attribute = getattr(JobModel, name)
             actions.append(attribute.remove() if value is None else attribute.set(value))
@@ -305,7 +315,7 @@ def _lease_from(raw: dict[str, Any]) -> Lease:
 
 def _answer_from(raw: dict[str, Any], ordinal: Any) -> StoredAnswer:
     return StoredAnswer(raw["aid"], json.loads(raw["ans"]), float(raw["at"]), float(raw["lat"]),
-                        None if ordinal is None else int(ordinal))
+                        None if ordinal is None else int(ordinal), int(raw.get("iv", 1)))
 
 
 def item_from_model(r: ItemModel) -> ItemState:
@@ -318,6 +328,7 @@ def item_from_model(r: ItemModel) -> ItemState:
         job_id=r.job_id, item_id=r.item_id, data=r.data or {}, redundancy=int(r.redundancy),
         free=int(r.free), external_id=r.external_id, leases=leases, answers=answers,
         seen=frozenset(r.seen or ()), answer_count=int(r.answer_count or 0), gold=r.gold,
+        held=bool(r.held),
     )
 
 
@@ -341,11 +352,13 @@ class DynamoItems:
         try:
             with TransactWrite(connection=ItemModel._get_connection().connection) as tx:
                 for item in items:
+                    # A held item stays out of the open-items index until production.
                     tx.save(ItemModel(
                         job_id, item.item_id, data=item.data, external_id=item.external_id,
-                        gold=item.gold,
+                        gold=item.gold, held=True if item.held else None,
                         redundancy=redundancy, free=redundancy, answer_count=0, leases={},
-                        answers={}, counted={}, ordinals={}, open_job=job_id,
+                        answers={}, counted={}, ordinals={},
+                        open_job=None if item.held else job_id,
                     ), condition=ItemModel.item_id.does_not_exist())
         except TransactWriteError as error:
             _raise_transient(error)
@@ -364,6 +377,19 @@ class DynamoItems:
             if limit is not None and len(found) >= limit:
                 break
         return found
+
+    def held_item_ids(self, job_id: str) -> list[str]:
+        """Ids of the job's items held back from its pilot."""
+        return [record.item_id for record in ItemModel.query(
+            job_id, filter_condition=ItemModel.held.exists(), consistent_read=True,
+            attributes_to_get=["item_id"])]
+
+    def open_held(self, job_id: str, item_ids: Sequence[str]) -> None:
+        """Put held items into the open-items index (an item opened before is left alone)."""
+        for item_id in item_ids:
+            _update_raw(ItemModel, job_id, item_id,
+                        [ItemModel.open_job.set(job_id), ItemModel.held.remove()],
+                        ItemModel.held.exists())
 
     def get_item(self, job_id: str, item_id: str) -> ItemState | None:
         """One item, strongly consistent."""
@@ -391,7 +417,8 @@ class DynamoItems:
                    now: float) -> SlotOutcome:
         """Turn a live lease into an accepted answer: one conditional write, exactly once."""
         value = {"aid": answer.assignment_id, "ans": json.dumps(answer.answer),
-                 "at": answer.submitted_at, "lat": answer.leased_at}
+                 "at": answer.submitted_at, "lat": answer.leased_at,
+                 "iv": answer.instruction_version}
         lease = ItemModel.leases[worker_id]
         # The answer's ordinal is the count before this write: DynamoDB orders the writes.
         actions = [lease.remove(), ItemModel.answers[worker_id].set(value),

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pynamodb.attributes import (
-    BooleanAttribute, JSONAttribute, MapAttribute, NumberAttribute, NumberSetAttribute,
+    BooleanAttribute, JSONAttribute, ListAttribute, MapAttribute, NumberAttribute, NumberSetAttribute,
     UnicodeAttribute, UnicodeSetAttribute,
 )
 from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
@@ -108,6 +108,12 @@ class JobModel(Model):
     finalize_at = NumberAttribute()
     required_skills = UnicodeSetAttribute(null=True)
     report_settings = JSONAttribute(null=True)
+    phase = UnicodeAttribute(default="production")
+    pilot_items = NumberAttribute(default=0)
+    instruction_version = NumberAttribute(default=1)
+    promotion = JSONAttribute(null=True)
+    # JSON texts, oldest first; appended to by every transition.
+    transitions = ListAttribute(of=UnicodeAttribute, default=list)
     ingested_chunks = NumberSetAttribute(null=True)
     answered = NumberAttribute(default=0)
     items_done = NumberAttribute(default=0)
@@ -145,6 +151,7 @@ class ItemModel(Model):
     data = JSONAttribute(null=True)
     external_id = UnicodeAttribute(null=True)
     gold = JSONAttribute(null=True)
+    held = BooleanAttribute(null=True)
     redundancy = NumberAttribute()
     free = NumberAttribute()
     answer_count = NumberAttribute(default=0)

@@ -54,13 +54,34 @@ def get_job(job_id: str) -> dict:
     return job_view(job, services.job_progress(p, job))
 
 
+@bp.route("/jobs/{job_id}/stop", methods=["POST"])
+@json_errors
+def stop_job(job_id: str) -> dict:
+    """End the job: no new leases; leased work may still be submitted, then what was
+    answered is aggregated. A job paused in calibration ends at once."""
+    client = _client()
+    p = platform()
+    job = services.stop_job(p, client, job_id)
+    return job_view(job, services.job_progress(p, job))
+
+
 @bp.route("/jobs/{job_id}/cancel", methods=["POST"])
 @json_errors
 def cancel_job(job_id: str) -> dict:
-    """Stop new leases; leased work may still be submitted."""
+    """The earlier name of /stop, kept for existing clients."""
+    return stop_job(job_id)
+
+
+@bp.route("/jobs/{job_id}/promote", methods=["POST"])
+@json_errors
+def promote_job(job_id: str) -> dict:
+    """Pilot -> calibration (closes a running pilot now) -> production (optionally with
+    revised instructions: {"instructions": "...", "reason": "..."})."""
     client = _client()
     p = platform()
-    job = services.cancel_job(p, client, job_id)
+    request = bp.current_request
+    body = json_body(request) if (request.raw_body or b"").strip() else {}
+    job = services.promote_job(p, client, job_id, body)
     return job_view(job, services.job_progress(p, job))
 
 
@@ -80,8 +101,8 @@ def get_results(job_id: str) -> dict:
 def job_report(job_id: str) -> dict | Response:
     """The quality report of the job's published round: JSON, or HTML with charts when asked
     (`?format=html`, or a browser's `Accept: text/html`)."""
-    report = services.job_report(platform(), _client(), job_id)
     request = bp.current_request
+    report = services.job_report(platform(), _client(), job_id, request.query_params or {})
     wants_html = (request.query_params or {}).get("format") == "html" or \
         "text/html" in (request.headers.get("accept") or "")
     if not wants_html:

@@ -31,6 +31,10 @@ def job_view(job: Job, progress: dict[str, int] | None = None) -> dict[str, Any]
         "budget_cents": job.budget_cents, "spent_cents": job.spent_cents,
         "cancelled_at": iso(job.cancelled_at), "done_at": iso(job.done_at),
         "result_count": job.result_count,
+        "phase": job.phase, "round": job.round, "pilot_items": job.pilot_items,
+        "instruction_version": job.instruction_version, "instructions": job.instructions,
+        "promotion": job.promotion or None,
+        "transitions": [{**entry, "at": iso(entry["at"])} for entry in job.transitions],
     }
     if progress is not None:
         view["counts"] = progress
@@ -45,7 +49,7 @@ def assignment_view(assignment: Assignment) -> dict[str, Any]:
     return {
         "assignment_id": assignment.assignment_id, "job_id": job.job_id, "title": job.title,
         "task_type": job.task_type, "instructions": job.instructions,
-        "answer_schema": job.answer_schema, "not_applicable": job.not_applicable,
+        "instruction_version": job.instruction_version, "answer_schema": job.answer_schema, "not_applicable": job.not_applicable,
         "reward_cents": job.reward_cents,
         "item": {"item_id": assignment.item.item_id, "data": assignment.item.data},
         "leased_at": iso(assignment.lease.leased_at),

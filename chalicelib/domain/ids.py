@@ -7,7 +7,7 @@ import secrets
 
 from chalicelib.errors import NotFound
 
-_ASSIGNMENT = re.compile(r"^asg_([0-9a-f]{16})_(\d{6})_([0-9a-f]{8})_(\d{1,15})$")
+_ASSIGNMENT = re.compile(r"^asg_([0-9a-f]{16})_(\d{6})_([0-9a-f]{8})_(\d{1,15})_v(\d{1,4})$")
 _JOB = re.compile(r"^job_[0-9a-f]{16}$")
 
 
@@ -36,17 +36,20 @@ def is_job_id(value: str) -> bool:
     return bool(_JOB.match(value or ""))
 
 
-def new_assignment_id(job_id: str, item: str, leased_at: float) -> str:
-    """An assignment id naming its job, item and lease time, so submit needs no lookup.
+def new_assignment_id(job_id: str, item: str, leased_at: float, instruction_version: int = 1) -> str:
+    """An assignment id naming its job, item, lease time and the version of the instructions
+    the worker was shown, so submit needs no lookup.
 
     The id is checked against the stored lease on submit, so a forged one gets nowhere.
     """
-    return f"asg_{job_id[4:]}_{item}_{secrets.token_hex(4)}_{int(leased_at * 1000)}"
+    return (f"asg_{job_id[4:]}_{item}_{secrets.token_hex(4)}_{int(leased_at * 1000)}"
+            f"_v{instruction_version}")
 
 
-def parse_assignment_id(assignment_id: str) -> tuple[str, str, float]:
-    """(job_id, item_id, leased_at) of an assignment id; NotFound when it is not one of ours."""
+def parse_assignment_id(assignment_id: str) -> tuple[str, str, float, int]:
+    """(job_id, item_id, leased_at, instruction_version) of an assignment id; NotFound when
+    it is not one of ours."""
     match = _ASSIGNMENT.match(assignment_id or "")
     if not match:
         raise NotFound("no such assignment", code="assignment_not_found")
-    return f"job_{match.group(1)}", match.group(2), int(match.group(4)) / 1000
+    return f"job_{match.group(1)}", match.group(2), int(match.group(4)) / 1000, int(match.group(5))

@@ -7,12 +7,13 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
+from chalicelib.domain import phases
 from chalicelib.domain import validation as v
 from chalicelib.domain.answers import NA_KEY
 from chalicelib.domain.batching import batches
 from chalicelib.domain.ids import item_id, new_id
 from chalicelib.domain.model import (
-    NA_ALLOWED, NA_NOT_ALLOWED, Job, NewItem, Quote, answer_kind,
+    NA_ALLOWED, NA_NOT_ALLOWED, PILOT, PRODUCTION, Job, NewItem, Quote, answer_kind,
 )
 from chalicelib.errors import Conflict, InvalidRequest, PayloadTooLarge
 
@@ -29,7 +30,7 @@ CHUNK_ITEMS = 25
 CHUNK_BYTES = 200 * 1024
 
 JOB_FIELDS = ("quote_id", "title", "instructions", "items", "answer_schema", "not_applicable",
-              "lease_seconds", "deadline", "required_skills", "report")
+              "lease_seconds", "deadline", "required_skills", "report", "pilot", "promotion")
 
 
 def parse_timestamp(value: Any, field: str) -> float:
@@ -53,9 +54,11 @@ def iso(timestamp: float | None) -> str | None:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def report_key(job_id: str) -> str:
-    """The S3 key of a job's quality report (written with its results)."""
-    return f"jobs/{job_id}/report.json"
+def report_key(job_id: str, round_no: int | None = None) -> str:
+    """The S3 key of a job's latest quality report, or of one round's (written with its results)."""
+    if round_no is None:
+        return f"jobs/{job_id}/report.json"
+    return f"jobs/{job_id}/rounds/{round_no}/report.json"
 
 
 def parse_answer_schema(task_type: str, raw: Any) -> dict[str, Any]:
@@ -191,8 +194,29 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
     )
     items = [replace(item, gold=parse_gold(job, index, item.gold)) if item.gold else item
              for index, item in enumerate(items)]
+    items, pilot_items = hold_for_production(items, phases.parse_pilot(body.get("pilot"),
+                                                                        len(items)))
     chunks = chunk_items(items)
-    return replace(job, chunk_count=len(chunks)), chunks
+    phase = PILOT if pilot_items else PRODUCTION
+    posted = phases.record(now, None, None, job.state, phase, client_id,
+                           f"posted with a pilot of {pilot_items} items" if pilot_items
+                           else "posted without a pilot")
+    return replace(job, chunk_count=len(chunks), phase=phase, pilot_items=pilot_items,
+                   promotion=phases.parse_promotion(body.get("promotion")),
+                   transitions=(posted,)), chunks
+
+
+def hold_for_production(items: list[NewItem], pilot_size: int) -> tuple[list[NewItem], int]:
+    """Mark every item outside an evenly spread pilot sample as held; return the items and
+    how many the pilot answers. Gold items are never held: the pilot is where they count most.
+    """
+    if pilot_size == 0:
+        return items, 0
+    regular = [index for index, item in enumerate(items) if item.gold is None]
+    sample = {regular[k] for k in phases.pilot_indices(len(regular), min(pilot_size, len(regular)))}
+    marked = [item if item.gold is not None or index in sample else replace(item, held=True)
+              for index, item in enumerate(items)]
+    return marked, sum(1 for item in marked if not item.held)
 
 
 def parse_gold(job: Job, index: int, gold: dict[str, Any]) -> dict[str, Any]:

@@ -52,7 +52,7 @@ def candidate_plans(items: Iterable[ItemState], worker_id: str, now: float,
 def new_lease(job: Job, item_id: str, now: float) -> Lease:
     """A lease for a slot of item_id that ends after the job's lease time or at its deadline."""
     return Lease(
-        assignment_id=new_assignment_id(job.job_id, item_id, now),
+        assignment_id=new_assignment_id(job.job_id, item_id, now, job.instruction_version),
         expires_at=min(now + job.lease_seconds, job.deadline),
         leased_at=now,
     )

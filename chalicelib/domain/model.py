@@ -12,9 +12,18 @@ INGESTING = "ingesting"
 ACTIVE = "active"
 CANCELLED = "cancelled"
 AGGREGATING = "aggregating"
+# After a pilot round is published: waiting for the client (or a rule) to promote or stop it.
+PAUSED = "paused"
+# A pilot closed early by its client: no new leases, then its round is aggregated.
+CLOSING = "closing"
 DONE = "done"
 FAILED = "failed"
-TAKES_ANSWERS = (ACTIVE, CANCELLED)
+TAKES_ANSWERS = (ACTIVE, CANCELLED, CLOSING)
+
+# Phases: a pilot on a sample, calibration (the pilot's report is read), then production.
+PILOT = "pilot"
+CALIBRATION = "calibration"
+PRODUCTION = "production"
 
 NA_ALLOWED = "allowed_with_reason"
 NA_NOT_ALLOWED = "not_allowed"
@@ -88,6 +97,14 @@ class Job:
     # What the quality report adds: "expected_distribution" (label -> share) and
     # "attributes" (keys of item data to break agreement and labels down by).
     report_settings: dict[str, Any] = field(default_factory=dict)
+    phase: str = PRODUCTION
+    # Items answered in the pilot (the rest are held until production).
+    pilot_items: int = 0
+    instruction_version: int = 1
+    # Report thresholds that promote the job by themselves, e.g. {"gold_accuracy": 0.85}.
+    promotion: dict[str, float] = field(default_factory=dict)
+    # Every change of state or phase: {"at", "from", "to", "by", "reason"}, oldest first.
+    transitions: tuple[dict[str, Any], ...] = ()
     ingested_chunks: frozenset[int] = frozenset()
     answered: int = 0
     items_done: int = 0
@@ -110,6 +127,11 @@ class Job:
         """Rewards of accepted answers counted so far."""
         return self.answered * self.reward_cents
 
+    @property
+    def round_items(self) -> int:
+        """How many items must be complete before this phase's round is aggregated."""
+        return self.pilot_items if self.phase == PILOT else self.item_count
+
     def takes_leases(self, now: float) -> bool:
         """True while workers may lease new tasks."""
         return self.state == ACTIVE and now < self.deadline
@@ -124,6 +146,8 @@ class NewItem:
     external_id: str | None = None
     # The known answer of a gold item, in stored answer form; never shown to workers.
     gold: dict[str, Any] | None = None
+    # Held back from the pilot: leased only once the job reaches production.
+    held: bool = False
 
 
 @dataclass(frozen=True)
@@ -144,6 +168,7 @@ class StoredAnswer:
     submitted_at: float
     leased_at: float
     ordinal: int | None = None
+    instruction_version: int = 1
 
 
 @dataclass
@@ -165,6 +190,7 @@ class ItemState:
     seen: frozenset[str] = frozenset()
     answer_count: int = 0
     gold: dict[str, Any] | None = None
+    held: bool = False
 
     @property
     def complete(self) -> bool:

@@ -56,8 +56,9 @@ class JobStore(Protocol):
     def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job | None:
         """Record a chunk; return the job (None if it no longer exists)."""
     def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
-                   **changes: Any) -> bool:
-        """Move a job between states if it is in one of from_states; False if it was not."""
+                   record: dict[str, Any] | None = None, **changes: Any) -> bool:
+        """Move a job between states if it is in one of from_states (appending record to its
+        history); False if it was not."""
     def record_counted(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:
         """Count answers not counted before (idempotent per assignment); return how many were new."""
 
@@ -71,6 +72,9 @@ class ItemStore(Protocol):
                    ) -> list[ItemState]:
         """Incomplete items (that worker_id has not seen, when given)."""
     def get_item(self, job_id: str, item_id: str) -> ItemState | None: """One item."""
+    def held_item_ids(self, job_id: str) -> list[str]: """Items held back from the pilot."""
+    def open_held(self, job_id: str, item_ids: Sequence[str]) -> None:
+        """Open held items for leasing (idempotent)."""
     def try_lease(self, job_id: str, item_id: str, worker_id: str, lease: Lease,
                   reclaim_from: str | None, now: float) -> SlotOutcome:
         """Take a free slot (or an expired lease's slot) for worker_id if still possible."""

@@ -14,14 +14,15 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
-from chalicelib.domain import leasing
+from chalicelib.domain import leasing, phases
 from chalicelib.domain import validation as v
 from chalicelib.domain.answers import validate_answer
 from chalicelib.domain.ids import hash_secret, is_job_id, new_id, new_secret, parse_assignment_id
-from chalicelib.domain.jobs import JOB_FIELDS, build_job, report_key
+from chalicelib.domain.jobs import JOB_FIELDS, MAX_INSTRUCTIONS, build_job, report_key
 from chalicelib.domain.model import (
-    ACTIVE, AGGREGATING, CANCELLED, FAILED, INGESTING, TAKES_ANSWERS, Assignment, CountedAnswer,
-    ItemState, Job, NewItem, Principal, Quote, StoredAnswer, SubmitReceipt,
+    ACTIVE, AGGREGATING, CALIBRATION, CANCELLED, CLOSING, DONE, FAILED, INGESTING, PAUSED, PILOT,
+    PRODUCTION, TAKES_ANSWERS, Assignment, CountedAnswer, ItemState, Job, NewItem, Principal,
+    Quote, StoredAnswer, SubmitReceipt,
 )
 from chalicelib.domain.ports import (
     AccountStore, Page, BlobStore, ItemStore, JobStore, MessageQueue, QuoteStore, ResultStore, Workflow,
@@ -33,6 +34,7 @@ from chalicelib.errors import (
 
 CLIENT, WORKER, OPERATOR = "client", "worker", "operator"
 POOL_REFRESH_SIZE = 100
+OPEN_BATCH = 25
 PRINCIPAL_CACHE_SECONDS = 60.0
 DOWNLOAD_LINK_SECONDS = 900
 # An aggregating job is looked at again this long after its execution was started: if the
@@ -137,7 +139,8 @@ def post_job(p: Platform, client: Principal, body: Any) -> Job:
         p.ingest_queue.send_many([
             {"job_id": job.job_id, "chunk": index,
              "items": [{"item_id": i.item_id, "data": i.data, "external_id": i.external_id,
-                        **({"gold": i.gold} if i.gold else {})}
+                        **({"gold": i.gold} if i.gold else {}),
+                        **({"held": True} if i.held else {})}
                        for i in chunk]}
             for index, chunk in enumerate(chunks)
         ])
@@ -196,26 +199,95 @@ def job_progress(p: Platform, job: Job) -> dict[str, int]:
             "answered": job.answered, "done": job.items_done}
 
 
-def cancel_job(p: Platform, client: Principal, job_id: str) -> Job:
-    """Stop new leases; leased work may still be submitted until its lease ends."""
+def stop_job(p: Platform, client: Principal, job_id: str) -> Job:
+    """End a job: no new leases; leased work may still be submitted until its lease ends, then
+    what was answered is aggregated. A job paused in calibration ends at once (its pilot
+    results stay published)."""
     job = client_job(p, client, job_id)
-    if job.state not in (INGESTING, ACTIVE):
-        raise Conflict(f"a job in state '{job.state}' cannot be cancelled", code="job_not_active")
+    now = p.now()
+    if job.state == PAUSED:
+        if not p.jobs.transition(job.job_id, (PAUSED,), DONE, done_at=now, cancelled_at=now,
+                                 record=phases.record(now, job.state, job.phase, DONE, job.phase,
+                                                      client.account_id, "stopped by the client")):
+            raise Conflict("the job changed state meanwhile; read it again", code="job_not_active")
+        return client_job(p, client, job_id)
+    if job.state not in (INGESTING, ACTIVE, CLOSING):
+        raise Conflict(f"a job in state '{job.state}' cannot be stopped", code="job_not_active")
+    return _close_answering(p, client, job, CANCELLED, "stopped by the client", cancelled_at=now)
+
+
+def _close_answering(p: Platform, client: Principal, job: Job, to_state: str, reason: str,
+                     **changes: Any) -> Job:
+    """Stop new leases and aggregate once the live leases have had their time."""
     now = p.now()
     live = live_leases(p, job)
     # Other containers may hand out leases for cache_seconds more, so wait that long too.
     finalize_at = now if live == 0 else min(now + job.lease_seconds + p.cache_seconds,
                                             job.deadline)
-    if not p.jobs.transition(job.job_id, (INGESTING, ACTIVE), CANCELLED, cancelled_at=now,
-                             finalize_at=finalize_at):
+    if not p.jobs.transition(job.job_id, (job.state,), to_state, finalize_at=finalize_at,
+                             record=phases.record(now, job.state, job.phase, to_state, job.phase,
+                                                  client.account_id, reason), **changes):
         raise Conflict("the job changed state meanwhile; read it again", code="job_not_active")
     p._jobs.pop(job.job_id, None)
     p._active = None
-    job = client_job(p, client, job_id)
-    if live == 0 and job.state == CANCELLED:
+    job = client_job(p, client, job.job_id)
+    if live == 0 and job.state == to_state:
         start_aggregation(p, job)
-        job = client_job(p, client, job_id)
+        job = client_job(p, client, job.job_id)
     return job
+
+
+def promote_job(p: Platform, client: Principal, job_id: str, body: Any) -> Job:
+    """Move a job on: a running pilot is closed now (its report follows, then calibration);
+    a job in calibration goes to production, with revised instructions if given."""
+    body = v.require_object(body if body is not None else {}, "body")
+    v.reject_unknown(body, ("instructions", "reason"))
+    reason = v.text(body, "reason", max_length=500, required=False)
+    instructions = v.text(body, "instructions", max_length=MAX_INSTRUCTIONS, required=False)
+    job = client_job(p, client, job_id)
+    if job.phase == PILOT and job.state == ACTIVE:
+        if instructions is not None:
+            raise Conflict("revise the instructions when promoting from calibration to "
+                           "production; this promotion only closes the pilot",
+                           field="instructions", code="instructions_too_early")
+        return _close_answering(p, client, job, CLOSING,
+                                reason or "pilot closed early by the client")
+    if job.state != PAUSED or job.phase != CALIBRATION:
+        raise Conflict(f"a job in state '{job.state}' (phase '{job.phase}') cannot be promoted",
+                       code="job_not_promotable")
+    if not to_production(p, job, client.account_id,
+                         reason or "promoted by the client after calibration", instructions):
+        raise Conflict("the job changed state meanwhile; read it again", code="job_not_promotable")
+    return client_job(p, client, job_id)
+
+
+def to_production(p: Platform, job: Job, by: str, reason: str,
+                  instructions: str | None = None) -> bool:
+    """Promote a job paused in calibration to production; False if it was no longer there.
+
+    The held items are opened through the ingest queue first (a repeat opens nothing new),
+    then the job moves: its next round aggregates every item, the pilot's answers included.
+    """
+    now = p.now()
+    held = p.items.held_item_ids(job.job_id)
+    p.ingest_queue.send_many([{"job_id": job.job_id, "open": held[start:start + OPEN_BATCH]}
+                              for start in range(0, len(held), OPEN_BATCH)])
+    changes: dict[str, Any] = {}
+    if instructions is not None and instructions != job.instructions:
+        changes = {"instructions": instructions, "instruction_version": job.instruction_version + 1}
+        reason += f"; instructions revised to version {job.instruction_version + 1}"
+    moved = p.jobs.transition(
+        job.job_id, (PAUSED,), ACTIVE, phase=PRODUCTION, round=job.round + 1,
+        finalize_at=job.deadline, aggregating_at=None,
+        record=phases.record(now, PAUSED, job.phase, ACTIVE, PRODUCTION, by, reason), **changes)
+    if not moved:
+        return False
+    p._jobs.pop(job.job_id, None)
+    p._active = None
+    promoted = p.jobs.get_job(job.job_id)
+    if promoted is not None and promoted.items_done >= promoted.round_items:
+        start_aggregation(p, promoted)  # nothing was held back: the round is already answered
+    return True
 
 
 def result_page(p: Platform, client: Principal, job_id: str, query: Mapping[str, str]
@@ -234,31 +306,50 @@ def result_download(p: Platform, client: Principal, job_id: str) -> tuple[Job, s
     return job, p.blobs.download_url(job.results_key, DOWNLOAD_LINK_SECONDS)
 
 
-def job_report(p: Platform, client: Principal, job_id: str) -> dict[str, Any]:
-    """The quality report of the job's published round."""
+def job_report(p: Platform, client: Principal, job_id: str,
+               query: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The quality report of the job's latest published round, or of `?round=N` (the pilot's
+    calibration report stays readable as round 1 after production is published)."""
     job = client_job(p, client, job_id)
+    query = query or {}
+    v.reject_unknown(query, ("round", "format"), "query.")
     if not job.results_key:
         raise Conflict("the report is made with the results, which are not published yet",
                        code="results_not_ready")
-    return json.loads(p.blobs.get_text(report_key(job.job_id)))
+    if "round" not in query:
+        return json.loads(p.blobs.get_text(report_key(job.job_id)))
+    text = query["round"]
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= job.round:
+        raise InvalidRequest(f"'round' must be a round of this job (1 to {job.round})",
+                             field="round")
+    try:
+        return json.loads(p.blobs.get_text(report_key(job.job_id, int(text))))
+    except NotFound:
+        raise NotFound(f"round {text} has no published report", code="report_not_found") from None
 
 
 # --- ingest -----------------------------------------------------------------------------
 
 def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
-    """Write one chunk of a job's items; a repeated chunk changes nothing."""
+    """Write one chunk of a job's items, or open held items for production; a repeated
+    message changes nothing."""
+    if "open" in message:
+        p.items.open_held(message["job_id"], message["open"])
+        return
     job = p.jobs.get_job(message["job_id"])
     if job is None or message["chunk"] in job.ingested_chunks:
         return
     if job.state == INGESTING:
-        items = [NewItem(i["item_id"], i["data"], i.get("external_id"), i.get("gold"))
+        items = [NewItem(i["item_id"], i["data"], i.get("external_id"), i.get("gold"),
+                         bool(i.get("held")))
                  for i in message["items"]]
         p.items.put_items(job.job_id, job.redundancy, items)
     job = p.jobs.mark_chunk_ingested(job.job_id, message["chunk"])
     if job is None:  # abandoned meanwhile: its quote was freed and it will never start
         return
     if len(job.ingested_chunks) >= job.chunk_count and job.state == INGESTING:
-        p.jobs.transition(job.job_id, (INGESTING,), ACTIVE)
+        p.jobs.transition(job.job_id, (INGESTING,), ACTIVE, record=phases.record(
+            p.now(), INGESTING, job.phase, ACTIVE, job.phase, "system", "every item ingested"))
 
 
 # --- leasing ----------------------------------------------------------------------------
@@ -355,12 +446,12 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
 
 # --- submit and release -------------------------------------------------------------------
 
-def _worker_item(p: Platform, assignment_id: str) -> tuple[Job, str, float]:
-    job_id, item_id, leased_at = parse_assignment_id(assignment_id)
+def _worker_item(p: Platform, assignment_id: str) -> tuple[Job, str, float, int]:
+    job_id, item_id, leased_at, version = parse_assignment_id(assignment_id)
     job = _cached_job(p, job_id)
     if job is None:
         raise NotFound("no such assignment", code="assignment_not_found")
-    return job, item_id, leased_at
+    return job, item_id, leased_at, version
 
 
 def _receipt(job: Job, item: ItemState, worker_id: str, duplicate: bool) -> SubmitReceipt:
@@ -375,11 +466,12 @@ def _receipt(job: Job, item: ItemState, worker_id: str, duplicate: bool) -> Subm
 def submit_answer(p: Platform, worker: Principal, assignment_id: str, body: Any
                   ) -> SubmitReceipt:
     """Accept an answer for a live lease exactly once; a retry returns the first receipt."""
-    job, item_id, leased_at = _worker_item(p, assignment_id)
+    job, item_id, leased_at, version = _worker_item(p, assignment_id)
     answer = validate_answer(job, body)
     now = p.now()
     worker_id = worker.account_id
-    stored = StoredAnswer(assignment_id, answer, now, leased_at)
+    # The version of the instructions the worker was shown when leasing (it is in the id).
+    stored = StoredAnswer(assignment_id, answer, now, leased_at, instruction_version=version)
     outcome = p.items.try_submit(job.job_id, item_id, worker_id, stored, now)
     item = outcome.item
     fate = "accepted" if outcome.ok and item else _fate(item, worker_id, assignment_id)
@@ -398,7 +490,7 @@ def submit_answer(p: Platform, worker: Principal, assignment_id: str, body: Any
 
 def release_assignment(p: Platform, worker: Principal, assignment_id: str) -> None:
     """Give a leased task back so another worker can take the slot."""
-    job, item_id, _ = _worker_item(p, assignment_id)
+    job, item_id, _, _ = _worker_item(p, assignment_id)
     outcome = p.items.try_release(job.job_id, item_id, worker.account_id, assignment_id)
     if outcome.ok:
         return
@@ -449,7 +541,7 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
         new = p.jobs.record_counted(job_id, answers)
         if job_id in repeats or new < len(answers) or any(a.item_complete for a in answers):
             job = p.jobs.get_job(job_id)
-            if job is not None and job.state in TAKES_ANSWERS and job.items_done >= job.item_count:
+            if job is not None and job.state in TAKES_ANSWERS and job.items_done >= job.round_items:
                 start_aggregation(p, job)
 
 
@@ -462,7 +554,9 @@ def start_aggregation(p: Platform, job: Job) -> None:
     """
     now = p.now()
     p.jobs.transition(job.job_id, TAKES_ANSWERS, AGGREGATING, aggregating_at=now,
-                      finalize_at=now + AGGREGATION_CHECK_SECONDS)
+                      finalize_at=now + AGGREGATION_CHECK_SECONDS,
+                      record=phases.record(now, job.state, job.phase, AGGREGATING, job.phase,
+                                           "system", f"round {job.round} is being aggregated"))
     p.workflow.start(f"{job.job_id}-r{job.round}", {"job_id": job.job_id, "round": job.round})
     p._jobs.pop(job.job_id, None)
 
@@ -472,7 +566,7 @@ def finalize_due_jobs(p: Platform) -> list[str]:
     run out, start again any whose start was lost, and fail jobs whose items never arrived."""
     now = p.now()
     started = []
-    for state in (ACTIVE, CANCELLED):
+    for state in (ACTIVE, CANCELLED, CLOSING):
         for job in p.jobs.jobs_in_state(state, finalize_before=now):
             start_aggregation(p, job)
             started.append(job.job_id)
@@ -483,5 +577,7 @@ def finalize_due_jobs(p: Platform) -> list[str]:
         started.append(job.job_id)
     for job in p.jobs.jobs_in_state(INGESTING, finalize_before=now):
         p.jobs.transition(job.job_id, (INGESTING,), FAILED,
-                          error="its items were not all ingested before the deadline")
+                          error="its items were not all ingested before the deadline",
+                          record=phases.record(now, INGESTING, job.phase, FAILED, job.phase,
+                                               "system", "items not ingested by the deadline"))
     return started

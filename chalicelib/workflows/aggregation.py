@@ -33,8 +33,11 @@ from chalicelib.domain.aggregation import NA_CLASS, Posterior, aggregate_item
 from chalicelib.domain.answers import is_not_applicable
 from chalicelib.domain.jobs import iso, report_key
 from chalicelib.domain.report import build_report
-from chalicelib.domain.model import AGGREGATING, DONE, FAILED, ItemResult, Job
-from chalicelib.domain.services import Platform
+from chalicelib.domain import phases
+from chalicelib.domain.model import (
+    AGGREGATING, CALIBRATION, DONE, FAILED, PAUSED, PILOT, ItemResult, Job,
+)
+from chalicelib.domain.services import Platform, to_production
 from chalicelib.errors import NotFound
 from chalicelib.observability import count, seconds
 
@@ -133,10 +136,13 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         if written == LOAD_SHARDS_PER_CALL:
             more = True
             break
+        if item.held:
+            continue  # a pilot round aggregates only the pilot's items
         answers = sorted(item.answers.items(), key=lambda entry: entry[1].submitted_at)
         entry = {"item_id": item.item_id, "external_id": item.external_id, "answers": [
             {"worker_id": worker, "assignment_id": a.assignment_id, "answer": a.answer,
-             "submitted_at": a.submitted_at, "leased_at": a.leased_at}
+             "submitted_at": a.submitted_at, "leased_at": a.leased_at,
+             "instruction_version": a.instruction_version}
             for worker, a in answers]}
         if attributes:
             data = item.data or {}
@@ -271,26 +277,52 @@ def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     except NotFound:
         pass  # not a label job, or nothing to fit
     report = build_report(job_id, round_no, job.task_type, lines, skills, job.report_settings)
-    p.blobs.put_text(report_key(job_id), json.dumps(report), "application/json")
+    report["phase"] = job.phase
+    body = json.dumps(report)
+    p.blobs.put_text(report_key(job_id, round_no), body, "application/json")
+    p.blobs.put_text(report_key(job_id), body, "application/json")
     return {"job_id": job_id, "round": round_no, "results_key": key, "count": len(lines)}
 
 
 def mark_done(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
-    """Mark the job done with where its results are; a repeat leaves it as it was.
-
-    Returns how long the round took, from the job leaving the answering states.
+    """End the round: a production round marks the job done; a pilot round pauses it in
+    calibration, and when the client set promotion thresholds the report decides at once
+    (met: promoted to production by the rule; not met: paused, with the reasons recorded).
+    A repeat leaves the job as it was. Returns how long the round took.
     """
     job = _job(p, event["job_id"])
     now = p.now()
-    changed = p.jobs.transition(job.job_id, (AGGREGATING,), DONE,
-                                results_key=event["results_key"], result_count=event["count"],
-                                done_at=now)
-    done_at = now if changed else (job.done_at or now)
+    round_no = int(event.get("round", job.round))
+    published = {"results_key": event["results_key"], "result_count": event["count"]}
+    pilot = job.phase == PILOT and job.cancelled_at is None
+    if pilot:
+        met, reasons = False, ["the pilot's report is ready for the client"]
+        if job.promotion:
+            report = json.loads(p.blobs.get_text(report_key(job.job_id, round_no)))
+            met, reasons = phases.check_thresholds(report, job.promotion)
+        changed = p.jobs.transition(
+            job.job_id, (AGGREGATING,), PAUSED, phase=CALIBRATION, finalize_at=job.deadline,
+            **published, record=phases.record(now, AGGREGATING, PILOT, PAUSED, CALIBRATION,
+                                              "rule" if job.promotion else "system",
+                                              "; ".join(reasons)))
+        done_at = now
+        state = PAUSED
+        current = _job(p, job.job_id)
+        if met and current.state == PAUSED and current.round == round_no and \
+                to_production(p, current, "rule", "promotion thresholds met: " + "; ".join(reasons)):
+            state = "promoted"
+    else:
+        changed = p.jobs.transition(job.job_id, (AGGREGATING,), DONE, done_at=now, **published,
+                                    record=phases.record(now, AGGREGATING, job.phase, DONE,
+                                                         job.phase, "system",
+                                                         f"round {round_no} published"))
+        done_at = now if changed else (job.done_at or now)
+        state = DONE
     took = round(done_at - (job.aggregating_at or done_at), 3)
     if changed:
         count("AggregationRuns")
         seconds("AggregationSeconds", took)
-    return {"job_id": job.job_id, "state": DONE, "aggregation_seconds": took}
+    return {"job_id": job.job_id, "state": state, "aggregation_seconds": took}
 
 
 def mark_failed(p: Platform, event: dict[str, Any]) -> dict[str, Any]:

@@ -57,8 +57,9 @@ class Api:
         return body["token"]
 
     def job(self, items: int = 4, redundancy: int = 2, task_type: str = "categorical",
-            **extra: Any) -> dict:
-        """Quote and post a job, ingest its items, and return the job as active."""
+            gold: dict[int, dict] | None = None, **extra: Any) -> dict:
+        """Quote and post a job, ingest its items, and return the job as active; `gold` gives
+        the known answer of items by position."""
         spec = {"task_type": task_type, "items": items, "redundancy": redundancy}
         spec.update(extra.pop("quote", {}))
         status, quote = self.as_client("POST", "/quotes", spec)
@@ -66,7 +67,8 @@ class Api:
         body = {"quote_id": quote["quote_id"], "instructions": "Choose the sentiment.",
                 "answer_schema": {"labels": ["pos", "neg", "neutral"]}
                 if task_type == "categorical" else {"min_length": 1, "max_length": 200},
-                "items": [{"data": {"text": f"item {n}"}, "external_id": f"ext-{n}"}
+                "items": [{"data": {"text": f"item {n}"}, "external_id": f"ext-{n}",
+                           **({"gold": gold[n]} if gold and n in gold else {})}
                           for n in range(items)]}
         body.update(extra)
         status, job = self.as_client("POST", "/jobs", body)

@@ -53,8 +53,8 @@ def test_lease_ends_at_the_deadline_at_the_latest_and_its_id_names_the_slot():
     job = _job(lease_seconds=600)
     lease = new_lease(job, "000000", job.deadline - 10)
     assert lease.expires_at == job.deadline
-    job_id, item_id, leased_at = parse_assignment_id(lease.assignment_id)
-    assert (job_id, item_id) == (job.job_id, "000000")
+    job_id, item_id, leased_at, version = parse_assignment_id(lease.assignment_id)
+    assert (job_id, item_id, version) == (job.job_id, "000000", job.instruction_version)
     assert leased_at == pytest.approx(job.deadline - 10, abs=0.001)
     with pytest.raises(NotFound):
         parse_assignment_id("asg_nothing")

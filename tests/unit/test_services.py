@@ -178,7 +178,7 @@ def test_another_clients_job_is_not_found(p):
             services.client_job(p, other, job_id)
         assert caught.value.code == "job_not_found"
     with pytest.raises(NotFound):
-        services.cancel_job(p, other, job.job_id)
+        services.stop_job(p, other, job.job_id)
 
 
 def test_worker_self_registration_is_closed_unless_the_stage_opens_it(p):
@@ -444,14 +444,14 @@ def test_cancel_with_nothing_leased_starts_aggregation_at_once(p):
     client = _client(p)
     job = _active_job(p, client, items=2, redundancy=1)
     # WHEN the client cancels it
-    cancelled = services.cancel_job(p, client, job.job_id)
+    cancelled = services.stop_job(p, client, job.job_id)
     # THEN aggregation starts right away and no worker can lease
     assert cancelled.state == AGGREGATING and cancelled.cancelled_at == p.now()
     assert p.workflow.started == [f"{job.job_id}-r1"]
     assert services.lease_next_task(p, _worker(p), job.job_id) is None
     # AND cancelling again is refused
     with pytest.raises(Conflict) as caught:
-        services.cancel_job(p, client, job.job_id)
+        services.stop_job(p, client, job.job_id)
     assert caught.value.code == "job_not_active"
 
 
@@ -462,7 +462,7 @@ def test_cancel_with_a_live_lease_waits_for_the_lease_time(p):
     worker = _worker(p)
     task = services.lease_next_task(p, worker, job.job_id)
     # WHEN the client cancels it
-    cancelled = services.cancel_job(p, client, job.job_id)
+    cancelled = services.stop_job(p, client, job.job_id)
     # THEN it is cancelled without aggregating, new leases are refused, leased work is taken
     # (other containers may hand out leases for cache_seconds more, so it waits that too)
     assert cancelled.state == CANCELLED

@@ -159,7 +159,7 @@ def test_a_cancelled_job_publishes_unanswered_items_with_no_answer(p):
     worker = services.create_account(p, WORKER, "w")[0]
     task = services.lease_next_task(p, worker, job.job_id)
     services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
-    services.cancel_job(p, client, job.job_id)
+    services.stop_job(p, client, job.job_id)
     # WHEN the round runs
     _run_round(p, _execution_input(p, job))
     # THEN both items are published, the unanswered one with no answer and no confidence
