@@ -22,7 +22,7 @@ def platform() -> Platform:
 def _build() -> Platform:
     from chalicelib.adapters import aws
     from chalicelib.adapters.dynamo import (
-        DynamoAccounts, DynamoItems, DynamoJobs, DynamoQuotes, DynamoResults,
+        DynamoAccounts, DynamoItems, DynamoJobs, DynamoQuotes, DynamoResults, DynamoWorkerStats,
     )
     from chalicelib.adapters.messaging import SqsQueue, StepFunctionsWorkflow
     from chalicelib.adapters.models import bind_models
@@ -34,7 +34,7 @@ def _build() -> Platform:
     sqs = aws.client("sqs", config.region)
     return Platform(
         accounts=DynamoAccounts(), quotes=DynamoQuotes(), jobs=DynamoJobs(),
-        items=DynamoItems(), results=DynamoResults(),
+        items=DynamoItems(), results=DynamoResults(), stats=DynamoWorkerStats(),
         blobs=S3Blobs(aws.client("s3", config.region), config.results_bucket),
         ingest_queue=SqsQueue(sqs, config.ingest_queue_name),
         results_queue=SqsQueue(sqs, config.results_queue_name),

@@ -14,6 +14,8 @@ _REQUIRED = {
     "jobs_table": "JOBS_TABLE",
     "items_table": "ITEMS_TABLE",
     "results_table": "RESULTS_TABLE",
+    "worker_stats_table": "WORKER_STATS_TABLE",
+    "ledger_table": "LEDGER_TABLE",
     "ingest_queue_name": "INGEST_QUEUE_NAME",
     "results_queue_name": "RESULTS_QUEUE_NAME",
     "results_bucket": "RESULTS_BUCKET",
@@ -36,6 +38,8 @@ class Settings:
     jobs_table: str
     items_table: str
     results_table: str
+    worker_stats_table: str
+    ledger_table: str
     ingest_queue_name: str
     results_queue_name: str
     results_bucket: str

@@ -47,11 +47,14 @@ def render_policy(stage: str, app_name: str = APP_NAME) -> dict[str, Any]:
              "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"],
              "Resource": "arn:aws:logs:*:*:*"},
             {"Sid": "Tables", "Effect": "Allow",
-             "Action": ["dynamodb:BatchWriteItem", "dynamodb:DeleteItem", "dynamodb:GetItem",
+             "Action": ["dynamodb:BatchGetItem", "dynamodb:BatchWriteItem", "dynamodb:DeleteItem",
+                        "dynamodb:GetItem",
                         "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
              "Resource": [f"{table}-accounts", f"{table}-credentials", f"{table}-quotes",
                           f"{table}-jobs", f"{table}-jobs/index/*", f"{table}-items",
-                          f"{table}-items/index/*", f"{table}-results"]},
+                          f"{table}-items/index/*", f"{table}-results",
+                          f"{table}-worker-stats", f"{table}-worker-stats/index/*",
+                          f"{table}-ledger"]},
             # Receive, Delete and GetQueueAttributes are what Lambda's SQS event source
             # needs from the consumers' role; the code itself sends.
             {"Sid": "Queues", "Effect": "Allow",

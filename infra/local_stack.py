@@ -153,6 +153,7 @@ class LocalStack:
     moto_endpoint: str
     client_key: str | None
     worker_token: str | None
+    operator_key: str | None
     environment: dict[str, str]
     stack_outputs: dict[str, str]
     app: Any
@@ -173,6 +174,7 @@ class LocalStack:
             "base_url": self.base_url,
             "client_key": self.client_key,
             "worker_token": self.worker_token,
+            "operator_key": self.operator_key,
             "curl": self.curl,
             "moto_endpoint": self.moto_endpoint,
             "environment": self.environment,
@@ -357,6 +359,7 @@ def start_local_stack(
             moto_endpoint=moto_endpoint,
             client_key=credentials.get("client_key"),
             worker_token=credentials.get("worker_token"),
+            operator_key=credentials.get("operator_key"),
             environment=app_env,
             stack_outputs=outputs,
             app=app,
@@ -492,6 +495,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"API:          {stack.base_url}")
         print(f"Client key:   {stack.client_key}")
         print(f"Worker token: {stack.worker_token}")
+        print(f"Operator key: {stack.operator_key}")
         print(f"moto:         {stack.moto_endpoint}")
         print(f"Try:          {stack.curl}")
         print(f"READY {stack.base_url}", flush=True)

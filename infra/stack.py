@@ -54,6 +54,8 @@ APP_ENVIRONMENT_OUTPUTS: dict[str, str] = {
     "JOBS_TABLE": "JobsTableName",
     "ITEMS_TABLE": "ItemsTableName",
     "RESULTS_TABLE": "ResultsTableName",
+    "WORKER_STATS_TABLE": "WorkerStatsTableName",
+    "LEDGER_TABLE": "LedgerTableName",
     "INGEST_QUEUE_NAME": "IngestQueueName",
     "RESULTS_QUEUE_NAME": "ResultsQueueName",
     "RESULTS_BUCKET": "ResultsBucketName",

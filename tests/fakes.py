@@ -23,9 +23,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from chalicelib.domain.model import (
+    GOLD_SLOTS,
     INGESTING, CountedAnswer, ItemState, Job, Lease, NewItem, Principal, Quote, StoredAnswer,
 )
-from chalicelib.domain.ports import Page, SlotOutcome
+from chalicelib.domain.ports import Page, SlotOutcome, WorkerRecord
 from chalicelib.domain.services import Platform
 from chalicelib.errors import Conflict, InvalidRequest, NotFound
 
@@ -164,7 +165,7 @@ class FakeItems:
         s = record.state
         return ItemState(job_id=s.job_id, item_id=s.item_id, data={}, redundancy=s.redundancy,
                          free=s.free, external_id=None, leases=dict(s.leases), answers={},
-                         seen=s.seen, answer_count=s.answer_count)
+                         seen=s.seen, answer_count=s.answer_count, gold=copy.deepcopy(s.gold))
 
     def put_items(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> None:
         """All or nothing: no item is written if any of them exists already."""
@@ -172,9 +173,10 @@ class FakeItems:
             if any((job_id, item.item_id) in self.records for item in items):
                 return
             for item in items:
+                slots = GOLD_SLOTS if item.gold else redundancy
                 state = ItemState(job_id=job_id, item_id=item.item_id,
-                                  data=_json_copy(item.data), redundancy=redundancy,
-                                  free=redundancy, external_id=item.external_id,
+                                  data=_json_copy(item.data), redundancy=slots,
+                                  free=slots, external_id=item.external_id,
                                   gold=_json_copy(item.gold) if item.gold else None,
                                   held=item.held)
                 self.records[(job_id, item.item_id)] = _ItemRecord(
@@ -184,6 +186,21 @@ class FakeItems:
         """Ids of the job's items held back from its pilot."""
         with self._lock:
             return [record.state.item_id for record in self._of_job(job_id) if record.state.held]
+
+    def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
+        """Reopen a counted-complete item with more slots and uncount it, together."""
+        with self._lock:
+            record = self.records.get((job_id, item_id))
+            if record is None or record.open_job is not None \
+                    or record.state.replaced != replaced_before:
+                return False
+            s = record.state
+            s.redundancy += count
+            s.free += count
+            s.replaced += count
+            record.open_job = job_id
+            self.jobs_ref.jobs[job_id].items_done -= 1
+            return True
 
     def open_held(self, job_id: str, item_ids: Sequence[str]) -> None:
         """Open held items (an item opened before is left alone)."""
@@ -303,6 +320,7 @@ class FakeJobs:
         self._lock = lock
         self._quotes = quotes
         self._items = items
+        items.jobs_ref = self
         self.jobs: dict[str, Job] = {}
 
     def create_job(self, job: Job) -> None:
@@ -400,6 +418,26 @@ class FakeJobs:
             if len(answers) == 1:
                 return 0
             return sum(self.record_counted(job_id, [answer]) for answer in answers)
+
+    def reserve(self, job_id: str, cents: int) -> bool:
+        """Take cents from the pool if it holds that much."""
+        with self._lock:
+            job = self.jobs[job_id]
+            if job.pool_cents < cents:
+                return False
+            job.pool_cents -= cents
+            return True
+
+    def refund(self, job_id: str, cents: int) -> None:
+        """Give cents back to the pool."""
+        with self._lock:
+            self.jobs[job_id].pool_cents += cents
+
+    def block_worker(self, job_id: str, worker_id: str) -> None:
+        """Add the worker to the job's blocked set."""
+        with self._lock:
+            job = self.jobs[job_id]
+            job.blocked_workers = job.blocked_workers | {worker_id}
 
     def _count_together(self, job_id: str, answers: Sequence[CountedAnswer]) -> int | None:
         by_item: dict[str, list[CountedAnswer]] = defaultdict(list)
@@ -501,6 +539,68 @@ class FakeQueue:
         return messages
 
 
+class FakeWorkerStats:
+    """Workers' gold records and blocks, as DynamoWorkerStats."""
+
+    def __init__(self, lock: threading.RLock) -> None:
+        self._lock = lock
+        self.records: dict[tuple[str, str], WorkerRecord] = {}
+        self._scored: set[tuple[str, str, str]] = set()
+
+    def _get(self, worker_id: str, scope: str) -> WorkerRecord:
+        return self.records.get((worker_id, scope), WorkerRecord(worker_id, scope))
+
+    def record_gold(self, worker_id: str, job_id: str, assignment_id: str, correct: bool
+                    ) -> tuple[int, int] | None:
+        """Score once per assignment, in the job and overall."""
+        with self._lock:
+            if (worker_id, job_id, assignment_id) in self._scored:
+                return None
+            self._scored.add((worker_id, job_id, assignment_id))
+            for scope in (job_id, "*"):
+                r = self._get(worker_id, scope)
+                self.records[(worker_id, scope)] = replace(
+                    r, gold_answers=r.gold_answers + 1, gold_correct=r.gold_correct + int(correct))
+            r = self.records[(worker_id, job_id)]
+            return r.gold_answers, r.gold_correct
+
+    def mark_blocked(self, worker_id: str, scope: str, reason: str, now: float) -> None:
+        """Record a block (the first is kept)."""
+        with self._lock:
+            r = self._get(worker_id, scope)
+            if r.blocked_at is None:
+                self.records[(worker_id, scope)] = replace(r, blocked_at=now, blocked_reason=reason)
+
+    def unblock(self, worker_id: str, scope: str) -> None:
+        """Lift a block."""
+        with self._lock:
+            r = self._get(worker_id, scope)
+            self.records[(worker_id, scope)] = replace(r, blocked_at=None, blocked_reason=None)
+
+    def of_job(self, job_id: str) -> list[WorkerRecord]:
+        """A job's workers' records."""
+        with self._lock:
+            return [r for key, r in sorted(self.records.items()) if key[1] == job_id]
+
+    def of_worker(self, worker_id: str) -> list[WorkerRecord]:
+        """One worker's records."""
+        with self._lock:
+            return [r for key, r in sorted(self.records.items()) if key[0] == worker_id]
+
+    def publish_shown(self, job_id: str) -> None:
+        """Copy live counts to shown ones."""
+        with self._lock:
+            for key, r in list(self.records.items()):
+                if key[1] == job_id:
+                    self.records[key] = replace(r, shown_gold_answers=r.gold_answers,
+                                                shown_gold_correct=r.gold_correct)
+
+    def blocked_everywhere(self, worker_ids: Iterable[str]) -> set[str]:
+        """Those blocked by an operator."""
+        with self._lock:
+            return {w for w in worker_ids if self._get(w, "*").blocked_at is not None}
+
+
 class FakeWorkflow:
     """Records executions by name; a repeated name starts nothing and returns False."""
 
@@ -527,7 +627,7 @@ def make_platform(clock: FakeClock | None = None, **overrides: Any) -> Platform:
     items = FakeItems(lock)
     settings: dict[str, Any] = dict(
         accounts=FakeAccounts(lock), quotes=quotes, jobs=FakeJobs(lock, quotes, items),
-        items=items, results=FakeResults(lock), blobs=FakeBlobs(),
+        items=items, results=FakeResults(lock), blobs=FakeBlobs(), stats=FakeWorkerStats(lock),
         ingest_queue=FakeQueue(), results_queue=FakeQueue(), workflow=FakeWorkflow(),
         clock=clock if clock is not None else FakeClock(), rng=random.Random(7),
     )

@@ -17,13 +17,13 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.models import (
-    AccountModel, CredentialModel, ItemModel, JobModel, QuoteModel, ResultModel,
+    AccountModel, CredentialModel, ItemModel, JobModel, QuoteModel, ResultModel, WorkerStatsModel,
 )
 from chalicelib.domain.model import (
-    INGESTING, CountedAnswer, ItemResult, ItemState, Job, Lease, LineItem, NewItem, Principal, Quote,
+    GOLD_SLOTS, INGESTING, CountedAnswer, ItemResult, ItemState, Job, Lease, LineItem, NewItem, Principal, Quote,
     StoredAnswer,
 )
-from chalicelib.domain.ports import Page, SlotOutcome
+from chalicelib.domain.ports import Page, SlotOutcome, WorkerRecord
 from chalicelib.errors import Conflict, InvalidRequest, TransientError
 
 COUNT_ATTEMPTS = 4
@@ -134,6 +134,7 @@ class DynamoQuotes:
             cohort=quote.cohort, line_items=[vars(line) for line in quote.line_items],
             total_cents=quote.total_cents, created_at=quote.created_at,
             expires_at=quote.expires_at, expires_ttl=int(quote.expires_at) + 7 * 86400,
+            gold_rate=quote.gold_rate,
         ).save(condition=QuoteModel.quote_id.does_not_exist())
 
     def get_quote(self, quote_id: str) -> Quote | None:
@@ -147,7 +148,7 @@ class DynamoQuotes:
             items=int(r.items), redundancy=int(r.redundancy), reward_cents=int(r.reward_cents),
             cohort=r.cohort, line_items=tuple(LineItem(**line) for line in r.line_items),
             total_cents=int(r.total_cents), created_at=r.created_at, expires_at=r.expires_at,
-            job_id=r.job_id,
+            job_id=r.job_id, gold_rate=float(r.gold_rate),
         )
 
 
@@ -166,6 +167,8 @@ def job_from_model(r: JobModel) -> Job:
         phase=r.phase or "production", pilot_items=int(r.pilot_items or 0),
         instruction_version=int(r.instruction_version or 1), promotion=r.promotion or {},
         transitions=tuple(json.loads(entry) for entry in (r.transitions or ())),
+        gold_items=int(r.gold_items or 0), quality=r.quality or {},
+        pool_cents=int(r.pool_cents or 0), blocked_workers=frozenset(r.blocked_workers or ()),
         ingested_chunks=frozenset(int(c) for c in (r.ingested_chunks or ())),
         answered=int(r.answered or 0), items_done=int(r.items_done or 0),
         round=int(r.round or 1), finalize_at=r.finalize_at, cancelled_at=r.cancelled_at,
@@ -194,6 +197,7 @@ class DynamoJobs:
             phase=job.phase, pilot_items=job.pilot_items,
             instruction_version=job.instruction_version, promotion=job.promotion or None,
             transitions=[json.dumps(entry) for entry in job.transitions],
+            gold_items=job.gold_items, quality=job.quality or None, pool_cents=job.pool_cents,
         )
         try:
             with TransactWrite(connection=JobModel._get_connection().connection) as tx:
@@ -286,6 +290,22 @@ class DynamoJobs:
                 break
         return sum(self.record_counted(job_id, [answer]) for answer in answers)
 
+    def reserve(self, job_id: str, cents: int) -> bool:
+        """Take cents from the pool in one conditional write (never below zero)."""
+        ok, _ = _update_raw(JobModel, job_id, None, [JobModel.pool_cents.add(-cents)],
+                            JobModel.pool_cents >= cents)
+        return ok
+
+    def refund(self, job_id: str, cents: int) -> None:
+        """Give cents back to the pool."""
+        _update_raw(JobModel, job_id, None, [JobModel.pool_cents.add(cents)],
+                    JobModel.job_id.exists())
+
+    def block_worker(self, job_id: str, worker_id: str) -> None:
+        """Add the worker to the job's blocked set (a repeat changes nothing)."""
+        _update_raw(JobModel, job_id, None, [JobModel.blocked_workers.add({worker_id})],
+                    JobModel.job_id.exists())
+
     def _count_together(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:
         by_item: dict[str, list[CountedAnswer]] = defaultdict(list)
         for answer in answers:
@@ -328,7 +348,7 @@ def item_from_model(r: ItemModel) -> ItemState:
         job_id=r.job_id, item_id=r.item_id, data=r.data or {}, redundancy=int(r.redundancy),
         free=int(r.free), external_id=r.external_id, leases=leases, answers=answers,
         seen=frozenset(r.seen or ()), answer_count=int(r.answer_count or 0), gold=r.gold,
-        held=bool(r.held),
+        held=bool(r.held), replaced=int(r.replaced or 0),
     )
 
 
@@ -337,7 +357,7 @@ def _item_from_raw(raw: dict[str, Any] | None) -> ItemState | None:
 
 
 # What picking a slot needs: not the item's data, answers or counting marks.
-_SLOT_FIELDS = ["job_id", "item_id", "redundancy", "free", "answer_count", "leases", "seen"]
+_SLOT_FIELDS = ["job_id", "item_id", "redundancy", "free", "answer_count", "leases", "seen", "gold"]
 
 
 class DynamoItems:
@@ -356,7 +376,8 @@ class DynamoItems:
                     tx.save(ItemModel(
                         job_id, item.item_id, data=item.data, external_id=item.external_id,
                         gold=item.gold, held=True if item.held else None,
-                        redundancy=redundancy, free=redundancy, answer_count=0, leases={},
+                        redundancy=GOLD_SLOTS if item.gold else redundancy,
+                        free=GOLD_SLOTS if item.gold else redundancy, answer_count=0, leases={},
                         answers={}, counted={}, ordinals={},
                         open_job=None if item.held else job_id,
                     ), condition=ItemModel.item_id.does_not_exist())
@@ -383,6 +404,23 @@ class DynamoItems:
         return [record.item_id for record in ItemModel.query(
             job_id, filter_condition=ItemModel.held.exists(), consistent_read=True,
             attributes_to_get=["item_id"])]
+
+    def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
+        """Reopen a counted-complete item with more slots and uncount it, in one transaction."""
+        try:
+            with TransactWrite(connection=ItemModel._get_connection().connection) as tx:
+                tx.update(ItemModel(job_id, item_id), actions=[
+                    ItemModel.redundancy.add(count), ItemModel.free.add(count),
+                    ItemModel.replaced.add(count), ItemModel.open_job.set(job_id)],
+                    condition=ItemModel.open_job.does_not_exist()
+                    & (ItemModel.replaced == replaced_before))
+                tx.update(JobModel(job_id), actions=[JobModel.items_done.add(-1)])
+        except TransactWriteError as error:
+            _raise_transient(error)
+            if error.cause_response_code == "TransactionCanceledException":
+                return False
+            raise
+        return True
 
     def open_held(self, job_id: str, item_ids: Sequence[str]) -> None:
         """Put held items into the open-items index (an item opened before is left alone)."""
@@ -466,3 +504,77 @@ class DynamoResults:
         result = ResultModel.query(job_id, limit=limit, last_evaluated_key=start)
         entries = [record.body for record in result]
         return Page(entries, encode_cursor(result.last_evaluated_key))
+
+
+def _record_from(r: WorkerStatsModel) -> WorkerRecord:
+    return WorkerRecord(
+        r.worker_id, r.scope, int(r.gold_answers or 0), int(r.gold_correct or 0),
+        None if r.shown_gold_answers is None else int(r.shown_gold_answers),
+        None if r.shown_gold_correct is None else int(r.shown_gold_correct),
+        r.blocked_at, r.blocked_reason)
+
+
+EVERYWHERE = "*"
+
+
+class DynamoWorkerStats:
+    """Workers' gold records and blocks."""
+
+    def record_gold(self, worker_id: str, job_id: str, assignment_id: str, correct: bool
+                    ) -> tuple[int, int] | None:
+        """Score a gold answer in the job's record and the overall one, together and once per
+        assignment (the job's record keeps the assignment ids it scored, so a retried submit
+        scores nothing); return the job's totals after it."""
+        counts = [WorkerStatsModel.gold_answers.add(1),
+                  WorkerStatsModel.gold_correct.add(1 if correct else 0)]
+        try:
+            with TransactWrite(connection=WorkerStatsModel._get_connection().connection) as tx:
+                tx.update(WorkerStatsModel(worker_id, job_id),
+                          actions=counts + [WorkerStatsModel.scored.add({assignment_id})],
+                          condition=~WorkerStatsModel.scored.contains(assignment_id))
+                tx.update(WorkerStatsModel(worker_id, EVERYWHERE), actions=counts)
+        except TransactWriteError as error:
+            _raise_transient(error)
+            if error.cause_response_code == "TransactionCanceledException":
+                return None
+            raise
+        record = WorkerStatsModel.get(worker_id, job_id, consistent_read=True)
+        return int(record.gold_answers), int(record.gold_correct)
+
+    def mark_blocked(self, worker_id: str, scope: str, reason: str, now: float) -> None:
+        """Record a block (the first block's time and reason are kept)."""
+        _update_raw(WorkerStatsModel, worker_id, scope,
+                    [WorkerStatsModel.blocked_at.set(now),
+                     WorkerStatsModel.blocked_reason.set(reason)],
+                    WorkerStatsModel.blocked_at.does_not_exist())
+
+    def unblock(self, worker_id: str, scope: str) -> None:
+        """Lift a block."""
+        _update_raw(WorkerStatsModel, worker_id, scope,
+                    [WorkerStatsModel.blocked_at.remove(), WorkerStatsModel.blocked_reason.remove()],
+                    None)
+
+    def of_job(self, job_id: str) -> list[WorkerRecord]:
+        """A job's workers' records, by worker id."""
+        return [_record_from(r) for r in WorkerStatsModel.by_scope.query(job_id)]
+
+    def of_worker(self, worker_id: str) -> list[WorkerRecord]:
+        """One worker's records (overall and per job)."""
+        return [_record_from(r) for r in WorkerStatsModel.query(worker_id)]
+
+    def publish_shown(self, job_id: str) -> None:
+        """Copy the live gold counts of the job's workers to what they see."""
+        for record in WorkerStatsModel.by_scope.query(job_id):
+            _update_raw(WorkerStatsModel, record.worker_id, job_id,
+                        [WorkerStatsModel.shown_gold_answers.set(int(record.gold_answers or 0)),
+                         WorkerStatsModel.shown_gold_correct.set(int(record.gold_correct or 0))],
+                        None)
+
+    def blocked_everywhere(self, worker_ids: Iterable[str]) -> set[str]:
+        """Those of the workers with an operator's block (one batch read per 100)."""
+        keys = [(worker, EVERYWHERE) for worker in sorted(set(worker_ids))]
+        if not keys:
+            return set()
+        return {r.worker_id for r in WorkerStatsModel.batch_get(keys,
+                                                                attributes_to_get=["worker_id", "scope", "blocked_at"])
+                if r.blocked_at is not None}

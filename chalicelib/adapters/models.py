@@ -58,6 +58,7 @@ class QuoteModel(Model):
     expires_at = NumberAttribute()
     expires_ttl = NumberAttribute()
     job_id = UnicodeAttribute(null=True)
+    gold_rate = NumberAttribute(default=0.1)
 
 
 class JobsByState(GlobalSecondaryIndex):
@@ -112,6 +113,10 @@ class JobModel(Model):
     pilot_items = NumberAttribute(default=0)
     instruction_version = NumberAttribute(default=1)
     promotion = JSONAttribute(null=True)
+    gold_items = NumberAttribute(default=0)
+    quality = JSONAttribute(null=True)
+    pool_cents = NumberAttribute(default=0)
+    blocked_workers = UnicodeSetAttribute(null=True)
     # JSON texts, oldest first; appended to by every transition.
     transitions = ListAttribute(of=UnicodeAttribute, default=list)
     ingested_chunks = NumberSetAttribute(null=True)
@@ -152,6 +157,7 @@ class ItemModel(Model):
     external_id = UnicodeAttribute(null=True)
     gold = JSONAttribute(null=True)
     held = BooleanAttribute(null=True)
+    replaced = NumberAttribute(default=0)
     redundancy = NumberAttribute()
     free = NumberAttribute()
     answer_count = NumberAttribute(default=0)
@@ -176,7 +182,59 @@ class ResultModel(Model):
     body = JSONAttribute()
 
 
-ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, ItemModel, ResultModel)
+class StatsByScope(GlobalSecondaryIndex):
+    """A job's workers (scope = job id)."""
+
+    class Meta:
+        index_name = "by_scope"
+        projection = AllProjection()
+
+    scope = UnicodeAttribute(hash_key=True)
+    worker_id = UnicodeAttribute(range_key=True)
+
+
+class WorkerStatsModel(Model):
+    """A worker's gold record in one job (scope = job id) or overall (scope = "*").
+
+    gold_answers/gold_correct are live (they drive blocking); shown_* are what the worker
+    sees, copied when a round is published, so no answer tells them which items were gold.
+    """
+
+    class Meta:
+        table_name = "worker_stats"
+
+    worker_id = UnicodeAttribute(hash_key=True)
+    scope = UnicodeAttribute(range_key=True)
+    gold_answers = NumberAttribute(default=0)
+    gold_correct = NumberAttribute(default=0)
+    shown_gold_answers = NumberAttribute(null=True)
+    shown_gold_correct = NumberAttribute(null=True)
+    blocked_at = NumberAttribute(null=True)
+    blocked_reason = UnicodeAttribute(null=True)
+    # Assignment ids already scored here, so a retried submit scores nothing.
+    scored = UnicodeSetAttribute(null=True)
+
+    by_scope = StatsByScope()
+
+
+class LedgerModel(Model):
+    """One credit or debit of an account; entry_id makes a repeat a no-op (e.g. 'pay#<asg>')."""
+
+    class Meta:
+        table_name = "ledger"
+
+    account_id = UnicodeAttribute(hash_key=True)
+    entry_id = UnicodeAttribute(range_key=True)
+    kind = UnicodeAttribute()
+    amount_cents = NumberAttribute()
+    created_at = NumberAttribute()
+    job_id = UnicodeAttribute(null=True)
+    assignment_id = UnicodeAttribute(null=True)
+    reason = UnicodeAttribute(null=True)
+
+
+ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, ItemModel, ResultModel,
+              WorkerStatsModel, LedgerModel)
 
 
 def bind_models(settings: Settings) -> None:
@@ -188,6 +246,8 @@ def bind_models(settings: Settings) -> None:
         JobModel: settings.jobs_table,
         ItemModel: settings.items_table,
         ResultModel: settings.results_table,
+        WorkerStatsModel: settings.worker_stats_table,
+        LedgerModel: settings.ledger_table,
     }
     for model, table in names.items():
         if model.Meta.table_name != table or getattr(model.Meta, "region", None) != settings.region:

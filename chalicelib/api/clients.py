@@ -122,3 +122,20 @@ def download_results(job_id: str) -> dict:
     return {"job_id": job.job_id, "format": "jsonl", "url": url,
             "expires_in_seconds": services.DOWNLOAD_LINK_SECONDS,
             "result_count": job.result_count}
+
+
+@bp.route("/jobs/{job_id}/workers", methods=["GET"])
+@json_errors
+def job_workers(job_id: str) -> dict:
+    """Each worker of the job with their live gold accuracy and whether they are blocked."""
+    workers = services.job_workers(platform(), _client(), job_id)
+    return {"job_id": job_id, "workers": workers}
+
+
+@bp.route("/jobs/{job_id}/workers/{worker_id}/block", methods=["POST"])
+@json_errors
+def block_worker(job_id: str, worker_id: str) -> dict:
+    """Block a worker from this job: {"reason": "..."}; their answers are left out."""
+    request = bp.current_request
+    return services.client_blocks_worker(platform(), _client(), job_id, worker_id,
+                                         json_body(request))

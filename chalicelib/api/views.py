@@ -12,7 +12,7 @@ def quote_view(quote: Quote) -> dict[str, Any]:
     return {
         "quote_id": quote.quote_id, "task_type": quote.task_type, "items": quote.items,
         "redundancy": quote.redundancy, "reward_cents": quote.reward_cents,
-        "cohort": quote.cohort, "currency": "USD",
+        "cohort": quote.cohort, "gold_rate": quote.gold_rate, "currency": "USD",
         "line_items": [vars(line) for line in quote.line_items],
         "total_cents": quote.total_cents, "expires_at": iso(quote.expires_at),
     }
@@ -34,6 +34,8 @@ def job_view(job: Job, progress: dict[str, int] | None = None) -> dict[str, Any]
         "phase": job.phase, "round": job.round, "pilot_items": job.pilot_items,
         "instruction_version": job.instruction_version, "instructions": job.instructions,
         "promotion": job.promotion or None,
+        "gold_items": job.gold_items, "quality": job.quality,
+        "pool_cents": job.pool_cents, "blocked_workers": sorted(job.blocked_workers),
         "transitions": [{**entry, "at": iso(entry["at"])} for entry in job.transitions],
     }
     if progress is not None:

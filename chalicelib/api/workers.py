@@ -28,8 +28,9 @@ def register_worker() -> Response:
 @bp.route("/workers/me", methods=["GET"])
 @json_errors
 def whoami() -> dict:
-    """The calling worker's profile."""
-    return worker_view(_worker())
+    """The calling worker's profile, with their gold accuracy per job and overall."""
+    worker = _worker()
+    return {**worker_view(worker), "quality": services.worker_quality(platform(), worker)}
 
 
 @bp.route("/tasks/next", methods=["GET"])

@@ -43,3 +43,34 @@ def validate_answer(job: Job, body: Any) -> dict[str, Any]:
 def is_not_applicable(answer: Mapping[str, Any]) -> bool:
     """True for an answer that marks the item not applicable."""
     return NA_KEY in answer
+
+
+GOLD_TEXT_SIMILARITY = 0.9
+
+
+def matches_gold(job: Job, answer: Mapping[str, Any], gold: Mapping[str, Any]) -> bool:
+    """Whether an answer counts as right on a gold item.
+
+    Labels must be equal; numbers within 1% of the job's range; text at least 90% similar
+    (normalised Levenshtein, ignoring case and runs of white space). N/A is never right:
+    gold items are items that apply.
+    """
+    if is_not_applicable(answer):
+        return False
+    if job.kind == "categorical":
+        return answer.get("label") == gold.get("label")
+    if job.kind == "numeric":
+        schema = job.answer_schema
+        return abs(answer["value"] - gold["value"]) <= 0.01 * (schema["max"] - schema["min"])
+    from rapidfuzz.distance import Levenshtein
+
+    def norm(text: str) -> str:
+        return " ".join(text.casefold().split())
+
+    return Levenshtein.normalized_similarity(norm(answer["text"]), norm(gold["text"])) \
+        >= GOLD_TEXT_SIMILARITY
+
+
+def smoothed_accuracy(correct: int, answers: int) -> float:
+    """Gold accuracy under a Beta(1, 1) prior: (correct + 1) / (answers + 2)."""
+    return (correct + 1) / (answers + 2)

@@ -12,6 +12,7 @@ from chalicelib.domain import validation as v
 from chalicelib.domain.answers import NA_KEY
 from chalicelib.domain.batching import batches
 from chalicelib.domain.ids import item_id, new_id
+from chalicelib.domain.pricing import MAX_GOLD_RATE, line_amount
 from chalicelib.domain.model import (
     NA_ALLOWED, NA_NOT_ALLOWED, PILOT, PRODUCTION, Job, NewItem, Quote, answer_kind,
 )
@@ -30,7 +31,11 @@ CHUNK_ITEMS = 25
 CHUNK_BYTES = 200 * 1024
 
 JOB_FIELDS = ("quote_id", "title", "instructions", "items", "answer_schema", "not_applicable",
-              "lease_seconds", "deadline", "required_skills", "report", "pilot", "promotion")
+              "lease_seconds", "deadline", "required_skills", "report", "pilot", "promotion",
+              "quality")
+DEFAULT_BLOCK_AFTER = 5
+DEFAULT_BLOCK_BELOW = 0.6
+DEFAULT_MIN_SECONDS = 2.0
 
 
 def parse_timestamp(value: Any, field: str) -> float:
@@ -194,8 +199,9 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
     )
     items = [replace(item, gold=parse_gold(job, index, item.gold)) if item.gold else item
              for index, item in enumerate(items)]
+    gold_items = sum(1 for item in items if item.gold is not None)
     items, pilot_items = hold_for_production(items, phases.parse_pilot(body.get("pilot"),
-                                                                        len(items)))
+                                                                        len(items) - gold_items))
     chunks = chunk_items(items)
     phase = PILOT if pilot_items else PRODUCTION
     posted = phases.record(now, None, None, job.state, phase, client_id,
@@ -203,7 +209,40 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
                            else "posted without a pilot")
     return replace(job, chunk_count=len(chunks), phase=phase, pilot_items=pilot_items,
                    promotion=phases.parse_promotion(body.get("promotion")),
-                   transitions=(posted,)), chunks
+                   transitions=(posted,), gold_items=gold_items,
+                   quality=parse_quality(body.get("quality"), quote.gold_rate),
+                   pool_cents=reward_pool(quote, gold_items)), chunks
+
+
+def reward_pool(quote: Quote, gold_items: int) -> int:
+    """The job's reward money beyond its regular slots: the quote's gold answers, plus the
+    slots quoted for items that turned out to be gold (gold items take answers from the
+    pool, one per worker served, not from slots of their own)."""
+    rewards = line_amount(quote, "worker_rewards") + line_amount(quote, "gold_answers")
+    return rewards - (quote.items - gold_items) * quote.redundancy * quote.reward_cents
+
+
+def parse_quality(raw: Any, gold_rate: float) -> dict[str, float]:
+    """Gold and worker-quality rules, defaults filled in.
+
+    - gold_rate: the share of tasks served from gold items (default: the quote's, 10%);
+    - block_after / block_below: a worker with at least block_after gold answers whose
+      smoothed gold accuracy (Beta(1, 1): (correct + 1) / (answers + 2)) is below
+      block_below is blocked from the job (0 turns the rule off);
+    - min_seconds: answers submitted sooner than this after leasing are flagged.
+    """
+    body = v.require_object(raw if raw is not None else {}, "quality")
+    v.reject_unknown(body, ("gold_rate", "block_after", "block_below", "min_seconds"), "quality.")
+    return {
+        "gold_rate": v.number(body, "gold_rate", low=0, high=MAX_GOLD_RATE, default=gold_rate,
+                              prefix="quality."),
+        "block_after": v.integer(body, "block_after", low=0, high=1000,
+                                 default=DEFAULT_BLOCK_AFTER, prefix="quality."),
+        "block_below": v.number(body, "block_below", low=0, high=1,
+                                default=DEFAULT_BLOCK_BELOW, prefix="quality."),
+        "min_seconds": v.number(body, "min_seconds", low=0, high=3600,
+                                default=DEFAULT_MIN_SECONDS, prefix="quality."),
+    }
 
 
 def hold_for_production(items: list[NewItem], pilot_size: int) -> tuple[list[NewItem], int]:
@@ -216,7 +255,7 @@ def hold_for_production(items: list[NewItem], pilot_size: int) -> tuple[list[New
     sample = {regular[k] for k in phases.pilot_indices(len(regular), min(pilot_size, len(regular)))}
     marked = [item if item.gold is not None or index in sample else replace(item, held=True)
               for index, item in enumerate(items)]
-    return marked, sum(1 for item in marked if not item.held)
+    return marked, sum(1 for item in marked if not item.held and item.gold is None)
 
 
 def parse_gold(job: Job, index: int, gold: dict[str, Any]) -> dict[str, Any]:

@@ -25,6 +25,9 @@ PILOT = "pilot"
 CALIBRATION = "calibration"
 PRODUCTION = "production"
 
+# A gold item takes one answer from every worker who is served it: its slots never run out.
+GOLD_SLOTS = 100_000
+
 NA_ALLOWED = "allowed_with_reason"
 NA_NOT_ALLOWED = "not_allowed"
 
@@ -70,6 +73,7 @@ class Quote:
     created_at: float
     expires_at: float
     job_id: str | None = None
+    gold_rate: float = 0.1
 
 
 @dataclass
@@ -98,8 +102,16 @@ class Job:
     # "attributes" (keys of item data to break agreement and labels down by).
     report_settings: dict[str, Any] = field(default_factory=dict)
     phase: str = PRODUCTION
-    # Items answered in the pilot (the rest are held until production).
+    # Regular (not gold) items answered in the pilot (the rest are held until production).
     pilot_items: int = 0
+    gold_items: int = 0
+    # Gold and worker-quality rules: gold_rate, block_after, block_below, min_seconds.
+    quality: dict[str, float] = field(default_factory=dict)
+    # Reward money beyond the regular slots (gold answers, replacement answers); every
+    # answer drawn from it is reserved when leased, so it cannot be overdrawn.
+    pool_cents: int = 0
+    # Workers blocked from this job by its gold rule: no leases, answers left out.
+    blocked_workers: frozenset[str] = frozenset()
     instruction_version: int = 1
     # Report thresholds that promote the job by themselves, e.g. {"gold_accuracy": 0.85}.
     promotion: dict[str, float] = field(default_factory=dict)
@@ -130,7 +142,7 @@ class Job:
     @property
     def round_items(self) -> int:
         """How many items must be complete before this phase's round is aggregated."""
-        return self.pilot_items if self.phase == PILOT else self.item_count
+        return self.pilot_items if self.phase == PILOT else self.item_count - self.gold_items
 
     def takes_leases(self, now: float) -> bool:
         """True while workers may lease new tasks."""
@@ -191,6 +203,8 @@ class ItemState:
     answer_count: int = 0
     gold: dict[str, Any] | None = None
     held: bool = False
+    # Slots added to replace answers left out of aggregation (blocked workers, rejections).
+    replaced: int = 0
 
     @property
     def complete(self) -> bool:

@@ -26,6 +26,38 @@ class SlotOutcome:
     item: ItemState | None
 
 
+@dataclass(frozen=True)
+class WorkerRecord:
+    """A worker's gold record in one job (scope = the job id) or overall (scope = "*")."""
+
+    worker_id: str
+    scope: str
+    gold_answers: int = 0
+    gold_correct: int = 0
+    shown_gold_answers: int | None = None
+    shown_gold_correct: int | None = None
+    blocked_at: float | None = None
+    blocked_reason: str | None = None
+
+
+class WorkerStatsStore(Protocol):
+    """Workers' gold records and blocks."""
+
+    def record_gold(self, worker_id: str, job_id: str, assignment_id: str, correct: bool
+                    ) -> tuple[int, int] | None:
+        """Score one gold answer once (per assignment) in the job and overall; return the
+        job's (answers, correct) after it, or None if it was scored before."""
+    def mark_blocked(self, worker_id: str, scope: str, reason: str, now: float) -> None:
+        """Record a block in a job (scope = job id) or everywhere (scope = "*")."""
+    def unblock(self, worker_id: str, scope: str) -> None: """Lift a block."""
+    def of_job(self, job_id: str) -> list[WorkerRecord]: """A job's workers' records."""
+    def of_worker(self, worker_id: str) -> list[WorkerRecord]: """One worker's records."""
+    def publish_shown(self, job_id: str) -> None:
+        """Copy the job's live gold counts to what its workers see (at a round's publication)."""
+    def blocked_everywhere(self, worker_ids: Iterable[str]) -> set[str]:
+        """Those of the workers an operator has blocked everywhere."""
+
+
 class AccountStore(Protocol):
     """Accounts and their hashed bearer credentials."""
 
@@ -61,6 +93,11 @@ class JobStore(Protocol):
         history); False if it was not."""
     def record_counted(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:
         """Count answers not counted before (idempotent per assignment); return how many were new."""
+    def reserve(self, job_id: str, cents: int) -> bool:
+        """Take cents from the job's pool if it holds that much; False (nothing taken) if not."""
+    def refund(self, job_id: str, cents: int) -> None: """Give cents back to the job's pool."""
+    def block_worker(self, job_id: str, worker_id: str) -> None:
+        """Add a worker to the job's blocked workers."""
 
 
 class ItemStore(Protocol):
@@ -73,6 +110,10 @@ class ItemStore(Protocol):
         """Incomplete items (that worker_id has not seen, when given)."""
     def get_item(self, job_id: str, item_id: str) -> ItemState | None: """One item."""
     def held_item_ids(self, job_id: str) -> list[str]: """Items held back from the pilot."""
+    def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
+        """Reopen an item counted complete with `count` more slots that replace answers left
+        out, and take it off the job's done count, together; False if the item was not
+        complete or its replacements changed meanwhile."""
     def open_held(self, job_id: str, item_ids: Sequence[str]) -> None:
         """Open held items for leasing (idempotent)."""
     def try_lease(self, job_id: str, item_id: str, worker_id: str, lease: Lease,

@@ -1,6 +1,7 @@
 """Quotes: price a job spec from items, redundancy, reward and the platform fee."""
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -13,6 +14,8 @@ MAX_REDUNDANCY = 10
 MAX_REWARD_CENTS = 10_000
 QUOTE_TTL_SECONDS = 72 * 3600
 PLATFORM_FEE_PERCENT = 20
+DEFAULT_GOLD_RATE = 0.10
+MAX_GOLD_RATE = 0.5
 # Default and minimum reward per answer by task type, in US cents.
 DEFAULT_REWARD_CENTS = {"categorical": 5, "numeric": 5, "transcription": 25, "translation": 40, "collection": 20}
 MIN_REWARD_CENTS = {"categorical": 1, "numeric": 1, "transcription": 5, "translation": 10, "collection": 5}
@@ -23,26 +26,43 @@ def platform_fee(worker_rewards_cents: int) -> int:
     return -(-worker_rewards_cents * PLATFORM_FEE_PERCENT // 100)
 
 
+def gold_answers_for(answers: int, gold_rate: float) -> int:
+    """Gold answers that come with `answers` regular ones when gold is served at gold_rate."""
+    return math.ceil(round(answers * gold_rate / (1 - gold_rate), 9))
+
+
+def line_amount(quote: Quote, name: str) -> int:
+    """The amount of one line of a quote (0 if it has none)."""
+    return sum(line.amount_cents for line in quote.line_items if line.name == name)
+
+
 def price_quote(client_id: str, spec: Mapping[str, Any], now: float) -> Quote:
     """Validate a quote request and price it; raises InvalidRequest naming the field."""
     spec = v.require_object(spec)
-    v.reject_unknown(spec, ("task_type", "items", "redundancy", "reward_cents", "cohort"))
+    v.reject_unknown(spec, ("task_type", "items", "redundancy", "reward_cents", "cohort",
+                            "gold_rate"))
     task_type = v.choice(spec, "task_type", TASK_TYPES)
     items = v.integer(spec, "items", low=1, high=MAX_ITEMS)
     redundancy = v.integer(spec, "redundancy", low=1, high=MAX_REDUNDANCY, default=3)
     reward = v.integer(spec, "reward_cents", low=MIN_REWARD_CENTS[task_type],
                        high=MAX_REWARD_CENTS, default=DEFAULT_REWARD_CENTS[task_type])
     cohort = v.text(spec, "cohort", max_length=32, required=False)
+    gold_rate = v.number(spec, "gold_rate", low=0, high=MAX_GOLD_RATE, default=DEFAULT_GOLD_RATE)
     answers = items * redundancy
     rewards = answers * reward
-    fee = platform_fee(rewards)
+    # Gold is served as gold_rate of all tasks, so it adds gold_rate / (1 - gold_rate)
+    # answers per regular answer; they are paid like any other.
+    gold_answers = gold_answers_for(answers, gold_rate)
+    gold = gold_answers * reward
+    fee = platform_fee(rewards + gold)
     lines = (
         LineItem("worker_rewards", answers, reward, rewards),
+        LineItem("gold_answers", gold_answers, reward, gold),
         LineItem("platform_fee", 1, fee, fee),
     )
     return Quote(
         quote_id=new_id("q"), client_id=client_id, task_type=task_type, items=items,
         redundancy=redundancy, reward_cents=reward, cohort=cohort.strip() if cohort else None,
-        line_items=lines, total_cents=rewards + fee, created_at=now,
-        expires_at=now + QUOTE_TTL_SECONDS,
+        line_items=lines, total_cents=rewards + gold + fee, created_at=now,
+        expires_at=now + QUOTE_TTL_SECONDS, gold_rate=gold_rate,
     )

@@ -99,6 +99,7 @@ def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Map
     confidences: list[tuple[float, str, Mapping[str, Any]]] = []
     gold_answers: Counter = Counter()
     gold_correct: Counter = Counter()
+    too_fast: Counter = Counter()
     gold_items = 0
     n_answers = 0
     for line in lines:
@@ -121,6 +122,7 @@ def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Map
                 gold_answers[entry["worker_id"]] += 1
                 gold_correct[entry["worker_id"]] += value == gold
             worker_matches[entry["worker_id"]] += value == result
+            too_fast[entry["worker_id"]] += "too_fast" in entry.get("flags", ())
             took = _seconds(entry.get("leased_at"), entry.get("submitted_at"))
             if took is not None:
                 durations.append(took)
@@ -129,6 +131,7 @@ def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Map
     answered = sum(results.values())
     workers = [{"worker_id": worker, "answers": count,
                 "agreement_with_results": round(worker_matches[worker] / count, 4),
+                "too_fast": too_fast[worker],
                 **({"estimated_accuracy": round(skills[worker], 4)}
                    if skills and worker in skills else {}),
                 **({"gold_answers": gold_answers[worker], "gold_correct": gold_correct[worker],
@@ -143,6 +146,7 @@ def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Map
     report = {
         "job_id": job_id, "round": round_no, "task_type": task_type,
         "items": len(units), "answered_items": answered, "answers": n_answers,
+        "too_fast_answers": sum(too_fast.values()),
         "workers": len(worker_answers), "methods": dict(methods),
         # Nominal agreement: labels, and numbers compared as exact values.
         "agreement": {

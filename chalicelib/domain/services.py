@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from chalicelib.domain import leasing, phases
 from chalicelib.domain import validation as v
-from chalicelib.domain.answers import validate_answer
+from chalicelib.domain.answers import matches_gold, smoothed_accuracy, validate_answer
 from chalicelib.domain.ids import hash_secret, is_job_id, new_id, new_secret, parse_assignment_id
 from chalicelib.domain.jobs import JOB_FIELDS, MAX_INSTRUCTIONS, build_job, report_key
 from chalicelib.domain.model import (
@@ -25,7 +25,8 @@ from chalicelib.domain.model import (
     Quote, StoredAnswer, SubmitReceipt,
 )
 from chalicelib.domain.ports import (
-    AccountStore, Page, BlobStore, ItemStore, JobStore, MessageQueue, QuoteStore, ResultStore, Workflow,
+    AccountStore, Page, BlobStore, ItemStore, JobStore, MessageQueue, QuoteStore, ResultStore,
+    WorkerRecord, WorkerStatsStore, Workflow,
 )
 from chalicelib.domain.pricing import price_quote
 from chalicelib.errors import (
@@ -55,6 +56,7 @@ class Platform:
     ingest_queue: MessageQueue
     results_queue: MessageQueue
     workflow: Workflow
+    stats: WorkerStatsStore
     clock: Callable[[], float] = time.time
     cache_seconds: float = 2.0
     open_registration: bool = False
@@ -65,6 +67,7 @@ class Platform:
     _pools: dict[str, dict[str, ItemState]] = field(default_factory=dict)
     _leased: dict[str, tuple[int, float]] = field(default_factory=dict)
     _nothing_for: dict[tuple[str, str], float] = field(default_factory=dict)
+    _blocked: dict[str, tuple[bool, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def now(self) -> float:
@@ -328,6 +331,85 @@ def job_report(p: Platform, client: Principal, job_id: str,
         raise NotFound(f"round {text} has no published report", code="report_not_found") from None
 
 
+# --- worker quality ------------------------------------------------------------------------
+
+def _quality_view(answers: int, correct: int) -> dict[str, Any]:
+    return {"gold_answers": answers, "gold_correct": correct,
+            "gold_accuracy": round(smoothed_accuracy(correct, answers), 4) if answers else None}
+
+
+def worker_quality(p: Platform, worker: Principal) -> dict[str, Any]:
+    """What a worker sees of their own quality: gold accuracy per job and overall as of each
+    job's last published round (so no single answer reveals a gold item), and their blocks."""
+    records = p.stats.of_worker(worker.account_id)
+    jobs = [r for r in records if r.scope != "*"]
+    everywhere = next((r for r in records if r.scope == "*"), None)
+    shown = [(r.shown_gold_answers or 0, r.shown_gold_correct or 0) for r in jobs]
+    return {
+        **_quality_view(sum(a for a, _ in shown), sum(c for _, c in shown)),
+        "jobs": [{"job_id": r.scope, **_quality_view(r.shown_gold_answers or 0,
+                                                      r.shown_gold_correct or 0),
+                  "blocked": r.blocked_at is not None, "blocked_reason": r.blocked_reason}
+                 for r in jobs],
+        "blocked_everywhere": everywhere is not None and everywhere.blocked_at is not None,
+    }
+
+
+def job_workers(p: Platform, client: Principal, job_id: str) -> list[dict[str, Any]]:
+    """Each worker of a job with their live gold record and whether they are blocked."""
+    job = client_job(p, client, job_id)
+    return [_worker_line(r, job) for r in p.stats.of_job(job.job_id)]
+
+
+def _worker_line(r: WorkerRecord, job: Job) -> dict[str, Any]:
+    return {"worker_id": r.worker_id, **_quality_view(r.gold_answers, r.gold_correct),
+            "blocked": r.worker_id in job.blocked_workers, "blocked_reason": r.blocked_reason}
+
+
+def client_blocks_worker(p: Platform, client: Principal, job_id: str, worker_id: str,
+                         body: Any) -> dict[str, Any]:
+    """A client blocks a worker from their job by hand (their answers are left out too)."""
+    job = client_job(p, client, job_id)
+    reason = _reason(body)
+    if job.state in (DONE, FAILED):
+        raise Conflict("the job has ended", code="job_not_active")
+    if worker_id not in {r.worker_id for r in p.stats.of_job(job.job_id)} and \
+            not _answered_in(p, job, worker_id):
+        raise NotFound("no such worker in this job", code="worker_not_found")
+    block_in_job(p, job, worker_id, client.account_id, reason)
+    job = client_job(p, client, job_id)
+    record = next((r for r in p.stats.of_job(job.job_id) if r.worker_id == worker_id),
+                  WorkerRecord(worker_id, job.job_id))
+    return _worker_line(record, job)
+
+
+def _answered_in(p: Platform, job: Job, worker_id: str) -> bool:
+    return any(worker_id in item.seen for item in p.items.iter_items(job.job_id))
+
+
+def _reason(body: Any) -> str:
+    body = v.require_object(body if body is not None else {}, "body")
+    v.reject_unknown(body, ("reason",))
+    return v.text(body, "reason", max_length=500).strip()
+
+
+def operator_block(p: Platform, operator: Principal, worker_id: str, body: Any,
+                   blocked: bool = True) -> dict[str, Any]:
+    """An operator blocks a worker everywhere (no tasks from any job; their answers are left
+    out of every round aggregated from now on), or lifts the block. Takes effect within a
+    minute on every API container."""
+    if not blocked:
+        p.stats.unblock(worker_id, "*")
+    else:
+        reason = _reason(body)
+        p.stats.mark_blocked(worker_id, "*", f"{reason} (by {operator.account_id})", p.now())
+    p._blocked.pop(worker_id, None)
+    record = next((r for r in p.stats.of_worker(worker_id) if r.scope == "*"), None)
+    return {"worker_id": worker_id,
+            "blocked_everywhere": record is not None and record.blocked_at is not None,
+            "blocked_reason": record.blocked_reason if record else None}
+
+
 # --- ingest -----------------------------------------------------------------------------
 
 def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
@@ -386,10 +468,24 @@ def lease_query(query: Mapping[str, str]) -> str | None:
     return query.get("job_id")
 
 
+def blocked_everywhere(p: Platform, worker_id: str) -> bool:
+    """Whether an operator has blocked the worker (cached per container like credentials)."""
+    now = p.now()
+    cached = p._blocked.get(worker_id)
+    if cached and now - cached[1] < PRINCIPAL_CACHE_SECONDS:
+        return cached[0]
+    blocked = worker_id in p.stats.blocked_everywhere([worker_id])
+    p._blocked[worker_id] = (blocked, now)
+    return blocked
+
+
 def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
                     ) -> Assignment | None:
     """Lease one task the worker qualifies for and has not seen; None when there is none."""
     now = p.now()
+    if blocked_everywhere(p, worker.account_id):
+        raise Forbidden("your account is blocked from taking tasks; contact the operator",
+                        code="worker_blocked")
     if job_id is not None:
         job = _cached_job(p, job_id) if is_job_id(job_id) else None
         if job is None:
@@ -397,9 +493,13 @@ def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
         if not leasing.qualifies(worker.skills, job):
             raise Forbidden("you do not hold the skills this job requires",
                             code="not_qualified", details={"required_skills": list(job.required_skills)})
+        if worker.account_id in job.blocked_workers:
+            raise Forbidden("you are blocked from this job (gold accuracy below its threshold)",
+                            code="blocked_from_job")
         candidates = [job]
     else:
-        candidates = [job for job in _active_jobs(p) if leasing.qualifies(worker.skills, job)]
+        candidates = [job for job in _active_jobs(p) if leasing.qualifies(worker.skills, job)
+                      and worker.account_id not in job.blocked_workers]
     for job in candidates:
         if job.takes_leases(now):
             assignment = _lease_in_job(p, job, worker.account_id, now)
@@ -409,8 +509,26 @@ def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
 
 
 def _slots_only(item: ItemState) -> ItemState:
-    """What the pool keeps of an item: its slots, not its data or answers."""
+    """What the pool keeps of an item: its slots (and whether it is gold), not its data or answers."""
     return replace(item, data={}, answers={})
+
+
+def _plans(p: Platform, job: Job, snapshot: list[ItemState], worker_id: str, now: float
+           ) -> list[tuple[leasing.LeasePlan, bool]]:
+    """Plans to try, each with whether it is a gold item.
+
+    Gold is tried first on a gold_rate share of leases, and only while the worker still has
+    regular work: a worker is never served gold alone. Otherwise the order is leasing's.
+    """
+    regular = leasing.candidate_plans([i for i in snapshot if i.gold is None], worker_id, now, p.rng)
+    if not regular:
+        return []
+    plans = [(plan, False) for plan in regular]
+    if p.rng.random() < job.quality.get("gold_rate", 0.0):
+        gold = leasing.candidate_plans([i for i in snapshot if i.gold is not None], worker_id,
+                                       now, p.rng, limit=2)
+        plans = [(plan, True) for plan in gold] + plans
+    return plans
 
 
 def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignment | None:
@@ -430,10 +548,15 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
                 return None
         with p._lock:
             snapshot = list(pool.values())
-        for plan in leasing.candidate_plans(snapshot, worker_id, now, p.rng):
+        for plan, gold in _plans(p, job, snapshot, worker_id, now):
+            # A gold answer is paid from the job's pool: reserved now, refunded if not taken.
+            if gold and not p.jobs.reserve(job.job_id, job.reward_cents):
+                continue
             lease = leasing.new_lease(job, plan.item_id, now)
             outcome = p.items.try_lease(job.job_id, plan.item_id, worker_id, lease,
                                         plan.reclaim_from, now)
+            if gold and not outcome.ok:
+                p.jobs.refund(job.job_id, job.reward_cents)
             with p._lock:
                 if outcome.item is None or outcome.item.complete:
                     pool.pop(plan.item_id, None)
@@ -481,6 +604,8 @@ def submit_answer(p: Platform, worker: Principal, assignment_id: str, body: Any
     if fate not in ("accepted", "submitted") or item is None:
         _raise_gone(item, worker_id, assignment_id)
     receipt = _receipt(job, item, worker_id, duplicate=fate == "submitted")
+    if item.gold is not None:
+        _score_gold(p, job, worker_id, assignment_id, item.answers[worker_id].answer, item.gold)
     # Sent on every accepted submit, retries included: counting is idempotent on the
     # assignment, and a retry repairs a message lost after the first write.
     p.results_queue.send({"job_id": job.job_id, "item_id": item_id, "worker_id": worker_id,
@@ -488,11 +613,39 @@ def submit_answer(p: Platform, worker: Principal, assignment_id: str, body: Any
     return receipt
 
 
+def _score_gold(p: Platform, job: Job, worker_id: str, assignment_id: str,
+                answer: dict[str, Any], gold: dict[str, Any]) -> None:
+    """Score a gold answer (once per assignment, retries included) and apply the job's rule:
+    at least block_after gold answers with smoothed accuracy below block_below blocks the
+    worker from the job."""
+    totals = p.stats.record_gold(worker_id, job.job_id, assignment_id,
+                                 matches_gold(job, answer, gold))
+    if totals is None:
+        return
+    answers, correct = totals
+    after, below = int(job.quality.get("block_after", 0)), job.quality.get("block_below", 0.0)
+    accuracy = smoothed_accuracy(correct, answers)
+    if after and answers >= after and accuracy < below:
+        block_in_job(p, job, worker_id, "rule",
+                     f"gold accuracy {accuracy:.2f} after {answers} gold answers is below {below}")
+
+
+def block_in_job(p: Platform, job: Job, worker_id: str, by: str, reason: str) -> None:
+    """Block a worker from a job: no more of its tasks, and their answers are left out of its
+    aggregation (their items get replacement slots before the round closes)."""
+    p.jobs.block_worker(job.job_id, worker_id)
+    p.stats.mark_blocked(worker_id, job.job_id, f"{reason} (by {by})", p.now())
+    p._jobs.pop(job.job_id, None)
+    p._active = None
+
+
 def release_assignment(p: Platform, worker: Principal, assignment_id: str) -> None:
     """Give a leased task back so another worker can take the slot."""
     job, item_id, _, _ = _worker_item(p, assignment_id)
     outcome = p.items.try_release(job.job_id, item_id, worker.account_id, assignment_id)
     if outcome.ok:
+        if outcome.item is not None and outcome.item.gold is not None:
+            p.jobs.refund(job.job_id, job.reward_cents)
         return
     if _fate(outcome.item, worker.account_id, assignment_id) == "submitted":
         raise Conflict("this assignment was already submitted", code="already_submitted")
@@ -542,7 +695,34 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
         if job_id in repeats or new < len(answers) or any(a.item_complete for a in answers):
             job = p.jobs.get_job(job_id)
             if job is not None and job.state in TAKES_ANSWERS and job.items_done >= job.round_items:
-                start_aggregation(p, job)
+                if replace_left_out(p, job) == 0:
+                    start_aggregation(p, job)
+
+
+def replace_left_out(p: Platform, job: Job) -> int:
+    """Before a round closes, give each item as many new slots as it has answers left out
+    (from workers blocked from the job), paid from the job's pool; return how many items
+    were reopened. When the pool runs dry the rest are aggregated without replacements."""
+    left_out = job.blocked_workers
+    if not left_out:
+        return 0
+    reopened = 0
+    for item in p.items.iter_items(job.job_id):
+        if item.gold is not None or item.held:
+            continue
+        missing = sum(1 for worker in item.answers if worker in left_out) - item.replaced
+        if missing <= 0:
+            continue
+        cents = missing * job.reward_cents
+        if not p.jobs.reserve(job.job_id, cents):
+            break
+        if p.items.add_slots(job.job_id, item.item_id, missing, item.replaced):
+            reopened += 1
+        else:
+            p.jobs.refund(job.job_id, cents)
+    if reopened:
+        p._jobs.pop(job.job_id, None)
+    return reopened
 
 
 def start_aggregation(p: Platform, job: Job) -> None:

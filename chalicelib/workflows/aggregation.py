@@ -112,9 +112,23 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     attributes = job.report_settings.get("attributes", [])
     batch: list[dict[str, Any]] = []
     written = 0
+    min_seconds = float(job.quality.get("min_seconds", 0))
+    everywhere: dict[str, bool] = {}
+
+    def left_out(workers: set[str]) -> set[str]:
+        """Workers whose answers are left out: blocked from the job, or by an operator."""
+        unknown = workers - set(everywhere)
+        if unknown:
+            blocked = p.stats.blocked_everywhere(unknown)
+            everywhere.update({worker: worker in blocked for worker in unknown})
+        return {w for w in workers if w in job.blocked_workers or everywhere[w]}
 
     def flush() -> None:
         nonlocal shard, written
+        excluded = left_out({a["worker_id"] for entry in batch for a in entry["answers"]})
+        if excluded:
+            for entry in batch:
+                entry["answers"] = [a for a in entry["answers"] if a["worker_id"] not in excluded]
         p.blobs.put_text(answers_key(job.job_id, round_no, shard),
                          json.dumps({**header, "shard": shard, "items": batch}), "application/json")
         if categorical:
@@ -142,7 +156,8 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         entry = {"item_id": item.item_id, "external_id": item.external_id, "answers": [
             {"worker_id": worker, "assignment_id": a.assignment_id, "answer": a.answer,
              "submitted_at": a.submitted_at, "leased_at": a.leased_at,
-             "instruction_version": a.instruction_version}
+             "instruction_version": a.instruction_version,
+             **({"flags": ["too_fast"]} if a.submitted_at - a.leased_at < min_seconds else {})}
             for worker, a in answers]}
         if attributes:
             data = item.data or {}
@@ -278,6 +293,9 @@ def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         pass  # not a label job, or nothing to fit
     report = build_report(job_id, round_no, job.task_type, lines, skills, job.report_settings)
     report["phase"] = job.phase
+    report["blocked_workers"] = sorted(job.blocked_workers)
+    # Workers see their gold accuracy as of published rounds, never answer by answer.
+    p.stats.publish_shown(job_id)
     body = json.dumps(report)
     p.blobs.put_text(report_key(job_id, round_no), body, "application/json")
     p.blobs.put_text(report_key(job_id), body, "application/json")

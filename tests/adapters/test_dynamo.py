@@ -419,3 +419,51 @@ def test_racing_workers_never_take_more_slots_than_an_item_has(stack):
         assert len(outcomes) == 8 and len(winners) == 2
         stored = p.items.get_item(job.job_id, item_id)
         assert stored.free == 0 and set(stored.leases) == winners and stored.seen == winners
+
+
+# --- quality, pool and replacement slots ----------------------------------------------------
+
+def test_the_pool_is_never_overdrawn_and_refunds_return_to_it(stack):
+    p = deps.platform()
+    job = _active_job(p)
+    assert p.jobs.transition(job.job_id, (ACTIVE,), ACTIVE, pool_cents=10)
+    assert p.jobs.reserve(job.job_id, 6) and not p.jobs.reserve(job.job_id, 6)
+    p.jobs.refund(job.job_id, 6)
+    assert p.jobs.get_job(job.job_id).pool_cents == 10
+
+
+def test_replacement_slots_reopen_a_counted_item_once_and_uncount_it(stack):
+    p = deps.platform()
+    job = _active_job(p, items=1, redundancy=1)
+    now = time.time()
+    lease = _leased(p, job, FIRST, "w1", now)
+    assert p.items.try_submit(job.job_id, FIRST, "w1", _answer(lease, "yes", now), now).ok
+    p.jobs.record_counted(job.job_id, [CountedAnswer(job.job_id, FIRST, "w1", lease.assignment_id,
+                                                     True)])
+    assert p.jobs.get_job(job.job_id).items_done == 1 and _open_ids(p, job) == []
+    # WHEN the item gets one replacement slot THEN it is open again and no longer done
+    assert p.items.add_slots(job.job_id, FIRST, 1, 0)
+    item = p.items.get_item(job.job_id, FIRST)
+    assert (item.redundancy, item.free, item.replaced) == (2, 1, 1)
+    assert _open_ids(p, job) == [FIRST] and p.jobs.get_job(job.job_id).items_done == 0
+    # AND a second call that read the item before the first changes nothing
+    assert not p.items.add_slots(job.job_id, FIRST, 1, 0)
+    assert p.jobs.get_job(job.job_id).items_done == 0
+
+
+def test_gold_is_scored_once_per_assignment_in_the_job_and_overall(stack):
+    p = deps.platform()
+    assert p.stats.record_gold("w1", "job_a", "asg_1", True) == (1, 1)
+    assert p.stats.record_gold("w1", "job_a", "asg_1", True) is None
+    assert p.stats.record_gold("w1", "job_b", "asg_2", False) == (1, 0)
+    overall = [r for r in p.stats.of_worker("w1") if r.scope == "*"][0]
+    assert (overall.gold_answers, overall.gold_correct) == (2, 1)
+    p.stats.publish_shown("job_a")
+    (record,) = p.stats.of_job("job_a")
+    assert (record.shown_gold_answers, record.shown_gold_correct) == (1, 1)
+    p.stats.mark_blocked("w1", "*", "fraud", 5.0)
+    p.stats.mark_blocked("w1", "*", "later", 6.0)  # the first block is kept
+    assert p.stats.blocked_everywhere(["w1", "w2"]) == {"w1"}
+    assert [r.blocked_reason for r in p.stats.of_worker("w1") if r.scope == "*"] == ["fraud"]
+    p.stats.unblock("w1", "*")
+    assert p.stats.blocked_everywhere(["w1"]) == set()

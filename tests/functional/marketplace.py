@@ -2,10 +2,42 @@
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
+from chalicelib import deps
 from chalicelib.deps import platform
+from chalicelib.domain import services
 from chalicelib.domain.services import CLIENT, create_account
+
+
+def race(tokens: list[str], job_id: str, answer: dict) -> list[tuple[str, str, Any]]:
+    """Workers, each on a container of its own, lease and answer the job all at once until it
+    has nothing for them; return (item id, worker id, receipt) per accepted answer. Raises
+    the first error any of them met."""
+    principals = [services.authenticate(platform(), t, services.WORKER) for t in tokens]
+    accepted: list[tuple[str, str, Any]] = []
+    errors: list[Exception] = []
+    start = threading.Barrier(len(principals))
+
+    def work(worker: Any) -> None:
+        container = deps._build()
+        start.wait()
+        try:
+            while (task := services.lease_next_task(container, worker, job_id)) is not None:
+                receipt = services.submit_answer(container, worker, task.assignment_id, answer)
+                accepted.append((task.item.item_id, worker.account_id, receipt))
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in principals]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    if errors:
+        raise errors[0]
+    return accepted
 
 
 class Api:

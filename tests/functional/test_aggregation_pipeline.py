@@ -252,21 +252,21 @@ def test_report_settings_are_checked_field_by_field(stack, report, field):
 
 
 def test_gold_items_are_never_shown_as_gold_clamp_their_result_and_score_the_workers(stack):
-    # GIVEN a 4-item job whose first two items are gold
+    # GIVEN a 6-item job whose first two items are gold, served on half the tasks
     api = Api(stack)
     gold = {0: {"label": "neg"}, 1: {"label": "pos"}}
-    _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 4,
-                                                 "redundancy": 2})
+    _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 6,
+                                                 "redundancy": 2, "gold_rate": 0.5})
     status, job = api.as_client("POST", "/jobs", {
         "quote_id": quote["quote_id"], "instructions": "Label it.",
-        "answer_schema": {"labels": LABELS}, "items": [
-            {"data": {"text": f"item {n}"}, "external_id": f"ext-{n}",
-             **({"gold": gold[n]} if n in gold else {})} for n in range(4)]})
+        "answer_schema": {"labels": LABELS}, "quality": {"gold_rate": 0.5, "block_after": 0},
+        "items": [{"data": {"text": f"item {n}"}, "external_id": f"ext-{n}",
+                   **({"gold": gold[n]} if n in gold else {})} for n in range(6)]})
     assert status == 202, job
     stack.drain()
-    # WHEN two workers answer everything "pos", recording every task they are shown
+    # WHEN three workers answer everything "pos", recording every task they are shown
     shown = []
-    for name in ("a", "b"):
+    for name in ("a", "b", "c"):
         token = api.worker(name)
         while True:
             status, task = api.lease(token, job["job_id"])
@@ -275,18 +275,26 @@ def test_gold_items_are_never_shown_as_gold_clamp_their_result_and_score_the_wor
             shown.append(task)
             assert api.submit(token, task["assignment_id"], {"label": "pos"})[0] == 200
     lines = _results(stack, api, job)
-    # THEN no task said anything about gold: same fields, and no "gold" anywhere
-    assert len(shown) == 8 and all("gold" not in json.dumps(task) for task in shown)
+    gold_shown = [task for task in shown if task["item"]["item_id"] in ("000000", "000001")]
+    # THEN gold was served, beside the 8 regular answers, and no task said anything about
+    # gold: same fields, and no "gold" anywhere
+    assert len(shown) - len(gold_shown) == 8 and gold_shown
+    assert all("gold" not in json.dumps(task) for task in shown)
     assert len({tuple(sorted(task)) for task in shown}) == 1
     assert len({tuple(sorted(task["item"])) for task in shown}) == 1
     # AND gold items publish their known label with full confidence, and say they are gold
-    assert [line.get("gold") for line in lines] == [{"label": "neg"}, {"label": "pos"}, None, None]
+    assert [line.get("gold") for line in lines] == [{"label": "neg"}, {"label": "pos"}] + [None] * 4
     assert lines[0]["answer"] == {"label": "neg"} and lines[0]["confidence"] == 1.0
-    # AND the report scores the workers on gold: each got 1 of 2 right
+    # AND the report scores the workers on gold: "pos" is right on item 1 only
+    right = sum(task["item"]["item_id"] == "000001" for task in gold_shown)
     _, report = api.as_client("GET", f"/jobs/{job['job_id']}/report")
-    assert report["gold"] == {"items": 2, "answers": 4, "accuracy": 0.5}
-    assert {(w["gold_answers"], w["gold_correct"], w["gold_accuracy"])
-            for w in report["worker_summary"]} == {(2, 1, 0.5)}
+    assert report["gold"] == {"items": 2, "answers": len(gold_shown),
+                              "accuracy": round(right / len(gold_shown), 4)}
+    assert sum(w.get("gold_answers", 0) for w in report["worker_summary"]) == len(gold_shown)
+    # AND the client's live view of the job's workers agrees
+    _, workers = api.as_client("GET", f"/jobs/{job['job_id']}/workers")
+    assert sum(w["gold_answers"] for w in workers["workers"]) == len(gold_shown)
+    assert sum(w["gold_correct"] for w in workers["workers"]) == right
 
 
 @pytest.mark.parametrize("gold, field", [

@@ -1,10 +1,8 @@
 """Leases are exclusive, answers count once, and spending stays within the budget."""
-import threading
 import time
 
 from chalicelib import deps
-from chalicelib.domain import services
-from tests.functional.marketplace import Api
+from tests.functional.marketplace import Api, race
 
 
 class Clock:
@@ -111,34 +109,10 @@ def test_racing_workers_never_overfill_an_item_or_the_budget(stack):
     api = Api(stack)
     job = api.job(items=6, redundancy=2)
     tokens = [api.worker(f"w{n}") for n in range(8)]
-    principals = [services.authenticate(deps.platform(), t, services.WORKER) for t in tokens]
-    accepted = []
-    errors = []
-    start = threading.Barrier(len(principals))
-
-    def work(worker):
-        platform = deps._build()
-        start.wait()
-        try:
-            while True:
-                assignment = services.lease_next_task(platform, worker, job["job_id"])
-                if assignment is None:
-                    return
-                receipt = services.submit_answer(platform, worker, assignment.assignment_id,
-                                                 {"label": "pos"})
-                accepted.append((assignment.item.item_id, worker.account_id, receipt))
-        except Exception as error:  # surfaced below
-            errors.append(error)
-
     # WHEN they all lease and answer at once
-    threads = [threading.Thread(target=work, args=(w,)) for w in principals]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    accepted = race(tokens, job["job_id"], {"label": "pos"})
     # THEN each item has exactly its redundancy, no worker answered an item twice,
     # and the job's spend equals the accepted answers' rewards, within budget
-    assert not errors
     per_item = {}
     for item_id, worker_id, _ in accepted:
         per_item.setdefault(item_id, []).append(worker_id)

@@ -24,13 +24,24 @@ def _job_body(quote, **extra):
 
 
 def test_quote_prices_rewards_plus_a_fee_rounded_up():
-    # GIVEN 7 items x 3 answers at 5 cents WHEN quoted
-    quote = _quote(items=7)
+    # GIVEN 7 items x 3 answers at 5 cents, without gold, WHEN quoted
+    quote = _quote(items=7, gold_rate=0)
     # THEN rewards are 105 cents, the 20% fee 21 cents, and the total their sum
     lines = {line.name: line.amount_cents for line in quote.line_items}
-    assert lines == {"worker_rewards": 105, "platform_fee": 21}
+    assert lines == {"worker_rewards": 105, "gold_answers": 0, "platform_fee": 21}
     assert quote.total_cents == 126
     assert quote.expires_at > NOW
+
+
+def test_the_default_quote_pays_for_gold_served_as_a_tenth_of_tasks():
+    # GIVEN 7 items x 3 answers: 21 regular answers; gold as 10% of all tasks adds 21/9 -> 3
+    quote = _quote(items=7)
+    lines = {line.name: (line.quantity, line.amount_cents) for line in quote.line_items}
+    assert lines["gold_answers"] == (3, 15)
+    assert lines["platform_fee"] == (1, 24)  # 20% of 120, rounded up
+    assert quote.total_cents == 144 and quote.gold_rate == 0.1
+    assert {line.name: line.quantity for line in _quote(items=9, gold_rate=0.25).line_items
+            }["gold_answers"] == 9  # 27 x 0.25 / 0.75
 
 
 def test_quote_names_the_field_at_fault():

@@ -50,9 +50,12 @@ def test_a_label_report_has_agreement_shares_na_reasons_times_and_workers():
     # AND each worker's answers, agreement with the results (a matched all three, N/A included;
     # b missed item 2, c item 3) and estimated accuracy
     assert report["worker_summary"] == [
-        {"worker_id": "a", "answers": 3, "agreement_with_results": 1.0, "estimated_accuracy": 0.95},
-        {"worker_id": "b", "answers": 3, "agreement_with_results": 0.6667, "estimated_accuracy": 0.6},
-        {"worker_id": "c", "answers": 3, "agreement_with_results": 0.6667, "estimated_accuracy": 0.8},
+        {"worker_id": "a", "answers": 3, "agreement_with_results": 1.0, "too_fast": 0,
+         "estimated_accuracy": 0.95},
+        {"worker_id": "b", "answers": 3, "agreement_with_results": 0.6667, "too_fast": 0,
+         "estimated_accuracy": 0.6},
+        {"worker_id": "c", "answers": 3, "agreement_with_results": 0.6667, "too_fast": 0,
+         "estimated_accuracy": 0.8},
     ]
 
 

@@ -96,7 +96,8 @@ def aggregate_item(item_id: str, task_type: str, schema: dict[str, Any],
     lineage = tuple({"worker_id": a["worker_id"], "assignment_id": a["assignment_id"],
                      "answer": a["answer"], "leased_at": a.get("leased_at"),
                      "submitted_at": a["submitted_at"],
-                     "instruction_version": a.get("instruction_version", 1)} for a in answers)
+                     "instruction_version": a.get("instruction_version", 1),
+                     **({"flags": a["flags"]} if a.get("flags") else {})} for a in answers)
     values = [a["answer"] for a in answers]
     if not values:
         return ItemResult(item_id, None, 0.0, 0, external_id=external_id, method=None)

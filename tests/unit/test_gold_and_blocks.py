@@ -1,0 +1,263 @@
+"""Gold served at a rate, worker gold accuracy, block rules, time-floor flags (on the fakes)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from chalicelib.api.views import assignment_view, receipt_view
+from chalicelib.domain import services
+from chalicelib.domain.answers import matches_gold
+from chalicelib.domain.model import AGGREGATING, DONE
+from chalicelib.domain.services import CLIENT, OPERATOR, WORKER
+from chalicelib.errors import Forbidden, NotFound
+from chalicelib.workflows import aggregation as stages
+from tests.fakes import FakeClock, make_platform
+
+
+@pytest.fixture
+def p():
+    return make_platform(FakeClock())
+
+
+def _post(p, items=40, gold=(), redundancy=2, quality=None, quote=None):
+    """A job whose item n is gold with label 'pos' when n is in gold (no pilot)."""
+    client = services.create_account(p, CLIENT, "Acme")[0]
+    q = services.create_quote(p, client, {"task_type": "categorical", "items": items,
+                                          "redundancy": redundancy, **(quote or {})})
+    body = {"quote_id": q.quote_id, "instructions": "Pick the sentiment.",
+            "answer_schema": {"labels": ["pos", "neg"]}, "pilot": {"items": 0},
+            "quality": quality or {},
+            "items": [{"data": {"n": n}, **({"gold": {"label": "pos"}} if n in gold else {})}
+                      for n in range(items)]}
+    job = services.post_job(p, client, body)
+    for message in p.ingest_queue.take():
+        services.ingest_chunk(p, message)
+    return client, p.jobs.get_job(job.job_id)
+
+
+def _worker(p, name="w"):
+    return services.create_account(p, WORKER, name)[0]
+
+
+def _count(p):
+    for message in p.results_queue.take():
+        services.count_answers(p, [message])
+
+
+def _work(p, job, worker, label="pos", limit=None, seconds=5):
+    """The worker answers what they are offered; return the item ids, in order."""
+    done = []
+    while limit is None or len(done) < limit:
+        task = services.lease_next_task(p, worker, job.job_id)
+        if task is None:
+            break
+        p.clock.advance(seconds)
+        services.submit_answer(p, worker, task.assignment_id, {"label": label})
+        done.append(task.item.item_id)
+    _count(p)
+    return done
+
+
+def _run_round(p, job_id):
+    job = p.jobs.get_job(job_id)
+    loaded = stages.load_answers(p, {"job_id": job_id, "round": job.round})
+    fitted = stages.fit_model(p, loaded)
+    for shard in fitted["shards"]:
+        stages.aggregate_shard(p, shard)
+    published = stages.publish_results(p, fitted)
+    stages.mark_done(p, published)
+    return [json.loads(line) for line in p.blobs.get_text(published["results_key"]).splitlines()]
+
+
+def test_gold_is_served_at_the_jobs_rate_and_reused_across_workers(p):
+    gold = set(range(0, 100, 4))  # 25 gold items among 100
+    _, job = _post(p, items=100, gold=gold, redundancy=1, quality={"gold_rate": 0.25},
+                   quote={"gold_rate": 0.5})
+    served = []
+    for n in range(4):
+        served += _work(p, job, _worker(p, f"w{n}"), limit=30)
+    gold_ids = {f"{n:06d}" for n in gold}
+    share = sum(item in gold_ids for item in served) / len(served)
+    assert 0.15 <= share <= 0.35, share
+    # the same gold item went to several workers (its slots never run out)
+    assert max(served.count(item) for item in gold_ids) >= 2
+    # and regular items never get more answers than the redundancy
+    regular = [item for item in served if item not in gold_ids]
+    assert len(regular) == len(set(regular))
+
+
+def test_nothing_a_worker_receives_tells_gold_apart(p):
+    _, job = _post(p, items=30, gold={0, 1, 2, 3, 4}, quality={"gold_rate": 0.5, "block_after": 0})
+    worker = _worker(p)
+    views = {"gold": [], "regular": []}
+    for _ in range(20):
+        task = services.lease_next_task(p, worker, job.job_id)
+        if task is None:
+            break
+        receipt = services.submit_answer(p, worker, task.assignment_id, {"label": "neg"})
+        kind = "gold" if task.item.item_id in {f"{n:06d}" for n in range(5)} else "regular"
+        views[kind].append((assignment_view(task), receipt_view(receipt)))
+    assert views["gold"] and views["regular"]
+    shape = {(tuple(sorted(a)), tuple(sorted(a["item"])), tuple(sorted(r))) for kind in views
+             for a, r in views[kind]}
+    assert len(shape) == 1  # the same fields for gold and regular tasks and receipts
+    for kind in views:
+        for assignment, receipt in views[kind]:
+            text = json.dumps([assignment, receipt])
+            assert "gold" not in text and '"pos"' not in text.replace('"labels": ["pos"', "")
+            assert assignment["assignment_id"].startswith("asg_")
+
+
+def test_gold_is_never_served_alone_and_the_pool_caps_gold_answers(p):
+    # GIVEN 10 regular items and 2 gold x 1 answer: the quote pays for 12 slots and 2 gold
+    # answers (12 x 0.1 / 0.9); the gold items' 2 slots and the 2 gold answers are the pool
+    client, job = _post(p, items=12, gold={10, 11}, redundancy=1, quality={"gold_rate": 0.5})
+    assert job.pool_cents == 4 * job.reward_cents
+    served = []
+    for n in range(6):
+        served += _work(p, job, _worker(p, f"w{n}"))
+    gold = [item for item in served if item in ("000010", "000011")]
+    assert 1 <= len(gold) <= 4
+    assert p.jobs.get_job(job.job_id).pool_cents == (4 - len(gold)) * job.reward_cents
+    assert len(served) - len(gold) == 10
+    # every worker stopped when the regular work was gone, with gold left for them
+    assert services.lease_next_task(p, _worker(p, "late"), job.job_id) is None
+
+
+def test_a_released_gold_task_gives_its_reservation_back(p):
+    _, job = _post(p, items=12, gold={0, 1, 2, 3}, redundancy=1, quality={"gold_rate": 0.5})
+    worker, before = _worker(p), p.jobs.get_job(job.job_id).pool_cents
+    for _ in range(10):
+        task = services.lease_next_task(p, worker, job.job_id)
+        if task.item.item_id in ("000000", "000001", "000002", "000003"):
+            assert p.jobs.get_job(job.job_id).pool_cents == before - job.reward_cents
+            services.release_assignment(p, worker, task.assignment_id)
+            assert p.jobs.get_job(job.job_id).pool_cents == before
+            return
+        services.release_assignment(p, worker, task.assignment_id)
+    pytest.fail("no gold task was served in 10 leases at a rate of 0.5")
+
+
+def test_gold_matching_per_answer_kind(p):
+    _, job = _post(p, items=2)
+    assert matches_gold(job, {"label": "pos"}, {"label": "pos"})
+    assert not matches_gold(job, {"not_applicable": "x"}, {"label": "pos"})
+    numeric = type(job)(**{**vars(job), "task_type": "numeric",
+                           "answer_schema": {"min": 0, "max": 200, "integer": False}})
+    assert matches_gold(numeric, {"value": 101.9}, {"value": 100})
+    assert not matches_gold(numeric, {"value": 102.5}, {"value": 100})
+    text = type(job)(**{**vars(job), "task_type": "transcription"})
+    assert matches_gold(text, {"text": "The  quick brown fox"}, {"text": "the quick brown fox."})
+    assert not matches_gold(text, {"text": "a slow red dog"}, {"text": "the quick brown fox"})
+
+
+def test_a_worker_failing_gold_is_blocked_their_answers_left_out_and_their_slots_reoffered(p):
+    # GIVEN 12 regular items and 8 gold (all "pos"), gold served on half the tasks, and the
+    # rule: blocked after 3 gold answers below 0.6 smoothed accuracy
+    client, job = _post(p, items=20, gold=set(range(12, 20)), redundancy=2,
+                        quality={"gold_rate": 0.5, "block_after": 3, "block_below": 0.6},
+                        quote={"gold_rate": 0.5})
+    spammer, careful = _worker(p, "spammer"), _worker(p, "careful")
+    # WHEN the spammer answers "neg" to everything until blocked
+    spammed = []
+    with pytest.raises(Forbidden) as caught:
+        while True:
+            task = services.lease_next_task(p, spammer, job.job_id)
+            assert task is not None
+            services.submit_answer(p, spammer, task.assignment_id, {"label": "neg"})
+            spammed.append(task.item.item_id)
+    assert caught.value.code == "blocked_from_job"
+    _count(p)
+    job = p.jobs.get_job(job.job_id)
+    assert job.blocked_workers == {spammer.account_id}
+    # THEN the client sees the block with its reason and the spammer's gold record
+    (line,) = [w for w in services.job_workers(p, client, job.job_id)
+               if w["worker_id"] == spammer.account_id]
+    assert line["blocked"] and line["gold_answers"] == 3 and line["gold_correct"] == 0
+    assert "below 0.6" in line["blocked_reason"] and "(by rule)" in line["blocked_reason"]
+    # AND other workers answer everything; the spammer's regular items get replacement slots
+    # before the round closes, so they end with two answers from others
+    for n in range(4):
+        _work(p, job, _worker(p, f"w{n}"))
+        _work(p, job, careful)
+    job = p.jobs.get_job(job.job_id)
+    assert job.state == AGGREGATING, job.state
+    lines = {line["item_id"]: line for line in _run_round(p, job.job_id)}
+    for item in set(spammed) - {f"{n:06d}" for n in range(12, 20)}:
+        workers = [a["worker_id"] for a in lines[item]["answers"]]
+        assert spammer.account_id not in workers and len(workers) == 2
+    assert all(spammer.account_id not in [a["worker_id"] for a in line["answers"]]
+               for line in lines.values())
+    assert p.jobs.get_job(job.job_id).pool_cents >= 0
+    report = services.job_report(p, client, job.job_id)
+    assert report["blocked_workers"] == [spammer.account_id]
+
+
+def test_a_retried_gold_submit_is_scored_once(p):
+    # a job of gold only has no regular work: nothing is served
+    _, job = _post(p, items=6, gold={0, 1, 2, 3, 4, 5}, quality={"gold_rate": 0.5})
+    worker = _worker(p)
+    assert services.lease_next_task(p, worker, job.job_id) is None
+    _, job = _post(p, items=12, gold={0, 1, 2, 3, 4, 5}, quality={"gold_rate": 0.5},
+                   quote={"gold_rate": 0.5})
+    while int((task := services.lease_next_task(p, worker, job.job_id)).item.item_id) >= 6:
+        services.release_assignment(p, worker, task.assignment_id)
+    for _ in range(3):
+        services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+    (record,) = [r for r in p.stats.of_job(job.job_id)]
+    assert (record.gold_answers, record.gold_correct) == (1, 1)
+
+
+def test_fast_answers_are_flagged_in_the_lineage_and_the_report(p):
+    client, job = _post(p, items=3, redundancy=2, quality={"min_seconds": 3})
+    _work(p, job, _worker(p, "quick"), seconds=1)
+    _work(p, job, _worker(p, "slow"), seconds=10)
+    lines = _run_round(p, job.job_id)
+    flags = {(a["worker_id"], tuple(a.get("flags", ()))) for line in lines for a in line["answers"]}
+    assert len({flag for _, flag in flags}) == 2 and ("too_fast",) in {f for _, f in flags}
+    report = services.job_report(p, client, job.job_id)
+    assert report["too_fast_answers"] == 3
+    assert sorted(w["too_fast"] for w in report["worker_summary"]) == [0, 3]
+
+
+def test_workers_see_their_gold_accuracy_only_as_of_published_rounds(p):
+    client, job = _post(p, items=12, gold=set(range(6)), redundancy=1,
+                        quality={"gold_rate": 0.5, "block_after": 0}, quote={"gold_rate": 0.5})
+    worker = _worker(p)
+    _work(p, job, worker)
+    seen = services.worker_quality(p, worker)
+    assert seen["gold_answers"] == 0 and seen["jobs"][0]["gold_accuracy"] is None
+    _run_round(p, job.job_id)
+    seen = services.worker_quality(p, worker)
+    assert seen["gold_answers"] == seen["gold_correct"] > 0
+    assert seen["jobs"][0]["job_id"] == job.job_id and not seen["blocked_everywhere"]
+
+
+def test_an_operator_block_stops_leasing_everywhere_and_leaves_answers_out(p):
+    operator = services.create_account(p, OPERATOR, "Ops")[0]
+    client, job = _post(p, items=3, redundancy=2)
+    bad, good = _worker(p, "bad"), _worker(p, "good")
+    _work(p, job, bad, label="neg")
+    view = services.operator_block(p, operator, bad.account_id, {"reason": "fraud"})
+    assert view["blocked_everywhere"] and view["blocked_reason"].startswith("fraud")
+    with pytest.raises(Forbidden) as caught:
+        services.lease_next_task(p, bad)
+    assert caught.value.code == "worker_blocked"
+    _work(p, job, good)
+    lines = _run_round(p, job.job_id)
+    assert all([a["worker_id"] for a in line["answers"]] == [good.account_id] for line in lines)
+    assert p.jobs.get_job(job.job_id).state == DONE
+    services.operator_block(p, operator, bad.account_id, None, blocked=False)
+    assert services.lease_next_task(p, bad) is None  # unblocked: nothing left, no error
+
+
+def test_a_client_can_block_a_worker_from_their_job(p):
+    client, job = _post(p, items=3, redundancy=2)
+    worker = _worker(p)
+    _work(p, job, worker, limit=1)
+    line = services.client_blocks_worker(p, client, job.job_id, worker.account_id,
+                                         {"reason": "ignores the instructions"})
+    assert line["blocked"] and client.account_id in line["blocked_reason"]
+    with pytest.raises(NotFound):
+        services.client_blocks_worker(p, client, job.job_id, "wrk_nobody", {"reason": "x"})
