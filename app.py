@@ -84,8 +84,15 @@ def count_answers(event: Any) -> None:
 
 @app.schedule("rate(1 minute)")
 def finalize_due_jobs(event: Any) -> None:
-    """Start aggregation for jobs past their deadline or cancelled with no leases left."""
-    services.finalize_due_jobs(platform())
+    """Start aggregation for jobs past their deadline or cancelled with no leases left, and
+    approve answers nobody reviewed within their job's review period."""
+    from chalicelib.domain.payments import auto_approve_due
+
+    p = platform()
+    services.finalize_due_jobs(p)
+    approved = auto_approve_due(p)
+    if approved:
+        count("AutoApprovals", approved)
 
 
 @app.lambda_function(name="load_answers")

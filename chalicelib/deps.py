@@ -22,7 +22,8 @@ def platform() -> Platform:
 def _build() -> Platform:
     from chalicelib.adapters import aws
     from chalicelib.adapters.dynamo import (
-        DynamoAccounts, DynamoItems, DynamoJobs, DynamoQuotes, DynamoResults, DynamoWorkerStats,
+        DynamoAccounts, DynamoItems, DynamoJobs, DynamoQuotes, DynamoLedger, DynamoResults,
+        DynamoWorkerStats,
     )
     from chalicelib.adapters.messaging import SqsQueue, StepFunctionsWorkflow
     from chalicelib.adapters.models import bind_models
@@ -35,6 +36,7 @@ def _build() -> Platform:
     return Platform(
         accounts=DynamoAccounts(), quotes=DynamoQuotes(), jobs=DynamoJobs(),
         items=DynamoItems(), results=DynamoResults(), stats=DynamoWorkerStats(),
+        ledger=DynamoLedger(),
         blobs=S3Blobs(aws.client("s3", config.region), config.results_bucket),
         ingest_queue=SqsQueue(sqs, config.ingest_queue_name),
         results_queue=SqsQueue(sqs, config.results_queue_name),

@@ -24,7 +24,7 @@ from typing import Any
 
 from chalicelib.domain.model import (
     GOLD_SLOTS,
-    INGESTING, CountedAnswer, ItemState, Job, Lease, NewItem, Principal, Quote, StoredAnswer,
+    INGESTING, CountedAnswer, LedgerEntry, ItemState, Job, Lease, NewItem, Principal, Quote, StoredAnswer,
 )
 from chalicelib.domain.ports import Page, SlotOutcome, WorkerRecord
 from chalicelib.domain.services import Platform
@@ -187,6 +187,28 @@ class FakeItems:
         with self._lock:
             return [record.state.item_id for record in self._of_job(job_id) if record.state.held]
 
+    def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
+               review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0) -> bool:
+        """The review, its ledger entry and the money, together and once (as DynamoItems)."""
+        with self._lock:
+            record = self.records.get((job_id, item_id))
+            answer = record.state.answers.get(worker_id) if record else None
+            ledger = self.ledger_ref
+            if answer is None or answer.assignment_id != assignment_id or answer.review \
+                    or (entry.account_id, entry.entry_id) in ledger.rows:
+                return False
+            record.state.answers[worker_id] = replace(answer, review=_json_copy(review))
+            ledger.rows[(entry.account_id, entry.entry_id)] = entry
+            job = self.jobs_ref.jobs[job_id]
+            if review["status"] == "approved":
+                ledger.balances[worker_id] = ledger.balances.get(worker_id, 0) + entry.amount_cents
+                job.paid_cents += entry.amount_cents
+                job.approved_answers += 1
+            else:
+                job.pool_cents += refund_cents
+                job.rejected_answers += 1
+            return True
+
     def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
         """Reopen a counted-complete item with more slots and uncount it, together."""
         with self._lock:
@@ -322,6 +344,7 @@ class FakeJobs:
         self._items = items
         items.jobs_ref = self
         self.jobs: dict[str, Job] = {}
+        self.review_due: dict[str, float] = {}
 
     def create_job(self, job: Job) -> None:
         """Store the job and mark its quote used, together; Conflict quote_used otherwise."""
@@ -409,15 +432,34 @@ class FakeJobs:
                 job.transitions = job.transitions + (_json_copy(record),)
             return True
 
-    def record_counted(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:
+    def record_counted(self, job_id: str, answers: Sequence[CountedAnswer],
+                       review_due_at: float | None = None) -> int:
         """All together if none was counted before; otherwise one by one (as DynamoJobs)."""
         with self._lock:
+            job = self.jobs[job_id]
+            if review_due_at is not None and job_id not in self.review_due:
+                self.review_due[job_id] = review_due_at
             counted = self._count_together(job_id, answers)
             if counted is not None:
                 return counted
             if len(answers) == 1:
                 return 0
             return sum(self.record_counted(job_id, [answer]) for answer in answers)
+
+    def jobs_due_for_review(self, now: float) -> list[str]:
+        """Jobs whose earliest automatic approval is due."""
+        with self._lock:
+            return sorted(job_id for job_id, due in self.review_due.items() if due <= now)
+
+    def set_review_due(self, job_id: str, due_at: float | None, answered_seen: int) -> None:
+        """The next due time, or off the queue unless answers were counted since."""
+        with self._lock:
+            if due_at is not None:
+                self.review_due[job_id] = due_at
+            elif self.jobs[job_id].answered == answered_seen:
+                self.review_due.pop(job_id, None)
+            else:
+                self.review_due[job_id] = 0
 
     def reserve(self, job_id: str, cents: int) -> bool:
         """Take cents from the pool if it holds that much."""
@@ -601,6 +643,52 @@ class FakeWorkerStats:
             return {w for w in worker_ids if self._get(w, "*").blocked_at is not None}
 
 
+class FakeLedger:
+    """Ledger entries and balances, as DynamoLedger."""
+
+    def __init__(self, lock: threading.RLock, jobs: "FakeJobs") -> None:
+        self._lock = lock
+        self._jobs = jobs
+        self.rows: dict[tuple[str, str], LedgerEntry] = {}
+        self.balances: dict[str, int] = {}
+
+    def bonus(self, entry: LedgerEntry, job_id: str) -> bool:
+        """The entry, the balance and the job's pool, together."""
+        with self._lock:
+            if (entry.account_id, entry.entry_id) in self.rows:
+                return False
+            job = self._jobs.jobs[job_id]
+            if job.pool_cents < entry.amount_cents:
+                raise Conflict("the job's budget has not that much left for bonuses",
+                               code="insufficient_budget")
+            job.pool_cents -= entry.amount_cents
+            job.bonus_cents += entry.amount_cents
+            self.rows[(entry.account_id, entry.entry_id)] = entry
+            self.balances[entry.account_id] = self.balances.get(entry.account_id, 0) \
+                + entry.amount_cents
+            return True
+
+    def get_entry(self, account_id: str, entry_id: str) -> LedgerEntry | None:
+        """One entry."""
+        with self._lock:
+            return self.rows.get((account_id, entry_id))
+
+    def entries(self, account_id: str, limit: int, cursor: str | None
+                ) -> tuple[list[LedgerEntry], str | None]:
+        """Newest first; the cursor is the position."""
+        with self._lock:
+            rows = sorted((e for (a, _), e in self.rows.items() if a == account_id),
+                          key=lambda e: e.created_at, reverse=True)
+        start = int(cursor or 0)
+        page = rows[start:start + limit]
+        return page, str(start + limit) if start + limit < len(rows) else None
+
+    def balance(self, account_id: str) -> int:
+        """The balance."""
+        with self._lock:
+            return self.balances.get(account_id, 0)
+
+
 class FakeWorkflow:
     """Records executions by name; a repeated name starts nothing and returns False."""
 
@@ -625,8 +713,11 @@ def make_platform(clock: FakeClock | None = None, **overrides: Any) -> Platform:
     lock = threading.RLock()
     quotes = FakeQuotes(lock)
     items = FakeItems(lock)
+    jobs = FakeJobs(lock, quotes, items)
+    ledger = FakeLedger(lock, jobs)
+    items.ledger_ref = ledger
     settings: dict[str, Any] = dict(
-        accounts=FakeAccounts(lock), quotes=quotes, jobs=FakeJobs(lock, quotes, items),
+        accounts=FakeAccounts(lock), quotes=quotes, jobs=jobs, ledger=ledger,
         items=items, results=FakeResults(lock), blobs=FakeBlobs(), stats=FakeWorkerStats(lock),
         ingest_queue=FakeQueue(), results_queue=FakeQueue(), workflow=FakeWorkflow(),
         clock=clock if clock is not None else FakeClock(), rng=random.Random(7),

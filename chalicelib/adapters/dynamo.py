@@ -17,14 +17,15 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.models import (
-    AccountModel, CredentialModel, ItemModel, JobModel, QuoteModel, ResultModel, WorkerStatsModel,
+    AccountModel, CredentialModel, ItemModel, JobModel, LedgerModel, QuoteModel, ResultModel,
+    WorkerStatsModel,
 )
 from chalicelib.domain.model import (
-    GOLD_SLOTS, INGESTING, CountedAnswer, ItemResult, ItemState, Job, Lease, LineItem, NewItem, Principal, Quote,
+    APPROVED, GOLD_SLOTS, INGESTING, CountedAnswer, LedgerEntry, ItemResult, ItemState, Job, Lease, LineItem, NewItem, Principal, Quote,
     StoredAnswer,
 )
 from chalicelib.domain.ports import Page, SlotOutcome, WorkerRecord
-from chalicelib.errors import Conflict, InvalidRequest, TransientError
+from chalicelib.errors import Conflict, InvalidRequest, NotFound, TransientError
 
 COUNT_ATTEMPTS = 4
 _THROTTLED = {"ProvisionedThroughputExceededException", "ThrottlingException",
@@ -67,6 +68,16 @@ def decode_cursor(cursor: str | None, key: Mapping[str, str], fixed: Mapping[str
     if not valid or any(start[name][key[name]] != value for name, value in fixed.items()):
         raise InvalidRequest("'cursor' is not valid", field=field)
     return start
+
+
+def newest_first(index: Any, owner: str, owner_key: str, key: Mapping[str, str], limit: int,
+                 cursor: str | None, convert: Any) -> tuple[list[Any], str | None]:
+    """A page of an index ordered by time, newest first, for one owner (client or account);
+    another owner's cursor is refused."""
+    start = decode_cursor(cursor, key, {owner_key: owner})
+    result = index.query(owner, scan_index_forward=False, limit=limit, last_evaluated_key=start)
+    rows = [convert(r) for r in result]
+    return rows, encode_cursor(result.last_evaluated_key)
 
 
 def _iso(timestamp: float) -> str:
@@ -169,6 +180,9 @@ def job_from_model(r: JobModel) -> Job:
         transitions=tuple(json.loads(entry) for entry in (r.transitions or ())),
         gold_items=int(r.gold_items or 0), quality=r.quality or {},
         pool_cents=int(r.pool_cents or 0), blocked_workers=frozenset(r.blocked_workers or ()),
+        auto_approve_seconds=int(r.auto_approve_seconds), paid_cents=int(r.paid_cents or 0),
+        bonus_cents=int(r.bonus_cents or 0), approved_answers=int(r.approved_answers or 0),
+        rejected_answers=int(r.rejected_answers or 0),
         ingested_chunks=frozenset(int(c) for c in (r.ingested_chunks or ())),
         answered=int(r.answered or 0), items_done=int(r.items_done or 0),
         round=int(r.round or 1), finalize_at=r.finalize_at, cancelled_at=r.cancelled_at,
@@ -198,6 +212,7 @@ class DynamoJobs:
             instruction_version=job.instruction_version, promotion=job.promotion or None,
             transitions=[json.dumps(entry) for entry in job.transitions],
             gold_items=job.gold_items, quality=job.quality or None, pool_cents=job.pool_cents,
+            auto_approve_seconds=job.auto_approve_seconds,
         )
         try:
             with TransactWrite(connection=JobModel._get_connection().connection) as tx:
@@ -233,12 +248,9 @@ class DynamoJobs:
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None
                        ) -> tuple[list[Job], str | None]:
         """A page of a client's jobs, newest first."""
-        start = decode_cursor(cursor, {"job_id": "S", "client_id": "S", "created_at": "S"},
-                              {"client_id": client_id})
-        result = JobModel.by_client.query(client_id, scan_index_forward=False, limit=limit,
-                                          last_evaluated_key=start)
-        jobs = [job_from_model(r) for r in result]
-        return jobs, encode_cursor(result.last_evaluated_key)
+        return newest_first(JobModel.by_client, client_id, "client_id",
+                            {"job_id": "S", "client_id": "S", "created_at": "S"}, limit, cursor,
+                            job_from_model)
 
     def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job | None:
         """Add chunk to the job's ingested set (a repeat changes nothing); None if the job is gone."""
@@ -260,7 +272,8 @@ class DynamoJobs:
         ok, _ = _update_raw(JobModel, job_id, None, actions, JobModel.state.is_in(*from_states))
         return ok
 
-    def record_counted(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:
+    def record_counted(self, job_id: str, answers: Sequence[CountedAnswer],
+                       review_due_at: float | None = None) -> int:
         """Mark answers counted on their items and add them to the job's counters, together.
 
         One transaction per batch. Consumers counting the same job at once conflict on the
@@ -270,7 +283,7 @@ class DynamoJobs:
         """
         for attempt in range(COUNT_ATTEMPTS):
             try:
-                return self._count_together(job_id, answers)
+                return self._count_together(job_id, answers, review_due_at)
             except TransactWriteError as error:
                 reasons = [r.code for r in (error.cancellation_reasons or []) if r is not None]
                 conflicted = (error.cause_response_code == "TransactionConflictException"
@@ -288,7 +301,7 @@ class DynamoJobs:
                 if len(answers) == 1:
                     return 0  # counted before: a redelivery
                 break
-        return sum(self.record_counted(job_id, [answer]) for answer in answers)
+        return sum(self.record_counted(job_id, [answer], review_due_at) for answer in answers)
 
     def reserve(self, job_id: str, cents: int) -> bool:
         """Take cents from the pool in one conditional write (never below zero)."""
@@ -306,7 +319,27 @@ class DynamoJobs:
         _update_raw(JobModel, job_id, None, [JobModel.blocked_workers.add({worker_id})],
                     JobModel.job_id.exists())
 
-    def _count_together(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:
+    def jobs_due_for_review(self, now: float) -> list[str]:
+        """Ids of jobs whose earliest automatic approval is due (sparse index)."""
+        return [r.job_id for r in JobModel.reviews_due.query(
+            "due", JobModel.review_due_at <= now)]
+
+    def set_review_due(self, job_id: str, due_at: float | None, answered_seen: int) -> None:
+        """Move the job's next due time, or take it off the queue unless answers were counted
+        since the sweep read it (then it is looked at again on the next sweep)."""
+        if due_at is not None:
+            _update_raw(JobModel, job_id, None, [JobModel.review_due_at.set(due_at)],
+                        JobModel.job_id.exists())
+            return
+        ok, _ = _update_raw(JobModel, job_id, None,
+                            [JobModel.review_queue.remove(), JobModel.review_due_at.remove()],
+                            JobModel.answered == answered_seen)
+        if not ok:
+            _update_raw(JobModel, job_id, None, [JobModel.review_due_at.set(0)],
+                        JobModel.job_id.exists())
+
+    def _count_together(self, job_id: str, answers: Sequence[CountedAnswer],
+                        review_due_at: float | None = None) -> int:
         by_item: dict[str, list[CountedAnswer]] = defaultdict(list)
         for answer in answers:
             by_item[answer.item_id].append(answer)
@@ -323,6 +356,10 @@ class DynamoJobs:
                     completed += 1
                 tx.update(ItemModel(job_id, item_id), actions=actions, condition=condition)
             job_actions = [JobModel.answered.add(len(answers))]
+            if review_due_at is not None:
+                # if_not_exists keeps an earlier due time: the queue holds the soonest.
+                job_actions += [JobModel.review_queue.set("due"),
+                                JobModel.review_due_at.set(JobModel.review_due_at | review_due_at)]
             if completed:
                 job_actions.append(JobModel.items_done.add(completed))
             tx.update(JobModel(job_id), actions=job_actions)
@@ -333,16 +370,20 @@ def _lease_from(raw: dict[str, Any]) -> Lease:
     return Lease(raw["aid"], float(raw["exp"]), float(raw["at"]))
 
 
-def _answer_from(raw: dict[str, Any], ordinal: Any) -> StoredAnswer:
+def _answer_from(raw: dict[str, Any], ordinal: Any, review: Any = None) -> StoredAnswer:
     return StoredAnswer(raw["aid"], json.loads(raw["ans"]), float(raw["at"]), float(raw["lat"]),
-                        None if ordinal is None else int(ordinal), int(raw.get("iv", 1)))
+                        None if ordinal is None else int(ordinal), int(raw.get("iv", 1)),
+                        None if review is None else {
+                            "status": review["s"], "reason": review.get("r"),
+                            "at": float(review["at"]), "by": review.get("by")})
 
 
 def item_from_model(r: ItemModel) -> ItemState:
     """A domain item from its record."""
     leases = {w: _lease_from(dict(v)) for w, v in (r.leases.as_dict() if r.leases else {}).items()}
     ordinals = r.ordinals.as_dict() if r.ordinals else {}
-    answers = {w: _answer_from(dict(v), ordinals.get(w))
+    reviews = r.reviews.as_dict() if r.reviews else {}
+    answers = {w: _answer_from(dict(v), ordinals.get(w), reviews.get(w))
                for w, v in (r.answers.as_dict() if r.answers else {}).items()}
     return ItemState(
         job_id=r.job_id, item_id=r.item_id, data=r.data or {}, redundancy=int(r.redundancy),
@@ -378,7 +419,7 @@ class DynamoItems:
                         gold=item.gold, held=True if item.held else None,
                         redundancy=GOLD_SLOTS if item.gold else redundancy,
                         free=GOLD_SLOTS if item.gold else redundancy, answer_count=0, leases={},
-                        answers={}, counted={}, ordinals={},
+                        answers={}, reviews={}, counted={}, ordinals={},
                         open_job=None if item.held else job_id,
                     ), condition=ItemModel.item_id.does_not_exist())
         except TransactWriteError as error:
@@ -404,6 +445,37 @@ class DynamoItems:
         return [record.item_id for record in ItemModel.query(
             job_id, filter_condition=ItemModel.held.exists(), consistent_read=True,
             attributes_to_get=["item_id"])]
+
+    def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
+               review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0) -> bool:
+        """One transaction: the review on the item (only if it has none and the answer is this
+        assignment's), the ledger entry (only if new), and the money: an approval credits the
+        worker's balance and the job's paid total; a rejection gives the reward back to the
+        job's pool."""
+        reward = entry.amount_cents
+        value = {"s": review["status"], "r": review.get("reason"), "at": review["at"],
+                 "by": review.get("by")}
+        try:
+            with TransactWrite(connection=ItemModel._get_connection().connection) as tx:
+                tx.update(ItemModel(job_id, item_id),
+                          actions=[ItemModel.reviews[worker_id].set(value)],
+                          condition=ItemModel.reviews[worker_id].does_not_exist()
+                          & (ItemModel.answers[worker_id]["aid"] == assignment_id))
+                tx.save(_ledger_record(entry), condition=LedgerModel.entry_id.does_not_exist())
+                if review["status"] == APPROVED:
+                    tx.update(AccountModel(worker_id),
+                              actions=[AccountModel.balance_cents.add(reward)])
+                    tx.update(JobModel(job_id), actions=[JobModel.paid_cents.add(reward),
+                                                         JobModel.approved_answers.add(1)])
+                else:
+                    tx.update(JobModel(job_id), actions=[JobModel.pool_cents.add(refund_cents),
+                                                         JobModel.rejected_answers.add(1)])
+        except TransactWriteError as error:
+            _raise_transient(error)
+            if error.cause_response_code == "TransactionCanceledException":
+                return False
+            raise
+        return True
 
     def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
         """Reopen a counted-complete item with more slots and uncount it, in one transaction."""
@@ -578,3 +650,65 @@ class DynamoWorkerStats:
         return {r.worker_id for r in WorkerStatsModel.batch_get(keys,
                                                                 attributes_to_get=["worker_id", "scope", "blocked_at"])
                 if r.blocked_at is not None}
+
+
+def _ledger_record(entry: LedgerEntry) -> LedgerModel:
+    return LedgerModel(entry.account_id, entry.entry_id, kind=entry.kind,
+                       amount_cents=entry.amount_cents, created_at=entry.created_at,
+                       job_id=entry.job_id, assignment_id=entry.assignment_id,
+                       reason=entry.reason, by=entry.by)
+
+
+def _entry_from(r: LedgerModel) -> LedgerEntry:
+    return LedgerEntry(r.account_id, r.entry_id, r.kind, int(r.amount_cents), r.created_at,
+                       r.job_id, r.assignment_id, r.reason, r.by)
+
+
+class DynamoLedger:
+    """Ledger entries and balances."""
+
+    def bonus(self, entry: LedgerEntry, job_id: str) -> bool:
+        """The entry, the worker's balance and the job's pool and bonus total, together."""
+        try:
+            with TransactWrite(connection=LedgerModel._get_connection().connection) as tx:
+                tx.save(_ledger_record(entry), condition=LedgerModel.entry_id.does_not_exist())
+                tx.update(AccountModel(entry.account_id),
+                          actions=[AccountModel.balance_cents.add(entry.amount_cents)],
+                          condition=AccountModel.account_id.exists())
+                tx.update(JobModel(job_id),
+                          actions=[JobModel.pool_cents.add(-entry.amount_cents),
+                                   JobModel.bonus_cents.add(entry.amount_cents)],
+                          condition=JobModel.pool_cents >= entry.amount_cents)
+        except TransactWriteError as error:
+            _raise_transient(error)
+            reasons = [r.code if r is not None else None for r in (error.cancellation_reasons or [])]
+            if error.cause_response_code != "TransactionCanceledException":
+                raise
+            if reasons and reasons[0] == "ConditionalCheckFailed":
+                return False  # paid before
+            if len(reasons) > 2 and reasons[2] == "ConditionalCheckFailed":
+                raise Conflict("the job's budget has not that much left for bonuses",
+                               code="insufficient_budget") from error
+            raise NotFound("no such worker", code="worker_not_found") from error
+        return True
+
+    def get_entry(self, account_id: str, entry_id: str) -> LedgerEntry | None:
+        """One entry."""
+        try:
+            return _entry_from(LedgerModel.get(account_id, entry_id, consistent_read=True))
+        except LedgerModel.DoesNotExist:
+            return None
+
+    def entries(self, account_id: str, limit: int, cursor: str | None
+                ) -> tuple[list[LedgerEntry], str | None]:
+        """An account's entries, newest first."""
+        return newest_first(LedgerModel.by_time, account_id, "account_id",
+                            {"account_id": "S", "entry_id": "S", "created_at": "N"}, limit, cursor,
+                            _entry_from)
+
+    def balance(self, account_id: str) -> int:
+        """An account's balance."""
+        try:
+            return int(AccountModel.get(account_id, consistent_read=True).balance_cents or 0)
+        except AccountModel.DoesNotExist:
+            return 0

@@ -5,7 +5,9 @@ from pynamodb.attributes import (
     BooleanAttribute, JSONAttribute, ListAttribute, MapAttribute, NumberAttribute, NumberSetAttribute,
     UnicodeAttribute, UnicodeSetAttribute,
 )
-from pynamodb.indexes import AllProjection, GlobalSecondaryIndex
+from pynamodb.indexes import (
+    AllProjection, GlobalSecondaryIndex, KeysOnlyProjection, LocalSecondaryIndex,
+)
 from pynamodb.models import Model
 
 from chalicelib.settings import Settings
@@ -22,6 +24,7 @@ class AccountModel(Model):
     name = UnicodeAttribute()
     skills = UnicodeSetAttribute(null=True)
     created_at = NumberAttribute()
+    balance_cents = NumberAttribute(default=0)
 
 
 class CredentialModel(Model):
@@ -83,6 +86,17 @@ class JobsByClient(GlobalSecondaryIndex):
     created_at = UnicodeAttribute(range_key=True)
 
 
+class JobsByReviewDue(GlobalSecondaryIndex):
+    """Sparse: jobs with answers waiting for automatic approval, by when the first is due."""
+
+    class Meta:
+        index_name = "reviews_due"
+        projection = KeysOnlyProjection()
+
+    review_queue = UnicodeAttribute(hash_key=True)
+    review_due_at = NumberAttribute(range_key=True)
+
+
 class JobModel(Model):
     """A job: its spec, state and progress counters."""
 
@@ -117,6 +131,13 @@ class JobModel(Model):
     quality = JSONAttribute(null=True)
     pool_cents = NumberAttribute(default=0)
     blocked_workers = UnicodeSetAttribute(null=True)
+    auto_approve_seconds = NumberAttribute(default=259200)
+    paid_cents = NumberAttribute(default=0)
+    bonus_cents = NumberAttribute(default=0)
+    approved_answers = NumberAttribute(default=0)
+    rejected_answers = NumberAttribute(default=0)
+    review_queue = UnicodeAttribute(null=True)
+    review_due_at = NumberAttribute(null=True)
     # JSON texts, oldest first; appended to by every transition.
     transitions = ListAttribute(of=UnicodeAttribute, default=list)
     ingested_chunks = NumberSetAttribute(null=True)
@@ -132,6 +153,7 @@ class JobModel(Model):
 
     by_state = JobsByState()
     by_client = JobsByClient()
+    reviews_due = JobsByReviewDue()
 
 
 class OpenItems(GlobalSecondaryIndex):
@@ -163,6 +185,8 @@ class ItemModel(Model):
     answer_count = NumberAttribute(default=0)
     leases = MapAttribute(default=dict)
     answers = MapAttribute(default=dict)
+    # worker id -> {"s": "approved" | "rejected", "r": reason, "at": time, "by": who}
+    reviews = MapAttribute(default=dict)
     counted = MapAttribute(default=dict)
     ordinals = MapAttribute(default=dict)
     seen = UnicodeSetAttribute(null=True)
@@ -217,6 +241,17 @@ class WorkerStatsModel(Model):
     by_scope = StatsByScope()
 
 
+class LedgerByTime(LocalSecondaryIndex):
+    """An account's entries by time."""
+
+    class Meta:
+        index_name = "by_time"
+        projection = AllProjection()
+
+    account_id = UnicodeAttribute(hash_key=True)
+    created_at = NumberAttribute(range_key=True)
+
+
 class LedgerModel(Model):
     """One credit or debit of an account; entry_id makes a repeat a no-op (e.g. 'pay#<asg>')."""
 
@@ -231,6 +266,9 @@ class LedgerModel(Model):
     job_id = UnicodeAttribute(null=True)
     assignment_id = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)
+    by = UnicodeAttribute(null=True)
+
+    by_time = LedgerByTime()
 
 
 ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, ItemModel, ResultModel,

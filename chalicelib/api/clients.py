@@ -7,7 +7,7 @@ from chalicelib.api.common import client_secret, json_body, json_errors
 from chalicelib.api.views import job_view, quote_view
 from chalicelib.deps import platform
 from chalicelib.domain import services
-from chalicelib.domain.model import Principal
+from chalicelib.domain.model import APPROVED, REJECTED, Principal
 
 bp = Blueprint(__name__)
 
@@ -139,3 +139,34 @@ def block_worker(job_id: str, worker_id: str) -> dict:
     request = bp.current_request
     return services.client_blocks_worker(platform(), _client(), job_id, worker_id,
                                          json_body(request))
+
+
+@bp.route("/assignments/{assignment_id}/approve", methods=["POST"])
+@json_errors
+def approve_assignment(assignment_id: str) -> dict:
+    """Approve an accepted answer (optional {"reason": ...}): the worker is paid, once."""
+    from chalicelib.domain.payments import review_assignment
+
+    request = bp.current_request
+    body = json_body(request) if (request.raw_body or b"").strip() else None
+    return review_assignment(platform(), _client(), assignment_id, body, APPROVED)
+
+
+@bp.route("/assignments/{assignment_id}/reject", methods=["POST"])
+@json_errors
+def reject_assignment(assignment_id: str) -> dict:
+    """Reject an accepted answer with {"reason": ...}: not paid, left out, slot offered again."""
+    from chalicelib.domain.payments import review_assignment
+
+    return review_assignment(platform(), _client(), assignment_id,
+                             json_body(bp.current_request), REJECTED)
+
+
+@bp.route("/jobs/{job_id}/bonuses", methods=["POST"])
+@json_errors
+def pay_bonus(job_id: str) -> Response:
+    """Pay a worker of the job a bonus: {"worker_id", "amount_cents", "reason", "bonus_id"}."""
+    from chalicelib.domain.payments import pay_bonus as pay
+
+    entry, new = pay(platform(), _client(), job_id, json_body(bp.current_request))
+    return Response(body=entry, status_code=201 if new else 200)

@@ -36,6 +36,9 @@ def job_view(job: Job, progress: dict[str, int] | None = None) -> dict[str, Any]
         "promotion": job.promotion or None,
         "gold_items": job.gold_items, "quality": job.quality,
         "pool_cents": job.pool_cents, "blocked_workers": sorted(job.blocked_workers),
+        "auto_approve_seconds": job.auto_approve_seconds, "paid_cents": job.paid_cents,
+        "bonus_cents": job.bonus_cents,
+        "reviews": {"approved": job.approved_answers, "rejected": job.rejected_answers},
         "transitions": [{**entry, "at": iso(entry["at"])} for entry in job.transitions],
     }
     if progress is not None:

@@ -33,6 +33,15 @@ def whoami() -> dict:
     return {**worker_view(worker), "quality": services.worker_quality(platform(), worker)}
 
 
+@bp.route("/workers/me/earnings", methods=["GET"])
+@json_errors
+def earnings() -> dict:
+    """The worker's balance and history: approvals, rejections with reasons, bonuses."""
+    from chalicelib.domain.payments import earnings as worker_earnings
+
+    return worker_earnings(platform(), _worker(), bp.current_request.query_params or {})
+
+
 @bp.route("/tasks/next", methods=["GET"])
 @json_errors
 def next_task() -> Response:

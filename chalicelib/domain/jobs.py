@@ -32,7 +32,8 @@ CHUNK_BYTES = 200 * 1024
 
 JOB_FIELDS = ("quote_id", "title", "instructions", "items", "answer_schema", "not_applicable",
               "lease_seconds", "deadline", "required_skills", "report", "pilot", "promotion",
-              "quality")
+              "quality", "auto_approve_seconds")
+MAX_AUTO_APPROVE_SECONDS = 30 * 24 * 3600
 DEFAULT_BLOCK_AFTER = 5
 DEFAULT_BLOCK_BELOW = 0.6
 DEFAULT_MIN_SECONDS = 2.0
@@ -211,7 +212,10 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
                    promotion=phases.parse_promotion(body.get("promotion")),
                    transitions=(posted,), gold_items=gold_items,
                    quality=parse_quality(body.get("quality"), quote.gold_rate),
-                   pool_cents=reward_pool(quote, gold_items)), chunks
+                   pool_cents=reward_pool(quote, gold_items),
+                   auto_approve_seconds=v.integer(body, "auto_approve_seconds", low=0,
+                                                  high=MAX_AUTO_APPROVE_SECONDS,
+                                                  default=job.auto_approve_seconds)), chunks
 
 
 def reward_pool(quote: Quote, gold_items: int) -> int:

@@ -112,6 +112,12 @@ class Job:
     pool_cents: int = 0
     # Workers blocked from this job by its gold rule: no leases, answers left out.
     blocked_workers: frozenset[str] = frozenset()
+    # Accepted answers nobody reviewed are approved this long after they were submitted.
+    auto_approve_seconds: int = 3 * 24 * 3600
+    paid_cents: int = 0
+    bonus_cents: int = 0
+    approved_answers: int = 0
+    rejected_answers: int = 0
     instruction_version: int = 1
     # Report thresholds that promote the job by themselves, e.g. {"gold_accuracy": 0.85}.
     promotion: dict[str, float] = field(default_factory=dict)
@@ -181,6 +187,8 @@ class StoredAnswer:
     leased_at: float
     ordinal: int | None = None
     instruction_version: int = 1
+    # {"status": "approved" | "rejected", "reason", "at", "by"} once reviewed.
+    review: dict[str, Any] | None = None
 
 
 @dataclass
@@ -220,6 +228,29 @@ class Assignment:
     job: Job
     item: ItemState
     lease: Lease
+
+
+@dataclass(frozen=True)
+class LedgerEntry:
+    """One credit (or a zero-amount record, such as a rejection) on an account.
+
+    entry_id is derived from what it pays for ("review#<assignment id>",
+    "bonus#<job id>#<bonus id>"), so writing it again pays nothing twice.
+    """
+
+    account_id: str
+    entry_id: str
+    kind: str
+    amount_cents: int
+    created_at: float
+    job_id: str | None = None
+    assignment_id: str | None = None
+    reason: str | None = None
+    by: str | None = None
+
+
+APPROVED = "approved"
+REJECTED = "rejected"
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chalicelib.domain.model import (
-    CountedAnswer, ItemState, Job, Lease, NewItem, Principal, Quote, StoredAnswer,
+    CountedAnswer, ItemState, Job, Lease, LedgerEntry, NewItem, Principal, Quote, StoredAnswer,
 )
 
 
@@ -58,6 +58,19 @@ class WorkerStatsStore(Protocol):
         """Those of the workers an operator has blocked everywhere."""
 
 
+class LedgerStore(Protocol):
+    """Accounts' money: entries and balances, each credit exactly once."""
+
+    def bonus(self, entry: LedgerEntry, job_id: str) -> bool:
+        """Pay a bonus from the job's pool with its entry, together; False if the entry exists
+        already (nothing paid again). Raises Conflict insufficient_budget if the pool is short."""
+    def get_entry(self, account_id: str, entry_id: str) -> LedgerEntry | None: """One entry."""
+    def entries(self, account_id: str, limit: int, cursor: str | None
+                ) -> tuple[list[LedgerEntry], str | None]:
+        """An account's entries, newest first."""
+    def balance(self, account_id: str) -> int: """An account's balance in cents."""
+
+
 class AccountStore(Protocol):
     """Accounts and their hashed bearer credentials."""
 
@@ -91,13 +104,19 @@ class JobStore(Protocol):
                    record: dict[str, Any] | None = None, **changes: Any) -> bool:
         """Move a job between states if it is in one of from_states (appending record to its
         history); False if it was not."""
-    def record_counted(self, job_id: str, answers: Sequence[CountedAnswer]) -> int:
-        """Count answers not counted before (idempotent per assignment); return how many were new."""
+    def record_counted(self, job_id: str, answers: Sequence[CountedAnswer],
+                       review_due_at: float | None = None) -> int:
+        """Count answers not counted before (idempotent per assignment) and queue the job for
+        automatic approval at review_due_at unless it is queued sooner; return how many were new."""
     def reserve(self, job_id: str, cents: int) -> bool:
         """Take cents from the job's pool if it holds that much; False (nothing taken) if not."""
     def refund(self, job_id: str, cents: int) -> None: """Give cents back to the job's pool."""
     def block_worker(self, job_id: str, worker_id: str) -> None:
         """Add a worker to the job's blocked workers."""
+    def jobs_due_for_review(self, now: float) -> list[str]:
+        """Ids of jobs with an answer whose automatic approval is due."""
+    def set_review_due(self, job_id: str, due_at: float | None, answered_seen: int) -> None:
+        """After a sweep: the next due time, or none left (kept if answers were counted since)."""
 
 
 class ItemStore(Protocol):
@@ -110,6 +129,11 @@ class ItemStore(Protocol):
         """Incomplete items (that worker_id has not seen, when given)."""
     def get_item(self, job_id: str, item_id: str) -> ItemState | None: """One item."""
     def held_item_ids(self, job_id: str) -> list[str]: """Items held back from the pilot."""
+    def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
+               review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0) -> bool:
+        """Record the review of an accepted answer with its ledger entry, exactly once: an
+        approval credits the worker and the job's paid total; a rejection returns the reward
+        to the job's pool. False (nothing written) if it was reviewed before."""
     def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
         """Reopen an item counted complete with `count` more slots that replace answers left
         out, and take it off the job's done count, together; False if the item was not

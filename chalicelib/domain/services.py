@@ -21,12 +21,12 @@ from chalicelib.domain.ids import hash_secret, is_job_id, new_id, new_secret, pa
 from chalicelib.domain.jobs import JOB_FIELDS, MAX_INSTRUCTIONS, build_job, report_key
 from chalicelib.domain.model import (
     ACTIVE, AGGREGATING, CALIBRATION, CANCELLED, CLOSING, DONE, FAILED, INGESTING, PAUSED, PILOT,
-    PRODUCTION, TAKES_ANSWERS, Assignment, CountedAnswer, ItemState, Job, NewItem, Principal,
+    PRODUCTION, REJECTED, TAKES_ANSWERS, Assignment, CountedAnswer, ItemState, Job, NewItem, Principal,
     Quote, StoredAnswer, SubmitReceipt,
 )
 from chalicelib.domain.ports import (
-    AccountStore, Page, BlobStore, ItemStore, JobStore, MessageQueue, QuoteStore, ResultStore,
-    WorkerRecord, WorkerStatsStore, Workflow,
+    AccountStore, Page, BlobStore, ItemStore, JobStore, LedgerStore, MessageQueue, QuoteStore,
+    ResultStore, WorkerRecord, WorkerStatsStore, Workflow,
 )
 from chalicelib.domain.pricing import price_quote
 from chalicelib.errors import (
@@ -57,6 +57,7 @@ class Platform:
     results_queue: MessageQueue
     workflow: Workflow
     stats: WorkerStatsStore
+    ledger: LedgerStore
     clock: Callable[[], float] = time.time
     cache_seconds: float = 2.0
     open_registration: bool = False
@@ -691,7 +692,9 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
         batch[answer.assignment_id] = answer
     for job_id, unique in by_job.items():
         answers = list(unique.values())
-        new = p.jobs.record_counted(job_id, answers)
+        cached = _cached_job(p, job_id)
+        due = None if cached is None else p.now() + cached.auto_approve_seconds
+        new = p.jobs.record_counted(job_id, answers, review_due_at=due)
         if job_id in repeats or new < len(answers) or any(a.item_complete for a in answers):
             job = p.jobs.get_job(job_id)
             if job is not None and job.state in TAKES_ANSWERS and job.items_done >= job.round_items:
@@ -699,18 +702,46 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
                     start_aggregation(p, job)
 
 
+def left_out_workers(p: Platform, job: Job, workers: Iterable[str]) -> set[str]:
+    """Those of the workers whose answers the job leaves out: blocked from it, or everywhere."""
+    workers = set(workers)
+    return (workers & job.blocked_workers) | p.stats.blocked_everywhere(workers - job.blocked_workers)
+
+
+def is_left_out(answer: StoredAnswer, worker_id: str, left_out: set[str]) -> bool:
+    """Whether an accepted answer stays out of aggregation: rejected, or by a blocked worker."""
+    return worker_id in left_out or (answer.review or {}).get("status") == REJECTED
+
+
 def replace_left_out(p: Platform, job: Job) -> int:
     """Before a round closes, give each item as many new slots as it has answers left out
-    (from workers blocked from the job), paid from the job's pool; return how many items
-    were reopened. When the pool runs dry the rest are aggregated without replacements."""
-    left_out = job.blocked_workers
-    if not left_out:
-        return 0
+    (rejected by the client, or by workers blocked from the job or everywhere), paid from the
+    job's pool; return how many items were reopened.
+
+    A blocked worker's answers nobody reviewed are rejected here with the block as the reason,
+    which gives their rewards back to the pool for the replacements. When the pool runs dry,
+    the rest are aggregated without replacements.
+    """
+    items = [item for item in p.items.iter_items(job.job_id)
+             if item.gold is None and not item.held]
+    if not job.blocked_workers and not job.rejected_answers:
+        candidates = {w for item in items for w in item.answers}
+        if not p.stats.blocked_everywhere(candidates):
+            return 0
+    left_out = left_out_workers(p, job, {w for item in items for w in item.answers})
+    from chalicelib.domain.payments import settle
+
     reopened = 0
-    for item in p.items.iter_items(job.job_id):
-        if item.gold is not None or item.held:
-            continue
-        missing = sum(1 for worker in item.answers if worker in left_out) - item.replaced
+    for item in items:
+        missing = 0
+        for worker, answer in item.answers.items():
+            if not is_left_out(answer, worker, left_out):
+                continue
+            missing += 1
+            if answer.review is None:
+                settle(p, job, item, worker, answer, REJECTED,
+                       "left out: the worker was blocked", "rule")
+        missing -= item.replaced
         if missing <= 0:
             continue
         cents = missing * job.reward_cents

@@ -37,7 +37,7 @@ from chalicelib.domain import phases
 from chalicelib.domain.model import (
     AGGREGATING, CALIBRATION, DONE, FAILED, PAUSED, PILOT, ItemResult, Job,
 )
-from chalicelib.domain.services import Platform, to_production
+from chalicelib.domain.services import Platform, is_left_out, left_out_workers, to_production
 from chalicelib.errors import NotFound
 from chalicelib.observability import count, seconds
 
@@ -113,22 +113,10 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     batch: list[dict[str, Any]] = []
     written = 0
     min_seconds = float(job.quality.get("min_seconds", 0))
-    everywhere: dict[str, bool] = {}
-
-    def left_out(workers: set[str]) -> set[str]:
-        """Workers whose answers are left out: blocked from the job, or by an operator."""
-        unknown = workers - set(everywhere)
-        if unknown:
-            blocked = p.stats.blocked_everywhere(unknown)
-            everywhere.update({worker: worker in blocked for worker in unknown})
-        return {w for w in workers if w in job.blocked_workers or everywhere[w]}
+    everywhere: dict[str, bool] = {}  # worker -> whether their answers are left out
 
     def flush() -> None:
         nonlocal shard, written
-        excluded = left_out({a["worker_id"] for entry in batch for a in entry["answers"]})
-        if excluded:
-            for entry in batch:
-                entry["answers"] = [a for a in entry["answers"] if a["worker_id"] not in excluded]
         p.blobs.put_text(answers_key(job.job_id, round_no, shard),
                          json.dumps({**header, "shard": shard, "items": batch}), "application/json")
         if categorical:
@@ -152,7 +140,14 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
             break
         if item.held:
             continue  # a pilot round aggregates only the pilot's items
-        answers = sorted(item.answers.items(), key=lambda entry: entry[1].submitted_at)
+        unknown = set(item.answers) - set(everywhere)
+        if unknown:  # one batch read per item that brings workers not seen before
+            blocked = left_out_workers(p, job, unknown)
+            everywhere.update({worker: worker in blocked for worker in unknown})
+        left_out = {worker for worker in item.answers if everywhere[worker]}
+        answers = sorted(((worker, a) for worker, a in item.answers.items()
+                          if not is_left_out(a, worker, left_out)),
+                         key=lambda entry: entry[1].submitted_at)
         entry = {"item_id": item.item_id, "external_id": item.external_id, "answers": [
             {"worker_id": worker, "assignment_id": a.assignment_id, "answer": a.answer,
              "submitted_at": a.submitted_at, "leased_at": a.leased_at,

@@ -199,6 +199,8 @@ def test_stack_creates_every_table_with_its_keys_indexes_ttl_and_recovery(output
         "jobs": [("job_id", "HASH")],
         "items": [("job_id", "HASH"), ("item_id", "RANGE")],
         "results": [("job_id", "HASH"), ("item_id", "RANGE")],
+        "worker-stats": [("worker_id", "HASH"), ("scope", "RANGE")],
+        "ledger": [("account_id", "HASH"), ("entry_id", "RANGE")],
     }
     for suffix, key_schema in expected_keys.items():
         table = describe(suffix)
@@ -207,14 +209,22 @@ def test_stack_creates_every_table_with_its_keys_indexes_ttl_and_recovery(output
         backups = ddb.describe_continuous_backups(TableName=f"crowd-dev-{suffix}")["ContinuousBackupsDescription"]
         assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED", suffix
 
-    # AND the GSIs the app queries exist with full projection
+    # AND the indexes the app queries exist, with full projection but for the review queue
+    # (the sweeper reads only job ids from it)
     jobs_gsis = {g["IndexName"]: g for g in describe("jobs")["GlobalSecondaryIndexes"]}
     assert keys(jobs_gsis["by_state"]["KeySchema"]) == [("state", "HASH"), ("finalize_at", "RANGE")]
     assert keys(jobs_gsis["by_client"]["KeySchema"]) == [("client_id", "HASH"), ("created_at", "RANGE")]
+    review_queue = jobs_gsis.pop("reviews_due")
+    assert keys(review_queue["KeySchema"]) == [("review_queue", "HASH"), ("review_due_at", "RANGE")]
+    assert review_queue["Projection"]["ProjectionType"] == "KEYS_ONLY"
     items_gsis = {g["IndexName"]: g for g in describe("items")["GlobalSecondaryIndexes"]}
     assert keys(items_gsis["open_items"]["KeySchema"]) == [("open_job", "HASH"), ("item_id", "RANGE")]
-    for gsi in [*jobs_gsis.values(), *items_gsis.values()]:
-        assert gsi["Projection"]["ProjectionType"] == "ALL"
+    stats_gsis = {g["IndexName"]: g for g in describe("worker-stats")["GlobalSecondaryIndexes"]}
+    assert keys(stats_gsis["by_scope"]["KeySchema"]) == [("scope", "HASH"), ("worker_id", "RANGE")]
+    (by_time,) = describe("ledger")["LocalSecondaryIndexes"]
+    assert keys(by_time["KeySchema"]) == [("account_id", "HASH"), ("created_at", "RANGE")]
+    for index in [*jobs_gsis.values(), *items_gsis.values(), *stats_gsis.values(), by_time]:
+        assert index["Projection"]["ProjectionType"] == "ALL"
     attribute_types = {a["AttributeName"]: a["AttributeType"] for a in describe("jobs")["AttributeDefinitions"]}
     assert attribute_types["finalize_at"] == "N"
 

@@ -245,9 +245,19 @@ def test_an_operator_block_stops_leasing_everywhere_and_leaves_answers_out(p):
         services.lease_next_task(p, bad)
     assert caught.value.code == "worker_blocked"
     _work(p, job, good)
+    # the round would close now: the bad worker's answers are rejected (their rewards back in
+    # the pool) and their items reopened for someone else
+    job = p.jobs.get_job(job.job_id)
+    assert job.state == "active" and job.rejected_answers == 3
+    third = _worker(p, "third")
+    assert len(_work(p, job, third)) == 3
     lines = _run_round(p, job.job_id)
-    assert all([a["worker_id"] for a in line["answers"]] == [good.account_id] for line in lines)
+    assert all(sorted(a["worker_id"] for a in line["answers"])
+               == sorted([good.account_id, third.account_id]) for line in lines)
     assert p.jobs.get_job(job.job_id).state == DONE
+    history = p.ledger.entries(bad.account_id, 10, None)[0]
+    assert {(e.kind, e.amount_cents, e.reason) for e in history} == {
+        ("rejection", 0, "left out: the worker was blocked")}
     services.operator_block(p, operator, bad.account_id, None, blocked=False)
     assert services.lease_next_task(p, bad) is None  # unblocked: nothing left, no error
 
