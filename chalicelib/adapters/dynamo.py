@@ -41,6 +41,20 @@ def _raise_transient(error: PynamoDBException) -> None:
     _raise_if_throttled(error.cause_response_code, error)
 
 
+def _once(write: Any) -> bool:
+    """Run write(tx) in one transaction: True if it went through, False if a condition
+    cancelled it (nothing was written); throttling is a TransientError."""
+    try:
+        with TransactWrite(connection=JobModel._get_connection().connection) as tx:
+            write(tx)
+    except TransactWriteError as error:
+        _raise_transient(error)
+        if error.cause_response_code == "TransactionCanceledException":
+            return False
+        raise
+    return True
+
+
 def encode_cursor(key: dict[str, Any] | None) -> str | None:
     """An opaque page cursor from DynamoDB's LastEvaluatedKey."""
     if not key:
@@ -455,44 +469,34 @@ class DynamoItems:
         reward = entry.amount_cents
         value = {"s": review["status"], "r": review.get("reason"), "at": review["at"],
                  "by": review.get("by")}
-        try:
-            with TransactWrite(connection=ItemModel._get_connection().connection) as tx:
-                tx.update(ItemModel(job_id, item_id),
-                          actions=[ItemModel.reviews[worker_id].set(value)],
-                          condition=ItemModel.reviews[worker_id].does_not_exist()
-                          & (ItemModel.answers[worker_id]["aid"] == assignment_id))
-                tx.save(_ledger_record(entry), condition=LedgerModel.entry_id.does_not_exist())
-                if review["status"] == APPROVED:
-                    tx.update(AccountModel(worker_id),
-                              actions=[AccountModel.balance_cents.add(reward)])
-                    tx.update(JobModel(job_id), actions=[JobModel.paid_cents.add(reward),
-                                                         JobModel.approved_answers.add(1)])
-                else:
-                    tx.update(JobModel(job_id), actions=[JobModel.pool_cents.add(refund_cents),
-                                                         JobModel.rejected_answers.add(1)])
-        except TransactWriteError as error:
-            _raise_transient(error)
-            if error.cause_response_code == "TransactionCanceledException":
-                return False
-            raise
-        return True
+
+        def write(tx: TransactWrite) -> None:
+            tx.update(ItemModel(job_id, item_id),
+                      actions=[ItemModel.reviews[worker_id].set(value)],
+                      condition=ItemModel.reviews[worker_id].does_not_exist()
+                      & (ItemModel.answers[worker_id]["aid"] == assignment_id))
+            tx.save(_ledger_record(entry), condition=LedgerModel.entry_id.does_not_exist())
+            if review["status"] == APPROVED:
+                tx.update(AccountModel(worker_id), actions=[AccountModel.balance_cents.add(reward)])
+                tx.update(JobModel(job_id), actions=[JobModel.paid_cents.add(reward),
+                                                     JobModel.approved_answers.add(1)])
+            else:
+                tx.update(JobModel(job_id), actions=[JobModel.pool_cents.add(refund_cents),
+                                                     JobModel.rejected_answers.add(1)])
+
+        return _once(write)
 
     def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
         """Reopen a counted-complete item with more slots and uncount it, in one transaction."""
-        try:
-            with TransactWrite(connection=ItemModel._get_connection().connection) as tx:
-                tx.update(ItemModel(job_id, item_id), actions=[
-                    ItemModel.redundancy.add(count), ItemModel.free.add(count),
-                    ItemModel.replaced.add(count), ItemModel.open_job.set(job_id)],
-                    condition=ItemModel.open_job.does_not_exist()
-                    & (ItemModel.replaced == replaced_before))
-                tx.update(JobModel(job_id), actions=[JobModel.items_done.add(-1)])
-        except TransactWriteError as error:
-            _raise_transient(error)
-            if error.cause_response_code == "TransactionCanceledException":
-                return False
-            raise
-        return True
+        def write(tx: TransactWrite) -> None:
+            tx.update(ItemModel(job_id, item_id), actions=[
+                ItemModel.redundancy.add(count), ItemModel.free.add(count),
+                ItemModel.replaced.add(count), ItemModel.open_job.set(job_id)],
+                condition=ItemModel.open_job.does_not_exist()
+                & (ItemModel.replaced == replaced_before))
+            tx.update(JobModel(job_id), actions=[JobModel.items_done.add(-1)])
+
+        return _once(write)
 
     def open_held(self, job_id: str, item_ids: Sequence[str]) -> None:
         """Put held items into the open-items index (an item opened before is left alone)."""
@@ -599,17 +603,15 @@ class DynamoWorkerStats:
         scores nothing); return the job's totals after it."""
         counts = [WorkerStatsModel.gold_answers.add(1),
                   WorkerStatsModel.gold_correct.add(1 if correct else 0)]
-        try:
-            with TransactWrite(connection=WorkerStatsModel._get_connection().connection) as tx:
-                tx.update(WorkerStatsModel(worker_id, job_id),
-                          actions=counts + [WorkerStatsModel.scored.add({assignment_id})],
-                          condition=~WorkerStatsModel.scored.contains(assignment_id))
-                tx.update(WorkerStatsModel(worker_id, EVERYWHERE), actions=counts)
-        except TransactWriteError as error:
-            _raise_transient(error)
-            if error.cause_response_code == "TransactionCanceledException":
-                return None
-            raise
+
+        def write(tx: TransactWrite) -> None:
+            tx.update(WorkerStatsModel(worker_id, job_id),
+                      actions=counts + [WorkerStatsModel.scored.add({assignment_id})],
+                      condition=~WorkerStatsModel.scored.contains(assignment_id))
+            tx.update(WorkerStatsModel(worker_id, EVERYWHERE), actions=counts)
+
+        if not _once(write):
+            return None
         record = WorkerStatsModel.get(worker_id, job_id, consistent_read=True)
         return int(record.gold_answers), int(record.gold_correct)
 
