@@ -22,7 +22,7 @@ def platform() -> Platform:
 def _build() -> Platform:
     from chalicelib.adapters import aws
     from chalicelib.adapters.dynamo import (
-        DynamoAccounts, DynamoItems, DynamoJobs, DynamoQuotes, DynamoLedger, DynamoResults,
+        DynamoAccounts, DynamoCatalog, DynamoItems, DynamoJobs, DynamoQuotes, DynamoLedger, DynamoResults,
         DynamoWorkerStats,
     )
     from chalicelib.adapters.messaging import SqsQueue, StepFunctionsWorkflow
@@ -36,7 +36,7 @@ def _build() -> Platform:
     return Platform(
         accounts=DynamoAccounts(), quotes=DynamoQuotes(), jobs=DynamoJobs(),
         items=DynamoItems(), results=DynamoResults(), stats=DynamoWorkerStats(),
-        ledger=DynamoLedger(),
+        ledger=DynamoLedger(), catalog=DynamoCatalog(),
         blobs=S3Blobs(aws.client("s3", config.region), config.results_bucket),
         ingest_queue=SqsQueue(sqs, config.ingest_queue_name),
         results_queue=SqsQueue(sqs, config.results_queue_name),

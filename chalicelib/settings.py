@@ -16,6 +16,7 @@ _REQUIRED = {
     "results_table": "RESULTS_TABLE",
     "worker_stats_table": "WORKER_STATS_TABLE",
     "ledger_table": "LEDGER_TABLE",
+    "catalog_table": "CATALOG_TABLE",
     "ingest_queue_name": "INGEST_QUEUE_NAME",
     "results_queue_name": "RESULTS_QUEUE_NAME",
     "results_bucket": "RESULTS_BUCKET",
@@ -40,6 +41,7 @@ class Settings:
     results_table: str
     worker_stats_table: str
     ledger_table: str
+    catalog_table: str
     ingest_queue_name: str
     results_queue_name: str
     results_bucket: str

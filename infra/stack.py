@@ -56,6 +56,7 @@ APP_ENVIRONMENT_OUTPUTS: dict[str, str] = {
     "RESULTS_TABLE": "ResultsTableName",
     "WORKER_STATS_TABLE": "WorkerStatsTableName",
     "LEDGER_TABLE": "LedgerTableName",
+    "CATALOG_TABLE": "CatalogTableName",
     "INGEST_QUEUE_NAME": "IngestQueueName",
     "RESULTS_QUEUE_NAME": "ResultsQueueName",
     "RESULTS_BUCKET": "ResultsBucketName",

@@ -106,7 +106,15 @@ class FakeAccounts:
             if record is None or record["revoked"]:
                 return None
             return Principal(record["account_id"], record["role"], record["name"],
-                             record["skills"])
+                             record["skills"], tuple(sorted(record.get("scores", {}).items())))
+
+    def grant_skill(self, account_id: str, skill: str, score: float) -> None:
+        """Add the skill and score to the account and its credentials."""
+        with self._lock:
+            for record in [self.accounts[account_id], *(c for c in self.credentials.values()
+                                                         if c["account_id"] == account_id)]:
+                record["skills"] = record["skills"] | {skill}
+                record["scores"] = {**record.get("scores", {}), skill: score}
 
     def revoke(self, token_hash: str) -> None:
         """Test helper: revoke a credential (an operator action the API does not expose)."""
@@ -588,6 +596,7 @@ class FakeWorkerStats:
         self._lock = lock
         self.records: dict[tuple[str, str], WorkerRecord] = {}
         self._scored: set[tuple[str, str, str]] = set()
+        self.attempts: dict[tuple[str, str], dict[str, Any]] = {}
 
     def _get(self, worker_id: str, scope: str) -> WorkerRecord:
         return self.records.get((worker_id, scope), WorkerRecord(worker_id, scope))
@@ -636,6 +645,33 @@ class FakeWorkerStats:
                 if key[1] == job_id:
                     self.records[key] = replace(r, shown_gold_answers=r.gold_answers,
                                                 shown_gold_correct=r.gold_correct)
+
+    def start_attempt(self, worker_id: str, qual_id: str, attempt_id: str, now: float,
+                      retake_seconds: int) -> bool:
+        """Open an attempt unless passed or too soon after the last."""
+        with self._lock:
+            last = self.attempts.get((worker_id, qual_id))
+            if last and (last["passed"] or last["attempt_at"] > now - retake_seconds):
+                return False
+            self.attempts[(worker_id, qual_id)] = {"attempt_id": attempt_id, "attempt_at": now,
+                                                   "score": None, "passed": False}
+            return True
+
+    def finish_attempt(self, worker_id: str, qual_id: str, attempt_id: str, score: float,
+                       passed: bool) -> bool:
+        """Score the open attempt once."""
+        with self._lock:
+            last = self.attempts.get((worker_id, qual_id))
+            if not last or last["attempt_id"] != attempt_id or last["score"] is not None:
+                return False
+            last.update(score=score, passed=passed)
+            return True
+
+    def attempt(self, worker_id: str, qual_id: str) -> dict[str, Any] | None:
+        """The open or last attempt."""
+        with self._lock:
+            last = self.attempts.get((worker_id, qual_id))
+            return dict(last) if last else None
 
     def blocked_everywhere(self, worker_ids: Iterable[str]) -> set[str]:
         """Those blocked by an operator."""
@@ -689,6 +725,37 @@ class FakeLedger:
             return self.balances.get(account_id, 0)
 
 
+class FakeCatalog:
+    """Cohorts and qualification tests."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], Any] = {}
+
+    def put_cohort(self, cohort: Any) -> None:
+        """Create or replace."""
+        self.entries[("cohort", cohort.name)] = cohort
+
+    def get_cohort(self, name: str) -> Any | None:
+        """By name."""
+        return self.entries.get(("cohort", name))
+
+    def cohorts(self) -> list[Any]:
+        """Every cohort."""
+        return [v for (kind, _), v in sorted(self.entries.items()) if kind == "cohort"]
+
+    def put_qualification(self, qualification: Any) -> None:
+        """Store a test."""
+        self.entries[("qualification", qualification.qual_id)] = qualification
+
+    def get_qualification(self, qual_id: str) -> Any | None:
+        """By id."""
+        return self.entries.get(("qualification", qual_id))
+
+    def qualifications(self) -> list[Any]:
+        """Every test."""
+        return [v for (kind, _), v in sorted(self.entries.items()) if kind == "qualification"]
+
+
 class FakeWorkflow:
     """Records executions by name; a repeated name starts nothing and returns False."""
 
@@ -717,7 +784,7 @@ def make_platform(clock: FakeClock | None = None, **overrides: Any) -> Platform:
     ledger = FakeLedger(lock, jobs)
     items.ledger_ref = ledger
     settings: dict[str, Any] = dict(
-        accounts=FakeAccounts(lock), quotes=quotes, jobs=jobs, ledger=ledger,
+        accounts=FakeAccounts(lock), quotes=quotes, jobs=jobs, ledger=ledger, catalog=FakeCatalog(),
         items=items, results=FakeResults(lock), blobs=FakeBlobs(), stats=FakeWorkerStats(lock),
         ingest_queue=FakeQueue(), results_queue=FakeQueue(), workflow=FakeWorkflow(),
         clock=clock if clock is not None else FakeClock(), rng=random.Random(7),

@@ -17,8 +17,8 @@ from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.models import (
-    AccountModel, CredentialModel, ItemModel, JobModel, LedgerModel, QuoteModel, ResultModel,
-    WorkerStatsModel,
+    AccountModel, CatalogModel, CredentialModel, ItemModel, JobModel, LedgerModel, QuoteModel,
+    ResultModel, WorkerStatsModel,
 )
 from chalicelib.domain.model import (
     APPROVED, GOLD_SLOTS, INGESTING, CountedAnswer, LedgerEntry, ItemResult, ItemState, Job, Lease, LineItem, NewItem, Principal, Quote,
@@ -131,7 +131,8 @@ class DynamoAccounts:
         """Store the account and its credential in one transaction."""
         with TransactWrite(connection=AccountModel._get_connection().connection) as tx:
             tx.save(AccountModel(account_id, role=role, name=name, skills=set(skills) or None,
-                                 created_at=now), condition=AccountModel.account_id.does_not_exist())
+                                 created_at=now, token_hash=token_hash),
+                    condition=AccountModel.account_id.does_not_exist())
             tx.save(CredentialModel(token_hash, account_id=account_id, role=role, name=name,
                                     skills=set(skills) or None, created_at=now),
                     condition=CredentialModel.token_hash.does_not_exist())
@@ -145,7 +146,23 @@ class DynamoAccounts:
         if record.revoked:
             return None
         return Principal(record.account_id, record.role, record.name,
-                         frozenset(record.skills or ()))
+                         frozenset(record.skills or ()),
+                         tuple(sorted((record.scores or {}).items())))
+
+    def grant_skill(self, account_id: str, skill: str, score: float) -> None:
+        """Add the skill and its score to the account and its credential, together."""
+        account = AccountModel.get(account_id, consistent_read=True)
+        scores = {**(account.scores or {}), skill: score}
+
+        def write(tx: TransactWrite) -> None:
+            tx.update(AccountModel(account_id), actions=[AccountModel.skills.add({skill}),
+                                                         AccountModel.scores.set(scores)])
+            if account.token_hash:
+                tx.update(CredentialModel(account.token_hash),
+                          actions=[CredentialModel.skills.add({skill}),
+                                   CredentialModel.scores.set(scores)])
+
+        _once(write)
 
 
 class DynamoQuotes:
@@ -159,7 +176,7 @@ class DynamoQuotes:
             cohort=quote.cohort, line_items=[vars(line) for line in quote.line_items],
             total_cents=quote.total_cents, created_at=quote.created_at,
             expires_at=quote.expires_at, expires_ttl=int(quote.expires_at) + 7 * 86400,
-            gold_rate=quote.gold_rate,
+            gold_rate=quote.gold_rate, skills=set(quote.skills) or None,
         ).save(condition=QuoteModel.quote_id.does_not_exist())
 
     def get_quote(self, quote_id: str) -> Quote | None:
@@ -173,7 +190,7 @@ class DynamoQuotes:
             items=int(r.items), redundancy=int(r.redundancy), reward_cents=int(r.reward_cents),
             cohort=r.cohort, line_items=tuple(LineItem(**line) for line in r.line_items),
             total_cents=int(r.total_cents), created_at=r.created_at, expires_at=r.expires_at,
-            job_id=r.job_id, gold_rate=float(r.gold_rate),
+            job_id=r.job_id, gold_rate=float(r.gold_rate), skills=tuple(sorted(r.skills or ())),
         )
 
 
@@ -188,6 +205,7 @@ def job_from_model(r: JobModel) -> Job:
         lease_seconds=int(r.lease_seconds), deadline=r.deadline,
         created_at=datetime.fromisoformat(r.created_at).timestamp(), state=r.state,
         required_skills=tuple(sorted(r.required_skills or ())),
+        min_skill_scores=r.min_skill_scores or {},
         report_settings=r.report_settings or {},
         phase=r.phase or "production", pilot_items=int(r.pilot_items or 0),
         instruction_version=int(r.instruction_version or 1), promotion=r.promotion or {},
@@ -221,6 +239,7 @@ class DynamoJobs:
             chunk_count=job.chunk_count, lease_seconds=job.lease_seconds, deadline=job.deadline,
             created_at=_iso(job.created_at), state=job.state, finalize_at=job.finalize_at,
             required_skills=set(job.required_skills) or None, answered=0, items_done=0,
+            min_skill_scores=job.min_skill_scores or None,
             round=job.round, report_settings=job.report_settings or None,
             phase=job.phase, pilot_items=job.pilot_items,
             instruction_version=job.instruction_version, promotion=job.promotion or None,
@@ -644,6 +663,36 @@ class DynamoWorkerStats:
                          WorkerStatsModel.shown_gold_correct.set(int(record.gold_correct or 0))],
                         None)
 
+    def start_attempt(self, worker_id: str, qual_id: str, attempt_id: str, now: float,
+                      retake_seconds: int) -> bool:
+        """One conditional write: not passed, and no attempt within retake_seconds."""
+        ok, _ = _update_raw(
+            WorkerStatsModel, worker_id, f"qual#{qual_id}",
+            [WorkerStatsModel.attempt_id.set(attempt_id), WorkerStatsModel.attempt_at.set(now),
+             WorkerStatsModel.score.remove()],
+            (WorkerStatsModel.passed.does_not_exist() | (WorkerStatsModel.passed == False))  # noqa: E712
+            & (WorkerStatsModel.attempt_at.does_not_exist()
+               | (WorkerStatsModel.attempt_at <= now - retake_seconds)))
+        return ok
+
+    def finish_attempt(self, worker_id: str, qual_id: str, attempt_id: str, score: float,
+                       passed: bool) -> bool:
+        """Score the open attempt, once."""
+        ok, _ = _update_raw(
+            WorkerStatsModel, worker_id, f"qual#{qual_id}",
+            [WorkerStatsModel.score.set(score), WorkerStatsModel.passed.set(passed)],
+            (WorkerStatsModel.attempt_id == attempt_id) & WorkerStatsModel.score.does_not_exist())
+        return ok
+
+    def attempt(self, worker_id: str, qual_id: str) -> dict[str, Any] | None:
+        """The open or last attempt."""
+        try:
+            r = WorkerStatsModel.get(worker_id, f"qual#{qual_id}", consistent_read=True)
+        except WorkerStatsModel.DoesNotExist:
+            return None
+        return {"attempt_id": r.attempt_id, "attempt_at": r.attempt_at, "score": r.score,
+                "passed": bool(r.passed)}
+
     def blocked_everywhere(self, worker_ids: Iterable[str]) -> set[str]:
         """Those of the workers with an operator's block (one batch read per 100)."""
         keys = [(worker, EVERYWHERE) for worker in sorted(set(worker_ids))]
@@ -714,3 +763,51 @@ class DynamoLedger:
             return int(AccountModel.get(account_id, consistent_read=True).balance_cents or 0)
         except AccountModel.DoesNotExist:
             return 0
+
+
+class DynamoCatalog:
+    """Cohorts and qualification tests, stored whole as JSON."""
+
+    def put_cohort(self, cohort: Any) -> None:
+        """Create or replace a cohort."""
+        CatalogModel("cohort", cohort.name, body={"skills": list(cohort.skills),
+                                                  "unit_cents": cohort.unit_cents},
+                     created_at=time.time()).save()
+
+    def get_cohort(self, name: str) -> Any | None:
+        """A cohort by name."""
+        from chalicelib.domain.qualifications import Cohort
+
+        try:
+            r = CatalogModel.get("cohort", name)
+        except CatalogModel.DoesNotExist:
+            return None
+        return Cohort(r.name, tuple(r.body["skills"]), dict(r.body["unit_cents"]))
+
+    def cohorts(self) -> list[Any]:
+        """Every cohort, by name."""
+        return [self.get_cohort(r.name) for r in CatalogModel.query("cohort")]
+
+    def put_qualification(self, qualification: Any) -> None:
+        """Store a new test (its id is fresh, so nothing is overwritten)."""
+        body = {k: v for k, v in vars(qualification).items() if k != "qual_id"}
+        body["items"] = list(body["items"])
+        CatalogModel("qualification", qualification.qual_id, body=body,
+                     created_at=time.time()).save(CatalogModel.name.does_not_exist())
+
+    def get_qualification(self, qual_id: str) -> Any | None:
+        """A test by id."""
+        from chalicelib.domain.qualifications import Qualification
+
+        try:
+            r = CatalogModel.get("qualification", qual_id)
+        except CatalogModel.DoesNotExist:
+            return None
+        return Qualification(qual_id=r.name, **{**r.body, "items": tuple(r.body["items"])})
+
+    def qualifications(self) -> list[Any]:
+        """Every test, by id."""
+        from chalicelib.domain.qualifications import Qualification
+
+        return [Qualification(qual_id=r.name, **{**r.body, "items": tuple(r.body["items"])})
+                for r in CatalogModel.query("qualification")]

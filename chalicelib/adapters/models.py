@@ -25,6 +25,10 @@ class AccountModel(Model):
     skills = UnicodeSetAttribute(null=True)
     created_at = NumberAttribute()
     balance_cents = NumberAttribute(default=0)
+    # Skill -> score from passed qualification tests.
+    scores = JSONAttribute(null=True)
+    # The account's credential, so a granted skill reaches what authentication reads.
+    token_hash = UnicodeAttribute(null=True)
 
 
 class CredentialModel(Model):
@@ -38,6 +42,7 @@ class CredentialModel(Model):
     role = UnicodeAttribute()
     name = UnicodeAttribute()
     skills = UnicodeSetAttribute(null=True)
+    scores = JSONAttribute(null=True)
     created_at = NumberAttribute()
     revoked = BooleanAttribute(default=False)
 
@@ -62,6 +67,7 @@ class QuoteModel(Model):
     expires_ttl = NumberAttribute()
     job_id = UnicodeAttribute(null=True)
     gold_rate = NumberAttribute(default=0.1)
+    skills = UnicodeSetAttribute(null=True)
 
 
 class JobsByState(GlobalSecondaryIndex):
@@ -122,6 +128,7 @@ class JobModel(Model):
     state = UnicodeAttribute()
     finalize_at = NumberAttribute()
     required_skills = UnicodeSetAttribute(null=True)
+    min_skill_scores = JSONAttribute(null=True)
     report_settings = JSONAttribute(null=True)
     phase = UnicodeAttribute(default="production")
     pilot_items = NumberAttribute(default=0)
@@ -237,6 +244,11 @@ class WorkerStatsModel(Model):
     blocked_reason = UnicodeAttribute(null=True)
     # Assignment ids already scored here, so a retried submit scores nothing.
     scored = UnicodeSetAttribute(null=True)
+    # Qualification attempts (scope "qual#<id>"): the open or last attempt and its outcome.
+    attempt_id = UnicodeAttribute(null=True)
+    attempt_at = NumberAttribute(null=True)
+    score = NumberAttribute(null=True)
+    passed = BooleanAttribute(null=True)
 
     by_scope = StatsByScope()
 
@@ -271,8 +283,20 @@ class LedgerModel(Model):
     by_time = LedgerByTime()
 
 
+class CatalogModel(Model):
+    """A cohort or a qualification test, as published by an operator."""
+
+    class Meta:
+        table_name = "catalog"
+
+    kind = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute(range_key=True)
+    body = JSONAttribute()
+    created_at = NumberAttribute()
+
+
 ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, ItemModel, ResultModel,
-              WorkerStatsModel, LedgerModel)
+              WorkerStatsModel, LedgerModel, CatalogModel)
 
 
 def bind_models(settings: Settings) -> None:
@@ -286,6 +310,7 @@ def bind_models(settings: Settings) -> None:
         ResultModel: settings.results_table,
         WorkerStatsModel: settings.worker_stats_table,
         LedgerModel: settings.ledger_table,
+        CatalogModel: settings.catalog_table,
     }
     for model, table in names.items():
         if model.Meta.table_name != table or getattr(model.Meta, "region", None) != settings.region:

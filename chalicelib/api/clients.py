@@ -170,3 +170,13 @@ def pay_bonus(job_id: str) -> Response:
 
     entry, new = pay(platform(), _client(), job_id, json_body(bp.current_request))
     return Response(body=entry, status_code=201 if new else 200)
+
+
+@bp.route("/cohorts", methods=["GET"])
+@json_errors
+def list_cohorts() -> dict:
+    """Every cohort with its skills and unit prices (quotes name one with "cohort")."""
+    from chalicelib.domain.skills import list_cohorts as cohorts
+
+    _client()
+    return {"cohorts": cohorts(platform())}

@@ -1,7 +1,7 @@
 """Operator API: platform-wide actions on accounts."""
 from __future__ import annotations
 
-from chalice import Blueprint
+from chalice import Blueprint, Response
 
 from chalicelib.api.common import client_secret, json_body, json_errors
 from chalicelib.deps import platform
@@ -30,3 +30,24 @@ def unblock_worker(worker_id: str) -> dict:
     """Lift a worker's block everywhere."""
     operator = _operator()
     return services.operator_block(platform(), operator, worker_id, None, blocked=False)
+
+
+@bp.route("/operator/cohorts", methods=["PUT"])
+@json_errors
+def put_cohort() -> dict:
+    """Create or replace a cohort: {"name", "skills", "unit_cents": {task_type: cents}}."""
+    from chalicelib.domain.skills import put_cohort as publish
+
+    operator = _operator()
+    return publish(platform(), operator, json_body(bp.current_request))
+
+
+@bp.route("/operator/qualifications", methods=["POST"])
+@json_errors
+def create_qualification() -> Response:
+    """Publish a qualification test: gold items for one skill."""
+    from chalicelib.domain.skills import create_qualification as publish
+
+    operator = _operator()
+    return Response(body=publish(platform(), operator, json_body(bp.current_request)),
+                    status_code=201)

@@ -12,7 +12,8 @@ def quote_view(quote: Quote) -> dict[str, Any]:
     return {
         "quote_id": quote.quote_id, "task_type": quote.task_type, "items": quote.items,
         "redundancy": quote.redundancy, "reward_cents": quote.reward_cents,
-        "cohort": quote.cohort, "gold_rate": quote.gold_rate, "currency": "USD",
+        "cohort": quote.cohort, "skills": list(quote.skills), "gold_rate": quote.gold_rate,
+        "currency": "USD",
         "line_items": [vars(line) for line in quote.line_items],
         "total_cents": quote.total_cents, "expires_at": iso(quote.expires_at),
     }
@@ -25,7 +26,8 @@ def job_view(job: Job, progress: dict[str, int] | None = None) -> dict[str, Any]
         "task_type": job.task_type, "quote_id": job.quote_id,
         "redundancy": job.redundancy, "reward_cents": job.reward_cents,
         "not_applicable": job.not_applicable, "answer_schema": job.answer_schema,
-        "required_skills": list(job.required_skills), "report": job.report_settings,
+        "required_skills": list(job.required_skills), "min_skill_scores": job.min_skill_scores,
+        "report": job.report_settings,
         "lease_seconds": job.lease_seconds,
         "deadline": iso(job.deadline), "created_at": iso(job.created_at),
         "budget_cents": job.budget_cents, "spent_cents": job.spent_cents,
@@ -73,7 +75,7 @@ def receipt_view(receipt: SubmitReceipt) -> dict[str, Any]:
 def worker_view(worker: Principal, token: str | None = None) -> dict[str, Any]:
     """A worker account (with its token only at registration)."""
     view: dict[str, Any] = {"worker_id": worker.account_id, "name": worker.name,
-                            "skills": sorted(worker.skills)}
+                            "skills": sorted(worker.skills), "skill_scores": dict(worker.scores)}
     if token:
         view["token"] = token
     return view

@@ -42,6 +42,33 @@ def earnings() -> dict:
     return worker_earnings(platform(), _worker(), bp.current_request.query_params or {})
 
 
+@bp.route("/qualifications", methods=["GET"])
+@json_errors
+def qualifications() -> dict:
+    """Every qualification test, with the worker's last attempt at each."""
+    from chalicelib.domain.skills import list_qualifications
+
+    return {"qualifications": list_qualifications(platform(), _worker())}
+
+
+@bp.route("/qualifications/{qual_id}/start", methods=["POST"])
+@json_errors
+def start_qualification(qual_id: str) -> dict:
+    """Open an attempt: the test's questions, without their answers."""
+    from chalicelib.domain.skills import start_qualification as start
+
+    return start(platform(), _worker(), qual_id)
+
+
+@bp.route("/qualifications/{qual_id}/submit", methods=["POST"])
+@json_errors
+def submit_qualification(qual_id: str) -> dict:
+    """Answer every question of the open attempt: {"attempt_id", "answers": {item_id: answer}}."""
+    from chalicelib.domain.skills import submit_qualification as submit
+
+    return submit(platform(), _worker(), qual_id, json_body(bp.current_request))
+
+
 @bp.route("/tasks/next", methods=["GET"])
 @json_errors
 def next_task() -> Response:

@@ -32,7 +32,7 @@ CHUNK_BYTES = 200 * 1024
 
 JOB_FIELDS = ("quote_id", "title", "instructions", "items", "answer_schema", "not_applicable",
               "lease_seconds", "deadline", "required_skills", "report", "pilot", "promotion",
-              "quality", "auto_approve_seconds")
+              "quality", "auto_approve_seconds", "min_skill_scores")
 MAX_AUTO_APPROVE_SECONDS = 30 * 24 * 3600
 DEFAULT_BLOCK_AFTER = 5
 DEFAULT_BLOCK_BELOW = 0.6
@@ -185,8 +185,9 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
             raise InvalidRequest("'deadline' may be at most 90 days away", field="deadline")
     skills = v.string_list(body, "required_skills", max_items=10, max_length=64)
     report = parse_report_settings(quote.task_type, schema, body.get("report"))
-    if not skills and quote.cohort:
-        skills = [quote.cohort]
+    if not skills:
+        skills = list(quote.skills)
+    min_scores = parse_min_scores(body.get("min_skill_scores"), skills)
     if "items" not in body:
         raise InvalidRequest("'items' is required", field="items")
     items = parse_items(body["items"], quote.items)
@@ -197,6 +198,7 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
         budget_cents=quote.total_cents, item_count=len(items), chunk_count=0,
         lease_seconds=lease_seconds, deadline=deadline, created_at=now,
         required_skills=tuple(skills), finalize_at=deadline, report_settings=report,
+        min_skill_scores=min_scores,
     )
     items = [replace(item, gold=parse_gold(job, index, item.gold)) if item.gold else item
              for index, item in enumerate(items)]
@@ -224,6 +226,16 @@ def reward_pool(quote: Quote, gold_items: int) -> int:
     pool, one per worker served, not from slots of their own)."""
     rewards = line_amount(quote, "worker_rewards") + line_amount(quote, "gold_answers")
     return rewards - (quote.items - gold_items) * quote.redundancy * quote.reward_cents
+
+
+def parse_min_scores(raw: Any, skills: list[str]) -> dict[str, float]:
+    """The lowest qualification score a worker needs per required skill."""
+    if raw is None:
+        return {}
+    body = v.require_object(raw, "min_skill_scores")
+    v.reject_unknown(body, skills, "min_skill_scores.")
+    return {skill: v.number(body, skill, low=0, high=1, prefix="min_skill_scores.")
+            for skill in body}
 
 
 def parse_quality(raw: Any, gold_rate: float) -> dict[str, float]:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chalicelib.domain.ids import new_assignment_id
-from chalicelib.domain.model import ItemState, Job, Lease
+from chalicelib.domain.model import ItemState, Job, Lease, Principal
 
 MAX_TRIES_PER_POOL = 6
 
@@ -58,6 +58,8 @@ def new_lease(job: Job, item_id: str, now: float) -> Lease:
     )
 
 
-def qualifies(worker_skills: frozenset[str], job: Job) -> bool:
-    """True when the worker holds every skill the job requires."""
-    return set(job.required_skills) <= set(worker_skills)
+def qualifies(worker: Principal, job: Job) -> bool:
+    """True when the worker holds every skill the job requires, with the scores it asks for."""
+    scores = dict(worker.scores)
+    return set(job.required_skills) <= set(worker.skills) and all(
+        scores.get(skill, -1.0) >= minimum for skill, minimum in job.min_skill_scores.items())

@@ -45,6 +45,8 @@ class Principal:
     role: str
     name: str = ""
     skills: frozenset[str] = frozenset()
+    # (skill, score) from passed qualification tests.
+    scores: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,8 @@ class Quote:
     expires_at: float
     job_id: str | None = None
     gold_rate: float = 0.1
+    # The cohort's skills: the job's required skills unless it names its own.
+    skills: tuple[str, ...] = ()
 
 
 @dataclass
@@ -98,6 +102,8 @@ class Job:
     created_at: float
     state: str = INGESTING
     required_skills: tuple[str, ...] = ()
+    # Lowest qualification score a worker needs, per required skill.
+    min_skill_scores: dict[str, float] = field(default_factory=dict)
     # What the quality report adds: "expected_distribution" (label -> share) and
     # "attributes" (keys of item data to break agreement and labels down by).
     report_settings: dict[str, Any] = field(default_factory=dict)

@@ -56,6 +56,25 @@ class WorkerStatsStore(Protocol):
         """Copy the job's live gold counts to what its workers see (at a round's publication)."""
     def blocked_everywhere(self, worker_ids: Iterable[str]) -> set[str]:
         """Those of the workers an operator has blocked everywhere."""
+    def start_attempt(self, worker_id: str, qual_id: str, attempt_id: str, now: float,
+                      retake_seconds: int) -> bool:
+        """Open an attempt unless the test was passed or the last attempt is too recent."""
+    def finish_attempt(self, worker_id: str, qual_id: str, attempt_id: str, score: float,
+                       passed: bool) -> bool:
+        """Score the open attempt once; False if it is not the open one or was scored."""
+    def attempt(self, worker_id: str, qual_id: str) -> dict[str, Any] | None:
+        """The worker's open or last attempt: attempt_id, attempt_at, score, passed."""
+
+
+class CatalogStore(Protocol):
+    """What operators publish: cohorts and qualification tests."""
+
+    def put_cohort(self, cohort: Any) -> None: """Create or replace a cohort."""
+    def get_cohort(self, name: str) -> Any | None: """A cohort by name."""
+    def cohorts(self) -> list[Any]: """Every cohort."""
+    def put_qualification(self, qualification: Any) -> None: """Store a new test."""
+    def get_qualification(self, qual_id: str) -> Any | None: """A test by id."""
+    def qualifications(self) -> list[Any]: """Every test."""
 
 
 class LedgerStore(Protocol):
@@ -77,6 +96,8 @@ class AccountStore(Protocol):
     def create_account(self, account_id: str, role: str, name: str, skills: Sequence[str],
                        token_hash: str, now: float) -> None: """Store an account and its credential together."""
     def principal_for(self, token_hash: str) -> Principal | None: """The account a credential belongs to."""
+    def grant_skill(self, account_id: str, skill: str, score: float) -> None:
+        """Give an account a skill with its score (on the account and its credential)."""
 
 
 class QuoteStore(Protocol):

@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalicelib.domain import validation as v
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.model import TASK_TYPES, LineItem, Quote
+from chalicelib.errors import InvalidRequest
 
 MAX_ITEMS = 2000
 MAX_REDUNDANCY = 10
@@ -36,17 +37,30 @@ def line_amount(quote: Quote, name: str) -> int:
     return sum(line.amount_cents for line in quote.line_items if line.name == name)
 
 
-def price_quote(client_id: str, spec: Mapping[str, Any], now: float) -> Quote:
-    """Validate a quote request and price it; raises InvalidRequest naming the field."""
+def price_quote(client_id: str, spec: Mapping[str, Any], now: float,
+                cohort_of: Callable[[str], Any] = lambda name: None) -> Quote:
+    """Validate a quote request and price it; raises InvalidRequest naming the field.
+
+    cohort_of looks a cohort up by name: its unit price for the task type is the default
+    reward and the lowest allowed, and its skills become the job's required skills.
+    """
     spec = v.require_object(spec)
     v.reject_unknown(spec, ("task_type", "items", "redundancy", "reward_cents", "cohort",
                             "gold_rate"))
     task_type = v.choice(spec, "task_type", TASK_TYPES)
     items = v.integer(spec, "items", low=1, high=MAX_ITEMS)
     redundancy = v.integer(spec, "redundancy", low=1, high=MAX_REDUNDANCY, default=3)
-    reward = v.integer(spec, "reward_cents", low=MIN_REWARD_CENTS[task_type],
-                       high=MAX_REWARD_CENTS, default=DEFAULT_REWARD_CENTS[task_type])
     cohort = v.text(spec, "cohort", max_length=32, required=False)
+    floor, default, skills = MIN_REWARD_CENTS[task_type], DEFAULT_REWARD_CENTS[task_type], ()
+    if cohort:
+        found = cohort_of(cohort.strip())
+        if found is None:
+            raise InvalidRequest(f"no cohort named {cohort.strip()!r}; GET /cohorts lists them",
+                                 field="cohort", code="unknown_cohort")
+        skills = tuple(found.skills)
+        if task_type in found.unit_cents:
+            floor = default = found.unit_cents[task_type]
+    reward = v.integer(spec, "reward_cents", low=floor, high=MAX_REWARD_CENTS, default=default)
     gold_rate = v.number(spec, "gold_rate", low=0, high=MAX_GOLD_RATE, default=DEFAULT_GOLD_RATE)
     answers = items * redundancy
     rewards = answers * reward
@@ -64,5 +78,5 @@ def price_quote(client_id: str, spec: Mapping[str, Any], now: float) -> Quote:
         quote_id=new_id("q"), client_id=client_id, task_type=task_type, items=items,
         redundancy=redundancy, reward_cents=reward, cohort=cohort.strip() if cohort else None,
         line_items=lines, total_cents=rewards + gold + fee, created_at=now,
-        expires_at=now + QUOTE_TTL_SECONDS, gold_rate=gold_rate,
+        expires_at=now + QUOTE_TTL_SECONDS, gold_rate=gold_rate, skills=skills,
     )

@@ -25,8 +25,8 @@ from chalicelib.domain.model import (
     Quote, StoredAnswer, SubmitReceipt,
 )
 from chalicelib.domain.ports import (
-    AccountStore, Page, BlobStore, ItemStore, JobStore, LedgerStore, MessageQueue, QuoteStore,
-    ResultStore, WorkerRecord, WorkerStatsStore, Workflow,
+    AccountStore, BlobStore, CatalogStore, ItemStore, JobStore, LedgerStore, MessageQueue, Page,
+    QuoteStore, ResultStore, WorkerRecord, WorkerStatsStore, Workflow,
 )
 from chalicelib.domain.pricing import price_quote
 from chalicelib.errors import (
@@ -58,6 +58,7 @@ class Platform:
     workflow: Workflow
     stats: WorkerStatsStore
     ledger: LedgerStore
+    catalog: CatalogStore
     clock: Callable[[], float] = time.time
     cache_seconds: float = 2.0
     open_registration: bool = False
@@ -124,7 +125,7 @@ def register_worker(p: Platform, body: Any) -> tuple[Principal, str]:
 
 def create_quote(p: Platform, client: Principal, body: Any) -> Quote:
     """Price a spec and keep the quote firm until it expires."""
-    quote = price_quote(client.account_id, body, p.now())
+    quote = price_quote(client.account_id, body, p.now(), p.catalog.get_cohort)
     p.quotes.put_quote(quote)
     return quote
 
@@ -491,15 +492,17 @@ def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
         job = _cached_job(p, job_id) if is_job_id(job_id) else None
         if job is None:
             raise NotFound("no such job", field="job_id", code="job_not_found")
-        if not leasing.qualifies(worker.skills, job):
-            raise Forbidden("you do not hold the skills this job requires",
-                            code="not_qualified", details={"required_skills": list(job.required_skills)})
+        if not leasing.qualifies(worker, job):
+            raise Forbidden("you do not hold the skills (or scores) this job requires",
+                            code="not_qualified",
+                            details={"required_skills": list(job.required_skills),
+                                     "min_skill_scores": job.min_skill_scores})
         if worker.account_id in job.blocked_workers:
             raise Forbidden("you are blocked from this job (gold accuracy below its threshold)",
                             code="blocked_from_job")
         candidates = [job]
     else:
-        candidates = [job for job in _active_jobs(p) if leasing.qualifies(worker.skills, job)
+        candidates = [job for job in _active_jobs(p) if leasing.qualifies(worker, job)
                       and worker.account_id not in job.blocked_workers]
     for job in candidates:
         if job.takes_leases(now):

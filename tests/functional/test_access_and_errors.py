@@ -6,6 +6,8 @@ import pytest
 from chalicelib.api.common import MAX_BODY_BYTES
 from chalicelib.deps import platform
 from chalicelib.domain.services import CLIENT, create_account
+from chalicelib import deps
+from chalicelib.domain.qualifications import Cohort
 from tests.functional.marketplace import Api
 
 
@@ -152,8 +154,12 @@ def test_bad_answers_and_queries_name_the_field(stack):
 
 def test_workers_need_the_skills_a_job_requires(stack):
     api = Api(stack)
+    status, error = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 1,
+                                                      "cohort": "en-ja"})
+    assert status == 400 and error["error"] == "unknown_cohort" and error["field"] == "cohort"
+    deps.platform().catalog.put_cohort(Cohort("en-ja", ("en-ja",), {"categorical": 7}))
     job = api.job(items=1, redundancy=1, quote={"cohort": "en-ja", "task_type": "categorical"})
-    assert job["required_skills"] == ["en-ja"]
+    assert job["required_skills"] == ["en-ja"] and job["reward_cents"] == 7
     english = api.worker("en", ["en"])
     linguist = api.worker("ja", ["en", "en-ja"])
     assert api.lease(english)[0] == 204

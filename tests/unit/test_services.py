@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 import pytest
 
 from chalicelib.domain import services
+from chalicelib.domain.qualifications import Cohort
 from chalicelib.domain.model import ACTIVE, AGGREGATING, CANCELLED, INGESTING, Job, Principal
 from chalicelib.domain.services import CLIENT, WORKER
 from chalicelib.errors import Conflict, Forbidden, NotFound, TransientError, Unauthorized
@@ -33,6 +34,7 @@ def _worker(p, skills=()) -> Principal:
 def _post(p, client, items=2, redundancy=2, cohort=None, **body) -> Job:
     spec = {"task_type": "categorical", "items": items, "redundancy": redundancy}
     if cohort:
+        p.catalog.put_cohort(Cohort(cohort, (cohort,)))
         spec["cohort"] = cohort
     quote = services.create_quote(p, client, spec)
     job_body = {"quote_id": quote.quote_id, "instructions": "Pick the sentiment.",
@@ -274,7 +276,7 @@ def test_leasing_honours_required_skills(p):
     with pytest.raises(Forbidden) as caught:
         services.lease_next_task(p, english, job.job_id)
     assert caught.value.code == "not_qualified"
-    assert caught.value.details == {"required_skills": ["fr"]}
+    assert caught.value.details == {"required_skills": ["fr"], "min_skill_scores": {}}
     # AND a French speaker gets the task without naming the job
     assert services.lease_next_task(p, french).job.job_id == job.job_id
 

@@ -1,0 +1,107 @@
+"""Handlers for cohorts and qualification tests: operators publish them, clients price with
+cohorts, workers take tests to earn skills."""
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from chalicelib.domain import qualifications as q
+from chalicelib.domain import validation as v
+from chalicelib.domain.ids import new_id
+from chalicelib.domain.jobs import iso
+from chalicelib.domain.model import Principal
+from chalicelib.domain.services import Platform
+from chalicelib.errors import Conflict, NotFound
+
+
+def cohort_view(cohort: q.Cohort) -> dict[str, Any]:
+    """A cohort on the wire."""
+    return {"name": cohort.name, **{k: v for k, v in asdict(cohort).items() if k != "name"},
+            "skills": list(cohort.skills)}
+
+
+def put_cohort(p: Platform, operator: Principal, body: Any) -> dict[str, Any]:
+    """Create or replace a cohort (quotes made before keep their price)."""
+    cohort = q.parse_cohort(body)
+    p.catalog.put_cohort(cohort)
+    return cohort_view(cohort)
+
+
+def list_cohorts(p: Platform) -> list[dict[str, Any]]:
+    """Every cohort with its skills and unit prices."""
+    return [cohort_view(cohort) for cohort in p.catalog.cohorts()]
+
+
+def create_qualification(p: Platform, operator: Principal, body: Any) -> dict[str, Any]:
+    """Publish a qualification test."""
+    qual = q.parse_qualification(new_id("qual"), body)
+    p.catalog.put_qualification(qual)
+    return {**q.test_view(qual), "retake_seconds": qual.retake_seconds}
+
+
+def _qualification(p: Platform, qual_id: str) -> q.Qualification:
+    qual = p.catalog.get_qualification(qual_id) if qual_id.startswith("qual_") else None
+    if qual is None:
+        raise NotFound("no such qualification", code="qualification_not_found")
+    return qual
+
+
+def _attempt_view(attempt: dict[str, Any] | None) -> dict[str, Any] | None:
+    if attempt is None:
+        return None
+    return {"attempt_id": attempt["attempt_id"], "started_at": iso(attempt["attempt_at"]),
+            "score": attempt["score"], "passed": attempt["passed"]}
+
+
+def list_qualifications(p: Platform, worker: Principal) -> list[dict[str, Any]]:
+    """Every test, with the worker's last attempt at it."""
+    return [{**q.test_view(qual), "retake_seconds": qual.retake_seconds,
+             "held": qual.skill in worker.skills,
+             "attempt": _attempt_view(p.stats.attempt(worker.account_id, qual.qual_id))}
+            for qual in p.catalog.qualifications()]
+
+
+def start_qualification(p: Platform, worker: Principal, qual_id: str) -> dict[str, Any]:
+    """Open an attempt and hand out the test's items (never their answers)."""
+    qual = _qualification(p, qual_id)
+    attempt_id = new_id("att")
+    if not p.stats.start_attempt(worker.account_id, qual.qual_id, attempt_id, p.now(),
+                                 qual.retake_seconds):
+        last = p.stats.attempt(worker.account_id, qual.qual_id) or {}
+        if last.get("passed"):
+            raise Conflict("you passed this test already", code="qualification_passed")
+        raise Conflict(f"you may take this test again {qual.retake_seconds} s after your last "
+                       "attempt", code="retake_too_soon",
+                       details={"attempt": _attempt_view(last)})
+    return {**q.test_view(qual), "attempt_id": attempt_id,
+            "questions": [{"item_id": item["item_id"], "data": item["data"]}
+                          for item in qual.items]}
+
+
+def submit_qualification(p: Platform, worker: Principal, qual_id: str, body: Any
+                         ) -> dict[str, Any]:
+    """Score the open attempt once; a pass grants the skill with its score."""
+    qual = _qualification(p, qual_id)
+    body = v.require_object(body)
+    v.reject_unknown(body, ("attempt_id", "answers"))
+    attempt_id = v.text(body, "attempt_id", max_length=64)
+    last = p.stats.attempt(worker.account_id, qual.qual_id)
+    if last is None or last["attempt_id"] != attempt_id:
+        raise NotFound("no such attempt", field="attempt_id", code="attempt_not_found")
+    if last["score"] is not None:
+        return _outcome(qual, last["score"], last["passed"])
+    score = q.score(qual, body.get("answers"))
+    passed = score >= qual.pass_score
+    if p.stats.finish_attempt(worker.account_id, qual.qual_id, attempt_id, score, passed):
+        if passed:
+            p.accounts.grant_skill(worker.account_id, qual.skill, score)
+            p._principals.clear()  # this container sees the new skill at once
+    else:
+        last = p.stats.attempt(worker.account_id, qual.qual_id) or last
+        score, passed = last["score"], last["passed"]
+    return _outcome(qual, score, passed)
+
+
+def _outcome(qual: q.Qualification, score: float, passed: bool) -> dict[str, Any]:
+    return {"qualification_id": qual.qual_id, "skill": qual.skill, "score": score,
+            "pass_score": qual.pass_score, "passed": passed}
