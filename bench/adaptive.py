@@ -10,10 +10,10 @@ R accepted answers (R = max(200, 2% of the set's answers) unless --refit-every i
 Confidence between refits (--confidence, both by default):
   fit     the posteriors of the last fit; an item not in the last fit has confidence None
           (so it keeps taking answers up to max). This is the plain reading of the issue.
-  online  the last fit's parameters (class priors, worker confusion matrices; a worker not
-          in the fit gets the fit's mean confusion matrix) applied to all of the item's
-          accepted answers, including those after the fit: a one-item E-step per answer, no
-          refit. At a refit it equals the fitted posteriors (Dawid-Skene).
+  online  what jobs use (chalicelib.domain.adaptive.OnlineModel): the last fit's class priors
+          and worker confusion matrices (a worker not in the fit gets the fit's mean confusion
+          matrix) applied to all of the item's accepted answers, including those after the
+          fit: a one-item E-step, no refit. At a refit it equals the fitted posteriors.
 
 Final accuracy: the platform default model (default_model(), unsupervised) fitted once on
 all accepted answers, scored on gold tasks. Baseline "full": the same model on every
@@ -34,18 +34,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 
 if __package__ in (None, ""):  # allow `python bench/adaptive.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.aggregation import DEFAULT_DATASETS, accuracy, find_datasets, read_dataset  # noqa: E402
-from chalicelib.domain.adaptive import AdaptiveRedundancy, wants_more  # noqa: E402
+from chalicelib.domain.adaptive import (  # noqa: E402
+    AdaptiveRedundancy, OnlineModel, refit_every, wants_more)
 from chalicelib.domain.aggregation.categorical import (  # noqa: E402
     default_dawid_skene, default_model)
 
-POLICIES = [AdaptiveRedundancy(2, 5, 0.9), AdaptiveRedundancy(2, 5, 0.95),
-            AdaptiveRedundancy(1, 5, 0.9)]
+POLICIES = [AdaptiveRedundancy(2, 10, 0.99), AdaptiveRedundancy(2, 10, 0.95),
+            AdaptiveRedundancy(2, 5, 0.9)]
 MAX_SHARE = 0.65      # target: at most 65% of the answers ...
 MAX_LOSS_POINTS = 1.0  # ... and at most 1 accuracy point below full overlap
 REFIT_MODELS: dict[str, Callable[[], object]] = {"default": default_model,
@@ -53,7 +53,7 @@ REFIT_MODELS: dict[str, Callable[[], object]] = {"default": default_model,
 
 
 def default_refit_every(n_answers: int) -> int:
-    return max(200, round(0.02 * n_answers))
+    return refit_every(n_answers)
 
 
 @dataclass
@@ -61,62 +61,6 @@ class ReplayResult:
     accepted: list[int]       # indices of the recorded answers that were spent, in order
     counts: dict[str, int]    # item -> answers accepted
     refits: int
-
-
-class _OnlineScorer:
-    """Last fit's priors and confusions applied to each item's accepted answers as they come."""
-
-    def __init__(self) -> None:
-        self.log_joint: dict[str, np.ndarray] = {}
-        self.fitted = False
-
-    def refit(self, model, items: list[str], workers: list[str], labels: list[str]) -> None:
-        classes = list(model.classes_)
-        class_at = {label: k for k, label in enumerate(classes)}
-        worker_at = {worker: w for w, worker in enumerate(model.workers_)}
-        confusions = np.asarray(model.confusions_)            # worker x true x observed
-        mean = confusions.mean(axis=0, keepdims=True)
-        # Row w*L + l: log P(answer l | true k) for worker w (last block: unknown worker).
-        table = np.log(np.concatenate([confusions, mean])).transpose(0, 2, 1)
-        self.n_classes = len(classes)
-        self.table = table.reshape(-1, self.n_classes)
-        self.class_at, self.worker_at = class_at, worker_at
-        self.unknown = len(worker_at)
-        self.log_prior = np.log(np.asarray(model.priors_))
-        item_index: dict[str, int] = {}
-        codes = np.fromiter((item_index.setdefault(i, len(item_index)) for i in items),
-                            dtype=np.int64, count=len(items))
-        rows = np.fromiter((self._row(w, l) for w, l in zip(workers, labels)), dtype=np.int64,
-                           count=len(items))
-        joint = np.tile(self.log_prior, (len(item_index), 1))
-        known = rows >= 0
-        np.add.at(joint, codes[known], self.table[rows[known]])
-        self.log_joint = {item: joint[k] for item, k in item_index.items()}
-        self.fitted = True
-
-    def _row(self, worker: str, label: str) -> int:
-        k = self.class_at.get(label)
-        if k is None:
-            return -1
-        return self.worker_at.get(worker, self.unknown) * self.n_classes + k
-
-    def add(self, item: str, worker: str, label: str) -> None:
-        if not self.fitted:
-            return
-        joint = self.log_joint.get(item)
-        if joint is None:
-            joint = self.log_prior.copy()
-            self.log_joint[item] = joint
-        row = self._row(worker, label)
-        if row >= 0:
-            joint += self.table[row]
-
-    def confidence(self, item: str) -> float | None:
-        joint = self.log_joint.get(item)
-        if joint is None:
-            return None
-        shifted = np.exp(joint - joint.max())
-        return float(shifted.max() / shifted.sum())
 
 
 def replay(items: Sequence[str], workers: Sequence[str], labels: Sequence[str],
@@ -139,10 +83,14 @@ def replay(items: Sequence[str], workers: Sequence[str], labels: Sequence[str],
     acc_workers: list[str] = []
     acc_labels: list[str] = []
     fitted: dict[str, float] = {}
-    online = _OnlineScorer()
+    online: OnlineModel | None = None
+    answers_of: dict[str, list[tuple[str, str]]] = {}
     since_refit = refits = 0
     for index, (item, worker, label) in enumerate(zip(items, workers, labels)):
-        current = online.confidence(item) if confidence == "online" else fitted.get(item)
+        if confidence == "online":
+            current = online.confidence(answers_of.get(item, ())) if online else None
+        else:
+            current = fitted.get(item)
         if not wants_more(policy, counts[item], current):
             continue
         counts[item] += 1
@@ -150,15 +98,14 @@ def replay(items: Sequence[str], workers: Sequence[str], labels: Sequence[str],
         acc_items.append(item)
         acc_workers.append(worker)
         acc_labels.append(label)
-        if confidence == "online":
-            online.add(item, worker, label)
+        answers_of.setdefault(item, []).append((worker, label))
         since_refit += 1
         if since_refit >= refit_every:
             since_refit = 0
             refits += 1
             model = make_model().fit(acc_items, acc_workers, acc_labels)
             if confidence == "online":
-                online.refit(model, acc_items, acc_workers, acc_labels)
+                online = OnlineModel.from_fit(model)
             else:
                 top = model.probas_array_.max(axis=1).tolist()
                 fitted = dict(zip(model.items_, top))

@@ -217,6 +217,18 @@ class FakeItems:
                 job.rejected_answers += 1
             return True
 
+    def extend(self, job_id: str, item_id: str, redundancy_now: int) -> bool:
+        """One more slot for an open item still at redundancy_now."""
+        with self._lock:
+            record = self.records.get((job_id, item_id))
+            if record is None or record.open_job is None \
+                    or record.state.redundancy != redundancy_now:
+                return False
+            record.state.redundancy += 1
+            record.state.free += 1
+            record.state.extended += 1
+            return True
+
     def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
         """Reopen a counted-complete item with more slots and uncount it, together."""
         with self._lock:

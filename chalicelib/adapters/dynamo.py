@@ -177,6 +177,7 @@ class DynamoQuotes:
             total_cents=quote.total_cents, created_at=quote.created_at,
             expires_at=quote.expires_at, expires_ttl=int(quote.expires_at) + 7 * 86400,
             gold_rate=quote.gold_rate, skills=set(quote.skills) or None,
+            adaptive=quote.adaptive or None,
         ).save(condition=QuoteModel.quote_id.does_not_exist())
 
     def get_quote(self, quote_id: str) -> Quote | None:
@@ -191,6 +192,7 @@ class DynamoQuotes:
             cohort=r.cohort, line_items=tuple(LineItem(**line) for line in r.line_items),
             total_cents=int(r.total_cents), created_at=r.created_at, expires_at=r.expires_at,
             job_id=r.job_id, gold_rate=float(r.gold_rate), skills=tuple(sorted(r.skills or ())),
+            adaptive=r.adaptive or {},
         )
 
 
@@ -205,7 +207,7 @@ def job_from_model(r: JobModel) -> Job:
         lease_seconds=int(r.lease_seconds), deadline=r.deadline,
         created_at=datetime.fromisoformat(r.created_at).timestamp(), state=r.state,
         required_skills=tuple(sorted(r.required_skills or ())),
-        min_skill_scores=r.min_skill_scores or {},
+        min_skill_scores=r.min_skill_scores or {}, adaptive=r.adaptive or {},
         report_settings=r.report_settings or {},
         phase=r.phase or "production", pilot_items=int(r.pilot_items or 0),
         instruction_version=int(r.instruction_version or 1), promotion=r.promotion or {},
@@ -239,7 +241,7 @@ class DynamoJobs:
             chunk_count=job.chunk_count, lease_seconds=job.lease_seconds, deadline=job.deadline,
             created_at=_iso(job.created_at), state=job.state, finalize_at=job.finalize_at,
             required_skills=set(job.required_skills) or None, answered=0, items_done=0,
-            min_skill_scores=job.min_skill_scores or None,
+            min_skill_scores=job.min_skill_scores or None, adaptive=job.adaptive or None,
             round=job.round, report_settings=job.report_settings or None,
             phase=job.phase, pilot_items=job.pilot_items,
             instruction_version=job.instruction_version, promotion=job.promotion or None,
@@ -422,7 +424,7 @@ def item_from_model(r: ItemModel) -> ItemState:
         job_id=r.job_id, item_id=r.item_id, data=r.data or {}, redundancy=int(r.redundancy),
         free=int(r.free), external_id=r.external_id, leases=leases, answers=answers,
         seen=frozenset(r.seen or ()), answer_count=int(r.answer_count or 0), gold=r.gold,
-        held=bool(r.held), replaced=int(r.replaced or 0),
+        held=bool(r.held), replaced=int(r.replaced or 0), extended=int(r.extended or 0),
     )
 
 
@@ -516,6 +518,15 @@ class DynamoItems:
             tx.update(JobModel(job_id), actions=[JobModel.items_done.add(-1)])
 
         return _once(write)
+
+    def extend(self, job_id: str, item_id: str, redundancy_now: int) -> bool:
+        """One more slot for an item not yet counted complete whose redundancy is still
+        redundancy_now (so two deciders cannot both add one for the same answer)."""
+        ok, _ = _update_raw(ItemModel, job_id, item_id,
+                            [ItemModel.redundancy.add(1), ItemModel.free.add(1),
+                             ItemModel.extended.add(1)],
+                            ItemModel.open_job.exists() & (ItemModel.redundancy == redundancy_now))
+        return ok
 
     def open_held(self, job_id: str, item_ids: Sequence[str]) -> None:
         """Put held items into the open-items index (an item opened before is left alone)."""

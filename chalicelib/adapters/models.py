@@ -68,6 +68,7 @@ class QuoteModel(Model):
     job_id = UnicodeAttribute(null=True)
     gold_rate = NumberAttribute(default=0.1)
     skills = UnicodeSetAttribute(null=True)
+    adaptive = JSONAttribute(null=True)
 
 
 class JobsByState(GlobalSecondaryIndex):
@@ -129,6 +130,7 @@ class JobModel(Model):
     finalize_at = NumberAttribute()
     required_skills = UnicodeSetAttribute(null=True)
     min_skill_scores = JSONAttribute(null=True)
+    adaptive = JSONAttribute(null=True)
     report_settings = JSONAttribute(null=True)
     phase = UnicodeAttribute(default="production")
     pilot_items = NumberAttribute(default=0)
@@ -187,6 +189,7 @@ class ItemModel(Model):
     gold = JSONAttribute(null=True)
     held = BooleanAttribute(null=True)
     replaced = NumberAttribute(default=0)
+    extended = NumberAttribute(default=0)
     redundancy = NumberAttribute()
     free = NumberAttribute()
     answer_count = NumberAttribute(default=0)

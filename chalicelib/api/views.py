@@ -11,7 +11,7 @@ def quote_view(quote: Quote) -> dict[str, Any]:
     """A quote as the client sees it."""
     return {
         "quote_id": quote.quote_id, "task_type": quote.task_type, "items": quote.items,
-        "redundancy": quote.redundancy, "reward_cents": quote.reward_cents,
+        "redundancy": quote.adaptive or quote.redundancy, "reward_cents": quote.reward_cents,
         "cohort": quote.cohort, "skills": list(quote.skills), "gold_rate": quote.gold_rate,
         "currency": "USD",
         "line_items": [vars(line) for line in quote.line_items],
@@ -24,7 +24,7 @@ def job_view(job: Job, progress: dict[str, int] | None = None) -> dict[str, Any]
     view: dict[str, Any] = {
         "job_id": job.job_id, "title": job.title, "state": job.state,
         "task_type": job.task_type, "quote_id": job.quote_id,
-        "redundancy": job.redundancy, "reward_cents": job.reward_cents,
+        "redundancy": job.adaptive or job.redundancy, "reward_cents": job.reward_cents,
         "not_applicable": job.not_applicable, "answer_schema": job.answer_schema,
         "required_skills": list(job.required_skills), "min_skill_scores": job.min_skill_scores,
         "report": job.report_settings,

@@ -194,7 +194,9 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
     job = Job(
         job_id=new_id("job"), client_id=client_id, quote_id=quote.quote_id, title=title,
         task_type=quote.task_type, instructions=instructions, answer_schema=schema,
-        not_applicable=policy, redundancy=quote.redundancy, reward_cents=quote.reward_cents,
+        not_applicable=policy,
+        redundancy=quote.adaptive["min"] if quote.adaptive else quote.redundancy,
+        adaptive=dict(quote.adaptive), reward_cents=quote.reward_cents,
         budget_cents=quote.total_cents, item_count=len(items), chunk_count=0,
         lease_seconds=lease_seconds, deadline=deadline, created_at=now,
         required_skills=tuple(skills), finalize_at=deadline, report_settings=report,
@@ -214,18 +216,19 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
                    promotion=phases.parse_promotion(body.get("promotion")),
                    transitions=(posted,), gold_items=gold_items,
                    quality=parse_quality(body.get("quality"), quote.gold_rate),
-                   pool_cents=reward_pool(quote, gold_items),
+                   pool_cents=reward_pool(quote, gold_items, job.redundancy),
                    auto_approve_seconds=v.integer(body, "auto_approve_seconds", low=0,
                                                   high=MAX_AUTO_APPROVE_SECONDS,
                                                   default=job.auto_approve_seconds)), chunks
 
 
-def reward_pool(quote: Quote, gold_items: int) -> int:
-    """The job's reward money beyond its regular slots: the quote's gold answers, plus the
-    slots quoted for items that turned out to be gold (gold items take answers from the
-    pool, one per worker served, not from slots of their own)."""
+def reward_pool(quote: Quote, gold_items: int, slots: int) -> int:
+    """The job's reward money beyond its regular slots (`slots` per regular item): the quote's
+    gold answers, the slots quoted for items that turned out to be gold (gold items take
+    answers from the pool, one per worker served, not from slots of their own) and, for
+    adaptive redundancy, the answers between min and max."""
     rewards = line_amount(quote, "worker_rewards") + line_amount(quote, "gold_answers")
-    return rewards - (quote.items - gold_items) * quote.redundancy * quote.reward_cents
+    return rewards - (quote.items - gold_items) * slots * quote.reward_cents
 
 
 def parse_min_scores(raw: Any, skills: list[str]) -> dict[str, float]:

@@ -78,6 +78,8 @@ class Quote:
     gold_rate: float = 0.1
     # The cohort's skills: the job's required skills unless it names its own.
     skills: tuple[str, ...] = ()
+    # Adaptive redundancy {"min", "max", "target_confidence"}; redundancy is then max.
+    adaptive: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -104,6 +106,8 @@ class Job:
     required_skills: tuple[str, ...] = ()
     # Lowest qualification score a worker needs, per required skill.
     min_skill_scores: dict[str, float] = field(default_factory=dict)
+    # Adaptive redundancy {"min", "max", "target_confidence"}: items start with min slots.
+    adaptive: dict[str, Any] = field(default_factory=dict)
     # What the quality report adds: "expected_distribution" (label -> share) and
     # "attributes" (keys of item data to break agreement and labels down by).
     report_settings: dict[str, Any] = field(default_factory=dict)
@@ -219,6 +223,8 @@ class ItemState:
     held: bool = False
     # Slots added to replace answers left out of aggregation (blocked workers, rejections).
     replaced: int = 0
+    # Slots added by adaptive redundancy while the item's confidence was below the target.
+    extended: int = 0
 
     @property
     def complete(self) -> bool:

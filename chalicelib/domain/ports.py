@@ -155,6 +155,8 @@ class ItemStore(Protocol):
         """Record the review of an accepted answer with its ledger entry, exactly once: an
         approval credits the worker and the job's paid total; a rejection returns the reward
         to the job's pool. False (nothing written) if it was reviewed before."""
+    def extend(self, job_id: str, item_id: str, redundancy_now: int) -> bool:
+        """Add one slot to an item still open whose redundancy is redundancy_now; False if not."""
     def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
         """Reopen an item counted complete with `count` more slots that replace answers left
         out, and take it off the job's done count, together; False if the item was not

@@ -6,6 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalicelib.domain import validation as v
+from chalicelib.domain.adaptive import AdaptiveRedundancy, parse_redundancy
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.model import TASK_TYPES, LineItem, Quote
 from chalicelib.errors import InvalidRequest
@@ -49,7 +50,16 @@ def price_quote(client_id: str, spec: Mapping[str, Any], now: float,
                             "gold_rate"))
     task_type = v.choice(spec, "task_type", TASK_TYPES)
     items = v.integer(spec, "items", low=1, high=MAX_ITEMS)
-    redundancy = v.integer(spec, "redundancy", low=1, high=MAX_REDUNDANCY, default=3)
+    policy = parse_redundancy(spec.get("redundancy", 3))
+    adaptive: dict[str, Any] = {}
+    if isinstance(policy, AdaptiveRedundancy):
+        if task_type != "categorical":
+            raise InvalidRequest("adaptive redundancy is for categorical jobs",
+                                 field="redundancy")
+        adaptive = {"min": policy.min, "max": policy.max,
+                    "target_confidence": policy.target_confidence}
+    # An adaptive job is priced for its most answers: what it does not need is not spent.
+    redundancy = adaptive["max"] if adaptive else policy
     cohort = v.text(spec, "cohort", max_length=32, required=False)
     floor, default, skills = MIN_REWARD_CENTS[task_type], DEFAULT_REWARD_CENTS[task_type], ()
     if cohort:
@@ -78,5 +88,5 @@ def price_quote(client_id: str, spec: Mapping[str, Any], now: float,
         quote_id=new_id("q"), client_id=client_id, task_type=task_type, items=items,
         redundancy=redundancy, reward_cents=reward, cohort=cohort.strip() if cohort else None,
         line_items=lines, total_cents=rewards + gold + fee, created_at=now,
-        expires_at=now + QUOTE_TTL_SECONDS, gold_rate=gold_rate, skills=skills,
+        expires_at=now + QUOTE_TTL_SECONDS, gold_rate=gold_rate, skills=skills, adaptive=adaptive,
     )

@@ -70,6 +70,7 @@ class Platform:
     _leased: dict[str, tuple[int, float]] = field(default_factory=dict)
     _nothing_for: dict[tuple[str, str], float] = field(default_factory=dict)
     _blocked: dict[str, tuple[bool, float]] = field(default_factory=dict)
+    _models: dict[str, tuple[Any, float]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def now(self) -> float:
@@ -613,7 +614,8 @@ def submit_answer(p: Platform, worker: Principal, assignment_id: str, body: Any
     # Sent on every accepted submit, retries included: counting is idempotent on the
     # assignment, and a retry repairs a message lost after the first write.
     p.results_queue.send({"job_id": job.job_id, "item_id": item_id, "worker_id": worker_id,
-                          "assignment_id": assignment_id, "item_complete": receipt.item_complete})
+                          "assignment_id": assignment_id, "item_complete": receipt.item_complete,
+                          "ordinal": item.answers[worker_id].ordinal})
     return receipt
 
 
@@ -685,6 +687,7 @@ def _raise_gone(item: ItemState | None, worker_id: str, assignment_id: str) -> N
 def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
     """Count announced answers per job (idempotent) and start aggregation when a job is done."""
     by_job: dict[str, dict[str, CountedAnswer]] = {}
+    ordinals: dict[str, int | None] = {}
     repeats = set()
     for m in messages:
         answer = CountedAnswer(m["job_id"], m["item_id"], m["worker_id"], m["assignment_id"],
@@ -693,16 +696,112 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
         if answer.assignment_id in batch:
             repeats.add(answer.job_id)
         batch[answer.assignment_id] = answer
+        ordinals[answer.assignment_id] = m.get("ordinal")
     for job_id, unique in by_job.items():
         answers = list(unique.values())
         cached = _cached_job(p, job_id)
+        if cached is not None and cached.adaptive:
+            answers = [adapt(p, cached, a, ordinals[a.assignment_id]) if a.item_complete else a
+                       for a in answers]
         due = None if cached is None else p.now() + cached.auto_approve_seconds
         new = p.jobs.record_counted(job_id, answers, review_due_at=due)
+        if cached is not None and cached.adaptive and new:
+            refit_online_model(p, job_id, new)
         if job_id in repeats or new < len(answers) or any(a.item_complete for a in answers):
             job = p.jobs.get_job(job_id)
             if job is not None and job.state in TAKES_ANSWERS and job.items_done >= job.round_items:
                 if replace_left_out(p, job) == 0:
                     start_aggregation(p, job)
+
+
+# --- adaptive redundancy -----------------------------------------------------------------
+
+def online_model_key(job_id: str) -> str:
+    """S3 key of an adaptive job's online model (the last refit's priors and confusions)."""
+    return f"jobs/{job_id}/online-model.json"
+
+
+def _online_model(p: Platform, job: Job) -> Any:
+    """The job's last online model, or None before its first refit (cached per container
+    until the next refit is due)."""
+    from chalicelib.domain.adaptive import OnlineModel
+
+    cached = p._models.get(job.job_id)
+    if cached is not None and p.now() - cached[1] < p.cache_seconds:
+        return cached[0]
+    try:
+        model = OnlineModel.from_dict(json.loads(p.blobs.get_text(online_model_key(job.job_id))))
+    except NotFound:
+        model = None
+    p._models[job.job_id] = (model, p.now())
+    return model
+
+
+def adapt(p: Platform, job: Job, answer: CountedAnswer, ordinal: int | None) -> CountedAnswer:
+    """For an answer that filled its item's last slot: if the item's confidence is still below
+    the job's target (and it has fewer than max answers), open one more slot, paid from the
+    pool, before the answer is counted, so the item is not counted complete. Idempotent: a
+    redelivered answer finds the slot already added and is counted as not completing."""
+    from chalicelib.domain.adaptive import AdaptiveRedundancy, wants_more
+    from chalicelib.workflows.aggregation import vote
+
+    item = p.items.get_item(job.job_id, answer.item_id)
+    if item is None or ordinal is None or item.gold is not None:
+        return answer
+    if ordinal + 1 < item.redundancy:  # a slot was added for this answer before
+        return replace(answer, item_complete=False)
+    policy = AdaptiveRedundancy(**job.adaptive)
+    left_out = left_out_workers(p, job, item.answers)
+    votes = [(worker, vote(a.answer)) for worker, a in item.answers.items()
+             if not is_left_out(a, worker, left_out)]
+    model = _online_model(p, job)
+    confidence = model.confidence(votes) if model is not None else None
+    if not wants_more(policy, item.answer_count, confidence):
+        return answer
+    if not p.jobs.reserve(job.job_id, job.reward_cents):
+        return answer  # the budget has no more: the item is done
+    if p.items.extend(job.job_id, item.item_id, item.redundancy):
+        return replace(answer, item_complete=False)
+    p.jobs.refund(job.job_id, job.reward_cents)
+    now = p.items.get_item(job.job_id, item.item_id)
+    return replace(answer, item_complete=False) if now and ordinal + 1 < now.redundancy else answer
+
+
+def refit_online_model(p: Platform, job_id: str, new: int) -> None:
+    """Refit the job's online model when the answers just counted cross a multiple of
+    refit_every(the job's most answers); the fit is the aggregation's default model on
+    every answer so far (left-out answers excluded, gold clamped)."""
+    from chalicelib.domain.adaptive import OnlineModel, refit_every
+    from chalicelib.domain.aggregation.categorical import default_model
+    from chalicelib.workflows.aggregation import vote
+
+    job = p.jobs.get_job(job_id)
+    if job is None:
+        return
+    every = refit_every((job.item_count - job.gold_items) * int(job.adaptive["max"]))
+    if (job.answered - new) // every == job.answered // every:
+        return
+    items: list[str] = []
+    workers: list[str] = []
+    labels: list[str] = []
+    gold: dict[str, str] = {}
+    everything = list(p.items.iter_items(job_id))
+    left_out = left_out_workers(p, job, {w for item in everything for w in item.answers})
+    for item in everything:
+        if item.gold is not None:
+            gold[item.item_id] = item.gold["label"]
+        for worker, answer in item.answers.items():
+            if not is_left_out(answer, worker, left_out):
+                items.append(item.item_id)
+                workers.append(worker)
+                labels.append(vote(answer.answer))
+    if not items:
+        return
+    model = default_model(label_order=job.answer_schema["labels"]).fit(items, workers, labels,
+                                                                       gold=gold)
+    p.blobs.put_text(online_model_key(job_id), json.dumps(OnlineModel.from_fit(model).to_dict()),
+                     "application/json")
+    p._models.pop(job_id, None)
 
 
 def left_out_workers(p: Platform, job: Job, workers: Iterable[str]) -> set[str]:

@@ -92,7 +92,8 @@ def _job(p: Platform, job_id: str) -> Job:
     return job
 
 
-def _vote(answer: dict[str, Any]) -> str:
+def vote(answer: dict[str, Any]) -> str:
+    """A categorical answer as the model's class: its label, or the N/A class."""
     return NA_CLASS if is_not_applicable(answer) else answer["label"]
 
 
@@ -127,7 +128,7 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
                 for answer in entry["answers"]:
                     votes["items"].append(entry["item_id"])
                     votes["workers"].append(answer["worker_id"])
-                    votes["labels"].append(_vote(answer["answer"]))
+                    votes["labels"].append(vote(answer["answer"]))
             p.blobs.put_text(votes_key(job.job_id, round_no, shard), json.dumps(votes),
                              "application/json")
         shard += 1

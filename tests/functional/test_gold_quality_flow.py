@@ -66,3 +66,28 @@ def test_quality_views_and_blocks_over_http(stack):
     status, body = api.as_client("POST", path.replace("/block", "/unblock"), key=operator_key)
     assert status == 200 and body["blocked_everywhere"] is False
     assert api.lease(other)[0] in (200, 204)
+
+
+def test_twenty_racing_workers_on_an_adaptive_job_never_overdraw_its_pool(stack):
+    # GIVEN 20 items taking 2 to 4 answers, quoted for 4, and a pool left with 5 extra answers
+    api = Api(stack)
+    job = api.job(items=20, quote={"redundancy": {"min": 2, "max": 4, "target_confidence": 0.9},
+                                   "gold_rate": 0}, pilot={"items": 0})
+    assert job["redundancy"] == {"min": 2, "max": 4, "target_confidence": 0.9}
+    assert job["pool_cents"] == 20 * 2 * job["reward_cents"]
+    assert deps.platform().jobs.reserve(job["job_id"], job["pool_cents"] - 5 * job["reward_cents"])
+    # WHEN 20 workers lease and answer at once, while counting opens extra slots (before any
+    # refit every item wants up to max), until the job closes
+    accepted = []
+    for wave in range(4):
+        tokens = [api.worker(f"w{wave}-{n}") for n in range(20)]
+        accepted += race(tokens, job["job_id"], {"label": "pos"})
+        stack.drain()
+    # THEN exactly 5 items got one extra answer, the pool is empty, never below zero
+    per_item = {}
+    for item, _, _ in accepted:
+        per_item[item] = per_item.get(item, 0) + 1
+    assert sorted(per_item.values()) == [2] * 15 + [3] * 5
+    final = stack.wait_for_state(job["job_id"], api.key, ("done", "failed"))
+    assert final["state"] == "done" and final["pool_cents"] == 0
+    assert final["spent_cents"] == 45 * job["reward_cents"] <= final["budget_cents"]

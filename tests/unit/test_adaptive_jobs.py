@@ -1,0 +1,125 @@
+"""Adaptive redundancy in jobs: items take answers between min and max by their confidence,
+every extra answer paid from the pool (on the fakes)."""
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from chalicelib.domain import adaptive, services
+from chalicelib.domain.services import CLIENT, WORKER, online_model_key
+from chalicelib.errors import InvalidRequest
+from tests.fakes import FakeClock, make_platform
+
+POLICY = {"min": 2, "max": 5, "target_confidence": 0.9}
+
+
+@pytest.fixture
+def p():
+    return make_platform(FakeClock())
+
+
+def _post(p, items=30, policy=None, gold_rate=0.0):
+    client = services.create_account(p, CLIENT, "Acme")[0]
+    quote = services.create_quote(p, client, {"task_type": "categorical", "items": items,
+                                              "redundancy": policy or POLICY,
+                                              "gold_rate": gold_rate})
+    job = services.post_job(p, client, {
+        "quote_id": quote.quote_id, "instructions": "Pick one.", "pilot": {"items": 0},
+        "answer_schema": {"labels": ["pos", "neg"]},
+        "items": [{"data": {"n": n}} for n in range(items)]})
+    for message in p.ingest_queue.take():
+        services.ingest_chunk(p, message)
+    return quote, p.jobs.get_job(job.job_id)
+
+
+@pytest.mark.parametrize("redundancy, field", [
+    ({"min": 3, "max": 2, "target_confidence": 0.9}, "redundancy.max"),
+    ({"min": 2, "max": 11, "target_confidence": 0.9}, "redundancy.max"),
+    ({"min": 2, "max": 4, "target_confidence": 1.0}, "redundancy.target_confidence"),
+    ({"min": 2, "max": 4}, "redundancy.target_confidence"),
+    ({"min": 2, "max": 4, "target_confidence": 0.9, "step": 1}, "redundancy.step"),
+    ("three", "redundancy"),
+])
+def test_a_bad_redundancy_names_its_field(p, redundancy, field):
+    client = services.create_account(p, CLIENT, "Acme")[0]
+    with pytest.raises(InvalidRequest) as caught:
+        services.create_quote(p, client, {"task_type": "categorical", "items": 3,
+                                          "redundancy": redundancy})
+    assert caught.value.field == field
+
+
+def test_an_adaptive_job_is_quoted_at_max_and_starts_items_at_min(p):
+    quote, job = _post(p)
+    assert quote.redundancy == 5 and quote.adaptive == POLICY
+    lines = {line.name: line.quantity for line in quote.line_items}
+    assert lines["worker_rewards"] == 30 * 5
+    assert job.redundancy == 2 and job.adaptive == POLICY
+    # the pool holds the answers between min and max
+    assert job.pool_cents == 30 * 3 * job.reward_cents
+    assert {item.redundancy for item in p.items.iter_items(job.job_id)} == {2}
+    client = services.create_account(p, CLIENT, "B")[0]
+    with pytest.raises(InvalidRequest) as caught:
+        services.create_quote(p, client, {"task_type": "translation", "items": 3,
+                                          "redundancy": POLICY})
+    assert caught.value.field == "redundancy"
+
+
+def _crowd(p, job, n_workers, accuracy, truth, rng):
+    """Workers answer everything they are offered (correct with the given probability)."""
+    workers = [services.create_account(p, WORKER, f"w{k}")[0] for k in range(n_workers)]
+    for worker in workers:
+        while (task := services.lease_next_task(p, worker, job.job_id)) is not None:
+            right = truth[task.item.item_id]
+            label = right if rng.random() < accuracy else ("neg" if right == "pos" else "pos")
+            services.submit_answer(p, worker, task.assignment_id, {"label": label})
+            for message in p.results_queue.take():
+                services.count_answers(p, [message])
+    return workers
+
+
+def test_confident_items_stop_at_min_and_doubtful_ones_take_more_within_the_pool(p, monkeypatch):
+    # GIVEN an adaptive job whose online model is refitted every 20 answers
+    monkeypatch.setattr(adaptive, "refit_every", lambda answers: 20)
+    _, job = _post(p, items=30)
+    truth = {f"{n:06d}": "pos" if n % 3 else "neg" for n in range(30)}
+    pool = job.pool_cents
+    # WHEN 8 fairly careful workers answer everything they are offered
+    _crowd(p, job, 8, 0.85, truth, random.Random(3))
+    # THEN every item has between min and max answers, some stopped early, some took more
+    items = [item for item in p.items.iter_items(job.job_id)]
+    counts = [item.answer_count for item in items]
+    assert min(counts) >= 2 and max(counts) <= 5
+    assert counts.count(2) >= 5 and counts.count(5) >= 1 and sum(counts) < 30 * 5
+    # AND each extra answer came from the pool, which never went below zero
+    job = p.jobs.get_job(job.job_id)
+    extra = sum(item.extended for item in items)
+    assert job.pool_cents == pool - extra * job.reward_cents >= 0
+    assert job.items_done == 30 and job.state == "aggregating"
+    # AND the online model was written for the counting consumer
+    assert json.loads(p.blobs.get_text(online_model_key(job.job_id)))["classes"]
+
+
+def test_without_budget_for_more_an_item_stops_at_min(p, monkeypatch):
+    monkeypatch.setattr(adaptive, "refit_every", lambda answers: 10_000)  # never fitted
+    _, job = _post(p, items=4)
+    p.jobs.reserve(job.job_id, job.pool_cents - job.reward_cents)  # leave one extra answer
+    _crowd(p, job, 6, 0.9, {f"{n:06d}": "pos" for n in range(4)}, random.Random(1))
+    counts = sorted(item.answer_count for item in p.items.iter_items(job.job_id))
+    assert counts == [2, 2, 2, 3] and p.jobs.get_job(job.job_id).pool_cents == 0
+
+
+def test_a_redelivered_completing_answer_adds_no_second_slot(p, monkeypatch):
+    monkeypatch.setattr(adaptive, "refit_every", lambda answers: 10_000)
+    _, job = _post(p, items=1)
+    workers = [services.create_account(p, WORKER, f"w{k}")[0] for k in range(2)]
+    for worker in workers:
+        task = services.lease_next_task(p, worker, job.job_id)
+        services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+    messages = p.results_queue.take()
+    services.count_answers(p, messages)
+    services.count_answers(p, messages)  # SQS delivers again
+    item = p.items.get_item(job.job_id, "000000")
+    assert (item.redundancy, item.extended) == (3, 1)
+    assert p.jobs.get_job(job.job_id).items_done == 0
