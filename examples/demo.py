@@ -130,7 +130,7 @@ def run_demo(base_url: str, client_key: str, items: int = 200, redundancy: int =
     by_external = {row["external_id"]: row["label"] for row in rows}
     _, quote = call(base_url, "POST", "/quotes", {"task_type": "categorical",
                                                   "items": len(rows), "redundancy": redundancy,
-                                                  "reward_cents": 4}, client)
+                                                  "reward_cents": 4, "gold_rate": 0}, client)
     print(f"quote {quote['quote_id']}: {len(rows)} items x {redundancy} answers, "
           f"total ${quote['total_cents'] / 100:.2f}", file=out)
     _, job = call(base_url, "POST", "/jobs", {
