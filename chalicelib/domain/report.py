@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -84,9 +84,12 @@ def by_attribute(lines: list[Mapping[str, Any]], names: Iterable[str], categoric
 
 def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Mapping[str, Any]],
                  skills: Mapping[str, float] | None = None,
-                 settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                 settings: Mapping[str, Any] | None = None,
+                 judge: Callable[[Mapping[str, Any], Mapping[str, Any]], bool] | None = None
+                 ) -> dict[str, Any]:
     """The report of one round from its result lines (as published), model skills and the
-    job's report settings (expected distribution, attributes)."""
+    job's report settings (expected distribution, attributes). judge(answer, gold) says
+    whether an answer is right on a gold item (the job's gold rule; equality without one)."""
     settings = settings or {}
     lines = list(lines)
     units: dict[str, list[Any]] = {}
@@ -120,7 +123,8 @@ def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Map
             worker_answers[entry["worker_id"]] += 1
             if gold is not None:
                 gold_answers[entry["worker_id"]] += 1
-                gold_correct[entry["worker_id"]] += value == gold
+                gold_correct[entry["worker_id"]] += (judge(entry["answer"], line["gold"])
+                                                     if judge else value == gold)
             worker_matches[entry["worker_id"]] += value == result
             too_fast[entry["worker_id"]] += "too_fast" in entry.get("flags", ())
             took = _seconds(entry.get("leased_at"), entry.get("submitted_at"))

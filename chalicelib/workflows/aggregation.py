@@ -30,7 +30,7 @@ import json
 from typing import Any
 
 from chalicelib.domain.aggregation import NA_CLASS, Posterior, aggregate_item
-from chalicelib.domain.answers import is_not_applicable
+from chalicelib.domain.answers import is_not_applicable, matches_gold
 from chalicelib.domain.jobs import iso, report_key
 from chalicelib.domain.report import build_report
 from chalicelib.domain import phases
@@ -287,7 +287,8 @@ def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         skills = json.loads(p.blobs.get_text(workers_key(job_id, round_no)))["skills"]
     except NotFound:
         pass  # not a label job, or nothing to fit
-    report = build_report(job_id, round_no, job.task_type, lines, skills, job.report_settings)
+    report = build_report(job_id, round_no, job.task_type, lines, skills, job.report_settings,
+                          judge=lambda answer, gold: matches_gold(job, answer, gold))
     report["phase"] = job.phase
     report["blocked_workers"] = sorted(job.blocked_workers)
     # Workers see their gold accuracy as of published rounds, never answer by answer.

@@ -109,6 +109,21 @@ def test_gold_items_give_each_worker_a_smoothed_gold_accuracy():
         {"items": 0, "answers": 0, "accuracy": None}
 
 
+def test_gold_is_judged_by_the_jobs_rule_when_one_is_given():
+    # GIVEN a transcription gold item answered with a near-exact and a wrong text
+    gold = {"text": "the quick brown fox"}
+    line = {**_line("1", gold, 0.9, [("a", {"text": "The quick  brown fox."}, 0, 5),
+                                      ("b", {"text": "a slow dog"}, 0, 5)]), "gold": gold}
+    # THEN equality counts neither, and a tolerant rule counts the near-exact one
+    assert build_report("job_t", 1, "transcription", [line])["gold"]["answers"] == 2
+    assert build_report("job_t", 1, "transcription", [line])["gold"]["accuracy"] == 0.0
+
+    def judge(answer, known):
+        return answer["text"].casefold().strip(".").split() == known["text"].split()
+
+    assert build_report("job_t", 1, "transcription", [line], judge=judge)["gold"]["accuracy"] == 0.5
+
+
 def test_the_html_page_shows_every_section_of_a_full_report():
     from chalicelib.api.report_page import render
 
