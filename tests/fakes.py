@@ -217,6 +217,18 @@ class FakeItems:
                 job.rejected_answers += 1
             return True
 
+    def drop_expired_lease(self, job_id: str, item_id: str, worker_id: str, now: float,
+                           refund_cents: int) -> bool:
+        """Remove an expired lease and refund its reservation, together."""
+        with self._lock:
+            record = self.records.get((job_id, item_id))
+            lease = record.state.leases.get(worker_id) if record else None
+            if lease is None or lease.expires_at > now:
+                return False
+            del record.state.leases[worker_id]
+            self.jobs_ref.jobs[job_id].pool_cents += refund_cents
+            return True
+
     def extend(self, job_id: str, item_id: str, redundancy_now: int) -> bool:
         """One more slot for an open item still at redundancy_now."""
         with self._lock:
@@ -365,6 +377,7 @@ class FakeJobs:
         items.jobs_ref = self
         self.jobs: dict[str, Job] = {}
         self.review_due: dict[str, float] = {}
+        self.refit_marks: dict[str, int] = {}
 
     def create_job(self, job: Job) -> None:
         """Store the job and mark its quote used, together; Conflict quote_used otherwise."""
@@ -435,12 +448,17 @@ class FakeJobs:
             return copy.deepcopy(job)
 
     def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
-                   record: dict[str, Any] | None = None, **changes: Any) -> bool:
-        """Move the job if it is in one of from_states, setting changes (None removes) and
-        appending the record to its history."""
+                   record: dict[str, Any] | None = None, expect_round: int | None = None,
+                   expect_items_done: int | None = None, **changes: Any) -> bool:
+        """Move the job if it is in one of from_states (and the expected round, at least
+        expect_items_done done), setting changes (None removes) and appending the record."""
         with self._lock:
             job = self.jobs.get(job_id)
             if job is None or job.state not in from_states:
+                return False
+            if expect_round is not None and job.round != expect_round:
+                return False
+            if expect_items_done is not None and job.items_done < expect_items_done:
                 return False
             for name in changes:
                 if name not in Job.__dataclass_fields__:
@@ -465,6 +483,14 @@ class FakeJobs:
             if len(answers) == 1:
                 return 0
             return sum(self.record_counted(job_id, [answer]) for answer in answers)
+
+    def claim_refit(self, job_id: str, mark: int) -> bool:
+        """Once per mark above the last."""
+        with self._lock:
+            if self.refit_marks.get(job_id, -1) >= mark:
+                return False
+            self.refit_marks[job_id] = mark
+            return True
 
     def jobs_due_for_review(self, now: float) -> list[str]:
         """Jobs whose earliest automatic approval is due."""

@@ -49,6 +49,9 @@ def _once(write: Any) -> bool:
             write(tx)
     except TransactWriteError as error:
         _raise_transient(error)
+        reasons = {r.code for r in (error.cancellation_reasons or []) if r is not None}
+        if reasons & {"TransactionConflict", "ThrottlingError"}:
+            raise TransientError("a concurrent write got there first; try again") from error
         if error.cause_response_code == "TransactionCanceledException":
             return False
         raise
@@ -162,7 +165,8 @@ class DynamoAccounts:
                           actions=[CredentialModel.skills.add({skill}),
                                    CredentialModel.scores.set(scores)])
 
-        _once(write)
+        if not _once(write):
+            raise TransientError("the skill could not be granted; submit again")
 
 
 class DynamoQuotes:
@@ -214,7 +218,8 @@ def job_from_model(r: JobModel) -> Job:
         transitions=tuple(json.loads(entry) for entry in (r.transitions or ())),
         gold_items=int(r.gold_items or 0), quality=r.quality or {},
         pool_cents=int(r.pool_cents or 0), blocked_workers=frozenset(r.blocked_workers or ()),
-        auto_approve_seconds=int(r.auto_approve_seconds), paid_cents=int(r.paid_cents or 0),
+        auto_approve_seconds=int(r.auto_approve_seconds if r.auto_approve_seconds is not None
+                                 else 3 * 24 * 3600), paid_cents=int(r.paid_cents or 0),
         bonus_cents=int(r.bonus_cents or 0), approved_answers=int(r.approved_answers or 0),
         rejected_answers=int(r.rejected_answers or 0),
         ingested_chunks=frozenset(int(c) for c in (r.ingested_chunks or ())),
@@ -294,9 +299,11 @@ class DynamoJobs:
         return job_from_model(JobModel.from_raw_data(raw)) if ok and raw else None
 
     def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
-                   record: Mapping[str, Any] | None = None, **changes: Any) -> bool:
+                   record: Mapping[str, Any] | None = None, expect_round: int | None = None,
+                   expect_items_done: int | None = None, **changes: Any) -> bool:
         """Conditional state change with extra attributes set alongside, and the change
-        appended to the job's history when a record is given."""
+        appended to the job's history when a record is given. expect_round and
+        expect_items_done (at least) add to the condition."""
         actions = [JobModel.state.set(to_state)]
         if record is not None:
             actions.append(JobModel.transitions.set(
@@ -304,7 +311,18 @@ class DynamoJobs:
         for name, value in changes.items():
             attribute = getattr(JobModel, name)
             actions.append(attribute.remove() if value is None else attribute.set(value))
-        ok, _ = _update_raw(JobModel, job_id, None, actions, JobModel.state.is_in(*from_states))
+        condition = JobModel.state.is_in(*from_states)
+        if expect_round is not None:
+            condition &= JobModel.round == expect_round
+        if expect_items_done is not None:
+            condition &= JobModel.items_done >= expect_items_done
+        ok, _ = _update_raw(JobModel, job_id, None, actions, condition)
+        return ok
+
+    def claim_refit(self, job_id: str, mark: int) -> bool:
+        """Take the right to refit the online model at mark (once per mark)."""
+        ok, _ = _update_raw(JobModel, job_id, None, [JobModel.refit_mark.set(mark)],
+                            JobModel.refit_mark.does_not_exist() | (JobModel.refit_mark < mark))
         return ok
 
     def record_counted(self, job_id: str, answers: Sequence[CountedAnswer],
@@ -528,6 +546,17 @@ class DynamoItems:
                             ItemModel.open_job.exists() & (ItemModel.redundancy == redundancy_now))
         return ok
 
+    def drop_expired_lease(self, job_id: str, item_id: str, worker_id: str, now: float,
+                           refund_cents: int) -> bool:
+        """Remove a worker's expired lease on a gold item and give its reservation back to
+        the job's pool, together and once."""
+        def write(tx: TransactWrite) -> None:
+            tx.update(ItemModel(job_id, item_id), actions=[ItemModel.leases[worker_id].remove()],
+                      condition=ItemModel.leases[worker_id]["exp"] <= now)
+            tx.update(JobModel(job_id), actions=[JobModel.pool_cents.add(refund_cents)])
+
+        return _once(write)
+
     def open_held(self, job_id: str, item_ids: Sequence[str]) -> None:
         """Put held items into the open-items index (an item opened before is left alone)."""
         for item_id in item_ids:
@@ -746,6 +775,8 @@ class DynamoLedger:
             reasons = [r.code if r is not None else None for r in (error.cancellation_reasons or [])]
             if error.cause_response_code != "TransactionCanceledException":
                 raise
+            if {"TransactionConflict", "ThrottlingError"} & set(reasons):
+                raise TransientError("a concurrent write got there first; try again") from error
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 return False  # paid before
             if len(reasons) > 2 and reasons[2] == "ConditionalCheckFailed":

@@ -147,6 +147,8 @@ class JobModel(Model):
     rejected_answers = NumberAttribute(default=0)
     review_queue = UnicodeAttribute(null=True)
     review_due_at = NumberAttribute(null=True)
+    # The online model's last refit, in multiples of its refit interval.
+    refit_mark = NumberAttribute(null=True)
     # JSON texts, oldest first; appended to by every transition.
     transitions = ListAttribute(of=UnicodeAttribute, default=list)
     ingested_chunks = NumberSetAttribute(null=True)

@@ -122,9 +122,13 @@ class JobStore(Protocol):
     def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job | None:
         """Record a chunk; return the job (None if it no longer exists)."""
     def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
-                   record: dict[str, Any] | None = None, **changes: Any) -> bool:
-        """Move a job between states if it is in one of from_states (appending record to its
-        history); False if it was not."""
+                   record: dict[str, Any] | None = None, expect_round: int | None = None,
+                   expect_items_done: int | None = None, **changes: Any) -> bool:
+        """Move a job between states if it is in one of from_states (and, when given, in round
+        expect_round with at least expect_items_done items done), appending record to its
+        history; False if it was not."""
+    def claim_refit(self, job_id: str, mark: int) -> bool:
+        """True once per mark above the last: the caller refits the online model."""
     def record_counted(self, job_id: str, answers: Sequence[CountedAnswer],
                        review_due_at: float | None = None) -> int:
         """Count answers not counted before (idempotent per assignment) and queue the job for
@@ -155,6 +159,9 @@ class ItemStore(Protocol):
         """Record the review of an accepted answer with its ledger entry, exactly once: an
         approval credits the worker and the job's paid total; a rejection returns the reward
         to the job's pool. False (nothing written) if it was reviewed before."""
+    def drop_expired_lease(self, job_id: str, item_id: str, worker_id: str, now: float,
+                           refund_cents: int) -> bool:
+        """Remove an expired lease on a gold item and refund its reservation, once."""
     def extend(self, job_id: str, item_id: str, redundancy_now: int) -> bool:
         """Add one slot to an item still open whose redundancy is redundancy_now; False if not."""
     def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:

@@ -345,7 +345,10 @@ def worker_quality(p: Platform, worker: Principal) -> dict[str, Any]:
     """What a worker sees of their own quality: gold accuracy per job and overall as of each
     job's last published round (so no single answer reveals a gold item), and their blocks."""
     records = p.stats.of_worker(worker.account_id)
-    jobs = [r for r in records if r.scope != "*"]
+    # A job appears once a round of it is published (or the worker is blocked from it):
+    # listing it at the first gold answer would tell which task was gold.
+    jobs = [r for r in records if is_job_id(r.scope)
+            and (r.shown_gold_answers is not None or r.blocked_at is not None)]
     everywhere = next((r for r in records if r.scope == "*"), None)
     shown = [(r.shown_gold_answers or 0, r.shown_gold_correct or 0) for r in jobs]
     return {
@@ -558,8 +561,13 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
             if gold and not p.jobs.reserve(job.job_id, job.reward_cents):
                 continue
             lease = leasing.new_lease(job, plan.item_id, now)
-            outcome = p.items.try_lease(job.job_id, plan.item_id, worker_id, lease,
-                                        plan.reclaim_from, now)
+            try:
+                outcome = p.items.try_lease(job.job_id, plan.item_id, worker_id, lease,
+                                            plan.reclaim_from, now)
+            except Exception:
+                if gold:
+                    p.jobs.refund(job.job_id, job.reward_cents)
+                raise
             if gold and not outcome.ok:
                 p.jobs.refund(job.job_id, job.reward_cents)
             with p._lock:
@@ -710,8 +718,10 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
         if job_id in repeats or new < len(answers) or any(a.item_complete for a in answers):
             job = p.jobs.get_job(job_id)
             if job is not None and job.state in TAKES_ANSWERS and job.items_done >= job.round_items:
+                refund_expired_gold(p, job)
                 if replace_left_out(p, job) == 0:
-                    start_aggregation(p, job)
+                    # Only if every item is still done: another consumer may have reopened one.
+                    start_aggregation(p, job, require_done=True)
 
 
 # --- adaptive redundancy -----------------------------------------------------------------
@@ -760,7 +770,12 @@ def adapt(p: Platform, job: Job, answer: CountedAnswer, ordinal: int | None) -> 
         return answer
     if not p.jobs.reserve(job.job_id, job.reward_cents):
         return answer  # the budget has no more: the item is done
-    if p.items.extend(job.job_id, item.item_id, item.redundancy):
+    try:
+        extended = p.items.extend(job.job_id, item.item_id, item.redundancy)
+    except Exception:
+        p.jobs.refund(job.job_id, job.reward_cents)
+        raise
+    if extended:
         return replace(answer, item_complete=False)
     p.jobs.refund(job.job_id, job.reward_cents)
     now = p.items.get_item(job.job_id, item.item_id)
@@ -779,7 +794,8 @@ def refit_online_model(p: Platform, job_id: str, new: int) -> None:
     if job is None:
         return
     every = refit_every((job.item_count - job.gold_items) * int(job.adaptive["max"]))
-    if (job.answered - new) // every == job.answered // every:
+    mark = job.answered // every
+    if mark == 0 or not p.jobs.claim_refit(job_id, mark):
         return
     items: list[str] = []
     workers: list[str] = []
@@ -815,6 +831,20 @@ def is_left_out(answer: StoredAnswer, worker_id: str, left_out: set[str]) -> boo
     return worker_id in left_out or (answer.review or {}).get("status") == REJECTED
 
 
+def refund_expired_gold(p: Platform, job: Job) -> int:
+    """Give the pool back the reservations of expired gold leases (a gold item's slots never
+    run out, so nobody reclaims them); return how many. Runs when a round would close."""
+    now, refunded = p.now(), 0
+    for item in p.items.iter_items(job.job_id):
+        if item.gold is None:
+            continue
+        for worker, lease in item.leases.items():
+            if lease.expires_at <= now:
+                refunded += p.items.drop_expired_lease(job.job_id, item.item_id, worker, now,
+                                                       job.reward_cents)
+    return refunded
+
+
 def replace_left_out(p: Platform, job: Job) -> int:
     """Before a round closes, give each item as many new slots as it has answers left out
     (rejected by the client, or by workers blocked from the job or everywhere), paid from the
@@ -824,6 +854,8 @@ def replace_left_out(p: Platform, job: Job) -> int:
     which gives their rewards back to the pool for the replacements. When the pool runs dry,
     the rest are aggregated without replacements.
     """
+    if job.state != ACTIVE:
+        return 0  # a stopped or closing job takes no new leases: nobody could fill them
     items = [item for item in p.items.iter_items(job.job_id)
              if item.gold is None and not item.held]
     if not job.blocked_workers and not job.rejected_answers:
@@ -858,20 +890,27 @@ def replace_left_out(p: Platform, job: Job) -> int:
     return reopened
 
 
-def start_aggregation(p: Platform, job: Job) -> None:
+def start_aggregation(p: Platform, job: Job, require_done: bool = False) -> None:
     """Move the job to aggregating, then start its round's execution once.
 
     The state moves first so that stages always find the job aggregating; if the start
     is lost after that, the sweeper starts it again (the execution name makes a repeat
-    harmless).
+    harmless). With require_done the move also needs every item of the round done, so a
+    round whose item was just reopened (a replacement slot) keeps taking answers.
     """
     now = p.now()
-    p.jobs.transition(job.job_id, TAKES_ANSWERS, AGGREGATING, aggregating_at=now,
-                      finalize_at=now + AGGREGATION_CHECK_SECONDS,
-                      record=phases.record(now, job.state, job.phase, AGGREGATING, job.phase,
-                                           "system", f"round {job.round} is being aggregated"))
-    p.workflow.start(f"{job.job_id}-r{job.round}", {"job_id": job.job_id, "round": job.round})
+    moved = p.jobs.transition(
+        job.job_id, TAKES_ANSWERS, AGGREGATING, aggregating_at=now,
+        finalize_at=now + AGGREGATION_CHECK_SECONDS, expect_round=job.round,
+        expect_items_done=job.round_items if require_done else None,
+        record=phases.record(now, job.state, job.phase, AGGREGATING, job.phase,
+                             "system", f"round {job.round} is being aggregated"))
     p._jobs.pop(job.job_id, None)
+    if not moved:
+        current = p.jobs.get_job(job.job_id)
+        if current is None or current.state != AGGREGATING or current.round != job.round:
+            return
+    p.workflow.start(f"{job.job_id}-r{job.round}", {"job_id": job.job_id, "round": job.round})
 
 
 def finalize_due_jobs(p: Platform) -> list[str]:

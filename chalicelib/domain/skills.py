@@ -89,6 +89,11 @@ def submit_qualification(p: Platform, worker: Principal, qual_id: str, body: Any
     if last is None or last["attempt_id"] != attempt_id:
         raise NotFound("no such attempt", field="attempt_id", code="attempt_not_found")
     if last["score"] is not None:
+        if last["passed"] and qual.skill not in worker.skills:
+            # Scored, but the grant did not happen (or has not reached this container):
+            # granting again is harmless.
+            p.accounts.grant_skill(worker.account_id, qual.skill, last["score"])
+            p._principals.clear()
         return _outcome(qual, last["score"], last["passed"])
     score = q.score(qual, body.get("answers"))
     passed = score >= qual.pass_score

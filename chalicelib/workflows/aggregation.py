@@ -309,7 +309,9 @@ def mark_done(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     now = p.now()
     round_no = int(event.get("round", job.round))
     published = {"results_key": event["results_key"], "result_count": event["count"]}
-    pilot = job.phase == PILOT and job.cancelled_at is None
+    # The pilot's round is round 1 of a job with a pilot that was not stopped; decided from
+    # the round, not the current phase, so a retry after the pause still knows it.
+    pilot = job.pilot_items > 0 and round_no == 1 and job.cancelled_at is None
     if pilot:
         met, reasons = False, ["the pilot's report is ready for the client"]
         if job.promotion:
@@ -317,17 +319,19 @@ def mark_done(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
             met, reasons = phases.check_thresholds(report, job.promotion)
         changed = p.jobs.transition(
             job.job_id, (AGGREGATING,), PAUSED, phase=CALIBRATION, finalize_at=job.deadline,
-            **published, record=phases.record(now, AGGREGATING, PILOT, PAUSED, CALIBRATION,
-                                              "rule" if job.promotion else "system",
-                                              "; ".join(reasons)))
+            expect_round=round_no, **published,
+            record=phases.record(now, AGGREGATING, PILOT, PAUSED, CALIBRATION,
+                                 "rule" if job.promotion else "system", "; ".join(reasons)))
         done_at = now
         state = PAUSED
         current = _job(p, job.job_id)
+        # Also on a retry: a job left paused with its thresholds met is promoted now.
         if met and current.state == PAUSED and current.round == round_no and \
                 to_production(p, current, "rule", "promotion thresholds met: " + "; ".join(reasons)):
             state = "promoted"
     else:
-        changed = p.jobs.transition(job.job_id, (AGGREGATING,), DONE, done_at=now, **published,
+        changed = p.jobs.transition(job.job_id, (AGGREGATING,), DONE, done_at=now,
+                                    expect_round=round_no, **published,
                                     record=phases.record(now, AGGREGATING, job.phase, DONE,
                                                          job.phase, "system",
                                                          f"round {round_no} published"))
