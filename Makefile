@@ -9,10 +9,11 @@ STAGE ?= dev
 
 .PHONY: run demo test bench bench-aggregation deploy deploy-check destroy clean
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 run: $(STAMP) ## start moto, deploy infra/ onto it and serve the API on 127.0.0.1:$(PORT)

@@ -1,0 +1,442 @@
+"""`crowd`: the marketplace from a terminal, for clients.
+
+Configuration, first found wins: flags (--api-url, --api-key), the environment (CROWD_API_URL,
+CROWD_API_KEY), a JSON config file ({"api_url": ..., "api_key": ...}; --config, or
+$CROWD_CONFIG, or ~/.config/crowd/config.json).
+
+Exit codes: 0 done; 1 the API refused (its message is printed); 2 bad usage or input;
+3 the API could not be reached.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from crowd_client.client import ApiError, Client
+
+EXIT_API, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
+DEFAULT_CONFIG = Path.home() / ".config" / "crowd" / "config.json"
+
+
+class UsageError(Exception):
+    """Bad input on the command line or in a file: exit code 2."""
+
+
+# --- configuration -------------------------------------------------------------------------
+
+def settings(args: argparse.Namespace, environ: dict[str, str]) -> tuple[str, str]:
+    """The API URL and key from flags, the environment or the config file, in that order."""
+    path = Path(args.config or environ.get("CROWD_CONFIG") or DEFAULT_CONFIG)
+    stored: dict[str, Any] = {}
+    if path.exists():
+        try:
+            stored = json.loads(path.read_text())
+        except ValueError as error:
+            raise UsageError(f"{path} is not valid JSON: {error}") from None
+    elif args.config:
+        raise UsageError(f"no config file at {path}")
+    url = args.api_url or environ.get("CROWD_API_URL") or stored.get("api_url")
+    key = args.api_key or environ.get("CROWD_API_KEY") or stored.get("api_key")
+    if not url or not key:
+        raise UsageError("set the API URL and key: --api-url/--api-key, CROWD_API_URL/"
+                         f"CROWD_API_KEY, or {path} with api_url and api_key")
+    return url, key
+
+
+# --- input files ---------------------------------------------------------------------------
+
+def read_items(path: str) -> list[dict[str, Any]]:
+    """Items from a .jsonl file (one item object per line: {"data": ..., "external_id": ...,
+    "gold": ...}; a line without "data" is taken as the data itself) or a .csv file (every
+    column goes into data but external_id, and gold_label, which becomes the gold label)."""
+    file = Path(path)
+    if not file.exists():
+        raise UsageError(f"no such file: {path}")
+    if file.suffix.lower() == ".csv":
+        with file.open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        items = []
+        for row in rows:
+            item: dict[str, Any] = {"data": {k: v for k, v in row.items()
+                                             if k not in ("external_id", "gold_label")}}
+            if row.get("external_id"):
+                item["external_id"] = row["external_id"]
+            if row.get("gold_label"):
+                item["gold"] = {"label": row["gold_label"]}
+            items.append(item)
+        return items
+    if file.suffix.lower() not in (".jsonl", ".ndjson"):
+        raise UsageError(f"items must be a .jsonl or .csv file, not {file.suffix or 'no suffix'}")
+    items = []
+    for number, line in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError as error:
+            raise UsageError(f"{path}:{number}: not JSON ({error})") from None
+        if not isinstance(entry, dict):
+            raise UsageError(f"{path}:{number}: each line must be a JSON object")
+        items.append(entry if "data" in entry else {"data": entry})
+    return items
+
+
+def json_argument(text: str, name: str) -> Any:
+    """A JSON value given inline or as @file."""
+    if text.startswith("@"):
+        file = Path(text[1:])
+        if not file.exists():
+            raise UsageError(f"no such file: {file}")
+        text = file.read_text(encoding="utf-8")
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise UsageError(f"{name} is not valid JSON: {error}") from None
+
+
+def spec_argument(parts: Sequence[str]) -> dict[str, Any]:
+    """A quote spec: one JSON object (inline or @file), or key=value pairs (values parsed as
+    JSON when they are, e.g. items=200 redundancy=3 task_type=categorical)."""
+    if len(parts) == 1 and (parts[0].startswith("{") or parts[0].startswith("@")):
+        spec = json_argument(parts[0], "SPEC")
+        if not isinstance(spec, dict):
+            raise UsageError("SPEC must be a JSON object")
+        return spec
+    spec = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or not key:
+            raise UsageError(f"expected key=value, got {part!r}")
+        try:
+            spec[key] = json.loads(value)
+        except ValueError:
+            spec[key] = value
+    return spec
+
+
+# --- output --------------------------------------------------------------------------------
+
+def print_json(value: Any, out: TextIO) -> None:
+    """Pretty JSON."""
+    out.write(json.dumps(value, indent=2, ensure_ascii=False) + "\n")
+
+
+def progress(done: int, total: int, label: str, out: TextIO) -> None:
+    """A one-line progress bar, redrawn in place."""
+    width = 30
+    filled = width if total <= 0 else min(width, round(width * done / total))
+    share = 1.0 if total <= 0 else done / total
+    out.write(f"\r{label} [{'#' * filled}{'.' * (width - filled)}] {done}/{total} "
+              f"({share:.0%})")
+    out.flush()
+
+
+def job_line(job: dict[str, Any]) -> str:
+    """A job's state and counts on one line."""
+    counts = job.get("counts", {})
+    return (f"{job['job_id']} {job['state']} ({job.get('phase', '')}, round {job.get('round', 1)}): "
+            f"{counts.get('done', 0)}/{counts.get('items', job.get('result_count') or 0)} items done, "
+            f"{counts.get('answered', 0)} answers, {counts.get('leased', 0)} leased, "
+            f"spent ${job.get('spent_cents', 0) / 100:.2f} of ${job.get('budget_cents', 0) / 100:.2f}")
+
+
+def report_table(report: dict[str, Any], out: TextIO) -> None:
+    """The calibration report as plain tables."""
+    agreement = report.get("agreement") or {}
+    gold = report.get("gold") or {}
+    na = report.get("not_applicable") or {}
+    rows = [
+        ("job", report.get("job_id")), ("round", f"{report.get('round')} ({report.get('phase', '')})"),
+        ("items / answered", f"{report.get('items')} / {report.get('answered_items')}"),
+        ("answers / workers", f"{report.get('answers')} / {report.get('workers')}"),
+        ("gold accuracy", _number(gold.get("accuracy")) + f" ({gold.get('answers', 0)} gold answers)"),
+        ("Krippendorff's alpha", _number(agreement.get("krippendorff_alpha"))),
+        ("Fleiss' kappa", _number(agreement.get("fleiss_kappa"))),
+        ("N/A rate", _number(na.get("rate"))),
+        ("median s per task", _number(report.get("median_seconds_per_task"))),
+        ("mean confidence", _number(report.get("mean_confidence"))),
+        ("distance from expected", _number(report.get("distance_from_expected"))),
+        ("too-fast answers", str(report.get("too_fast_answers", 0))),
+    ]
+    _table(["metric", "value"], rows, out)
+    if report.get("result_distribution"):
+        out.write("\nlabels\n")
+        expected = report.get("expected_distribution") or {}
+        _table(["label", "results", "expected"],
+               [(label, _number(share), _number(expected.get(label)))
+                for label, share in report["result_distribution"].items()], out)
+    if na.get("reasons"):
+        out.write("\nN/A reasons\n")
+        _table(["reason", "count"], [(r["reason"], str(r["count"])) for r in na["reasons"]], out)
+    if report.get("worker_summary"):
+        out.write("\nworkers\n")
+        _table(["worker", "answers", "agreement", "estimated", "gold"],
+               [(w["worker_id"], str(w["answers"]), _number(w.get("agreement_with_results")),
+                 _number(w.get("estimated_accuracy")), _number(w.get("gold_accuracy")))
+                for w in report["worker_summary"]], out)
+    if report.get("lowest_confidence"):
+        out.write("\nleast certain items\n")
+        _table(["item", "answer", "confidence"],
+               [(e.get("external_id") or e["item_id"], json.dumps(e.get("answer")),
+                 _number(e.get("confidence"))) for e in report["lowest_confidence"]], out)
+
+
+def _number(value: Any) -> str:
+    return "-" if value is None else (f"{value:.4g}" if isinstance(value, float) else str(value))
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) -> None:
+    cells = [list(map(str, header))] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
+    for n, row in enumerate(cells):
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() + "\n")
+        if n == 0:
+            out.write("  ".join("-" * w for w in widths) + "\n")
+
+
+def write_results(client: Client, job_id: str, path: str, answers: bool) -> int:
+    """Results (or raw answers in crowd-kit's long form) to .jsonl or .csv; return the rows."""
+    rows = client.answers(job_id) if answers else client.results(job_id)
+    file = Path(path)
+    if file.suffix.lower() == ".csv":
+        columns = (["task", "worker", "label"] if answers else
+                   ["item_id", "external_id", "answer", "confidence", "n_answers",
+                    "not_applicable", "method"])
+        with file.open("w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            for row in rows:
+                if not answers:
+                    row = {**row, "answer": _flat_answer(row.get("answer"))}
+                writer.writerow(row)
+    elif file.suffix.lower() in (".jsonl", ".ndjson"):
+        with file.open("w", encoding="utf-8") as handle:
+            for row in rows:
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+    else:
+        raise UsageError(f"results go to a .jsonl or .csv file, not {file.suffix or 'no suffix'}")
+    return len(rows)
+
+
+def _flat_answer(answer: Any) -> Any:
+    if not isinstance(answer, dict):
+        return answer
+    for key in ("label", "value", "text"):
+        if key in answer:
+            return answer[key]
+    return json.dumps(answer)
+
+
+# --- commands ------------------------------------------------------------------------------
+
+def cmd_quote(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    quote = client.quote(**spec_argument(args.spec))
+    print_json(quote, out)
+
+
+def cmd_create(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    items = read_items(args.items)
+    if not items:
+        raise UsageError(f"{args.items} has no items")
+    quote_id = args.quote
+    if not quote_id:
+        spec = {"task_type": args.task_type, "items": len(items)}
+        for name in ("redundancy", "reward_cents", "cohort", "gold_rate"):
+            value = getattr(args, name)
+            if value is not None:
+                spec[name] = value
+        quote = client.quote(**spec)
+        quote_id = quote["quote_id"]
+        sys.stderr.write(f"quote {quote_id}: ${quote['total_cents'] / 100:.2f}, firm until "
+                         f"{quote['expires_at']}\n")
+    body: dict[str, Any] = {"instructions": json_text(args.instructions)}
+    if args.labels:
+        body["answer_schema"] = {"labels": [label.strip() for label in args.labels.split(",")]}
+    if args.schema:
+        body["answer_schema"] = json_argument(args.schema, "--schema")
+    for flag, key in (("title", "title"), ("not_applicable", "not_applicable"),
+                      ("deadline", "deadline")):
+        if getattr(args, flag):
+            body[key] = getattr(args, flag)
+    if args.pilot is not None:
+        body["pilot"] = {"items": args.pilot}
+    for flag in ("promotion", "quality", "report"):
+        if getattr(args, flag):
+            body[flag] = json_argument(getattr(args, flag), f"--{flag}")
+    for extra in args.set or ():
+        key, _, value = extra.partition("=")
+        body[key] = json_argument(value, f"--set {key}")
+    sys.stderr.write(f"uploading {len(items)} items...\n")
+    job = client.create_job(quote_id, items, **body)
+    # The API writes the items in chunks behind a queue: show them landing.
+    while job["state"] == "ingesting":
+        ingest = job.get("ingest") or {}
+        progress(ingest.get("written", 0), ingest.get("chunks", 0), "writing items", sys.stderr)
+        time.sleep(args.every)
+        job = client.job(job["job_id"])
+    ingest = job.get("ingest") or {}
+    progress(ingest.get("chunks", 0), ingest.get("chunks", 0), "writing items", sys.stderr)
+    sys.stderr.write("\n")
+    print_json(job, out)
+
+
+def json_text(text: str) -> str:
+    """Instructions inline, or from @file."""
+    if text.startswith("@"):
+        file = Path(text[1:])
+        if not file.exists():
+            raise UsageError(f"no such file: {file}")
+        return file.read_text(encoding="utf-8")
+    return text
+
+
+def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    until = tuple(args.until.split(","))
+    for job in client.watch(args.job_id, until=until, every=args.every, timeout=args.timeout):
+        counts = job.get("counts", {})
+        progress(counts.get("done", 0), counts.get("items", 0), f"{job['state']:<11}", out)
+        out.write(f"  {counts.get('answered', 0)} answers, {counts.get('leased', 0)} leased ")
+        out.flush()
+    out.write("\n" + job_line(job) + "\n")
+
+
+def cmd_report(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    if args.html:
+        Path(args.html).write_text(client.report_html(args.job_id, args.round), encoding="utf-8")
+        out.write(f"wrote {args.html}\n")
+        return
+    report = client.report(args.job_id, args.round)
+    if args.json:
+        print_json(report, out)
+    else:
+        report_table(report, out)
+
+
+def cmd_results(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    count = write_results(client, args.job_id, args.output, args.answers)
+    out.write(f"wrote {count} {'answers' if args.answers else 'results'} to {args.output}\n")
+
+
+def cmd_promote(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    instructions = json_text(args.instructions) if args.instructions else None
+    out.write(job_line(client.promote(args.job_id, instructions, args.reason)) + "\n")
+
+
+def cmd_stop(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    out.write(job_line(client.stop(args.job_id)) + "\n")
+
+
+def cmd_show(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    print_json(client.job(args.job_id), out)
+
+
+def cmd_list(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    for job in client.jobs():
+        out.write(f"{job['job_id']}  {job['state']:<11} {job.get('phase', ''):<11} "
+                  f"{job['task_type']:<13} {job['title']}\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="crowd", description=__doc__.split("\n\n")[0],
+                                  epilog="Exit codes: 0 done, 1 the API refused, 2 bad usage "
+                                         "or input, 3 the API could not be reached.")
+    top.add_argument("--api-url", help="the API's base URL (or CROWD_API_URL)")
+    top.add_argument("--api-key", help="the client API key (or CROWD_API_KEY)")
+    top.add_argument("--config", help="a JSON config file with api_url and api_key")
+    commands = top.add_subparsers(dest="command", required=True)
+    quote = commands.add_parser("quote", help="get a firm quote: SPEC as JSON, @file or key=value ...")
+    quote.add_argument("spec", nargs="+", metavar="SPEC")
+    quote.set_defaults(run=cmd_quote)
+    jobs = commands.add_parser("jobs", help="create, watch and read jobs")
+    sub = jobs.add_subparsers(dest="jobs_command", required=True)
+    create = sub.add_parser("create", help="post a job from an items file")
+    create.add_argument("--items", required=True, help="items.jsonl or items.csv")
+    create.add_argument("--instructions", required=True, help="text, or @file")
+    create.add_argument("--quote", help="a quote id (default: get a quote for the file)")
+    create.add_argument("--task-type", default="categorical")
+    create.add_argument("--redundancy", type=json.loads, help="a number, or the adaptive JSON object")
+    create.add_argument("--reward-cents", type=int)
+    create.add_argument("--cohort")
+    create.add_argument("--gold-rate", type=float)
+    create.add_argument("--labels", help="comma-separated labels (categorical)")
+    create.add_argument("--schema", help="the answer schema as JSON or @file")
+    create.add_argument("--title")
+    create.add_argument("--not-applicable", choices=["allowed_with_reason", "not_allowed"])
+    create.add_argument("--deadline", help="ISO 8601 with a time zone")
+    create.add_argument("--pilot", type=int, help="pilot items (0: no pilot)")
+    create.add_argument("--promotion", help="thresholds as JSON or @file")
+    create.add_argument("--quality", help="gold and worker rules as JSON or @file")
+    create.add_argument("--report", help="report settings as JSON or @file")
+    create.add_argument("--set", action="append", metavar="KEY=JSON", help="any other job field")
+    create.add_argument("--every", type=float, default=0.5, help=argparse.SUPPRESS)
+    create.set_defaults(run=cmd_create)
+    watch = sub.add_parser("watch", help="live progress until the job is done")
+    watch.add_argument("job_id")
+    watch.add_argument("--until", default="done,failed,paused",
+                       help="states that end the watch (comma-separated)")
+    watch.add_argument("--every", type=float, default=2.0, help="seconds between polls")
+    watch.add_argument("--timeout", type=float, help="give up after this many seconds")
+    watch.set_defaults(run=cmd_watch)
+    report = sub.add_parser("report", help="the calibration report as tables")
+    report.add_argument("job_id")
+    report.add_argument("--round", type=int)
+    report.add_argument("--html", metavar="FILE", help="write the HTML page with charts instead")
+    report.add_argument("--json", action="store_true", help="the report as JSON")
+    report.set_defaults(run=cmd_report)
+    results = sub.add_parser("results", help="download every result")
+    results.add_argument("job_id")
+    results.add_argument("-o", "--output", required=True, help="results.jsonl or results.csv")
+    results.add_argument("--answers", action="store_true",
+                         help="raw answers in crowd-kit's long form (task, worker, label)")
+    results.set_defaults(run=cmd_results)
+    promote = sub.add_parser("promote", help="pilot -> calibration -> production")
+    promote.add_argument("job_id")
+    promote.add_argument("--instructions", help="revised instructions, or @file")
+    promote.add_argument("--reason")
+    promote.set_defaults(run=cmd_promote)
+    stop = sub.add_parser("stop", help="end the job")
+    stop.add_argument("job_id")
+    stop.set_defaults(run=cmd_stop)
+    show = sub.add_parser("show", help="the job as JSON")
+    show.add_argument("job_id")
+    show.set_defaults(run=cmd_show)
+    listing = sub.add_parser("list", help="your jobs, newest first")
+    listing.set_defaults(run=cmd_list)
+    return top
+
+
+def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None,
+         out: TextIO | None = None) -> int:
+    """Run one command; return its exit code."""
+    args = parser().parse_args(argv)
+    out = out or sys.stdout
+    try:
+        url, key = settings(args, dict(os.environ if environ is None else environ))
+        args.run(Client(url, key), args, out)
+    except UsageError as error:
+        sys.stderr.write(f"crowd: {error}\n")
+        return EXIT_USAGE
+    except ApiError as error:
+        where = f" (field: {error.field})" if error.field else ""
+        sys.stderr.write(f"crowd: {error.message}{where} [{error.status} {error.code}]\n")
+        return EXIT_UNREACHABLE if error.status == 0 else EXIT_API
+    except KeyboardInterrupt:
+        sys.stderr.write("\ncrowd: interrupted\n")
+        return 130
+    return 0
+
+
+def main_exit() -> None:
+    """The console script's entry point."""
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    main_exit()

@@ -1,0 +1,228 @@
+"""`Client`: the marketplace's HTTPS API for clients, from Python.
+
+Standard library only (pandas is needed only for `results_frame`). Requests that fail with
+429 or 5xx, or do not connect, are retried with exponential backoff and jitter; every other
+error is raised at once as `ApiError` with the API's code, message and field.
+
+    from crowd_client import Client
+    client = Client("http://127.0.0.1:8000", "ck_...")
+    quote = client.quote(task_type="categorical", items=2, redundancy=3)
+    job = client.create_job(quote["quote_id"], items=[{"data": {"text": "..."}}, ...],
+                            instructions="...", answer_schema={"labels": ["pos", "neg"]})
+    client.wait(job["job_id"])
+    rows = client.results(job["job_id"])
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+RETRY_STATUSES = {429, 500, 502, 503, 504}
+FINAL_STATES = ("done", "failed")
+
+
+class ApiError(Exception):
+    """An error answer from the API (or no answer at all: status 0)."""
+
+    def __init__(self, status: int, code: str, message: str, field: str | None = None,
+                 body: Mapping[str, Any] | None = None) -> None:
+        super().__init__(f"{status} {code}: {message}" + (f" (field: {field})" if field else ""))
+        self.status, self.code, self.message, self.field = status, code, message, field
+        self.body = dict(body or {})
+
+
+class Client:
+    """A client account's view of the API. `base_url` as the API serves it (e.g.
+    `https://abc.execute-api.eu-west-1.amazonaws.com/api`), `api_key` the client key."""
+
+    def __init__(self, base_url: str, api_key: str, *, retries: int = 4, backoff: float = 0.5,
+                 timeout: float = 30.0, sleep: Callable[[float], None] = time.sleep) -> None:
+        if not base_url or not api_key:
+            raise ValueError("the API URL and the API key are both needed")
+        self.base_url = base_url.rstrip("/")
+        self.api_key = api_key
+        self.retries, self.backoff, self.timeout, self._sleep = retries, backoff, timeout, sleep
+
+    # --- transport ---------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, body: Any = None,
+                query: Mapping[str, Any] | None = None, accept: str = "application/json") -> Any:
+        """One API call: the parsed JSON answer (text for non-JSON), retried on 429/5xx."""
+        url = self.base_url + path
+        if query:
+            url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
+        data = None if body is None else json.dumps(body).encode()
+        headers = {"X-Api-Key": self.api_key, "Accept": accept}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        for attempt in range(self.retries + 1):
+            request = urllib.request.Request(url, data=data, headers=headers, method=method)
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    return _parse(response.read(), response.headers.get("Content-Type", ""))
+            except urllib.error.HTTPError as error:
+                payload = _parse(error.read(), error.headers.get("Content-Type", ""))
+                if error.code in RETRY_STATUSES and attempt < self.retries:
+                    self._wait(attempt, error.headers.get("Retry-After"))
+                    continue
+                raise _api_error(error.code, payload) from None
+            except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+                if attempt < self.retries:
+                    self._wait(attempt, None)
+                    continue
+                reason = getattr(error, "reason", error)
+                raise ApiError(0, "unreachable", f"cannot reach {self.base_url}: {reason}") from None
+        raise AssertionError("unreachable")
+
+    def _wait(self, attempt: int, retry_after: str | None) -> None:
+        if retry_after and retry_after.isdigit():
+            self._sleep(float(retry_after))
+        else:
+            self._sleep(self.backoff * 2 ** attempt * (0.5 + random.random()))
+
+    # --- quotes and jobs -----------------------------------------------------------------------
+
+    def quote(self, **spec: Any) -> dict[str, Any]:
+        """A firm quote for a spec (task_type, items, redundancy, reward_cents, cohort, gold_rate)."""
+        return self.request("POST", "/quotes", spec)
+
+    def create_job(self, quote_id: str, items: list[Mapping[str, Any]], **settings: Any
+                   ) -> dict[str, Any]:
+        """Post a job: items as [{"data": {...}, "external_id": ..., "gold": ...}], and the job's
+        settings (instructions, answer_schema, not_applicable, pilot, promotion, quality, ...)."""
+        return self.request("POST", "/jobs", {"quote_id": quote_id, "items": items, **settings})
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        """A job with its counts."""
+        return self.request("GET", f"/jobs/{_quoted(job_id)}")
+
+    def jobs(self) -> Iterator[dict[str, Any]]:
+        """Every job of the account, newest first (pages followed)."""
+        yield from self._pages("/jobs", "jobs")
+
+    def watch(self, job_id: str, until: tuple[str, ...] = FINAL_STATES, every: float = 2.0,
+              timeout: float | None = None) -> Iterator[dict[str, Any]]:
+        """The job every `every` seconds until it reaches one of `until` (the last one yielded)."""
+        started = time.monotonic()
+        while True:
+            job = self.job(job_id)
+            yield job
+            if job["state"] in until:
+                return
+            if timeout is not None and time.monotonic() - started > timeout:
+                raise ApiError(0, "timeout", f"job {job_id} is still {job['state']} after {timeout} s")
+            self._sleep(every)
+
+    def wait(self, job_id: str, until: tuple[str, ...] = FINAL_STATES, every: float = 2.0,
+             timeout: float | None = None) -> dict[str, Any]:
+        """Block until the job reaches one of `until`; return it."""
+        job: dict[str, Any] = {}
+        for job in self.watch(job_id, until, every, timeout):
+            pass
+        return job
+
+    def promote(self, job_id: str, instructions: str | None = None,
+                reason: str | None = None) -> dict[str, Any]:
+        """Pilot -> calibration -> production (optionally with revised instructions)."""
+        body = {k: v for k, v in {"instructions": instructions, "reason": reason}.items() if v}
+        return self.request("POST", f"/jobs/{_quoted(job_id)}/promote", body)
+
+    def stop(self, job_id: str) -> dict[str, Any]:
+        """End the job."""
+        return self.request("POST", f"/jobs/{_quoted(job_id)}/stop")
+
+    def report(self, job_id: str, round: int | None = None) -> dict[str, Any]:
+        """The quality report of the latest round (or of `round`)."""
+        return self.request("GET", f"/jobs/{_quoted(job_id)}/report", query={"round": round})
+
+    def report_html(self, job_id: str, round: int | None = None) -> str:
+        """The report as a self-contained HTML page with charts."""
+        return self.request("GET", f"/jobs/{_quoted(job_id)}/report",
+                            query={"round": round, "format": "html"}, accept="text/html")
+
+    # --- results -------------------------------------------------------------------------------
+
+    def iter_results(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """Every result line of the job (pages followed)."""
+        yield from self._pages(f"/jobs/{_quoted(job_id)}/results", "results")
+
+    def results(self, job_id: str) -> list[dict[str, Any]]:
+        """Every result line of the job."""
+        return list(self.iter_results(job_id))
+
+    def results_frame(self, job_id: str) -> Any:
+        """The results as a pandas DataFrame: one row per item (item_id, external_id, answer,
+        confidence, n_answers, not_applicable, method)."""
+        pandas = _pandas()
+        rows = [{"item_id": r["item_id"], "external_id": r.get("external_id"),
+                 "answer": _answer_value(r.get("answer")), "confidence": r["confidence"],
+                 "n_answers": r["n_answers"], "not_applicable": r["not_applicable"],
+                 "method": r.get("method")} for r in self.iter_results(job_id)]
+        return pandas.DataFrame(rows, columns=["item_id", "external_id", "answer", "confidence",
+                                               "n_answers", "not_applicable", "method"])
+
+    def answers(self, job_id: str) -> list[dict[str, Any]]:
+        """Every raw answer in crowd-kit's long form: {"task", "worker", "label"} (the label,
+        value or text; "not_applicable" for N/A), to aggregate yourself."""
+        return [{"task": r.get("external_id") or r["item_id"], "worker": a["worker_id"],
+                 "label": _answer_value(a["answer"])}
+                for r in self.iter_results(job_id) for a in r.get("answers", [])]
+
+    def answers_frame(self, job_id: str) -> Any:
+        """The raw answers as a DataFrame with crowd-kit's columns task, worker, label."""
+        return _pandas().DataFrame(self.answers(job_id), columns=["task", "worker", "label"])
+
+    def _pages(self, path: str, key: str) -> Iterator[dict[str, Any]]:
+        cursor = None
+        while True:
+            page = self.request("GET", path, query={"limit": 1000, "cursor": cursor})
+            yield from page[key]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+
+def _quoted(part: str) -> str:
+    return urllib.parse.quote(part, safe="")
+
+
+def _parse(raw: bytes, content_type: str) -> Any:
+    text = raw.decode("utf-8", errors="replace")
+    if "json" in content_type and text.strip():
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+    return text
+
+
+def _api_error(status: int, payload: Any) -> ApiError:
+    if isinstance(payload, Mapping) and "error" in payload:
+        return ApiError(status, str(payload["error"]), str(payload.get("message", "")),
+                        payload.get("field"), payload)
+    return ApiError(status, "http_error", str(payload)[:500] or f"HTTP {status}")
+
+
+def _answer_value(answer: Mapping[str, Any] | None) -> Any:
+    if answer is None:
+        return None
+    if "not_applicable" in answer:
+        return "not_applicable"
+    for key in ("label", "value", "text"):
+        if key in answer:
+            return answer[key]
+    return json.dumps(answer)
+
+
+def _pandas() -> Any:
+    try:
+        import pandas
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("results as a DataFrame need pandas: pip install pandas") from None
+    return pandas
