@@ -4,6 +4,9 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8000
+# The browser tests use Debian's Chromium (Playwright's own download does not work here).
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 STAGE ?= dev
 
@@ -22,7 +25,10 @@ run: $(STAMP) ## start moto, deploy infra/ onto it and serve the API on 127.0.0.
 demo: $(STAMP) ## a client, 12 simulated workers and one job end to end over HTTP
 	$(PY) -m examples.demo
 
-test: $(STAMP) ## unit, adapter, functional and e2e tests
+$(CHROMIUM):
+	$(SUDO) apt-get install -y -qq chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
+
+test: $(STAMP) $(CHROMIUM) ## unit, adapter, functional and e2e tests (installs Debian's chromium if missing)
 	$(PY) -m pytest
 
 bench: $(STAMP) ## AWS requests per judgment and import time

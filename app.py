@@ -10,7 +10,7 @@ from typing import Any
 
 from chalice import Chalice
 
-from chalicelib.api import clients, operators, workers
+from chalicelib.api import clients, operators, pages, workers
 from chalicelib.api.common import chalice_errors_as_json
 from chalicelib.deps import platform
 from chalicelib.domain import services
@@ -22,6 +22,7 @@ app = Chalice(app_name="crowd")
 app.register_blueprint(clients.bp)
 app.register_blueprint(workers.bp)
 app.register_blueprint(operators.bp)
+app.register_blueprint(pages.bp)
 app.register_middleware(chalice_errors_as_json, "http")
 
 INGEST_QUEUE, RESULTS_QUEUE = queue_names()

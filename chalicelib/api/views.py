@@ -80,3 +80,12 @@ def worker_view(worker: Principal, token: str | None = None) -> dict[str, Any]:
     if token:
         view["token"] = token
     return view
+
+
+def offer_view(job: Job) -> dict[str, Any]:
+    """A job as a worker browsing for work sees it: nothing about other workers or gold."""
+    return {"job_id": job.job_id, "title": job.title, "task_type": job.task_type,
+            "instructions": job.instructions, "instruction_version": job.instruction_version,
+            "answer_schema": job.answer_schema, "not_applicable": job.not_applicable,
+            "reward_cents": job.reward_cents, "lease_seconds": job.lease_seconds,
+            "deadline": iso(job.deadline)}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from chalicelib.api.common import json_body, json_errors, worker_secret
-from chalicelib.api.views import assignment_view, receipt_view, worker_view
+from chalicelib.api.views import assignment_view, offer_view, receipt_view, worker_view
 from chalicelib.deps import platform
 from chalicelib.domain import services
 from chalicelib.domain.model import Principal
@@ -31,6 +31,14 @@ def whoami() -> dict:
     """The calling worker's profile, with their gold accuracy per job and overall."""
     worker = _worker()
     return {**worker_view(worker), "quality": services.worker_quality(platform(), worker)}
+
+
+@bp.route("/workers/me/jobs", methods=["GET"])
+@json_errors
+def available_jobs() -> dict:
+    """Jobs the worker can take tasks from now: reward, instructions and time limit."""
+    jobs = services.available_jobs(platform(), _worker())
+    return {"jobs": [offer_view(job) for job in jobs]}
 
 
 @bp.route("/workers/me/earnings", methods=["GET"])

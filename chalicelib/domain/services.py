@@ -468,6 +468,15 @@ def _active_jobs(p: Platform) -> list[Job]:
     return jobs
 
 
+def available_jobs(p: Platform, worker: Principal) -> list[Job]:
+    """Active jobs the worker qualifies for and is not blocked from, oldest first."""
+    if blocked_everywhere(p, worker.account_id):
+        return []
+    now = p.now()
+    return [job for job in _active_jobs(p) if job.takes_leases(now)
+            and leasing.qualifies(worker, job) and worker.account_id not in job.blocked_workers]
+
+
 def lease_query(query: Mapping[str, str]) -> str | None:
     """The job id a worker asked for, if any; unknown parameters are refused."""
     v.reject_unknown(query, ("job_id",))

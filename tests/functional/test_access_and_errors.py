@@ -166,3 +166,14 @@ def test_workers_need_the_skills_a_job_requires(stack):
     status, error = api.lease(english, job["job_id"])
     assert status == 403 and error["error"] == "not_qualified"
     assert api.lease(linguist)[0] == 200
+
+
+def test_the_worker_page_is_served_by_the_api_as_one_locked_down_html_file(stack):
+    response = stack.client.http.get("/work")
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("text/html")
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    page = response.body.decode()
+    assert '<label for="token">Worker token</label>' in page
+    # every API call is relative to the page, so it works under a stage prefix (/api/work)
+    assert 'fetch(path.replace(/^\\//, "")' in page and "fetch(\"/" not in page

@@ -1,0 +1,114 @@
+"""The worker page in a real browser (Debian's headless Chromium driven by Playwright) against
+`make run`'s stack: keyboard only, on a phone-width screen."""
+import time
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import expect, sync_playwright
+
+from crowd_client import Client
+from examples.demo import call
+from tests.e2e.stack_process import local_stack_process
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    with local_stack_process(tmp_path_factory.mktemp("stack")) as running:
+        yield running.info
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def _job(stack, items=10):
+    client = Client(stack["base_url"], stack["client_key"])
+    quote = client.quote(task_type="categorical", items=items, redundancy=1, gold_rate=0)
+    job = client.create_job(quote["quote_id"], [{"data": {"text": f"review {n}"}}
+                                                for n in range(items)],
+                            title="Review sentiment", instructions="Is the review positive?",
+                            answer_schema={"labels": ["positive", "negative"]},
+                            not_applicable="allowed_with_reason", lease_seconds=30,
+                            pilot={"items": 0})
+    return client, client.wait(job["job_id"], until=("active",), every=0.2, timeout=30)
+
+
+def _press(page, key):
+    """Press a key once the page is idle (a task shown, no request in flight), and wait
+    until the next task has been fetched and shown."""
+    expect(page.locator("body")).to_have_attribute("data-busy", "false")
+    with page.expect_response(lambda r: "/tasks/next" in r.url):
+        page.keyboard.press(key)
+    expect(page.locator("body")).to_have_attribute("data-busy", "false")
+
+
+def _worker_token(stack, name):
+    _, worker = call(stack["base_url"], "POST", "/workers", {"name": name, "skills": ["en"]})
+    return worker["token"]
+
+
+def test_a_worker_works_by_keyboard_alone_on_a_phone(stack, browser):
+    client, job = _job(stack)
+    token = _worker_token(stack, "keyboard")
+    page = browser.new_page(viewport={"width": 390, "height": 844})
+    page.goto(stack["base_url"] + "/work")
+    # sign in: the token field has the focus
+    expect(page.locator("#token")).to_be_focused()
+    page.keyboard.type(token)
+    page.keyboard.press("Enter")
+    start = page.get_by_role("button", name="Start working on Review sentiment")
+    expect(start).to_be_focused()
+    expect(page.locator("#job-list")).to_contain_text("$0.05 per task")
+    _press(page, "Enter")
+    expect(page.locator("#task-instructions")).to_have_text("Is the review positive?")
+    # five tasks answered with the number keys, the next task coming at once each time
+    for n in range(5):
+        _press(page, "1" if n % 2 == 0 else "2")
+    # one marked not applicable, with a reason, by keyboard
+    page.keyboard.press("n")
+    expect(page.locator("#na-reason")).to_be_focused()
+    page.keyboard.type("not a product review")
+    _press(page, "Enter")
+    expect(page.locator("#message")).to_have_text("Marked not applicable. Next task.")
+    # the phone-width page does not scroll sideways
+    assert page.evaluate("document.scrollingElement.scrollWidth") <= 390
+    # the lease runs out: a warning first, then a plain message and a focused "Next task"
+    expect(page.locator("#clock")).to_have_class("warn", timeout=35_000)
+    expect(page.locator("#message")).to_contain_text("ran out", timeout=40_000)
+    expect(page.locator("#next")).to_be_focused()
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "worker-page-lease-expired.png"), full_page=True)
+    assert "Traceback" not in page.content()
+    # THEN the API holds the six answers, one of them N/A
+    deadline = time.monotonic() + 20
+    while client.job(job["job_id"])["counts"]["answered"] < 6 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert client.job(job["job_id"])["counts"]["answered"] == 6
+    # AND the earnings page shows the balance (nothing approved yet) by keyboard too
+    page.locator("#to-earnings").focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#balance")).to_have_text("$0.00")
+    expect(page.locator("#accuracy")).to_contain_text("not measured yet")
+    page.close()
+
+
+def test_api_errors_are_plain_messages(stack, browser):
+    page = browser.new_page()
+    page.goto(stack["base_url"] + "/work")
+    page.keyboard.type("wt_not_a_real_token")
+    page.keyboard.press("Enter")
+    expect(page.locator("#message")).to_have_text(
+        "That token is not valid. Check it and sign in again.")
+    expect(page.locator("#token")).to_be_focused()
+    # a worker with nothing to do is told so
+    page.locator("#token").fill(_worker_token(stack, "idle"))
+    page.keyboard.press("Enter")
+    expect(page.locator("#job-list")).to_be_visible()
+    page.close()
