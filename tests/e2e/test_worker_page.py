@@ -37,7 +37,9 @@ def _job(stack, items=10):
                             answer_schema={"labels": ["positive", "negative"]},
                             not_applicable="allowed_with_reason", lease_seconds=30,
                             pilot={"items": 0})
-    return client, client.wait(job["job_id"], until=("active",), every=0.2, timeout=30)
+    job = client.wait(job["job_id"], until=("active",), every=0.2, timeout=30)
+    time.sleep(2.5)  # API containers see new active jobs within 2 s (their job list cache)
+    return client, job
 
 
 def _press(page, key):
@@ -47,6 +49,15 @@ def _press(page, key):
     with page.expect_response(lambda r: "/tasks/next" in r.url):
         page.keyboard.press(key)
     expect(page.locator("body")).to_have_attribute("data-busy", "false")
+
+
+def _tab_to(page, locator, presses=20):
+    """Move the focus with Tab until it is on locator (keyboard only)."""
+    for _ in range(presses):
+        if locator.evaluate("element => element === document.activeElement"):
+            return
+        page.keyboard.press("Tab")
+    raise AssertionError("Tab never reached the element")
 
 
 def _worker_token(stack, name):
@@ -68,6 +79,7 @@ def test_a_worker_works_by_keyboard_alone_on_a_phone(stack, browser):
     expect(page.locator("#job-list")).to_contain_text("$0.05 per task")
     _press(page, "Enter")
     expect(page.locator("#task-instructions")).to_have_text("Is the review positive?")
+    expect(page.get_by_role("button", name="1: positive")).to_be_focused()
     # five tasks answered with the number keys, the next task coming at once each time
     for n in range(5):
         _press(page, "1" if n % 2 == 0 else "2")
@@ -111,4 +123,36 @@ def test_api_errors_are_plain_messages(stack, browser):
     page.locator("#token").fill(_worker_token(stack, "idle"))
     page.keyboard.press("Enter")
     expect(page.locator("#job-list")).to_be_visible()
+    page.close()
+
+
+def test_a_translation_is_typed_beside_its_source_and_sent_with_ctrl_enter(stack, browser):
+    client = Client(stack["base_url"], stack["client_key"])
+    quote = client.quote(task_type="translation", items=2, redundancy=1, gold_rate=0)
+    job = client.create_job(quote["quote_id"], [{"data": {"source": "Good morning"}},
+                                                {"data": {"source": "Thank you"}}],
+                            title="English to French", instructions="Translate into French.",
+                            answer_schema={"max_length": 200}, pilot={"items": 0})
+    client.wait(job["job_id"], until=("active",), every=0.2, timeout=30)
+    time.sleep(2.5)  # API containers see new active jobs within 2 s (their job list cache)
+    page = browser.new_page(viewport={"width": 1024, "height": 768})
+    page.goto(stack["base_url"] + "/work")
+    page.keyboard.type(_worker_token(stack, "translator"))
+    page.keyboard.press("Enter")
+    start = page.get_by_role("button", name="Start working on English to French")
+    expect(start).to_be_visible()
+    _tab_to(page, start)
+    _press(page, "Enter")
+    # the source and the editor sit side by side; the editor has the focus
+    expect(page.locator("#answer-input")).to_be_focused()
+    source = page.locator("#task-body dd").bounding_box()
+    editor = page.locator("#answer-input").bounding_box()
+    assert editor["x"] > source["x"] + source["width"] - 1
+    page.keyboard.type("Bonjour")
+    _press(page, "Control+Enter")
+    expect(page.locator("#message")).to_have_text("Submitted. Next task.")
+    deadline = time.monotonic() + 20
+    while client.job(job["job_id"])["counts"]["answered"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert client.job(job["job_id"])["counts"]["answered"] == 1
     page.close()
