@@ -20,7 +20,7 @@ FIRST_USE = ("import time; t = time.perf_counter(); import app; from chalicelib 
              "deps.platform(); print(time.perf_counter() - t)")
 FAKE_ENV = {name: "x" for name in (
     "ACCOUNTS_TABLE", "CREDENTIALS_TABLE", "QUOTES_TABLE", "JOBS_TABLE", "ITEMS_TABLE",
-    "RESULTS_TABLE", "WORKER_STATS_TABLE", "LEDGER_TABLE", "CATALOG_TABLE", "INGEST_QUEUE_NAME",
+    "RESULTS_TABLE", "WORKER_STATS_TABLE", "LEDGER_TABLE", "CATALOG_TABLE", "IDEMPOTENCY_TABLE", "INGEST_QUEUE_NAME",
     "RESULTS_QUEUE_NAME", "RESULTS_BUCKET",
     "AGGREGATION_STATE_MACHINE_ARN")} | {"AWS_DEFAULT_REGION": "us-east-1"}
 

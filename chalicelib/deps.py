@@ -25,6 +25,7 @@ def _build() -> Platform:
         DynamoAccounts, DynamoCatalog, DynamoItems, DynamoJobs, DynamoQuotes, DynamoLedger, DynamoResults,
         DynamoWorkerStats,
     )
+    from chalicelib.adapters.idempotency import DynamoIdempotency
     from chalicelib.adapters.messaging import SqsQueue, StepFunctionsWorkflow
     from chalicelib.adapters.models import bind_models
     from chalicelib.adapters.storage import S3Blobs
@@ -42,6 +43,8 @@ def _build() -> Platform:
         results_queue=SqsQueue(sqs, config.results_queue_name),
         workflow=StepFunctionsWorkflow(aws.client("stepfunctions", config.region),
                                        config.aggregation_state_machine_arn),
+        idempotency=DynamoIdempotency(config.idempotency_table,
+                                      aws.client("dynamodb", config.region)),
         cache_seconds=config.cache_seconds,
         open_registration=config.open_worker_registration,
     )

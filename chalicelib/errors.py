@@ -77,6 +77,13 @@ class UnsupportedMediaType(CrowdError):
     code = "unsupported_media_type"
 
 
+class UnprocessableEntity(CrowdError):
+    """The request is well formed but contradicts an earlier one (e.g. a reused key)."""
+
+    status = 422
+    code = "unprocessable"
+
+
 class TransientError(CrowdError):
     """A retryable failure (throttling, a lost race); Step Functions retries on this name."""
 

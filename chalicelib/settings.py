@@ -17,6 +17,7 @@ _REQUIRED = {
     "worker_stats_table": "WORKER_STATS_TABLE",
     "ledger_table": "LEDGER_TABLE",
     "catalog_table": "CATALOG_TABLE",
+    "idempotency_table": "IDEMPOTENCY_TABLE",
     "ingest_queue_name": "INGEST_QUEUE_NAME",
     "results_queue_name": "RESULTS_QUEUE_NAME",
     "results_bucket": "RESULTS_BUCKET",
@@ -42,6 +43,7 @@ class Settings:
     worker_stats_table: str
     ledger_table: str
     catalog_table: str
+    idempotency_table: str
     ingest_queue_name: str
     results_queue_name: str
     results_bucket: str

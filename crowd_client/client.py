@@ -20,6 +20,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -52,8 +53,12 @@ class Client:
     # --- transport ---------------------------------------------------------------------------
 
     def request(self, method: str, path: str, body: Any = None,
-                query: Mapping[str, Any] | None = None, accept: str = "application/json") -> Any:
-        """One API call: the parsed JSON answer (text for non-JSON), retried on 429/5xx."""
+                query: Mapping[str, Any] | None = None, accept: str = "application/json",
+                idempotency_key: str | None = None) -> Any:
+        """One API call: the parsed JSON answer (text for non-JSON), retried on 429/5xx.
+
+        Every POST carries an Idempotency-Key (a fresh one per call unless given), the same
+        on each retry, so a retried create or payment happens once."""
         url = self.base_url + path
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
@@ -61,6 +66,8 @@ class Client:
         headers = {"X-Api-Key": self.api_key, "Accept": accept}
         if data is not None:
             headers["Content-Type"] = "application/json"
+        if method == "POST":
+            headers["Idempotency-Key"] = idempotency_key or uuid.uuid4().hex
         for attempt in range(self.retries + 1):
             request = urllib.request.Request(url, data=data, headers=headers, method=method)
             try:

@@ -54,7 +54,8 @@ def render_policy(stage: str, app_name: str = APP_NAME) -> dict[str, Any]:
                           f"{table}-jobs", f"{table}-jobs/index/*", f"{table}-items",
                           f"{table}-items/index/*", f"{table}-results",
                           f"{table}-worker-stats", f"{table}-worker-stats/index/*",
-                          f"{table}-ledger", f"{table}-ledger/index/*", f"{table}-catalog"]},
+                          f"{table}-ledger", f"{table}-ledger/index/*", f"{table}-catalog",
+                          f"{table}-idempotency"]},
             # Receive, Delete and GetQueueAttributes are what Lambda's SQS event source
             # needs from the consumers' role; the code itself sends.
             {"Sid": "Queues", "Effect": "Allow",

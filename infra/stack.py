@@ -57,6 +57,7 @@ APP_ENVIRONMENT_OUTPUTS: dict[str, str] = {
     "WORKER_STATS_TABLE": "WorkerStatsTableName",
     "LEDGER_TABLE": "LedgerTableName",
     "CATALOG_TABLE": "CatalogTableName",
+    "IDEMPOTENCY_TABLE": "IdempotencyTableName",
     "INGEST_QUEUE_NAME": "IngestQueueName",
     "RESULTS_QUEUE_NAME": "ResultsQueueName",
     "RESULTS_BUCKET": "ResultsBucketName",

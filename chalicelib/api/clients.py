@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.common import client_secret, json_body, json_errors
+from chalicelib.api.common import client_secret, idempotent, json_body, json_errors
 from chalicelib.api.views import job_view, quote_view
 from chalicelib.deps import platform
 from chalicelib.domain import services
@@ -21,8 +21,9 @@ def _client() -> Principal:
 def create_quote() -> Response:
     """Price a job spec; the quote is firm until it expires."""
     client = _client()
-    quote = services.create_quote(platform(), client, json_body(bp.current_request))
-    return Response(body=quote_view(quote), status_code=201)
+    request = bp.current_request
+    return idempotent(bp, client.account_id, lambda: (201, quote_view(
+        services.create_quote(platform(), client, json_body(request)))))
 
 
 @bp.route("/jobs", methods=["POST"])
@@ -30,8 +31,9 @@ def create_quote() -> Response:
 def create_job() -> Response:
     """Post a job from a quote; its items are ingested in the background."""
     client = _client()
-    job = services.post_job(platform(), client, json_body(bp.current_request))
-    return Response(body=job_view(job), status_code=202)
+    request = bp.current_request
+    return idempotent(bp, client.account_id, lambda: (202, job_view(
+        services.post_job(platform(), client, json_body(request)))))
 
 
 @bp.route("/jobs", methods=["GET"])
@@ -143,23 +145,27 @@ def block_worker(job_id: str, worker_id: str) -> dict:
 
 @bp.route("/assignments/{assignment_id}/approve", methods=["POST"])
 @json_errors
-def approve_assignment(assignment_id: str) -> dict:
+def approve_assignment(assignment_id: str) -> Response:
     """Approve an accepted answer (optional {"reason": ...}): the worker is paid, once."""
     from chalicelib.domain.payments import review_assignment
 
     request = bp.current_request
-    body = json_body(request) if (request.raw_body or b"").strip() else None
-    return review_assignment(platform(), _client(), assignment_id, body, APPROVED)
+    client = _client()
+    return idempotent(bp, client.account_id, lambda: (200, review_assignment(
+        platform(), client, assignment_id,
+        json_body(request) if (request.raw_body or b"").strip() else None, APPROVED)))
 
 
 @bp.route("/assignments/{assignment_id}/reject", methods=["POST"])
 @json_errors
-def reject_assignment(assignment_id: str) -> dict:
+def reject_assignment(assignment_id: str) -> Response:
     """Reject an accepted answer with {"reason": ...}: not paid, left out, slot offered again."""
     from chalicelib.domain.payments import review_assignment
 
-    return review_assignment(platform(), _client(), assignment_id,
-                             json_body(bp.current_request), REJECTED)
+    request = bp.current_request
+    client = _client()
+    return idempotent(bp, client.account_id, lambda: (200, review_assignment(
+        platform(), client, assignment_id, json_body(request), REJECTED)))
 
 
 @bp.route("/jobs/{job_id}/bonuses", methods=["POST"])
@@ -168,8 +174,14 @@ def pay_bonus(job_id: str) -> Response:
     """Pay a worker of the job a bonus: {"worker_id", "amount_cents", "reason", "bonus_id"}."""
     from chalicelib.domain.payments import pay_bonus as pay
 
-    entry, new = pay(platform(), _client(), job_id, json_body(bp.current_request))
-    return Response(body=entry, status_code=201 if new else 200)
+    request = bp.current_request
+    client = _client()
+
+    def run() -> tuple[int, dict]:
+        entry, new = pay(platform(), client, job_id, json_body(request))
+        return 201 if new else 200, entry
+
+    return idempotent(bp, client.account_id, run)
 
 
 @bp.route("/cohorts", methods=["GET"])

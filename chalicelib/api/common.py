@@ -98,3 +98,35 @@ def chalice_errors_as_json(event: Any, get_response: Callable[[Any], Response]) 
     if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
         response.body = {"error": _snake(str(body["Code"])), "message": body.get("Message", "")}
     return response
+
+
+IDEMPOTENCY_HEADER = "idempotency-key"
+
+
+def idempotent(blueprint: Any, account_id: str, handler: Callable[[], tuple[int, Any]]) -> Response:
+    """Run a creating or paying request; with an `Idempotency-Key` header, at most once per
+    (account, route, key): a repeat with the same body gets the first response again (with
+    `Idempotent-Replayed: true`), another body gets 422."""
+    from chalicelib.deps import platform
+
+    request = blueprint.current_request
+
+    def run() -> dict[str, Any]:
+        status, body = handler()
+        return {"status": status, "body": body}
+
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    store = platform().idempotency
+    if key is None or store is None:
+        result = run()
+    else:
+        if not 1 <= len(key) <= 255 or not key.isprintable():
+            raise InvalidRequest("'Idempotency-Key' must be 1 to 255 printable characters",
+                                 field="Idempotency-Key")
+        route = request.context.get("resourcePath", "")
+        params = json.dumps(request.uri_params or {}, sort_keys=True)
+        scoped = f"{account_id} {request.method} {route} {params} {key}"
+        result = store.once(scoped, (request.raw_body or b"").decode("utf-8", "replace"), run,
+                            blueprint.lambda_context)
+    headers = {"Idempotent-Replayed": "true"} if result.get("replayed") else {}
+    return Response(body=result["body"], status_code=result["status"], headers=headers)

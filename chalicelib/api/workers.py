@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.common import json_body, json_errors, worker_secret
+from chalicelib.api.common import idempotent, json_body, json_errors, worker_secret
 from chalicelib.api.views import assignment_view, offer_view, receipt_view, worker_view
 from chalicelib.deps import platform
 from chalicelib.domain import services
@@ -95,14 +95,18 @@ def next_task() -> Response:
 
 @bp.route("/assignments/{assignment_id}/submit", methods=["POST"])
 @json_errors
-def submit(assignment_id: str) -> dict:
+def submit(assignment_id: str) -> Response:
     """Submit an answer (or not_applicable with a reason) for a leased task."""
     worker = _worker()
-    receipt = services.submit_answer(platform(), worker, assignment_id,
-                                     json_body(bp.current_request))
-    count("Submissions")
-    logger.info("answer accepted", extra={"duplicate": receipt.duplicate})
-    return receipt_view(receipt)
+    request = bp.current_request
+
+    def run() -> tuple[int, dict]:
+        receipt = services.submit_answer(platform(), worker, assignment_id, json_body(request))
+        count("Submissions")
+        logger.info("answer accepted", extra={"duplicate": receipt.duplicate})
+        return 200, receipt_view(receipt)
+
+    return idempotent(bp, worker.account_id, run)
 
 
 @bp.route("/assignments/{assignment_id}/release", methods=["POST"])

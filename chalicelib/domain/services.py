@@ -71,6 +71,8 @@ class Platform:
     _nothing_for: dict[tuple[str, str], float] = field(default_factory=dict)
     _blocked: dict[str, tuple[bool, float]] = field(default_factory=dict)
     _models: dict[str, tuple[Any, float]] = field(default_factory=dict)
+    # Idempotency-Key store (chalicelib.adapters.idempotency); None runs every request.
+    idempotency: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def now(self) -> float:

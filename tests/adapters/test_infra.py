@@ -202,6 +202,7 @@ def test_stack_creates_every_table_with_its_keys_indexes_ttl_and_recovery(output
         "worker-stats": [("worker_id", "HASH"), ("scope", "RANGE")],
         "ledger": [("account_id", "HASH"), ("entry_id", "RANGE")],
         "catalog": [("kind", "HASH"), ("name", "RANGE")],
+        "idempotency": [("id", "HASH")],
     }
     for suffix, key_schema in expected_keys.items():
         table = describe(suffix)

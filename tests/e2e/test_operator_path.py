@@ -111,7 +111,8 @@ def test_deploy_is_complete_idempotent_checkable_and_destroyable(moto_server, tm
     assert {"POST /quotes", "POST /jobs", "GET /jobs/{job_id}", "GET /tasks/next",
             "POST /assignments/{assignment_id}/submit"} <= first["routes"]
     assert {f"crowd-dev-{t}" for t in ("accounts", "credentials", "quotes", "jobs", "items",
-                                       "results", "worker-stats", "ledger", "catalog")} <= first["tables"]
+                                       "results", "worker-stats", "ledger", "catalog",
+                                       "idempotency")} <= first["tables"]
     assert first["queues"] == ["crowd-dev-ingest", "crowd-dev-ingest-dlq", "crowd-dev-results",
                                "crowd-dev-results-dlq"]
     assert first["redrives"] == {"crowd-dev-ingest": "crowd-dev-ingest-dlq",

@@ -21,7 +21,8 @@ class Stub(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = json.loads(self.rfile.read(length)) if length else None
         self.seen.append((self.command, self.path, {"key": self.headers.get("X-Api-Key"),
-                                                    "body": body}))
+                                                    "body": body,
+                                                    "idem": self.headers.get("Idempotency-Key")}))
         queue = self.script[self.path.split("?")[0]]
         status, payload = queue.pop(0) if len(queue) > 1 else queue[0]
         raw = json.dumps(payload).encode()
@@ -59,7 +60,11 @@ def test_429_and_5xx_are_retried_with_growing_backoff(server):
     client, waits = _client(server)
     assert client.quote(task_type="categorical", items=1) == {"quote_id": "q_1"}
     assert len(waits) == 2 and waits[1] > waits[0] * 0.5
-    assert Stub.seen[-1][2] == {"key": "ck_test", "body": {"task_type": "categorical", "items": 1}}
+    seen = [entry[2] for entry in Stub.seen]
+    assert seen[-1]["key"] == "ck_test"
+    assert seen[-1]["body"] == {"task_type": "categorical", "items": 1}
+    # the three attempts carried one Idempotency-Key, so the quote is made once
+    assert len({entry["idem"] for entry in seen}) == 1 and seen[0]["idem"]
 
 
 def test_a_4xx_is_raised_at_once_with_the_apis_code_and_field(server):

@@ -1,0 +1,61 @@
+"""Idempotency-Key on requests, kept by aws-lambda-powertools' idempotency utility in DynamoDB.
+
+A request carrying `Idempotency-Key` runs once per (account, method, path, key): its first
+successful response is stored for 24 hours and returned again for the same key and body; the
+same key with another body is refused (422); while the first is still running, a second gets
+409. Failed requests are not stored, so a retry after an error runs again.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer, IdempotencyConfig, idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError, IdempotencyValidationError,
+)
+
+from chalicelib.errors import Conflict, UnprocessableEntity
+
+KEEP_SECONDS = 24 * 3600
+
+
+def _replayed(response: dict[str, Any], record: Any) -> dict[str, Any]:
+    return {**response, "replayed": True}
+
+
+class DynamoIdempotency:
+    """Runs a request's handler at most once per idempotency key."""
+
+    def __init__(self, table: str, client: Any) -> None:
+        layer = DynamoDBPersistenceLayer(table_name=table, boto3_client=client)
+        config = IdempotencyConfig(event_key_jmespath="key", payload_validation_jmespath="body",
+                                   expires_after_seconds=KEEP_SECONDS, response_hook=_replayed)
+
+        @idempotent_function(data_keyword_argument="request", persistence_store=layer,
+                             config=config)
+        def run(request: dict[str, Any], handler: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+            return handler()
+
+        self._run = run
+        self._config = config
+
+    def once(self, key: str, body: str, handler: Callable[[], dict[str, Any]],
+             lambda_context: Any = None) -> dict[str, Any]:
+        """handler()'s first result for this key ({"status", "body"}), "replayed" when stored.
+
+        With the Lambda context, a request still "in progress" when its Lambda timed out
+        can be retried as soon as that time is up."""
+        if lambda_context is not None and hasattr(lambda_context, "get_remaining_time_in_millis"):
+            self._config.register_lambda_context(lambda_context)
+        try:
+            return self._run(request={"key": key, "body": body}, handler=handler)
+        except IdempotencyValidationError:
+            raise UnprocessableEntity("this Idempotency-Key was used with another body",
+                                      field="Idempotency-Key", code="idempotency_key_reused") from None
+        except IdempotencyAlreadyInProgressError:
+            raise Conflict("a request with this Idempotency-Key is still being processed; retry "
+                           "in a moment", field="Idempotency-Key",
+                           code="idempotency_key_in_progress") from None
