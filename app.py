@@ -10,7 +10,7 @@ from typing import Any
 
 from chalice import Chalice
 
-from chalicelib.api import clients, operators, pages, workers
+from chalicelib.api import clients, openapi, operators, pages, workers
 from chalicelib.api.common import chalice_errors_as_json
 from chalicelib.deps import platform
 from chalicelib.domain import services
@@ -23,6 +23,7 @@ app.register_blueprint(clients.bp)
 app.register_blueprint(workers.bp)
 app.register_blueprint(operators.bp)
 app.register_blueprint(pages.bp)
+app.register_blueprint(openapi.bp)
 app.register_middleware(chalice_errors_as_json, "http")
 
 INGEST_QUEUE, RESULTS_QUEUE = queue_names()

@@ -108,6 +108,27 @@ class FakeAccounts:
             return Principal(record["account_id"], record["role"], record["name"],
                              record["skills"], tuple(sorted(record.get("scores", {}).items())))
 
+    def rotate(self, account_id: str, old_hash: str, new_hash: str, now: float) -> bool:
+        """A new credential for the account; the old one revoked."""
+        with self._lock:
+            old = self.credentials.get(old_hash)
+            if old is None or old["revoked"] or old["account_id"] != account_id \
+                    or new_hash in self.credentials:
+                return False
+            old["revoked"] = True
+            self.credentials[new_hash] = {**old, "revoked": False, "created_at": now}
+            return True
+
+    def revoke(self, account_id: str) -> bool:
+        """Revoke every live credential of the account."""
+        with self._lock:
+            if account_id not in self.accounts:
+                return False
+            for record in self.credentials.values():
+                if record["account_id"] == account_id:
+                    record["revoked"] = True
+            return True
+
     def grant_skill(self, account_id: str, skill: str, score: float) -> None:
         """Add the skill and score to the account and its credentials."""
         with self._lock:

@@ -168,6 +168,36 @@ class DynamoAccounts:
         if not _once(write):
             raise TransientError("the skill could not be granted; submit again")
 
+    def rotate(self, account_id: str, old_hash: str, new_hash: str, now: float) -> bool:
+        """Replace the account's credential: the new one is stored and the old one revoked,
+        together; False if old_hash is no longer the account's live credential."""
+        account = AccountModel.get(account_id, consistent_read=True)
+        old = CredentialModel.get(old_hash, consistent_read=True)
+
+        def write(tx: TransactWrite) -> None:
+            tx.save(CredentialModel(new_hash, account_id=account_id, role=account.role,
+                                    name=account.name, skills=account.skills or None,
+                                    scores=account.scores or None, created_at=now),
+                    condition=CredentialModel.token_hash.does_not_exist())
+            tx.update(CredentialModel(old_hash), actions=[CredentialModel.revoked.set(True)],
+                      condition=(CredentialModel.revoked == False)  # noqa: E712
+                      & (CredentialModel.account_id == account_id))
+            tx.update(AccountModel(account_id), actions=[AccountModel.token_hash.set(new_hash)],
+                      condition=AccountModel.token_hash == old_hash)
+
+        return old.account_id == account_id and _once(write)
+
+    def revoke(self, account_id: str) -> bool:
+        """Revoke the account's live credential; False if there is no such account."""
+        try:
+            account = AccountModel.get(account_id, consistent_read=True)
+        except AccountModel.DoesNotExist:
+            return False
+        if account.token_hash:
+            _update_raw(CredentialModel, account.token_hash, None,
+                        [CredentialModel.revoked.set(True)], CredentialModel.token_hash.exists())
+        return True
+
 
 class DynamoQuotes:
     """Quotes."""

@@ -192,3 +192,12 @@ def list_cohorts() -> dict:
 
     _client()
     return {"cohorts": cohorts(platform())}
+
+
+@bp.route("/keys/rotate", methods=["POST"])
+@json_errors
+def rotate_key() -> dict:
+    """A new API key for this client account; the key used for this call stops working."""
+    client = _client()
+    secret = services.rotate_credentials(platform(), client, client_secret(bp.current_request))
+    return {"account_id": client.account_id, "api_key": secret}

@@ -32,6 +32,15 @@ def unblock_worker(worker_id: str) -> dict:
     return services.operator_block(platform(), operator, worker_id, None, blocked=False)
 
 
+@bp.route("/operator/keys/rotate", methods=["POST"])
+@json_errors
+def rotate_key() -> dict:
+    """A new key for this operator account; the key used for this call stops working."""
+    operator = _operator()
+    secret = services.rotate_credentials(platform(), operator, client_secret(bp.current_request))
+    return {"account_id": operator.account_id, "api_key": secret}
+
+
 @bp.route("/operator/cohorts", methods=["PUT"])
 @json_errors
 def put_cohort() -> dict:
@@ -51,3 +60,11 @@ def create_qualification() -> Response:
     operator = _operator()
     return Response(body=publish(platform(), operator, json_body(bp.current_request)),
                     status_code=201)
+
+
+@bp.route("/operator/accounts/{account_id}/revoke", methods=["POST"])
+@json_errors
+def revoke_account(account_id: str) -> dict:
+    """Revoke an account's credential (a client key, worker token or operator key)."""
+    operator = _operator()
+    return services.revoke_account(platform(), operator, account_id)

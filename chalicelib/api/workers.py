@@ -33,6 +33,15 @@ def whoami() -> dict:
     return {**worker_view(worker), "quality": services.worker_quality(platform(), worker)}
 
 
+@bp.route("/workers/me/token/rotate", methods=["POST"])
+@json_errors
+def rotate_token() -> dict:
+    """A new token for this worker; the token used for this call stops working."""
+    worker = _worker()
+    token = services.rotate_credentials(platform(), worker, worker_secret(bp.current_request))
+    return {"worker_id": worker.account_id, "token": token}
+
+
 @bp.route("/workers/me/jobs", methods=["GET"])
 @json_errors
 def available_jobs() -> dict:

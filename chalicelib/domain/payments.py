@@ -81,8 +81,8 @@ def review_assignment(p: Platform, client: Principal, assignment_id: str, body: 
     A rejected answer is left out of aggregation, its reward goes back to the job's pool,
     and while the job still takes answers its item gets a replacement slot.
     """
+    job, item, worker_id, answer = _client_answer(p, client, assignment_id)  # 404 comes first
     reason = _review_body(body, reason_required=status == REJECTED)
-    job, item, worker_id, answer = _client_answer(p, client, assignment_id)
     review = answer.review
     if review is None:
         review = settle(p, job, item, worker_id, answer, status, reason, client.account_id)

@@ -98,6 +98,10 @@ class AccountStore(Protocol):
     def principal_for(self, token_hash: str) -> Principal | None: """The account a credential belongs to."""
     def grant_skill(self, account_id: str, skill: str, score: float) -> None:
         """Give an account a skill with its score (on the account and its credential)."""
+    def rotate(self, account_id: str, old_hash: str, new_hash: str, now: float) -> bool:
+        """Store a new credential and revoke the old one, together."""
+    def revoke(self, account_id: str) -> bool:
+        """Revoke the account's live credential; False if there is no such account."""
 
 
 class QuoteStore(Protocol):

@@ -112,6 +112,25 @@ def create_account(p: Platform, role: str, name: str, skills: Iterable[str] = ()
     return Principal(account_id, role, name, frozenset(skills)), secret
 
 
+def rotate_credentials(p: Platform, principal: Principal, secret: str) -> str:
+    """A new secret for the caller's account; the one they called with stops working at once
+    on this container and within a minute on the others (their credential cache)."""
+    prefix = {CLIENT: "ck", WORKER: "wt", OPERATOR: "ok"}[principal.role]
+    new = new_secret(prefix)
+    if not p.accounts.rotate(principal.account_id, hash_secret(secret), hash_secret(new), p.now()):
+        raise Conflict("this credential was rotated or revoked meanwhile", code="credential_changed")
+    p._principals.pop(hash_secret(secret), None)
+    return new
+
+
+def revoke_account(p: Platform, operator: Principal, account_id: str) -> dict[str, Any]:
+    """An operator revokes an account's credential (effective within a minute everywhere)."""
+    if not p.accounts.revoke(account_id):
+        raise NotFound("no such account", code="account_not_found")
+    p._principals.clear()
+    return {"account_id": account_id, "revoked": True}
+
+
 def register_worker(p: Platform, body: Any) -> tuple[Principal, str]:
     """Open self-registration of a worker with a name and skills (e.g. languages)."""
     if not p.open_registration:
@@ -248,11 +267,11 @@ def _close_answering(p: Platform, client: Principal, job: Job, to_state: str, re
 def promote_job(p: Platform, client: Principal, job_id: str, body: Any) -> Job:
     """Move a job on: a running pilot is closed now (its report follows, then calibration);
     a job in calibration goes to production, with revised instructions if given."""
+    job = client_job(p, client, job_id)  # another client's job is 404 whatever the body
     body = v.require_object(body if body is not None else {}, "body")
     v.reject_unknown(body, ("instructions", "reason"))
     reason = v.text(body, "reason", max_length=500, required=False)
     instructions = v.text(body, "instructions", max_length=MAX_INSTRUCTIONS, required=False)
-    job = client_job(p, client, job_id)
     if job.phase == PILOT and job.state == ACTIVE:
         if instructions is not None:
             raise Conflict("revise the instructions when promoting from calibration to "
