@@ -143,29 +143,29 @@ def block_worker(job_id: str, worker_id: str) -> dict:
                                          json_body(request))
 
 
-@bp.route("/assignments/{assignment_id}/approve", methods=["POST"])
-@json_errors
-def approve_assignment(assignment_id: str) -> Response:
-    """Approve an accepted answer (optional {"reason": ...}): the worker is paid, once."""
+def _review(assignment_id: str, status: str) -> Response:
     from chalicelib.domain.payments import review_assignment
 
     request = bp.current_request
     client = _client()
+    # An approval may come without a body; a rejection needs its reason.
+    body = json_body(request) if (request.raw_body or b"").strip() else None
     return idempotent(bp, client.account_id, lambda: (200, review_assignment(
-        platform(), client, assignment_id,
-        json_body(request) if (request.raw_body or b"").strip() else None, APPROVED)))
+        platform(), client, assignment_id, body, status)))
+
+
+@bp.route("/assignments/{assignment_id}/approve", methods=["POST"])
+@json_errors
+def approve_assignment(assignment_id: str) -> Response:
+    """Approve an accepted answer (optional {"reason": ...}): the worker is paid, once."""
+    return _review(assignment_id, APPROVED)
 
 
 @bp.route("/assignments/{assignment_id}/reject", methods=["POST"])
 @json_errors
 def reject_assignment(assignment_id: str) -> Response:
     """Reject an accepted answer with {"reason": ...}: not paid, left out, slot offered again."""
-    from chalicelib.domain.payments import review_assignment
-
-    request = bp.current_request
-    client = _client()
-    return idempotent(bp, client.account_id, lambda: (200, review_assignment(
-        platform(), client, assignment_id, json_body(request), REJECTED)))
+    return _review(assignment_id, REJECTED)
 
 
 @bp.route("/jobs/{job_id}/bonuses", methods=["POST"])
