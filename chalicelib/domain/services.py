@@ -748,8 +748,9 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
         if job_id in repeats or new < len(answers) or any(a.item_complete for a in answers):
             job = p.jobs.get_job(job_id)
             if job is not None and job.state in TAKES_ANSWERS and job.items_done >= job.round_items:
-                refund_expired_gold(p, job)
-                if replace_left_out(p, job) == 0:
+                items = list(p.items.iter_items(job.job_id))  # read once for both
+                refund_expired_gold(p, job, items)
+                if replace_left_out(p, job, items) == 0:
                     # Only if every item is still done: another consumer may have reopened one.
                     start_aggregation(p, job, require_done=True)
 
@@ -783,7 +784,7 @@ def adapt(p: Platform, job: Job, answer: CountedAnswer, ordinal: int | None) -> 
     pool, before the answer is counted, so the item is not counted complete. Idempotent: a
     redelivered answer finds the slot already added and is counted as not completing."""
     from chalicelib.domain.adaptive import AdaptiveRedundancy, wants_more
-    from chalicelib.workflows.aggregation import vote
+    from chalicelib.domain.aggregation import vote
 
     item = p.items.get_item(job.job_id, answer.item_id)
     if item is None or ordinal is None or item.gold is not None:
@@ -818,7 +819,7 @@ def refit_online_model(p: Platform, job_id: str, new: int) -> None:
     every answer so far (left-out answers excluded, gold clamped)."""
     from chalicelib.domain.adaptive import OnlineModel, refit_every
     from chalicelib.domain.aggregation.categorical import default_model
-    from chalicelib.workflows.aggregation import vote
+    from chalicelib.domain.aggregation import vote
 
     job = p.jobs.get_job(job_id)
     if job is None:
@@ -861,11 +862,11 @@ def is_left_out(answer: StoredAnswer, worker_id: str, left_out: set[str]) -> boo
     return worker_id in left_out or (answer.review or {}).get("status") == REJECTED
 
 
-def refund_expired_gold(p: Platform, job: Job) -> int:
+def refund_expired_gold(p: Platform, job: Job, items: Iterable[ItemState] | None = None) -> int:
     """Give the pool back the reservations of expired gold leases (a gold item's slots never
     run out, so nobody reclaims them); return how many. Runs when a round would close."""
     now, refunded = p.now(), 0
-    for item in p.items.iter_items(job.job_id):
+    for item in p.items.iter_items(job.job_id) if items is None else items:
         if item.gold is None:
             continue
         for worker, lease in item.leases.items():
@@ -875,7 +876,7 @@ def refund_expired_gold(p: Platform, job: Job) -> int:
     return refunded
 
 
-def replace_left_out(p: Platform, job: Job) -> int:
+def replace_left_out(p: Platform, job: Job, items: Iterable[ItemState] | None = None) -> int:
     """Before a round closes, give each item as many new slots as it has answers left out
     (rejected by the client, or by workers blocked from the job or everywhere), paid from the
     job's pool; return how many items were reopened.
@@ -886,7 +887,7 @@ def replace_left_out(p: Platform, job: Job) -> int:
     """
     if job.state != ACTIVE:
         return 0  # a stopped or closing job takes no new leases: nobody could fill them
-    items = [item for item in p.items.iter_items(job.job_id)
+    items = [item for item in (p.items.iter_items(job.job_id) if items is None else items)
              if item.gold is None and not item.held]
     if not job.blocked_workers and not job.rejected_answers:
         candidates = {w for item in items for w in item.answers}

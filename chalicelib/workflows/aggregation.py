@@ -29,8 +29,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from chalicelib.domain.aggregation import NA_CLASS, Posterior, aggregate_item
-from chalicelib.domain.answers import is_not_applicable, matches_gold
+from chalicelib.domain.aggregation import Posterior, aggregate_item, vote
+from chalicelib.domain.answers import matches_gold
 from chalicelib.domain.jobs import iso, report_key
 from chalicelib.domain.report import build_report
 from chalicelib.domain import phases
@@ -90,11 +90,6 @@ def _job(p: Platform, job_id: str) -> Job:
     if job is None:
         raise NotFound(f"no job {job_id}")
     return job
-
-
-def vote(answer: dict[str, Any]) -> str:
-    """A categorical answer as the model's class: its label, or the N/A class."""
-    return NA_CLASS if is_not_applicable(answer) else answer["label"]
 
 
 def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:

@@ -39,6 +39,11 @@ def _vote_key(answer: dict[str, Any]) -> Any:
     return _NA if is_not_applicable(answer) else answer.get("label")
 
 
+def vote(answer: dict[str, Any]) -> str:
+    """A categorical answer as the model's class: its label, or the N/A class."""
+    return NA_CLASS if is_not_applicable(answer) else answer["label"]
+
+
 def majority_vote(answers: Sequence[dict[str, Any]], labels: Sequence[str]) -> tuple[Any, float]:
     """(winning label or the N/A marker, share of votes) with ties broken by label order."""
     counts = Counter(_vote_key(answer) for answer in answers)
