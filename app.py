@@ -10,8 +10,8 @@ from typing import Any
 
 from chalice import Chalice
 
-from chalicelib.api import clients, openapi, operators, pages, workers
-from chalicelib.api.common import chalice_errors_as_json
+from chalicelib.api import clients, openapi, operators, pages, webhooks, workers
+from chalicelib.api.common import chalice_errors_as_json, refuse_oversize
 from chalicelib.deps import platform
 from chalicelib.domain import services
 from chalicelib.observability import correlated, count, logger
@@ -24,9 +24,11 @@ app.register_blueprint(workers.bp)
 app.register_blueprint(operators.bp)
 app.register_blueprint(pages.bp)
 app.register_blueprint(openapi.bp)
+app.register_blueprint(webhooks.bp)
 app.register_middleware(chalice_errors_as_json, "http")
+app.register_middleware(refuse_oversize, "http")
 
-INGEST_QUEUE, RESULTS_QUEUE = queue_names()
+INGEST_QUEUE, RESULTS_QUEUE, WEBHOOK_QUEUE = queue_names()
 
 
 def _message_id(record: Any) -> str | None:
@@ -84,14 +86,27 @@ def count_answers(event: Any) -> None:
         raise RuntimeError(f"{unreadable} message(s) were not JSON")
 
 
+@app.on_sqs_message(queue=WEBHOOK_QUEUE, batch_size=10)
+def deliver_webhooks(event: Any) -> None:
+    """Attempt each due webhook delivery once; failures are queued again with back-off."""
+    from chalicelib.domain import webhooks
+
+    hooks = platform().webhooks
+    _each_message(event, lambda message: webhooks.deliver(hooks, message))
+
+
 @app.schedule("rate(1 minute)")
 def finalize_due_jobs(event: Any) -> None:
-    """Start aggregation for jobs past their deadline or cancelled with no leases left, and
-    approve answers nobody reviewed within their job's review period."""
+    """Start aggregation for jobs past their deadline or cancelled with no leases left,
+    publish job events a crash left unpublished, and approve answers nobody reviewed within
+    their job's review period."""
     from chalicelib.domain.payments import auto_approve_due
+
+    from chalicelib.domain.webhooks import publish_due_job_events
 
     p = platform()
     services.finalize_due_jobs(p)
+    publish_due_job_events(p)
     approved = auto_approve_due(p)
     if approved:
         count("AutoApprovals", approved)

@@ -29,6 +29,8 @@ def _build() -> Platform:
     from chalicelib.adapters.messaging import SqsQueue, StepFunctionsWorkflow
     from chalicelib.adapters.models import bind_models
     from chalicelib.adapters.storage import S3Blobs
+    from chalicelib.adapters.webhooks import DynamoWebhooks, EventBridgeBus, post_json
+    from chalicelib.domain.webhooks import WebhookConfig, Webhooks
     from chalicelib.settings import settings
 
     config = settings()
@@ -45,6 +47,14 @@ def _build() -> Platform:
                                        config.aggregation_state_machine_arn),
         idempotency=DynamoIdempotency(config.idempotency_table,
                                       aws.client("dynamodb", config.region)),
+        webhooks=Webhooks(
+            store=DynamoWebhooks(), queue=SqsQueue(sqs, config.webhook_queue_name),
+            dead_letters=SqsQueue(sqs, config.webhook_dead_letter_queue_name), send=post_json,
+            bus=EventBridgeBus(aws.client("events", config.region), config.event_bus_name),
+            config=WebhookConfig(retry_base_seconds=config.webhook_retry_base_seconds,
+                                 retry_max_seconds=config.webhook_retry_max_seconds,
+                                 window_seconds=config.webhook_window_seconds,
+                                 allow_insecure=config.webhook_allow_insecure)),
         cache_seconds=config.cache_seconds,
         open_registration=config.open_worker_registration,
     )

@@ -18,6 +18,10 @@ _REQUIRED = {
     "ledger_table": "LEDGER_TABLE",
     "catalog_table": "CATALOG_TABLE",
     "idempotency_table": "IDEMPOTENCY_TABLE",
+    "webhooks_table": "WEBHOOKS_TABLE",
+    "webhook_queue_name": "WEBHOOK_QUEUE_NAME",
+    "webhook_dead_letter_queue_name": "WEBHOOK_DEAD_LETTER_QUEUE_NAME",
+    "event_bus_name": "EVENT_BUS_NAME",
     "ingest_queue_name": "INGEST_QUEUE_NAME",
     "results_queue_name": "RESULTS_QUEUE_NAME",
     "results_bucket": "RESULTS_BUCKET",
@@ -28,6 +32,7 @@ _REQUIRED = {
 # source mappings at deploy time), so they have defaults that match the dev stage.
 DEFAULT_INGEST_QUEUE = "crowd-dev-ingest"
 DEFAULT_RESULTS_QUEUE = "crowd-dev-results"
+DEFAULT_WEBHOOK_QUEUE = "crowd-dev-webhooks"
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,10 @@ class Settings:
     ledger_table: str
     catalog_table: str
     idempotency_table: str
+    webhooks_table: str
+    webhook_queue_name: str
+    webhook_dead_letter_queue_name: str
+    event_bus_name: str
     ingest_queue_name: str
     results_queue_name: str
     results_bucket: str
@@ -51,6 +60,11 @@ class Settings:
     region: str
     open_worker_registration: bool
     cache_seconds: float
+    webhook_retry_base_seconds: float = 30.0
+    webhook_retry_max_seconds: float = 3600.0
+    webhook_window_seconds: float = 24 * 3600.0
+    # http:// and private addresses as webhook endpoints (local stacks and tests only).
+    webhook_allow_insecure: bool = False
 
 
 def _flag(value: str | None) -> bool:
@@ -69,6 +83,10 @@ def read_settings(environ: dict[str, str] | None = None) -> Settings:
         region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1",
         open_worker_registration=_flag(env.get("OPEN_WORKER_REGISTRATION")),
         cache_seconds=float(env.get("CACHE_SECONDS", "2")),
+        webhook_retry_base_seconds=float(env.get("WEBHOOK_RETRY_BASE_SECONDS", "30")),
+        webhook_retry_max_seconds=float(env.get("WEBHOOK_RETRY_MAX_SECONDS", "3600")),
+        webhook_window_seconds=float(env.get("WEBHOOK_WINDOW_SECONDS", str(24 * 3600))),
+        webhook_allow_insecure=_flag(env.get("WEBHOOK_ALLOW_INSECURE")),
     )
 
 
@@ -78,9 +96,10 @@ def settings() -> Settings:
     return read_settings()
 
 
-def queue_names() -> tuple[str, str]:
-    """Ingest and results queue names for Chalice's event-source decorators."""
+def queue_names() -> tuple[str, str, str]:
+    """Ingest, results and webhook queue names for Chalice's event-source decorators."""
     return (
         os.environ.get("INGEST_QUEUE_NAME", DEFAULT_INGEST_QUEUE),
         os.environ.get("RESULTS_QUEUE_NAME", DEFAULT_RESULTS_QUEUE),
+        os.environ.get("WEBHOOK_QUEUE_NAME", DEFAULT_WEBHOOK_QUEUE),
     )

@@ -185,6 +185,38 @@ class Client:
         """The raw answers as a DataFrame with crowd-kit's columns task, worker, label."""
         return _pandas().DataFrame(self.answers(job_id), columns=["task", "worker", "label"])
 
+    # --- webhooks ------------------------------------------------------------------------------
+
+    def create_webhook(self, url: str, events: list[str] | None = None,
+                       description: str | None = None) -> dict[str, Any]:
+        """Register an endpoint; the answer holds its signing `secret` (shown this once)."""
+        body = {k: v for k, v in {"url": url, "events": events,
+                                  "description": description}.items() if v is not None}
+        return self.request("POST", "/webhooks/endpoints", body)
+
+    def webhooks(self) -> list[dict[str, Any]]:
+        """The account's endpoints."""
+        return self.request("GET", "/webhooks/endpoints")["endpoints"]
+
+    def delete_webhook(self, endpoint_id: str) -> None:
+        """Stop sending events to an endpoint."""
+        self.request("DELETE", f"/webhooks/endpoints/{_quoted(endpoint_id)}")
+
+    def deliveries(self, job_id: str | None = None) -> Iterator[dict[str, Any]]:
+        """Webhook deliveries, newest first, each with its attempts."""
+        cursor = None
+        while True:
+            page = self.request("GET", "/webhooks/deliveries",
+                                query={"limit": 100, "cursor": cursor, "job_id": job_id})
+            yield from page["deliveries"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def replay_delivery(self, delivery_id: str) -> dict[str, Any]:
+        """Send a delivery's event again (a new delivery)."""
+        return self.request("POST", f"/webhooks/deliveries/{_quoted(delivery_id)}/replay")
+
     def _pages(self, path: str, key: str) -> Iterator[dict[str, Any]]:
         cursor = None
         while True:
@@ -193,6 +225,36 @@ class Client:
             cursor = page.get("next_cursor")
             if not cursor:
                 return
+
+
+SIGNATURE_HEADER = "Crowd-Signature"
+
+
+def verify_signature(payload: bytes | str, header: str | None, secret: str,
+                     tolerance: float = 300.0, now: float | None = None) -> bool:
+    """True when `header` (the request's `Crowd-Signature`, `t=<unix>,v1=<hex>`) is this
+    endpoint secret's HMAC-SHA256 of `"<t>.<raw body>"` and t is within `tolerance` seconds
+    of now: a forged body fails the first, a replayed old request the second. Pass the raw
+    body exactly as received (before any JSON parsing)."""
+    import hashlib
+    import hmac
+
+    if not header:
+        return False
+    parts: dict[str, list[str]] = {}
+    for piece in header.split(","):
+        name, _, value = piece.strip().partition("=")
+        parts.setdefault(name, []).append(value)
+    try:
+        timestamp = int(parts["t"][0])
+    except (KeyError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - timestamp) > tolerance:
+        return False
+    body = payload.encode("utf-8") if isinstance(payload, str) else payload
+    expected = hmac.new(secret.encode("utf-8"), str(timestamp).encode() + b"." + body,
+                        hashlib.sha256).hexdigest()
+    return any(hmac.compare_digest(expected, candidate) for candidate in parts.get("v1", []))
 
 
 def _quoted(part: str) -> str:

@@ -24,7 +24,7 @@ from infra.stack import app_environment, deploy_stack, render_template, stack_na
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 APP_NAME = "crowd"
-QUEUE_VARIABLES = ("INGEST_QUEUE_NAME", "RESULTS_QUEUE_NAME")
+QUEUE_VARIABLES = ("INGEST_QUEUE_NAME", "RESULTS_QUEUE_NAME", "WEBHOOK_QUEUE_NAME")
 
 
 class DeployError(Exception):
@@ -55,13 +55,17 @@ def render_policy(stage: str, app_name: str = APP_NAME) -> dict[str, Any]:
                           f"{table}-items/index/*", f"{table}-results",
                           f"{table}-worker-stats", f"{table}-worker-stats/index/*",
                           f"{table}-ledger", f"{table}-ledger/index/*", f"{table}-catalog",
-                          f"{table}-idempotency"]},
+                          f"{table}-idempotency", f"{table}-webhooks"]},
             # Receive, Delete and GetQueueAttributes are what Lambda's SQS event source
             # needs from the consumers' role; the code itself sends.
             {"Sid": "Queues", "Effect": "Allow",
              "Action": ["sqs:DeleteMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl",
                         "sqs:ReceiveMessage", "sqs:SendMessage"],
-             "Resource": [f"arn:aws:sqs:*:*:{prefix}-ingest", f"arn:aws:sqs:*:*:{prefix}-results"]},
+             "Resource": [f"arn:aws:sqs:*:*:{prefix}-ingest", f"arn:aws:sqs:*:*:{prefix}-results",
+                          f"arn:aws:sqs:*:*:{prefix}-webhooks",
+                          f"arn:aws:sqs:*:*:{prefix}-webhooks-dlq"]},
+            {"Sid": "Events", "Effect": "Allow", "Action": ["events:PutEvents"],
+             "Resource": f"arn:aws:events:*:*:event-bus/{prefix}-events"},
             # PutObject also covers the multipart calls of streamed results; an upload that
             # fails half-way is aborted so its parts are not left behind.
             {"Sid": "Results", "Effect": "Allow",

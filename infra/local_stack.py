@@ -316,7 +316,8 @@ def start_local_stack(
         stop_event = threading.Event()
         pump = SqsPump(
             session.client("sqs", endpoint_url=moto_endpoint),
-            {app_env["INGEST_QUEUE_NAME"]: app.ingest_items, app_env["RESULTS_QUEUE_NAME"]: app.count_answers},
+            {app_env["INGEST_QUEUE_NAME"]: app.ingest_items, app_env["RESULTS_QUEUE_NAME"]: app.count_answers,
+             **({app_env["WEBHOOK_QUEUE_NAME"]: app.deliver_webhooks} if hasattr(app, "deliver_webhooks") else {})},
             function_name_prefix=f"{app_name}-{stage}-",
         )
         threads = [threading.Thread(target=pump.run_forever, args=(stop_event, pump_interval), name="sqs-pump", daemon=True)]

@@ -67,13 +67,16 @@ def stack(monkeypatch):
         for name, value in app_environment(outputs).items():
             monkeypatch.setenv(name, value)
         monkeypatch.setenv("OPEN_WORKER_REGISTRATION", "true")
+        # Receivers in tests listen on 127.0.0.1 over plain http.
+        monkeypatch.setenv("WEBHOOK_ALLOW_INSECURE", "true")
         deps.reset()
         import app as app_module
 
         handlers = {name: getattr(app_module, name) for name in STAGE_FUNCTIONS}
         sqs = boto3.client("sqs")
         pump = SqsPump(sqs, {os.environ["INGEST_QUEUE_NAME"]: app_module.ingest_items,
-                             os.environ["RESULTS_QUEUE_NAME"]: app_module.count_answers})
+                             os.environ["RESULTS_QUEUE_NAME"]: app_module.count_answers,
+                             os.environ["WEBHOOK_QUEUE_NAME"]: app_module.deliver_webhooks})
         with moto_shims.routed_stage_functions(boto3.client("lambda"), boto3.client("iam"),
                                                handlers), \
                 moto_shims.make_step_functions_instant(), \

@@ -28,6 +28,7 @@ from chalicelib.domain.model import (
 )
 from chalicelib.domain.ports import Page, SlotOutcome, WorkerRecord
 from chalicelib.domain.services import Platform
+from chalicelib.domain.webhooks import record_has_events
 from chalicelib.errors import Conflict, InvalidRequest, NotFound
 
 START = 1_800_000_000.0
@@ -489,7 +490,30 @@ class FakeJobs:
                 setattr(job, name, value)
             if record is not None:
                 job.transitions = job.transitions + (_json_copy(record),)
+                if record_has_events(record):
+                    job.events_due_at = float(record.get("at") or 0) + len(job.transitions) / 1e6
             return True
+
+    def mark_events_sent(self, job_id: str, sent_before: int, sent_now: int,
+                         due_at_seen: float | None) -> None:
+        """Move the mark (only from sent_before); off the outbox unless a transition came."""
+        with self._lock:
+            job = self.jobs[job_id]
+            if job.events_sent != sent_before:
+                return
+            job.events_sent = sent_now
+            if due_at_seen is not None and job.events_due_at == due_at_seen:
+                job.events_due_at = None
+
+    def jobs_with_events_due(self) -> list[str]:
+        """Jobs with unpublished transition events."""
+        with self._lock:
+            return sorted(j for j, job in self.jobs.items() if job.events_due_at is not None)
+
+    def mark_budget_alerted(self, job_id: str) -> None:
+        """Record the budget alert."""
+        with self._lock:
+            self.jobs[job_id].budget_alerted = True
 
     def record_counted(self, job_id: str, answers: Sequence[CountedAnswer],
                        review_due_at: float | None = None) -> int:
@@ -632,10 +656,12 @@ class FakeQueue:
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.delays: list[int] = []
 
-    def send(self, message: dict[str, Any]) -> None:
-        """Record one message."""
+    def send(self, message: dict[str, Any], delay_seconds: int = 0) -> None:
+        """Record one message (and its delay, if any, in delays)."""
         self.sent.append(_json_copy(message))
+        self.delays.append(delay_seconds)
 
     def send_many(self, messages: Sequence[dict[str, Any]]) -> None:
         """Record messages in order."""
@@ -644,7 +670,7 @@ class FakeQueue:
 
     def take(self) -> list[dict[str, Any]]:
         """Test helper: the messages sent so far, emptying the queue."""
-        messages, self.sent = self.sent, []
+        messages, self.sent, self.delays = self.sent, [], []
         return messages
 
 
@@ -850,3 +876,80 @@ def make_platform(clock: FakeClock | None = None, **overrides: Any) -> Platform:
     )
     settings.update(overrides)
     return Platform(**settings)
+
+
+class FakeWebhooks:
+    """Endpoints and deliveries, as DynamoWebhooks."""
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self.endpoints_by_id: dict[tuple[str, str], Any] = {}
+        self.by_id: dict[tuple[str, str], Any] = {}
+
+    def put_endpoint(self, endpoint: Any) -> None:
+        """Store an endpoint."""
+        with self._lock:
+            self.endpoints_by_id[(endpoint.account_id, endpoint.endpoint_id)] = endpoint
+
+    def endpoints(self, account_id: str) -> list[Any]:
+        """The account's endpoints."""
+        with self._lock:
+            return [e for (a, _), e in sorted(self.endpoints_by_id.items()) if a == account_id]
+
+    def delete_endpoint(self, account_id: str, endpoint_id: str) -> bool:
+        """Delete one; False if none."""
+        with self._lock:
+            return self.endpoints_by_id.pop((account_id, endpoint_id), None) is not None
+
+    def create_delivery(self, delivery: Any) -> bool:
+        """Store unless its id exists."""
+        with self._lock:
+            key = (delivery.account_id, delivery.delivery_id)
+            if key in self.by_id:
+                return False
+            self.by_id[key] = delivery
+            return True
+
+    def get_delivery(self, account_id: str, delivery_id: str) -> Any:
+        """One delivery."""
+        with self._lock:
+            return self.by_id.get((account_id, delivery_id))
+
+    def deliveries(self, account_id: str, limit: int, cursor: str | None) -> tuple[list, None]:
+        """Newest first (one page)."""
+        with self._lock:
+            rows = sorted((d for (a, _), d in self.by_id.items() if a == account_id),
+                          key=lambda d: d.delivery_id, reverse=True)
+            return rows[:limit], None
+
+    def claim_attempt(self, account_id: str, delivery_id: str, attempt_count: int,
+                      lease_until: float) -> bool:
+        """Start the next attempt if none started since, held until lease_until."""
+        with self._lock:
+            d = self.by_id[(account_id, delivery_id)]
+            if d.attempt_count != attempt_count or d.status != "pending":
+                return False
+            self.by_id[(account_id, delivery_id)] = replace(
+                d, attempt_count=attempt_count + 1, next_attempt_at=lease_until)
+            return True
+
+    def finish_attempt(self, account_id: str, delivery_id: str, attempt: dict, status: str,
+                       next_attempt_at: float) -> None:
+        """Append the attempt; set status and next attempt."""
+        with self._lock:
+            d = self.by_id[(account_id, delivery_id)]
+            self.by_id[(account_id, delivery_id)] = replace(
+                d, attempts=d.attempts + (_json_copy(attempt),), status=status,
+                next_attempt_at=next_attempt_at,
+                delivered_at=attempt["at"] if status == "delivered" else d.delivered_at)
+
+
+class FakeBus:
+    """Records the events put on the bus."""
+
+    def __init__(self) -> None:
+        self.events: list[Any] = []
+
+    def put(self, event: Any) -> None:
+        """Record one event."""
+        self.events.append(event)

@@ -25,6 +25,7 @@ from chalicelib.domain.model import (
     StoredAnswer,
 )
 from chalicelib.domain.ports import Page, SlotOutcome, WorkerRecord
+from chalicelib.domain.webhooks import record_has_events
 from chalicelib.errors import Conflict, InvalidRequest, NotFound, TransientError
 
 COUNT_ATTEMPTS = 4
@@ -246,6 +247,8 @@ def job_from_model(r: JobModel) -> Job:
         phase=r.phase or "production", pilot_items=int(r.pilot_items or 0),
         instruction_version=int(r.instruction_version or 1), promotion=r.promotion or {},
         transitions=tuple(json.loads(entry) for entry in (r.transitions or ())),
+        events_sent=int(r.events_sent or 0), events_due_at=r.events_due_at,
+        budget_alerted=bool(r.budget_alerted),
         gold_items=int(r.gold_items or 0), quality=r.quality or {},
         pool_cents=int(r.pool_cents or 0), blocked_workers=frozenset(r.blocked_workers or ()),
         auto_approve_seconds=int(r.auto_approve_seconds if r.auto_approve_seconds is not None
@@ -338,6 +341,11 @@ class DynamoJobs:
         if record is not None:
             actions.append(JobModel.transitions.set(
                 JobModel.transitions.append([json.dumps(record)])))
+        if record is not None and record_has_events(record):
+            # The outbox mark: this transition's events are due (webhooks.publish_job_events).
+            actions += [JobModel.events_queue.set("due"),
+                        JobModel.events_due_at.set(float(record.get("at") or time.time())
+                                                   + random.random() / 1000)]
         for name, value in changes.items():
             attribute = getattr(JobModel, name)
             actions.append(attribute.remove() if value is None else attribute.set(value))
@@ -348,6 +356,31 @@ class DynamoJobs:
             condition &= JobModel.items_done >= expect_items_done
         ok, _ = _update_raw(JobModel, job_id, None, actions, condition)
         return ok
+
+    def mark_events_sent(self, job_id: str, sent_before: int, sent_now: int,
+                         due_at_seen: float | None) -> None:
+        """Move the job's published-events mark; off the outbox index unless a transition
+        came after the read (then the sweeper publishes it if nothing else does)."""
+        cleared = (JobModel.events_sent == sent_before) if sent_before else \
+            (JobModel.events_sent.does_not_exist() | (JobModel.events_sent == 0))
+        if due_at_seen is not None:
+            ok, _ = _update_raw(JobModel, job_id, None,
+                                [JobModel.events_sent.set(sent_now),
+                                 JobModel.events_queue.remove(), JobModel.events_due_at.remove()],
+                                cleared & (JobModel.events_due_at == due_at_seen))
+            if ok:
+                return
+        _update_raw(JobModel, job_id, None, [JobModel.events_sent.set(sent_now)],
+                    cleared & JobModel.job_id.exists())
+
+    def jobs_with_events_due(self) -> list[str]:
+        """Ids of jobs with transitions whose events are not all published (sparse index)."""
+        return [r.job_id for r in JobModel.events_due.query("due")]
+
+    def mark_budget_alerted(self, job_id: str) -> None:
+        """Record that the budget alert was published."""
+        _update_raw(JobModel, job_id, None, [JobModel.budget_alerted.set(True)],
+                    JobModel.job_id.exists())
 
     def claim_refit(self, job_id: str, mark: int) -> bool:
         """Take the right to refit the online model at mark (once per mark)."""

@@ -35,9 +35,10 @@ class SqsQueue:
                     self._url = self._sqs.get_queue_url(QueueName=self._name)["QueueUrl"]
         return self._url
 
-    def send(self, message: dict[str, Any]) -> None:
-        """Send one JSON message."""
-        self._sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(message))
+    def send(self, message: dict[str, Any], delay_seconds: int = 0) -> None:
+        """Send one JSON message, visible after delay_seconds (SQS allows at most 900)."""
+        extra = {"DelaySeconds": delay_seconds} if delay_seconds else {}
+        self._sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(message), **extra)
 
     def send_many(self, messages: Sequence[dict[str, Any]]) -> None:
         """Send JSON messages in batches of at most 10 and 256 KiB; TransientError if any is refused."""

@@ -104,6 +104,17 @@ class JobsByReviewDue(GlobalSecondaryIndex):
     review_due_at = NumberAttribute(range_key=True)
 
 
+class JobsByEventsDue(GlobalSecondaryIndex):
+    """Sparse: jobs with transitions whose webhook events are not all published yet."""
+
+    class Meta:
+        index_name = "events_due"
+        projection = KeysOnlyProjection()
+
+    events_queue = UnicodeAttribute(hash_key=True)
+    events_due_at = NumberAttribute(range_key=True)
+
+
 class JobModel(Model):
     """A job: its spec, state and progress counters."""
 
@@ -151,6 +162,10 @@ class JobModel(Model):
     refit_mark = NumberAttribute(null=True)
     # JSON texts, oldest first; appended to by every transition.
     transitions = ListAttribute(of=UnicodeAttribute, default=list)
+    events_sent = NumberAttribute(default=0)
+    events_queue = UnicodeAttribute(null=True)
+    events_due_at = NumberAttribute(null=True)
+    budget_alerted = BooleanAttribute(null=True)
     ingested_chunks = NumberSetAttribute(null=True)
     answered = NumberAttribute(default=0)
     items_done = NumberAttribute(default=0)
@@ -165,6 +180,7 @@ class JobModel(Model):
     by_state = JobsByState()
     by_client = JobsByClient()
     reviews_due = JobsByReviewDue()
+    events_due = JobsByEventsDue()
 
 
 class OpenItems(GlobalSecondaryIndex):
@@ -300,8 +316,29 @@ class CatalogModel(Model):
     created_at = NumberAttribute()
 
 
+class WebhookModel(Model):
+    """An account's webhook endpoint (key `endpoint#<id>`) or delivery (`delivery#<id>`,
+    time-ordered); what never changes is in body, what attempts change has attributes."""
+
+    class Meta:
+        table_name = "webhooks"
+
+    account_id = UnicodeAttribute(hash_key=True)
+    key = UnicodeAttribute(range_key=True)
+    body = JSONAttribute()
+    created_at = NumberAttribute()
+    status = UnicodeAttribute(null=True)
+    # JSON texts, oldest first: {attempt, at, status_code, latency_ms, error?}.
+    attempts = ListAttribute(of=UnicodeAttribute, null=True)
+    attempt_count = NumberAttribute(null=True)
+    next_attempt_at = NumberAttribute(null=True)
+    delivered_at = NumberAttribute(null=True)
+    # TTL: deliveries are kept 30 days.
+    expires_at = NumberAttribute(null=True)
+
+
 ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, ItemModel, ResultModel,
-              WorkerStatsModel, LedgerModel, CatalogModel)
+              WorkerStatsModel, LedgerModel, CatalogModel, WebhookModel)
 
 
 def bind_models(settings: Settings) -> None:
@@ -316,6 +353,7 @@ def bind_models(settings: Settings) -> None:
         WorkerStatsModel: settings.worker_stats_table,
         LedgerModel: settings.ledger_table,
         CatalogModel: settings.catalog_table,
+        WebhookModel: settings.webhooks_table,
     }
     for model, table in names.items():
         if model.Meta.table_name != table or getattr(model.Meta, "region", None) != settings.region:

@@ -8,6 +8,7 @@ from chalicelib.api.views import job_view, quote_view
 from chalicelib.deps import platform
 from chalicelib.domain import services
 from chalicelib.domain.model import APPROVED, REJECTED, Principal
+from chalicelib.domain.webhooks import endpoint_view
 
 bp = Blueprint(__name__)
 
@@ -32,8 +33,15 @@ def create_job() -> Response:
     """Post a job from a quote; its items are ingested in the background."""
     client = _client()
     request = bp.current_request
-    return idempotent(bp, client.account_id, lambda: (202, job_view(
-        services.post_job(platform(), client, json_body(request)))))
+
+    def create() -> tuple[int, dict]:
+        job, callback = services.post_job_with_callback(platform(), client, json_body(request))
+        view = job_view(job)
+        if callback is not None:
+            view["callback"] = endpoint_view(callback, with_secret=True)
+        return 202, view
+
+    return idempotent(bp, client.account_id, create)
 
 
 @bp.route("/jobs", methods=["GET"])

@@ -91,6 +91,17 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower() or "error"
 
 
+def refuse_oversize(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """Middleware: a body over the limit is 413 before any route runs (no credential lookup,
+    no parsing, no write)."""
+    length = event.headers.get("content-length") if event.headers else None
+    if (length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES) or \
+            len(event.raw_body or b"") > MAX_BODY_BYTES:
+        return error_response(PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes",
+                                              field="body"))
+    return get_response(event)
+
+
 def chalice_errors_as_json(event: Any, get_response: Callable[[Any], Response]) -> Response:
     """Middleware: Chalice's own errors (405, 415, ...) get the platform's error shape."""
     response = get_response(event)

@@ -8,6 +8,9 @@ from typing import Any
 
 from chalice import Blueprint, Chalice
 
+from chalicelib.domain.model import TASK_TYPES
+from chalicelib.domain.webhooks import EVENT_TYPES
+
 bp = Blueprint(__name__)
 
 PUBLIC = {("POST", "/workers"), ("GET", "/work"), ("GET", "/openapi.json")}
@@ -16,6 +19,60 @@ ERROR = {"type": "object", "required": ["error", "message"],
          "properties": {"error": {"type": "string", "description": "a stable error code"},
                         "message": {"type": "string"},
                         "field": {"type": "string", "description": "the field at fault, if any"}}}
+
+
+def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": list(required),
+            "additionalProperties": False}
+
+
+_TEXT = {"type": "string", "minLength": 1}
+_ANSWER = {"type": "object", "description": "one of {label}, {value}, {text} or "
+                                            "{not_applicable: {reason}}",
+           "maxProperties": 1, "minProperties": 1,
+           "properties": {"label": {"type": "string"}, "value": {"type": "number"},
+                          "text": {"type": "string"},
+                          "not_applicable": {"type": "object",
+                                             "properties": {"reason": {"type": "string"}}}}}
+# The bodies the handlers read, as JSON Schema (the handlers check more: ranges that depend on
+# the quote or the job, label sets, sizes). Routes not named here take an optional object.
+REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/quotes"): _object({
+        "task_type": {"enum": list(TASK_TYPES)}, "items": {"type": "integer", "minimum": 1},
+        "redundancy": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 10},
+                                 _object({"min": {"type": "integer"}, "max": {"type": "integer"},
+                                          "target_confidence": {"type": "number"}})]},
+        "reward_cents": {"type": "integer", "minimum": 1}, "cohort": _TEXT,
+        "gold_rate": {"type": "number", "minimum": 0, "maximum": 0.5}},
+        ("task_type", "items")),
+    ("POST", "/jobs"): _object({
+        "quote_id": _TEXT, "title": {"type": "string"}, "instructions": _TEXT,
+        "items": {"type": "array", "items": _object({
+            "data": {"type": "object"}, "external_id": {"type": "string"}, "gold": _ANSWER},
+            ("data",))},
+        "answer_schema": {"type": "object"}, "not_applicable": {
+            "enum": ["allowed_with_reason", "not_allowed"]},
+        "lease_seconds": {"type": "integer"}, "deadline": {"type": "string"},
+        "required_skills": {"type": "array", "items": {"type": "string"}},
+        "report": {"type": "object"}, "pilot": {"type": "object"},
+        "promotion": {"type": "object"}, "quality": {"type": "object"},
+        "auto_approve_seconds": {"type": "integer"}, "min_skill_scores": {"type": "object"},
+        "callback_url": {"type": "string", "format": "uri"}},
+        ("quote_id", "instructions", "items", "answer_schema")),
+    ("POST", "/assignments/{assignment_id}/submit"): _ANSWER,
+    ("POST", "/assignments/{assignment_id}/reject"): _object({"reason": _TEXT}, ("reason",)),
+    ("POST", "/assignments/{assignment_id}/approve"): _object({"reason": {"type": "string"}}),
+    ("POST", "/jobs/{job_id}/bonuses"): _object({
+        "worker_id": _TEXT, "amount_cents": {"type": "integer", "minimum": 1},
+        "reason": _TEXT, "bonus_id": _TEXT}, ("worker_id", "amount_cents", "bonus_id")),
+    ("POST", "/jobs/{job_id}/promote"): _object({"instructions": _TEXT, "reason": _TEXT}),
+    ("POST", "/workers"): _object({"name": _TEXT, "skills": {
+        "type": "array", "items": {"type": "string"}}}, ("name",)),
+    ("POST", "/webhooks/endpoints"): _object({
+        "url": {"type": "string", "format": "uri"},
+        "events": {"type": "array", "items": {"enum": list(EVENT_TYPES)}},
+        "description": {"type": "string", "maxLength": 200}}, ("url",)),
+}
 
 
 def role_of(method: str, path: str) -> str | None:
@@ -55,8 +112,9 @@ def document(app: Chalice) -> dict[str, Any]:
             if role is not None:
                 operation["security"] = [{"workerToken": []}] if role == "worker" else [{"apiKey": []}]
             if method in ("POST", "PUT"):
-                operation["requestBody"] = {"required": False, "content": {
-                    "application/json": {"schema": {"type": "object"}}}}
+                schema = REQUEST_BODIES.get((method, path))
+                operation["requestBody"] = {"required": schema is not None, "content": {
+                    "application/json": {"schema": schema or {"type": "object"}}}}
                 operation["parameters"].append({
                     "name": "Idempotency-Key", "in": "header", "required": False,
                     "schema": {"type": "string", "maxLength": 255}})

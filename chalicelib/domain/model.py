@@ -133,6 +133,11 @@ class Job:
     promotion: dict[str, float] = field(default_factory=dict)
     # Every change of state or phase: {"at", "from", "to", "by", "reason"}, oldest first.
     transitions: tuple[dict[str, Any], ...] = ()
+    # Transitions whose webhook events are published; events_due_at is set (by the same write)
+    # while some are not (chalicelib.domain.webhooks).
+    events_sent: int = 0
+    events_due_at: float | None = None
+    budget_alerted: bool = False
     ingested_chunks: frozenset[int] = frozenset()
     answered: int = 0
     items_done: int = 0

@@ -116,8 +116,11 @@ def check_thresholds(report: Mapping[str, Any], thresholds: Mapping[str, float]
 
 
 def record(at: float, from_state: str | None, from_phase: str | None, to_state: str,
-           to_phase: str, by: str, reason: str) -> dict[str, Any]:
+           to_phase: str, by: str, reason: str, round_no: int | None = None) -> dict[str, Any]:
     """One entry of a job's transition history: when, from and to (state and phase), by whom
-    (an account id, "rule" or "system") and why."""
-    return {"at": at, "from": {"state": from_state, "phase": from_phase},
-            "to": {"state": to_state, "phase": to_phase}, "by": by, "reason": reason}
+    (an account id, "rule" or "system") and why; the round, for a round's end."""
+    entry = {"at": at, "from": {"state": from_state, "phase": from_phase},
+             "to": {"state": to_state, "phase": to_phase}, "by": by, "reason": reason}
+    if round_no is not None:
+        entry["round"] = round_no
+    return entry

@@ -133,6 +133,14 @@ class JobStore(Protocol):
         history; False if it was not."""
     def claim_refit(self, job_id: str, mark: int) -> bool:
         """True once per mark above the last: the caller refits the online model."""
+    def mark_events_sent(self, job_id: str, sent_before: int, sent_now: int,
+                         due_at_seen: float | None) -> None:
+        """Move the published-events mark from sent_before to sent_now (only from there);
+        off the outbox unless a transition came after due_at_seen was read."""
+    def jobs_with_events_due(self) -> list[str]:
+        """Jobs with transitions whose events are not all published."""
+    def mark_budget_alerted(self, job_id: str) -> None:
+        """Record that the job's budget alert was published."""
     def record_counted(self, job_id: str, answers: Sequence[CountedAnswer],
                        review_due_at: float | None = None) -> int:
         """Count answers not counted before (idempotent per assignment) and queue the job for
@@ -207,7 +215,8 @@ class BlobStore(Protocol):
 class MessageQueue(Protocol):
     """A queue that takes JSON messages."""
 
-    def send(self, message: dict[str, Any]) -> None: """Send one message."""
+    def send(self, message: dict[str, Any], delay_seconds: int = 0) -> None:
+        """Send one message, visible after delay_seconds (at most 900)."""
     def send_many(self, messages: Sequence[dict[str, Any]]) -> None: """Send in batches."""
 
 

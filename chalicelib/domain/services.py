@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
-from chalicelib.domain import leasing, phases
+from chalicelib.domain import leasing, phases, webhooks
 from chalicelib.domain import validation as v
 from chalicelib.domain.answers import matches_gold, smoothed_accuracy, validate_answer
 from chalicelib.domain.ids import hash_secret, is_job_id, new_id, new_secret, parse_assignment_id
@@ -73,6 +73,9 @@ class Platform:
     _models: dict[str, tuple[Any, float]] = field(default_factory=dict)
     # Idempotency-Key store (chalicelib.adapters.idempotency); None runs every request.
     idempotency: Any = None
+    # Webhook endpoints, deliveries and the event bus (chalicelib.domain.webhooks.Webhooks);
+    # None publishes no events.
+    webhooks: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def now(self) -> float:
@@ -154,14 +157,31 @@ def create_quote(p: Platform, client: Principal, body: Any) -> Quote:
 
 def post_job(p: Platform, client: Principal, body: Any) -> Job:
     """Create a job from a quote and fan its items out through the ingest queue."""
+    return post_job_with_callback(p, client, body)[0]
+
+
+def post_job_with_callback(p: Platform, client: Principal, body: Any
+                           ) -> tuple[Job, webhooks.Endpoint | None]:
+    """post_job, and with `callback_url` a webhook endpoint for this job's events (its
+    signing secret is in the endpoint, to be shown to the client once)."""
     body = v.require_object(body)
-    v.reject_unknown(body, JOB_FIELDS)
+    v.reject_unknown(body, JOB_FIELDS + ("callback_url",))
+    callback = None
+    if "callback_url" in body:
+        if p.webhooks is None:
+            raise InvalidRequest("webhooks are not available here", field="callback_url")
+        callback = webhooks.check_url(body["callback_url"], p.webhooks.config, "callback_url")
+        body = {k: value for k, value in body.items() if k != "callback_url"}
     quote_id = v.text(body, "quote_id", max_length=64)
     quote = p.quotes.get_quote(quote_id)
     if quote is None or quote.client_id != client.account_id:
         raise NotFound("no such quote", field="quote_id", code="quote_not_found")
     job, chunks = build_job(quote, client.account_id, body, p.now())
     p.jobs.create_job(job)
+    endpoint = None
+    if callback is not None:
+        endpoint = webhooks.register(p.webhooks, client, {"url": callback}, p.now(),
+                                     job_id=job.job_id)
     try:
         p.ingest_queue.send_many([
             {"job_id": job.job_id, "chunk": index,
@@ -177,7 +197,7 @@ def post_job(p: Platform, client: Principal, body: Any) -> Job:
         p.jobs.abandon_job(job.job_id, job.quote_id)
         raise TransientError("the items could not be queued; nothing was created, "
                              "send the same request again") from error
-    return job
+    return job, endpoint
 
 
 def client_job(p: Platform, client: Principal, job_id: str) -> Job:
@@ -196,10 +216,7 @@ def client_jobs(p: Platform, client: Principal, query: Mapping[str, str]
 
 
 def _limit(query: Mapping[str, str], default: int = 100) -> int:
-    text = query.get("limit", str(default))
-    if not (text.isascii() and text.isdigit()):
-        raise InvalidRequest("'limit' must be a whole number", field="limit")
-    return v.integer({"limit": int(text)}, "limit", low=1, high=1000)
+    return v.page_limit(query, default)
 
 
 def live_leases(p: Platform, job: Job, max_age: float | None = None) -> int:
@@ -237,6 +254,7 @@ def stop_job(p: Platform, client: Principal, job_id: str) -> Job:
                                  record=phases.record(now, job.state, job.phase, DONE, job.phase,
                                                       client.account_id, "stopped by the client")):
             raise Conflict("the job changed state meanwhile; read it again", code="job_not_active")
+        webhooks.publish_job_events_safely(p, job.job_id)
         return client_job(p, client, job_id)
     if job.state not in (INGESTING, ACTIVE, CLOSING):
         raise Conflict(f"a job in state '{job.state}' cannot be stopped", code="job_not_active")
@@ -311,6 +329,7 @@ def to_production(p: Platform, job: Job, by: str, reason: str,
         return False
     p._jobs.pop(job.job_id, None)
     p._active = None
+    webhooks.publish_job_events_safely(p, job.job_id)
     promoted = p.jobs.get_job(job.job_id)
     if promoted is not None and promoted.items_done >= promoted.round_items:
         start_aggregation(p, promoted)  # nothing was held back: the round is already answered
@@ -745,6 +764,12 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
         new = p.jobs.record_counted(job_id, answers, review_due_at=due)
         if cached is not None and cached.adaptive and new:
             refit_online_model(p, job_id, new)
+        if cached is not None and p.webhooks is not None and not cached.budget_alerted and \
+                (cached.answered + len(answers)) * cached.reward_cents + cached.bonus_cents \
+                >= webhooks.BUDGET_ALERT_SHARE * cached.budget_cents:
+            fresh = p.jobs.get_job(job_id)
+            if fresh is not None:
+                webhooks.check_budget(p, fresh)
         if job_id in repeats or new < len(answers) or any(a.item_complete for a in answers):
             job = p.jobs.get_job(job_id)
             if job is not None and job.state in TAKES_ANSWERS and job.items_done >= job.round_items:

@@ -121,3 +121,11 @@ def string_list(body: Mapping[str, Any], field: str, *, max_items: int, max_leng
     if unique and len(set(value)) != len(value):
         raise InvalidRequest(f"'{name}' has duplicate entries", field=name)
     return list(value)
+
+
+def page_limit(query: Mapping[str, str], default: int = 100) -> int:
+    """The `limit` query parameter of a listing: 1 to 1000."""
+    text = query.get("limit", str(default))
+    if not (text.isascii() and text.isdigit()):
+        raise InvalidRequest("'limit' must be a whole number", field="limit")
+    return integer({"limit": int(text)}, "limit", low=1, high=1000)

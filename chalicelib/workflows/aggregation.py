@@ -33,7 +33,7 @@ from chalicelib.domain.aggregation import Posterior, aggregate_item, vote
 from chalicelib.domain.answers import matches_gold
 from chalicelib.domain.jobs import iso, report_key
 from chalicelib.domain.report import build_report
-from chalicelib.domain import phases
+from chalicelib.domain import phases, webhooks
 from chalicelib.domain.model import (
     AGGREGATING, CALIBRATION, DONE, FAILED, PAUSED, PILOT, ItemResult, Job,
 )
@@ -316,7 +316,8 @@ def mark_done(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
             job.job_id, (AGGREGATING,), PAUSED, phase=CALIBRATION, finalize_at=job.deadline,
             expect_round=round_no, **published,
             record=phases.record(now, AGGREGATING, PILOT, PAUSED, CALIBRATION,
-                                 "rule" if job.promotion else "system", "; ".join(reasons)))
+                                 "rule" if job.promotion else "system", "; ".join(reasons),
+                                 round_no))
         done_at = now
         state = PAUSED
         current = _job(p, job.job_id)
@@ -329,9 +330,12 @@ def mark_done(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
                                     expect_round=round_no, **published,
                                     record=phases.record(now, AGGREGATING, job.phase, DONE,
                                                          job.phase, "system",
-                                                         f"round {round_no} published"))
+                                                         f"round {round_no} published",
+                                                         round_no))
         done_at = now if changed else (job.done_at or now)
         state = DONE
+    # Also on a retry: whatever a crash left unpublished goes out now.
+    webhooks.publish_job_events_safely(p, job.job_id)
     took = round(done_at - (job.aggregating_at or done_at), 3)
     if changed:
         count("AggregationRuns")
@@ -345,5 +349,10 @@ def mark_failed(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     The state machine passes the caught error's name and cause as strings.
     """
     message = f"{event.get('error') or 'Error'}: {event.get('cause') or ''}"[:1000]
-    p.jobs.transition(event["job_id"], (AGGREGATING,), FAILED, error=message)
+    job = _job(p, event["job_id"])
+    p.jobs.transition(job.job_id, (AGGREGATING,), FAILED, error=message,
+                      record=phases.record(p.now(), AGGREGATING, job.phase, FAILED, job.phase,
+                                           "system", f"aggregation failed: {message[:200]}",
+                                           job.round))
+    webhooks.publish_job_events_safely(p, job.job_id)
     return {"job_id": event["job_id"], "state": FAILED}

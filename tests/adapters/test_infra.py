@@ -203,6 +203,7 @@ def test_stack_creates_every_table_with_its_keys_indexes_ttl_and_recovery(output
         "ledger": [("account_id", "HASH"), ("entry_id", "RANGE")],
         "catalog": [("kind", "HASH"), ("name", "RANGE")],
         "idempotency": [("id", "HASH")],
+        "webhooks": [("account_id", "HASH"), ("key", "RANGE")],
     }
     for suffix, key_schema in expected_keys.items():
         table = describe(suffix)
@@ -219,6 +220,9 @@ def test_stack_creates_every_table_with_its_keys_indexes_ttl_and_recovery(output
     review_queue = jobs_gsis.pop("reviews_due")
     assert keys(review_queue["KeySchema"]) == [("review_queue", "HASH"), ("review_due_at", "RANGE")]
     assert review_queue["Projection"]["ProjectionType"] == "KEYS_ONLY"
+    events_due = jobs_gsis.pop("events_due")
+    assert keys(events_due["KeySchema"]) == [("events_queue", "HASH"), ("events_due_at", "RANGE")]
+    assert events_due["Projection"]["ProjectionType"] == "KEYS_ONLY"
     items_gsis = {g["IndexName"]: g for g in describe("items")["GlobalSecondaryIndexes"]}
     assert keys(items_gsis["open_items"]["KeySchema"]) == [("open_job", "HASH"), ("item_id", "RANGE")]
     stats_gsis = {g["IndexName"]: g for g in describe("worker-stats")["GlobalSecondaryIndexes"]}

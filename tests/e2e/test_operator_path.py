@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = {"load_answers", "aggregate_shard", "publish_results", "mark_done", "mark_failed",
-             "ingest_items", "count_answers", "finalize_due_jobs"}
+             "ingest_items", "count_answers", "deliver_webhooks", "finalize_due_jobs"}
 
 
 def _free_port() -> int:
@@ -106,17 +106,20 @@ def test_deploy_is_complete_idempotent_checkable_and_destroyable(moto_server, tm
     # THEN every function, route, SQS mapping, table, queue and the state machine exist
     assert {f"crowd-dev-{name}" for name in FUNCTIONS} | {"crowd-dev"} <= first["functions"]
     assert first["mappings"] == [("crowd-dev-count_answers", "crowd-dev-results"),
+                                 ("crowd-dev-deliver_webhooks", "crowd-dev-webhooks"),
                                  ("crowd-dev-ingest_items", "crowd-dev-ingest")]
     assert first["apis"] == ["crowd"]
     assert {"POST /quotes", "POST /jobs", "GET /jobs/{job_id}", "GET /tasks/next",
             "POST /assignments/{assignment_id}/submit"} <= first["routes"]
     assert {f"crowd-dev-{t}" for t in ("accounts", "credentials", "quotes", "jobs", "items",
                                        "results", "worker-stats", "ledger", "catalog",
-                                       "idempotency")} <= first["tables"]
+                                       "idempotency", "webhooks")} <= first["tables"]
     assert first["queues"] == ["crowd-dev-ingest", "crowd-dev-ingest-dlq", "crowd-dev-results",
-                               "crowd-dev-results-dlq"]
+                               "crowd-dev-results-dlq", "crowd-dev-webhooks",
+                               "crowd-dev-webhooks-dlq"]
     assert first["redrives"] == {"crowd-dev-ingest": "crowd-dev-ingest-dlq",
-                                 "crowd-dev-results": "crowd-dev-results-dlq"}
+                                 "crowd-dev-results": "crowd-dev-results-dlq",
+                                 "crowd-dev-webhooks": "crowd-dev-webhooks-dlq"}
     for stage_function in ("load_answers", "aggregate_shard", "publish_results", "mark_done"):
         assert f"function:crowd-dev-{stage_function}" in first["definition"]
     # AND the stage now points at the stack

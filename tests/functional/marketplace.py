@@ -105,6 +105,7 @@ class Api:
         body.update(extra)
         status, job = self.as_client("POST", "/jobs", body)
         assert status == 202, job
+        self.posted = job  # the creation answer (it alone holds a callback's secret)
         self.stack.drain()
         status, job = self.as_client("GET", f"/jobs/{job['job_id']}")
         assert status == 200 and job["state"] == "active", job

@@ -116,6 +116,10 @@ def test_oversize_bodies_are_refused_before_any_work(stack):
     api = Api(stack)
     status, error = api.as_client("POST", "/quotes", "x" * (MAX_BODY_BYTES + 1))
     assert status == 413 and error["error"] == "payload_too_large"
+    # before any route runs: no credentials are looked up, on any route
+    for path in ("/jobs", "/workers", "/assignments/nonsense/submit", "/webhooks/endpoints"):
+        status, error = api.call("POST", path, "{" + " " * MAX_BODY_BYTES + "}")
+        assert status == 413 and error["field"] == "body", (path, error)
 
 
 def test_unknown_ids_are_404_and_non_json_is_415(stack):

@@ -16,7 +16,8 @@ EVENT_SOURCE_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueue
 FAILURE_PATH_ACTIONS = {"s3:AbortMultipartUpload"}
 # Multipart calls are authorised as s3:PutObject.
 S3_PUT_CALLS = {"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"}
-IAM_PREFIX = {"dynamodb": "dynamodb", "sqs": "sqs", "s3": "s3", "stepfunctions": "states"}
+IAM_PREFIX = {"dynamodb": "dynamodb", "sqs": "sqs", "s3": "s3", "stepfunctions": "states",
+              "events": "events"}
 
 
 def _record_actions(used: set) -> None:

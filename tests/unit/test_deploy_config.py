@@ -12,8 +12,11 @@ from infra.stack import APP_ENVIRONMENT_OUTPUTS
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
 TEMPLATE = yaml.safe_load((ROOT / "infra" / "template.yaml").read_text())
-CONSUMERS = {"ingest_items": "IngestQueue", "count_answers": "ResultsQueue"}
-OPTIONAL = {"OPEN_WORKER_REGISTRATION", "CACHE_SECONDS", "AWS_REGION", "AWS_DEFAULT_REGION"}
+CONSUMERS = {"ingest_items": "IngestQueue", "count_answers": "ResultsQueue",
+             "deliver_webhooks": "WebhookQueue"}
+OPTIONAL = {"OPEN_WORKER_REGISTRATION", "CACHE_SECONDS", "AWS_REGION", "AWS_DEFAULT_REGION",
+            "WEBHOOK_RETRY_BASE_SECONDS", "WEBHOOK_RETRY_MAX_SECONDS", "WEBHOOK_WINDOW_SECONDS",
+            "WEBHOOK_ALLOW_INSECURE"}
 
 
 def _timeout(stage: str, function: str) -> int:
@@ -34,7 +37,7 @@ def test_every_variable_the_code_reads_is_set_in_every_stage():
     read = set()
     for path in [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]:
         read |= set(re.findall(r'"([A-Z][A-Z0-9_]{3,})"', path.read_text()))
-    read = {name for name in read if name.endswith(("_TABLE", "_QUEUE_NAME", "_BUCKET", "_ARN"))
+    read = {name for name in read if name.endswith(("_TABLE", "_QUEUE_NAME", "_BUS_NAME", "_BUCKET", "_ARN"))
             or name in OPTIONAL}
     required = set(_REQUIRED.values())
     assert required <= read
@@ -60,7 +63,7 @@ def test_the_template_has_alarms_on_dead_letters_and_failed_executions():
     alarms = {name: r["Properties"] for name, r in TEMPLATE["Resources"].items()
               if r["Type"] == "AWS::CloudWatch::Alarm"}
     metrics = sorted(a["MetricName"] for a in alarms.values())
-    assert metrics == ["ApproximateNumberOfMessagesVisible"] * 2 + ["ExecutionsFailed"]
+    assert metrics == ["ApproximateNumberOfMessagesVisible"] * 3 + ["ExecutionsFailed"]
 
 
 def test_the_template_is_clean_under_cfn_lint():

@@ -1,0 +1,162 @@
+"""Webhook endpoints and deliveries on DynamoDB, the EventBridge bus, and the HTTP sender."""
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from dataclasses import asdict
+from typing import Any
+
+from chalicelib.adapters.dynamo import _update_raw, decode_cursor, encode_cursor
+from chalicelib.adapters.models import WebhookModel
+from chalicelib.domain.webhooks import DELIVERED, PENDING, Delivery, Endpoint, Event
+
+ENDPOINT, DELIVERY = "endpoint#", "delivery#"
+KEEP_DELIVERIES_SECONDS = 30 * 24 * 3600
+_STATIC = ("delivery_id", "account_id", "endpoint_id", "url", "event_id", "event_type", "body",
+           "created_at", "job_id", "replay_of")
+
+
+def _delivery(r: WebhookModel) -> Delivery:
+    return Delivery(**{k: r.body.get(k) for k in _STATIC}, status=r.status or PENDING,
+                    attempts=tuple(json.loads(a) for a in (r.attempts or ())),
+                    attempt_count=int(r.attempt_count or 0),
+                    next_attempt_at=float(r.next_attempt_at or 0), delivered_at=r.delivered_at)
+
+
+def _endpoint(r: WebhookModel) -> Endpoint:
+    body = dict(r.body)
+    body["events"] = tuple(body.get("events") or ())
+    return Endpoint(**body)
+
+
+class DynamoWebhooks:
+    """One table: an account's endpoints and its deliveries, newest first."""
+
+    def put_endpoint(self, endpoint: Endpoint) -> None:
+        """Store a new endpoint."""
+        body = asdict(endpoint)
+        body["events"] = list(endpoint.events)
+        WebhookModel(endpoint.account_id, ENDPOINT + endpoint.endpoint_id, body=body,
+                     created_at=endpoint.created_at).save(
+            condition=WebhookModel.key.does_not_exist())
+
+    def endpoints(self, account_id: str) -> list[Endpoint]:
+        """The account's endpoints (at most a few: one query)."""
+        return [_endpoint(r) for r in WebhookModel.query(
+            account_id, WebhookModel.key.startswith(ENDPOINT))]
+
+    def delete_endpoint(self, account_id: str, endpoint_id: str) -> bool:
+        """Delete one; False if there was none."""
+        connection = WebhookModel._get_connection()
+        response = connection.connection.delete_item(
+            connection.table_name, account_id, ENDPOINT + endpoint_id, return_values="ALL_OLD")
+        return bool(response.get("Attributes"))
+
+    def create_delivery(self, delivery: Delivery) -> bool:
+        """Store a delivery unless its id exists; True if written."""
+        body = {k: getattr(delivery, k) for k in _STATIC}
+        record = WebhookModel(delivery.account_id, DELIVERY + delivery.delivery_id, body=body,
+                              created_at=delivery.created_at, status=delivery.status,
+                              attempts=[], attempt_count=0,
+                              next_attempt_at=delivery.next_attempt_at,
+                              expires_at=int(delivery.created_at) + KEEP_DELIVERIES_SECONDS)
+        ok, _ = _put_new(record)
+        return ok
+
+    def get_delivery(self, account_id: str, delivery_id: str) -> Delivery | None:
+        """One delivery (strongly consistent)."""
+        try:
+            return _delivery(WebhookModel.get(account_id, DELIVERY + delivery_id,
+                                              consistent_read=True))
+        except WebhookModel.DoesNotExist:
+            return None
+
+    def deliveries(self, account_id: str, limit: int, cursor: str | None
+                   ) -> tuple[list[Delivery], str | None]:
+        """A page of the account's deliveries, newest first."""
+        start = decode_cursor(cursor, {"account_id": "S", "key": "S"}, {"account_id": account_id})
+        result = WebhookModel.query(account_id, WebhookModel.key.startswith(DELIVERY),
+                                    scan_index_forward=False, limit=limit,
+                                    last_evaluated_key=start)
+        rows = [_delivery(r) for r in result]
+        return rows, encode_cursor(result.last_evaluated_key)
+
+    def claim_attempt(self, account_id: str, delivery_id: str, attempt_count: int,
+                      lease_until: float) -> bool:
+        """Start the next attempt if no other started since (a duplicate message loses),
+        holding the delivery until lease_until."""
+        ok, _ = _update_raw(WebhookModel, account_id, DELIVERY + delivery_id,
+                            [WebhookModel.attempt_count.set(attempt_count + 1),
+                             WebhookModel.next_attempt_at.set(lease_until)],
+                            (WebhookModel.attempt_count == attempt_count)
+                            & (WebhookModel.status == PENDING))
+        return ok
+
+    def finish_attempt(self, account_id: str, delivery_id: str, attempt: dict[str, Any],
+                       status: str, next_attempt_at: float) -> None:
+        """Append the attempt to the log and set status and the next attempt's time."""
+        actions = [WebhookModel.attempts.set(
+                       WebhookModel.attempts.append([json.dumps(attempt)])),
+                   WebhookModel.status.set(status),
+                   WebhookModel.next_attempt_at.set(next_attempt_at)]
+        if status == DELIVERED:
+            actions.append(WebhookModel.delivered_at.set(attempt["at"]))
+        _update_raw(WebhookModel, account_id, DELIVERY + delivery_id, actions,
+                    WebhookModel.key.exists())
+
+
+def _put_new(record: WebhookModel) -> tuple[bool, None]:
+    from pynamodb.exceptions import PutError
+
+    try:
+        record.save(condition=WebhookModel.key.does_not_exist())
+    except PutError as error:
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return False, None
+        raise
+    return True, None
+
+
+class EventBridgeBus:
+    """Puts every event on the stage's EventBridge bus (source `crowd`, detail-type = type)."""
+
+    def __init__(self, events: Any, bus_name: str, source: str = "crowd") -> None:
+        self._events = events
+        self._bus = bus_name
+        self._source = source
+
+    def put(self, event: Event) -> None:
+        """One PutEvents entry; a refused entry raises (the caller's retry repeats it)."""
+        response = self._events.put_events(Entries=[{
+            "Source": self._source, "DetailType": event.event_type, "Detail": event.body(),
+            "EventBusName": self._bus, "Resources": []}])
+        if response.get("FailedEntryCount"):
+            raise RuntimeError(f"EventBridge refused event {event.event_id}")
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is the receiver's answer (recorded as its status), never followed: the URL
+    was checked, where it points to was not."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float
+              ) -> tuple[int | None, str | None]:
+    """POST body; (status code, None) for any HTTP answer, (None, reason) when none came."""
+    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            response.read(65536)
+            return response.status, None
+    except urllib.error.HTTPError as error:
+        return error.code, None
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        return None, f"{type(error).__name__}: {reason}"[:300]
