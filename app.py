@@ -91,8 +91,8 @@ def deliver_webhooks(event: Any) -> None:
     """Attempt each due webhook delivery once; failures are queued again with back-off."""
     from chalicelib.domain import webhooks
 
-    hooks = platform().webhooks
-    _each_message(event, lambda message: webhooks.deliver(hooks, message))
+    p = platform()
+    _each_message(event, lambda message: webhooks.deliver(p.webhooks, message, p.now))
 
 
 @app.schedule("rate(1 minute)")

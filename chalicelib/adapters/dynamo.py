@@ -248,6 +248,7 @@ def job_from_model(r: JobModel) -> Job:
         instruction_version=int(r.instruction_version or 1), promotion=r.promotion or {},
         transitions=tuple(json.loads(entry) for entry in (r.transitions or ())),
         events_sent=int(r.events_sent or 0), events_due_at=r.events_due_at,
+        request_digest=r.request_digest or "",
         budget_alerted=bool(r.budget_alerted),
         gold_items=int(r.gold_items or 0), quality=r.quality or {},
         pool_cents=int(r.pool_cents or 0), blocked_workers=frozenset(r.blocked_workers or ()),
@@ -286,6 +287,7 @@ class DynamoJobs:
             transitions=[json.dumps(entry) for entry in job.transitions],
             gold_items=job.gold_items, quality=job.quality or None, pool_cents=job.pool_cents,
             auto_approve_seconds=job.auto_approve_seconds,
+            request_digest=job.request_digest or None,
         )
         try:
             with TransactWrite(connection=JobModel._get_connection().connection) as tx:

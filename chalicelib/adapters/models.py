@@ -163,6 +163,7 @@ class JobModel(Model):
     # JSON texts, oldest first; appended to by every transition.
     transitions = ListAttribute(of=UnicodeAttribute, default=list)
     events_sent = NumberAttribute(default=0)
+    request_digest = UnicodeAttribute(null=True)
     events_queue = UnicodeAttribute(null=True)
     events_due_at = NumberAttribute(null=True)
     budget_alerted = BooleanAttribute(null=True)

@@ -136,6 +136,8 @@ class Job:
     # Transitions whose webhook events are published; events_due_at is set (by the same write)
     # while some are not (chalicelib.domain.webhooks).
     events_sent: int = 0
+    # SHA-256 of the POST /jobs body, so a retry of a creation that crashed half-way resumes it.
+    request_digest: str = ""
     events_due_at: float | None = None
     budget_alerted: bool = False
     ingested_chunks: frozenset[int] = frozenset()

@@ -6,6 +6,7 @@ one SQS message, and counting is one transaction per SQS batch.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import threading
@@ -176,8 +177,18 @@ def post_job_with_callback(p: Platform, client: Principal, body: Any
     quote = p.quotes.get_quote(quote_id)
     if quote is None or quote.client_id != client.account_id:
         raise NotFound("no such quote", field="quote_id", code="quote_not_found")
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    # The same request again after a crash between writing the job and queueing its items:
+    # carry on with the job it wrote (any other use of the quote stays a 409).
+    resumed = _resumable_job(p, client, quote.quote_id, digest)
+    if resumed is not None:
+        quote = replace(quote, job_id=None)
     job, chunks = build_job(quote, client.account_id, body, p.now())
-    p.jobs.create_job(job)
+    job = replace(job, request_digest=digest)
+    if resumed is not None:
+        job = resumed
+    else:
+        p.jobs.create_job(job)
     endpoint = None
     if callback is not None:
         endpoint = webhooks.register(p.webhooks, client, {"url": callback}, p.now(),
@@ -198,6 +209,15 @@ def post_job_with_callback(p: Platform, client: Principal, body: Any
         raise TransientError("the items could not be queued; nothing was created, "
                              "send the same request again") from error
     return job, endpoint
+
+
+def _resumable_job(p: Platform, client: Principal, quote_id: str, digest: str) -> Job | None:
+    quote = p.quotes.get_quote(quote_id)
+    job = p.jobs.get_job(quote.job_id) if quote is not None and quote.job_id else None
+    if job is not None and job.client_id == client.account_id and job.state == INGESTING \
+            and job.request_digest == digest:
+        return job
+    return None
 
 
 def client_job(p: Platform, client: Principal, job_id: str) -> Job:
@@ -465,16 +485,18 @@ def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
         p.items.open_held(message["job_id"], message["open"])
         return
     job = p.jobs.get_job(message["job_id"])
-    if job is None or message["chunk"] in job.ingested_chunks:
+    if job is None:
         return
-    if job.state == INGESTING:
-        items = [NewItem(i["item_id"], i["data"], i.get("external_id"), i.get("gold"),
-                         bool(i.get("held")))
-                 for i in message["items"]]
-        p.items.put_items(job.job_id, job.redundancy, items)
-    job = p.jobs.mark_chunk_ingested(job.job_id, message["chunk"])
-    if job is None:  # abandoned meanwhile: its quote was freed and it will never start
-        return
+    if message["chunk"] not in job.ingested_chunks:
+        if job.state == INGESTING:
+            items = [NewItem(i["item_id"], i["data"], i.get("external_id"), i.get("gold"),
+                             bool(i.get("held")))
+                     for i in message["items"]]
+            p.items.put_items(job.job_id, job.redundancy, items)
+        job = p.jobs.mark_chunk_ingested(job.job_id, message["chunk"])
+        if job is None:  # abandoned meanwhile: its quote was freed and it will never start
+            return
+    # Also on a repeat: a crash after the last chunk was recorded left the job ingesting.
     if len(job.ingested_chunks) >= job.chunk_count and job.state == INGESTING:
         p.jobs.transition(job.job_id, (INGESTING,), ACTIVE, record=phases.record(
             p.now(), INGESTING, job.phase, ACTIVE, job.phase, "system", "every item ingested"))

@@ -219,7 +219,14 @@ def register(w: Webhooks, client: Principal, body: Any, now: float,
             and job_id is None:
         raise InvalidRequest(f"an account has at most {MAX_ENDPOINTS} endpoints; delete one "
                              "first", field="url", code="too_many_endpoints")
-    endpoint = Endpoint(endpoint_id=new_id("whe"), account_id=client.account_id, url=url,
+    # A job's callback endpoint has an id derived from the job: registering it again (a
+    # retried job creation) finds the one already there.
+    endpoint_id = f"whe_{job_id[4:]}" if job_id else new_id("whe")
+    existing = next((e for e in w.store.endpoints(client.account_id)
+                     if e.endpoint_id == endpoint_id), None) if job_id else None
+    if existing is not None:
+        return existing
+    endpoint = Endpoint(endpoint_id=endpoint_id, account_id=client.account_id, url=url,
                         secret=f"whsec_{new_id('s')[2:]}{new_id('s')[2:]}", created_at=now,
                         events=tuple(dict.fromkeys(events)), job_id=job_id,
                         description=description)

@@ -1,0 +1,96 @@
+"""Fault injection: crash the code right after one of its AWS writes succeeded.
+
+Every botocore call goes through `BaseClient._make_api_call` (boto3's clients and pynamodb's
+alike). `crash_after_writes` wraps it: while armed it counts the writes the app makes and,
+after the n-th one has reached AWS (moto), raises `Crash` in the caller, which is what a
+Lambda dying at that moment looks like to everything around it: the HTTP caller gets a 5xx
+and retries, SQS redelivers the batch, Step Functions retries the task. Each write is
+recorded with its *site*: the first frame in the app's own code that led to it.
+"""
+from __future__ import annotations
+
+import threading
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import botocore.client
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_CODE = (str(ROOT / "chalicelib"), str(ROOT / "app.py"))
+WRITES = {"PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems", "BatchWriteItem",
+          "SendMessage", "SendMessageBatch", "PutObject", "CreateMultipartUpload",
+          "UploadPart", "CompleteMultipartUpload", "StartExecution", "PutEvents"}
+
+
+class Crash(Exception):
+    """The process died right after a write."""
+
+
+# A function whose process died is reported by Lambda as Runtime.ExitError (the state
+# machine retries it, as every stage is idempotent).
+Crash.__name__ = Crash.__qualname__ = "Runtime.ExitError"
+
+
+@dataclass
+class Plan:
+    """Which write to crash after (None: none), and every write seen while armed."""
+
+    crash_at: int | None = None
+    armed: bool = False
+    writes: list[tuple[str, str]] = field(default_factory=list)
+    crashed: tuple[str, str] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+DOMAIN_CODE = tuple(str(ROOT / "chalicelib" / part) for part in ("domain", "workflows"))
+
+
+def _site() -> str:
+    """Where a write came from: the innermost domain (or workflow) function and the adapter
+    function that made the call, e.g. `services.submit_answer > dynamo.submit`."""
+    domain = adapter = None
+    for frame in reversed(traceback.extract_stack()):
+        if not frame.filename.startswith(APP_CODE):
+            continue
+        name = f"{Path(frame.filename).stem}.{frame.name}"
+        if frame.filename.startswith(DOMAIN_CODE):
+            domain = domain or name
+        elif "adapters" in frame.filename:
+            adapter = adapter or name
+    return f"{domain or '?'} > {adapter or '?'}"
+
+
+def _table(params: dict) -> str:
+    name = params.get("TableName") or params.get("QueueUrl") or ""
+    if not name and params.get("TransactItems"):
+        first = params["TransactItems"][0]
+        name = next(iter(first.values())).get("TableName", "")
+    return name.rsplit("/", 1)[-1]
+
+
+@contextmanager
+def crash_after_writes(plan: Plan) -> Iterator[Plan]:
+    """Count (and crash after) the app's writes while plan.armed."""
+    original = botocore.client.BaseClient._make_api_call
+
+    def call(self, operation_name, api_params):  # noqa: ANN001 (botocore's signature)
+        result = original(self, operation_name, api_params)
+        if plan.armed and operation_name in WRITES and not _table(api_params).endswith(
+                "-idempotency"):
+            with plan.lock:
+                plan.writes.append((operation_name, _site()))
+                hit = len(plan.writes) == plan.crash_at
+                if hit:
+                    plan.crashed = plan.writes[-1]
+            if hit:
+                raise Crash(f"crashed after write {plan.crash_at}: {plan.crashed}")
+        return result
+
+    botocore.client.BaseClient._make_api_call = call
+    try:
+        yield plan
+    finally:
+        botocore.client.BaseClient._make_api_call = original
