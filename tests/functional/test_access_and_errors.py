@@ -108,6 +108,10 @@ def test_bad_job_bodies_name_the_field_and_write_nothing(stack):
     assert listing["jobs"] == []
     status, job = api.as_client("POST", "/jobs", base)
     assert status == 202
+    # the same body while the job is still ingesting resumes it (a retry after a crash)
+    status, again = api.as_client("POST", "/jobs", base)
+    assert status == 202 and again["job_id"] == job["job_id"]
+    stack.drain()
     status, error = api.as_client("POST", "/jobs", base)
     assert status == 409 and error["error"] == "quote_used"
 
