@@ -1,8 +1,8 @@
 """Fault injection: crash the code right after one of its AWS writes succeeded.
 
 Every botocore call goes through `BaseClient._make_api_call` (boto3's clients and pynamodb's
-alike). `crash_after_writes` wraps it: while armed it counts the writes the app makes and,
-after the n-th one has reached AWS (moto), raises `Crash` in the caller, which is what a
+alike). `crash_after_writes` wraps it: while armed it records the writes the app makes and, after
+the first one from the planned site has reached AWS (moto), raises `Crash` in the caller, which is what a
 Lambda dying at that moment looks like to everything around it: the HTTP caller gets a 5xx
 and retries, SQS redelivers the batch, Step Functions retries the task. Each write is
 recorded with its *site*: the first frame in the app's own code that led to it.
@@ -36,9 +36,10 @@ Crash.__name__ = Crash.__qualname__ = "Runtime.ExitError"
 
 @dataclass
 class Plan:
-    """Which write to crash after (None: none), and every write seen while armed."""
+    """Where to crash: after the first write from crash_site (None: nowhere); and every
+    write seen while armed."""
 
-    crash_at: int | None = None
+    crash_site: str | None = None
     armed: bool = False
     writes: list[tuple[str, str]] = field(default_factory=list)
     crashed: tuple[str, str] | None = None
@@ -80,13 +81,14 @@ def crash_after_writes(plan: Plan) -> Iterator[Plan]:
         result = original(self, operation_name, api_params)
         if plan.armed and operation_name in WRITES and not _table(api_params).endswith(
                 "-idempotency"):
+            site = _site()
             with plan.lock:
-                plan.writes.append((operation_name, _site()))
-                hit = len(plan.writes) == plan.crash_at
+                plan.writes.append((operation_name, site))
+                hit = plan.crashed is None and site == plan.crash_site
                 if hit:
                     plan.crashed = plan.writes[-1]
             if hit:
-                raise Crash(f"crashed after write {plan.crash_at}: {plan.crashed}")
+                raise Crash(f"crashed after {operation_name} in {site}")
         return result
 
     botocore.client.BaseClient._make_api_call = call
