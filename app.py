@@ -12,6 +12,7 @@ from chalice import Chalice
 
 from chalicelib.api import clients, openapi, operators, pages, webhooks, workers
 from chalicelib.api.common import chalice_errors_as_json, refuse_oversize
+from chalicelib.api.openapi import role_of
 from chalicelib.deps import platform
 from chalicelib.domain import services
 from chalicelib.observability import correlated, count, logger
@@ -26,6 +27,12 @@ app.register_blueprint(pages.bp)
 app.register_blueprint(openapi.bp)
 app.register_blueprint(webhooks.bp)
 app.register_middleware(chalice_errors_as_json, "http")
+# API Gateway admits a client route only with an `X-Api-Key` it holds in the stage's usage
+# plan, and caps each key's rate there. `POST /keys/rotate` stays open to any key, so a key
+# issued before the plan existed can be rotated into it.
+for _path, _entries in app.routes.items():
+    for _method, _entry in _entries.items():
+        _entry.api_key_required = role_of(_method, _path) == "client" and _path != "/keys/rotate"
 app.register_middleware(refuse_oversize, "http")
 
 INGEST_QUEUE, RESULTS_QUEUE, WEBHOOK_QUEUE = queue_names()

@@ -28,6 +28,7 @@ def _build() -> Platform:
     from chalicelib.adapters.idempotency import DynamoIdempotency
     from chalicelib.adapters.messaging import SqsQueue, StepFunctionsWorkflow
     from chalicelib.adapters.models import bind_models
+    from chalicelib.adapters.rate_limits import ApiGatewayKeys
     from chalicelib.adapters.storage import S3Blobs
     from chalicelib.adapters.webhooks import DynamoWebhooks, EventBridgeBus, post_json
     from chalicelib.domain.webhooks import WebhookConfig, Webhooks
@@ -55,6 +56,8 @@ def _build() -> Platform:
                                  retry_max_seconds=config.webhook_retry_max_seconds,
                                  window_seconds=config.webhook_window_seconds,
                                  allow_insecure=config.webhook_allow_insecure)),
+        client_keys=ApiGatewayKeys(aws.client("apigateway", config.region),
+                                   config.usage_plan_id) if config.usage_plan_id else None,
         cache_seconds=config.cache_seconds,
         open_registration=config.open_worker_registration,
     )

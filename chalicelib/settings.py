@@ -65,6 +65,9 @@ class Settings:
     webhook_window_seconds: float = 24 * 3600.0
     # http:// and private addresses as webhook endpoints (local stacks and tests only).
     webhook_allow_insecure: bool = False
+    # The API Gateway usage plan that caps each client key's request rate (written into the
+    # stage by `make deploy`); empty: client keys are not registered (the local stack).
+    usage_plan_id: str = ""
 
 
 def _flag(value: str | None) -> bool:
@@ -87,6 +90,7 @@ def read_settings(environ: dict[str, str] | None = None) -> Settings:
         webhook_retry_max_seconds=float(env.get("WEBHOOK_RETRY_MAX_SECONDS", "3600")),
         webhook_window_seconds=float(env.get("WEBHOOK_WINDOW_SECONDS", str(24 * 3600))),
         webhook_allow_insecure=_flag(env.get("WEBHOOK_ALLOW_INSECURE")),
+        usage_plan_id=env.get("USAGE_PLAN_ID", ""),
     )
 
 

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from infra.rate_limits import attach_stage, delete_usage_plan, ensure_usage_plan, plan_name
 from infra.stack import app_environment, deploy_stack, render_template, stack_name_for, stack_outputs
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -64,6 +65,12 @@ def render_policy(stage: str, app_name: str = APP_NAME) -> dict[str, Any]:
              "Resource": [f"arn:aws:sqs:*:*:{prefix}-ingest", f"arn:aws:sqs:*:*:{prefix}-results",
                           f"arn:aws:sqs:*:*:{prefix}-webhooks",
                           f"arn:aws:sqs:*:*:{prefix}-webhooks-dlq"]},
+            # Client keys are registered in the stage's usage plan (its id is known only after
+            # the first deploy; API keys are not named per stage).
+            {"Sid": "ClientKeys", "Effect": "Allow",
+             "Action": ["apigateway:DELETE", "apigateway:GET", "apigateway:POST"],
+             "Resource": ["arn:aws:apigateway:*::/apikeys", "arn:aws:apigateway:*::/apikeys/*",
+                          "arn:aws:apigateway:*::/usageplans/*/keys"]},
             {"Sid": "Events", "Effect": "Allow", "Action": ["events:PutEvents"],
              "Resource": f"arn:aws:events:*:*:event-bus/{prefix}-events"},
             # PutObject also covers the multipart calls of streamed results; an upload that
@@ -142,10 +149,28 @@ def deploy(project_dir: Path, stage: str, app_name: str = APP_NAME) -> dict[str,
     outputs = deploy_stack(boto3.client("cloudformation"), stack_name_for(app_name, stage),
                            app_name, stage, waiter_delay=5)
     environment = app_environment(outputs)
+    apigateway = boto3.client("apigateway")
+    environment["USAGE_PLAN_ID"] = ensure_usage_plan(apigateway, app_name, stage)
     if point_stage_at_stack(project_dir, stage, environment):
         print(f"updated .chalice/config.json stage '{stage}' with the stack's outputs", flush=True)
     _run([_chalice_bin(), "deploy", "--stage", stage], project_dir, stage)
+    api_id, api_stage = deployed_rest_api(project_dir, stage)
+    if attach_stage(apigateway, environment["USAGE_PLAN_ID"], api_id, api_stage):
+        print(f"usage plan {plan_name(app_name, stage)} now caps {api_id}/{api_stage}", flush=True)
     return environment
+
+
+def deployed_rest_api(project_dir: Path, stage: str) -> tuple[str, str]:
+    """The REST API id and stage name `chalice deploy` recorded for the stage."""
+    record = json.loads((project_dir / ".chalice" / "deployed" / f"{stage}.json")
+                        .read_text(encoding="utf-8"))
+    for resource in record.get("resources", []):
+        if resource.get("resource_type") == "rest_api":
+            config = json.loads((project_dir / ".chalice" / "config.json").read_text())
+            api_stage = config["stages"][stage].get("api_gateway_stage",
+                                                    config.get("api_gateway_stage", "api"))
+            return resource["rest_api_id"], api_stage
+    raise DeployError(f".chalice/deployed/{stage}.json names no REST API")
 
 
 def check(project_dir: Path, stage: str, app_name: str = APP_NAME) -> int:
@@ -170,6 +195,7 @@ def destroy(project_dir: Path, stage: str, app_name: str = APP_NAME, *,
         raise DeployError("destroy deletes the stage's tables and results: pass --delete-data")
     if (project_dir / ".chalice" / "deployed" / f"{stage}.json").exists():
         _run([_chalice_bin(), "delete", "--stage", stage], project_dir, stage)
+    delete_usage_plan(boto3.client("apigateway"), app_name, stage)
     cloudformation = boto3.client("cloudformation")
     name = stack_name_for(app_name, stage)
     try:

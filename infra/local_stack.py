@@ -299,6 +299,11 @@ def start_local_stack(
         for name, value in _chalice_stage_environment(project_dir, stage).items():
             env.set(name, value)
         app_env = app_environment(outputs)
+        # As `make deploy` does: the usage plan client keys are registered in.
+        from infra.rate_limits import ensure_usage_plan
+
+        app_env["USAGE_PLAN_ID"] = ensure_usage_plan(
+            session.client("apigateway", endpoint_url=moto_endpoint), app_name, stage)
         for name, value in app_env.items():
             env.set(name, value)
 

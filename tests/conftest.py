@@ -66,6 +66,10 @@ def stack(monkeypatch):
                                waiter_delay=1)
         for name, value in app_environment(outputs).items():
             monkeypatch.setenv(name, value)
+        from infra.rate_limits import ensure_usage_plan
+
+        monkeypatch.setenv("USAGE_PLAN_ID",
+                           ensure_usage_plan(boto3.client("apigateway"), "crowd", "dev"))
         monkeypatch.setenv("OPEN_WORKER_REGISTRATION", "true")
         # Receivers in tests listen on 127.0.0.1 over plain http.
         monkeypatch.setenv("WEBHOOK_ALLOW_INSECURE", "true")

@@ -68,6 +68,8 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/jobs/{job_id}/promote"): _object({"instructions": _TEXT, "reason": _TEXT}),
     ("POST", "/workers"): _object({"name": _TEXT, "skills": {
         "type": "array", "items": {"type": "string"}}}, ("name",)),
+    ("POST", "/operator/accounts"): _object({"role": {"enum": ["client", "operator"]},
+                                             "name": _TEXT}, ("role", "name")),
     ("POST", "/webhooks/endpoints"): _object({
         "url": {"type": "string", "format": "uri"},
         "events": {"type": "array", "items": {"enum": list(EVENT_TYPES)}},

@@ -77,6 +77,9 @@ class Platform:
     # Webhook endpoints, deliveries and the event bus (chalicelib.domain.webhooks.Webhooks);
     # None publishes no events.
     webhooks: Any = None
+    # Client keys in the API Gateway usage plan (chalicelib.adapters.rate_limits); None: not
+    # registered anywhere but here (the local stack).
+    client_keys: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def now(self) -> float:
@@ -113,7 +116,19 @@ def create_account(p: Platform, role: str, name: str, skills: Iterable[str] = ()
     secret = new_secret(prefix)
     skills = sorted(set(skills))
     p.accounts.create_account(account_id, role, name, skills, hash_secret(secret), p.now())
+    if role == CLIENT and p.client_keys is not None:
+        p.client_keys.register(account_id, secret)
     return Principal(account_id, role, name, frozenset(skills)), secret
+
+
+def open_account(p: Platform, body: Any) -> dict[str, Any]:
+    """An operator opens a client or operator account; its key is in the answer, once."""
+    body = v.require_object(body)
+    v.reject_unknown(body, ("role", "name"))
+    role = v.choice(body, "role", (CLIENT, OPERATOR))
+    name = v.text(body, "name", max_length=200)
+    principal, secret = create_account(p, role, name)
+    return {"account_id": principal.account_id, "role": role, "name": name, "api_key": secret}
 
 
 def rotate_credentials(p: Platform, principal: Principal, secret: str) -> str:
@@ -124,6 +139,8 @@ def rotate_credentials(p: Platform, principal: Principal, secret: str) -> str:
     if not p.accounts.rotate(principal.account_id, hash_secret(secret), hash_secret(new), p.now()):
         raise Conflict("this credential was rotated or revoked meanwhile", code="credential_changed")
     p._principals.pop(hash_secret(secret), None)
+    if principal.role == CLIENT and p.client_keys is not None:
+        p.client_keys.register(principal.account_id, new)  # and the old one is removed
     return new
 
 
@@ -132,6 +149,8 @@ def revoke_account(p: Platform, operator: Principal, account_id: str) -> dict[st
     if not p.accounts.revoke(account_id):
         raise NotFound("no such account", code="account_not_found")
     p._principals.clear()
+    if p.client_keys is not None:
+        p.client_keys.unregister(account_id)
     return {"account_id": account_id, "revoked": True}
 
 

@@ -86,6 +86,10 @@ def _inventory(endpoint: str) -> dict:
         "mappings": sorted((m["FunctionArn"].split(":")[-1], m["EventSourceArn"].split(":")[-1])
                            for m in mappings),
         "apis": [api["name"] for api in apis],
+        "usage_plans": [(plan["name"], [(s["apiId"], s["stage"]) for s in plan.get("apiStages", [])],
+                         plan.get("throttle"))
+                        for plan in client("apigateway").get_usage_plans()["items"]],
+        "api_ids": [api["id"] for api in apis],
         "routes": routes,
         "tables": set(client("dynamodb").list_tables()["TableNames"]),
         "queues": sorted(url.rsplit("/", 1)[-1] for url in client("sqs").list_queues().get("QueueUrls", [])),
@@ -109,6 +113,10 @@ def test_deploy_is_complete_idempotent_checkable_and_destroyable(moto_server, tm
                                  ("crowd-dev-deliver_webhooks", "crowd-dev-webhooks"),
                                  ("crowd-dev-ingest_items", "crowd-dev-ingest")]
     assert first["apis"] == ["crowd"]
+    # AND the usage plan caps the API's stage, and the stage knows the plan's id
+    ((plan_name, stages, throttle),) = first["usage_plans"]
+    assert plan_name == "crowd-dev-clients" and stages == [(first["api_ids"][0], "api")]
+    assert throttle == {"rateLimit": 20.0, "burstLimit": 40}
     assert {"POST /quotes", "POST /jobs", "GET /jobs/{job_id}", "GET /tasks/next",
             "POST /assignments/{assignment_id}/submit"} <= first["routes"]
     assert {f"crowd-dev-{t}" for t in ("accounts", "credentials", "quotes", "jobs", "items",
@@ -126,6 +134,7 @@ def test_deploy_is_complete_idempotent_checkable_and_destroyable(moto_server, tm
     config = json.loads((project / ".chalice" / "config.json").read_text())
     env_vars = config["stages"]["dev"]["environment_variables"]
     assert env_vars["AGGREGATION_STATE_MACHINE_ARN"].endswith(":stateMachine:crowd-dev-aggregation")
+    assert env_vars["USAGE_PLAN_ID"]
     assert (project / ".chalice" / "deployed" / "dev.json").exists()
     assert not (ROOT / ".chalice" / "deployed").exists()
     # WHEN it deploys again THEN it succeeds and nothing new appears
@@ -147,3 +156,4 @@ def test_deploy_is_complete_idempotent_checkable_and_destroyable(moto_server, tm
     left = _inventory(endpoint)
     assert not (left["functions"] & first["functions"]) and left["apis"] == []
     assert left["tables"] == set() and left["queues"] == [] and left["stacks"] == []
+    assert left["usage_plans"] == []

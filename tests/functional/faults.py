@@ -51,16 +51,17 @@ DOMAIN_CODE = tuple(str(ROOT / "chalicelib" / part) for part in ("domain", "work
 
 def _site() -> str:
     """Where a write came from: the innermost domain (or workflow) function and the adapter
-    function that made the call, e.g. `services.submit_answer > dynamo.submit`."""
+    method it called, e.g. `services.submit_answer > dynamo.submit`."""
     domain = adapter = None
-    for frame in reversed(traceback.extract_stack()):
+    for frame in reversed(traceback.extract_stack()):  # innermost first
         if not frame.filename.startswith(APP_CODE):
             continue
         name = f"{Path(frame.filename).stem}.{frame.name}"
         if frame.filename.startswith(DOMAIN_CODE):
-            domain = domain or name
-        elif "adapters" in frame.filename:
-            adapter = adapter or name
+            domain = name
+            break
+        if "adapters" in frame.filename:
+            adapter = name  # the outermost adapter frame below the domain one
     return f"{domain or '?'} > {adapter or '?'}"
 
 

@@ -18,11 +18,17 @@ FAILURE_PATH_ACTIONS = {"s3:AbortMultipartUpload"}
 S3_PUT_CALLS = {"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"}
 IAM_PREFIX = {"dynamodb": "dynamodb", "sqs": "sqs", "s3": "s3", "stepfunctions": "states",
               "events": "events"}
+# API Gateway's management calls are authorised by HTTP method.
+APIGATEWAY_ACTIONS = {"CreateApiKey": "POST", "CreateUsagePlanKey": "POST",
+                      "GetApiKeys": "GET", "DeleteApiKey": "DELETE"}
 
 
 def _record_actions(used: set) -> None:
     def before_call(model, params, **_):
         service = model.service_model.service_name
+        if service == "apigateway":
+            used.add(f"apigateway:{APIGATEWAY_ACTIONS[model.name]}")
+            return
         prefix = IAM_PREFIX[service]
         if model.name == "TransactWriteItems":
             for entry in params["TransactItems"]:
@@ -70,6 +76,9 @@ def test_the_policy_grants_exactly_the_actions_the_code_performs(stack, monkeypa
                                                 "answer_schema": {"labels": ["a", "b"]},
                                                 "items": [{"data": {"n": 1}}]})
     assert status == 503
+    # and a client key rotated (the old key leaves the usage plan, the new one joins it)
+    monkeypatch.undo()
+    assert api.as_client("POST", "/keys/rotate")[0] == 200
     # THEN the policy grants exactly those actions (plus logging, the SQS event source's and
     # the failure-path ones)
     granted = {action for statement in render_policy("dev")["Statement"]

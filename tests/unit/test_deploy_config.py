@@ -16,7 +16,7 @@ CONSUMERS = {"ingest_items": "IngestQueue", "count_answers": "ResultsQueue",
              "deliver_webhooks": "WebhookQueue"}
 OPTIONAL = {"OPEN_WORKER_REGISTRATION", "CACHE_SECONDS", "AWS_REGION", "AWS_DEFAULT_REGION",
             "WEBHOOK_RETRY_BASE_SECONDS", "WEBHOOK_RETRY_MAX_SECONDS", "WEBHOOK_WINDOW_SECONDS",
-            "WEBHOOK_ALLOW_INSECURE"}
+            "WEBHOOK_ALLOW_INSECURE", "USAGE_PLAN_ID"}
 
 
 def _timeout(stage: str, function: str) -> int:
@@ -55,7 +55,7 @@ def test_each_stage_has_its_least_privilege_policy():
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             assert all("*" not in action for action in actions)
-            if statement["Sid"] != "Logs":
+            if statement["Sid"] not in ("Logs", "ClientKeys"):
                 assert all(f"crowd-{stage}-" in resource for resource in resources)
 
 
