@@ -93,7 +93,8 @@ def count_answers(event: Any) -> None:
         raise RuntimeError(f"{unreadable} message(s) were not JSON")
 
 
-@app.on_sqs_message(queue=WEBHOOK_QUEUE, batch_size=10)
+# One delivery per invocation: a slow receiver holds up no other client's delivery.
+@app.on_sqs_message(queue=WEBHOOK_QUEUE, batch_size=1)
 def deliver_webhooks(event: Any) -> None:
     """Attempt each due webhook delivery once; failures are queued again with back-off."""
     from chalicelib.domain import webhooks
@@ -113,10 +114,10 @@ def finalize_due_jobs(event: Any) -> None:
 
     p = platform()
     services.finalize_due_jobs(p)
-    publish_due_job_events(p)
     approved = auto_approve_due(p)
     if approved:
         count("AutoApprovals", approved)
+    publish_due_job_events(p)
 
 
 @app.lambda_function(name="load_answers")

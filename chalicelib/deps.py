@@ -30,7 +30,7 @@ def _build() -> Platform:
     from chalicelib.adapters.models import bind_models
     from chalicelib.adapters.rate_limits import ApiGatewayKeys
     from chalicelib.adapters.storage import S3Blobs
-    from chalicelib.adapters.webhooks import DynamoWebhooks, EventBridgeBus, post_json
+    from chalicelib.adapters.webhooks import DynamoWebhooks, EventBridgeBus, sender
     from chalicelib.domain.webhooks import WebhookConfig, Webhooks
     from chalicelib.settings import settings
 
@@ -50,7 +50,8 @@ def _build() -> Platform:
                                       aws.client("dynamodb", config.region)),
         webhooks=Webhooks(
             store=DynamoWebhooks(), queue=SqsQueue(sqs, config.webhook_queue_name),
-            dead_letters=SqsQueue(sqs, config.webhook_dead_letter_queue_name), send=post_json,
+            dead_letters=SqsQueue(sqs, config.webhook_dead_letter_queue_name),
+            send=sender(allow_private=config.webhook_allow_insecure),
             bus=EventBridgeBus(aws.client("events", config.region), config.event_bus_name),
             config=WebhookConfig(retry_base_seconds=config.webhook_retry_base_seconds,
                                  retry_max_seconds=config.webhook_retry_max_seconds,

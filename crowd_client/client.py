@@ -253,8 +253,9 @@ def verify_signature(payload: bytes | str, header: str | None, secret: str,
         return False
     body = payload.encode("utf-8") if isinstance(payload, str) else payload
     expected = hmac.new(secret.encode("utf-8"), str(timestamp).encode() + b"." + body,
-                        hashlib.sha256).hexdigest()
-    return any(hmac.compare_digest(expected, candidate) for candidate in parts.get("v1", []))
+                        hashlib.sha256).hexdigest().encode()
+    return any(hmac.compare_digest(expected, candidate.encode("utf-8"))
+               for candidate in parts.get("v1", []))
 
 
 def _quoted(part: str) -> str:

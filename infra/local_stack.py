@@ -306,6 +306,8 @@ def start_local_stack(
             session.client("apigateway", endpoint_url=moto_endpoint), app_name, stage)
         for name, value in app_env.items():
             env.set(name, value)
+        # Webhook receivers on this machine (http, 127.0.0.1) are fine here, and only here.
+        env.set("WEBHOOK_ALLOW_INSECURE", "true")
 
         moto_shims.create_stage_functions(
             session.client("lambda", endpoint_url=moto_endpoint),

@@ -510,6 +510,14 @@ class FakeJobs:
         with self._lock:
             return sorted(j for j, job in self.jobs.items() if job.events_due_at is not None)
 
+    def claim_budget_alert(self, job_id: str, now: float) -> float:
+        """The alert's time: now unless claimed before."""
+        with self._lock:
+            job = self.jobs[job_id]
+            if job.budget_alert_at is None:
+                job.budget_alert_at = now
+            return job.budget_alert_at
+
     def mark_budget_alerted(self, job_id: str) -> None:
         """Record the budget alert."""
         with self._lock:
@@ -933,15 +941,24 @@ class FakeWebhooks:
                 d, attempt_count=attempt_count + 1, next_attempt_at=lease_until)
             return True
 
+    def get_endpoint(self, account_id: str, endpoint_id: str) -> Any:
+        """One endpoint."""
+        with self._lock:
+            return self.endpoints_by_id.get((account_id, endpoint_id))
+
     def finish_attempt(self, account_id: str, delivery_id: str, attempt: dict, status: str,
-                       next_attempt_at: float) -> None:
-        """Append the attempt; set status and next attempt."""
+                       next_attempt_at: float) -> bool:
+        """Append the attempt and set status and next attempt, if it is the latest claimed
+        attempt of a pending delivery."""
         with self._lock:
             d = self.by_id[(account_id, delivery_id)]
+            if d.attempt_count != attempt["attempt"] or d.status != "pending":
+                return False
             self.by_id[(account_id, delivery_id)] = replace(
                 d, attempts=d.attempts + (_json_copy(attempt),), status=status,
                 next_attempt_at=next_attempt_at,
                 delivered_at=attempt["at"] if status == "delivered" else d.delivered_at)
+            return True
 
 
 class FakeBus:

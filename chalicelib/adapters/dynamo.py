@@ -249,7 +249,7 @@ def job_from_model(r: JobModel) -> Job:
         transitions=tuple(json.loads(entry) for entry in (r.transitions or ())),
         events_sent=int(r.events_sent or 0), events_due_at=r.events_due_at,
         request_digest=r.request_digest or "",
-        budget_alerted=bool(r.budget_alerted),
+        budget_alerted=bool(r.budget_alerted), budget_alert_at=r.budget_alert_at,
         gold_items=int(r.gold_items or 0), quality=r.quality or {},
         pool_cents=int(r.pool_cents or 0), blocked_workers=frozenset(r.blocked_workers or ()),
         auto_approve_seconds=int(r.auto_approve_seconds if r.auto_approve_seconds is not None
@@ -378,6 +378,13 @@ class DynamoJobs:
     def jobs_with_events_due(self) -> list[str]:
         """Ids of jobs with transitions whose events are not all published (sparse index)."""
         return [r.job_id for r in JobModel.events_due.query("due")]
+
+    def claim_budget_alert(self, job_id: str, now: float) -> float:
+        """The time of the job's budget alert: now, unless an earlier claim set one."""
+        _, raw = _update_raw(JobModel, job_id, None,
+                             [JobModel.budget_alert_at.set(JobModel.budget_alert_at | now)],
+                             JobModel.job_id.exists())
+        return float((raw or {}).get("budget_alert_at", {}).get("N", now))
 
     def mark_budget_alerted(self, job_id: str) -> None:
         """Record that the budget alert was published."""

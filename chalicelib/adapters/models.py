@@ -167,6 +167,7 @@ class JobModel(Model):
     events_queue = UnicodeAttribute(null=True)
     events_due_at = NumberAttribute(null=True)
     budget_alerted = BooleanAttribute(null=True)
+    budget_alert_at = NumberAttribute(null=True)
     ingested_chunks = NumberSetAttribute(null=True)
     answered = NumberAttribute(default=0)
     items_done = NumberAttribute(default=0)

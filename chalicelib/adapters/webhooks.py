@@ -1,8 +1,11 @@
 """Webhook endpoints and deliveries on DynamoDB, the EventBridge bus, and the HTTP sender."""
 from __future__ import annotations
 
+import ipaddress
 import json
+import socket
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -73,6 +76,14 @@ class DynamoWebhooks:
         except WebhookModel.DoesNotExist:
             return None
 
+    def get_endpoint(self, account_id: str, endpoint_id: str) -> Endpoint | None:
+        """One endpoint."""
+        try:
+            return _endpoint(WebhookModel.get(account_id, ENDPOINT + endpoint_id,
+                                              consistent_read=True))
+        except WebhookModel.DoesNotExist:
+            return None
+
     def deliveries(self, account_id: str, limit: int, cursor: str | None
                    ) -> tuple[list[Delivery], str | None]:
         """A page of the account's deliveries, newest first."""
@@ -95,7 +106,7 @@ class DynamoWebhooks:
         return ok
 
     def finish_attempt(self, account_id: str, delivery_id: str, attempt: dict[str, Any],
-                       status: str, next_attempt_at: float) -> None:
+                       status: str, next_attempt_at: float) -> bool:
         """Append the attempt to the log and set status and the next attempt's time."""
         actions = [WebhookModel.attempts.set(
                        WebhookModel.attempts.append([json.dumps(attempt)])),
@@ -103,8 +114,11 @@ class DynamoWebhooks:
                    WebhookModel.next_attempt_at.set(next_attempt_at)]
         if status == DELIVERED:
             actions.append(WebhookModel.delivered_at.set(attempt["at"]))
-        _update_raw(WebhookModel, account_id, DELIVERY + delivery_id, actions,
-                    WebhookModel.key.exists())
+        # Only the latest claimed attempt of a pending delivery sets its outcome.
+        ok, _ = _update_raw(WebhookModel, account_id, DELIVERY + delivery_id, actions,
+                            (WebhookModel.attempt_count == attempt["attempt"])
+                            & (WebhookModel.status == PENDING))
+        return ok
 
 
 def _put_new(record: WebhookModel) -> tuple[bool, None]:
@@ -147,9 +161,17 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
 _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
-def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float
-              ) -> tuple[int | None, str | None]:
-    """POST body; (status code, None) for any HTTP answer, (None, reason) when none came."""
+def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float,
+              allow_private: bool = False) -> tuple[int | None, str | None]:
+    """POST body; (status code, None) for any HTTP answer, (None, reason) when none came.
+
+    Unless allow_private, the host must resolve only to public addresses now (a name that
+    pointed elsewhere when it was registered is checked again at every send).
+    """
+    if not allow_private:
+        refused = _private_address(urllib.parse.urlsplit(url).hostname or "")
+        if refused:
+            return None, refused
     request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
     try:
         with _OPENER.open(request, timeout=timeout) as response:
@@ -157,6 +179,24 @@ def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float
             return response.status, None
     except urllib.error.HTTPError as error:
         return error.code, None
-    except (urllib.error.URLError, OSError, ValueError) as error:
+    except Exception as error:  # noqa: BLE001 (whatever the receiver did is this attempt's error)
         reason = getattr(error, "reason", error)
         return None, f"{type(error).__name__}: {reason}"[:300]
+
+
+def _private_address(host: str) -> str | None:
+    """Why host may not be called, or None: it must resolve, and only to global addresses."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError) as error:
+        return f"the host does not resolve: {type(error).__name__}"
+    for address in addresses:
+        if not ipaddress.ip_address(address.split("%", 1)[0]).is_global:
+            return "the host resolves to a private address"
+    return None
+
+
+def sender(allow_private: bool) -> Any:
+    """post_json with the private-address rule of the stage."""
+    return lambda url, body, headers, timeout: post_json(url, body, headers, timeout,
+                                                         allow_private)

@@ -140,6 +140,7 @@ class Job:
     request_digest: str = ""
     events_due_at: float | None = None
     budget_alerted: bool = False
+    budget_alert_at: float | None = None
     ingested_chunks: frozenset[int] = frozenset()
     answered: int = 0
     items_done: int = 0

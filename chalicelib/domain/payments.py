@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from chalicelib.domain import validation as v
+from chalicelib.domain import webhooks
 from chalicelib.domain.ids import parse_assignment_id
 from chalicelib.domain.model import (
     APPROVED, REJECTED, ItemState, Job, LedgerEntry, Principal, StoredAnswer,
@@ -141,6 +142,9 @@ def pay_bonus(p: Platform, client: Principal, job_id: str, body: Any) -> tuple[d
         entry = LedgerEntry(worker_id, entry_id, "bonus", amount, p.now(), job.job_id, None,
                             reason, client.account_id)
         if p.ledger.bonus(entry, job.job_id):
+            fresh = p.jobs.get_job(job.job_id)
+            if fresh is not None:
+                webhooks.check_budget(p, fresh)
             return entry_view(entry), True
         existing = p.ledger.get_entry(worker_id, entry_id)
     if existing is None or existing.amount_cents != amount or existing.reason != reason:

@@ -139,6 +139,8 @@ class JobStore(Protocol):
         off the outbox unless a transition came after due_at_seen was read."""
     def jobs_with_events_due(self) -> list[str]:
         """Jobs with transitions whose events are not all published."""
+    def claim_budget_alert(self, job_id: str, now: float) -> float:
+        """The time of the job's budget alert: now, unless an earlier claim set one."""
     def mark_budget_alerted(self, job_id: str) -> None:
         """Record that the job's budget alert was published."""
     def record_counted(self, job_id: str, answers: Sequence[CountedAnswer],

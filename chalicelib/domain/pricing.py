@@ -28,6 +28,16 @@ def platform_fee(worker_rewards_cents: int) -> int:
     return -(-worker_rewards_cents * PLATFORM_FEE_PERCENT // 100)
 
 
+def worker_budget(total_cents: int) -> int:
+    """The part of a quote's total that pays workers (the total less the platform fee)."""
+    rewards = total_cents * 100 // (100 + PLATFORM_FEE_PERCENT)
+    while rewards + 1 + platform_fee(rewards + 1) <= total_cents:
+        rewards += 1
+    while rewards > 0 and rewards + platform_fee(rewards) > total_cents:
+        rewards -= 1
+    return rewards
+
+
 def gold_answers_for(answers: int, gold_rate: float) -> int:
     """Gold answers that come with `answers` regular ones when gold is served at gold_rate."""
     return math.ceil(round(answers * gold_rate / (1 - gold_rate), 9))

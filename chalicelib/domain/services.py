@@ -30,6 +30,7 @@ from chalicelib.domain.ports import (
     QuoteStore, ResultStore, WorkerRecord, WorkerStatsStore, Workflow,
 )
 from chalicelib.domain.pricing import price_quote
+from chalicelib.observability import logger
 from chalicelib.errors import (
     Conflict, Forbidden, InvalidRequest, NotFound, TransientError, Unauthorized,
 )
@@ -136,11 +137,22 @@ def rotate_credentials(p: Platform, principal: Principal, secret: str) -> str:
     on this container and within a minute on the others (their credential cache)."""
     prefix = {CLIENT: "ck", WORKER: "wt", OPERATOR: "ok"}[principal.role]
     new = new_secret(prefix)
+    # A client's new key joins the usage plan before the old one is revoked, so a failure on
+    # the way leaves the old key working (and the new one unknown), never neither.
+    gateway_key = None
+    if principal.role == CLIENT and p.client_keys is not None:
+        gateway_key = p.client_keys.register(principal.account_id, new)
     if not p.accounts.rotate(principal.account_id, hash_secret(secret), hash_secret(new), p.now()):
+        if gateway_key is not None:
+            p.client_keys.remove(gateway_key)
         raise Conflict("this credential was rotated or revoked meanwhile", code="credential_changed")
     p._principals.pop(hash_secret(secret), None)
-    if principal.role == CLIENT and p.client_keys is not None:
-        p.client_keys.register(principal.account_id, new)  # and the old one is removed
+    if gateway_key is not None:
+        try:
+            p.client_keys.remove_others(principal.account_id, keep=gateway_key)
+        except Exception:  # noqa: BLE001 (the old key is revoked here: the app refuses it)
+            logger.exception("the old key stays in the usage plan",
+                             extra={"account_id": principal.account_id})
     return new
 
 
@@ -806,8 +818,7 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
         if cached is not None and cached.adaptive and new:
             refit_online_model(p, job_id, new)
         if cached is not None and p.webhooks is not None and not cached.budget_alerted and \
-                (cached.answered + len(answers)) * cached.reward_cents + cached.bonus_cents \
-                >= webhooks.BUDGET_ALERT_SHARE * cached.budget_cents:
+                webhooks.budget_nearly_spent(replace(cached, answered=cached.answered + new)):
             fresh = p.jobs.get_job(job_id)
             if fresh is not None:
                 webhooks.check_budget(p, fresh)

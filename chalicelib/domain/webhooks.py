@@ -125,8 +125,11 @@ class WebhookStore(Protocol):
         """Start attempt attempt_count + 1 if no other has started since, holding it until
         lease_until (a copy of the message waits till then); True if claimed."""
     def finish_attempt(self, account_id: str, delivery_id: str, attempt: dict[str, Any],
-                       status: str, next_attempt_at: float) -> None:
-        """Append a finished attempt and set the delivery's status and next attempt."""
+                       status: str, next_attempt_at: float) -> bool:
+        """Append a finished attempt and set the delivery's status and next attempt, if it is
+        still the delivery's latest claimed attempt and the delivery is pending."""
+    def get_endpoint(self, account_id: str, endpoint_id: str) -> Endpoint | None:
+        """One endpoint."""
 
 
 class EventBus(Protocol):
@@ -338,28 +341,70 @@ def record_has_events(record: Mapping[str, Any]) -> bool:
         or (before.get("state") == AGGREGATING and after.get("state") == PAUSED))
 
 
+SWEEP_JOBS = 100
+
+
 def publish_due_job_events(p: Any) -> int:
-    """The sweeper's part: jobs a crash left with events unpublished."""
+    """The sweeper's part: jobs a crash left with events unpublished (at most SWEEP_JOBS a
+    run; one job failing does not stop the others)."""
     if p.webhooks is None:
         return 0
-    return sum(publish_job_events(p, job_id) for job_id in p.jobs.jobs_with_events_due())
+    published = 0
+    for job_id in p.jobs.jobs_with_events_due()[:SWEEP_JOBS]:
+        try:
+            published += publish_job_events(p, job_id)
+        except Exception:  # noqa: BLE001 (logged; the next run tries again)
+            from chalicelib.observability import logger
+
+            logger.exception("publishing job events failed", extra={"job_id": job_id})
+    return published
+
+
+def budget_nearly_spent(job: Job) -> bool:
+    """True when rewards of counted answers plus bonuses reach 90% of what the job's budget
+    has for workers (the budget less the platform fee)."""
+    from chalicelib.domain.pricing import worker_budget
+
+    for_workers = worker_budget(job.budget_cents)
+    return for_workers > 0 and \
+        job.spent_cents + job.bonus_cents >= BUDGET_ALERT_SHARE * for_workers
 
 
 def check_budget(p: Any, job: Job) -> bool:
-    """Publish `job.budget_nearly_spent` once when a job's spend reaches 90% of its budget."""
-    if p.webhooks is None or job.budget_alerted or job.budget_cents <= 0:
+    """Publish `job.budget_nearly_spent` once when the job's spend crosses the line.
+
+    The alert's time is claimed on the job first (a condition: the first claim wins) and the
+    event is built from it, so a repeat after a crash builds the same event and delivers
+    nothing twice; the alert is marked sent after publishing. Never raises: a failure is
+    logged and the next count or bonus of the job tries again.
+    """
+    if p.webhooks is None or job.budget_alerted or not budget_nearly_spent(job):
         return False
-    spent = job.spent_cents + job.bonus_cents
-    if spent < BUDGET_ALERT_SHARE * job.budget_cents:
+    try:
+        at = job.budget_alert_at or p.jobs.claim_budget_alert(job.job_id, p.now())
+        for_workers = max(1, worker_budget_of(job))
+        spent = job.spent_cents + job.bonus_cents
+        publish(p.webhooks, Event(
+            event_id=f"evt_{job.job_id[4:]}_budget_{BUDGET_NEARLY_SPENT}",
+            event_type=BUDGET_NEARLY_SPENT, account_id=job.client_id, created_at=at,
+            job_id=job.job_id,
+            data={"budget_cents": job.budget_cents, "for_workers_cents": for_workers,
+                  "spent_cents": spent, "share": round(spent / for_workers, 4),
+                  "pool_cents": job.pool_cents}))
+        p.jobs.mark_budget_alerted(job.job_id)
+    except Exception:  # noqa: BLE001 (logged; tried again on the next count or bonus)
+        from chalicelib.observability import logger
+
+        logger.exception("the budget alert failed; it is tried again", extra={"job_id": job.job_id})
         return False
-    publish(p.webhooks, Event(
-        event_id=f"evt_{job.job_id[4:]}_budget_{BUDGET_NEARLY_SPENT}",
-        event_type=BUDGET_NEARLY_SPENT, account_id=job.client_id, created_at=p.now(),
-        job_id=job.job_id,
-        data={"budget_cents": job.budget_cents, "spent_cents": spent,
-              "share": round(spent / job.budget_cents, 4), "pool_cents": job.pool_cents}))
-    p.jobs.mark_budget_alerted(job.job_id)
     return True
+
+
+def worker_budget_of(job: Job) -> int:
+    """What the job's budget has for workers."""
+    from chalicelib.domain.pricing import worker_budget
+
+    return worker_budget(job.budget_cents)
 
 
 # --- delivering -------------------------------------------------------------------------
@@ -381,11 +426,14 @@ def deliver(w: Webhooks, message: Mapping[str, Any], now: Callable[[], float] = 
                                  delivery.attempt_count,
                                  started + 2 * w.config.timeout_seconds):
         return "taken"  # another copy of the message got there first
-    endpoint = next((e for e in w.store.endpoints(delivery.account_id)
-                     if e.endpoint_id == delivery.endpoint_id), None)
+    endpoint = w.store.get_endpoint(delivery.account_id, delivery.endpoint_id)
     number = delivery.attempt_count + 1
     if endpoint is None:
-        status, error, took = None, "the endpoint was deleted", 0.0
+        # The client deleted the endpoint: nothing to retry, report or alarm on.
+        w.store.finish_attempt(delivery.account_id, delivery.delivery_id, {
+            "attempt": number, "at": started, "status_code": None, "latency_ms": 0.0,
+            "error": "the endpoint was deleted"}, DEAD, 0)
+        return "endpoint deleted"
     else:
         timestamp = int(started)
         headers = {"Content-Type": "application/json",
@@ -402,8 +450,10 @@ def deliver(w: Webhooks, message: Mapping[str, Any], now: Callable[[], float] = 
                                started)
         return "delivered"
     wait = backoff(number, w.config)
-    if endpoint is None or started + wait > delivery.created_at + w.config.window_seconds:
-        w.store.finish_attempt(delivery.account_id, delivery.delivery_id, attempt, DEAD, 0)
+    if started + wait > delivery.created_at + w.config.window_seconds:
+        # The notices go out before the delivery is marked failed: a crash in between
+        # makes the redelivered message try once more and send them again (the notice's
+        # event id is fixed, so its deliveries are not repeated).
         w.dead_letters.send({"account_id": delivery.account_id,
                              "delivery_id": delivery.delivery_id,
                              "event_id": delivery.event_id, "event_type": delivery.event_type,
@@ -416,9 +466,11 @@ def deliver(w: Webhooks, message: Mapping[str, Any], now: Callable[[], float] = 
                       "event_id": delivery.event_id, "event_type": delivery.event_type,
                       "attempts": number, "last_status": status}),
                 skip_endpoint=delivery.endpoint_id)
+        w.store.finish_attempt(delivery.account_id, delivery.delivery_id, attempt, DEAD, 0)
         return "failed"
-    w.store.finish_attempt(delivery.account_id, delivery.delivery_id, attempt, PENDING,
-                           started + wait)
+    if not w.store.finish_attempt(delivery.account_id, delivery.delivery_id, attempt, PENDING,
+                                  started + wait):
+        return "superseded"  # a later attempt (a duplicate message's) owns the delivery now
     w.queue.send(dict(message), delay_seconds=_delay(wait))
     return "retrying"
 

@@ -77,7 +77,10 @@ def test_a_client_runs_a_job_from_a_csv_file_to_downloaded_results(stack, tmp_pa
     assert crowd(stack, "jobs", "results", job["job_id"], "-o", str(tmp_path / "r.csv")).returncode == 0
     rows = list(csv.DictReader((tmp_path / "r.csv").open()))
     assert [row["external_id"] for row in rows] == [f"r-{n}" for n in range(6)]
-    assert {row["answer"] for row in rows} == {"pos"}
+    assert {row["answer"] for row in rows[1:]} == {"pos"}
+    # r-0 is gold: served at the gold rate, never as a worker's only task, so whether any of
+    # the three workers met it is chance; unanswered, its result has no answer
+    assert rows[0]["answer"] in ("pos", "")
     assert crowd(stack, "jobs", "results", job["job_id"], "-o", str(tmp_path / "r.jsonl")).returncode == 0
     assert len((tmp_path / "r.jsonl").read_text().splitlines()) == 6
     answers = crowd(stack, "jobs", "results", job["job_id"], "--answers", "-o",

@@ -153,15 +153,37 @@ def test_the_budget_alert_is_published_once_at_ninety_percent():
     p.webhooks = _hooks()
     client = _client(p)
     webhooks.register(p.webhooks, client, {"url": "http://a.test/h"}, 0)
-    job = _active_job(p, client)
-    p.jobs.jobs[job.job_id].answered = int(0.8 * job.budget_cents / job.reward_cents)
+    job = _active_job(p, client, items=20, redundancy=3)  # 60 slots; gold priced at 10%
+    slots = job.item_count * job.redundancy
+    # GIVEN 50 of its 60 answers counted: 75% of the workers' money (rewards and gold)
+    p.jobs.jobs[job.job_id].answered = 50
     assert not webhooks.check_budget(p, p.jobs.get_job(job.job_id))
-    p.jobs.jobs[job.job_id].answered = -(-9 * job.budget_cents // (10 * job.reward_cents))
+    # WHEN a bonus takes it over 90% THEN the alert goes out once, timed by its claim
+    p.jobs.jobs[job.job_id].bonus_cents = 60
     assert webhooks.check_budget(p, p.jobs.get_job(job.job_id))
     assert not webhooks.check_budget(p, p.jobs.get_job(job.job_id))
     (alert,) = p.webhooks.store.by_id.values()
     assert alert.event_type == "job.budget_nearly_spent"
-    assert json.loads(alert.body)["data"]["share"] >= 0.9
+    data = json.loads(alert.body)["data"]
+    assert data["for_workers_cents"] < job.budget_cents  # the fee is not the workers'
+    assert data["share"] >= 0.9 and data["spent_cents"] == 50 * job.reward_cents + 60
+    assert slots == 60
+
+
+def test_a_crash_between_claim_and_publish_repeats_the_same_alert():
+    p = make_platform()
+    p.webhooks = _hooks()
+    client = _client(p)
+    webhooks.register(p.webhooks, client, {"url": "http://a.test/h"}, 0)
+    job = _active_job(p, client, items=20, redundancy=3)
+    p.jobs.jobs[job.job_id].answered = job.item_count * job.redundancy
+    p.jobs.jobs[job.job_id].bonus_cents = 40
+    p.jobs.claim_budget_alert(job.job_id, 123.0)  # claimed, then the process died
+    assert webhooks.check_budget(p, p.jobs.get_job(job.job_id))
+    p.jobs.jobs[job.job_id].budget_alerted = False  # as if the mark was lost too
+    assert webhooks.check_budget(p, p.jobs.get_job(job.job_id))
+    (alert,) = p.webhooks.store.by_id.values()  # one delivery, from the claimed time
+    assert alert.created_at == 123.0
 
 
 @pytest.mark.parametrize("url", ["http://example.com/h", "https://127.0.0.1/h",
@@ -175,3 +197,46 @@ def test_only_public_https_urls_are_accepted_when_not_local(url):
 def test_a_public_https_url_is_accepted():
     assert webhooks.check_url("https://hooks.example.com/x?y=1", webhooks.WebhookConfig())
 
+
+
+def test_a_deleted_endpoints_deliveries_end_quietly():
+    hooks = _hooks(send=lambda *a: (500, None))
+    endpoint = webhooks.register(hooks, CLIENT, {"url": "http://a.test/h"}, 1.0)
+    webhooks.publish(hooks, _event())
+    message = hooks.queue.take()[0]
+    webhooks.remove(hooks, CLIENT, endpoint.endpoint_id)
+    assert webhooks.deliver(hooks, message, now=lambda: 1000.0) == "endpoint deleted"
+    delivery = hooks.store.get_delivery("acct_1", message["delivery_id"])
+    assert delivery.status == "failed" and delivery.attempts[0]["error"]
+    assert hooks.dead_letters.sent == [] and hooks.queue.sent == []
+
+
+def test_an_attempt_finishing_after_a_newer_one_changes_nothing():
+    hooks = _hooks(send=lambda *a: (500, None))
+    webhooks.register(hooks, CLIENT, {"url": "http://a.test/h"}, 1.0)
+    webhooks.publish(hooks, _event())
+    message = hooks.queue.take()[0]
+    store = hooks.store
+    delivery = store.get_delivery("acct_1", message["delivery_id"])
+    assert store.claim_attempt("acct_1", delivery.delivery_id, 0, 10.0)  # a slow attempt 1
+    assert store.claim_attempt("acct_1", delivery.delivery_id, 1, 20.0)  # a duplicate's 2
+    assert store.finish_attempt("acct_1", delivery.delivery_id,
+                                {"attempt": 2, "at": 11.0, "status_code": 200}, "delivered", 11)
+    assert not store.finish_attempt("acct_1", delivery.delivery_id,
+                                    {"attempt": 1, "at": 12.0, "status_code": 500}, "pending", 40)
+    assert store.get_delivery("acct_1", delivery.delivery_id).status == "delivered"
+
+
+def test_odd_signature_headers_are_false_not_errors():
+    body = _event().body()
+    assert not verify_signature(body, "t=1000000,v1=ü", "whsec_x", now=1_000_000)
+    assert not verify_signature(body, "t=abc,v1=00", "whsec_x")
+
+
+def test_the_sender_refuses_hosts_that_resolve_to_private_addresses():
+    from chalicelib.adapters.webhooks import post_json
+
+    status, error = post_json("http://localhost:9/h", b"{}", {}, 1.0)
+    assert status is None and "private" in error
+    status, error = post_json("http://2130706433:9/h", b"{}", {}, 1.0)  # 127.0.0.1 in disguise
+    assert status is None and "private" in error
