@@ -37,7 +37,8 @@ def test_generated_requests_get_no_5xx_and_every_error_has_the_json_shape(stack,
         "--no-color", "--report", "json", "--report-json-path", str(report),
     ]
     # WHEN schemathesis runs against it
-    run = subprocess.run(command, capture_output=True, text=True, timeout=1500)
+    # (from tmp_path: schemathesis keeps a cache in its working directory)
+    run = subprocess.run(command, capture_output=True, text=True, timeout=1500, cwd=tmp_path)
     # THEN nothing failed, and enough requests were sent
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
     cases = json.loads(report.read_text())["test_cases"]
