@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.common import client_secret, json_body, json_errors
+from chalicelib.api.common import client_secret, idempotent, json_body, json_errors
 from chalicelib.deps import platform
 from chalicelib.domain import services, webhooks
 from chalicelib.domain.model import Principal
@@ -80,5 +80,5 @@ def get_delivery(delivery_id: str) -> dict:
 def replay_delivery(delivery_id: str) -> Response:
     """Send a delivery's event again, as a new delivery with a log of its own."""
     client = _client()
-    copy = webhooks.replay(_hooks(), client, delivery_id, platform().now())
-    return Response(body=webhooks.delivery_view(copy), status_code=202)
+    return idempotent(bp, client.account_id, lambda: (202, webhooks.delivery_view(
+        webhooks.replay(_hooks(), client, delivery_id, platform().now()))))

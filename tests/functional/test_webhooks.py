@@ -167,11 +167,16 @@ def test_a_delivery_can_be_replayed_and_a_job_callback_url_gets_that_jobs_events
         # WHEN a delivery is replayed
         status, page = api.as_client("GET", "/webhooks/deliveries")
         original = next(d for d in page["deliveries"] if d["event_type"] == "job.completed")
-        status, copy = api.as_client("POST",
-                                     f"/webhooks/deliveries/{original['delivery_id']}/replay")
+        replay = f"/webhooks/deliveries/{original['delivery_id']}/replay"
+        keyed = {"X-Api-Key": api.key, "Idempotency-Key": "replay-1"}
+        status, copy = api.call("POST", replay, None, keyed)
         assert status == 202 and copy["replay_of"] == original["delivery_id"]
+        # a retried replay with the same key replays the answer and sends nothing more
+        assert api.call("POST", replay, None, keyed) == (202, copy)
         _settle(stack, lambda: len(receiver.requests) > first)
         # THEN the same event arrives again under a new delivery id
+        stack.drain()
+        assert len(receiver.requests) == first + 1
         again = json.loads(receiver.requests[-1]["raw"])
         assert again["id"] == original["event_id"]
         assert receiver.requests[-1]["headers"]["Crowd-Delivery"] == copy["delivery_id"]
