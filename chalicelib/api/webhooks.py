@@ -7,7 +7,7 @@ from chalicelib.api.common import client_secret, idempotent, json_body, json_err
 from chalicelib.deps import platform
 from chalicelib.domain import services, webhooks
 from chalicelib.domain.model import Principal
-from chalicelib.errors import InvalidRequest, NotFound
+from chalicelib.errors import InvalidRequest
 
 bp = Blueprint(__name__)
 
@@ -69,10 +69,7 @@ def list_deliveries() -> dict:
 def get_delivery(delivery_id: str) -> dict:
     """One delivery with its attempts and payload."""
     client = _client()
-    delivery = _hooks().store.get_delivery(client.account_id, delivery_id)
-    if delivery is None:
-        raise NotFound("no such delivery", code="delivery_not_found")
-    return webhooks.delivery_view(delivery)
+    return webhooks.delivery_view(webhooks.delivery_of(_hooks(), client, delivery_id))
 
 
 @bp.route("/webhooks/deliveries/{delivery_id}/replay", methods=["POST"])

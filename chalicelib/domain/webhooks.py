@@ -26,8 +26,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from chalicelib.domain import validation as v
-from chalicelib.domain.ids import new_id
+from chalicelib.domain.ids import new_id, new_secret
 from chalicelib.domain.model import AGGREGATING, DONE, FAILED, PAUSED, Job, Principal
+from chalicelib.domain.pricing import worker_budget
 from chalicelib.errors import InvalidRequest, NotFound
 
 PHASE_CHANGED = "job.phase_changed"
@@ -218,19 +219,20 @@ def register(w: Webhooks, client: Principal, body: Any, now: float,
         raise InvalidRequest(f"'events' must be a list of: {', '.join(EVENT_TYPES)}",
                              field="events")
     description = v.text(body, "description", max_length=200, required=False) or ""
-    if len([e for e in w.store.endpoints(client.account_id) if e.job_id is None]) >= MAX_ENDPOINTS \
-            and job_id is None:
-        raise InvalidRequest(f"an account has at most {MAX_ENDPOINTS} endpoints; delete one "
-                             "first", field="url", code="too_many_endpoints")
-    # A job's callback endpoint has an id derived from the job: registering it again (a
-    # retried job creation) finds the one already there.
-    endpoint_id = f"whe_{job_id[4:]}" if job_id else new_id("whe")
-    existing = next((e for e in w.store.endpoints(client.account_id)
-                     if e.endpoint_id == endpoint_id), None) if job_id else None
-    if existing is not None:
-        return existing
+    if job_id is not None:
+        # A job's callback endpoint has an id derived from the job: registering it again (a
+        # retried job creation) finds the one already there.
+        endpoint_id = f"whe_{job_id[4:]}"
+        existing = w.store.get_endpoint(client.account_id, endpoint_id)
+        if existing is not None:
+            return existing
+    else:
+        endpoint_id = new_id("whe")
+        if sum(e.job_id is None for e in w.store.endpoints(client.account_id)) >= MAX_ENDPOINTS:
+            raise InvalidRequest(f"an account has at most {MAX_ENDPOINTS} endpoints; delete "
+                                 "one first", field="url", code="too_many_endpoints")
     endpoint = Endpoint(endpoint_id=endpoint_id, account_id=client.account_id, url=url,
-                        secret=f"whsec_{new_id('s')[2:]}{new_id('s')[2:]}", created_at=now,
+                        secret=new_secret("whsec"), created_at=now,
                         events=tuple(dict.fromkeys(events)), job_id=job_id,
                         description=description)
     w.store.put_endpoint(endpoint)
@@ -363,8 +365,6 @@ def publish_due_job_events(p: Any) -> int:
 def budget_nearly_spent(job: Job) -> bool:
     """True when rewards of counted answers plus bonuses reach 90% of what the job's budget
     has for workers (the budget less the platform fee)."""
-    from chalicelib.domain.pricing import worker_budget
-
     for_workers = worker_budget(job.budget_cents)
     return for_workers > 0 and \
         job.spent_cents + job.bonus_cents >= BUDGET_ALERT_SHARE * for_workers
@@ -382,7 +382,7 @@ def check_budget(p: Any, job: Job) -> bool:
         return False
     try:
         at = job.budget_alert_at or p.jobs.claim_budget_alert(job.job_id, p.now())
-        for_workers = max(1, worker_budget_of(job))
+        for_workers = max(1, worker_budget(job.budget_cents))
         spent = job.spent_cents + job.bonus_cents
         publish(p.webhooks, Event(
             event_id=f"evt_{job.job_id[4:]}_budget_{BUDGET_NEARLY_SPENT}",
@@ -399,12 +399,6 @@ def check_budget(p: Any, job: Job) -> bool:
         return False
     return True
 
-
-def worker_budget_of(job: Job) -> int:
-    """What the job's budget has for workers."""
-    from chalicelib.domain.pricing import worker_budget
-
-    return worker_budget(job.budget_cents)
 
 
 # --- delivering -------------------------------------------------------------------------
@@ -482,10 +476,8 @@ def _delay(seconds: float) -> int:
 
 def replay(w: Webhooks, client: Principal, delivery_id_: str, now: float) -> Delivery:
     """Send a delivery's event again, as a new delivery (the old one keeps its log)."""
-    original = w.store.get_delivery(client.account_id, delivery_id_)
-    if original is None:
-        raise NotFound("no such delivery", code="delivery_not_found")
-    if not any(e.endpoint_id == original.endpoint_id for e in w.store.endpoints(client.account_id)):
+    original = delivery_of(w, client, delivery_id_)
+    if w.store.get_endpoint(client.account_id, original.endpoint_id) is None:
         raise NotFound("the delivery's endpoint was deleted", code="webhook_not_found")
     copy = replace(original, delivery_id=f"whd_{int(now * 1000):013d}_{new_id('r')[2:]}",
                    created_at=now, status=PENDING, attempts=(), attempt_count=0,
@@ -493,6 +485,14 @@ def replay(w: Webhooks, client: Principal, delivery_id_: str, now: float) -> Del
     w.store.create_delivery(copy)
     w.queue.send({"account_id": copy.account_id, "delivery_id": copy.delivery_id})
     return copy
+
+
+def delivery_of(w: Webhooks, client: Principal, delivery_id_: str) -> Delivery:
+    """One of the client's deliveries; 404 for any other."""
+    delivery = w.store.get_delivery(client.account_id, delivery_id_)
+    if delivery is None:
+        raise NotFound("no such delivery", code="delivery_not_found")
+    return delivery
 
 
 def endpoint_view(endpoint: Endpoint, with_secret: bool = False) -> dict[str, Any]:
