@@ -70,19 +70,13 @@ class DynamoWebhooks:
 
     def get_delivery(self, account_id: str, delivery_id: str) -> Delivery | None:
         """One delivery (strongly consistent)."""
-        try:
-            return _delivery(WebhookModel.get(account_id, DELIVERY + delivery_id,
-                                              consistent_read=True))
-        except WebhookModel.DoesNotExist:
-            return None
+        record = _get(account_id, DELIVERY + delivery_id)
+        return None if record is None else _delivery(record)
 
     def get_endpoint(self, account_id: str, endpoint_id: str) -> Endpoint | None:
-        """One endpoint."""
-        try:
-            return _endpoint(WebhookModel.get(account_id, ENDPOINT + endpoint_id,
-                                              consistent_read=True))
-        except WebhookModel.DoesNotExist:
-            return None
+        """One endpoint (strongly consistent)."""
+        record = _get(account_id, ENDPOINT + endpoint_id)
+        return None if record is None else _endpoint(record)
 
     def deliveries(self, account_id: str, limit: int, cursor: str | None
                    ) -> tuple[list[Delivery], str | None]:
@@ -119,6 +113,13 @@ class DynamoWebhooks:
                             (WebhookModel.attempt_count == attempt["attempt"])
                             & (WebhookModel.status == PENDING))
         return ok
+
+
+def _get(account_id: str, key: str) -> WebhookModel | None:
+    try:
+        return WebhookModel.get(account_id, key, consistent_read=True)
+    except WebhookModel.DoesNotExist:
+        return None
 
 
 def _put_new(record: WebhookModel) -> tuple[bool, None]:

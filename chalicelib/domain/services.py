@@ -211,7 +211,7 @@ def post_job_with_callback(p: Platform, client: Principal, body: Any
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     # The same request again after a crash between writing the job and queueing its items:
     # carry on with the job it wrote (any other use of the quote stays a 409).
-    resumed = _resumable_job(p, client, quote.quote_id, digest)
+    resumed = _resumable_job(p, client, quote, digest)
     if resumed is not None:
         quote = replace(quote, job_id=None)
     job, chunks = build_job(quote, client.account_id, body, p.now())
@@ -242,9 +242,8 @@ def post_job_with_callback(p: Platform, client: Principal, body: Any
     return job, endpoint
 
 
-def _resumable_job(p: Platform, client: Principal, quote_id: str, digest: str) -> Job | None:
-    quote = p.quotes.get_quote(quote_id)
-    job = p.jobs.get_job(quote.job_id) if quote is not None and quote.job_id else None
+def _resumable_job(p: Platform, client: Principal, quote: Quote, digest: str) -> Job | None:
+    job = p.jobs.get_job(quote.job_id) if quote.job_id else None
     if job is not None and job.client_id == client.account_id and job.state == INGESTING \
             and job.request_digest == digest:
         return job

@@ -253,11 +253,15 @@ def delivery_id(event: Event, endpoint_id: str) -> str:
     return f"whd_{int(event.created_at * 1000):013d}_{digest}"
 
 
-def publish(w: Webhooks, event: Event, skip_endpoint: str | None = None) -> list[str]:
+def publish(w: Webhooks, event: Event, skip_endpoint: str | None = None,
+            endpoints: Sequence[Endpoint] | None = None) -> list[str]:
     """Deliver an event to every endpoint of its account that wants it (once each however
-    often this runs) and put it on the event bus; the ids of the deliveries queued."""
+    often this runs) and put it on the event bus; the ids of the deliveries queued.
+    endpoints, when given, are the account's (read once for several events)."""
     queued = []
-    for endpoint in w.store.endpoints(event.account_id):
+    if endpoints is None:
+        endpoints = w.store.endpoints(event.account_id)
+    for endpoint in endpoints:
         if endpoint.endpoint_id == skip_endpoint or not endpoint.wants(event.event_type,
                                                                        event.job_id):
             continue
@@ -317,8 +321,9 @@ def publish_job_events(p: Any, job_id: str) -> int:
     if job is None:
         return 0
     events = job_events(job, job.events_sent)
+    endpoints = p.webhooks.store.endpoints(job.client_id) if events else []
     for event in events:
-        publish(p.webhooks, event)
+        publish(p.webhooks, event, endpoints=endpoints)
     p.jobs.mark_events_sent(job_id, job.events_sent, len(job.transitions), job.events_due_at)
     return len(events)
 
