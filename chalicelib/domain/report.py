@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib.domain import quality
+from chalicelib.domain.answers import smoothed_accuracy
 
 LOWEST_CONFIDENCE_ITEMS = 10
 MAX_ATTRIBUTE_VALUES = 50
@@ -30,6 +31,13 @@ def _seconds(leased_at: str | None, submitted_at: str | None) -> float | None:
 
 def _rounded(value: float | None) -> float | None:
     return None if value is None else round(value, 4)
+
+
+def _gold_accuracy(answers: int, correct: int) -> float | None:
+    """A worker's gold accuracy under a Beta(1, 1) prior (one right and one wrong answer
+    before any gold is seen); None without gold answers, where the prior's 0.5 would read
+    as "1 of 2 right"."""
+    return round(smoothed_accuracy(correct, answers), 4) if answers else None
 
 
 def _value(answer: Mapping[str, Any]) -> Any:
@@ -139,8 +147,7 @@ def build_report(job_id: str, round_no: int, task_type: str, lines: Iterable[Map
                 **({"estimated_accuracy": round(skills[worker], 4)}
                    if skills and worker in skills else {}),
                 **({"gold_answers": gold_answers[worker], "gold_correct": gold_correct[worker],
-                    # Beta(1, 1) prior: one right and one wrong answer before any gold is seen.
-                    "gold_accuracy": round((gold_correct[worker] + 1) / (gold_answers[worker] + 2), 4)}
+                    "gold_accuracy": _gold_accuracy(gold_answers[worker], gold_correct[worker])}
                    if gold_items else {})}
                for worker, count in sorted(worker_answers.items())]
     all_gold = sum(gold_answers.values())

@@ -230,6 +230,8 @@ def test_workers_see_their_gold_accuracy_only_as_of_published_rounds(p):
     # nothing, not even the job, shows before a round is published: a job appearing at the
     # first gold answer would tell which task was gold
     assert seen["gold_answers"] == 0 and seen["jobs"] == []
+    # and no gold answers is no accuracy, not the Beta(1, 1) prior's 0.5
+    assert seen["gold_accuracy"] is None
     _run_round(p, job.job_id)
     seen = services.worker_quality(p, worker)
     assert seen["gold_answers"] == seen["gold_correct"] > 0

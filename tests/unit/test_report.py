@@ -1,4 +1,6 @@
 """The round's quality report (chalicelib.domain.report), from hand-made result lines."""
+import re
+
 import pytest
 
 from chalicelib.domain import quality
@@ -134,7 +136,104 @@ def test_the_html_page_shows_every_section_of_a_full_report():
     page = render(report)
     # the label chart: pos and neg have results, answers and expected bars, N/A a result bar
     # only; the worker chart: agreement, model estimate and gold for each of three workers
-    assert page.count("<svg") == 2 and page.count("<rect") == (3 + 3 + 1) + 3 * 3
+    assert page.count("<svg") == 2 and page.count('fill="#') == (3 + 3 + 1) + 3 * 3
     for text in ("round 2", "Distance of the results", "By source", "&lt;app&gt;",
                  "Least certain items", "not english", "gold accuracy"):
         assert text in page, text
+
+
+def test_a_worker_without_gold_answers_has_no_gold_accuracy_rather_than_the_priors():
+    # GIVEN item 1 is gold, and worker d answered only item 5, which is not
+    lines = [{**LINES[0], "gold": POS}, *LINES[1:],
+             _line("5", NEG, 0.9, [("d", NEG, 0, 3)])]
+    # WHEN the report is built
+    by_worker = {w["worker_id"]: w for w in build_report("job_g", 1, "categorical",
+                                                         lines)["worker_summary"]}
+    # THEN d's gold accuracy is null, not the Beta(1, 1) prior's 0.5 ("1 of 2 right")
+    assert (by_worker["d"]["gold_answers"], by_worker["d"]["gold_accuracy"]) == (0, None)
+    assert by_worker["a"]["gold_accuracy"] == round(2 / 3, 4)
+
+
+# --- the HTML page -------------------------------------------------------------------------
+
+CHAR_PX = 0.62 * 12  # a generous advance per character of 12 px sans-serif text
+
+
+def _page(phase="production", round_no=1, lines=None, skills=None):
+    from chalicelib.api.report_page import render
+
+    report = build_report("job_p", round_no, "categorical", lines or LINES, skills)
+    return render({**report, "phase": phase})
+
+
+def _charts(page):
+    """Each SVG chart of the page as an XML element."""
+    import xml.etree.ElementTree as ET
+
+    return [ET.fromstring(svg) for svg in re.findall(r"<svg.*?</svg>", page, re.S)]
+
+
+def test_charts_scale_to_the_screen_and_every_figure_stays_inside_the_view_box():
+    # GIVEN workers with long ids, a long label, gold answers and model estimates
+    long_id = "wrk_" + "f" * 40
+    lines = [{**_line("1", {"label": "a very long label name indeed"}, 0.9,
+                      [(long_id, {"label": "a very long label name indeed"}, 0, 5),
+                       ("b", {"label": "a very long label name indeed"}, 0, 6)]),
+              "gold": {"label": "a very long label name indeed"}},
+             _line("2", NEG, 0.7, [(long_id, NEG, 0, 5), ("c", POS, 0, 6)])]
+    page = _page(lines=lines, skills={long_id: 0.91, "b": 0.6})
+    charts = _charts(page)
+    assert len(charts) == 2
+    for chart in charts:
+        # THEN each chart has a viewBox and takes the width it is given
+        assert chart.get("width") == "100%"
+        _, _, width, _ = map(float, chart.get("viewBox").split())
+        texts = chart.findall("{http://www.w3.org/2000/svg}text")
+        assert texts
+        for text in texts:
+            shown = "".join(text.itertext()) if text.get("clip-path") is None else ""
+            # AND every figure beside the bars ends inside it (row labels are clipped)
+            assert float(text.get("x")) + len(shown) * CHAR_PX <= width, shown
+    # AND the page has a mobile viewport, and every table scrolls inside its own box
+    assert 'name="viewport" content="width=device-width' in page
+    assert page.count("<table") == page.count('<div class="scroll"><table')
+
+
+def test_each_figure_names_its_series_and_a_missing_gold_figure_says_so():
+    # GIVEN item 1 is gold; worker d met no gold item and has no model estimate
+    lines = [{**LINES[0], "gold": POS}, *LINES[1:], _line("5", NEG, 0.9, [("d", NEG, 0, 3)])]
+    page = _page(lines=lines, skills={"a": 0.9, "b": 0.6, "c": 0.8})
+    workers = "".join(_charts(page)[1].itertext())
+    # THEN each figure is written with its series, and the legend names the short forms
+    for text in ("agree 1.00", "est 0.90", "gold 0.67", "est —", "no gold answers yet"):
+        assert text in workers, text
+    assert "estimated accuracy (est)" in page and "gold accuracy (gold)" in page
+    # AND the worker table says d has no gold answers yet instead of a number
+    assert "0.67 (1 of 1)" in page
+    row_d = next(row for row in page.split("<tr>") if row.startswith('<td class="id">d</td>'))
+    assert "<td>no gold answers yet</td>" in row_d and "0.5" not in row_d
+
+
+def test_the_title_says_whether_the_report_is_the_pilots_or_productions():
+    assert "<h1>Calibration report (pilot, round 1): job_p" in _page(phase="pilot")
+    assert "<title>Production report (round 2): job_p" in _page(phase="production", round_no=2)
+
+
+def test_the_na_reasons_table_is_left_out_when_no_answer_was_not_applicable():
+    assert "Not applicable: reasons" in _page()  # LINES has two N/A answers
+    page = _page(lines=[LINES[0], LINES[1]])
+    assert "Not applicable: reasons" not in page and "<td>reason" not in page
+
+
+def test_too_fast_answers_are_shown_per_worker():
+    # GIVEN worker b answered items 1 and 2 too fast
+    lines = [{**line, "answers": [{**entry, "flags": ["too_fast"]} if entry["worker_id"] == "b"
+                                  and line["item_id"] in ("1", "2") else entry
+                                  for entry in line["answers"]]} for line in LINES]
+    page = _page(lines=lines)
+    # THEN the summary counts them, and the worker table has a too-fast column: a 0, b 2, c 0
+    assert "<tr><th>too-fast answers</th><td>2</td></tr>" in page
+    assert "<th>too fast</th>" in page
+    table = page.split("<th>too fast</th>")[1].split("</table>")[0]
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in table.split("<tr>")[1:]]
+    assert [(row[0], row[-1]) for row in cells] == [("b", "2"), ("c", "0"), ("a", "0")]
