@@ -1,11 +1,12 @@
 """`crowd`: the marketplace from a terminal, for clients.
 
-Configuration, first found wins: flags (--api-url, --api-key), the environment (CROWD_API_URL,
-CROWD_API_KEY), a JSON config file ({"api_url": ..., "api_key": ...}; --config, or
+Configuration, first found wins: flags (--api-url, --api-key; before or after the command),
+the environment (CROWD_API_URL, CROWD_API_KEY), a JSON config file ({"api_url": ...,
+"api_key": ...}, or `make run`'s .local-stack.json with base_url and client_key; --config, or
 $CROWD_CONFIG, or ~/.config/crowd/config.json).
 
-Exit codes: 0 done; 1 the API refused (its message is printed); 2 bad usage or input;
-3 the API could not be reached.
+Exit codes: 0 done; 1 the API refused (its message is printed) or what was asked for is not
+ready (results before any are published); 2 bad usage or input; 3 the API could not be reached.
 """
 from __future__ import annotations
 
@@ -29,6 +30,13 @@ class UsageError(Exception):
     """Bad input on the command line or in a file: exit code 2."""
 
 
+class NotReady(Exception):
+    """What was asked for does not exist yet (e.g. results before a round is published):
+    exit code 1, like a refusal from the API."""
+
+    code = "results_not_ready"
+
+
 # --- configuration -------------------------------------------------------------------------
 
 def settings(args: argparse.Namespace, environ: dict[str, str]) -> tuple[str, str]:
@@ -42,8 +50,11 @@ def settings(args: argparse.Namespace, environ: dict[str, str]) -> tuple[str, st
             raise UsageError(f"{path} is not valid JSON: {error}") from None
     elif args.config:
         raise UsageError(f"no config file at {path}")
-    url = args.api_url or environ.get("CROWD_API_URL") or stored.get("api_url")
-    key = args.api_key or environ.get("CROWD_API_KEY") or stored.get("api_key")
+    # `make run`'s .local-stack.json names them base_url and client_key.
+    url = args.api_url or environ.get("CROWD_API_URL") or stored.get("api_url") \
+        or stored.get("base_url")
+    key = args.api_key or environ.get("CROWD_API_KEY") or stored.get("api_key") \
+        or stored.get("client_key")
     if not url or not key:
         raise UsageError("set the API URL and key: --api-url/--api-key, CROWD_API_URL/"
                          f"CROWD_API_KEY, or {path} with api_url and api_key")
@@ -177,15 +188,29 @@ def report_table(report: dict[str, Any], out: TextIO) -> None:
         _table(["reason", "count"], [(r["reason"], str(r["count"])) for r in na["reasons"]], out)
     if report.get("worker_summary"):
         out.write("\nworkers\n")
-        _table(["worker", "answers", "agreement", "estimated", "gold"],
+        _table(["worker", "answers", "agreement", "estimated", "gold", "too fast"],
                [(w["worker_id"], str(w["answers"]), _number(w.get("agreement_with_results")),
-                 _number(w.get("estimated_accuracy")), _number(w.get("gold_accuracy")))
+                 _number(w.get("estimated_accuracy")), _gold(w), str(w.get("too_fast", 0)))
                 for w in report["worker_summary"]], out)
     if report.get("lowest_confidence"):
         out.write("\nleast certain items\n")
         _table(["item", "answer", "confidence"],
-               [(e.get("external_id") or e["item_id"], json.dumps(e.get("answer")),
+               [(e.get("external_id") or e["item_id"], _answer_text(e.get("answer")),
                  _number(e.get("confidence"))) for e in report["lowest_confidence"]], out)
+
+
+def _gold(worker: dict[str, Any]) -> str:
+    """A worker's gold accuracy, or "none yet" when they have met no gold item."""
+    if "gold_answers" in worker and not worker["gold_answers"]:
+        return "none yet"
+    return _number(worker.get("gold_accuracy"))
+
+
+def _answer_text(answer: Any) -> str:
+    """An answer as readable text: its label, value or text, "N/A" for not applicable."""
+    if answer is None or (isinstance(answer, dict) and "not_applicable" in answer):
+        return "N/A"
+    return str(_flat_answer(answer))
 
 
 def _number(value: Any) -> str:
@@ -231,7 +256,7 @@ def _flat_answer(answer: Any) -> Any:
     for key in ("label", "value", "text"):
         if key in answer:
             return answer[key]
-    return json.dumps(answer)
+    return json.dumps(answer, ensure_ascii=False)
 
 
 # --- commands ------------------------------------------------------------------------------
@@ -320,8 +345,29 @@ def cmd_report(client: Client, args: argparse.Namespace, out: TextIO) -> None:
 
 
 def cmd_results(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    job = ready_job(client, args)
+    if job["state"] != "done":
+        sys.stderr.write(f"note: {job_line(job)}; these are the results published so far\n")
     count = write_results(client, args.job_id, args.output, args.answers)
     out.write(f"wrote {count} {'answers' if args.answers else 'results'} to {args.output}\n")
+
+
+def ready_job(client: Client, args: argparse.Namespace) -> dict[str, Any]:
+    """The job once it has published results: at once, or (--wait) after polling until it is
+    done, failed or paused. The API pages results before any are published (0 rows), so the
+    job's state is what tells "no results yet" from "no results"."""
+    if args.wait:
+        job = client.wait(args.job_id, until=("done", "failed", "paused"), every=args.every,
+                          timeout=args.timeout)
+    else:
+        job = client.job(args.job_id)
+    if job.get("result_count") is None:
+        hint = "" if args.wait or job["state"] == "failed" else \
+            "; run again when it is done, or add --wait"
+        raise NotReady(f"results are not ready: {job['job_id']} is {job['state']} "
+                       f"({job.get('phase', '')}, round {job.get('round', 1)}) and has published "
+                       f"no results{hint}")
+    return job
 
 
 def cmd_promote(client: Client, args: argparse.Namespace, out: TextIO) -> None:
@@ -343,20 +389,34 @@ def cmd_list(client: Client, args: argparse.Namespace, out: TextIO) -> None:
                   f"{job['task_type']:<13} {job['title']}\n")
 
 
+def connection_options(parser: argparse.ArgumentParser, default: Any) -> None:
+    """--api-url, --api-key and --config, accepted before the command and after it."""
+    parser.add_argument("--api-url", default=default,
+                        help="the API's base URL (or CROWD_API_URL)")
+    parser.add_argument("--api-key", default=default,
+                        help="the client API key (or CROWD_API_KEY)")
+    parser.add_argument("--config", default=default,
+                        help="a JSON config file with api_url and api_key (or make run's "
+                             ".local-stack.json)")
+
+
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="crowd", description=__doc__.split("\n\n")[0],
-                                  epilog="Exit codes: 0 done, 1 the API refused, 2 bad usage "
-                                         "or input, 3 the API could not be reached.")
-    top.add_argument("--api-url", help="the API's base URL (or CROWD_API_URL)")
-    top.add_argument("--api-key", help="the client API key (or CROWD_API_KEY)")
-    top.add_argument("--config", help="a JSON config file with api_url and api_key")
+                                  epilog="Exit codes: 0 done, 1 the API refused or results "
+                                         "are not ready, 2 bad usage or input, 3 the API could "
+                                         "not be reached.")
+    connection_options(top, None)
+    # The same options after a command: SUPPRESS leaves a value given before it in place.
+    common = argparse.ArgumentParser(add_help=False)
+    connection_options(common, argparse.SUPPRESS)
     commands = top.add_subparsers(dest="command", required=True)
-    quote = commands.add_parser("quote", help="get a firm quote: SPEC as JSON, @file or key=value ...")
+    quote = commands.add_parser("quote", parents=[common],
+                                help="get a firm quote: SPEC as JSON, @file or key=value ...")
     quote.add_argument("spec", nargs="+", metavar="SPEC")
     quote.set_defaults(run=cmd_quote)
-    jobs = commands.add_parser("jobs", help="create, watch and read jobs")
+    jobs = commands.add_parser("jobs", parents=[common], help="create, watch and read jobs")
     sub = jobs.add_subparsers(dest="jobs_command", required=True)
-    create = sub.add_parser("create", help="post a job from an items file")
+    create = sub.add_parser("create", parents=[common], help="post a job from an items file")
     create.add_argument("--items", required=True, help="items.jsonl or items.csv")
     create.add_argument("--instructions", required=True, help="text, or @file")
     create.add_argument("--quote", help="a quote id (default: get a quote for the file)")
@@ -377,37 +437,45 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--set", action="append", metavar="KEY=JSON", help="any other job field")
     create.add_argument("--every", type=float, default=0.5, help=argparse.SUPPRESS)
     create.set_defaults(run=cmd_create)
-    watch = sub.add_parser("watch", help="live progress until the job is done")
+    watch = sub.add_parser("watch", parents=[common],
+                           help="live progress until the job is done")
     watch.add_argument("job_id")
     watch.add_argument("--until", default="done,failed,paused",
                        help="states that end the watch (comma-separated)")
     watch.add_argument("--every", type=float, default=2.0, help="seconds between polls")
     watch.add_argument("--timeout", type=float, help="give up after this many seconds")
     watch.set_defaults(run=cmd_watch)
-    report = sub.add_parser("report", help="the calibration report as tables")
+    report = sub.add_parser("report", parents=[common],
+                            help="the calibration report as tables")
     report.add_argument("job_id")
     report.add_argument("--round", type=int)
     report.add_argument("--html", metavar="FILE", help="write the HTML page with charts instead")
     report.add_argument("--json", action="store_true", help="the report as JSON")
     report.set_defaults(run=cmd_report)
-    results = sub.add_parser("results", help="download every result")
+    results = sub.add_parser("results", parents=[common], help="download every result")
     results.add_argument("job_id")
     results.add_argument("-o", "--output", required=True, help="results.jsonl or results.csv")
     results.add_argument("--answers", action="store_true",
                          help="raw answers in crowd-kit's long form (task, worker, label)")
+    results.add_argument("--wait", action="store_true",
+                         help="wait until the job is done, failed or paused (else a job with "
+                              "no published results is refused)")
+    results.add_argument("--every", type=float, default=2.0, help="seconds between polls")
+    results.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
     results.set_defaults(run=cmd_results)
-    promote = sub.add_parser("promote", help="pilot -> calibration -> production")
+    promote = sub.add_parser("promote", parents=[common],
+                             help="pilot -> calibration -> production")
     promote.add_argument("job_id")
     promote.add_argument("--instructions", help="revised instructions, or @file")
     promote.add_argument("--reason")
     promote.set_defaults(run=cmd_promote)
-    stop = sub.add_parser("stop", help="end the job")
+    stop = sub.add_parser("stop", parents=[common], help="end the job")
     stop.add_argument("job_id")
     stop.set_defaults(run=cmd_stop)
-    show = sub.add_parser("show", help="the job as JSON")
+    show = sub.add_parser("show", parents=[common], help="the job as JSON")
     show.add_argument("job_id")
     show.set_defaults(run=cmd_show)
-    listing = sub.add_parser("list", help="your jobs, newest first")
+    listing = sub.add_parser("list", parents=[common], help="your jobs, newest first")
     listing.set_defaults(run=cmd_list)
     return top
 
@@ -423,6 +491,9 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     except UsageError as error:
         sys.stderr.write(f"crowd: {error}\n")
         return EXIT_USAGE
+    except NotReady as error:
+        sys.stderr.write(f"crowd: {error} [{error.code}]\n")
+        return EXIT_API
     except ApiError as error:
         where = f" (field: {error.field})" if error.field else ""
         sys.stderr.write(f"crowd: {error.message}{where} [{error.status} {error.code}]\n")

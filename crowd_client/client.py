@@ -287,7 +287,7 @@ def _answer_value(answer: Mapping[str, Any] | None) -> Any:
     for key in ("label", "value", "text"):
         if key in answer:
             return answer[key]
-    return json.dumps(answer)
+    return json.dumps(answer, ensure_ascii=False)
 
 
 def _pandas() -> Any:

@@ -169,10 +169,14 @@ class LocalStack:
         return _curl_line(self.base_url, self.client_key)
 
     def info(self) -> dict[str, Any]:
-        """What a script needs to talk to the stack (also written to .local-stack.json)."""
+        """What a script needs to talk to the stack (also written to .local-stack.json).
+        api_url and api_key repeat base_url and client_key under the names the `crowd`
+        command reads, so `crowd --config .local-stack.json` talks to this stack."""
         return {
             "base_url": self.base_url,
             "client_key": self.client_key,
+            "api_url": self.base_url,
+            "api_key": self.client_key,
             "worker_token": self.worker_token,
             "operator_key": self.operator_key,
             "curl": self.curl,

@@ -103,6 +103,9 @@ def test_the_pilot_is_promoted_and_a_job_stopped_from_the_command_line(stack, tm
                     "--gold-rate", "0")
     assert created.returncode == 0, created.stderr
     job = json.loads(created.stdout)
+    early = crowd(stack, "jobs", "results", job["job_id"], "-o", str(tmp_path / "early.csv"))
+    assert early.returncode == 1 and "[results_not_ready]" in early.stderr, early.stderr
+    assert not (tmp_path / "early.csv").exists()
     _answer_everything(stack, job["job_id"], workers=1)
     watched = crowd(stack, "jobs", "watch", job["job_id"], "--every", "0.5", "--timeout", "90")
     assert f"{job['job_id']} paused (calibration" in watched.stdout, watched.stdout
@@ -117,12 +120,13 @@ def test_the_pilot_is_promoted_and_a_job_stopped_from_the_command_line(stack, tm
 
 
 def test_configuration_and_errors_give_clear_messages_and_exit_codes(stack, tmp_path):
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"api_url": stack["base_url"], "api_key": stack["client_key"]}))
+    # the stack's ready file holds what `make run` writes to .local-stack.json
+    config = tmp_path / ".local-stack.json"
+    config.write_text(json.dumps(stack))
     bare = {"CROWD_API_URL": "", "CROWD_API_KEY": "", "CROWD_CONFIG": str(tmp_path / "none.json")}
-    ok = crowd(stack, "--config", str(config), "quote", '{"task_type": "numeric", "items": 1}',
+    ok = crowd(stack, "quote", '{"task_type": "numeric", "items": 1}', "--config", str(config),
                env=bare)
-    assert ok.returncode == 0 and json.loads(ok.stdout)["task_type"] == "numeric"
+    assert ok.returncode == 0 and json.loads(ok.stdout)["task_type"] == "numeric", ok.stderr
     missing = crowd(stack, "quote", "items=1", env=bare)
     assert missing.returncode == 2 and "set the API URL and key" in missing.stderr
     refused = crowd(stack, "quote", "task_type=painting", "items=1")

@@ -123,3 +123,12 @@ def test_the_clis_inputs_are_checked(tmp_path):
     with pytest.raises(UsageError) as caught:
         read_items(str(lines))
     assert ":1:" in str(caught.value)
+
+
+def test_an_answer_of_other_fields_reads_as_text_not_escapes(server):
+    line = {"item_id": "000000", "external_id": None, "answer": None, "confidence": 0.5,
+            "n_answers": 1, "not_applicable": False,
+            "answers": [{"worker_id": "w1", "answer": {"choix": "très bien"}}]}
+    Stub.script["/jobs/job_1/results"] = [(200, {"results": [line], "next_cursor": None})]
+    client, _ = _client(server)
+    assert client.answers("job_1")[0]["label"] == '{"choix": "très bien"}'

@@ -1,0 +1,144 @@
+"""The `crowd` command (crowd_client.cli.main) against the stub HTTP server of test_client."""
+from __future__ import annotations
+
+import io
+import json
+
+import pytest
+
+from crowd_client import cli
+from tests.unit.test_client import Stub, server  # noqa: F401 (server is a fixture)
+
+JOB = {"job_id": "job_1", "title": "t", "state": "active", "task_type": "categorical",
+       "phase": "production",
+       "round": 1, "counts": {"items": 2, "done": 0}, "budget_cents": 100, "spent_cents": 0}
+LINE = {"item_id": "000000", "external_id": "r-0", "answer": {"label": "pos"}, "confidence": 0.9,
+        "n_answers": 1, "not_applicable": False, "method": "DawidSkene", "answers": []}
+
+
+def _run(argv, tmp_path, capsys, environ=None):
+    """main(argv) with no configuration but what argv and environ give; (code, out, err)."""
+    out = io.StringIO()
+    code = cli.main(argv, {"CROWD_CONFIG": str(tmp_path / "none.json"), **(environ or {})}, out)
+    return code, out.getvalue(), capsys.readouterr().err
+
+
+def test_global_options_are_accepted_after_the_command_too(server, tmp_path, capsys):
+    Stub.script["/jobs"] = [(200, {"jobs": [JOB], "next_cursor": None})]
+    # WHEN the URL and key follow the command (and the sub-command)
+    code, out, err = _run(["jobs", "list", "--api-url", server, "--api-key", "ck_after"],
+                          tmp_path, capsys)
+    # THEN they are used
+    assert code == 0, err
+    assert "job_1" in out and Stub.seen[-1][2]["key"] == "ck_after"
+    # AND values given before the command are not reset by the command's own options
+    code, _, err = _run(["--api-url", server, "--api-key", "ck_before", "jobs", "list"],
+                        tmp_path, capsys)
+    assert code == 0, err
+    assert Stub.seen[-1][2]["key"] == "ck_before"
+    # AND --config works after the command as well
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"api_url": server, "api_key": "ck_file"}))
+    Stub.script["/quotes"] = [(201, {"quote_id": "q_1"})]
+    code, out, err = _run(["quote", "items=1", "--config", str(config)], tmp_path, capsys)
+    assert code == 0, err
+    assert Stub.seen[-1][2]["key"] == "ck_file"
+
+
+def test_the_local_stacks_state_file_is_a_config(server, tmp_path, capsys):
+    from infra.local_stack import LocalStack
+
+    # GIVEN the file `make run` writes (.local-stack.json), for a stack at the stub's URL
+    stack = LocalStack(base_url=server, moto_endpoint="http://127.0.0.1:1", client_key="ck_stack",
+                       worker_token="wt_x", operator_key="ok_x", environment={},
+                       stack_outputs={}, app=None)
+    state = tmp_path / ".local-stack.json"
+    info = stack.info()
+    assert (info["api_url"], info["api_key"]) == (server, "ck_stack")  # the CLI's own names
+    state.write_text(json.dumps(info))
+    Stub.script["/jobs"] = [(200, {"jobs": [JOB], "next_cursor": None})]
+    # WHEN the CLI is given it as its config
+    code, out, err = _run(["--config", str(state), "jobs", "list"], tmp_path, capsys)
+    # THEN it talks to that stack with its client key
+    assert code == 0, err
+    assert "job_1" in out and Stub.seen[-1][2]["key"] == "ck_stack"
+    # AND a file with only the older names (base_url, client_key) works too
+    state.write_text(json.dumps({"base_url": server, "client_key": "ck_old"}))
+    code, _, err = _run(["jobs", "list", "--config", str(state)], tmp_path, capsys)
+    assert code == 0, err
+    assert Stub.seen[-1][2]["key"] == "ck_old"
+
+
+def test_results_before_any_are_published_are_refused_not_written_empty(server, tmp_path, capsys):
+    # GIVEN an active job with no published round (its results page is empty)
+    Stub.script["/jobs/job_1"] = [(200, {**JOB, "state": "active", "result_count": None})]
+    Stub.script["/jobs/job_1/results"] = [(200, {"job_id": "job_1", "state": "active",
+                                                 "results": [], "next_cursor": None})]
+    target = tmp_path / "r.csv"
+    # WHEN the client downloads its results
+    code, out, err = _run(["jobs", "results", "job_1", "-o", str(target), "--api-url", server,
+                           "--api-key", "ck"], tmp_path, capsys)
+    # THEN the command says they are not ready, exits 1 and writes no file
+    assert code == 1 and "results are not ready" in err and "[results_not_ready]" in err
+    assert "--wait" in err and not target.exists() and out == ""
+
+
+def test_results_wait_polls_until_the_job_is_done(server, tmp_path, capsys):
+    # GIVEN a job that is still aggregating on the first two polls, then done
+    Stub.script["/jobs/job_1"] = [(200, {**JOB, "state": "active", "result_count": None}),
+                                  (200, {**JOB, "state": "aggregating", "result_count": None}),
+                                  (200, {**JOB, "state": "done", "result_count": 1})]
+    Stub.script["/jobs/job_1/results"] = [(200, {"job_id": "job_1", "state": "done",
+                                                 "results": [LINE], "next_cursor": None})]
+    target = tmp_path / "r.jsonl"
+    # WHEN the client downloads with --wait
+    code, out, err = _run(["jobs", "results", "job_1", "-o", str(target), "--wait",
+                           "--every", "0.01", "--timeout", "30", "--api-url", server,
+                           "--api-key", "ck"], tmp_path, capsys)
+    # THEN it polled the job three times, then wrote the results
+    assert code == 0, err
+    assert [path for _, path, _ in Stub.seen].count("/jobs/job_1") == 3
+    assert json.loads(target.read_text())["item_id"] == "000000"
+    assert "wrote 1 results" in out
+
+
+def test_results_wait_for_a_failed_job_without_results_is_refused(server, tmp_path, capsys):
+    Stub.script["/jobs/job_1"] = [(200, {**JOB, "state": "failed", "result_count": None})]
+    code, _, err = _run(["jobs", "results", "job_1", "-o", str(tmp_path / "r.csv"), "--wait",
+                         "--every", "0.01", "--api-url", server, "--api-key", "ck"],
+                        tmp_path, capsys)
+    assert code == 1 and "job_1 is failed" in err and not (tmp_path / "r.csv").exists()
+
+
+def test_the_report_prints_non_ascii_labels_as_text(server, tmp_path, capsys):
+    # GIVEN a report whose labels and answers are not ASCII
+    report = {"job_id": "job_1", "round": 1, "phase": "pilot", "items": 1, "answered_items": 1,
+              "answers": 2, "workers": 2, "agreement": {}, "gold": {"items": 1, "answers": 1},
+              "not_applicable": {"rate": 0.5, "reasons": [{"reason": "pas en français",
+                                                           "count": 1}]},
+              "result_distribution": {"négatif": 1.0},
+              "lowest_confidence": [{"item_id": "000000", "external_id": "é-1",
+                                     "answer": {"label": "négatif"}, "confidence": 0.5}],
+              "worker_summary": [
+                  {"worker_id": "w1", "answers": 1, "agreement_with_results": 1.0, "too_fast": 1,
+                   "gold_answers": 1, "gold_correct": 1, "gold_accuracy": 0.6667},
+                  {"worker_id": "w2", "answers": 1, "agreement_with_results": 0.0, "too_fast": 0,
+                   "gold_answers": 0, "gold_correct": 0, "gold_accuracy": None}]}
+    Stub.script["/jobs/job_1/report"] = [(200, report)]
+    # WHEN it is printed as tables, and as JSON
+    code, tables, err = _run(["jobs", "report", "job_1", "--api-url", server, "--api-key", "ck"],
+                             tmp_path, capsys)
+    assert code == 0, err
+    code, as_json, err = _run(["jobs", "report", "job_1", "--json", "--api-url", server,
+                               "--api-key", "ck"], tmp_path, capsys)
+    assert code == 0, err
+    # THEN the labels read as text, never as \u escapes
+    for text in (tables, as_json):
+        assert "négatif" in text and "français" in text and "\\u" not in text
+    assert "é-1" in tables
+    # AND each worker's too-fast answers show, and a worker without gold answers says so
+    workers = tables.split("\nworkers\n")[1].split("\n\n")[0].splitlines()
+    assert workers[0].split() == ["worker", "answers", "agreement", "estimated", "gold", "too",
+                                  "fast"]
+    assert workers[2].split()[-2:] == ["0.6667", "1"]
+    assert workers[3].split()[-3:] == ["none", "yet", "0"]
