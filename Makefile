@@ -25,8 +25,17 @@ run: $(STAMP) ## start moto, deploy infra/ onto it and serve the API on 127.0.0.
 demo: $(STAMP) ## a client, 12 simulated workers and one job end to end over HTTP
 	$(PY) -m examples.demo
 
+# Quietly, without Recommends (they pull udev and Perl modules, which upgrade systemd and perl)
+# and without upgrading anything already installed; apt's output goes to APT_LOG, shown on failure.
+APT_LOG := artifacts/apt-chromium.log
+APT_GET := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get -y -qq -o Dpkg::Use-Pty=0
+APT_INSTALL := $(APT_GET) install --no-install-recommends --no-upgrade chromium
+
 $(CHROMIUM):
-	$(SUDO) apt-get install -y -qq chromium || ($(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium)
+	@mkdir -p $(dir $(APT_LOG))
+	@echo "installing chromium (log: $(APT_LOG))"
+	@$(APT_INSTALL) >$(APT_LOG) 2>&1 || ($(APT_GET) update >>$(APT_LOG) 2>&1 && \
+	  $(APT_INSTALL) >>$(APT_LOG) 2>&1) || (tail -n 20 $(APT_LOG); exit 1)
 
 test: $(STAMP) $(CHROMIUM) ## unit, adapter, functional and e2e tests (installs Debian's chromium if missing)
 	$(PY) -m pytest

@@ -1,5 +1,7 @@
 """The worker page in a real browser (Debian's headless Chromium driven by Playwright) against
-`make run`'s stack: keyboard only, on a phone-width screen."""
+`make run`'s stack: keyboard only, on a phone-width screen; a task given back on every way out
+of it, Enter answering no label by itself, right-to-left text."""
+import re
 import time
 from pathlib import Path
 
@@ -7,7 +9,7 @@ import pytest
 from playwright.sync_api import expect, sync_playwright
 
 from crowd_client import Client
-from examples.demo import call
+from examples.demo import ApiError, call
 from tests.e2e.stack_process import local_stack_process
 
 CHROMIUM = "/usr/bin/chromium"
@@ -28,14 +30,15 @@ def browser():
         chromium.close()
 
 
-def _job(stack, items=10):
+def _job(stack, items=10, *, title="Review sentiment", texts=None, lease_seconds=30):
+    """A labelling job (positive or negative) with one task per item, active and offered."""
     client = Client(stack["base_url"], stack["client_key"])
-    quote = client.quote(task_type="categorical", items=items, redundancy=1, gold_rate=0)
-    job = client.create_job(quote["quote_id"], [{"data": {"text": f"review {n}"}}
-                                                for n in range(items)],
-                            title="Review sentiment", instructions="Is the review positive?",
+    texts = texts or [f"review {n}" for n in range(items)]
+    quote = client.quote(task_type="categorical", items=len(texts), redundancy=1, gold_rate=0)
+    job = client.create_job(quote["quote_id"], [{"data": {"text": text}} for text in texts],
+                            title=title, instructions="Is the review positive?",
                             answer_schema={"labels": ["positive", "negative"]},
-                            not_applicable="allowed_with_reason", lease_seconds=30,
+                            not_applicable="allowed_with_reason", lease_seconds=lease_seconds,
                             pilot={"items": 0})
     job = client.wait(job["job_id"], until=("active",), every=0.2, timeout=30)
     time.sleep(2.5)  # API containers see new active jobs within 2 s (their job list cache)
@@ -65,6 +68,38 @@ def _worker_token(stack, name):
     return worker["token"]
 
 
+def _signed_in(browser, stack, token):
+    """A new page on /work, signed in with token, showing the jobs."""
+    page = browser.new_page()
+    page.goto(stack["base_url"] + "/work")
+    page.locator("#token").fill(token)
+    page.keyboard.press("Enter")
+    expect(page.locator("#jobs")).to_be_visible()
+    return page
+
+
+def _start(page, title):
+    """Start working on the job called title; return the assignment id of the task leased."""
+    start = page.get_by_role("button", name=f"Start working on {title}")
+    with page.expect_response(lambda r: "/tasks/next" in r.url) as leased:
+        start.click()
+    expect(page.locator("#task-body")).to_be_visible()
+    return leased.value.json()["assignment_id"]
+
+
+def _taken_by_another_worker(stack, job_id, seconds=10):
+    """Whether another worker gets the job's only task within seconds (far less than its lease)."""
+    token = _worker_token(stack, "next in line")
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        _, task = call(stack["base_url"], "GET", f"/tasks/next?job_id={job_id}",
+                       headers={"Authorization": f"Bearer {token}"})
+        if task:
+            return True
+        time.sleep(0.3)
+    return False
+
+
 def test_a_worker_works_by_keyboard_alone_on_a_phone(stack, browser):
     client, job = _job(stack)
     token = _worker_token(stack, "keyboard")
@@ -79,7 +114,7 @@ def test_a_worker_works_by_keyboard_alone_on_a_phone(stack, browser):
     expect(page.locator("#job-list")).to_contain_text("$0.05 per task")
     _press(page, "Enter")
     expect(page.locator("#task-instructions")).to_have_text("Is the review positive?")
-    expect(page.get_by_role("button", name="1: positive")).to_be_focused()
+    expect(page.locator("#task-body")).to_be_focused()
     # five tasks answered with the number keys, the next task coming at once each time
     for n in range(5):
         _press(page, "1" if n % 2 == 0 else "2")
@@ -155,4 +190,102 @@ def test_a_translation_is_typed_beside_its_source_and_sent_with_ctrl_enter(stack
     while client.job(job["job_id"])["counts"]["answered"] < 1 and time.monotonic() < deadline:
         time.sleep(0.3)
     assert client.job(job["job_id"])["counts"]["answered"] == 1
+    page.close()
+
+
+WAYS_OUT = {
+    "the Earnings button": lambda page: page.locator("#to-earnings").click(),
+    "the Jobs button": lambda page: page.locator("#to-jobs").click(),
+    "signing out": lambda page: page.locator("#sign-out").click(),
+    "Back to jobs": lambda page: page.locator("#leave").click(),
+    "going to another page": lambda page: page.goto("about:blank"),
+    "closing the tab": lambda page: page.close(),
+}
+
+
+@pytest.mark.parametrize("way_out", WAYS_OUT)
+def test_every_way_out_of_a_task_gives_it_back(stack, browser, way_out):
+    title = f"Leave by {way_out}"
+    _, job = _job(stack, items=1, title=title, lease_seconds=600)
+    token = _worker_token(stack, "leaving")
+    page = _signed_in(browser, stack, token)
+    assignment_id = _start(page, title)
+    WAYS_OUT[way_out](page)
+    # the only task goes to the next worker now, not when its 10-minute lease ends
+    assert _taken_by_another_worker(stack, job["job_id"])
+    with pytest.raises(ApiError) as gone:
+        call(stack["base_url"], "POST", f"/assignments/{assignment_id}/release",
+             headers={"Authorization": f"Bearer {token}"})
+    assert gone.value.status == 409
+    assert gone.value.body["error"] == "assignment_not_active"
+    if not page.is_closed():
+        page.close()
+
+
+def test_the_header_buttons_show_only_when_signed_in(stack, browser):
+    page = browser.new_page()
+    page.goto(stack["base_url"] + "/work")
+    expect(page.locator("#token")).to_be_visible()
+    for name in ("Jobs", "Earnings", "Sign out"):
+        expect(page.get_by_role("button", name=name, exact=True)).to_be_hidden()
+    page.locator("#token").fill(_worker_token(stack, "header"))
+    page.keyboard.press("Enter")
+    for name in ("Jobs", "Earnings", "Sign out"):
+        expect(page.get_by_role("button", name=name, exact=True)).to_be_visible()
+    page.get_by_role("button", name="Sign out").click()
+    expect(page.locator("#token")).to_be_visible()
+    expect(page.locator("#nav")).to_be_hidden()
+    page.close()
+
+
+def test_enter_answers_no_label_the_worker_did_not_choose(stack, browser):
+    title = "Enter chooses nothing"
+    _job(stack, items=3, title=title, lease_seconds=600)
+    page = _signed_in(browser, stack, _worker_token(stack, "enter"))
+    assignment_id = _start(page, title)
+    submits = []
+    page.on("request", lambda request: submits.append(request) if "/submit" in request.url else None)
+    page.keyboard.press("Enter")
+    page.wait_for_timeout(1000)
+    assert submits == []
+    expect(page.locator("#task-body")).to_be_focused()
+    # Tab reaches the labels; a number answers with its label
+    _tab_to(page, page.get_by_role("button", name="1: positive"))
+    with page.expect_request(lambda request: "/submit" in request.url) as sent:
+        page.keyboard.press("2")
+    assert assignment_id in sent.value.url
+    assert sent.value.post_data_json == {"label": "negative"}
+    page.close()
+
+
+ISO_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d")
+
+
+def test_right_to_left_text_a_fresh_status_and_readable_times(stack, browser):
+    title = "Hebrew reviews"
+    client, _ = _job(stack, title=title, texts=["השירות היה מצוין", "המשלוח איחר בשבוע"],
+                       lease_seconds=600)
+    page = _signed_in(browser, stack, _worker_token(stack, "hebrew"))
+    assignment_id = _start(page, title)
+    # the item's text is laid out right to left
+    item = page.locator("#task-body dd").first
+    expect(item).to_have_attribute("dir", "auto")
+    assert item.evaluate("element => getComputedStyle(element).direction") == "rtl"
+    expect(page.locator("#task-title")).to_have_attribute("dir", "auto")
+    _press(page, "1")
+    expect(page.locator("#message")).to_have_text("Submitted. Next task.")
+    client.request("POST", f"/assignments/{assignment_id}/approve", {"reason": "תודה רבה"})
+    # the status said on the task does not follow the worker to Earnings
+    page.locator("#to-earnings").click()
+    expect(page.locator("#history")).to_contain_text("תודה רבה")
+    expect(page.locator("#message")).to_have_text("")
+    row = page.locator("#history tr").first
+    reason = row.locator("td").nth(3)
+    expect(reason).to_have_attribute("dir", "auto")
+    assert reason.evaluate("element => getComputedStyle(element).direction") == "rtl"
+    # times are for people: not ISO 8601, with the machine-readable time kept in <time>
+    when = row.locator("td").first
+    assert when.inner_text().strip()
+    assert not ISO_TIME.search(when.inner_text())
+    assert ISO_TIME.match(when.locator("time").get_attribute("datetime"))
     page.close()
