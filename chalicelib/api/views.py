@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.domain.jobs import iso
+from chalicelib.domain.pricing import job_money
 from chalicelib.domain.model import Assignment, Job, Principal, Quote, SubmitReceipt
 
 
@@ -40,7 +41,7 @@ def job_view(job: Job, progress: dict[str, int] | None = None) -> dict[str, Any]
         "gold_items": job.gold_items, "quality": job.quality,
         "pool_cents": job.pool_cents, "blocked_workers": sorted(job.blocked_workers),
         "auto_approve_seconds": job.auto_approve_seconds, "paid_cents": job.paid_cents,
-        "bonus_cents": job.bonus_cents,
+        "bonus_cents": job.bonus_cents, "money": job_money(job),
         "reviews": {"approved": job.approved_answers, "rejected": job.rejected_answers},
         "transitions": [{**entry, "at": iso(entry["at"])} for entry in job.transitions],
     }
