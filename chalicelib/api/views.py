@@ -38,7 +38,7 @@ def job_view(job: Job, progress: dict[str, int] | None = None) -> dict[str, Any]
         "phase": job.phase, "round": job.round, "pilot_items": job.pilot_items,
         "instruction_version": job.instruction_version, "instructions": job.instructions,
         "promotion": job.promotion or None,
-        "gold_items": job.gold_items, "quality": job.quality,
+        "gold_items": job.gold_items, "gold_slots": job.gold_slots, "quality": job.quality,
         "pool_cents": job.pool_cents, "blocked_workers": sorted(job.blocked_workers),
         "auto_approve_seconds": job.auto_approve_seconds, "paid_cents": job.paid_cents,
         "bonus_cents": job.bonus_cents, "money": job_money(job),
