@@ -23,7 +23,6 @@ from datetime import datetime, timezone
 from typing import Any
 
 from chalicelib.domain.model import (
-    GOLD_SLOTS,
     INGESTING, CountedAnswer, LedgerEntry, ItemState, Job, Lease, NewItem, Principal, Quote, StoredAnswer,
 )
 from chalicelib.domain.ports import Page, SlotOutcome, WorkerRecord
@@ -203,14 +202,14 @@ class FakeItems:
             if any((job_id, item.item_id) in self.records for item in items):
                 return
             for item in items:
-                slots = GOLD_SLOTS if item.gold else redundancy
+                slots = redundancy if item.slots is None else item.slots
                 state = ItemState(job_id=job_id, item_id=item.item_id,
                                   data=_json_copy(item.data), redundancy=slots,
                                   free=slots, external_id=item.external_id,
                                   gold=_json_copy(item.gold) if item.gold else None,
                                   held=item.held)
                 self.records[(job_id, item.item_id)] = _ItemRecord(
-                    state, {}, None if item.held else job_id)
+                    state, {}, None if item.held or not slots else job_id)
 
     def held_item_ids(self, job_id: str) -> list[str]:
         """Ids of the job's items held back from its pilot."""
@@ -218,7 +217,8 @@ class FakeItems:
             return [record.state.item_id for record in self._of_job(job_id) if record.state.held]
 
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
-               review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0) -> bool:
+               review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0,
+               refund_to: str = "pool") -> bool:
         """The review, its ledger entry and the money, together and once (as DynamoItems)."""
         with self._lock:
             record = self.records.get((job_id, item_id))
@@ -235,21 +235,30 @@ class FakeItems:
                 job.paid_cents += entry.amount_cents
                 job.approved_answers += 1
             else:
-                job.pool_cents += refund_cents
+                if refund_to == "held":
+                    job.held_cents += refund_cents
+                else:
+                    job.pool_cents += refund_cents
                 job.rejected_answers += 1
             return True
 
-    def drop_expired_lease(self, job_id: str, item_id: str, worker_id: str, now: float,
-                           refund_cents: int) -> bool:
-        """Remove an expired lease and refund its reservation, together."""
+    def release_gold_slots(self, job_id: str, item_id: str, free: int, expired: Sequence[str],
+                           now: float, reward_cents: int) -> int:
+        """Take free slots and expired leases' slots away, paying them into the pool, together."""
         with self._lock:
             record = self.records.get((job_id, item_id))
-            lease = record.state.leases.get(worker_id) if record else None
-            if lease is None or lease.expires_at > now:
-                return False
-            del record.state.leases[worker_id]
-            self.jobs_ref.jobs[job_id].pool_cents += refund_cents
-            return True
+            if record is None or record.state.free != free or any(
+                    worker not in record.state.leases
+                    or record.state.leases[worker].expires_at > now for worker in expired):
+                return 0
+            s = record.state
+            for worker in expired:
+                del s.leases[worker]
+            slots = free + len(expired)
+            s.redundancy -= slots
+            s.free -= free
+            self.jobs_ref.jobs[job_id].pool_cents += slots * reward_cents
+            return slots * reward_cents
 
     def extend(self, job_id: str, item_id: str, redundancy_now: int) -> bool:
         """One more slot for an open item still at redundancy_now."""
@@ -560,25 +569,41 @@ class FakeJobs:
             else:
                 self.review_due[job_id] = 0
 
-    def reserve(self, job_id: str, cents: int) -> bool:
-        """Take cents from the pool if it holds that much."""
+    def reserve(self, job_id: str, cents: int, source: str = "pool") -> bool:
+        """Take cents from the pool (or the held money) if it holds that much."""
         with self._lock:
             job = self.jobs[job_id]
-            if job.pool_cents < cents:
+            attribute = "held_cents" if source == "held" else "pool_cents"
+            if getattr(job, attribute) < cents:
                 return False
-            job.pool_cents -= cents
+            setattr(job, attribute, getattr(job, attribute) - cents)
             return True
 
-    def refund(self, job_id: str, cents: int) -> None:
-        """Give cents back to the pool."""
+    def refund(self, job_id: str, cents: int, source: str = "pool") -> None:
+        """Give cents back to the pool (or the held money)."""
         with self._lock:
-            self.jobs[job_id].pool_cents += cents
+            job = self.jobs[job_id]
+            attribute = "held_cents" if source == "held" else "pool_cents"
+            setattr(job, attribute, getattr(job, attribute) + cents)
 
-    def block_worker(self, job_id: str, worker_id: str) -> None:
-        """Add the worker to the job's blocked set."""
+    def release_held(self, job_id: str) -> int:
+        """Move the held money into the pool."""
+        with self._lock:
+            job = self.jobs[job_id]
+            held, job.held_cents = job.held_cents, 0
+            job.pool_cents += held
+            return held
+
+    def block_worker(self, job_id: str, worker_id: str, starts_at: float | None = None) -> None:
+        """Add the worker to the job's blocked set (a start at once replaces a later one;
+        a repeat keeps the first)."""
         with self._lock:
             job = self.jobs[job_id]
             job.blocked_workers = job.blocked_workers | {worker_id}
+            starts = {w: t for w, t in job.block_starts.items() if w != worker_id}
+            if starts_at is not None:
+                starts[worker_id] = job.block_starts.get(worker_id, starts_at)
+            job.block_starts = starts
 
     def _count_together(self, job_id: str, answers: Sequence[CountedAnswer]) -> int | None:
         by_item: dict[str, list[CountedAnswer]] = defaultdict(list)

@@ -21,7 +21,7 @@ from chalicelib.adapters.models import (
     ResultModel, WorkerStatsModel,
 )
 from chalicelib.domain.model import (
-    APPROVED, GOLD_SLOTS, INGESTING, CountedAnswer, LedgerEntry, ItemResult, ItemState, Job, Lease, LineItem, NewItem, Principal, Quote,
+    APPROVED, INGESTING, CountedAnswer, LedgerEntry, ItemResult, ItemState, Job, Lease, LineItem, NewItem, Principal, Quote,
     StoredAnswer,
 )
 from chalicelib.domain.ports import Page, SlotOutcome, WorkerRecord
@@ -251,7 +251,10 @@ def job_from_model(r: JobModel) -> Job:
         request_digest=r.request_digest or "",
         budget_alerted=bool(r.budget_alerted), budget_alert_at=r.budget_alert_at,
         gold_items=int(r.gold_items or 0), quality=r.quality or {},
-        pool_cents=int(r.pool_cents or 0), blocked_workers=frozenset(r.blocked_workers or ()),
+        pool_cents=int(r.pool_cents or 0), held_cents=int(r.held_cents or 0),
+        gold_slots=int(r.gold_slots or 0), blocked_workers=frozenset(r.blocked_workers or ()),
+        block_starts={w: float(t) for w, t in (r.block_starts.as_dict()
+                                                if r.block_starts else {}).items()},
         auto_approve_seconds=int(r.auto_approve_seconds if r.auto_approve_seconds is not None
                                  else 3 * 24 * 3600), paid_cents=int(r.paid_cents or 0),
         bonus_cents=int(r.bonus_cents or 0), approved_answers=int(r.approved_answers or 0),
@@ -286,7 +289,7 @@ class DynamoJobs:
             instruction_version=job.instruction_version, promotion=job.promotion or None,
             transitions=[json.dumps(entry) for entry in job.transitions],
             gold_items=job.gold_items, quality=job.quality or None, pool_cents=job.pool_cents,
-            auto_approve_seconds=job.auto_approve_seconds,
+            gold_slots=job.gold_slots or None, auto_approve_seconds=job.auto_approve_seconds,
             request_digest=job.request_digest or None,
         )
         try:
@@ -428,20 +431,43 @@ class DynamoJobs:
                 break
         return sum(self.record_counted(job_id, [answer], review_due_at) for answer in answers)
 
-    def reserve(self, job_id: str, cents: int) -> bool:
-        """Take cents from the pool in one conditional write (never below zero)."""
-        ok, _ = _update_raw(JobModel, job_id, None, [JobModel.pool_cents.add(-cents)],
-                            JobModel.pool_cents >= cents)
+    def reserve(self, job_id: str, cents: int, source: str = "pool") -> bool:
+        """Take cents from the pool (or the money held for replacements) in one conditional
+        write (never below zero)."""
+        money = _money(source)
+        ok, _ = _update_raw(JobModel, job_id, None, [money.add(-cents)], money >= cents)
         return ok
 
-    def refund(self, job_id: str, cents: int) -> None:
-        """Give cents back to the pool."""
-        _update_raw(JobModel, job_id, None, [JobModel.pool_cents.add(cents)],
+    def refund(self, job_id: str, cents: int, source: str = "pool") -> None:
+        """Give cents back to the pool (or to the money held for replacements)."""
+        _update_raw(JobModel, job_id, None, [_money(source).add(cents)],
                     JobModel.job_id.exists())
 
-    def block_worker(self, job_id: str, worker_id: str) -> None:
-        """Add the worker to the job's blocked set (a repeat changes nothing)."""
-        _update_raw(JobModel, job_id, None, [JobModel.blocked_workers.add({worker_id})],
+    def release_held(self, job_id: str) -> int:
+        """Move the money held for replacements to the pool; return how much moved."""
+        for _ in range(COUNT_ATTEMPTS):
+            job = self.get_job(job_id)
+            if job is None or not job.held_cents:
+                return 0
+            ok, _ = _update_raw(JobModel, job_id, None,
+                                [JobModel.held_cents.set(0),
+                                 JobModel.pool_cents.add(job.held_cents)],
+                                JobModel.held_cents == job.held_cents)
+            if ok:
+                return job.held_cents
+        raise TransientError("the job's money kept changing; try again")
+
+    def block_worker(self, job_id: str, worker_id: str, starts_at: float | None = None) -> None:
+        """Add the worker to the job's blocked set, refusing leases from starts_at (a repeat
+        keeps the first start) or, without it, at once."""
+        # A nested key needs its map, made by a first write (blocks are rare).
+        _update_raw(JobModel, job_id, None,
+                    [JobModel.block_starts.set(JobModel.block_starts | {})],
+                    JobModel.job_id.exists())
+        start = JobModel.block_starts[worker_id]
+        _update_raw(JobModel, job_id, None,
+                    [JobModel.blocked_workers.add({worker_id}),
+                     start.remove() if starts_at is None else start.set(start | starts_at)],
                     JobModel.job_id.exists())
 
     def jobs_due_for_review(self, now: float) -> list[str]:
@@ -491,6 +517,11 @@ class DynamoJobs:
         return len(answers)
 
 
+def _money(source: str) -> Any:
+    """The job attribute that holds a kind of money: the pool or what is held for replacements."""
+    return {"pool": JobModel.pool_cents, "held": JobModel.held_cents}[source]
+
+
 def _lease_from(raw: dict[str, Any]) -> Lease:
     return Lease(raw["aid"], float(raw["exp"]), float(raw["at"]))
 
@@ -538,14 +569,15 @@ class DynamoItems:
         try:
             with TransactWrite(connection=ItemModel._get_connection().connection) as tx:
                 for item in items:
-                    # A held item stays out of the open-items index until production.
+                    slots = redundancy if item.slots is None else item.slots
+                    # A held item stays out of the open-items index until production, and
+                    # a gold item without slots never enters it.
                     tx.save(ItemModel(
                         job_id, item.item_id, data=item.data, external_id=item.external_id,
                         gold=item.gold, held=True if item.held else None,
-                        redundancy=GOLD_SLOTS if item.gold else redundancy,
-                        free=GOLD_SLOTS if item.gold else redundancy, answer_count=0, leases={},
+                        redundancy=slots, free=slots, answer_count=0, leases={},
                         answers={}, reviews={}, counted={}, ordinals={},
-                        open_job=None if item.held else job_id,
+                        open_job=None if item.held or not slots else job_id,
                     ), condition=ItemModel.item_id.does_not_exist())
         except TransactWriteError as error:
             _raise_transient(error)
@@ -572,11 +604,12 @@ class DynamoItems:
             attributes_to_get=["item_id"])]
 
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
-               review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0) -> bool:
+               review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0,
+               refund_to: str = "pool") -> bool:
         """One transaction: the review on the item (only if it has none and the answer is this
         assignment's), the ledger entry (only if new), and the money: an approval credits the
         worker's balance and the job's paid total; a rejection gives the reward back to the
-        job's pool."""
+        job's pool, or holds it for a replacement slot (refund_to "held")."""
         reward = entry.amount_cents
         value = {"s": review["status"], "r": review.get("reason"), "at": review["at"],
                  "by": review.get("by")}
@@ -592,7 +625,7 @@ class DynamoItems:
                 tx.update(JobModel(job_id), actions=[JobModel.paid_cents.add(reward),
                                                      JobModel.approved_answers.add(1)])
             else:
-                tx.update(JobModel(job_id), actions=[JobModel.pool_cents.add(refund_cents),
+                tx.update(JobModel(job_id), actions=[_money(refund_to).add(refund_cents),
                                                      JobModel.rejected_answers.add(1)])
 
         return _once(write)
@@ -618,16 +651,23 @@ class DynamoItems:
                             ItemModel.open_job.exists() & (ItemModel.redundancy == redundancy_now))
         return ok
 
-    def drop_expired_lease(self, job_id: str, item_id: str, worker_id: str, now: float,
-                           refund_cents: int) -> bool:
-        """Remove a worker's expired lease on a gold item and give its reservation back to
-        the job's pool, together and once."""
-        def write(tx: TransactWrite) -> None:
-            tx.update(ItemModel(job_id, item_id), actions=[ItemModel.leases[worker_id].remove()],
-                      condition=ItemModel.leases[worker_id]["exp"] <= now)
-            tx.update(JobModel(job_id), actions=[JobModel.pool_cents.add(refund_cents)])
+    def release_gold_slots(self, job_id: str, item_id: str, free: int, expired: Sequence[str],
+                           now: float, reward_cents: int) -> int:
+        """Take a gold item's free slots (still `free`) and the slots of the expired leases
+        away, and give their rewards to the job's pool, together and once; return the cents."""
+        slots = free + len(expired)
 
-        return _once(write)
+        def write(tx: TransactWrite) -> None:
+            condition = ItemModel.free == free
+            for worker in expired:
+                condition &= ItemModel.leases[worker]["exp"] <= now
+            tx.update(ItemModel(job_id, item_id),
+                      actions=[ItemModel.redundancy.add(-slots), ItemModel.free.add(-free),
+                               *(ItemModel.leases[worker].remove() for worker in expired)],
+                      condition=condition)
+            tx.update(JobModel(job_id), actions=[JobModel.pool_cents.add(slots * reward_cents)])
+
+        return slots * reward_cents if _once(write) else 0
 
     def open_held(self, job_id: str, item_ids: Sequence[str]) -> None:
         """Put held items into the open-items index (an item opened before is left alone)."""

@@ -150,7 +150,11 @@ class JobModel(Model):
     gold_items = NumberAttribute(default=0)
     quality = JSONAttribute(null=True)
     pool_cents = NumberAttribute(default=0)
+    held_cents = NumberAttribute(null=True)
+    gold_slots = NumberAttribute(null=True)
     blocked_workers = UnicodeSetAttribute(null=True)
+    # worker id -> when their block by the gold rule starts to refuse leases.
+    block_starts = MapAttribute(null=True)
     auto_approve_seconds = NumberAttribute(default=259200)
     paid_cents = NumberAttribute(default=0)
     bonus_cents = NumberAttribute(default=0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.domain.jobs import iso
+from chalicelib.domain.pricing import job_money
 from chalicelib.domain.model import Assignment, Job, Principal, Quote, SubmitReceipt
 
 
@@ -37,10 +38,10 @@ def job_view(job: Job, progress: dict[str, int] | None = None) -> dict[str, Any]
         "phase": job.phase, "round": job.round, "pilot_items": job.pilot_items,
         "instruction_version": job.instruction_version, "instructions": job.instructions,
         "promotion": job.promotion or None,
-        "gold_items": job.gold_items, "quality": job.quality,
+        "gold_items": job.gold_items, "gold_slots": job.gold_slots, "quality": job.quality,
         "pool_cents": job.pool_cents, "blocked_workers": sorted(job.blocked_workers),
         "auto_approve_seconds": job.auto_approve_seconds, "paid_cents": job.paid_cents,
-        "bonus_cents": job.bonus_cents,
+        "bonus_cents": job.bonus_cents, "money": job_money(job),
         "reviews": {"approved": job.approved_answers, "rejected": job.rejected_answers},
         "transitions": [{**entry, "at": iso(entry["at"])} for entry in job.transitions],
     }

@@ -12,7 +12,7 @@ from chalicelib.domain import validation as v
 from chalicelib.domain.answers import NA_KEY
 from chalicelib.domain.batching import batches
 from chalicelib.domain.ids import item_id, new_id
-from chalicelib.domain.pricing import MAX_GOLD_RATE, line_amount
+from chalicelib.domain.pricing import MAX_GOLD_RATE, line_amount, line_quantity
 from chalicelib.domain.model import (
     NA_ALLOWED, NA_NOT_ALLOWED, PILOT, PRODUCTION, Job, NewItem, Quote, answer_kind,
 )
@@ -205,6 +205,8 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
     items = [replace(item, gold=parse_gold(job, index, item.gold)) if item.gold else item
              for index, item in enumerate(items)]
     gold_items = sum(1 for item in items if item.gold is not None)
+    items, gold_slots = allot_gold_slots(items, line_quantity(quote, "gold_answers")
+                                         + gold_items * quote.redundancy)
     items, pilot_items = hold_for_production(items, phases.parse_pilot(body.get("pilot"),
                                                                         len(items) - gold_items))
     chunks = chunk_items(items)
@@ -216,17 +218,37 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
                    promotion=phases.parse_promotion(body.get("promotion")),
                    transitions=(posted,), gold_items=gold_items,
                    quality=parse_quality(body.get("quality"), quote.gold_rate),
-                   pool_cents=reward_pool(quote, gold_items, job.redundancy),
+                   gold_slots=gold_slots,
+                   pool_cents=reward_pool(quote, gold_items, job.redundancy)
+                   - gold_slots * quote.reward_cents,
                    auto_approve_seconds=v.integer(body, "auto_approve_seconds", low=0,
                                                   high=MAX_AUTO_APPROVE_SECONDS,
                                                   default=job.auto_approve_seconds)), chunks
 
 
+def allot_gold_slots(items: list[NewItem], gold_answers: int) -> tuple[list[NewItem], int]:
+    """Share the answers paid for gold among the gold items as their slots (the quote's gold
+    answers and the answers it quoted for the items that turned out gold; the first items
+    get one more when they do not divide evenly); return the items and how many slots were
+    allotted (none without gold items: that money stays in the pool).
+
+    Paid up front like regular slots, a gold task is leased with the same single write as
+    any other, so nothing in its timing tells it apart."""
+    gold = [index for index, item in enumerate(items) if item.gold is not None]
+    if not gold:
+        return items, 0
+    share, extra = divmod(gold_answers, len(gold))
+    allotted = list(items)
+    for rank, index in enumerate(gold):
+        allotted[index] = replace(items[index], slots=share + (1 if rank < extra else 0))
+    return allotted, gold_answers
+
+
 def reward_pool(quote: Quote, gold_items: int, slots: int) -> int:
     """The job's reward money beyond its regular slots (`slots` per regular item): the quote's
-    gold answers, the slots quoted for items that turned out to be gold (gold items take
-    answers from the pool, one per worker served, not from slots of their own) and, for
-    adaptive redundancy, the answers between min and max."""
+    gold answers, the slots quoted for items that turned out to be gold (both set aside from
+    it as the gold items' slots when there are gold items) and, for adaptive redundancy, the
+    answers between min and max."""
     rewards = line_amount(quote, "worker_rewards") + line_amount(quote, "gold_answers")
     return rewards - (quote.items - gold_items) * slots * quote.reward_cents
 

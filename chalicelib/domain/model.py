@@ -25,8 +25,6 @@ PILOT = "pilot"
 CALIBRATION = "calibration"
 PRODUCTION = "production"
 
-# A gold item takes one answer from every worker who is served it: its slots never run out.
-GOLD_SLOTS = 100_000
 
 NA_ALLOWED = "allowed_with_reason"
 NA_NOT_ALLOWED = "not_allowed"
@@ -117,11 +115,20 @@ class Job:
     gold_items: int = 0
     # Gold and worker-quality rules: gold_rate, block_after, block_below, min_seconds.
     quality: dict[str, float] = field(default_factory=dict)
-    # Reward money beyond the regular slots (gold answers, replacement answers); every
-    # answer drawn from it is reserved when leased, so it cannot be overdrawn.
+    # Reward money not yet committed to any slot (replacement answers beyond the held money,
+    # adaptive answers, bonuses); every answer drawn from it is reserved when its slot opens,
+    # so it cannot be overdrawn.
     pool_cents: int = 0
-    # Workers blocked from this job by its gold rule: no leases, answers left out.
+    # Rewards of answers rejected while the job may still take answers, held for their
+    # replacement slots (a bonus cannot take them); what is left goes to the pool at the end.
+    held_cents: int = 0
+    # Gold answers the quote paid for, set aside at posting as slots on the gold items.
+    gold_slots: int = 0
+    # Workers blocked from this job (by its gold rule or its client): answers left out.
     blocked_workers: frozenset[str] = frozenset()
+    # When a block by the gold rule starts refusing a worker's leases (a random delay after
+    # the answer that decided it, so the moment points at no task); absent: at once.
+    block_starts: dict[str, float] = field(default_factory=dict)
     # Accepted answers nobody reviewed are approved this long after they were submitted.
     auto_approve_seconds: int = 3 * 24 * 3600
     paid_cents: int = 0
@@ -160,8 +167,9 @@ class Job:
 
     @property
     def spent_cents(self) -> int:
-        """Rewards of accepted answers counted so far."""
-        return self.answered * self.reward_cents
+        """Rewards of the accepted answers counted so far, less the rejected ones (whose
+        rewards went back to the job)."""
+        return max(0, self.answered - self.rejected_answers) * self.reward_cents
 
     @property
     def round_items(self) -> int:
@@ -171,6 +179,10 @@ class Job:
     def takes_leases(self, now: float) -> bool:
         """True while workers may lease new tasks."""
         return self.state == ACTIVE and now < self.deadline
+
+    def refuses(self, worker_id: str, now: float) -> bool:
+        """True if the worker's block from this job has started."""
+        return worker_id in self.blocked_workers and self.block_starts.get(worker_id, 0) <= now
 
 
 @dataclass(frozen=True)
@@ -184,6 +196,9 @@ class NewItem:
     gold: dict[str, Any] | None = None
     # Held back from the pilot: leased only once the job reaches production.
     held: bool = False
+    # A gold item's slots: its share of the gold answers the quote paid for (a regular item
+    # takes the job's redundancy).
+    slots: int | None = None
 
 
 @dataclass(frozen=True)

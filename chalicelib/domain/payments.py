@@ -15,7 +15,8 @@ from chalicelib.domain import validation as v
 from chalicelib.domain import webhooks
 from chalicelib.domain.ids import parse_assignment_id
 from chalicelib.domain.model import (
-    APPROVED, REJECTED, ItemState, Job, LedgerEntry, Principal, StoredAnswer,
+    APPROVED, CANCELLED, DONE, FAILED, REJECTED, ItemState, Job, LedgerEntry, Principal,
+    StoredAnswer,
 )
 from chalicelib.domain.services import Platform, _limit, client_job
 from chalicelib.errors import Conflict, NotFound
@@ -69,8 +70,12 @@ def settle(p: Platform, job: Job, item: ItemState, worker_id: str, answer: Store
                         "approval" if approved else "rejection",
                         job.reward_cents if approved else 0, now, job.job_id,
                         answer.assignment_id, reason, by)
+    # A rejected answer's reward is held for its replacement slot while the job may still
+    # take answers (so a bonus cannot take it first); otherwise it goes back to the pool.
+    replaceable = item.gold is None and job.state not in (CANCELLED, DONE, FAILED)
     written = p.items.review(job.job_id, item.item_id, worker_id, answer.assignment_id, review,
-                             entry, 0 if approved else job.reward_cents)
+                             entry, 0 if approved else job.reward_cents,
+                             "held" if replaceable else "pool")
     return review if written else None
 
 

@@ -147,11 +147,16 @@ class JobStore(Protocol):
                        review_due_at: float | None = None) -> int:
         """Count answers not counted before (idempotent per assignment) and queue the job for
         automatic approval at review_due_at unless it is queued sooner; return how many were new."""
-    def reserve(self, job_id: str, cents: int) -> bool:
-        """Take cents from the job's pool if it holds that much; False (nothing taken) if not."""
-    def refund(self, job_id: str, cents: int) -> None: """Give cents back to the job's pool."""
-    def block_worker(self, job_id: str, worker_id: str) -> None:
-        """Add a worker to the job's blocked workers."""
+    def reserve(self, job_id: str, cents: int, source: str = "pool") -> bool:
+        """Take cents from the job's pool (source "pool") or the money it holds for
+        replacements ("held") if that holds as much; False (nothing taken) if not."""
+    def refund(self, job_id: str, cents: int, source: str = "pool") -> None:
+        """Give cents back to the job's pool (or to its held money)."""
+    def release_held(self, job_id: str) -> int:
+        """Move the money held for replacements into the pool, at once; return how much."""
+    def block_worker(self, job_id: str, worker_id: str, starts_at: float | None = None) -> None:
+        """Add a worker to the job's blocked workers, refusing their leases from starts_at
+        (default at once; a repeat keeps the first start)."""
     def jobs_due_for_review(self, now: float) -> list[str]:
         """Ids of jobs with an answer whose automatic approval is due."""
     def set_review_due(self, job_id: str, due_at: float | None, answered_seen: int) -> None:
@@ -169,13 +174,17 @@ class ItemStore(Protocol):
     def get_item(self, job_id: str, item_id: str) -> ItemState | None: """One item."""
     def held_item_ids(self, job_id: str) -> list[str]: """Items held back from the pilot."""
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
-               review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0) -> bool:
+               review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0,
+               refund_to: str = "pool") -> bool:
         """Record the review of an accepted answer with its ledger entry, exactly once: an
         approval credits the worker and the job's paid total; a rejection returns the reward
-        to the job's pool. False (nothing written) if it was reviewed before."""
-    def drop_expired_lease(self, job_id: str, item_id: str, worker_id: str, now: float,
-                           refund_cents: int) -> bool:
-        """Remove an expired lease on a gold item and refund its reservation, once."""
+        to the job's pool, or to its money held for replacements (refund_to "held"). False
+        (nothing written) if it was reviewed before."""
+    def release_gold_slots(self, job_id: str, item_id: str, free: int, expired: Sequence[str],
+                           now: float, reward_cents: int) -> int:
+        """Take a gold item's `free` free slots and the slots of the workers' expired leases
+        away and pay their rewards into the job's pool, together and once (nothing if the
+        item changed since); return the cents."""
     def extend(self, job_id: str, item_id: str, redundancy_now: int) -> bool:
         """Add one slot to an item still open whose redundancy is redundancy_now; False if not."""
     def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:

@@ -8,7 +8,7 @@ from typing import Any
 from chalicelib.domain import validation as v
 from chalicelib.domain.adaptive import AdaptiveRedundancy, parse_redundancy
 from chalicelib.domain.ids import new_id
-from chalicelib.domain.model import TASK_TYPES, LineItem, Quote
+from chalicelib.domain.model import TASK_TYPES, Job, LineItem, Quote
 from chalicelib.errors import InvalidRequest
 
 MAX_ITEMS = 2000
@@ -38,6 +38,20 @@ def worker_budget(total_cents: int) -> int:
     return rewards
 
 
+def job_money(job: Job) -> dict[str, int]:
+    """Where a job's budget stands, in cents. The workers' part (the budget less the fee) is
+    always spent + bonus + reserved + pool: spent is the rewards of counted answers not
+    rejected (paid: the approved part of it), reserved what open slots, leased tasks, gold
+    slots and rejected answers' replacements hold, pool what nothing holds yet. After a job
+    ends, reserved + pool is what it did not spend."""
+    for_workers = worker_budget(job.budget_cents)
+    spent, bonus = job.spent_cents, job.bonus_cents
+    return {"budget_cents": job.budget_cents, "fee_cents": job.budget_cents - for_workers,
+            "for_workers_cents": for_workers, "spent_cents": spent, "paid_cents": job.paid_cents,
+            "bonus_cents": bonus, "reserved_cents": for_workers - spent - bonus - job.pool_cents,
+            "pool_cents": job.pool_cents}
+
+
 def gold_answers_for(answers: int, gold_rate: float) -> int:
     """Gold answers that come with `answers` regular ones when gold is served at gold_rate."""
     return math.ceil(round(answers * gold_rate / (1 - gold_rate), 9))
@@ -46,6 +60,11 @@ def gold_answers_for(answers: int, gold_rate: float) -> int:
 def line_amount(quote: Quote, name: str) -> int:
     """The amount of one line of a quote (0 if it has none)."""
     return sum(line.amount_cents for line in quote.line_items if line.name == name)
+
+
+def line_quantity(quote: Quote, name: str) -> int:
+    """The quantity of one line of a quote (0 if it has none)."""
+    return sum(line.quantity for line in quote.line_items if line.name == name)
 
 
 def price_quote(client_id: str, spec: Mapping[str, Any], now: float,

@@ -43,6 +43,11 @@ DOWNLOAD_LINK_SECONDS = 900
 # An aggregating job is looked at again this long after its execution was started: if the
 # start was lost the sweeper starts it (the execution name makes a repeat harmless).
 AGGREGATION_CHECK_SECONDS = 900
+# A block by the gold rule starts refusing leases this long (uniformly drawn, seconds) after
+# the answer that decided it: several tasks later, so it tells no task apart.
+BLOCK_DELAY_SECONDS = (60.0, 600.0)
+RULE = "rule"
+BLOCKED_BY_RULE = "your accuracy on this job's checked tasks is below the job's threshold"
 
 
 @dataclass
@@ -228,7 +233,7 @@ def post_job_with_callback(p: Platform, client: Principal, body: Any
         p.ingest_queue.send_many([
             {"job_id": job.job_id, "chunk": index,
              "items": [{"item_id": i.item_id, "data": i.data, "external_id": i.external_id,
-                        **({"gold": i.gold} if i.gold else {}),
+                        **({"gold": i.gold, "slots": i.slots} if i.gold else {}),
                         **({"held": True} if i.held else {})}
                        for i in chunk]}
             for index, chunk in enumerate(chunks)
@@ -288,9 +293,11 @@ def live_leases(p: Platform, job: Job, max_age: float | None = None) -> int:
 
 
 def job_progress(p: Platform, job: Job) -> dict[str, int]:
-    """Counts for a job: items, live leases, answers counted, items done."""
+    """Counts for a job: items, live leases, answers counted, items done. Gold items count
+    as done from the start: their result is their known answer."""
     return {"items": job.item_count, "leased": live_leases(p, job, max_age=p.cache_seconds),
-            "answered": job.answered, "done": job.items_done}
+            "answered": job.answered, "done": job.items_done + job.gold_items,
+            "gold": job.gold_items}
 
 
 def stop_job(p: Platform, client: Principal, job_id: str) -> Job:
@@ -435,20 +442,34 @@ def worker_quality(p: Platform, worker: Principal) -> dict[str, Any]:
     """What a worker sees of their own quality: gold accuracy per job and overall as of each
     job's last published round (so no single answer reveals a gold item), and their blocks."""
     records = p.stats.of_worker(worker.account_id)
-    # A job appears once a round of it is published (or the worker is blocked from it):
-    # listing it at the first gold answer would tell which task was gold.
+    now = p.now()
+    # A job appears once a round of it is published (or the worker's block from it has
+    # started): listing it at the first gold answer would tell which task was gold.
     jobs = [r for r in records if is_job_id(r.scope)
-            and (r.shown_gold_answers is not None or r.blocked_at is not None)]
+            and (r.shown_gold_answers is not None or _block_started(r, now))]
     everywhere = next((r for r in records if r.scope == "*"), None)
     shown = [(r.shown_gold_answers or 0, r.shown_gold_correct or 0) for r in jobs]
     return {
         **_quality_view(sum(a for a, _ in shown), sum(c for _, c in shown)),
         "jobs": [{"job_id": r.scope, **_quality_view(r.shown_gold_answers or 0,
                                                       r.shown_gold_correct or 0),
-                  "blocked": r.blocked_at is not None, "blocked_reason": r.blocked_reason}
+                  "blocked": _block_started(r, now),
+                  "blocked_reason": _reason_for_worker(r) if _block_started(r, now) else None}
                  for r in jobs],
         "blocked_everywhere": everywhere is not None and everywhere.blocked_at is not None,
     }
+
+
+def _block_started(r: WorkerRecord, now: float) -> bool:
+    return r.blocked_at is not None and r.blocked_at <= now
+
+
+def _reason_for_worker(r: WorkerRecord) -> str | None:
+    """A block's reason as its worker reads it: a block by the gold rule says which rule, not
+    the live figures (those would be feedback on single gold answers)."""
+    if r.blocked_reason and r.blocked_reason.endswith(f"(by {RULE})"):
+        return BLOCKED_BY_RULE
+    return r.blocked_reason
 
 
 def job_workers(p: Platform, client: Principal, job_id: str) -> list[dict[str, Any]]:
@@ -520,7 +541,7 @@ def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
     if message["chunk"] not in job.ingested_chunks:
         if job.state == INGESTING:
             items = [NewItem(i["item_id"], i["data"], i.get("external_id"), i.get("gold"),
-                             bool(i.get("held")))
+                             bool(i.get("held")), i.get("slots"))
                      for i in message["items"]]
             p.items.put_items(job.job_id, job.redundancy, items)
         job = p.jobs.mark_chunk_ingested(job.job_id, message["chunk"])
@@ -566,7 +587,7 @@ def available_jobs(p: Platform, worker: Principal) -> list[Job]:
         return []
     now = p.now()
     return [job for job in _active_jobs(p) if job.takes_leases(now)
-            and leasing.qualifies(worker, job) and worker.account_id not in job.blocked_workers]
+            and leasing.qualifies(worker, job) and not job.refuses(worker.account_id, now)]
 
 
 def lease_query(query: Mapping[str, str]) -> str | None:
@@ -602,13 +623,12 @@ def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
                             code="not_qualified",
                             details={"required_skills": list(job.required_skills),
                                      "min_skill_scores": job.min_skill_scores})
-        if worker.account_id in job.blocked_workers:
-            raise Forbidden("you are blocked from this job (gold accuracy below its threshold)",
-                            code="blocked_from_job")
+        if job.refuses(worker.account_id, now):
+            raise Forbidden("you are blocked from this job", code="blocked_from_job")
         candidates = [job]
     else:
         candidates = [job for job in _active_jobs(p) if leasing.qualifies(worker, job)
-                      and worker.account_id not in job.blocked_workers]
+                      and not job.refuses(worker.account_id, now)]
     for job in candidates:
         if job.takes_leases(now):
             assignment = _lease_in_job(p, job, worker.account_id, now)
@@ -623,8 +643,8 @@ def _slots_only(item: ItemState) -> ItemState:
 
 
 def _plans(p: Platform, job: Job, snapshot: list[ItemState], worker_id: str, now: float
-           ) -> list[tuple[leasing.LeasePlan, bool]]:
-    """Plans to try, each with whether it is a gold item.
+           ) -> list[leasing.LeasePlan]:
+    """Plans to try, in order.
 
     Gold is tried first on a gold_rate share of leases, and only while the worker still has
     regular work: a worker is never served gold alone. Otherwise the order is leasing's.
@@ -632,12 +652,11 @@ def _plans(p: Platform, job: Job, snapshot: list[ItemState], worker_id: str, now
     regular = leasing.candidate_plans([i for i in snapshot if i.gold is None], worker_id, now, p.rng)
     if not regular:
         return []
-    plans = [(plan, False) for plan in regular]
     if p.rng.random() < job.quality.get("gold_rate", 0.0):
         gold = leasing.candidate_plans([i for i in snapshot if i.gold is not None], worker_id,
                                        now, p.rng, limit=2)
-        plans = [(plan, True) for plan in gold] + plans
-    return plans
+        return gold + regular
+    return regular
 
 
 def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignment | None:
@@ -657,20 +676,11 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
                 return None
         with p._lock:
             snapshot = list(pool.values())
-        for plan, gold in _plans(p, job, snapshot, worker_id, now):
-            # A gold answer is paid from the job's pool: reserved now, refunded if not taken.
-            if gold and not p.jobs.reserve(job.job_id, job.reward_cents):
-                continue
+        # Gold and regular tasks take the same single write: gold slots are paid up front.
+        for plan in _plans(p, job, snapshot, worker_id, now):
             lease = leasing.new_lease(job, plan.item_id, now)
-            try:
-                outcome = p.items.try_lease(job.job_id, plan.item_id, worker_id, lease,
-                                            plan.reclaim_from, now)
-            except Exception:
-                if gold:
-                    p.jobs.refund(job.job_id, job.reward_cents)
-                raise
-            if gold and not outcome.ok:
-                p.jobs.refund(job.job_id, job.reward_cents)
+            outcome = p.items.try_lease(job.job_id, plan.item_id, worker_id, lease,
+                                        plan.reclaim_from, now)
             with p._lock:
                 if outcome.item is None or outcome.item.complete:
                     pool.pop(plan.item_id, None)
@@ -694,8 +704,10 @@ def _worker_item(p: Platform, assignment_id: str) -> tuple[Job, str, float, int]
 def _receipt(job: Job, item: ItemState, worker_id: str, duplicate: bool) -> SubmitReceipt:
     stored = item.answers[worker_id]
     # Only the answer that filled the item's last slot announces it complete, on the first
-    # submit and on every retry alike, so counting closes each item exactly once.
-    completes = stored.ordinal is not None and stored.ordinal + 1 == item.redundancy
+    # submit and on every retry alike, so counting closes each item exactly once. A gold
+    # item is never part of a round's count (its answer is known).
+    completes = item.gold is None and stored.ordinal is not None \
+        and stored.ordinal + 1 == item.redundancy
     return SubmitReceipt(stored.assignment_id, job.job_id, stored.submitted_at, job.reward_cents,
                          completes, duplicate)
 
@@ -718,38 +730,50 @@ def submit_answer(p: Platform, worker: Principal, assignment_id: str, body: Any
     if fate not in ("accepted", "submitted") or item is None:
         _raise_gone(item, worker_id, assignment_id)
     receipt = _receipt(job, item, worker_id, duplicate=fate == "submitted")
+    message = {"job_id": job.job_id, "item_id": item_id, "worker_id": worker_id,
+               "assignment_id": assignment_id, "item_complete": receipt.item_complete,
+               "ordinal": item.answers[worker_id].ordinal}
     if item.gold is not None:
-        _score_gold(p, job, worker_id, assignment_id, item.answers[worker_id].answer, item.gold)
+        # Scored by the counting consumer, so a gold submit makes the same writes as any other.
+        message["gold_correct"] = matches_gold(job, item.answers[worker_id].answer, item.gold)
     # Sent on every accepted submit, retries included: counting is idempotent on the
     # assignment, and a retry repairs a message lost after the first write.
-    p.results_queue.send({"job_id": job.job_id, "item_id": item_id, "worker_id": worker_id,
-                          "assignment_id": assignment_id, "item_complete": receipt.item_complete,
-                          "ordinal": item.answers[worker_id].ordinal})
+    p.results_queue.send(message)
     return receipt
 
 
-def _score_gold(p: Platform, job: Job, worker_id: str, assignment_id: str,
-                answer: dict[str, Any], gold: dict[str, Any]) -> None:
-    """Score a gold answer (once per assignment, retries included) and apply the job's rule:
-    at least block_after gold answers with smoothed accuracy below block_below blocks the
-    worker from the job."""
-    totals = p.stats.record_gold(worker_id, job.job_id, assignment_id,
-                                 matches_gold(job, answer, gold))
+def score_gold(p: Platform, job: Job, worker_id: str, assignment_id: str, correct: bool
+               ) -> None:
+    """Score a gold answer once per assignment (the counting consumer does it, with what the
+    submit judged) and apply the job's rule: at least block_after gold answers with smoothed
+    accuracy below block_below blocks the worker from the job. The block starts refusing
+    their leases after a random delay, so its moment does not point at the gold task that
+    decided it. A redelivered message applies the rule again (it may have been lost)."""
+    totals = p.stats.record_gold(worker_id, job.job_id, assignment_id, correct)
     if totals is None:
-        return
-    answers, correct = totals
+        record = next((r for r in p.stats.of_job(job.job_id) if r.worker_id == worker_id), None)
+        if record is None:
+            return
+        totals = record.gold_answers, record.gold_correct
+    answers, correct_answers = totals
     after, below = int(job.quality.get("block_after", 0)), job.quality.get("block_below", 0.0)
-    accuracy = smoothed_accuracy(correct, answers)
-    if after and answers >= after and accuracy < below:
-        block_in_job(p, job, worker_id, "rule",
-                     f"gold accuracy {accuracy:.2f} after {answers} gold answers is below {below}")
+    accuracy = smoothed_accuracy(correct_answers, answers)
+    if after and answers >= after and accuracy < below and worker_id not in job.blocked_workers:
+        delay = p.rng.uniform(BLOCK_DELAY_SECONDS[0], BLOCK_DELAY_SECONDS[1])
+        block_in_job(p, job, worker_id, RULE,
+                     f"gold accuracy {accuracy:.2f} after {answers} gold answers is below {below}",
+                     starts_at=p.now() + delay)
 
 
-def block_in_job(p: Platform, job: Job, worker_id: str, by: str, reason: str) -> None:
-    """Block a worker from a job: no more of its tasks, and their answers are left out of its
-    aggregation (their items get replacement slots before the round closes)."""
-    p.jobs.block_worker(job.job_id, worker_id)
-    p.stats.mark_blocked(worker_id, job.job_id, f"{reason} (by {by})", p.now())
+def block_in_job(p: Platform, job: Job, worker_id: str, by: str, reason: str,
+                 starts_at: float | None = None) -> None:
+    """Block a worker from a job: their answers are left out of its aggregation (their items
+    get replacement slots before the round closes) and, from starts_at (default now), they
+    get no more of its tasks."""
+    now = p.now()
+    p.jobs.block_worker(job.job_id, worker_id, starts_at)
+    p.stats.mark_blocked(worker_id, job.job_id, f"{reason} (by {by})",
+                         now if starts_at is None else max(now, starts_at))
     p._jobs.pop(job.job_id, None)
     p._active = None
 
@@ -759,8 +783,6 @@ def release_assignment(p: Platform, worker: Principal, assignment_id: str) -> No
     job, item_id, _, _ = _worker_item(p, assignment_id)
     outcome = p.items.try_release(job.job_id, item_id, worker.account_id, assignment_id)
     if outcome.ok:
-        if outcome.item is not None and outcome.item.gold is not None:
-            p.jobs.refund(job.job_id, job.reward_cents)
         return
     if _fate(outcome.item, worker.account_id, assignment_id) == "submitted":
         raise Conflict("this assignment was already submitted", code="already_submitted")
@@ -797,8 +819,11 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
     """Count announced answers per job (idempotent) and start aggregation when a job is done."""
     by_job: dict[str, dict[str, CountedAnswer]] = {}
     ordinals: dict[str, int | None] = {}
+    gold: dict[str, bool] = {}  # assignment id -> whether the gold answer was right
     repeats = set()
     for m in messages:
+        if "gold_correct" in m:
+            gold[m["assignment_id"]] = bool(m["gold_correct"])
         answer = CountedAnswer(m["job_id"], m["item_id"], m["worker_id"], m["assignment_id"],
                                bool(m["item_complete"]))
         batch = by_job.setdefault(answer.job_id, {})
@@ -814,6 +839,9 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
                        for a in answers]
         due = None if cached is None else p.now() + cached.auto_approve_seconds
         new = p.jobs.record_counted(job_id, answers, review_due_at=due)
+        for a in answers:
+            if a.assignment_id in gold and cached is not None:
+                score_gold(p, cached, a.worker_id, a.assignment_id, gold[a.assignment_id])
         if cached is not None and cached.adaptive and new:
             refit_online_model(p, job_id, new)
         if cached is not None and p.webhooks is not None and not cached.budget_alerted and \
@@ -824,9 +852,7 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
         if job_id in repeats or new < len(answers) or any(a.item_complete for a in answers):
             job = p.jobs.get_job(job_id)
             if job is not None and job.state in TAKES_ANSWERS and job.items_done >= job.round_items:
-                items = list(p.items.iter_items(job.job_id))  # read once for both
-                refund_expired_gold(p, job, items)
-                if replace_left_out(p, job, items) == 0:
+                if replace_left_out(p, job) == 0:
                     # Only if every item is still done: another consumer may have reopened one.
                     start_aggregation(p, job, require_done=True)
 
@@ -938,18 +964,22 @@ def is_left_out(answer: StoredAnswer, worker_id: str, left_out: set[str]) -> boo
     return worker_id in left_out or (answer.review or {}).get("status") == REJECTED
 
 
-def refund_expired_gold(p: Platform, job: Job, items: Iterable[ItemState] | None = None) -> int:
-    """Give the pool back the reservations of expired gold leases (a gold item's slots never
-    run out, so nobody reclaims them); return how many. Runs when a round would close."""
-    now, refunded = p.now(), 0
-    for item in p.items.iter_items(job.job_id) if items is None else items:
-        if item.gold is None:
-            continue
-        for worker, lease in item.leases.items():
-            if lease.expires_at <= now:
-                refunded += p.items.drop_expired_lease(job.job_id, item.item_id, worker, now,
-                                                       job.reward_cents)
-    return refunded
+def release_leftovers(p: Platform, job: Job) -> int:
+    """When a job has ended: the money held for replacements and the gold slots nobody
+    answered (free, or held by an expired lease) go back to the pool, where the client's
+    figures show them unspent and bonuses may use them; return the cents released.
+    A live gold lease keeps its slot: its answer may still come."""
+    now = p.now()
+    released = p.jobs.release_held(job.job_id)
+    if job.gold_items:
+        for item in p.items.iter_items(job.job_id):
+            if item.gold is None:
+                continue
+            expired = [w for w, lease in item.leases.items() if lease.expires_at <= now]
+            if item.free or expired:
+                released += p.items.release_gold_slots(job.job_id, item.item_id, item.free,
+                                                       expired, now, job.reward_cents)
+    return released
 
 
 def replace_left_out(p: Platform, job: Job, items: Iterable[ItemState] | None = None) -> int:
@@ -986,12 +1016,14 @@ def replace_left_out(p: Platform, job: Job, items: Iterable[ItemState] | None = 
         if missing <= 0:
             continue
         cents = missing * job.reward_cents
-        if not p.jobs.reserve(job.job_id, cents):
+        # The rejected answers' rewards were held for this; the pool makes up the rest.
+        source = next((s for s in ("held", "pool") if p.jobs.reserve(job.job_id, cents, s)), None)
+        if source is None:
             break
         if p.items.add_slots(job.job_id, item.item_id, missing, item.replaced):
             reopened += 1
         else:
-            p.jobs.refund(job.job_id, cents)
+            p.jobs.refund(job.job_id, cents, source)
     if reopened:
         p._jobs.pop(job.job_id, None)
     return reopened

@@ -37,7 +37,9 @@ from chalicelib.domain import phases, webhooks
 from chalicelib.domain.model import (
     AGGREGATING, CALIBRATION, DONE, FAILED, PAUSED, PILOT, ItemResult, Job,
 )
-from chalicelib.domain.services import Platform, is_left_out, left_out_workers, to_production
+from chalicelib.domain.services import (
+    Platform, is_left_out, left_out_workers, release_leftovers, to_production,
+)
 from chalicelib.errors import NotFound
 from chalicelib.observability import count, seconds
 
@@ -250,7 +252,8 @@ def aggregate_shard(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         posterior = None if row is None else Posterior(fitted["method"], fitted["classes"], row)
         line = result_line(aggregate_item(entry["item_id"], shard["task_type"],
                                           shard["answer_schema"], entry["answers"],
-                                          entry.get("external_id"), posterior))
+                                          entry.get("external_id"), posterior,
+                                          gold=entry.get("gold")))
         if "attributes" in entry:
             line["attributes"] = entry["attributes"]
         if "gold" in entry:
@@ -334,6 +337,8 @@ def mark_done(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
                                                          round_no))
         done_at = now if changed else (job.done_at or now)
         state = DONE
+        # Also on a retry: what the job held for answers it will never get is unspent now.
+        release_leftovers(p, job)
     # Also on a retry: whatever a crash left unpublished goes out now.
     webhooks.publish_job_events_safely(p, job.job_id)
     took = round(done_at - (job.aggregating_at or done_at), 3)

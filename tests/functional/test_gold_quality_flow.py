@@ -8,12 +8,12 @@ GOLD = {n: {"label": "pos"} for n in range(20, 25)}
 
 def test_twenty_racing_workers_never_overdraw_the_gold_pool_or_the_budget(stack):
     # GIVEN 20 regular items x 2 answers and 5 gold items, quoted as 25 x 2 answers without
-    # a gold overhead: the gold items' 10 answers are the pool, while the job asks for gold
-    # on half of the tasks
+    # a gold overhead: the gold items' 10 answers are their slots, while the job asks for
+    # gold on half of the tasks
     api = Api(stack)
     job = api.job(items=25, redundancy=2, gold=GOLD, quote={"gold_rate": 0}, pilot={"items": 0},
                   quality={"gold_rate": 0.5, "block_after": 0})
-    assert job["pool_cents"] == 10 * job["reward_cents"]
+    assert job["pool_cents"] == 0 and job["money"]["reserved_cents"] == 50 * job["reward_cents"]
     tokens = [api.worker(f"w{n}") for n in range(20)]
     # WHEN they all lease and answer at once, each on a container of its own
     accepted = [item for item, _, _ in race(tokens, job["job_id"], {"label": "pos"})]

@@ -3,7 +3,8 @@ import threading
 
 from chalicelib import deps
 from chalicelib.domain import payments, services
-from chalicelib.domain.model import APPROVED
+from chalicelib.domain.model import APPROVED, REJECTED
+from chalicelib.errors import Conflict
 from tests.functional.marketplace import Api
 
 DAY = 24 * 3600
@@ -90,3 +91,90 @@ def test_racing_approvals_and_the_sweeper_pay_once(stack):
     _, earned = api.as_worker(token, "GET", "/workers/me/earnings")
     assert earned["balance_cents"] == 10
     assert {e["assignment_id"] for e in earned["entries"]} == {assignment, second}
+
+
+def _money_adds_up(job_id, view):
+    """The job's figures add up to the budget, and `reserved` is what its items still hold
+    (open and leased slots) plus the rewards held for replacements."""
+    p = deps.platform()
+    job = p.jobs.get_job(job_id)
+    money = view["money"]
+    assert money["budget_cents"] == money["fee_cents"] + money["for_workers_cents"]
+    assert money["for_workers_cents"] == (money["spent_cents"] + money["bonus_cents"]
+                                          + money["reserved_cents"] + money["pool_cents"])
+    slots = sum(item.redundancy - item.answer_count for item in p.items.iter_items(job_id))
+    assert money["reserved_cents"] == slots * job.reward_cents + job.held_cents
+    assert money["spent_cents"] == (job.answered - job.rejected_answers) * job.reward_cents
+    assert 0 <= money["paid_cents"] <= money["spent_cents"] and money["pool_cents"] >= 0
+    assert view["spent_cents"] == money["spent_cents"] and view["pool_cents"] == money["pool_cents"]
+    return money
+
+
+def test_money_adds_up_through_a_storm_of_approvals_rejections_and_bonuses(stack):
+    # GIVEN 12 items x 3 answers, of which two workers gave two per item
+    api = Api(stack)
+    job = api.job(items=12, redundancy=3)
+    tokens = [api.worker(f"w{n}") for n in range(2)]
+    answers = []
+    for token in tokens:
+        while (lease := api.lease(token, job["job_id"]))[0] == 200:
+            assert api.submit(token, lease[1]["assignment_id"], {"label": "pos"})[0] == 200
+            answers.append(lease[1]["assignment_id"])
+    stack.drain()
+    assert len(answers) == 24
+    workers = [api.as_worker(token, "GET", "/workers/me")[1]["worker_id"] for token in tokens]
+    client = services.authenticate(deps.platform(), api.key, services.CLIENT)
+    _, view = api.as_client("GET", f"/jobs/{job['job_id']}")
+    pool = _money_adds_up(job["job_id"], view)["pool_cents"]
+    # WHEN, all at once, half the answers are rejected, the rest approved, and bonuses of
+    # 3 cents are asked for until the pool would be overdrawn twice over
+    start, outcomes = threading.Barrier(24 + 2 * pool // 3), []
+
+    def review(assignment, status):
+        platform = deps._build()
+        start.wait()
+        body = {"reason": "off topic"} if status == REJECTED else None
+        outcomes.append(payments.review_assignment(platform, client, assignment, body, status))
+
+    def bonus(n):
+        platform = deps._build()
+        start.wait()
+        try:
+            outcomes.append(payments.pay_bonus(platform, client, job["job_id"], {
+                "worker_id": workers[n % len(workers)], "amount_cents": 3, "reason": "thanks",
+                "bonus_id": f"b{n}"}))
+        except Conflict as error:
+            outcomes.append(error.code)
+
+    threads = [threading.Thread(target=review, args=(a, REJECTED if k % 2 else APPROVED))
+               for k, a in enumerate(answers)]
+    threads += [threading.Thread(target=bonus, args=(n,)) for n in range(2 * pool // 3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    # THEN every figure adds up, bonuses stopped at the pool, and the rejected answers'
+    # rewards were held for their replacements, not spent on bonuses
+    _, view = api.as_client("GET", f"/jobs/{job['job_id']}")
+    money = _money_adds_up(job["job_id"], view)
+    paid_bonuses = sum(1 for o in outcomes if isinstance(o, tuple))
+    assert money["bonus_cents"] == 3 * paid_bonuses and paid_bonuses == pool // 3
+    assert outcomes.count("insufficient_budget") == 2 * pool // 3 - paid_bonuses
+    assert view["reviews"] == {"approved": 12, "rejected": 12}
+    assert money["paid_cents"] == 12 * job["reward_cents"]
+    ledger = sum(deps.platform().ledger.balance(w) for w in workers)
+    assert ledger == money["paid_cents"] + money["bonus_cents"]
+    # AND when more workers answer, each item ends with three answers that were not rejected
+    for token in [api.worker(f"late{n}") for n in range(3)]:
+        while (lease := api.lease(token, job["job_id"]))[0] == 200:
+            assert api.submit(token, lease[1]["assignment_id"], {"label": "pos"})[0] == 200
+            stack.drain()
+    final = stack.wait_for_state(job["job_id"], api.key, ("done", "failed"))
+    assert final["state"] == "done"
+    money = _money_adds_up(job["job_id"], final)
+    assert money["reserved_cents"] == 0
+    _, results = api.as_client("GET", f"/jobs/{job['job_id']}/results?limit=100")
+    rejected = set(answers[1::2])
+    for line in results["results"]:
+        kept = [a for a in line["answers"] if a["assignment_id"] not in rejected]
+        assert len(kept) == line["n_answers"] == 3, line

@@ -80,8 +80,9 @@ def test_gold_is_served_at_the_jobs_rate_and_reused_across_workers(p):
     gold_ids = {f"{n:06d}" for n in gold}
     share = sum(item in gold_ids for item in served) / len(served)
     assert 0.15 <= share <= 0.35, share
-    # the same gold item went to several workers (its slots never run out)
-    assert max(served.count(item) for item in gold_ids) >= 2
+    # the same gold item went to several workers (each has 5 slots: its share of the 100
+    # gold answers quoted and its own quoted slot)
+    assert 2 <= max(served.count(item) for item in gold_ids) <= 5
     # and regular items never get more answers than the redundancy
     regular = [item for item in served if item not in gold_ids]
     assert len(regular) == len(set(regular))
@@ -109,30 +110,36 @@ def test_nothing_a_worker_receives_tells_gold_apart(p):
             assert assignment["assignment_id"].startswith("asg_")
 
 
-def test_gold_is_never_served_alone_and_the_pool_caps_gold_answers(p):
+def test_gold_is_never_served_alone_and_its_paid_slots_cap_gold_answers(p):
     # GIVEN 10 regular items and 2 gold x 1 answer: the quote pays for 12 slots and 2 gold
-    # answers (12 x 0.1 / 0.9); the gold items' 2 slots and the 2 gold answers are the pool
+    # answers (12 x 0.1 / 0.9); those 2 and the 2 slots quoted for the items that turned out
+    # gold become 2 slots on each gold item, leaving nothing in the pool
     client, job = _post(p, items=12, gold={10, 11}, redundancy=1, quality={"gold_rate": 0.5})
-    assert job.pool_cents == 4 * job.reward_cents
+    assert job.gold_slots == 4 and job.pool_cents == 0
+    assert [p.items.get_item(job.job_id, i).redundancy for i in ("000010", "000011")] == [2, 2]
     served = []
     for n in range(6):
         served += _work(p, job, _worker(p, f"w{n}"))
     gold = [item for item in served if item in ("000010", "000011")]
     assert 1 <= len(gold) <= 4
-    assert p.jobs.get_job(job.job_id).pool_cents == (4 - len(gold)) * job.reward_cents
+    # leasing gold takes nothing from the pool: its slots were paid for at posting
+    assert p.jobs.get_job(job.job_id).pool_cents == 0
     assert len(served) - len(gold) == 10
     # every worker stopped when the regular work was gone, with gold left for them
     assert services.lease_next_task(p, _worker(p, "late"), job.job_id) is None
 
 
-def test_a_released_gold_task_gives_its_reservation_back(p):
+def test_a_released_gold_task_frees_its_slot_and_moves_no_money(p):
     _, job = _post(p, items=12, gold={0, 1, 2, 3}, redundancy=1, quality={"gold_rate": 0.5})
     worker, before = _worker(p), p.jobs.get_job(job.job_id).pool_cents
     for _ in range(10):
         task = services.lease_next_task(p, worker, job.job_id)
-        if task.item.item_id in ("000000", "000001", "000002", "000003"):
-            assert p.jobs.get_job(job.job_id).pool_cents == before - job.reward_cents
+        item_id = task.item.item_id
+        if item_id in ("000000", "000001", "000002", "000003"):
+            free = p.items.get_item(job.job_id, item_id).free
+            assert p.jobs.get_job(job.job_id).pool_cents == before
             services.release_assignment(p, worker, task.assignment_id)
+            assert p.items.get_item(job.job_id, item_id).free == free + 1
             assert p.jobs.get_job(job.job_id).pool_cents == before
             return
         services.release_assignment(p, worker, task.assignment_id)
@@ -159,18 +166,26 @@ def test_a_worker_failing_gold_is_blocked_their_answers_left_out_and_their_slots
                         quality={"gold_rate": 0.5, "block_after": 3, "block_below": 0.6},
                         quote={"gold_rate": 0.5})
     spammer, careful = _worker(p, "spammer"), _worker(p, "careful")
-    # WHEN the spammer answers "neg" to everything until blocked
+    # WHEN the spammer answers "neg" to everything (counted as they go) until the rule trips
     spammed = []
-    with pytest.raises(Forbidden) as caught:
-        while True:
-            task = services.lease_next_task(p, spammer, job.job_id)
-            assert task is not None
-            services.submit_answer(p, spammer, task.assignment_id, {"label": "neg"})
-            spammed.append(task.item.item_id)
-    assert caught.value.code == "blocked_from_job"
-    _count(p)
+    while not p.jobs.get_job(job.job_id).blocked_workers:
+        task = services.lease_next_task(p, spammer, job.job_id)
+        assert task is not None
+        services.submit_answer(p, spammer, task.assignment_id, {"label": "neg"})
+        spammed.append(task.item.item_id)
+        _count(p)
     job = p.jobs.get_job(job.job_id)
     assert job.blocked_workers == {spammer.account_id}
+    # THEN the block refuses their leases only after a delay, not at the next lease
+    start = job.block_starts[spammer.account_id]
+    assert start >= p.now() + services.BLOCK_DELAY_SECONDS[0]
+    task = services.lease_next_task(p, spammer, job.job_id)
+    assert task is not None
+    services.release_assignment(p, spammer, task.assignment_id)
+    p.clock.set(start)
+    with pytest.raises(Forbidden) as caught:
+        services.lease_next_task(p, spammer, job.job_id)
+    assert caught.value.code == "blocked_from_job"
     # THEN the client sees the block with its reason and the spammer's gold record
     (line,) = [w for w in services.job_workers(p, client, job.job_id)
                if w["worker_id"] == spammer.account_id]
@@ -205,6 +220,7 @@ def test_a_retried_gold_submit_is_scored_once(p):
         services.release_assignment(p, worker, task.assignment_id)
     for _ in range(3):
         services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+    _count(p)
     (record,) = [r for r in p.stats.of_job(job.job_id)]
     assert (record.gold_answers, record.gold_correct) == (1, 1)
 
@@ -275,3 +291,117 @@ def test_a_client_can_block_a_worker_from_their_job(p):
     assert line["blocked"] and client.account_id in line["blocked_reason"]
     with pytest.raises(NotFound):
         services.client_blocks_worker(p, client, job.job_id, "wrk_nobody", {"reason": "x"})
+
+
+CACHE_READS = {"jobs.get_job", "items.open_items", "stats.blocked_everywhere"}
+
+
+class _Recorder:
+    """Wraps a port and records the name of every method called on it."""
+
+    def __init__(self, name, inner, calls):
+        self._name, self._inner, self._calls = name, inner, calls
+
+    def __getattr__(self, attribute):
+        value = getattr(self._inner, attribute)
+        if not callable(value):
+            return value
+
+        def call(*args, **kwargs):
+            self._calls.append(f"{self._name}.{attribute}")
+            return value(*args, **kwargs)
+        return call
+
+
+def test_a_gold_task_is_leased_and_submitted_with_the_same_calls_as_any_other(p):
+    # GIVEN a job serving gold on half of the tasks
+    _, job = _post(p, items=40, gold=set(range(0, 40, 4)), quality={"gold_rate": 0.5},
+                   quote={"gold_rate": 0.5})
+    gold_ids = {f"{n:06d}" for n in range(0, 40, 4)}
+    calls: list[str] = []
+    for port in ("accounts", "quotes", "jobs", "items", "results", "blobs", "ingest_queue",
+                 "results_queue", "workflow", "stats", "ledger", "catalog"):
+        setattr(p, port, _Recorder(port, getattr(p, port), calls))
+    # WHEN workers lease and submit, each task's calls recorded apart
+    paths = {"gold": set(), "regular": set()}
+    for n in range(6):
+        worker = _worker(p, f"w{n}")
+        for _ in range(5):
+            calls.clear()
+            task = services.lease_next_task(p, worker, job.job_id)
+            # reads that refresh this container's caches come and go with the time, not
+            # with the task (the job, the task pool, operator blocks)
+            lease = tuple(c for c in calls if c not in CACHE_READS)
+            calls.clear()
+            services.submit_answer(p, worker, task.assignment_id, {"label": "neg"})
+            kind = "gold" if task.item.item_id in gold_ids else "regular"
+            paths[kind].add((lease, tuple(c for c in calls if c not in CACHE_READS)))
+    # THEN gold and regular tasks made exactly the same calls, one write each way
+    assert paths["gold"] and paths["regular"]
+    assert paths["gold"] == paths["regular"] == {
+        (("items.try_lease",), ("items.try_submit", "results_queue.send"))}
+
+
+def test_a_workers_view_of_a_block_by_the_rule_gives_no_figures_and_waits_for_its_start(p):
+    _, job = _post(p, items=20, gold=set(range(12, 20)), redundancy=2,
+                   quality={"gold_rate": 0.5, "block_after": 3, "block_below": 0.6},
+                   quote={"gold_rate": 0.5})
+    spammer = _worker(p, "spammer")
+    while not p.jobs.get_job(job.job_id).blocked_workers:
+        _work(p, job, spammer, label="neg", limit=1)
+    start = p.jobs.get_job(job.job_id).block_starts[spammer.account_id]
+    # before the block starts, the worker's view shows neither the job nor the block
+    assert services.worker_quality(p, spammer)["jobs"] == []
+    p.clock.set(start)
+    seen = services.worker_quality(p, spammer)
+    (line,) = seen["jobs"]
+    assert line["blocked"] and line["blocked_reason"] == services.BLOCKED_BY_RULE
+    assert not any(ch.isdigit() for ch in line["blocked_reason"])
+    assert seen["gold_answers"] == 0  # still nothing published: no per-answer feedback
+
+
+def test_block_starts_vary_so_no_single_task_is_pointed_at(p):
+    starts = []
+    for n in range(8):
+        _, job = _post(p, items=20, gold=set(range(12, 20)), redundancy=2,
+                       quality={"gold_rate": 0.5, "block_after": 3, "block_below": 0.6},
+                       quote={"gold_rate": 0.5})
+        spammer = _worker(p, f"spammer{n}")
+        while not (blocked := p.jobs.get_job(job.job_id)).blocked_workers:
+            _work(p, job, spammer, label="neg", limit=1)
+        starts.append(blocked.block_starts[spammer.account_id] - p.now())
+    low, high = services.BLOCK_DELAY_SECONDS
+    assert all(low <= delay <= high for delay in starts)
+    assert max(starts) - min(starts) > 60  # drawn at random, not a fixed delay
+
+
+def test_gold_items_have_results_with_their_known_answer_and_count_as_done(p):
+    # GIVEN 8 regular items and 4 gold ones, gold served on half the tasks, and one worker
+    client, job = _post(p, items=12, gold={8, 9, 10, 11}, redundancy=1,
+                        quality={"gold_rate": 0.5, "block_after": 0})
+    assert services.job_progress(p, job)["done"] == 4  # known answers: done from the start
+    _work(p, job, _worker(p, "a"), label="neg")
+    lines = {line["item_id"]: line for line in _run_round(p, job.job_id)}
+    job = p.jobs.get_job(job.job_id)
+    # THEN every gold item, answered or not, has a result: its known answer, confidence 1
+    for n in (8, 9, 10, 11):
+        line = lines[f"{n:06d}"]
+        assert line["method"] == "gold" and line["answer"] == {"label": "pos"}
+        assert line["confidence"] == 1.0 and line["probabilities"]["pos"] == 1.0
+        assert line["gold"] == {"label": "pos"}
+    # (one worker meets each gold item at most once; whatever they did not meet has none)
+    assert sum(lines[f"{n:06d}"]["n_answers"] for n in (8, 9, 10, 11)) <= 4
+    assert all(lines[f"{n:06d}"]["method"] != "gold" for n in range(8))
+    # AND the finished job's progress counts every item done
+    assert job.state == DONE and job.result_count == 12
+    progress = services.job_progress(p, job)
+    assert progress["done"] == progress["items"] == 12 and progress["gold"] == 4
+
+
+def test_an_unanswered_gold_item_still_has_its_known_answer_as_result(p):
+    _, job = _post(p, items=6, gold={5}, redundancy=1, quality={"gold_rate": 0})
+    _work(p, job, _worker(p))
+    lines = {line["item_id"]: line for line in _run_round(p, job.job_id)}
+    gold = lines["000005"]
+    assert (gold["method"], gold["answer"], gold["n_answers"], gold["answers"]) == (
+        "gold", {"label": "pos"}, 0, [])

@@ -82,7 +82,14 @@ def test_a_rejected_answer_is_not_paid_left_out_and_its_slot_offered_again(p):
     pool = p.jobs.get_job(job.job_id).pool_cents
     view = payments.review_assignment(p, client, rejected, {"reason": "Spam text"}, REJECTED)
     assert view["status"] == "rejected" and view["reason"] == "Spam text" and view["paid_cents"] == 0
-    assert p.jobs.get_job(job.job_id).pool_cents == pool + job.reward_cents
+    # its reward is held for the replacement slot, out of the pool's reach: a bonus cannot
+    # take it (item 0 must still get its two answers)
+    job = p.jobs.get_job(job.job_id)
+    assert (job.pool_cents, job.held_cents) == (pool, job.reward_cents)
+    with pytest.raises(Conflict) as caught:
+        payments.pay_bonus(p, client, job.job_id, {"worker_id": w1.account_id, "reason": "x",
+                                                   "amount_cents": pool + 1, "bonus_id": "b"})
+    assert caught.value.code == "insufficient_budget"
     # WHEN everyone answers everything they are offered
     for worker in (w1, w2, w3):
         while (task := services.lease_next_task(p, worker, job.job_id)) is not None:
@@ -94,7 +101,7 @@ def test_a_rejected_answer_is_not_paid_left_out_and_its_slot_offered_again(p):
     item = p.items.get_item(job.job_id, rejected.split("_")[2])
     assert item.replaced == 1 and item.redundancy == 3 and item.answer_count == 3
     assert job.state == "aggregating"
-    assert p.jobs.get_job(job.job_id).pool_cents == pool
+    assert (job.pool_cents, job.held_cents) == (pool, 0)
     assert p.ledger.balance(w1.account_id) == 0
     history = p.ledger.entries(w1.account_id, 10, None)[0]
     assert [(e.kind, e.reason) for e in history] == [("rejection", "Spam text")]

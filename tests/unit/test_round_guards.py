@@ -5,6 +5,7 @@ import pytest
 
 from chalicelib.domain import services, skills
 from chalicelib.domain.model import ACTIVE, AGGREGATING, CANCELLED, PAUSED, PRODUCTION
+from chalicelib.domain.pricing import job_money
 from chalicelib.domain.services import CLIENT, OPERATOR, WORKER
 from chalicelib.errors import TransientError
 from chalicelib.workflows import aggregation as stages
@@ -56,22 +57,42 @@ def test_a_round_does_not_start_when_an_item_was_reopened_meanwhile(p):
     assert p.workflow.started == [f"{job.job_id}-r1"]
 
 
-def test_expired_gold_leases_give_their_reservation_back_when_the_round_closes(p):
+def test_when_a_job_ends_its_unused_gold_slots_go_back_to_the_pool(p):
+    # GIVEN 8 regular items and 4 gold, the quote paying 12 gold answers and one slot per
+    # item (4 slots per gold item); a worker leases a gold task and lets it expire
     client, job = _post(p, items=12, gold={0, 1, 2, 3}, pilot={"items": 0},
                         quality={"gold_rate": 0.5, "block_after": 0})
     pool = job.pool_cents
+    assert job.gold_slots == 16
     worker = services.create_account(p, WORKER, "quitter")[0]
     while int((task := services.lease_next_task(p, worker, job.job_id)).item.item_id) >= 4:
         services.release_assignment(p, worker, task.assignment_id)
-    assert p.jobs.get_job(job.job_id).pool_cents == pool - job.reward_cents
+    assert p.jobs.get_job(job.job_id).pool_cents == pool  # a gold lease takes no money
     p.clock.advance(job.lease_seconds + 1)  # the gold lease expires, never submitted
     _answer_all(p, job, n_workers=2)
     for message in p.results_queue.take():
         services.count_answers(p, [message])
     job = p.jobs.get_job(job.job_id)
-    assert job.state == AGGREGATING
-    gold_answered = sum(len(p.items.get_item(job.job_id, f"{n:06d}").answers) for n in range(4))
-    assert job.pool_cents == pool - gold_answered * job.reward_cents
+    assert job.state == AGGREGATING and job.pool_cents == pool
+    # WHEN the round is published and the job is done
+    loaded = stages.load_answers(p, {"job_id": job.job_id, "round": job.round})
+    fitted = stages.fit_model(p, loaded)
+    for shard in fitted["shards"]:
+        stages.aggregate_shard(p, shard)
+    published = stages.publish_results(p, fitted)
+    stages.mark_done(p, published)
+    stages.mark_done(p, published)  # a retry releases nothing twice
+    # THEN every gold slot nobody answered (free or expired) is back in the pool, and the
+    # money adds up with nothing reserved
+    job = p.jobs.get_job(job.job_id)
+    gold = [p.items.get_item(job.job_id, f"{n:06d}") for n in range(4)]
+    answered = sum(item.answer_count for item in gold)
+    assert all(item.redundancy == item.answer_count and not item.leases for item in gold)
+    assert job.pool_cents == pool + (16 - answered) * job.reward_cents
+    money = job_money(job)
+    assert money["reserved_cents"] == 0
+    assert money["spent_cents"] == job.answered * job.reward_cents == (8 + answered) * 5
+    assert money["for_workers_cents"] == money["spent_cents"] + money["pool_cents"]
 
 
 def test_a_stopped_job_pays_for_no_replacement_slots(p):

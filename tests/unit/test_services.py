@@ -395,7 +395,7 @@ def test_aggregation_waits_for_the_last_item(p):
     # THEN nothing has started and progress shows one of two items done
     assert p.workflow.started == []
     assert services.job_progress(p, p.jobs.get_job(job.job_id)) == {
-        "items": 2, "leased": 0, "answered": 1, "done": 1}
+        "items": 2, "leased": 0, "answered": 1, "done": 1, "gold": 0}
     # WHEN the other item's answer is counted THEN aggregation starts
     task = services.lease_next_task(p, worker, job.job_id)
     services.submit_answer(p, worker, task.assignment_id, {"label": "neg"})

@@ -91,12 +91,14 @@ def _categorical(values: Sequence[dict[str, Any]], labels: Sequence[str],
 
 def aggregate_item(item_id: str, task_type: str, schema: dict[str, Any],
                    answers: Sequence[dict[str, Any]], external_id: str | None = None,
-                   posterior: Posterior | None = None) -> ItemResult:
+                   posterior: Posterior | None = None, gold: dict[str, Any] | None = None
+                   ) -> ItemResult:
     """One item's result from its answers, given in submission order with their lineage.
 
     Each entry of answers holds 'answer', 'worker_id', 'assignment_id' and 'submitted_at'.
     A categorical item takes the round's fitted posterior when there is one, majority vote
-    otherwise.
+    otherwise. A gold item's result is its known answer (method "gold", confidence 1), with
+    or without answers.
     """
     lineage = tuple({"worker_id": a["worker_id"], "assignment_id": a["assignment_id"],
                      "answer": a["answer"], "leased_at": a.get("leased_at"),
@@ -104,6 +106,14 @@ def aggregate_item(item_id: str, task_type: str, schema: dict[str, Any],
                      "instruction_version": a.get("instruction_version", 1),
                      **({"flags": a["flags"]} if a.get("flags") else {})} for a in answers)
     values = [a["answer"] for a in answers]
+    if gold is not None:
+        probabilities = None
+        if answer_kind(task_type) == "categorical":
+            classes = [NA_KEY if c == NA_CLASS else c for c in posterior.classes] \
+                if posterior is not None else list(schema.get("labels", []))
+            probabilities = {c: 1.0 if c == gold.get("label") else 0.0 for c in classes}
+        return ItemResult(item_id, dict(gold), 1.0, len(values), external_id=external_id,
+                          lineage=lineage, probabilities=probabilities, method="gold")
     if not values:
         return ItemResult(item_id, None, 0.0, 0, external_id=external_id, method=None)
     reasons = tuple(v[NA_KEY] for v in values if is_not_applicable(v))
