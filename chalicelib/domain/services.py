@@ -751,7 +751,7 @@ def score_gold(p: Platform, job: Job, worker_id: str, assignment_id: str, correc
     decided it. A redelivered message applies the rule again (it may have been lost)."""
     totals = p.stats.record_gold(worker_id, job.job_id, assignment_id, correct)
     if totals is None:
-        record = next((r for r in p.stats.of_job(job.job_id) if r.worker_id == worker_id), None)
+        record = next((r for r in p.stats.of_worker(worker_id) if r.scope == job.job_id), None)
         if record is None:
             return
         totals = record.gold_answers, record.gold_correct

@@ -405,3 +405,26 @@ def test_an_unanswered_gold_item_still_has_its_known_answer_as_result(p):
     gold = lines["000005"]
     assert (gold["method"], gold["answer"], gold["n_answers"], gold["answers"]) == (
         "gold", {"label": "pos"}, 0, [])
+
+
+def test_a_redelivered_gold_message_applies_the_rule_a_crash_lost(p):
+    _, job = _post(p, items=20, gold=set(range(12, 20)), redundancy=2,
+                   quality={"gold_rate": 0.5, "block_after": 3, "block_below": 0.6},
+                   quote={"gold_rate": 0.5})
+    spammer = _worker(p, "spammer")
+    # the worker's gold answers are scored, but the block is "lost" (as if the consumer died
+    # between scoring the third and blocking)
+    messages = []
+    while len([m for m in messages if "gold_correct" in m]) < 3:
+        task = services.lease_next_task(p, spammer, job.job_id)
+        services.submit_answer(p, spammer, task.assignment_id, {"label": "neg"})
+        messages += p.results_queue.take()
+    gold = [m for m in messages if "gold_correct" in m]
+    for m in gold:
+        p.stats.record_gold(m["worker_id"], m["job_id"], m["assignment_id"], m["gold_correct"])
+    assert not p.jobs.get_job(job.job_id).blocked_workers
+    # WHEN SQS redelivers the messages THEN the rule blocks the worker, scoring nothing twice
+    services.count_answers(p, messages)
+    assert p.jobs.get_job(job.job_id).blocked_workers == {spammer.account_id}
+    (record,) = [r for r in p.stats.of_job(job.job_id)]
+    assert (record.gold_answers, record.gold_correct) == (3, 0)
