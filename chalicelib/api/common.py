@@ -28,10 +28,55 @@ def json_body(request: Any) -> Any:
     if not raw.strip():
         raise InvalidRequest("a JSON body is required", field="body")
     try:
-        return json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
+        body = json.loads(raw, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise InvalidRequest("the body is not valid JSON", field="body",
                              code="malformed_json") from None
+    if _SURROGATE_ESCAPE.search(raw):  # only a \uD800-\uDFFF escape can spell one
+        refuse_invalid_text(body)
+    return body
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
+
+
+def refuse_invalid_text(value: Any, path: str = "", container: str = "the body") -> None:
+    """InvalidRequest naming a string (or an object's key) in value that is not valid
+    Unicode text: JSON's escapes can spell a lone surrogate ("\\ud800"), which no store, log
+    or receiver can encode. One rule for every body, query string and path parameter."""
+    pending: list[tuple[str, Any]] = [(path, value)]
+    while pending:  # a loop, not recursion: bodies may nest as deep as the parser allows
+        where, current = pending.pop()
+        if isinstance(current, str):
+            _check_text(current, where, f"'{where or 'body'}'")
+        elif isinstance(current, dict):
+            for key, inner in current.items():
+                _check_text(key, where, f"a key of '{where}'" if where else f"a name in {container}")
+                pending.append((f"{where}.{key}" if where else key, inner))
+        elif isinstance(current, list):
+            pending.extend((f"{where}[{index}]", inner) for index, inner in enumerate(current))
+
+
+def _check_text(text: str, field: str, what: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRequest(f"{what} is not valid Unicode text: it holds an unpaired "
+                             "surrogate (\\ud800-\\udfff)", field=field or "body") from None
+
+
+def refuse_invalid_parameters(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    """Middleware: query strings and path parameters follow the same text rule as bodies,
+    before any route runs."""
+    query = event.query_params or {}
+    try:
+        for name in query:  # every value of a repeated parameter
+            for value in query.getlist(name) if hasattr(query, "getlist") else [query[name]]:
+                refuse_invalid_text({name: value}, container="the query string")
+        refuse_invalid_text(dict(event.uri_params or {}), container="the path")
+    except InvalidRequest as error:
+        return error_response(error)
+    return get_response(event)
 
 
 def _finite_float(text: str) -> float:

@@ -12,7 +12,7 @@ from chalicelib.domain import validation as v
 from chalicelib.domain.answers import NA_KEY
 from chalicelib.domain.batching import batches
 from chalicelib.domain.ids import item_id, new_id
-from chalicelib.domain.pricing import MAX_GOLD_RATE, line_amount
+from chalicelib.domain.pricing import gold_rate_of, line_amount
 from chalicelib.domain.model import (
     NA_ALLOWED, NA_NOT_ALLOWED, PILOT, PRODUCTION, Job, NewItem, Quote, answer_kind,
 )
@@ -253,8 +253,7 @@ def parse_quality(raw: Any, gold_rate: float) -> dict[str, float]:
     body = v.require_object(raw if raw is not None else {}, "quality")
     v.reject_unknown(body, ("gold_rate", "block_after", "block_below", "min_seconds"), "quality.")
     return {
-        "gold_rate": v.number(body, "gold_rate", low=0, high=MAX_GOLD_RATE, default=gold_rate,
-                              prefix="quality."),
+        "gold_rate": gold_rate_of(body, gold_rate, prefix="quality."),
         "block_after": v.integer(body, "block_after", low=0, high=1000,
                                  default=DEFAULT_BLOCK_AFTER, prefix="quality."),
         "block_below": v.number(body, "block_below", low=0, high=1,
