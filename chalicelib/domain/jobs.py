@@ -141,7 +141,7 @@ def parse_items(raw: Any, expected: int) -> list[NewItem]:
         data = entry.get("data")
         if not isinstance(data, Mapping) or not data:
             raise InvalidRequest(f"'{name}.data' must be a non-empty object", field=f"{name}.data")
-        if len(json.dumps(data, separators=(",", ":"))) > MAX_ITEM_BYTES:
+        if v.json_bytes(data) > MAX_ITEM_BYTES:
             raise PayloadTooLarge(f"'{name}.data' is over {MAX_ITEM_BYTES} bytes",
                                   field=f"{name}.data")
         external = v.text(entry, "external_id", max_length=128, required=False, prefix=f"{name}.")
@@ -154,7 +154,8 @@ def parse_items(raw: Any, expected: int) -> list[NewItem]:
 
 
 def chunk_items(items: list[NewItem]) -> list[list[NewItem]]:
-    """Cut items into ingest chunks of at most CHUNK_ITEMS items and CHUNK_BYTES bytes."""
+    """Cut items into ingest chunks of at most CHUNK_ITEMS items and CHUNK_BYTES bytes, measured
+    as the queue message is written (JSON with non-ASCII escaped, so not json_bytes)."""
     return list(batches(items, CHUNK_ITEMS, CHUNK_BYTES,
                         lambda item: len(json.dumps([item.data, item.gold],
                                                     separators=(",", ":"))) + 200))
