@@ -51,7 +51,7 @@ def _build() -> Platform:
         webhooks=Webhooks(
             store=DynamoWebhooks(), queue=SqsQueue(sqs, config.webhook_queue_name),
             dead_letters=SqsQueue(sqs, config.webhook_dead_letter_queue_name),
-            send=sender(allow_private=config.webhook_allow_insecure),
+            send=sender(allow_loopback=config.webhook_allow_insecure),
             bus=EventBridgeBus(aws.client("events", config.region), config.event_bus_name),
             config=WebhookConfig(retry_base_seconds=config.webhook_retry_base_seconds,
                                  retry_max_seconds=config.webhook_retry_max_seconds,

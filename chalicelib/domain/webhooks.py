@@ -151,7 +151,7 @@ class WebhookConfig:
     retry_max_seconds: float = 3600.0
     window_seconds: float = 24 * 3600.0
     timeout_seconds: float = 10.0
-    # Plain http and private addresses: for local stacks and tests only.
+    # http or https to this machine's loopback: for local stacks and tests only.
     allow_insecure: bool = False
 
 
@@ -184,27 +184,35 @@ def backoff(attempt: int, config: WebhookConfig) -> float:
 # --- endpoints --------------------------------------------------------------------------
 
 def check_url(url: Any, config: WebhookConfig, field_name: str = "url") -> str:
-    """An endpoint URL we will POST to: https with a public host name or address."""
+    """An endpoint URL we will POST to: https with a public host name or address; with
+    allow_insecure (local stacks, tests) also http or https to this machine's loopback
+    (127.0.0.1, ::1, localhost), and still nothing private, link-local or metadata."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         raise InvalidRequest(f"'{field_name}' must be a URL of at most {MAX_URL_LENGTH} "
                              "characters", field=field_name)
     parsed = urllib.parse.urlsplit(url)
-    schemes = ("https", "http") if config.allow_insecure else ("https",)
-    if parsed.scheme not in schemes or not parsed.hostname:
-        raise InvalidRequest(f"'{field_name}' must be an {' or '.join(schemes)} URL with a host",
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+        raise InvalidRequest(f"'{field_name}' must be an https URL with a host",
                              field=field_name, code="invalid_url")
     if parsed.username or parsed.password:
         raise InvalidRequest(f"'{field_name}' must not carry credentials", field=field_name,
                              code="invalid_url")
-    if not config.allow_insecure:
-        host = parsed.hostname
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            address = None
-        if host == "localhost" or (address is not None and not address.is_global):
-            raise InvalidRequest(f"'{field_name}' must be a public address", field=field_name,
-                                 code="invalid_url")
+    host = parsed.hostname
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if config.allow_insecure and (host == "localhost" or (address is not None
+                                                          and address.is_loopback)):
+        return url
+    local = " (or http to 127.0.0.1 here)" if config.allow_insecure else ""
+    if parsed.scheme != "https":
+        raise InvalidRequest(f"'{field_name}' must be an https URL{local}", field=field_name,
+                             code="invalid_url")
+    if host == "localhost" or host.endswith(".localhost") or \
+            (address is not None and not address.is_global):
+        raise InvalidRequest(f"'{field_name}' must be a public address{local}",
+                             field=field_name, code="invalid_url")
     return url
 
 

@@ -213,7 +213,11 @@ def test_endpoints_are_validated_listed_and_deleted(stack):
     api = Api(stack)
     bad = [({"url": "ftp://example.com/x"}, "url"), ({"url": "x" * 3000}, "url"),
            ({"url": "https://example.com", "events": ["job.nope"]}, "events"),
-           ({"url": "https://example.com", "extra": 1}, "extra"), ([], "body")]
+           ({"url": "https://example.com", "extra": 1}, "extra"), ([], "body"),
+           # the stack allows insecure endpoints (as the local stack does): loopback only
+           ({"url": "http://169.254.169.254/latest/meta-data/"}, "url"),
+           ({"url": "http://10.0.0.1/h"}, "url"), ({"url": "https://192.168.0.1/h"}, "url"),
+           ({"url": "http://example.com/h"}, "url")]
     for body, field in bad:
         status, error = api.as_client("POST", "/webhooks/endpoints", body)
         assert status == 400 and error["field"].endswith(field), (body, error)
