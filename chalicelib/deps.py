@@ -67,9 +67,10 @@ def _build() -> Platform:
 def reset() -> None:
     """Forget the Platform, settings and AWS clients (tests switch stacks between runs)."""
     global _platform
-    from chalicelib.adapters import aws
+    from chalicelib.adapters import aws, cursors
     from chalicelib.settings import settings
 
     _platform = None
     settings.cache_clear()
     aws.reset()
+    cursors.reset()

@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from chalicelib.adapters.dynamo import _update_raw, decode_cursor, encode_cursor
+from chalicelib.adapters.cursors import decode_cursor, encode_cursor
+from chalicelib.adapters.dynamo import _update_raw
 from chalicelib.adapters.models import WebhookModel
 from chalicelib.domain.webhooks import DELIVERED, PENDING, Delivery, Endpoint, Event
 
