@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from chalicelib.domain import validation as v
 from chalicelib.domain.ids import new_id, new_secret
+from chalicelib.domain.jobs import iso
 from chalicelib.domain.model import AGGREGATING, DONE, FAILED, PAUSED, Job, Principal
 from chalicelib.domain.pricing import worker_budget
 from chalicelib.errors import InvalidRequest, NotFound
@@ -79,9 +80,10 @@ class Event:
     job_id: str | None = None
 
     def body(self) -> str:
-        """The JSON text every receiver gets (and the signature covers)."""
+        """The JSON text every receiver gets (and the signature covers); its time is ISO 8601,
+        as every time in the API."""
         return json.dumps({"id": self.event_id, "type": self.event_type,
-                           "created_at": self.created_at, "job_id": self.job_id,
+                           "created_at": iso(self.created_at), "job_id": self.job_id,
                            "data": self.data}, sort_keys=True, separators=(",", ":"))
 
 
@@ -300,7 +302,7 @@ def job_events(job: Job, start: int = 0) -> list[Event]:
             continue  # the job was posted: the client knows
         at = float(record.get("at") or job.created_at)
         base = {"from": before, "to": after, "by": record.get("by"),
-                "reason": record.get("reason"), "at": at}
+                "reason": record.get("reason"), "at": iso(at)}
         kinds = []
         if before.get("phase") != after.get("phase"):
             kinds.append((PHASE_CHANGED, base))
@@ -512,21 +514,24 @@ def endpoint_view(endpoint: Endpoint, with_secret: bool = False) -> dict[str, An
     """An endpoint as the API shows it; the secret only when it was just made."""
     view = {"endpoint_id": endpoint.endpoint_id, "url": endpoint.url,
             "events": list(endpoint.events) or list(EVENT_TYPES), "job_id": endpoint.job_id,
-            "description": endpoint.description, "created_at": endpoint.created_at}
+            "description": endpoint.description, "created_at": iso(endpoint.created_at)}
     if with_secret:
         view["secret"] = endpoint.secret
     return view
 
 
 def delivery_view(delivery: Delivery) -> dict[str, Any]:
-    """A delivery with its attempts, as the API shows it."""
+    """A delivery with its attempts, as the API shows it (times in ISO 8601)."""
     return {"delivery_id": delivery.delivery_id, "endpoint_id": delivery.endpoint_id,
             "url": delivery.url, "event_id": delivery.event_id,
             "event_type": delivery.event_type, "job_id": delivery.job_id,
-            "status": delivery.status, "created_at": delivery.created_at,
-            "next_attempt_at": delivery.next_attempt_at if delivery.status == PENDING else None,
-            "delivered_at": delivery.delivered_at, "replay_of": delivery.replay_of,
-            "attempts": list(delivery.attempts), "payload": json.loads(delivery.body)}
+            "status": delivery.status, "created_at": iso(delivery.created_at),
+            "next_attempt_at": iso(delivery.next_attempt_at)
+            if delivery.status == PENDING else None,
+            "delivered_at": iso(delivery.delivered_at), "replay_of": delivery.replay_of,
+            "attempts": [{**attempt, "at": iso(attempt.get("at"))}
+                         for attempt in delivery.attempts],
+            "payload": json.loads(delivery.body)}
 
 
 def page_of(w: Webhooks, client: Principal, query: Mapping[str, str]

@@ -49,6 +49,36 @@ def test_missing_or_bad_credentials_get_401_and_wrong_roles_403(stack):
     assert status == 403
 
 
+def test_a_secret_in_the_other_roles_header_is_told_which_header_to_use(stack):
+    # GIVEN a client key, an operator key and a worker token
+    api = Api(stack)
+    token = api.worker()
+    operator = _operator_key()
+    # WHEN a key is sent as a bearer token on a route that wants X-Api-Key
+    for key, path in [(api.key, "/jobs"), (operator, "/operator/keys/rotate"),
+                      (api.key, "/webhooks/endpoints")]:
+        method = "POST" if "rotate" in path else "GET"
+        status, error = api.call(method, path, None, {"Authorization": f"Bearer {key}"})
+        # THEN the 401 says to send it in X-Api-Key
+        assert status == 401 and error["error"] == "missing_credentials", error
+        assert error["field"] == "X-Api-Key" and "'X-Api-Key' header" in error["message"]
+        assert "not in 'Authorization'" in error["message"]
+    # WHEN a worker token is sent in X-Api-Key, or without 'Bearer', on a worker route
+    for headers in ({"X-Api-Key": token}, {"Authorization": token}):
+        status, error = api.call("GET", "/tasks/next", None, headers)
+        # THEN the 401 says to send it as a bearer token
+        assert status == 401 and error["error"] == "missing_credentials", error
+        assert error["field"] == "Authorization"
+        assert "'Authorization: Bearer <token>'" in error["message"]
+        assert "not in 'X-Api-Key'" in error["message"]
+    # AND with no credentials at all, the 401 still names the header the route wants
+    status, error = api.call("GET", "/jobs")
+    assert status == 401 and error["field"] == "X-Api-Key" and "X-Api-Key" in error["message"]
+    status, error = api.call("GET", "/workers/me")
+    assert status == 401 and error["field"] == "Authorization"
+    assert "not in" not in error["message"]
+
+
 def test_worker_responses_carry_no_other_workers_answers(stack):
     # GIVEN a worker who answered an item
     api = Api(stack)
@@ -138,7 +168,13 @@ def test_unknown_ids_are_404_and_non_json_is_415(stack):
     assert status == 404
     status, error = api.call("POST", "/quotes", "task_type=x",
                              {"X-Api-Key": api.key, "Content-Type": "text/plain"})
-    assert status == 415 and set(error) >= {"error", "message"}
+    assert status == 415 and error["error"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in error["message"]
+    assert error["field"] == "Content-Type"
+    # the app's own check (a type Chalice lets through) says the same
+    status, error = api.call("POST", "/quotes", "{}",
+                             {"X-Api-Key": api.key, "Content-Type": "application/octet-stream"})
+    assert status == 415 and "Content-Type: application/json" in error["message"], error
     status, error = api.call("PUT", "/quotes", None, {"X-Api-Key": api.key})
     assert status == 405 and set(error) == {"error", "message"}
 
