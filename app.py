@@ -11,7 +11,7 @@ from typing import Any
 from chalice import Chalice
 
 from chalicelib.api import clients, openapi, operators, pages, webhooks, workers
-from chalicelib.api.common import chalice_errors_as_json, refuse_oversize
+from chalicelib.api.common import chalice_errors_as_json, refuse_invalid_parameters, refuse_oversize
 from chalicelib.api.openapi import role_of
 from chalicelib.deps import platform
 from chalicelib.domain import services
@@ -34,6 +34,7 @@ for _path, _entries in app.routes.items():
     for _method, _entry in _entries.items():
         _entry.api_key_required = role_of(_method, _path) == "client" and _path != "/keys/rotate"
 app.register_middleware(refuse_oversize, "http")
+app.register_middleware(refuse_invalid_parameters, "http")
 
 INGEST_QUEUE, RESULTS_QUEUE, WEBHOOK_QUEUE = queue_names()
 

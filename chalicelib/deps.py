@@ -51,7 +51,7 @@ def _build() -> Platform:
         webhooks=Webhooks(
             store=DynamoWebhooks(), queue=SqsQueue(sqs, config.webhook_queue_name),
             dead_letters=SqsQueue(sqs, config.webhook_dead_letter_queue_name),
-            send=sender(allow_private=config.webhook_allow_insecure),
+            send=sender(allow_loopback=config.webhook_allow_insecure),
             bus=EventBridgeBus(aws.client("events", config.region), config.event_bus_name),
             config=WebhookConfig(retry_base_seconds=config.webhook_retry_base_seconds,
                                  retry_max_seconds=config.webhook_retry_max_seconds,
@@ -67,9 +67,10 @@ def _build() -> Platform:
 def reset() -> None:
     """Forget the Platform, settings and AWS clients (tests switch stacks between runs)."""
     global _platform
-    from chalicelib.adapters import aws
+    from chalicelib.adapters import aws, cursors
     from chalicelib.settings import settings
 
     _platform = None
     settings.cache_clear()
     aws.reset()
+    cursors.reset()

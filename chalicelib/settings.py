@@ -63,7 +63,7 @@ class Settings:
     webhook_retry_base_seconds: float = 30.0
     webhook_retry_max_seconds: float = 3600.0
     webhook_window_seconds: float = 24 * 3600.0
-    # http:// and private addresses as webhook endpoints (local stacks and tests only).
+    # Webhook endpoints on this machine's loopback, http too (local stacks and tests only).
     webhook_allow_insecure: bool = False
     # The API Gateway usage plan that caps each client key's request rate (written into the
     # stage by `make deploy`); empty: client keys are not registered (the local stack).

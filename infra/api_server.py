@@ -7,6 +7,7 @@ functions) each get a core, as API Gateway and the queue consumers would on AWS.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import logging
@@ -37,7 +38,42 @@ def make_api_server(app: Any, project_dir: Path, stage: str, host: str, port: in
     # Its responses go out in small writes on kept-alive HTTP/1.1 connections; with Nagle's
     # algorithm on, each waits for the client's delayed ACK (about 40 ms a request).
     ChaliceRequestHandler.disable_nagle_algorithm = True
-    return create_local_server(app, config, host, port)
+    server = create_local_server(app, config, host, port)
+    server.server.RequestHandlerClass = functools.partial(_handler_class(), app_object=app,
+                                                          config=config)
+    return server
+
+
+def _handler_class() -> type:
+    """Chalice's request handler with a gateway that answers an unknown route as the deployed
+    stage does (its gateway response): 404 in the error shape, where Chalice answers with
+    API Gateway's default `403 {"message": "Missing Authentication Token"}`. A known route
+    with a method it lacks reaches the app, whose 405 already has the error shape."""
+    from http.server import BaseHTTPRequestHandler
+
+    from chalice.local import ChaliceRequestHandler, LocalGateway, LocalGatewayException
+
+    from infra.gateway_responses import NOT_FOUND_BODY
+
+    class RouteNotFound(LocalGatewayException):
+        CODE = 404
+
+    class Gateway(LocalGateway):
+        def _generate_lambda_event(self, method: str, path: str, headers: Any,
+                                   body: bytes | None) -> Any:
+            try:
+                return super()._generate_lambda_event(method, path, headers, body)
+            except ValueError:  # Chalice's "no route matches"
+                raise RouteNotFound({"Content-Type": "application/json"},
+                                    json.dumps(NOT_FOUND_BODY).encode("utf-8")) from None
+
+    class Handler(ChaliceRequestHandler):
+        def __init__(self, request: Any, client_address: Any, server: Any, app_object: Any,
+                     config: Any) -> None:
+            self.local_gateway = Gateway(app_object, config)
+            BaseHTTPRequestHandler.__init__(self, request, client_address, server)
+
+    return Handler
 
 
 def _stop(signum: int, frame: object) -> None:

@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from infra.gateway_responses import ensure_gateway_responses
 from infra.rate_limits import attach_stage, delete_usage_plan, ensure_usage_plan, plan_name
 from infra.stack import app_environment, deploy_stack, render_template, stack_name_for, stack_outputs
 
@@ -140,7 +141,8 @@ def _run(command: list[str], project_dir: Path, stage: str) -> None:
 
 
 def deploy(project_dir: Path, stage: str, app_name: str = APP_NAME) -> dict[str, str]:
-    """Lint, create or update the stack, write its outputs into config.json, chalice deploy."""
+    """Lint, create or update the stack, write its outputs into config.json, chalice deploy,
+    then attach the stage to the usage plan and set API Gateway's responses in the error shape."""
     import boto3
 
     stage_environment(project_dir, stage)
@@ -157,6 +159,10 @@ def deploy(project_dir: Path, stage: str, app_name: str = APP_NAME) -> dict[str,
     api_id, api_stage = deployed_rest_api(project_dir, stage)
     if attach_stage(apigateway, environment["USAGE_PLAN_ID"], api_id, api_stage):
         print(f"usage plan {plan_name(app_name, stage)} now caps {api_id}/{api_stage}", flush=True)
+    changed = ensure_gateway_responses(apigateway, api_id, api_stage)
+    if changed:
+        print(f"gateway responses set and {api_id}/{api_stage} deployed again: "
+              f"{', '.join(changed)}", flush=True)
     return environment
 
 

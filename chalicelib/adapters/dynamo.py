@@ -2,7 +2,6 @@
 leases, answers and counters exact; a transaction only where two items must move together."""
 from __future__ import annotations
 
-import base64
 import json
 import random
 import time
@@ -16,6 +15,7 @@ from pynamodb.constants import KEY, UPDATE_ITEM
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.adapters.cursors import decode_cursor, encode_cursor
 from chalicelib.adapters.models import (
     AccountModel, CatalogModel, CredentialModel, ItemModel, JobModel, LedgerModel, QuoteModel,
     ResultModel, WorkerStatsModel,
@@ -57,35 +57,6 @@ def _once(write: Any) -> bool:
             return False
         raise
     return True
-
-
-def encode_cursor(key: dict[str, Any] | None) -> str | None:
-    """An opaque page cursor from DynamoDB's LastEvaluatedKey."""
-    if not key:
-        return None
-    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
-
-
-def decode_cursor(cursor: str | None, key: Mapping[str, str], fixed: Mapping[str, str],
-                  field: str = "cursor") -> dict[str, Any] | None:
-    """LastEvaluatedKey from a cursor; InvalidRequest unless it is a key of this listing.
-
-    key maps each key attribute to its type ("S" or "N"); fixed holds the values the
-    listing's partition key must have (another listing's cursor is refused, not sent on).
-    """
-    if not cursor:
-        return None
-    try:
-        start = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, TypeError):
-        raise InvalidRequest("'cursor' is not valid", field=field) from None
-    valid = isinstance(start, dict) and set(start) == set(key) and all(
-        isinstance(value, dict) and list(value) == [key[name]]
-        and isinstance(value[key[name]], str) and value[key[name]] != ""
-        for name, value in start.items())
-    if not valid or any(start[name][key[name]] != value for name, value in fixed.items()):
-        raise InvalidRequest("'cursor' is not valid", field=field)
-    return start
 
 
 def newest_first(index: Any, owner: str, owner_key: str, key: Mapping[str, str], limit: int,

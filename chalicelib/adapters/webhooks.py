@@ -11,7 +11,8 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
-from chalicelib.adapters.dynamo import _update_raw, decode_cursor, encode_cursor
+from chalicelib.adapters.cursors import decode_cursor, encode_cursor
+from chalicelib.adapters.dynamo import _update_raw
 from chalicelib.adapters.models import WebhookModel
 from chalicelib.domain.webhooks import DELIVERED, PENDING, Delivery, Endpoint, Event
 
@@ -163,16 +164,17 @@ _OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float,
-              allow_private: bool = False) -> tuple[int | None, str | None]:
+              allow_loopback: bool = False) -> tuple[int | None, str | None]:
     """POST body; (status code, None) for any HTTP answer, (None, reason) when none came.
 
-    Unless allow_private, the host must resolve only to public addresses now (a name that
-    pointed elsewhere when it was registered is checked again at every send).
+    The host must resolve now (a name that pointed elsewhere when it was registered is
+    checked again at every send) only to public addresses, or with allow_loopback (local
+    stacks, tests) only to this machine's loopback; plain http only to the loopback.
     """
-    if not allow_private:
-        refused = _private_address(urllib.parse.urlsplit(url).hostname or "")
-        if refused:
-            return None, refused
+    parsed = urllib.parse.urlsplit(url)
+    refused = _refused_address(parsed.hostname or "", allow_loopback, parsed.scheme != "https")
+    if refused:
+        return None, refused
     request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
     try:
         with _OPENER.open(request, timeout=timeout) as response:
@@ -185,19 +187,24 @@ def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float,
         return None, f"{type(error).__name__}: {reason}"[:300]
 
 
-def _private_address(host: str) -> str | None:
-    """Why host may not be called, or None: it must resolve, and only to global addresses."""
+def _refused_address(host: str, allow_loopback: bool, plain_http: bool) -> str | None:
+    """Why host may not be called, or None: it must resolve, and only to global addresses,
+    or (allow_loopback) only to loopback ones; plain http only to loopback ones."""
     try:
-        addresses = {info[4][0] for info in socket.getaddrinfo(host, None)}
-    except (OSError, UnicodeError) as error:
+        addresses = {ipaddress.ip_address(info[4][0].split("%", 1)[0])
+                     for info in socket.getaddrinfo(host, None)}
+    except (OSError, UnicodeError, ValueError) as error:
         return f"the host does not resolve: {type(error).__name__}"
-    for address in addresses:
-        if not ipaddress.ip_address(address.split("%", 1)[0]).is_global:
-            return "the host resolves to a private address"
+    if allow_loopback and all(address.is_loopback for address in addresses):
+        return None
+    if not all(address.is_global for address in addresses):
+        return "the host resolves to a private address"
+    if plain_http:
+        return "plain http is sent only to this machine's loopback, on a local stack"
     return None
 
 
-def sender(allow_private: bool) -> Any:
-    """post_json with the private-address rule of the stage."""
+def sender(allow_loopback: bool) -> Any:
+    """post_json with the address rule of the stage."""
     return lambda url, body, headers, timeout: post_json(url, body, headers, timeout,
-                                                         allow_private)
+                                                         allow_loopback)

@@ -12,7 +12,7 @@ from chalicelib.domain import validation as v
 from chalicelib.domain.answers import NA_KEY
 from chalicelib.domain.batching import batches
 from chalicelib.domain.ids import item_id, new_id
-from chalicelib.domain.pricing import MAX_GOLD_RATE, line_amount, line_quantity
+from chalicelib.domain.pricing import gold_rate_of, line_amount, line_quantity
 from chalicelib.domain.model import (
     NA_ALLOWED, NA_NOT_ALLOWED, PILOT, PRODUCTION, Job, NewItem, Quote, answer_kind,
 )
@@ -141,7 +141,7 @@ def parse_items(raw: Any, expected: int) -> list[NewItem]:
         data = entry.get("data")
         if not isinstance(data, Mapping) or not data:
             raise InvalidRequest(f"'{name}.data' must be a non-empty object", field=f"{name}.data")
-        if len(json.dumps(data, separators=(",", ":"))) > MAX_ITEM_BYTES:
+        if v.json_bytes(data) > MAX_ITEM_BYTES:
             raise PayloadTooLarge(f"'{name}.data' is over {MAX_ITEM_BYTES} bytes",
                                   field=f"{name}.data")
         external = v.text(entry, "external_id", max_length=128, required=False, prefix=f"{name}.")
@@ -154,7 +154,8 @@ def parse_items(raw: Any, expected: int) -> list[NewItem]:
 
 
 def chunk_items(items: list[NewItem]) -> list[list[NewItem]]:
-    """Cut items into ingest chunks of at most CHUNK_ITEMS items and CHUNK_BYTES bytes."""
+    """Cut items into ingest chunks of at most CHUNK_ITEMS items and CHUNK_BYTES bytes, measured
+    as the queue message is written (JSON with non-ASCII escaped, so not json_bytes)."""
     return list(batches(items, CHUNK_ITEMS, CHUNK_BYTES,
                         lambda item: len(json.dumps([item.data, item.gold],
                                                     separators=(",", ":"))) + 200))
@@ -275,8 +276,7 @@ def parse_quality(raw: Any, gold_rate: float) -> dict[str, float]:
     body = v.require_object(raw if raw is not None else {}, "quality")
     v.reject_unknown(body, ("gold_rate", "block_after", "block_below", "min_seconds"), "quality.")
     return {
-        "gold_rate": v.number(body, "gold_rate", low=0, high=MAX_GOLD_RATE, default=gold_rate,
-                              prefix="quality."),
+        "gold_rate": gold_rate_of(body, gold_rate, prefix="quality."),
         "block_after": v.integer(body, "block_after", low=0, high=1000,
                                  default=DEFAULT_BLOCK_AFTER, prefix="quality."),
         "block_below": v.number(body, "block_below", low=0, high=1,

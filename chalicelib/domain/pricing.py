@@ -18,6 +18,9 @@ QUOTE_TTL_SECONDS = 72 * 3600
 PLATFORM_FEE_PERCENT = 20
 DEFAULT_GOLD_RATE = 0.10
 MAX_GOLD_RATE = 0.5
+# A gold rate is kept to a millionth of tasks: finer than any job can serve (at most 20,000
+# answers), and within what DynamoDB can store (1e-200 would underflow its numbers).
+GOLD_RATE_DIGITS = 6
 # Default and minimum reward per answer by task type, in US cents.
 DEFAULT_REWARD_CENTS = {"categorical": 5, "numeric": 5, "transcription": 25, "translation": 40, "collection": 20}
 MIN_REWARD_CENTS = {"categorical": 1, "numeric": 1, "transcription": 5, "translation": 10, "collection": 5}
@@ -50,6 +53,13 @@ def job_money(job: Job) -> dict[str, int]:
             "for_workers_cents": for_workers, "spent_cents": spent, "paid_cents": job.paid_cents,
             "bonus_cents": bonus, "reserved_cents": for_workers - spent - bonus - job.pool_cents,
             "pool_cents": job.pool_cents}
+
+
+def gold_rate_of(body: Mapping[str, Any], default: float, prefix: str = "") -> float:
+    """The `gold_rate` field: a share of tasks from 0 to MAX_GOLD_RATE, rounded to
+    GOLD_RATE_DIGITS decimals (a smaller positive rate is 0: no gold is served or priced)."""
+    rate = v.number(body, "gold_rate", low=0, high=MAX_GOLD_RATE, default=default, prefix=prefix)
+    return round(rate, GOLD_RATE_DIGITS) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 def gold_answers_for(answers: int, gold_rate: float) -> int:
@@ -100,7 +110,7 @@ def price_quote(client_id: str, spec: Mapping[str, Any], now: float,
         if task_type in found.unit_cents:
             floor = default = found.unit_cents[task_type]
     reward = v.integer(spec, "reward_cents", low=floor, high=MAX_REWARD_CENTS, default=default)
-    gold_rate = v.number(spec, "gold_rate", low=0, high=MAX_GOLD_RATE, default=DEFAULT_GOLD_RATE)
+    gold_rate = gold_rate_of(spec, DEFAULT_GOLD_RATE)
     answers = items * redundancy
     rewards = answers * reward
     # Gold is served as gold_rate of all tasks, so it adds gold_rate / (1 - gold_rate)

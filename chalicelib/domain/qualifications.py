@@ -18,9 +18,11 @@ from chalicelib.domain.answers import NA_KEY, matches_gold, validate_answer
 from chalicelib.domain.ids import item_id as numbered
 from chalicelib.domain.model import NA_NOT_ALLOWED, TASK_TYPES, answer_kind
 from chalicelib.domain.pricing import MAX_REWARD_CENTS, MIN_REWARD_CENTS
-from chalicelib.errors import InvalidRequest
+from chalicelib.errors import InvalidRequest, PayloadTooLarge
 
 MAX_TEST_ITEMS = 50
+# A test is stored whole in one DynamoDB item (at most 400 KB): its JSON in UTF-8 stays under.
+MAX_TEST_BYTES = 256 * 1024
 DEFAULT_RETAKE_SECONDS = 24 * 3600
 SKILL_LENGTH = 64
 
@@ -71,7 +73,7 @@ def parse_cohort(body: Any) -> Cohort:
 
 def parse_qualification(qual_id: str, body: Any) -> Qualification:
     """A qualification test from an operator's request; every item needs its gold answer."""
-    from chalicelib.domain.jobs import MAX_INSTRUCTIONS, parse_answer_schema
+    from chalicelib.domain.jobs import MAX_INSTRUCTIONS, MAX_ITEM_BYTES, parse_answer_schema
 
     body = v.require_object(body)
     v.reject_unknown(body, ("skill", "title", "task_type", "instructions", "answer_schema",
@@ -95,6 +97,9 @@ def parse_qualification(qual_id: str, body: Any) -> Qualification:
         entry = v.require_object(entry, name)
         v.reject_unknown(entry, ("data", "gold"), f"{name}.")
         data = v.require_object(entry.get("data"), f"{name}.data")
+        if v.json_bytes(data) > MAX_ITEM_BYTES:
+            raise PayloadTooLarge(f"'{name}.data' is over {MAX_ITEM_BYTES} bytes",
+                                  field=f"{name}.data")
         gold = v.require_object(entry.get("gold"), f"{name}.gold")
         if NA_KEY in gold:
             raise InvalidRequest(f"'{name}.gold' must be an answer", field=f"{name}.gold")
@@ -103,7 +108,11 @@ def parse_qualification(qual_id: str, body: Any) -> Qualification:
         except InvalidRequest as error:
             raise InvalidRequest(f"'{name}.gold': {error.message}", field=f"{name}.gold") from error
         items.append({"item_id": numbered(index), "data": dict(data), "gold": answer})
-    return Qualification(**{**vars(draft), "items": tuple(items)})
+    qual = Qualification(**{**vars(draft), "items": tuple(items)})
+    if v.json_bytes(vars(qual)) > MAX_TEST_BYTES:
+        raise PayloadTooLarge(f"the test is over {MAX_TEST_BYTES} bytes as JSON; split it or "
+                              "shorten its items", field="items")
+    return qual
 
 
 def test_view(qual: Qualification) -> dict[str, Any]:

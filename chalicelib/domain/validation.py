@@ -1,11 +1,19 @@
 """Small checks for request bodies that name the field at fault."""
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
+
+
+def json_bytes(value: Any) -> int:
+    """The size of value as compact JSON in UTF-8: what it takes to store or send, not its
+    ASCII-escaped form (which counts a Hebrew letter as six bytes, an emoji as twelve)."""
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return len(text.encode("utf-8", "surrogatepass"))
 
 
 def require_object(value: Any, field: str = "body") -> Mapping[str, Any]:

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from chalicelib.domain import validation as v
 from chalicelib.domain.ids import new_id, new_secret
+from chalicelib.domain.jobs import iso
 from chalicelib.domain.model import AGGREGATING, DONE, FAILED, PAUSED, Job, Principal
 from chalicelib.domain.pricing import worker_budget
 from chalicelib.errors import InvalidRequest, NotFound
@@ -79,9 +80,10 @@ class Event:
     job_id: str | None = None
 
     def body(self) -> str:
-        """The JSON text every receiver gets (and the signature covers)."""
+        """The JSON text every receiver gets (and the signature covers); its time is ISO 8601,
+        as every time in the API."""
         return json.dumps({"id": self.event_id, "type": self.event_type,
-                           "created_at": self.created_at, "job_id": self.job_id,
+                           "created_at": iso(self.created_at), "job_id": self.job_id,
                            "data": self.data}, sort_keys=True, separators=(",", ":"))
 
 
@@ -151,7 +153,7 @@ class WebhookConfig:
     retry_max_seconds: float = 3600.0
     window_seconds: float = 24 * 3600.0
     timeout_seconds: float = 10.0
-    # Plain http and private addresses: for local stacks and tests only.
+    # http or https to this machine's loopback: for local stacks and tests only.
     allow_insecure: bool = False
 
 
@@ -184,27 +186,35 @@ def backoff(attempt: int, config: WebhookConfig) -> float:
 # --- endpoints --------------------------------------------------------------------------
 
 def check_url(url: Any, config: WebhookConfig, field_name: str = "url") -> str:
-    """An endpoint URL we will POST to: https with a public host name or address."""
+    """An endpoint URL we will POST to: https with a public host name or address; with
+    allow_insecure (local stacks, tests) also http or https to this machine's loopback
+    (127.0.0.1, ::1, localhost), and still nothing private, link-local or metadata."""
     if not isinstance(url, str) or not url or len(url) > MAX_URL_LENGTH:
         raise InvalidRequest(f"'{field_name}' must be a URL of at most {MAX_URL_LENGTH} "
                              "characters", field=field_name)
     parsed = urllib.parse.urlsplit(url)
-    schemes = ("https", "http") if config.allow_insecure else ("https",)
-    if parsed.scheme not in schemes or not parsed.hostname:
-        raise InvalidRequest(f"'{field_name}' must be an {' or '.join(schemes)} URL with a host",
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+        raise InvalidRequest(f"'{field_name}' must be an https URL with a host",
                              field=field_name, code="invalid_url")
     if parsed.username or parsed.password:
         raise InvalidRequest(f"'{field_name}' must not carry credentials", field=field_name,
                              code="invalid_url")
-    if not config.allow_insecure:
-        host = parsed.hostname
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            address = None
-        if host == "localhost" or (address is not None and not address.is_global):
-            raise InvalidRequest(f"'{field_name}' must be a public address", field=field_name,
-                                 code="invalid_url")
+    host = parsed.hostname
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        address = None
+    if config.allow_insecure and (host == "localhost" or (address is not None
+                                                          and address.is_loopback)):
+        return url
+    local = " (or http to 127.0.0.1 here)" if config.allow_insecure else ""
+    if parsed.scheme != "https":
+        raise InvalidRequest(f"'{field_name}' must be an https URL{local}", field=field_name,
+                             code="invalid_url")
+    if host == "localhost" or host.endswith(".localhost") or \
+            (address is not None and not address.is_global):
+        raise InvalidRequest(f"'{field_name}' must be a public address{local}",
+                             field=field_name, code="invalid_url")
     return url
 
 
@@ -292,7 +302,7 @@ def job_events(job: Job, start: int = 0) -> list[Event]:
             continue  # the job was posted: the client knows
         at = float(record.get("at") or job.created_at)
         base = {"from": before, "to": after, "by": record.get("by"),
-                "reason": record.get("reason"), "at": at}
+                "reason": record.get("reason"), "at": iso(at)}
         kinds = []
         if before.get("phase") != after.get("phase"):
             kinds.append((PHASE_CHANGED, base))
@@ -504,21 +514,24 @@ def endpoint_view(endpoint: Endpoint, with_secret: bool = False) -> dict[str, An
     """An endpoint as the API shows it; the secret only when it was just made."""
     view = {"endpoint_id": endpoint.endpoint_id, "url": endpoint.url,
             "events": list(endpoint.events) or list(EVENT_TYPES), "job_id": endpoint.job_id,
-            "description": endpoint.description, "created_at": endpoint.created_at}
+            "description": endpoint.description, "created_at": iso(endpoint.created_at)}
     if with_secret:
         view["secret"] = endpoint.secret
     return view
 
 
 def delivery_view(delivery: Delivery) -> dict[str, Any]:
-    """A delivery with its attempts, as the API shows it."""
+    """A delivery with its attempts, as the API shows it (times in ISO 8601)."""
     return {"delivery_id": delivery.delivery_id, "endpoint_id": delivery.endpoint_id,
             "url": delivery.url, "event_id": delivery.event_id,
             "event_type": delivery.event_type, "job_id": delivery.job_id,
-            "status": delivery.status, "created_at": delivery.created_at,
-            "next_attempt_at": delivery.next_attempt_at if delivery.status == PENDING else None,
-            "delivered_at": delivery.delivered_at, "replay_of": delivery.replay_of,
-            "attempts": list(delivery.attempts), "payload": json.loads(delivery.body)}
+            "status": delivery.status, "created_at": iso(delivery.created_at),
+            "next_attempt_at": iso(delivery.next_attempt_at)
+            if delivery.status == PENDING else None,
+            "delivered_at": iso(delivery.delivered_at), "replay_of": delivery.replay_of,
+            "attempts": [{**attempt, "at": iso(attempt.get("at"))}
+                         for attempt in delivery.attempts],
+            "payload": json.loads(delivery.body)}
 
 
 def page_of(w: Webhooks, client: Principal, query: Mapping[str, str]

@@ -72,6 +72,14 @@ def _open_ids(p: Platform, job: Job, worker: str | None = None, limit: int | Non
 
 
 def _cursor(key: object) -> str:
+    """A cursor sealed with the stage's own secret (authentic, whatever key it holds)."""
+    from chalicelib.adapters.cursors import codec
+
+    return codec().seal(key)
+
+
+def _plain_cursor(key: object) -> str:
+    """A cursor as they once were: readable base64 of the key."""
     return base64.urlsafe_b64encode(json.dumps(key).encode()).decode()
 
 
@@ -340,10 +348,13 @@ def test_jobs_are_listed_by_state_and_due_time_and_paged_per_client_newest_first
     # THEN it sees its own jobs, newest first, and the last page has no cursor
     assert [job.job_id for job in page1 + page2] == [j.job_id for j in reversed(jobs)]
     assert cursor is not None and end is None
-    # AND a cursor that is not one of ours is an invalid request
+    # AND a cursor that is not one of ours, or not one of this listing's, is an invalid request
     forged = [_cursor({"job_id": {"S": "job_x"}}),
               _cursor({"job_id": {"S": "job_x"}, "item_id": {"S": FIRST}}),
-              _cursor({"job_id": {"S": "x"}, "client_id": {"S": "y"}, "created_at": "z"})]
+              _cursor({"job_id": {"S": "x"}, "client_id": {"S": "y"}, "created_at": "z"}),
+              _plain_cursor({"job_id": {"S": page2[0].job_id},
+                             "client_id": {"S": client.account_id},
+                             "created_at": {"S": "2000-01-01T00:00:00Z"}})]
     for tampered in ["not a cursor", _cursor([1, 2]), cursor[:-6], *forged]:
         with pytest.raises(InvalidRequest):
             p.jobs.jobs_of_client(client.account_id, 2, tampered)
@@ -356,7 +367,9 @@ def test_a_cursor_with_the_right_keys_but_wrong_types_is_an_invalid_request(stac
     for _ in range(2):
         p.jobs.create_job(_draft(p, client))
     _, cursor = p.jobs.jobs_of_client(client.account_id, 1, None)
-    key = json.loads(base64.urlsafe_b64decode(cursor))
+    from chalicelib.adapters.cursors import codec
+
+    key = codec().open(cursor)
     # WHEN it pages on with that cursor's created_at turned into a number
     forged = _cursor({**key, "created_at": {"N": "1"}})
     # THEN it is told the cursor is invalid

@@ -593,3 +593,49 @@ def test_executions_started_without_a_name_get_distinct_names(outputs: dict[str,
     # THEN both start and run, each under its own generated name
     assert arns[0] != arns[1]
     assert [wait_for_execution(sfn, arn)["status"] for arn in arns] == ["SUCCEEDED", "SUCCEEDED"]
+
+
+def test_gateway_responses_speak_the_error_shape_and_a_second_run_changes_nothing(aws: None) -> None:
+    from infra.gateway_responses import RESPONSES, ensure_gateway_responses
+
+    # GIVEN a REST API with a deployed stage, as `chalice deploy` leaves it
+    apigateway = boto3.client("apigateway")
+    api_id = apigateway.create_rest_api(name="crowd-gateway-responses")["id"]
+    root = apigateway.get_resources(restApiId=api_id)["items"][0]["id"]
+    apigateway.put_method(restApiId=api_id, resourceId=root, httpMethod="GET",
+                          authorizationType="NONE")
+    apigateway.put_integration(restApiId=api_id, resourceId=root, httpMethod="GET", type="MOCK")
+    apigateway.create_deployment(restApiId=api_id, stageName="api")
+
+    def deployments() -> int:
+        return len(apigateway.get_deployments(restApiId=api_id)["items"])
+
+    # WHEN the deploy step sets the gateway responses
+    assert set(ensure_gateway_responses(apigateway, api_id, "api")) == set(RESPONSES)
+    # THEN an unknown route is a 404 in the error shape, throttling a 429, a bad key a 403
+    # naming the header, and the rest keep API Gateway's status with its message
+    got = {r["responseType"]: r for r in apigateway.get_gateway_responses(restApiId=api_id)["items"]}
+    missing = got["MISSING_AUTHENTICATION_TOKEN"]
+    assert missing["statusCode"] == "404"
+    assert json.loads(missing["responseTemplates"]["application/json"]) == {
+        "error": "not_found", "message": "no such route: check the method and the path"}
+    assert got["THROTTLED"]["statusCode"] == got["QUOTA_EXCEEDED"]["statusCode"] == "429"
+    assert '"error": "rate_limited"' in got["THROTTLED"]["responseTemplates"]["application/json"]
+    key = json.loads(got["INVALID_API_KEY"]["responseTemplates"]["application/json"])
+    assert got["INVALID_API_KEY"]["statusCode"] == "403" and key["field"] == "X-Api-Key"
+    assert key["error"] == "invalid_credentials"
+    assert "'Content-Type: application/json'" in \
+        got["UNSUPPORTED_MEDIA_TYPE"]["responseTemplates"]["application/json"]
+    assert "statusCode" not in got["DEFAULT_4XX"]
+    assert got["DEFAULT_4XX"]["responseTemplates"]["application/json"] == \
+        '{"error": "invalid_request", "message": $context.error.messageString}'
+    # AND the stage was deployed again so it serves them
+    assert deployments() == 2
+    # WHEN the step runs again THEN nothing is set and nothing deployed
+    assert ensure_gateway_responses(apigateway, api_id, "api") == []
+    assert deployments() == 2
+    # AND one changed by hand is put back
+    apigateway.put_gateway_response(restApiId=api_id, responseType="THROTTLED", statusCode="429",
+                                    responseTemplates={"application/json": '{"message": "x"}'})
+    assert ensure_gateway_responses(apigateway, api_id, "api") == ["THROTTLED"]
+    assert deployments() == 3

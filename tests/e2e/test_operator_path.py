@@ -90,6 +90,10 @@ def _inventory(endpoint: str) -> dict:
                          plan.get("throttle"))
                         for plan in client("apigateway").get_usage_plans()["items"]],
         "api_ids": [api["id"] for api in apis],
+        "gateway_responses": {api["id"]: {
+            r["responseType"]: (r.get("statusCode"), r.get("responseTemplates"))
+            for r in client("apigateway").get_gateway_responses(restApiId=api["id"])["items"]}
+            for api in apis},
         "routes": routes,
         "tables": set(client("dynamodb").list_tables()["TableNames"]),
         "queues": sorted(url.rsplit("/", 1)[-1] for url in client("sqs").list_queues().get("QueueUrls", [])),
@@ -117,6 +121,15 @@ def test_deploy_is_complete_idempotent_checkable_and_destroyable(moto_server, tm
     ((plan_name, stages, throttle),) = first["usage_plans"]
     assert plan_name == "crowd-dev-clients" and stages == [(first["api_ids"][0], "api")]
     assert throttle == {"rateLimit": 20.0, "burstLimit": 40}
+    # AND API Gateway's own answers (an unknown route, a bad key, throttling...) are set in
+    # the error shape
+    from infra.gateway_responses import RESPONSES, template
+
+    responses = first["gateway_responses"][first["api_ids"][0]]
+    assert responses == {kind: (status, {"application/json": template(body)})
+                         for kind, (status, body) in RESPONSES.items()}
+    assert responses["MISSING_AUTHENTICATION_TOKEN"][0] == "404"
+    assert "gateway responses set" in result.stdout
     assert {"POST /quotes", "POST /jobs", "GET /jobs/{job_id}", "GET /tasks/next",
             "POST /assignments/{assignment_id}/submit"} <= first["routes"]
     assert {f"crowd-dev-{t}" for t in ("accounts", "credentials", "quotes", "jobs", "items",
@@ -141,6 +154,7 @@ def test_deploy_is_complete_idempotent_checkable_and_destroyable(moto_server, tm
     again = _operator(project, env, "deploy")
     assert again.returncode == 0, again.stdout + again.stderr
     assert _inventory(endpoint) == first
+    assert "gateway responses set" not in again.stdout
     # AND check finds no drift, until config.json is edited by hand
     assert _operator(project, env, "check").returncode == 0
     assert _operator(project, env, "deploy", "--check").returncode == 0

@@ -49,6 +49,36 @@ def test_missing_or_bad_credentials_get_401_and_wrong_roles_403(stack):
     assert status == 403
 
 
+def test_a_secret_in_the_other_roles_header_is_told_which_header_to_use(stack):
+    # GIVEN a client key, an operator key and a worker token
+    api = Api(stack)
+    token = api.worker()
+    operator = _operator_key()
+    # WHEN a key is sent as a bearer token on a route that wants X-Api-Key
+    for key, path in [(api.key, "/jobs"), (operator, "/operator/keys/rotate"),
+                      (api.key, "/webhooks/endpoints")]:
+        method = "POST" if "rotate" in path else "GET"
+        status, error = api.call(method, path, None, {"Authorization": f"Bearer {key}"})
+        # THEN the 401 says to send it in X-Api-Key
+        assert status == 401 and error["error"] == "missing_credentials", error
+        assert error["field"] == "X-Api-Key" and "'X-Api-Key' header" in error["message"]
+        assert "not in 'Authorization'" in error["message"]
+    # WHEN a worker token is sent in X-Api-Key, or without 'Bearer', on a worker route
+    for headers in ({"X-Api-Key": token}, {"Authorization": token}):
+        status, error = api.call("GET", "/tasks/next", None, headers)
+        # THEN the 401 says to send it as a bearer token
+        assert status == 401 and error["error"] == "missing_credentials", error
+        assert error["field"] == "Authorization"
+        assert "'Authorization: Bearer <token>'" in error["message"]
+        assert "not in 'X-Api-Key'" in error["message"]
+    # AND with no credentials at all, the 401 still names the header the route wants
+    status, error = api.call("GET", "/jobs")
+    assert status == 401 and error["field"] == "X-Api-Key" and "X-Api-Key" in error["message"]
+    status, error = api.call("GET", "/workers/me")
+    assert status == 401 and error["field"] == "Authorization"
+    assert "not in" not in error["message"]
+
+
 def test_worker_responses_carry_no_other_workers_answers(stack):
     # GIVEN a worker who answered an item
     api = Api(stack)
@@ -138,7 +168,13 @@ def test_unknown_ids_are_404_and_non_json_is_415(stack):
     assert status == 404
     status, error = api.call("POST", "/quotes", "task_type=x",
                              {"X-Api-Key": api.key, "Content-Type": "text/plain"})
-    assert status == 415 and set(error) >= {"error", "message"}
+    assert status == 415 and error["error"] == "unsupported_media_type"
+    assert "Content-Type: application/json" in error["message"]
+    assert error["field"] == "Content-Type"
+    # the app's own check (a type Chalice lets through) says the same
+    status, error = api.call("POST", "/quotes", "{}",
+                             {"X-Api-Key": api.key, "Content-Type": "application/octet-stream"})
+    assert status == 415 and "Content-Type: application/json" in error["message"], error
     status, error = api.call("PUT", "/quotes", None, {"X-Api-Key": api.key})
     assert status == 405 and set(error) == {"error", "message"}
 
@@ -185,3 +221,108 @@ def test_the_worker_page_is_served_by_the_api_as_one_locked_down_html_file(stack
     assert '<label for="token">Worker token</label>' in page
     # every API call is relative to the page, so it works under a stage prefix (/api/work)
     assert 'fetch(path.replace(/^\\//, "")' in page and "fetch(\"/" not in page
+
+
+@pytest.mark.parametrize("rate", [1e-200, 1e-320, 5e-324, -0.0, 4e-7])
+def test_tiny_gold_rates_are_priced_as_no_gold_not_a_server_error(stack, rate):
+    # GIVEN a quote asking for a gold rate too small to serve a single gold task
+    api = Api(stack)
+    status, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 10,
+                                                      "gold_rate": rate})
+    # THEN it is priced with no gold answers, its rate shown as 0
+    assert status == 201, quote
+    assert quote["gold_rate"] == 0
+    assert {line["name"]: line["quantity"] for line in quote["line_items"]}["gold_answers"] == 0
+    # AND a job posted from it with the same tiny rate in its quality rules is accepted
+    status, job = api.as_client("POST", "/jobs", {
+        "quote_id": quote["quote_id"], "instructions": "x", "answer_schema": {"labels": ["a", "b"]},
+        "items": [{"data": {"n": n}} for n in range(10)], "quality": {"gold_rate": rate}})
+    assert status == 202 and job["quality"]["gold_rate"] == 0, job
+
+
+def test_small_but_servable_gold_rates_keep_six_decimals(stack):
+    api = Api(stack)
+    status, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 2000,
+                                                      "redundancy": 10, "gold_rate": 0.0012344})
+    assert status == 201 and quote["gold_rate"] == 0.001234
+    assert {line["name"]: line["quantity"] for line in quote["line_items"]}["gold_answers"] == 25
+
+
+def _with_surrogate(body: dict) -> str:
+    """body as JSON text where each "LONE" is the escape of an unpaired surrogate."""
+    return json.dumps(body).replace("LONE", "\\ud800")
+
+
+def _operator_key() -> str:
+    from chalicelib.domain.services import OPERATOR
+
+    return create_account(platform(), OPERATOR, "Ops")[1]
+
+
+# (role, method, path, body, field): one route of each family that takes text.
+SURROGATE_CASES = [
+    ("anyone", "POST", "/workers", {"name": "LONE", "skills": ["en"]}, "name"),
+    ("anyone", "POST", "/workers", {"name": "w", "skills": ["enLONE"]}, "skills[0]"),
+    ("operator", "POST", "/operator/accounts", {"role": "client", "name": "aLONE"}, "name"),
+    ("operator", "PUT", "/operator/cohorts", {"name": "LONE", "skills": ["en"]}, "name"),
+    ("operator", "POST", "/operator/qualifications",
+     {"skill": "LONE", "task_type": "categorical", "instructions": "x",
+      "answer_schema": {"labels": ["a", "b"]}, "items": [{"data": {"t": 1}, "gold": {"label": "a"}}]},
+     "skill"),
+    ("operator", "POST", "/operator/qualifications",
+     {"skill": "s", "title": "LONE", "task_type": "categorical", "instructions": "x",
+      "answer_schema": {"labels": ["a", "b"]}, "items": [{"data": {"t": 1}, "gold": {"label": "a"}}]},
+     "title"),
+    ("operator", "POST", "/operator/qualifications",
+     {"skill": "s", "task_type": "categorical", "instructions": "LONE",
+      "answer_schema": {"labels": ["a", "b"]}, "items": [{"data": {"t": 1}, "gold": {"label": "a"}}]},
+     "instructions"),
+    ("operator", "POST", "/operator/workers/wrk_0123456789abcdef/block", {"reason": "LONE"},
+     "reason"),
+    ("client", "POST", "/assignments/asg_x/approve", {"reason": "LONE"}, "reason"),
+    ("client", "POST", "/assignments/asg_x/reject", {"reason": "LONE"}, "reason"),
+    ("client", "POST", "/jobs/job_0123456789abcdef/workers/wrk_0123456789abcdef/block",
+     {"reason": "LONE"}, "reason"),
+    ("client", "POST", "/webhooks/endpoints",
+     {"url": "https://example.com/h", "description": "LONE"}, "description"),
+    ("client", "POST", "/quotes", {"task_type": "categorical", "items": 1, "cohort": "LONE"},
+     "cohort"),
+    ("client", "POST", "/jobs",
+     {"quote_id": "q_x", "instructions": "x", "items": [{"data": {"text": ["ok", "LONE"]}}]},
+     "items[0].data.text[1]"),
+    ("client", "POST", "/jobs", {"quote_id": "q_x", "items": [{"data": {"LONE": 1}}]},
+     "items[0].data"),
+    ("worker", "POST", "/assignments/asg_x/submit", {"text": "LONE"}, "text"),
+    ("client", "GET", "/jobs?cursor=LONE", None, "cursor"),
+    ("client", "GET", "/jobs/job_LONE", None, "job_id"),
+    ("worker", "GET", "/tasks/next?job_id=ok&job_id=LONE", None, "job_id"),
+]
+
+
+@pytest.mark.parametrize("role, method, path, body, field", SURROGATE_CASES,
+                         ids=[f"{c[1]} {c[2]} {c[4]}" for c in SURROGATE_CASES])
+def test_text_that_is_not_valid_unicode_is_refused_on_every_route(stack, role, method, path,
+                                                                 body, field):
+    # GIVEN a body, query string or path parameter holding an unpaired surrogate
+    api = Api(stack)
+    key = {"client": api.key, "operator": _operator_key(), "anyone": None,
+           "worker": None}[role]
+    headers = {"X-Api-Key": key} if key else {}
+    if role == "worker":
+        headers = {"Authorization": f"Bearer {api.worker()}"}
+    path = path.replace("LONE", "\ud800")
+    # WHEN it is sent
+    status, error = api.call(method, path, _with_surrogate(body) if body is not None else None,
+                             headers)
+    # THEN it is a 400 naming the field, and nothing echoes the invalid text
+    assert status == 400, error
+    assert error["error"] == "invalid_request" and error["field"] == field, error
+    assert "Unicode" in error["message"]
+    if path.startswith("/workers"):
+        assert [a for a in _accounts() if a.role == "worker"] == []
+
+
+def _accounts() -> list:
+    from chalicelib.adapters.models import AccountModel
+
+    return list(AccountModel.scan())

@@ -51,3 +51,25 @@ def test_operators_publish_cohorts_and_tests_workers_earn_skills_clients_price_w
     assert api.lease(token, job["job_id"])[0] == 200
     status, error = api.as_worker(token, "POST", f"{path}/start")
     assert status == 409 and error["error"] == "qualification_passed"
+
+
+def test_a_test_in_hebrew_is_stored_whole_and_an_oversize_one_is_413_not_a_server_error(stack):
+    api = Api(stack)
+    _, operator_key = create_account(deps.platform(), OPERATOR, "Ops")
+    # GIVEN a test of 50 items of 3,000 bytes of Hebrew each (150 KB as UTF-8, 450 KB as
+    # ASCII-escaped JSON: more than a DynamoDB item holds)
+    text = "\u05e9" * 1500
+    body = {"skill": "label:he", "task_type": "categorical", "instructions": "x",
+            "answer_schema": {"labels": ["a", "b"]},
+            "items": [{"data": {"text": text}, "gold": {"label": "a"}} for _ in range(50)]}
+    status, qual = api.as_client("POST", "/operator/qualifications", body, key=operator_key)
+    assert status == 201 and qual["items"] == 50, qual
+    # THEN a worker starting it gets every item back as sent
+    token = api.worker("he", ["en"])
+    status, attempt = api.as_worker(token, "POST",
+                                    f"/qualifications/{qual['qualification_id']}/start")
+    assert status == 200 and [i["data"]["text"] for i in attempt["questions"]] == [text] * 50
+    # AND a test bigger than one stored item may hold is refused as too large
+    body["items"] = [{"data": {"text": "x" * 8000}, "gold": {"label": "a"}}] * 50
+    status, error = api.as_client("POST", "/operator/qualifications", body, key=operator_key)
+    assert status == 413 and error["field"] == "items", error

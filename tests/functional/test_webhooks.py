@@ -65,6 +65,9 @@ def test_a_receiver_failing_three_times_gets_each_event_exactly_once_signed(stac
         events = receiver.events()
         assert sorted(e["type"] for e in events) == sorted(expected), events
         assert all(e["job_id"] == job["job_id"] for e in events)
+        # with its time in ISO 8601, as every time in the API
+        assert all(_iso(e["created_at"]) for e in events)
+        assert all(_iso(e["data"]["at"]) for e in events if "at" in e["data"])
         assert len(receiver.requests) == 4 * len(events)
         # AND every request carries a signature the client helper verifies
         for request in receiver.requests:
@@ -81,7 +84,12 @@ def test_a_receiver_failing_three_times_gets_each_event_exactly_once_signed(stac
         for delivery in deliveries:
             assert delivery["status"] == "delivered", delivery
             assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 500, 200]
-            assert all(a["latency_ms"] >= 0 and a["at"] > 0 for a in delivery["attempts"])
+            assert all(a["latency_ms"] >= 0 and _iso(a["at"]) for a in delivery["attempts"])
+            assert _iso(delivery["created_at"]) and _iso(delivery["delivered_at"])
+            assert delivery["next_attempt_at"] is None
+            assert delivery["payload"]["created_at"] == delivery["created_at"]
+        status, listed = api.as_client("GET", "/webhooks/endpoints")
+        assert _iso(listed["endpoints"][0]["created_at"]) and _iso(endpoint["created_at"])
         # AND duplicate queue messages for delivered deliveries send nothing more
         sqs = boto3.client("sqs")
         url = sqs.get_queue_url(QueueName="crowd-dev-webhooks")["QueueUrl"]
@@ -92,6 +100,14 @@ def test_a_receiver_failing_three_times_gets_each_event_exactly_once_signed(stac
                     {"account_id": account_id, "delivery_id": delivery["delivery_id"]}))
         stack.drain()
         assert len(receiver.requests) == 4 * len(events)
+
+
+def _iso(value: object) -> bool:
+    """True for an ISO 8601 UTC time as the API writes them (2026-12-01T08:06:54Z)."""
+    from datetime import datetime
+
+    return isinstance(value, str) and value.endswith("Z") and \
+        datetime.fromisoformat(value).tzinfo is not None
 
 
 def _account(api: Api) -> str:
@@ -213,7 +229,11 @@ def test_endpoints_are_validated_listed_and_deleted(stack):
     api = Api(stack)
     bad = [({"url": "ftp://example.com/x"}, "url"), ({"url": "x" * 3000}, "url"),
            ({"url": "https://example.com", "events": ["job.nope"]}, "events"),
-           ({"url": "https://example.com", "extra": 1}, "extra"), ([], "body")]
+           ({"url": "https://example.com", "extra": 1}, "extra"), ([], "body"),
+           # the stack allows insecure endpoints (as the local stack does): loopback only
+           ({"url": "http://169.254.169.254/latest/meta-data/"}, "url"),
+           ({"url": "http://10.0.0.1/h"}, "url"), ({"url": "https://192.168.0.1/h"}, "url"),
+           ({"url": "http://example.com/h"}, "url")]
     for body, field in bad:
         status, error = api.as_client("POST", "/webhooks/endpoints", body)
         assert status == 400 and error["field"].endswith(field), (body, error)

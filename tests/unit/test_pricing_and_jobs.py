@@ -88,6 +88,17 @@ def test_oversize_items_are_refused_with_413():
         parse_items([{"data": {"t": 1}}] * 3, 2)
 
 
+def test_an_items_size_is_its_utf8_bytes_not_its_escaped_json():
+    # 1,500 Hebrew letters are 3,000 bytes of UTF-8 (9,000 as ASCII-escaped JSON): accepted
+    hebrew = "ש" * 1500
+    (item,) = parse_items([{"data": {"text": hebrew}}], 1)
+    assert item.data == {"text": hebrew}
+    # 9,000 bytes of UTF-8 are over the 8 KiB limit, whatever the script
+    with pytest.raises(PayloadTooLarge) as error:
+        parse_items([{"data": {"text": "ש" * 4500}}], 1)
+    assert error.value.field == "items[0].data"
+
+
 def test_chunks_hold_at_most_one_batch_write():
     items = parse_items([{"data": {"n": i}} for i in range(60)], 60)
     chunks = chunk_items(items)

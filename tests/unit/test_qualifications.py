@@ -58,6 +58,25 @@ def test_a_bad_test_names_its_field(p, change, field):
     assert caught.value.field == field
 
 
+def test_a_tests_items_and_the_whole_test_have_size_limits_in_utf8_bytes(p):
+    from chalicelib.domain.qualifications import MAX_TEST_BYTES
+    from chalicelib.errors import PayloadTooLarge
+
+    operator = _operator(p)
+    hebrew = {"data": {"text": "\u05e9" * 1500}, "gold": {"label": "pos"}}
+    assert skills.create_qualification(p, operator, {**TEST, "items": [hebrew]})["items"] == 1
+    with pytest.raises(PayloadTooLarge) as caught:
+        skills.create_qualification(p, operator, {**TEST, "items": [
+            {"data": {"text": "\u05e9" * 4500}, "gold": {"label": "pos"}}]})
+    assert caught.value.field == "items[0].data"
+    # 50 items each under the item limit, together over the test's
+    near_limit = {"data": {"text": "x" * 8000}, "gold": {"label": "pos"}}
+    assert 50 * 8000 > MAX_TEST_BYTES
+    with pytest.raises(PayloadTooLarge) as caught:
+        skills.create_qualification(p, operator, {**TEST, "items": [near_limit] * 50})
+    assert caught.value.field == "items"
+
+
 def test_passing_a_test_grants_its_skill_with_the_score_and_opens_jobs_that_require_it(p):
     qual = skills.create_qualification(p, _operator(p), TEST)
     client = services.create_account(p, CLIENT, "Acme")[0]

@@ -47,9 +47,9 @@ def test_signatures_verify_with_the_client_helper_and_nothing_else():
 
 def test_publishing_twice_delivers_once_per_endpoint_that_wants_the_event():
     hooks = _hooks()
-    everything = webhooks.register(hooks, CLIENT, {"url": "http://a.test/h"}, 1.0)
-    webhooks.register(hooks, CLIENT, {"url": "http://b.test/h", "events": ["job.failed"]}, 2.0)
-    other_job = webhooks.register(hooks, CLIENT, {"url": "http://c.test/h"}, 3.0,
+    everything = webhooks.register(hooks, CLIENT, {"url": "https://a.test/h"}, 1.0)
+    webhooks.register(hooks, CLIENT, {"url": "https://b.test/h", "events": ["job.failed"]}, 2.0)
+    other_job = webhooks.register(hooks, CLIENT, {"url": "https://c.test/h"}, 3.0,
                                   job_id="job_2")
     first = webhooks.publish(hooks, _event())
     again = webhooks.publish(hooks, _event())
@@ -66,9 +66,9 @@ def test_a_failing_endpoint_backs_off_doubling_until_the_window_then_dead_letter
     clock = [1000.0]
     hooks = _hooks(send=lambda *a: next(answers), retry_base_seconds=30,
                    retry_max_seconds=3600, window_seconds=24 * 3600)
-    dead = webhooks.register(hooks, CLIENT, {"url": "http://a.test/h",
+    dead = webhooks.register(hooks, CLIENT, {"url": "https://a.test/h",
                                              "events": ["job.completed"]}, 1.0)
-    webhooks.register(hooks, CLIENT, {"url": "http://b.test/h",
+    webhooks.register(hooks, CLIENT, {"url": "https://b.test/h",
                                       "events": ["webhook.delivery_failed"]}, 2.0)
     webhooks.publish(hooks, _event())
     message = hooks.queue.take()[0]
@@ -99,7 +99,7 @@ def test_a_failing_endpoint_backs_off_doubling_until_the_window_then_dead_letter
 def test_a_long_back_off_waits_again_and_a_duplicate_message_attempts_nothing():
     sent = []
     hooks = _hooks(send=lambda *a: sent.append(a) or (500, None), retry_base_seconds=3000)
-    webhooks.register(hooks, CLIENT, {"url": "http://a.test/h"}, 1.0)
+    webhooks.register(hooks, CLIENT, {"url": "https://a.test/h"}, 1.0)
     webhooks.publish(hooks, _event())
     message = hooks.queue.take()[0]
     assert webhooks.deliver(hooks, message, now=lambda: 1000.0) == "retrying"
@@ -123,7 +123,7 @@ def test_job_transitions_become_events_through_the_outbox_once():
     p = make_platform()
     p.webhooks = _hooks()
     client = _client(p)
-    webhooks.register(p.webhooks, client, {"url": "http://a.test/h"}, 0)
+    webhooks.register(p.webhooks, client, {"url": "https://a.test/h"}, 0)
     job = _active_job(p, client)
     for record in [
         phases.record(10, "active", "pilot", "aggregating", "pilot", "system", "r1"),
@@ -152,7 +152,7 @@ def test_the_budget_alert_is_published_once_at_ninety_percent():
     p = make_platform()
     p.webhooks = _hooks()
     client = _client(p)
-    webhooks.register(p.webhooks, client, {"url": "http://a.test/h"}, 0)
+    webhooks.register(p.webhooks, client, {"url": "https://a.test/h"}, 0)
     job = _active_job(p, client, items=20, redundancy=3)  # 60 slots; gold priced at 10%
     slots = job.item_count * job.redundancy
     # GIVEN 50 of its 60 answers counted: 75% of the workers' money (rewards and gold)
@@ -174,7 +174,7 @@ def test_a_crash_between_claim_and_publish_repeats_the_same_alert():
     p = make_platform()
     p.webhooks = _hooks()
     client = _client(p)
-    webhooks.register(p.webhooks, client, {"url": "http://a.test/h"}, 0)
+    webhooks.register(p.webhooks, client, {"url": "https://a.test/h"}, 0)
     job = _active_job(p, client, items=20, redundancy=3)
     p.jobs.jobs[job.job_id].answered = job.item_count * job.redundancy
     p.jobs.jobs[job.job_id].bonus_cents = 40
@@ -194,6 +194,40 @@ def test_only_public_https_urls_are_accepted_when_not_local(url):
         webhooks.check_url(url, webhooks.WebhookConfig())
 
 
+@pytest.mark.parametrize("url", ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/h",
+                                 "https://10.0.0.1/h", "http://192.168.1.5/h",
+                                 "https://[fd00::1]/h", "http://[fe80::1]/h",
+                                 "http://example.com/h", "http://0.0.0.0/h",
+                                 "https://169.254.169.254/h", "http://metadata.localhost/h"])
+def test_the_local_flag_adds_only_this_machines_loopback(url):
+    # WHEN a stage allows insecure endpoints (the local stack) THEN private, link-local and
+    # metadata addresses, and plain http anywhere else, are still refused
+    with pytest.raises(InvalidRequest) as caught:
+        webhooks.check_url(url, webhooks.WebhookConfig(allow_insecure=True))
+    assert caught.value.code == "invalid_url"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/h", "http://localhost/h",
+                                 "http://[::1]:9/h", "https://127.0.0.1/h",
+                                 "https://hooks.example.com/h"])
+def test_the_local_flag_takes_loopback_over_http_and_public_https(url):
+    assert webhooks.check_url(url, webhooks.WebhookConfig(allow_insecure=True)) == url
+
+
+def test_the_sender_with_the_local_flag_still_refuses_private_addresses_at_send_time():
+    from chalicelib.adapters.webhooks import post_json, sender
+
+    for url in ("http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/h",
+                "https://10.0.0.1/h"):
+        status, error = post_json(url, b"{}", {}, 1.0, allow_loopback=True)
+        assert status is None and "private" in error, url
+        status, error = sender(allow_loopback=True)(url, b"{}", {}, 1.0)
+        assert status is None and "private" in error, url
+    # loopback is called (nothing listens on port 9 here: the attempt fails to connect)
+    status, error = post_json("http://127.0.0.1:9/h", b"{}", {}, 1.0, allow_loopback=True)
+    assert status is None and "private" not in error and "resolve" not in error
+
+
 def test_a_public_https_url_is_accepted():
     assert webhooks.check_url("https://hooks.example.com/x?y=1", webhooks.WebhookConfig())
 
@@ -201,7 +235,7 @@ def test_a_public_https_url_is_accepted():
 
 def test_a_deleted_endpoints_deliveries_end_quietly():
     hooks = _hooks(send=lambda *a: (500, None))
-    endpoint = webhooks.register(hooks, CLIENT, {"url": "http://a.test/h"}, 1.0)
+    endpoint = webhooks.register(hooks, CLIENT, {"url": "https://a.test/h"}, 1.0)
     webhooks.publish(hooks, _event())
     message = hooks.queue.take()[0]
     webhooks.remove(hooks, CLIENT, endpoint.endpoint_id)
@@ -213,7 +247,7 @@ def test_a_deleted_endpoints_deliveries_end_quietly():
 
 def test_an_attempt_finishing_after_a_newer_one_changes_nothing():
     hooks = _hooks(send=lambda *a: (500, None))
-    webhooks.register(hooks, CLIENT, {"url": "http://a.test/h"}, 1.0)
+    webhooks.register(hooks, CLIENT, {"url": "https://a.test/h"}, 1.0)
     webhooks.publish(hooks, _event())
     message = hooks.queue.take()[0]
     store = hooks.store

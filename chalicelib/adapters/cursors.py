@@ -1,0 +1,151 @@
+"""Page cursors: DynamoDB's LastEvaluatedKey, encrypted and authenticated, so a client can
+hand one back but can neither read the key layout in it nor forge one.
+
+A cursor is URL-safe base64 (no padding) of `nonce (16 bytes) | ciphertext | tag (16 bytes)`:
+the key's JSON XORed with a keystream of HMAC-SHA256(encryption key, nonce | block number)
+blocks, then a tag of HMAC-SHA256(authentication key, nonce | ciphertext) (encrypt-then-MAC;
+the standard library has no AEAD). Both keys are derived from the stage's cursor secret:
+32 random bytes kept in the stage's `catalog` table (kind `secret`, name `cursor`), written by
+the first container that needs it under a condition, so every container of the stage (and a
+local stack's API and consumers) reads the same one. No secret is in the repository or in
+config.json; deleting that item makes every cursor handed out so far invalid (`400`).
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from chalicelib.errors import InvalidRequest
+
+NONCE_BYTES = 16
+TAG_BYTES = 16
+SECRET_BYTES = 32
+MAX_CURSOR_CHARS = 2048
+SECRET_KIND, SECRET_NAME = "secret", "cursor"
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class CursorCodec:
+    """Seals a key into a cursor and opens only cursors sealed with the same secret."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._encrypt = hmac.new(secret, b"crowd cursor encryption", hashlib.sha256).digest()
+        self._authenticate = hmac.new(secret, b"crowd cursor authentication",
+                                      hashlib.sha256).digest()
+
+    def seal(self, key: Mapping[str, Any]) -> str:
+        """The cursor of key: a fresh nonce each time, so equal keys give unequal cursors."""
+        plain = json.dumps(key, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = nonce + _xor(plain, self._keystream(nonce, len(plain)))
+        token = sealed + self._tag(sealed)
+        return base64.urlsafe_b64encode(token).decode("ascii").rstrip("=")
+
+    def open(self, cursor: str) -> Any:
+        """The key inside cursor; None unless it is one this secret sealed, unaltered."""
+        if not isinstance(cursor, str) or len(cursor) > MAX_CURSOR_CHARS or \
+                not _URL_SAFE.fullmatch(cursor):
+            return None
+        try:
+            token = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        except (ValueError, binascii.Error):
+            return None
+        if len(token) < NONCE_BYTES + TAG_BYTES:
+            return None
+        sealed, tag = token[:-TAG_BYTES], token[-TAG_BYTES:]
+        if not hmac.compare_digest(tag, self._tag(sealed)):
+            return None
+        nonce, cipher = sealed[:NONCE_BYTES], sealed[NONCE_BYTES:]
+        try:
+            return json.loads(_xor(cipher, self._keystream(nonce, len(cipher))))
+        except ValueError:
+            return None
+
+    def _keystream(self, nonce: bytes, length: int) -> bytes:
+        blocks = (hmac.new(self._encrypt, nonce + counter.to_bytes(4, "big"),
+                           hashlib.sha256).digest() for counter in range(-(-length // 32)))
+        return b"".join(blocks)[:length]
+
+    def _tag(self, sealed: bytes) -> bytes:
+        return hmac.new(self._authenticate, sealed, hashlib.sha256).digest()[:TAG_BYTES]
+
+
+def _xor(data: bytes, stream: bytes) -> bytes:
+    return bytes(a ^ b for a, b in zip(data, stream))
+
+
+_codec: CursorCodec | None = None
+_lock = threading.Lock()
+
+
+def codec() -> CursorCodec:
+    """The stage's codec, its secret read (or first written) once per container."""
+    global _codec
+    if _codec is None:
+        with _lock:
+            if _codec is None:
+                _codec = CursorCodec(_stage_secret())
+    return _codec
+
+
+def _stage_secret() -> bytes:
+    from pynamodb.exceptions import PutError
+
+    from chalicelib.adapters.models import CatalogModel
+
+    try:
+        return bytes.fromhex(CatalogModel.get(SECRET_KIND, SECRET_NAME,
+                                              consistent_read=True).body["hex"])
+    except CatalogModel.DoesNotExist:
+        pass
+    fresh = secrets.token_bytes(SECRET_BYTES)
+    try:
+        CatalogModel(SECRET_KIND, SECRET_NAME, body={"hex": fresh.hex()},
+                     created_at=time.time()).save(CatalogModel.name.does_not_exist())
+        return fresh
+    except PutError as error:
+        if error.cause_response_code != "ConditionalCheckFailedException":
+            raise
+    # Another container wrote it first: use theirs.
+    return bytes.fromhex(CatalogModel.get(SECRET_KIND, SECRET_NAME,
+                                          consistent_read=True).body["hex"])
+
+
+def reset() -> None:
+    """Forget the container's codec (tests switch stacks between runs)."""
+    global _codec
+    _codec = None
+
+
+def encode_cursor(key: Mapping[str, Any] | None) -> str | None:
+    """The opaque cursor of DynamoDB's LastEvaluatedKey (None on the last page)."""
+    return codec().seal(key) if key else None
+
+
+def decode_cursor(cursor: str | None, key: Mapping[str, str], fixed: Mapping[str, str],
+                  field: str = "cursor") -> dict[str, Any] | None:
+    """LastEvaluatedKey from a cursor; InvalidRequest unless we sealed it, for this listing.
+
+    key maps each key attribute to its type ("S" or "N"); fixed holds the values the
+    listing's partition key must have (another listing's or account's cursor is refused).
+    """
+    if not cursor:
+        return None
+    start = codec().open(cursor)
+    valid = isinstance(start, dict) and set(start) == set(key) and all(
+        isinstance(value, dict) and list(value) == [key[name]]
+        and isinstance(value[key[name]], str) and value[key[name]] != ""
+        for name, value in start.items())
+    if not valid or any(start[name][key[name]] != value for name, value in fixed.items()):
+        raise InvalidRequest("'cursor' is not valid: pass back a next_cursor as it came",
+                             field=field)
+    return start
