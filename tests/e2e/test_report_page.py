@@ -2,21 +2,11 @@
 rendered from a report made here: no stack is started. On a phone-width screen the page must
 not scroll sideways."""
 import pytest
-from playwright.sync_api import sync_playwright
 
 from chalicelib.api.report_page import render
 from chalicelib.domain.report import build_report
 
-CHROMIUM = "/usr/bin/chromium"
 PHONE = {"width": 390, "height": 844}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield chromium
-        chromium.close()
 
 
 def _report():

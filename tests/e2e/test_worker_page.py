@@ -6,13 +6,12 @@ import time
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from crowd_client import Client
 from examples.demo import ApiError, call
 from tests.e2e.stack_process import local_stack_process
 
-CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 
 
@@ -20,14 +19,6 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
 def stack(tmp_path_factory):
     with local_stack_process(tmp_path_factory.mktemp("stack")) as running:
         yield running.info
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True)
-        yield chromium
-        chromium.close()
 
 
 def _job(stack, items=10, *, title="Review sentiment", texts=None, lease_seconds=30):
