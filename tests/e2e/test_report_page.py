@@ -1,7 +1,6 @@
 """The HTML quality report in a real browser (Debian's headless Chromium driven by Playwright),
 rendered from a report made here: no stack is started. On a phone-width screen the page must
 not scroll sideways."""
-import pytest
 
 from chalicelib.api.report_page import render
 from chalicelib.domain.report import build_report
