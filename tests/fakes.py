@@ -137,11 +137,6 @@ class FakeAccounts:
                 record["skills"] = record["skills"] | {skill}
                 record["scores"] = {**record.get("scores", {}), skill: score}
 
-    def revoke(self, token_hash: str) -> None:
-        """Test helper: revoke a credential (an operator action the API does not expose)."""
-        with self._lock:
-            self.credentials[token_hash]["revoked"] = True
-
 
 class FakeQuotes:
     """Quotes; a quote is written once."""
