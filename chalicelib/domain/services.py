@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -17,6 +16,7 @@ from typing import Any, NoReturn
 
 from chalicelib.domain import leasing, phases, webhooks
 from chalicelib.domain import validation as v
+from chalicelib.domain.cache import MISSING, ContainerCache
 from chalicelib.domain.answers import matches_gold, smoothed_accuracy, validate_answer
 from chalicelib.domain.ids import hash_secret, is_job_id, new_id, new_secret, parse_assignment_id
 from chalicelib.domain.jobs import JOB_FIELDS, MAX_INSTRUCTIONS, build_job, report_key
@@ -70,14 +70,8 @@ class Platform:
     cache_seconds: float = 2.0
     open_registration: bool = False
     rng: random.Random = field(default_factory=random.Random)
-    _principals: dict[str, tuple[Principal, float]] = field(default_factory=dict)
-    _jobs: dict[str, tuple[Job, float]] = field(default_factory=dict)
-    _active: tuple[list[Job], float] | None = None
-    _pools: dict[str, dict[str, ItemState]] = field(default_factory=dict)
-    _leased: dict[str, tuple[int, float]] = field(default_factory=dict)
-    _nothing_for: dict[tuple[str, str], float] = field(default_factory=dict)
-    _blocked: dict[str, tuple[bool, float]] = field(default_factory=dict)
-    _models: dict[str, tuple[Any, float]] = field(default_factory=dict)
+    # This container's read caches (principals, jobs, task pools, ...).
+    cache: ContainerCache = field(default_factory=ContainerCache)
     # Idempotency-Key store (chalicelib.adapters.idempotency); None runs every request.
     idempotency: Any = None
     # Webhook endpoints, deliveries and the event bus (chalicelib.domain.webhooks.Webhooks);
@@ -86,7 +80,6 @@ class Platform:
     # Client keys in the API Gateway usage plan (chalicelib.adapters.rate_limits); None: not
     # registered anywhere but here (the local stack).
     client_keys: Any = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def now(self) -> float:
         """The current time in epoch seconds."""
@@ -100,15 +93,13 @@ def authenticate(p: Platform, secret: str | None, role: str) -> Principal:
     if not secret:
         raise Unauthorized("missing credentials", code="missing_credentials")
     digest = hash_secret(secret)
-    cached = p._principals.get(digest)
     now = p.now()
-    if cached and now - cached[1] < PRINCIPAL_CACHE_SECONDS:
-        principal = cached[0]
-    else:
+    principal = p.cache.principals.get(digest, now, PRINCIPAL_CACHE_SECONDS)
+    if principal is MISSING:
         principal = p.accounts.principal_for(digest)
         if principal is None:
             raise Unauthorized("unknown or revoked credentials", code="invalid_credentials")
-        p._principals[digest] = (principal, now)
+        p.cache.principals.put(digest, principal, now)
     if principal.role != role:
         raise Forbidden(f"this endpoint needs {role} credentials", code="wrong_role")
     return principal
@@ -151,7 +142,7 @@ def rotate_credentials(p: Platform, principal: Principal, secret: str) -> str:
         if gateway_key is not None:
             p.client_keys.remove(gateway_key)
         raise Conflict("this credential was rotated or revoked meanwhile", code="credential_changed")
-    p._principals.pop(hash_secret(secret), None)
+    p.cache.principals.forget(hash_secret(secret))
     if gateway_key is not None:
         try:
             p.client_keys.remove_others(principal.account_id, keep=gateway_key)
@@ -165,7 +156,7 @@ def revoke_account(p: Platform, operator: Principal, account_id: str) -> dict[st
     """An operator revokes an account's credential (effective within a minute everywhere)."""
     if not p.accounts.revoke(account_id):
         raise NotFound("no such account", code="account_not_found")
-    p._principals.clear()
+    p.cache.principals.clear()
     if p.client_keys is not None:
         p.client_keys.unregister(account_id)
     return {"account_id": account_id, "revoked": True}
@@ -283,13 +274,12 @@ def live_leases(p: Platform, job: Job, max_age: float | None = None) -> int:
     if job.state not in TAKES_ANSWERS:
         return 0
     now = p.now()
-    cached = p._leased.get(job.job_id)
-    if max_age is not None and cached and now - cached[1] < max_age:
-        return cached[0]
-    leased = sum(1 for item in p.items.open_items(job.job_id, None, None)
-                 for lease in item.leases.values() if lease.expires_at > now)
-    p._leased[job.job_id] = (leased, now)
-    return leased
+    cached = p.cache.leased.get(job.job_id, now, max_age) if max_age is not None else MISSING
+    if cached is not MISSING:
+        return cached
+    return p.cache.leased.put(job.job_id, sum(
+        1 for item in p.items.open_items(job.job_id, None, None)
+        for lease in item.leases.values() if lease.expires_at > now), now)
 
 
 def job_progress(p: Platform, job: Job) -> dict[str, int]:
@@ -330,8 +320,7 @@ def _close_answering(p: Platform, client: Principal, job: Job, to_state: str, re
                              record=phases.record(now, job.state, job.phase, to_state, job.phase,
                                                   client.account_id, reason), **changes):
         raise Conflict("the job changed state meanwhile; read it again", code="job_not_active")
-    p._jobs.pop(job.job_id, None)
-    p._active = None
+    p.cache.forget_job(job.job_id)
     job = client_job(p, client, job.job_id)
     if live == 0 and job.state == to_state:
         start_aggregation(p, job)
@@ -384,8 +373,7 @@ def to_production(p: Platform, job: Job, by: str, reason: str,
         record=phases.record(now, PAUSED, job.phase, ACTIVE, PRODUCTION, by, reason), **changes)
     if not moved:
         return False
-    p._jobs.pop(job.job_id, None)
-    p._active = None
+    p.cache.forget_job(job.job_id)
     webhooks.publish_job_events_safely(p, job.job_id)
     promoted = p.jobs.get_job(job.job_id)
     if promoted is not None and promoted.items_done >= promoted.round_items:
@@ -520,7 +508,7 @@ def operator_block(p: Platform, operator: Principal, worker_id: str, body: Any,
     else:
         reason = _reason(body)
         p.stats.mark_blocked(worker_id, "*", f"{reason} (by {operator.account_id})", p.now())
-    p._blocked.pop(worker_id, None)
+    p.cache.blocked.forget(worker_id)
     record = next((r for r in p.stats.of_worker(worker_id) if r.scope == "*"), None)
     return {"worker_id": worker_id,
             "blocked_everywhere": record is not None and record.blocked_at is not None,
@@ -557,27 +545,25 @@ def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
 
 def _cached_job(p: Platform, job_id: str) -> Job | None:
     now = p.now()
-    cached = p._jobs.get(job_id)
-    if cached and now - cached[1] < p.cache_seconds:
-        return cached[0]
+    job = p.cache.jobs.get(job_id, now, p.cache_seconds)
+    if job is not MISSING:
+        return job
     job = p.jobs.get_job(job_id)
     if job is not None:
-        p._jobs[job_id] = (job, now)
+        p.cache.jobs.put(job_id, job, now)
     return job
 
 
 def _active_jobs(p: Platform) -> list[Job]:
     now = p.now()
-    if p._active and now - p._active[1] < p.cache_seconds:
-        return p._active[0]
-    jobs = sorted(p.jobs.jobs_in_state(ACTIVE), key=lambda job: job.created_at)
-    p._active = (jobs, now)
+    jobs = p.cache.active.get(ACTIVE, now, p.cache_seconds)
+    if jobs is not MISSING:
+        return jobs
+    jobs = p.cache.active.put(ACTIVE, sorted(p.jobs.jobs_in_state(ACTIVE),
+                                             key=lambda job: job.created_at), now)
     for job in jobs:
-        p._jobs[job.job_id] = (job, now)
-    active = {job.job_id for job in jobs}
-    with p._lock:
-        for job_id in [job_id for job_id in p._pools if job_id not in active]:
-            del p._pools[job_id]
+        p.cache.jobs.put(job.job_id, job, now)
+    p.cache.keep_pools(job.job_id for job in jobs)
     return jobs
 
 
@@ -599,11 +585,10 @@ def lease_query(query: Mapping[str, str]) -> str | None:
 def blocked_everywhere(p: Platform, worker_id: str) -> bool:
     """Whether an operator has blocked the worker (cached per container like credentials)."""
     now = p.now()
-    cached = p._blocked.get(worker_id)
-    if cached and now - cached[1] < PRINCIPAL_CACHE_SECONDS:
-        return cached[0]
-    blocked = worker_id in p.stats.blocked_everywhere([worker_id])
-    p._blocked[worker_id] = (blocked, now)
+    blocked = p.cache.blocked.get(worker_id, now, PRINCIPAL_CACHE_SECONDS)
+    if blocked is MISSING:
+        blocked = p.cache.blocked.put(
+            worker_id, worker_id in p.stats.blocked_everywhere([worker_id]), now)
     return blocked
 
 
@@ -660,28 +645,27 @@ def _plans(p: Platform, job: Job, snapshot: list[ItemState], worker_id: str, now
 
 
 def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignment | None:
-    pool = p._pools.setdefault(job.job_id, {})
-    nothing_since = p._nothing_for.get((worker_id, job.job_id))
-    if nothing_since is not None and now - nothing_since < p.cache_seconds:
+    pool = p.cache.pool(job.job_id)
+    if p.cache.nothing_for.get((worker_id, job.job_id), now, p.cache_seconds) is not MISSING:
         return None  # a worker polling an exhausted job does not re-read its items each time
     for refreshed in (False, True):
         if refreshed:
             fresh = p.items.open_items(job.job_id, worker_id, POOL_REFRESH_SIZE)
-            with p._lock:
+            with p.cache.lock:
                 if len(pool) > 4 * POOL_REFRESH_SIZE:
                     pool.clear()
                 pool.update({item.item_id: item for item in fresh})
             if not fresh:
-                p._nothing_for[(worker_id, job.job_id)] = now
+                p.cache.nothing_for.put((worker_id, job.job_id), None, now)
                 return None
-        with p._lock:
+        with p.cache.lock:
             snapshot = list(pool.values())
         # Gold and regular tasks take the same single write: gold slots are paid up front.
         for plan in _plans(p, job, snapshot, worker_id, now):
             lease = leasing.new_lease(job, plan.item_id, now)
             outcome = p.items.try_lease(job.job_id, plan.item_id, worker_id, lease,
                                         plan.reclaim_from, now)
-            with p._lock:
+            with p.cache.lock:
                 if outcome.item is None or outcome.item.complete:
                     pool.pop(plan.item_id, None)
                 else:
@@ -774,8 +758,7 @@ def block_in_job(p: Platform, job: Job, worker_id: str, by: str, reason: str,
     p.jobs.block_worker(job.job_id, worker_id, starts_at)
     p.stats.mark_blocked(worker_id, job.job_id, f"{reason} (by {by})",
                          now if starts_at is None else max(now, starts_at))
-    p._jobs.pop(job.job_id, None)
-    p._active = None
+    p.cache.forget_job(job.job_id)
 
 
 def release_assignment(p: Platform, worker: Principal, assignment_id: str) -> None:
@@ -869,15 +852,14 @@ def _online_model(p: Platform, job: Job) -> Any:
     until the next refit is due)."""
     from chalicelib.domain.adaptive import OnlineModel
 
-    cached = p._models.get(job.job_id)
-    if cached is not None and p.now() - cached[1] < p.cache_seconds:
-        return cached[0]
+    model = p.cache.models.get(job.job_id, p.now(), p.cache_seconds)
+    if model is not MISSING:
+        return model
     try:
         model = OnlineModel.from_dict(json.loads(p.blobs.get_text(online_model_key(job.job_id))))
     except NotFound:
         model = None
-    p._models[job.job_id] = (model, p.now())
-    return model
+    return p.cache.models.put(job.job_id, model, p.now())
 
 
 def adapt(p: Platform, job: Job, answer: CountedAnswer, ordinal: int | None) -> CountedAnswer:
@@ -950,7 +932,7 @@ def refit_online_model(p: Platform, job_id: str, new: int) -> None:
                                                                        gold=gold)
     p.blobs.put_text(online_model_key(job_id), json.dumps(OnlineModel.from_fit(model).to_dict()),
                      "application/json")
-    p._models.pop(job_id, None)
+    p.cache.models.forget(job_id)
 
 
 def left_out_workers(p: Platform, job: Job, workers: Iterable[str]) -> set[str]:
@@ -1025,7 +1007,7 @@ def replace_left_out(p: Platform, job: Job, items: Iterable[ItemState] | None = 
         else:
             p.jobs.refund(job.job_id, cents, source)
     if reopened:
-        p._jobs.pop(job.job_id, None)
+        p.cache.jobs.forget(job.job_id)
     return reopened
 
 
@@ -1044,7 +1026,7 @@ def start_aggregation(p: Platform, job: Job, require_done: bool = False) -> None
         expect_items_done=job.round_items if require_done else None,
         record=phases.record(now, job.state, job.phase, AGGREGATING, job.phase,
                              "system", f"round {job.round} is being aggregated"))
-    p._jobs.pop(job.job_id, None)
+    p.cache.jobs.forget(job.job_id)
     if not moved:
         current = p.jobs.get_job(job.job_id)
         if current is None or current.state != AGGREGATING or current.round != job.round:

@@ -93,14 +93,14 @@ def submit_qualification(p: Platform, worker: Principal, qual_id: str, body: Any
             # Scored, but the grant did not happen (or has not reached this container):
             # granting again is harmless.
             p.accounts.grant_skill(worker.account_id, qual.skill, last["score"])
-            p._principals.clear()
+            p.cache.principals.clear()
         return _outcome(qual, last["score"], last["passed"])
     score = q.score(qual, body.get("answers"))
     passed = score >= qual.pass_score
     if p.stats.finish_attempt(worker.account_id, qual.qual_id, attempt_id, score, passed):
         if passed:
             p.accounts.grant_skill(worker.account_id, qual.skill, score)
-            p._principals.clear()  # this container sees the new skill at once
+            p.cache.principals.clear()  # this container sees the new skill at once
     else:
         last = p.stats.attempt(worker.account_id, qual.qual_id) or last
         score, passed = last["score"], last["passed"]

@@ -1,0 +1,81 @@
+"""A container's small read caches: what one Lambda container remembers between requests.
+
+Each entry keeps the time it was read; a reader says how old an entry it accepts. Nothing here
+is shared between containers: every guarantee still comes from conditional writes, a cache only
+saves reads (and may be up to its age behind another container's writes).
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Hashable, Iterable
+from typing import Any, Generic, TypeVar
+
+V = TypeVar("V")
+MISSING: Any = object()
+
+
+class Timed(Generic[V]):
+    """Values by key, each with the time it was read."""
+
+    def __init__(self) -> None:
+        self._entries: dict[Hashable, tuple[V, float]] = {}
+
+    def get(self, key: Hashable, now: float, max_age: float) -> V:
+        """The value if it was read less than max_age ago, else MISSING."""
+        entry = self._entries.get(key)
+        return entry[0] if entry is not None and now - entry[1] < max_age else MISSING
+
+    def put(self, key: Hashable, value: V, now: float) -> V:
+        """Remember value as read now; return it."""
+        self._entries[key] = (value, now)
+        return value
+
+    def forget(self, key: Hashable) -> None:
+        """Drop one entry (the next reader reads again)."""
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        """Drop every entry."""
+        self._entries.clear()
+
+
+class ContainerCache:
+    """The caches the command handlers keep per container, by name:
+
+    - principals: credential hash -> Principal (authentication);
+    - jobs: job id -> Job, and active: the list of active jobs (leasing, the job list);
+    - leased: job id -> live lease count (progress);
+    - blocked: worker id -> whether an operator blocked them everywhere;
+    - models: job id -> its online model (adaptive redundancy);
+    - pools: job id -> {item id: slot state}, the task pool leases are tried from, and
+      nothing_for: (worker id, job id) -> when the job last had nothing for the worker.
+    """
+
+    def __init__(self) -> None:
+        self.principals: Timed[Any] = Timed()
+        self.jobs: Timed[Any] = Timed()
+        self.active: Timed[list[Any]] = Timed()
+        self.leased: Timed[int] = Timed()
+        self.blocked: Timed[bool] = Timed()
+        self.models: Timed[Any] = Timed()
+        self.nothing_for: Timed[None] = Timed()
+        self._pools: dict[str, dict[str, Any]] = {}
+        # Guards the task pools, which concurrent requests of one container share.
+        self.lock = threading.Lock()
+
+    def forget_job(self, job_id: str) -> None:
+        """After a write that changes a job: this container reads it (and the active list)
+        again on next use."""
+        self.jobs.forget(job_id)
+        self.active.clear()
+
+    def pool(self, job_id: str) -> dict[str, Any]:
+        """The job's task pool (item id -> slot state), made empty on first use."""
+        return self._pools.setdefault(job_id, {})
+
+    def keep_pools(self, job_ids: Iterable[str]) -> None:
+        """Drop the task pools of jobs not among job_ids (no longer active)."""
+        keep = set(job_ids)
+        with self.lock:
+            for job_id in [job_id for job_id in self._pools if job_id not in keep]:
+                del self._pools[job_id]
