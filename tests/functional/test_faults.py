@@ -9,7 +9,7 @@ crash right after that site's first write: the HTTP caller retries (same body, s
 Idempotency-Key), SQS redelivers the batch, Step Functions retries the task, a lease orphaned
 by a crash expires. Every run's final state (answers per item, counts, results, money, budget,
 webhook events delivered) must be the fault-free one, and the covered sites are listed so the
-README's list of crash points stays true. Then every queue message is delivered twice more, and
+list of crash points in docs/architecture.md stays true. Then every queue message is delivered twice more, and
 nothing changes.
 """
 from __future__ import annotations
