@@ -13,7 +13,7 @@ One process holds everything:
 4. a thread that pumps the ingest/results queues into the app's SQS handlers
    and one that calls `finalize_due_jobs` every few seconds (what the SQS event
    source mappings and the schedule do on AWS);
-5. seeded local credentials (`chalicelib.bootstrap.seed_local_accounts()`);
+5. seeded local credentials (`_default_seed()`: a client, a worker and an operator);
 6. Chalice's local dev server, in the main thread for the CLI.
 
 When ready it prints the base URL, the client API key, the worker token, a curl
@@ -227,10 +227,16 @@ class LocalStack:
 
 
 def _default_seed() -> Mapping[str, Any]:
-    """chalicelib.bootstrap.seed_local_accounts() of the app under test."""
-    bootstrap = importlib.import_module("chalicelib.bootstrap")
-    seeded: Mapping[str, Any] = bootstrap.seed_local_accounts()
-    return seeded
+    """A client, a worker and an operator account to try the API with, made by the app under
+    test (imported here, once its environment points at this stack); their ids and secrets."""
+    services = importlib.import_module("chalicelib.domain.services")
+    p = importlib.import_module("chalicelib.deps").platform()
+    client, client_key = services.create_account(p, services.CLIENT, "Local client")
+    worker, worker_token = services.create_account(p, services.WORKER, "Local worker", ["en"])
+    operator, operator_key = services.create_account(p, services.OPERATOR, "Local operator")
+    return {"client_id": client.account_id, "client_key": client_key,
+            "worker_id": worker.account_id, "worker_token": worker_token,
+            "operator_id": operator.account_id, "operator_key": operator_key}
 
 
 def start_local_stack(
