@@ -2,7 +2,7 @@
 
 For every data set in ../shared/datasets (see bench/aggregation.py) the recorded answers are
 replayed in the CSV's order through a simulated marketplace that offers an item's next
-recorded answer only while chalicelib.domain.adaptive.wants_more says the item wants one;
+recorded answer only while chalicelib.domain.redundancy.wants_more says the item wants one;
 an answer the item no longer wants is skipped (not spent). Confidence (the highest class
 posterior) comes from the aggregation model refitted on the answers accepted so far every
 R accepted answers (R = max(200, 2% of the set's answers) unless --refit-every is given).
@@ -39,8 +39,8 @@ if __package__ in (None, ""):  # allow `python bench/adaptive.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.aggregation import DEFAULT_DATASETS, accuracy, find_datasets, read_dataset  # noqa: E402
-from chalicelib.domain.adaptive import (  # noqa: E402
-    AdaptiveRedundancy, OnlineModel, refit_every, wants_more)
+from chalicelib.domain.adaptive import OnlineModel, refit_every  # noqa: E402
+from chalicelib.domain.redundancy import AdaptiveRedundancy, wants_more  # noqa: E402
 from chalicelib.domain.aggregation.categorical import (  # noqa: E402
     default_dawid_skene, default_model)
 

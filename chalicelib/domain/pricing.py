@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from chalicelib.domain import validation as v
-from chalicelib.domain.adaptive import AdaptiveRedundancy, parse_redundancy
+from chalicelib.domain.redundancy import AdaptiveRedundancy, parse_redundancy
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.model import TASK_TYPES, Job, LineItem, Quote
 from chalicelib.errors import InvalidRequest

@@ -30,6 +30,7 @@ from chalicelib.domain.ports import (
     QuoteStore, ResultStore, WorkerRecord, WorkerStatsStore, Workflow,
 )
 from chalicelib.domain.pricing import price_quote
+from chalicelib.domain.redundancy import AdaptiveRedundancy, wants_more
 from chalicelib.observability import logger
 from chalicelib.errors import (
     Conflict, Forbidden, InvalidRequest, NotFound, TransientError, Unauthorized,
@@ -850,6 +851,7 @@ def online_model_key(job_id: str) -> str:
 def _online_model(p: Platform, job: Job) -> Any:
     """The job's last online model, or None before its first refit (cached per container
     until the next refit is due)."""
+    # numpy: loaded only when an adaptive job's answer is counted, never by the API routes.
     from chalicelib.domain.adaptive import OnlineModel
 
     model = p.cache.models.get(job.job_id, p.now(), p.cache_seconds)
@@ -867,7 +869,6 @@ def adapt(p: Platform, job: Job, answer: CountedAnswer, ordinal: int | None) -> 
     the job's target (and it has fewer than max answers), open one more slot, paid from the
     pool, before the answer is counted, so the item is not counted complete. Idempotent: a
     redelivered answer finds the slot already added and is counted as not completing."""
-    from chalicelib.domain.adaptive import AdaptiveRedundancy, wants_more
     from chalicelib.domain.aggregation import vote
 
     item = p.items.get_item(job.job_id, answer.item_id)
@@ -901,6 +902,7 @@ def refit_online_model(p: Platform, job_id: str, new: int) -> None:
     """Refit the job's online model when the answers just counted cross a multiple of
     refit_every(the job's most answers); the fit is the aggregation's default model on
     every answer so far (left-out answers excluded, gold clamped)."""
+    # numpy: loaded only when an adaptive job's model is refitted, never by the API routes.
     from chalicelib.domain.adaptive import OnlineModel, refit_every
     from chalicelib.domain.aggregation.categorical import default_model
     from chalicelib.domain.aggregation import vote

@@ -183,6 +183,7 @@ def fit_model(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     Returns the shard list itself for an inline Map when there are at most
     INLINE_MAX_SHARDS shards, else only the manifest key for a Distributed Map.
     """
+    # numpy: loaded only when this stage runs, so importing the app (the API) leaves it out.
     from chalicelib.domain.aggregation.categorical import default_model
 
     job_id, round_no, shard_count = event["job_id"], int(event["round"]), int(event["shard_count"])

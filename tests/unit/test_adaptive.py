@@ -1,11 +1,11 @@
-"""Adaptive redundancy policy (chalicelib.domain.adaptive) and the benchmark's replay."""
+"""Adaptive redundancy policy (chalicelib.domain.redundancy) and the benchmark's replay."""
 import dataclasses
 import random
 
 import pytest
 
 from bench.adaptive import replay
-from chalicelib.domain.adaptive import AdaptiveRedundancy, wants_more
+from chalicelib.domain.redundancy import AdaptiveRedundancy, wants_more
 
 
 def test_below_min_always_wants_more_whatever_the_confidence():
