@@ -11,7 +11,6 @@ creates a stub item) raise KeyError here instead.
 """
 from __future__ import annotations
 
-import base64
 import copy
 import json
 import random
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
+from chalicelib.adapters.cursors import CursorCodec, decode_cursor, encode_cursor
 from chalicelib.domain.model import (
     INGESTING, CountedAnswer, LedgerEntry, ItemState, Job, Lease, NewItem, Principal, Quote, StoredAnswer,
 )
@@ -56,21 +56,21 @@ class FakeClock:
         self.now = float(now)
 
 
-def _encode_cursor(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(key, sort_keys=True).encode()).decode()
+# The fakes seal their cursors like the adapters do (the same codec and checks), with a
+# secret of their own in place of the stage's.
+CURSORS = CursorCodec(b"fakes' cursor secret, not a stage's")
+JOB_PAGE_KEY = {"job_id": "S", "client_id": "S", "created_at": "S"}
+RESULT_PAGE_KEY = {"job_id": "S", "item_id": "S"}
 
 
-def _decode_cursor(cursor: str | None) -> dict[str, Any] | None:
-    # Same contract as dynamo.decode_cursor: a cursor that is not ours is an InvalidRequest.
-    if not cursor:
-        return None
-    try:
-        key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-    except (ValueError, TypeError):
-        raise InvalidRequest("'cursor' is not valid", field="cursor") from None
-    if not isinstance(key, dict):
-        raise InvalidRequest("'cursor' is not valid", field="cursor")
-    return key
+def _encode_cursor(key: dict[str, str]) -> str | None:
+    return encode_cursor({name: {"S": value} for name, value in key.items()}, CURSORS)
+
+
+def _decode_cursor(cursor: str | None, key: dict[str, str], fixed: dict[str, str]
+                   ) -> dict[str, str] | None:
+    start = decode_cursor(cursor, key, {name: value for name, value in fixed.items()}, sealer=CURSORS)
+    return None if start is None else {name: value["S"] for name, value in start.items()}
 
 
 def _json_copy(value: Any) -> Any:
@@ -449,7 +449,7 @@ class FakeJobs:
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None
                        ) -> tuple[list[Job], str | None]:
         """A page of a client's jobs, newest first; a full page carries a cursor (as DynamoDB)."""
-        start = _decode_cursor(cursor)
+        start = _decode_cursor(cursor, JOB_PAGE_KEY, {"client_id": client_id})
         with self._lock:
             ordered = sorted((job for job in self.jobs.values() if job.client_id == client_id),
                              key=lambda job: (_iso(job.created_at), job.job_id), reverse=True)
@@ -641,7 +641,7 @@ class FakeResults:
 
     def page(self, job_id: str, limit: int, cursor: str | None) -> Page:
         """A page in item order; a full page carries a cursor (as DynamoDB)."""
-        start = _decode_cursor(cursor)
+        start = _decode_cursor(cursor, RESULT_PAGE_KEY, {"job_id": job_id})
         with self._lock:
             rows = self.rows.get(job_id, {})
             keys = sorted(rows)

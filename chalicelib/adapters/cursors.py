@@ -126,13 +126,16 @@ def reset() -> None:
     _codec = None
 
 
-def encode_cursor(key: Mapping[str, Any] | None) -> str | None:
-    """The opaque cursor of DynamoDB's LastEvaluatedKey (None on the last page)."""
-    return codec().seal(key) if key else None
+def encode_cursor(key: Mapping[str, Any] | None, sealer: CursorCodec | None = None
+                  ) -> str | None:
+    """The opaque cursor of DynamoDB's LastEvaluatedKey (None on the last page), sealed with
+    the stage's codec unless another is given."""
+    return (sealer or codec()).seal(key) if key else None
 
 
 def decode_cursor(cursor: str | None, key: Mapping[str, str], fixed: Mapping[str, str],
-                  field: str = "cursor") -> dict[str, Any] | None:
+                  field: str = "cursor", sealer: CursorCodec | None = None
+                  ) -> dict[str, Any] | None:
     """LastEvaluatedKey from a cursor; InvalidRequest unless we sealed it, for this listing.
 
     key maps each key attribute to its type ("S" or "N"); fixed holds the values the
@@ -140,7 +143,7 @@ def decode_cursor(cursor: str | None, key: Mapping[str, str], fixed: Mapping[str
     """
     if not cursor:
         return None
-    start = codec().open(cursor)
+    start = (sealer or codec()).open(cursor)
     valid = isinstance(start, dict) and set(start) == set(key) and all(
         isinstance(value, dict) and list(value) == [key[name]]
         and isinstance(value[key[name]], str) and value[key[name]] != ""

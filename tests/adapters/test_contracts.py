@@ -1,4 +1,6 @@
-"""The DynamoDB adapters keep leases, answers and counters exact on the real tables (moto)."""
+"""Contract tests: each port's guarantees, run against the in-memory fakes the unit tests use
+and against the DynamoDB adapters on moto. The same test passing on both is what lets the
+unit tests on fakes speak for the platform: leases, answers, counters and money stay exact."""
 from __future__ import annotations
 
 import base64
@@ -10,17 +12,35 @@ from dataclasses import replace
 import pytest
 
 from chalicelib import deps
+from chalicelib.adapters.cursors import codec
 from chalicelib.adapters.dynamo import DynamoItems
 from chalicelib.domain import services
 from chalicelib.domain.ids import new_assignment_id
 from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.model import (
-    ACTIVE, CANCELLED, DONE, INGESTING, CountedAnswer, Job, Lease, Principal, StoredAnswer,
+    ACTIVE, CANCELLED, DONE, INGESTING, CountedAnswer, Job, Lease, LedgerEntry, Principal,
+    StoredAnswer,
 )
 from chalicelib.domain.services import Platform
 from chalicelib.errors import Conflict, InvalidRequest
+from tests.fakes import CURSORS, make_platform
 
 FIRST, SECOND, THIRD, FOURTH = "000000", "000001", "000002", "000003"
+
+
+# --- the two sides ------------------------------------------------------------------------
+
+@pytest.fixture(params=["fakes", "dynamodb"])
+def p(request) -> Platform:
+    """The platform on fresh fakes, or on the DynamoDB adapters of a fresh moto stack."""
+    if request.param == "fakes":
+        return make_platform(clock=time.time)
+    request.getfixturevalue("stack")
+    return deps.platform()
+
+
+def on_dynamodb(p: Platform) -> bool:
+    return isinstance(p.items, DynamoItems)
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -71,11 +91,14 @@ def _open_ids(p: Platform, job: Job, worker: str | None = None, limit: int | Non
     return [item.item_id for item in p.items.open_items(job.job_id, worker, limit)]
 
 
-def _cursor(key: object) -> str:
-    """A cursor sealed with the stage's own secret (authentic, whatever key it holds)."""
-    from chalicelib.adapters.cursors import codec
+def _codec(p: Platform):
+    """What seals the side's cursors: the stage's codec, or the fakes' own."""
+    return codec() if on_dynamodb(p) else CURSORS
 
-    return codec().seal(key)
+
+def _cursor(p: Platform, key: object) -> str:
+    """A cursor sealed with the side's own secret (authentic, whatever key it holds)."""
+    return _codec(p).seal(key)
 
 
 def _plain_cursor(key: object) -> str:
@@ -85,9 +108,8 @@ def _plain_cursor(key: object) -> str:
 
 # --- leasing ------------------------------------------------------------------------------
 
-def test_writing_a_chunk_again_leaves_its_items_as_workers_left_them(stack):
+def test_writing_a_chunk_again_leaves_its_items_as_workers_left_them(p):
     # GIVEN a job whose two items were written, and one of them leased since
-    p = deps.platform()
     job = _active_job(p, items=2, redundancy=2)
     now = time.time()
     lease = _leased(p, job, FIRST, "w1", now)
@@ -102,9 +124,8 @@ def test_writing_a_chunk_again_leaves_its_items_as_workers_left_them(stack):
 
 
 
-def test_a_lease_takes_a_free_slot_once_per_worker_until_no_slot_is_free(stack):
+def test_a_lease_takes_a_free_slot_once_per_worker_until_no_slot_is_free(p):
     # GIVEN an item that takes two answers
-    p = deps.platform()
     job = _active_job(p, redundancy=2)
     now = time.time()
     # WHEN w1 leases it
@@ -132,9 +153,8 @@ def test_a_lease_takes_a_free_slot_once_per_worker_until_no_slot_is_free(stack):
     assert set(stored.leases) == {"w1", "w2"} and stored.seen == {"w1", "w2"}
 
 
-def test_an_expired_lease_is_reclaimed_by_another_worker_but_a_live_one_is_not(stack):
+def test_an_expired_lease_is_reclaimed_by_another_worker_but_a_live_one_is_not(p):
     # GIVEN an item with one slot, leased by w1 for 60 s
-    p = deps.platform()
     job = _active_job(p, redundancy=1)
     now = time.time()
     old = _leased(p, job, FIRST, "w1", now, seconds=60)
@@ -155,9 +175,8 @@ def test_an_expired_lease_is_reclaimed_by_another_worker_but_a_live_one_is_not(s
     assert p.items.get_item(job.job_id, FIRST) == late.item
 
 
-def test_a_released_slot_is_free_again_but_not_for_the_worker_who_released_it(stack):
+def test_a_released_slot_is_free_again_but_not_for_the_worker_who_released_it(p):
     # GIVEN an item that takes two answers, leased by w1
-    p = deps.platform()
     job = _active_job(p, items=2, redundancy=2)
     now = time.time()
     lease = _leased(p, job, FIRST, "w1", now)
@@ -178,9 +197,8 @@ def test_a_released_slot_is_free_again_but_not_for_the_worker_who_released_it(st
 
 # --- submitting ---------------------------------------------------------------------------
 
-def test_a_submit_is_accepted_once_and_only_for_the_live_lease_it_names(stack):
+def test_a_submit_is_accepted_once_and_only_for_the_live_lease_it_names(p):
     # GIVEN an item taking three answers, leased by w1, w2 (for 30 s only) and w3
-    p = deps.platform()
     job = _active_job(p, redundancy=3)
     now = time.time()
     w1 = _leased(p, job, FIRST, "w1", now, seconds=60)
@@ -219,10 +237,9 @@ def test_a_submit_is_accepted_once_and_only_for_the_live_lease_it_names(stack):
 
 # --- listing open items -------------------------------------------------------------------
 
-def test_open_items_lists_open_items_unseen_by_the_worker_without_data_or_answers(stack):
+def test_open_items_lists_open_items_unseen_by_the_worker_without_data_or_answers(p):
     # GIVEN four items taking two answers: the first complete and counted, the second
     # answered once by w1, the third leased by w3, the fourth untouched
-    p = deps.platform()
     job = _active_job(p, items=4, redundancy=2)
     now = time.time()
     for worker in ("w1", "w2"):
@@ -253,9 +270,8 @@ def test_open_items_lists_open_items_unseen_by_the_worker_without_data_or_answer
 
 # --- counting -----------------------------------------------------------------------------
 
-def test_counting_counts_each_answer_once_and_closes_completed_items(stack):
+def test_counting_counts_each_answer_once_and_closes_completed_items(p):
     # GIVEN a job of two items taking two answers each
-    p = deps.platform()
     job = _active_job(p, items=2, redundancy=2)
     a1 = CountedAnswer(job.job_id, FIRST, "w1", "asg-1", False)
     a2 = CountedAnswer(job.job_id, SECOND, "w2", "asg-2", False)
@@ -284,9 +300,8 @@ def test_counting_counts_each_answer_once_and_closes_completed_items(stack):
 
 # --- jobs ---------------------------------------------------------------------------------
 
-def test_a_transition_happens_only_from_the_named_states(stack):
+def test_a_transition_happens_only_from_the_named_states(p):
     # GIVEN an active job
-    p = deps.platform()
     job = _active_job(p)
     now = time.time()
     # WHEN it is moved from a state it is not in THEN nothing changes
@@ -306,9 +321,8 @@ def test_a_transition_happens_only_from_the_named_states(stack):
     assert p.jobs.get_job("job_0000000000000000") is None
 
 
-def test_a_quote_buys_one_job(stack):
+def test_a_quote_buys_one_job(p):
     # GIVEN a job created from a quote
-    p = deps.platform()
     client = _client(p)
     job = _draft(p, client)
     p.jobs.create_job(job)
@@ -322,10 +336,9 @@ def test_a_quote_buys_one_job(stack):
     assert p.quotes.get_quote(job.quote_id).job_id == job.job_id
 
 
-def test_jobs_are_listed_by_state_and_due_time_and_paged_per_client_newest_first(stack):
+def test_jobs_are_listed_by_state_and_due_time_and_paged_per_client_newest_first(p):
     # GIVEN three jobs of one client created a minute apart, due in 1, 2 and 3 hours,
     # and one job of another client
-    p = deps.platform()
     client, other = _client(p, "c1"), _client(p, "c2")
     now = time.time()
     jobs = []
@@ -349,29 +362,26 @@ def test_jobs_are_listed_by_state_and_due_time_and_paged_per_client_newest_first
     assert [job.job_id for job in page1 + page2] == [j.job_id for j in reversed(jobs)]
     assert cursor is not None and end is None
     # AND a cursor that is not one of ours, or not one of this listing's, is an invalid request
-    forged = [_cursor({"job_id": {"S": "job_x"}}),
-              _cursor({"job_id": {"S": "job_x"}, "item_id": {"S": FIRST}}),
-              _cursor({"job_id": {"S": "x"}, "client_id": {"S": "y"}, "created_at": "z"}),
+    forged = [_cursor(p, {"job_id": {"S": "job_x"}}),
+              _cursor(p, {"job_id": {"S": "job_x"}, "item_id": {"S": FIRST}}),
+              _cursor(p, {"job_id": {"S": "x"}, "client_id": {"S": "y"}, "created_at": "z"}),
               _plain_cursor({"job_id": {"S": page2[0].job_id},
                              "client_id": {"S": client.account_id},
                              "created_at": {"S": "2000-01-01T00:00:00Z"}})]
-    for tampered in ["not a cursor", _cursor([1, 2]), cursor[:-6], *forged]:
+    for tampered in ["not a cursor", _cursor(p, [1, 2]), cursor[:-6], *forged]:
         with pytest.raises(InvalidRequest):
             p.jobs.jobs_of_client(client.account_id, 2, tampered)
 
 
-def test_a_cursor_with_the_right_keys_but_wrong_types_is_an_invalid_request(stack):
+def test_a_cursor_with_the_right_keys_but_wrong_types_is_an_invalid_request(p):
     # GIVEN a client with two jobs and the cursor of its first page
-    p = deps.platform()
     client = _client(p)
     for _ in range(2):
         p.jobs.create_job(_draft(p, client))
     _, cursor = p.jobs.jobs_of_client(client.account_id, 1, None)
-    from chalicelib.adapters.cursors import codec
-
-    key = codec().open(cursor)
+    key = _codec(p).open(cursor)
     # WHEN it pages on with that cursor's created_at turned into a number
-    forged = _cursor({**key, "created_at": {"N": "1"}})
+    forged = _cursor(p, {**key, "created_at": {"N": "1"}})
     # THEN it is told the cursor is invalid
     with pytest.raises(InvalidRequest):
         p.jobs.jobs_of_client(client.account_id, 1, forged)
@@ -379,9 +389,8 @@ def test_a_cursor_with_the_right_keys_but_wrong_types_is_an_invalid_request(stac
 
 # --- results ------------------------------------------------------------------------------
 
-def test_results_are_paged_in_item_order(stack):
+def test_results_are_paged_in_item_order(p):
     # GIVEN five result lines of a job, written out of order, and a line of another job
-    p = deps.platform()
     lines = [{"item_id": f"{n:06d}", "answer": {"label": "yes"}, "n_answers": 2}
              for n in range(5)]
     p.results.put_results("job_a", reversed(lines))
@@ -406,9 +415,8 @@ def test_results_are_paged_in_item_order(stack):
 
 # --- races --------------------------------------------------------------------------------
 
-def test_racing_workers_never_take_more_slots_than_an_item_has(stack):
+def test_racing_workers_never_take_more_slots_than_an_item_has(p):
     # GIVEN three items with two slots each
-    p = deps.platform()
     job = _active_job(p, items=3, redundancy=2)
     now = time.time()
     for item_id in (FIRST, SECOND, THIRD):
@@ -417,7 +425,7 @@ def test_racing_workers_never_take_more_slots_than_an_item_has(stack):
         outcomes: dict[str, bool] = {}
 
         def race(worker: str, item_id: str = item_id) -> None:
-            items = DynamoItems()
+            items = DynamoItems() if on_dynamodb(p) else p.items
             lease = _lease(job, item_id, now)
             start.wait()
             outcomes[worker] = items.try_lease(job.job_id, item_id, worker, lease, None, now).ok
@@ -436,8 +444,7 @@ def test_racing_workers_never_take_more_slots_than_an_item_has(stack):
 
 # --- quality, pool and replacement slots ----------------------------------------------------
 
-def test_the_pool_is_never_overdrawn_and_refunds_return_to_it(stack):
-    p = deps.platform()
+def test_the_pool_is_never_overdrawn_and_refunds_return_to_it(p):
     job = _active_job(p)
     assert p.jobs.transition(job.job_id, (ACTIVE,), ACTIVE, pool_cents=10)
     assert p.jobs.reserve(job.job_id, 6) and not p.jobs.reserve(job.job_id, 6)
@@ -445,8 +452,7 @@ def test_the_pool_is_never_overdrawn_and_refunds_return_to_it(stack):
     assert p.jobs.get_job(job.job_id).pool_cents == 10
 
 
-def test_replacement_slots_reopen_a_counted_item_once_and_uncount_it(stack):
-    p = deps.platform()
+def test_replacement_slots_reopen_a_counted_item_once_and_uncount_it(p):
     job = _active_job(p, items=1, redundancy=1)
     now = time.time()
     lease = _leased(p, job, FIRST, "w1", now)
@@ -464,8 +470,7 @@ def test_replacement_slots_reopen_a_counted_item_once_and_uncount_it(stack):
     assert p.jobs.get_job(job.job_id).items_done == 0
 
 
-def test_gold_is_scored_once_per_assignment_in_the_job_and_overall(stack):
-    p = deps.platform()
+def test_gold_is_scored_once_per_assignment_in_the_job_and_overall(p):
     assert p.stats.record_gold("w1", "job_a", "asg_1", True) == (1, 1)
     assert p.stats.record_gold("w1", "job_a", "asg_1", True) is None
     assert p.stats.record_gold("w1", "job_b", "asg_2", False) == (1, 0)
@@ -480,3 +485,73 @@ def test_gold_is_scored_once_per_assignment_in_the_job_and_overall(stack):
     assert [r.blocked_reason for r in p.stats.of_worker("w1") if r.scope == "*"] == ["fraud"]
     p.stats.unblock("w1", "*")
     assert p.stats.blocked_everywhere(["w1"]) == set()
+
+
+def test_money_held_for_replacements_is_apart_from_the_pool_and_released_into_it(p):
+    job = _active_job(p)
+    assert p.jobs.transition(job.job_id, (ACTIVE,), ACTIVE, pool_cents=10)
+    p.jobs.refund(job.job_id, 5, "held")
+    # the held money pays replacements, never what asks the pool for more than it holds
+    assert not p.jobs.reserve(job.job_id, 11)
+    assert p.jobs.reserve(job.job_id, 5, "held") and not p.jobs.reserve(job.job_id, 1, "held")
+    p.jobs.refund(job.job_id, 5, "held")
+    assert (p.jobs.get_job(job.job_id).pool_cents, p.jobs.get_job(job.job_id).held_cents) == (10, 5)
+    # released once: the pool gets it, a second release moves nothing
+    assert p.jobs.release_held(job.job_id) == 5 and p.jobs.release_held(job.job_id) == 0
+    released = p.jobs.get_job(job.job_id)
+    assert (released.pool_cents, released.held_cents) == (15, 0)
+
+
+def test_a_rejection_refunds_to_the_pool_or_holds_the_reward_once(p):
+    job = _active_job(p, items=2, redundancy=1)
+    now = time.time()
+    for item_id, worker, refund_to in ((FIRST, "w1", "held"), (SECOND, "w2", "pool")):
+        lease = _leased(p, job, item_id, worker, now)
+        assert p.items.try_submit(job.job_id, item_id, worker, _answer(lease, "no", now), now).ok
+        entry = LedgerEntry(worker, f"review#{lease.assignment_id}", "rejection", 0, now,
+                                     job.job_id, lease.assignment_id, "off topic", "cli")
+        review = {"status": "rejected", "reason": "off topic", "at": now, "by": "cli"}
+        assert p.items.review(job.job_id, item_id, worker, lease.assignment_id, review, entry,
+                              5, refund_to)
+        assert not p.items.review(job.job_id, item_id, worker, lease.assignment_id, review,
+                                  entry, 5, refund_to)
+    after = p.jobs.get_job(job.job_id)
+    assert (after.held_cents, after.pool_cents, after.rejected_answers) == (5, job.pool_cents + 5, 2)
+
+
+def test_a_block_starts_when_told_and_a_block_at_once_replaces_a_later_start(p):
+    job = _active_job(p)
+    p.jobs.block_worker(job.job_id, "w1", 1000.0)
+    p.jobs.block_worker(job.job_id, "w1", 2000.0)  # a repeat keeps the first start
+    blocked = p.jobs.get_job(job.job_id)
+    assert blocked.blocked_workers == {"w1"} and blocked.block_starts == {"w1": 1000.0}
+    assert not blocked.refuses("w1", 999.0) and blocked.refuses("w1", 1000.0)
+    p.jobs.block_worker(job.job_id, "w2")
+    p.jobs.block_worker(job.job_id, "w1")  # by hand: at once
+    now = p.jobs.get_job(job.job_id)
+    assert now.blocked_workers == {"w1", "w2"} and now.block_starts == {}
+    assert now.refuses("w1", 0.0) and now.refuses("w2", 0.0)
+
+
+def test_a_gold_items_unused_slots_are_paid_back_once(p):
+    # GIVEN a gold item with 3 slots: one answered, one leased and expired, one free
+    job = _draft(p, _client(p), items=1, redundancy=1)
+    p.jobs.create_job(job)
+    p.items.put_items(job.job_id, 1, [replace(item, gold={"label": "yes"}, slots=3)
+                                      for item in parse_items([{"data": {"n": 0}}], 1)])
+    assert p.jobs.transition(job.job_id, (INGESTING,), ACTIVE, pool_cents=0)
+    now = time.time()
+    answered = _leased(p, job, FIRST, "w1", now)
+    assert p.items.try_submit(job.job_id, FIRST, "w1", _answer(answered, "yes", now), now).ok
+    _leased(p, job, FIRST, "w2", now, seconds=10)
+    item = p.items.get_item(job.job_id, FIRST)
+    assert (item.redundancy, item.free) == (3, 1)
+    # WHEN a release names a live lease, or a stale free count THEN nothing moves
+    assert p.items.release_gold_slots(job.job_id, FIRST, 1, ["w2"], now, 5) == 0
+    assert p.items.release_gold_slots(job.job_id, FIRST, 2, [], now + 11, 5) == 0
+    # WHEN the free slot and the expired lease's are released THEN their rewards are paid in
+    assert p.items.release_gold_slots(job.job_id, FIRST, 1, ["w2"], now + 11, 5) == 10
+    item = p.items.get_item(job.job_id, FIRST)
+    assert (item.redundancy, item.free, item.leases, item.answer_count) == (1, 0, {}, 1)
+    assert p.jobs.get_job(job.job_id).pool_cents == 10
+    assert p.items.release_gold_slots(job.job_id, FIRST, 1, ["w2"], now + 11, 5) == 0
