@@ -44,7 +44,7 @@ def _message_id(record: Any) -> str | None:
     return record.to_dict().get("messageId")
 
 
-def _each_message(event: Any, handle: Callable[[dict], None]) -> None:
+def _each_message(event: Any, handle: Callable[[dict], object]) -> None:
     """Handle every record; re-raise after the batch if any failed.
 
     Chalice cannot enable ReportBatchItemFailures, so a failure fails the whole batch

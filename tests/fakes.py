@@ -175,6 +175,10 @@ class FakeItems:
     def __init__(self, lock: threading.RLock) -> None:
         self._lock = lock
         self.records: dict[tuple[str, str], _ItemRecord] = {}
+        # The jobs and the ledger a review or a slot change writes together with the item
+        # (set by FakeJobs and make_platform).
+        self.jobs_ref: Any = None
+        self.ledger_ref: Any = None
 
     def _of_job(self, job_id: str) -> list[_ItemRecord]:
         return [self.records[key] for key in sorted(self.records) if key[0] == job_id]
@@ -219,7 +223,8 @@ class FakeItems:
             record = self.records.get((job_id, item_id))
             answer = record.state.answers.get(worker_id) if record else None
             ledger = self.ledger_ref
-            if answer is None or answer.assignment_id != assignment_id or answer.review \
+            if record is None or answer is None or answer.assignment_id != assignment_id \
+                    or answer.review \
                     or (entry.account_id, entry.entry_id) in ledger.rows:
                 return False
             record.state.answers[worker_id] = replace(answer, review=_json_copy(review))

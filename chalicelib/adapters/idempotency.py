@@ -22,7 +22,7 @@ from chalicelib.errors import Conflict, UnprocessableEntity
 KEEP_SECONDS = 24 * 3600
 
 
-def _replayed(response: dict[str, Any], record: Any) -> dict[str, Any]:
+def _replayed(response: Any, idempotent_data: Any) -> dict[str, Any]:
     return {**response, "replayed": True}
 
 

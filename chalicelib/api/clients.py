@@ -1,6 +1,8 @@
 """Client API: quotes, jobs, progress, results, cancellation."""
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from chalice import Blueprint, Response
 
 from chalicelib.api.common import client_secret, idempotent, json_body, json_errors
@@ -56,7 +58,7 @@ def create_job() -> Response:
 def list_jobs() -> dict:
     """The client's jobs, newest first."""
     client = _client()
-    query = bp.current_request.query_params or {}
+    query: Mapping[str, str] = bp.current_request.query_params or {}
     jobs, cursor = services.client_jobs(platform(), client, query)
     return {"jobs": [job_view(job) for job in jobs], "next_cursor": cursor}
 
@@ -107,7 +109,7 @@ def promote_job(job_id: str) -> dict:
 def get_results(job_id: str) -> dict:
     """A page of per-item results with confidence and lineage."""
     client = _client()
-    query = bp.current_request.query_params or {}
+    query: Mapping[str, str] = bp.current_request.query_params or {}
     job, page = services.result_page(platform(), client, job_id, query)
     return {"job_id": job.job_id, "state": job.state, "results": page.entries,
             "next_cursor": page.cursor}
@@ -119,8 +121,9 @@ def job_report(job_id: str) -> dict | Response:
     """The quality report of the job's published round: JSON, or HTML with charts when asked
     (`?format=html`, or a browser's `Accept: text/html`)."""
     request = bp.current_request
-    report = services.job_report(platform(), _client(), job_id, request.query_params or {})
-    wants_html = (request.query_params or {}).get("format") == "html" or \
+    query: Mapping[str, str] = request.query_params or {}
+    report = services.job_report(platform(), _client(), job_id, query)
+    wants_html = query.get("format") == "html" or \
         "text/html" in (request.headers.get("accept") or "")
     if not wants_html:
         return report

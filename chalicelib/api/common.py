@@ -216,5 +216,6 @@ def idempotent(blueprint: Any, account_id: str, handler: Callable[[], tuple[int,
         scoped = f"{account_id} {request.method} {route} {params} {key}"
         result = store.once(scoped, (request.raw_body or b"").decode("utf-8", "replace"), run,
                             blueprint.lambda_context)
-    headers = {"Idempotent-Replayed": "true"} if result.get("replayed") else {}
+    headers: dict[str, str | list[str]] = (
+        {"Idempotent-Replayed": "true"} if result.get("replayed") else {})
     return Response(body=result["body"], status_code=result["status"], headers=headers)

@@ -36,8 +36,8 @@ def validate_answer(job: Job, body: Any) -> dict[str, Any]:
         return {"value": value}
     v.reject_unknown(body, ("text",))
     schema = job.answer_schema
-    value = v.text(body, "text", min_length=schema["min_length"], max_length=schema["max_length"])
-    return {"text": value}
+    text = v.text(body, "text", min_length=schema["min_length"], max_length=schema["max_length"])
+    return {"text": text}
 
 
 def is_not_applicable(answer: Mapping[str, Any]) -> bool:

@@ -97,8 +97,10 @@ def price_quote(client_id: str, spec: Mapping[str, Any], now: float,
                                  field="redundancy")
         adaptive = {"min": policy.min, "max": policy.max,
                     "target_confidence": policy.target_confidence}
-    # An adaptive job is priced for its most answers: what it does not need is not spent.
-    redundancy = adaptive["max"] if adaptive else policy
+        # An adaptive job is priced for its most answers: what it does not need is not spent.
+        redundancy = policy.max
+    else:
+        redundancy = policy
     cohort = v.text(spec, "cohort", max_length=32, required=False)
     floor, default, skills = MIN_REWARD_CENTS[task_type], DEFAULT_REWARD_CENTS[task_type], ()
     if cohort:

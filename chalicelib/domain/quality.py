@@ -102,7 +102,7 @@ def _normalised_weights(weights: Mapping[Hashable, float], name: str) -> dict[Ha
     return {label: weight / total for label, weight in weights.items()}
 
 
-def total_variation_distance(p: Mapping[Hashable, float], q: Mapping[Hashable, float]) -> float:
+def total_variation_distance(p: Mapping[Any, float], q: Mapping[Any, float]) -> float:
     """Half the L1 distance between two label distributions, over the union of their labels.
 
     Both sides are normalised to sum to 1 (a client's expected distribution may be given as

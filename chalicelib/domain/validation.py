@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import Any, Literal, overload
 
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
 
@@ -70,6 +70,12 @@ def boolean(body: Mapping[str, Any], field: str, *, default: bool, prefix: str =
     return value
 
 
+@overload
+def text(body: Mapping[str, Any], field: str, *, max_length: int, min_length: int = 1,
+         default: str | None = None, prefix: str = "", required: Literal[True] = True) -> str: ...
+@overload
+def text(body: Mapping[str, Any], field: str, *, max_length: int, min_length: int = 1,
+         default: str | None = None, prefix: str = "", required: bool) -> str | None: ...
 def text(body: Mapping[str, Any], field: str, *, max_length: int, min_length: int = 1,
          default: str | None = None, prefix: str = "", required: bool = True) -> str | None:
     """A string field with length limits; None only when optional and absent."""

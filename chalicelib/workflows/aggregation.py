@@ -146,7 +146,7 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         answers = sorted(((worker, a) for worker, a in item.answers.items()
                           if not is_left_out(a, worker, left_out)),
                          key=lambda entry: entry[1].submitted_at)
-        entry = {"item_id": item.item_id, "external_id": item.external_id, "answers": [
+        entry: dict[str, Any] = {"item_id": item.item_id, "external_id": item.external_id, "answers": [
             {"worker_id": worker, "assignment_id": a.assignment_id, "answer": a.answer,
              "submitted_at": a.submitted_at, "leased_at": a.leased_at,
              "instruction_version": a.instruction_version,
@@ -227,7 +227,7 @@ def fit_model(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
 
 def result_line(result: ItemResult) -> dict[str, Any]:
     """The JSON line a client downloads for one item."""
-    line = {
+    line: dict[str, Any] = {
         "item_id": result.item_id, "external_id": result.external_id, "answer": result.answer,
         "confidence": result.confidence, "n_answers": result.n_answers,
         "not_applicable": result.not_applicable, "na_reasons": list(result.na_reasons),

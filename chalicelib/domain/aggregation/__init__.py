@@ -47,7 +47,7 @@ def vote(answer: dict[str, Any]) -> str:
 def majority_vote(answers: Sequence[dict[str, Any]], labels: Sequence[str]) -> tuple[Any, float]:
     """(winning label or the N/A marker, share of votes) with ties broken by label order."""
     counts = Counter(_vote_key(answer) for answer in answers)
-    order = {label: rank for rank, label in enumerate(labels)}
+    order: dict[Any, int] = {label: rank for rank, label in enumerate(labels)}
     order[_NA] = len(labels)
     winner = min(counts, key=lambda key: (-counts[key], order.get(key, len(labels) + 1)))
     return winner, counts[winner] / len(answers)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Self
+from typing import Any, Self
 
 import numpy as np
 
@@ -135,6 +135,10 @@ def agreement_skills(encoded: Encoded, posteriors: np.ndarray, prior_hits: float
 
 class _CategoricalAggregator:
     """Shared fit/publish plumbing; subclasses turn encoded answers into posteriors and skills."""
+
+    # Set by a fit: class shares, and a confusion matrix per worker (worker x true x observed).
+    priors_: np.ndarray
+    confusions_: np.ndarray
 
     def __init__(self, label_order: Sequence[str] | None = None) -> None:
         self.label_order = label_order
@@ -575,9 +579,10 @@ class HeldOutChoice(_CategoricalAggregator):
                     zip(encoded.item_codes.tolist(), encoded.worker_codes.tolist()))
             fold = np.fromiter((zlib.crc32(key) % self.folds for key in keys), dtype=np.int64,
                                count=n_answers)
-            self.scores_ = [self._held_out_score(model, encoded, fold, gold_items, gold_classes)
-                            for model in models]
-            chosen = int(np.argmax(self.scores_))
+            scores = [self._held_out_score(model, encoded, fold, gold_items, gold_classes)
+                      for model in models]
+            self.scores_ = list(scores)
+            chosen = int(np.argmax(scores))
         model = models[chosen]
         probas, skills = model._fit_encoded(encoded, gold_items, gold_classes)
         self.chosen_ = type(model).__name__
@@ -599,11 +604,11 @@ class HeldOutChoice(_CategoricalAggregator):
 # 56 vs 30 trec_rf10 items. Held-out answer likelihood (no gold) prefers the spammer prior
 # on 7 of 8 sets, so the gain is not visible without gold. See bench/README.md.
 DEFAULT = DawidSkene
-DEFAULT_PARAMS: dict[str, object] = {"prior": "hybrid", "smoothing": 3.0, "init": "wmv",
+DEFAULT_PARAMS: dict[str, Any] = {"prior": "hybrid", "smoothing": 3.0, "init": "wmv",
                                      "hybrid": HybridPrior()}
 
 
-def default_dawid_skene(**overrides: object) -> DawidSkene:
+def default_dawid_skene(**overrides: Any) -> DawidSkene:
     """The platform's Dawid-Skene: DEFAULT with DEFAULT_PARAMS, overridable."""
     return DEFAULT(**{**DEFAULT_PARAMS, **overrides})
 
