@@ -11,8 +11,10 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from pynamodb.exceptions import PutError
+
 from chalicelib.adapters.cursors import decode_cursor, encode_cursor
-from chalicelib.adapters.dynamo import _update_raw
+from chalicelib.adapters.dynamo.writes import conditional_update
 from chalicelib.adapters.models import WebhookModel
 from chalicelib.domain.webhooks import DELIVERED, PENDING, Delivery, Endpoint, Event
 
@@ -93,11 +95,11 @@ class DynamoWebhooks:
                       lease_until: float) -> bool:
         """Start the next attempt if no other started since (a duplicate message loses),
         holding the delivery until lease_until."""
-        ok, _ = _update_raw(WebhookModel, account_id, DELIVERY + delivery_id,
-                            [WebhookModel.attempt_count.set(attempt_count + 1),
-                             WebhookModel.next_attempt_at.set(lease_until)],
-                            (WebhookModel.attempt_count == attempt_count)
-                            & (WebhookModel.status == PENDING))
+        ok, _ = conditional_update(WebhookModel, account_id, DELIVERY + delivery_id,
+                                   [WebhookModel.attempt_count.set(attempt_count + 1),
+                                    WebhookModel.next_attempt_at.set(lease_until)],
+                                   (WebhookModel.attempt_count == attempt_count)
+                                   & (WebhookModel.status == PENDING))
         return ok
 
     def finish_attempt(self, account_id: str, delivery_id: str, attempt: dict[str, Any],
@@ -110,9 +112,9 @@ class DynamoWebhooks:
         if status == DELIVERED:
             actions.append(WebhookModel.delivered_at.set(attempt["at"]))
         # Only the latest claimed attempt of a pending delivery sets its outcome.
-        ok, _ = _update_raw(WebhookModel, account_id, DELIVERY + delivery_id, actions,
-                            (WebhookModel.attempt_count == attempt["attempt"])
-                            & (WebhookModel.status == PENDING))
+        ok, _ = conditional_update(WebhookModel, account_id, DELIVERY + delivery_id, actions,
+                                   (WebhookModel.attempt_count == attempt["attempt"])
+                                   & (WebhookModel.status == PENDING))
         return ok
 
 
@@ -124,8 +126,6 @@ def _get(account_id: str, key: str) -> WebhookModel | None:
 
 
 def _put_new(record: WebhookModel) -> tuple[bool, None]:
-    from pynamodb.exceptions import PutError
-
     try:
         record.save(condition=WebhookModel.key.does_not_exist())
     except PutError as error:
