@@ -1,6 +1,6 @@
 """In-memory fakes of every port in chalicelib/domain/ports.py, with the adapters' semantics.
 
-Each fake mirrors its adapter in chalicelib/adapters/ (dynamo.py, messaging.py, storage.py):
+Each fake mirrors its adapter in chalicelib/adapters/ (dynamo/, messaging.py, storage.py):
 the same conditions on writes, the same "item as it was" on a failed conditional write, the
 same sparse indexes (open items, jobs by state) and the same idempotency keys. One lock per
 platform stands in for DynamoDB's single-item atomicity and its transactions.

@@ -8,6 +8,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from chalicelib.adapters.aws_errors import error_code, raise_if_busy
 from chalicelib.domain.batching import batches
 from chalicelib.errors import TransientError
 
@@ -36,9 +37,14 @@ class SqsQueue:
         return self._url
 
     def send(self, message: dict[str, Any], delay_seconds: int = 0) -> None:
-        """Send one JSON message, visible after delay_seconds (SQS allows at most 900)."""
+        """Send one JSON message, visible after delay_seconds (SQS allows at most 900);
+        TransientError if SQS is busy."""
         extra = {"DelaySeconds": delay_seconds} if delay_seconds else {}
-        self._sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(message), **extra)
+        try:
+            self._sqs.send_message(QueueUrl=self.url, MessageBody=json.dumps(message), **extra)
+        except ClientError as error:
+            raise_if_busy(error, "SQS")
+            raise
 
     def send_many(self, messages: Sequence[dict[str, Any]]) -> None:
         """Send JSON messages in batches of at most 10 and 256 KiB; TransientError if any is refused."""
@@ -47,8 +53,12 @@ class SqsQueue:
             self._send_batch(batch)
 
     def _send_batch(self, bodies: list[str]) -> None:
-        response = self._sqs.send_message_batch(QueueUrl=self.url, Entries=[
-            {"Id": str(index), "MessageBody": body} for index, body in enumerate(bodies)])
+        try:
+            response = self._sqs.send_message_batch(QueueUrl=self.url, Entries=[
+                {"Id": str(index), "MessageBody": body} for index, body in enumerate(bodies)])
+        except ClientError as error:
+            raise_if_busy(error, "SQS")
+            raise
         if response.get("Failed"):
             raise TransientError(f"SQS refused {len(response['Failed'])} messages")
 
@@ -63,12 +73,14 @@ class StepFunctionsWorkflow:
     def start(self, name: str, payload: dict[str, Any]) -> bool:
         """Start an execution named name; False when one of that name already exists and AWS
         refuses the repeat (a finished one, or another input). A repeat of a running execution
-        with the same input is accepted by AWS without starting a second one."""
+        with the same input is accepted by AWS without starting a second one. TransientError
+        if Step Functions is busy."""
         try:
             self._sfn.start_execution(stateMachineArn=self._arn, name=name,
                                       input=json.dumps(payload))
         except ClientError as error:
-            if error.response["Error"]["Code"] == "ExecutionAlreadyExists":
+            if error_code(error) == "ExecutionAlreadyExists":
                 return False
+            raise_if_busy(error, "Step Functions")
             raise
         return True

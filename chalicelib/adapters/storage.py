@@ -6,17 +6,12 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from chalicelib.errors import NotFound, TransientError
+from chalicelib.adapters.aws_errors import error_code, raise_if_busy
+from chalicelib.errors import NotFound
 from chalicelib.observability import logger
 
 # Multipart part size for streamed objects (S3's minimum part is 5 MiB).
 PART_BYTES = 8 * 1024 * 1024
-_RETRYABLE = {"SlowDown", "ServiceUnavailable", "InternalError", "RequestTimeout", "503", "500"}
-
-
-def _raise_if_retryable(error: ClientError) -> None:
-    if error.response.get("Error", {}).get("Code") in _RETRYABLE:
-        raise TransientError("S3 is busy; try again") from error
 
 
 class S3Blobs:
@@ -32,7 +27,7 @@ class S3Blobs:
             self._s3.put_object(Bucket=self._bucket, Key=key, Body=body.encode("utf-8"),
                                 ContentType=content_type)
         except ClientError as error:
-            _raise_if_retryable(error)
+            raise_if_busy(error, "S3")
             raise
 
     def put_stream(self, key: str, chunks: Iterable[str], content_type: str) -> None:
@@ -74,7 +69,7 @@ class S3Blobs:
                     # that stopped the upload is the one to report.
                     logger.warning("could not abort a multipart upload", extra={"key": key})
             if isinstance(error, ClientError):
-                _raise_if_retryable(error)
+                raise_if_busy(error, "S3")
             raise
 
     def _upload_part(self, key: str, upload_id: str, number: int, body: bytes) -> dict[str, Any]:
@@ -87,9 +82,9 @@ class S3Blobs:
         try:
             response = self._s3.get_object(Bucket=self._bucket, Key=key)
         except ClientError as error:
-            if error.response["Error"]["Code"] in {"NoSuchKey", "404"}:
+            if error_code(error) in {"NoSuchKey", "404"}:
                 raise NotFound(f"no object {key}") from error
-            _raise_if_retryable(error)
+            raise_if_busy(error, "S3")
             raise
         return response["Body"].read().decode("utf-8")
 

@@ -1,20 +1,24 @@
-"""Webhook endpoints and deliveries on DynamoDB, the EventBridge bus, and the HTTP sender."""
+"""Webhook endpoints and deliveries on DynamoDB (one table, an account's rows together).
+
+The HTTP sender lives in webhook_sender.py and the EventBridge bus in events.py; their names
+are importable from here as well, where the platform's wiring finds them.
+"""
 from __future__ import annotations
 
-import ipaddress
 import json
-import socket
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Mapping
 from dataclasses import asdict
 from typing import Any
 
+from pynamodb.exceptions import PutError
+
 from chalicelib.adapters.cursors import decode_cursor, encode_cursor
-from chalicelib.adapters.dynamo import _update_raw
+from chalicelib.adapters.dynamo.writes import conditional_update
+from chalicelib.adapters.events import EventBridgeBus
 from chalicelib.adapters.models import WebhookModel
-from chalicelib.domain.webhooks import DELIVERED, PENDING, Delivery, Endpoint, Event
+from chalicelib.adapters.webhook_sender import post_json, sender
+from chalicelib.domain.webhooks import DELIVERED, PENDING, Delivery, Endpoint
+
+__all__ = ["DynamoWebhooks", "EventBridgeBus", "post_json", "sender"]
 
 ENDPOINT, DELIVERY = "endpoint#", "delivery#"
 KEEP_DELIVERIES_SECONDS = 30 * 24 * 3600
@@ -93,11 +97,11 @@ class DynamoWebhooks:
                       lease_until: float) -> bool:
         """Start the next attempt if no other started since (a duplicate message loses),
         holding the delivery until lease_until."""
-        ok, _ = _update_raw(WebhookModel, account_id, DELIVERY + delivery_id,
-                            [WebhookModel.attempt_count.set(attempt_count + 1),
-                             WebhookModel.next_attempt_at.set(lease_until)],
-                            (WebhookModel.attempt_count == attempt_count)
-                            & (WebhookModel.status == PENDING))
+        ok, _ = conditional_update(WebhookModel, account_id, DELIVERY + delivery_id,
+                                   [WebhookModel.attempt_count.set(attempt_count + 1),
+                                    WebhookModel.next_attempt_at.set(lease_until)],
+                                   (WebhookModel.attempt_count == attempt_count)
+                                   & (WebhookModel.status == PENDING))
         return ok
 
     def finish_attempt(self, account_id: str, delivery_id: str, attempt: dict[str, Any],
@@ -110,9 +114,9 @@ class DynamoWebhooks:
         if status == DELIVERED:
             actions.append(WebhookModel.delivered_at.set(attempt["at"]))
         # Only the latest claimed attempt of a pending delivery sets its outcome.
-        ok, _ = _update_raw(WebhookModel, account_id, DELIVERY + delivery_id, actions,
-                            (WebhookModel.attempt_count == attempt["attempt"])
-                            & (WebhookModel.status == PENDING))
+        ok, _ = conditional_update(WebhookModel, account_id, DELIVERY + delivery_id, actions,
+                                   (WebhookModel.attempt_count == attempt["attempt"])
+                                   & (WebhookModel.status == PENDING))
         return ok
 
 
@@ -124,8 +128,6 @@ def _get(account_id: str, key: str) -> WebhookModel | None:
 
 
 def _put_new(record: WebhookModel) -> tuple[bool, None]:
-    from pynamodb.exceptions import PutError
-
     try:
         record.save(condition=WebhookModel.key.does_not_exist())
     except PutError as error:
@@ -133,78 +135,3 @@ def _put_new(record: WebhookModel) -> tuple[bool, None]:
             return False, None
         raise
     return True, None
-
-
-class EventBridgeBus:
-    """Puts every event on the stage's EventBridge bus (source `crowd`, detail-type = type)."""
-
-    def __init__(self, events: Any, bus_name: str, source: str = "crowd") -> None:
-        self._events = events
-        self._bus = bus_name
-        self._source = source
-
-    def put(self, event: Event) -> None:
-        """One PutEvents entry; a refused entry raises (the caller's retry repeats it)."""
-        response = self._events.put_events(Entries=[{
-            "Source": self._source, "DetailType": event.event_type, "Detail": event.body(),
-            "EventBusName": self._bus, "Resources": []}])
-        if response.get("FailedEntryCount"):
-            raise RuntimeError(f"EventBridge refused event {event.event_id}")
-
-
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    """A redirect is the receiver's answer (recorded as its status), never followed: the URL
-    was checked, where it points to was not."""
-
-    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
-_OPENER = urllib.request.build_opener(_NoRedirects)
-
-
-def post_json(url: str, body: bytes, headers: Mapping[str, str], timeout: float,
-              allow_loopback: bool = False) -> tuple[int | None, str | None]:
-    """POST body; (status code, None) for any HTTP answer, (None, reason) when none came.
-
-    The host must resolve now (a name that pointed elsewhere when it was registered is
-    checked again at every send) only to public addresses, or with allow_loopback (local
-    stacks, tests) only to this machine's loopback; plain http only to the loopback.
-    """
-    parsed = urllib.parse.urlsplit(url)
-    refused = _refused_address(parsed.hostname or "", allow_loopback, parsed.scheme != "https")
-    if refused:
-        return None, refused
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method="POST")
-    try:
-        with _OPENER.open(request, timeout=timeout) as response:
-            response.read(65536)
-            return response.status, None
-    except urllib.error.HTTPError as error:
-        return error.code, None
-    except Exception as error:  # noqa: BLE001 (whatever the receiver did is this attempt's error)
-        reason = getattr(error, "reason", error)
-        return None, f"{type(error).__name__}: {reason}"[:300]
-
-
-def _refused_address(host: str, allow_loopback: bool, plain_http: bool) -> str | None:
-    """Why host may not be called, or None: it must resolve, and only to global addresses,
-    or (allow_loopback) only to loopback ones; plain http only to loopback ones."""
-    try:
-        addresses = {ipaddress.ip_address(info[4][0].split("%", 1)[0])
-                     for info in socket.getaddrinfo(host, None)}
-    except (OSError, UnicodeError, ValueError) as error:
-        return f"the host does not resolve: {type(error).__name__}"
-    if allow_loopback and all(address.is_loopback for address in addresses):
-        return None
-    if not all(address.is_global for address in addresses):
-        return "the host resolves to a private address"
-    if plain_http:
-        return "plain http is sent only to this machine's loopback, on a local stack"
-    return None
-
-
-def sender(allow_loopback: bool) -> Any:
-    """post_json with the address rule of the stage."""
-    return lambda url, body, headers, timeout: post_json(url, body, headers, timeout,
-                                                         allow_loopback)

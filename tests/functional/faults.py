@@ -51,7 +51,7 @@ DOMAIN_CODE = tuple(str(ROOT / "chalicelib" / part) for part in ("domain", "work
 
 def _site() -> str:
     """Where a write came from: the innermost domain (or workflow) function and the adapter
-    method it called, e.g. `services.submit_answer > dynamo.submit`."""
+    method it called (module and function), e.g. `services.submit_answer > items.try_submit`."""
     domain = adapter = None
     for frame in reversed(traceback.extract_stack()):  # innermost first
         if not frame.filename.startswith(APP_CODE):

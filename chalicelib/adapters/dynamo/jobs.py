@@ -1,0 +1,324 @@
+"""Jobs: conditional state changes, counters, money and the outbox and review marks, and the
+job's conversion between record and domain. Counting answers moves items and the job in one
+transaction."""
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from pynamodb.exceptions import TransactWriteError
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.adapters.dynamo.paging import newest_first
+from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient
+from chalicelib.adapters.models import ItemModel, JobModel, QuoteModel
+from chalicelib.domain.model import INGESTING, CountedAnswer, Job
+from chalicelib.domain.webhooks import record_has_events
+from chalicelib.errors import Conflict, TransientError
+
+COUNT_ATTEMPTS = 4
+
+
+def _iso(timestamp: float) -> str:
+    """A time as the ISO text the jobs table sorts by (microseconds, UTC)."""
+    return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="microseconds")
+
+
+def job_from_model(r: JobModel) -> Job:
+    """A domain job from its record."""
+    return Job(
+        job_id=r.job_id, client_id=r.client_id, quote_id=r.quote_id, title=r.title,
+        task_type=r.task_type, instructions=r.instructions, answer_schema=r.answer_schema,
+        not_applicable=r.not_applicable, redundancy=int(r.redundancy),
+        reward_cents=int(r.reward_cents), budget_cents=int(r.budget_cents),
+        item_count=int(r.item_count), chunk_count=int(r.chunk_count),
+        lease_seconds=int(r.lease_seconds), deadline=r.deadline,
+        created_at=datetime.fromisoformat(r.created_at).timestamp(), state=r.state,
+        required_skills=tuple(sorted(r.required_skills or ())),
+        min_skill_scores=r.min_skill_scores or {}, adaptive=r.adaptive or {},
+        report_settings=r.report_settings or {},
+        phase=r.phase or "production", pilot_items=int(r.pilot_items or 0),
+        instruction_version=int(r.instruction_version or 1), promotion=r.promotion or {},
+        transitions=tuple(json.loads(entry) for entry in (r.transitions or ())),
+        events_sent=int(r.events_sent or 0), events_due_at=r.events_due_at,
+        request_digest=r.request_digest or "",
+        budget_alerted=bool(r.budget_alerted), budget_alert_at=r.budget_alert_at,
+        gold_items=int(r.gold_items or 0), quality=r.quality or {},
+        pool_cents=int(r.pool_cents or 0), held_cents=int(r.held_cents or 0),
+        gold_slots=int(r.gold_slots or 0), blocked_workers=frozenset(r.blocked_workers or ()),
+        block_starts={w: float(t) for w, t in (r.block_starts.as_dict()
+                                                if r.block_starts else {}).items()},
+        auto_approve_seconds=int(r.auto_approve_seconds if r.auto_approve_seconds is not None
+                                 else 3 * 24 * 3600), paid_cents=int(r.paid_cents or 0),
+        bonus_cents=int(r.bonus_cents or 0), approved_answers=int(r.approved_answers or 0),
+        rejected_answers=int(r.rejected_answers or 0),
+        ingested_chunks=frozenset(int(c) for c in (r.ingested_chunks or ())),
+        answered=int(r.answered or 0), items_done=int(r.items_done or 0),
+        round=int(r.round or 1), finalize_at=r.finalize_at, cancelled_at=r.cancelled_at,
+        aggregating_at=r.aggregating_at,
+        results_key=r.results_key,
+        result_count=None if r.result_count is None else int(r.result_count),
+        done_at=r.done_at, error=r.error,
+    )
+
+
+class DynamoJobs:
+    """Jobs."""
+
+    def create_job(self, job: Job) -> None:
+        """Store the job and mark its quote used, together, so a quote buys one job."""
+        record = JobModel(
+            job.job_id, client_id=job.client_id, quote_id=job.quote_id, title=job.title,
+            task_type=job.task_type, instructions=job.instructions,
+            answer_schema=job.answer_schema, not_applicable=job.not_applicable,
+            redundancy=job.redundancy, reward_cents=job.reward_cents,
+            budget_cents=job.budget_cents, item_count=job.item_count,
+            chunk_count=job.chunk_count, lease_seconds=job.lease_seconds, deadline=job.deadline,
+            created_at=_iso(job.created_at), state=job.state, finalize_at=job.finalize_at,
+            required_skills=set(job.required_skills) or None, answered=0, items_done=0,
+            min_skill_scores=job.min_skill_scores or None, adaptive=job.adaptive or None,
+            round=job.round, report_settings=job.report_settings or None,
+            phase=job.phase, pilot_items=job.pilot_items,
+            instruction_version=job.instruction_version, promotion=job.promotion or None,
+            transitions=[json.dumps(entry) for entry in job.transitions],
+            gold_items=job.gold_items, quality=job.quality or None, pool_cents=job.pool_cents,
+            gold_slots=job.gold_slots or None, auto_approve_seconds=job.auto_approve_seconds,
+            request_digest=job.request_digest or None,
+        )
+        try:
+            with TransactWrite(connection=JobModel._get_connection().connection) as tx:
+                tx.save(record, condition=JobModel.job_id.does_not_exist())
+                tx.update(QuoteModel(job.quote_id), actions=[QuoteModel.job_id.set(job.job_id)],
+                          condition=QuoteModel.job_id.does_not_exist())
+        except TransactWriteError as error:
+            raise_transient(error)
+            if error.cause_response_code == "TransactionCanceledException":
+                raise Conflict("this quote was already used for a job", field="quote_id",
+                               code="quote_used") from error
+            raise
+
+    def abandon_job(self, job_id: str, quote_id: str) -> None:
+        """Delete a job still ingesting and free its quote, in one transaction."""
+        with TransactWrite(connection=JobModel._get_connection().connection) as tx:
+            tx.delete(JobModel(job_id), condition=JobModel.state == INGESTING)
+            tx.update(QuoteModel(quote_id), actions=[QuoteModel.job_id.remove()],
+                      condition=QuoteModel.job_id == job_id)
+
+    def get_job(self, job_id: str) -> Job | None:
+        """A job by id, strongly consistent."""
+        try:
+            return job_from_model(JobModel.get(job_id, consistent_read=True))
+        except JobModel.DoesNotExist:
+            return None
+
+    def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
+        """Jobs in a state (from the by_state index), optionally only those due."""
+        condition = None if finalize_before is None else JobModel.finalize_at <= finalize_before
+        return [job_from_model(r) for r in JobModel.by_state.query(state, condition)]
+
+    def jobs_of_client(self, client_id: str, limit: int, cursor: str | None
+                       ) -> tuple[list[Job], str | None]:
+        """A page of a client's jobs, newest first."""
+        return newest_first(JobModel.by_client, client_id, "client_id",
+                            {"job_id": "S", "client_id": "S", "created_at": "S"}, limit, cursor,
+                            job_from_model)
+
+    def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job | None:
+        """Add chunk to the job's ingested set (a repeat changes nothing); None if the job is gone."""
+        ok, raw = conditional_update(JobModel, job_id, None,
+                                     [JobModel.ingested_chunks.add({chunk})],
+                                     JobModel.job_id.exists())
+        return job_from_model(JobModel.from_raw_data(raw)) if ok and raw else None
+
+    def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
+                   record: Mapping[str, Any] | None = None, expect_round: int | None = None,
+                   expect_items_done: int | None = None, **changes: Any) -> bool:
+        """Conditional state change with extra attributes set alongside, and the change
+        appended to the job's history when a record is given. expect_round and
+        expect_items_done (at least) add to the condition."""
+        actions = [JobModel.state.set(to_state)]
+        if record is not None:
+            actions.append(JobModel.transitions.set(
+                JobModel.transitions.append([json.dumps(record)])))
+        if record is not None and record_has_events(record):
+            # The outbox mark: this transition's events are due (webhooks.publish_job_events).
+            actions += [JobModel.events_queue.set("due"),
+                        JobModel.events_due_at.set(float(record.get("at") or time.time())
+                                                   + random.random() / 1000)]
+        for name, value in changes.items():
+            attribute = getattr(JobModel, name)
+            actions.append(attribute.remove() if value is None else attribute.set(value))
+        condition = JobModel.state.is_in(*from_states)
+        if expect_round is not None:
+            condition &= JobModel.round == expect_round
+        if expect_items_done is not None:
+            condition &= JobModel.items_done >= expect_items_done
+        ok, _ = conditional_update(JobModel, job_id, None, actions, condition)
+        return ok
+
+    def mark_events_sent(self, job_id: str, sent_before: int, sent_now: int,
+                         due_at_seen: float | None) -> None:
+        """Move the job's published-events mark; off the outbox index unless a transition
+        came after the read (then the sweeper publishes it if nothing else does)."""
+        cleared = (JobModel.events_sent == sent_before) if sent_before else \
+            (JobModel.events_sent.does_not_exist() | (JobModel.events_sent == 0))
+        if due_at_seen is not None:
+            ok, _ = conditional_update(JobModel, job_id, None,
+                                       [JobModel.events_sent.set(sent_now),
+                                        JobModel.events_queue.remove(),
+                                        JobModel.events_due_at.remove()],
+                                       cleared & (JobModel.events_due_at == due_at_seen))
+            if ok:
+                return
+        conditional_update(JobModel, job_id, None, [JobModel.events_sent.set(sent_now)],
+                           cleared & JobModel.job_id.exists())
+
+    def jobs_with_events_due(self) -> list[str]:
+        """Ids of jobs with transitions whose events are not all published (sparse index)."""
+        return [r.job_id for r in JobModel.events_due.query("due")]
+
+    def claim_budget_alert(self, job_id: str, now: float) -> float:
+        """The time of the job's budget alert: now, unless an earlier claim set one."""
+        _, raw = conditional_update(JobModel, job_id, None,
+                                    [JobModel.budget_alert_at.set(JobModel.budget_alert_at | now)],
+                                    JobModel.job_id.exists())
+        return float((raw or {}).get("budget_alert_at", {}).get("N", now))
+
+    def mark_budget_alerted(self, job_id: str) -> None:
+        """Record that the budget alert was published."""
+        conditional_update(JobModel, job_id, None, [JobModel.budget_alerted.set(True)],
+                           JobModel.job_id.exists())
+
+    def claim_refit(self, job_id: str, mark: int) -> bool:
+        """Take the right to refit the online model at mark (once per mark)."""
+        ok, _ = conditional_update(JobModel, job_id, None, [JobModel.refit_mark.set(mark)],
+                                   JobModel.refit_mark.does_not_exist()
+                                   | (JobModel.refit_mark < mark))
+        return ok
+
+    def record_counted(self, job_id: str, answers: Sequence[CountedAnswer],
+                       review_due_at: float | None = None) -> int:
+        """Mark answers counted on their items and add them to the job's counters, together.
+
+        One transaction per batch. Consumers counting the same job at once conflict on the
+        job's row, so a conflict is retried here a few times with jitter before the batch is
+        left to SQS. If any answer was counted before (a redelivery), the answers are
+        counted one by one instead.
+        """
+        for attempt in range(COUNT_ATTEMPTS):
+            try:
+                return self._count_together(job_id, answers, review_due_at)
+            except TransactWriteError as error:
+                reasons = [r.code for r in (error.cancellation_reasons or []) if r is not None]
+                conflicted = (error.cause_response_code == "TransactionConflictException"
+                              or "TransactionConflict" in reasons
+                              or "ThrottlingError" in reasons)
+                if conflicted:
+                    if attempt + 1 < COUNT_ATTEMPTS:
+                        time.sleep(random.uniform(0.02, 0.1) * (attempt + 1))
+                        continue
+                    raise TransientError("counting conflicted with another write") from error
+                raise_transient(error)
+                if error.cause_response_code != "TransactionCanceledException" or \
+                        set(reasons) != {"ConditionalCheckFailed"}:
+                    raise
+                if len(answers) == 1:
+                    return 0  # counted before: a redelivery
+                break
+        return sum(self.record_counted(job_id, [answer], review_due_at) for answer in answers)
+
+    def reserve(self, job_id: str, cents: int, source: str = "pool") -> bool:
+        """Take cents from the pool (or the money held for replacements) in one conditional
+        write (never below zero)."""
+        money = money_attribute(source)
+        ok, _ = conditional_update(JobModel, job_id, None, [money.add(-cents)], money >= cents)
+        return ok
+
+    def refund(self, job_id: str, cents: int, source: str = "pool") -> None:
+        """Give cents back to the pool (or to the money held for replacements)."""
+        conditional_update(JobModel, job_id, None, [money_attribute(source).add(cents)],
+                           JobModel.job_id.exists())
+
+    def release_held(self, job_id: str) -> int:
+        """Move the money held for replacements to the pool; return how much moved."""
+        for _ in range(COUNT_ATTEMPTS):
+            job = self.get_job(job_id)
+            if job is None or not job.held_cents:
+                return 0
+            ok, _ = conditional_update(JobModel, job_id, None,
+                                       [JobModel.held_cents.set(0),
+                                        JobModel.pool_cents.add(job.held_cents)],
+                                       JobModel.held_cents == job.held_cents)
+            if ok:
+                return job.held_cents
+        raise TransientError("the job's money kept changing; try again")
+
+    def block_worker(self, job_id: str, worker_id: str, starts_at: float | None = None) -> None:
+        """Add the worker to the job's blocked set, refusing leases from starts_at (a repeat
+        keeps the first start) or, without it, at once."""
+        # A nested key needs its map, made by a first write (blocks are rare).
+        conditional_update(JobModel, job_id, None,
+                           [JobModel.block_starts.set(JobModel.block_starts | {})],
+                           JobModel.job_id.exists())
+        start = JobModel.block_starts[worker_id]
+        conditional_update(JobModel, job_id, None,
+                           [JobModel.blocked_workers.add({worker_id}),
+                            start.remove() if starts_at is None else start.set(start | starts_at)],
+                           JobModel.job_id.exists())
+
+    def jobs_due_for_review(self, now: float) -> list[str]:
+        """Ids of jobs whose earliest automatic approval is due (sparse index)."""
+        return [r.job_id for r in JobModel.reviews_due.query(
+            "due", JobModel.review_due_at <= now)]
+
+    def set_review_due(self, job_id: str, due_at: float | None, answered_seen: int) -> None:
+        """Move the job's next due time, or take it off the queue unless answers were counted
+        since the sweep read it (then it is looked at again on the next sweep)."""
+        if due_at is not None:
+            conditional_update(JobModel, job_id, None, [JobModel.review_due_at.set(due_at)],
+                               JobModel.job_id.exists())
+            return
+        ok, _ = conditional_update(JobModel, job_id, None,
+                                   [JobModel.review_queue.remove(),
+                                    JobModel.review_due_at.remove()],
+                                   JobModel.answered == answered_seen)
+        if not ok:
+            conditional_update(JobModel, job_id, None, [JobModel.review_due_at.set(0)],
+                               JobModel.job_id.exists())
+
+    def _count_together(self, job_id: str, answers: Sequence[CountedAnswer],
+                        review_due_at: float | None = None) -> int:
+        by_item: dict[str, list[CountedAnswer]] = defaultdict(list)
+        for answer in answers:
+            by_item[answer.item_id].append(answer)
+        completed = 0
+        with TransactWrite(connection=ItemModel._get_connection().connection) as tx:
+            for item_id, entries in by_item.items():
+                actions = [ItemModel.counted[e.worker_id].set(e.assignment_id) for e in entries]
+                condition = None
+                for entry in entries:
+                    clause = ItemModel.counted[entry.worker_id].does_not_exist()
+                    condition = clause if condition is None else condition & clause
+                if any(entry.item_complete for entry in entries):
+                    actions.append(ItemModel.open_job.remove())
+                    completed += 1
+                tx.update(ItemModel(job_id, item_id), actions=actions, condition=condition)
+            job_actions = [JobModel.answered.add(len(answers))]
+            if review_due_at is not None:
+                # if_not_exists keeps an earlier due time: the queue holds the soonest.
+                job_actions += [JobModel.review_queue.set("due"),
+                                JobModel.review_due_at.set(JobModel.review_due_at | review_due_at)]
+            if completed:
+                job_actions.append(JobModel.items_done.add(completed))
+            tx.update(JobModel(job_id), actions=job_actions)
+        return len(answers)
+
+
+def money_attribute(source: str) -> Any:
+    """The job attribute that holds a kind of money: the pool or what is held for replacements."""
+    return {"pool": JobModel.pool_cents, "held": JobModel.held_cents}[source]

@@ -1,0 +1,116 @@
+"""Workers' gold records, blocks and qualification attempts."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from pynamodb.transactions import TransactWrite
+
+from chalicelib.adapters.dynamo.writes import conditional_update, transact_once
+from chalicelib.adapters.models import WorkerStatsModel
+from chalicelib.domain.ports import WorkerRecord
+
+
+def _record_from(r: WorkerStatsModel) -> WorkerRecord:
+    return WorkerRecord(
+        r.worker_id, r.scope, int(r.gold_answers or 0), int(r.gold_correct or 0),
+        None if r.shown_gold_answers is None else int(r.shown_gold_answers),
+        None if r.shown_gold_correct is None else int(r.shown_gold_correct),
+        r.blocked_at, r.blocked_reason)
+
+
+EVERYWHERE = "*"
+
+
+class DynamoWorkerStats:
+    """Workers' gold records and blocks."""
+
+    def record_gold(self, worker_id: str, job_id: str, assignment_id: str, correct: bool
+                    ) -> tuple[int, int] | None:
+        """Score a gold answer in the job's record and the overall one, together and once per
+        assignment (the job's record keeps the assignment ids it scored, so a retried submit
+        scores nothing); return the job's totals after it."""
+        counts = [WorkerStatsModel.gold_answers.add(1),
+                  WorkerStatsModel.gold_correct.add(1 if correct else 0)]
+
+        def write(tx: TransactWrite) -> None:
+            tx.update(WorkerStatsModel(worker_id, job_id),
+                      actions=counts + [WorkerStatsModel.scored.add({assignment_id})],
+                      condition=~WorkerStatsModel.scored.contains(assignment_id))
+            tx.update(WorkerStatsModel(worker_id, EVERYWHERE), actions=counts)
+
+        if not transact_once(write):
+            return None
+        record = WorkerStatsModel.get(worker_id, job_id, consistent_read=True)
+        return int(record.gold_answers), int(record.gold_correct)
+
+    def mark_blocked(self, worker_id: str, scope: str, reason: str, now: float) -> None:
+        """Record a block (the first block's time and reason are kept)."""
+        conditional_update(WorkerStatsModel, worker_id, scope,
+                           [WorkerStatsModel.blocked_at.set(now),
+                            WorkerStatsModel.blocked_reason.set(reason)],
+                           WorkerStatsModel.blocked_at.does_not_exist())
+
+    def unblock(self, worker_id: str, scope: str) -> None:
+        """Lift a block."""
+        conditional_update(WorkerStatsModel, worker_id, scope,
+                           [WorkerStatsModel.blocked_at.remove(),
+                            WorkerStatsModel.blocked_reason.remove()],
+                           None)
+
+    def of_job(self, job_id: str) -> list[WorkerRecord]:
+        """A job's workers' records, by worker id."""
+        return [_record_from(r) for r in WorkerStatsModel.by_scope.query(job_id)]
+
+    def of_worker(self, worker_id: str) -> list[WorkerRecord]:
+        """One worker's records (overall and per job)."""
+        return [_record_from(r) for r in WorkerStatsModel.query(worker_id)]
+
+    def publish_shown(self, job_id: str) -> None:
+        """Copy the live gold counts of the job's workers to what they see."""
+        for record in WorkerStatsModel.by_scope.query(job_id):
+            conditional_update(WorkerStatsModel, record.worker_id, job_id,
+                               [WorkerStatsModel.shown_gold_answers.set(
+                                    int(record.gold_answers or 0)),
+                                WorkerStatsModel.shown_gold_correct.set(
+                                    int(record.gold_correct or 0))],
+                               None)
+
+    def start_attempt(self, worker_id: str, qual_id: str, attempt_id: str, now: float,
+                      retake_seconds: int) -> bool:
+        """One conditional write: not passed, and no attempt within retake_seconds."""
+        ok, _ = conditional_update(
+            WorkerStatsModel, worker_id, f"qual#{qual_id}",
+            [WorkerStatsModel.attempt_id.set(attempt_id), WorkerStatsModel.attempt_at.set(now),
+             WorkerStatsModel.score.remove()],
+            (WorkerStatsModel.passed.does_not_exist() | (WorkerStatsModel.passed == False))  # noqa: E712
+            & (WorkerStatsModel.attempt_at.does_not_exist()
+               | (WorkerStatsModel.attempt_at <= now - retake_seconds)))
+        return ok
+
+    def finish_attempt(self, worker_id: str, qual_id: str, attempt_id: str, score: float,
+                       passed: bool) -> bool:
+        """Score the open attempt, once."""
+        ok, _ = conditional_update(
+            WorkerStatsModel, worker_id, f"qual#{qual_id}",
+            [WorkerStatsModel.score.set(score), WorkerStatsModel.passed.set(passed)],
+            (WorkerStatsModel.attempt_id == attempt_id) & WorkerStatsModel.score.does_not_exist())
+        return ok
+
+    def attempt(self, worker_id: str, qual_id: str) -> dict[str, Any] | None:
+        """The open or last attempt."""
+        try:
+            r = WorkerStatsModel.get(worker_id, f"qual#{qual_id}", consistent_read=True)
+        except WorkerStatsModel.DoesNotExist:
+            return None
+        return {"attempt_id": r.attempt_id, "attempt_at": r.attempt_at, "score": r.score,
+                "passed": bool(r.passed)}
+
+    def blocked_everywhere(self, worker_ids: Iterable[str]) -> set[str]:
+        """Those of the workers with an operator's block (one batch read per 100)."""
+        keys = [(worker, EVERYWHERE) for worker in sorted(set(worker_ids))]
+        if not keys:
+            return set()
+        return {r.worker_id for r in WorkerStatsModel.batch_get(keys,
+                                                                attributes_to_get=["worker_id", "scope", "blocked_at"])
+                if r.blocked_at is not None}
