@@ -157,7 +157,7 @@ class JobModel(Model):
     gold_slots = NumberAttribute(null=True)
     blocked_workers = UnicodeSetAttribute(null=True)
     # worker id -> when their block by the gold rule starts to refuse leases.
-    block_starts = MapAttribute(null=True)
+    block_starts: MapAttribute[str, Any] = MapAttribute(null=True)
     auto_approve_seconds = NumberAttribute(default=259200)
     paid_cents = NumberAttribute(default=0)
     bonus_cents = NumberAttribute(default=0)
@@ -220,12 +220,12 @@ class ItemModel(Model):
     redundancy = NumberAttribute()
     free = NumberAttribute()
     answer_count = NumberAttribute(default=0)
-    leases = MapAttribute(default=dict)
-    answers = MapAttribute(default=dict)
+    leases: MapAttribute[str, Any] = MapAttribute(default=dict)
+    answers: MapAttribute[str, Any] = MapAttribute(default=dict)
     # worker id -> {"s": "approved" | "rejected", "r": reason, "at": time, "by": who}
-    reviews = MapAttribute(default=dict)
-    counted = MapAttribute(default=dict)
-    ordinals = MapAttribute(default=dict)
+    reviews: MapAttribute[str, Any] = MapAttribute(default=dict)
+    counted: MapAttribute[str, Any] = MapAttribute(default=dict)
+    ordinals: MapAttribute[str, Any] = MapAttribute(default=dict)
     seen = UnicodeSetAttribute(null=True)
     open_job = UnicodeAttribute(null=True)
 

@@ -50,7 +50,7 @@ def _refused_address(host: str, allow_loopback: bool, plain_http: bool) -> str |
     """Why host may not be called, or None: it must resolve, and only to global addresses,
     or (allow_loopback) only to loopback ones; plain http only to loopback ones."""
     try:
-        addresses = {ipaddress.ip_address(info[4][0].split("%", 1)[0])
+        addresses = {ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
                      for info in socket.getaddrinfo(host, None)}
     except (OSError, UnicodeError, ValueError) as error:
         return f"the host does not resolve: {type(error).__name__}"

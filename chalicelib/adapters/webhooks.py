@@ -28,7 +28,7 @@ _STATIC = ("delivery_id", "account_id", "endpoint_id", "url", "event_id", "event
 
 def _delivery(r: WebhookModel) -> Delivery:
     return Delivery(**{k: r.body.get(k) for k in _STATIC}, status=r.status or PENDING,
-                    attempts=tuple(json.loads(a) for a in (r.attempts or ())),
+                    attempts=tuple(json.loads(str(a)) for a in (r.attempts or ())),
                     attempt_count=int(r.attempt_count or 0),
                     next_attempt_at=float(r.next_attempt_at or 0), delivered_at=r.delivered_at)
 

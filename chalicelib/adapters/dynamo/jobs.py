@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamo.paging import newest_first
@@ -44,7 +45,7 @@ def job_from_model(r: JobModel) -> Job:
         report_settings=r.report_settings or {},
         phase=r.phase or "production", pilot_items=int(r.pilot_items or 0),
         instruction_version=int(r.instruction_version or 1), promotion=r.promotion or {},
-        transitions=tuple(json.loads(entry) for entry in (r.transitions or ())),
+        transitions=tuple(json.loads(str(entry)) for entry in (r.transitions or ())),
         events_sent=int(r.events_sent or 0), events_due_at=r.events_due_at,
         request_digest=r.request_digest or "",
         budget_alerted=bool(r.budget_alerted), budget_alert_at=r.budget_alert_at,
@@ -308,7 +309,7 @@ class DynamoJobs:
                     actions.append(ItemModel.open_job.remove())
                     completed += 1
                 tx.update(ItemModel(job_id, item_id), actions=actions, condition=condition)
-            job_actions = [JobModel.answered.add(len(answers))]
+            job_actions: list[Action] = [JobModel.answered.add(len(answers))]
             if review_due_at is not None:
                 # if_not_exists keeps an earlier due time: the queue holds the soonest.
                 job_actions += [JobModel.review_queue.set("due"),

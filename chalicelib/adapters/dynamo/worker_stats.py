@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamo.writes import conditional_update, transact_once
@@ -30,7 +31,7 @@ class DynamoWorkerStats:
         """Score a gold answer in the job's record and the overall one, together and once per
         assignment (the job's record keeps the assignment ids it scored, so a retried submit
         scores nothing); return the job's totals after it."""
-        counts = [WorkerStatsModel.gold_answers.add(1),
+        counts: list[Action] = [WorkerStatsModel.gold_answers.add(1),
                   WorkerStatsModel.gold_correct.add(1 if correct else 0)]
 
         def write(tx: TransactWrite) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 from pynamodb.constants import KEY, UPDATE_ITEM
 from pynamodb.exceptions import TransactWriteError
+from pynamodb.models import Model
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.aws_errors import error_code, raise_if_busy
@@ -51,7 +52,7 @@ def transact_once(write: Callable[[TransactWrite], None]) -> bool:
     return True
 
 
-def conditional_update(model: type, hash_key: str, range_key: str | None, actions: list,
+def conditional_update(model: type[Model], hash_key: str, range_key: str | None, actions: list,
                        condition: Any) -> tuple[bool, dict[str, Any] | None]:
     """UpdateItem returning (True, new item) or (False, old item) without a second read.
 
