@@ -19,7 +19,8 @@ from chalicelib.domain import validation as v
 from chalicelib.domain.cache import MISSING, ContainerCache
 from chalicelib.domain.answers import matches_gold, smoothed_accuracy, validate_answer
 from chalicelib.domain.ids import hash_secret, is_job_id, new_id, new_secret, parse_assignment_id
-from chalicelib.domain.jobs import JOB_FIELDS, MAX_INSTRUCTIONS, build_job, report_key
+from chalicelib.domain.jobs import JOB_FIELDS, MAX_INSTRUCTIONS, build_job
+from chalicelib.domain.keys import online_model_key, report_key
 from chalicelib.domain.model import (
     ACTIVE, AGGREGATING, CALIBRATION, CANCELLED, CLOSING, DONE, FAILED, INGESTING, PAUSED, PILOT,
     PRODUCTION, REJECTED, TAKES_ANSWERS, Assignment, CountedAnswer, ItemState, Job, NewItem, Principal,
@@ -842,11 +843,6 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
 
 
 # --- adaptive redundancy -----------------------------------------------------------------
-
-def online_model_key(job_id: str) -> str:
-    """S3 key of an adaptive job's online model (the last refit's priors and confusions)."""
-    return f"jobs/{job_id}/online-model.json"
-
 
 def _online_model(p: Platform, job: Job) -> Any:
     """The job's last online model, or None before its first refit (cached per container
