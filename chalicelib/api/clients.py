@@ -4,11 +4,10 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from chalicelib.api.common import client_secret, idempotent, json_body, json_errors
-from chalicelib.api.views import job_view, quote_view
+from chalicelib.api.views import endpoint_view, job_view, quote_view
 from chalicelib.deps import platform
 from chalicelib.domain import services
 from chalicelib.domain.model import APPROVED, REJECTED, Principal
-from chalicelib.domain.webhooks import endpoint_view
 
 bp = Blueprint(__name__)
 

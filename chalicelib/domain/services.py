@@ -32,6 +32,7 @@ from chalicelib.domain.ports import (
 )
 from chalicelib.domain.pricing import price_quote
 from chalicelib.domain.redundancy import AdaptiveRedundancy, wants_more
+from chalicelib.domain.webhooks import Webhooks
 from chalicelib.observability import logger
 from chalicelib.errors import (
     Conflict, Forbidden, InvalidRequest, NotFound, TransientError, Unauthorized,
@@ -76,9 +77,8 @@ class Platform:
     cache: ContainerCache = field(default_factory=ContainerCache)
     # Idempotency-Key store (chalicelib.adapters.idempotency); None runs every request.
     idempotency: Any = None
-    # Webhook endpoints, deliveries and the event bus (chalicelib.domain.webhooks.Webhooks);
-    # None publishes no events.
-    webhooks: Any = None
+    # Webhook endpoints, deliveries and the event bus; None publishes no events.
+    webhooks: Webhooks | None = None
     # Client keys in the API Gateway usage plan (chalicelib.adapters.rate_limits); None: not
     # registered anywhere but here (the local stack).
     client_keys: Any = None
