@@ -6,7 +6,8 @@ from typing import Any
 
 from chalicelib.domain.jobs import iso
 from chalicelib.domain.pricing import job_money
-from chalicelib.domain.model import Assignment, Job, Principal, Quote, SubmitReceipt
+from chalicelib.domain.model import Assignment, Job, LedgerEntry, Principal, Quote, SubmitReceipt
+from chalicelib.domain.payments import Earnings, Review
 from chalicelib.domain.webhooks import EVENT_TYPES, PENDING, Delivery, Endpoint
 
 
@@ -116,3 +117,29 @@ def delivery_view(delivery: Delivery) -> dict[str, Any]:
             "attempts": [{**attempt, "at": iso(attempt.get("at"))}
                          for attempt in delivery.attempts],
             "payload": json.loads(delivery.body)}
+
+
+def review_view(review: Review) -> dict[str, Any]:
+    """An assignment's review as the client sees it."""
+    decision = review.decision
+    return {"assignment_id": review.assignment_id, "worker_id": review.worker_id,
+            "status": review.status,
+            "reason": decision.get("reason") if decision else None,
+            "reviewed_at": iso(decision["at"]) if decision else None,
+            "reviewed_by": decision.get("by") if decision else None,
+            "paid_cents": review.paid_cents}
+
+
+def entry_view(entry: LedgerEntry) -> dict[str, Any]:
+    """A ledger entry (an approval, a rejection, a bonus) on the wire."""
+    return {"entry_id": entry.entry_id, "kind": entry.kind, "amount_cents": entry.amount_cents,
+            "created_at": iso(entry.created_at), "job_id": entry.job_id,
+            "assignment_id": entry.assignment_id, "reason": entry.reason,
+            "worker_id": entry.account_id}
+
+
+def earnings_view(earnings: Earnings) -> dict[str, Any]:
+    """A worker's balance and a page of their ledger, newest first."""
+    return {"worker_id": earnings.worker_id, "balance_cents": earnings.balance_cents,
+            "currency": "USD", "entries": [entry_view(e) for e in earnings.entries],
+            "next_cursor": earnings.next_cursor}
