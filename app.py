@@ -15,6 +15,8 @@ from chalicelib.api.common import chalice_errors_as_json, refuse_invalid_paramet
 from chalicelib.api.openapi import role_of
 from chalicelib.deps import platform
 from chalicelib.domain import services
+from chalicelib.domain.payments import auto_approve_due
+from chalicelib.domain.webhooks import deliver, publish_due_job_events
 from chalicelib.observability import correlated, count, logger
 from chalicelib.settings import queue_names
 from chalicelib.workflows import aggregation
@@ -98,10 +100,8 @@ def count_answers(event: Any) -> None:
 @app.on_sqs_message(queue=WEBHOOK_QUEUE, batch_size=1)
 def deliver_webhooks(event: Any) -> None:
     """Attempt each due webhook delivery once; failures are queued again with back-off."""
-    from chalicelib.domain import webhooks
-
     p = platform()
-    _each_message(event, lambda message: webhooks.deliver(p.webhooks, message, p.now))
+    _each_message(event, lambda message: deliver(p.webhooks, message, p.now))
 
 
 @app.schedule("rate(1 minute)")
@@ -109,10 +109,6 @@ def finalize_due_jobs(event: Any) -> None:
     """Start aggregation for jobs past their deadline or cancelled with no leases left,
     publish job events a crash left unpublished, and approve answers nobody reviewed within
     their job's review period."""
-    from chalicelib.domain.payments import auto_approve_due
-
-    from chalicelib.domain.webhooks import publish_due_job_events
-
     p = platform()
     services.finalize_due_jobs(p)
     approved = auto_approve_due(p)

@@ -20,6 +20,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from chalicelib.domain.keys import votes_key
 from chalicelib.workflows import aggregation as stages
 
 PER_ITEM = 10
@@ -48,7 +49,7 @@ def write_votes(blobs: MemoryBlobs, job_id: str, n_items: int, seed: int) -> int
                  for _ in range(PER_ITEM)]
         workers = [f"wrk_{w:016x}" for w in rng.integers(0, 20_000, len(items))]
         labels = [LABELS[k] for k in rng.integers(0, len(LABELS), len(items))]
-        blobs.put_text(stages.votes_key(job_id, 1, shard),
+        blobs.put_text(votes_key(job_id, 1, shard),
                        json.dumps({"items": items, "workers": workers, "labels": labels}), "")
         shard += 1
     return shard

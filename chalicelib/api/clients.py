@@ -6,11 +6,12 @@ from collections.abc import Mapping
 from chalice import Blueprint, Response
 
 from chalicelib.api.common import client_secret, idempotent, json_body, json_errors
-from chalicelib.api.views import job_view, quote_view
+from chalicelib.api.report_page import render
+from chalicelib.api.views import endpoint_view, entry_view, job_view, quote_view, review_view
 from chalicelib.deps import platform
-from chalicelib.domain import services
+from chalicelib.domain import payments, services, skills
 from chalicelib.domain.model import APPROVED, REJECTED, Principal
-from chalicelib.domain.webhooks import endpoint_view
+from chalicelib.errors import Conflict
 
 bp = Blueprint(__name__)
 
@@ -127,8 +128,6 @@ def job_report(job_id: str) -> dict | Response:
         "text/html" in (request.headers.get("accept") or "")
     if not wants_html:
         return report
-    from chalicelib.api.report_page import render
-
     return Response(body=render(report), status_code=200,
                     headers={"Content-Type": "text/html; charset=utf-8"})
 
@@ -162,14 +161,21 @@ def block_worker(job_id: str, worker_id: str) -> dict:
 
 
 def _review(assignment_id: str, status: str) -> Response:
-    from chalicelib.domain.payments import review_assignment
-
     request = bp.current_request
     client = _client()
     # An approval may come without a body; a rejection needs its reason.
     body = json_body(request) if (request.raw_body or b"").strip() else None
-    return idempotent(bp, client.account_id, lambda: (200, review_assignment(
-        platform(), client, assignment_id, body, status)))
+
+    def review() -> tuple[int, dict]:
+        try:
+            decided = payments.review_assignment(platform(), client, assignment_id, body, status)
+        except payments.AlreadyReviewed as error:
+            # The decision that stands goes with the 409.
+            raise Conflict(error.message, code=error.code,
+                           details={"review": review_view(error.review)}) from None
+        return 200, review_view(decided)
+
+    return idempotent(bp, client.account_id, review)
 
 
 @bp.route("/assignments/{assignment_id}/approve", methods=["POST"])
@@ -190,14 +196,12 @@ def reject_assignment(assignment_id: str) -> Response:
 @json_errors
 def pay_bonus(job_id: str) -> Response:
     """Pay a worker of the job a bonus: {"worker_id", "amount_cents", "reason", "bonus_id"}."""
-    from chalicelib.domain.payments import pay_bonus as pay
-
     request = bp.current_request
     client = _client()
 
     def run() -> tuple[int, dict]:
-        entry, new = pay(platform(), client, job_id, json_body(request))
-        return 201 if new else 200, entry
+        entry, new = payments.pay_bonus(platform(), client, job_id, json_body(request))
+        return 201 if new else 200, entry_view(entry)
 
     return idempotent(bp, client.account_id, run)
 
@@ -206,10 +210,8 @@ def pay_bonus(job_id: str) -> Response:
 @json_errors
 def list_cohorts() -> dict:
     """Every cohort with its skills and unit prices (quotes name one with "cohort")."""
-    from chalicelib.domain.skills import list_cohorts as cohorts
-
     _client()
-    return {"cohorts": cohorts(platform())}
+    return {"cohorts": skills.list_cohorts(platform())}
 
 
 @bp.route("/keys/rotate", methods=["POST"])

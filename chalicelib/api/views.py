@@ -1,11 +1,14 @@
 """How domain objects look on the wire."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from chalicelib.domain.jobs import iso
 from chalicelib.domain.pricing import job_money
-from chalicelib.domain.model import Assignment, Job, Principal, Quote, SubmitReceipt
+from chalicelib.domain.model import Assignment, Job, LedgerEntry, Principal, Quote, SubmitReceipt
+from chalicelib.domain.payments import Earnings, Review
+from chalicelib.domain.webhooks import EVENT_TYPES, PENDING, Delivery, Endpoint
 
 
 def quote_view(quote: Quote) -> dict[str, Any]:
@@ -90,3 +93,53 @@ def offer_view(job: Job) -> dict[str, Any]:
             "answer_schema": job.answer_schema, "not_applicable": job.not_applicable,
             "reward_cents": job.reward_cents, "lease_seconds": job.lease_seconds,
             "deadline": iso(job.deadline)}
+
+
+def endpoint_view(endpoint: Endpoint, with_secret: bool = False) -> dict[str, Any]:
+    """A webhook endpoint as the API shows it; the secret only when it was just made."""
+    view = {"endpoint_id": endpoint.endpoint_id, "url": endpoint.url,
+            "events": list(endpoint.events) or list(EVENT_TYPES), "job_id": endpoint.job_id,
+            "description": endpoint.description, "created_at": iso(endpoint.created_at)}
+    if with_secret:
+        view["secret"] = endpoint.secret
+    return view
+
+
+def delivery_view(delivery: Delivery) -> dict[str, Any]:
+    """A webhook delivery with its attempts, as the API shows it (times in ISO 8601)."""
+    return {"delivery_id": delivery.delivery_id, "endpoint_id": delivery.endpoint_id,
+            "url": delivery.url, "event_id": delivery.event_id,
+            "event_type": delivery.event_type, "job_id": delivery.job_id,
+            "status": delivery.status, "created_at": iso(delivery.created_at),
+            "next_attempt_at": iso(delivery.next_attempt_at)
+            if delivery.status == PENDING else None,
+            "delivered_at": iso(delivery.delivered_at), "replay_of": delivery.replay_of,
+            "attempts": [{**attempt, "at": iso(attempt.get("at"))}
+                         for attempt in delivery.attempts],
+            "payload": json.loads(delivery.body)}
+
+
+def review_view(review: Review) -> dict[str, Any]:
+    """An assignment's review as the client sees it."""
+    decision = review.decision
+    return {"assignment_id": review.assignment_id, "worker_id": review.worker_id,
+            "status": review.status,
+            "reason": decision.get("reason") if decision else None,
+            "reviewed_at": iso(decision["at"]) if decision else None,
+            "reviewed_by": decision.get("by") if decision else None,
+            "paid_cents": review.paid_cents}
+
+
+def entry_view(entry: LedgerEntry) -> dict[str, Any]:
+    """A ledger entry (an approval, a rejection, a bonus) on the wire."""
+    return {"entry_id": entry.entry_id, "kind": entry.kind, "amount_cents": entry.amount_cents,
+            "created_at": iso(entry.created_at), "job_id": entry.job_id,
+            "assignment_id": entry.assignment_id, "reason": entry.reason,
+            "worker_id": entry.account_id}
+
+
+def earnings_view(earnings: Earnings) -> dict[str, Any]:
+    """A worker's balance and a page of their ledger, newest first."""
+    return {"worker_id": earnings.worker_id, "balance_cents": earnings.balance_cents,
+            "currency": "USD", "entries": [entry_view(e) for e in earnings.entries],
+            "next_cursor": earnings.next_cursor}

@@ -4,6 +4,7 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from chalicelib.api.common import client_secret, idempotent, json_body, json_errors
+from chalicelib.api.views import delivery_view, endpoint_view
 from chalicelib.deps import platform
 from chalicelib.domain import services, webhooks
 from chalicelib.domain.model import Principal
@@ -32,7 +33,7 @@ def create_endpoint() -> Response:
     # nowhere else in the clear but the endpoint itself.
     endpoint = webhooks.register(_hooks(), client, json_body(bp.current_request),
                                  platform().now())
-    return Response(body=webhooks.endpoint_view(endpoint, with_secret=True), status_code=201)
+    return Response(body=endpoint_view(endpoint, with_secret=True), status_code=201)
 
 
 @bp.route("/webhooks/endpoints", methods=["GET"])
@@ -40,7 +41,7 @@ def create_endpoint() -> Response:
 def list_endpoints() -> dict:
     """The account's endpoints (without their secrets)."""
     client = _client()
-    return {"endpoints": [webhooks.endpoint_view(e)
+    return {"endpoints": [endpoint_view(e)
                           for e in webhooks.endpoints_of(_hooks(), client)]}
 
 
@@ -61,7 +62,7 @@ def list_deliveries() -> dict:
     client = _client()
     deliveries, cursor = webhooks.page_of(_hooks(), client,
                                           bp.current_request.query_params or {})
-    return {"deliveries": [webhooks.delivery_view(d) for d in deliveries], "next_cursor": cursor}
+    return {"deliveries": [delivery_view(d) for d in deliveries], "next_cursor": cursor}
 
 
 @bp.route("/webhooks/deliveries/{delivery_id}", methods=["GET"])
@@ -69,7 +70,7 @@ def list_deliveries() -> dict:
 def get_delivery(delivery_id: str) -> dict:
     """One delivery with its attempts and payload."""
     client = _client()
-    return webhooks.delivery_view(webhooks.delivery_of(_hooks(), client, delivery_id))
+    return delivery_view(webhooks.delivery_of(_hooks(), client, delivery_id))
 
 
 @bp.route("/webhooks/deliveries/{delivery_id}/replay", methods=["POST"])
@@ -77,5 +78,5 @@ def get_delivery(delivery_id: str) -> dict:
 def replay_delivery(delivery_id: str) -> Response:
     """Send a delivery's event again, as a new delivery with a log of its own."""
     client = _client()
-    return idempotent(bp, client.account_id, lambda: (202, webhooks.delivery_view(
+    return idempotent(bp, client.account_id, lambda: (202, delivery_view(
         webhooks.replay(_hooks(), client, delivery_id, platform().now()))))

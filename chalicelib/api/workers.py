@@ -4,9 +4,11 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from chalicelib.api.common import idempotent, json_body, json_errors, worker_secret
-from chalicelib.api.views import assignment_view, offer_view, receipt_view, worker_view
+from chalicelib.api.views import (
+    assignment_view, earnings_view, offer_view, receipt_view, worker_view,
+)
 from chalicelib.deps import platform
-from chalicelib.domain import services
+from chalicelib.domain import payments, services, skills
 from chalicelib.domain.model import Principal
 from chalicelib.observability import count, logger
 
@@ -54,36 +56,30 @@ def available_jobs() -> dict:
 @json_errors
 def earnings() -> dict:
     """The worker's balance and history: approvals, rejections with reasons, bonuses."""
-    from chalicelib.domain.payments import earnings as worker_earnings
-
-    return worker_earnings(platform(), _worker(), bp.current_request.query_params or {})
+    return earnings_view(payments.earnings(platform(), _worker(),
+                                           bp.current_request.query_params or {}))
 
 
 @bp.route("/qualifications", methods=["GET"])
 @json_errors
 def qualifications() -> dict:
     """Every qualification test, with the worker's last attempt at each."""
-    from chalicelib.domain.skills import list_qualifications
-
-    return {"qualifications": list_qualifications(platform(), _worker())}
+    return {"qualifications": skills.list_qualifications(platform(), _worker())}
 
 
 @bp.route("/qualifications/{qual_id}/start", methods=["POST"])
 @json_errors
 def start_qualification(qual_id: str) -> dict:
     """Open an attempt: the test's questions, without their answers."""
-    from chalicelib.domain.skills import start_qualification as start
-
-    return start(platform(), _worker(), qual_id)
+    return skills.start_qualification(platform(), _worker(), qual_id)
 
 
 @bp.route("/qualifications/{qual_id}/submit", methods=["POST"])
 @json_errors
 def submit_qualification(qual_id: str) -> dict:
     """Answer every question of the open attempt: {"attempt_id", "answers": {item_id: answer}}."""
-    from chalicelib.domain.skills import submit_qualification as submit
-
-    return submit(platform(), _worker(), qual_id, json_body(bp.current_request))
+    return skills.submit_qualification(platform(), _worker(), qual_id,
+                                       json_body(bp.current_request))
 
 
 @bp.route("/tasks/next", methods=["GET"])

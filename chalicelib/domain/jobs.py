@@ -60,13 +60,6 @@ def iso(timestamp: float | None) -> str | None:
     return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def report_key(job_id: str, round_no: int | None = None) -> str:
-    """The S3 key of a job's latest quality report, or of one round's (written with its results)."""
-    if round_no is None:
-        return f"jobs/{job_id}/report.json"
-    return f"jobs/{job_id}/rounds/{round_no}/report.json"
-
-
 def parse_answer_schema(task_type: str, raw: Any) -> dict[str, Any]:
     """The answer schema for a task type: a label list, or text length limits."""
     schema = v.require_object(raw, "answer_schema")

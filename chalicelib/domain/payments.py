@@ -9,6 +9,7 @@ from the client, the sweeper or both at once, pays once.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.domain import validation as v
@@ -23,6 +24,49 @@ from chalicelib.errors import Conflict, NotFound
 
 MAX_BONUS_CENTS = 100_000
 AUTO = "auto"
+
+
+@dataclass(frozen=True)
+class Review:
+    """An accepted answer's review: the decision {"status", "reason", "at", "by"} (None while
+    nobody has reviewed it) and the reward it pays once approved."""
+
+    assignment_id: str
+    worker_id: str
+    decision: Mapping[str, Any] | None
+    reward_cents: int
+
+    @property
+    def status(self) -> str:
+        """approved, rejected or pending."""
+        return self.decision["status"] if self.decision else "pending"
+
+    @property
+    def paid_cents(self) -> int:
+        """What the worker is paid for the answer."""
+        return self.reward_cents if self.status == APPROVED else 0
+
+
+class AlreadyReviewed(Conflict):
+    """The answer was already given the other decision (or one cannot be read back); review
+    is the decision that stands."""
+
+    code = "already_reviewed"
+
+    def __init__(self, review: Review) -> None:
+        super().__init__(f"this answer was already "
+                         f"{review.status if review.decision else 'reviewed'}")
+        self.review = review
+
+
+@dataclass(frozen=True)
+class Earnings:
+    """A page of a worker's ledger entries, newest first, with their balance."""
+
+    worker_id: str
+    balance_cents: int
+    entries: list[LedgerEntry]
+    next_cursor: str | None
 
 
 def _review_body(body: Any, reason_required: bool) -> str | None:
@@ -47,19 +91,6 @@ def _client_answer(p: Platform, client: Principal, assignment_id: str
     raise NotFound("no accepted answer for this assignment", code="assignment_not_found")
 
 
-def review_view(assignment_id: str, worker_id: str, review: Mapping[str, Any] | None,
-                reward_cents: int) -> dict[str, Any]:
-    """An assignment's review as the client sees it."""
-    from chalicelib.domain.jobs import iso
-
-    status = review["status"] if review else "pending"
-    return {"assignment_id": assignment_id, "worker_id": worker_id, "status": status,
-            "reason": review.get("reason") if review else None,
-            "reviewed_at": iso(review["at"]) if review else None,
-            "reviewed_by": review.get("by") if review else None,
-            "paid_cents": reward_cents if status == APPROVED else 0}
-
-
 def settle(p: Platform, job: Job, item: ItemState, worker_id: str, answer: StoredAnswer,
            status: str, reason: str | None, by: str) -> dict[str, Any] | None:
     """Write one review with its ledger entry; None if the answer was reviewed before."""
@@ -80,10 +111,11 @@ def settle(p: Platform, job: Job, item: ItemState, worker_id: str, answer: Store
 
 
 def review_assignment(p: Platform, client: Principal, assignment_id: str, body: Any,
-                      status: str) -> dict[str, Any]:
+                      status: str) -> Review:
     """Approve (reason optional) or reject (reason required) an accepted answer, once.
 
-    The same decision again returns the first one unchanged; the other decision is 409.
+    The same decision again returns the first one unchanged; the other decision is 409
+    (AlreadyReviewed, with the decision that stands).
     A rejected answer is left out of aggregation, its reward goes back to the job's pool,
     and while the job still takes answers its item gets a replacement slot.
     """
@@ -95,12 +127,10 @@ def review_assignment(p: Platform, client: Principal, assignment_id: str, body: 
         if review is None:  # reviewed meanwhile (by the sweeper or another call)
             _, _, _, answer = _client_answer(p, client, assignment_id)
             review = answer.review
+    outcome = Review(assignment_id, worker_id, review, job.reward_cents)
     if review is None or review["status"] != status:
-        raise Conflict(f"this answer was already {review['status'] if review else 'reviewed'}",
-                       code="already_reviewed",
-                       details={"review": review_view(assignment_id, worker_id, review,
-                                                      job.reward_cents)})
-    return review_view(assignment_id, worker_id, review, job.reward_cents)
+        raise AlreadyReviewed(outcome)
+    return outcome
 
 
 def auto_approve_due(p: Platform) -> int:
@@ -128,7 +158,7 @@ def auto_approve_due(p: Platform) -> int:
     return approved
 
 
-def pay_bonus(p: Platform, client: Principal, job_id: str, body: Any) -> tuple[dict[str, Any], bool]:
+def pay_bonus(p: Platform, client: Principal, job_id: str, body: Any) -> tuple[LedgerEntry, bool]:
     """Pay a worker of the job a bonus with a reason, from the job's pool; `bonus_id` (the
     client's own id for it) makes a retry pay nothing twice. Returns (entry, newly paid)."""
     job = client_job(p, client, job_id)
@@ -150,28 +180,17 @@ def pay_bonus(p: Platform, client: Principal, job_id: str, body: Any) -> tuple[d
             fresh = p.jobs.get_job(job.job_id)
             if fresh is not None:
                 webhooks.check_budget(p, fresh)
-            return entry_view(entry), True
+            return entry, True
         existing = p.ledger.get_entry(worker_id, entry_id)
     if existing is None or existing.amount_cents != amount or existing.reason != reason:
         raise Conflict("this bonus_id was already used for another bonus", field="bonus_id",
                        code="bonus_id_reused")
-    return entry_view(existing), False
+    return existing, False
 
 
-def entry_view(entry: LedgerEntry) -> dict[str, Any]:
-    """A ledger entry on the wire."""
-    from chalicelib.domain.jobs import iso
-
-    return {"entry_id": entry.entry_id, "kind": entry.kind, "amount_cents": entry.amount_cents,
-            "created_at": iso(entry.created_at), "job_id": entry.job_id,
-            "assignment_id": entry.assignment_id, "reason": entry.reason,
-            "worker_id": entry.account_id}
-
-
-def earnings(p: Platform, worker: Principal, query: Mapping[str, str]) -> dict[str, Any]:
+def earnings(p: Platform, worker: Principal, query: Mapping[str, str]) -> Earnings:
     """A worker's balance and history (approvals, rejections with their reasons, bonuses),
     newest first."""
     v.reject_unknown(query, ("limit", "cursor"), "query.")
     entries, cursor = p.ledger.entries(worker.account_id, _limit(query, 50), query.get("cursor"))
-    return {"worker_id": worker.account_id, "balance_cents": p.ledger.balance(worker.account_id),
-            "currency": "USD", "entries": [entry_view(e) for e in entries], "next_cursor": cursor}
+    return Earnings(worker.account_id, p.ledger.balance(worker.account_id), entries, cursor)

@@ -1,13 +1,16 @@
 """The storage, messaging and workflow interfaces the domain needs (adapters implement them)."""
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.domain.model import (
     CountedAnswer, ItemState, Job, Lease, LedgerEntry, NewItem, Principal, Quote, StoredAnswer,
 )
+
+if TYPE_CHECKING:  # annotations only: the webhooks package imports this module
+    from chalicelib.domain.webhooks.types import Delivery, Endpoint, Event
 
 
 @dataclass(frozen=True)
@@ -236,3 +239,40 @@ class Workflow(Protocol):
 
     def start(self, name: str, payload: dict[str, Any]) -> bool:
         """Start an execution; False when one with that name already exists."""
+
+
+class WebhookStore(Protocol):
+    """Webhook endpoints and deliveries of each account."""
+
+    def put_endpoint(self, endpoint: Endpoint) -> None: """Store a new endpoint."""
+    def endpoints(self, account_id: str) -> list[Endpoint]: """The account's endpoints."""
+    def delete_endpoint(self, account_id: str, endpoint_id: str) -> bool:
+        """Delete one; False if there was none."""
+    def create_delivery(self, delivery: Delivery) -> bool:
+        """Store a delivery unless one with its id exists; True if written."""
+    def get_delivery(self, account_id: str, delivery_id: str) -> Delivery | None:
+        """One delivery."""
+    def deliveries(self, account_id: str, limit: int, cursor: str | None
+                   ) -> tuple[list[Delivery], str | None]:
+        """The account's deliveries, newest first."""
+    def claim_attempt(self, account_id: str, delivery_id: str, attempt_count: int,
+                      lease_until: float) -> bool:
+        """Start attempt attempt_count + 1 if no other has started since, holding it until
+        lease_until (a copy of the message waits till then); True if claimed."""
+    def finish_attempt(self, account_id: str, delivery_id: str, attempt: dict[str, Any],
+                       status: str, next_attempt_at: float) -> bool:
+        """Append a finished attempt and set the delivery's status and next attempt, if it is
+        still the delivery's latest claimed attempt and the delivery is pending."""
+    def get_endpoint(self, account_id: str, endpoint_id: str) -> Endpoint | None:
+        """One endpoint."""
+
+
+class EventBus(Protocol):
+    """Where every event also goes (EventBridge)."""
+
+    def put(self, event: Event) -> None: """Publish one event."""
+
+
+# How a webhook is sent: (url, body, headers, timeout) -> (status code or None, error text or
+# None); the adapter POSTs without following redirects.
+Sender = Callable[[str, bytes, Mapping[str, str], float], tuple[int | None, str | None]]

@@ -19,7 +19,8 @@ from chalicelib.domain import validation as v
 from chalicelib.domain.cache import MISSING, ContainerCache
 from chalicelib.domain.answers import matches_gold, smoothed_accuracy, validate_answer
 from chalicelib.domain.ids import hash_secret, is_job_id, new_id, new_secret, parse_assignment_id
-from chalicelib.domain.jobs import JOB_FIELDS, MAX_INSTRUCTIONS, build_job, report_key
+from chalicelib.domain.jobs import JOB_FIELDS, MAX_INSTRUCTIONS, build_job
+from chalicelib.domain.keys import online_model_key, report_key
 from chalicelib.domain.model import (
     ACTIVE, AGGREGATING, CALIBRATION, CANCELLED, CLOSING, DONE, FAILED, INGESTING, PAUSED, PILOT,
     PRODUCTION, REJECTED, TAKES_ANSWERS, Assignment, CountedAnswer, ItemState, Job, NewItem, Principal,
@@ -31,6 +32,7 @@ from chalicelib.domain.ports import (
 )
 from chalicelib.domain.pricing import price_quote
 from chalicelib.domain.redundancy import AdaptiveRedundancy, wants_more
+from chalicelib.domain.webhooks import Webhooks
 from chalicelib.observability import logger
 from chalicelib.errors import (
     Conflict, Forbidden, InvalidRequest, NotFound, TransientError, Unauthorized,
@@ -75,9 +77,8 @@ class Platform:
     cache: ContainerCache = field(default_factory=ContainerCache)
     # Idempotency-Key store (chalicelib.adapters.idempotency); None runs every request.
     idempotency: Any = None
-    # Webhook endpoints, deliveries and the event bus (chalicelib.domain.webhooks.Webhooks);
-    # None publishes no events.
-    webhooks: Any = None
+    # Webhook endpoints, deliveries and the event bus; None publishes no events.
+    webhooks: Webhooks | None = None
     # Client keys in the API Gateway usage plan (chalicelib.adapters.rate_limits); None: not
     # registered anywhere but here (the local stack).
     client_keys: Any = None
@@ -842,11 +843,6 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
 
 
 # --- adaptive redundancy -----------------------------------------------------------------
-
-def online_model_key(job_id: str) -> str:
-    """S3 key of an adaptive job's online model (the last refit's priors and confusions)."""
-    return f"jobs/{job_id}/online-model.json"
-
 
 def _online_model(p: Platform, job: Job) -> Any:
     """The job's last online model, or None before its first refit (cached per container

@@ -31,7 +31,11 @@ from typing import Any
 
 from chalicelib.domain.aggregation import Posterior, aggregate_item, vote
 from chalicelib.domain.answers import matches_gold
-from chalicelib.domain.jobs import iso, report_key
+from chalicelib.domain.jobs import iso
+from chalicelib.domain.keys import (
+    answers_key, manifest_key, part_key, posteriors_key, report_key, results_key, votes_key,
+    workers_key,
+)
 from chalicelib.domain.report import build_report
 from chalicelib.domain import phases, webhooks
 from chalicelib.domain.model import (
@@ -46,45 +50,6 @@ from chalicelib.observability import count, seconds
 SHARD_ITEMS = 500
 LOAD_SHARDS_PER_CALL = 40
 INLINE_MAX_SHARDS = 40
-
-
-def _round_prefix(job_id: str, round_no: int) -> str:
-    return f"jobs/{job_id}/rounds/{round_no}"
-
-
-def results_key(job_id: str) -> str:
-    """The S3 key of a job's published JSON Lines results."""
-    return f"jobs/{job_id}/results.jsonl"
-
-
-def answers_key(job_id: str, round_no: int, shard: int) -> str:
-    """S3 key of one shard's answers with their lineage."""
-    return f"{_round_prefix(job_id, round_no)}/answers/{shard:05d}.json"
-
-
-def votes_key(job_id: str, round_no: int, shard: int) -> str:
-    """S3 key of one shard's compact vote columns (categorical jobs)."""
-    return f"{_round_prefix(job_id, round_no)}/votes/{shard:05d}.json"
-
-
-def part_key(job_id: str, round_no: int, shard: int) -> str:
-    """S3 key of one shard's JSON Lines results."""
-    return f"{_round_prefix(job_id, round_no)}/results/{shard:05d}.jsonl"
-
-
-def posteriors_key(job_id: str, round_no: int, shard: int) -> str:
-    """S3 key of the fitted model's posteriors for one shard's items."""
-    return f"{_round_prefix(job_id, round_no)}/posteriors/{shard:05d}.json"
-
-
-def workers_key(job_id: str, round_no: int) -> str:
-    """S3 key of the fitted model's estimate of each worker's accuracy."""
-    return f"{_round_prefix(job_id, round_no)}/workers.json"
-
-
-def manifest_key(job_id: str, round_no: int) -> str:
-    """S3 key of the round's shard list, read by the Distributed Map."""
-    return f"{_round_prefix(job_id, round_no)}/manifest.json"
 
 
 def _job(p: Platform, job_id: str) -> Job:

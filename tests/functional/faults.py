@@ -46,19 +46,32 @@ class Plan:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-DOMAIN_CODE = tuple(str(ROOT / "chalicelib" / part) for part in ("domain", "workflows"))
+DOMAIN_DIRS = tuple(ROOT / "chalicelib" / part for part in ("domain", "workflows"))
+DOMAIN_CODE = tuple(str(path) for path in DOMAIN_DIRS)
+
+
+def _domain_module(filename: str) -> str:
+    """A domain or workflow module's dotted name below its folder: `services`,
+    `webhooks.delivery` (a package's own modules keep the package's name)."""
+    path = Path(filename)
+    for base in DOMAIN_DIRS:
+        if path.is_relative_to(base):
+            parts = path.relative_to(base).with_suffix("").parts
+            return ".".join(part for part in parts if part != "__init__")
+    return path.stem
 
 
 def _site() -> str:
     """Where a write came from: the innermost domain (or workflow) function and the adapter
-    method it called (module and function), e.g. `services.submit_answer > items.try_submit`."""
+    method it called (module and function), e.g. `services.submit_answer > items.try_submit`,
+    `webhooks.delivery.deliver > webhooks.claim_attempt`."""
     domain = adapter = None
     for frame in reversed(traceback.extract_stack()):  # innermost first
         if not frame.filename.startswith(APP_CODE):
             continue
         name = f"{Path(frame.filename).stem}.{frame.name}"
         if frame.filename.startswith(DOMAIN_CODE):
-            domain = name
+            domain = f"{_domain_module(frame.filename)}.{frame.name}"
             break
         if "adapters" in frame.filename:
             adapter = name  # the outermost adapter frame below the domain one

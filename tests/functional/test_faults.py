@@ -185,7 +185,7 @@ def test_a_crash_after_any_write_ends_in_the_fault_free_state(stack):
         for path in ("services.ingest_chunk", "services._lease_in_job",
                      "services.submit_answer", "services.count_answers",
                      "aggregation.publish_results", "aggregation.mark_done", "payments.",
-                     "webhooks.deliver"):
+                     "webhooks.delivery.deliver"):
             assert any(path in site for site in sites), (path, "\n".join(sites))
         crashed = []
         only = os.environ.get("CRASH_SITE")  # to look at one crash point

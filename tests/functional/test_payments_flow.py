@@ -32,6 +32,8 @@ def test_approve_reject_bonus_and_earnings_over_http(stack):
     assert status == 200 and review["status"] == "rejected"
     status, error = api.as_client("POST", f"/assignments/{second}/approve")
     assert status == 409 and error["error"] == "already_reviewed"
+    # the 409 carries the decision that stands
+    assert error["message"] == "this answer was already rejected" and error["review"] == review
     _, me = api.as_worker(token, "GET", "/workers/me")
     bonus = {"worker_id": me["worker_id"], "amount_cents": 4, "reason": "great notes",
              "bonus_id": "week-48"}
@@ -77,8 +79,8 @@ def test_racing_approvals_and_the_sweeper_pay_once(stack):
     for thread in threads:
         thread.join(60)
     # THEN they all report the one approval, and the worker was paid once
-    reviews = [r for r in results if isinstance(r, dict)]
-    assert len(reviews) == 8 and len({r["reviewed_at"] for r in reviews}) == 1
+    reviews = [r for r in results if isinstance(r, payments.Review)]
+    assert len(reviews) == 8 and len({r.decision["at"] for r in reviews}) == 1
     _, earned = api.as_worker(token, "GET", "/workers/me/earnings")
     assert earned["balance_cents"] == 5 and len(earned["entries"]) == 1
     # AND the scheduled sweeper finds the second answer and approves it, once

@@ -8,7 +8,8 @@ import random
 import pytest
 
 from chalicelib.domain import adaptive, services
-from chalicelib.domain.services import CLIENT, WORKER, online_model_key
+from chalicelib.domain.keys import online_model_key
+from chalicelib.domain.services import CLIENT, WORKER
 from chalicelib.errors import InvalidRequest
 from tests.fakes import FakeClock, make_platform
 

@@ -52,13 +52,13 @@ def test_an_approval_pays_once_however_often_it_is_sent(p):
     assignment = _answer(p, job, worker)
     first = payments.review_assignment(p, client, assignment, None, APPROVED)
     again = payments.review_assignment(p, client, assignment, {"reason": "fine"}, APPROVED)
-    assert first == again and first["status"] == "approved" and first["paid_cents"] == 5
+    assert first == again and first.status == "approved" and first.paid_cents == 5
     assert p.ledger.balance(worker.account_id) == 5
     assert p.jobs.get_job(job.job_id).paid_cents == 5
     with pytest.raises(Conflict) as caught:
         payments.review_assignment(p, client, assignment, {"reason": "late change"}, REJECTED)
     assert caught.value.code == "already_reviewed"
-    assert caught.value.details["review"]["status"] == "approved"
+    assert caught.value.status == 409 and caught.value.review == first
 
 
 def test_reviews_are_the_jobs_clients_only_and_a_rejection_needs_a_reason(p):
@@ -80,8 +80,9 @@ def test_a_rejected_answer_is_not_paid_left_out_and_its_slot_offered_again(p):
     w1, w2, w3 = _worker(p, "w1"), _worker(p, "w2"), _worker(p, "w3")
     rejected = _answer(p, job, w1)
     pool = p.jobs.get_job(job.job_id).pool_cents
-    view = payments.review_assignment(p, client, rejected, {"reason": "Spam text"}, REJECTED)
-    assert view["status"] == "rejected" and view["reason"] == "Spam text" and view["paid_cents"] == 0
+    review = payments.review_assignment(p, client, rejected, {"reason": "Spam text"}, REJECTED)
+    assert review.status == "rejected" and review.decision["reason"] == "Spam text"
+    assert review.paid_cents == 0
     # its reward is held for the replacement slot, out of the pool's reach: a bonus cannot
     # take it (item 0 must still get its two answers)
     job = p.jobs.get_job(job.job_id)
@@ -130,7 +131,7 @@ def test_unreviewed_answers_are_approved_after_the_jobs_review_period(p):
     assert p.ledger.balance(worker.account_id) == job.reward_cents
     # AND a client approving after the sweeper gets the sweeper's approval back, not a payment
     again = payments.review_assignment(p, client, first, None, APPROVED)
-    assert again["reviewed_by"] == "auto" and p.ledger.balance(worker.account_id) == 5
+    assert again.decision["by"] == "auto" and p.ledger.balance(worker.account_id) == 5
 
 
 def test_a_bonus_is_paid_once_per_bonus_id_from_the_jobs_pool(p):
@@ -142,7 +143,7 @@ def test_a_bonus_is_paid_once_per_bonus_id_from_the_jobs_pool(p):
             "bonus_id": "b-1"}
     entry, new = payments.pay_bonus(p, client, job.job_id, body)
     again, repeated = payments.pay_bonus(p, client, job.job_id, body)
-    assert new and not repeated and entry == again and entry["kind"] == "bonus"
+    assert new and not repeated and entry == again and entry.kind == "bonus"
     assert p.ledger.balance(worker.account_id) == 3
     job = p.jobs.get_job(job.job_id)
     assert (job.pool_cents, job.bonus_cents) == (pool - 3, 3)
@@ -174,8 +175,8 @@ def test_a_worker_sees_balance_and_history_newest_first(p):
                                                "amount_cents": 2, "reason": "fast",
                                                "bonus_id": "x"})
     seen = payments.earnings(p, worker, {})
-    assert seen["balance_cents"] == 7
-    assert [(e["kind"], e["amount_cents"], e["reason"]) for e in seen["entries"]] == [
+    assert seen.balance_cents == 7
+    assert [(e.kind, e.amount_cents, e.reason) for e in seen.entries] == [
         ("bonus", 2, "fast"), ("rejection", 0, "wrong language"), ("approval", 5, None)]
     page = payments.earnings(p, worker, {"limit": "2"})
-    assert len(page["entries"]) == 2 and page["next_cursor"]
+    assert len(page.entries) == 2 and page.next_cursor

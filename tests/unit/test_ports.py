@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from chalicelib.adapters import dynamo, messaging, storage
+from chalicelib.adapters import dynamo, messaging, storage, webhooks
 from chalicelib.domain import ports
 from tests import fakes
 
@@ -23,6 +23,8 @@ IMPLEMENTATIONS = {
     ports.BlobStore: (fakes.FakeBlobs, storage.S3Blobs),
     ports.MessageQueue: (fakes.FakeQueue, messaging.SqsQueue),
     ports.Workflow: (fakes.FakeWorkflow, messaging.StepFunctionsWorkflow),
+    ports.WebhookStore: (fakes.FakeWebhooks, webhooks.DynamoWebhooks),
+    ports.EventBus: (fakes.FakeBus, webhooks.EventBridgeBus),
 }
 
 

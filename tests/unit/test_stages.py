@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from chalicelib.domain import services
+from chalicelib.domain import keys, services
 from chalicelib.domain.model import AGGREGATING, DONE, FAILED, Job
 from chalicelib.domain.services import CLIENT, WORKER
 from chalicelib.errors import NotFound
@@ -140,7 +140,7 @@ def test_big_rounds_load_in_several_calls_and_aggregate_from_the_manifest(p, mon
     fitted = stages.fit_model(p, calls[-1])
     assert fitted["distributed"] and fitted["shards"] == []
     manifest = json.loads(p.blobs.get_text(fitted["manifest_key"]))
-    assert [m["key"] for m in manifest] == [stages.answers_key(job.job_id, 1, n) for n in range(4)]
+    assert [m["key"] for m in manifest] == [keys.answers_key(job.job_id, 1, n) for n in range(4)]
     # AND the whole round gives the same results as one unsharded pass
     _run_round(p, _execution_input(p, job))
     sharded = _lines(p, p.jobs.get_job(job.job_id).results_key)
@@ -148,7 +148,7 @@ def test_big_rounds_load_in_several_calls_and_aggregate_from_the_manifest(p, mon
     monkeypatch.setattr(stages, "SHARD_ITEMS", 500)
     single = stages.fit_model(p, stages.load_answers(p, _execution_input(p, job)))
     stages.aggregate_shard(p, single["shards"][0])
-    whole = _lines(p, stages.part_key(job.job_id, 1, 0))
+    whole = _lines(p, keys.part_key(job.job_id, 1, 0))
     assert [(l["answer"], l["probabilities"]) for l in whole] == \
         [(l["answer"], l["probabilities"]) for l in sharded]
 

@@ -1,0 +1,73 @@
+"""Every S3 key the platform writes, in one place: a job's objects live under jobs/{job}/.
+
+    jobs/{job}/results.jsonl                     the published JSON Lines results
+    jobs/{job}/report.json                       the latest quality report
+    jobs/{job}/online-model.json                 an adaptive job's online model
+    jobs/{job}/rounds/{round}/report.json        one round's quality report
+    jobs/{job}/rounds/{round}/answers/NNNNN.json    a shard's answers with their lineage
+    jobs/{job}/rounds/{round}/votes/NNNNN.json      a shard's compact vote columns
+    jobs/{job}/rounds/{round}/posteriors/NNNNN.json the fitted model's posteriors of a shard
+    jobs/{job}/rounds/{round}/results/NNNNN.jsonl   a shard's JSON Lines results
+    jobs/{job}/rounds/{round}/workers.json       the fitted model's accuracy of each worker
+    jobs/{job}/rounds/{round}/manifest.json      the round's shard list (the Distributed Map's)
+
+Every key is derived from the job, the round and the shard number, so a repeated stage
+writes the same object again.
+"""
+from __future__ import annotations
+
+
+def _job_prefix(job_id: str) -> str:
+    return f"jobs/{job_id}"
+
+
+def _round_prefix(job_id: str, round_no: int) -> str:
+    """Where one round's objects live."""
+    return f"{_job_prefix(job_id)}/rounds/{round_no}"
+
+
+def results_key(job_id: str) -> str:
+    """The S3 key of a job's published JSON Lines results."""
+    return f"{_job_prefix(job_id)}/results.jsonl"
+
+
+def report_key(job_id: str, round_no: int | None = None) -> str:
+    """The S3 key of a job's latest quality report, or of one round's (written with its results)."""
+    if round_no is None:
+        return f"{_job_prefix(job_id)}/report.json"
+    return f"{_round_prefix(job_id, round_no)}/report.json"
+
+
+def online_model_key(job_id: str) -> str:
+    """S3 key of an adaptive job's online model (the last refit's priors and confusions)."""
+    return f"{_job_prefix(job_id)}/online-model.json"
+
+
+def answers_key(job_id: str, round_no: int, shard: int) -> str:
+    """S3 key of one shard's answers with their lineage."""
+    return f"{_round_prefix(job_id, round_no)}/answers/{shard:05d}.json"
+
+
+def votes_key(job_id: str, round_no: int, shard: int) -> str:
+    """S3 key of one shard's compact vote columns (categorical jobs)."""
+    return f"{_round_prefix(job_id, round_no)}/votes/{shard:05d}.json"
+
+
+def part_key(job_id: str, round_no: int, shard: int) -> str:
+    """S3 key of one shard's JSON Lines results."""
+    return f"{_round_prefix(job_id, round_no)}/results/{shard:05d}.jsonl"
+
+
+def posteriors_key(job_id: str, round_no: int, shard: int) -> str:
+    """S3 key of the fitted model's posteriors for one shard's items."""
+    return f"{_round_prefix(job_id, round_no)}/posteriors/{shard:05d}.json"
+
+
+def workers_key(job_id: str, round_no: int) -> str:
+    """S3 key of the fitted model's estimate of each worker's accuracy."""
+    return f"{_round_prefix(job_id, round_no)}/workers.json"
+
+
+def manifest_key(job_id: str, round_no: int) -> str:
+    """S3 key of the round's shard list, read by the Distributed Map."""
+    return f"{_round_prefix(job_id, round_no)}/manifest.json"
