@@ -37,7 +37,8 @@ $(CHROMIUM):
 	@$(APT_INSTALL) >$(APT_LOG) 2>&1 || ($(APT_GET) update >>$(APT_LOG) 2>&1 && \
 	  $(APT_INSTALL) >>$(APT_LOG) 2>&1) || (tail -n 20 $(APT_LOG); exit 1)
 
-test: $(STAMP) $(CHROMIUM) ## unit, adapter, functional and e2e tests (installs Debian's chromium if missing)
+test: $(STAMP) $(CHROMIUM) ## type check, then unit, adapter, functional and e2e tests (installs Debian's chromium if missing)
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 bench: $(STAMP) ## AWS requests per judgment and import time

@@ -101,7 +101,10 @@ def count_answers(event: Any) -> None:
 def deliver_webhooks(event: Any) -> None:
     """Attempt each due webhook delivery once; failures are queued again with back-off."""
     p = platform()
-    _each_message(event, lambda message: deliver(p.webhooks, message, p.now))
+    hooks = p.webhooks
+    if hooks is None:
+        raise RuntimeError("webhooks are not wired on this platform")
+    _each_message(event, lambda message: deliver(hooks, message, p.now))
 
 
 @app.schedule("rate(1 minute)")

@@ -85,8 +85,8 @@ def _client_answer(p: Platform, client: Principal, assignment_id: str
     except NotFound:
         raise NotFound("no such assignment", code="assignment_not_found") from None
     item = p.items.get_item(job.job_id, item_id)
-    for worker_id, answer in (item.answers.items() if item else ()):
-        if answer.assignment_id == assignment_id:
+    for worker_id, answer in (item.answers.items() if item is not None else ()):
+        if item is not None and answer.assignment_id == assignment_id:
             return job, item, worker_id, answer
     raise NotFound("no accepted answer for this assignment", code="assignment_not_found")
 

@@ -219,7 +219,7 @@ def post_job_with_callback(p: Platform, client: Principal, body: Any
     else:
         p.jobs.create_job(job)
     endpoint = None
-    if callback is not None:
+    if callback is not None and p.webhooks is not None:
         endpoint = webhooks.register(p.webhooks, client, {"url": callback}, p.now(),
                                      job_id=job.job_id)
     try:
