@@ -16,10 +16,10 @@ from chalicelib.domain import validation as v
 from chalicelib.domain import webhooks
 from chalicelib.domain.ids import parse_assignment_id
 from chalicelib.domain.model import (
-    APPROVED, CANCELLED, DONE, FAILED, REJECTED, ItemState, Job, LedgerEntry, Principal,
-    StoredAnswer,
+    APPROVED, REJECTED, ItemState, Job, LedgerEntry, Principal, StoredAnswer,
 )
-from chalicelib.domain.services import Platform, _limit, client_job
+from chalicelib.domain.reviews import settle
+from chalicelib.domain.services import Platform, client_job
 from chalicelib.errors import Conflict, NotFound
 
 MAX_BONUS_CENTS = 100_000
@@ -89,25 +89,6 @@ def _client_answer(p: Platform, client: Principal, assignment_id: str
         if item is not None and answer.assignment_id == assignment_id:
             return job, item, worker_id, answer
     raise NotFound("no accepted answer for this assignment", code="assignment_not_found")
-
-
-def settle(p: Platform, job: Job, item: ItemState, worker_id: str, answer: StoredAnswer,
-           status: str, reason: str | None, by: str) -> dict[str, Any] | None:
-    """Write one review with its ledger entry; None if the answer was reviewed before."""
-    now = p.now()
-    review = {"status": status, "reason": reason, "at": now, "by": by}
-    approved = status == APPROVED
-    entry = LedgerEntry(worker_id, f"review#{answer.assignment_id}",
-                        "approval" if approved else "rejection",
-                        job.reward_cents if approved else 0, now, job.job_id,
-                        answer.assignment_id, reason, by)
-    # A rejected answer's reward is held for its replacement slot while the job may still
-    # take answers (so a bonus cannot take it first); otherwise it goes back to the pool.
-    replaceable = item.gold is None and job.state not in (CANCELLED, DONE, FAILED)
-    written = p.items.review(job.job_id, item.item_id, worker_id, answer.assignment_id, review,
-                             entry, 0 if approved else job.reward_cents,
-                             "held" if replaceable else "pool")
-    return review if written else None
 
 
 def review_assignment(p: Platform, client: Principal, assignment_id: str, body: Any,
@@ -192,5 +173,5 @@ def earnings(p: Platform, worker: Principal, query: Mapping[str, str]) -> Earnin
     """A worker's balance and history (approvals, rejections with their reasons, bonuses),
     newest first."""
     v.reject_unknown(query, ("limit", "cursor"), "query.")
-    entries, cursor = p.ledger.entries(worker.account_id, _limit(query, 50), query.get("cursor"))
+    entries, cursor = p.ledger.entries(worker.account_id, v.page_limit(query, 50), query.get("cursor"))
     return Earnings(worker.account_id, p.ledger.balance(worker.account_id), entries, cursor)

@@ -32,6 +32,7 @@ from chalicelib.domain.ports import (
 )
 from chalicelib.domain.pricing import price_quote
 from chalicelib.domain.redundancy import AdaptiveRedundancy, wants_more
+from chalicelib.domain.reviews import settle
 from chalicelib.domain.webhooks import Webhooks
 from chalicelib.observability import logger
 from chalicelib.errors import (
@@ -980,8 +981,6 @@ def replace_left_out(p: Platform, job: Job, items: Iterable[ItemState] | None = 
         if not p.stats.blocked_everywhere(candidates):
             return 0
     left_out = left_out_workers(p, job, {w for item in items for w in item.answers})
-    from chalicelib.domain.payments import settle
-
     reopened = 0
     for item in items:
         missing = 0

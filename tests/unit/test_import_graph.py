@@ -100,7 +100,8 @@ def test_no_module_imports_itself_back():
     "chalicelib.domain.ports", "chalicelib.domain.webhooks.types",
     "chalicelib.domain.webhooks.outbox", "chalicelib.domain.webhooks.delivery",
     "chalicelib.domain.webhooks.endpoints", "chalicelib.domain.webhooks.signing",
-    "chalicelib.domain.webhooks.urls", "chalicelib.domain.payments", "chalicelib.api.views",
+    "chalicelib.domain.webhooks.urls", "chalicelib.domain.payments", "chalicelib.domain.reviews",
+    "chalicelib.domain.services", "chalicelib.api.views",
 ])
 def test_each_module_imports_first_in_a_fresh_interpreter(module):
     run = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT,
