@@ -69,7 +69,7 @@ def _encode_cursor(key: dict[str, str]) -> str | None:
 
 def _decode_cursor(cursor: str | None, key: dict[str, str], fixed: dict[str, str]
                    ) -> dict[str, str] | None:
-    start = decode_cursor(cursor, key, {name: value for name, value in fixed.items()}, sealer=CURSORS)
+    start = decode_cursor(cursor, key, fixed, sealer=CURSORS)
     return None if start is None else {name: value["S"] for name, value in start.items()}
 
 

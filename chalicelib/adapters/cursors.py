@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
 import re
 import secrets
-import threading
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -83,18 +83,11 @@ def _xor(data: bytes, stream: bytes) -> bytes:
     return bytes(a ^ b for a, b in zip(data, stream))
 
 
-_codec: CursorCodec | None = None
-_lock = threading.Lock()
-
-
+@functools.cache
 def codec() -> CursorCodec:
-    """The stage's codec, its secret read (or first written) once per container."""
-    global _codec
-    if _codec is None:
-        with _lock:
-            if _codec is None:
-                _codec = CursorCodec(_stage_secret())
-    return _codec
+    """The stage's codec, its secret read (or first written) once per container. Two first
+    calls at once both end with the stage's one secret: it is written under a condition."""
+    return CursorCodec(_stage_secret())
 
 
 def _stage_secret() -> bytes:
@@ -122,8 +115,7 @@ def _stage_secret() -> bytes:
 
 def reset() -> None:
     """Forget the container's codec (tests switch stacks between runs)."""
-    global _codec
-    _codec = None
+    codec.cache_clear()
 
 
 def encode_cursor(key: Mapping[str, Any] | None, sealer: CursorCodec | None = None
