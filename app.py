@@ -14,9 +14,9 @@ from chalicelib.api import clients, openapi, operators, pages, webhooks, workers
 from chalicelib.api.common import chalice_errors_as_json, refuse_invalid_parameters, refuse_oversize
 from chalicelib.api.openapi import role_of
 from chalicelib.deps import platform
-from chalicelib.domain import services
-from chalicelib.domain.payments import auto_approve_due
 from chalicelib.domain.webhooks import deliver, publish_due_job_events
+from chalicelib.handlers import jobs, rounds
+from chalicelib.handlers.payments import auto_approve_due
 from chalicelib.observability import correlated, count, logger
 from chalicelib.settings import queue_names
 from chalicelib.workflows import aggregation
@@ -73,7 +73,7 @@ def _each_message(event: Any, handle: Callable[[dict], object]) -> None:
 @app.on_sqs_message(queue=INGEST_QUEUE, batch_size=10)
 def ingest_items(event: Any) -> None:
     """Write posted items into the items table, a chunk per message."""
-    _each_message(event, lambda message: services.ingest_chunk(platform(), message))
+    _each_message(event, lambda message: jobs.ingest_chunk(platform(), message))
 
 
 # Concurrent counters of one job conflict on its row; a few at a time keep that rare.
@@ -88,7 +88,7 @@ def count_answers(event: Any) -> None:
             unreadable += 1
             logger.exception("message is not JSON", extra={"message_id": _message_id(record)})
     with correlated():
-        services.count_answers(platform(), messages)
+        rounds.count_answers(platform(), messages)
         count("AnswersCounted", len(messages))
     if unreadable:
         # The readable ones are counted (and idempotent on redelivery); the rest go on to
@@ -113,7 +113,7 @@ def finalize_due_jobs(event: Any) -> None:
     publish job events a crash left unpublished, and approve answers nobody reviewed within
     their job's review period."""
     p = platform()
-    services.finalize_due_jobs(p)
+    rounds.finalize_due_jobs(p)
     approved = auto_approve_due(p)
     if approved:
         count("AutoApprovals", approved)

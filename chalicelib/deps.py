@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from chalicelib.domain.services import Platform
+from chalicelib.handlers.platform import Platform
 
 _platform: Platform | None = None
 _lock = threading.Lock()
@@ -20,6 +20,8 @@ def platform() -> Platform:
 
 
 def _build() -> Platform:
+    # The adapters bring boto3 and pynamodb: imported at the first request, not with the app,
+    # so a cold start that only routes (or answers from a cache) does not pay for them.
     from chalicelib.adapters import aws
     from chalicelib.adapters.dynamo import (
         DynamoAccounts, DynamoCatalog, DynamoItems, DynamoJobs, DynamoQuotes, DynamoLedger, DynamoResults,
@@ -67,7 +69,7 @@ def _build() -> Platform:
 def reset() -> None:
     """Forget the Platform, settings and AWS clients (tests switch stacks between runs)."""
     global _platform
-    from chalicelib.adapters import aws, cursors
+    from chalicelib.adapters import aws, cursors  # as in _build: boto3 and pynamodb, lazily
     from chalicelib.settings import settings
 
     _platform = None

@@ -229,11 +229,12 @@ class LocalStack:
 def _default_seed() -> Mapping[str, Any]:
     """A client, a worker and an operator account to try the API with, made by the app under
     test (imported here, once its environment points at this stack); their ids and secrets."""
-    services = importlib.import_module("chalicelib.domain.services")
+    accounts = importlib.import_module("chalicelib.handlers.accounts")
+    model = importlib.import_module("chalicelib.domain.model")
     p = importlib.import_module("chalicelib.deps").platform()
-    client, client_key = services.create_account(p, services.CLIENT, "Local client")
-    worker, worker_token = services.create_account(p, services.WORKER, "Local worker", ["en"])
-    operator, operator_key = services.create_account(p, services.OPERATOR, "Local operator")
+    client, client_key = accounts.create_account(p, model.CLIENT, "Local client")
+    worker, worker_token = accounts.create_account(p, model.WORKER, "Local worker", ["en"])
+    operator, operator_key = accounts.create_account(p, model.OPERATOR, "Local operator")
     return {"client_id": client.account_id, "client_key": client_key,
             "worker_id": worker.account_id, "worker_token": worker_token,
             "operator_id": operator.account_id, "operator_key": operator_key}

@@ -26,9 +26,9 @@ from chalicelib.domain.model import (
     INGESTING, CountedAnswer, LedgerEntry, ItemState, Job, Lease, NewItem, Principal, Quote, StoredAnswer,
 )
 from chalicelib.domain.ports import Page, SlotOutcome, WorkerRecord
-from chalicelib.domain.services import Platform
 from chalicelib.domain.webhooks import record_has_events
 from chalicelib.errors import Conflict, InvalidRequest, NotFound
+from chalicelib.handlers.platform import Platform
 
 START = 1_800_000_000.0
 
@@ -984,6 +984,32 @@ class FakeWebhooks:
                 next_attempt_at=next_attempt_at,
                 delivered_at=attempt["at"] if status == "delivered" else d.delivered_at)
             return True
+
+
+class FakeClientKeys:
+    """Client keys in a usage plan, in memory; records the calls in their order."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, tuple[str, str]] = {}  # gateway id -> (account, secret)
+        self.calls: list[str] = []
+
+    def register(self, account_id: str, secret: str) -> str:
+        key_id = f"k{len(self.calls)}"
+        self.calls.append("register")
+        self.keys[key_id] = (account_id, secret)
+        return key_id
+
+    def remove(self, key_id: str) -> None:
+        self.calls.append("remove")
+        self.keys.pop(key_id, None)
+
+    def remove_others(self, account_id: str, keep: str | None = None) -> None:
+        self.calls.append("remove_others")
+        for key_id in [k for k, (a, _) in self.keys.items() if a == account_id and k != keep]:
+            del self.keys[key_id]
+
+    def unregister(self, account_id: str) -> None:
+        self.remove_others(account_id)
 
 
 class FakeBus:

@@ -14,6 +14,7 @@ def client(service: str, region: str) -> Any:
     if key not in _clients:
         with _lock:
             if key not in _clients:
+                # boto3 (the heaviest import here): loaded with the first client, not the app.
                 import boto3
                 from botocore.config import Config
 

@@ -91,6 +91,7 @@ def codec() -> CursorCodec:
 
 
 def _stage_secret() -> bytes:
+    # pynamodb and the models: loaded at the first page, so the codec imports cheaply.
     from pynamodb.exceptions import PutError
 
     from chalicelib.adapters.models import CatalogModel

@@ -7,17 +7,20 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.common import client_secret, idempotent, json_body, json_errors
 from chalicelib.api.report_page import render
-from chalicelib.api.views import endpoint_view, entry_view, job_view, quote_view, review_view
+from chalicelib.api.views import (
+    cohort_view, endpoint_view, entry_view, job_view, quote_view, review_view,
+)
 from chalicelib.deps import platform
-from chalicelib.domain import payments, services, skills
-from chalicelib.domain.model import APPROVED, REJECTED, Principal
+from chalicelib.domain.model import APPROVED, CLIENT, Principal, REJECTED
 from chalicelib.errors import Conflict
+from chalicelib.handlers import accounts, jobs, payments, qualifications, quality
+from chalicelib.handlers.platform import client_job
 
 bp = Blueprint(__name__)
 
 
 def _client() -> Principal:
-    return services.authenticate(platform(), client_secret(bp.current_request), services.CLIENT)
+    return accounts.authenticate(platform(), client_secret(bp.current_request), CLIENT)
 
 
 @bp.route("/quotes", methods=["POST"])
@@ -27,7 +30,7 @@ def create_quote() -> Response:
     client = _client()
     request = bp.current_request
     return idempotent(bp, client.account_id, lambda: (201, quote_view(
-        services.create_quote(platform(), client, json_body(request)))))
+        jobs.create_quote(platform(), client, json_body(request)))))
 
 
 @bp.route("/jobs", methods=["POST"])
@@ -40,7 +43,7 @@ def create_job() -> Response:
     body = json_body(request)
 
     def create() -> tuple[int, dict]:
-        job, callback = services.post_job_with_callback(platform(), client, body)
+        job, callback = jobs.post_job_with_callback(platform(), client, body)
         view = job_view(job)
         if callback is not None:
             view["callback"] = endpoint_view(callback, with_secret=True)
@@ -60,8 +63,8 @@ def list_jobs() -> dict:
     """The client's jobs, newest first."""
     client = _client()
     query: Mapping[str, str] = bp.current_request.query_params or {}
-    jobs, cursor = services.client_jobs(platform(), client, query)
-    return {"jobs": [job_view(job) for job in jobs], "next_cursor": cursor}
+    page, cursor = jobs.client_jobs(platform(), client, query)
+    return {"jobs": [job_view(job) for job in page], "next_cursor": cursor}
 
 
 @bp.route("/jobs/{job_id}", methods=["GET"])
@@ -70,8 +73,8 @@ def get_job(job_id: str) -> dict:
     """A job's state, counts and spend against its budget."""
     client = _client()
     p = platform()
-    job = services.client_job(p, client, job_id)
-    return job_view(job, services.job_progress(p, job))
+    job = client_job(p, client, job_id)
+    return job_view(job, jobs.job_progress(p, job))
 
 
 @bp.route("/jobs/{job_id}/stop", methods=["POST"])
@@ -81,8 +84,8 @@ def stop_job(job_id: str) -> dict:
     answered is aggregated. A job paused in calibration ends at once."""
     client = _client()
     p = platform()
-    job = services.stop_job(p, client, job_id)
-    return job_view(job, services.job_progress(p, job))
+    job = jobs.stop_job(p, client, job_id)
+    return job_view(job, jobs.job_progress(p, job))
 
 
 @bp.route("/jobs/{job_id}/cancel", methods=["POST"])
@@ -101,8 +104,8 @@ def promote_job(job_id: str) -> dict:
     p = platform()
     request = bp.current_request
     body = json_body(request) if (request.raw_body or b"").strip() else {}
-    job = services.promote_job(p, client, job_id, body)
-    return job_view(job, services.job_progress(p, job))
+    job = jobs.promote_job(p, client, job_id, body)
+    return job_view(job, jobs.job_progress(p, job))
 
 
 @bp.route("/jobs/{job_id}/results", methods=["GET"])
@@ -111,7 +114,7 @@ def get_results(job_id: str) -> dict:
     """A page of per-item results with confidence and lineage."""
     client = _client()
     query: Mapping[str, str] = bp.current_request.query_params or {}
-    job, page = services.result_page(platform(), client, job_id, query)
+    job, page = jobs.result_page(platform(), client, job_id, query)
     return {"job_id": job.job_id, "state": job.state, "results": page.entries,
             "next_cursor": page.cursor}
 
@@ -123,7 +126,7 @@ def job_report(job_id: str) -> dict | Response:
     (`?format=html`, or a browser's `Accept: text/html`)."""
     request = bp.current_request
     query: Mapping[str, str] = request.query_params or {}
-    report = services.job_report(platform(), _client(), job_id, query)
+    report = jobs.job_report(platform(), _client(), job_id, query)
     wants_html = query.get("format") == "html" or \
         "text/html" in (request.headers.get("accept") or "")
     if not wants_html:
@@ -137,9 +140,9 @@ def job_report(job_id: str) -> dict | Response:
 def download_results(job_id: str) -> dict:
     """A time-limited link to every result as JSON Lines."""
     client = _client()
-    job, url = services.result_download(platform(), client, job_id)
+    job, url = jobs.result_download(platform(), client, job_id)
     return {"job_id": job.job_id, "format": "jsonl", "url": url,
-            "expires_in_seconds": services.DOWNLOAD_LINK_SECONDS,
+            "expires_in_seconds": jobs.DOWNLOAD_LINK_SECONDS,
             "result_count": job.result_count}
 
 
@@ -147,7 +150,7 @@ def download_results(job_id: str) -> dict:
 @json_errors
 def job_workers(job_id: str) -> dict:
     """Each worker of the job with their live gold accuracy and whether they are blocked."""
-    workers = services.job_workers(platform(), _client(), job_id)
+    workers = quality.job_workers(platform(), _client(), job_id)
     return {"job_id": job_id, "workers": workers}
 
 
@@ -156,7 +159,7 @@ def job_workers(job_id: str) -> dict:
 def block_worker(job_id: str, worker_id: str) -> dict:
     """Block a worker from this job: {"reason": "..."}; their answers are left out."""
     request = bp.current_request
-    return services.client_blocks_worker(platform(), _client(), job_id, worker_id,
+    return quality.client_blocks_worker(platform(), _client(), job_id, worker_id,
                                          json_body(request))
 
 
@@ -211,7 +214,7 @@ def pay_bonus(job_id: str) -> Response:
 def list_cohorts() -> dict:
     """Every cohort with its skills and unit prices (quotes name one with "cohort")."""
     _client()
-    return {"cohorts": skills.list_cohorts(platform())}
+    return {"cohorts": [cohort_view(c) for c in qualifications.list_cohorts(platform())]}
 
 
 @bp.route("/keys/rotate", methods=["POST"])
@@ -219,5 +222,5 @@ def list_cohorts() -> dict:
 def rotate_key() -> dict:
     """A new API key for this client account; the key used for this call stops working."""
     client = _client()
-    secret = services.rotate_credentials(platform(), client, client_secret(bp.current_request))
+    secret = accounts.rotate_credentials(platform(), client, client_secret(bp.current_request))
     return {"account_id": client.account_id, "api_key": secret}

@@ -10,6 +10,7 @@ from typing import Any
 
 from chalice import Response
 
+from chalicelib.deps import platform
 from chalicelib.errors import (
     CrowdError, InvalidRequest, PayloadTooLarge, Unauthorized, UnsupportedMediaType,
 )
@@ -195,8 +196,6 @@ def idempotent(blueprint: Any, account_id: str, handler: Callable[[], tuple[int,
     """Run a creating or paying request; with an `Idempotency-Key` header, at most once per
     (account, route, key): a repeat with the same body gets the first response again (with
     `Idempotent-Replayed: true`), another body gets 422."""
-    from chalicelib.deps import platform
-
     request = blueprint.current_request
 
     def run() -> dict[str, Any]:

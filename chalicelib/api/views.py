@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from typing import Any
 
 from chalicelib.domain.jobs import iso
-from chalicelib.domain.pricing import job_money
 from chalicelib.domain.model import Assignment, Job, LedgerEntry, Principal, Quote, SubmitReceipt
-from chalicelib.domain.payments import Earnings, Review
+from chalicelib.domain.pricing import job_money
+from chalicelib.domain.qualifications import Cohort, Qualification
 from chalicelib.domain.webhooks import EVENT_TYPES, PENDING, Delivery, Endpoint
+from chalicelib.handlers.payments import Earnings, Review
 
 
 def quote_view(quote: Quote) -> dict[str, Any]:
@@ -143,3 +145,40 @@ def earnings_view(earnings: Earnings) -> dict[str, Any]:
     return {"worker_id": earnings.worker_id, "balance_cents": earnings.balance_cents,
             "currency": "USD", "entries": [entry_view(e) for e in earnings.entries],
             "next_cursor": earnings.next_cursor}
+
+
+def cohort_view(cohort: Cohort) -> dict[str, Any]:
+    """A cohort on the wire."""
+    return {"name": cohort.name, **{k: v for k, v in asdict(cohort).items() if k != "name"},
+            "skills": list(cohort.skills)}
+
+
+def qualification_view(qual: Qualification) -> dict[str, Any]:
+    """What a worker sees of a test before and while taking it: never the answers."""
+    return {"qualification_id": qual.qual_id, "skill": qual.skill, "title": qual.title,
+            "task_type": qual.task_type, "instructions": qual.instructions,
+            "answer_schema": qual.answer_schema, "items": len(qual.items),
+            "pass_score": qual.pass_score, "retake_seconds": qual.retake_seconds}
+
+
+def attempt_view(attempt: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A worker's attempt at a test: when it started and how it was scored."""
+    if attempt is None:
+        return None
+    return {"attempt_id": attempt["attempt_id"], "started_at": iso(attempt["attempt_at"]),
+            "score": attempt["score"], "passed": attempt["passed"]}
+
+
+def qualification_list_view(qual: Qualification, attempt: dict[str, Any] | None,
+                            worker: Principal) -> dict[str, Any]:
+    """A test in a worker's list: whether they hold its skill and their last attempt."""
+    return {**qualification_view(qual), "held": qual.skill in worker.skills,
+            "attempt": attempt_view(attempt)}
+
+
+def questions_view(qual: Qualification, attempt_id: str) -> dict[str, Any]:
+    """An attempt just opened: the test and its questions, never their answers."""
+    view = {k: value for k, value in qualification_view(qual).items() if k != "retake_seconds"}
+    return {**view, "attempt_id": attempt_id,
+            "questions": [{"item_id": item["item_id"], "data": item["data"]}
+                          for item in qual.items]}

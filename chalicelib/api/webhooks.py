@@ -6,15 +6,16 @@ from chalice import Blueprint, Response
 from chalicelib.api.common import client_secret, idempotent, json_body, json_errors
 from chalicelib.api.views import delivery_view, endpoint_view
 from chalicelib.deps import platform
-from chalicelib.domain import services, webhooks
-from chalicelib.domain.model import Principal
+from chalicelib.domain import webhooks
+from chalicelib.domain.model import CLIENT, Principal
 from chalicelib.errors import InvalidRequest
+from chalicelib.handlers import accounts
 
 bp = Blueprint(__name__)
 
 
 def _client() -> Principal:
-    return services.authenticate(platform(), client_secret(bp.current_request), services.CLIENT)
+    return accounts.authenticate(platform(), client_secret(bp.current_request), CLIENT)
 
 
 def _hooks() -> webhooks.Webhooks:

@@ -5,25 +5,28 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.common import idempotent, json_body, json_errors, worker_secret
 from chalicelib.api.views import (
-    assignment_view, earnings_view, offer_view, receipt_view, worker_view,
+    assignment_view, attempt_view, earnings_view, offer_view, qualification_list_view, receipt_view,
+    questions_view, worker_view,
 )
 from chalicelib.deps import platform
-from chalicelib.domain import payments, services, skills
-from chalicelib.domain.model import Principal
+from chalicelib.domain.model import WORKER, Principal
+from chalicelib.errors import Conflict
+from chalicelib.handlers import accounts, payments, quality, tasks
+from chalicelib.handlers import qualifications as skill_tests
 from chalicelib.observability import count, logger
 
 bp = Blueprint(__name__)
 
 
 def _worker() -> Principal:
-    return services.authenticate(platform(), worker_secret(bp.current_request), services.WORKER)
+    return accounts.authenticate(platform(), worker_secret(bp.current_request), WORKER)
 
 
 @bp.route("/workers", methods=["POST"])
 @json_errors
 def register_worker() -> Response:
     """Register a worker with a name and skills; the token is shown once."""
-    worker, token = services.register_worker(platform(), json_body(bp.current_request))
+    worker, token = accounts.register_worker(platform(), json_body(bp.current_request))
     return Response(body=worker_view(worker, token), status_code=201)
 
 
@@ -32,7 +35,7 @@ def register_worker() -> Response:
 def whoami() -> dict:
     """The calling worker's profile, with their gold accuracy per job and overall."""
     worker = _worker()
-    return {**worker_view(worker), "quality": services.worker_quality(platform(), worker)}
+    return {**worker_view(worker), "quality": quality.worker_quality(platform(), worker)}
 
 
 @bp.route("/workers/me/token/rotate", methods=["POST"])
@@ -40,7 +43,7 @@ def whoami() -> dict:
 def rotate_token() -> dict:
     """A new token for this worker; the token used for this call stops working."""
     worker = _worker()
-    token = services.rotate_credentials(platform(), worker, worker_secret(bp.current_request))
+    token = accounts.rotate_credentials(platform(), worker, worker_secret(bp.current_request))
     return {"worker_id": worker.account_id, "token": token}
 
 
@@ -48,7 +51,7 @@ def rotate_token() -> dict:
 @json_errors
 def available_jobs() -> dict:
     """Jobs the worker can take tasks from now: reward, instructions and time limit."""
-    jobs = services.available_jobs(platform(), _worker())
+    jobs = tasks.available_jobs(platform(), _worker())
     return {"jobs": [offer_view(job) for job in jobs]}
 
 
@@ -64,22 +67,30 @@ def earnings() -> dict:
 @json_errors
 def qualifications() -> dict:
     """Every qualification test, with the worker's last attempt at each."""
-    return {"qualifications": skills.list_qualifications(platform(), _worker())}
+    worker = _worker()
+    return {"qualifications": [qualification_list_view(qual, attempt, worker) for qual, attempt
+                               in skill_tests.list_qualifications(platform(), worker)]}
 
 
 @bp.route("/qualifications/{qual_id}/start", methods=["POST"])
 @json_errors
 def start_qualification(qual_id: str) -> dict:
     """Open an attempt: the test's questions, without their answers."""
-    return skills.start_qualification(platform(), _worker(), qual_id)
+    try:
+        qual, attempt_id = skill_tests.start_qualification(platform(), _worker(), qual_id)
+    except skill_tests.RetakeTooSoon as error:
+        # The attempt that stands in the way goes with the 409.
+        raise Conflict(error.message, code=error.code,
+                       details={"attempt": attempt_view(error.attempt)}) from None
+    return questions_view(qual, attempt_id)
 
 
 @bp.route("/qualifications/{qual_id}/submit", methods=["POST"])
 @json_errors
 def submit_qualification(qual_id: str) -> dict:
     """Answer every question of the open attempt: {"attempt_id", "answers": {item_id: answer}}."""
-    return skills.submit_qualification(platform(), _worker(), qual_id,
-                                       json_body(bp.current_request))
+    return skill_tests.submit_qualification(platform(), _worker(), qual_id,
+                                               json_body(bp.current_request))
 
 
 @bp.route("/tasks/next", methods=["GET"])
@@ -87,8 +98,8 @@ def submit_qualification(qual_id: str) -> dict:
 def next_task() -> Response:
     """Lease one task the worker qualifies for; 204 when there is none."""
     worker = _worker()
-    job_id = services.lease_query(bp.current_request.query_params or {})
-    assignment = services.lease_next_task(platform(), worker, job_id)
+    job_id = tasks.lease_query(bp.current_request.query_params or {})
+    assignment = tasks.lease_next_task(platform(), worker, job_id)
     if assignment is None:
         count("NoTask")
         return Response(body="", status_code=204)
@@ -106,7 +117,7 @@ def submit(assignment_id: str) -> Response:
     request = bp.current_request
 
     def run() -> tuple[int, dict]:
-        receipt = services.submit_answer(platform(), worker, assignment_id, json_body(request))
+        receipt = tasks.submit_answer(platform(), worker, assignment_id, json_body(request))
         count("Submissions")
         logger.info("answer accepted", extra={"duplicate": receipt.duplicate})
         return 200, receipt_view(receipt)
@@ -119,6 +130,6 @@ def submit(assignment_id: str) -> Response:
 def release(assignment_id: str) -> dict:
     """Give a leased task back (skip); you will not be offered that item again."""
     worker = _worker()
-    services.release_assignment(platform(), worker, assignment_id)
+    tasks.release_assignment(platform(), worker, assignment_id)
     count("Releases")
     return {"assignment_id": assignment_id, "status": "released"}

@@ -62,6 +62,7 @@ def matches_gold(job: Job, answer: Mapping[str, Any], gold: Mapping[str, Any]) -
     if job.kind == "numeric":
         schema = job.answer_schema
         return abs(answer["value"] - gold["value"]) <= 0.01 * (schema["max"] - schema["min"])
+    # rapidfuzz (a compiled library): loaded at the first text gold judged, not by every route.
     from rapidfuzz.distance import Levenshtein
 
     def norm(text: str) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from chalicelib.domain import phases
 from chalicelib.domain import validation as v
-from chalicelib.domain.answers import NA_KEY
+from chalicelib.domain.answers import NA_KEY, validate_answer
 from chalicelib.domain.batching import batches
 from chalicelib.domain.ids import item_id, new_id
 from chalicelib.domain.pricing import gold_rate_of, line_amount, line_quantity
@@ -294,8 +294,6 @@ def hold_for_production(items: list[NewItem], pilot_size: int) -> tuple[list[New
 
 def parse_gold(job: Job, index: int, gold: dict[str, Any]) -> dict[str, Any]:
     """A gold item's known answer in stored form, checked like a worker's answer would be."""
-    from chalicelib.domain.answers import validate_answer
-
     name = f"items[{index}].gold"
     if NA_KEY in gold:
         raise InvalidRequest(f"'{name}' must be an answer, not 'not_applicable'", field=name)

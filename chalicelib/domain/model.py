@@ -4,6 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# Account roles.
+CLIENT, WORKER, OPERATOR = "client", "worker", "operator"
+
 TEXT_TASK_TYPES = ("translation", "transcription", "collection")
 TASK_TYPES = ("categorical", "numeric") + TEXT_TASK_TYPES
 

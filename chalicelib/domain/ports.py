@@ -276,3 +276,24 @@ class EventBus(Protocol):
 # How a webhook is sent: (url, body, headers, timeout) -> (status code or None, error text or
 # None); the adapter POSTs without following redirects.
 Sender = Callable[[str, bytes, Mapping[str, str], float], tuple[int | None, str | None]]
+
+
+class IdempotencyStore(Protocol):
+    """Runs a request's handler at most once per Idempotency-Key (powertools' idempotency on
+    DynamoDB)."""
+
+    def once(self, key: str, body: str, handler: Callable[[], dict[str, Any]],
+             lambda_context: Any = None) -> dict[str, Any]:
+        """handler()'s first result for this key, marked "replayed" when it was stored
+        before; 422 when the key came with another body, 409 while the first still runs."""
+
+
+class ClientKeys(Protocol):
+    """Client API keys registered in the API Gateway usage plan (per-key rate caps)."""
+
+    def register(self, account_id: str, secret: str) -> str:
+        """Add the secret as the account's key in the plan; returns the gateway's key id."""
+    def remove(self, key_id: str) -> None: """Remove one key from the plan."""
+    def remove_others(self, account_id: str, keep: str | None = None) -> None:
+        """Remove the account's keys but keep (the new one after a rotation)."""
+    def unregister(self, account_id: str) -> None: """Remove every key of the account."""

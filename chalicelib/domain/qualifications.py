@@ -16,6 +16,7 @@ from typing import Any
 from chalicelib.domain import validation as v
 from chalicelib.domain.answers import NA_KEY, matches_gold, validate_answer
 from chalicelib.domain.ids import item_id as numbered
+from chalicelib.domain.jobs import MAX_INSTRUCTIONS, MAX_ITEM_BYTES, parse_answer_schema
 from chalicelib.domain.model import NA_NOT_ALLOWED, TASK_TYPES, answer_kind
 from chalicelib.domain.pricing import MAX_REWARD_CENTS, MIN_REWARD_CENTS
 from chalicelib.errors import InvalidRequest, PayloadTooLarge
@@ -73,8 +74,6 @@ def parse_cohort(body: Any) -> Cohort:
 
 def parse_qualification(qual_id: str, body: Any) -> Qualification:
     """A qualification test from an operator's request; every item needs its gold answer."""
-    from chalicelib.domain.jobs import MAX_INSTRUCTIONS, MAX_ITEM_BYTES, parse_answer_schema
-
     body = v.require_object(body)
     v.reject_unknown(body, ("skill", "title", "task_type", "instructions", "answer_schema",
                             "items", "pass_score", "retake_seconds"))
@@ -113,14 +112,6 @@ def parse_qualification(qual_id: str, body: Any) -> Qualification:
         raise PayloadTooLarge(f"the test is over {MAX_TEST_BYTES} bytes as JSON; split it or "
                               "shorten its items", field="items")
     return qual
-
-
-def test_view(qual: Qualification) -> dict[str, Any]:
-    """What a worker sees of a test before and while taking it: never the answers."""
-    return {"qualification_id": qual.qual_id, "skill": qual.skill, "title": qual.title,
-            "task_type": qual.task_type, "instructions": qual.instructions,
-            "answer_schema": qual.answer_schema, "items": len(qual.items),
-            "pass_score": qual.pass_score}
 
 
 def score(qual: Qualification, answers: Any) -> float:

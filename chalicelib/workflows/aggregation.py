@@ -29,6 +29,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from chalicelib.domain import phases, webhooks
 from chalicelib.domain.aggregation import Posterior, aggregate_item, vote
 from chalicelib.domain.answers import matches_gold
 from chalicelib.domain.jobs import iso
@@ -36,15 +37,14 @@ from chalicelib.domain.keys import (
     answers_key, manifest_key, part_key, posteriors_key, report_key, results_key, votes_key,
     workers_key,
 )
-from chalicelib.domain.report import build_report
-from chalicelib.domain import phases, webhooks
 from chalicelib.domain.model import (
-    AGGREGATING, CALIBRATION, DONE, FAILED, PAUSED, PILOT, ItemResult, Job,
+    AGGREGATING, FAILED, ItemResult, Job,
 )
-from chalicelib.domain.services import (
-    Platform, is_left_out, left_out_workers, release_leftovers, to_production,
-)
+from chalicelib.domain.report import build_report
 from chalicelib.errors import NotFound
+from chalicelib.handlers.platform import Platform
+from chalicelib.handlers.quality import is_left_out, left_out_workers
+from chalicelib.handlers.rounds import end_round
 from chalicelib.observability import count, seconds
 
 SHARD_ITEMS = 500
@@ -264,54 +264,15 @@ def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
 
 
 def mark_done(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
-    """End the round: a production round marks the job done; a pilot round pauses it in
-    calibration, and when the client set promotion thresholds the report decides at once
-    (met: promoted to production by the rule; not met: paused, with the reasons recorded).
-    A repeat leaves the job as it was. Returns how long the round took.
-    """
+    """End the round (chalicelib.handlers.rounds.end_round) and count how long it took; a
+    repeat leaves the job as it was."""
     job = _job(p, event["job_id"])
-    now = p.now()
-    round_no = int(event.get("round", job.round))
-    published = {"results_key": event["results_key"], "result_count": event["count"]}
-    # The pilot's round is round 1 of a job with a pilot that was not stopped; decided from
-    # the round, not the current phase, so a retry after the pause still knows it.
-    pilot = job.pilot_items > 0 and round_no == 1 and job.cancelled_at is None
-    if pilot:
-        met, reasons = False, ["the pilot's report is ready for the client"]
-        if job.promotion:
-            report = json.loads(p.blobs.get_text(report_key(job.job_id, round_no)))
-            met, reasons = phases.check_thresholds(report, job.promotion)
-        changed = p.jobs.transition(
-            job.job_id, (AGGREGATING,), PAUSED, phase=CALIBRATION, finalize_at=job.deadline,
-            expect_round=round_no, **published,
-            record=phases.record(now, AGGREGATING, PILOT, PAUSED, CALIBRATION,
-                                 "rule" if job.promotion else "system", "; ".join(reasons),
-                                 round_no))
-        done_at = now
-        state = PAUSED
-        current = _job(p, job.job_id)
-        # Also on a retry: a job left paused with its thresholds met is promoted now.
-        if met and current.state == PAUSED and current.round == round_no and \
-                to_production(p, current, "rule", "promotion thresholds met: " + "; ".join(reasons)):
-            state = "promoted"
-    else:
-        changed = p.jobs.transition(job.job_id, (AGGREGATING,), DONE, done_at=now,
-                                    expect_round=round_no, **published,
-                                    record=phases.record(now, AGGREGATING, job.phase, DONE,
-                                                         job.phase, "system",
-                                                         f"round {round_no} published",
-                                                         round_no))
-        done_at = now if changed else (job.done_at or now)
-        state = DONE
-        # Also on a retry: what the job held for answers it will never get is unspent now.
-        release_leftovers(p, job)
-    # Also on a retry: whatever a crash left unpublished goes out now.
-    webhooks.publish_job_events_safely(p, job.job_id)
-    took = round(done_at - (job.aggregating_at or done_at), 3)
-    if changed:
+    ended = end_round(p, job, int(event.get("round", job.round)), event["results_key"],
+                      event["count"])
+    if ended.changed:
         count("AggregationRuns")
-        seconds("AggregationSeconds", took)
-    return {"job_id": job.job_id, "state": state, "aggregation_seconds": took}
+        seconds("AggregationSeconds", ended.seconds)
+    return {"job_id": job.job_id, "state": ended.state, "aggregation_seconds": ended.seconds}
 
 
 def mark_failed(p: Platform, event: dict[str, Any]) -> dict[str, Any]:

@@ -14,15 +14,16 @@ import pytest
 from chalicelib import deps
 from chalicelib.adapters.cursors import codec
 from chalicelib.adapters.dynamo import DynamoItems
-from chalicelib.domain import services
 from chalicelib.domain.ids import new_assignment_id
 from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.model import (
+    CLIENT,
     ACTIVE, CANCELLED, DONE, INGESTING, CountedAnswer, Job, Lease, LedgerEntry, Principal,
     StoredAnswer,
 )
-from chalicelib.domain.services import Platform
 from chalicelib.errors import Conflict, InvalidRequest
+from chalicelib.handlers import accounts, jobs
+from chalicelib.handlers.platform import Platform
 from tests.fakes import CURSORS, make_platform
 
 FIRST, SECOND, THIRD, FOURTH = "000000", "000001", "000002", "000003"
@@ -46,13 +47,13 @@ def on_dynamodb(p: Platform) -> bool:
 # --- helpers ------------------------------------------------------------------------------
 
 def _client(p: Platform, name: str = "Adapter client") -> Principal:
-    principal, _ = services.create_account(p, services.CLIENT, name)
+    principal, _ = accounts.create_account(p, CLIENT, name)
     return principal
 
 
 def _draft(p: Platform, client: Principal, items: int = 1, redundancy: int = 2) -> Job:
     """A job built from a fresh quote of the client's, not yet stored."""
-    quote = services.create_quote(p, client, {"task_type": "categorical", "items": items,
+    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": items,
                                               "redundancy": redundancy})
     job, _ = build_job(quote, client.account_id, {
         "instructions": "Pick one.", "answer_schema": {"labels": ["yes", "no"]},

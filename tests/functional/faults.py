@@ -46,12 +46,12 @@ class Plan:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-DOMAIN_DIRS = tuple(ROOT / "chalicelib" / part for part in ("domain", "workflows"))
+DOMAIN_DIRS = tuple(ROOT / "chalicelib" / part for part in ("handlers", "domain", "workflows"))
 DOMAIN_CODE = tuple(str(path) for path in DOMAIN_DIRS)
 
 
 def _domain_module(filename: str) -> str:
-    """A domain or workflow module's dotted name below its folder: `services`,
+    """A handler, domain or workflow module's dotted name below its folder: `tasks`,
     `webhooks.delivery` (a package's own modules keep the package's name)."""
     path = Path(filename)
     for base in DOMAIN_DIRS:
@@ -63,7 +63,7 @@ def _domain_module(filename: str) -> str:
 
 def _site() -> str:
     """Where a write came from: the innermost domain (or workflow) function and the adapter
-    method it called (module and function), e.g. `services.submit_answer > items.try_submit`,
+    method it called (module and function), e.g. `tasks.submit_answer > items.try_submit`,
     `webhooks.delivery.deliver > webhooks.claim_attempt`."""
     domain = adapter = None
     for frame in reversed(traceback.extract_stack()):  # innermost first

@@ -7,15 +7,16 @@ from typing import Any
 
 from chalicelib import deps
 from chalicelib.deps import platform
-from chalicelib.domain import services
-from chalicelib.domain.services import CLIENT, create_account
+from chalicelib.domain.model import CLIENT, WORKER
+from chalicelib.handlers import accounts, tasks
+from chalicelib.handlers.accounts import create_account
 
 
 def race(tokens: list[str], job_id: str, answer: dict) -> list[tuple[str, str, Any]]:
     """Workers, each on a container of its own, lease and answer the job all at once until it
     has nothing for them; return (item id, worker id, receipt) per accepted answer. Raises
     the first error any of them met."""
-    principals = [services.authenticate(platform(), t, services.WORKER) for t in tokens]
+    principals = [accounts.authenticate(platform(), t, WORKER) for t in tokens]
     accepted: list[tuple[str, str, Any]] = []
     errors: list[Exception] = []
     start = threading.Barrier(len(principals))
@@ -24,8 +25,8 @@ def race(tokens: list[str], job_id: str, answer: dict) -> list[tuple[str, str, A
         container = deps._build()
         start.wait()
         try:
-            while (task := services.lease_next_task(container, worker, job_id)) is not None:
-                receipt = services.submit_answer(container, worker, task.assignment_id, answer)
+            while (task := tasks.lease_next_task(container, worker, job_id)) is not None:
+                receipt = tasks.submit_answer(container, worker, task.assignment_id, answer)
                 accepted.append((task.item.item_id, worker.account_id, receipt))
         except Exception as error:  # surfaced below
             errors.append(error)

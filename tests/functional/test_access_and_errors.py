@@ -3,11 +3,12 @@ import json
 
 import pytest
 
+from chalicelib import deps
 from chalicelib.api.common import MAX_BODY_BYTES
 from chalicelib.deps import platform
-from chalicelib.domain.services import CLIENT, create_account
-from chalicelib import deps
+from chalicelib.domain.model import CLIENT
 from chalicelib.domain.qualifications import Cohort
+from chalicelib.handlers.accounts import create_account
 from tests.functional.marketplace import Api
 
 
@@ -254,7 +255,7 @@ def _with_surrogate(body: dict) -> str:
 
 
 def _operator_key() -> str:
-    from chalicelib.domain.services import OPERATOR
+    from chalicelib.domain.model import OPERATOR
 
     return create_account(platform(), OPERATOR, "Ops")[1]
 

@@ -9,7 +9,8 @@ import pytest
 
 from chalicelib.api.openapi import role_of as _role
 from chalicelib.deps import platform
-from chalicelib.domain.services import CLIENT, OPERATOR, create_account
+from chalicelib.domain.model import CLIENT, OPERATOR
+from chalicelib.handlers.accounts import create_account
 from tests.functional.marketplace import Api
 
 

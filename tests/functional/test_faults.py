@@ -55,11 +55,12 @@ class Driver:
 
 def _sweep() -> None:
     """What the one-minute schedule does."""
-    from chalicelib.domain import payments, services, webhooks
+    from chalicelib.domain import webhooks
+    from chalicelib.handlers import payments, rounds
 
     p = platform()
     try:
-        services.finalize_due_jobs(p)
+        rounds.finalize_due_jobs(p)
         webhooks.publish_due_job_events(p)
         payments.auto_approve_due(p)
     except Crash:
@@ -182,9 +183,9 @@ def test_a_crash_after_any_write_ends_in_the_fault_free_state(stack):
             expected = scenario(stack, clean, receiver)
         sites = sorted({site for _, site in clean.writes})
         # the paths the issue names all have writes to crash after
-        for path in ("services.ingest_chunk", "services._lease_in_job",
-                     "services.submit_answer", "services.count_answers",
-                     "aggregation.publish_results", "aggregation.mark_done", "payments.",
+        for path in ("jobs.ingest_chunk", "tasks._lease_in_job",
+                     "tasks.submit_answer", "rounds.count_answers",
+                     "aggregation.publish_results", "rounds.end_round", "payments.",
                      "webhooks.delivery.deliver"):
             assert any(path in site for site in sites), (path, "\n".join(sites))
         crashed = []

@@ -1,6 +1,7 @@
 """Gold, worker quality and blocks over HTTP and DynamoDB (moto), racing workers included."""
 from chalicelib import deps
-from chalicelib.domain.services import OPERATOR, create_account
+from chalicelib.domain.model import OPERATOR
+from chalicelib.handlers.accounts import create_account
 from tests.functional.marketplace import Api, race
 
 GOLD = {n: {"label": "pos"} for n in range(20, 25)}

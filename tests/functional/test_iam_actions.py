@@ -4,7 +4,7 @@ import pytest
 from chalicelib import deps
 from chalicelib.adapters import aws
 from chalicelib.adapters.models import ALL_MODELS
-from chalicelib.domain import services
+from chalicelib.handlers import rounds
 from infra.deploy import render_policy
 from tests.functional.marketplace import Api
 
@@ -68,7 +68,7 @@ def test_the_policy_grants_exactly_the_actions_the_code_performs(stack, monkeypa
     assert api.as_client("GET", "/jobs")[0] == 200
     second = api.job(items=1, redundancy=1)
     assert api.as_client("POST", f"/jobs/{second['job_id']}/cancel")[0] == 200
-    services.finalize_due_jobs(deps.platform())
+    rounds.finalize_due_jobs(deps.platform())
     _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 1})
     monkeypatch.setattr(deps.platform().ingest_queue, "send_many",
                         lambda messages: (_ for _ in ()).throw(RuntimeError("down")))

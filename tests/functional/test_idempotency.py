@@ -1,8 +1,9 @@
 """Idempotency-Key on the requests that create or pay (powertools idempotency on DynamoDB)."""
 import json
 
-from chalicelib.domain.services import CLIENT, create_account
 from chalicelib.deps import platform
+from chalicelib.domain.model import CLIENT
+from chalicelib.handlers.accounts import create_account
 from tests.functional.marketplace import Api
 
 SPEC = {"task_type": "categorical", "items": 2, "redundancy": 1}

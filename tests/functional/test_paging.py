@@ -7,7 +7,8 @@ import json
 
 from chalicelib.adapters import cursors
 from chalicelib.deps import platform
-from chalicelib.domain.services import CLIENT, authenticate, create_account
+from chalicelib.domain.model import CLIENT
+from chalicelib.handlers.accounts import authenticate, create_account
 from tests.functional.marketplace import Api
 from tests.functional.receiver import Receiver
 from tests.functional.test_webhooks import _settle

@@ -2,9 +2,9 @@
 import threading
 
 from chalicelib import deps
-from chalicelib.domain import payments, services
-from chalicelib.domain.model import APPROVED, REJECTED
+from chalicelib.domain.model import APPROVED, CLIENT, REJECTED
 from chalicelib.errors import Conflict
+from chalicelib.handlers import accounts, payments
 from tests.functional.marketplace import Api
 
 DAY = 24 * 3600
@@ -59,7 +59,7 @@ def test_racing_approvals_and_the_sweeper_pay_once(stack):
     token = api.worker("w")
     assignment = _answered(api, job, token)
     stack.drain()  # counting queues the job for automatic approval
-    client = services.authenticate(deps.platform(), api.key, services.CLIENT)
+    client = accounts.authenticate(deps.platform(), api.key, CLIENT)
     results, start = [], threading.Barrier(9)
 
     def approve():
@@ -125,7 +125,7 @@ def test_money_adds_up_through_a_storm_of_approvals_rejections_and_bonuses(stack
     stack.drain()
     assert len(answers) == 24
     workers = [api.as_worker(token, "GET", "/workers/me")[1]["worker_id"] for token in tokens]
-    client = services.authenticate(deps.platform(), api.key, services.CLIENT)
+    client = accounts.authenticate(deps.platform(), api.key, CLIENT)
     _, view = api.as_client("GET", f"/jobs/{job['job_id']}")
     pool = _money_adds_up(job["job_id"], view)["pool_cents"]
     # WHEN, all at once, half the answers are rejected, the rest approved, and bonuses of

@@ -4,7 +4,8 @@ from __future__ import annotations
 import boto3
 
 from chalicelib.deps import platform
-from chalicelib.domain.services import CLIENT, create_account
+from chalicelib.domain.model import CLIENT
+from chalicelib.handlers.accounts import create_account
 from infra.rate_limits import LIMITS, attach_stage, ensure_usage_plan
 from tests.functional.marketplace import Api
 

@@ -1,6 +1,7 @@
 """Cohorts and qualification tests over HTTP and DynamoDB (moto)."""
 from chalicelib import deps
-from chalicelib.domain.services import OPERATOR, create_account
+from chalicelib.domain.model import OPERATOR
+from chalicelib.handlers.accounts import create_account
 from tests.functional.marketplace import Api
 
 TEST = {

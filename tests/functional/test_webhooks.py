@@ -111,9 +111,10 @@ def _iso(value: object) -> bool:
 
 
 def _account(api: Api) -> str:
-    from chalicelib.domain import services
+    from chalicelib.domain.model import CLIENT
+    from chalicelib.handlers import accounts
 
-    return services.authenticate(platform(), api.key, services.CLIENT).account_id
+    return accounts.authenticate(platform(), api.key, CLIENT).account_id
 
 
 def test_a_dead_receiver_ends_in_the_dead_letter_queue_and_is_reported(stack):

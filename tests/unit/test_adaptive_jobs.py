@@ -7,10 +7,11 @@ import random
 
 import pytest
 
-from chalicelib.domain import adaptive, services
+from chalicelib.domain import adaptive
 from chalicelib.domain.keys import online_model_key
-from chalicelib.domain.services import CLIENT, WORKER
+from chalicelib.domain.model import CLIENT, WORKER
 from chalicelib.errors import InvalidRequest
+from chalicelib.handlers import accounts, jobs, rounds, tasks
 from tests.fakes import FakeClock, make_platform
 
 POLICY = {"min": 2, "max": 5, "target_confidence": 0.9}
@@ -22,16 +23,16 @@ def p():
 
 
 def _post(p, items=30, policy=None, gold_rate=0.0):
-    client = services.create_account(p, CLIENT, "Acme")[0]
-    quote = services.create_quote(p, client, {"task_type": "categorical", "items": items,
+    client = accounts.create_account(p, CLIENT, "Acme")[0]
+    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": items,
                                               "redundancy": policy or POLICY,
                                               "gold_rate": gold_rate})
-    job = services.post_job(p, client, {
+    job = jobs.post_job(p, client, {
         "quote_id": quote.quote_id, "instructions": "Pick one.", "pilot": {"items": 0},
         "answer_schema": {"labels": ["pos", "neg"]},
         "items": [{"data": {"n": n}} for n in range(items)]})
     for message in p.ingest_queue.take():
-        services.ingest_chunk(p, message)
+        jobs.ingest_chunk(p, message)
     return quote, p.jobs.get_job(job.job_id)
 
 
@@ -44,9 +45,9 @@ def _post(p, items=30, policy=None, gold_rate=0.0):
     ("three", "redundancy"),
 ])
 def test_a_bad_redundancy_names_its_field(p, redundancy, field):
-    client = services.create_account(p, CLIENT, "Acme")[0]
+    client = accounts.create_account(p, CLIENT, "Acme")[0]
     with pytest.raises(InvalidRequest) as caught:
-        services.create_quote(p, client, {"task_type": "categorical", "items": 3,
+        jobs.create_quote(p, client, {"task_type": "categorical", "items": 3,
                                           "redundancy": redundancy})
     assert caught.value.field == field
 
@@ -60,23 +61,23 @@ def test_an_adaptive_job_is_quoted_at_max_and_starts_items_at_min(p):
     # the pool holds the answers between min and max
     assert job.pool_cents == 30 * 3 * job.reward_cents
     assert {item.redundancy for item in p.items.iter_items(job.job_id)} == {2}
-    client = services.create_account(p, CLIENT, "B")[0]
+    client = accounts.create_account(p, CLIENT, "B")[0]
     with pytest.raises(InvalidRequest) as caught:
-        services.create_quote(p, client, {"task_type": "translation", "items": 3,
+        jobs.create_quote(p, client, {"task_type": "translation", "items": 3,
                                           "redundancy": POLICY})
     assert caught.value.field == "redundancy"
 
 
 def _crowd(p, job, n_workers, accuracy, truth, rng):
     """Workers answer everything they are offered (correct with the given probability)."""
-    workers = [services.create_account(p, WORKER, f"w{k}")[0] for k in range(n_workers)]
+    workers = [accounts.create_account(p, WORKER, f"w{k}")[0] for k in range(n_workers)]
     for worker in workers:
-        while (task := services.lease_next_task(p, worker, job.job_id)) is not None:
+        while (task := tasks.lease_next_task(p, worker, job.job_id)) is not None:
             right = truth[task.item.item_id]
             label = right if rng.random() < accuracy else ("neg" if right == "pos" else "pos")
-            services.submit_answer(p, worker, task.assignment_id, {"label": label})
+            tasks.submit_answer(p, worker, task.assignment_id, {"label": label})
             for message in p.results_queue.take():
-                services.count_answers(p, [message])
+                rounds.count_answers(p, [message])
     return workers
 
 
@@ -114,13 +115,13 @@ def test_without_budget_for_more_an_item_stops_at_min(p, monkeypatch):
 def test_a_redelivered_completing_answer_adds_no_second_slot(p, monkeypatch):
     monkeypatch.setattr(adaptive, "refit_every", lambda answers: 10_000)
     _, job = _post(p, items=1)
-    workers = [services.create_account(p, WORKER, f"w{k}")[0] for k in range(2)]
+    workers = [accounts.create_account(p, WORKER, f"w{k}")[0] for k in range(2)]
     for worker in workers:
-        task = services.lease_next_task(p, worker, job.job_id)
-        services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+        task = tasks.lease_next_task(p, worker, job.job_id)
+        tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
     messages = p.results_queue.take()
-    services.count_answers(p, messages)
-    services.count_answers(p, messages)  # SQS delivers again
+    rounds.count_answers(p, messages)
+    rounds.count_answers(p, messages)  # SQS delivers again
     item = p.items.get_item(job.job_id, "000000")
     assert (item.redundancy, item.extended) == (3, 1)
     assert p.jobs.get_job(job.job_id).items_done == 0

@@ -6,11 +6,11 @@ import json
 import pytest
 
 from chalicelib.api.views import assignment_view, receipt_view
-from chalicelib.domain import services
 from chalicelib.domain.answers import matches_gold
 from chalicelib.domain.model import AGGREGATING, DONE
-from chalicelib.domain.services import CLIENT, OPERATOR, WORKER
+from chalicelib.domain.model import CLIENT, OPERATOR, WORKER
 from chalicelib.errors import Forbidden, NotFound
+from chalicelib.handlers import accounts, jobs, quality, rounds, tasks
 from chalicelib.workflows import aggregation as stages
 from tests.fakes import FakeClock, make_platform
 
@@ -22,38 +22,38 @@ def p():
 
 def _post(p, items=40, gold=(), redundancy=2, quality=None, quote=None):
     """A job whose item n is gold with label 'pos' when n is in gold (no pilot)."""
-    client = services.create_account(p, CLIENT, "Acme")[0]
-    q = services.create_quote(p, client, {"task_type": "categorical", "items": items,
+    client = accounts.create_account(p, CLIENT, "Acme")[0]
+    q = jobs.create_quote(p, client, {"task_type": "categorical", "items": items,
                                           "redundancy": redundancy, **(quote or {})})
     body = {"quote_id": q.quote_id, "instructions": "Pick the sentiment.",
             "answer_schema": {"labels": ["pos", "neg"]}, "pilot": {"items": 0},
             "quality": quality or {},
             "items": [{"data": {"n": n}, **({"gold": {"label": "pos"}} if n in gold else {})}
                       for n in range(items)]}
-    job = services.post_job(p, client, body)
+    job = jobs.post_job(p, client, body)
     for message in p.ingest_queue.take():
-        services.ingest_chunk(p, message)
+        jobs.ingest_chunk(p, message)
     return client, p.jobs.get_job(job.job_id)
 
 
 def _worker(p, name="w"):
-    return services.create_account(p, WORKER, name)[0]
+    return accounts.create_account(p, WORKER, name)[0]
 
 
 def _count(p):
     for message in p.results_queue.take():
-        services.count_answers(p, [message])
+        rounds.count_answers(p, [message])
 
 
 def _work(p, job, worker, label="pos", limit=None, seconds=5):
     """The worker answers what they are offered; return the item ids, in order."""
     done = []
     while limit is None or len(done) < limit:
-        task = services.lease_next_task(p, worker, job.job_id)
+        task = tasks.lease_next_task(p, worker, job.job_id)
         if task is None:
             break
         p.clock.advance(seconds)
-        services.submit_answer(p, worker, task.assignment_id, {"label": label})
+        tasks.submit_answer(p, worker, task.assignment_id, {"label": label})
         done.append(task.item.item_id)
     _count(p)
     return done
@@ -93,10 +93,10 @@ def test_nothing_a_worker_receives_tells_gold_apart(p):
     worker = _worker(p)
     views = {"gold": [], "regular": []}
     for _ in range(20):
-        task = services.lease_next_task(p, worker, job.job_id)
+        task = tasks.lease_next_task(p, worker, job.job_id)
         if task is None:
             break
-        receipt = services.submit_answer(p, worker, task.assignment_id, {"label": "neg"})
+        receipt = tasks.submit_answer(p, worker, task.assignment_id, {"label": "neg"})
         kind = "gold" if task.item.item_id in {f"{n:06d}" for n in range(5)} else "regular"
         views[kind].append((assignment_view(task), receipt_view(receipt)))
     assert views["gold"] and views["regular"]
@@ -126,23 +126,23 @@ def test_gold_is_never_served_alone_and_its_paid_slots_cap_gold_answers(p):
     assert p.jobs.get_job(job.job_id).pool_cents == 0
     assert len(served) - len(gold) == 10
     # every worker stopped when the regular work was gone, with gold left for them
-    assert services.lease_next_task(p, _worker(p, "late"), job.job_id) is None
+    assert tasks.lease_next_task(p, _worker(p, "late"), job.job_id) is None
 
 
 def test_a_released_gold_task_frees_its_slot_and_moves_no_money(p):
     _, job = _post(p, items=12, gold={0, 1, 2, 3}, redundancy=1, quality={"gold_rate": 0.5})
     worker, before = _worker(p), p.jobs.get_job(job.job_id).pool_cents
     for _ in range(10):
-        task = services.lease_next_task(p, worker, job.job_id)
+        task = tasks.lease_next_task(p, worker, job.job_id)
         item_id = task.item.item_id
         if item_id in ("000000", "000001", "000002", "000003"):
             free = p.items.get_item(job.job_id, item_id).free
             assert p.jobs.get_job(job.job_id).pool_cents == before
-            services.release_assignment(p, worker, task.assignment_id)
+            tasks.release_assignment(p, worker, task.assignment_id)
             assert p.items.get_item(job.job_id, item_id).free == free + 1
             assert p.jobs.get_job(job.job_id).pool_cents == before
             return
-        services.release_assignment(p, worker, task.assignment_id)
+        tasks.release_assignment(p, worker, task.assignment_id)
     pytest.fail("no gold task was served in 10 leases at a rate of 0.5")
 
 
@@ -169,25 +169,25 @@ def test_a_worker_failing_gold_is_blocked_their_answers_left_out_and_their_slots
     # WHEN the spammer answers "neg" to everything (counted as they go) until the rule trips
     spammed = []
     while not p.jobs.get_job(job.job_id).blocked_workers:
-        task = services.lease_next_task(p, spammer, job.job_id)
+        task = tasks.lease_next_task(p, spammer, job.job_id)
         assert task is not None
-        services.submit_answer(p, spammer, task.assignment_id, {"label": "neg"})
+        tasks.submit_answer(p, spammer, task.assignment_id, {"label": "neg"})
         spammed.append(task.item.item_id)
         _count(p)
     job = p.jobs.get_job(job.job_id)
     assert job.blocked_workers == {spammer.account_id}
     # THEN the block refuses their leases only after a delay, not at the next lease
     start = job.block_starts[spammer.account_id]
-    assert start >= p.now() + services.BLOCK_DELAY_SECONDS[0]
-    task = services.lease_next_task(p, spammer, job.job_id)
+    assert start >= p.now() + quality.BLOCK_DELAY_SECONDS[0]
+    task = tasks.lease_next_task(p, spammer, job.job_id)
     assert task is not None
-    services.release_assignment(p, spammer, task.assignment_id)
+    tasks.release_assignment(p, spammer, task.assignment_id)
     p.clock.set(start)
     with pytest.raises(Forbidden) as caught:
-        services.lease_next_task(p, spammer, job.job_id)
+        tasks.lease_next_task(p, spammer, job.job_id)
     assert caught.value.code == "blocked_from_job"
     # THEN the client sees the block with its reason and the spammer's gold record
-    (line,) = [w for w in services.job_workers(p, client, job.job_id)
+    (line,) = [w for w in quality.job_workers(p, client, job.job_id)
                if w["worker_id"] == spammer.account_id]
     assert line["blocked"] and line["gold_answers"] == 3 and line["gold_correct"] == 0
     assert "below 0.6" in line["blocked_reason"] and "(by rule)" in line["blocked_reason"]
@@ -205,7 +205,7 @@ def test_a_worker_failing_gold_is_blocked_their_answers_left_out_and_their_slots
     assert all(spammer.account_id not in [a["worker_id"] for a in line["answers"]]
                for line in lines.values())
     assert p.jobs.get_job(job.job_id).pool_cents >= 0
-    report = services.job_report(p, client, job.job_id)
+    report = jobs.job_report(p, client, job.job_id)
     assert report["blocked_workers"] == [spammer.account_id]
 
 
@@ -213,13 +213,13 @@ def test_a_retried_gold_submit_is_scored_once(p):
     # a job of gold only has no regular work: nothing is served
     _, job = _post(p, items=6, gold={0, 1, 2, 3, 4, 5}, quality={"gold_rate": 0.5})
     worker = _worker(p)
-    assert services.lease_next_task(p, worker, job.job_id) is None
+    assert tasks.lease_next_task(p, worker, job.job_id) is None
     _, job = _post(p, items=12, gold={0, 1, 2, 3, 4, 5}, quality={"gold_rate": 0.5},
                    quote={"gold_rate": 0.5})
-    while int((task := services.lease_next_task(p, worker, job.job_id)).item.item_id) >= 6:
-        services.release_assignment(p, worker, task.assignment_id)
+    while int((task := tasks.lease_next_task(p, worker, job.job_id)).item.item_id) >= 6:
+        tasks.release_assignment(p, worker, task.assignment_id)
     for _ in range(3):
-        services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+        tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
     _count(p)
     (record,) = [r for r in p.stats.of_job(job.job_id)]
     assert (record.gold_answers, record.gold_correct) == (1, 1)
@@ -232,7 +232,7 @@ def test_fast_answers_are_flagged_in_the_lineage_and_the_report(p):
     lines = _run_round(p, job.job_id)
     flags = {(a["worker_id"], tuple(a.get("flags", ()))) for line in lines for a in line["answers"]}
     assert len({flag for _, flag in flags}) == 2 and ("too_fast",) in {f for _, f in flags}
-    report = services.job_report(p, client, job.job_id)
+    report = jobs.job_report(p, client, job.job_id)
     assert report["too_fast_answers"] == 3
     assert sorted(w["too_fast"] for w in report["worker_summary"]) == [0, 3]
 
@@ -242,27 +242,27 @@ def test_workers_see_their_gold_accuracy_only_as_of_published_rounds(p):
                         quality={"gold_rate": 0.5, "block_after": 0}, quote={"gold_rate": 0.5})
     worker = _worker(p)
     _work(p, job, worker)
-    seen = services.worker_quality(p, worker)
+    seen = quality.worker_quality(p, worker)
     # nothing, not even the job, shows before a round is published: a job appearing at the
     # first gold answer would tell which task was gold
     assert seen["gold_answers"] == 0 and seen["jobs"] == []
     # and no gold answers is no accuracy, not the Beta(1, 1) prior's 0.5
     assert seen["gold_accuracy"] is None
     _run_round(p, job.job_id)
-    seen = services.worker_quality(p, worker)
+    seen = quality.worker_quality(p, worker)
     assert seen["gold_answers"] == seen["gold_correct"] > 0
     assert seen["jobs"][0]["job_id"] == job.job_id and not seen["blocked_everywhere"]
 
 
 def test_an_operator_block_stops_leasing_everywhere_and_leaves_answers_out(p):
-    operator = services.create_account(p, OPERATOR, "Ops")[0]
+    operator = accounts.create_account(p, OPERATOR, "Ops")[0]
     client, job = _post(p, items=3, redundancy=2)
     bad, good = _worker(p, "bad"), _worker(p, "good")
     _work(p, job, bad, label="neg")
-    view = services.operator_block(p, operator, bad.account_id, {"reason": "fraud"})
+    view = quality.operator_block(p, operator, bad.account_id, {"reason": "fraud"})
     assert view["blocked_everywhere"] and view["blocked_reason"].startswith("fraud")
     with pytest.raises(Forbidden) as caught:
-        services.lease_next_task(p, bad)
+        tasks.lease_next_task(p, bad)
     assert caught.value.code == "worker_blocked"
     _work(p, job, good)
     # the round would close now: the bad worker's answers are rejected (their rewards back in
@@ -278,19 +278,19 @@ def test_an_operator_block_stops_leasing_everywhere_and_leaves_answers_out(p):
     history = p.ledger.entries(bad.account_id, 10, None)[0]
     assert {(e.kind, e.amount_cents, e.reason) for e in history} == {
         ("rejection", 0, "left out: the worker was blocked")}
-    services.operator_block(p, operator, bad.account_id, None, blocked=False)
-    assert services.lease_next_task(p, bad) is None  # unblocked: nothing left, no error
+    quality.operator_block(p, operator, bad.account_id, None, blocked=False)
+    assert tasks.lease_next_task(p, bad) is None  # unblocked: nothing left, no error
 
 
 def test_a_client_can_block_a_worker_from_their_job(p):
     client, job = _post(p, items=3, redundancy=2)
     worker = _worker(p)
     _work(p, job, worker, limit=1)
-    line = services.client_blocks_worker(p, client, job.job_id, worker.account_id,
+    line = quality.client_blocks_worker(p, client, job.job_id, worker.account_id,
                                          {"reason": "ignores the instructions"})
     assert line["blocked"] and client.account_id in line["blocked_reason"]
     with pytest.raises(NotFound):
-        services.client_blocks_worker(p, client, job.job_id, "wrk_nobody", {"reason": "x"})
+        quality.client_blocks_worker(p, client, job.job_id, "wrk_nobody", {"reason": "x"})
 
 
 CACHE_READS = {"jobs.get_job", "items.open_items", "stats.blocked_everywhere"}
@@ -328,12 +328,12 @@ def test_a_gold_task_is_leased_and_submitted_with_the_same_calls_as_any_other(p)
         worker = _worker(p, f"w{n}")
         for _ in range(5):
             calls.clear()
-            task = services.lease_next_task(p, worker, job.job_id)
+            task = tasks.lease_next_task(p, worker, job.job_id)
             # reads that refresh this container's caches come and go with the time, not
             # with the task (the job, the task pool, operator blocks)
             lease = tuple(c for c in calls if c not in CACHE_READS)
             calls.clear()
-            services.submit_answer(p, worker, task.assignment_id, {"label": "neg"})
+            tasks.submit_answer(p, worker, task.assignment_id, {"label": "neg"})
             kind = "gold" if task.item.item_id in gold_ids else "regular"
             paths[kind].add((lease, tuple(c for c in calls if c not in CACHE_READS)))
     # THEN gold and regular tasks made exactly the same calls, one write each way
@@ -351,11 +351,11 @@ def test_a_workers_view_of_a_block_by_the_rule_gives_no_figures_and_waits_for_it
         _work(p, job, spammer, label="neg", limit=1)
     start = p.jobs.get_job(job.job_id).block_starts[spammer.account_id]
     # before the block starts, the worker's view shows neither the job nor the block
-    assert services.worker_quality(p, spammer)["jobs"] == []
+    assert quality.worker_quality(p, spammer)["jobs"] == []
     p.clock.set(start)
-    seen = services.worker_quality(p, spammer)
+    seen = quality.worker_quality(p, spammer)
     (line,) = seen["jobs"]
-    assert line["blocked"] and line["blocked_reason"] == services.BLOCKED_BY_RULE
+    assert line["blocked"] and line["blocked_reason"] == quality.BLOCKED_BY_RULE
     assert not any(ch.isdigit() for ch in line["blocked_reason"])
     assert seen["gold_answers"] == 0  # still nothing published: no per-answer feedback
 
@@ -370,7 +370,7 @@ def test_block_starts_vary_so_no_single_task_is_pointed_at(p):
         while not (blocked := p.jobs.get_job(job.job_id)).blocked_workers:
             _work(p, job, spammer, label="neg", limit=1)
         starts.append(blocked.block_starts[spammer.account_id] - p.now())
-    low, high = services.BLOCK_DELAY_SECONDS
+    low, high = quality.BLOCK_DELAY_SECONDS
     assert all(low <= delay <= high for delay in starts)
     assert max(starts) - min(starts) > 60  # drawn at random, not a fixed delay
 
@@ -379,7 +379,7 @@ def test_gold_items_have_results_with_their_known_answer_and_count_as_done(p):
     # GIVEN 8 regular items and 4 gold ones, gold served on half the tasks, and one worker
     client, job = _post(p, items=12, gold={8, 9, 10, 11}, redundancy=1,
                         quality={"gold_rate": 0.5, "block_after": 0})
-    assert services.job_progress(p, job)["done"] == 4  # known answers: done from the start
+    assert jobs.job_progress(p, job)["done"] == 4  # known answers: done from the start
     _work(p, job, _worker(p, "a"), label="neg")
     lines = {line["item_id"]: line for line in _run_round(p, job.job_id)}
     job = p.jobs.get_job(job.job_id)
@@ -394,7 +394,7 @@ def test_gold_items_have_results_with_their_known_answer_and_count_as_done(p):
     assert all(lines[f"{n:06d}"]["method"] != "gold" for n in range(8))
     # AND the finished job's progress counts every item done
     assert job.state == DONE and job.result_count == 12
-    progress = services.job_progress(p, job)
+    progress = jobs.job_progress(p, job)
     assert progress["done"] == progress["items"] == 12 and progress["gold"] == 4
 
 
@@ -416,15 +416,15 @@ def test_a_redelivered_gold_message_applies_the_rule_a_crash_lost(p):
     # between scoring the third and blocking)
     messages = []
     while len([m for m in messages if "gold_correct" in m]) < 3:
-        task = services.lease_next_task(p, spammer, job.job_id)
-        services.submit_answer(p, spammer, task.assignment_id, {"label": "neg"})
+        task = tasks.lease_next_task(p, spammer, job.job_id)
+        tasks.submit_answer(p, spammer, task.assignment_id, {"label": "neg"})
         messages += p.results_queue.take()
     gold = [m for m in messages if "gold_correct" in m]
     for m in gold:
         p.stats.record_gold(m["worker_id"], m["job_id"], m["assignment_id"], m["gold_correct"])
     assert not p.jobs.get_job(job.job_id).blocked_workers
     # WHEN SQS redelivers the messages THEN the rule blocks the worker, scoring nothing twice
-    services.count_answers(p, messages)
+    rounds.count_answers(p, messages)
     assert p.jobs.get_job(job.job_id).blocked_workers == {spammer.account_id}
     (record,) = [r for r in p.stats.of_job(job.job_id)]
     assert (record.gold_answers, record.gold_correct) == (3, 0)

@@ -1,6 +1,6 @@
 """No import cycles in the app: the modules' top-level imports form a graph without loops,
-and each webhooks module (with the ports it shares) imports on its own in a fresh
-interpreter, whichever of them comes first."""
+each webhooks and handler module imports on its own in a fresh interpreter, whichever of them
+comes first, and every import inside a function says why it is there."""
 from __future__ import annotations
 
 import ast
@@ -100,10 +100,47 @@ def test_no_module_imports_itself_back():
     "chalicelib.domain.ports", "chalicelib.domain.webhooks.types",
     "chalicelib.domain.webhooks.outbox", "chalicelib.domain.webhooks.delivery",
     "chalicelib.domain.webhooks.endpoints", "chalicelib.domain.webhooks.signing",
-    "chalicelib.domain.webhooks.urls", "chalicelib.domain.payments", "chalicelib.domain.reviews",
-    "chalicelib.domain.services", "chalicelib.api.views",
+    "chalicelib.domain.webhooks.urls", "chalicelib.handlers.payments",
+    "chalicelib.handlers.platform", "chalicelib.handlers.accounts", "chalicelib.handlers.jobs",
+    "chalicelib.handlers.tasks", "chalicelib.handlers.quality", "chalicelib.handlers.rounds",
+    "chalicelib.handlers.redundancy", "chalicelib.handlers.qualifications", "chalicelib.api.views",
 ])
 def test_each_module_imports_first_in_a_fresh_interpreter(module):
     run = subprocess.run([sys.executable, "-c", f"import {module}"], cwd=ROOT,
                          env={**os.environ, **FAKE_ENV}, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
+
+
+def late_imports_without_a_reason() -> list[str]:
+    """Imports inside functions (or classes) of the app with no comment saying why: on the
+    import's own line, on the first line of its run of imports, or on the line above the run.
+    (The reasons allowed: a heavy library loaded when first needed, kept off the API's import
+    path, or the Lambda's cold start.)"""
+    found = []
+    for name, path in _modules().items():
+        lines = path.read_text().splitlines()
+        tree = ast.parse("\n".join(lines))
+        top = set(map(id, _top_level_imports(tree))) | {
+            id(sub) for node in tree.body if isinstance(node, ast.If)
+            for sub in ast.walk(node) if isinstance(sub, (ast.Import, ast.ImportFrom))}
+        imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+        starts = {node.end_lineno: node.lineno for node in imports}  # last line -> first line
+        for node in imports:
+            if id(node) in top:
+                continue
+            first = node.lineno  # the first line of the run of imports (blank lines within)
+            while True:
+                above = first - 1
+                while above > 0 and not lines[above - 1].strip() and above - 1 in starts:
+                    above -= 1
+                if above not in starts:
+                    break
+                first = starts[above]
+            said = [lines[node.lineno - 1], lines[first - 1], lines[first - 2] if first > 1 else ""]
+            if not any("#" in line for line in said):
+                found.append(f"{name}:{node.lineno}")
+    return found
+
+
+def test_every_late_import_says_why():
+    assert late_imports_without_a_reason() == []

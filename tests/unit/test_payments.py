@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain import payments, services
 from chalicelib.domain.model import APPROVED, REJECTED
-from chalicelib.domain.services import CLIENT, WORKER
+from chalicelib.domain.model import CLIENT, WORKER
 from chalicelib.errors import Conflict, InvalidRequest, NotFound
+from chalicelib.handlers import accounts, jobs, payments, rounds, tasks
 from tests.fakes import FakeClock, make_platform
 
 DAY = 24 * 3600
@@ -18,32 +18,32 @@ def p():
 
 
 def _post(p, items=2, redundancy=2, **extra):
-    client = services.create_account(p, CLIENT, "Acme")[0]
-    quote = services.create_quote(p, client, {"task_type": "categorical", "items": items,
+    client = accounts.create_account(p, CLIENT, "Acme")[0]
+    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": items,
                                               "redundancy": redundancy})
-    job = services.post_job(p, client, {
+    job = jobs.post_job(p, client, {
         "quote_id": quote.quote_id, "instructions": "Pick one.",
         "answer_schema": {"labels": ["pos", "neg"]}, "pilot": {"items": 0},
         "items": [{"data": {"n": n}} for n in range(items)], **extra})
     for message in p.ingest_queue.take():
-        services.ingest_chunk(p, message)
+        jobs.ingest_chunk(p, message)
     return client, p.jobs.get_job(job.job_id)
 
 
 def _answer(p, job, worker, label="pos"):
-    task = services.lease_next_task(p, worker, job.job_id)
+    task = tasks.lease_next_task(p, worker, job.job_id)
     p.clock.advance(5)
-    services.submit_answer(p, worker, task.assignment_id, {"label": label})
+    tasks.submit_answer(p, worker, task.assignment_id, {"label": label})
     return task.assignment_id
 
 
 def _count(p):
     for message in p.results_queue.take():
-        services.count_answers(p, [message])
+        rounds.count_answers(p, [message])
 
 
 def _worker(p, name="w"):
-    return services.create_account(p, WORKER, name)[0]
+    return accounts.create_account(p, WORKER, name)[0]
 
 
 def test_an_approval_pays_once_however_often_it_is_sent(p):
@@ -64,7 +64,7 @@ def test_an_approval_pays_once_however_often_it_is_sent(p):
 def test_reviews_are_the_jobs_clients_only_and_a_rejection_needs_a_reason(p):
     client, job = _post(p)
     assignment = _answer(p, job, _worker(p))
-    other = services.create_account(p, CLIENT, "Other")[0]
+    other = accounts.create_account(p, CLIENT, "Other")[0]
     with pytest.raises(NotFound):
         payments.review_assignment(p, other, assignment, None, APPROVED)
     with pytest.raises(NotFound):
@@ -93,8 +93,8 @@ def test_a_rejected_answer_is_not_paid_left_out_and_its_slot_offered_again(p):
     assert caught.value.code == "insufficient_budget"
     # WHEN everyone answers everything they are offered
     for worker in (w1, w2, w3):
-        while (task := services.lease_next_task(p, worker, job.job_id)) is not None:
-            services.submit_answer(p, worker, task.assignment_id, {"label": "neg"})
+        while (task := tasks.lease_next_task(p, worker, job.job_id)) is not None:
+            tasks.submit_answer(p, worker, task.assignment_id, {"label": "neg"})
             _count(p)
     # THEN the rejected answer's item got one more slot before the round closed, filled by
     # another worker, and the round aggregates without the rejected answer

@@ -5,12 +5,13 @@ import json
 
 import pytest
 
-from chalicelib.domain import phases, services
+from chalicelib.domain import phases
 from chalicelib.domain.model import (
     ACTIVE, AGGREGATING, CALIBRATION, CLOSING, DONE, PAUSED, PILOT, PRODUCTION,
 )
-from chalicelib.domain.services import CLIENT, WORKER
+from chalicelib.domain.model import CLIENT, WORKER
 from chalicelib.errors import Conflict, InvalidRequest
+from chalicelib.handlers import accounts, jobs, rounds, tasks
 from chalicelib.workflows import aggregation as stages
 from tests.fakes import FakeClock, make_platform
 
@@ -80,8 +81,8 @@ GOLD = {"000003": "pos", "000011": "neg"}
 
 
 def _post(p, promotion=None, items=20, pilot=None):
-    client = services.create_account(p, CLIENT, "Acme")[0]
-    quote = services.create_quote(p, client, {"task_type": "categorical", "items": items,
+    client = accounts.create_account(p, CLIENT, "Acme")[0]
+    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": items,
                                               "redundancy": 2})
     body = {"quote_id": quote.quote_id, "instructions": "Pick the sentiment.",
             "answer_schema": {"labels": ["pos", "neg"]}, "pilot": pilot or {"items": 4},
@@ -91,9 +92,9 @@ def _post(p, promotion=None, items=20, pilot=None):
                       for n in range(items)]}
     if promotion:
         body["promotion"] = promotion
-    job = services.post_job(p, client, body)
+    job = jobs.post_job(p, client, body)
     for message in p.ingest_queue.take():
-        services.ingest_chunk(p, message)
+        jobs.ingest_chunk(p, message)
     return client, p.jobs.get_job(job.job_id)
 
 
@@ -101,13 +102,13 @@ def _answer(p, job, workers, label_of):
     """Each worker answers everything it is offered; return the item ids answered."""
     answered = set()
     for worker in workers:
-        while (task := services.lease_next_task(p, worker, job.job_id)) is not None:
+        while (task := tasks.lease_next_task(p, worker, job.job_id)) is not None:
             p.clock.advance(1)
-            services.submit_answer(p, worker, task.assignment_id,
+            tasks.submit_answer(p, worker, task.assignment_id,
                                    {"label": label_of(task.item.item_id)})
             answered.add(task.item.item_id)
     for message in p.results_queue.take():
-        services.count_answers(p, [message])
+        rounds.count_answers(p, [message])
     return answered
 
 
@@ -122,7 +123,7 @@ def _run_round(p, job_id):
 
 
 def _workers(p, n=2):
-    return [services.create_account(p, WORKER, f"w{k}")[0] for k in range(n)]
+    return [accounts.create_account(p, WORKER, f"w{k}")[0] for k in range(n)]
 
 
 def _truth(item_id):
@@ -143,22 +144,22 @@ def test_a_pilot_answers_its_sample_then_waits_in_calibration_for_the_client(p):
     outcome = _run_round(p, job.job_id)
     job = p.jobs.get_job(job.job_id)
     assert outcome["state"] == PAUSED and (job.state, job.phase) == (PAUSED, CALIBRATION)
-    report = services.job_report(p, client, job.job_id)
+    report = jobs.job_report(p, client, job.job_id)
     assert report["phase"] == PILOT and report["items"] == 6 and report["gold"]["accuracy"] == 1.0
     # AND no task is offered while the client reads the report
-    assert services.lease_next_task(p, _workers(p, 3)[2], job.job_id) is None
+    assert tasks.lease_next_task(p, _workers(p, 3)[2], job.job_id) is None
     # WHEN the client promotes it with revised instructions
-    job = services.promote_job(p, client, job.job_id, {"instructions": "Pick the sentiment. "
+    job = jobs.promote_job(p, client, job.job_id, {"instructions": "Pick the sentiment. "
                                                        "Sarcasm counts as neg."})
     for message in p.ingest_queue.take():
-        services.ingest_chunk(p, message)
+        jobs.ingest_chunk(p, message)
     # THEN production offers the held items under version 2 of the instructions
     assert (job.state, job.phase, job.round, job.instruction_version) == (
         ACTIVE, PRODUCTION, 2, 2)
     workers = _workers(p, 3)
-    task = services.lease_next_task(p, workers[0], job.job_id)
+    task = tasks.lease_next_task(p, workers[0], job.job_id)
     assert task.job.instruction_version == 2 and task.assignment_id.endswith("_v2")
-    services.release_assignment(p, workers[0], task.assignment_id)
+    tasks.release_assignment(p, workers[0], task.assignment_id)
     _answer(p, job, workers, _truth)
     outcome = _run_round(p, job.job_id)
     job = p.jobs.get_job(job.job_id)
@@ -170,8 +171,8 @@ def test_a_pilot_answers_its_sample_then_waits_in_calibration_for_the_client(p):
                 for line in lines}
     assert versions["000002"] == {1} and versions["000000"] == {2}
     # AND the pilot's calibration report is still there as round 1
-    assert services.job_report(p, client, job.job_id, {"round": "1"})["phase"] == PILOT
-    assert services.job_report(p, client, job.job_id)["phase"] == PRODUCTION
+    assert jobs.job_report(p, client, job.job_id, {"round": "1"})["phase"] == PILOT
+    assert jobs.job_report(p, client, job.job_id)["phase"] == PRODUCTION
     # AND every transition is on record: when, by whom and why
     moves = [(t["to"]["state"], t["to"]["phase"], t["by"]) for t in job.transitions]
     assert moves == [
@@ -212,29 +213,29 @@ def test_thresholds_not_met_pause_the_job_with_the_reasons(p):
     last = job.transitions[-1]
     assert last["by"] == "rule" and "gold_accuracy 0.5 is below 0.6" in last["reason"]
     # the client can still promote it by hand, or stop it
-    job = services.stop_job(p, client, job.job_id)
+    job = jobs.stop_job(p, client, job.job_id)
     assert job.state == DONE and job.phase == CALIBRATION and job.result_count == 6
     with pytest.raises(Conflict) as caught:
-        services.promote_job(p, client, job.job_id, {})
+        jobs.promote_job(p, client, job.job_id, {})
     assert caught.value.code == "job_not_promotable"
 
 
 def test_promoting_a_running_pilot_closes_it_and_stopping_a_pilot_ends_the_job(p):
     client, job = _post(p)
     worker = _workers(p, 1)[0]
-    task = services.lease_next_task(p, worker, job.job_id)
-    services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+    task = tasks.lease_next_task(p, worker, job.job_id)
+    tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
     with pytest.raises(Conflict) as caught:
-        services.promote_job(p, client, job.job_id, {"instructions": "new"})
+        jobs.promote_job(p, client, job.job_id, {"instructions": "new"})
     assert caught.value.code == "instructions_too_early"
-    job = services.promote_job(p, client, job.job_id, {"reason": "seen enough"})
+    job = jobs.promote_job(p, client, job.job_id, {"reason": "seen enough"})
     # nothing leased: the pilot round starts at once and ends in calibration
     assert job.state == AGGREGATING and job.transitions[-2]["to"]["state"] == CLOSING
     assert job.transitions[-2]["reason"] == "seen enough"
     assert _run_round(p, job.job_id)["state"] == PAUSED
     # a stopped pilot ends the job instead
     client, other = _post(p)
-    assert services.stop_job(p, client, other.job_id).state == AGGREGATING
+    assert jobs.stop_job(p, client, other.job_id).state == AGGREGATING
     assert _run_round(p, other.job_id)["state"] == DONE
 
 
@@ -244,5 +245,5 @@ def test_promoting_a_running_pilot_closes_it_and_stopping_a_pilot_ends_the_job(p
 def test_a_bad_promotion_body_names_its_field(p, body, field):
     client, job = _post(p)
     with pytest.raises(InvalidRequest) as caught:
-        services.promote_job(p, client, job.job_id, body)
+        jobs.promote_job(p, client, job.job_id, body)
     assert caught.value.field == field

@@ -7,7 +7,7 @@ import inspect
 
 import pytest
 
-from chalicelib.adapters import dynamo, messaging, storage, webhooks
+from chalicelib.adapters import dynamo, idempotency, messaging, rate_limits, storage, webhooks
 from chalicelib.domain import ports
 from tests import fakes
 
@@ -25,6 +25,9 @@ IMPLEMENTATIONS = {
     ports.Workflow: (fakes.FakeWorkflow, messaging.StepFunctionsWorkflow),
     ports.WebhookStore: (fakes.FakeWebhooks, webhooks.DynamoWebhooks),
     ports.EventBus: (fakes.FakeBus, webhooks.EventBridgeBus),
+    ports.ClientKeys: (fakes.FakeClientKeys, rate_limits.ApiGatewayKeys),
+    # No fake: a Platform without one runs every request (the tests of keys run on moto).
+    ports.IdempotencyStore: (idempotency.DynamoIdempotency,),
 }
 
 

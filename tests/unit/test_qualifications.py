@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from chalicelib.domain import services, skills
-from chalicelib.domain.services import CLIENT, OPERATOR, WORKER
+from chalicelib.api.views import cohort_view, qualification_list_view, qualification_view, questions_view
+from chalicelib.domain.model import CLIENT, OPERATOR, WORKER
 from chalicelib.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from chalicelib.handlers import accounts, jobs, qualifications, tasks
 from tests.fakes import FakeClock, make_platform
 
 SKILL = "label:sentiment-en"
@@ -27,18 +28,18 @@ def p():
 
 
 def _operator(p):
-    return services.create_account(p, OPERATOR, "Ops")[0]
+    return accounts.create_account(p, OPERATOR, "Ops")[0]
 
 
 def _worker(p):
-    principal, token = services.create_account(p, WORKER, "w", ["en"])
+    principal, token = accounts.create_account(p, WORKER, "w", ["en"])
     return principal, token
 
 
 def _take(p, token, qual_id, answers):
-    worker = services.authenticate(p, token, WORKER)
-    attempt = skills.start_qualification(p, worker, qual_id)
-    return attempt, skills.submit_qualification(p, worker, qual_id,
+    worker = accounts.authenticate(p, token, WORKER)
+    attempt = questions_view(*qualifications.start_qualification(p, worker, qual_id))
+    return attempt, qualifications.submit_qualification(p, worker, qual_id,
                                                 {"attempt_id": attempt["attempt_id"],
                                                  "answers": answers})
 
@@ -54,7 +55,7 @@ def _take(p, token, qual_id, answers):
 ])
 def test_a_bad_test_names_its_field(p, change, field):
     with pytest.raises(InvalidRequest) as caught:
-        skills.create_qualification(p, _operator(p), {**TEST, **change})
+        qualification_view(qualifications.create_qualification(p, _operator(p), {**TEST, **change}))
     assert caught.value.field == field
 
 
@@ -64,32 +65,32 @@ def test_a_tests_items_and_the_whole_test_have_size_limits_in_utf8_bytes(p):
 
     operator = _operator(p)
     hebrew = {"data": {"text": "\u05e9" * 1500}, "gold": {"label": "pos"}}
-    assert skills.create_qualification(p, operator, {**TEST, "items": [hebrew]})["items"] == 1
+    assert qualification_view(qualifications.create_qualification(p, operator, {**TEST, "items": [hebrew]}))["items"] == 1
     with pytest.raises(PayloadTooLarge) as caught:
-        skills.create_qualification(p, operator, {**TEST, "items": [
-            {"data": {"text": "\u05e9" * 4500}, "gold": {"label": "pos"}}]})
+        qualification_view(qualifications.create_qualification(p, operator, {**TEST, "items": [
+            {"data": {"text": "\u05e9" * 4500}, "gold": {"label": "pos"}}]}))
     assert caught.value.field == "items[0].data"
     # 50 items each under the item limit, together over the test's
     near_limit = {"data": {"text": "x" * 8000}, "gold": {"label": "pos"}}
     assert 50 * 8000 > MAX_TEST_BYTES
     with pytest.raises(PayloadTooLarge) as caught:
-        skills.create_qualification(p, operator, {**TEST, "items": [near_limit] * 50})
+        qualification_view(qualifications.create_qualification(p, operator, {**TEST, "items": [near_limit] * 50}))
     assert caught.value.field == "items"
 
 
 def test_passing_a_test_grants_its_skill_with_the_score_and_opens_jobs_that_require_it(p):
-    qual = skills.create_qualification(p, _operator(p), TEST)
-    client = services.create_account(p, CLIENT, "Acme")[0]
-    quote = services.create_quote(p, client, {"task_type": "categorical", "items": 2,
+    qual = qualification_view(qualifications.create_qualification(p, _operator(p), TEST))
+    client = accounts.create_account(p, CLIENT, "Acme")[0]
+    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": 2,
                                               "redundancy": 1})
-    job = services.post_job(p, client, {
+    job = jobs.post_job(p, client, {
         "quote_id": quote.quote_id, "instructions": "x", "answer_schema": {"labels": ["a", "b"]},
         "required_skills": [SKILL], "items": [{"data": {"n": n}} for n in range(2)]})
     for message in p.ingest_queue.take():
-        services.ingest_chunk(p, message)
+        jobs.ingest_chunk(p, message)
     worker, token = _worker(p)
     with pytest.raises(Forbidden):
-        services.lease_next_task(p, services.authenticate(p, token, WORKER), job.job_id)
+        tasks.lease_next_task(p, accounts.authenticate(p, token, WORKER), job.job_id)
     # WHEN the worker takes the test: the questions carry no answers
     attempt, outcome = _take(p, token, qual["qualification_id"], {**RIGHT, "000003": {"label": "neg"}})
     assert [q["item_id"] for q in attempt["questions"]] == list(RIGHT)
@@ -97,52 +98,53 @@ def test_passing_a_test_grants_its_skill_with_the_score_and_opens_jobs_that_requ
     # THEN 3 of 4 passes at 0.75 and grants the skill with its score
     assert outcome == {"qualification_id": qual["qualification_id"], "skill": SKILL,
                        "score": 0.75, "pass_score": 0.75, "passed": True}
-    principal = services.authenticate(p, token, WORKER)
+    principal = accounts.authenticate(p, token, WORKER)
     assert SKILL in principal.skills and dict(principal.scores) == {SKILL: 0.75}
-    assert services.lease_next_task(p, principal, job.job_id) is not None
+    assert tasks.lease_next_task(p, principal, job.job_id) is not None
     # AND the test cannot be taken again once passed
     with pytest.raises(Conflict) as caught:
-        skills.start_qualification(p, principal, qual["qualification_id"])
+        questions_view(*qualifications.start_qualification(p, principal, qual["qualification_id"]))
     assert caught.value.code == "qualification_passed"
-    listed = skills.list_qualifications(p, principal)
+    listed = [qualification_list_view(qual, attempt, principal)
+              for qual, attempt in qualifications.list_qualifications(p, principal)]
     assert listed[0]["held"] and listed[0]["attempt"]["passed"]
 
 
 def test_a_job_can_ask_for_a_minimum_score(p):
-    qual = skills.create_qualification(p, _operator(p), TEST)
+    qual = qualification_view(qualifications.create_qualification(p, _operator(p), TEST))
     worker, token = _worker(p)
     _take(p, token, qual["qualification_id"], {**RIGHT, "000003": {"label": "neg"}})
-    client = services.create_account(p, CLIENT, "Acme")[0]
-    quote = services.create_quote(p, client, {"task_type": "categorical", "items": 1,
+    client = accounts.create_account(p, CLIENT, "Acme")[0]
+    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": 1,
                                               "redundancy": 1})
     body = {"quote_id": quote.quote_id, "instructions": "x",
             "answer_schema": {"labels": ["a", "b"]}, "required_skills": [SKILL],
             "items": [{"data": {"n": 1}}]}
     with pytest.raises(InvalidRequest) as caught:
-        services.post_job(p, client, {**body, "min_skill_scores": {"other": 0.5}})
+        jobs.post_job(p, client, {**body, "min_skill_scores": {"other": 0.5}})
     assert caught.value.field == "min_skill_scores.other"
-    job = services.post_job(p, client, {**body, "min_skill_scores": {SKILL: 0.9}})
+    job = jobs.post_job(p, client, {**body, "min_skill_scores": {SKILL: 0.9}})
     for message in p.ingest_queue.take():
-        services.ingest_chunk(p, message)
+        jobs.ingest_chunk(p, message)
     with pytest.raises(Forbidden) as caught:
-        services.lease_next_task(p, services.authenticate(p, token, WORKER), job.job_id)
+        tasks.lease_next_task(p, accounts.authenticate(p, token, WORKER), job.job_id)
     assert caught.value.details["min_skill_scores"] == {SKILL: 0.9}
 
 
 def test_a_failed_attempt_grants_nothing_and_may_be_retaken_after_the_wait(p):
-    qual = skills.create_qualification(p, _operator(p), TEST)
+    qual = qualification_view(qualifications.create_qualification(p, _operator(p), TEST))
     worker, token = _worker(p)
     attempt, outcome = _take(p, token, qual["qualification_id"],
                              {k: {"label": "pos"} for k in RIGHT})
     assert outcome["passed"] is False and outcome["score"] == 0.5
-    principal = services.authenticate(p, token, WORKER)
+    principal = accounts.authenticate(p, token, WORKER)
     assert SKILL not in principal.skills
     # a repeated submit of the same attempt returns the same outcome, and grants nothing
-    again = skills.submit_qualification(p, principal, qual["qualification_id"],
+    again = qualifications.submit_qualification(p, principal, qual["qualification_id"],
                                         {"attempt_id": attempt["attempt_id"], "answers": RIGHT})
     assert again == outcome
     with pytest.raises(Conflict) as caught:
-        skills.start_qualification(p, principal, qual["qualification_id"])
+        questions_view(*qualifications.start_qualification(p, principal, qual["qualification_id"]))
     assert caught.value.code == "retake_too_soon"
     p.clock.advance(3601)
     _, outcome = _take(p, token, qual["qualification_id"], RIGHT)
@@ -150,48 +152,48 @@ def test_a_failed_attempt_grants_nothing_and_may_be_retaken_after_the_wait(p):
 
 
 def test_every_question_must_be_answered_validly(p):
-    qual = skills.create_qualification(p, _operator(p), TEST)
+    qual = qualification_view(qualifications.create_qualification(p, _operator(p), TEST))
     worker, token = _worker(p)
-    principal = services.authenticate(p, token, WORKER)
-    attempt = skills.start_qualification(p, principal, qual["qualification_id"])
+    principal = accounts.authenticate(p, token, WORKER)
+    attempt = questions_view(*qualifications.start_qualification(p, principal, qual["qualification_id"]))
     for answers, field in [({"000000": {"label": "neg"}}, "answers.000001"),
                            ({**RIGHT, "000000": {"label": "maybe"}}, "answers.000000"),
                            ({**RIGHT, "000009": {"label": "neg"}}, "answers.000009")]:
         with pytest.raises(InvalidRequest) as caught:
-            skills.submit_qualification(p, principal, qual["qualification_id"],
+            qualifications.submit_qualification(p, principal, qual["qualification_id"],
                                         {"attempt_id": attempt["attempt_id"], "answers": answers})
         assert caught.value.field == field
     with pytest.raises(NotFound):
-        skills.submit_qualification(p, principal, qual["qualification_id"],
+        qualifications.submit_qualification(p, principal, qual["qualification_id"],
                                     {"attempt_id": "att_other", "answers": RIGHT})
     with pytest.raises(NotFound):
-        skills.start_qualification(p, principal, "qual_0000")
+        questions_view(*qualifications.start_qualification(p, principal, "qual_0000"))
 
 
 def test_a_cohort_sets_the_quotes_unit_price_floor_and_the_jobs_skills(p):
     operator = _operator(p)
-    skills.put_cohort(p, operator, {"name": "en-ja-legal", "skills": ["translation:en-ja", "legal"],
+    qualifications.put_cohort(p, operator, {"name": "en-ja-legal", "skills": ["translation:en-ja", "legal"],
                                     "unit_cents": {"translation": 90}})
-    client = services.create_account(p, CLIENT, "Acme")[0]
-    quote = services.create_quote(p, client, {"task_type": "translation", "items": 10,
+    client = accounts.create_account(p, CLIENT, "Acme")[0]
+    quote = jobs.create_quote(p, client, {"task_type": "translation", "items": 10,
                                               "redundancy": 1, "cohort": "en-ja-legal",
                                               "gold_rate": 0})
     assert quote.reward_cents == 90 and quote.total_cents == 900 + 180
     assert quote.skills == ("translation:en-ja", "legal")
     with pytest.raises(InvalidRequest) as caught:
-        services.create_quote(p, client, {"task_type": "translation", "items": 1,
+        jobs.create_quote(p, client, {"task_type": "translation", "items": 1,
                                           "cohort": "en-ja-legal", "reward_cents": 50})
     assert caught.value.field == "reward_cents"
     # a task type the cohort does not price keeps the platform's defaults
-    other = services.create_quote(p, client, {"task_type": "categorical", "items": 1,
+    other = jobs.create_quote(p, client, {"task_type": "categorical", "items": 1,
                                               "cohort": "en-ja-legal"})
     assert other.reward_cents == 5
-    assert [c["name"] for c in skills.list_cohorts(p)] == ["en-ja-legal"]
+    assert [c["name"] for c in [cohort_view(c) for c in qualifications.list_cohorts(p)]] == ["en-ja-legal"]
     with pytest.raises(InvalidRequest) as caught:
-        services.create_quote(p, client, {"task_type": "translation", "items": 1,
+        jobs.create_quote(p, client, {"task_type": "translation", "items": 1,
                                           "cohort": "en-fr"})
     assert caught.value.code == "unknown_cohort" and caught.value.field == "cohort"
     with pytest.raises(InvalidRequest) as caught:
-        skills.put_cohort(p, operator, {"name": "x", "skills": ["a"],
+        qualifications.put_cohort(p, operator, {"name": "x", "skills": ["a"],
                                         "unit_cents": {"translation": 1}})
     assert caught.value.field == "unit_cents.translation"  # below the type's floor

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain import services, skills
-from chalicelib.domain.model import ACTIVE, AGGREGATING, CANCELLED, PAUSED, PRODUCTION
+from chalicelib.api.views import qualification_view, questions_view
+from chalicelib.domain.model import ACTIVE, AGGREGATING, CANCELLED, CountedAnswer, PAUSED, PRODUCTION
+from chalicelib.domain.model import CLIENT, OPERATOR, WORKER
 from chalicelib.domain.pricing import job_money
-from chalicelib.domain.services import CLIENT, OPERATOR, WORKER
 from chalicelib.errors import TransientError
+from chalicelib.handlers import accounts, jobs, qualifications, quality, rounds, tasks
 from chalicelib.workflows import aggregation as stages
 from tests.fakes import FakeClock, make_platform
 
@@ -18,41 +19,41 @@ def p():
 
 
 def _post(p, items=3, redundancy=1, gold=(), **extra):
-    client = services.create_account(p, CLIENT, "Acme")[0]
-    quote = services.create_quote(p, client, {"task_type": "categorical", "items": items,
+    client = accounts.create_account(p, CLIENT, "Acme")[0]
+    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": items,
                                               "redundancy": redundancy, "gold_rate": 0.5})
-    job = services.post_job(p, client, {
+    job = jobs.post_job(p, client, {
         "quote_id": quote.quote_id, "instructions": "Pick one.",
         "answer_schema": {"labels": ["pos", "neg"]},
         "items": [{"data": {"n": n}, **({"gold": {"label": "pos"}} if n in gold else {})}
                   for n in range(items)], **extra})
     for message in p.ingest_queue.take():
-        services.ingest_chunk(p, message)
+        jobs.ingest_chunk(p, message)
     return client, p.jobs.get_job(job.job_id)
 
 
 def _answer_all(p, job, n_workers=1):
     for k in range(n_workers):
-        worker = services.create_account(p, WORKER, f"w{k}")[0]
-        while (task := services.lease_next_task(p, worker, job.job_id)) is not None:
-            services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+        worker = accounts.create_account(p, WORKER, f"w{k}")[0]
+        while (task := tasks.lease_next_task(p, worker, job.job_id)) is not None:
+            tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
 
 
 def test_a_round_does_not_start_when_an_item_was_reopened_meanwhile(p):
     client, job = _post(p, items=2, pilot={"items": 0})
     _answer_all(p, job)
     for message in p.results_queue.take():
-        p.jobs.record_counted(job.job_id, [services.CountedAnswer(
+        p.jobs.record_counted(job.job_id, [CountedAnswer(
             message["job_id"], message["item_id"], message["worker_id"],
             message["assignment_id"], message["item_complete"])])
     job = p.jobs.get_job(job.job_id)
     assert job.items_done == 2
     # another consumer reopens an item (a replacement slot) before this one starts the round
     assert p.items.add_slots(job.job_id, "000000", 1, 0)
-    services.start_aggregation(p, job, require_done=True)
+    rounds.start_aggregation(p, job, require_done=True)
     assert p.jobs.get_job(job.job_id).state == ACTIVE and p.workflow.started == []
     # without the requirement (a stop or the deadline) it does start
-    services.start_aggregation(p, job)
+    rounds.start_aggregation(p, job)
     assert p.jobs.get_job(job.job_id).state == AGGREGATING
     assert p.workflow.started == [f"{job.job_id}-r1"]
 
@@ -64,14 +65,14 @@ def test_when_a_job_ends_its_unused_gold_slots_go_back_to_the_pool(p):
                         quality={"gold_rate": 0.5, "block_after": 0})
     pool = job.pool_cents
     assert job.gold_slots == 16
-    worker = services.create_account(p, WORKER, "quitter")[0]
-    while int((task := services.lease_next_task(p, worker, job.job_id)).item.item_id) >= 4:
-        services.release_assignment(p, worker, task.assignment_id)
+    worker = accounts.create_account(p, WORKER, "quitter")[0]
+    while int((task := tasks.lease_next_task(p, worker, job.job_id)).item.item_id) >= 4:
+        tasks.release_assignment(p, worker, task.assignment_id)
     assert p.jobs.get_job(job.job_id).pool_cents == pool  # a gold lease takes no money
     p.clock.advance(job.lease_seconds + 1)  # the gold lease expires, never submitted
     _answer_all(p, job, n_workers=2)
     for message in p.results_queue.take():
-        services.count_answers(p, [message])
+        rounds.count_answers(p, [message])
     job = p.jobs.get_job(job.job_id)
     assert job.state == AGGREGATING and job.pool_cents == pool
     # WHEN the round is published and the job is done
@@ -99,7 +100,7 @@ def test_a_stopped_job_pays_for_no_replacement_slots(p):
     client, job = _post(p, items=2, pilot={"items": 0})
     p.jobs.transition(job.job_id, (ACTIVE,), CANCELLED)
     p.jobs.block_worker(job.job_id, "wrk_x")
-    assert services.replace_left_out(p, p.jobs.get_job(job.job_id)) == 0
+    assert quality.replace_left_out(p, p.jobs.get_job(job.job_id)) == 0
 
 
 def test_a_retried_mark_done_still_promotes_a_pilot_that_met_its_thresholds(p):
@@ -108,7 +109,7 @@ def test_a_retried_mark_done_still_promotes_a_pilot_that_met_its_thresholds(p):
                         quality={"gold_rate": 0.5, "block_after": 0})
     _answer_all(p, job, n_workers=3)
     for message in p.results_queue.take():
-        services.count_answers(p, [message])
+        rounds.count_answers(p, [message])
     job = p.jobs.get_job(job.job_id)
     loaded = stages.load_answers(p, {"job_id": job.job_id, "round": 1})
     fitted = stages.fit_model(p, loaded)
@@ -136,13 +137,13 @@ def test_a_retried_mark_done_still_promotes_a_pilot_that_met_its_thresholds(p):
 
 
 def test_a_passed_test_whose_grant_failed_grants_on_the_next_submit(p):
-    operator = services.create_account(p, OPERATOR, "Ops")[0]
-    qual = skills.create_qualification(p, operator, {
+    operator = accounts.create_account(p, OPERATOR, "Ops")[0]
+    qual = qualification_view(qualifications.create_qualification(p, operator, {
         "skill": "s", "task_type": "categorical", "instructions": "x",
-        "answer_schema": {"labels": ["a", "b"]}, "items": [{"data": {"t": 1}, "gold": {"label": "a"}}]})
-    worker, token = services.create_account(p, WORKER, "w")
-    principal = services.authenticate(p, token, WORKER)
-    attempt = skills.start_qualification(p, principal, qual["qualification_id"])
+        "answer_schema": {"labels": ["a", "b"]}, "items": [{"data": {"t": 1}, "gold": {"label": "a"}}]}))
+    worker, token = accounts.create_account(p, WORKER, "w")
+    principal = accounts.authenticate(p, token, WORKER)
+    attempt = questions_view(*qualifications.start_qualification(p, principal, qual["qualification_id"]))
     body = {"attempt_id": attempt["attempt_id"], "answers": {"000000": {"label": "a"}}}
     real = p.accounts.grant_skill
 
@@ -151,7 +152,7 @@ def test_a_passed_test_whose_grant_failed_grants_on_the_next_submit(p):
 
     p.accounts.grant_skill = broken
     with pytest.raises(TransientError):
-        skills.submit_qualification(p, principal, qual["qualification_id"], body)
+        qualifications.submit_qualification(p, principal, qual["qualification_id"], body)
     p.accounts.grant_skill = real
-    assert skills.submit_qualification(p, principal, qual["qualification_id"], body)["passed"]
-    assert "s" in services.authenticate(p, token, WORKER).skills
+    assert qualifications.submit_qualification(p, principal, qual["qualification_id"], body)["passed"]
+    assert "s" in accounts.authenticate(p, token, WORKER).skills

@@ -6,10 +6,12 @@ import json
 
 import pytest
 
-from chalicelib.domain import keys, services
+from chalicelib.domain import keys
 from chalicelib.domain.model import AGGREGATING, DONE, FAILED, Job
-from chalicelib.domain.services import CLIENT, WORKER
+from chalicelib.domain.model import CLIENT, WORKER
 from chalicelib.errors import NotFound
+from chalicelib.handlers import accounts, jobs, rounds, tasks
+from chalicelib.handlers.platform import client_job
 from chalicelib.workflows import aggregation as stages
 from tests.fakes import FakeClock, make_platform
 
@@ -24,28 +26,28 @@ def p():
 
 
 def _job(p, items=2, redundancy=3):
-    client = services.create_account(p, CLIENT, "Acme")[0]
-    quote = services.create_quote(p, client, {"task_type": "categorical", "items": items,
+    client = accounts.create_account(p, CLIENT, "Acme")[0]
+    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": items,
                                               "redundancy": redundancy})
-    job = services.post_job(p, client, {
+    job = jobs.post_job(p, client, {
         "quote_id": quote.quote_id, "instructions": "Pick the sentiment.",
         "answer_schema": {"labels": ["pos", "neg"]},
         "items": [{"data": {"n": n}, "external_id": f"ext-{n}"} for n in range(items)]})
     for message in p.ingest_queue.take():
-        services.ingest_chunk(p, message)
+        jobs.ingest_chunk(p, message)
     return client, p.jobs.get_job(job.job_id)
 
 
 def _answer_all(p, job: Job) -> list[str]:
     """Every worker answers every item (one second apart); return the worker ids in order."""
-    workers = [services.create_account(p, WORKER, f"w{n}")[0] for n in range(job.redundancy)]
+    workers = [accounts.create_account(p, WORKER, f"w{n}")[0] for n in range(job.redundancy)]
     for index, worker in enumerate(workers):
-        while (task := services.lease_next_task(p, worker, job.job_id)) is not None:
+        while (task := tasks.lease_next_task(p, worker, job.job_id)) is not None:
             p.clock.advance(1)
             label = LABELS.get(task.item.item_id, AGREED)[index]
-            services.submit_answer(p, worker, task.assignment_id, {"label": label})
+            tasks.submit_answer(p, worker, task.assignment_id, {"label": label})
     for message in p.results_queue.take():
-        services.count_answers(p, [message])
+        rounds.count_answers(p, [message])
     return [worker.account_id for worker in workers]
 
 
@@ -85,7 +87,7 @@ def test_a_round_publishes_one_json_line_per_item_and_marks_the_job_done(p):
     # WHEN the round runs
     _run_round(p, _execution_input(p, job))
     # THEN the job is done with two results the client can page through and download
-    done = services.client_job(p, client, job.job_id)
+    done = client_job(p, client, job.job_id)
     assert (done.state, done.result_count, done.done_at) == (DONE, 2, p.now())
     assert done.results_key == f"jobs/{job.job_id}/results.jsonl"
     lines = _lines(p, done.results_key)
@@ -101,9 +103,9 @@ def test_a_round_publishes_one_json_line_per_item_and_marks_the_job_done(p):
     # AND each line carries who answered what, in submission order
     assert [a["worker_id"] for a in lines[0]["answers"]] == workers
     assert [a["answer"]["label"] for a in lines[0]["answers"]] == ["pos", "pos", "neg"]
-    _, page = services.result_page(p, client, job.job_id, {})
+    _, page = jobs.result_page(p, client, job.job_id, {})
     assert page.entries == lines
-    _, url = services.result_download(p, client, job.job_id)
+    _, url = jobs.result_download(p, client, job.job_id)
     assert done.results_key in url
 
 
@@ -116,7 +118,7 @@ def test_shards_are_joined_in_item_order_whatever_order_they_finish_in(p, monkey
     _run_round(p, _execution_input(p, job), reverse_shards=True)
     # THEN three shards were written and the results are in item order
     assert len([k for k in p.blobs.objects if "/answers/" in k]) == 3
-    done = services.client_job(p, client, job.job_id)
+    done = client_job(p, client, job.job_id)
     assert done.result_count == 5
     assert [l["item_id"] for l in _lines(p, done.results_key)] == [f"{n:06d}" for n in range(5)]
 
@@ -156,10 +158,10 @@ def test_big_rounds_load_in_several_calls_and_aggregate_from_the_manifest(p, mon
 def test_a_cancelled_job_publishes_unanswered_items_with_no_answer(p):
     # GIVEN a 2-item job where one item got its only answer before the client cancelled
     client, job = _job(p, items=2, redundancy=1)
-    worker = services.create_account(p, WORKER, "w")[0]
-    task = services.lease_next_task(p, worker, job.job_id)
-    services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
-    services.stop_job(p, client, job.job_id)
+    worker = accounts.create_account(p, WORKER, "w")[0]
+    task = tasks.lease_next_task(p, worker, job.job_id)
+    tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+    jobs.stop_job(p, client, job.job_id)
     # WHEN the round runs
     _run_round(p, _execution_input(p, job))
     # THEN both items are published, the unanswered one with no answer and no confidence
@@ -229,6 +231,6 @@ def test_a_failed_round_marks_the_job_failed_with_the_error(p):
     stages.mark_failed(p, {"job_id": job.job_id, "round": 1, "error": "ValueError",
                            "cause": '{"errorMessage": "bad data"}'})
     # THEN the client sees the job failed, with the error named
-    failed = services.client_job(p, client, job.job_id)
+    failed = client_job(p, client, job.job_id)
     assert failed.state == FAILED
     assert failed.error.startswith("ValueError") and "bad data" in failed.error

@@ -6,8 +6,8 @@ import json
 
 from chalicelib.api import views
 from chalicelib.domain.model import LedgerEntry
-from chalicelib.domain.payments import Earnings, Review
 from chalicelib.domain.webhooks import Delivery, Endpoint
+from chalicelib.handlers.payments import Earnings, Review
 
 AT = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 

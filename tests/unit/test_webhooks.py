@@ -10,7 +10,7 @@ from chalicelib.domain.model import Principal
 from chalicelib.errors import InvalidRequest
 from crowd_client import verify_signature
 from tests.fakes import FakeBus, FakeQueue, FakeWebhooks, make_platform
-from tests.unit.test_services import _active_job, _client
+from tests.unit.test_handlers import _active_job, _client
 
 CLIENT = Principal("acct_1", "client", "Client")
 

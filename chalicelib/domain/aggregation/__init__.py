@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.domain.answers import NA_KEY, is_not_applicable
+from chalicelib.domain.aggregation.numeric import median_with_confidence
+from chalicelib.domain.aggregation.text import rover, text_medoid
 from chalicelib.domain.model import ItemResult, answer_kind
 
 
@@ -26,13 +28,6 @@ _NA = object()
 TIE_TOLERANCE = 1e-9
 # Class standing for "not applicable" inside a fitted model (labels are printable text).
 NA_CLASS = "\x00not_applicable"
-
-
-def normalised_edit_distance(left: str, right: str) -> float:
-    """Levenshtein distance divided by the longer length (0 = same, 1 = nothing shared)."""
-    from rapidfuzz.distance import Levenshtein
-
-    return Levenshtein.normalized_distance(left, right)
 
 
 def _vote_key(answer: dict[str, Any]) -> Any:
@@ -51,18 +46,6 @@ def majority_vote(answers: Sequence[dict[str, Any]], labels: Sequence[str]) -> t
     order[_NA] = len(labels)
     winner = min(counts, key=lambda key: (-counts[key], order.get(key, len(labels) + 1)))
     return winner, counts[winner] / len(answers)
-
-
-def text_medoid(texts: Sequence[str]) -> tuple[int, float]:
-    """(index of the medoid, confidence) of texts; the earliest wins a tie."""
-    if len(texts) == 1:
-        return 0, 1.0
-    totals = []
-    for i, left in enumerate(texts):
-        totals.append(sum(normalised_edit_distance(left, right)
-                          for j, right in enumerate(texts) if j != i))
-    best = min(range(len(texts)), key=lambda index: (totals[index], index))
-    return best, 1.0 - totals[best] / (len(texts) - 1)
 
 
 @dataclass(frozen=True)
@@ -129,8 +112,6 @@ def aggregate_item(item_id: str, task_type: str, schema: dict[str, Any],
             answer, confidence, method = None, len(reasons) / len(values), "not_applicable_vote"
         else:
             if kind == "numeric":
-                from chalicelib.domain.aggregation.numeric import median_with_confidence
-
                 numbers = [v["value"] for v in given]
                 value, agreement = median_with_confidence(numbers, scale=schema["max"] - schema["min"])
                 if schema.get("integer"):
@@ -138,8 +119,6 @@ def aggregate_item(item_id: str, task_type: str, schema: dict[str, Any],
                     value = int(value) if value == int(value) else int(sorted(numbers)[(len(numbers) - 1) // 2])
                 answer, method = {"value": value}, "median"
             elif task_type == "transcription":
-                from chalicelib.domain.aggregation.text import rover
-
                 text, agreement = rover([v["text"] for v in given])
                 answer, method = {"text": text}, "rover"
             else:

@@ -25,10 +25,28 @@ Distance = Callable[[str, str], float]
 Opcodes = Callable[[Sequence[str], Sequence[str]], Any]
 
 
+def normalised_edit_distance(left: str, right: str) -> float:
+    """Levenshtein distance divided by the longer length (0 = same, 1 = nothing shared)."""
+    # rapidfuzz (a compiled library): loaded at the first text comparison, not at import.
+    from rapidfuzz.distance import Levenshtein
+
+    return Levenshtein.normalized_distance(left, right)
+
+
+def text_medoid(texts: Sequence[str]) -> tuple[int, float]:
+    """(index of the medoid, confidence) of texts; the earliest wins a tie."""
+    if len(texts) == 1:
+        return 0, 1.0
+    totals = []
+    for i, left in enumerate(texts):
+        totals.append(sum(normalised_edit_distance(left, right)
+                          for j, right in enumerate(texts) if j != i))
+    best = min(range(len(texts)), key=lambda index: (totals[index], index))
+    return best, 1.0 - totals[best] / (len(texts) - 1)
+
+
 def medoid(texts: Sequence[str]) -> tuple[str, float]:
     """(medoid text, confidence) as `text_medoid` defines them, independent of input order."""
-    from chalicelib.domain.aggregation import text_medoid
-
     if not texts:
         raise ValueError("medoid needs at least one text")
     ordered = sorted(texts)
@@ -70,7 +88,7 @@ def rover(texts: Sequence[str]) -> tuple[str, float]:
         raise ValueError("rover needs at least one text")
     if len(set(texts)) == 1:
         return texts[0], 1.0
-    from rapidfuzz.distance import Levenshtein
+    from rapidfuzz.distance import Levenshtein  # compiled library: loaded when first needed
 
     hypotheses = sorted(text.split() for text in texts)
     backbone = hypotheses[_medoid_index(hypotheses, Levenshtein.normalized_distance)]

@@ -1,4 +1,4 @@
-"""Command handlers in chalicelib.domain.services, against the in-memory fakes."""
+"""Command handlers in chalicelib.handlers (jobs, tasks, rounds, accounts), against the in-memory fakes."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -6,11 +6,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from chalicelib.domain import services
-from chalicelib.domain.qualifications import Cohort
 from chalicelib.domain.model import ACTIVE, AGGREGATING, CANCELLED, INGESTING, Job, Principal
-from chalicelib.domain.services import CLIENT, WORKER
+from chalicelib.domain.model import CLIENT, WORKER
+from chalicelib.domain.qualifications import Cohort
 from chalicelib.errors import Conflict, Forbidden, NotFound, TransientError, Unauthorized
+from chalicelib.handlers import accounts, jobs, rounds, tasks
+from chalicelib.handlers.platform import client_job
 from tests.fakes import FakeClock, make_platform
 
 LEASE_SECONDS = 60
@@ -24,11 +25,11 @@ def p():
 # --- helpers ---------------------------------------------------------------------------------
 
 def _client(p, name="Acme") -> Principal:
-    return services.create_account(p, CLIENT, name)[0]
+    return accounts.create_account(p, CLIENT, name)[0]
 
 
 def _worker(p, skills=()) -> Principal:
-    return services.create_account(p, WORKER, "w", skills)[0]
+    return accounts.create_account(p, WORKER, "w", skills)[0]
 
 
 def _post(p, client, items=2, redundancy=2, cohort=None, **body) -> Job:
@@ -36,17 +37,17 @@ def _post(p, client, items=2, redundancy=2, cohort=None, **body) -> Job:
     if cohort:
         p.catalog.put_cohort(Cohort(cohort, (cohort,)))
         spec["cohort"] = cohort
-    quote = services.create_quote(p, client, spec)
+    quote = jobs.create_quote(p, client, spec)
     job_body = {"quote_id": quote.quote_id, "instructions": "Pick the sentiment.",
                 "answer_schema": {"labels": ["pos", "neg"]}, "lease_seconds": LEASE_SECONDS,
                 "items": [{"data": {"n": n}} for n in range(items)]}
     job_body.update(body)
-    return services.post_job(p, client, job_body)
+    return jobs.post_job(p, client, job_body)
 
 
 def _ingest_all(p) -> None:
     for message in p.ingest_queue.take():
-        services.ingest_chunk(p, message)
+        jobs.ingest_chunk(p, message)
 
 
 def _active_job(p, client=None, **kwargs) -> Job:
@@ -59,7 +60,7 @@ def _count_all(p, times=1) -> None:
     """Deliver every queued result message `times` times, each in its own batch."""
     for message in p.results_queue.take():
         for _ in range(times):
-            services.count_answers(p, [message])
+            rounds.count_answers(p, [message])
 
 
 def _iso(timestamp: float) -> str:
@@ -91,13 +92,13 @@ def test_a_repeated_chunk_creates_nothing_twice(p):
     messages = p.ingest_queue.take()
     # WHEN every chunk is delivered twice
     for message in messages + messages:
-        services.ingest_chunk(p, message)
+        jobs.ingest_chunk(p, message)
     # THEN each item exists once and the job is active
     assert [i.item_id for i in p.items.iter_items(job.job_id)] == [f"{n:06d}" for n in range(60)]
     assert p.jobs.get_job(job.job_id).state == ACTIVE
     # AND a chunk redelivered after work began leaves the work in place
-    task = services.lease_next_task(p, _worker(p), job.job_id)
-    services.ingest_chunk(p, messages[int(task.item.item_id) // 25])
+    task = tasks.lease_next_task(p, _worker(p), job.job_id)
+    jobs.ingest_chunk(p, messages[int(task.item.item_id) // 25])
     item = p.items.get_item(job.job_id, task.item.item_id)
     assert [lease.assignment_id for lease in item.leases.values()] == [task.assignment_id]
 
@@ -106,18 +107,18 @@ def test_a_job_becomes_active_only_when_every_chunk_is_ingested(p):
     # GIVEN a 60-item job with two of its three chunks ingested
     job = _post(p, _client(p), items=60)
     first, second, last = p.ingest_queue.take()
-    services.ingest_chunk(p, first)
-    services.ingest_chunk(p, second)
+    jobs.ingest_chunk(p, first)
+    jobs.ingest_chunk(p, second)
     worker = _worker(p)
     # THEN it is still ingesting and offers no work
     assert p.jobs.get_job(job.job_id).state == INGESTING
-    assert services.lease_next_task(p, worker) is None
+    assert tasks.lease_next_task(p, worker) is None
     # WHEN the last chunk arrives (in any order)
-    services.ingest_chunk(p, last)
+    jobs.ingest_chunk(p, last)
     # THEN it is active and, once the container's job cache has aged, offers work
     assert p.jobs.get_job(job.job_id).state == ACTIVE
     p.clock.advance(p.cache_seconds)
-    assert services.lease_next_task(p, worker).job.job_id == job.job_id
+    assert tasks.lease_next_task(p, worker).job.job_id == job.job_id
 
 
 def test_a_quote_buys_one_job(p):
@@ -126,7 +127,7 @@ def test_a_quote_buys_one_job(p):
     job = _post(p, client)
     # WHEN the same quote is posted again
     with pytest.raises(Conflict) as caught:
-        services.post_job(p, client, {
+        jobs.post_job(p, client, {
             "quote_id": job.quote_id, "instructions": "Again.",
             "answer_schema": {"labels": ["pos", "neg"]},
             "items": [{"data": {"n": 0}}, {"data": {"n": 1}}]})
@@ -138,10 +139,10 @@ def test_a_quote_buys_one_job(p):
 
 def test_another_clients_quote_is_not_found(p):
     # GIVEN a quote of one client
-    quote = services.create_quote(p, _client(p, "A"), {"task_type": "categorical", "items": 1})
+    quote = jobs.create_quote(p, _client(p, "A"), {"task_type": "categorical", "items": 1})
     # WHEN another client posts a job with it
     with pytest.raises(NotFound) as caught:
-        services.post_job(p, _client(p, "B"), {
+        jobs.post_job(p, _client(p, "B"), {
             "quote_id": quote.quote_id, "instructions": "x",
             "answer_schema": {"labels": ["a", "b"]}, "items": [{"data": {"n": 0}}]})
     # THEN the quote does not exist for them
@@ -152,20 +153,20 @@ def test_another_clients_quote_is_not_found(p):
 
 def test_authenticate_tells_missing_unknown_and_wrong_role_apart(p):
     # GIVEN a worker's secret
-    worker, secret = services.create_account(p, WORKER, "w", ["en"])
+    worker, secret = accounts.create_account(p, WORKER, "w", ["en"])
     # THEN no secret and an unknown one are unauthorized, with different codes
     with pytest.raises(Unauthorized) as missing:
-        services.authenticate(p, None, WORKER)
+        accounts.authenticate(p, None, WORKER)
     assert missing.value.code == "missing_credentials"
     with pytest.raises(Unauthorized) as unknown:
-        services.authenticate(p, "wt_nope", WORKER)
+        accounts.authenticate(p, "wt_nope", WORKER)
     assert unknown.value.code == "invalid_credentials"
     # AND the worker's secret on a client endpoint is forbidden
     with pytest.raises(Forbidden) as wrong:
-        services.authenticate(p, secret, CLIENT)
+        accounts.authenticate(p, secret, CLIENT)
     assert wrong.value.code == "wrong_role"
     # AND on a worker endpoint it is the worker, with their skills
-    assert services.authenticate(p, secret, WORKER) == worker
+    assert accounts.authenticate(p, secret, WORKER) == worker
     assert worker.skills == frozenset({"en"})
 
 
@@ -177,10 +178,10 @@ def test_another_clients_job_is_not_found(p):
     # THEN both look like nothing is there
     for job_id in (job.job_id, "job_nothing"):
         with pytest.raises(NotFound) as caught:
-            services.client_job(p, other, job_id)
+            client_job(p, other, job_id)
         assert caught.value.code == "job_not_found"
     with pytest.raises(NotFound):
-        services.stop_job(p, other, job.job_id)
+        jobs.stop_job(p, other, job.job_id)
 
 
 def test_worker_self_registration_is_closed_unless_the_stage_opens_it(p):
@@ -188,11 +189,11 @@ def test_worker_self_registration_is_closed_unless_the_stage_opens_it(p):
     opened = make_platform(open_registration=True)
     # WHEN a worker registers on each
     with pytest.raises(Forbidden) as caught:
-        services.register_worker(p, {"name": "Ana", "skills": ["es"]})
-    worker, secret = services.register_worker(opened, {"name": " Ana ", "skills": ["es", "en"]})
+        accounts.register_worker(p, {"name": "Ana", "skills": ["es"]})
+    worker, secret = accounts.register_worker(opened, {"name": " Ana ", "skills": ["es", "en"]})
     # THEN the closed one refuses and the open one gives a working worker secret
     assert caught.value.code == "registration_closed"
-    assert services.authenticate(opened, secret, WORKER) == worker
+    assert accounts.authenticate(opened, secret, WORKER) == worker
     assert worker.name == "Ana" and worker.skills == frozenset({"en", "es"})
 
 
@@ -201,9 +202,9 @@ def test_worker_self_registration_is_closed_unless_the_stage_opens_it(p):
 def test_a_slot_is_leased_to_one_worker_at_a_time(p):
     # GIVEN a one-item job that takes one answer, leased by a worker
     job = _active_job(p, items=1, redundancy=1)
-    first = services.lease_next_task(p, _worker(p), job.job_id)
+    first = tasks.lease_next_task(p, _worker(p), job.job_id)
     # WHEN another worker asks for work
-    second = services.lease_next_task(p, _worker(p), job.job_id)
+    second = tasks.lease_next_task(p, _worker(p), job.job_id)
     # THEN there is none for them
     assert first is not None and first.item.data == {"n": 0}
     assert second is None
@@ -213,16 +214,16 @@ def test_an_expired_lease_frees_its_slot_for_another_worker(p):
     # GIVEN a one-slot job leased by worker A
     job = _active_job(p, items=1, redundancy=1)
     a, b = _worker(p), _worker(p)
-    mine = services.lease_next_task(p, a, job.job_id)
+    mine = tasks.lease_next_task(p, a, job.job_id)
     # WHEN the lease time passes and worker B asks for work
     p.clock.advance(LEASE_SECONDS)
-    theirs = services.lease_next_task(p, b, job.job_id)
+    theirs = tasks.lease_next_task(p, b, job.job_id)
     # THEN B gets the slot, and A can no longer submit on it
     assert theirs is not None and theirs.item.item_id == mine.item.item_id
     with pytest.raises(Conflict) as caught:
-        services.submit_answer(p, a, mine.assignment_id, {"label": "pos"})
+        tasks.submit_answer(p, a, mine.assignment_id, {"label": "pos"})
     assert caught.value.code == "assignment_not_active"
-    assert services.submit_answer(p, b, theirs.assignment_id, {"label": "neg"}).item_complete
+    assert tasks.submit_answer(p, b, theirs.assignment_id, {"label": "neg"}).item_complete
 
 
 def test_a_worker_never_gets_the_same_item_twice(p):
@@ -230,19 +231,19 @@ def test_a_worker_never_gets_the_same_item_twice(p):
     job = _active_job(p, items=1, redundancy=3)
     a, b = _worker(p), _worker(p)
     # WHEN worker A answers it and asks again
-    task = services.lease_next_task(p, a, job.job_id)
-    services.submit_answer(p, a, task.assignment_id, {"label": "pos"})
+    task = tasks.lease_next_task(p, a, job.job_id)
+    tasks.submit_answer(p, a, task.assignment_id, {"label": "pos"})
     # THEN there is nothing more for A
-    assert services.lease_next_task(p, a, job.job_id) is None
+    assert tasks.lease_next_task(p, a, job.job_id) is None
     # AND when B leases and releases it, B is not offered it again either
-    task = services.lease_next_task(p, b, job.job_id)
-    services.release_assignment(p, b, task.assignment_id)
-    assert services.lease_next_task(p, b, job.job_id) is None
+    task = tasks.lease_next_task(p, b, job.job_id)
+    tasks.release_assignment(p, b, task.assignment_id)
+    assert tasks.lease_next_task(p, b, job.job_id) is None
     # AND the released slot went back: two workers can still take it
     assert p.items.get_item(job.job_id, "000000").free == 2
-    assert services.lease_next_task(p, _worker(p), job.job_id) is not None
-    assert services.lease_next_task(p, _worker(p), job.job_id) is not None
-    assert services.lease_next_task(p, _worker(p), job.job_id) is None
+    assert tasks.lease_next_task(p, _worker(p), job.job_id) is not None
+    assert tasks.lease_next_task(p, _worker(p), job.job_id) is not None
+    assert tasks.lease_next_task(p, _worker(p), job.job_id) is None
 
 
 def test_no_item_gets_more_answers_than_its_redundancy(p):
@@ -252,12 +253,12 @@ def test_no_item_gets_more_answers_than_its_redundancy(p):
     # WHEN every worker leases and answers until there is nothing left for anyone
     submitted = 0
     while True:
-        leased = [(w, services.lease_next_task(p, w, job.job_id)) for w in workers]
+        leased = [(w, tasks.lease_next_task(p, w, job.job_id)) for w in workers]
         leased = [(w, task) for w, task in leased if task is not None]
         if not leased:
             break
         for worker, task in leased:
-            services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+            tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
             submitted += 1
     # THEN each item got exactly two answers, from two different workers
     assert submitted == 6
@@ -272,19 +273,19 @@ def test_leasing_honours_required_skills(p):
     english, french = _worker(p, ["en"]), _worker(p, ["en", "fr"])
     # THEN a worker without French is offered nothing and refused that job by name
     assert job.required_skills == ("fr",)
-    assert services.lease_next_task(p, english) is None
+    assert tasks.lease_next_task(p, english) is None
     with pytest.raises(Forbidden) as caught:
-        services.lease_next_task(p, english, job.job_id)
+        tasks.lease_next_task(p, english, job.job_id)
     assert caught.value.code == "not_qualified"
     assert caught.value.details == {"required_skills": ["fr"], "min_skill_scores": {}}
     # AND a French speaker gets the task without naming the job
-    assert services.lease_next_task(p, french).job.job_id == job.job_id
+    assert tasks.lease_next_task(p, french).job.job_id == job.job_id
 
 
 def test_leasing_an_unknown_job_is_not_found(p):
     # GIVEN a worker WHEN they name a job that does not exist THEN it is not found
     with pytest.raises(NotFound) as caught:
-        services.lease_next_task(p, _worker(p), "job_0000000000000000")
+        tasks.lease_next_task(p, _worker(p), "job_0000000000000000")
     assert caught.value.code == "job_not_found"
 
 
@@ -294,11 +295,11 @@ def test_a_submit_after_the_lease_expired_is_refused_and_not_counted(p):
     # GIVEN a worker whose lease has run out (nobody took the slot)
     job = _active_job(p, items=1, redundancy=1)
     worker = _worker(p)
-    task = services.lease_next_task(p, worker, job.job_id)
+    task = tasks.lease_next_task(p, worker, job.job_id)
     p.clock.advance(LEASE_SECONDS)
     # WHEN they submit
     with pytest.raises(Conflict) as caught:
-        services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+        tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
     # THEN it is refused as expired, nothing is announced and nothing is counted
     assert caught.value.code == "lease_expired"
     assert p.results_queue.sent == []
@@ -310,11 +311,11 @@ def test_a_repeated_submit_returns_an_equal_receipt_and_changes_nothing(p):
     # GIVEN an accepted answer
     job = _active_job(p, items=1, redundancy=2)
     worker = _worker(p)
-    task = services.lease_next_task(p, worker, job.job_id)
-    first = services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+    task = tasks.lease_next_task(p, worker, job.job_id)
+    first = tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
     # WHEN the worker submits again later, even with another answer
     p.clock.advance(5)
-    again = services.submit_answer(p, worker, task.assignment_id, {"label": "neg"})
+    again = tasks.submit_answer(p, worker, task.assignment_id, {"label": "neg"})
     # THEN the receipt is the first one marked duplicate, and the first answer stands once
     assert again == replace(first, duplicate=True)
     assert first.reward_cents == job.reward_cents and not first.duplicate
@@ -328,31 +329,31 @@ def test_submitting_with_an_id_that_was_never_yours_is_not_found(p):
     # GIVEN worker A's live assignment
     job = _active_job(p, items=1, redundancy=2)
     a, b = _worker(p), _worker(p)
-    task = services.lease_next_task(p, a, job.job_id)
+    task = tasks.lease_next_task(p, a, job.job_id)
     # WHEN worker B, or anyone with a made-up id, submits on it
     # THEN it is not found for them and A's lease is untouched
     for worker, assignment_id in ((b, task.assignment_id), (a, "asg_forged")):
         with pytest.raises(NotFound) as caught:
-            services.submit_answer(p, worker, assignment_id, {"label": "pos"})
+            tasks.submit_answer(p, worker, assignment_id, {"label": "pos"})
         assert caught.value.code == "assignment_not_found"
-    assert services.submit_answer(p, a, task.assignment_id, {"label": "pos"}).job_id == job.job_id
+    assert tasks.submit_answer(p, a, task.assignment_id, {"label": "pos"}).job_id == job.job_id
 
 
 def test_release_then_submit_is_refused_and_submit_then_release_too(p):
     # GIVEN a job with two workers' leases
     job = _active_job(p, items=1, redundancy=2)
     a, b = _worker(p), _worker(p)
-    released = services.lease_next_task(p, a, job.job_id)
-    answered = services.lease_next_task(p, b, job.job_id)
+    released = tasks.lease_next_task(p, a, job.job_id)
+    answered = tasks.lease_next_task(p, b, job.job_id)
     # WHEN A releases then submits, and B submits then releases
-    services.release_assignment(p, a, released.assignment_id)
-    services.submit_answer(p, b, answered.assignment_id, {"label": "pos"})
+    tasks.release_assignment(p, a, released.assignment_id)
+    tasks.submit_answer(p, b, answered.assignment_id, {"label": "pos"})
     # THEN both second steps are refused, each saying why
     with pytest.raises(Conflict) as gone:
-        services.submit_answer(p, a, released.assignment_id, {"label": "pos"})
+        tasks.submit_answer(p, a, released.assignment_id, {"label": "pos"})
     assert gone.value.code == "assignment_not_active"
     with pytest.raises(Conflict) as submitted:
-        services.release_assignment(p, b, answered.assignment_id)
+        tasks.release_assignment(p, b, answered.assignment_id)
     assert submitted.value.code == "already_submitted"
     assert p.items.get_item(job.job_id, "000000").free == 1
 
@@ -362,8 +363,8 @@ def test_release_then_submit_is_refused_and_submit_then_release_too(p):
 def _answer_everything(p, job) -> None:
     workers = [_worker(p) for _ in range(job.redundancy)]
     for worker in workers:
-        while (task := services.lease_next_task(p, worker, job.job_id)) is not None:
-            services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+        while (task := tasks.lease_next_task(p, worker, job.job_id)) is not None:
+            tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
 
 
 def test_counting_is_idempotent_and_starts_aggregation_once(p):
@@ -375,8 +376,8 @@ def test_counting_is_idempotent_and_starts_aggregation_once(p):
     # WHEN each message is delivered three times, alone and then all in one batch
     for message in messages:
         for _ in range(3):
-            services.count_answers(p, [message])
-    services.count_answers(p, messages * 3)
+            rounds.count_answers(p, [message])
+    rounds.count_answers(p, messages * 3)
     # THEN every answer and item is counted once, and one aggregation round was started
     counted = p.jobs.get_job(job.job_id)
     assert (counted.answered, counted.items_done) == (6, 3)
@@ -389,16 +390,16 @@ def test_aggregation_waits_for_the_last_item(p):
     # GIVEN a 2-item job where one item has all its answers counted
     job = _active_job(p, items=2, redundancy=1)
     worker = _worker(p)
-    task = services.lease_next_task(p, worker, job.job_id)
-    services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+    task = tasks.lease_next_task(p, worker, job.job_id)
+    tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
     _count_all(p)
     # THEN nothing has started and progress shows one of two items done
     assert p.workflow.started == []
-    assert services.job_progress(p, p.jobs.get_job(job.job_id)) == {
+    assert jobs.job_progress(p, p.jobs.get_job(job.job_id)) == {
         "items": 2, "leased": 0, "answered": 1, "done": 1, "gold": 0}
     # WHEN the other item's answer is counted THEN aggregation starts
-    task = services.lease_next_task(p, worker, job.job_id)
-    services.submit_answer(p, worker, task.assignment_id, {"label": "neg"})
+    task = tasks.lease_next_task(p, worker, job.job_id)
+    tasks.submit_answer(p, worker, task.assignment_id, {"label": "neg"})
     _count_all(p)
     assert p.workflow.started == [f"{job.job_id}-r1"]
 
@@ -407,11 +408,11 @@ def test_a_lost_count_message_is_repaired_by_a_retried_submit(p):
     # GIVEN an accepted answer whose result message was lost
     job = _active_job(p, items=1, redundancy=1)
     worker = _worker(p)
-    task = services.lease_next_task(p, worker, job.job_id)
-    services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+    task = tasks.lease_next_task(p, worker, job.job_id)
+    tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
     p.results_queue.take()
     # WHEN the worker retries the submit and its message is counted
-    services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+    tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
     _count_all(p)
     # THEN the answer is counted and the job goes to aggregation
     assert p.jobs.get_job(job.job_id).answered == 1
@@ -422,16 +423,16 @@ def test_a_retried_submit_does_not_count_its_item_done_twice(p):
     # GIVEN a 2-item job taking two answers each; A and B both lease both items
     job = _active_job(p, items=2, redundancy=2)
     a, b = _worker(p), _worker(p)
-    a_tasks = {t.item.item_id: t for t in (services.lease_next_task(p, a, job.job_id),
-                                           services.lease_next_task(p, a, job.job_id))}
-    b_tasks = {t.item.item_id: t for t in (services.lease_next_task(p, b, job.job_id),
-                                           services.lease_next_task(p, b, job.job_id))}
+    a_tasks = {t.item.item_id: t for t in (tasks.lease_next_task(p, a, job.job_id),
+                                           tasks.lease_next_task(p, a, job.job_id))}
+    b_tasks = {t.item.item_id: t for t in (tasks.lease_next_task(p, b, job.job_id),
+                                           tasks.lease_next_task(p, b, job.job_id))}
     # AND on item 0, A's answer is accepted (its message lost), B's completes the item,
     # and A retries its submit (a retry reports what its first submit did)
-    services.submit_answer(p, a, a_tasks["000000"].assignment_id, {"label": "pos"})
+    tasks.submit_answer(p, a, a_tasks["000000"].assignment_id, {"label": "pos"})
     p.results_queue.take()
-    services.submit_answer(p, b, b_tasks["000000"].assignment_id, {"label": "pos"})
-    services.submit_answer(p, a, a_tasks["000000"].assignment_id, {"label": "pos"})
+    tasks.submit_answer(p, b, b_tasks["000000"].assignment_id, {"label": "pos"})
+    tasks.submit_answer(p, a, a_tasks["000000"].assignment_id, {"label": "pos"})
     # WHEN those messages are counted
     _count_all(p)
     # THEN one item is done, and aggregation has not started: item 1 has no answers yet
@@ -446,14 +447,14 @@ def test_cancel_with_nothing_leased_starts_aggregation_at_once(p):
     client = _client(p)
     job = _active_job(p, client, items=2, redundancy=1)
     # WHEN the client cancels it
-    cancelled = services.stop_job(p, client, job.job_id)
+    cancelled = jobs.stop_job(p, client, job.job_id)
     # THEN aggregation starts right away and no worker can lease
     assert cancelled.state == AGGREGATING and cancelled.cancelled_at == p.now()
     assert p.workflow.started == [f"{job.job_id}-r1"]
-    assert services.lease_next_task(p, _worker(p), job.job_id) is None
+    assert tasks.lease_next_task(p, _worker(p), job.job_id) is None
     # AND cancelling again is refused
     with pytest.raises(Conflict) as caught:
-        services.stop_job(p, client, job.job_id)
+        jobs.stop_job(p, client, job.job_id)
     assert caught.value.code == "job_not_active"
 
 
@@ -462,25 +463,25 @@ def test_cancel_with_a_live_lease_waits_for_the_lease_time(p):
     client = _client(p)
     job = _active_job(p, client, items=2, redundancy=1)
     worker = _worker(p)
-    task = services.lease_next_task(p, worker, job.job_id)
+    task = tasks.lease_next_task(p, worker, job.job_id)
     # WHEN the client cancels it
-    cancelled = services.stop_job(p, client, job.job_id)
+    cancelled = jobs.stop_job(p, client, job.job_id)
     # THEN it is cancelled without aggregating, new leases are refused, leased work is taken
     # (other containers may hand out leases for cache_seconds more, so it waits that too)
     assert cancelled.state == CANCELLED
     assert cancelled.finalize_at == p.now() + LEASE_SECONDS + p.cache_seconds
     assert p.workflow.started == []
-    assert services.lease_next_task(p, _worker(p), job.job_id) is None
-    services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+    assert tasks.lease_next_task(p, _worker(p), job.job_id) is None
+    tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
     _count_all(p)
     assert p.workflow.started == []
     # AND the sweeper starts aggregation only once the lease time has passed
-    assert services.finalize_due_jobs(p) == []
+    assert rounds.finalize_due_jobs(p) == []
     p.clock.advance(LEASE_SECONDS + p.cache_seconds)
-    assert services.finalize_due_jobs(p) == [job.job_id]
+    assert rounds.finalize_due_jobs(p) == [job.job_id]
     assert p.workflow.started == [f"{job.job_id}-r1"]
     assert p.jobs.get_job(job.job_id).state == AGGREGATING
-    assert services.finalize_due_jobs(p) == []
+    assert rounds.finalize_due_jobs(p) == []
 
 
 def test_finalize_due_jobs_starts_a_job_past_its_deadline(p):
@@ -488,14 +489,14 @@ def test_finalize_due_jobs_starts_a_job_past_its_deadline(p):
     deadline = p.now() + 3600
     job = _active_job(p, items=2, redundancy=1, deadline=_iso(deadline))
     # WHEN the sweeper runs before and after the deadline
-    before = services.finalize_due_jobs(p)
+    before = rounds.finalize_due_jobs(p)
     p.clock.set(deadline)
-    after = services.finalize_due_jobs(p)
+    after = rounds.finalize_due_jobs(p)
     # THEN only the second run starts aggregation, and workers get nothing after it
     assert (before, after) == ([], [job.job_id])
     assert p.workflow.started == [f"{job.job_id}-r1"]
     p.clock.advance(p.cache_seconds)
-    assert services.lease_next_task(p, _worker(p)) is None
+    assert tasks.lease_next_task(p, _worker(p)) is None
 
 
 def test_a_lease_taken_near_the_deadline_ends_at_the_deadline(p):
@@ -505,7 +506,7 @@ def test_a_lease_taken_near_the_deadline_ends_at_the_deadline(p):
     p.clock.set(deadline - 10)
     worker = _worker(p)
     # WHEN the worker leases
-    task = services.lease_next_task(p, worker, job.job_id)
+    task = tasks.lease_next_task(p, worker, job.job_id)
     # THEN the lease ends at the deadline, not a full lease time later
     assert task.lease.expires_at == deadline
 
@@ -517,10 +518,10 @@ def test_results_cannot_be_downloaded_before_they_are_published(p):
     client = _client(p)
     job = _active_job(p, client)
     with pytest.raises(Conflict) as caught:
-        services.result_download(p, client, job.job_id)
+        jobs.result_download(p, client, job.job_id)
     # THEN it is not ready, and the results page is empty
     assert caught.value.code == "results_not_ready"
-    _, page = services.result_page(p, client, job.job_id, {})
+    _, page = jobs.result_page(p, client, job.job_id, {})
     assert page.entries == [] and page.cursor is None
 
 
@@ -533,8 +534,8 @@ def test_a_clients_jobs_are_listed_newest_first_in_pages(p):
         p.clock.advance(1)
     _post(p, _client(p, "Other"), items=1)
     # WHEN the client pages through two at a time
-    first, cursor = services.client_jobs(p, client, {"limit": "2"})
-    second, _ = services.client_jobs(p, client, {"limit": "2", "cursor": cursor})
+    first, cursor = jobs.client_jobs(p, client, {"limit": "2"})
+    second, _ = jobs.client_jobs(p, client, {"limit": "2", "cursor": cursor})
     # THEN they see their own jobs, newest first, each once
     assert [j.job_id for j in first + second] == posted[::-1]
 
@@ -543,7 +544,7 @@ def test_a_clients_jobs_are_listed_newest_first_in_pages(p):
 def test_a_job_whose_items_cannot_be_queued_is_undone_and_its_quote_freed(p):
     # GIVEN an ingest queue that refuses to send
     client = _client(p)
-    quote = services.create_quote(p, client, {"task_type": "categorical", "items": 2})
+    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": 2})
     body = {"quote_id": quote.quote_id, "instructions": "x",
             "answer_schema": {"labels": ["a", "b"]}, "items": [{"data": {"n": 1}}] * 2}
 
@@ -554,11 +555,11 @@ def test_a_job_whose_items_cannot_be_queued_is_undone_and_its_quote_freed(p):
     p.ingest_queue.send_many = refuse
     # WHEN the job is posted THEN the client is told to try again and no job exists
     with pytest.raises(TransientError):
-        services.post_job(p, client, body)
+        jobs.post_job(p, client, body)
     assert p.jobs.jobs_of_client(client.account_id, 10, None)[0] == []
     # AND the same request succeeds once the queue is back
     p.ingest_queue.send_many = original
-    job = services.post_job(p, client, body)
+    job = jobs.post_job(p, client, body)
     assert job.quote_id == quote.quote_id
 
 
@@ -567,8 +568,8 @@ def test_a_lost_aggregation_start_is_started_again_by_the_sweeper(p):
     client = _client(p)
     job = _active_job(p, client, items=1, redundancy=1)
     worker = _worker(p)
-    task = services.lease_next_task(p, worker, job.job_id)
-    services.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+    task = tasks.lease_next_task(p, worker, job.job_id)
+    tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
     real_start = p.workflow.start
     p.workflow.start = lambda name, payload: (_ for _ in ()).throw(RuntimeError("lost"))
     with pytest.raises(RuntimeError):
@@ -576,21 +577,21 @@ def test_a_lost_aggregation_start_is_started_again_by_the_sweeper(p):
     p.workflow.start = real_start
     assert p.jobs.get_job(job.job_id).state == AGGREGATING and p.workflow.started == []
     # WHEN the sweeper runs after the check interval
-    p.clock.advance(services.AGGREGATION_CHECK_SECONDS + 1)
-    services.finalize_due_jobs(p)
+    p.clock.advance(rounds.AGGREGATION_CHECK_SECONDS + 1)
+    rounds.finalize_due_jobs(p)
     # THEN the round's execution is started, once
     assert p.workflow.started == [f"{job.job_id}-r1"]
 
 
 def test_a_job_whose_items_never_arrive_fails_at_its_deadline(p):
     client = _client(p)
-    quote = services.create_quote(p, client, {"task_type": "categorical", "items": 1})
-    job = services.post_job(p, client, {"quote_id": quote.quote_id, "instructions": "x",
+    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": 1})
+    job = jobs.post_job(p, client, {"quote_id": quote.quote_id, "instructions": "x",
                                         "answer_schema": {"labels": ["a", "b"]},
                                         "items": [{"data": {"n": 1}}]})
     p.ingest_queue.take()  # the chunk is lost (in the dead-letter queue)
     p.clock.advance(job.deadline - p.now() + 1)
-    services.finalize_due_jobs(p)
+    rounds.finalize_due_jobs(p)
     failed = p.jobs.get_job(job.job_id)
     assert failed.state == "failed" and "ingested" in failed.error
 

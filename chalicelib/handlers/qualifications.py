@@ -1,42 +1,45 @@
-"""Handlers for cohorts and qualification tests: operators publish them, clients price with
-cohorts, workers take tests to earn skills."""
+"""Cohorts and qualification tests: operators publish them, clients price with cohorts,
+workers take tests to earn skills. How they look on the wire is chalicelib.api.views'."""
 from __future__ import annotations
 
-from dataclasses import asdict
 from typing import Any
 
 from chalicelib.domain import qualifications as q
 from chalicelib.domain import validation as v
 from chalicelib.domain.ids import new_id
-from chalicelib.domain.jobs import iso
 from chalicelib.domain.model import Principal
-from chalicelib.domain.services import Platform
 from chalicelib.errors import Conflict, NotFound
+from chalicelib.handlers.platform import Platform
 
 
-def cohort_view(cohort: q.Cohort) -> dict[str, Any]:
-    """A cohort on the wire."""
-    return {"name": cohort.name, **{k: v for k, v in asdict(cohort).items() if k != "name"},
-            "skills": list(cohort.skills)}
+class RetakeTooSoon(Conflict):
+    """The worker's last attempt at the test is too recent to start another; `attempt` is it."""
+
+    code = "retake_too_soon"
+
+    def __init__(self, retake_seconds: int, attempt: dict[str, Any]) -> None:
+        super().__init__(f"you may take this test again {retake_seconds} s after your last "
+                         "attempt")
+        self.attempt = attempt
 
 
-def put_cohort(p: Platform, operator: Principal, body: Any) -> dict[str, Any]:
+def put_cohort(p: Platform, operator: Principal, body: Any) -> q.Cohort:
     """Create or replace a cohort (quotes made before keep their price)."""
     cohort = q.parse_cohort(body)
     p.catalog.put_cohort(cohort)
-    return cohort_view(cohort)
+    return cohort
 
 
-def list_cohorts(p: Platform) -> list[dict[str, Any]]:
+def list_cohorts(p: Platform) -> list[q.Cohort]:
     """Every cohort with its skills and unit prices."""
-    return [cohort_view(cohort) for cohort in p.catalog.cohorts()]
+    return list(p.catalog.cohorts())
 
 
-def create_qualification(p: Platform, operator: Principal, body: Any) -> dict[str, Any]:
+def create_qualification(p: Platform, operator: Principal, body: Any) -> q.Qualification:
     """Publish a qualification test."""
     qual = q.parse_qualification(new_id("qual"), body)
     p.catalog.put_qualification(qual)
-    return {**q.test_view(qual), "retake_seconds": qual.retake_seconds}
+    return qual
 
 
 def _qualification(p: Platform, qual_id: str) -> q.Qualification:
@@ -46,23 +49,16 @@ def _qualification(p: Platform, qual_id: str) -> q.Qualification:
     return qual
 
 
-def _attempt_view(attempt: dict[str, Any] | None) -> dict[str, Any] | None:
-    if attempt is None:
-        return None
-    return {"attempt_id": attempt["attempt_id"], "started_at": iso(attempt["attempt_at"]),
-            "score": attempt["score"], "passed": attempt["passed"]}
-
-
-def list_qualifications(p: Platform, worker: Principal) -> list[dict[str, Any]]:
-    """Every test, with the worker's last attempt at it."""
-    return [{**q.test_view(qual), "retake_seconds": qual.retake_seconds,
-             "held": qual.skill in worker.skills,
-             "attempt": _attempt_view(p.stats.attempt(worker.account_id, qual.qual_id))}
+def list_qualifications(p: Platform, worker: Principal
+                        ) -> list[tuple[q.Qualification, dict[str, Any] | None]]:
+    """Every test, with the worker's last attempt at it (None if they never took it)."""
+    return [(qual, p.stats.attempt(worker.account_id, qual.qual_id))
             for qual in p.catalog.qualifications()]
 
 
-def start_qualification(p: Platform, worker: Principal, qual_id: str) -> dict[str, Any]:
-    """Open an attempt and hand out the test's items (never their answers)."""
+def start_qualification(p: Platform, worker: Principal, qual_id: str
+                        ) -> tuple[q.Qualification, str]:
+    """Open an attempt at a test; returns the test and the attempt's id."""
     qual = _qualification(p, qual_id)
     attempt_id = new_id("att")
     if not p.stats.start_attempt(worker.account_id, qual.qual_id, attempt_id, p.now(),
@@ -70,12 +66,8 @@ def start_qualification(p: Platform, worker: Principal, qual_id: str) -> dict[st
         last = p.stats.attempt(worker.account_id, qual.qual_id) or {}
         if last.get("passed"):
             raise Conflict("you passed this test already", code="qualification_passed")
-        raise Conflict(f"you may take this test again {qual.retake_seconds} s after your last "
-                       "attempt", code="retake_too_soon",
-                       details={"attempt": _attempt_view(last)})
-    return {**q.test_view(qual), "attempt_id": attempt_id,
-            "questions": [{"item_id": item["item_id"], "data": item["data"]}
-                          for item in qual.items]}
+        raise RetakeTooSoon(qual.retake_seconds, last)
+    return qual, attempt_id
 
 
 def submit_qualification(p: Platform, worker: Principal, qual_id: str, body: Any

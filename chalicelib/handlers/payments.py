@@ -1,5 +1,6 @@
 """Reviews and money: approve or reject accepted answers, automatic approval, bonuses, and
-what workers see of their earnings.
+what workers see of their earnings. The round's close (chalicelib.handlers.quality) settles
+blocked workers' answers with the same `settle`.
 
 Every credit is a ledger entry whose id is derived from what it pays for
 ("review#<assignment id>", "bonus#<job id>#<bonus id>"), written in one transaction with the
@@ -16,11 +17,11 @@ from chalicelib.domain import validation as v
 from chalicelib.domain import webhooks
 from chalicelib.domain.ids import parse_assignment_id
 from chalicelib.domain.model import (
-    APPROVED, REJECTED, ItemState, Job, LedgerEntry, Principal, StoredAnswer,
+    APPROVED, CANCELLED, DONE, FAILED, REJECTED, ItemState, Job, LedgerEntry, Principal,
+    StoredAnswer,
 )
-from chalicelib.domain.reviews import settle
-from chalicelib.domain.services import Platform, client_job
 from chalicelib.errors import Conflict, NotFound
+from chalicelib.handlers.platform import Platform, client_job
 
 MAX_BONUS_CENTS = 100_000
 AUTO = "auto"
@@ -67,6 +68,25 @@ class Earnings:
     balance_cents: int
     entries: list[LedgerEntry]
     next_cursor: str | None
+
+
+def settle(p: Platform, job: Job, item: ItemState, worker_id: str, answer: StoredAnswer,
+           status: str, reason: str | None, by: str) -> dict[str, Any] | None:
+    """Write one review with its ledger entry; None if the answer was reviewed before."""
+    now = p.now()
+    review = {"status": status, "reason": reason, "at": now, "by": by}
+    approved = status == APPROVED
+    entry = LedgerEntry(worker_id, f"review#{answer.assignment_id}",
+                        "approval" if approved else "rejection",
+                        job.reward_cents if approved else 0, now, job.job_id,
+                        answer.assignment_id, reason, by)
+    # A rejected answer's reward is held for its replacement slot while the job may still
+    # take answers (so a bonus cannot take it first); otherwise it goes back to the pool.
+    replaceable = item.gold is None and job.state not in (CANCELLED, DONE, FAILED)
+    written = p.items.review(job.job_id, item.item_id, worker_id, answer.assignment_id, review,
+                             entry, 0 if approved else job.reward_cents,
+                             "held" if replaceable else "pool")
+    return review if written else None
 
 
 def _review_body(body: Any, reason_required: bool) -> str | None:

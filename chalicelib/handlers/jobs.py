@@ -1,0 +1,239 @@
+"""A client's jobs: quotes, posting (and ingesting the items), progress, stopping,
+promotion from calibration to production, results and reports."""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from chalicelib.domain import phases, webhooks
+from chalicelib.domain import validation as v
+from chalicelib.domain.cache import MISSING
+from chalicelib.domain.jobs import JOB_FIELDS, MAX_INSTRUCTIONS, build_job
+from chalicelib.domain.keys import report_key
+from chalicelib.domain.model import (
+    ACTIVE, CALIBRATION, CANCELLED, CLOSING, DONE, INGESTING, PAUSED, PILOT,
+    TAKES_ANSWERS, Job, NewItem, Principal, Quote,
+)
+from chalicelib.domain.ports import Page
+from chalicelib.domain.pricing import price_quote
+from chalicelib.errors import Conflict, InvalidRequest, NotFound, TransientError
+from chalicelib.handlers.platform import Platform, client_job
+from chalicelib.handlers.rounds import start_aggregation, to_production
+
+DOWNLOAD_LINK_SECONDS = 900
+
+
+def create_quote(p: Platform, client: Principal, body: Any) -> Quote:
+    """Price a spec and keep the quote firm until it expires."""
+    quote = price_quote(client.account_id, body, p.now(), p.catalog.get_cohort)
+    p.quotes.put_quote(quote)
+    return quote
+
+def post_job(p: Platform, client: Principal, body: Any) -> Job:
+    """Create a job from a quote and fan its items out through the ingest queue."""
+    return post_job_with_callback(p, client, body)[0]
+
+def post_job_with_callback(p: Platform, client: Principal, body: Any
+                           ) -> tuple[Job, webhooks.Endpoint | None]:
+    """post_job, and with `callback_url` a webhook endpoint for this job's events (its
+    signing secret is in the endpoint, to be shown to the client once)."""
+    body = v.require_object(body)
+    v.reject_unknown(body, JOB_FIELDS + ("callback_url",))
+    callback = None
+    if "callback_url" in body:
+        if p.webhooks is None:
+            raise InvalidRequest("webhooks are not available here", field="callback_url")
+        callback = webhooks.check_url(body["callback_url"], p.webhooks.config, "callback_url")
+        body = {k: value for k, value in body.items() if k != "callback_url"}
+    quote_id = v.text(body, "quote_id", max_length=64)
+    quote = p.quotes.get_quote(quote_id)
+    if quote is None or quote.client_id != client.account_id:
+        raise NotFound("no such quote", field="quote_id", code="quote_not_found")
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    # The same request again after a crash between writing the job and queueing its items:
+    # carry on with the job it wrote (any other use of the quote stays a 409).
+    resumed = _resumable_job(p, client, quote, digest)
+    if resumed is not None:
+        quote = replace(quote, job_id=None)
+    job, chunks = build_job(quote, client.account_id, body, p.now())
+    job = replace(job, request_digest=digest)
+    if resumed is not None:
+        job = resumed
+    else:
+        p.jobs.create_job(job)
+    endpoint = None
+    if callback is not None and p.webhooks is not None:
+        endpoint = webhooks.register(p.webhooks, client, {"url": callback}, p.now(),
+                                     job_id=job.job_id)
+    try:
+        p.ingest_queue.send_many([
+            {"job_id": job.job_id, "chunk": index,
+             "items": [{"item_id": i.item_id, "data": i.data, "external_id": i.external_id,
+                        **({"gold": i.gold, "slots": i.slots} if i.gold else {}),
+                        **({"held": True} if i.held else {})}
+                       for i in chunk]}
+            for index, chunk in enumerate(chunks)
+        ])
+    except Exception as error:
+        # Without all its items the job could never start: undo it and free the quote, so
+        # the same request can simply be sent again. Chunks already sent find no job.
+        p.jobs.abandon_job(job.job_id, job.quote_id)
+        raise TransientError("the items could not be queued; nothing was created, "
+                             "send the same request again") from error
+    return job, endpoint
+
+def _resumable_job(p: Platform, client: Principal, quote: Quote, digest: str) -> Job | None:
+    job = p.jobs.get_job(quote.job_id) if quote.job_id else None
+    if job is not None and job.client_id == client.account_id and job.state == INGESTING \
+            and job.request_digest == digest:
+        return job
+    return None
+
+def client_jobs(p: Platform, client: Principal, query: Mapping[str, str]
+                ) -> tuple[list[Job], str | None]:
+    """A page of the client's jobs, newest first."""
+    v.reject_unknown(query, ("limit", "cursor"), "query.")
+    return p.jobs.jobs_of_client(client.account_id, v.page_limit(query, 100), query.get("cursor"))
+
+def live_leases(p: Platform, job: Job, max_age: float | None = None) -> int:
+    """Leases of the job that have not expired (reads every open item).
+
+    With max_age, a count that old or newer from this container is reused, so a
+    client polling progress does not read the items on every call.
+    """
+    if job.state not in TAKES_ANSWERS:
+        return 0
+    now = p.now()
+    cached = p.cache.leased.get(job.job_id, now, max_age) if max_age is not None else MISSING
+    if cached is not MISSING:
+        return cached
+    return p.cache.leased.put(job.job_id, sum(
+        1 for item in p.items.open_items(job.job_id, None, None)
+        for lease in item.leases.values() if lease.expires_at > now), now)
+
+def job_progress(p: Platform, job: Job) -> dict[str, int]:
+    """Counts for a job: items, live leases, answers counted, items done. Gold items count
+    as done from the start: their result is their known answer."""
+    return {"items": job.item_count, "leased": live_leases(p, job, max_age=p.cache_seconds),
+            "answered": job.answered, "done": job.items_done + job.gold_items,
+            "gold": job.gold_items}
+
+def stop_job(p: Platform, client: Principal, job_id: str) -> Job:
+    """End a job: no new leases; leased work may still be submitted until its lease ends, then
+    what was answered is aggregated. A job paused in calibration ends at once (its pilot
+    results stay published)."""
+    job = client_job(p, client, job_id)
+    now = p.now()
+    if job.state == PAUSED:
+        if not p.jobs.transition(job.job_id, (PAUSED,), DONE, done_at=now, cancelled_at=now,
+                                 record=phases.record(now, job.state, job.phase, DONE, job.phase,
+                                                      client.account_id, "stopped by the client")):
+            raise Conflict("the job changed state meanwhile; read it again", code="job_not_active")
+        webhooks.publish_job_events_safely(p, job.job_id)
+        return client_job(p, client, job_id)
+    if job.state not in (INGESTING, ACTIVE, CLOSING):
+        raise Conflict(f"a job in state '{job.state}' cannot be stopped", code="job_not_active")
+    return _close_answering(p, client, job, CANCELLED, "stopped by the client", cancelled_at=now)
+
+def _close_answering(p: Platform, client: Principal, job: Job, to_state: str, reason: str,
+                     **changes: Any) -> Job:
+    """Stop new leases and aggregate once the live leases have had their time."""
+    now = p.now()
+    live = live_leases(p, job)
+    # Other containers may hand out leases for cache_seconds more, so wait that long too.
+    finalize_at = now if live == 0 else min(now + job.lease_seconds + p.cache_seconds,
+                                            job.deadline)
+    if not p.jobs.transition(job.job_id, (job.state,), to_state, finalize_at=finalize_at,
+                             record=phases.record(now, job.state, job.phase, to_state, job.phase,
+                                                  client.account_id, reason), **changes):
+        raise Conflict("the job changed state meanwhile; read it again", code="job_not_active")
+    p.cache.forget_job(job.job_id)
+    job = client_job(p, client, job.job_id)
+    if live == 0 and job.state == to_state:
+        start_aggregation(p, job)
+        job = client_job(p, client, job.job_id)
+    return job
+
+def promote_job(p: Platform, client: Principal, job_id: str, body: Any) -> Job:
+    """Move a job on: a running pilot is closed now (its report follows, then calibration);
+    a job in calibration goes to production, with revised instructions if given."""
+    job = client_job(p, client, job_id)  # another client's job is 404 whatever the body
+    body = v.require_object(body if body is not None else {}, "body")
+    v.reject_unknown(body, ("instructions", "reason"))
+    reason = v.text(body, "reason", max_length=500, required=False)
+    instructions = v.text(body, "instructions", max_length=MAX_INSTRUCTIONS, required=False)
+    if job.phase == PILOT and job.state == ACTIVE:
+        if instructions is not None:
+            raise Conflict("revise the instructions when promoting from calibration to "
+                           "production; this promotion only closes the pilot",
+                           field="instructions", code="instructions_too_early")
+        return _close_answering(p, client, job, CLOSING,
+                                reason or "pilot closed early by the client")
+    if job.state != PAUSED or job.phase != CALIBRATION:
+        raise Conflict(f"a job in state '{job.state}' (phase '{job.phase}') cannot be promoted",
+                       code="job_not_promotable")
+    if not to_production(p, job, client.account_id,
+                         reason or "promoted by the client after calibration", instructions):
+        raise Conflict("the job changed state meanwhile; read it again", code="job_not_promotable")
+    return client_job(p, client, job_id)
+
+def result_page(p: Platform, client: Principal, job_id: str, query: Mapping[str, str]
+                ) -> tuple[Job, Page]:
+    """A page of a job's results."""
+    job = client_job(p, client, job_id)
+    v.reject_unknown(query, ("limit", "cursor"), "query.")
+    return job, p.results.page(job.job_id, v.page_limit(query, 100), query.get("cursor"))
+
+def result_download(p: Platform, client: Principal, job_id: str) -> tuple[Job, str]:
+    """A time-limited link to the whole result set as JSON Lines."""
+    job = client_job(p, client, job_id)
+    if not job.results_key:
+        raise Conflict("results are not published yet", code="results_not_ready")
+    return job, p.blobs.download_url(job.results_key, DOWNLOAD_LINK_SECONDS)
+
+def job_report(p: Platform, client: Principal, job_id: str,
+               query: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The quality report of the job's latest published round, or of `?round=N` (the pilot's
+    calibration report stays readable as round 1 after production is published)."""
+    job = client_job(p, client, job_id)
+    query = query or {}
+    v.reject_unknown(query, ("round", "format"), "query.")
+    if not job.results_key:
+        raise Conflict("the report is made with the results, which are not published yet",
+                       code="results_not_ready")
+    if "round" not in query:
+        return json.loads(p.blobs.get_text(report_key(job.job_id)))
+    text = query["round"]
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= job.round:
+        raise InvalidRequest(f"'round' must be a round of this job (1 to {job.round})",
+                             field="round")
+    try:
+        return json.loads(p.blobs.get_text(report_key(job.job_id, int(text))))
+    except NotFound:
+        raise NotFound(f"round {text} has no published report", code="report_not_found") from None
+
+def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
+    """Write one chunk of a job's items, or open held items for production; a repeated
+    message changes nothing."""
+    if "open" in message:
+        p.items.open_held(message["job_id"], message["open"])
+        return
+    job = p.jobs.get_job(message["job_id"])
+    if job is None:
+        return
+    if message["chunk"] not in job.ingested_chunks:
+        if job.state == INGESTING:
+            items = [NewItem(i["item_id"], i["data"], i.get("external_id"), i.get("gold"),
+                             bool(i.get("held")), i.get("slots"))
+                     for i in message["items"]]
+            p.items.put_items(job.job_id, job.redundancy, items)
+        job = p.jobs.mark_chunk_ingested(job.job_id, message["chunk"])
+        if job is None:  # abandoned meanwhile: its quote was freed and it will never start
+            return
+    # Also on a repeat: a crash after the last chunk was recorded left the job ingesting.
+    if len(job.ingested_chunks) >= job.chunk_count and job.state == INGESTING:
+        p.jobs.transition(job.job_id, (INGESTING,), ACTIVE, record=phases.record(
+            p.now(), INGESTING, job.phase, ACTIVE, job.phase, "system", "every item ingested"))

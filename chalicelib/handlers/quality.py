@@ -1,0 +1,221 @@
+"""Worker quality: gold scoring and the job's block rule, blocks by clients and operators,
+what workers see of their accuracy, and the slots that replace left-out answers."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from chalicelib.domain import validation as v
+from chalicelib.domain.answers import smoothed_accuracy
+from chalicelib.domain.cache import MISSING
+from chalicelib.domain.ids import is_job_id
+from chalicelib.domain.model import (
+    ACTIVE, DONE, FAILED, REJECTED, ItemState, Job, Principal, StoredAnswer,
+)
+from chalicelib.domain.ports import WorkerRecord
+from chalicelib.errors import Conflict, NotFound
+from chalicelib.handlers.payments import settle
+from chalicelib.handlers.platform import PRINCIPAL_CACHE_SECONDS, Platform, client_job
+
+# A block by the gold rule starts refusing leases this long (uniformly drawn, seconds) after
+# the answer that decided it: several tasks later, so it tells no task apart.
+BLOCK_DELAY_SECONDS = (60.0, 600.0)
+RULE = "rule"
+BLOCKED_BY_RULE = "your accuracy on this job's checked tasks is below the job's threshold"
+
+
+def _quality_view(answers: int, correct: int) -> dict[str, Any]:
+    return {"gold_answers": answers, "gold_correct": correct,
+            "gold_accuracy": round(smoothed_accuracy(correct, answers), 4) if answers else None}
+
+def worker_quality(p: Platform, worker: Principal) -> dict[str, Any]:
+    """What a worker sees of their own quality: gold accuracy per job and overall as of each
+    job's last published round (so no single answer reveals a gold item), and their blocks."""
+    records = p.stats.of_worker(worker.account_id)
+    now = p.now()
+    # A job appears once a round of it is published (or the worker's block from it has
+    # started): listing it at the first gold answer would tell which task was gold.
+    jobs = [r for r in records if is_job_id(r.scope)
+            and (r.shown_gold_answers is not None or _block_started(r, now))]
+    everywhere = next((r for r in records if r.scope == "*"), None)
+    shown = [(r.shown_gold_answers or 0, r.shown_gold_correct or 0) for r in jobs]
+    return {
+        **_quality_view(sum(a for a, _ in shown), sum(c for _, c in shown)),
+        "jobs": [{"job_id": r.scope, **_quality_view(r.shown_gold_answers or 0,
+                                                      r.shown_gold_correct or 0),
+                  "blocked": _block_started(r, now),
+                  "blocked_reason": _reason_for_worker(r) if _block_started(r, now) else None}
+                 for r in jobs],
+        "blocked_everywhere": everywhere is not None and everywhere.blocked_at is not None,
+    }
+
+def _block_started(r: WorkerRecord, now: float) -> bool:
+    return r.blocked_at is not None and r.blocked_at <= now
+
+def _reason_for_worker(r: WorkerRecord) -> str | None:
+    """A block's reason as its worker reads it: a block by the gold rule says which rule, not
+    the live figures (those would be feedback on single gold answers)."""
+    if r.blocked_reason and r.blocked_reason.endswith(f"(by {RULE})"):
+        return BLOCKED_BY_RULE
+    return r.blocked_reason
+
+def job_workers(p: Platform, client: Principal, job_id: str) -> list[dict[str, Any]]:
+    """Each worker of a job with their live gold record and whether they are blocked."""
+    job = client_job(p, client, job_id)
+    return [_worker_line(r, job) for r in p.stats.of_job(job.job_id)]
+
+def _worker_line(r: WorkerRecord, job: Job) -> dict[str, Any]:
+    return {"worker_id": r.worker_id, **_quality_view(r.gold_answers, r.gold_correct),
+            "blocked": r.worker_id in job.blocked_workers, "blocked_reason": r.blocked_reason}
+
+def client_blocks_worker(p: Platform, client: Principal, job_id: str, worker_id: str,
+                         body: Any) -> dict[str, Any]:
+    """A client blocks a worker from their job by hand (their answers are left out too)."""
+    job = client_job(p, client, job_id)
+    reason = _reason(body)
+    if job.state in (DONE, FAILED):
+        raise Conflict("the job has ended", code="job_not_active")
+    if worker_id not in {r.worker_id for r in p.stats.of_job(job.job_id)} and \
+            not _answered_in(p, job, worker_id):
+        raise NotFound("no such worker in this job", code="worker_not_found")
+    block_in_job(p, job, worker_id, client.account_id, reason)
+    job = client_job(p, client, job_id)
+    record = next((r for r in p.stats.of_job(job.job_id) if r.worker_id == worker_id),
+                  WorkerRecord(worker_id, job.job_id))
+    return _worker_line(record, job)
+
+def _answered_in(p: Platform, job: Job, worker_id: str) -> bool:
+    return any(worker_id in item.seen for item in p.items.iter_items(job.job_id))
+
+def _reason(body: Any) -> str:
+    body = v.require_object(body if body is not None else {}, "body")
+    v.reject_unknown(body, ("reason",))
+    return v.text(body, "reason", max_length=500).strip()
+
+def operator_block(p: Platform, operator: Principal, worker_id: str, body: Any,
+                   blocked: bool = True) -> dict[str, Any]:
+    """An operator blocks a worker everywhere (no tasks from any job; their answers are left
+    out of every round aggregated from now on), or lifts the block. Takes effect within a
+    minute on every API container."""
+    if not blocked:
+        p.stats.unblock(worker_id, "*")
+    else:
+        reason = _reason(body)
+        p.stats.mark_blocked(worker_id, "*", f"{reason} (by {operator.account_id})", p.now())
+    p.cache.blocked.forget(worker_id)
+    record = next((r for r in p.stats.of_worker(worker_id) if r.scope == "*"), None)
+    return {"worker_id": worker_id,
+            "blocked_everywhere": record is not None and record.blocked_at is not None,
+            "blocked_reason": record.blocked_reason if record else None}
+
+def blocked_everywhere(p: Platform, worker_id: str) -> bool:
+    """Whether an operator has blocked the worker (cached per container like credentials)."""
+    now = p.now()
+    blocked = p.cache.blocked.get(worker_id, now, PRINCIPAL_CACHE_SECONDS)
+    if blocked is MISSING:
+        blocked = p.cache.blocked.put(
+            worker_id, worker_id in p.stats.blocked_everywhere([worker_id]), now)
+    return blocked
+
+def score_gold(p: Platform, job: Job, worker_id: str, assignment_id: str, correct: bool
+               ) -> None:
+    """Score a gold answer once per assignment (the counting consumer does it, with what the
+    submit judged) and apply the job's rule: at least block_after gold answers with smoothed
+    accuracy below block_below blocks the worker from the job. The block starts refusing
+    their leases after a random delay, so its moment does not point at the gold task that
+    decided it. A redelivered message applies the rule again (it may have been lost)."""
+    totals = p.stats.record_gold(worker_id, job.job_id, assignment_id, correct)
+    if totals is None:
+        record = next((r for r in p.stats.of_worker(worker_id) if r.scope == job.job_id), None)
+        if record is None:
+            return
+        totals = record.gold_answers, record.gold_correct
+    answers, correct_answers = totals
+    after, below = int(job.quality.get("block_after", 0)), job.quality.get("block_below", 0.0)
+    accuracy = smoothed_accuracy(correct_answers, answers)
+    if after and answers >= after and accuracy < below and worker_id not in job.blocked_workers:
+        delay = p.rng.uniform(BLOCK_DELAY_SECONDS[0], BLOCK_DELAY_SECONDS[1])
+        block_in_job(p, job, worker_id, RULE,
+                     f"gold accuracy {accuracy:.2f} after {answers} gold answers is below {below}",
+                     starts_at=p.now() + delay)
+
+def block_in_job(p: Platform, job: Job, worker_id: str, by: str, reason: str,
+                 starts_at: float | None = None) -> None:
+    """Block a worker from a job: their answers are left out of its aggregation (their items
+    get replacement slots before the round closes) and, from starts_at (default now), they
+    get no more of its tasks."""
+    now = p.now()
+    p.jobs.block_worker(job.job_id, worker_id, starts_at)
+    p.stats.mark_blocked(worker_id, job.job_id, f"{reason} (by {by})",
+                         now if starts_at is None else max(now, starts_at))
+    p.cache.forget_job(job.job_id)
+
+def left_out_workers(p: Platform, job: Job, workers: Iterable[str]) -> set[str]:
+    """Those of the workers whose answers the job leaves out: blocked from it, or everywhere."""
+    workers = set(workers)
+    return (workers & job.blocked_workers) | p.stats.blocked_everywhere(workers - job.blocked_workers)
+
+def is_left_out(answer: StoredAnswer, worker_id: str, left_out: set[str]) -> bool:
+    """Whether an accepted answer stays out of aggregation: rejected, or by a blocked worker."""
+    return worker_id in left_out or (answer.review or {}).get("status") == REJECTED
+
+def replace_left_out(p: Platform, job: Job, items: Iterable[ItemState] | None = None) -> int:
+    """Before a round closes, give each item as many new slots as it has answers left out
+    (rejected by the client, or by workers blocked from the job or everywhere), paid from the
+    job's pool; return how many items were reopened.
+
+    A blocked worker's answers nobody reviewed are rejected here with the block as the reason,
+    which gives their rewards back to the pool for the replacements. When the pool runs dry,
+    the rest are aggregated without replacements.
+    """
+    if job.state != ACTIVE:
+        return 0  # a stopped or closing job takes no new leases: nobody could fill them
+    items = [item for item in (p.items.iter_items(job.job_id) if items is None else items)
+             if item.gold is None and not item.held]
+    if not job.blocked_workers and not job.rejected_answers:
+        candidates = {w for item in items for w in item.answers}
+        if not p.stats.blocked_everywhere(candidates):
+            return 0
+    left_out = left_out_workers(p, job, {w for item in items for w in item.answers})
+    reopened = 0
+    for item in items:
+        missing = 0
+        for worker, answer in item.answers.items():
+            if not is_left_out(answer, worker, left_out):
+                continue
+            missing += 1
+            if answer.review is None:
+                settle(p, job, item, worker, answer, REJECTED,
+                       "left out: the worker was blocked", "rule")
+        missing -= item.replaced
+        if missing <= 0:
+            continue
+        cents = missing * job.reward_cents
+        # The rejected answers' rewards were held for this; the pool makes up the rest.
+        source = next((s for s in ("held", "pool") if p.jobs.reserve(job.job_id, cents, s)), None)
+        if source is None:
+            break
+        if p.items.add_slots(job.job_id, item.item_id, missing, item.replaced):
+            reopened += 1
+        else:
+            p.jobs.refund(job.job_id, cents, source)
+    if reopened:
+        p.cache.jobs.forget(job.job_id)
+    return reopened
+
+def release_leftovers(p: Platform, job: Job) -> int:
+    """When a job has ended: the money held for replacements and the gold slots nobody
+    answered (free, or held by an expired lease) go back to the pool, where the client's
+    figures show them unspent and bonuses may use them; return the cents released.
+    A live gold lease keeps its slot: its answer may still come."""
+    now = p.now()
+    released = p.jobs.release_held(job.job_id)
+    if job.gold_items:
+        for item in p.items.iter_items(job.job_id):
+            if item.gold is None:
+                continue
+            expired = [w for w, lease in item.leases.items() if lease.expires_at <= now]
+            if item.free or expired:
+                released += p.items.release_gold_slots(job.job_id, item.item_id, item.free,
+                                                       expired, now, job.reward_cents)
+    return released

@@ -1,0 +1,99 @@
+"""Adaptive redundancy: one more answer for an item whose confidence is still below the job's
+target, and the online model that judges it, refitted as answers come in.
+
+numpy (through chalicelib.domain.adaptive and the aggregation engine) is loaded here only when
+an adaptive job's answer is counted: the API routes never import this module.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+from chalicelib.domain.adaptive import OnlineModel, refit_every
+from chalicelib.domain.aggregation import vote
+from chalicelib.domain.aggregation.categorical import default_model
+from chalicelib.domain.cache import MISSING
+from chalicelib.domain.keys import online_model_key
+from chalicelib.domain.model import CountedAnswer, Job
+from chalicelib.domain.redundancy import AdaptiveRedundancy, wants_more
+from chalicelib.errors import NotFound
+from chalicelib.handlers.platform import Platform
+from chalicelib.handlers.quality import is_left_out, left_out_workers
+
+
+def _online_model(p: Platform, job: Job) -> Any:
+    """The job's last online model, or None before its first refit (cached per container
+    until the next refit is due)."""
+    model = p.cache.models.get(job.job_id, p.now(), p.cache_seconds)
+    if model is not MISSING:
+        return model
+    try:
+        model = OnlineModel.from_dict(json.loads(p.blobs.get_text(online_model_key(job.job_id))))
+    except NotFound:
+        model = None
+    return p.cache.models.put(job.job_id, model, p.now())
+
+def adapt(p: Platform, job: Job, answer: CountedAnswer, ordinal: int | None) -> CountedAnswer:
+    """For an answer that filled its item's last slot: if the item's confidence is still below
+    the job's target (and it has fewer than max answers), open one more slot, paid from the
+    pool, before the answer is counted, so the item is not counted complete. Idempotent: a
+    redelivered answer finds the slot already added and is counted as not completing."""
+    item = p.items.get_item(job.job_id, answer.item_id)
+    if item is None or ordinal is None or item.gold is not None:
+        return answer
+    if ordinal + 1 < item.redundancy:  # a slot was added for this answer before
+        return replace(answer, item_complete=False)
+    policy = AdaptiveRedundancy(**job.adaptive)
+    left_out = left_out_workers(p, job, item.answers)
+    votes = [(worker, vote(a.answer)) for worker, a in item.answers.items()
+             if not is_left_out(a, worker, left_out)]
+    model = _online_model(p, job)
+    confidence = model.confidence(votes) if model is not None else None
+    if not wants_more(policy, item.answer_count, confidence):
+        return answer
+    if not p.jobs.reserve(job.job_id, job.reward_cents):
+        return answer  # the budget has no more: the item is done
+    try:
+        extended = p.items.extend(job.job_id, item.item_id, item.redundancy)
+    except Exception:
+        p.jobs.refund(job.job_id, job.reward_cents)
+        raise
+    if extended:
+        return replace(answer, item_complete=False)
+    p.jobs.refund(job.job_id, job.reward_cents)
+    now = p.items.get_item(job.job_id, item.item_id)
+    return replace(answer, item_complete=False) if now and ordinal + 1 < now.redundancy else answer
+
+def refit_online_model(p: Platform, job_id: str, new: int) -> None:
+    """Refit the job's online model when the answers just counted cross a multiple of
+    refit_every(the job's most answers); the fit is the aggregation's default model on
+    every answer so far (left-out answers excluded, gold clamped)."""
+    job = p.jobs.get_job(job_id)
+    if job is None:
+        return
+    every = refit_every((job.item_count - job.gold_items) * int(job.adaptive["max"]))
+    mark = job.answered // every
+    if mark == 0 or not p.jobs.claim_refit(job_id, mark):
+        return
+    items: list[str] = []
+    workers: list[str] = []
+    labels: list[str] = []
+    gold: dict[str, str] = {}
+    everything = list(p.items.iter_items(job_id))
+    left_out = left_out_workers(p, job, {w for item in everything for w in item.answers})
+    for item in everything:
+        if item.gold is not None:
+            gold[item.item_id] = item.gold["label"]
+        for worker, answer in item.answers.items():
+            if not is_left_out(answer, worker, left_out):
+                items.append(item.item_id)
+                workers.append(worker)
+                labels.append(vote(answer.answer))
+    if not items:
+        return
+    model = default_model(label_order=job.answer_schema["labels"]).fit(items, workers, labels,
+                                                                       gold=gold)
+    p.blobs.put_text(online_model_key(job_id), json.dumps(OnlineModel.from_fit(model).to_dict()),
+                     "application/json")
+    p.cache.models.forget(job_id)

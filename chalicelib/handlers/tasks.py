@@ -1,0 +1,208 @@
+"""A worker's tasks: which jobs they may work on, leasing, submitting and releasing.
+
+Hot paths are written for cost: a lease is one conditional write (candidate items come from a
+per-container pool refreshed by one query), and a submit is one conditional write and one SQS
+message for the counting consumer.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any, NoReturn
+
+from chalicelib.domain import leasing
+from chalicelib.domain import validation as v
+from chalicelib.domain.answers import matches_gold, validate_answer
+from chalicelib.domain.cache import MISSING
+from chalicelib.domain.ids import is_job_id, parse_assignment_id
+from chalicelib.domain.model import (
+    ACTIVE, Assignment, ItemState, Job, Principal, StoredAnswer, SubmitReceipt,
+)
+from chalicelib.errors import Conflict, Forbidden, NotFound
+from chalicelib.handlers.platform import Platform, cached_job
+from chalicelib.handlers.quality import blocked_everywhere
+
+POOL_REFRESH_SIZE = 100
+
+
+def _active_jobs(p: Platform) -> list[Job]:
+    now = p.now()
+    jobs = p.cache.active.get(ACTIVE, now, p.cache_seconds)
+    if jobs is not MISSING:
+        return jobs
+    jobs = p.cache.active.put(ACTIVE, sorted(p.jobs.jobs_in_state(ACTIVE),
+                                             key=lambda job: job.created_at), now)
+    for job in jobs:
+        p.cache.jobs.put(job.job_id, job, now)
+    p.cache.keep_pools(job.job_id for job in jobs)
+    return jobs
+
+def available_jobs(p: Platform, worker: Principal) -> list[Job]:
+    """Active jobs the worker qualifies for and is not blocked from, oldest first."""
+    if blocked_everywhere(p, worker.account_id):
+        return []
+    now = p.now()
+    return [job for job in _active_jobs(p) if job.takes_leases(now)
+            and leasing.qualifies(worker, job) and not job.refuses(worker.account_id, now)]
+
+def lease_query(query: Mapping[str, str]) -> str | None:
+    """The job id a worker asked for, if any; unknown parameters are refused."""
+    v.reject_unknown(query, ("job_id",))
+    return query.get("job_id")
+
+def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
+                    ) -> Assignment | None:
+    """Lease one task the worker qualifies for and has not seen; None when there is none."""
+    now = p.now()
+    if blocked_everywhere(p, worker.account_id):
+        raise Forbidden("your account is blocked from taking tasks; contact the operator",
+                        code="worker_blocked")
+    if job_id is not None:
+        job = cached_job(p, job_id) if is_job_id(job_id) else None
+        if job is None:
+            raise NotFound("no such job", field="job_id", code="job_not_found")
+        if not leasing.qualifies(worker, job):
+            raise Forbidden("you do not hold the skills (or scores) this job requires",
+                            code="not_qualified",
+                            details={"required_skills": list(job.required_skills),
+                                     "min_skill_scores": job.min_skill_scores})
+        if job.refuses(worker.account_id, now):
+            raise Forbidden("you are blocked from this job", code="blocked_from_job")
+        candidates = [job]
+    else:
+        candidates = [job for job in _active_jobs(p) if leasing.qualifies(worker, job)
+                      and not job.refuses(worker.account_id, now)]
+    for job in candidates:
+        if job.takes_leases(now):
+            assignment = _lease_in_job(p, job, worker.account_id, now)
+            if assignment is not None:
+                return assignment
+    return None
+
+def _slots_only(item: ItemState) -> ItemState:
+    """What the pool keeps of an item: its slots (and whether it is gold), not its data or answers."""
+    return replace(item, data={}, answers={})
+
+def _plans(p: Platform, job: Job, snapshot: list[ItemState], worker_id: str, now: float
+           ) -> list[leasing.LeasePlan]:
+    """Plans to try, in order.
+
+    Gold is tried first on a gold_rate share of leases, and only while the worker still has
+    regular work: a worker is never served gold alone. Otherwise the order is leasing's.
+    """
+    regular = leasing.candidate_plans([i for i in snapshot if i.gold is None], worker_id, now, p.rng)
+    if not regular:
+        return []
+    if p.rng.random() < job.quality.get("gold_rate", 0.0):
+        gold = leasing.candidate_plans([i for i in snapshot if i.gold is not None], worker_id,
+                                       now, p.rng, limit=2)
+        return gold + regular
+    return regular
+
+def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignment | None:
+    pool = p.cache.pool(job.job_id)
+    if p.cache.nothing_for.get((worker_id, job.job_id), now, p.cache_seconds) is not MISSING:
+        return None  # a worker polling an exhausted job does not re-read its items each time
+    for refreshed in (False, True):
+        if refreshed:
+            fresh = p.items.open_items(job.job_id, worker_id, POOL_REFRESH_SIZE)
+            with p.cache.lock:
+                if len(pool) > 4 * POOL_REFRESH_SIZE:
+                    pool.clear()
+                pool.update({item.item_id: item for item in fresh})
+            if not fresh:
+                p.cache.nothing_for.put((worker_id, job.job_id), None, now)
+                return None
+        with p.cache.lock:
+            snapshot = list(pool.values())
+        # Gold and regular tasks take the same single write: gold slots are paid up front.
+        for plan in _plans(p, job, snapshot, worker_id, now):
+            lease = leasing.new_lease(job, plan.item_id, now)
+            outcome = p.items.try_lease(job.job_id, plan.item_id, worker_id, lease,
+                                        plan.reclaim_from, now)
+            with p.cache.lock:
+                if outcome.item is None or outcome.item.complete:
+                    pool.pop(plan.item_id, None)
+                else:
+                    pool[plan.item_id] = _slots_only(outcome.item)
+            if outcome.ok and outcome.item is not None:
+                return Assignment(lease.assignment_id, job, outcome.item, lease)
+    return None
+
+def _worker_item(p: Platform, assignment_id: str) -> tuple[Job, str, float, int]:
+    job_id, item_id, leased_at, version = parse_assignment_id(assignment_id)
+    job = cached_job(p, job_id)
+    if job is None:
+        raise NotFound("no such assignment", code="assignment_not_found")
+    return job, item_id, leased_at, version
+
+def _receipt(job: Job, item: ItemState, worker_id: str, duplicate: bool) -> SubmitReceipt:
+    stored = item.answers[worker_id]
+    # Only the answer that filled the item's last slot announces it complete, on the first
+    # submit and on every retry alike, so counting closes each item exactly once. A gold
+    # item is never part of a round's count (its answer is known).
+    completes = item.gold is None and stored.ordinal is not None \
+        and stored.ordinal + 1 == item.redundancy
+    return SubmitReceipt(stored.assignment_id, job.job_id, stored.submitted_at, job.reward_cents,
+                         completes, duplicate)
+
+def submit_answer(p: Platform, worker: Principal, assignment_id: str, body: Any
+                  ) -> SubmitReceipt:
+    """Accept an answer for a live lease exactly once; a retry returns the first receipt."""
+    job, item_id, leased_at, version = _worker_item(p, assignment_id)
+    answer = validate_answer(job, body)
+    now = p.now()
+    worker_id = worker.account_id
+    # The version of the instructions the worker was shown when leasing (it is in the id).
+    stored = StoredAnswer(assignment_id, answer, now, leased_at, instruction_version=version)
+    outcome = p.items.try_submit(job.job_id, item_id, worker_id, stored, now)
+    item = outcome.item
+    fate = "accepted" if outcome.ok and item else _fate(item, worker_id, assignment_id)
+    if fate == "leased":
+        raise Conflict("the lease on this assignment has expired; the answer was not counted",
+                       code="lease_expired")
+    if fate not in ("accepted", "submitted") or item is None:
+        _raise_gone(item, worker_id, assignment_id)
+    receipt = _receipt(job, item, worker_id, duplicate=fate == "submitted")
+    message = {"job_id": job.job_id, "item_id": item_id, "worker_id": worker_id,
+               "assignment_id": assignment_id, "item_complete": receipt.item_complete,
+               "ordinal": item.answers[worker_id].ordinal}
+    if item.gold is not None:
+        # Scored by the counting consumer, so a gold submit makes the same writes as any other.
+        message["gold_correct"] = matches_gold(job, item.answers[worker_id].answer, item.gold)
+    # Sent on every accepted submit, retries included: counting is idempotent on the
+    # assignment, and a retry repairs a message lost after the first write.
+    p.results_queue.send(message)
+    return receipt
+
+def release_assignment(p: Platform, worker: Principal, assignment_id: str) -> None:
+    """Give a leased task back so another worker can take the slot."""
+    job, item_id, _, _ = _worker_item(p, assignment_id)
+    outcome = p.items.try_release(job.job_id, item_id, worker.account_id, assignment_id)
+    if outcome.ok:
+        return
+    if _fate(outcome.item, worker.account_id, assignment_id) == "submitted":
+        raise Conflict("this assignment was already submitted", code="already_submitted")
+    _raise_gone(outcome.item, worker.account_id, assignment_id)
+
+def _fate(item: ItemState | None, worker_id: str, assignment_id: str) -> str:
+    """What became of an assignment: 'submitted', 'leased', 'gone' or 'unknown'.
+
+    A worker leases an item at most once, so if they hold a lease or an answer under
+    another id, or never saw the item, this id was never theirs.
+    """
+    if item is None:
+        return "unknown"
+    answer = item.answers.get(worker_id)
+    lease = item.leases.get(worker_id)
+    if answer is not None:
+        return "submitted" if answer.assignment_id == assignment_id else "unknown"
+    if lease is not None:
+        return "leased" if lease.assignment_id == assignment_id else "unknown"
+    return "gone" if worker_id in item.seen else "unknown"
+
+def _raise_gone(item: ItemState | None, worker_id: str, assignment_id: str) -> NoReturn:
+    if _fate(item, worker_id, assignment_id) == "gone":
+        raise Conflict("this assignment is no longer yours (expired or released)",
+                       code="assignment_not_active")
+    raise NotFound("no such assignment", code="assignment_not_found")
