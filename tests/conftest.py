@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,9 +50,12 @@ class Stack:
             time.sleep(0.05)
 
 
-@pytest.fixture
-def stack(monkeypatch):
-    """A fresh stack per test: template deployed, stage functions routed, queues pumpable."""
+@contextmanager
+def deployed_stack(env: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """The app on a freshly deployed moto stack for the with-block: template deployed, stage
+    functions routed, queues pumpable. The stage's variables are set through env, which the
+    caller undoes after the block (per test with `monkeypatch`, per module with
+    `pytest.MonkeyPatch.context()`)."""
     import boto3
     from chalice.test import Client
     from moto import mock_aws
@@ -65,14 +70,13 @@ def stack(monkeypatch):
         outputs = deploy_stack(boto3.client("cloudformation"), "crowd-dev-data", "crowd", "dev",
                                waiter_delay=1)
         for name, value in app_environment(outputs).items():
-            monkeypatch.setenv(name, value)
+            env.setenv(name, value)
         from infra.rate_limits import ensure_usage_plan
 
-        monkeypatch.setenv("USAGE_PLAN_ID",
-                           ensure_usage_plan(boto3.client("apigateway"), "crowd", "dev"))
-        monkeypatch.setenv("OPEN_WORKER_REGISTRATION", "true")
+        env.setenv("USAGE_PLAN_ID", ensure_usage_plan(boto3.client("apigateway"), "crowd", "dev"))
+        env.setenv("OPEN_WORKER_REGISTRATION", "true")
         # Receivers in tests listen on 127.0.0.1 over plain http.
-        monkeypatch.setenv("WEBHOOK_ALLOW_INSECURE", "true")
+        env.setenv("WEBHOOK_ALLOW_INSECURE", "true")
         deps.reset()
         import app as app_module
 
@@ -87,3 +91,10 @@ def stack(monkeypatch):
                 Client(app_module.app, stage_name="dev", project_dir=str(ROOT)) as client:
             yield Stack(app_module, client, pump, boto3.client("stepfunctions"), sqs, outputs)
         deps.reset()
+
+
+@pytest.fixture
+def stack(monkeypatch: pytest.MonkeyPatch) -> Iterator[Stack]:
+    """A fresh stack per test (tests/adapters shares one per module: module_stack)."""
+    with deployed_stack(monkeypatch) as deployed:
+        yield deployed

@@ -14,11 +14,10 @@ import pytest
 from chalicelib import deps
 from chalicelib.adapters.cursors import codec
 from chalicelib.adapters.dynamo import DynamoItems
-from chalicelib.domain.ids import new_assignment_id
+from chalicelib.domain.ids import new_assignment_id, new_id
 from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.model import (
-    CLIENT,
-    ACTIVE, CANCELLED, DONE, INGESTING, CountedAnswer, Job, Lease, LedgerEntry, Principal,
+    ACTIVE, CLIENT, CANCELLED, DONE, INGESTING, CountedAnswer, Job, Lease, LedgerEntry, Principal,
     StoredAnswer,
 )
 from chalicelib.errors import Conflict, InvalidRequest
@@ -33,10 +32,11 @@ FIRST, SECOND, THIRD, FOURTH = "000000", "000001", "000002", "000003"
 
 @pytest.fixture(params=["fakes", "dynamodb"])
 def p(request) -> Platform:
-    """The platform on fresh fakes, or on the DynamoDB adapters of a fresh moto stack."""
+    """The platform on fresh fakes, or on the DynamoDB adapters of the module's moto stack
+    (shared by the module's tests: each writes under ids of its own)."""
     if request.param == "fakes":
         return make_platform(clock=time.time)
-    request.getfixturevalue("stack")
+    request.getfixturevalue("module_stack")
     return deps.platform()
 
 
@@ -85,6 +85,18 @@ def _leased(p: Platform, job: Job, item_id: str, worker: str, now: float,
     lease = _lease(job, item_id, now, seconds)
     assert p.items.try_lease(job.job_id, item_id, worker, lease, None, now).ok
     return lease
+
+
+def _listed(p: Platform, state: str, finalize_before: float | None = None) -> list[Job]:
+    """The jobs listed in a state (due by finalize_before), checked to be all in that state,
+    all due, and soonest due first: on a shared stack they include other tests' jobs."""
+    listed = p.jobs.jobs_in_state(state, finalize_before)
+    assert all(job.state == state for job in listed)
+    assert all(job.finalize_at is not None for job in listed)
+    due_at = [job.finalize_at or 0.0 for job in listed]
+    assert due_at == sorted(due_at)
+    assert finalize_before is None or all(at <= finalize_before for at in due_at)
+    return listed
 
 
 def _open_ids(p: Platform, job: Job, worker: str | None = None, limit: int | None = None
@@ -318,8 +330,9 @@ def test_a_transition_happens_only_from_the_named_states(p):
     assert p.jobs.transition(job.job_id, (CANCELLED,), CANCELLED, error=None)
     assert p.jobs.get_job(job.job_id).error is None
     # AND a job that does not exist is not created by a transition
-    assert not p.jobs.transition("job_0000000000000000", (ACTIVE,), DONE)
-    assert p.jobs.get_job("job_0000000000000000") is None
+    missing = new_id("job")
+    assert not p.jobs.transition(missing, (ACTIVE,), DONE)
+    assert p.jobs.get_job(missing) is None
 
 
 def test_a_quote_buys_one_job(p):
@@ -328,7 +341,7 @@ def test_a_quote_buys_one_job(p):
     job = _draft(p, client)
     p.jobs.create_job(job)
     # WHEN a second job is created from the same quote
-    second = replace(job, job_id="job_1111111111111111")
+    second = replace(job, job_id=new_id("job"))
     with pytest.raises(Conflict) as raised:
         p.jobs.create_job(second)
     # THEN it is refused as quote_used, no second job exists, and the quote names the first
@@ -349,13 +362,16 @@ def test_jobs_are_listed_by_state_and_due_time_and_paged_per_client_newest_first
         jobs.append(job)
     elsewhere = replace(_draft(p, other), finalize_at=now + 60)
     p.jobs.create_job(elsewhere)
-    # WHEN jobs are listed by state, all and only those due within 2 hours
-    ingesting = {job.job_id for job in p.jobs.jobs_in_state(INGESTING)}
-    due = [job.job_id for job in p.jobs.jobs_in_state(INGESTING, finalize_before=now + 7200)]
+    # WHEN jobs are listed by state, all and only those due within 2 hours (other tests'
+    # jobs are listed too: every listed job is checked, and these four are compared)
+    mine = {job.job_id for job in [*jobs, elsewhere]}
+    ingesting = {job.job_id for job in _listed(p, INGESTING)} & mine
+    due = [job.job_id for job in _listed(p, INGESTING, finalize_before=now + 7200)
+           if job.job_id in mine]
     # THEN the due list holds the jobs due by then, soonest first
     assert len(ingesting) == 4
     assert due == [elsewhere.job_id, jobs[0].job_id, jobs[1].job_id]
-    assert p.jobs.jobs_in_state(ACTIVE) == []
+    assert [job for job in _listed(p, ACTIVE) if job.job_id in mine] == []
     # WHEN the client pages through its jobs two at a time
     page1, cursor = p.jobs.jobs_of_client(client.account_id, 2, None)
     page2, end = p.jobs.jobs_of_client(client.account_id, 2, cursor)
@@ -392,14 +408,15 @@ def test_a_cursor_with_the_right_keys_but_wrong_types_is_an_invalid_request(p):
 
 def test_results_are_paged_in_item_order(p):
     # GIVEN five result lines of a job, written out of order, and a line of another job
+    job_a, job_b = new_id("job"), new_id("job")
     lines = [{"item_id": f"{n:06d}", "answer": {"label": "yes"}, "n_answers": 2}
              for n in range(5)]
-    p.results.put_results("job_a", reversed(lines))
-    p.results.put_results("job_b", [{"item_id": FIRST, "answer": None}])
+    p.results.put_results(job_a, reversed(lines))
+    p.results.put_results(job_b, [{"item_id": FIRST, "answer": None}])
     # WHEN they are read two at a time, following the cursor
     pages, cursor = [], None
     while True:
-        page = p.results.page("job_a", 2, cursor)
+        page = p.results.page(job_a, 2, cursor)
         pages.append(page.entries)
         cursor = page.cursor
         if cursor is None:
@@ -408,10 +425,10 @@ def test_results_are_paged_in_item_order(p):
     assert [len(entries) for entries in pages] == [2, 2, 1]
     assert [line for entries in pages for line in entries] == lines
     # AND writing the same lines again changes nothing
-    p.results.put_results("job_a", lines)
-    assert p.results.page("job_a", 10, None).entries == lines
+    p.results.put_results(job_a, lines)
+    assert p.results.page(job_a, 10, None).entries == lines
     with pytest.raises(InvalidRequest):
-        p.results.page("job_a", 2, "%%%")
+        p.results.page(job_a, 2, "%%%")
 
 
 # --- races --------------------------------------------------------------------------------
@@ -471,21 +488,23 @@ def test_replacement_slots_reopen_a_counted_item_once_and_uncount_it(p):
     assert p.jobs.get_job(job.job_id).items_done == 0
 
 
-def test_gold_is_scored_once_per_assignment_in_the_job_and_overall(p):
-    assert p.stats.record_gold("w1", "job_a", "asg_1", True) == (1, 1)
-    assert p.stats.record_gold("w1", "job_a", "asg_1", True) is None
-    assert p.stats.record_gold("w1", "job_b", "asg_2", False) == (1, 0)
-    overall = [r for r in p.stats.of_worker("w1") if r.scope == "*"][0]
+def test_gold_is_scored_once_per_assignment_in_the_job_and_overall(p, uid):
+    w1, w2 = f"w1-{uid}", f"w2-{uid}"
+    job_a, job_b = new_id("job"), new_id("job")
+    assert p.stats.record_gold(w1, job_a, "asg_1", True) == (1, 1)
+    assert p.stats.record_gold(w1, job_a, "asg_1", True) is None
+    assert p.stats.record_gold(w1, job_b, "asg_2", False) == (1, 0)
+    overall = [r for r in p.stats.of_worker(w1) if r.scope == "*"][0]
     assert (overall.gold_answers, overall.gold_correct) == (2, 1)
-    p.stats.publish_shown("job_a")
-    (record,) = p.stats.of_job("job_a")
+    p.stats.publish_shown(job_a)
+    (record,) = p.stats.of_job(job_a)
     assert (record.shown_gold_answers, record.shown_gold_correct) == (1, 1)
-    p.stats.mark_blocked("w1", "*", "fraud", 5.0)
-    p.stats.mark_blocked("w1", "*", "later", 6.0)  # the first block is kept
-    assert p.stats.blocked_everywhere(["w1", "w2"]) == {"w1"}
-    assert [r.blocked_reason for r in p.stats.of_worker("w1") if r.scope == "*"] == ["fraud"]
-    p.stats.unblock("w1", "*")
-    assert p.stats.blocked_everywhere(["w1"]) == set()
+    p.stats.mark_blocked(w1, "*", "fraud", 5.0)
+    p.stats.mark_blocked(w1, "*", "later", 6.0)  # the first block is kept
+    assert p.stats.blocked_everywhere([w1, w2]) == {w1}
+    assert [r.blocked_reason for r in p.stats.of_worker(w1) if r.scope == "*"] == ["fraud"]
+    p.stats.unblock(w1, "*")
+    assert p.stats.blocked_everywhere([w1]) == set()
 
 
 def test_money_held_for_replacements_is_apart_from_the_pool_and_released_into_it(p):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -539,6 +540,7 @@ def test_concurrent_transactional_claims_have_exactly_one_winner(outputs: dict[s
     # GIVEN 8 threads that each try to claim the same free slot with a conditional transaction
     ddb = boto3.client("dynamodb")
     winners_per_round: list[int] = []
+    race = f"race-{uuid.uuid4().hex[:8]}"  # the module's stack is shared: this test's own key
 
     def claim(slot: str, worker: str, wins: list[str], start: threading.Barrier) -> None:
         """Lease the slot and record a companion write, atomically."""
@@ -549,13 +551,13 @@ def test_concurrent_transactional_claims_have_exactly_one_winner(outputs: dict[s
                     {
                         "Update": {
                             "TableName": "crowd-dev-items",
-                            "Key": {"job_id": {"S": "race"}, "item_id": {"S": slot}},
+                            "Key": {"job_id": {"S": race}, "item_id": {"S": slot}},
                             "UpdateExpression": "SET lease_owner = :w",
                             "ConditionExpression": "attribute_not_exists(lease_owner)",
                             "ExpressionAttributeValues": {":w": {"S": worker}},
                         }
                     },
-                    {"Put": {"TableName": "crowd-dev-results", "Item": {"job_id": {"S": "race"}, "item_id": {"S": f"{slot}#{worker}"}}}},
+                    {"Put": {"TableName": "crowd-dev-results", "Item": {"job_id": {"S": race}, "item_id": {"S": f"{slot}#{worker}"}}}},
                 ]
             )
             wins.append(worker)
@@ -573,9 +575,9 @@ def test_concurrent_transactional_claims_have_exactly_one_winner(outputs: dict[s
             t.join()
         winners_per_round.append(len(wins))
         # THEN the slot is held by the one winner, whose companion write survived the losers' rollbacks
-        item = ddb.get_item(TableName="crowd-dev-items", Key={"job_id": {"S": "race"}, "item_id": {"S": slot}})["Item"]
+        item = ddb.get_item(TableName="crowd-dev-items", Key={"job_id": {"S": race}, "item_id": {"S": slot}})["Item"]
         assert [item["lease_owner"]["S"]] == wins
-        companion = ddb.get_item(TableName="crowd-dev-results", Key={"job_id": {"S": "race"}, "item_id": {"S": f"{slot}#{wins[0]}"}})
+        companion = ddb.get_item(TableName="crowd-dev-results", Key={"job_id": {"S": race}, "item_id": {"S": f"{slot}#{wins[0]}"}})
         assert "Item" in companion
     assert winners_per_round == [1] * 15
 

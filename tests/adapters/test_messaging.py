@@ -1,8 +1,12 @@
-"""The SQS, Step Functions and S3 adapters on the stack's real queues, bucket and moto's ASL runner."""
+"""The SQS, Step Functions and S3 adapters on the stack's real queues, bucket and moto's ASL runner.
+
+The module's tests share one stack: each sends messages marked with its uid, and names its
+state machines, queues and keys with it."""
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
@@ -45,15 +49,15 @@ def _wait_closed(stack: Any, execution_arn: str, timeout: float = 10.0) -> str:
 
 # --- SQS ----------------------------------------------------------------------------------
 
-def test_a_queue_delivers_every_message_sent_one_by_one_or_in_batches(stack):
+def test_a_queue_delivers_every_message_sent_one_by_one_or_in_batches(module_stack, uid):
     # GIVEN the platform's results queue
     p = deps.platform()
-    queue_name = stack.outputs["ResultsQueueName"]
+    queue_name = module_stack.outputs["ResultsQueueName"]
     # WHEN one message is sent alone and 23 more in one call (three batches)
-    p.results_queue.send({"n": -1})
-    p.results_queue.send_many([{"n": n} for n in range(23)])
+    p.results_queue.send({"n": -1, "test": uid})
+    p.results_queue.send_many([{"n": n, "test": uid} for n in range(23)])
     # THEN all 24 arrive, each once, as the JSON that was sent
-    bodies = _drain(stack, queue_name)
+    bodies = [body for body in _drain(module_stack, queue_name) if body.get("test") == uid]
     assert sorted(body["n"] for body in bodies) == list(range(-1, 23))
 
 
@@ -83,46 +87,48 @@ def test_a_batch_with_refused_entries_is_a_transient_error():
     assert sqs.batches == [10]
 
 
-def test_a_batch_of_large_messages_is_split_to_fit_the_sqs_batch_limit(stack):
+def test_a_batch_of_large_messages_is_split_to_fit_the_sqs_batch_limit(module_stack, uid):
     # GIVEN six messages of ~200 KiB each, as six full ingest chunks would be
     p = deps.platform()
-    messages = [{"chunk": n, "pad": "x" * 200_000} for n in range(6)]
+    messages = [{"chunk": n, "test": uid, "pad": "x" * 200_000} for n in range(6)]
     # WHEN they are sent in one call
     p.ingest_queue.send_many(messages)
     # THEN every one arrives
-    bodies = _drain(stack, stack.outputs["IngestQueueName"])
+    bodies = [body for body in _drain(module_stack, module_stack.outputs["IngestQueueName"])
+              if body.get("test") == uid]
     assert sorted(body["chunk"] for body in bodies) == list(range(6))
 
 
 # --- Step Functions -------------------------------------------------------------------------
 
-def test_a_workflow_run_starts_once_per_name(stack):
+def test_a_workflow_run_starts_once_per_name(module_stack, uid):
     # GIVEN a state machine that finishes at once
-    arn = _state_machine(stack, "adapter-pass", {
+    arn = _state_machine(module_stack, f"adapter-pass-{uid}", {
         "StartAt": "Done", "States": {"Done": {"Type": "Pass", "End": True}}})
-    workflow = StepFunctionsWorkflow(stack.sfn, arn)
+    workflow = StepFunctionsWorkflow(module_stack.sfn, arn)
     # WHEN a run is started by name
     assert workflow.start("job_a-r1", {"job_id": "job_a", "round": 1})
     execution = f"{arn.replace(':stateMachine:', ':execution:')}:job_a-r1"
-    assert _wait_closed(stack, execution) == "SUCCEEDED"
+    assert _wait_closed(module_stack, execution) == "SUCCEEDED"
     # THEN starting that name again is refused as a repeat, with the same or another input,
     # while another name starts
     assert workflow.start("job_a-r1", {"job_id": "job_a", "round": 1}) is False
     assert workflow.start("job_a-r1", {"job_id": "job_a", "round": 2}) is False
     assert workflow.start("job_a-r2", {"job_id": "job_a", "round": 2})
-    names = [e["name"] for e in stack.sfn.list_executions(stateMachineArn=arn)["executions"]]
+    names = [e["name"] for e in module_stack.sfn.list_executions(stateMachineArn=arn)["executions"]]
     assert sorted(names) == ["job_a-r1", "job_a-r2"]
 
 
 def test_a_repeated_start_of_a_running_run_with_the_same_input_is_accepted_without_a_second_run(
-        stack):
+        module_stack, uid):
     # GIVEN a run that waits on a task token (so it is still running)
-    queue_url = stack.sqs.create_queue(QueueName="adapter-tokens")["QueueUrl"]
-    arn = _state_machine(stack, "adapter-waiting", {"StartAt": "Hold", "States": {"Hold": {
-        "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
-        "Parameters": {"QueueUrl": queue_url, "MessageBody": {"token.$": "$$.Task.Token"}},
-        "End": True}}})
-    workflow = StepFunctionsWorkflow(stack.sfn, arn)
+    queue_url = module_stack.sqs.create_queue(QueueName=f"adapter-tokens-{uid}")["QueueUrl"]
+    arn = _state_machine(module_stack, f"adapter-waiting-{uid}", {
+        "StartAt": "Hold", "States": {"Hold": {
+            "Type": "Task", "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken",
+            "Parameters": {"QueueUrl": queue_url, "MessageBody": {"token.$": "$$.Task.Token"}},
+            "End": True}}})
+    workflow = StepFunctionsWorkflow(module_stack.sfn, arn)
     payload = {"job_id": "job_a", "round": 1}
     assert workflow.start("job_a-r1", payload)
     # WHEN the same name and input are started again while it runs
@@ -130,29 +136,30 @@ def test_a_repeated_start_of_a_running_run_with_the_same_input_is_accepted_witho
     # THEN Step Functions (AWS and moto alike) treats it as idempotent: the call succeeds,
     # so start() says True, yet there is still only one run
     assert repeat is True
-    assert len(stack.sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
+    assert len(module_stack.sfn.list_executions(stateMachineArn=arn)["executions"]) == 1
     # AND with another input it is refused
     assert workflow.start("job_a-r1", {"job_id": "job_a", "round": 2}) is False
     deadline = time.monotonic() + 10
     token = None
     while token is None and time.monotonic() < deadline:
-        messages = stack.sqs.receive_message(QueueUrl=queue_url).get("Messages", [])
+        messages = module_stack.sqs.receive_message(QueueUrl=queue_url).get("Messages", [])
         token = json.loads(messages[0]["Body"])["token"] if messages else None
-    stack.sfn.send_task_success(taskToken=token, output="{}")
+    module_stack.sfn.send_task_success(taskToken=token, output="{}")
     execution = f"{arn.replace(':stateMachine:', ':execution:')}:job_a-r1"
-    assert _wait_closed(stack, execution) == "SUCCEEDED"
+    assert _wait_closed(module_stack, execution) == "SUCCEEDED"
 
 
 # --- S3 -------------------------------------------------------------------------------------
 
-def test_a_blob_is_read_back_as_written_and_downloadable_through_its_link(stack):
+def test_a_blob_is_read_back_as_written_and_downloadable_through_its_link(module_stack, uid):
     # GIVEN a results file written to the bucket
     p = deps.platform()
     body = '{"item_id": "000000", "answer": {"label": "café"}}\n'
-    p.blobs.put_text("results/job_a/r1.jsonl", body, "application/x-ndjson")
+    key = f"results/job_{uid}/r1.jsonl"
+    p.blobs.put_text(key, body, "application/x-ndjson")
     # WHEN it is read back and linked for 900 s
-    text = p.blobs.get_text("results/job_a/r1.jsonl")
-    url = p.blobs.download_url("results/job_a/r1.jsonl", 900)
+    text = p.blobs.get_text(key)
+    url = p.blobs.download_url(key, 900)
     # THEN the text is as written, and the link serves it with its type until it expires
     assert text == body
     query = parse_qs(urlparse(url).query)
@@ -165,10 +172,26 @@ def test_a_blob_is_read_back_as_written_and_downloadable_through_its_link(stack)
     assert response.headers["content-type"] == "application/x-ndjson"
     # AND a key that was never written is NotFound
     with pytest.raises(NotFound):
-        p.blobs.get_text("results/job_a/missing.jsonl")
+        p.blobs.get_text(f"results/job_{uid}/missing.jsonl")
 
 
-def test_a_streamed_blob_over_one_part_is_uploaded_in_parts_and_reads_back_whole(stack, monkeypatch):
+@pytest.fixture
+def s3_calls(module_stack: Any) -> Iterator[list[str]]:
+    """The names of the S3 operations the platform's client sends during the test (the
+    client is the module's: the recorder is taken off it after the test)."""
+    calls: list[str] = []
+
+    def record(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    events = deps.platform().blobs._s3.meta.events
+    events.register("before-call.s3.*", record)
+    yield calls
+    events.unregister("before-call.s3.*", record)
+
+
+def test_a_streamed_blob_over_one_part_is_uploaded_in_parts_and_reads_back_whole(
+        module_stack, monkeypatch, s3_calls, uid):
     # GIVEN parts of 256 bytes (S3 and moto require 5 MiB; moto lowered to match here) and
     # 40 chunks of ~100 bytes
     import moto.s3.models
@@ -179,20 +202,20 @@ def test_a_streamed_blob_over_one_part_is_uploaded_in_parts_and_reads_back_whole
     monkeypatch.setattr(moto.s3.models, "S3_UPLOAD_PART_MIN_SIZE", 256)
     p = deps.platform()
     chunks = [json.dumps({"item_id": f"{n:06d}", "text": "é" * 40}) + "\n" for n in range(40)]
-    calls: list[str] = []
-    p.blobs._s3.meta.events.register("before-call.s3.*", lambda model, **_: calls.append(model.name))
+    calls = s3_calls
     # WHEN they are streamed to one key
-    p.blobs.put_stream("jobs/job_s/results.jsonl", iter(chunks), "application/x-ndjson")
+    p.blobs.put_stream(f"jobs/job_{uid}/results.jsonl", iter(chunks), "application/x-ndjson")
     # THEN it went up as a multipart upload and reads back as the chunks joined
     assert calls.count("UploadPart") > 1 and "CompleteMultipartUpload" in calls
-    assert p.blobs.get_text("jobs/job_s/results.jsonl") == "".join(chunks)
+    assert p.blobs.get_text(f"jobs/job_{uid}/results.jsonl") == "".join(chunks)
     # AND a small stream is one plain PutObject
     calls.clear()
-    p.blobs.put_stream("jobs/job_s/small.jsonl", iter(["{}\n"] * 3), "application/x-ndjson")
+    p.blobs.put_stream(f"jobs/job_{uid}/small.jsonl", iter(["{}\n"] * 3), "application/x-ndjson")
     assert calls == ["PutObject"]
 
 
-def test_a_stream_that_breaks_half_way_aborts_its_upload_and_leaves_no_object(stack, monkeypatch):
+def test_a_stream_that_breaks_half_way_aborts_its_upload_and_leaves_no_object(
+        module_stack, monkeypatch, uid):
     from chalicelib.adapters import storage
 
     monkeypatch.setattr(storage, "PART_BYTES", 256)
@@ -205,9 +228,9 @@ def test_a_stream_that_breaks_half_way_aborts_its_upload_and_leaves_no_object(st
 
     # WHEN the chunks stop with an error after some parts went up
     with pytest.raises(TransientError):
-        p.blobs.put_stream("jobs/job_s/broken.jsonl", chunks(), "application/x-ndjson")
+        p.blobs.put_stream(f"jobs/job_{uid}/broken.jsonl", chunks(), "application/x-ndjson")
     # THEN no object and no pending upload is left behind
     with pytest.raises(NotFound):
-        p.blobs.get_text("jobs/job_s/broken.jsonl")
-    uploads = p.blobs._s3.list_multipart_uploads(Bucket=stack.outputs["ResultsBucketName"])
+        p.blobs.get_text(f"jobs/job_{uid}/broken.jsonl")
+    uploads = p.blobs._s3.list_multipart_uploads(Bucket=module_stack.outputs["ResultsBucketName"])
     assert uploads.get("Uploads", []) == []
