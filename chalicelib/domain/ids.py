@@ -7,7 +7,7 @@ import secrets
 
 from chalicelib.errors import NotFound
 
-_ASSIGNMENT = re.compile(r"^asg_([0-9a-f]{16})_(\d{6})_([0-9a-f]{8})_(\d{1,15})_v(\d{1,4})$")
+_ASSIGNMENT = re.compile(r"^asg_([0-9a-f]{16})_(\d{6,12})_([0-9a-f]{8})_(\d{1,15})_v(\d{1,6})$")
 _JOB = re.compile(r"^job_[0-9a-f]{16}$")
 
 
@@ -26,9 +26,19 @@ def hash_secret(secret: str) -> str:
     return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
-def item_id(index: int) -> str:
-    """The platform's id of the index-th item of a job."""
-    return f"{index:06d}"
+ITEM_ID_DIGITS = 6
+
+
+def item_id(index: int, items: int = 0) -> str:
+    """The platform's id of the index-th item of a job of `items` items: its number with
+    leading zeros, six digits or as many as the job's last number needs, so the ids of one job
+    all have one width and sort in item order however many items it holds."""
+    return f"{index:0{item_id_width(items)}d}"
+
+
+def item_id_width(items: int) -> int:
+    """How many digits a job of `items` items numbers its items with (6 up to a million)."""
+    return max(ITEM_ID_DIGITS, len(str(max(items - 1, 0))))
 
 
 def is_job_id(value: str) -> bool:

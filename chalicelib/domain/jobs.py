@@ -141,7 +141,7 @@ def parse_items(raw: Any, expected: int) -> list[NewItem]:
         gold = entry.get("gold")
         if gold is not None and not isinstance(gold, Mapping):
             raise InvalidRequest(f"'{name}.gold' must be an answer object", field=f"{name}.gold")
-        items.append(NewItem(item_id(index), dict(data), external,
+        items.append(NewItem(item_id(index, expected), dict(data), external,
                              None if gold is None else dict(gold)))
     return items
 

@@ -7,8 +7,7 @@ import pytest
 
 from chalicelib.api.views import assignment_view, receipt_view
 from chalicelib.domain.answers import matches_gold
-from chalicelib.domain.model import AGGREGATING, DONE
-from chalicelib.domain.model import CLIENT, OPERATOR, WORKER
+from chalicelib.domain.model import AGGREGATING, CLIENT, DONE, OPERATOR, WORKER
 from chalicelib.errors import Forbidden, NotFound
 from chalicelib.handlers import accounts, jobs, quality, rounds, tasks
 from chalicelib.workflows import aggregation as stages

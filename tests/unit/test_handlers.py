@@ -6,8 +6,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from chalicelib.domain.model import ACTIVE, AGGREGATING, CANCELLED, INGESTING, Job, Principal
-from chalicelib.domain.model import CLIENT, WORKER
+from chalicelib.domain.model import (
+    ACTIVE, AGGREGATING, CANCELLED, CLIENT, INGESTING, WORKER, Job, NewItem, Principal,
+)
 from chalicelib.domain.qualifications import Cohort
 from chalicelib.errors import Conflict, Forbidden, NotFound, TransientError, Unauthorized
 from chalicelib.handlers import accounts, jobs, rounds, tasks
@@ -610,3 +611,33 @@ def test_nan_and_deep_nesting_are_malformed_json():
         with pytest.raises(InvalidRequest) as caught:
             json_body(Request(raw))
         assert caught.value.code == "malformed_json"
+
+
+def test_item_ids_have_no_small_ceiling_and_keep_their_order():
+    from chalicelib.domain.ids import item_id
+
+    # a job of up to a million items numbers them with six digits, as always
+    assert item_id(0, 3) == "000000" and item_id(999_999, 1_000_000) == "999999"
+    # a bigger job gives every item as many digits as its last one needs, so its ids sort in
+    # item order: 10,000,000 items end at 9999999, a billion at 999999999
+    assert [item_id(n, 10_000_000) for n in (0, 999_999, 1_000_000, 9_999_999)] == \
+        ["0000000", "0999999", "1000000", "9999999"]
+    sample = [0, 7, 999_999, 1_000_000, 5_000_001, 999_999_999]
+    assert sorted(item_id(n, 1_000_000_000) for n in sample) == \
+        [item_id(n, 1_000_000_000) for n in sorted(sample)]
+
+
+def test_an_item_numbered_past_a_million_is_leased_submitted_and_counted(p):
+    # GIVEN a job holding an item whose number needs seven digits (as in a 10M-item job)
+    job = _active_job(p, items=1, redundancy=1)
+    p.items.put_items(job.job_id, 1, [NewItem("1000000", {"n": 1_000_000})])
+    worker = _worker(p)
+    # WHEN the worker leases and submits every task
+    leased = [tasks.lease_next_task(p, worker, job.job_id) for _ in range(2)]
+    receipts = [tasks.submit_answer(p, worker, a.assignment_id, {"label": "pos"})
+                for a in leased if a is not None]
+    _count_all(p)
+    # THEN the seven-digit item took its answer like any other
+    assert sorted(a.item.item_id for a in leased if a is not None) == ["000000", "1000000"]
+    assert len(receipts) == 2 and not any(r.duplicate for r in receipts)
+    assert p.items.get_item(job.job_id, "1000000").answer_count == 1

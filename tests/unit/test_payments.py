@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from chalicelib.domain.model import APPROVED, REJECTED
-from chalicelib.domain.model import CLIENT, WORKER
+from chalicelib.domain.model import APPROVED, CLIENT, REJECTED, WORKER
 from chalicelib.errors import Conflict, InvalidRequest, NotFound
 from chalicelib.handlers import accounts, jobs, payments, rounds, tasks
 from tests.fakes import FakeClock, make_platform

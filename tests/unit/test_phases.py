@@ -7,9 +7,8 @@ import pytest
 
 from chalicelib.domain import phases
 from chalicelib.domain.model import (
-    ACTIVE, AGGREGATING, CALIBRATION, CLOSING, DONE, PAUSED, PILOT, PRODUCTION,
+    ACTIVE, AGGREGATING, CALIBRATION, CLIENT, CLOSING, DONE, PAUSED, PILOT, PRODUCTION, WORKER,
 )
-from chalicelib.domain.model import CLIENT, WORKER
 from chalicelib.errors import Conflict, InvalidRequest
 from chalicelib.handlers import accounts, jobs, rounds, tasks
 from chalicelib.workflows import aggregation as stages

@@ -4,8 +4,9 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.api.views import qualification_view, questions_view
-from chalicelib.domain.model import ACTIVE, AGGREGATING, CANCELLED, CountedAnswer, PAUSED, PRODUCTION
-from chalicelib.domain.model import CLIENT, OPERATOR, WORKER
+from chalicelib.domain.model import (
+    ACTIVE, AGGREGATING, CANCELLED, CLIENT, OPERATOR, PAUSED, PRODUCTION, WORKER, CountedAnswer,
+)
 from chalicelib.domain.pricing import job_money
 from chalicelib.errors import TransientError
 from chalicelib.handlers import accounts, jobs, qualifications, quality, rounds, tasks

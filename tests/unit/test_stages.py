@@ -7,8 +7,7 @@ import json
 import pytest
 
 from chalicelib.domain import keys
-from chalicelib.domain.model import AGGREGATING, DONE, FAILED, Job
-from chalicelib.domain.model import CLIENT, WORKER
+from chalicelib.domain.model import AGGREGATING, CLIENT, DONE, FAILED, WORKER, Job
 from chalicelib.errors import NotFound
 from chalicelib.handlers import accounts, jobs, rounds, tasks
 from chalicelib.handlers.platform import client_job
