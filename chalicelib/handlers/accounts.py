@@ -29,6 +29,7 @@ def authenticate(p: Platform, secret: str | None, role: str) -> Principal:
         raise Forbidden(f"this endpoint needs {role} credentials", code="wrong_role")
     return principal
 
+
 def create_account(p: Platform, role: str, name: str, skills: Iterable[str] = ()
                    ) -> tuple[Principal, str]:
     """A new account and its bearer secret (shown once; only its hash is kept)."""
@@ -41,6 +42,7 @@ def create_account(p: Platform, role: str, name: str, skills: Iterable[str] = ()
         p.client_keys.register(account_id, secret)
     return Principal(account_id, role, name, frozenset(skills)), secret
 
+
 def open_account(p: Platform, body: Any) -> dict[str, Any]:
     """An operator opens a client or operator account; its key is in the answer, once."""
     body = v.require_object(body)
@@ -49,6 +51,7 @@ def open_account(p: Platform, body: Any) -> dict[str, Any]:
     name = v.text(body, "name", max_length=200)
     principal, secret = create_account(p, role, name)
     return {"account_id": principal.account_id, "role": role, "name": name, "api_key": secret}
+
 
 def rotate_credentials(p: Platform, principal: Principal, secret: str) -> str:
     """A new secret for the caller's account; the one they called with stops working at once
@@ -72,6 +75,7 @@ def rotate_credentials(p: Platform, principal: Principal, secret: str) -> str:
                              extra={"account_id": principal.account_id})
     return new
 
+
 def revoke_account(p: Platform, operator: Principal, account_id: str) -> dict[str, Any]:
     """An operator revokes an account's credential (effective within a minute everywhere)."""
     if not p.accounts.revoke(account_id):
@@ -80,6 +84,7 @@ def revoke_account(p: Platform, operator: Principal, account_id: str) -> dict[st
     if p.client_keys is not None:
         p.client_keys.unregister(account_id)
     return {"account_id": account_id, "revoked": True}
+
 
 def register_worker(p: Platform, body: Any) -> tuple[Principal, str]:
     """Open self-registration of a worker with a name and skills (e.g. languages)."""

@@ -32,9 +32,11 @@ def create_quote(p: Platform, client: Principal, body: Any) -> Quote:
     p.quotes.put_quote(quote)
     return quote
 
+
 def post_job(p: Platform, client: Principal, body: Any) -> Job:
     """Create a job from a quote and fan its items out through the ingest queue."""
     return post_job_with_callback(p, client, body)[0]
+
 
 def post_job_with_callback(p: Platform, client: Principal, body: Any
                            ) -> tuple[Job, webhooks.Endpoint | None]:
@@ -85,6 +87,7 @@ def post_job_with_callback(p: Platform, client: Principal, body: Any
                              "send the same request again") from error
     return job, endpoint
 
+
 def _resumable_job(p: Platform, client: Principal, quote: Quote, digest: str) -> Job | None:
     job = p.jobs.get_job(quote.job_id) if quote.job_id else None
     if job is not None and job.client_id == client.account_id and job.state == INGESTING \
@@ -92,11 +95,13 @@ def _resumable_job(p: Platform, client: Principal, quote: Quote, digest: str) ->
         return job
     return None
 
+
 def client_jobs(p: Platform, client: Principal, query: Mapping[str, str]
                 ) -> tuple[list[Job], str | None]:
     """A page of the client's jobs, newest first."""
     v.reject_unknown(query, ("limit", "cursor"), "query.")
     return p.jobs.jobs_of_client(client.account_id, v.page_limit(query, 100), query.get("cursor"))
+
 
 def live_leases(p: Platform, job: Job, max_age: float | None = None) -> int:
     """Leases of the job that have not expired (reads every open item).
@@ -114,12 +119,14 @@ def live_leases(p: Platform, job: Job, max_age: float | None = None) -> int:
         1 for item in p.items.open_items(job.job_id, None, None)
         for lease in item.leases.values() if lease.expires_at > now), now)
 
+
 def job_progress(p: Platform, job: Job) -> dict[str, int]:
     """Counts for a job: items, live leases, answers counted, items done. Gold items count
     as done from the start: their result is their known answer."""
     return {"items": job.item_count, "leased": live_leases(p, job, max_age=p.cache_seconds),
             "answered": job.answered, "done": job.items_done + job.gold_items,
             "gold": job.gold_items}
+
 
 def stop_job(p: Platform, client: Principal, job_id: str) -> Job:
     """End a job: no new leases; leased work may still be submitted until its lease ends, then
@@ -137,6 +144,7 @@ def stop_job(p: Platform, client: Principal, job_id: str) -> Job:
     if job.state not in (INGESTING, ACTIVE, CLOSING):
         raise Conflict(f"a job in state '{job.state}' cannot be stopped", code="job_not_active")
     return _close_answering(p, client, job, CANCELLED, "stopped by the client", cancelled_at=now)
+
 
 def _close_answering(p: Platform, client: Principal, job: Job, to_state: str, reason: str,
                      **changes: Any) -> Job:
@@ -156,6 +164,7 @@ def _close_answering(p: Platform, client: Principal, job: Job, to_state: str, re
         start_aggregation(p, job)
         job = client_job(p, client, job.job_id)
     return job
+
 
 def promote_job(p: Platform, client: Principal, job_id: str, body: Any) -> Job:
     """Move a job on: a running pilot is closed now (its report follows, then calibration);
@@ -180,6 +189,7 @@ def promote_job(p: Platform, client: Principal, job_id: str, body: Any) -> Job:
         raise Conflict("the job changed state meanwhile; read it again", code="job_not_promotable")
     return client_job(p, client, job_id)
 
+
 def result_page(p: Platform, client: Principal, job_id: str, query: Mapping[str, str]
                 ) -> tuple[Job, Page]:
     """A page of a job's results."""
@@ -187,12 +197,14 @@ def result_page(p: Platform, client: Principal, job_id: str, query: Mapping[str,
     v.reject_unknown(query, ("limit", "cursor"), "query.")
     return job, p.results.page(job.job_id, v.page_limit(query, 100), query.get("cursor"))
 
+
 def result_download(p: Platform, client: Principal, job_id: str) -> tuple[Job, str]:
     """A time-limited link to the whole result set as JSON Lines."""
     job = client_job(p, client, job_id)
     if not job.results_key:
         raise Conflict("results are not published yet", code="results_not_ready")
     return job, p.blobs.download_url(job.results_key, DOWNLOAD_LINK_SECONDS)
+
 
 def job_report(p: Platform, client: Principal, job_id: str,
                query: Mapping[str, str] | None = None) -> dict[str, Any]:
@@ -214,6 +226,7 @@ def job_report(p: Platform, client: Principal, job_id: str,
         return json.loads(p.blobs.get_text(report_key(job.job_id, int(text))))
     except NotFound:
         raise NotFound(f"round {text} has no published report", code="report_not_found") from None
+
 
 def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
     """Write one chunk of a job's items, or open held items for production; a repeated

@@ -24,9 +24,10 @@ RULE = "rule"
 BLOCKED_BY_RULE = "your accuracy on this job's checked tasks is below the job's threshold"
 
 
-def _quality_view(answers: int, correct: int) -> dict[str, Any]:
+def _gold_figures(answers: int, correct: int) -> dict[str, Any]:
     return {"gold_answers": answers, "gold_correct": correct,
             "gold_accuracy": round(smoothed_accuracy(correct, answers), 4) if answers else None}
+
 
 def worker_quality(p: Platform, worker: Principal) -> dict[str, Any]:
     """What a worker sees of their own quality: gold accuracy per job and overall as of each
@@ -40,8 +41,8 @@ def worker_quality(p: Platform, worker: Principal) -> dict[str, Any]:
     everywhere = next((r for r in records if r.scope == "*"), None)
     shown = [(r.shown_gold_answers or 0, r.shown_gold_correct or 0) for r in jobs]
     return {
-        **_quality_view(sum(a for a, _ in shown), sum(c for _, c in shown)),
-        "jobs": [{"job_id": r.scope, **_quality_view(r.shown_gold_answers or 0,
+        **_gold_figures(sum(a for a, _ in shown), sum(c for _, c in shown)),
+        "jobs": [{"job_id": r.scope, **_gold_figures(r.shown_gold_answers or 0,
                                                       r.shown_gold_correct or 0),
                   "blocked": _block_started(r, now),
                   "blocked_reason": _reason_for_worker(r) if _block_started(r, now) else None}
@@ -49,8 +50,10 @@ def worker_quality(p: Platform, worker: Principal) -> dict[str, Any]:
         "blocked_everywhere": everywhere is not None and everywhere.blocked_at is not None,
     }
 
+
 def _block_started(r: WorkerRecord, now: float) -> bool:
     return r.blocked_at is not None and r.blocked_at <= now
+
 
 def _reason_for_worker(r: WorkerRecord) -> str | None:
     """A block's reason as its worker reads it: a block by the gold rule says which rule, not
@@ -59,14 +62,17 @@ def _reason_for_worker(r: WorkerRecord) -> str | None:
         return BLOCKED_BY_RULE
     return r.blocked_reason
 
+
 def job_workers(p: Platform, client: Principal, job_id: str) -> list[dict[str, Any]]:
     """Each worker of a job with their live gold record and whether they are blocked."""
     job = client_job(p, client, job_id)
     return [_worker_line(r, job) for r in p.stats.of_job(job.job_id)]
 
+
 def _worker_line(r: WorkerRecord, job: Job) -> dict[str, Any]:
-    return {"worker_id": r.worker_id, **_quality_view(r.gold_answers, r.gold_correct),
+    return {"worker_id": r.worker_id, **_gold_figures(r.gold_answers, r.gold_correct),
             "blocked": r.worker_id in job.blocked_workers, "blocked_reason": r.blocked_reason}
+
 
 def client_blocks_worker(p: Platform, client: Principal, job_id: str, worker_id: str,
                          body: Any) -> dict[str, Any]:
@@ -84,13 +90,16 @@ def client_blocks_worker(p: Platform, client: Principal, job_id: str, worker_id:
                   WorkerRecord(worker_id, job.job_id))
     return _worker_line(record, job)
 
+
 def _answered_in(p: Platform, job: Job, worker_id: str) -> bool:
     return any(worker_id in item.seen for item in p.items.iter_items(job.job_id))
+
 
 def _reason(body: Any) -> str:
     body = v.require_object(body if body is not None else {}, "body")
     v.reject_unknown(body, ("reason",))
     return v.text(body, "reason", max_length=500).strip()
+
 
 def operator_block(p: Platform, operator: Principal, worker_id: str, body: Any,
                    blocked: bool = True) -> dict[str, Any]:
@@ -108,6 +117,7 @@ def operator_block(p: Platform, operator: Principal, worker_id: str, body: Any,
             "blocked_everywhere": record is not None and record.blocked_at is not None,
             "blocked_reason": record.blocked_reason if record else None}
 
+
 def blocked_everywhere(p: Platform, worker_id: str) -> bool:
     """Whether an operator has blocked the worker (cached per container like credentials)."""
     now = p.now()
@@ -116,6 +126,7 @@ def blocked_everywhere(p: Platform, worker_id: str) -> bool:
         blocked = p.cache.blocked.put(
             worker_id, worker_id in p.stats.blocked_everywhere([worker_id]), now)
     return blocked
+
 
 def score_gold(p: Platform, job: Job, worker_id: str, assignment_id: str, correct: bool
                ) -> None:
@@ -139,6 +150,7 @@ def score_gold(p: Platform, job: Job, worker_id: str, assignment_id: str, correc
                      f"gold accuracy {accuracy:.2f} after {answers} gold answers is below {below}",
                      starts_at=p.now() + delay)
 
+
 def block_in_job(p: Platform, job: Job, worker_id: str, by: str, reason: str,
                  starts_at: float | None = None) -> None:
     """Block a worker from a job: their answers are left out of its aggregation (their items
@@ -150,14 +162,17 @@ def block_in_job(p: Platform, job: Job, worker_id: str, by: str, reason: str,
                          now if starts_at is None else max(now, starts_at))
     p.cache.forget_job(job.job_id)
 
+
 def left_out_workers(p: Platform, job: Job, workers: Iterable[str]) -> set[str]:
     """Those of the workers whose answers the job leaves out: blocked from it, or everywhere."""
     workers = set(workers)
     return (workers & job.blocked_workers) | p.stats.blocked_everywhere(workers - job.blocked_workers)
 
+
 def is_left_out(answer: StoredAnswer, worker_id: str, left_out: set[str]) -> bool:
     """Whether an accepted answer stays out of aggregation: rejected, or by a blocked worker."""
     return worker_id in left_out or (answer.review or {}).get("status") == REJECTED
+
 
 def replace_left_out(p: Platform, job: Job, items: Iterable[ItemState] | None = None) -> int:
     """Before a round closes, give each item as many new slots as it has answers left out
@@ -202,6 +217,7 @@ def replace_left_out(p: Platform, job: Job, items: Iterable[ItemState] | None = 
     if reopened:
         p.cache.jobs.forget(job.job_id)
     return reopened
+
 
 def release_leftovers(p: Platform, job: Job) -> int:
     """When a job has ended: the money held for replacements and the gold slots nobody

@@ -34,6 +34,7 @@ def _online_model(p: Platform, job: Job) -> Any:
         model = None
     return p.cache.models.put(job.job_id, model, p.now())
 
+
 def adapt(p: Platform, job: Job, answer: CountedAnswer, ordinal: int | None) -> CountedAnswer:
     """For an answer that filled its item's last slot: if the item's confidence is still below
     the job's target (and it has fewer than max answers), open one more slot, paid from the
@@ -64,6 +65,7 @@ def adapt(p: Platform, job: Job, answer: CountedAnswer, ordinal: int | None) -> 
     p.jobs.refund(job.job_id, job.reward_cents)
     now = p.items.get_item(job.job_id, item.item_id)
     return replace(answer, item_complete=False) if now and ordinal + 1 < now.redundancy else answer
+
 
 def refit_online_model(p: Platform, job_id: str, new: int) -> None:
     """Refit the job's online model when the answers just counted cross a multiple of

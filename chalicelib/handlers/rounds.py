@@ -75,6 +75,7 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
                     # Only if every item is still done: another consumer may have reopened one.
                     start_aggregation(p, job, require_done=True)
 
+
 def start_aggregation(p: Platform, job: Job, require_done: bool = False) -> None:
     """Move the job to aggregating, then start its round's execution once.
 
@@ -96,6 +97,7 @@ def start_aggregation(p: Platform, job: Job, require_done: bool = False) -> None
         if current is None or current.state != AGGREGATING or current.round != job.round:
             return
     p.workflow.start(f"{job.job_id}-r{job.round}", {"job_id": job.job_id, "round": job.round})
+
 
 def finalize_due_jobs(p: Platform) -> list[str]:
     """The sweeper: start aggregation for jobs past their deadline or whose cancellation has

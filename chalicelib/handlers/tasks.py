@@ -37,6 +37,7 @@ def _active_jobs(p: Platform) -> list[Job]:
     p.cache.keep_pools(job.job_id for job in jobs)
     return jobs
 
+
 def available_jobs(p: Platform, worker: Principal) -> list[Job]:
     """Active jobs the worker qualifies for and is not blocked from, oldest first."""
     if blocked_everywhere(p, worker.account_id):
@@ -45,10 +46,12 @@ def available_jobs(p: Platform, worker: Principal) -> list[Job]:
     return [job for job in _active_jobs(p) if job.takes_leases(now)
             and leasing.qualifies(worker, job) and not job.refuses(worker.account_id, now)]
 
+
 def lease_query(query: Mapping[str, str]) -> str | None:
     """The job id a worker asked for, if any; unknown parameters are refused."""
     v.reject_unknown(query, ("job_id",))
     return query.get("job_id")
+
 
 def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
                     ) -> Assignment | None:
@@ -79,9 +82,11 @@ def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
                 return assignment
     return None
 
+
 def _slots_only(item: ItemState) -> ItemState:
     """What the pool keeps of an item: its slots (and whether it is gold), not its data or answers."""
     return replace(item, data={}, answers={})
+
 
 def _plans(p: Platform, job: Job, snapshot: list[ItemState], worker_id: str, now: float
            ) -> list[leasing.LeasePlan]:
@@ -98,6 +103,7 @@ def _plans(p: Platform, job: Job, snapshot: list[ItemState], worker_id: str, now
                                        now, p.rng, limit=2)
         return gold + regular
     return regular
+
 
 def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignment | None:
     pool = p.cache.pool(job.job_id)
@@ -129,12 +135,14 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
                 return Assignment(lease.assignment_id, job, outcome.item, lease)
     return None
 
+
 def _worker_item(p: Platform, assignment_id: str) -> tuple[Job, str, float, int]:
     job_id, item_id, leased_at, version = parse_assignment_id(assignment_id)
     job = cached_job(p, job_id)
     if job is None:
         raise NotFound("no such assignment", code="assignment_not_found")
     return job, item_id, leased_at, version
+
 
 def _receipt(job: Job, item: ItemState, worker_id: str, duplicate: bool) -> SubmitReceipt:
     stored = item.answers[worker_id]
@@ -145,6 +153,7 @@ def _receipt(job: Job, item: ItemState, worker_id: str, duplicate: bool) -> Subm
         and stored.ordinal + 1 == item.redundancy
     return SubmitReceipt(stored.assignment_id, job.job_id, stored.submitted_at, job.reward_cents,
                          completes, duplicate)
+
 
 def submit_answer(p: Platform, worker: Principal, assignment_id: str, body: Any
                   ) -> SubmitReceipt:
@@ -175,6 +184,7 @@ def submit_answer(p: Platform, worker: Principal, assignment_id: str, body: Any
     p.results_queue.send(message)
     return receipt
 
+
 def release_assignment(p: Platform, worker: Principal, assignment_id: str) -> None:
     """Give a leased task back so another worker can take the slot."""
     job, item_id, _, _ = _worker_item(p, assignment_id)
@@ -184,6 +194,7 @@ def release_assignment(p: Platform, worker: Principal, assignment_id: str) -> No
     if _fate(outcome.item, worker.account_id, assignment_id) == "submitted":
         raise Conflict("this assignment was already submitted", code="already_submitted")
     _raise_gone(outcome.item, worker.account_id, assignment_id)
+
 
 def _fate(item: ItemState | None, worker_id: str, assignment_id: str) -> str:
     """What became of an assignment: 'submitted', 'leased', 'gone' or 'unknown'.
@@ -200,6 +211,7 @@ def _fate(item: ItemState | None, worker_id: str, assignment_id: str) -> str:
     if lease is not None:
         return "leased" if lease.assignment_id == assignment_id else "unknown"
     return "gone" if worker_id in item.seen else "unknown"
+
 
 def _raise_gone(item: ItemState | None, worker_id: str, assignment_id: str) -> NoReturn:
     if _fate(item, worker_id, assignment_id) == "gone":
