@@ -23,7 +23,8 @@ from typing import Any
 
 from chalicelib.adapters.cursors import CursorCodec, decode_cursor, encode_cursor
 from chalicelib.domain.model import (
-    INGESTING, CountedAnswer, LedgerEntry, ItemState, Job, Lease, NewItem, Principal, Quote, StoredAnswer,
+    ACTIVE, INGESTING, CountedAnswer, ItemState, Job, Lease, LedgerEntry, NewItem, Offer, Principal,
+    Quote, StoredAnswer,
 )
 from chalicelib.domain.ports import Page, SlotOutcome, WorkerRecord
 from chalicelib.domain.webhooks import record_has_events
@@ -441,6 +442,14 @@ class FakeJobs:
         with self._lock:
             job = self.jobs.get(job_id)
             return None if job is None else copy.deepcopy(job)
+
+    def open_jobs(self, key: str) -> list[Offer]:
+        """The active jobs listed under key, oldest first (the index DynamoJobs keeps in step
+        with every transition is, here, read off the jobs themselves)."""
+        with self._lock:
+            offers = [Offer.of(job) for job in self.jobs.values() if job.state == ACTIVE]
+            return sorted((o for o in offers if o.key == key),
+                          key=lambda o: (o.created_at, o.job_id))
 
     def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
         """Jobs in a state ordered by finalize_at (a sparse index: no finalize_at, not listed)."""

@@ -6,7 +6,9 @@ from dataclasses import asdict
 from typing import Any
 
 from chalicelib.domain.jobs import iso
-from chalicelib.domain.model import Assignment, Job, LedgerEntry, Principal, Quote, SubmitReceipt
+from chalicelib.domain.model import (
+    Assignment, Job, LedgerEntry, Offer, Principal, Quote, SubmitReceipt,
+)
 from chalicelib.domain.pricing import job_money
 from chalicelib.domain.qualifications import Cohort, Qualification
 from chalicelib.domain.webhooks import EVENT_TYPES, PENDING, Delivery, Endpoint
@@ -88,7 +90,7 @@ def worker_view(worker: Principal, token: str | None = None) -> dict[str, Any]:
     return view
 
 
-def offer_view(job: Job) -> dict[str, Any]:
+def offer_view(job: Job | Offer) -> dict[str, Any]:
     """A job as a worker browsing for work sees it: nothing about other workers or gold."""
     return {"job_id": job.job_id, "title": job.title, "task_type": job.task_type,
             "instructions": job.instructions, "instruction_version": job.instruction_version,

@@ -10,6 +10,8 @@ import threading
 from collections.abc import Hashable, Iterable
 from typing import Any, Generic, TypeVar
 
+from chalicelib.domain.model import ACTIVE
+
 V = TypeVar("V")
 MISSING: Any = object()
 
@@ -30,6 +32,10 @@ class Timed(Generic[V]):
         self._entries[key] = (value, now)
         return value
 
+    def values(self) -> list[V]:
+        """Every value held, however old."""
+        return [value for value, _ in self._entries.values()]
+
     def forget(self, key: Hashable) -> None:
         """Drop one entry (the next reader reads again)."""
         self._entries.pop(key, None)
@@ -43,7 +49,7 @@ class ContainerCache:
     """The caches the command handlers keep per container, by name:
 
     - principals: credential hash -> Principal (authentication);
-    - jobs: job id -> Job, and active: the list of active jobs (leasing, the job list);
+    - jobs: job id -> Job, and open: open-jobs index key -> its Offers (leasing, the job list);
     - leased: job id -> live lease count (progress);
     - blocked: worker id -> whether an operator blocked them everywhere;
     - models: job id -> its online model (adaptive redundancy);
@@ -54,7 +60,7 @@ class ContainerCache:
     def __init__(self) -> None:
         self.principals: Timed[Any] = Timed()
         self.jobs: Timed[Any] = Timed()
-        self.active: Timed[list[Any]] = Timed()
+        self.open: Timed[list[Any]] = Timed()
         self.leased: Timed[int] = Timed()
         self.blocked: Timed[bool] = Timed()
         self.models: Timed[Any] = Timed()
@@ -64,18 +70,21 @@ class ContainerCache:
         self.lock = threading.Lock()
 
     def forget_job(self, job_id: str) -> None:
-        """After a write that changes a job: this container reads it (and the active list)
+        """After a write that changes a job: this container reads it (and the open-jobs index)
         again on next use."""
         self.jobs.forget(job_id)
-        self.active.clear()
+        self.open.clear()
 
     def pool(self, job_id: str) -> dict[str, Any]:
         """The job's task pool (item id -> slot state), made empty on first use."""
         return self._pools.setdefault(job_id, {})
 
-    def keep_pools(self, job_ids: Iterable[str]) -> None:
-        """Drop the task pools of jobs not among job_ids (no longer active)."""
-        keep = set(job_ids)
+    def keep_pools(self) -> None:
+        """Drop the task pools of jobs no longer active: listed in no open-jobs index this
+        container has read, and not read as active."""
+        keep = {offer.job_id for offers in self.open.values() for offer in offers}
+        keep |= {job.job_id for job in self.jobs.values() if job is not None
+                 and job.state == ACTIVE}
         with self.lock:
             for job_id in [job_id for job_id in self._pools if job_id not in keep]:
                 del self._pools[job_id]

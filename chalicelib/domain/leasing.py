@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from chalicelib.domain.ids import new_assignment_id
-from chalicelib.domain.model import ItemState, Job, Lease, Principal
+from chalicelib.domain.model import ItemState, Job, Lease, Offer, Principal
 
 MAX_TRIES_PER_POOL = 6
 
@@ -58,7 +58,7 @@ def new_lease(job: Job, item_id: str, now: float) -> Lease:
     )
 
 
-def qualifies(worker: Principal, job: Job) -> bool:
+def qualifies(worker: Principal, job: Job | Offer) -> bool:
     """True when the worker holds every skill the job requires, with the scores it asks for."""
     scores = dict(worker.scores)
     return set(job.required_skills) <= set(worker.skills) and all(

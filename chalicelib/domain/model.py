@@ -1,6 +1,8 @@
 """Plain data the domain works on; adapters translate storage records to and from these."""
 from __future__ import annotations
 
+import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -186,6 +188,52 @@ class Job:
     def refuses(self, worker_id: str, now: float) -> bool:
         """True if the worker's block from this job has started."""
         return worker_id in self.blocked_workers and self.block_starts.get(worker_id, 0) <= now
+
+
+# Jobs that require no skill are listed in the open-jobs index under this many keys
+# ("any#0" ...), so no single key holds every such job of the platform.
+OPEN_SHARDS = 4
+
+
+@dataclass(frozen=True)
+class Offer:
+    """An active job as the open-jobs index keeps it: what a worker's job list and the choice
+    of a job to lease from need, without the job's counters, money, history or workers."""
+
+    job_id: str
+    created_at: float
+    title: str
+    task_type: str
+    instructions: str
+    instruction_version: int
+    answer_schema: dict[str, Any]
+    not_applicable: str
+    reward_cents: int
+    lease_seconds: int
+    deadline: float
+    required_skills: tuple[str, ...] = ()
+    min_skill_scores: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, job: Job) -> Offer:
+        """The index entry of a job."""
+        return cls(job.job_id, job.created_at, job.title, job.task_type, job.instructions,
+                   job.instruction_version, job.answer_schema, job.not_applicable,
+                   job.reward_cents, job.lease_seconds, job.deadline, tuple(job.required_skills),
+                   dict(job.min_skill_scores))
+
+    @property
+    def key(self) -> str:
+        """Where the index lists it: under one skill it requires (a worker must hold them all,
+        so any one will do), or under one of the OPEN_SHARDS keys of jobs requiring none."""
+        if self.required_skills:
+            return min(self.required_skills)
+        return f"any#{zlib.crc32(self.job_id.encode()) % OPEN_SHARDS}"
+
+
+def open_keys(skills: Iterable[str]) -> list[str]:
+    """The open-jobs index keys that can list a job for a worker with these skills."""
+    return [f"any#{shard}" for shard in range(OPEN_SHARDS)] + sorted(set(skills))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.domain.model import (
-    CountedAnswer, ItemState, Job, Lease, LedgerEntry, NewItem, Principal, Quote, StoredAnswer,
+    CountedAnswer, ItemState, Job, Lease, LedgerEntry, NewItem, Offer, Principal, Quote,
+    StoredAnswer,
 )
 
 if TYPE_CHECKING:  # annotations only: the webhooks package imports this module
@@ -128,6 +129,10 @@ class JobStore(Protocol):
         """A client's jobs, newest first."""
     def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job | None:
         """Record a chunk; return the job (None if it no longer exists)."""
+    def open_jobs(self, key: str) -> list[Offer]:
+        """The open-jobs index under one key (Offer.key), oldest job first. A job is listed
+        exactly while it is active, with its current instructions: every transition into or
+        out of active changes the index in the same transaction."""
     def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
                    record: dict[str, Any] | None = None, expect_round: int | None = None,
                    expect_items_done: int | None = None, **changes: Any) -> bool:

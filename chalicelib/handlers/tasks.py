@@ -6,7 +6,7 @@ message for the counting consumer.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any, NoReturn
 
@@ -16,7 +16,7 @@ from chalicelib.domain.answers import matches_gold, validate_answer
 from chalicelib.domain.cache import MISSING
 from chalicelib.domain.ids import is_job_id, parse_assignment_id
 from chalicelib.domain.model import (
-    ACTIVE, Assignment, ItemState, Job, Principal, StoredAnswer, SubmitReceipt,
+    Assignment, ItemState, Job, Offer, Principal, StoredAnswer, SubmitReceipt, open_keys,
 )
 from chalicelib.errors import Conflict, Forbidden, NotFound
 from chalicelib.handlers.platform import Platform, cached_job
@@ -25,26 +25,38 @@ from chalicelib.handlers.quality import blocked_everywhere
 POOL_REFRESH_SIZE = 100
 
 
-def _active_jobs(p: Platform) -> list[Job]:
+def _open_jobs(p: Platform, worker: Principal) -> list[Offer]:
+    """Active jobs the worker qualifies for, oldest first, from the open-jobs index keys that
+    can list a job for them (each read at most once per cache_seconds per container)."""
     now = p.now()
-    jobs = p.cache.active.get(ACTIVE, now, p.cache_seconds)
-    if jobs is not MISSING:
-        return jobs
-    jobs = p.cache.active.put(ACTIVE, sorted(p.jobs.jobs_in_state(ACTIVE),
-                                             key=lambda job: job.created_at), now)
-    for job in jobs:
-        p.cache.jobs.put(job.job_id, job, now)
-    p.cache.keep_pools(job.job_id for job in jobs)
-    return jobs
+    found: dict[str, Offer] = {}
+    refreshed = False
+    for key in open_keys(worker.skills):
+        offers = p.cache.open.get(key, now, p.cache_seconds)
+        if offers is MISSING:
+            offers = p.cache.open.put(key, p.jobs.open_jobs(key), now)
+            refreshed = True
+        found.update((offer.job_id, offer) for offer in offers
+                     if now < offer.deadline and leasing.qualifies(worker, offer))
+    if refreshed:
+        p.cache.keep_pools()
+    return sorted(found.values(), key=lambda offer: (offer.created_at, offer.job_id))
 
 
-def available_jobs(p: Platform, worker: Principal) -> list[Job]:
+def _blocked_jobs(p: Platform, worker_id: str) -> set[str]:
+    """The jobs whose block of the worker has started, from the worker's own records."""
+    now = p.now()
+    return {r.scope for r in p.stats.of_worker(worker_id)
+            if r.scope != "*" and r.blocked_at is not None and r.blocked_at <= now}
+
+
+def available_jobs(p: Platform, worker: Principal) -> list[Offer]:
     """Active jobs the worker qualifies for and is not blocked from, oldest first."""
     if blocked_everywhere(p, worker.account_id):
         return []
-    now = p.now()
-    return [job for job in _active_jobs(p) if job.takes_leases(now)
-            and leasing.qualifies(worker, job) and not job.refuses(worker.account_id, now)]
+    offers = _open_jobs(p, worker)
+    blocked = _blocked_jobs(p, worker.account_id) if offers else set()
+    return [offer for offer in offers if offer.job_id not in blocked]
 
 
 def lease_query(query: Mapping[str, str]) -> str | None:
@@ -71,13 +83,15 @@ def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
                                      "min_skill_scores": job.min_skill_scores})
         if job.refuses(worker.account_id, now):
             raise Forbidden("you are blocked from this job", code="blocked_from_job")
-        candidates = [job]
+        candidates: Iterable[Job | None] = [job]
     else:
-        candidates = [job for job in _active_jobs(p) if leasing.qualifies(worker, job)
-                      and not job.refuses(worker.account_id, now)]
-    for job in candidates:
-        if job.takes_leases(now):
-            assignment = _lease_in_job(p, job, worker.account_id, now)
+        # The index names the jobs, oldest first; each is read (as this container saw it
+        # moments ago) only when its turn comes.
+        candidates = (cached_job(p, offer.job_id) for offer in _open_jobs(p, worker))
+    for candidate in candidates:
+        if candidate is not None and candidate.takes_leases(now) \
+                and not candidate.refuses(worker.account_id, now):
+            assignment = _lease_in_job(p, candidate, worker.account_id, now)
             if assignment is not None:
                 return assignment
     return None

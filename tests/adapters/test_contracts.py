@@ -17,8 +17,8 @@ from chalicelib.adapters.dynamo import DynamoItems
 from chalicelib.domain.ids import new_assignment_id, new_id
 from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.model import (
-    ACTIVE, CLIENT, CANCELLED, DONE, INGESTING, CountedAnswer, Job, Lease, LedgerEntry, Principal,
-    StoredAnswer,
+    ACTIVE, CANCELLED, CLIENT, DONE, INGESTING, PAUSED, CountedAnswer, Job, Lease, LedgerEntry,
+    Offer, Principal, StoredAnswer,
 )
 from chalicelib.errors import Conflict, InvalidRequest
 from chalicelib.handlers import accounts, jobs
@@ -333,6 +333,47 @@ def test_a_transition_happens_only_from_the_named_states(p):
     missing = new_id("job")
     assert not p.jobs.transition(missing, (ACTIVE,), DONE)
     assert p.jobs.get_job(missing) is None
+
+
+def _open(p: Platform, key: str, job: Job) -> list[Offer]:
+    """The job's entries in the open-jobs index under key (other tests' jobs may share it)."""
+    return [offer for offer in p.jobs.open_jobs(key) if offer.job_id == job.job_id]
+
+
+def test_a_job_is_in_the_open_jobs_index_exactly_while_active(p):
+    # GIVEN a job requiring skills, ingesting, and a job requiring none
+    client = _client(p)
+    skilled = replace(_draft(p, client), required_skills=("ja", "en"),
+                      min_skill_scores={"ja": 0.8})
+    plain = _draft(p, client)
+    for job in (skilled, plain):
+        p.jobs.create_job(job)
+    key = Offer.of(skilled).key
+    assert key == "en" and Offer.of(plain).key.startswith("any#")
+    assert _open(p, key, skilled) == []
+    # WHEN they become active THEN each is listed under its key with what a worker sees
+    for job in (skilled, plain):
+        assert p.jobs.transition(job.job_id, (INGESTING,), ACTIVE)
+    [offer] = _open(p, key, skilled)
+    assert offer == Offer.of(p.jobs.get_job(skilled.job_id))
+    assert (offer.title, offer.instructions, offer.reward_cents) == \
+        (skilled.title, skilled.instructions, skilled.reward_cents)
+    assert offer.min_skill_scores == {"ja": 0.8} and set(offer.required_skills) == {"ja", "en"}
+    assert [o.job_id for o in _open(p, Offer.of(plain).key, plain)] == [plain.job_id]
+    assert _open(p, "ja", skilled) == []  # one key per job
+    # AND a refused transition changes nothing
+    assert not p.jobs.transition(skilled.job_id, (PAUSED,), ACTIVE)
+    assert len(_open(p, key, skilled)) == 1
+    # WHEN it leaves active THEN it leaves the index
+    assert p.jobs.transition(skilled.job_id, (ACTIVE,), PAUSED)
+    assert _open(p, key, skilled) == []
+    # AND it comes back with the instructions it comes back with
+    assert p.jobs.transition(skilled.job_id, (PAUSED,), ACTIVE, instructions="Read twice.",
+                             instruction_version=2)
+    [back] = _open(p, key, skilled)
+    assert (back.instructions, back.instruction_version) == ("Read twice.", 2)
+    assert p.jobs.transition(skilled.job_id, (ACTIVE, CANCELLED), CANCELLED)
+    assert _open(p, key, skilled) == []
 
 
 def test_a_quote_buys_one_job(p):

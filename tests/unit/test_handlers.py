@@ -11,7 +11,7 @@ from chalicelib.domain.model import (
 )
 from chalicelib.domain.qualifications import Cohort
 from chalicelib.errors import Conflict, Forbidden, NotFound, TransientError, Unauthorized
-from chalicelib.handlers import accounts, jobs, rounds, tasks
+from chalicelib.handlers import accounts, jobs, quality, rounds, tasks
 from chalicelib.handlers.platform import client_job
 from tests.fakes import FakeClock, make_platform
 
@@ -641,3 +641,39 @@ def test_an_item_numbered_past_a_million_is_leased_submitted_and_counted(p):
     assert sorted(a.item.item_id for a in leased if a is not None) == ["000000", "1000000"]
     assert len(receipts) == 2 and not any(r.duplicate for r in receipts)
     assert p.items.get_item(job.job_id, "1000000").answer_count == 1
+
+
+def test_a_worker_lists_and_leases_from_the_open_jobs_index_not_from_every_job(p):
+    # GIVEN jobs requiring no skill, one requiring "ja", one requiring "en" at 0.8 or better
+    client = _client(p)
+    posted = []
+    for kwargs in ({}, {}, {"cohort": "ja"}, {"cohort": "en", "min_skill_scores": {"en": 0.8}}):
+        posted.append(_active_job(p, client, **kwargs))
+        p.clock.advance(1)
+    plain, other, japanese, scored = posted
+    worker = _worker(p, ["en"])
+    reads = {"get_job": 0, "jobs_in_state": 0}
+    for name in reads:
+        real = getattr(p.jobs, name)
+
+        def counted(*args, name=name, real=real, **kwargs):
+            reads[name] += 1
+            return real(*args, **kwargs)
+        setattr(p.jobs, name, counted)
+    # WHEN the worker lists their jobs THEN they see those they qualify for, oldest first,
+    # read from the index alone
+    assert [o.job_id for o in tasks.available_jobs(p, worker)] == [plain.job_id, other.job_id]
+    assert reads == {"get_job": 0, "jobs_in_state": 0}
+    # AND a lease reads only the job it is taken from
+    p.cache.jobs.clear()
+    assert tasks.lease_next_task(p, worker).job.job_id == plain.job_id
+    assert reads == {"get_job": 1, "jobs_in_state": 0}
+    # WHEN a job stops and the worker is blocked from another THEN neither is listed
+    jobs.stop_job(p, client, plain.job_id)
+    quality.block_in_job(p, p.jobs.get_job(other.job_id), worker.account_id, "client", "spam")
+    p.clock.advance(p.cache_seconds)
+    assert tasks.available_jobs(p, worker) == []
+    # AND workers holding the skills (and scores) see the skilled jobs
+    linguist = replace(_worker(p, ["ja", "en"]), scores=(("en", 0.9),))
+    assert [o.job_id for o in tasks.available_jobs(p, linguist)] == \
+        [other.job_id, japanese.job_id, scored.job_id]

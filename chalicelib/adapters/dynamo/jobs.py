@@ -8,6 +8,7 @@ import random
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -15,10 +16,11 @@ from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.adapters.dynamo import open_jobs as index
 from chalicelib.adapters.dynamo.paging import newest_first
-from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient
+from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
 from chalicelib.adapters.models import ItemModel, JobModel, QuoteModel
-from chalicelib.domain.model import INGESTING, CountedAnswer, Job
+from chalicelib.domain.model import ACTIVE, INGESTING, CountedAnswer, Job, Offer
 from chalicelib.domain.webhooks import record_has_events
 from chalicelib.errors import Conflict, TransientError
 
@@ -159,8 +161,44 @@ class DynamoJobs:
             condition &= JobModel.round == expect_round
         if expect_items_done is not None:
             condition &= JobModel.items_done >= expect_items_done
-        ok, _ = conditional_update(JobModel, job_id, None, actions, condition)
-        return ok
+        if to_state != ACTIVE and ACTIVE not in from_states:
+            ok, _ = conditional_update(JobModel, job_id, None, actions, condition)
+            return ok
+        return self._transition_indexed(job_id, from_states, to_state, actions, condition,
+                                        changes)
+
+    def _transition_indexed(self, job_id: str, from_states: Sequence[str], to_state: str,
+                            actions: Sequence[Action], condition: Any,
+                            changes: Mapping[str, Any]) -> bool:
+        """A transition into or out of active, with the open-jobs index changed in the same
+        transaction: the job is read first (the index record is made from it) and the write
+        requires the state read, so a job that moved meanwhile is read again."""
+        for _ in range(COUNT_ATTEMPTS):
+            read = self.get_job(job_id)
+            if read is None or read.state not in from_states:
+                return False
+            before: Job = read
+            after = replace(before, state=to_state, **{
+                name: value for name, value in changes.items() if name in Job.__dataclass_fields__})
+
+            def write(tx: TransactWrite, before: Job = before, after: Job = after) -> None:
+                tx.update(JobModel(job_id), actions=list(actions),
+                          condition=condition & (JobModel.state == before.state))
+                if to_state == ACTIVE:
+                    tx.save(index.open_job_record(Offer.of(after)))
+                elif before.state == ACTIVE:
+                    tx.delete(index.open_job_key(Offer.of(before)))
+
+            if transact_once(write):
+                return True
+            now = self.get_job(job_id)
+            if now is None or now.state == before.state:
+                return False  # refused by the round or items-done condition, not a move
+        raise TransientError("the job kept changing; try again")
+
+    def open_jobs(self, key: str) -> list[Offer]:
+        """The open-jobs index under one key, oldest job first."""
+        return index.open_jobs(key)
 
     def mark_events_sent(self, job_id: str, sent_before: int, sent_now: int,
                          due_at_seen: float | None) -> None:
