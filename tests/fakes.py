@@ -196,6 +196,17 @@ class FakeItems:
                          free=s.free, external_id=None, leases=dict(s.leases), answers={},
                          seen=s.seen, answer_count=s.answer_count, gold=copy.deepcopy(s.gold))
 
+    def put_chunk(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> bool:
+        """The items and the job's chunk count, together, while the job is ingesting."""
+        with self._lock:
+            job = self.jobs_ref.jobs.get(job_id)
+            if job is None or job.state != INGESTING or \
+                    any((job_id, item.item_id) in self.records for item in items):
+                return False
+            self.put_items(job_id, redundancy, items)
+            job.chunks_written += 1
+            return True
+
     def put_items(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> None:
         """All or nothing: no item is written if any of them exists already."""
         with self._lock:
@@ -423,7 +434,7 @@ class FakeJobs:
             # Only what DynamoJobs.create_job writes survives the round trip.
             self.jobs[job.job_id] = replace(
                 copy.deepcopy(job), required_skills=tuple(sorted(job.required_skills)),
-                ingested_chunks=frozenset(), answered=0, items_done=0, cancelled_at=None,
+                chunks_written=0, answered=0, items_done=0, cancelled_at=None,
                 results_key=None, result_count=None, done_at=None, error=None)
             self._quotes.quotes[job.quote_id] = replace(quote, job_id=job.job_id)
 
@@ -477,15 +488,6 @@ class FakeJobs:
             next_cursor = _encode_cursor({"created_at": _iso(last.created_at),
                                           "job_id": last.job_id, "client_id": client_id})
         return page, next_cursor
-
-    def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job | None:
-        """Add chunk to the job's ingested set; return the job as it now stands."""
-        with self._lock:
-            job = self.jobs.get(job_id)
-            if job is None:
-                return None
-            job.ingested_chunks = job.ingested_chunks | {chunk}
-            return copy.deepcopy(job)
 
     def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
                    record: dict[str, Any] | None = None, expect_round: int | None = None,

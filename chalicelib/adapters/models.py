@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 from pynamodb.attributes import (
-    BooleanAttribute, JSONAttribute, ListAttribute, MapAttribute, NumberAttribute, NumberSetAttribute,
+    BooleanAttribute, JSONAttribute, ListAttribute, MapAttribute, NumberAttribute,
     UnicodeAttribute, UnicodeSetAttribute,
 )
 from pynamodb.indexes import (
@@ -175,7 +175,7 @@ class JobModel(Model):
     events_due_at = NumberAttribute(null=True)
     budget_alerted = BooleanAttribute(null=True)
     budget_alert_at = NumberAttribute(null=True)
-    ingested_chunks = NumberSetAttribute(null=True)
+    chunks_written = NumberAttribute(default=0)
     answered = NumberAttribute(default=0)
     items_done = NumberAttribute(default=0)
     round = NumberAttribute(default=1)

@@ -41,7 +41,7 @@ def job_view(job: Job, progress: dict[str, int] | None = None) -> dict[str, Any]
         "budget_cents": job.budget_cents, "spent_cents": job.spent_cents,
         "cancelled_at": iso(job.cancelled_at), "done_at": iso(job.done_at),
         "result_count": job.result_count,
-        "ingest": {"chunks": job.chunk_count, "written": len(job.ingested_chunks)},
+        "ingest": {"chunks": job.chunk_count, "written": job.chunks_written},
         "phase": job.phase, "round": job.round, "pilot_items": job.pilot_items,
         "instruction_version": job.instruction_version, "instructions": job.instructions,
         "promotion": job.promotion or None,

@@ -7,7 +7,7 @@ saves reads (and may be up to its age behind another container's writes).
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from typing import Any, Generic, TypeVar
 
 from chalicelib.domain.model import ACTIVE

@@ -153,7 +153,8 @@ class Job:
     events_due_at: float | None = None
     budget_alerted: bool = False
     budget_alert_at: float | None = None
-    ingested_chunks: frozenset[int] = frozenset()
+    # Ingest chunks written (each counted in the transaction that writes its items).
+    chunks_written: int = 0
     answered: int = 0
     items_done: int = 0
     round: int = 1

@@ -127,8 +127,6 @@ class JobStore(Protocol):
         """Jobs in a state, optionally only those due to finalise before a time."""
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
         """A client's jobs, newest first."""
-    def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job | None:
-        """Record a chunk; return the job (None if it no longer exists)."""
     def open_jobs(self, key: str) -> list[Offer]:
         """The open-jobs index under one key (Offer.key), oldest job first. A job is listed
         exactly while it is active, with its current instructions: every transition into or
@@ -175,7 +173,11 @@ class ItemStore(Protocol):
     """Items and their slots: the conditional writes that keep leases and answers exact."""
 
     def put_items(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> None:
-        """Write fresh items (blind: only before the job takes leases)."""
+        """Write fresh items, all or none (none if any of them exists already)."""
+    def put_chunk(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> bool:
+        """Write an ingest chunk's fresh items and count the chunk on its job (chunks_written),
+        together, while the job is ingesting; False (nothing written) if any of the items
+        exists already, or the job is gone or no longer ingesting: a chunk counts once."""
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None
                    ) -> list[ItemState]:
         """Incomplete items (that worker_id has not seen, when given)."""

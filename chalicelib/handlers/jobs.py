@@ -235,18 +235,14 @@ def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
         p.items.open_held(message["job_id"], message["open"])
         return
     job = p.jobs.get_job(message["job_id"])
-    if job is None:
-        return
-    if message["chunk"] not in job.ingested_chunks:
-        if job.state == INGESTING:
-            items = [NewItem(i["item_id"], i["data"], i.get("external_id"), i.get("gold"),
-                             bool(i.get("held")), i.get("slots"))
-                     for i in message["items"]]
-            p.items.put_items(job.job_id, job.redundancy, items)
-        job = p.jobs.mark_chunk_ingested(job.job_id, message["chunk"])
-        if job is None:  # abandoned meanwhile: its quote was freed and it will never start
-            return
-    # Also on a repeat: a crash after the last chunk was recorded left the job ingesting.
-    if len(job.ingested_chunks) >= job.chunk_count and job.state == INGESTING:
+    if job is None or job.state != INGESTING:
+        return  # abandoned (its quote was freed), or every chunk is in already
+    items = [NewItem(i["item_id"], i["data"], i.get("external_id"), i.get("gold"),
+                     bool(i.get("held")), i.get("slots"))
+             for i in message["items"]]
+    if p.items.put_chunk(job.job_id, job.redundancy, items):
+        job = p.jobs.get_job(job.job_id) or job
+    # Also on a repeat: a crash after the last chunk was counted left the job ingesting.
+    if job.chunks_written >= job.chunk_count and job.state == INGESTING:
         p.jobs.transition(job.job_id, (INGESTING,), ACTIVE, record=phases.record(
             p.now(), INGESTING, job.phase, ACTIVE, job.phase, "system", "every item ingested"))

@@ -137,6 +137,30 @@ def test_writing_a_chunk_again_leaves_its_items_as_workers_left_them(p):
 
 
 
+def test_an_ingest_chunk_is_written_and_counted_once_while_the_job_ingests(p):
+    # GIVEN an ingesting job of 3 items in two chunks
+    job = _draft(p, _client(p), items=3)
+    p.jobs.create_job(job)
+    items = parse_items([{"data": {"text": f"item {n}"}} for n in range(3)], 3)
+    first, second = items[:2], items[2:]
+    # WHEN a chunk is written THEN its items are there and the job counts it
+    assert p.items.put_chunk(job.job_id, job.redundancy, first)
+    assert p.jobs.get_job(job.job_id).chunks_written == 1
+    assert [i.item_id for i in p.items.iter_items(job.job_id)] == [FIRST, SECOND]
+    # WHEN it comes again (a redelivered message) THEN nothing is written or counted
+    assert not p.items.put_chunk(job.job_id, job.redundancy, first)
+    assert not p.items.put_chunk(job.job_id, job.redundancy, [first[0], *second])
+    assert p.jobs.get_job(job.job_id).chunks_written == 1
+    assert len(list(p.items.iter_items(job.job_id))) == 2
+    # WHEN the job no longer ingests THEN a chunk is neither written nor counted
+    assert p.jobs.transition(job.job_id, (INGESTING,), ACTIVE)
+    assert not p.items.put_chunk(job.job_id, job.redundancy, second)
+    assert p.jobs.get_job(job.job_id).chunks_written == 1
+    assert len(list(p.items.iter_items(job.job_id))) == 2
+    # AND a job that does not exist gets nothing
+    assert not p.items.put_chunk(new_id("job"), 1, second)
+
+
 def test_a_lease_takes_a_free_slot_once_per_worker_until_no_slot_is_free(p):
     # GIVEN an item that takes two answers
     job = _active_job(p, redundancy=2)

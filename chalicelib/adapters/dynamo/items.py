@@ -6,14 +6,16 @@ import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from pynamodb.exceptions import PynamoDBException, TransactWriteError
+from pynamodb.exceptions import PynamoDBException
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamo.jobs import money_attribute
 from chalicelib.adapters.dynamo.ledger import ledger_record
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
 from chalicelib.adapters.models import AccountModel, ItemModel, JobModel, LedgerModel
-from chalicelib.domain.model import APPROVED, ItemState, Lease, LedgerEntry, NewItem, StoredAnswer
+from chalicelib.domain.model import (
+    APPROVED, INGESTING, ItemState, Lease, LedgerEntry, NewItem, StoredAnswer,
+)
 from chalicelib.domain.ports import SlotOutcome
 
 
@@ -55,30 +57,36 @@ _SLOT_FIELDS = ["job_id", "item_id", "redundancy", "free", "answer_count", "leas
 class DynamoItems:
     """Items and their slots."""
 
-    def put_items(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> None:
-        """Write a chunk of fresh items in one transaction that fails if any exists already.
+    @staticmethod
+    def _save_new(tx: TransactWrite, job_id: str, redundancy: int, items: Sequence[NewItem]
+                  ) -> None:
+        """Each item written only if it does not exist: a chunk delivered twice at once must
+        not overwrite items a worker has leased since."""
+        for item in items:
+            slots = redundancy if item.slots is None else item.slots
+            # A held item stays out of the open-items index until production, and a gold item
+            # without slots never enters it.
+            tx.save(ItemModel(
+                job_id, item.item_id, data=item.data, external_id=item.external_id,
+                gold=item.gold, held=True if item.held else None,
+                redundancy=slots, free=slots, answer_count=0, leases={},
+                answers={}, reviews={}, counted={}, ordinals={},
+                open_job=None if item.held or not slots else job_id,
+            ), condition=ItemModel.item_id.does_not_exist())
 
-        A chunk delivered twice at once must not overwrite items a worker has leased since,
-        so the writes are conditional; the chunk is written whole or not at all.
-        """
-        try:
-            with TransactWrite(connection=ItemModel._get_connection().connection) as tx:
-                for item in items:
-                    slots = redundancy if item.slots is None else item.slots
-                    # A held item stays out of the open-items index until production, and
-                    # a gold item without slots never enters it.
-                    tx.save(ItemModel(
-                        job_id, item.item_id, data=item.data, external_id=item.external_id,
-                        gold=item.gold, held=True if item.held else None,
-                        redundancy=slots, free=slots, answer_count=0, leases={},
-                        answers={}, reviews={}, counted={}, ordinals={},
-                        open_job=None if item.held or not slots else job_id,
-                    ), condition=ItemModel.item_id.does_not_exist())
-        except TransactWriteError as error:
-            raise_transient(error)
-            reasons = {r.code for r in (error.cancellation_reasons or []) if r is not None}
-            if reasons != {"ConditionalCheckFailed"}:
-                raise
+    def put_items(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> None:
+        """Write fresh items in one transaction, whole or not at all."""
+        transact_once(lambda tx: self._save_new(tx, job_id, redundancy, items))
+
+    def put_chunk(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> bool:
+        """Write a chunk's fresh items and add one to the job's chunks_written, in one
+        transaction that needs every item new and the job ingesting: a chunk counts once."""
+        def write(tx: TransactWrite) -> None:
+            self._save_new(tx, job_id, redundancy, items)
+            tx.update(JobModel(job_id), actions=[JobModel.chunks_written.add(1)],
+                      condition=JobModel.state == INGESTING)
+
+        return transact_once(write)
 
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None
                    ) -> list[ItemState]:

@@ -60,7 +60,7 @@ def job_from_model(r: JobModel) -> Job:
                                  else 3 * 24 * 3600), paid_cents=int(r.paid_cents or 0),
         bonus_cents=int(r.bonus_cents or 0), approved_answers=int(r.approved_answers or 0),
         rejected_answers=int(r.rejected_answers or 0),
-        ingested_chunks=frozenset(int(c) for c in (r.ingested_chunks or ())),
+        chunks_written=int(r.chunks_written or 0),
         answered=int(r.answered or 0), items_done=int(r.items_done or 0),
         round=int(r.round or 1), finalize_at=r.finalize_at, cancelled_at=r.cancelled_at,
         aggregating_at=r.aggregating_at,
@@ -130,13 +130,6 @@ class DynamoJobs:
         return newest_first(JobModel.by_client, client_id, "client_id",
                             {"job_id": "S", "client_id": "S", "created_at": "S"}, limit, cursor,
                             job_from_model)
-
-    def mark_chunk_ingested(self, job_id: str, chunk: int) -> Job | None:
-        """Add chunk to the job's ingested set (a repeat changes nothing); None if the job is gone."""
-        ok, raw = conditional_update(JobModel, job_id, None,
-                                     [JobModel.ingested_chunks.add({chunk})],
-                                     JobModel.job_id.exists())
-        return job_from_model(JobModel.from_raw_data(raw)) if ok and raw else None
 
     def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
                    record: Mapping[str, Any] | None = None, expect_round: int | None = None,
