@@ -246,13 +246,20 @@ def charges(call: RecordedCall, tables: Mapping[str, Table]) -> list[Charge]:
 
 @dataclass
 class Totals:
-    """Units summed by purpose, by table or index, and by (purpose, site, operation)."""
+    """Units summed by purpose, by table or index, and by (purpose, site, operation); the
+    bytes billed for writes, by table."""
 
     by_purpose: dict[str, list[float]] = field(default_factory=lambda: defaultdict(lambda: [0.0, 0.0, 0]))
     by_target: dict[str, list[float]] = field(default_factory=lambda: defaultdict(lambda: [0.0, 0.0, 0]))
     by_site: dict[tuple[str, str, str], list[float]] = field(
         default_factory=lambda: defaultdict(lambda: [0.0, 0.0, 0]))
     failed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    written_bytes: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
+
+    def mean_written(self, table: str) -> float | None:
+        """The mean size billed for a write on table (the larger of before and after)."""
+        size, writes = self.written_bytes.get(table, (0, 0))
+        return size / writes if writes else None
 
     @property
     def write_units(self) -> float:
@@ -273,6 +280,10 @@ def total(calls: Iterable[RecordedCall], tables: Mapping[str, Table]) -> Totals:
         totals.by_site[(call.purpose, call.site, call.operation)][2] += 1
         if call.failed:
             totals.failed[call.purpose] += 1
+        for write in call.writes:
+            totals.written_bytes[write.table][0] += max(item_size(write.before),
+                                                        item_size(write.after))
+            totals.written_bytes[write.table][1] += 1
         billed = charges(call, tables)
         for charge in billed:
             for row in (totals.by_purpose[call.purpose], totals.by_target[charge.target],

@@ -22,6 +22,7 @@ Run: .venv/bin/python -m bench.capacity [--items 350] [--gold 20] [--redundancy 
 from __future__ import annotations
 
 import argparse
+import io
 import logging
 import random
 import re
@@ -29,7 +30,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from typing import Any
 
 from bench.billing import ItemRead, ItemWrite, RecordedCall, Table, Totals, item_size, total
@@ -331,11 +332,12 @@ def report(totals: Totals, judgments: int, events: Mapping[str, int]) -> str:
     lines.append(f"| **all-in** (everything above) | | {totals.write_units:,.0f} "
                  f"| {totals.read_units:,.1f} | **{totals.write_units / judgments:.2f}** "
                  f"| **{totals.read_units / judgments:.2f}** | | |")
-    lines += ["", "| table / index | calls | WRU | RRU | WRU / judgment | RRU / judgment |",
-              "|---|---:|---:|---:|---:|---:|"]
+    lines += ["", "| table / index | calls | WRU | RRU | WRU / judgment | RRU / judgment "
+              "| mean item written (bytes) |", "|---|---:|---:|---:|---:|---:|---:|"]
     for target, (wru, rru, calls) in sorted(totals.by_target.items(), key=lambda kv: -kv[1][0]):
+        mean = totals.mean_written(target)
         lines.append(f"| {target} | {calls:,} | {wru:,.0f} | {rru:,.1f} | {wru / judgments:.2f} "
-                     f"| {rru / judgments:.2f} |")
+                     f"| {rru / judgments:.2f} | {'' if mean is None else f'{mean:,.0f}'} |")
     lines += ["", "| purpose | site | operation | calls | WRU / judgment | RRU / judgment |",
               "|---|---|---|---:|---:|---:|"]
     rows = sorted(totals.by_site.items(), key=lambda kv: (
@@ -361,11 +363,18 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.monotonic()
     recorder = CapacityRecorder()
-    # The sweeper runs when the scenario calls it, not on a timer.
-    with local_stack(port=0, pump_interval=0.2, finalize_interval=10 ** 6,
-                     instant_step_functions=True) as stack, recorder.recording():
-        summary = run_scenario(stack, args.items, args.gold, args.redundancy, args.workers,
-                               args.auto_approve_share)
+    # The app's metrics lines and the API server's request log, shown only if the run fails.
+    chatter = io.StringIO()
+    try:
+        # The sweeper runs when the scenario calls it, not on a timer.
+        with redirect_stdout(chatter), redirect_stderr(chatter), \
+                local_stack(port=0, pump_interval=0.2, finalize_interval=10 ** 6,
+                            instant_step_functions=True) as stack, recorder.recording():
+            summary = run_scenario(stack, args.items, args.gold, args.redundancy, args.workers,
+                                   args.auto_approve_share)
+    except BaseException:
+        sys.stderr.write(chatter.getvalue()[-20_000:])
+        raise
     judgments = summary["judgments"]
     totals = total(recorder.calls, recorder.tables)
     print(f"{summary['items']} items + {summary['gold']} gold x {summary['redundancy']} answers, "

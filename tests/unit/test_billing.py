@@ -145,6 +145,9 @@ def test_a_recorded_call_list_adds_up_by_purpose_and_by_table():
     assert totals.by_target["items/open"] == [2.0, 1.0, 2]
     assert totals.by_target["jobs"] == [2.0, 0.0, 1]
     assert (totals.write_units, totals.read_units) == (12.0, 1.0)
+    assert totals.mean_written("items") == (1543 + 1528 + 1528) / 3
+    assert totals.mean_written("jobs") == 11
+    assert totals.mean_written("results") is None
     table = report(totals, judgments=2, events={})
     assert "| lease | 3 | 6 | 1.0 | 3.00 | 0.50 | 1 |" in table
     assert "| **all-in** (everything above) | | 12 | 1.0 | **6.00** | **0.50** | | |" in table
