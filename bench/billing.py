@@ -237,11 +237,16 @@ def charges(call: RecordedCall, tables: Mapping[str, Table]) -> list[Charge]:
                 out.append(Charge(call.purpose, write.table, index.name, write_units=units))
     for read in call.reads:
         if read.per_item:
-            units = sum(read_units(size, read.consistent) for size in read.sizes)
+            read_cost = sum(read_units(size, read.consistent) for size in read.sizes)
         else:
-            units = read_units(sum(read.sizes), read.consistent)
-        out.append(Charge(call.purpose, read.table, read.index, read_units=factor * units))
+            read_cost = read_units(sum(read.sizes), read.consistent)
+        out.append(Charge(call.purpose, read.table, read.index, read_units=factor * read_cost))
     return out
+
+
+def _rows() -> defaultdict[Any, list[float]]:
+    """[write units, read units, calls] per key, from zero."""
+    return defaultdict(lambda: [0.0, 0.0, 0])
 
 
 @dataclass
@@ -249,10 +254,9 @@ class Totals:
     """Units summed by purpose, by table or index, and by (purpose, site, operation); the
     bytes billed for writes, by table."""
 
-    by_purpose: dict[str, list[float]] = field(default_factory=lambda: defaultdict(lambda: [0.0, 0.0, 0]))
-    by_target: dict[str, list[float]] = field(default_factory=lambda: defaultdict(lambda: [0.0, 0.0, 0]))
-    by_site: dict[tuple[str, str, str], list[float]] = field(
-        default_factory=lambda: defaultdict(lambda: [0.0, 0.0, 0]))
+    by_purpose: dict[str, list[float]] = field(default_factory=_rows)
+    by_target: dict[str, list[float]] = field(default_factory=_rows)
+    by_site: dict[tuple[str, str, str], list[float]] = field(default_factory=_rows)
     failed: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     written_bytes: dict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
 

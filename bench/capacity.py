@@ -1,11 +1,12 @@
 """DynamoDB write and read units per judgment, by what they were spent on and by table and
 index, from the real items on the local stack and DynamoDB's billing rules (bench/billing.py).
 
-A client posts a categorical job (350 items x 3 answers and 20 gold items by default) on the
-local stack; simulated workers lease and answer it over HTTP until every slot is filled; the
-counting consumer drains, the round is aggregated; the client approves 90% of the accepted
-answers with the project's client (crowd_client, an Idempotency-Key on every POST) and the
-sweeper approves the rest automatically.
+A client posts a categorical job (350 items x 3 answers and 20 gold items among them by
+default) on the local stack; simulated workers lease and answer it over HTTP until every
+slot is filled; the counting consumer drains, the round is aggregated; the client approves
+90% of the accepted answers with the project's client (crowd_client, an Idempotency-Key on
+every POST) and the sweeper approves the rest automatically. Workers are never blocked for
+their gold answers (block_after 0), so every judgment is one of the job's own.
 
 Every DynamoDB call the app makes goes through botocore's `BaseClient._make_api_call`, which
 is wrapped for the run: each call is recorded with what it was made for (the innermost
@@ -33,8 +34,12 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from typing import Any
 
+import botocore.client
+from botocore.exceptions import ClientError
+
 from bench.billing import ItemRead, ItemWrite, RecordedCall, Table, Totals, item_size, total
 from bench.requests_per_judgment import PATHS, purpose_of
+from tests.functional.faults import _site
 
 PURPOSES = {
     **PATHS,
@@ -73,8 +78,6 @@ class CapacityRecorder:
     @contextmanager
     def recording(self) -> Iterator["CapacityRecorder"]:
         """Wrap BaseClient._make_api_call for the with-block."""
-        import botocore.client
-
         original = botocore.client.BaseClient._make_api_call
         recorder = self
 
@@ -92,10 +95,6 @@ class CapacityRecorder:
 
     def observe(self, send: Send, operation: str, params: dict[str, Any]) -> Any:
         """Make the call through send and record it (send also makes the uncounted reads)."""
-        from botocore.exceptions import ClientError
-
-        from tests.functional.faults import _site
-
         purpose, site = purpose_of(sys._getframe(1), self.purposes), _site()
         with self._lock:
             if operation in READS:
@@ -112,7 +111,7 @@ class CapacityRecorder:
             except ClientError as error:
                 if error.response.get("Error", {}).get("Code") not in FAILURES:
                     raise
-                failure, result = error, None
+                failure, result = error, {}
             writes = tuple(ItemWrite(table, old, self._get(send, table, key), check)
                            for (table, key, check), old in zip(targets, before))
             self.calls.append(RecordedCall(operation, purpose, writes=writes, site=site,
@@ -208,16 +207,19 @@ def _unnarrowed(operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 # --- the scenario -------------------------------------------------------------------------------
 
-def _items(count: int, gold: int, rows: list[dict[str, str]]) -> tuple[list[dict], dict[str, str]]:
-    """count regular and gold items from the demo's reviews (repeated, numbered, when there
-    are fewer reviews than items), and each item text's true label."""
-    items, truth = [], {}
+def _items(count: int, gold: int, rows: list[dict[str, str]]
+           ) -> tuple[list[Mapping[str, Any]], dict[str, str]]:
+    """count regular and gold items from the demo's reviews (a repeated text numbered), the
+    gold ones spread evenly among the others, and each item text's true label."""
+    items: list[Mapping[str, Any]] = []
+    truth: dict[str, str] = {}
+    spread = {int((k + 0.5) * (count + gold) / gold) for k in range(gold)}
     for n in range(count + gold):
         row = rows[n % len(rows)]
-        text = row["text"] if n < len(rows) else f"{row['text']} (#{n})"
+        text = row["text"] if row["text"] not in truth else f"{row['text']} (#{n})"
         truth[text] = row["label"]
         item: dict[str, Any] = {"external_id": f"r-{n}", "data": {"text": text}}
-        if n >= count:
+        if n in spread:
             item["gold"] = {"label": row["label"]}
         items.append(item)
     return items, truth
@@ -238,6 +240,11 @@ def _work(base_url: str, worker: Any, job_id: str, truth: Mapping[str, str],
         _, receipt = call(base_url, "POST", f"/assignments/{task['assignment_id']}/submit",
                           {"label": label}, headers=auth)
         accepted.append(receipt["assignment_id"])
+
+
+def _progress(message: str) -> None:
+    """A progress line on the terminal (the run's own output is captured)."""
+    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.__stderr__, flush=True)
 
 
 def _sweep(stack: Any) -> None:
@@ -265,7 +272,7 @@ def run_scenario(stack: Any, items: int, gold: int, redundancy: int, workers: in
     job = client.create_job(quote["quote_id"], posts, title="Review sentiment",
                             instructions="Is the review positive, negative or neutral?",
                             answer_schema={"labels": LABELS}, pilot={"items": 0},
-                            auto_approve_seconds=0)
+                            auto_approve_seconds=0, quality={"block_after": 0})
     job_id = job["job_id"]
     while job["state"] == "ingesting":
         time.sleep(0.2)
@@ -277,7 +284,12 @@ def run_scenario(stack: Any, items: int, gold: int, redundancy: int, workers: in
                              {"name": worker.name, "skills": ["en"]})
         worker.token = registered["token"]
     accepted: list[str] = []
+    _progress(f"job {job_id} is {job['state']}: {workers} workers answering")
+    idle = 0
     while job["state"] == "active":
+        if idle == 60:
+            raise RuntimeError("the job stays active but no worker is offered a task")
+        before = len(accepted)
         threads = [threading.Thread(target=_work, args=(stack.base_url, w, job_id, truth, accepted))
                    for w in crowd]
         for thread in threads:
@@ -285,8 +297,10 @@ def run_scenario(stack: Any, items: int, gold: int, redundancy: int, workers: in
         for thread in threads:
             thread.join()
         job = client.job(job_id)
+        idle = idle + 1 if len(accepted) == before else 0
         if job["state"] == "active":
             time.sleep(0.5)
+    _progress(f"{len(accepted)} answers accepted; counting and aggregation")
     deadline = time.monotonic() + 300
     while job["state"] not in ("done", "failed") and time.monotonic() < deadline:
         time.sleep(0.5)
@@ -297,8 +311,10 @@ def run_scenario(stack: Any, items: int, gold: int, redundancy: int, workers: in
     order = sorted(accepted)
     rng.shuffle(order)
     by_client = order[:round(len(order) * (1 - auto_share))]
+    _progress(f"the client approves {len(by_client)} answers")
     for assignment_id in by_client:
         client.request("POST", f"/assignments/{assignment_id}/approve")
+    _progress("the sweeper approves the others")
     _sweep(stack)
     job = client.job(job_id)
     return {"job_id": job_id, "judgments": len(accepted), "items": items, "gold": gold,
@@ -328,7 +344,8 @@ def report(totals: Totals, judgments: int, events: Mapping[str, int]) -> str:
     path_w = sum(totals.by_purpose[p][0] for p in PER_JUDGMENT_PATH if p in totals.by_purpose)
     path_r = sum(totals.by_purpose[p][1] for p in PER_JUDGMENT_PATH if p in totals.by_purpose)
     lines.append(f"| **per-judgment path** ({', '.join(PER_JUDGMENT_PATH)}) | | {path_w:,.0f} "
-                 f"| {path_r:,.1f} | **{path_w / judgments:.2f}** | **{path_r / judgments:.2f}** | | |")
+                 f"| {path_r:,.1f} | **{path_w / judgments:.2f}** "
+                 f"| **{path_r / judgments:.2f}** | | |")
     lines.append(f"| **all-in** (everything above) | | {totals.write_units:,.0f} "
                  f"| {totals.read_units:,.1f} | **{totals.write_units / judgments:.2f}** "
                  f"| **{totals.read_units / judgments:.2f}** | | |")
