@@ -45,7 +45,7 @@ bench: $(STAMP) ## AWS requests per judgment and import time
 	$(PY) -m bench.requests_per_judgment
 	$(PY) -m bench.import_time
 
-bench-capacity: $(STAMP) ## DynamoDB write and read units per judgment on the local stack (6-7.5 minutes)
+bench-capacity: $(STAMP) ## DynamoDB write and read units per judgment on the local stack (6-12 minutes)
 	$(PY) -m bench.capacity
 
 bench-aggregation: $(STAMP) ## our aggregation against crowd-kit on ../shared/datasets (bench-only deps)
