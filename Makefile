@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 STAGE ?= dev
 
-.PHONY: run demo test bench bench-aggregation deploy deploy-check destroy clean
+.PHONY: run demo test bench bench-capacity bench-aggregation deploy deploy-check destroy clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ test: $(STAMP) $(CHROMIUM) ## type check, then unit, adapter, functional and e2e
 bench: $(STAMP) ## AWS requests per judgment and import time
 	$(PY) -m bench.requests_per_judgment
 	$(PY) -m bench.import_time
+
+bench-capacity: $(STAMP) ## DynamoDB write and read units per judgment on the local stack (6-12 minutes)
+	$(PY) -m bench.capacity
 
 bench-aggregation: $(STAMP) ## our aggregation against crowd-kit on ../shared/datasets (bench-only deps)
 	$(PY) -m pip install --quiet -r requirements-bench.txt

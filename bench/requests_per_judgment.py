@@ -13,6 +13,9 @@ import logging
 import sys
 import threading
 from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
 PATHS = {  # the function whose frame is on the stack -> what the request was for
@@ -21,6 +24,23 @@ PATHS = {  # the function whose frame is on the stack -> what the request was fo
     "publish_results": "aggregation", "mark_done": "aggregation", "mark_failed": "aggregation",
 }
 PER_JUDGMENT = ("lease", "submit", "count")
+
+
+def purpose_of(frame: FrameType | None, paths: Mapping[str, str] = PATHS,
+               default: str = "other") -> str:
+    """What a request was made for: the purpose of the innermost frame of the app's own code
+    (chalicelib) named in paths, by function name or by `module.function` (module: the
+    file's name), e.g. `lease_next_task` or `clients.create_job`."""
+    while frame is not None:
+        code = frame.f_code
+        if "chalicelib" in code.co_filename:
+            qualified = f"{Path(code.co_filename).stem}.{code.co_name}"
+            if qualified in paths:
+                return paths[qualified]
+            if code.co_name in paths:
+                return paths[code.co_name]
+        frame = frame.f_back
+    return default
 
 
 class RequestCounter:
@@ -35,14 +55,7 @@ class RequestCounter:
         client.meta.events.register("before-call.*.*", self._before_call)
 
     def _before_call(self, model: Any, **_: Any) -> None:
-        purpose = "other"
-        frame = sys._getframe(1)
-        while frame is not None:
-            name = frame.f_code.co_name
-            if name in PATHS and "chalicelib" in frame.f_code.co_filename:
-                purpose = PATHS[name]
-                break
-            frame = frame.f_back
+        purpose = purpose_of(sys._getframe(1))
         with self._lock:
             self.counts[(purpose, model.service_model.service_name, model.name)] += 1
 
