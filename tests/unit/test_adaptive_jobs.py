@@ -7,11 +7,10 @@ import random
 
 import pytest
 
-from chalicelib.domain import adaptive
 from chalicelib.domain.keys import online_model_key
 from chalicelib.domain.model import CLIENT, WORKER
 from chalicelib.errors import InvalidRequest
-from chalicelib.handlers import accounts, jobs, rounds, tasks
+from chalicelib.handlers import accounts, jobs, redundancy, rounds, tasks
 from tests.fakes import FakeClock, make_platform
 
 POLICY = {"min": 2, "max": 5, "target_confidence": 0.9}
@@ -83,7 +82,7 @@ def _crowd(p, job, n_workers, accuracy, truth, rng):
 
 def test_confident_items_stop_at_min_and_doubtful_ones_take_more_within_the_pool(p, monkeypatch):
     # GIVEN an adaptive job whose online model is refitted every 20 answers
-    monkeypatch.setattr(adaptive, "refit_every", lambda answers: 20)
+    monkeypatch.setattr(redundancy, "refit_every", lambda answers: 20)
     _, job = _post(p, items=30)
     truth = {f"{n:06d}": "pos" if n % 3 else "neg" for n in range(30)}
     pool = job.pool_cents
@@ -104,7 +103,7 @@ def test_confident_items_stop_at_min_and_doubtful_ones_take_more_within_the_pool
 
 
 def test_without_budget_for_more_an_item_stops_at_min(p, monkeypatch):
-    monkeypatch.setattr(adaptive, "refit_every", lambda answers: 10_000)  # never fitted
+    monkeypatch.setattr(redundancy, "refit_every", lambda answers: 10_000)  # never fitted
     _, job = _post(p, items=4)
     p.jobs.reserve(job.job_id, job.pool_cents - job.reward_cents)  # leave one extra answer
     _crowd(p, job, 6, 0.9, {f"{n:06d}": "pos" for n in range(4)}, random.Random(1))
@@ -113,7 +112,7 @@ def test_without_budget_for_more_an_item_stops_at_min(p, monkeypatch):
 
 
 def test_a_redelivered_completing_answer_adds_no_second_slot(p, monkeypatch):
-    monkeypatch.setattr(adaptive, "refit_every", lambda answers: 10_000)
+    monkeypatch.setattr(redundancy, "refit_every", lambda answers: 10_000)
     _, job = _post(p, items=1)
     workers = [accounts.create_account(p, WORKER, f"w{k}")[0] for k in range(2)]
     for worker in workers:
