@@ -205,7 +205,17 @@ class FakeItems:
 
     @staticmethod
     def _full(record: _ItemRecord) -> ItemState:
-        return copy.deepcopy(record.state)
+        # A deep copy without deepcopy's cost: leases are frozen and hold no containers, so
+        # they are shared; every field that can change in place is copied.
+        s = record.state
+        full = copy.copy(s)
+        full.data = copy.deepcopy(s.data)
+        full.leases = dict(s.leases)
+        full.answers = {worker: replace(answer, answer=copy.deepcopy(answer.answer),
+                                        review=copy.deepcopy(answer.review))
+                        for worker, answer in s.answers.items()}
+        full.gold = copy.deepcopy(s.gold)
+        return full
 
     @staticmethod
     def _slots(record: _ItemRecord) -> ItemState:
