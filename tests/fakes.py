@@ -950,6 +950,7 @@ def another_container(p: Platform, seed: int) -> Platform:
 
 def ingest_all(p: Platform) -> None:
     """Deliver every queued ingest message once (the ingest consumer)."""
+    assert isinstance(p.ingest_queue, FakeQueue)
     for message in p.ingest_queue.take():
         jobs.ingest_chunk(p, message)
 
@@ -957,6 +958,7 @@ def ingest_all(p: Platform) -> None:
 def count_all(p: Platform, times: int = 1, batch: int = 1) -> None:
     """Deliver every queued result message `times` times, in batches of `batch` messages (the
     counting consumer)."""
+    assert isinstance(p.results_queue, FakeQueue)
     messages = p.results_queue.take()
     for start in range(0, len(messages), batch):
         for _ in range(times):
