@@ -16,9 +16,14 @@ silently with probability `abandon`, leaving the lease to expire); then the coun
 takes every queued result message, in batches of 10 as SQS hands them to Lambda
 (rounds.count_answers); then every worker without a task asks tasks.lease_next_task for one,
 in a random order; a worker who got one holds it for a think time drawn from `--think`
-(seconds), one who got nothing asks again next tick. The run ends when the job stops taking
-leases (every item counted complete: its aggregation starts) or after `--max-hours` of
-virtual time.
+(seconds), one who got nothing asks again `--poll` seconds later. The run ends when the job
+stops taking leases (every item counted complete: its aggregation starts) or after
+`--max-hours` of virtual time.
+
+Fast-forward (unless `--no-fast-forward`): simulating every tick of a big job takes hours, so
+the schedule runs over [0, 1%), [49, 51%) and [98, 100%] of the answers, and in between free
+slots of the open items are answered in item order by random workers who have not seen them
+(item store and tasks.submit_answer, then counted), taking no virtual time and not measured.
 
 What it measures:
 
