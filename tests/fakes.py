@@ -12,6 +12,7 @@ creates a stub item) raise KeyError here instead.
 from __future__ import annotations
 
 import copy
+from bisect import bisect_left, insort
 import json
 import random
 import threading
@@ -28,7 +29,9 @@ from chalicelib.domain.model import (
 )
 from chalicelib.domain.ports import Page, SlotOutcome, WorkerRecord
 from chalicelib.domain.webhooks import record_has_events
-from chalicelib.errors import Conflict, InvalidRequest, NotFound
+from chalicelib.errors import Conflict, NotFound
+from chalicelib.domain.cache import ContainerCache
+from chalicelib.handlers import jobs, rounds
 from chalicelib.handlers.platform import Platform
 
 START = 1_800_000_000.0
@@ -176,17 +179,44 @@ class FakeItems:
     def __init__(self, lock: threading.RLock) -> None:
         self._lock = lock
         self.records: dict[tuple[str, str], _ItemRecord] = {}
+        # Item ids per job in item order, and those of open items: the sparse open_items index.
+        self._ids: dict[str, list[str]] = defaultdict(list)
+        self._open: dict[str, list[str]] = defaultdict(list)
+        # Index entries open_items has read, matching or not (a filtered query reads them all).
+        self.index_reads = 0
         # The jobs and the ledger a review or a slot change writes together with the item
         # (set by FakeJobs and make_platform).
         self.jobs_ref: Any = None
         self.ledger_ref: Any = None
 
     def _of_job(self, job_id: str) -> list[_ItemRecord]:
-        return [self.records[key] for key in sorted(self.records) if key[0] == job_id]
+        return [self.records[(job_id, item_id)] for item_id in self._ids.get(job_id, ())]
+
+    def _set_open(self, record: _ItemRecord, open_job: str | None) -> None:
+        """Set the record's open_job, keeping the open_items index in step (None: not open)."""
+        ids = self._open[record.state.job_id]
+        item_id = record.state.item_id
+        if record.open_job is not None:
+            at = bisect_left(ids, item_id)
+            if at < len(ids) and ids[at] == item_id:
+                del ids[at]
+        record.open_job = open_job
+        if open_job is not None:
+            insort(ids, item_id)
 
     @staticmethod
     def _full(record: _ItemRecord) -> ItemState:
-        return copy.deepcopy(record.state)
+        # A deep copy without deepcopy's cost: leases are frozen and hold no containers, so
+        # they are shared; every field that can change in place is copied.
+        s = record.state
+        full = copy.copy(s)
+        full.data = copy.deepcopy(s.data)
+        full.leases = dict(s.leases)
+        full.answers = {worker: replace(answer, answer=copy.deepcopy(answer.answer),
+                                        review=copy.deepcopy(answer.review))
+                        for worker, answer in s.answers.items()}
+        full.gold = copy.deepcopy(s.gold)
+        return full
 
     @staticmethod
     def _slots(record: _ItemRecord) -> ItemState:
@@ -219,8 +249,10 @@ class FakeItems:
                                   free=slots, external_id=item.external_id,
                                   gold=_json_copy(item.gold) if item.gold else None,
                                   held=item.held)
-                self.records[(job_id, item.item_id)] = _ItemRecord(
-                    state, {}, None if item.held or not slots else job_id)
+                record = _ItemRecord(state, {})
+                self.records[(job_id, item.item_id)] = record
+                insort(self._ids[job_id], item.item_id)
+                self._set_open(record, None if item.held or not slots else job_id)
 
     def held_item_ids(self, job_id: str) -> list[str]:
         """Ids of the job's items held back from its pilot."""
@@ -295,7 +327,7 @@ class FakeItems:
             s.redundancy += count
             s.free += count
             s.replaced += count
-            record.open_job = job_id
+            self._set_open(record, job_id)
             self.jobs_ref.jobs[job_id].items_done -= 1
             return True
 
@@ -306,16 +338,16 @@ class FakeItems:
                 record = self.records.get((job_id, item_id))
                 if record is not None and record.state.held:
                     record.state.held = False
-                    record.open_job = job_id
+                    self._set_open(record, job_id)
 
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None
                    ) -> list[ItemState]:
         """Items not yet counted complete, in item order, optionally unseen by worker_id."""
         with self._lock:
             found = []
-            for record in self._of_job(job_id):
-                if record.open_job is None:
-                    continue
+            for item_id in self._open.get(job_id, ()):
+                record = self.records[(job_id, item_id)]
+                self.index_reads += 1
                 if worker_id is not None and worker_id in record.state.seen:
                     continue
                 found.append(self._slots(record))
@@ -632,7 +664,7 @@ class FakeJobs:
             for entry in entries:
                 record.counted[entry.worker_id] = entry.assignment_id
             if any(entry.item_complete for entry in entries):
-                record.open_job = None
+                self._items._set_open(record, None)
                 completed += 1
         job.answered += len(answers)
         job.items_done += completed
@@ -920,6 +952,28 @@ def make_platform(clock: FakeClock | None = None, **overrides: Any) -> Platform:
     )
     settings.update(overrides)
     return Platform(**settings)
+
+
+def another_container(p: Platform, seed: int) -> Platform:
+    """Another API container on p's fakes: the same stores and queues, caches and rng of its own."""
+    return replace(p, cache=ContainerCache(), rng=random.Random(seed))
+
+
+def ingest_all(p: Platform) -> None:
+    """Deliver every queued ingest message once (the ingest consumer)."""
+    assert isinstance(p.ingest_queue, FakeQueue)
+    for message in p.ingest_queue.take():
+        jobs.ingest_chunk(p, message)
+
+
+def count_all(p: Platform, times: int = 1, batch: int = 1) -> None:
+    """Deliver every queued result message `times` times, in batches of `batch` messages (the
+    counting consumer)."""
+    assert isinstance(p.results_queue, FakeQueue)
+    messages = p.results_queue.take()
+    for start in range(0, len(messages), batch):
+        for _ in range(times):
+            rounds.count_answers(p, messages[start:start + batch])
 
 
 class FakeWebhooks:

@@ -14,6 +14,7 @@ from chalicelib.errors import Conflict, Forbidden, NotFound, TransientError, Una
 from chalicelib.handlers import accounts, jobs, quality, rounds, tasks
 from chalicelib.handlers.platform import client_job
 from tests.fakes import FakeClock, make_platform
+from tests.fakes import count_all as _count_all, ingest_all as _ingest_all
 
 LEASE_SECONDS = 60
 
@@ -46,22 +47,10 @@ def _post(p, client, items=2, redundancy=2, cohort=None, **body) -> Job:
     return jobs.post_job(p, client, job_body)
 
 
-def _ingest_all(p) -> None:
-    for message in p.ingest_queue.take():
-        jobs.ingest_chunk(p, message)
-
-
 def _active_job(p, client=None, **kwargs) -> Job:
     job = _post(p, client or _client(p), **kwargs)
     _ingest_all(p)
     return p.jobs.get_job(job.job_id)
-
-
-def _count_all(p, times=1) -> None:
-    """Deliver every queued result message `times` times, each in its own batch."""
-    for message in p.results_queue.take():
-        for _ in range(times):
-            rounds.count_answers(p, [message])
 
 
 def _iso(timestamp: float) -> str:
