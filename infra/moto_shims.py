@@ -401,6 +401,69 @@ def install_rest_api_import_shim() -> None:
     APIGatewayBackend.put_rest_api = put_rest_api  # type: ignore[method-assign]
 
 
+_JSON_TEMPLATE_MARK = "__crowd_json_template__"
+
+
+def install_json_template_reading() -> None:
+    """Read a JSON template body as JSON (idempotent).
+
+    Gap (speed only): moto reads every template body with PyYAML's pure-Python loader
+    first (JSON being YAML), a quarter to half a second for this project's rendered
+    template on every deploy; `json.loads` gives the same dict at once. A body that is
+    not JSON is read by moto as before.
+    """
+    from moto.cloudformation.models import Stack
+
+    current = Stack.__dict__["parse_template"].__func__
+    if getattr(current, _JSON_TEMPLATE_MARK, False):
+        return
+
+    def parse_template(template: str) -> dict[str, Any]:
+        try:
+            parsed = json.loads(template)
+        except ValueError:
+            return current(template)
+        return parsed if isinstance(parsed, dict) else current(template)
+
+    setattr(parse_template, _JSON_TEMPLATE_MARK, True)
+    Stack.parse_template = staticmethod(parse_template)  # type: ignore[method-assign]
+
+
+_CHECKED_DEFINITION_MARK = "__crowd_checked_definitions__"
+_CHECKED_DEFINITIONS_KEPT = 32
+
+
+def install_checked_definition_memory() -> None:
+    """Parse a state machine definition that passed the check before only once (idempotent).
+
+    Gap (speed only): on every CreateStateMachine moto checks the definition with its
+    ANTLR parser, about a third of a second for the aggregation machine, though the same
+    text was checked on the previous deploy. The text of the last few definitions that
+    passed is remembered and passes again; one that failed is checked (and refused)
+    every time. Executions still parse their definition as before.
+    """
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    current = StepFunctionsParserBackend.__dict__["_validate_definition"].__func__
+    if getattr(current, _CHECKED_DEFINITION_MARK, False):
+        return
+    passed: dict[str, None] = {}
+    lock = threading.Lock()
+
+    def _validate_definition(definition: str) -> None:
+        with lock:
+            if definition in passed:
+                return
+        current(definition=definition)
+        with lock:
+            passed[definition] = None
+            while len(passed) > _CHECKED_DEFINITIONS_KEPT:
+                del passed[next(iter(passed))]
+
+    setattr(_validate_definition, _CHECKED_DEFINITION_MARK, True)
+    StepFunctionsParserBackend._validate_definition = staticmethod(_validate_definition)  # type: ignore[method-assign]
+
+
 def install_all() -> None:
     """Install every process-wide shim the project needs (DynamoDB lock, CloudFormation resource shims)."""
     install_dynamodb_lock()
@@ -411,6 +474,8 @@ def install_all() -> None:
     install_cloudformation_bucket_shim()
     install_cloudformation_state_machine_shim()
     install_step_functions_execution_name_shim()
+    install_json_template_reading()
+    install_checked_definition_memory()
 
 
 def _stage_name(function_name: str, handlers: Mapping[str, Handler]) -> str | None:
