@@ -37,9 +37,11 @@ $(CHROMIUM):
 	@$(APT_INSTALL) >$(APT_LOG) 2>&1 || ($(APT_GET) update >>$(APT_LOG) 2>&1 && \
 	  $(APT_INSTALL) >>$(APT_LOG) 2>&1) || (tail -n 20 $(APT_LOG); exit 1)
 
+# pytest-xdist runs the tests in one worker per core, a file at a time on a worker (so a
+# file's module-wide stack or browser starts once); `-n 0` after `pytest` runs them in turn.
 test: $(STAMP) $(CHROMIUM) ## type check, then unit, adapter, functional and e2e tests (installs Debian's chromium if missing)
 	$(PY) -m mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -n auto --dist loadfile
 
 bench: $(STAMP) ## AWS requests per judgment and import time
 	$(PY) -m bench.requests_per_judgment

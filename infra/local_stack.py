@@ -61,6 +61,8 @@ LOG = logging.getLogger("infra.local_stack")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 STATE_FILE_NAME = ".local-stack.json"
 REGION = "us-east-1"
+# How often the main thread, waiting on the API process, looks at signals caught meanwhile.
+_SIGNAL_CHECK_SECONDS = 0.5
 
 _FAKE_AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -187,8 +189,15 @@ class LocalStack:
     def serve_forever(self) -> None:
         """Serve the API in the calling thread (or wait on the API process) until interrupted."""
         if self._process is not None:
-            self._process.wait()
-            return
+            # In short waits: a signal the kernel hands to another thread (SIGTERM goes to
+            # any thread of the process) only runs its handler once this, the main thread,
+            # runs Python again, which it never would inside one endless wait.
+            while True:
+                try:
+                    self._process.wait(timeout=_SIGNAL_CHECK_SECONDS)
+                    return
+                except subprocess.TimeoutExpired:
+                    continue
         self._server.server.serve_forever()
 
     def serve_in_background(self) -> None:

@@ -14,6 +14,7 @@ import json
 import threading
 import traceback
 import zipfile
+from enum import Enum
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from types import SimpleNamespace
@@ -401,6 +402,176 @@ def install_rest_api_import_shim() -> None:
     APIGatewayBackend.put_rest_api = put_rest_api  # type: ignore[method-assign]
 
 
+_JSON_TEMPLATE_MARK = "__crowd_json_template__"
+
+
+def install_json_template_reading() -> None:
+    """Read a JSON template body as JSON (idempotent).
+
+    Gap (speed only): moto reads every template body with PyYAML's pure-Python loader
+    first (JSON being YAML), a quarter to half a second for this project's rendered
+    template on every deploy; `json.loads` gives the same dict at once. A body that is
+    not JSON is read by moto as before.
+    """
+    from moto.cloudformation.models import Stack
+
+    current = Stack.__dict__["parse_template"].__func__
+    if getattr(current, _JSON_TEMPLATE_MARK, False):
+        return
+
+    def parse_template(template: str) -> dict[str, Any]:
+        try:
+            parsed = json.loads(template)
+        except ValueError:
+            return current(template)
+        return parsed if isinstance(parsed, dict) else current(template)
+
+    setattr(parse_template, _JSON_TEMPLATE_MARK, True)
+    Stack.parse_template = staticmethod(parse_template)  # type: ignore[method-assign]
+
+
+_CHECKED_DEFINITION_MARK = "__crowd_checked_definitions__"
+_CHECKED_DEFINITIONS_KEPT = 32
+
+
+def install_checked_definition_memory() -> None:
+    """Parse a state machine definition that passed the check before only once (idempotent).
+
+    Gap (speed only): on every CreateStateMachine moto checks the definition with its
+    ANTLR parser, about a third of a second for the aggregation machine, though the same
+    text was checked on the previous deploy. The text of the last few definitions that
+    passed is remembered and passes again; one that failed is checked (and refused)
+    every time. Executions still parse their definition as before.
+    """
+    from moto.stepfunctions.parser.models import StepFunctionsParserBackend
+
+    current = StepFunctionsParserBackend.__dict__["_validate_definition"].__func__
+    if getattr(current, _CHECKED_DEFINITION_MARK, False):
+        return
+    passed: dict[str, None] = {}
+    lock = threading.Lock()
+
+    def _validate_definition(definition: str) -> None:
+        with lock:
+            if definition in passed:
+                return
+        current(definition=definition)
+        with lock:
+            passed[definition] = None
+            while len(passed) > _CHECKED_DEFINITIONS_KEPT:
+                del passed[next(iter(passed))]
+
+    setattr(_validate_definition, _CHECKED_DEFINITION_MARK, True)
+    StepFunctionsParserBackend._validate_definition = staticmethod(_validate_definition)  # type: ignore[method-assign]
+
+
+_ATTRIBUTE_VALUE_MARK = "__crowd_attribute_values__"
+_ATTRIBUTE_VALUE_SERVICES = ("dynamodb", "dynamodbstreams")
+
+
+def install_fast_attribute_values() -> None:
+    """Write DynamoDB attribute values into moto's JSON responses directly (idempotent).
+
+    Gap (speed only): moto 5.2.5 serialises every response through the service model,
+    and for each attribute value of each item it looks for every one of the ten type
+    members (S, N, B, SS, ..., BOOL) under up to four names through a chain of alias
+    objects: about a third of moto's CPU in this project's flows, which read and write
+    items with many attributes. This writes a plain attribute value (a dict) as that
+    walk does, looking up the same names in the same order, and leaves everything
+    else (another shape, a value that is not a dict, a response transformer) to moto.
+    """
+    from moto.core.serialize import AttributePickerContext, JSONSerializer, XFormedAttributePicker
+
+    current = JSONSerializer.__dict__.get("_serialize_type_structure")
+    if current is not None and getattr(current, _ATTRIBUTE_VALUE_MARK, False):
+        return
+    generic = JSONSerializer._serialize_type_structure
+    # (service, member) -> the keys moto's picker tries for that member of a dict, in order.
+    names: dict[tuple[str, str], tuple[str, ...]] = {}
+
+    def member_names(serializer: Any, shape: Any, key: str, member: Any) -> tuple[str, ...]:
+        cache_key = (str(serializer.service_model.service_name), key)
+        found = names.get(cache_key)
+        if found is None:
+            member.parent = shape
+            context = AttributePickerContext(obj={}, key=key, shape=member,
+                                             operation_model=serializer.operation_model,
+                                             service_model=serializer.service_model)
+            found = names[cache_key] = tuple(serializer._value_picker.get_possible_keys(context))
+        return found
+
+    def as_string(value: Any) -> Any:
+        """What moto's string serialiser writes for value."""
+        if isinstance(value, Enum):
+            value = value.value
+        return str(value) if value not in [None, {}, []] else value
+
+    def kind_of_items(member: Any) -> str | None:
+        """A list member's item kind (None for any other member)."""
+        return member.member.type_name if member.type_name == "list" else None
+
+    def attribute_value(self: Any, value: dict[str, Any], shape: Any) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, member in shape.members.items():
+            for name in member_names(self, shape, key, member):
+                if name in value:
+                    member_value = value[name]
+                    break
+            else:
+                continue
+            if member_value is None:
+                continue
+            if member.serialization or (kind_of_items(member) and member.member.serialization):
+                raise _NotPlain
+            kind = member.type_name
+            if kind == "string":
+                out[key] = as_string(member_value)
+            elif kind == "blob":
+                out[key] = self._base64(member_value)
+            elif kind == "boolean":
+                out[key] = member_value
+            elif kind == "map":
+                entries: dict[str, Any] = {}
+                out[key] = entries
+                for entry_key, entry in member_value.items():
+                    self._serialize_type_structure(entries, entry, member.value, entry_key)
+            elif kind_of_items(member) == "structure":
+                items = []
+                for item in member_value:
+                    wrapper: dict[str, Any] = {}
+                    self._serialize_type_structure(wrapper, item, member.member, member.member.name)
+                    items.append(wrapper.get(member.member.name, item))
+                out[key] = items
+            elif kind_of_items(member) == "string":
+                out[key] = [as_string(item) for item in member_value]
+            elif kind_of_items(member) == "blob":
+                out[key] = [self._base64(item) for item in member_value]
+            else:
+                raise _NotPlain
+        return out
+
+    def _serialize_type_structure(self: Any, serialized: Any, value: Any, shape: Any, key: str) -> None:
+        picker = self._value_picker
+        if (key and shape.name == "AttributeValue" and type(value) is dict
+                and type(self) is JSONSerializer and type(picker) is XFormedAttributePicker
+                and not picker.response_transformers
+                and self.service_model.service_name in _ATTRIBUTE_VALUE_SERVICES
+                and not shape.serialization):
+            try:
+                serialized[key] = attribute_value(self, value, shape)
+                return
+            except _NotPlain:
+                pass
+        generic(self, serialized, value, shape, key)
+
+    setattr(_serialize_type_structure, _ATTRIBUTE_VALUE_MARK, True)
+    JSONSerializer._serialize_type_structure = _serialize_type_structure  # type: ignore[method-assign]
+
+
+class _NotPlain(Exception):
+    """An attribute value with a member of a kind the direct writer does not know."""
+
+
 def install_all() -> None:
     """Install every process-wide shim the project needs (DynamoDB lock, CloudFormation resource shims)."""
     install_dynamodb_lock()
@@ -411,6 +582,9 @@ def install_all() -> None:
     install_cloudformation_bucket_shim()
     install_cloudformation_state_machine_shim()
     install_step_functions_execution_name_shim()
+    install_json_template_reading()
+    install_checked_definition_memory()
+    install_fast_attribute_values()
 
 
 def _stage_name(function_name: str, handlers: Mapping[str, Handler]) -> str | None:

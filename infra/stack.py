@@ -76,9 +76,14 @@ def stack_name_for(app_name: str = "crowd", stage: str = "dev") -> str:
     return f"{app_name}-{stage}-data"
 
 
+# libyaml's safe loader when PyYAML has it: the same dict, read some thirty times faster
+# (every local deploy, and every test stack, renders the template).
+_SAFE_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def load_template() -> dict[str, Any]:
     """The repo template as a dict (placeholder not yet filled)."""
-    return yaml.safe_load(TEMPLATE_PATH.read_text(encoding="utf-8"))
+    return yaml.load(TEMPLATE_PATH.read_text(encoding="utf-8"), Loader=_SAFE_LOADER)
 
 
 def load_asl() -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Shared fixtures: the whole stack on moto in-process, with the real template and state machine."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
@@ -20,6 +21,20 @@ os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                   AWS_REGION="us-east-1")
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
+
+
+def _share_botocore_loader() -> None:
+    """One botocore data loader for the process. Each botocore session reads the endpoint
+    and service model files through a loader of its own, and the tests make sessions by the
+    hundred (moto's mock gives every test a new default session, pynamodb makes one per
+    thread): with one loader each file is read and parsed once."""
+    import botocore.loaders
+    import botocore.session
+
+    botocore.session.create_loader = functools.cache(botocore.loaders.create_loader)
+
+
+_share_botocore_loader()
 
 
 @dataclass

@@ -44,5 +44,10 @@ def local_stack_process(folder: Path) -> Iterator[StackProcess]:
         yield StackProcess(json.loads(ready.read_text()), process, log_path, ready, state)
     finally:
         process.send_signal(signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
+        try:
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:  # the test fails on the timeout; nothing is left running
+                process.kill()
+                process.wait()
+            log.close()

@@ -32,8 +32,21 @@ def _job(stack, items=10, *, title="Review sentiment", texts=None, lease_seconds
                             not_applicable="allowed_with_reason", lease_seconds=lease_seconds,
                             pilot={"items": 0})
     job = client.wait(job["job_id"], until=("active",), every=0.2, timeout=30)
-    time.sleep(2.5)  # API containers see new active jobs within 2 s (their job list cache)
+    _offered(stack, job["job_id"])
     return client, job
+
+
+def _offered(stack, job_id, seconds=10):
+    """Wait until workers are offered the job: the API's container sees a new active job
+    once its job list cache (2 s) runs out."""
+    auth = {"Authorization": f"Bearer {_worker_token(stack, 'looking')}"}
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        _, offers = call(stack["base_url"], "GET", "/workers/me/jobs", headers=auth)
+        if any(offer["job_id"] == job_id for offer in offers["jobs"]):
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"job {job_id} was not offered within {seconds} s")
 
 
 def _press(page, key):
@@ -160,7 +173,7 @@ def test_a_translation_is_typed_beside_its_source_and_sent_with_ctrl_enter(stack
                             title="English to French", instructions="Translate into French.",
                             answer_schema={"max_length": 200}, pilot={"items": 0})
     client.wait(job["job_id"], until=("active",), every=0.2, timeout=30)
-    time.sleep(2.5)  # API containers see new active jobs within 2 s (their job list cache)
+    _offered(stack, job["job_id"])
     page = browser.new_page(viewport={"width": 1024, "height": 768})
     page.goto(stack["base_url"] + "/work")
     page.keyboard.type(_worker_token(stack, "translator"))
