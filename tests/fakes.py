@@ -340,12 +340,15 @@ class FakeItems:
                     record.state.held = False
                     self._set_open(record, job_id)
 
-    def open_items(self, job_id: str, worker_id: str | None, limit: int | None
-                   ) -> list[ItemState]:
-        """Items not yet counted complete, in item order, optionally unseen by worker_id."""
+    def open_items(self, job_id: str, worker_id: str | None, limit: int | None,
+                   start: str | None = None) -> list[ItemState]:
+        """Items not yet counted complete, in item order from start (wrapping around),
+        optionally unseen by worker_id."""
         with self._lock:
             found = []
-            for item_id in self._open.get(job_id, ()):
+            ids = self._open.get(job_id, [])
+            at = 0 if start is None else bisect_left(ids, start)
+            for item_id in (ids[(at + k) % len(ids)] for k in range(len(ids))):
                 record = self.records[(job_id, item_id)]
                 self.index_reads += 1
                 if worker_id is not None and worker_id in record.state.seen:

@@ -15,6 +15,7 @@ from chalicelib.domain import validation as v
 from chalicelib.domain.answers import matches_gold, validate_answer
 from chalicelib.domain.cache import MISSING
 from chalicelib.domain.ids import is_job_id, parse_assignment_id
+from chalicelib.domain.ids import item_id as numbered
 from chalicelib.domain.model import (
     Assignment, ItemState, Job, Offer, Principal, StoredAnswer, SubmitReceipt, open_keys,
 )
@@ -125,7 +126,10 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
         return None  # a worker polling an exhausted job does not re-read its items each time
     for refreshed in (False, True):
         if refreshed:
-            fresh = p.items.open_items(job.job_id, worker_id, POOL_REFRESH_SIZE)
+            # From a random item on: containers (and refreshes) draw on different parts of a
+            # big job, not all on its first open items.
+            start = numbered(p.rng.randrange(job.item_count), job.item_count)
+            fresh = p.items.open_items(job.job_id, worker_id, POOL_REFRESH_SIZE, start)
             with p.cache.lock:
                 if len(pool) > 4 * POOL_REFRESH_SIZE:
                     pool.clear()

@@ -297,6 +297,12 @@ def test_open_items_lists_open_items_unseen_by_the_worker_without_data_or_answer
     assert _open_ids(p, job, "w3") == [SECOND, FOURTH]
     assert _open_ids(p, job, None, 2) == [SECOND, THIRD]
     assert _open_ids(p, job, "w1", 1) == [THIRD]
+    # AND from a start they run from that item on, then from the first
+    assert [i.item_id for i in p.items.open_items(job.job_id, None, None, THIRD)] == \
+        [THIRD, FOURTH, SECOND]
+    assert [i.item_id for i in p.items.open_items(job.job_id, "w3", 2, FOURTH)] == \
+        [FOURTH, SECOND]
+    assert [i.item_id for i in p.items.open_items(job.job_id, None, 1, FIRST)] == [SECOND]
     # AND each carries what picking a slot needs, but not the data or the answers
     answered, leased = listed[0], listed[1]
     assert answered.answer_count == 1 and answered.seen == {"w1"} and answered.free == 1

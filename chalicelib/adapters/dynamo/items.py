@@ -88,16 +88,21 @@ class DynamoItems:
 
         return transact_once(write)
 
-    def open_items(self, job_id: str, worker_id: str | None, limit: int | None
-                   ) -> list[ItemState]:
-        """Incomplete items from the sparse open_items index, optionally unseen by a worker."""
+    def open_items(self, job_id: str, worker_id: str | None, limit: int | None,
+                   start: str | None = None) -> list[ItemState]:
+        """Incomplete items from the sparse open_items index, optionally unseen by a worker;
+        with start, from that item id on and then from the first (two range queries)."""
         condition = None if worker_id is None else ~ItemModel.seen.contains(worker_id)
+        ranges = [None] if start is None else [ItemModel.item_id >= start,
+                                               ItemModel.item_id < start]
         found: list[ItemState] = []
-        for record in ItemModel.open_items.query(job_id, filter_condition=condition,
-                                                 page_size=200, attributes_to_get=_SLOT_FIELDS):
-            found.append(item_from_model(record))
-            if limit is not None and len(found) >= limit:
-                break
+        for key_range in ranges:
+            for record in ItemModel.open_items.query(job_id, key_range, filter_condition=condition,
+                                                     page_size=200,
+                                                     attributes_to_get=_SLOT_FIELDS):
+                found.append(item_from_model(record))
+                if limit is not None and len(found) >= limit:
+                    return found
         return found
 
     def held_item_ids(self, job_id: str) -> list[str]:
