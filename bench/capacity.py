@@ -11,7 +11,7 @@ their gold answers (block_after 0), so every judgment is one of the job's own.
 Every DynamoDB call the app makes goes through botocore's `BaseClient._make_api_call`, which
 is wrapped for the run: each call is recorded with what it was made for (the innermost
 function of the app's own code named in PURPOSES), its site (tests/functional/faults.py's
-`_site()`), and, for a write, every item it touched as it was before and after the call; for
+`write_site()`), and, for a write, every item it touched as it was before and after the call; for
 a read, the size of what it read. Those before/after images and the reads' full items come
 from extra GetItem, Query or Scan calls made beside the app's own, which are not counted;
 all DynamoDB calls are serialised while recorded so the images are exact. Tables and indexes
@@ -39,7 +39,7 @@ from botocore.exceptions import ClientError
 
 from bench.billing import ItemRead, ItemWrite, RecordedCall, Table, Totals, item_size, total
 from bench.requests_per_judgment import PATHS, purpose_of
-from tests.functional.faults import _site
+from tests.functional.faults import write_site
 
 PURPOSES = {
     **PATHS,
@@ -95,7 +95,7 @@ class CapacityRecorder:
 
     def observe(self, send: Send, operation: str, params: dict[str, Any]) -> Any:
         """Make the call through send and record it (send also makes the uncounted reads)."""
-        purpose, site = purpose_of(sys._getframe(1), self.purposes), _site()
+        purpose, site = purpose_of(sys._getframe(1), self.purposes), write_site()
         with self._lock:
             if operation in READS:
                 result = send(operation, params)
@@ -250,11 +250,11 @@ def _progress(message: str) -> None:
 def _sweep(stack: Any) -> None:
     """One run of the one-minute schedule, as EventBridge would call it."""
     from infra.local_aws import lambda_context
-    from infra.local_stack import REGION, _scheduled_event
+    from infra.local_stack import REGION, scheduled_event
 
     name = "crowd-dev-finalize_due_jobs"
     account = stack.stack_outputs["IngestQueueArn"].split(":")[4]
-    stack.app.finalize_due_jobs(_scheduled_event(name, account),
+    stack.app.finalize_due_jobs(scheduled_event(name, account),
                                 lambda_context(name, REGION, account_id=account))
 
 

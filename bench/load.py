@@ -20,7 +20,6 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):  # allow `python bench/load.py`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))

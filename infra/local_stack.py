@@ -123,7 +123,7 @@ def _chalice_stage_environment(project_dir: Path, stage: str) -> dict[str, str]:
     return {k: str(v) for k, v in config.environment_variables.items()}
 
 
-def _scheduled_event(rule_name: str, account_id: str) -> dict[str, Any]:
+def scheduled_event(rule_name: str, account_id: str) -> dict[str, Any]:
     """An EventBridge 'Scheduled Event', so an @app.schedule handler can parse it."""
     return {
         "version": "0",
@@ -468,7 +468,7 @@ def _run_periodically(
     """Call a scheduled handler every interval seconds until stop_event is set."""
     while not stop_event.wait(interval):
         try:
-            handler(_scheduled_event(function_name, account_id), lambda_context(function_name, REGION, account_id=account_id))
+            handler(scheduled_event(function_name, account_id), lambda_context(function_name, REGION, account_id=account_id))
         except Exception:
             LOG.exception("%s failed", function_name)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 # Account roles.
@@ -218,10 +218,9 @@ class Offer:
     @classmethod
     def of(cls, job: Job) -> Offer:
         """The index entry of a job."""
-        return cls(job.job_id, job.created_at, job.title, job.task_type, job.instructions,
-                   job.instruction_version, job.answer_schema, job.not_applicable,
-                   job.reward_cents, job.lease_seconds, job.deadline, tuple(job.required_skills),
-                   dict(job.min_skill_scores))
+        shared = {f.name: getattr(job, f.name) for f in fields(cls)}
+        return cls(**{**shared, "required_skills": tuple(job.required_skills),
+                      "min_skill_scores": dict(job.min_skill_scores)})
 
     @property
     def key(self) -> str:

@@ -55,6 +55,13 @@ def _block_started(r: WorkerRecord, now: float) -> bool:
     return r.blocked_at is not None and r.blocked_at <= now
 
 
+def blocked_jobs(p: Platform, worker_id: str) -> set[str]:
+    """The jobs whose block of the worker has started, from the worker's own records."""
+    now = p.now()
+    return {r.scope for r in p.stats.of_worker(worker_id)
+            if is_job_id(r.scope) and _block_started(r, now)}
+
+
 def _reason_for_worker(r: WorkerRecord) -> str | None:
     """A block's reason as its worker reads it: a block by the gold rule says which rule, not
     the live figures (those would be feedback on single gold answers)."""

@@ -21,7 +21,7 @@ from chalicelib.domain.model import (
 )
 from chalicelib.errors import Conflict, Forbidden, NotFound
 from chalicelib.handlers.platform import Platform, cached_job
-from chalicelib.handlers.quality import blocked_everywhere
+from chalicelib.handlers.quality import blocked_everywhere, blocked_jobs
 
 POOL_REFRESH_SIZE = 100
 
@@ -44,19 +44,12 @@ def _open_jobs(p: Platform, worker: Principal) -> list[Offer]:
     return sorted(found.values(), key=lambda offer: (offer.created_at, offer.job_id))
 
 
-def _blocked_jobs(p: Platform, worker_id: str) -> set[str]:
-    """The jobs whose block of the worker has started, from the worker's own records."""
-    now = p.now()
-    return {r.scope for r in p.stats.of_worker(worker_id)
-            if r.scope != "*" and r.blocked_at is not None and r.blocked_at <= now}
-
-
 def available_jobs(p: Platform, worker: Principal) -> list[Offer]:
     """Active jobs the worker qualifies for and is not blocked from, oldest first."""
     if blocked_everywhere(p, worker.account_id):
         return []
     offers = _open_jobs(p, worker)
-    blocked = _blocked_jobs(p, worker.account_id) if offers else set()
+    blocked = blocked_jobs(p, worker.account_id) if offers else set()
     return [offer for offer in offers if offer.job_id not in blocked]
 
 

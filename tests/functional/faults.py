@@ -61,7 +61,7 @@ def _domain_module(filename: str) -> str:
     return path.stem
 
 
-def _site() -> str:
+def write_site() -> str:
     """Where a write came from: the innermost domain (or workflow) function and the adapter
     method it called (module and function), e.g. `tasks.submit_answer > items.try_submit`,
     `webhooks.delivery.deliver > webhooks.claim_attempt`."""
@@ -95,7 +95,7 @@ def crash_after_writes(plan: Plan) -> Iterator[Plan]:
         result = original(self, operation_name, api_params)
         if plan.armed and operation_name in WRITES and not _table(api_params).endswith(
                 "-idempotency"):
-            site = _site()
+            site = write_site()
             with plan.lock:
                 plan.writes.append((operation_name, site))
                 hit = plan.crashed is None and site == plan.crash_site

@@ -11,7 +11,7 @@ from chalicelib.domain.keys import online_model_key
 from chalicelib.domain.model import CLIENT, WORKER
 from chalicelib.errors import InvalidRequest
 from chalicelib.handlers import accounts, jobs, redundancy, rounds, tasks
-from tests.fakes import FakeClock, make_platform
+from tests.fakes import FakeClock, ingest_all, make_platform
 
 POLICY = {"min": 2, "max": 5, "target_confidence": 0.9}
 
@@ -30,8 +30,7 @@ def _post(p, items=30, policy=None, gold_rate=0.0):
         "quote_id": quote.quote_id, "instructions": "Pick one.", "pilot": {"items": 0},
         "answer_schema": {"labels": ["pos", "neg"]},
         "items": [{"data": {"n": n}} for n in range(items)]})
-    for message in p.ingest_queue.take():
-        jobs.ingest_chunk(p, message)
+    ingest_all(p)
     return quote, p.jobs.get_job(job.job_id)
 
 

@@ -11,7 +11,7 @@ from chalicelib.domain.model import AGGREGATING, CLIENT, DONE, OPERATOR, WORKER
 from chalicelib.errors import Forbidden, NotFound
 from chalicelib.handlers import accounts, jobs, quality, rounds, tasks
 from chalicelib.workflows import aggregation as stages
-from tests.fakes import FakeClock, make_platform
+from tests.fakes import FakeClock, count_all, ingest_all, make_platform
 
 
 @pytest.fixture
@@ -30,18 +30,12 @@ def _post(p, items=40, gold=(), redundancy=2, quality=None, quote=None):
             "items": [{"data": {"n": n}, **({"gold": {"label": "pos"}} if n in gold else {})}
                       for n in range(items)]}
     job = jobs.post_job(p, client, body)
-    for message in p.ingest_queue.take():
-        jobs.ingest_chunk(p, message)
+    ingest_all(p)
     return client, p.jobs.get_job(job.job_id)
 
 
 def _worker(p, name="w"):
     return accounts.create_account(p, WORKER, name)[0]
-
-
-def _count(p):
-    for message in p.results_queue.take():
-        rounds.count_answers(p, [message])
 
 
 def _work(p, job, worker, label="pos", limit=None, seconds=5):
@@ -54,7 +48,7 @@ def _work(p, job, worker, label="pos", limit=None, seconds=5):
         p.clock.advance(seconds)
         tasks.submit_answer(p, worker, task.assignment_id, {"label": label})
         done.append(task.item.item_id)
-    _count(p)
+    count_all(p)
     return done
 
 
@@ -175,7 +169,7 @@ def test_a_worker_failing_gold_is_blocked_their_answers_left_out_and_their_slots
         assert task is not None
         tasks.submit_answer(p, spammer, task.assignment_id, {"label": "neg"})
         spammed.append(task.item.item_id)
-        _count(p)
+        count_all(p)
     job = p.jobs.get_job(job.job_id)
     assert job.blocked_workers == {spammer.account_id}
     # THEN the block refuses their leases only after a delay, not at the next lease
@@ -222,7 +216,7 @@ def test_a_retried_gold_submit_is_scored_once(p):
         tasks.release_assignment(p, worker, task.assignment_id)
     for _ in range(3):
         tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
-    _count(p)
+    count_all(p)
     (record,) = [r for r in p.stats.of_job(job.job_id)]
     assert (record.gold_answers, record.gold_correct) == (1, 1)
 

@@ -5,8 +5,8 @@ import pytest
 
 from chalicelib.domain.model import APPROVED, CLIENT, REJECTED, WORKER
 from chalicelib.errors import Conflict, InvalidRequest, NotFound
-from chalicelib.handlers import accounts, jobs, payments, rounds, tasks
-from tests.fakes import FakeClock, make_platform
+from chalicelib.handlers import accounts, jobs, payments, tasks
+from tests.fakes import FakeClock, count_all, ingest_all, make_platform
 
 DAY = 24 * 3600
 
@@ -24,8 +24,7 @@ def _post(p, items=2, redundancy=2, **extra):
         "quote_id": quote.quote_id, "instructions": "Pick one.",
         "answer_schema": {"labels": ["pos", "neg"]}, "pilot": {"items": 0},
         "items": [{"data": {"n": n}} for n in range(items)], **extra})
-    for message in p.ingest_queue.take():
-        jobs.ingest_chunk(p, message)
+    ingest_all(p)
     return client, p.jobs.get_job(job.job_id)
 
 
@@ -34,11 +33,6 @@ def _answer(p, job, worker, label="pos"):
     p.clock.advance(5)
     tasks.submit_answer(p, worker, task.assignment_id, {"label": label})
     return task.assignment_id
-
-
-def _count(p):
-    for message in p.results_queue.take():
-        rounds.count_answers(p, [message])
 
 
 def _worker(p, name="w"):
@@ -94,7 +88,7 @@ def test_a_rejected_answer_is_not_paid_left_out_and_its_slot_offered_again(p):
     for worker in (w1, w2, w3):
         while (task := tasks.lease_next_task(p, worker, job.job_id)) is not None:
             tasks.submit_answer(p, worker, task.assignment_id, {"label": "neg"})
-            _count(p)
+            count_all(p)
     # THEN the rejected answer's item got one more slot before the round closed, filled by
     # another worker, and the round aggregates without the rejected answer
     job = p.jobs.get_job(job.job_id)
@@ -111,10 +105,10 @@ def test_unreviewed_answers_are_approved_after_the_jobs_review_period(p):
     client, job = _post(p, auto_approve_seconds=DAY)
     worker = _worker(p)
     first = _answer(p, job, worker)
-    _count(p)
+    count_all(p)
     p.clock.advance(DAY / 2)
     second = _answer(p, job, _worker(p, "w2"))
-    _count(p)
+    count_all(p)
     payments.review_assignment(p, client, second, {"reason": "no"}, REJECTED)
     # WHEN the sweeper runs before the period ends THEN nothing is approved
     assert payments.auto_approve_due(p) == 0

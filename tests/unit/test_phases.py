@@ -12,7 +12,7 @@ from chalicelib.domain.model import (
 from chalicelib.errors import Conflict, InvalidRequest
 from chalicelib.handlers import accounts, jobs, rounds, tasks
 from chalicelib.workflows import aggregation as stages
-from tests.fakes import FakeClock, make_platform
+from tests.fakes import FakeClock, ingest_all, make_platform
 
 
 @pytest.fixture
@@ -92,8 +92,7 @@ def _post(p, promotion=None, items=20, pilot=None):
     if promotion:
         body["promotion"] = promotion
     job = jobs.post_job(p, client, body)
-    for message in p.ingest_queue.take():
-        jobs.ingest_chunk(p, message)
+    ingest_all(p)
     return client, p.jobs.get_job(job.job_id)
 
 
@@ -150,8 +149,7 @@ def test_a_pilot_answers_its_sample_then_waits_in_calibration_for_the_client(p):
     # WHEN the client promotes it with revised instructions
     job = jobs.promote_job(p, client, job.job_id, {"instructions": "Pick the sentiment. "
                                                        "Sarcasm counts as neg."})
-    for message in p.ingest_queue.take():
-        jobs.ingest_chunk(p, message)
+    ingest_all(p)
     # THEN production offers the held items under version 2 of the instructions
     assert (job.state, job.phase, job.round, job.instruction_version) == (
         ACTIVE, PRODUCTION, 2, 2)

@@ -9,7 +9,7 @@ from chalicelib.api.views import cohort_view, qualification_list_view, qualifica
 from chalicelib.domain.model import CLIENT, OPERATOR, WORKER
 from chalicelib.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from chalicelib.handlers import accounts, jobs, qualifications, tasks
-from tests.fakes import FakeClock, make_platform
+from tests.fakes import FakeClock, ingest_all, make_platform
 
 SKILL = "label:sentiment-en"
 TEST = {
@@ -86,8 +86,7 @@ def test_passing_a_test_grants_its_skill_with_the_score_and_opens_jobs_that_requ
     job = jobs.post_job(p, client, {
         "quote_id": quote.quote_id, "instructions": "x", "answer_schema": {"labels": ["a", "b"]},
         "required_skills": [SKILL], "items": [{"data": {"n": n}} for n in range(2)]})
-    for message in p.ingest_queue.take():
-        jobs.ingest_chunk(p, message)
+    ingest_all(p)
     worker, token = _worker(p)
     with pytest.raises(Forbidden):
         tasks.lease_next_task(p, accounts.authenticate(p, token, WORKER), job.job_id)
@@ -124,8 +123,7 @@ def test_a_job_can_ask_for_a_minimum_score(p):
         jobs.post_job(p, client, {**body, "min_skill_scores": {"other": 0.5}})
     assert caught.value.field == "min_skill_scores.other"
     job = jobs.post_job(p, client, {**body, "min_skill_scores": {SKILL: 0.9}})
-    for message in p.ingest_queue.take():
-        jobs.ingest_chunk(p, message)
+    ingest_all(p)
     with pytest.raises(Forbidden) as caught:
         tasks.lease_next_task(p, accounts.authenticate(p, token, WORKER), job.job_id)
     assert caught.value.details["min_skill_scores"] == {SKILL: 0.9}

@@ -11,7 +11,7 @@ from chalicelib.domain.pricing import job_money
 from chalicelib.errors import TransientError
 from chalicelib.handlers import accounts, jobs, qualifications, quality, rounds, tasks
 from chalicelib.workflows import aggregation as stages
-from tests.fakes import FakeClock, make_platform
+from tests.fakes import FakeClock, ingest_all, make_platform
 
 
 @pytest.fixture
@@ -28,8 +28,7 @@ def _post(p, items=3, redundancy=1, gold=(), **extra):
         "answer_schema": {"labels": ["pos", "neg"]},
         "items": [{"data": {"n": n}, **({"gold": {"label": "pos"}} if n in gold else {})}
                   for n in range(items)], **extra})
-    for message in p.ingest_queue.take():
-        jobs.ingest_chunk(p, message)
+    ingest_all(p)
     return client, p.jobs.get_job(job.job_id)
 
 

@@ -12,7 +12,7 @@ from chalicelib.errors import NotFound
 from chalicelib.handlers import accounts, jobs, rounds, tasks
 from chalicelib.handlers.platform import client_job
 from chalicelib.workflows import aggregation as stages
-from tests.fakes import FakeClock, make_platform
+from tests.fakes import FakeClock, ingest_all, make_platform
 
 # Which label each of three workers gives each item: item 0 splits 2:1, the others agree.
 LABELS = {"000000": ["pos", "pos", "neg"]}
@@ -32,8 +32,7 @@ def _job(p, items=2, redundancy=3):
         "quote_id": quote.quote_id, "instructions": "Pick the sentiment.",
         "answer_schema": {"labels": ["pos", "neg"]},
         "items": [{"data": {"n": n}, "external_id": f"ext-{n}"} for n in range(items)]})
-    for message in p.ingest_queue.take():
-        jobs.ingest_chunk(p, message)
+    ingest_all(p)
     return client, p.jobs.get_job(job.job_id)
 
 
