@@ -27,7 +27,9 @@ from chalicelib.domain.model import (
     ACTIVE, INGESTING, CountedAnswer, ItemState, Job, Lease, LedgerEntry, NewItem, Offer, Principal,
     Quote, StoredAnswer,
 )
-from chalicelib.domain.ports import Page, SlotOutcome, WorkerRecord
+from chalicelib.domain import payouts
+from chalicelib.domain.payouts import Accrual
+from chalicelib.domain.ports import ApprovalRequest, Page, SlotOutcome, WorkerRecord
 from chalicelib.domain.webhooks import record_has_events
 from chalicelib.errors import Conflict, NotFound
 from chalicelib.domain.cache import ContainerCache
@@ -262,28 +264,39 @@ class FakeItems:
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
                review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0,
                refund_to: str = "pool") -> bool:
-        """The review, its ledger entry and the money, together and once (as DynamoItems)."""
+        """A rejection, its ledger entry, its accrual (never settled) and the money, together
+        and once (as DynamoItems)."""
         with self._lock:
             record = self.records.get((job_id, item_id))
             answer = record.state.answers.get(worker_id) if record else None
             ledger = self.ledger_ref
+            key = (worker_id, job_id, payouts.window_of(assignment_id))
             if record is None or answer is None or answer.assignment_id != assignment_id \
                     or answer.review \
-                    or (entry.account_id, entry.entry_id) in ledger.rows:
+                    or (entry.account_id, entry.entry_id) in ledger.rows \
+                    or ledger.accruals.get(key, {}).get("settled_at") is not None:
                 return False
             record.state.answers[worker_id] = replace(answer, review=_json_copy(review))
             ledger.rows[(entry.account_id, entry.entry_id)] = entry
+            accrual = ledger.accruals.setdefault(key, {})
+            accrual["rejected"] = accrual.get("rejected", 0) + 1
             job = self.jobs_ref.jobs[job_id]
-            if review["status"] == "approved":
-                ledger.balances[worker_id] = ledger.balances.get(worker_id, 0) + entry.amount_cents
-                job.paid_cents += entry.amount_cents
-                job.approved_answers += 1
+            if refund_to == "held":
+                job.held_cents += refund_cents
             else:
-                if refund_to == "held":
-                    job.held_cents += refund_cents
-                else:
-                    job.pool_cents += refund_cents
-                job.rejected_answers += 1
+                job.pool_cents += refund_cents
+            job.rejected_answers += 1
+            return True
+
+    def approve(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
+                review: dict[str, Any]) -> bool:
+        """A client's approval on the answer, once (as DynamoItems)."""
+        with self._lock:
+            record = self.records.get((job_id, item_id))
+            answer = record.state.answers.get(worker_id) if record else None
+            if answer is None or answer.assignment_id != assignment_id or answer.review:
+                return False
+            record.state.answers[worker_id] = replace(answer, review=_json_copy(review))
             return True
 
     def release_gold_slots(self, job_id: str, item_id: str, free: int, expired: Sequence[str],
@@ -454,7 +467,7 @@ class FakeJobs:
         self._items = items
         items.jobs_ref = self
         self.jobs: dict[str, Job] = {}
-        self.review_due: dict[str, float] = {}
+        self.review_due: dict[str, ApprovalRequest] = {}
         self.refit_marks: dict[str, int] = {}
 
     def create_job(self, job: Job) -> None:
@@ -579,18 +592,27 @@ class FakeJobs:
             self.jobs[job_id].budget_alerted = True
 
     def record_counted(self, job_id: str, answers: Sequence[CountedAnswer],
-                       review_due_at: float | None = None) -> int:
-        """All together if none was counted before; otherwise one by one (as DynamoJobs)."""
+                       pay_delay: float | None = None) -> int:
+        """All together if none was counted before; otherwise one by one (as DynamoJobs);
+        with pay_delay each counted answer accrues to its worker's accrual."""
         with self._lock:
-            job = self.jobs[job_id]
-            if review_due_at is not None and job_id not in self.review_due:
-                self.review_due[job_id] = review_due_at
             counted = self._count_together(job_id, answers)
             if counted is not None:
+                if pay_delay is not None:
+                    self._accrue(job_id, answers, pay_delay)
                 return counted
             if len(answers) == 1:
                 return 0
-            return sum(self.record_counted(job_id, [answer]) for answer in answers)
+            return sum(self.record_counted(job_id, [answer], pay_delay) for answer in answers)
+
+    def _accrue(self, job_id: str, answers: Sequence[CountedAnswer], pay_delay: float) -> None:
+        accruals = self._items.ledger_ref.accruals
+        for answer in answers:
+            window = payouts.window_of(answer.assignment_id)
+            accrual = accruals.setdefault((answer.worker_id, job_id, window), {})
+            accrual["accrued"] = accrual.get("accrued", 0) + 1
+            if accrual.get("due_at") is None:
+                accrual["due_at"] = payouts.window_end(window) + pay_delay
 
     def claim_refit(self, job_id: str, mark: int) -> bool:
         """Once per mark above the last."""
@@ -600,20 +622,26 @@ class FakeJobs:
             self.refit_marks[job_id] = mark
             return True
 
-    def jobs_due_for_review(self, now: float) -> list[str]:
-        """Jobs whose earliest automatic approval is due."""
+    def request_approval(self, job_id: str, before: float | None, by: str, now: float) -> None:
+        """Queue a bulk approval from the first window."""
         with self._lock:
-            return sorted(job_id for job_id, due in self.review_due.items() if due <= now)
+            self.review_due[job_id] = ApprovalRequest(job_id, now, before, by)
 
-    def set_review_due(self, job_id: str, due_at: float | None, answered_seen: int) -> None:
-        """The next due time, or off the queue unless answers were counted since."""
+    def approvals_requested(self, now: float) -> list[ApprovalRequest]:
+        """Bulk approvals queued by now."""
         with self._lock:
-            if due_at is not None:
-                self.review_due[job_id] = due_at
-            elif self.jobs[job_id].answered == answered_seen:
-                self.review_due.pop(job_id, None)
+            return [r for _, r in sorted(self.review_due.items()) if r.requested_at <= now]
+
+    def advance_approval(self, request: ApprovalRequest, cursor: str | None) -> None:
+        """The cursor, or off the queue; only while the request is the one read."""
+        with self._lock:
+            current = self.review_due.get(request.job_id)
+            if current is None or current.requested_at != request.requested_at:
+                return
+            if cursor is None:
+                del self.review_due[request.job_id]
             else:
-                self.review_due[job_id] = 0
+                self.review_due[request.job_id] = replace(current, cursor=cursor)
 
     def reserve(self, job_id: str, cents: int, source: str = "pool") -> bool:
         """Take cents from the pool (or the held money) if it holds that much."""
@@ -851,6 +879,8 @@ class FakeLedger:
         self._jobs = jobs
         self.rows: dict[tuple[str, str], LedgerEntry] = {}
         self.balances: dict[str, int] = {}
+        # (worker id, job id, window) -> accrued, rejected, paid, due_at, settled_at/_by
+        self.accruals: dict[tuple[str, str, int], dict[str, Any]] = {}
 
     def bonus(self, entry: LedgerEntry, job_id: str) -> bool:
         """The entry, the balance and the job's pool, together."""
@@ -887,6 +917,63 @@ class FakeLedger:
         """The balance."""
         with self._lock:
             return self.balances.get(account_id, 0)
+
+    @staticmethod
+    def _accrual(key: tuple[str, str, int], row: dict[str, Any]) -> Accrual:
+        worker_id, job_id, window = key
+        return Accrual(job_id, worker_id, window, row.get("accrued", 0), row.get("rejected", 0),
+                       row.get("paid", 0), row.get("due_at"), row.get("settled_at"),
+                       row.get("settled_by"))
+
+    def accrual(self, job_id: str, worker_id: str, window: int) -> Accrual | None:
+        """One accrual."""
+        with self._lock:
+            row = self.accruals.get((worker_id, job_id, window))
+            return None if row is None else self._accrual((worker_id, job_id, window), row)
+
+    def accruals_due(self, now: float, limit: int) -> list[Accrual]:
+        """Due accruals, soonest first (the due index)."""
+        with self._lock:
+            due = sorted((row["due_at"], key) for key, row in self.accruals.items()
+                         if row.get("due_at") is not None and row["due_at"] <= now)
+            return [self._accrual(key, self.accruals[key]) for _, key in due[:limit]]
+
+    def accruals_of_job(self, job_id: str, before_window: int | None, cursor: str | None,
+                        limit: int) -> tuple[list[Accrual], str | None]:
+        """A page of the job's accruals in window order; the cursor is the position."""
+        with self._lock:
+            keys = sorted((key for key in self.accruals if key[1] == job_id
+                           and (before_window is None or key[2] < before_window)),
+                          key=lambda k: (k[2], k[0]))
+            start = int(cursor or 0)
+            page = [self._accrual(key, self.accruals[key]) for key in keys[start:start + limit]]
+            more = start + limit < len(keys)
+            return page, str(start + limit) if more else None
+
+    def settle(self, accrual: Accrual, entry: LedgerEntry | None, answers: int, now: float,
+               by: str) -> bool:
+        """Entry, balance, accrual (as read) and the job's totals together (as DynamoLedger)."""
+        with self._lock:
+            key = (accrual.worker_id, accrual.job_id, accrual.window)
+            row = self.accruals.get(key)
+            if row is None or self._accrual(key, row) != replace(
+                    accrual, due_at=row.get("due_at"), settled_at=row.get("settled_at"),
+                    settled_by=row.get("settled_by")):
+                return False
+            if entry is not None and answers > 0:
+                if (entry.account_id, entry.entry_id) in self.rows:
+                    return False
+                self.rows[(entry.account_id, entry.entry_id)] = entry
+                self.balances[entry.account_id] = self.balances.get(entry.account_id, 0) \
+                    + entry.amount_cents
+                job = self._jobs.jobs[accrual.job_id]
+                job.paid_cents += entry.amount_cents
+                job.approved_answers += answers
+            row["paid"] = accrual.paid + answers
+            row.setdefault("settled_at", now)
+            row.setdefault("settled_by", by)
+            row["due_at"] = None
+            return True
 
 
 class FakeCatalog:

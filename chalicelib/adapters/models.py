@@ -97,7 +97,7 @@ class JobsByClient(GlobalSecondaryIndex):
 
 
 class JobsByReviewDue(GlobalSecondaryIndex):
-    """Sparse: jobs with answers waiting for automatic approval, by when the first is due."""
+    """Sparse: jobs whose client asked for a bulk approval not finished yet."""
 
     class Meta:
         index_name = "reviews_due"
@@ -163,8 +163,13 @@ class JobModel(Model):
     bonus_cents = NumberAttribute(default=0)
     approved_answers = NumberAttribute(default=0)
     rejected_answers = NumberAttribute(default=0)
+    # A client's bulk approval: queued (review_queue "due") at review_due_at, for the pay
+    # windows ending by approve_before (-1: every window), continued from approve_cursor.
     review_queue = UnicodeAttribute(null=True)
     review_due_at = NumberAttribute(null=True)
+    approve_before = NumberAttribute(null=True)
+    approve_cursor = UnicodeAttribute(null=True)
+    approve_by = UnicodeAttribute(null=True)
     # The online model's last refit, in multiples of its refit interval.
     refit_mark = NumberAttribute(null=True)
     # JSON texts, oldest first; appended to by every transition.
@@ -309,8 +314,57 @@ class LedgerModel(Model):
     assignment_id = UnicodeAttribute(null=True)
     reason = UnicodeAttribute(null=True)
     by = UnicodeAttribute(null=True)
+    # A settlement's number of answers paid.
+    answers = NumberAttribute(null=True)
 
     by_time = LedgerByTime()
+
+
+class AccrualsDue(GlobalSecondaryIndex):
+    """Sparse: accruals with answers not paid yet, by when they are due, over a few shards."""
+
+    class Meta:
+        index_name = "accruals_due"
+        projection = KeysOnlyProjection()
+
+    due_shard = UnicodeAttribute(hash_key=True)
+    due_at = NumberAttribute(range_key=True)
+
+
+class AccrualsByJob(GlobalSecondaryIndex):
+    """A job's accruals, by pay window (for a client's bulk approval)."""
+
+    class Meta:
+        index_name = "accruals_by_job"
+        projection = KeysOnlyProjection()
+
+    accrual_job = UnicodeAttribute(hash_key=True)
+    entry_id = UnicodeAttribute(range_key=True)
+
+
+class AccrualModel(Model):
+    """What a worker earned in one job in one pay window, in the ledger table beside the
+    worker's entries (entry_id "accrual#<job id>#<window>"; no created_at, so the entries'
+    by_time index leaves it out): answers accrued, rejected and paid."""
+
+    class Meta:
+        table_name = "ledger"
+
+    account_id = UnicodeAttribute(hash_key=True)
+    entry_id = UnicodeAttribute(range_key=True)
+    accrual_job = UnicodeAttribute(null=True)
+    window = NumberAttribute(null=True)
+    accrued = NumberAttribute(null=True)
+    rejected = NumberAttribute(null=True)
+    paid = NumberAttribute(null=True)
+    # Set while some answers are unpaid (the due index), removed when settled.
+    due_shard = UnicodeAttribute(null=True)
+    due_at = NumberAttribute(null=True)
+    settled_at = NumberAttribute(null=True)
+    settled_by = UnicodeAttribute(null=True)
+
+    accruals_due = AccrualsDue()
+    accruals_by_job = AccrualsByJob()
 
 
 class TextJSONAttribute(JSONAttribute):
@@ -355,7 +409,7 @@ class WebhookModel(Model):
 
 
 ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, ItemModel, ResultModel,
-              WorkerStatsModel, LedgerModel, CatalogModel, WebhookModel)
+              WorkerStatsModel, LedgerModel, AccrualModel, CatalogModel, WebhookModel)
 
 
 def bind_models(settings: Settings) -> None:
@@ -369,6 +423,7 @@ def bind_models(settings: Settings) -> None:
         ResultModel: settings.results_table,
         WorkerStatsModel: settings.worker_stats_table,
         LedgerModel: settings.ledger_table,
+        AccrualModel: settings.ledger_table,
         CatalogModel: settings.catalog_table,
         WebhookModel: settings.webhooks_table,
     }

@@ -184,7 +184,8 @@ def _review(assignment_id: str, status: str) -> Response:
 @bp.route("/assignments/{assignment_id}/approve", methods=["POST"])
 @json_errors
 def approve_assignment(assignment_id: str) -> Response:
-    """Approve an accepted answer (optional {"reason": ...}): the worker is paid, once."""
+    """Approve an accepted answer (optional {"reason": ...}): it is paid, once, with the other
+    answers of its worker's pay window when that is settled."""
     return _review(assignment_id, APPROVED)
 
 
@@ -193,6 +194,22 @@ def approve_assignment(assignment_id: str) -> Response:
 def reject_assignment(assignment_id: str) -> Response:
     """Reject an accepted answer with {"reason": ...}: not paid, left out, slot offered again."""
     return _review(assignment_id, REJECTED)
+
+
+@bp.route("/jobs/{job_id}/approve", methods=["POST"])
+@json_errors
+def approve_job(job_id: str) -> Response:
+    """Approve the job's answers in bulk (optional {"submitted_before": ISO time}: only the pay
+    windows that ended by then): the sweeper pays every worker's answers not rejected, one
+    settlement per worker and pay window, within minutes."""
+    request = bp.current_request
+    client = _client()
+    body = json_body(request) if (request.raw_body or b"").strip() else None
+
+    def run() -> tuple[int, dict]:
+        return 202, payments.approve_job(platform(), client, job_id, body)
+
+    return idempotent(bp, client.account_id, run)
 
 
 @bp.route("/jobs/{job_id}/bonuses", methods=["POST"])

@@ -62,6 +62,7 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/assignments/{assignment_id}/submit"): _ANSWER,
     ("POST", "/assignments/{assignment_id}/reject"): _object({"reason": _TEXT}, ("reason",)),
     ("POST", "/assignments/{assignment_id}/approve"): _object({"reason": {"type": "string"}}),
+    ("POST", "/jobs/{job_id}/approve"): _object({"submitted_before": {"type": "string"}}),
     ("POST", "/jobs/{job_id}/bonuses"): _object({
         "worker_id": _TEXT, "amount_cents": {"type": "integer", "minimum": 1},
         "reason": _TEXT, "bonus_id": _TEXT}, ("worker_id", "amount_cents", "bonus_id")),

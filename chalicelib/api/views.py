@@ -135,11 +135,12 @@ def review_view(review: Review) -> dict[str, Any]:
 
 
 def entry_view(entry: LedgerEntry) -> dict[str, Any]:
-    """A ledger entry (an approval, a rejection, a bonus) on the wire."""
+    """A ledger entry (a settlement of a pay window's answers, a rejection, a bonus) on the
+    wire; a settlement says how many answers it paid."""
     return {"entry_id": entry.entry_id, "kind": entry.kind, "amount_cents": entry.amount_cents,
             "created_at": iso(entry.created_at), "job_id": entry.job_id,
             "assignment_id": entry.assignment_id, "reason": entry.reason,
-            "worker_id": entry.account_id}
+            "answers": entry.answers, "worker_id": entry.account_id}
 
 
 def earnings_view(earnings: Earnings) -> dict[str, Any]:

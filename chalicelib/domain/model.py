@@ -320,8 +320,9 @@ class Assignment:
 class LedgerEntry:
     """One credit (or a zero-amount record, such as a rejection) on an account.
 
-    entry_id is derived from what it pays for ("review#<assignment id>",
-    "bonus#<job id>#<bonus id>"), so writing it again pays nothing twice.
+    entry_id is derived from what it pays for ("review#<assignment id>" for a rejection,
+    "settlement#<job id>#<pay window>#<paid count>" for the answers of one pay window paid
+    together, "bonus#<job id>#<bonus id>"), so writing it again pays nothing twice.
     """
 
     account_id: str
@@ -333,6 +334,8 @@ class LedgerEntry:
     assignment_id: str | None = None
     reason: str | None = None
     by: str | None = None
+    # A settlement's number of answers paid.
+    answers: int | None = None
 
 
 APPROVED = "approved"

@@ -9,6 +9,7 @@ from chalicelib.domain.model import (
     CountedAnswer, ItemState, Job, Lease, LedgerEntry, NewItem, Offer, Principal, Quote,
     StoredAnswer,
 )
+from chalicelib.domain.payouts import Accrual
 
 if TYPE_CHECKING:  # annotations only: the webhooks package imports this module
     from chalicelib.domain.webhooks.types import Delivery, Endpoint, Event
@@ -42,6 +43,18 @@ class WorkerRecord:
     shown_gold_correct: int | None = None
     blocked_at: float | None = None
     blocked_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ApprovalRequest:
+    """A client's bulk approval of a job: the pay windows ending by `before` (None: all),
+    asked at requested_at by `by`, continued from cursor."""
+
+    job_id: str
+    requested_at: float
+    before: float | None
+    by: str
+    cursor: str | None = None
 
 
 class WorkerStatsStore(Protocol):
@@ -92,6 +105,22 @@ class LedgerStore(Protocol):
                 ) -> tuple[list[LedgerEntry], str | None]:
         """An account's entries, newest first."""
     def balance(self, account_id: str) -> int: """An account's balance in cents."""
+    def accrual(self, job_id: str, worker_id: str, window: int) -> Accrual | None:
+        """A worker's accrual in one job and pay window (strongly consistent)."""
+    def accruals_due(self, now: float, limit: int) -> list[Accrual]:
+        """Up to limit accruals with unpaid answers due by now, soonest first per shard of
+        the due index (settled ones leave it, so the next call continues with the rest)."""
+    def accruals_of_job(self, job_id: str, before_window: int | None, cursor: str | None,
+                        limit: int) -> tuple[list[Accrual], str | None]:
+        """A page of the job's accruals (of windows before before_window, when given), in
+        window order, and the cursor of the next page."""
+    def settle(self, accrual: Accrual, entry: LedgerEntry, answers: int, now: float,
+               by: str) -> bool:
+        """Pay an accrual's payable answers as read: the entry (only if new), the worker's
+        balance, the accrual's paid count (only if its counts are still those read; off the
+        due index) and the job's paid total and approved count, together. With answers 0 and
+        no entry (None) only the accrual is closed. False (nothing written) if the accrual
+        changed since it was read or the entry exists."""
 
 
 class AccountStore(Protocol):
@@ -150,9 +179,10 @@ class JobStore(Protocol):
     def mark_budget_alerted(self, job_id: str) -> None:
         """Record that the job's budget alert was published."""
     def record_counted(self, job_id: str, answers: Sequence[CountedAnswer],
-                       review_due_at: float | None = None) -> int:
-        """Count answers not counted before (idempotent per assignment) and queue the job for
-        automatic approval at review_due_at unless it is queued sooner; return how many were new."""
+                       pay_delay: float | None = None) -> int:
+        """Count answers not counted before (idempotent per assignment) and, with pay_delay
+        (the job's lease time and review period), add them to their workers' accruals in the
+        same write, due pay_delay after their pay window ends; return how many were new."""
     def reserve(self, job_id: str, cents: int, source: str = "pool") -> bool:
         """Take cents from the job's pool (source "pool") or the money it holds for
         replacements ("held") if that holds as much; False (nothing taken) if not."""
@@ -163,10 +193,14 @@ class JobStore(Protocol):
     def block_worker(self, job_id: str, worker_id: str, starts_at: float | None = None) -> None:
         """Add a worker to the job's blocked workers, refusing their leases from starts_at
         (default at once; a repeat keeps the first start)."""
-    def jobs_due_for_review(self, now: float) -> list[str]:
-        """Ids of jobs with an answer whose automatic approval is due."""
-    def set_review_due(self, job_id: str, due_at: float | None, answered_seen: int) -> None:
-        """After a sweep: the next due time, or none left (kept if answers were counted since)."""
+    def request_approval(self, job_id: str, before: float | None, by: str, now: float) -> None:
+        """Queue a bulk approval of the job's pay windows ending by `before` (None: all), from
+        their start (a new request replaces one not finished)."""
+    def approvals_requested(self, now: float) -> list[ApprovalRequest]:
+        """Bulk approvals queued and not finished."""
+    def advance_approval(self, request: ApprovalRequest, cursor: str | None) -> None:
+        """Continue a bulk approval from cursor next time, or (None) finish it unless another
+        request came since it was read."""
 
 
 class ItemStore(Protocol):
@@ -187,10 +221,14 @@ class ItemStore(Protocol):
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
                review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0,
                refund_to: str = "pool") -> bool:
-        """Record the review of an accepted answer with its ledger entry, exactly once: an
-        approval credits the worker and the job's paid total; a rejection returns the reward
-        to the job's pool, or to its money held for replacements (refund_to "held"). False
-        (nothing written) if it was reviewed before."""
+        """Record the rejection of an accepted answer with its ledger entry, exactly once: one
+        more rejected on the answer's accrual (only while that was never settled), and the
+        reward back to the job's pool, or to its money held for replacements (refund_to
+        "held"). False (nothing written) if it was reviewed before or its accrual settled."""
+    def approve(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
+                review: dict[str, Any]) -> bool:
+        """Record a client's approval on the answer, once (its pay comes with its accrual's
+        settlement); False if it was reviewed before."""
     def release_gold_slots(self, job_id: str, item_id: str, free: int, expired: Sequence[str],
                            now: float, reward_cents: int) -> int:
         """Take a gold item's `free` free slots and the slots of the workers' expired leases

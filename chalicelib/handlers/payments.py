@@ -1,11 +1,17 @@
-"""Reviews and money: approve or reject accepted answers, automatic approval, bonuses, and
-what workers see of their earnings. The round's close (chalicelib.handlers.quality) settles
-blocked workers' answers with the same `settle`.
+"""Reviews and money: approve or reject accepted answers, settle what workers earned in bulk,
+bonuses, and what workers see of their earnings. The round's close
+(chalicelib.handlers.quality) rejects blocked workers' answers with the same `settle`.
 
-Every credit is a ledger entry whose id is derived from what it pays for
-("review#<assignment id>", "bonus#<job id>#<bonus id>"), written in one transaction with the
-balance it changes and a condition that it does not exist yet: a retried approval or bonus,
-from the client, the sweeper or both at once, pays once.
+Answers are paid in bulk (chalicelib.domain.payouts): counting adds each accepted answer to
+its worker's accrual for the job and pay window, and the sweeper settles each accrual once it
+is due (or once the client approves the job in bulk) with one ledger entry
+("settlement#<job id>#<window>#<paid count>") and one balance change for all its answers not
+yet paid or rejected, written in one transaction with the accrual's paid count (only if the
+accrual is as read) and a condition that the entry does not exist: a settlement repeated, by
+a redelivery or two sweepers at once, pays once. A rejection ("review#<assignment id>") is
+recorded on the answer and its accrual together, only while that accrual was never settled:
+after its settlement an answer is approved and stays so. A client's approval of one answer
+is a mark on it; its money comes with its accrual's settlement.
 """
 from __future__ import annotations
 
@@ -13,18 +19,25 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.domain import payouts
 from chalicelib.domain import validation as v
 from chalicelib.domain import webhooks
 from chalicelib.domain.ids import parse_assignment_id
+from chalicelib.domain.jobs import iso, parse_timestamp
 from chalicelib.domain.model import (
     APPROVED, CANCELLED, DONE, FAILED, REJECTED, ItemState, Job, LedgerEntry, Principal,
     StoredAnswer,
 )
-from chalicelib.errors import Conflict, NotFound
-from chalicelib.handlers.platform import Platform, client_job
+from chalicelib.domain.payouts import Accrual
+from chalicelib.domain.ports import ApprovalRequest
+from chalicelib.errors import Conflict, NotFound, TransientError
+from chalicelib.handlers.platform import Platform, cached_job, client_job
 
 MAX_BONUS_CENTS = 100_000
 AUTO = "auto"
+# Accruals one sweeper run settles from the due index, and per bulk approval.
+SETTLE_PAGE = 200
+SETTLED_REASON = "approved when its pay window was settled"
 
 
 @dataclass(frozen=True)
@@ -72,21 +85,36 @@ class Earnings:
 
 def settle(p: Platform, job: Job, item: ItemState, worker_id: str, answer: StoredAnswer,
            status: str, reason: str | None, by: str) -> dict[str, Any] | None:
-    """Write one review with its ledger entry; None if the answer was reviewed before."""
+    """Write one review: a rejection with its ledger entry and its accrual, an approval as a
+    mark on the answer; None if the answer was reviewed before (or, for a rejection, its
+    accrual was settled)."""
     now = p.now()
     review = {"status": status, "reason": reason, "at": now, "by": by}
-    approved = status == APPROVED
-    entry = LedgerEntry(worker_id, f"review#{answer.assignment_id}",
-                        "approval" if approved else "rejection",
-                        job.reward_cents if approved else 0, now, job.job_id,
-                        answer.assignment_id, reason, by)
+    if status == APPROVED:
+        written = p.items.approve(job.job_id, item.item_id, worker_id, answer.assignment_id,
+                                  review)
+        return review if written else None
+    entry = LedgerEntry(worker_id, f"review#{answer.assignment_id}", "rejection", 0, now,
+                        job.job_id, answer.assignment_id, reason, by)
     # A rejected answer's reward is held for its replacement slot while the job may still
     # take answers (so a bonus cannot take it first); otherwise it goes back to the pool.
     replaceable = item.gold is None and job.state not in (CANCELLED, DONE, FAILED)
     written = p.items.review(job.job_id, item.item_id, worker_id, answer.assignment_id, review,
-                             entry, 0 if approved else job.reward_cents,
-                             "held" if replaceable else "pool")
+                             entry, job.reward_cents, "held" if replaceable else "pool")
     return review if written else None
+
+
+def decision(p: Platform, job_id: str, worker_id: str, answer: StoredAnswer
+             ) -> dict[str, Any] | None:
+    """An answer's review as it stands: its own (a rejection, or a client's approval), or an
+    approval by its accrual's settlement; None while pending."""
+    if answer.review is not None:
+        return answer.review
+    accrual = p.ledger.accrual(job_id, worker_id, payouts.window_of(answer.assignment_id))
+    if accrual is None or accrual.settled_at is None:
+        return None
+    return {"status": APPROVED, "reason": SETTLED_REASON, "at": accrual.settled_at,
+            "by": accrual.settled_by or AUTO}
 
 
 def _review_body(body: Any, reason_required: bool) -> str | None:
@@ -116,47 +144,83 @@ def review_assignment(p: Platform, client: Principal, assignment_id: str, body: 
     """Approve (reason optional) or reject (reason required) an accepted answer, once.
 
     The same decision again returns the first one unchanged; the other decision is 409
-    (AlreadyReviewed, with the decision that stands).
+    (AlreadyReviewed, with the decision that stands): an answer whose pay window was settled
+    is approved and cannot be rejected any more.
     A rejected answer is left out of aggregation, its reward goes back to the job's pool,
-    and while the job still takes answers its item gets a replacement slot.
+    and while the job still takes answers its item gets a replacement slot. An approved one is
+    paid with the other answers of its accrual when that is settled.
     """
     job, item, worker_id, answer = _client_answer(p, client, assignment_id)  # 404 comes first
     reason = _review_body(body, reason_required=status == REJECTED)
-    review = answer.review
+    review = decision(p, job.job_id, worker_id, answer)
     if review is None:
         review = settle(p, job, item, worker_id, answer, status, reason, client.account_id)
-        if review is None:  # reviewed meanwhile (by the sweeper or another call)
+        if review is None:  # reviewed or settled meanwhile (by the sweeper or another call)
             _, _, _, answer = _client_answer(p, client, assignment_id)
-            review = answer.review
+            review = decision(p, job.job_id, worker_id, answer)
     outcome = Review(assignment_id, worker_id, review, job.reward_cents)
     if review is None or review["status"] != status:
         raise AlreadyReviewed(outcome)
     return outcome
 
 
-def auto_approve_due(p: Platform) -> int:
-    """The sweeper: approve every accepted answer nobody reviewed within its job's delay;
-    return how many were approved."""
+def settle_accrual(p: Platform, accrual: Accrual, by: str) -> int:
+    """Pay an accrual's answers not paid or rejected yet, in one settlement; return how many
+    were paid (0 if nothing was payable, or the accrual changed since it was read: a later
+    run settles it as it then stands)."""
+    job = cached_job(p, accrual.job_id)
+    count = accrual.payable
+    if job is None or count < 0:
+        return 0  # a rejection whose answer is not counted yet: settled once it is
     now = p.now()
-    approved = 0
-    for job_id in p.jobs.jobs_due_for_review(now):
-        job = p.jobs.get_job(job_id)
-        if job is None:
-            continue
-        next_due: float | None = None
-        for item in p.items.iter_items(job_id):
-            for worker_id, answer in item.answers.items():
-                if answer.review is not None:
-                    continue
-                due = answer.submitted_at + job.auto_approve_seconds
-                if due <= now:
-                    approved += settle(p, job, item, worker_id, answer, APPROVED,
-                                       "approved automatically after the review period",
-                                       AUTO) is not None
-                else:
-                    next_due = due if next_due is None else min(next_due, due)
-        p.jobs.set_review_due(job_id, next_due, job.answered)
-    return approved
+    entry = None if count == 0 else LedgerEntry(
+        accrual.worker_id, payouts.accrual_entry_id(accrual.job_id, accrual.window,
+                                                    accrual.paid + count),
+        "settlement", count * job.reward_cents, now, accrual.job_id, None,
+        f"{count} answer{'s' if count != 1 else ''} approved", by, count)
+    try:
+        settled = p.ledger.settle(accrual, entry, count, now, by)
+    except TransientError:
+        return 0  # another sweeper is settling it: one of the two pays
+    return count if settled else 0
+
+
+def auto_approve_due(p: Platform, page: int = SETTLE_PAGE) -> int:
+    """The sweeper: settle up to `page` due accruals from the due index (settled ones leave
+    it, so the next run continues with the rest), then continue each bulk approval a client
+    asked for by a page of its job's accruals; return how many answers were paid."""
+    now = p.now()
+    paid = sum(settle_accrual(p, accrual, AUTO) for accrual in p.ledger.accruals_due(now, page))
+    for request in p.jobs.approvals_requested(now):
+        paid += _continue_approval(p, request, page)
+    return paid
+
+
+def _continue_approval(p: Platform, request: ApprovalRequest, page: int) -> int:
+    """Settle one page of the job's accruals of the windows the bulk approval covers."""
+    before = None if request.before is None else \
+        int(request.before // payouts.PAY_WINDOW_SECONDS)
+    accruals, cursor = p.ledger.accruals_of_job(request.job_id, before, request.cursor, page)
+    paid = sum(settle_accrual(p, accrual, request.by) for accrual in accruals
+               if accrual.payable or accrual.settled_at is None)
+    p.jobs.advance_approval(request, cursor)
+    return paid
+
+
+def approve_job(p: Platform, client: Principal, job_id: str, body: Any) -> dict[str, Any]:
+    """Approve a job's answers in bulk: every answer counted in the pay windows that ended by
+    `submitted_before` (an ISO 8601 time; default: every window) and not rejected
+    is approved and paid by the sweeper, a page of accruals per run, without reading the
+    job's items. Answers counted later are paid when their window is due."""
+    job = client_job(p, client, job_id)
+    body = v.require_object(body if body is not None else {}, "body")
+    v.reject_unknown(body, ("submitted_before",))
+    before = None if body.get("submitted_before") is None else \
+        parse_timestamp(body["submitted_before"], "submitted_before")
+    now = p.now()
+    p.jobs.request_approval(job.job_id, before, client.account_id, now)
+    return {"job_id": job.job_id, "status": "approving", "requested_at": iso(now),
+            "submitted_before": iso(before)}
 
 
 def pay_bonus(p: Platform, client: Principal, job_id: str, body: Any) -> tuple[LedgerEntry, bool]:

@@ -56,8 +56,8 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
         if cached is not None and cached.adaptive:
             answers = [_adaptive().adapt(p, cached, a, ordinals[a.assignment_id]) if a.item_complete else a
                        for a in answers]
-        due = None if cached is None else p.now() + cached.auto_approve_seconds
-        new = p.jobs.record_counted(job_id, answers, review_due_at=due)
+        delay = None if cached is None else cached.lease_seconds + cached.auto_approve_seconds
+        new = p.jobs.record_counted(job_id, answers, pay_delay=delay)
         for a in answers:
             if a.assignment_id in gold and cached is not None:
                 score_gold(p, cached, a.worker_id, a.assignment_id, gold[a.assignment_id])

@@ -1,5 +1,6 @@
 """Items and their slots: a lease, an answer or a release is one conditional write on the
-item; a review moves the item, the ledger and the money in one transaction."""
+item; a rejection moves the item, the ledger, the answer's accrual and the money in one
+transaction; a client's approval is one conditional write on the item."""
 from __future__ import annotations
 
 import json
@@ -10,12 +11,11 @@ from pynamodb.exceptions import PynamoDBException
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamo.jobs import money_attribute
-from chalicelib.adapters.dynamo.ledger import ledger_record
+from chalicelib.adapters.dynamo.ledger import accrual_key, ledger_record
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
-from chalicelib.adapters.models import AccountModel, ItemModel, JobModel, LedgerModel
-from chalicelib.domain.model import (
-    APPROVED, INGESTING, ItemState, Lease, LedgerEntry, NewItem, StoredAnswer,
-)
+from chalicelib.adapters.models import AccrualModel, ItemModel, JobModel, LedgerModel
+from chalicelib.domain import payouts
+from chalicelib.domain.model import INGESTING, ItemState, Lease, LedgerEntry, NewItem, StoredAnswer
 from chalicelib.domain.ports import SlotOutcome
 
 
@@ -44,6 +44,11 @@ def item_from_model(r: ItemModel) -> ItemState:
         seen=frozenset(r.seen or ()), answer_count=int(r.answer_count or 0), gold=r.gold,
         held=bool(r.held), replaced=int(r.replaced or 0), extended=int(r.extended or 0),
     )
+
+
+def _review_value(review: dict[str, Any]) -> dict[str, Any]:
+    return {"s": review["status"], "r": review.get("reason"), "at": review["at"],
+            "by": review.get("by")}
 
 
 def _item_from_raw(raw: dict[str, Any] | None) -> ItemState | None:
@@ -114,13 +119,13 @@ class DynamoItems:
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
                review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0,
                refund_to: str = "pool") -> bool:
-        """One transaction: the review on the item (only if it has none and the answer is this
-        assignment's), the ledger entry (only if new), and the money: an approval credits the
-        worker's balance and the job's paid total; a rejection gives the reward back to the
-        job's pool, or holds it for a replacement slot (refund_to "held")."""
-        reward = entry.amount_cents
-        value = {"s": review["status"], "r": review.get("reason"), "at": review["at"],
-                 "by": review.get("by")}
+        """A rejection, in one transaction: the review on the item (only if it has none and
+        the answer is this assignment's), the ledger entry (only if new), one more rejected
+        on the answer's accrual (only if that was never settled: its answers are approved
+        then), and the reward back to the job's pool, or held for a replacement slot
+        (refund_to "held")."""
+        value = _review_value(review)
+        window = payouts.window_of(assignment_id)
 
         def write(tx: TransactWrite) -> None:
             tx.update(ItemModel(job_id, item_id),
@@ -128,15 +133,25 @@ class DynamoItems:
                       condition=ItemModel.reviews[worker_id].does_not_exist()
                       & (ItemModel.answers[worker_id]["aid"] == assignment_id))
             tx.save(ledger_record(entry), condition=LedgerModel.entry_id.does_not_exist())
-            if review["status"] == APPROVED:
-                tx.update(AccountModel(worker_id), actions=[AccountModel.balance_cents.add(reward)])
-                tx.update(JobModel(job_id), actions=[JobModel.paid_cents.add(reward),
-                                                     JobModel.approved_answers.add(1)])
-            else:
-                tx.update(JobModel(job_id), actions=[money_attribute(refund_to).add(refund_cents),
-                                                     JobModel.rejected_answers.add(1)])
+            tx.update(AccrualModel(worker_id, accrual_key(job_id, window)),
+                      actions=[AccrualModel.rejected.add(1),
+                               AccrualModel.accrual_job.set(job_id),
+                               AccrualModel.window.set(window)],
+                      condition=AccrualModel.settled_at.does_not_exist())
+            tx.update(JobModel(job_id), actions=[money_attribute(refund_to).add(refund_cents),
+                                                 JobModel.rejected_answers.add(1)])
 
         return transact_once(write)
+
+    def approve(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
+                review: dict[str, Any]) -> bool:
+        """A client's approval: the review on the item, once, in one conditional write (the
+        answer is paid with its accrual)."""
+        ok, _ = conditional_update(ItemModel, job_id, item_id,
+                                   [ItemModel.reviews[worker_id].set(_review_value(review))],
+                                   ItemModel.reviews[worker_id].does_not_exist()
+                                   & (ItemModel.answers[worker_id]["aid"] == assignment_id))
+        return ok
 
     def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
         """Reopen a counted-complete item with more slots and uncount it, in one transaction."""

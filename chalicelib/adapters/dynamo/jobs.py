@@ -1,6 +1,6 @@
-"""Jobs: conditional state changes, counters, money and the outbox and review marks, and the
-job's conversion between record and domain. Counting answers moves items and the job in one
-transaction."""
+"""Jobs: conditional state changes, counters, money, the outbox and bulk approval marks, and
+the job's conversion between record and domain. Counting answers moves items, the workers'
+accruals and the job in one transaction."""
 from __future__ import annotations
 
 import json
@@ -17,10 +17,13 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamo import open_jobs as index
+from chalicelib.adapters.dynamo.ledger import accrual_key
 from chalicelib.adapters.dynamo.paging import newest_first
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
-from chalicelib.adapters.models import ItemModel, JobModel, QuoteModel
+from chalicelib.adapters.models import AccrualModel, ItemModel, JobModel, QuoteModel
+from chalicelib.domain import payouts
 from chalicelib.domain.model import ACTIVE, INGESTING, CountedAnswer, Job, Offer
+from chalicelib.domain.ports import ApprovalRequest
 from chalicelib.domain.webhooks import record_has_events
 from chalicelib.errors import Conflict, TransientError
 
@@ -234,8 +237,9 @@ class DynamoJobs:
         return ok
 
     def record_counted(self, job_id: str, answers: Sequence[CountedAnswer],
-                       review_due_at: float | None = None) -> int:
-        """Mark answers counted on their items and add them to the job's counters, together.
+                       pay_delay: float | None = None) -> int:
+        """Mark answers counted on their items and add them to the job's counters and (with
+        pay_delay) to their workers' accruals, together, so an answer accrues exactly once.
 
         One transaction per batch. Consumers counting the same job at once conflict on the
         job's row, so a conflict is retried here a few times with jitter before the batch is
@@ -244,7 +248,7 @@ class DynamoJobs:
         """
         for attempt in range(COUNT_ATTEMPTS):
             try:
-                return self._count_together(job_id, answers, review_due_at)
+                return self._count_together(job_id, answers, pay_delay)
             except TransactWriteError as error:
                 reasons = [r.code for r in (error.cancellation_reasons or []) if r is not None]
                 conflicted = (error.cause_response_code == "TransactionConflictException"
@@ -262,7 +266,7 @@ class DynamoJobs:
                 if len(answers) == 1:
                     return 0  # counted before: a redelivery
                 break
-        return sum(self.record_counted(job_id, [answer], review_due_at) for answer in answers)
+        return sum(self.record_counted(job_id, [answer], pay_delay) for answer in answers)
 
     def reserve(self, job_id: str, cents: int, source: str = "pool") -> bool:
         """Take cents from the pool (or the money held for replacements) in one conditional
@@ -303,28 +307,47 @@ class DynamoJobs:
                             start.remove() if starts_at is None else start.set(start | starts_at)],
                            JobModel.job_id.exists())
 
-    def jobs_due_for_review(self, now: float) -> list[str]:
-        """Ids of jobs whose earliest automatic approval is due (sparse index)."""
-        return [r.job_id for r in JobModel.reviews_due.query(
-            "due", JobModel.review_due_at <= now)]
+    def request_approval(self, job_id: str, before: float | None, by: str, now: float) -> None:
+        """Queue the job's bulk approval on the sparse reviews_due index, from the start."""
+        conditional_update(JobModel, job_id, None,
+                           [JobModel.review_queue.set("due"), JobModel.review_due_at.set(now),
+                            JobModel.approve_before.set(-1 if before is None else before),
+                            JobModel.approve_by.set(by), JobModel.approve_cursor.remove()],
+                           JobModel.job_id.exists())
 
-    def set_review_due(self, job_id: str, due_at: float | None, answered_seen: int) -> None:
-        """Move the job's next due time, or take it off the queue unless answers were counted
-        since the sweep read it (then it is looked at again on the next sweep)."""
-        if due_at is not None:
-            conditional_update(JobModel, job_id, None, [JobModel.review_due_at.set(due_at)],
-                               JobModel.job_id.exists())
+    def approvals_requested(self, now: float) -> list[ApprovalRequest]:
+        """Bulk approvals queued by now (the index holds keys only: each job's request is
+        read with a projection)."""
+        found = []
+        for key in JobModel.reviews_due.query("due", JobModel.review_due_at <= now):
+            try:
+                r = JobModel.get(key.job_id, consistent_read=True, attributes_to_get=[
+                    "job_id", "review_due_at", "approve_before", "approve_cursor", "approve_by"])
+            except JobModel.DoesNotExist:
+                continue
+            if r.review_due_at is None:
+                continue
+            before = r.approve_before
+            found.append(ApprovalRequest(r.job_id, r.review_due_at,
+                                         None if before is None or before < 0 else before,
+                                         r.approve_by or "", r.approve_cursor))
+        return found
+
+    def advance_approval(self, request: ApprovalRequest, cursor: str | None) -> None:
+        """Store the cursor, or take the job off the queue; either only while the request is
+        the one read (a newer request starts again from the first window)."""
+        same = JobModel.review_due_at == request.requested_at
+        if cursor is not None:
+            conditional_update(JobModel, request.job_id, None,
+                               [JobModel.approve_cursor.set(cursor)], same)
             return
-        ok, _ = conditional_update(JobModel, job_id, None,
-                                   [JobModel.review_queue.remove(),
-                                    JobModel.review_due_at.remove()],
-                                   JobModel.answered == answered_seen)
-        if not ok:
-            conditional_update(JobModel, job_id, None, [JobModel.review_due_at.set(0)],
-                               JobModel.job_id.exists())
+        conditional_update(JobModel, request.job_id, None,
+                           [JobModel.review_queue.remove(), JobModel.review_due_at.remove(),
+                            JobModel.approve_before.remove(), JobModel.approve_cursor.remove(),
+                            JobModel.approve_by.remove()], same)
 
     def _count_together(self, job_id: str, answers: Sequence[CountedAnswer],
-                        review_due_at: float | None = None) -> int:
+                        pay_delay: float | None = None) -> int:
         by_item: dict[str, list[CountedAnswer]] = defaultdict(list)
         for answer in answers:
             by_item[answer.item_id].append(answer)
@@ -340,15 +363,30 @@ class DynamoJobs:
                     actions.append(ItemModel.open_job.remove())
                     completed += 1
                 tx.update(ItemModel(job_id, item_id), actions=actions, condition=condition)
+            if pay_delay is not None:
+                self._accrue(tx, job_id, answers, pay_delay)
             job_actions: list[Action] = [JobModel.answered.add(len(answers))]
-            if review_due_at is not None:
-                # if_not_exists keeps an earlier due time: the queue holds the soonest.
-                job_actions += [JobModel.review_queue.set("due"),
-                                JobModel.review_due_at.set(JobModel.review_due_at | review_due_at)]
             if completed:
                 job_actions.append(JobModel.items_done.add(completed))
             tx.update(JobModel(job_id), actions=job_actions)
         return len(answers)
+
+    @staticmethod
+    def _accrue(tx: TransactWrite, job_id: str, answers: Sequence[CountedAnswer],
+                pay_delay: float) -> None:
+        """Add the answers to their workers' accruals (one update per worker and pay window),
+        putting each on the due index unless it is there: a settled accrual that gets a
+        late answer is due again at once (its due time has passed)."""
+        per_accrual: dict[tuple[str, int], int] = defaultdict(int)
+        for answer in answers:
+            per_accrual[(answer.worker_id, payouts.window_of(answer.assignment_id))] += 1
+        for (worker_id, window), count in per_accrual.items():
+            due = payouts.window_end(window) + pay_delay
+            tx.update(AccrualModel(worker_id, accrual_key(job_id, window)), actions=[
+                AccrualModel.accrued.add(count), AccrualModel.accrual_job.set(job_id),
+                AccrualModel.window.set(window),
+                AccrualModel.due_shard.set(payouts.due_shard(job_id, worker_id)),
+                AccrualModel.due_at.set(AccrualModel.due_at | due)])
 
 
 def money_attribute(source: str) -> Any:
