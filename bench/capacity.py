@@ -4,8 +4,9 @@ index, from the real items on the local stack and DynamoDB's billing rules (benc
 A client posts a categorical job (350 items x 3 answers and 20 gold items among them by
 default) on the local stack; simulated workers lease and answer it over HTTP until every
 slot is filled; the counting consumer drains, the round is aggregated; the client approves
-90% of the accepted answers with the project's client (crowd_client, an Idempotency-Key on
-every POST) and the sweeper approves the rest automatically. Workers are never blocked for
+90% of the accepted answers one by one with the project's client (crowd_client, an
+Idempotency-Key on every POST), then the whole job in bulk, and the sweeper settles every
+worker's pay window (the money of all answers, the ones approved one by one included). Workers are never blocked for
 their gold answers (block_after 0), so every judgment is one of the job's own.
 
 Every DynamoDB call the app makes goes through botocore's `BaseClient._make_api_call`, which
@@ -45,7 +46,7 @@ PURPOSES = {
     **PATHS,
     "next_task": "lease",  # the route: the worker's credentials, then lease_next_task
     "submit": "submit",  # the route: credentials, Idempotency-Key, then submit_answer
-    "review_assignment": "approve", "approve_assignment": "approve",
+    "review_assignment": "approve", "approve_assignment": "approve", "approve_job": "approve",
     "auto_approve_due": "auto-approve",
     "finalize_due_jobs": "sweeper", "publish_due_job_events": "sweeper",
     "ingest_chunk": "ingest", "fit_model": "aggregation",
@@ -311,16 +312,21 @@ def run_scenario(stack: Any, items: int, gold: int, redundancy: int, workers: in
     order = sorted(accepted)
     rng.shuffle(order)
     by_client = order[:round(len(order) * (1 - auto_share))]
-    _progress(f"the client approves {len(by_client)} answers")
+    _progress(f"the client approves {len(by_client)} answers one by one")
     for assignment_id in by_client:
         client.request("POST", f"/assignments/{assignment_id}/approve")
-    _progress("the sweeper approves the others")
-    _sweep(stack)
-    job = client.job(job_id)
+    _progress("the client approves the job in bulk; the sweeper settles the pay windows")
+    client.request("POST", f"/jobs/{job_id}/approve")
+    for _ in range(20):
+        _sweep(stack)
+        job = client.job(job_id)
+        if job["reviews"]["approved"] + job["reviews"]["rejected"] >= len(accepted):
+            break
     return {"job_id": job_id, "judgments": len(accepted), "items": items, "gold": gold,
             "redundancy": redundancy, "workers": workers,
             "approved_by_client": len(by_client),
             "approved_automatically": job["reviews"]["approved"] - len(by_client),
+            "settled": job["reviews"]["approved"],
             "reviews": job["reviews"], "results": job["result_count"]}
 
 
@@ -401,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
           f"{summary['approved_automatically']:,}; {len(recorder.calls):,} DynamoDB calls; "
           f"{time.monotonic() - started:.0f} s\n")
     events = {"approve": summary["approved_by_client"],
-              "auto-approve": summary["approved_automatically"]}
+              "auto-approve": summary["settled"]}
     print(report(totals, judgments, events))
     return 0
 

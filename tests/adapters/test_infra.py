@@ -213,8 +213,8 @@ def test_stack_creates_every_table_with_its_keys_indexes_ttl_and_recovery(output
         backups = ddb.describe_continuous_backups(TableName=f"crowd-dev-{suffix}")["ContinuousBackupsDescription"]
         assert backups["PointInTimeRecoveryDescription"]["PointInTimeRecoveryStatus"] == "ENABLED", suffix
 
-    # AND the indexes the app queries exist, with full projection but for the review queue
-    # (the sweeper reads only job ids from it)
+    # AND the indexes the app queries exist, with full projection but for the bulk approval
+    # queue (the sweeper reads only job ids from it)
     jobs_gsis = {g["IndexName"]: g for g in describe("jobs")["GlobalSecondaryIndexes"]}
     assert keys(jobs_gsis["by_state"]["KeySchema"]) == [("state", "HASH"), ("finalize_at", "RANGE")]
     assert keys(jobs_gsis["by_client"]["KeySchema"]) == [("client_id", "HASH"), ("created_at", "RANGE")]
@@ -230,6 +230,12 @@ def test_stack_creates_every_table_with_its_keys_indexes_ttl_and_recovery(output
     assert keys(stats_gsis["by_scope"]["KeySchema"]) == [("scope", "HASH"), ("worker_id", "RANGE")]
     (by_time,) = describe("ledger")["LocalSecondaryIndexes"]
     assert keys(by_time["KeySchema"]) == [("account_id", "HASH"), ("created_at", "RANGE")]
+    # AND the accruals' indexes beside the ledger's entries hold keys only: the sweeper's due
+    # index (spread over shards) and a job's accruals for a bulk approval
+    ledger_gsis = {g["IndexName"]: g for g in describe("ledger")["GlobalSecondaryIndexes"]}
+    assert keys(ledger_gsis["accruals_due"]["KeySchema"]) == [("due_shard", "HASH"), ("due_at", "RANGE")]
+    assert keys(ledger_gsis["accruals_by_job"]["KeySchema"]) == [("accrual_job", "HASH"), ("entry_id", "RANGE")]
+    assert {g["Projection"]["ProjectionType"] for g in ledger_gsis.values()} == {"KEYS_ONLY"}
     for index in [*jobs_gsis.values(), *items_gsis.values(), *stats_gsis.values(), by_time]:
         assert index["Projection"]["ProjectionType"] == "ALL"
     attribute_types = {a["AttributeName"]: a["AttributeType"] for a in describe("jobs")["AttributeDefinitions"]}

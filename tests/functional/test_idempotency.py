@@ -3,6 +3,7 @@ import json
 
 from chalicelib.deps import platform
 from chalicelib.domain.model import CLIENT
+from chalicelib.handlers import payments
 from chalicelib.handlers.accounts import create_account
 from tests.functional.marketplace import Api
 
@@ -66,6 +67,13 @@ def test_a_retried_job_post_creates_one_job_and_a_retried_submit_and_approval_pa
     first = _post(api, approve, {"reason": "good"}, "pay-1")
     second = _post(api, approve, {"reason": "good"}, "pay-1")
     assert first[0] == second[0] == 200 and first[1] == second[1]
+    stack.drain()
+    bulk = f"/jobs/{job['job_id']}/approve"
+    assert _post(api, bulk, {}, "settle-1")[0] == 202
+    status, _, headers = _post(api, bulk, {}, "settle-1")
+    assert status == 202 and headers["Idempotent-Replayed"] == "true"
+    payments.auto_approve_due(platform())
+    payments.auto_approve_due(platform())
     _, earned = api.as_worker(token, "GET", "/workers/me/earnings")
     assert earned["balance_cents"] == job["reward_cents"]
     _, me = api.as_worker(token, "GET", "/workers/me")

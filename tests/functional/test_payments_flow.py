@@ -17,6 +17,16 @@ def _answered(api, job, token, label="pos"):
     return task["assignment_id"]
 
 
+def _settle(stack, api, job_id):
+    """The client approves the job in bulk and the one-minute sweeper runs."""
+    stack.drain()  # counting adds the answers to their workers' accruals
+    status, asked = api.as_client("POST", f"/jobs/{job_id}/approve")
+    assert status == 202 and asked["status"] == "approving", asked
+    event = stack.client.events.generate_cw_event(
+        source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])
+    stack.client.lambda_.invoke("finalize_due_jobs", event)
+
+
 def test_approve_reject_bonus_and_earnings_over_http(stack):
     api = Api(stack)
     job = api.job(items=3, redundancy=2)
@@ -41,25 +51,35 @@ def test_approve_reject_bonus_and_earnings_over_http(stack):
     assert status == 201 and entry["amount_cents"] == 4
     status, again = api.as_client("POST", f"/jobs/{job['job_id']}/bonuses", bonus)
     assert status == 200 and again == entry
+    # the approved answer is paid when its pay window is settled (here: a bulk approval)
+    status, earned = api.as_worker(token, "GET", "/workers/me/earnings")
+    assert status == 200 and earned["balance_cents"] == 4
+    _settle(stack, api, job["job_id"])
     status, earned = api.as_worker(token, "GET", "/workers/me/earnings")
     assert status == 200 and earned["balance_cents"] == 9
-    assert [(e["kind"], e["reason"]) for e in earned["entries"]] == [
-        ("bonus", "great notes"), ("rejection", "not English"), ("approval", None)]
+    assert [(e["kind"], e["reason"], e["answers"]) for e in earned["entries"]] == [
+        ("settlement", "1 answer approved", 1), ("bonus", "great notes", None),
+        ("rejection", "not English", None)]
+    assert earned["entries"][0]["job_id"] == job["job_id"]
     status, view = api.as_client("GET", f"/jobs/{job['job_id']}")
     assert (view["paid_cents"], view["bonus_cents"], view["reviews"]) == (
         5, 4, {"approved": 1, "rejected": 1})
     status, error = api.as_worker(token, "GET", "/workers/me/earnings?limit=0")
     assert status == 400 and error["field"] == "limit"
+    status, error = api.as_client("POST", f"/jobs/{job['job_id']}/approve",
+                                  {"submitted_before": "soon"})
+    assert status == 400 and error["field"] == "submitted_before"
 
 
-def test_racing_approvals_and_the_sweeper_pay_once(stack):
-    # GIVEN an answer, and a job whose review period has passed
+def test_racing_approvals_and_sweepers_pay_once(stack):
+    # GIVEN an answer, counted, and a bulk approval of its job
     api = Api(stack)
-    job = api.job(items=2, redundancy=1, auto_approve_seconds=0)
+    job = api.job(items=2, redundancy=1)
     token = api.worker("w")
     assignment = _answered(api, job, token)
-    stack.drain()  # counting queues the job for automatic approval
+    stack.drain()
     client = accounts.authenticate(deps.platform(), api.key, CLIENT)
+    payments.approve_job(deps.platform(), client, job["job_id"], None)
     results, start = [], threading.Barrier(9)
 
     def approve():
@@ -72,27 +92,33 @@ def test_racing_approvals_and_the_sweeper_pay_once(stack):
         start.wait()
         results.append(payments.auto_approve_due(platform))
 
-    # WHEN eight approvals and the sweeper race
-    threads = [threading.Thread(target=approve) for _ in range(8)] + [threading.Thread(target=sweep)]
+    # WHEN four approvals and five sweepers race
+    threads = [threading.Thread(target=approve) for _ in range(4)] + \
+        [threading.Thread(target=sweep) for _ in range(5)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(60)
-    # THEN they all report the one approval, and the worker was paid once
+    # THEN the approvals all report the one approval, and the worker was paid once
     reviews = [r for r in results if isinstance(r, payments.Review)]
-    assert len(reviews) == 8 and len({r.decision["at"] for r in reviews}) == 1
+    assert len(reviews) == 4 and all(r.status == "approved" for r in reviews)
+    assert len({r.decision["at"] for r in reviews}) == 1
+    assert sum(r for r in results if isinstance(r, int)) == 1
     _, earned = api.as_worker(token, "GET", "/workers/me/earnings")
     assert earned["balance_cents"] == 5 and len(earned["entries"]) == 1
-    # AND the scheduled sweeper finds the second answer and approves it, once
+    # AND a rejection after the settlement is too late: the answer is approved
+    status, error = api.as_client("POST", f"/assignments/{assignment}/reject", {"reason": "x"})
+    assert status == 409 and error["review"]["status"] == "approved"
+    # AND the scheduled sweeper settles the second answer, once
     second = _answered(api, job, token)
-    stack.drain()
-    event = stack.client.events.generate_cw_event(
-        source="aws.events", detail_type="Scheduled Event", detail={}, resources=[])
-    stack.client.lambda_.invoke("finalize_due_jobs", event)
+    _settle(stack, api, job["job_id"])
     assert payments.auto_approve_due(deps.platform()) == 0
     _, earned = api.as_worker(token, "GET", "/workers/me/earnings")
     assert earned["balance_cents"] == 10
-    assert {e["assignment_id"] for e in earned["entries"]} == {assignment, second}
+    assert sorted(e["amount_cents"] for e in earned["entries"]) == [5, 5]
+    _, view = api.as_client("GET", f"/jobs/{job['job_id']}")
+    assert view["reviews"] == {"approved": 2, "rejected": 0} and view["paid_cents"] == 10
+    assert second
 
 
 def _money_adds_up(job_id, view):
@@ -155,6 +181,8 @@ def test_money_adds_up_through_a_storm_of_approvals_rejections_and_bonuses(stack
         thread.start()
     for thread in threads:
         thread.join(120)
+    # AND the approved answers are paid by the settlement of their pay windows
+    _settle(stack, api, job["job_id"])
     # THEN every figure adds up, bonuses stopped at the pool, and the rejected answers'
     # rewards were held for their replacements, not spent on bonuses
     _, view = api.as_client("GET", f"/jobs/{job['job_id']}")

@@ -36,8 +36,11 @@ def test_a_ledger_entry_and_a_page_of_earnings():
                         "cli_1")
     expected = ('{"entry_id": "bonus#job_x#b1", "kind": "bonus", "amount_cents": 3, '
                 '"created_at": "2023-11-14T22:13:20Z", "job_id": "job_x", "assignment_id": null, '
-                '"reason": "thanks", "worker_id": "wrk_1"}')
+                '"reason": "thanks", "answers": null, "worker_id": "wrk_1"}')
     assert _text(views.entry_view(entry)) == expected
+    settlement = LedgerEntry("wrk_1", "settlement#job_x#490000#4", "settlement", 20, AT,
+                             "job_x", None, "4 answers approved", "auto", 4)
+    assert views.entry_view(settlement)["answers"] == 4
     assert _text(views.earnings_view(Earnings("wrk_1", 3, [entry], "c2"))) == (
         '{"worker_id": "wrk_1", "balance_cents": 3, "currency": "USD", '
         f'"entries": [{expected}], "next_cursor": "c2"}}')
