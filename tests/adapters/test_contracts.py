@@ -7,6 +7,7 @@ import base64
 import json
 import threading
 import time
+import uuid
 from dataclasses import replace
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from chalicelib import deps
 from chalicelib.adapters.cursors import codec
 from chalicelib.adapters.dynamo import DynamoItems
+from chalicelib.domain import payouts
 from chalicelib.domain.ids import new_assignment_id, new_id
 from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.model import (
@@ -608,6 +610,94 @@ def test_a_rejection_refunds_to_the_pool_or_holds_the_reward_once(p):
                                   entry, 5, refund_to)
     after = p.jobs.get_job(job.job_id)
     assert (after.held_cents, after.pool_cents, after.rejected_answers) == (5, job.pool_cents + 5, 2)
+
+
+def _submitted(p: Platform, job: Job, item_id: str, worker: str, now: float) -> CountedAnswer:
+    lease = _leased(p, job, item_id, worker, now)
+    assert p.items.try_submit(job.job_id, item_id, worker, _answer(lease, "no", now), now).ok
+    return CountedAnswer(job.job_id, item_id, worker, lease.assignment_id, False)
+
+
+def test_counted_answers_accrue_once_and_a_settlement_pays_them_once(p):
+    # GIVEN three answers of two workers in one job, counted with a pay delay, then again
+    job = _active_job(p, items=3, redundancy=2)
+    worker = f"wrk_{uuid.uuid4().hex[:12]}"
+    accounts_of = [worker, f"{worker}b"]
+    now = time.time()
+    answers = [_submitted(p, job, item_id, accounts_of[0], now) for item_id in (FIRST, SECOND)]
+    answers.append(_submitted(p, job, FIRST, accounts_of[1], now))
+    assert p.jobs.record_counted(job.job_id, answers, pay_delay=-10 ** 6) == 3
+    assert p.jobs.record_counted(job.job_id, answers, pay_delay=-10 ** 6) == 0
+    window = payouts.window_of(answers[0].assignment_id)
+    accrual = p.ledger.accrual(job.job_id, worker, window)
+    assert (accrual.accrued, accrual.rejected, accrual.paid) == (2, 0, 0)
+    assert accrual.due_at == payouts.window_end(window) - 10 ** 6
+    # AND both accruals are on the due index (past due), found whatever else is there
+    due = [a for a in p.ledger.accruals_due(time.time(), 1000) if a.job_id == job.job_id]
+    assert sorted(a.worker_id for a in due) == sorted(accounts_of)
+    # WHEN two sweepers settle the same read
+    entry = LedgerEntry(worker, payouts.accrual_entry_id(job.job_id, window, 2), "settlement",
+                        10, now, job.job_id, None, "2 answers approved", "auto", 2)
+    assert p.ledger.settle(accrual, entry, 2, now, "auto")
+    assert not p.ledger.settle(accrual, entry, 2, now, "auto")
+    # THEN the worker was paid once, the job's totals moved once, the accrual left the index
+    assert p.ledger.balance(worker) == 10 and p.ledger.get_entry(worker, entry.entry_id).answers == 2
+    paid = p.jobs.get_job(job.job_id)
+    assert (paid.paid_cents, paid.approved_answers) == (10, 2)
+    settled = p.ledger.accrual(job.job_id, worker, window)
+    assert (settled.paid, settled.settled_by, settled.due_at) == (2, "auto", None)
+    assert all(a.worker_id != worker for a in p.ledger.accruals_due(time.time(), 1000)
+               if a.job_id == job.job_id)
+    # AND a rejection of a settled accrual's answer is refused; the other worker's is taken
+    review = {"status": "rejected", "reason": "late", "at": now, "by": "cli"}
+    late = LedgerEntry(worker, f"review#{answers[0].assignment_id}", "rejection", 0, now,
+                       job.job_id, answers[0].assignment_id, "late", "cli")
+    assert not p.items.review(job.job_id, FIRST, worker, answers[0].assignment_id, review,
+                              late, 5, "pool")
+    other = answers[2]
+    rejection = replace(late, account_id=other.worker_id, entry_id=f"review#{other.assignment_id}",
+                        assignment_id=other.assignment_id)
+    assert p.items.review(job.job_id, FIRST, other.worker_id, other.assignment_id, review,
+                          rejection, 5, "pool")
+    rejected = p.ledger.accrual(job.job_id, other.worker_id, window)
+    assert (rejected.accrued, rejected.rejected, rejected.payable) == (1, 1, 0)
+    # a client's approval is a mark on the answer, once
+    approval = {"status": "approved", "reason": None, "at": now, "by": "cli"}
+    assert p.items.approve(job.job_id, SECOND, worker, answers[1].assignment_id, approval)
+    assert not p.items.approve(job.job_id, SECOND, worker, answers[1].assignment_id, approval)
+    assert p.items.get_item(job.job_id, SECOND).answers[worker].review["status"] == "approved"
+
+
+def test_a_jobs_accruals_page_in_window_order_for_a_bulk_approval(p):
+    job = _active_job(p, items=3, redundancy=1)
+    now = time.time()
+    answers = [_submitted(p, job, item_id, f"wrk_{uuid.uuid4().hex[:12]}", now)
+               for item_id in (FIRST, SECOND, THIRD)]
+    p.jobs.record_counted(job.job_id, answers, pay_delay=0)
+    window = payouts.window_of(answers[0].assignment_id)
+    seen, cursor, pages = [], None, 0
+    while True:
+        page, cursor = p.ledger.accruals_of_job(job.job_id, None, cursor, 2)
+        seen += [a.worker_id for a in page]
+        pages += 1
+        if cursor is None:
+            break
+    assert sorted(seen) == sorted(a.worker_id for a in answers) and pages == 2
+    assert p.ledger.accruals_of_job(job.job_id, window, None, 10) == ([], None)
+    assert len(p.ledger.accruals_of_job(job.job_id, window + 1, None, 10)[0]) == 3
+    # AND a bulk approval is queued, continued, and finished unless asked again meanwhile
+    p.jobs.request_approval(job.job_id, None, "cli", now)
+    (request,) = [r for r in p.jobs.approvals_requested(now) if r.job_id == job.job_id]
+    assert (request.before, request.by, request.cursor) == (None, "cli", None)
+    p.jobs.advance_approval(request, "next")
+    (request,) = [r for r in p.jobs.approvals_requested(now) if r.job_id == job.job_id]
+    assert request.cursor == "next"
+    p.jobs.request_approval(job.job_id, now - 5, "cli", now + 1)
+    p.jobs.advance_approval(request, None)  # a newer request came: kept, from the start
+    (newer,) = [r for r in p.jobs.approvals_requested(now + 1) if r.job_id == job.job_id]
+    assert (newer.before, newer.cursor) == (now - 5, None)
+    p.jobs.advance_approval(newer, None)
+    assert [r for r in p.jobs.approvals_requested(now + 1) if r.job_id == job.job_id] == []
 
 
 def test_a_block_starts_when_told_and_a_block_at_once_replaces_a_later_start(p):
