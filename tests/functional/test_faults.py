@@ -3,7 +3,8 @@ equals the fault-free run's.
 
 One scenario — a client posts a 4-item job (redundancy 2), three workers answer it, the
 counting consumer closes it, the state machine aggregates and publishes, the client approves
-every answer and pays a bonus, a webhook endpoint is told — runs once without faults, recording
+every answer, then the job in bulk (the sweeper settles each worker's pay window), and pays a
+bonus, a webhook endpoint is told — runs once without faults, recording
 each write the app makes and where from (its *site*). Then it runs again once per site, with a
 crash right after that site's first write: the HTTP caller retries (same body, same
 Idempotency-Key), SQS redelivers the batch, Step Functions retries the task, a lease orphaned
@@ -126,6 +127,15 @@ def scenario(stack, plan: Plan, receiver: Receiver, run: dict | None = None) -> 
     for assignment_id in sorted(set(receipts)):
         status, review = drive.client("POST", f"/assignments/{assignment_id}/approve")
         assert status == 200 and review["status"] == "approved", review
+    # The client approves the job in bulk; the minute sweeper settles each worker's pay
+    # window, once, whatever crashed on the way.
+    status, asked = drive.client("POST", f"/jobs/{job_id}/approve")
+    assert status == 202, asked
+    for _ in range(20):
+        _sweep()
+        status, view = drive.client("GET", f"/jobs/{job_id}")
+        if view["reviews"]["approved"] >= len(set(receipts)):
+            break
     status, me = drive.worker(tokens[0], "GET", "/workers/me")
     status, bonus = drive.client("POST", f"/jobs/{job_id}/bonuses", {
         "worker_id": me["worker_id"], "amount_cents": 2, "reason": "thanks", "bonus_id": "b1"})
@@ -185,8 +195,9 @@ def test_a_crash_after_any_write_ends_in_the_fault_free_state(stack):
         # the paths the issue names all have writes to crash after
         for path in ("jobs.ingest_chunk", "tasks._lease_in_job",
                      "tasks.submit_answer", "rounds.count_answers",
-                     "aggregation.publish_results", "rounds.end_round", "payments.",
-                     "webhooks.delivery.deliver"):
+                     "aggregation.publish_results", "rounds.end_round", "payments.settle >",
+                     "payments.approve_job", "payments.settle_accrual",
+                     "payments._continue_approval", "webhooks.delivery.deliver"):
             assert any(path in site for site in sites), (path, "\n".join(sites))
         crashed = []
         only = os.environ.get("CRASH_SITE")  # to look at one crash point
