@@ -110,8 +110,8 @@ def deliver_webhooks(event: Any) -> None:
 @app.schedule("rate(1 minute)")
 def finalize_due_jobs(event: Any) -> None:
     """Start aggregation for jobs past their deadline or cancelled with no leases left,
-    publish job events a crash left unpublished, and approve answers nobody reviewed within
-    their job's review period."""
+    publish job events a crash left unpublished, and settle the workers' pay windows that are
+    due (a page of the due index a run) and continue bulk approvals."""
     p = platform()
     rounds.finalize_due_jobs(p)
     approved = auto_approve_due(p)

@@ -79,13 +79,15 @@ WRITES = {
     "quotes": {"put_quote"},
     "jobs": {"create_job", "abandon_job", "mark_chunk_ingested", "transition", "mark_events_sent",
              "claim_budget_alert", "mark_budget_alerted", "record_counted", "claim_refit",
-             "set_review_due", "reserve", "refund", "release_held", "block_worker"},
-    "items": {"put_items", "review", "release_gold_slots", "extend", "add_slots", "open_held",
+             "request_approval", "advance_approval", "reserve", "refund", "release_held",
+             "block_worker"},
+    "items": {"put_items", "review", "approve", "release_gold_slots", "extend", "add_slots",
+              "open_held",
               "try_lease", "try_submit", "try_release"},
     "results": {"put_results"},
     "stats": {"record_gold", "mark_blocked", "unblock", "publish_shown", "start_attempt",
               "finish_attempt"},
-    "ledger": {"bonus"},
+    "ledger": {"bonus", "settle"},
 }
 
 Key = tuple[str, str, str | None]  # (table, partition key, sort key)

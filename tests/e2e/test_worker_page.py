@@ -278,10 +278,11 @@ def test_right_to_left_text_a_fresh_status_and_readable_times(stack, browser):
     expect(page.locator("#task-title")).to_have_attribute("dir", "auto")
     _press(page, "1")
     expect(page.locator("#message")).to_have_text("Submitted. Next task.")
-    client.request("POST", f"/assignments/{assignment_id}/approve", {"reason": "תודה רבה"})
+    # (a rejection's reason is in the worker's history at once; approvals come as settlements)
+    client.request("POST", f"/assignments/{assignment_id}/reject", {"reason": "לא בעברית"})
     # the status said on the task does not follow the worker to Earnings
     page.locator("#to-earnings").click()
-    expect(page.locator("#history")).to_contain_text("תודה רבה")
+    expect(page.locator("#history")).to_contain_text("לא בעברית")
     expect(page.locator("#message")).to_have_text("")
     row = page.locator("#history tr").first
     reason = row.locator("td").nth(3)
