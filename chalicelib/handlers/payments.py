@@ -152,7 +152,9 @@ def review_assignment(p: Platform, client: Principal, assignment_id: str, body: 
     """
     job, item, worker_id, answer = _client_answer(p, client, assignment_id)  # 404 comes first
     reason = _review_body(body, reason_required=status == REJECTED)
-    review = decision(p, job.job_id, worker_id, answer)
+    # Written first, read only if refused: the write's conditions decide, and a client's
+    # approval in the review period (the usual case) costs no read of the accrual.
+    review = answer.review
     if review is None:
         review = settle(p, job, item, worker_id, answer, status, reason, client.account_id)
         if review is None:  # reviewed or settled meanwhile (by the sweeper or another call)

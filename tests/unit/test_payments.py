@@ -144,13 +144,13 @@ def test_unreviewed_answers_are_approved_when_their_pay_window_is_due(p):
     assert p.ledger.accruals_due(p.now() + 10 * DAY, 100) == []
     assert payments.auto_approve_due(p) == 0
     assert p.ledger.balance(worker.account_id) == job.reward_cents
-    # AND a client approving after the settlement gets its approval back, not a payment;
-    # rejecting it is too late (409, approved)
-    again = payments.review_assignment(p, client, first, None, APPROVED)
-    assert again.decision["by"] == "auto" and p.ledger.balance(worker.account_id) == 5
+    # AND rejecting it is too late (409: approved by the settlement); a client approving it
+    # after the settlement gets an approval, not a payment
     with pytest.raises(Conflict) as caught:
         payments.review_assignment(p, client, first, {"reason": "too late"}, REJECTED)
-    assert caught.value.review.status == "approved"
+    assert caught.value.review.status == "approved" and caught.value.review.decision["by"] == "auto"
+    again = payments.review_assignment(p, client, first, None, APPROVED)
+    assert again.status == "approved" and p.ledger.balance(worker.account_id) == 5
     assert p.jobs.get_job(job.job_id).rejected_answers == 1
 
 
@@ -221,8 +221,9 @@ def test_a_bulk_approval_pays_every_window_before_it_is_due_in_pages(p):
     assert [p.ledger.balance(w.account_id) for w in workers] == [0, 5, 5]
     settled = p.jobs.get_job(job.job_id)
     assert (settled.approved_answers, settled.rejected_answers, settled.paid_cents) == (2, 1, 10)
-    review = payments.review_assignment(p, client, answers[1], None, APPROVED)
-    assert review.decision["by"] == client.account_id
+    with pytest.raises(Conflict) as caught:
+        payments.review_assignment(p, client, answers[1], {"reason": "late"}, REJECTED)
+    assert caught.value.review.decision["by"] == client.account_id
     with pytest.raises(InvalidRequest) as caught:
         payments.approve_job(p, client, job.job_id, {"submitted_before": "yesterday"})
     assert caught.value.field == "submitted_before"
