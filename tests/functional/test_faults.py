@@ -169,10 +169,18 @@ def final_state(api: Api, drive: Driver, tokens: list[str], job_id: str,
     results = sorted((r["external_id"], r["answer"], r["n_answers"]) for r in page["results"])
     balances = []
     entries = []
+    settled = {"cents": 0, "answers": 0}
     for token in tokens:
         status, earned = drive.worker(token, "GET", "/workers/me/earnings")
         balances.append(earned["balance_cents"])
-        entries += [(e["kind"], e["amount_cents"]) for e in earned["entries"]]
+        for e in earned["entries"]:
+            if e["kind"] == "settlement":
+                # How answers split into settlements follows the hour their tasks were
+                # leased in (a run may cross one): what was paid, and for how many, may not.
+                settled["cents"] += e["amount_cents"]
+                settled["answers"] += e["answers"]
+            else:
+                entries.append((e["kind"], e["amount_cents"]))
     events = sorted(e["type"] for e in receiver.events() if e["job_id"] == job_id)
     return {
         "answers": items, "state": view["state"], "counts": view["counts"],
@@ -180,7 +188,7 @@ def final_state(api: Api, drive: Driver, tokens: list[str], job_id: str,
         "spent_cents": view["spent_cents"], "paid_cents": view["paid_cents"],
         "bonus_cents": view["bonus_cents"], "pool_cents": view["pool_cents"],
         "reviews": view["reviews"], "balance_total": sum(balances),
-        "ledger": sorted(entries), "events_delivered": events,
+        "ledger": sorted(entries), "settled": settled, "events_delivered": events,
     }
 
 
@@ -191,6 +199,9 @@ def test_a_crash_after_any_write_ends_in_the_fault_free_state(stack):
         clean = Plan()
         with crash_after_writes(clean):
             expected = scenario(stack, clean, receiver)
+        # every answer was paid once, by the settlements of its pay window
+        assert expected["settled"]["answers"] == expected["reviews"]["approved"] == 8
+        assert expected["settled"]["cents"] == expected["paid_cents"] == 8 * 5
         sites = sorted({site for _, site in clean.writes})
         # the paths the issue names all have writes to crash after
         for path in ("jobs.ingest_chunk", "tasks._lease_in_job",
