@@ -294,7 +294,8 @@ class FakeItems:
         with self._lock:
             record = self.records.get((job_id, item_id))
             answer = record.state.answers.get(worker_id) if record else None
-            if answer is None or answer.assignment_id != assignment_id or answer.review:
+            if record is None or answer is None or answer.assignment_id != assignment_id \
+                    or answer.review:
                 return False
             record.state.answers[worker_id] = replace(answer, review=_json_copy(review))
             return True

@@ -114,7 +114,7 @@ class LedgerStore(Protocol):
                         limit: int) -> tuple[list[Accrual], str | None]:
         """A page of the job's accruals (of windows before before_window, when given), in
         window order, and the cursor of the next page."""
-    def settle(self, accrual: Accrual, entry: LedgerEntry, answers: int, now: float,
+    def settle(self, accrual: Accrual, entry: LedgerEntry | None, answers: int, now: float,
                by: str) -> bool:
         """Pay an accrual's payable answers as read: the entry (only if new), the worker's
         balance, the accrual's paid count (only if its counts are still those read; off the

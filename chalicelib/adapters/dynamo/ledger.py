@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from pynamodb.exceptions import TransactWriteError
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamo.paging import newest_first
@@ -145,7 +146,7 @@ class DynamoLedger:
         """The entry, the balance, the accrual (counts as read: paid up, off the due index)
         and the job's paid total and approved count, in one transaction."""
         record = AccrualModel(accrual.worker_id, accrual_key(accrual.job_id, accrual.window))
-        actions = [AccrualModel.paid.set(accrual.paid + answers),
+        actions: list[Action] = [AccrualModel.paid.set(accrual.paid + answers),
                    AccrualModel.settled_at.set(AccrualModel.settled_at | now),
                    AccrualModel.settled_by.set(AccrualModel.settled_by | by),
                    AccrualModel.due_shard.remove(), AccrualModel.due_at.remove()]
