@@ -17,7 +17,7 @@ from chalicelib.adapters.dynamo import DynamoItems
 from chalicelib.domain.ids import new_assignment_id, new_id
 from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.model import (
-    ACTIVE, CANCELLED, CLIENT, DONE, INGESTING, PAUSED, CountedAnswer, Job, Lease, LedgerEntry,
+    ACTIVE, AGGREGATING, CANCELLED, CLIENT, DONE, INGESTING, PAUSED, CountedAnswer, Job, Lease, LedgerEntry,
     Offer, Principal, StoredAnswer,
 )
 from chalicelib.errors import Conflict, InvalidRequest
@@ -363,6 +363,35 @@ def test_a_transition_happens_only_from_the_named_states(p):
     missing = new_id("job")
     assert not p.jobs.transition(missing, (ACTIVE,), DONE)
     assert p.jobs.get_job(missing) is None
+
+
+def test_the_counted_conditions_read_the_counters_as_counting_moved_them(p):
+    # GIVEN an active job of two items taking one answer each, one counted complete
+    job = _active_job(p, items=2, redundancy=1)
+    p.jobs.record_counted(job.job_id, [CountedAnswer(job.job_id, FIRST, "w1", "asg-1", True)],
+                          review_due_at=time.time() + 60)
+    # THEN a move that needs both items done is refused, and leaves the job as it was
+    assert not p.jobs.transition(job.job_id, (ACTIVE,), CANCELLED, expect_items_done=2)
+    assert p.jobs.get_job(job.job_id).state == ACTIVE
+    # AND the review sweep that read the job before an answer came cannot take it off the queue
+    seen = p.jobs.get_job(job.job_id).answered
+    p.jobs.record_counted(job.job_id, [CountedAnswer(job.job_id, SECOND, "w2", "asg-2", True)],
+                          review_due_at=time.time() + 60)
+    p.jobs.set_review_due(job.job_id, None, seen)
+    assert job.job_id in p.jobs.jobs_due_for_review(time.time())
+    # WHEN both are done THEN the move goes through, and a sweep that saw every answer
+    # takes the job off the queue
+    assert p.jobs.transition(job.job_id, (ACTIVE,), CANCELLED, expect_items_done=2)
+    p.jobs.set_review_due(job.job_id, None, seen + 1)
+    assert job.job_id not in p.jobs.jobs_due_for_review(time.time())
+    # AND reopening an item uncounts it
+    assert p.items.add_slots(job.job_id, FIRST, 1, 0)
+    reopened = p.jobs.get_job(job.job_id)
+    assert (reopened.state, reopened.answered, reopened.items_done) == (CANCELLED, 2, 1)
+    # AND a move between states off the open-jobs index keeps the same condition
+    assert not p.jobs.transition(job.job_id, (CANCELLED,), AGGREGATING, expect_items_done=2)
+    assert p.jobs.transition(job.job_id, (CANCELLED,), AGGREGATING, expect_items_done=1)
+
 
 
 def _open(p: Platform, key: str, job: Job) -> list[Offer]:

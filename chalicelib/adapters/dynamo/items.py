@@ -12,7 +12,9 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.adapters.dynamo.jobs import money_attribute
 from chalicelib.adapters.dynamo.ledger import ledger_record
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
-from chalicelib.adapters.models import AccountModel, ItemModel, JobModel, LedgerModel
+from chalicelib.adapters.models import (
+    AccountModel, ItemModel, JobCountsModel, JobModel, LedgerModel, counts_key,
+)
 from chalicelib.domain.model import (
     APPROVED, INGESTING, ItemState, Lease, LedgerEntry, NewItem, StoredAnswer,
 )
@@ -146,7 +148,8 @@ class DynamoItems:
                 ItemModel.replaced.add(count), ItemModel.open_job.set(job_id)],
                 condition=ItemModel.open_job.does_not_exist()
                 & (ItemModel.replaced == replaced_before))
-            tx.update(JobModel(job_id), actions=[JobModel.items_done.add(-1)])
+            tx.update(JobCountsModel(counts_key(job_id)),
+                      actions=[JobCountsModel.items_done.add(-1)])
 
         return transact_once(write)
 
