@@ -79,7 +79,7 @@ WRITES = {
     "quotes": {"put_quote"},
     "jobs": {"create_job", "abandon_job", "mark_chunk_ingested", "transition", "mark_events_sent",
              "claim_budget_alert", "mark_budget_alerted", "record_counted", "claim_refit",
-             "set_review_due", "reserve", "refund", "release_held", "block_worker"},
+             "set_review_due", "reserve", "refund", "release_held"},
     "items": {"put_items", "review", "release_gold_slots", "extend", "add_slots", "open_held",
               "try_lease", "try_submit", "try_release"},
     "results": {"put_results"},

@@ -155,9 +155,6 @@ class JobModel(Model):
     pool_cents = NumberAttribute(default=0)
     held_cents = NumberAttribute(null=True)
     gold_slots = NumberAttribute(null=True)
-    blocked_workers = UnicodeSetAttribute(null=True)
-    # worker id -> when their block by the gold rule starts to refuse leases.
-    block_starts: MapAttribute[str, Any] = MapAttribute(null=True)
     auto_approve_seconds = NumberAttribute(default=259200)
     paid_cents = NumberAttribute(default=0)
     bonus_cents = NumberAttribute(default=0)
@@ -271,7 +268,8 @@ class StatsByScope(GlobalSecondaryIndex):
 
 
 class WorkerStatsModel(Model):
-    """A worker's gold record in one job (scope = job id) or overall (scope = "*").
+    """A worker's gold record in one job (scope = job id) or overall (scope = "*"), and their
+    block from that job (or everywhere): blocked_at is when it starts refusing leases.
 
     gold_answers/gold_correct are live (they drive blocking); shown_* are what the worker
     sees, copied when a round is published, so no answer tells them which items were gold.

@@ -51,7 +51,8 @@ class ContainerCache:
     - principals: credential hash -> Principal (authentication);
     - jobs: job id -> Job, and open: open-jobs index key -> its Offers (leasing, the job list);
     - leased: job id -> live lease count (progress);
-    - blocked: worker id -> whether an operator blocked them everywhere;
+    - blocked: worker id -> whether an operator blocked them everywhere, and job_blocks:
+      (worker id, job id) -> when the worker's block from the job starts (None: no block);
     - models: job id -> its online model (adaptive redundancy);
     - pools: job id -> {item id: slot state}, the task pool leases are tried from, and
       nothing_for: (worker id, job id) -> when the job last had nothing for the worker.
@@ -63,6 +64,7 @@ class ContainerCache:
         self.open: Timed[list[Any]] = Timed()
         self.leased: Timed[int] = Timed()
         self.blocked: Timed[bool] = Timed()
+        self.job_blocks: Timed[float | None] = Timed()
         self.models: Timed[Any] = Timed()
         self.nothing_for: Timed[None] = Timed()
         self._pools: dict[str, dict[str, Any]] = {}

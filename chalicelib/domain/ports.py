@@ -51,11 +51,19 @@ class WorkerStatsStore(Protocol):
                     ) -> tuple[int, int] | None:
         """Score one gold answer once (per assignment) in the job and overall; return the
         job's (answers, correct) after it, or None if it was scored before."""
-    def mark_blocked(self, worker_id: str, scope: str, reason: str, now: float) -> None:
-        """Record a block in a job (scope = job id) or everywhere (scope = "*")."""
+    def mark_blocked(self, worker_id: str, scope: str, reason: str, now: float,
+                     starts_at: float | None = None) -> None:
+        """Record a block in a job (scope = job id) or everywhere (scope = "*") refusing
+        leases from starts_at (default now); a repeat keeps the first block, except that a
+        block at once replaces one that starts later."""
     def unblock(self, worker_id: str, scope: str) -> None: """Lift a block."""
     def of_job(self, job_id: str) -> list[WorkerRecord]: """A job's workers' records."""
     def of_worker(self, worker_id: str) -> list[WorkerRecord]: """One worker's records."""
+    def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None
+                      ) -> dict[str, float]:
+        """Worker id -> when their block from the job starts refusing their leases, for the
+        given workers or (None) every worker blocked from the job; blocked workers' answers
+        are left out from the moment of the block, whatever its start."""
     def publish_shown(self, job_id: str) -> None:
         """Copy the job's live gold counts to what its workers see (at a round's publication)."""
     def blocked_everywhere(self, worker_ids: Iterable[str]) -> set[str]:
@@ -160,9 +168,6 @@ class JobStore(Protocol):
         """Give cents back to the job's pool (or to its held money)."""
     def release_held(self, job_id: str) -> int:
         """Move the money held for replacements into the pool, at once; return how much."""
-    def block_worker(self, job_id: str, worker_id: str, starts_at: float | None = None) -> None:
-        """Add a worker to the job's blocked workers, refusing their leases from starts_at
-        (default at once; a repeat keeps the first start)."""
     def jobs_due_for_review(self, now: float) -> list[str]:
         """Ids of jobs with an answer whose automatic approval is due."""
     def set_review_due(self, job_id: str, due_at: float | None, answered_seen: int) -> None:

@@ -641,16 +641,18 @@ def test_a_rejection_refunds_to_the_pool_or_holds_the_reward_once(p):
 
 def test_a_block_starts_when_told_and_a_block_at_once_replaces_a_later_start(p):
     job = _active_job(p)
-    p.jobs.block_worker(job.job_id, "w1", 1000.0)
-    p.jobs.block_worker(job.job_id, "w1", 2000.0)  # a repeat keeps the first start
-    blocked = p.jobs.get_job(job.job_id)
-    assert blocked.blocked_workers == {"w1"} and blocked.block_starts == {"w1": 1000.0}
-    assert not blocked.refuses("w1", 999.0) and blocked.refuses("w1", 1000.0)
-    p.jobs.block_worker(job.job_id, "w2")
-    p.jobs.block_worker(job.job_id, "w1")  # by hand: at once
-    now = p.jobs.get_job(job.job_id)
-    assert now.blocked_workers == {"w1", "w2"} and now.block_starts == {}
-    assert now.refuses("w1", 0.0) and now.refuses("w2", 0.0)
+    p.stats.mark_blocked("w1", job.job_id, "gold (by rule)", 500.0, 1000.0)
+    p.stats.mark_blocked("w1", job.job_id, "gold (by rule)", 600.0, 2000.0)  # keeps the first
+    p.stats.record_gold("w3", job.job_id, "asg-w3", True)  # a worker of the job, not blocked
+    assert p.stats.blocks_in_job(job.job_id) == {"w1": 1000.0}
+    p.stats.mark_blocked("w2", job.job_id, "spam (by client)", 700.0)
+    p.stats.mark_blocked("w1", job.job_id, "spam (by client)", 800.0)  # by hand: at once
+    p.stats.mark_blocked("w2", job.job_id, "again (by client)", 900.0)  # keeps the first
+    assert p.stats.blocks_in_job(job.job_id) == {"w1": 800.0, "w2": 700.0}
+    assert p.stats.blocks_in_job(job.job_id, ["w2", "w3", "w4"]) == {"w2": 700.0}
+    assert p.stats.blocks_in_job(job.job_id, []) == {}
+    reasons = {r.worker_id: r.blocked_reason for r in p.stats.of_job(job.job_id)}
+    assert reasons == {"w1": "spam (by client)", "w2": "spam (by client)", "w3": None}
 
 
 def test_a_gold_items_unused_slots_are_paid_back_once(p):

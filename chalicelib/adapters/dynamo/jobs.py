@@ -12,7 +12,9 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
-from pynamodb.exceptions import GetError, TransactWriteError
+from botocore.exceptions import ClientError
+from pynamodb.constants import BATCH_GET_ITEM
+from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
@@ -53,9 +55,7 @@ def job_from_model(r: JobModel, counts: JobCountsModel | None = None) -> Job:
         budget_alerted=bool(r.budget_alerted), budget_alert_at=r.budget_alert_at,
         gold_items=int(r.gold_items or 0), quality=r.quality or {},
         pool_cents=int(r.pool_cents or 0), held_cents=int(r.held_cents or 0),
-        gold_slots=int(r.gold_slots or 0), blocked_workers=frozenset(r.blocked_workers or ()),
-        block_starts={w: float(t) for w, t in (r.block_starts.as_dict()
-                                                if r.block_starts else {}).items()},
+        gold_slots=int(r.gold_slots or 0),
         auto_approve_seconds=int(r.auto_approve_seconds if r.auto_approve_seconds is not None
                                  else 3 * 24 * 3600), paid_cents=int(r.paid_cents or 0),
         bonus_cents=int(r.bonus_cents or 0), approved_answers=int(r.approved_answers or 0),
@@ -161,9 +161,13 @@ class DynamoJobs:
             if expect_items_done is None:
                 ok, _ = conditional_update(JobModel, job_id, None, actions, condition)
                 return ok
-            return transact_once(lambda tx: (
-                tx.update(JobModel(job_id), actions=list(actions), condition=condition),
-                _check_items_done(tx, job_id, expect_items_done)))
+            done: int = expect_items_done
+
+            def write(tx: TransactWrite) -> None:
+                tx.update(JobModel(job_id), actions=list(actions), condition=condition)
+                _check_items_done(tx, job_id, done)
+
+            return transact_once(write)
         return self._transition_indexed(job_id, from_states, to_state, actions, condition,
                                         changes, expect_items_done)
 
@@ -300,19 +304,6 @@ class DynamoJobs:
                 return job.held_cents
         raise TransientError("the job's money kept changing; try again")
 
-    def block_worker(self, job_id: str, worker_id: str, starts_at: float | None = None) -> None:
-        """Add the worker to the job's blocked set, refusing leases from starts_at (a repeat
-        keeps the first start) or, without it, at once."""
-        # A nested key needs its map, made by a first write (blocks are rare).
-        conditional_update(JobModel, job_id, None,
-                           [JobModel.block_starts.set(JobModel.block_starts | {})],
-                           JobModel.job_id.exists())
-        start = JobModel.block_starts[worker_id]
-        conditional_update(JobModel, job_id, None,
-                           [JobModel.blocked_workers.add({worker_id}),
-                            start.remove() if starts_at is None else start.set(start | starts_at)],
-                           JobModel.job_id.exists())
-
     def jobs_due_for_review(self, now: float) -> list[str]:
         """Ids of jobs whose earliest automatic approval is due (sparse index)."""
         return [r.job_id for r in JobModel.reviews_due.query(
@@ -325,12 +316,13 @@ class DynamoJobs:
             conditional_update(JobModel, job_id, None, [JobModel.review_due_at.set(due_at)],
                                JobModel.job_id.exists())
             return
-        ok = transact_once(lambda tx: (
+        def clear(tx: TransactWrite) -> None:
             tx.update(JobModel(job_id), actions=[JobModel.review_queue.remove(),
-                                                 JobModel.review_due_at.remove()]),
+                                                 JobModel.review_due_at.remove()])
             tx.condition_check(JobCountsModel, counts_key(job_id),
-                               condition=_answered_is(answered_seen))))
-        if not ok:
+                               condition=_answered_is(answered_seen))
+
+        if not transact_once(clear):
             conditional_update(JobModel, job_id, None, [JobModel.review_due_at.set(0)],
                                JobModel.job_id.exists())
 
@@ -392,9 +384,10 @@ def _read_jobs(job_ids: Sequence[str], consistent: bool
         keys = [{"job_id": {"S": key}} for job_id in unique[start:start + 50]
                 for key in (job_id, counts_key(job_id))]
         while keys:
+            request = {"RequestItems": {table: {"Keys": keys, "ConsistentRead": consistent}}}
             try:
-                response = connection.batch_get_item(keys, consistent_read=consistent)
-            except GetError as error:
+                response = connection.connection.dispatch(BATCH_GET_ITEM, request)
+            except ClientError as error:
                 raise_transient(error)
                 raise
             for item in response.get("Responses", {}).get(table, []):
