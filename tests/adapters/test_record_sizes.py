@@ -114,7 +114,8 @@ def test_a_million_item_job_with_a_hundred_blocked_workers_keeps_every_record_sm
     record = _raw(JobModel, job_id)
     assert not {"answered", "items_done", "blocked_workers", "block_starts"} & set(record)
     instructions = len(read.instructions.encode())
-    sizes = {"job": item_size(record), "counters": item_size(_raw(JobCountsModel, counts_key(job_id)))}
+    sizes = {"job": item_size(record),
+             "counters": item_size(_raw(JobCountsModel, counts_key(job_id)))}
     sizes.update({f"stats {worker}": item_size(_raw(WorkerStatsModel, worker, job_id))
                   for worker in workers})
     sizes.update({f"stats {worker} *": item_size(_raw(WorkerStatsModel, worker, "*"))

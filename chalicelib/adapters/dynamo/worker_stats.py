@@ -54,8 +54,9 @@ class DynamoWorkerStats:
         kept = WorkerStatsModel.blocked_at.does_not_exist()
         if starts_at is None:
             kept |= WorkerStatsModel.blocked_at > now
+        start = now if starts_at is None else starts_at
         conditional_update(WorkerStatsModel, worker_id, scope,
-                           [WorkerStatsModel.blocked_at.set(now if starts_at is None else starts_at),
+                           [WorkerStatsModel.blocked_at.set(start),
                             WorkerStatsModel.blocked_reason.set(reason)],
                            kept)
 
