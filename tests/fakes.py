@@ -483,8 +483,8 @@ class FakeJobs:
             del self.jobs[job_id]
             self._quotes.quotes[quote_id] = replace(quote, job_id=None)
 
-    def get_job(self, job_id: str) -> Job | None:
-        """A job by id."""
+    def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
+        """A job by id (always as it stands)."""
         with self._lock:
             job = self.jobs.get(job_id)
             return None if job is None else copy.deepcopy(job)

@@ -130,7 +130,9 @@ class JobStore(Protocol):
         """Store a new job and mark its quote used, together (fails if the quote was used)."""
     def abandon_job(self, job_id: str, quote_id: str) -> None:
         """Delete a job still ingesting and free its quote, together."""
-    def get_job(self, job_id: str) -> Job | None: """A job by id (strongly consistent)."""
+    def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
+        """A job by id, strongly consistent (or, consistent=False, as of a moment ago for
+        half the read units)."""
     def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
         """Jobs in a state, optionally only those due to finalise before a time."""
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:

@@ -116,9 +116,10 @@ class DynamoJobs:
             tx.update(QuoteModel(quote_id), actions=[QuoteModel.job_id.remove()],
                       condition=QuoteModel.job_id == job_id)
 
-    def get_job(self, job_id: str) -> Job | None:
-        """A job by id, strongly consistent: its record and its counters in one BatchGetItem."""
-        records, counts = _read_jobs([job_id], consistent=True)
+    def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
+        """A job by id: its record and its counters in one BatchGetItem (each item rounded on
+        its own: 2 read units strongly consistent, 1 eventually)."""
+        records, counts = _read_jobs([job_id], consistent=consistent)
         record = records.get(job_id)
         return None if record is None else job_from_model(record, counts.get(job_id))
 
