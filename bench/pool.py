@@ -41,7 +41,8 @@ What it measures:
   (the adapter's page size), since the filter runs after the read.
 - writes by key: every write, conditional ones that failed included (they cost a write unit
   too), grouped by the key it touches: (table, partition key) and the record (table, partition
-  key, sort key); a counting transaction writes each of its items and the job record. Only
+  key, sort key); a counting transaction writes each of its items and the job's counters
+  record (`<job_id>#counts`), reopening an item writes it and the counters record. Only
   writes after the job is active count. Peak: the most writes to that key in one virtual second.
 """
 from __future__ import annotations
@@ -79,8 +80,7 @@ WRITES = {
     "quotes": {"put_quote"},
     "jobs": {"create_job", "abandon_job", "mark_chunk_ingested", "transition", "mark_events_sent",
              "claim_budget_alert", "mark_budget_alerted", "record_counted", "claim_refit",
-             "request_approval", "advance_approval", "reserve", "refund", "release_held",
-             "block_worker"},
+             "request_approval", "advance_approval", "reserve", "refund", "release_held"},
     "items": {"put_items", "review", "approve", "release_gold_slots", "extend", "add_slots",
               "open_held",
               "try_lease", "try_submit", "try_release"},
@@ -111,6 +111,11 @@ class Settings:
     seed: int = 20261206
 
 
+def counts_key(job_id: str) -> str:
+    """The key of the job's counters record (chalicelib.adapters.models.counts_key)."""
+    return f"{job_id}#counts"
+
+
 def written_keys(store: str, method: str, args: tuple, kwargs: dict[str, Any]) -> list[Key]:
     """The records a write touches, as (table, partition key, sort key)."""
     if store == "items" and method in ("put_items",):
@@ -119,12 +124,14 @@ def written_keys(store: str, method: str, args: tuple, kwargs: dict[str, Any]) -
         return [("items", args[0], item_id) for item_id in args[1]]
     if store == "items" and method in ("review", "release_gold_slots"):
         return [("items", args[0], args[1]), ("jobs", args[0], None)]
+    if store == "items" and method == "add_slots":
+        return [("items", args[0], args[1]), ("jobs", counts_key(args[0]), None)]
     if store == "items":
         return [("items", args[0], args[1])]
     if store == "jobs" and method == "record_counted":
         answers = args[1] if len(args) > 1 else kwargs["answers"]
         return [("items", args[0], item_id) for item_id in sorted({a.item_id for a in answers})] \
-            + [("jobs", args[0], None)]
+            + [("jobs", counts_key(args[0]), None)]
     if store == "jobs":
         return [("jobs", args[0], None)]
     if store == "stats" and method == "record_gold":
@@ -592,8 +599,8 @@ def report(out: Outcome) -> str:
                      f"{n / total:.1%} | {peak:,} |")
     for key, n in out.writes.most_common(3):
         peak = max(out.per_second[key].values())
-        record = "job record" if key[0] == "jobs" else f"item {key[2]}" \
-            if key[0] == "items" else "record"
+        record = ("counters record" if key[1].endswith("#counts") else "job record") \
+            if key[0] == "jobs" else f"item {key[2]}" if key[0] == "items" else "record"
         lines.append(f"| {key[0]} / {_short(key[1])}{'/' + key[2] if key[2] else ''} | {record} | "
                      f"{n:,} | {n / total:.1%} | {peak:,} |")
     return "\n".join(lines)

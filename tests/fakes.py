@@ -497,8 +497,8 @@ class FakeJobs:
             del self.jobs[job_id]
             self._quotes.quotes[quote_id] = replace(quote, job_id=None)
 
-    def get_job(self, job_id: str) -> Job | None:
-        """A job by id."""
+    def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
+        """A job by id (always as it stands)."""
         with self._lock:
             job = self.jobs.get(job_id)
             return None if job is None else copy.deepcopy(job)
@@ -669,17 +669,6 @@ class FakeJobs:
             job.pool_cents += held
             return held
 
-    def block_worker(self, job_id: str, worker_id: str, starts_at: float | None = None) -> None:
-        """Add the worker to the job's blocked set (a start at once replaces a later one;
-        a repeat keeps the first)."""
-        with self._lock:
-            job = self.jobs[job_id]
-            job.blocked_workers = job.blocked_workers | {worker_id}
-            starts = {w: t for w, t in job.block_starts.items() if w != worker_id}
-            if starts_at is not None:
-                starts[worker_id] = job.block_starts.get(worker_id, starts_at)
-            job.block_starts = starts
-
     def _count_together(self, job_id: str, answers: Sequence[CountedAnswer]) -> int | None:
         by_item: dict[str, list[CountedAnswer]] = defaultdict(list)
         for answer in answers:
@@ -808,12 +797,23 @@ class FakeWorkerStats:
             r = self.records[(worker_id, job_id)]
             return r.gold_answers, r.gold_correct
 
-    def mark_blocked(self, worker_id: str, scope: str, reason: str, now: float) -> None:
-        """Record a block (the first is kept)."""
+    def mark_blocked(self, worker_id: str, scope: str, reason: str, now: float,
+                     starts_at: float | None = None) -> None:
+        """Record a block (the first is kept, but a block at once replaces a later start)."""
         with self._lock:
             r = self._get(worker_id, scope)
-            if r.blocked_at is None:
-                self.records[(worker_id, scope)] = replace(r, blocked_at=now, blocked_reason=reason)
+            if r.blocked_at is None or (starts_at is None and r.blocked_at > now):
+                self.records[(worker_id, scope)] = replace(
+                    r, blocked_at=now if starts_at is None else starts_at, blocked_reason=reason)
+
+    def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None
+                      ) -> dict[str, float]:
+        """When each (given) worker's block from the job starts."""
+        with self._lock:
+            wanted = None if worker_ids is None else set(worker_ids)
+            return {w: r.blocked_at for (w, scope), r in self.records.items()
+                    if scope == job_id and r.blocked_at is not None
+                    and (wanted is None or w in wanted)}
 
     def unblock(self, worker_id: str, scope: str) -> None:
         """Lift a block."""

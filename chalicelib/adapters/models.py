@@ -119,7 +119,7 @@ class JobsByEventsDue(GlobalSecondaryIndex):
 
 
 class JobModel(Model):
-    """A job: its spec, state and progress counters."""
+    """A job: its spec, state, money and history (its counting counters are JobCountsModel)."""
 
     class Meta:
         table_name = "jobs"
@@ -155,9 +155,6 @@ class JobModel(Model):
     pool_cents = NumberAttribute(default=0)
     held_cents = NumberAttribute(null=True)
     gold_slots = NumberAttribute(null=True)
-    blocked_workers = UnicodeSetAttribute(null=True)
-    # worker id -> when their block by the gold rule starts to refuse leases.
-    block_starts: MapAttribute[str, Any] = MapAttribute(null=True)
     auto_approve_seconds = NumberAttribute(default=259200)
     paid_cents = NumberAttribute(default=0)
     bonus_cents = NumberAttribute(default=0)
@@ -181,8 +178,6 @@ class JobModel(Model):
     budget_alerted = BooleanAttribute(null=True)
     budget_alert_at = NumberAttribute(null=True)
     chunks_written = NumberAttribute(default=0)
-    answered = NumberAttribute(default=0)
-    items_done = NumberAttribute(default=0)
     round = NumberAttribute(default=1)
     cancelled_at = NumberAttribute(null=True)
     aggregating_at = NumberAttribute(null=True)
@@ -195,6 +190,24 @@ class JobModel(Model):
     by_client = JobsByClient()
     reviews_due = JobsByReviewDue()
     events_due = JobsByEventsDue()
+
+
+class JobCountsModel(Model):
+    """The counters every counting batch changes, in a record of their own in the jobs table
+    (key "<job_id>#counts", see counts_key): ~100 bytes in none of the table's indexes, so a
+    batch does not rewrite the job record and its index copies."""
+
+    class Meta:
+        table_name = "jobs"
+
+    job_id = UnicodeAttribute(hash_key=True)
+    answered = NumberAttribute(default=0)
+    items_done = NumberAttribute(default=0)
+
+
+def counts_key(job_id: str) -> str:
+    """The key of a job's counters record (a job id holds no '#')."""
+    return f"{job_id}#counts"
 
 
 class OpenItems(GlobalSecondaryIndex):
@@ -260,7 +273,8 @@ class StatsByScope(GlobalSecondaryIndex):
 
 
 class WorkerStatsModel(Model):
-    """A worker's gold record in one job (scope = job id) or overall (scope = "*").
+    """A worker's gold record in one job (scope = job id) or overall (scope = "*"), and their
+    block from that job (or everywhere): blocked_at is when it starts refusing leases.
 
     gold_answers/gold_correct are live (they drive blocking); shown_* are what the worker
     sees, copied when a round is published, so no answer tells them which items were gold.
@@ -408,8 +422,9 @@ class WebhookModel(Model):
     expires_at = NumberAttribute(null=True)
 
 
-ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, ItemModel, ResultModel,
-              WorkerStatsModel, LedgerModel, AccrualModel, CatalogModel, WebhookModel)
+ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, JobCountsModel, ItemModel,
+              ResultModel, WorkerStatsModel, LedgerModel, AccrualModel, CatalogModel,
+              WebhookModel)
 
 
 def bind_models(settings: Settings) -> None:
@@ -419,6 +434,7 @@ def bind_models(settings: Settings) -> None:
         CredentialModel: settings.credentials_table,
         QuoteModel: settings.quotes_table,
         JobModel: settings.jobs_table,
+        JobCountsModel: settings.jobs_table,
         ItemModel: settings.items_table,
         ResultModel: settings.results_table,
         WorkerStatsModel: settings.worker_stats_table,

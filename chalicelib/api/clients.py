@@ -44,7 +44,7 @@ def create_job() -> Response:
 
     def create() -> tuple[int, dict]:
         job, callback = jobs.post_job_with_callback(platform(), client, body)
-        view = job_view(job)
+        view = job_view(job, blocked=[])
         if callback is not None:
             view["callback"] = endpoint_view(callback, with_secret=True)
         return 202, view
@@ -74,7 +74,7 @@ def get_job(job_id: str) -> dict:
     client = _client()
     p = platform()
     job = client_job(p, client, job_id)
-    return job_view(job, jobs.job_progress(p, job))
+    return job_view(job, jobs.job_progress(p, job), quality.blocked_workers(p, job.job_id))
 
 
 @bp.route("/jobs/{job_id}/stop", methods=["POST"])
@@ -85,7 +85,7 @@ def stop_job(job_id: str) -> dict:
     client = _client()
     p = platform()
     job = jobs.stop_job(p, client, job_id)
-    return job_view(job, jobs.job_progress(p, job))
+    return job_view(job, jobs.job_progress(p, job), quality.blocked_workers(p, job.job_id))
 
 
 @bp.route("/jobs/{job_id}/cancel", methods=["POST"])
@@ -105,7 +105,7 @@ def promote_job(job_id: str) -> dict:
     request = bp.current_request
     body = json_body(request) if (request.raw_body or b"").strip() else {}
     job = jobs.promote_job(p, client, job_id, body)
-    return job_view(job, jobs.job_progress(p, job))
+    return job_view(job, jobs.job_progress(p, job), quality.blocked_workers(p, job.job_id))
 
 
 @bp.route("/jobs/{job_id}/results", methods=["GET"])

@@ -27,8 +27,10 @@ def quote_view(quote: Quote) -> dict[str, Any]:
     }
 
 
-def job_view(job: Job, progress: dict[str, int] | None = None) -> dict[str, Any]:
-    """A job as its client sees it."""
+def job_view(job: Job, progress: dict[str, int] | None = None,
+             blocked: list[str] | None = None) -> dict[str, Any]:
+    """A job as its client sees it; the workers blocked from it when given (a job read on
+    its own lists them, a page of jobs does not)."""
     view: dict[str, Any] = {
         "job_id": job.job_id, "title": job.title, "state": job.state,
         "task_type": job.task_type, "quote_id": job.quote_id,
@@ -46,7 +48,7 @@ def job_view(job: Job, progress: dict[str, int] | None = None) -> dict[str, Any]
         "instruction_version": job.instruction_version, "instructions": job.instructions,
         "promotion": job.promotion or None,
         "gold_items": job.gold_items, "gold_slots": job.gold_slots, "quality": job.quality,
-        "pool_cents": job.pool_cents, "blocked_workers": sorted(job.blocked_workers),
+        "pool_cents": job.pool_cents,
         "auto_approve_seconds": job.auto_approve_seconds, "paid_cents": job.paid_cents,
         "bonus_cents": job.bonus_cents, "money": job_money(job),
         "reviews": {"approved": job.approved_answers, "rejected": job.rejected_answers},
@@ -54,6 +56,8 @@ def job_view(job: Job, progress: dict[str, int] | None = None) -> dict[str, Any]
     }
     if progress is not None:
         view["counts"] = progress
+    if blocked is not None:
+        view["blocked_workers"] = blocked
     if job.error:
         view["error"] = job.error
     return view

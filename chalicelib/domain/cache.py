@@ -21,6 +21,7 @@ class Timed(Generic[V]):
 
     def __init__(self) -> None:
         self._entries: dict[Hashable, tuple[V, float]] = {}
+        self._forgotten: set[Hashable] = set()
 
     def get(self, key: Hashable, now: float, max_age: float) -> V:
         """The value if it was read less than max_age ago, else MISSING."""
@@ -30,6 +31,7 @@ class Timed(Generic[V]):
     def put(self, key: Hashable, value: V, now: float) -> V:
         """Remember value as read now; return it."""
         self._entries[key] = (value, now)
+        self._forgotten.discard(key)
         return value
 
     def values(self) -> list[V]:
@@ -39,6 +41,12 @@ class Timed(Generic[V]):
     def forget(self, key: Hashable) -> None:
         """Drop one entry (the next reader reads again)."""
         self._entries.pop(key, None)
+        self._forgotten.add(key)
+
+    def forgotten(self, key: Hashable) -> bool:
+        """True if the entry was dropped by forget (after a write this container made) and
+        not read since: its next read must see that write."""
+        return key in self._forgotten
 
     def clear(self) -> None:
         """Drop every entry."""
@@ -51,7 +59,8 @@ class ContainerCache:
     - principals: credential hash -> Principal (authentication);
     - jobs: job id -> Job, and open: open-jobs index key -> its Offers (leasing, the job list);
     - leased: job id -> live lease count (progress);
-    - blocked: worker id -> whether an operator blocked them everywhere;
+    - blocked: worker id -> whether an operator blocked them everywhere, and job_blocks:
+      (worker id, job id) -> when the worker's block from the job starts (None: no block);
     - models: job id -> its online model (adaptive redundancy);
     - pools: job id -> {item id: slot state}, the task pool leases are tried from, and
       nothing_for: (worker id, job id) -> when the job last had nothing for the worker.
@@ -63,6 +72,7 @@ class ContainerCache:
         self.open: Timed[list[Any]] = Timed()
         self.leased: Timed[int] = Timed()
         self.blocked: Timed[bool] = Timed()
+        self.job_blocks: Timed[float | None] = Timed()
         self.models: Timed[Any] = Timed()
         self.nothing_for: Timed[None] = Timed()
         self._pools: dict[str, dict[str, Any]] = {}

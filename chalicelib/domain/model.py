@@ -129,11 +129,6 @@ class Job:
     held_cents: int = 0
     # Gold answers the quote paid for, set aside at posting as slots on the gold items.
     gold_slots: int = 0
-    # Workers blocked from this job (by its gold rule or its client): answers left out.
-    blocked_workers: frozenset[str] = frozenset()
-    # When a block by the gold rule starts refusing a worker's leases (a random delay after
-    # the answer that decided it, so the moment points at no task); absent: at once.
-    block_starts: dict[str, float] = field(default_factory=dict)
     # Accepted answers nobody reviewed are approved this long after they were submitted.
     auto_approve_seconds: int = 3 * 24 * 3600
     paid_cents: int = 0
@@ -186,9 +181,6 @@ class Job:
         """True while workers may lease new tasks."""
         return self.state == ACTIVE and now < self.deadline
 
-    def refuses(self, worker_id: str, now: float) -> bool:
-        """True if the worker's block from this job has started."""
-        return worker_id in self.blocked_workers and self.block_starts.get(worker_id, 0) <= now
 
 
 # Jobs that require no skill are listed in the open-jobs index under this many keys

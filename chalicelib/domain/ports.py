@@ -64,11 +64,19 @@ class WorkerStatsStore(Protocol):
                     ) -> tuple[int, int] | None:
         """Score one gold answer once (per assignment) in the job and overall; return the
         job's (answers, correct) after it, or None if it was scored before."""
-    def mark_blocked(self, worker_id: str, scope: str, reason: str, now: float) -> None:
-        """Record a block in a job (scope = job id) or everywhere (scope = "*")."""
+    def mark_blocked(self, worker_id: str, scope: str, reason: str, now: float,
+                     starts_at: float | None = None) -> None:
+        """Record a block in a job (scope = job id) or everywhere (scope = "*") refusing
+        leases from starts_at (default now); a repeat keeps the first block, except that a
+        block at once replaces one that starts later."""
     def unblock(self, worker_id: str, scope: str) -> None: """Lift a block."""
     def of_job(self, job_id: str) -> list[WorkerRecord]: """A job's workers' records."""
     def of_worker(self, worker_id: str) -> list[WorkerRecord]: """One worker's records."""
+    def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None
+                      ) -> dict[str, float]:
+        """Worker id -> when their block from the job starts refusing their leases, for the
+        given workers or (None) every worker blocked from the job; blocked workers' answers
+        are left out from the moment of the block, whatever its start."""
     def publish_shown(self, job_id: str) -> None:
         """Copy the job's live gold counts to what its workers see (at a round's publication)."""
     def blocked_everywhere(self, worker_ids: Iterable[str]) -> set[str]:
@@ -151,7 +159,9 @@ class JobStore(Protocol):
         """Store a new job and mark its quote used, together (fails if the quote was used)."""
     def abandon_job(self, job_id: str, quote_id: str) -> None:
         """Delete a job still ingesting and free its quote, together."""
-    def get_job(self, job_id: str) -> Job | None: """A job by id (strongly consistent)."""
+    def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
+        """A job by id, strongly consistent (or, consistent=False, as of a moment ago for
+        half the read units)."""
     def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
         """Jobs in a state, optionally only those due to finalise before a time."""
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
@@ -190,9 +200,6 @@ class JobStore(Protocol):
         """Give cents back to the job's pool (or to its held money)."""
     def release_held(self, job_id: str) -> int:
         """Move the money held for replacements into the pool, at once; return how much."""
-    def block_worker(self, job_id: str, worker_id: str, starts_at: float | None = None) -> None:
-        """Add a worker to the job's blocked workers, refusing their leases from starts_at
-        (default at once; a repeat keeps the first start)."""
     def request_approval(self, job_id: str, before: float | None, by: str, now: float) -> None:
         """Queue a bulk approval of the job's pay windows ending by `before` (None: all), from
         their start (a new request replaces one not finished)."""

@@ -65,12 +65,16 @@ def client_job(p: Platform, client: Principal, job_id: str) -> Job:
 
 
 def cached_job(p: Platform, job_id: str) -> Job | None:
-    """A job as this container read it at most cache_seconds ago (None if there is none)."""
+    """A job as this container read it at most cache_seconds ago (None if there is none).
+
+    An entry that expired is read again eventually consistent (half the read units: the
+    cache accepts seconds-old state anyway); one this container dropped after writing the
+    job is read strongly consistent, so the container acts on its own write at once."""
     now = p.now()
     job = p.cache.jobs.get(job_id, now, p.cache_seconds)
     if job is not MISSING:
         return job
-    job = p.jobs.get_job(job_id)
+    job = p.jobs.get_job(job_id, consistent=p.cache.jobs.forgotten(job_id))
     if job is not None:
         p.cache.jobs.put(job_id, job, now)
     return job

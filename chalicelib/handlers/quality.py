@@ -78,7 +78,7 @@ def job_workers(p: Platform, client: Principal, job_id: str) -> list[dict[str, A
 
 def _worker_line(r: WorkerRecord, job: Job) -> dict[str, Any]:
     return {"worker_id": r.worker_id, **_gold_figures(r.gold_answers, r.gold_correct),
-            "blocked": r.worker_id in job.blocked_workers, "blocked_reason": r.blocked_reason}
+            "blocked": r.blocked_at is not None, "blocked_reason": r.blocked_reason}
 
 
 def client_blocks_worker(p: Platform, client: Principal, job_id: str, worker_id: str,
@@ -125,6 +125,22 @@ def operator_block(p: Platform, operator: Principal, worker_id: str, body: Any,
             "blocked_reason": record.blocked_reason if record else None}
 
 
+def blocked_workers(p: Platform, job_id: str) -> list[str]:
+    """The workers blocked from a job, started or not (a query of the job's workers)."""
+    return sorted(p.stats.blocks_in_job(job_id))
+
+
+def refuses(p: Platform, job_id: str, worker_id: str) -> bool:
+    """Whether the worker's block from the job has started: their block record, read at
+    most once a minute per container (a block written by this container counts at once)."""
+    now = p.now()
+    starts = p.cache.job_blocks.get((worker_id, job_id), now, PRINCIPAL_CACHE_SECONDS)
+    if starts is MISSING:
+        starts = p.cache.job_blocks.put(
+            (worker_id, job_id), p.stats.blocks_in_job(job_id, [worker_id]).get(worker_id), now)
+    return starts is not None and starts <= now
+
+
 def blocked_everywhere(p: Platform, worker_id: str) -> bool:
     """Whether an operator has blocked the worker (cached per container like credentials)."""
     now = p.now()
@@ -151,7 +167,8 @@ def score_gold(p: Platform, job: Job, worker_id: str, assignment_id: str, correc
     answers, correct_answers = totals
     after, below = int(job.quality.get("block_after", 0)), job.quality.get("block_below", 0.0)
     accuracy = smoothed_accuracy(correct_answers, answers)
-    if after and answers >= after and accuracy < below and worker_id not in job.blocked_workers:
+    if after and answers >= after and accuracy < below and \
+            worker_id not in p.stats.blocks_in_job(job.job_id, [worker_id]):
         delay = p.rng.uniform(BLOCK_DELAY_SECONDS[0], BLOCK_DELAY_SECONDS[1])
         block_in_job(p, job, worker_id, RULE,
                      f"gold accuracy {accuracy:.2f} after {answers} gold answers is below {below}",
@@ -164,16 +181,20 @@ def block_in_job(p: Platform, job: Job, worker_id: str, by: str, reason: str,
     get replacement slots before the round closes) and, from starts_at (default now), they
     get no more of its tasks."""
     now = p.now()
-    p.jobs.block_worker(job.job_id, worker_id, starts_at)
-    p.stats.mark_blocked(worker_id, job.job_id, f"{reason} (by {by})",
-                         now if starts_at is None else max(now, starts_at))
-    p.cache.forget_job(job.job_id)
+    p.stats.mark_blocked(worker_id, job.job_id, f"{reason} (by {by})", now,
+                         None if starts_at is None else max(now, starts_at))
+    if starts_at is None:
+        p.cache.job_blocks.put((worker_id, job.job_id), now, now)  # the next lease here
+    else:
+        p.cache.job_blocks.forget((worker_id, job.job_id))
 
 
 def left_out_workers(p: Platform, job: Job, workers: Iterable[str]) -> set[str]:
-    """Those of the workers whose answers the job leaves out: blocked from it, or everywhere."""
+    """Those of the workers whose answers the job leaves out: blocked from it, or everywhere
+    (a batch read of their block records in the job, then of the others' everywhere)."""
     workers = set(workers)
-    return (workers & job.blocked_workers) | p.stats.blocked_everywhere(workers - job.blocked_workers)
+    blocked = set(p.stats.blocks_in_job(job.job_id, workers))
+    return blocked | p.stats.blocked_everywhere(workers - blocked)
 
 
 def is_left_out(answer: StoredAnswer, worker_id: str, left_out: set[str]) -> bool:
@@ -194,11 +215,9 @@ def replace_left_out(p: Platform, job: Job, items: Iterable[ItemState] | None = 
         return 0  # a stopped or closing job takes no new leases: nobody could fill them
     items = [item for item in (p.items.iter_items(job.job_id) if items is None else items)
              if item.gold is None and not item.held]
-    if not job.blocked_workers and not job.rejected_answers:
-        candidates = {w for item in items for w in item.answers}
-        if not p.stats.blocked_everywhere(candidates):
-            return 0
     left_out = left_out_workers(p, job, {w for item in items for w in item.answers})
+    if not left_out and not job.rejected_answers:
+        return 0
     reopened = 0
     for item in items:
         missing = 0

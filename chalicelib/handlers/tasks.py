@@ -21,7 +21,7 @@ from chalicelib.domain.model import (
 )
 from chalicelib.errors import Conflict, Forbidden, NotFound
 from chalicelib.handlers.platform import Platform, cached_job
-from chalicelib.handlers.quality import blocked_everywhere, blocked_jobs
+from chalicelib.handlers.quality import blocked_everywhere, blocked_jobs, refuses
 
 POOL_REFRESH_SIZE = 100
 
@@ -75,7 +75,7 @@ def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
                             code="not_qualified",
                             details={"required_skills": list(job.required_skills),
                                      "min_skill_scores": job.min_skill_scores})
-        if job.refuses(worker.account_id, now):
+        if refuses(p, job.job_id, worker.account_id):
             raise Forbidden("you are blocked from this job", code="blocked_from_job")
         candidates: Iterable[Job | None] = [job]
     else:
@@ -84,7 +84,7 @@ def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
         candidates = (cached_job(p, offer.job_id) for offer in _open_jobs(p, worker))
     for candidate in candidates:
         if candidate is not None and candidate.takes_leases(now) \
-                and not candidate.refuses(worker.account_id, now):
+                and not refuses(p, candidate.job_id, worker.account_id):
             assignment = _lease_in_job(p, candidate, worker.account_id, now)
             if assignment is not None:
                 return assignment

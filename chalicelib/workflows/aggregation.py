@@ -43,7 +43,7 @@ from chalicelib.domain.model import (
 from chalicelib.domain.report import build_report
 from chalicelib.errors import NotFound
 from chalicelib.handlers.platform import Platform
-from chalicelib.handlers.quality import is_left_out, left_out_workers
+from chalicelib.handlers.quality import blocked_workers, is_left_out, left_out_workers
 from chalicelib.handlers.rounds import end_round
 from chalicelib.observability import count, seconds
 
@@ -254,7 +254,7 @@ def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     report = build_report(job_id, round_no, job.task_type, lines, skills, job.report_settings,
                           judge=lambda answer, gold: matches_gold(job, answer, gold))
     report["phase"] = job.phase
-    report["blocked_workers"] = sorted(job.blocked_workers)
+    report["blocked_workers"] = blocked_workers(p, job_id)
     # Workers see their gold accuracy as of published rounds, never answer by answer.
     p.stats.publish_shown(job_id)
     body = json.dumps(report)

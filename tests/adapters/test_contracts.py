@@ -19,7 +19,7 @@ from chalicelib.domain import payouts
 from chalicelib.domain.ids import new_assignment_id, new_id
 from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.model import (
-    ACTIVE, CANCELLED, CLIENT, DONE, INGESTING, PAUSED, CountedAnswer, Job, Lease, LedgerEntry,
+    ACTIVE, AGGREGATING, CANCELLED, CLIENT, DONE, INGESTING, PAUSED, CountedAnswer, Job, Lease, LedgerEntry,
     Offer, Principal, StoredAnswer,
 )
 from chalicelib.errors import Conflict, InvalidRequest
@@ -367,6 +367,27 @@ def test_a_transition_happens_only_from_the_named_states(p):
     assert p.jobs.get_job(missing) is None
 
 
+def test_the_counted_conditions_read_the_counters_as_counting_moved_them(p):
+    # GIVEN an active job of two items taking one answer each, one counted complete
+    job = _active_job(p, items=2, redundancy=1)
+    p.jobs.record_counted(job.job_id, [CountedAnswer(job.job_id, FIRST, "w1", "asg-1", True)])
+    # THEN a move that needs both items done is refused, and leaves the job as it was
+    assert not p.jobs.transition(job.job_id, (ACTIVE,), CANCELLED, expect_items_done=2)
+    assert p.jobs.get_job(job.job_id).state == ACTIVE
+    # AND a second answer counts on the same counters record
+    p.jobs.record_counted(job.job_id, [CountedAnswer(job.job_id, SECOND, "w2", "asg-2", True)])
+    # WHEN both are done THEN the move goes through
+    assert p.jobs.transition(job.job_id, (ACTIVE,), CANCELLED, expect_items_done=2)
+    # AND reopening an item uncounts it
+    assert p.items.add_slots(job.job_id, FIRST, 1, 0)
+    reopened = p.jobs.get_job(job.job_id)
+    assert (reopened.state, reopened.answered, reopened.items_done) == (CANCELLED, 2, 1)
+    # AND a move between states off the open-jobs index keeps the same condition
+    assert not p.jobs.transition(job.job_id, (CANCELLED,), AGGREGATING, expect_items_done=2)
+    assert p.jobs.transition(job.job_id, (CANCELLED,), AGGREGATING, expect_items_done=1)
+
+
+
 def _open(p: Platform, key: str, job: Job) -> list[Offer]:
     """The job's entries in the open-jobs index under key (other tests' jobs may share it)."""
     return [offer for offer in p.jobs.open_jobs(key) if offer.job_id == job.job_id]
@@ -702,16 +723,18 @@ def test_a_jobs_accruals_page_in_window_order_for_a_bulk_approval(p):
 
 def test_a_block_starts_when_told_and_a_block_at_once_replaces_a_later_start(p):
     job = _active_job(p)
-    p.jobs.block_worker(job.job_id, "w1", 1000.0)
-    p.jobs.block_worker(job.job_id, "w1", 2000.0)  # a repeat keeps the first start
-    blocked = p.jobs.get_job(job.job_id)
-    assert blocked.blocked_workers == {"w1"} and blocked.block_starts == {"w1": 1000.0}
-    assert not blocked.refuses("w1", 999.0) and blocked.refuses("w1", 1000.0)
-    p.jobs.block_worker(job.job_id, "w2")
-    p.jobs.block_worker(job.job_id, "w1")  # by hand: at once
-    now = p.jobs.get_job(job.job_id)
-    assert now.blocked_workers == {"w1", "w2"} and now.block_starts == {}
-    assert now.refuses("w1", 0.0) and now.refuses("w2", 0.0)
+    p.stats.mark_blocked("w1", job.job_id, "gold (by rule)", 500.0, 1000.0)
+    p.stats.mark_blocked("w1", job.job_id, "gold (by rule)", 600.0, 2000.0)  # keeps the first
+    p.stats.record_gold("w3", job.job_id, "asg-w3", True)  # a worker of the job, not blocked
+    assert p.stats.blocks_in_job(job.job_id) == {"w1": 1000.0}
+    p.stats.mark_blocked("w2", job.job_id, "spam (by client)", 700.0)
+    p.stats.mark_blocked("w1", job.job_id, "spam (by client)", 800.0)  # by hand: at once
+    p.stats.mark_blocked("w2", job.job_id, "again (by client)", 900.0)  # keeps the first
+    assert p.stats.blocks_in_job(job.job_id) == {"w1": 800.0, "w2": 700.0}
+    assert p.stats.blocks_in_job(job.job_id, ["w2", "w3", "w4"]) == {"w2": 700.0}
+    assert p.stats.blocks_in_job(job.job_id, []) == {}
+    reasons = {r.worker_id: r.blocked_reason for r in p.stats.of_job(job.job_id)}
+    assert reasons == {"w1": "spam (by client)", "w2": "spam (by client)", "w3": None}
 
 
 def test_a_gold_items_unused_slots_are_paid_back_once(p):

@@ -164,16 +164,16 @@ def test_a_worker_failing_gold_is_blocked_their_answers_left_out_and_their_slots
     spammer, careful = _worker(p, "spammer"), _worker(p, "careful")
     # WHEN the spammer answers "neg" to everything (counted as they go) until the rule trips
     spammed = []
-    while not p.jobs.get_job(job.job_id).blocked_workers:
+    while not p.stats.blocks_in_job(job.job_id):
         task = tasks.lease_next_task(p, spammer, job.job_id)
         assert task is not None
         tasks.submit_answer(p, spammer, task.assignment_id, {"label": "neg"})
         spammed.append(task.item.item_id)
         count_all(p)
     job = p.jobs.get_job(job.job_id)
-    assert job.blocked_workers == {spammer.account_id}
+    assert set(p.stats.blocks_in_job(job.job_id)) == {spammer.account_id}
     # THEN the block refuses their leases only after a delay, not at the next lease
-    start = job.block_starts[spammer.account_id]
+    start = p.stats.blocks_in_job(job.job_id)[spammer.account_id]
     assert start >= p.now() + quality.BLOCK_DELAY_SECONDS[0]
     task = tasks.lease_next_task(p, spammer, job.job_id)
     assert task is not None
@@ -250,6 +250,22 @@ def test_workers_see_their_gold_accuracy_only_as_of_published_rounds(p):
     assert seen["jobs"][0]["job_id"] == job.job_id and not seen["blocked_everywhere"]
 
 
+def test_a_block_written_by_another_container_refuses_leases_here_within_a_minute(p):
+    client, job = _post(p, items=6, redundancy=2)
+    worker = _worker(p)
+    _work(p, job, worker, limit=1)  # this container has read the worker's block record
+    # WHEN another container writes the client's block
+    p.stats.mark_blocked(worker.account_id, job.job_id, "spam (by client)", p.now())
+    # THEN this container may lease for up to a minute more, not longer
+    task = tasks.lease_next_task(p, worker, job.job_id)
+    assert task is not None
+    tasks.release_assignment(p, worker, task.assignment_id)
+    p.clock.advance(quality.PRINCIPAL_CACHE_SECONDS)
+    with pytest.raises(Forbidden):
+        tasks.lease_next_task(p, worker, job.job_id)
+    assert tasks.available_jobs(p, worker) == []
+
+
 def test_an_operator_block_stops_leasing_everywhere_and_leaves_answers_out(p):
     operator = accounts.create_account(p, OPERATOR, "Ops")[0]
     client, job = _post(p, items=3, redundancy=2)
@@ -282,14 +298,22 @@ def test_a_client_can_block_a_worker_from_their_job(p):
     client, job = _post(p, items=3, redundancy=2)
     worker = _worker(p)
     _work(p, job, worker, limit=1)
+    assert p.cache.job_blocks.get((worker.account_id, job.job_id), p.now(), 60) is None
     line = quality.client_blocks_worker(p, client, job.job_id, worker.account_id,
                                          {"reason": "ignores the instructions"})
     assert line["blocked"] and client.account_id in line["blocked_reason"]
+    # the very next lease in this container is refused, though it read the worker's
+    # (then missing) block record moments before
+    with pytest.raises(Forbidden) as caught:
+        tasks.lease_next_task(p, worker, job.job_id)
+    assert caught.value.code == "blocked_from_job"
+    assert quality.blocked_workers(p, job.job_id) == [worker.account_id]
     with pytest.raises(NotFound):
         quality.client_blocks_worker(p, client, job.job_id, "wrk_nobody", {"reason": "x"})
 
 
-CACHE_READS = {"jobs.get_job", "items.open_items", "stats.blocked_everywhere"}
+CACHE_READS = {"jobs.get_job", "items.open_items", "stats.blocked_everywhere",
+               "stats.blocks_in_job"}
 
 
 class _Recorder:
@@ -343,9 +367,9 @@ def test_a_workers_view_of_a_block_by_the_rule_gives_no_figures_and_waits_for_it
                    quality={"gold_rate": 0.5, "block_after": 3, "block_below": 0.6},
                    quote={"gold_rate": 0.5})
     spammer = _worker(p, "spammer")
-    while not p.jobs.get_job(job.job_id).blocked_workers:
+    while not p.stats.blocks_in_job(job.job_id):
         _work(p, job, spammer, label="neg", limit=1)
-    start = p.jobs.get_job(job.job_id).block_starts[spammer.account_id]
+    start = p.stats.blocks_in_job(job.job_id)[spammer.account_id]
     # before the block starts, the worker's view shows neither the job nor the block
     assert quality.worker_quality(p, spammer)["jobs"] == []
     p.clock.set(start)
@@ -363,9 +387,9 @@ def test_block_starts_vary_so_no_single_task_is_pointed_at(p):
                        quality={"gold_rate": 0.5, "block_after": 3, "block_below": 0.6},
                        quote={"gold_rate": 0.5})
         spammer = _worker(p, f"spammer{n}")
-        while not (blocked := p.jobs.get_job(job.job_id)).blocked_workers:
+        while not (blocked := p.stats.blocks_in_job(job.job_id)):
             _work(p, job, spammer, label="neg", limit=1)
-        starts.append(blocked.block_starts[spammer.account_id] - p.now())
+        starts.append(blocked[spammer.account_id] - p.now())
     low, high = quality.BLOCK_DELAY_SECONDS
     assert all(low <= delay <= high for delay in starts)
     assert max(starts) - min(starts) > 60  # drawn at random, not a fixed delay
@@ -418,9 +442,9 @@ def test_a_redelivered_gold_message_applies_the_rule_a_crash_lost(p):
     gold = [m for m in messages if "gold_correct" in m]
     for m in gold:
         p.stats.record_gold(m["worker_id"], m["job_id"], m["assignment_id"], m["gold_correct"])
-    assert not p.jobs.get_job(job.job_id).blocked_workers
+    assert not p.stats.blocks_in_job(job.job_id)
     # WHEN SQS redelivers the messages THEN the rule blocks the worker, scoring nothing twice
     rounds.count_answers(p, messages)
-    assert p.jobs.get_job(job.job_id).blocked_workers == {spammer.account_id}
+    assert set(p.stats.blocks_in_job(job.job_id)) == {spammer.account_id}
     (record,) = [r for r in p.stats.of_job(job.job_id)]
     assert (record.gold_answers, record.gold_correct) == (3, 0)

@@ -474,6 +474,28 @@ def test_cancel_with_a_live_lease_waits_for_the_lease_time(p):
     assert rounds.finalize_due_jobs(p) == []
 
 
+def test_a_container_reads_a_job_it_wrote_strongly_and_an_expired_one_for_half_the_units(p):
+    # GIVEN an active job this container leases from, every job read recorded
+    client = _client(p)
+    job = _active_job(p, client, items=4, redundancy=1)
+    reads: list[bool] = []
+    read = p.jobs.get_job
+    p.jobs.get_job = lambda job_id, consistent=True: reads.append(consistent) or read(
+        job_id, consistent)
+    tasks.lease_next_task(p, _worker(p), job.job_id)
+    # WHEN its cached copy expires THEN it is read again eventually consistent
+    p.clock.advance(p.cache_seconds)
+    reads.clear()
+    tasks.lease_next_task(p, _worker(p), job.job_id)
+    assert reads == [False]
+    # WHEN this container stops the job THEN its next lease reads the job strongly consistent
+    # and is refused at once
+    jobs.stop_job(p, client, job.job_id)
+    reads.clear()
+    assert tasks.lease_next_task(p, _worker(p), job.job_id) is None
+    assert reads[:1] == [True]
+
+
 def test_finalize_due_jobs_starts_a_job_past_its_deadline(p):
     # GIVEN an active job with a deadline an hour away, with answers still missing
     deadline = p.now() + 3600

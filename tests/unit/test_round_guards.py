@@ -99,7 +99,7 @@ def test_when_a_job_ends_its_unused_gold_slots_go_back_to_the_pool(p):
 def test_a_stopped_job_pays_for_no_replacement_slots(p):
     client, job = _post(p, items=2, pilot={"items": 0})
     p.jobs.transition(job.job_id, (ACTIVE,), CANCELLED)
-    p.jobs.block_worker(job.job_id, "wrk_x")
+    p.stats.mark_blocked("wrk_x", job.job_id, "spam (by client)", p.now())
     assert quality.replace_left_out(p, p.jobs.get_job(job.job_id)) == 0
 
 

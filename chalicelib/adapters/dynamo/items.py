@@ -13,9 +13,13 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.adapters.dynamo.jobs import money_attribute
 from chalicelib.adapters.dynamo.ledger import accrual_key, ledger_record
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
-from chalicelib.adapters.models import AccrualModel, ItemModel, JobModel, LedgerModel
+from chalicelib.adapters.models import (
+    AccrualModel, ItemModel, JobCountsModel, JobModel, LedgerModel, counts_key,
+)
 from chalicelib.domain import payouts
-from chalicelib.domain.model import INGESTING, ItemState, Lease, LedgerEntry, NewItem, StoredAnswer
+from chalicelib.domain.model import (
+    INGESTING, ItemState, Lease, LedgerEntry, NewItem, StoredAnswer,
+)
 from chalicelib.domain.ports import SlotOutcome
 
 
@@ -161,7 +165,8 @@ class DynamoItems:
                 ItemModel.replaced.add(count), ItemModel.open_job.set(job_id)],
                 condition=ItemModel.open_job.does_not_exist()
                 & (ItemModel.replaced == replaced_before))
-            tx.update(JobModel(job_id), actions=[JobModel.items_done.add(-1)])
+            tx.update(JobCountsModel(counts_key(job_id)),
+                      actions=[JobCountsModel.items_done.add(-1)])
 
         return transact_once(write)
 

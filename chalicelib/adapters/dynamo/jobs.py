@@ -1,6 +1,7 @@
 """Jobs: conditional state changes, counters, money, the outbox and bulk approval marks, and
 the job's conversion between record and domain. Counting answers moves items, the workers'
-accruals and the job in one transaction."""
+accruals and the job's small counters record (JobCountsModel) in one transaction; the job
+record itself is not written."""
 from __future__ import annotations
 
 import json
@@ -12,6 +13,8 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
+from botocore.exceptions import ClientError
+from pynamodb.constants import BATCH_GET_ITEM
 from pynamodb.exceptions import TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
@@ -20,7 +23,9 @@ from chalicelib.adapters.dynamo import open_jobs as index
 from chalicelib.adapters.dynamo.ledger import accrual_key
 from chalicelib.adapters.dynamo.paging import newest_first
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
-from chalicelib.adapters.models import AccrualModel, ItemModel, JobModel, QuoteModel
+from chalicelib.adapters.models import (
+    AccrualModel, ItemModel, JobCountsModel, JobModel, QuoteModel, counts_key,
+)
 from chalicelib.domain import payouts
 from chalicelib.domain.model import ACTIVE, INGESTING, CountedAnswer, Job, Offer
 from chalicelib.domain.ports import ApprovalRequest
@@ -35,8 +40,8 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="microseconds")
 
 
-def job_from_model(r: JobModel) -> Job:
-    """A domain job from its record."""
+def job_from_model(r: JobModel, counts: JobCountsModel | None = None) -> Job:
+    """A domain job from its record and its counters record (none yet: zero)."""
     return Job(
         job_id=r.job_id, client_id=r.client_id, quote_id=r.quote_id, title=r.title,
         task_type=r.task_type, instructions=r.instructions, answer_schema=r.answer_schema,
@@ -56,15 +61,14 @@ def job_from_model(r: JobModel) -> Job:
         budget_alerted=bool(r.budget_alerted), budget_alert_at=r.budget_alert_at,
         gold_items=int(r.gold_items or 0), quality=r.quality or {},
         pool_cents=int(r.pool_cents or 0), held_cents=int(r.held_cents or 0),
-        gold_slots=int(r.gold_slots or 0), blocked_workers=frozenset(r.blocked_workers or ()),
-        block_starts={w: float(t) for w, t in (r.block_starts.as_dict()
-                                                if r.block_starts else {}).items()},
+        gold_slots=int(r.gold_slots or 0),
         auto_approve_seconds=int(r.auto_approve_seconds if r.auto_approve_seconds is not None
                                  else 3 * 24 * 3600), paid_cents=int(r.paid_cents or 0),
         bonus_cents=int(r.bonus_cents or 0), approved_answers=int(r.approved_answers or 0),
         rejected_answers=int(r.rejected_answers or 0),
         chunks_written=int(r.chunks_written or 0),
-        answered=int(r.answered or 0), items_done=int(r.items_done or 0),
+        answered=int(counts.answered or 0) if counts else 0,
+        items_done=int(counts.items_done or 0) if counts else 0,
         round=int(r.round or 1), finalize_at=r.finalize_at, cancelled_at=r.cancelled_at,
         aggregating_at=r.aggregating_at,
         results_key=r.results_key,
@@ -86,7 +90,7 @@ class DynamoJobs:
             budget_cents=job.budget_cents, item_count=job.item_count,
             chunk_count=job.chunk_count, lease_seconds=job.lease_seconds, deadline=job.deadline,
             created_at=_iso(job.created_at), state=job.state, finalize_at=job.finalize_at,
-            required_skills=set(job.required_skills) or None, answered=0, items_done=0,
+            required_skills=set(job.required_skills) or None,
             min_skill_scores=job.min_skill_scores or None, adaptive=job.adaptive or None,
             round=job.round, report_settings=job.report_settings or None,
             phase=job.phase, pilot_items=job.pilot_items,
@@ -99,6 +103,8 @@ class DynamoJobs:
         try:
             with TransactWrite(connection=JobModel._get_connection().connection) as tx:
                 tx.save(record, condition=JobModel.job_id.does_not_exist())
+                tx.save(JobCountsModel(counts_key(job.job_id), answered=job.answered,
+                                       items_done=job.items_done))
                 tx.update(QuoteModel(job.quote_id), actions=[QuoteModel.job_id.set(job.job_id)],
                           condition=QuoteModel.job_id.does_not_exist())
         except TransactWriteError as error:
@@ -112,27 +118,30 @@ class DynamoJobs:
         """Delete a job still ingesting and free its quote, in one transaction."""
         with TransactWrite(connection=JobModel._get_connection().connection) as tx:
             tx.delete(JobModel(job_id), condition=JobModel.state == INGESTING)
+            tx.delete(JobCountsModel(counts_key(job_id)))
             tx.update(QuoteModel(quote_id), actions=[QuoteModel.job_id.remove()],
                       condition=QuoteModel.job_id == job_id)
 
-    def get_job(self, job_id: str) -> Job | None:
-        """A job by id, strongly consistent."""
-        try:
-            return job_from_model(JobModel.get(job_id, consistent_read=True))
-        except JobModel.DoesNotExist:
-            return None
+    def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
+        """A job by id: its record and its counters in one BatchGetItem (each item rounded on
+        its own: 2 read units strongly consistent, 1 eventually)."""
+        records, counts = _read_jobs([job_id], consistent=consistent)
+        record = records.get(job_id)
+        return None if record is None else job_from_model(record, counts.get(job_id))
 
     def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
-        """Jobs in a state (from the by_state index), optionally only those due."""
+        """Jobs in a state (from the by_state index), optionally only those due, with their
+        counters (one BatchGetItem per 100 jobs)."""
         condition = None if finalize_before is None else JobModel.finalize_at <= finalize_before
-        return [job_from_model(r) for r in JobModel.by_state.query(state, condition)]
+        return _with_counts(list(JobModel.by_state.query(state, condition)))
 
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None
                        ) -> tuple[list[Job], str | None]:
-        """A page of a client's jobs, newest first."""
-        return newest_first(JobModel.by_client, client_id, "client_id",
-                            {"job_id": "S", "client_id": "S", "created_at": "S"}, limit, cursor,
-                            job_from_model)
+        """A page of a client's jobs, newest first, with their counters."""
+        records, next_cursor = newest_first(JobModel.by_client, client_id, "client_id",
+                                            {"job_id": "S", "client_id": "S", "created_at": "S"},
+                                            limit, cursor, lambda r: r)
+        return _with_counts(records), next_cursor
 
     def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
                    record: Mapping[str, Any] | None = None, expect_round: int | None = None,
@@ -155,17 +164,23 @@ class DynamoJobs:
         condition = JobModel.state.is_in(*from_states)
         if expect_round is not None:
             condition &= JobModel.round == expect_round
-        if expect_items_done is not None:
-            condition &= JobModel.items_done >= expect_items_done
         if to_state != ACTIVE and ACTIVE not in from_states:
-            ok, _ = conditional_update(JobModel, job_id, None, actions, condition)
-            return ok
+            if expect_items_done is None:
+                ok, _ = conditional_update(JobModel, job_id, None, actions, condition)
+                return ok
+            done: int = expect_items_done
+
+            def write(tx: TransactWrite) -> None:
+                tx.update(JobModel(job_id), actions=list(actions), condition=condition)
+                _check_items_done(tx, job_id, done)
+
+            return transact_once(write)
         return self._transition_indexed(job_id, from_states, to_state, actions, condition,
-                                        changes)
+                                        changes, expect_items_done)
 
     def _transition_indexed(self, job_id: str, from_states: Sequence[str], to_state: str,
                             actions: Sequence[Action], condition: Any,
-                            changes: Mapping[str, Any]) -> bool:
+                            changes: Mapping[str, Any], expect_items_done: int | None) -> bool:
         """A transition into or out of active, with the open-jobs index changed in the same
         transaction: the job is read first (the index record is made from it) and the write
         requires the state read, so a job that moved meanwhile is read again."""
@@ -180,6 +195,8 @@ class DynamoJobs:
             def write(tx: TransactWrite, before: Job = before, after: Job = after) -> None:
                 tx.update(JobModel(job_id), actions=list(actions),
                           condition=condition & (JobModel.state == before.state))
+                if expect_items_done is not None:
+                    _check_items_done(tx, job_id, expect_items_done)
                 if to_state == ACTIVE:
                     tx.save(index.open_job_record(Offer.of(after)))
                 elif before.state == ACTIVE:
@@ -238,11 +255,12 @@ class DynamoJobs:
 
     def record_counted(self, job_id: str, answers: Sequence[CountedAnswer],
                        pay_delay: float | None = None) -> int:
-        """Mark answers counted on their items and add them to the job's counters and (with
-        pay_delay) to their workers' accruals, together, so an answer accrues exactly once.
+        """Mark answers counted on their items and add them to the job's counters record and
+        (with pay_delay) to their workers' accruals, together, so an answer accrues exactly
+        once; the job record itself is not written.
 
         One transaction per batch. Consumers counting the same job at once conflict on the
-        job's row, so a conflict is retried here a few times with jitter before the batch is
+        counters record, so a conflict is retried here a few times with jitter before the batch is
         left to SQS. If any answer was counted before (a redelivery), the answers are
         counted one by one instead.
         """
@@ -293,19 +311,6 @@ class DynamoJobs:
             if ok:
                 return job.held_cents
         raise TransientError("the job's money kept changing; try again")
-
-    def block_worker(self, job_id: str, worker_id: str, starts_at: float | None = None) -> None:
-        """Add the worker to the job's blocked set, refusing leases from starts_at (a repeat
-        keeps the first start) or, without it, at once."""
-        # A nested key needs its map, made by a first write (blocks are rare).
-        conditional_update(JobModel, job_id, None,
-                           [JobModel.block_starts.set(JobModel.block_starts | {})],
-                           JobModel.job_id.exists())
-        start = JobModel.block_starts[worker_id]
-        conditional_update(JobModel, job_id, None,
-                           [JobModel.blocked_workers.add({worker_id}),
-                            start.remove() if starts_at is None else start.set(start | starts_at)],
-                           JobModel.job_id.exists())
 
     def request_approval(self, job_id: str, before: float | None, by: str, now: float) -> None:
         """Queue the job's bulk approval on the sparse reviews_due index, from the start."""
@@ -365,10 +370,10 @@ class DynamoJobs:
                 tx.update(ItemModel(job_id, item_id), actions=actions, condition=condition)
             if pay_delay is not None:
                 self._accrue(tx, job_id, answers, pay_delay)
-            job_actions: list[Action] = [JobModel.answered.add(len(answers))]
+            counters: list[Action] = [JobCountsModel.answered.add(len(answers))]
             if completed:
-                job_actions.append(JobModel.items_done.add(completed))
-            tx.update(JobModel(job_id), actions=job_actions)
+                counters.append(JobCountsModel.items_done.add(completed))
+            tx.update(JobCountsModel(counts_key(job_id)), actions=counters)
         return len(answers)
 
     @staticmethod
@@ -387,6 +392,49 @@ class DynamoJobs:
                 AccrualModel.window.set(window),
                 AccrualModel.due_shard.set(payouts.due_shard(job_id, worker_id)),
                 AccrualModel.due_at.set(AccrualModel.due_at | due)])
+
+
+def _check_items_done(tx: TransactWrite, job_id: str, at_least: int) -> None:
+    """Require, in the transaction, at least this many items counted complete."""
+    condition = JobCountsModel.items_done >= at_least
+    if at_least <= 0:
+        condition |= JobCountsModel.items_done.does_not_exist()
+    tx.condition_check(JobCountsModel, counts_key(job_id), condition=condition)
+
+
+def _read_jobs(job_ids: Sequence[str], consistent: bool
+               ) -> tuple[dict[str, JobModel], dict[str, JobCountsModel]]:
+    """Job records and counters records by job id, one BatchGetItem per 50 jobs (both records
+    of a job in the same request), unprocessed keys asked again."""
+    connection = JobModel._get_connection()
+    table = connection.table_name
+    records: dict[str, JobModel] = {}
+    counts: dict[str, JobCountsModel] = {}
+    unique = list(dict.fromkeys(job_ids))
+    for start in range(0, len(unique), 50):
+        keys = [{"job_id": {"S": key}} for job_id in unique[start:start + 50]
+                for key in (job_id, counts_key(job_id))]
+        while keys:
+            request = {"RequestItems": {table: {"Keys": keys, "ConsistentRead": consistent}}}
+            try:
+                response = connection.connection.dispatch(BATCH_GET_ITEM, request)
+            except ClientError as error:
+                raise_transient(error)
+                raise
+            for item in response.get("Responses", {}).get(table, []):
+                key = item["job_id"]["S"]
+                if key.endswith("#counts"):
+                    counts[key.removesuffix("#counts")] = JobCountsModel.from_raw_data(item)
+                else:
+                    records[key] = JobModel.from_raw_data(item)
+            keys = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
+    return records, counts
+
+
+def _with_counts(records: Sequence[JobModel]) -> list[Job]:
+    """Jobs read from an index, each with its counters (eventually consistent, as the index)."""
+    _, counts = _read_jobs([r.job_id for r in records], consistent=False) if records else ({}, {})
+    return [job_from_model(r, counts.get(r.job_id)) for r in records]
 
 
 def money_attribute(source: str) -> Any:

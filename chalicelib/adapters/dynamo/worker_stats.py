@@ -21,6 +21,8 @@ def _record_from(r: WorkerStatsModel) -> WorkerRecord:
 
 
 EVERYWHERE = "*"
+# Records a query of a job's workers reads per request.
+BLOCK_PAGE = 500
 
 
 class DynamoWorkerStats:
@@ -45,12 +47,18 @@ class DynamoWorkerStats:
         record = WorkerStatsModel.get(worker_id, job_id, consistent_read=True)
         return int(record.gold_answers), int(record.gold_correct)
 
-    def mark_blocked(self, worker_id: str, scope: str, reason: str, now: float) -> None:
-        """Record a block (the first block's time and reason are kept)."""
+    def mark_blocked(self, worker_id: str, scope: str, reason: str, now: float,
+                     starts_at: float | None = None) -> None:
+        """Record a block refusing leases from starts_at (default now). The first block's
+        start and reason are kept, except that a block at once replaces one starting later."""
+        kept = WorkerStatsModel.blocked_at.does_not_exist()
+        if starts_at is None:
+            kept |= WorkerStatsModel.blocked_at > now
+        start = now if starts_at is None else starts_at
         conditional_update(WorkerStatsModel, worker_id, scope,
-                           [WorkerStatsModel.blocked_at.set(now),
+                           [WorkerStatsModel.blocked_at.set(start),
                             WorkerStatsModel.blocked_reason.set(reason)],
-                           WorkerStatsModel.blocked_at.does_not_exist())
+                           kept)
 
     def unblock(self, worker_id: str, scope: str) -> None:
         """Lift a block."""
@@ -62,6 +70,22 @@ class DynamoWorkerStats:
     def of_job(self, job_id: str) -> list[WorkerRecord]:
         """A job's workers' records, by worker id."""
         return [_record_from(r) for r in WorkerStatsModel.by_scope.query(job_id)]
+
+    def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None
+                      ) -> dict[str, float]:
+        """Worker id -> when their block from the job starts refusing leases: of the given
+        workers (one strongly consistent batch read per 100), or of every worker of the job
+        (its workers' records, queried a page at a time)."""
+        if worker_ids is None:
+            return {r.worker_id: float(r.blocked_at) for r in WorkerStatsModel.by_scope.query(
+                job_id, filter_condition=WorkerStatsModel.blocked_at.exists(),
+                page_size=BLOCK_PAGE) if r.blocked_at is not None}
+        keys = [(worker, job_id) for worker in sorted(set(worker_ids))]
+        if not keys:
+            return {}
+        return {r.worker_id: float(r.blocked_at) for r in WorkerStatsModel.batch_get(
+            keys, consistent_read=True, attributes_to_get=["worker_id", "scope", "blocked_at"])
+            if r.blocked_at is not None}
 
     def of_worker(self, worker_id: str) -> list[WorkerRecord]:
         """One worker's records (overall and per job)."""
