@@ -1,18 +1,23 @@
 """Items and their slots: a lease, an answer or a release is one conditional write on the
-item; a review moves the item, the ledger and the money in one transaction."""
+item; a review moves the item, the ledger and the money in one transaction. A gold item's
+leases and answers are on its servings, one record per worker (see gold.py)."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.adapters.dynamo import gold as servings
 from chalicelib.adapters.dynamo.jobs import money_attribute
 from chalicelib.adapters.dynamo.ledger import ledger_record
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
-from chalicelib.adapters.models import AccountModel, ItemModel, JobModel, LedgerModel
+from chalicelib.adapters.models import (
+    AccountModel, GoldServingModel, ItemModel, JobModel, LedgerModel,
+)
 from chalicelib.domain.model import (
     APPROVED, INGESTING, ItemState, Lease, LedgerEntry, NewItem, StoredAnswer,
 )
@@ -32,8 +37,11 @@ def _answer_from(raw: dict[str, Any], ordinal: Any, review: Any = None) -> Store
 
 
 def item_from_model(r: ItemModel) -> ItemState:
-    """A domain item from its record."""
+    """A domain item from its record (a gold item's answers are on its servings: none here,
+    and its leases are those it counts out, named by servings.pending_leases)."""
     leases = {w: _lease_from(dict(v)) for w, v in (r.leases.as_dict() if r.leases else {}).items()}
+    if r.gold is not None:
+        leases.update(servings.pending_leases(r.out.as_dict() if r.out else None))
     ordinals = r.ordinals.as_dict() if r.ordinals else {}
     reviews = r.reviews.as_dict() if r.reviews else {}
     answers = {w: _answer_from(dict(v), ordinals.get(w), reviews.get(w))
@@ -51,11 +59,90 @@ def _item_from_raw(raw: dict[str, Any] | None) -> ItemState | None:
 
 
 # What picking a slot needs: not the item's data, answers or counting marks.
-_SLOT_FIELDS = ["job_id", "item_id", "redundancy", "free", "answer_count", "leases", "seen", "gold"]
+_SLOT_FIELDS = ["job_id", "item_id", "redundancy", "free", "answer_count", "leases", "seen", "gold",
+                "out"]
+# Gold items a container has met (an item never stops or starts being gold), so a gold
+# item's lease, submit or release goes straight to its servings; forgotten when this large.
+_GOLD_MEMORY = 100_000
+
+
+def _with_servings(item: ItemState, records: list[GoldServingModel], out: dict[str, Any]
+                   ) -> ItemState:
+    """A gold item with what its servings hold: the leases it still counts out (by worker,
+    not by minute), the answers, and every worker served as seen."""
+    answers, leases = {}, {}
+    for record in records:
+        if record.answer is not None:
+            answers[record.worker_id] = _answer_from(
+                dict(record.answer.as_dict()), None,
+                None if record.review is None else record.review.as_dict())
+        lease = record.lease.as_dict() if record.lease is not None else None
+        if lease is not None and str(lease["b"]) in out:  # else taken back with its minute
+            leases[record.worker_id] = _lease_from(dict(lease))
+    item.answers, item.leases = answers, leases
+    item.seen = frozenset(record.worker_id for record in records)
+    return item
+
+
+def _with_serving(item: ItemState, record: GoldServingModel | None) -> ItemState:
+    """A gold item as one worker's serving shows it to them: their lease or answer."""
+    if record is None:
+        return item
+    if record.answer is not None:
+        item.answers = {record.worker_id: _answer_from(
+            dict(record.answer.as_dict()), None,
+            None if record.review is None else record.review.as_dict())}
+    if record.lease is not None:
+        item.leases[record.worker_id] = _lease_from(dict(record.lease.as_dict()))
+    item.seen = frozenset({record.worker_id})
+    return item
 
 
 class DynamoItems:
     """Items and their slots."""
+
+    def __init__(self) -> None:
+        # Gold items as last read here: what never changes (data, known answer) is what a
+        # gold submit or release answers with, so it needs no read of the item.
+        self._gold: dict[tuple[str, str], ItemState] = {}
+
+    def _remember(self, item: ItemState | None) -> ItemState | None:
+        if item is not None and item.gold is not None:
+            if len(self._gold) >= _GOLD_MEMORY:
+                self._gold.clear()
+            known = self._gold.get((item.job_id, item.item_id))
+            # A listing's copy has no data: keep a copy that has it.
+            if known is None or item.data or not known.data:
+                self._gold[(item.job_id, item.item_id)] = replace(
+                    item, leases={}, answers={}, seen=frozenset())
+        return item
+
+    def _is_gold(self, job_id: str, item_id: str) -> bool:
+        """Whether an item is gold: remembered, or read (its key and gold only)."""
+        if (job_id, item_id) in self._gold:
+            return True
+        try:
+            record = ItemModel.get(job_id, item_id, attributes_to_get=["gold"])
+        except ItemModel.DoesNotExist:
+            return False
+        if record.gold is not None:
+            self._gold[(job_id, item_id)] = item_from_model(record)
+        return record.gold is not None
+
+    def _gold_record(self, job_id: str, item_id: str) -> ItemModel | None:
+        try:
+            return ItemModel.get(job_id, item_id, consistent_read=True)
+        except ItemModel.DoesNotExist:
+            return None
+
+    def _full(self, record: ItemModel) -> ItemState:
+        """An item with everything on it, a gold item's servings included."""
+        item = self._remember(item_from_model(record))
+        assert item is not None
+        if item.gold is not None:
+            _with_servings(item, list(servings.servings(item.job_id, item.item_id))
+                           if record.served else [], record.out.as_dict() if record.out else {})
+        return item
 
     @staticmethod
     def _save_new(tx: TransactWrite, job_id: str, redundancy: int, items: Sequence[NewItem]
@@ -71,6 +158,7 @@ class DynamoItems:
                 gold=item.gold, held=True if item.held else None,
                 redundancy=slots, free=slots, answer_count=0, leases={},
                 answers={}, reviews={}, counted={}, ordinals={},
+                out={} if item.gold is not None else None,
                 open_job=None if item.held or not slots else job_id,
             ), condition=ItemModel.item_id.does_not_exist())
 
@@ -100,7 +188,9 @@ class DynamoItems:
             for record in ItemModel.open_items.query(job_id, key_range, filter_condition=condition,
                                                      page_size=200,
                                                      attributes_to_get=_SLOT_FIELDS):
-                found.append(item_from_model(record))
+                item = item_from_model(record)
+                found.append(item)
+                self._remember(item)
                 if limit is not None and len(found) >= limit:
                     return found
         return found
@@ -122,11 +212,16 @@ class DynamoItems:
         value = {"s": review["status"], "r": review.get("reason"), "at": review["at"],
                  "by": review.get("by")}
 
+        gold = self._is_gold(job_id, item_id)
+
         def write(tx: TransactWrite) -> None:
-            tx.update(ItemModel(job_id, item_id),
-                      actions=[ItemModel.reviews[worker_id].set(value)],
-                      condition=ItemModel.reviews[worker_id].does_not_exist()
-                      & (ItemModel.answers[worker_id]["aid"] == assignment_id))
+            if gold:
+                servings.review_on_serving(tx, job_id, item_id, worker_id, assignment_id, value)
+            else:
+                tx.update(ItemModel(job_id, item_id),
+                          actions=[ItemModel.reviews[worker_id].set(value)],
+                          condition=ItemModel.reviews[worker_id].does_not_exist()
+                          & (ItemModel.answers[worker_id]["aid"] == assignment_id))
             tx.save(ledger_record(entry), condition=LedgerModel.entry_id.does_not_exist())
             if review["status"] == APPROVED:
                 tx.update(AccountModel(worker_id), actions=[AccountModel.balance_cents.add(reward)])
@@ -163,20 +258,18 @@ class DynamoItems:
     def release_gold_slots(self, job_id: str, item_id: str, free: int, expired: Sequence[str],
                            now: float, reward_cents: int) -> int:
         """Take a gold item's free slots (still `free`) and the slots of the expired leases
-        away, and give their rewards to the job's pool, together and once; return the cents."""
-        slots = free + len(expired)
-
-        def write(tx: TransactWrite) -> None:
-            condition = ItemModel.free == free
-            for worker in expired:
-                condition &= ItemModel.leases[worker]["exp"] <= now
-            tx.update(ItemModel(job_id, item_id),
-                      actions=[ItemModel.redundancy.add(-slots), ItemModel.free.add(-free),
-                               *(ItemModel.leases[worker].remove() for worker in expired)],
-                      condition=condition)
-            tx.update(JobModel(job_id), actions=[JobModel.pool_cents.add(slots * reward_cents)])
-
-        return slots * reward_cents if transact_once(write) else 0
+        away, and give their rewards to the job's pool, together and once; return the cents.
+        The leases are on the workers' servings (an expired one taken back by a later lease
+        is no longer counted out, and not released again)."""
+        leases = {}
+        for worker in expired:
+            serving = servings.get_serving(job_id, item_id, worker)
+            if serving is None or serving.lease is None:
+                return 0
+            leases[worker] = serving.lease.as_dict()
+            if float(leases[worker]["exp"]) > now:
+                return 0
+        return servings.release_slots(job_id, item_id, free, leases, now, reward_cents)
 
     def open_held(self, job_id: str, item_ids: Sequence[str]) -> None:
         """Put held items into the open-items index (an item opened before is left alone)."""
@@ -187,17 +280,19 @@ class DynamoItems:
 
     def get_item(self, job_id: str, item_id: str) -> ItemState | None:
         """One item, strongly consistent."""
-        try:
-            return item_from_model(ItemModel.get(job_id, item_id, consistent_read=True))
-        except ItemModel.DoesNotExist:
-            return None
+        record = self._gold_record(job_id, item_id)
+        return None if record is None else self._full(record)
 
     def try_lease(self, job_id: str, item_id: str, worker_id: str, lease: Lease,
                   reclaim_from: str | None, now: float) -> SlotOutcome:
-        """Take a free slot, or the slot of reclaim_from's expired lease, in one write."""
+        """Take a free slot, or the slot of reclaim_from's expired lease, in one write (a
+        gold item's: in one transaction with the worker's serving, see gold.py)."""
+        if (job_id, item_id) in self._gold:
+            return self._lease_gold(job_id, item_id, worker_id, lease, now)
         value = {"aid": lease.assignment_id, "exp": lease.expires_at, "at": lease.leased_at}
         actions = [ItemModel.leases[worker_id].set(value), ItemModel.seen.add({worker_id})]
-        condition = ItemModel.open_job.exists() & ~ItemModel.seen.contains(worker_id)
+        condition = ItemModel.open_job.exists() & ~ItemModel.seen.contains(worker_id) \
+            & ItemModel.gold.does_not_exist()
         if reclaim_from is None:
             actions.append(ItemModel.free.add(-1))
             condition &= ItemModel.free > 0
@@ -205,7 +300,28 @@ class DynamoItems:
             actions.append(ItemModel.leases[reclaim_from].remove())
             condition &= ItemModel.leases[reclaim_from]["exp"] <= now
         ok, raw = conditional_update(ItemModel, job_id, item_id, actions, condition)
-        return SlotOutcome(ok, _item_from_raw(raw))
+        item = self._remember(_item_from_raw(raw))
+        if not ok and item is not None and item.gold is not None:
+            return self._lease_gold(job_id, item_id, worker_id, lease, now)
+        return SlotOutcome(ok, item)
+
+    def _lease_gold(self, job_id: str, item_id: str, worker_id: str, lease: Lease, now: float
+                    ) -> SlotOutcome:
+        """A gold item's slot (free, or an expired lease's) and the worker's serving, together;
+        the item as read before, with the worker's serving if they had one."""
+        record = self._gold_record(job_id, item_id)
+        if record is None:
+            return SlotOutcome(False, None)
+        leased, had = servings.serve(record, worker_id, lease, now)
+        item = self._remember(item_from_model(record))
+        assert item is not None
+        if leased:
+            # As read before the write, with the new lease: the pool keeps it as a hint only.
+            item.leases[worker_id] = lease
+            item.free -= 1
+        if leased or had:
+            item.seen = frozenset({worker_id})
+        return SlotOutcome(leased, item)
 
     def try_submit(self, job_id: str, item_id: str, worker_id: str, answer: StoredAnswer,
                    now: float) -> SlotOutcome:
@@ -219,24 +335,78 @@ class DynamoItems:
                    ItemModel.ordinals[worker_id].set(ItemModel.answer_count),
                    ItemModel.answer_count.add(1)]
         condition = (lease["aid"] == answer.assignment_id) & (lease["exp"] > now)
+        if (job_id, item_id) in self._gold:
+            return self._submit_gold(job_id, item_id, worker_id, answer, now, None)
         ok, raw = conditional_update(ItemModel, job_id, item_id, actions, condition)
-        return SlotOutcome(ok, _item_from_raw(raw))
+        item = self._remember(_item_from_raw(raw))
+        if not ok and item is not None and item.gold is not None:
+            return self._submit_gold(job_id, item_id, worker_id, answer, now, item)
+        return SlotOutcome(ok, item)
+
+    def _gold_item(self, job_id: str, item_id: str, item: ItemState | None) -> ItemState | None:
+        """The gold item as given, or as last read here (its data and known answer), or read."""
+        if item is not None:
+            return item
+        known = self._gold.get((job_id, item_id))
+        if known is not None and known.data:
+            return replace(known, leases={}, answers={}, seen=frozenset())
+        record = self._gold_record(job_id, item_id)
+        return None if record is None else self._remember(item_from_model(record))
+
+    def _submit_gold(self, job_id: str, item_id: str, worker_id: str, answer: StoredAnswer,
+                     now: float, item: ItemState | None) -> SlotOutcome:
+        """A gold answer onto the worker's serving, counted on the item, together; the item
+        as it was, with the worker's serving as it now stands."""
+        item = self._gold_item(job_id, item_id, item)
+        serving = servings.get_serving(job_id, item_id, worker_id)
+        if item is None or serving is None:
+            return SlotOutcome(False, item)
+        lease = serving.lease.as_dict() if serving.lease is not None else None
+        if lease is not None and lease["aid"] == answer.assignment_id \
+                and float(lease["exp"]) > now \
+                and servings.submit(job_id, item_id, worker_id, lease, answer, now):
+            item.answers = {worker_id: replace(answer, ordinal=None)}
+            item.answer_count += 1
+            item.seen = frozenset({worker_id})
+            return SlotOutcome(True, item)
+        return SlotOutcome(False, _with_serving(item, servings.get_serving(job_id, item_id,
+                                                                           worker_id)))
 
     def try_release(self, job_id: str, item_id: str, worker_id: str, assignment_id: str
                     ) -> SlotOutcome:
         """Give a slot back; the worker stays in 'seen', so they are not offered it again."""
+        if (job_id, item_id) in self._gold:
+            return self._release_gold(job_id, item_id, worker_id, assignment_id, None)
         lease = ItemModel.leases[worker_id]
         ok, raw = conditional_update(ItemModel, job_id, item_id,
                                      [lease.remove(), ItemModel.free.add(1)],
                                      lease["aid"] == assignment_id)
-        return SlotOutcome(ok, _item_from_raw(raw))
+        item = self._remember(_item_from_raw(raw))
+        if not ok and item is not None and item.gold is not None:
+            return self._release_gold(job_id, item_id, worker_id, assignment_id, item)
+        return SlotOutcome(ok, item)
+
+    def _release_gold(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
+                      item: ItemState | None) -> SlotOutcome:
+        """A gold lease ended and its slot given back; the worker keeps their serving."""
+        item = self._gold_item(job_id, item_id, item)
+        serving = servings.get_serving(job_id, item_id, worker_id)
+        if item is None or serving is None:
+            return SlotOutcome(False, item)
+        lease = serving.lease.as_dict() if serving.lease is not None else None
+        if lease is not None and lease["aid"] == assignment_id \
+                and servings.give_back(job_id, item_id, worker_id, lease):
+            item.seen = frozenset({worker_id})
+            return SlotOutcome(True, item)
+        return SlotOutcome(False, _with_serving(item, servings.get_serving(job_id, item_id,
+                                                                           worker_id)))
 
     def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
         """Every item of a job in item order, or those after the item id `after`."""
         condition = None if after is None else ItemModel.item_id > after
         try:
             for record in ItemModel.query(job_id, condition, consistent_read=True):
-                yield item_from_model(record)
+                yield self._full(record)
         except PynamoDBException as error:
             raise_transient(error)
             raise
