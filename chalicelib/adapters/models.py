@@ -228,12 +228,14 @@ class ItemModel(Model):
     ordinals: MapAttribute[str, Any] = MapAttribute(default=dict)
     seen = UnicodeSetAttribute(null=True)
     open_job = UnicodeAttribute(null=True)
-    # A gold item's leases out, counted per minute they expire by (the minute's end, in
+    # A gold item's leases out, counted per minute they were taken in (the minute's end, in
     # seconds -> leases): its servings are GoldServingModel records, so nothing here grows
     # with the workers served it.
     out: MapAttribute[str, Any] = MapAttribute(null=True)
     # How many workers a gold item was served to (0: it has no serving records to read).
     served = NumberAttribute(null=True)
+    # How long a lease of a gold item lasts at most, in seconds (set by its first lease).
+    ls = NumberAttribute(null=True)
 
     open_items = OpenItems()
 

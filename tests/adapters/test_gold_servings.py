@@ -6,7 +6,10 @@ import os
 import time
 from dataclasses import replace
 
+from unittest import mock
+
 import boto3
+import botocore.client
 import pytest
 
 from bench.billing import item_size
@@ -64,26 +67,42 @@ def test_one_gold_item_served_to_5000_workers_keeps_every_record_small(p):
     now = time.time()
     served: dict[str, str] = {}  # worker -> their assignment
     # WHEN 5,000 workers each lease it and answer, and their answers are counted
+    calls: list[str] = []
+    base = botocore.client.BaseClient._make_api_call
+
+    def count(self, name, params):  # noqa: ANN001 (botocore's signature)
+        calls.append(name)
+        return base(self, name, params)
+
+    requests = []  # DynamoDB requests of each lease and submit, after a container's first
     for n in range(WORKERS):
         worker = f"wrk_gold{n:05d}"
         lease = Lease(new_assignment_id(job.job_id, item_id, now), now + 600, now)
-        taken = p.items.try_lease(job.job_id, item_id, worker, lease, None, now)
-        assert taken.ok, n
         answer = StoredAnswer(lease.assignment_id, {"label": "yes"}, now + 1, now)
-        assert p.items.try_submit(job.job_id, item_id, worker, answer, now + 1).ok, n
+        with mock.patch.object(botocore.client.BaseClient, "_make_api_call", count):
+            calls.clear()
+            taken = p.items.try_lease(job.job_id, item_id, worker, lease, None, now)
+            leased = list(calls)
+            calls.clear()
+            submitted = p.items.try_submit(job.job_id, item_id, worker, answer, now + 1)
+            requests.append((leased, list(calls)))
+        assert taken.ok and submitted.ok, n
         served[worker] = lease.assignment_id
         if n % 10 == 9:
             batch = sorted(served)[-10:]
             assert p.jobs.record_counted(job.job_id, [
                 CountedAnswer(job.job_id, item_id, w, served[w], False, gold=True)
                 for w in batch]) == 10
-    # THEN the gold item, each serving and the job stay under 16 KB
+    # THEN a gold lease and a gold submit are each one request, as a regular one is
+    assert all(pair == (["TransactWriteItems"], ["TransactWriteItems"])
+               for pair in requests[1:]), requests[:3]
+    # AND the gold item, each serving and the job stay under 16 KB
     sizes, servings = _sizes(job.job_id, item_id)
     assert len(servings) == WORKERS
     assert sizes["item"] < RECORD_LIMIT and sizes["job"] < RECORD_LIMIT, sizes
     assert max(servings) < RECORD_LIMIT, max(servings)
     # AND no worker got it twice: each is refused a second lease, and it has one answer each
-    for worker in sorted(served)[:: WORKERS // 250]:
+    for worker in sorted(served)[:: max(1, WORKERS // 250)]:
         again = Lease(new_assignment_id(job.job_id, item_id, now + 2), now + 600, now + 2)
         assert not p.items.try_lease(job.job_id, item_id, worker, again, None, now + 2).ok
     item = p.items.get_item(job.job_id, item_id)

@@ -41,7 +41,7 @@ def item_from_model(r: ItemModel) -> ItemState:
     and its leases are those it counts out, named by servings.pending_leases)."""
     leases = {w: _lease_from(dict(v)) for w, v in (r.leases.as_dict() if r.leases else {}).items()}
     if r.gold is not None:
-        leases.update(servings.pending_leases(r.out.as_dict() if r.out else None))
+        leases.update(servings.pending_leases(r))
     ordinals = r.ordinals.as_dict() if r.ordinals else {}
     reviews = r.reviews.as_dict() if r.reviews else {}
     answers = {w: _answer_from(dict(v), ordinals.get(w), reviews.get(w))
@@ -54,13 +54,9 @@ def item_from_model(r: ItemModel) -> ItemState:
     )
 
 
-def _item_from_raw(raw: dict[str, Any] | None) -> ItemState | None:
-    return None if raw is None else item_from_model(ItemModel.from_raw_data(raw))
-
-
 # What picking a slot needs: not the item's data, answers or counting marks.
 _SLOT_FIELDS = ["job_id", "item_id", "redundancy", "free", "answer_count", "leases", "seen", "gold",
-                "out"]
+                "out", "ls", "served"]
 # Gold items a container has met (an item never stops or starts being gold), so a gold
 # item's lease, submit or release goes straight to its servings; forgotten when this large.
 _GOLD_MEMORY = 100_000
@@ -102,46 +98,64 @@ class DynamoItems:
     """Items and their slots."""
 
     def __init__(self) -> None:
-        # Gold items as last read here: what never changes (data, known answer) is what a
-        # gold submit or release answers with, so it needs no read of the item.
-        self._gold: dict[tuple[str, str], ItemState] = {}
+        # Gold items as this container last saw them (their data kept once read): a gold
+        # lease works from it, and a gold submit or release answers with its data and known
+        # answer, so none of them reads the item first. Forgotten when it grows this large.
+        self._gold: dict[tuple[str, str], ItemModel] = {}
+        self._gold_ids: set[tuple[str, str]] = set()
 
-    def _remember(self, item: ItemState | None) -> ItemState | None:
-        if item is not None and item.gold is not None:
-            if len(self._gold) >= _GOLD_MEMORY:
-                self._gold.clear()
-            known = self._gold.get((item.job_id, item.item_id))
-            # A listing's copy has no data: keep a copy that has it.
-            if known is None or item.data or not known.data:
-                self._gold[(item.job_id, item.item_id)] = replace(
-                    item, leases={}, answers={}, seen=frozenset())
-        return item
+    def _remember(self, record: ItemModel) -> ItemModel:
+        """Keep a gold item's record (a listing's, without data, keeps the data seen before)."""
+        if record.gold is None:
+            return record
+        key = (record.job_id, record.item_id)
+        known = self._gold.get(key)
+        if record.data is None and known is not None:
+            record.data, record.external_id = known.data, known.external_id
+        if len(self._gold) >= _GOLD_MEMORY:
+            self._gold.clear()
+            self._gold_ids.clear()
+        self._gold[key] = record
+        self._gold_ids.add(key)
+        return record
 
     def _is_gold(self, job_id: str, item_id: str) -> bool:
-        """Whether an item is gold: remembered, or read (its key and gold only)."""
-        if (job_id, item_id) in self._gold:
+        """Whether an item is gold: remembered, or read (its gold field only)."""
+        if (job_id, item_id) in self._gold_ids:
             return True
         try:
             record = ItemModel.get(job_id, item_id, attributes_to_get=["gold"])
         except ItemModel.DoesNotExist:
             return False
         if record.gold is not None:
-            self._gold[(job_id, item_id)] = item_from_model(record)
+            self._gold_ids.add((job_id, item_id))
         return record.gold is not None
 
     def _gold_record(self, job_id: str, item_id: str) -> ItemModel | None:
+        """A gold item's record as last seen here with its data, or read."""
+        known = self._gold.get((job_id, item_id))
+        if known is not None and known.data is not None:
+            return known
         try:
-            return ItemModel.get(job_id, item_id, consistent_read=True)
+            return self._remember(ItemModel.get(job_id, item_id, consistent_read=True))
         except ItemModel.DoesNotExist:
             return None
 
+    def _gold_state(self, job_id: str, item_id: str) -> ItemState | None:
+        record = self._gold_record(job_id, item_id)
+        return None if record is None else item_from_model(record)
+
+    def _outcome(self, raw: dict[str, Any] | None) -> ItemState | None:
+        """An item returned by a write (remembered if gold)."""
+        return None if raw is None else item_from_model(
+            self._remember(ItemModel.from_raw_data(raw)))
+
     def _full(self, record: ItemModel) -> ItemState:
         """An item with everything on it, a gold item's servings included."""
-        item = self._remember(item_from_model(record))
-        assert item is not None
+        item = item_from_model(self._remember(record))
         if item.gold is not None:
             _with_servings(item, list(servings.servings(item.job_id, item.item_id))
-                           if record.served else [], record.out.as_dict() if record.out else {})
+                           if record.served else [], servings.out_counts(record))
         return item
 
     @staticmethod
@@ -188,9 +202,7 @@ class DynamoItems:
             for record in ItemModel.open_items.query(job_id, key_range, filter_condition=condition,
                                                      page_size=200,
                                                      attributes_to_get=_SLOT_FIELDS):
-                item = item_from_model(record)
-                found.append(item)
-                self._remember(item)
+                found.append(item_from_model(self._remember(record)))
                 if limit is not None and len(found) >= limit:
                     return found
         return found
@@ -280,14 +292,16 @@ class DynamoItems:
 
     def get_item(self, job_id: str, item_id: str) -> ItemState | None:
         """One item, strongly consistent."""
-        record = self._gold_record(job_id, item_id)
-        return None if record is None else self._full(record)
+        try:
+            return self._full(ItemModel.get(job_id, item_id, consistent_read=True))
+        except ItemModel.DoesNotExist:
+            return None
 
     def try_lease(self, job_id: str, item_id: str, worker_id: str, lease: Lease,
                   reclaim_from: str | None, now: float) -> SlotOutcome:
         """Take a free slot, or the slot of reclaim_from's expired lease, in one write (a
         gold item's: in one transaction with the worker's serving, see gold.py)."""
-        if (job_id, item_id) in self._gold:
+        if (job_id, item_id) in self._gold_ids:
             return self._lease_gold(job_id, item_id, worker_id, lease, now)
         value = {"aid": lease.assignment_id, "exp": lease.expires_at, "at": lease.leased_at}
         actions = [ItemModel.leases[worker_id].set(value), ItemModel.seen.add({worker_id})]
@@ -300,32 +314,37 @@ class DynamoItems:
             actions.append(ItemModel.leases[reclaim_from].remove())
             condition &= ItemModel.leases[reclaim_from]["exp"] <= now
         ok, raw = conditional_update(ItemModel, job_id, item_id, actions, condition)
-        item = self._remember(_item_from_raw(raw))
+        item = self._outcome(raw)
         if not ok and item is not None and item.gold is not None:
             return self._lease_gold(job_id, item_id, worker_id, lease, now)
         return SlotOutcome(ok, item)
 
     def _lease_gold(self, job_id: str, item_id: str, worker_id: str, lease: Lease, now: float
                     ) -> SlotOutcome:
-        """A gold item's slot (free, or an expired lease's) and the worker's serving, together;
-        the item as read before, with the worker's serving if they had one."""
+        """A gold item's slot (free, or one whose lease has ended) and the worker's serving,
+        together, from the item as last seen here; the item as it then stands (as far as
+        this container knows), with the worker's serving if they have one."""
         record = self._gold_record(job_id, item_id)
         if record is None:
             return SlotOutcome(False, None)
-        leased, had = servings.serve(record, worker_id, lease, now)
-        item = self._remember(item_from_model(record))
-        assert item is not None
+        leased, had, raw = servings.serve(record, worker_id, lease, now)
+        if raw is not None:
+            record = self._remember(ItemModel.from_raw_data(raw))
+        elif not leased and not had:
+            self._gold.pop((job_id, item_id), None)  # stale or raced: read it next time
+        item = item_from_model(record)
         if leased:
-            # As read before the write, with the new lease: the pool keeps it as a hint only.
             item.leases[worker_id] = lease
-            item.free -= 1
         if leased or had:
             item.seen = frozenset({worker_id})
         return SlotOutcome(leased, item)
 
     def try_submit(self, job_id: str, item_id: str, worker_id: str, answer: StoredAnswer,
                    now: float) -> SlotOutcome:
-        """Turn a live lease into an accepted answer: one conditional write, exactly once."""
+        """Turn a live lease into an accepted answer: one conditional write, exactly once (a
+        gold item's: one transaction on the serving and the item's counts)."""
+        if (job_id, item_id) in self._gold_ids:
+            return self._submit_gold(job_id, item_id, worker_id, answer, now, None)
         value = {"aid": answer.assignment_id, "ans": json.dumps(answer.answer),
                  "at": answer.submitted_at, "lat": answer.leased_at,
                  "iv": answer.instruction_version}
@@ -335,53 +354,47 @@ class DynamoItems:
                    ItemModel.ordinals[worker_id].set(ItemModel.answer_count),
                    ItemModel.answer_count.add(1)]
         condition = (lease["aid"] == answer.assignment_id) & (lease["exp"] > now)
-        if (job_id, item_id) in self._gold:
-            return self._submit_gold(job_id, item_id, worker_id, answer, now, None)
         ok, raw = conditional_update(ItemModel, job_id, item_id, actions, condition)
-        item = self._remember(_item_from_raw(raw))
+        item = self._outcome(raw)
         if not ok and item is not None and item.gold is not None:
             return self._submit_gold(job_id, item_id, worker_id, answer, now, item)
         return SlotOutcome(ok, item)
 
-    def _gold_item(self, job_id: str, item_id: str, item: ItemState | None) -> ItemState | None:
-        """The gold item as given, or as last read here (its data and known answer), or read."""
-        if item is not None:
-            return item
-        known = self._gold.get((job_id, item_id))
-        if known is not None and known.data:
-            return replace(known, leases={}, answers={}, seen=frozenset())
-        record = self._gold_record(job_id, item_id)
-        return None if record is None else self._remember(item_from_model(record))
-
     def _submit_gold(self, job_id: str, item_id: str, worker_id: str, answer: StoredAnswer,
                      now: float, item: ItemState | None) -> SlotOutcome:
         """A gold answer onto the worker's serving, counted on the item, together; the item
-        as it was, with the worker's serving as it now stands."""
-        item = self._gold_item(job_id, item_id, item)
-        serving = servings.get_serving(job_id, item_id, worker_id)
-        if item is None or serving is None:
-            return SlotOutcome(False, item)
-        lease = serving.lease.as_dict() if serving.lease is not None else None
-        if lease is not None and lease["aid"] == answer.assignment_id \
-                and float(lease["exp"]) > now \
-                and servings.submit(job_id, item_id, worker_id, lease, answer, now):
+        (as last seen here) with the worker's serving as it now stands. A gold answer has no
+        ordinal: no gold item completes a round's count."""
+        ok, raw = servings.submit(job_id, item_id, worker_id, answer, now)
+        item = item or self._gold_state(job_id, item_id)
+        if item is None:
+            return SlotOutcome(False, None)
+        if ok:
             item.answers = {worker_id: replace(answer, ordinal=None)}
             item.answer_count += 1
             item.seen = frozenset({worker_id})
             return SlotOutcome(True, item)
-        return SlotOutcome(False, _with_serving(item, servings.get_serving(job_id, item_id,
-                                                                           worker_id)))
+        return SlotOutcome(False, _with_serving(item, self._serving(job_id, item_id, worker_id,
+                                                                    raw)))
+
+    @staticmethod
+    def _serving(job_id: str, item_id: str, worker_id: str, raw: dict[str, Any] | None
+                 ) -> GoldServingModel | None:
+        """A serving as a refused write returned it, or read."""
+        if raw is not None:
+            return GoldServingModel.from_raw_data(raw)
+        return servings.get_serving(job_id, item_id, worker_id)
 
     def try_release(self, job_id: str, item_id: str, worker_id: str, assignment_id: str
                     ) -> SlotOutcome:
         """Give a slot back; the worker stays in 'seen', so they are not offered it again."""
-        if (job_id, item_id) in self._gold:
+        if (job_id, item_id) in self._gold_ids:
             return self._release_gold(job_id, item_id, worker_id, assignment_id, None)
         lease = ItemModel.leases[worker_id]
         ok, raw = conditional_update(ItemModel, job_id, item_id,
                                      [lease.remove(), ItemModel.free.add(1)],
                                      lease["aid"] == assignment_id)
-        item = self._remember(_item_from_raw(raw))
+        item = self._outcome(raw)
         if not ok and item is not None and item.gold is not None:
             return self._release_gold(job_id, item_id, worker_id, assignment_id, item)
         return SlotOutcome(ok, item)
@@ -389,17 +402,15 @@ class DynamoItems:
     def _release_gold(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
                       item: ItemState | None) -> SlotOutcome:
         """A gold lease ended and its slot given back; the worker keeps their serving."""
-        item = self._gold_item(job_id, item_id, item)
-        serving = servings.get_serving(job_id, item_id, worker_id)
-        if item is None or serving is None:
-            return SlotOutcome(False, item)
-        lease = serving.lease.as_dict() if serving.lease is not None else None
-        if lease is not None and lease["aid"] == assignment_id \
-                and servings.give_back(job_id, item_id, worker_id, lease):
+        ok, raw = servings.give_back(job_id, item_id, worker_id, assignment_id)
+        item = item or self._gold_state(job_id, item_id)
+        if item is None:
+            return SlotOutcome(False, None)
+        if ok:
             item.seen = frozenset({worker_id})
             return SlotOutcome(True, item)
-        return SlotOutcome(False, _with_serving(item, servings.get_serving(job_id, item_id,
-                                                                           worker_id)))
+        return SlotOutcome(False, _with_serving(item, self._serving(job_id, item_id, worker_id,
+                                                                    raw)))
 
     def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
         """Every item of a job in item order, or those after the item id `after`."""
