@@ -23,25 +23,25 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from pynamodb.exceptions import PynamoDBException, TransactWriteError
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamo.writes import (
-    cancellation_reasons, cancelled_by_condition, conditional_update, raise_transient,
+    cancelled_by_condition, conditional_update, raise_transient,
 )
 from chalicelib.adapters.models import GoldServingModel, ItemModel, JobModel
 from chalicelib.domain.ids import parse_assignment_id
 from chalicelib.domain.model import Lease, StoredAnswer
 from chalicelib.errors import TransientError
 
-# Leases are counted per minute they expire by.
+# Leases are counted per minute they were taken in.
 MINUTE = 60
 # The name of a lease out on a gold item, as the domain sees it (never a worker id).
 PENDING = "@"
-# Tries of a submit's transaction when other writes on the gold item keep cancelling it.
+# Tries of a transaction when other writes on the same records keep cancelling it.
 SUBMIT_TRIES = 4
 PAGE_SIZE = 200
 # Expired leases released per transaction (with the gold item and the job: 100 at most).

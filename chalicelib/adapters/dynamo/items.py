@@ -4,8 +4,8 @@ leases and answers are on its servings, one record per worker (see gold.py)."""
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pynamodb.exceptions import PynamoDBException
