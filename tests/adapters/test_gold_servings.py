@@ -17,7 +17,9 @@ from chalicelib import deps
 from chalicelib.adapters.models import ItemModel, JobModel
 from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.ids import new_assignment_id
-from chalicelib.domain.model import ACTIVE, CLIENT, INGESTING, CountedAnswer, Lease, StoredAnswer
+from chalicelib.domain.model import (
+    ACTIVE, CLIENT, INGESTING, CountedAnswer, Lease, LedgerEntry, StoredAnswer,
+)
 from chalicelib.handlers import accounts, jobs
 
 WORKERS = int(os.environ.get("GOLD_WORKERS", 5000))
@@ -109,3 +111,36 @@ def test_one_gold_item_served_to_5000_workers_keeps_every_record_small(p):
     assert set(item.answers) == set(served) and item.seen == set(served)
     assert item.answer_count == WORKERS and item.free == 100_000 - WORKERS
     assert p.jobs.get_job(job.job_id).answered == WORKERS
+
+
+def test_a_gold_item_written_before_servings_keeps_its_workers_and_answers(p):
+    # GIVEN a gold item as it was stored before servings were records of their own: w1's
+    # answer and w2's lease on the item itself, both in its seen
+    job = _gold_job(p, slots=5)
+    item_id = "000000"
+    now = time.time()
+    answered = Lease(new_assignment_id(job.job_id, item_id, now), now + 600, now)
+    record = ItemModel.get(job.job_id, item_id, consistent_read=True)
+    record.update(actions=[
+        ItemModel.out.remove(), ItemModel.free.add(-2), ItemModel.answer_count.add(1),
+        ItemModel.seen.add({"w1", "w2"}),
+        ItemModel.leases["w2"].set({"aid": "asg_old", "exp": now + 600, "at": now}),
+        ItemModel.answers["w1"].set({"aid": answered.assignment_id, "ans": '{"label": "yes"}',
+                                     "at": now, "lat": now, "iv": 1})])
+    # WHEN workers lease it now THEN a new worker gets it, w1 and w2 do not get it again
+    lease = Lease(new_assignment_id(job.job_id, item_id, now), now + 600, now)
+    assert p.items.try_lease(job.job_id, item_id, "w3", lease, None, now).ok
+    for worker in ("w1", "w2"):
+        again = Lease(new_assignment_id(job.job_id, item_id, now), now + 600, now)
+        assert not p.items.try_lease(job.job_id, item_id, worker, again, None, now).ok
+    # AND the item shows the old answer with the new lease, and w1's answer is reviewed once
+    item = p.items.get_item(job.job_id, item_id)
+    assert set(item.answers) == {"w1"} and set(item.leases) == {"w2", "w3"}
+    assert item.seen == {"w1", "w2", "w3"}
+    entry = LedgerEntry("w1", f"review#{answered.assignment_id}", "approval", 5, now, job.job_id,
+                        answered.assignment_id, None, "c")
+    review = {"status": "approved", "reason": None, "at": now, "by": "c"}
+    assert p.items.review(job.job_id, item_id, "w1", answered.assignment_id, review, entry)
+    assert not p.items.review(job.job_id, item_id, "w1", answered.assignment_id, review,
+                                  entry)
+    assert p.items.get_item(job.job_id, item_id).answers["w1"].review["status"] == "approved"

@@ -119,11 +119,16 @@ def serve(record: ItemModel, worker_id: str, lease: Lease, now: float
     if int(record.free) + folded < 1:
         return False, False, None
     count = ItemModel.out[minute]
-    actions = [ItemModel.free.add(folded - 1), ItemModel.served.add(1),
-               count.set((count | 0) + 1),
+    # A gold item written before its servings were records of their own has no `out` yet,
+    # and its workers are in its `seen`: they do not get it again either.
+    counted = count.set((count | 0) + 1) if record.out is not None \
+        else ItemModel.out.set({minute: 1})
+    actions = [ItemModel.free.add(folded - 1), ItemModel.served.add(1), counted,
                ItemModel.ls.set(ItemModel.ls | math.ceil(lease.expires_at - lease.leased_at)),
                *(ItemModel.out[m].remove() for m in stale)]
-    condition = ItemModel.open_job.exists() & (ItemModel.free >= 1 - folded)
+    condition = ItemModel.open_job.exists() & (ItemModel.free >= 1 - folded) \
+        & ~ItemModel.seen.contains(worker_id) \
+        & (ItemModel.out.exists() if record.out is not None else ItemModel.out.does_not_exist())
     for m, c in stale.items():
         condition &= ItemModel.out[m] == c
     serving = GoldServingModel(serving_key(record.job_id, record.item_id), worker_id, lease={

@@ -65,8 +65,10 @@ _GOLD_MEMORY = 100_000
 def _with_servings(item: ItemState, records: list[GoldServingModel], out: dict[str, Any]
                    ) -> ItemState:
     """A gold item with what its servings hold: the leases it still counts out (by worker,
-    not by minute), the answers, and every worker served as seen."""
-    answers, leases = {}, {}
+    not by minute), the answers, and every worker served as seen (with those a record written
+    before servings were records of their own holds itself)."""
+    answers = dict(item.answers)
+    leases = {w: lease for w, lease in item.leases.items() if not w.startswith(servings.PENDING)}
     for record in records:
         if record.answer is not None:
             answers[record.worker_id] = _answer_from(
@@ -76,7 +78,7 @@ def _with_servings(item: ItemState, records: list[GoldServingModel], out: dict[s
         if lease is not None and str(lease["b"]) in out:  # else taken back with its minute
             leases[record.worker_id] = _lease_from(dict(lease))
     item.answers, item.leases = answers, leases
-    item.seen = frozenset(record.worker_id for record in records)
+    item.seen = item.seen | frozenset(record.worker_id for record in records)
     return item
 
 
@@ -217,17 +219,16 @@ class DynamoItems:
                review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0,
                refund_to: str = "pool") -> bool:
         """One transaction: the review on the item (only if it has none and the answer is this
-        assignment's), the ledger entry (only if new), and the money: an approval credits the
-        worker's balance and the job's paid total; a rejection gives the reward back to the
-        job's pool, or holds it for a replacement slot (refund_to "held")."""
+        assignment's; a gold answer's on its serving), the ledger entry (only if new), and the
+        money: an approval credits the worker's balance and the job's paid total; a rejection
+        gives the reward back to the job's pool, or holds it for a replacement slot
+        (refund_to "held")."""
         reward = entry.amount_cents
         value = {"s": review["status"], "r": review.get("reason"), "at": review["at"],
                  "by": review.get("by")}
 
-        gold = self._is_gold(job_id, item_id)
-
-        def write(tx: TransactWrite) -> None:
-            if gold:
+        def write(tx: TransactWrite, on_serving: bool) -> None:
+            if on_serving:
                 servings.review_on_serving(tx, job_id, item_id, worker_id, assignment_id, value)
             else:
                 tx.update(ItemModel(job_id, item_id),
@@ -243,7 +244,12 @@ class DynamoItems:
                 tx.update(JobModel(job_id), actions=[money_attribute(refund_to).add(refund_cents),
                                                      JobModel.rejected_answers.add(1)])
 
-        return transact_once(write)
+        gold = self._is_gold(job_id, item_id)
+        if transact_once(lambda tx: write(tx, gold)):
+            return True
+        # A gold answer given before servings were records of their own is on the item (the
+        # ledger entry's condition still pays it once).
+        return gold and transact_once(lambda tx: write(tx, False))
 
     def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
         """Reopen a counted-complete item with more slots and uncount it, in one transaction."""
