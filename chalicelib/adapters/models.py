@@ -246,8 +246,36 @@ class ItemModel(Model):
     ordinals: MapAttribute[str, Any] = MapAttribute(default=dict)
     seen = UnicodeSetAttribute(null=True)
     open_job = UnicodeAttribute(null=True)
+    # A gold item's leases out, counted per minute they were taken in (the minute's end, in
+    # seconds -> leases): its servings are GoldServingModel records, so nothing here grows
+    # with the workers served it.
+    out: MapAttribute[str, Any] = MapAttribute(null=True)
+    # How many workers a gold item was served to (0: it has no serving records to read).
+    served = NumberAttribute(null=True)
+    # How long a lease of a gold item lasts at most, in seconds (set by its first lease).
+    ls = NumberAttribute(null=True)
 
     open_items = OpenItems()
+
+
+class GoldServingModel(Model):
+    """One worker's serving of one gold item, in the items table under the partition key
+    "<job id>#<item id>": created once per (item, worker) by a conditional put, so a worker
+    never gets a gold item twice, and holding their lease, then their answer, its counting
+    mark and its review. A gold item's servings spread over its own key, not the job's."""
+
+    class Meta:
+        table_name = "items"
+
+    serving_key = UnicodeAttribute(hash_key=True, attr_name="job_id")
+    worker_id = UnicodeAttribute(range_key=True, attr_name="item_id")
+    # {"aid", "exp", "at", "b": the minute end under which the gold item counts it}
+    lease: MapAttribute[str, Any] = MapAttribute(null=True)
+    # {"aid", "ans", "at", "lat", "iv"}, as ItemModel.answers[worker]
+    answer: MapAttribute[str, Any] = MapAttribute(null=True)
+    counted = UnicodeAttribute(null=True)
+    # {"s", "r", "at", "by"}, as ItemModel.reviews[worker]
+    review: MapAttribute[str, Any] = MapAttribute(null=True)
 
 
 class ResultModel(Model):
@@ -443,6 +471,8 @@ def bind_models(settings: Settings) -> None:
         CatalogModel: settings.catalog_table,
         WebhookModel: settings.webhooks_table,
     }
+    # A gold item's servings live beside it, in the items table.
+    names[GoldServingModel] = settings.items_table
     for model, table in names.items():
         if model.Meta.table_name != table or getattr(model.Meta, "region", None) != settings.region:
             model.Meta.table_name = table

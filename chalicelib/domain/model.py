@@ -355,6 +355,8 @@ class CountedAnswer:
     worker_id: str
     assignment_id: str
     item_complete: bool
+    # A gold item's answer: its counting mark is on the worker's serving of the item.
+    gold: bool = False
 
 
 @dataclass(frozen=True)

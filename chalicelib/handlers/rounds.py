@@ -44,7 +44,7 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
         if "gold_correct" in m:
             gold[m["assignment_id"]] = bool(m["gold_correct"])
         answer = CountedAnswer(m["job_id"], m["item_id"], m["worker_id"], m["assignment_id"],
-                               bool(m["item_complete"]))
+                               bool(m["item_complete"]), gold="gold_correct" in m)
         batch = by_job.setdefault(answer.job_id, {})
         if answer.assignment_id in batch:
             repeats.add(answer.job_id)

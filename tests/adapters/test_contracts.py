@@ -759,3 +759,87 @@ def test_a_gold_items_unused_slots_are_paid_back_once(p):
     assert (item.redundancy, item.free, item.leases, item.answer_count) == (1, 0, {}, 1)
     assert p.jobs.get_job(job.job_id).pool_cents == 10
     assert p.items.release_gold_slots(job.job_id, FIRST, 1, ["w2"], now + 11, 5) == 0
+
+
+def _gold_job(p: Platform, slots: int) -> Job:
+    """An active job whose one item is gold with `slots` slots."""
+    job = _draft(p, _client(p), items=1, redundancy=1)
+    p.jobs.create_job(job)
+    p.items.put_items(job.job_id, 1, [replace(item, gold={"label": "yes"}, slots=slots)
+                                      for item in parse_items([{"data": {"n": 0}}], 1)])
+    assert p.jobs.transition(job.job_id, (INGESTING,), ACTIVE, pool_cents=0)
+    return job
+
+
+def test_a_gold_item_is_served_to_each_worker_once_and_an_expired_leases_slot_again(p):
+    # GIVEN a gold item with 2 slots, leased by w1 (60 s) and w2 (10 s)
+    job = _gold_job(p, slots=2)
+    now = time.time()
+    first = _leased(p, job, FIRST, "w1", now)
+    second = _leased(p, job, FIRST, "w2", now, seconds=10)
+    # WHEN w3 asks while both leases are live THEN no slot is free for them
+    assert not p.items.try_lease(job.job_id, FIRST, "w3", _lease(job, FIRST, now), None, now).ok
+    # WHEN w1 answers, twice (a retry) THEN the answer is accepted once, as w1's
+    done = p.items.try_submit(job.job_id, FIRST, "w1", _answer(first, "yes", now + 1), now + 1)
+    assert done.ok and done.item.answers["w1"].assignment_id == first.assignment_id
+    again = p.items.try_submit(job.job_id, FIRST, "w1", _answer(first, "yes", now + 2), now + 2)
+    assert not again.ok and again.item.answers["w1"].assignment_id == first.assignment_id
+    # AND w1 never gets the item again, not even with a slot free
+    assert not p.items.try_lease(job.job_id, FIRST, "w1", _lease(job, FIRST, now + 3), None,
+                                 now + 3).ok
+    # WHEN w2's lease has run out (its minute with it) THEN w3 takes its slot, w2 cannot
+    # answer, and w2 gets no second lease
+    late = now + 130
+    taken = p.items.try_lease(job.job_id, FIRST, "w3", _lease(job, FIRST, late),
+                              next(iter(_pending(p, job, late)), None), late)
+    assert taken.ok
+    assert not p.items.try_submit(job.job_id, FIRST, "w2", _answer(second, "no", late), late).ok
+    assert not p.items.try_lease(job.job_id, FIRST, "w2", _lease(job, FIRST, late), None,
+                                 late).ok
+    item = p.items.get_item(job.job_id, FIRST)
+    assert item.seen == {"w1", "w2", "w3"} and set(item.answers) == {"w1"}
+    assert item.answer_count == 1 and item.redundancy == 2 and item.free == 0
+    # WHEN w3 releases THEN the slot is free again, for a new worker only
+    assert p.items.try_release(job.job_id, FIRST, "w3", taken.item.leases["w3"].assignment_id).ok
+    assert p.items.get_item(job.job_id, FIRST).free == 1
+    assert not p.items.try_lease(job.job_id, FIRST, "w3", _lease(job, FIRST, late), None,
+                                 late).ok
+    assert p.items.try_lease(job.job_id, FIRST, "w4", _lease(job, FIRST, late), None, late).ok
+
+
+def _pending(p: Platform, job: Job, now: float) -> list[str]:
+    """The expired leases the pool would offer to reclaim on the job's first item."""
+    return [holder for item in p.items.open_items(job.job_id, None, None)
+            for holder, lease in sorted(item.leases.items()) if lease.expires_at <= now]
+
+
+def test_a_gold_answer_is_counted_and_reviewed_once(p, uid):
+    # GIVEN a gold answer by w1
+    job = _gold_job(p, slots=3)
+    now = time.time()
+    lease = _leased(p, job, FIRST, "w1", now)
+    assert p.items.try_submit(job.job_id, FIRST, "w1", _answer(lease, "yes", now), now).ok
+    counted = CountedAnswer(job.job_id, FIRST, "w1", lease.assignment_id, False, gold=True)
+    # WHEN it is counted twice THEN it counts once
+    assert p.jobs.record_counted(job.job_id, [counted]) == 1
+    assert p.jobs.record_counted(job.job_id, [counted]) == 0
+    assert p.jobs.get_job(job.job_id).answered == 1
+    # WHEN it is approved twice THEN the approval mark is made once, on the answer
+    review = {"status": "approved", "reason": None, "at": now, "by": "c"}
+    assert not p.items.approve(job.job_id, FIRST, f"gold-{uid}", lease.assignment_id, review)
+    assert p.items.approve(job.job_id, FIRST, "w1", lease.assignment_id, review)
+    assert not p.items.approve(job.job_id, FIRST, "w1", lease.assignment_id, review)
+    stored = p.items.get_item(job.job_id, FIRST).answers["w1"]
+    assert stored.review["status"] == "approved"
+    # AND WHEN another worker's gold answer is rejected twice THEN it is rejected once
+    second = _leased(p, job, FIRST, "w2", now)
+    assert p.items.try_submit(job.job_id, FIRST, "w2", _answer(second, "no", now), now).ok
+    entry = LedgerEntry("w2", f"review#{second.assignment_id}", "rejection", 0, now, job.job_id,
+                        second.assignment_id, "wrong", "c")
+    rejection = {"status": "rejected", "reason": "wrong", "at": now, "by": "c"}
+    assert p.items.review(job.job_id, FIRST, "w2", second.assignment_id, rejection, entry, 5)
+    assert not p.items.review(job.job_id, FIRST, "w2", second.assignment_id, rejection, entry, 5)
+    answers = p.items.get_item(job.job_id, FIRST).answers
+    assert answers["w2"].review["status"] == "rejected"
+    assert answers["w1"].review["status"] == "approved"
+    assert p.jobs.get_job(job.job_id).rejected_answers == 1

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,8 +40,13 @@ class Plan:
     write seen while armed."""
 
     crash_site: str | None = None
+    # If given, only a write it accepts (operation, parameters) is crashed after, e.g. one
+    # that touches a gold item's servings.
+    only: Callable[[str, dict], bool] | None = None
     armed: bool = False
     writes: list[tuple[str, str]] = field(default_factory=list)
+    # The sites of the writes `only` accepted.
+    matched: set[str] = field(default_factory=set)
     crashed: tuple[str, str] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -96,9 +101,12 @@ def crash_after_writes(plan: Plan) -> Iterator[Plan]:
         if plan.armed and operation_name in WRITES and not _table(api_params).endswith(
                 "-idempotency"):
             site = write_site()
+            accepted = plan.only is None or plan.only(operation_name, api_params)
             with plan.lock:
                 plan.writes.append((operation_name, site))
-                hit = plan.crashed is None and site == plan.crash_site
+                if plan.only is not None and accepted:
+                    plan.matched.add(site)
+                hit = plan.crashed is None and site == plan.crash_site and accepted
                 if hit:
                     plan.crashed = plan.writes[-1]
             if hit:

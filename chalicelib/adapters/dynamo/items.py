@@ -1,20 +1,24 @@
 """Items and their slots: a lease, an answer or a release is one conditional write on the
 item; a rejection moves the item, the ledger, the answer's accrual and the money in one
-transaction; a client's approval is one conditional write on the item."""
+transaction; a client's approval is one conditional write on the item. A gold item's
+leases and answers are on its servings, one record per worker (see gold.py)."""
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.adapters.dynamo import gold as servings
 from chalicelib.adapters.dynamo.jobs import money_attribute
 from chalicelib.adapters.dynamo.ledger import accrual_key, ledger_record
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
 from chalicelib.adapters.models import (
-    AccrualModel, ItemModel, JobCountsModel, JobModel, LedgerModel, counts_key,
+    AccrualModel, GoldServingModel, ItemModel, JobCountsModel, JobModel, LedgerModel,
+    counts_key,
 )
 from chalicelib.domain import payouts
 from chalicelib.domain.model import (
@@ -36,8 +40,11 @@ def _answer_from(raw: dict[str, Any], ordinal: Any, review: Any = None) -> Store
 
 
 def item_from_model(r: ItemModel) -> ItemState:
-    """A domain item from its record."""
+    """A domain item from its record (a gold item's answers are on its servings: none here,
+    and its leases are those it counts out, named by servings.pending_leases)."""
     leases = {w: _lease_from(dict(v)) for w, v in (r.leases.as_dict() if r.leases else {}).items()}
+    if r.gold is not None:
+        leases.update(servings.pending_leases(r))
     ordinals = r.ordinals.as_dict() if r.ordinals else {}
     reviews = r.reviews.as_dict() if r.reviews else {}
     answers = {w: _answer_from(dict(v), ordinals.get(w), reviews.get(w))
@@ -55,16 +62,111 @@ def _review_value(review: dict[str, Any]) -> dict[str, Any]:
             "by": review.get("by")}
 
 
-def _item_from_raw(raw: dict[str, Any] | None) -> ItemState | None:
-    return None if raw is None else item_from_model(ItemModel.from_raw_data(raw))
-
-
 # What picking a slot needs: not the item's data, answers or counting marks.
-_SLOT_FIELDS = ["job_id", "item_id", "redundancy", "free", "answer_count", "leases", "seen", "gold"]
+_SLOT_FIELDS = ["job_id", "item_id", "redundancy", "free", "answer_count", "leases", "seen", "gold",
+                "out", "ls", "served"]
+# Gold items a container has met (an item never stops or starts being gold), so a gold
+# item's lease, submit or release goes straight to its servings; forgotten when this large.
+_GOLD_MEMORY = 100_000
+
+
+def _with_servings(item: ItemState, records: list[GoldServingModel], out: dict[str, Any]
+                   ) -> ItemState:
+    """A gold item with what its servings hold: the leases it still counts out (by worker,
+    not by minute), the answers, and every worker served as seen (with those a record written
+    before servings were records of their own holds itself)."""
+    answers = dict(item.answers)
+    leases = {w: lease for w, lease in item.leases.items() if not w.startswith(servings.PENDING)}
+    for record in records:
+        if record.answer is not None:
+            answers[record.worker_id] = _answer_from(
+                dict(record.answer.as_dict()), None,
+                None if record.review is None else record.review.as_dict())
+        lease = record.lease.as_dict() if record.lease is not None else None
+        if lease is not None and str(lease["b"]) in out:  # else taken back with its minute
+            leases[record.worker_id] = _lease_from(dict(lease))
+    item.answers, item.leases = answers, leases
+    item.seen = item.seen | frozenset(record.worker_id for record in records)
+    return item
+
+
+def _with_serving(item: ItemState, record: GoldServingModel | None) -> ItemState:
+    """A gold item as one worker's serving shows it to them: their lease or answer."""
+    if record is None:
+        return item
+    if record.answer is not None:
+        item.answers = {record.worker_id: _answer_from(
+            dict(record.answer.as_dict()), None,
+            None if record.review is None else record.review.as_dict())}
+    if record.lease is not None:
+        item.leases[record.worker_id] = _lease_from(dict(record.lease.as_dict()))
+    item.seen = frozenset({record.worker_id})
+    return item
 
 
 class DynamoItems:
     """Items and their slots."""
+
+    def __init__(self) -> None:
+        # Gold items as this container last saw them (their data kept once read): a gold
+        # lease works from it, and a gold submit or release answers with its data and known
+        # answer, so none of them reads the item first. Forgotten when it grows this large.
+        self._gold: dict[tuple[str, str], ItemModel] = {}
+        self._gold_ids: set[tuple[str, str]] = set()
+
+    def _remember(self, record: ItemModel) -> ItemModel:
+        """Keep a gold item's record (a listing's, without data, keeps the data seen before)."""
+        if record.gold is None:
+            return record
+        key = (record.job_id, record.item_id)
+        known = self._gold.get(key)
+        if record.data is None and known is not None:
+            record.data, record.external_id = known.data, known.external_id
+        if len(self._gold) >= _GOLD_MEMORY:
+            self._gold.clear()
+            self._gold_ids.clear()
+        self._gold[key] = record
+        self._gold_ids.add(key)
+        return record
+
+    def _is_gold(self, job_id: str, item_id: str) -> bool:
+        """Whether an item is gold: remembered, or read (its gold field only)."""
+        if (job_id, item_id) in self._gold_ids:
+            return True
+        try:
+            record = ItemModel.get(job_id, item_id, attributes_to_get=["gold"])
+        except ItemModel.DoesNotExist:
+            return False
+        if record.gold is not None:
+            self._gold_ids.add((job_id, item_id))
+        return record.gold is not None
+
+    def _gold_record(self, job_id: str, item_id: str) -> ItemModel | None:
+        """A gold item's record as last seen here with its data, or read."""
+        known = self._gold.get((job_id, item_id))
+        if known is not None and known.data is not None:
+            return known
+        try:
+            return self._remember(ItemModel.get(job_id, item_id, consistent_read=True))
+        except ItemModel.DoesNotExist:
+            return None
+
+    def _gold_state(self, job_id: str, item_id: str) -> ItemState | None:
+        record = self._gold_record(job_id, item_id)
+        return None if record is None else item_from_model(record)
+
+    def _outcome(self, raw: dict[str, Any] | None) -> ItemState | None:
+        """An item returned by a write (remembered if gold)."""
+        return None if raw is None else item_from_model(
+            self._remember(ItemModel.from_raw_data(raw)))
+
+    def _full(self, record: ItemModel) -> ItemState:
+        """An item with everything on it, a gold item's servings included."""
+        item = item_from_model(self._remember(record))
+        if item.gold is not None:
+            _with_servings(item, list(servings.servings(item.job_id, item.item_id))
+                           if record.served else [], servings.out_counts(record))
+        return item
 
     @staticmethod
     def _save_new(tx: TransactWrite, job_id: str, redundancy: int, items: Sequence[NewItem]
@@ -80,6 +182,7 @@ class DynamoItems:
                 gold=item.gold, held=True if item.held else None,
                 redundancy=slots, free=slots, answer_count=0, leases={},
                 answers={}, reviews={}, counted={}, ordinals={},
+                out={} if item.gold is not None else None,
                 open_job=None if item.held or not slots else job_id,
             ), condition=ItemModel.item_id.does_not_exist())
 
@@ -109,7 +212,7 @@ class DynamoItems:
             for record in ItemModel.open_items.query(job_id, key_range, filter_condition=condition,
                                                      page_size=200,
                                                      attributes_to_get=_SLOT_FIELDS):
-                found.append(item_from_model(record))
+                found.append(item_from_model(self._remember(record)))
                 if limit is not None and len(found) >= limit:
                     return found
         return found
@@ -124,18 +227,21 @@ class DynamoItems:
                review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0,
                refund_to: str = "pool") -> bool:
         """A rejection, in one transaction: the review on the item (only if it has none and
-        the answer is this assignment's), the ledger entry (only if new), one more rejected
-        on the answer's accrual (only if that was never settled: its answers are approved
-        then), and the reward back to the job's pool, or held for a replacement slot
-        (refund_to "held")."""
+        the answer is this assignment's; a gold answer's on its serving), the ledger entry
+        (only if new), one more rejected on the answer's accrual (only if that was never
+        settled: its answers are approved then), and the reward back to the job's pool, or
+        held for a replacement slot (refund_to "held")."""
         value = _review_value(review)
         window = payouts.window_of(assignment_id)
 
-        def write(tx: TransactWrite) -> None:
-            tx.update(ItemModel(job_id, item_id),
-                      actions=[ItemModel.reviews[worker_id].set(value)],
-                      condition=ItemModel.reviews[worker_id].does_not_exist()
-                      & (ItemModel.answers[worker_id]["aid"] == assignment_id))
+        def write(tx: TransactWrite, on_serving: bool) -> None:
+            if on_serving:
+                servings.review_on_serving(tx, job_id, item_id, worker_id, assignment_id, value)
+            else:
+                tx.update(ItemModel(job_id, item_id),
+                          actions=[ItemModel.reviews[worker_id].set(value)],
+                          condition=ItemModel.reviews[worker_id].does_not_exist()
+                          & (ItemModel.answers[worker_id]["aid"] == assignment_id))
             tx.save(ledger_record(entry), condition=LedgerModel.entry_id.does_not_exist())
             tx.update(AccrualModel(worker_id, accrual_key(job_id, window)),
                       actions=[AccrualModel.rejected.add(1),
@@ -145,14 +251,29 @@ class DynamoItems:
             tx.update(JobModel(job_id), actions=[money_attribute(refund_to).add(refund_cents),
                                                  JobModel.rejected_answers.add(1)])
 
-        return transact_once(write)
+        gold = self._is_gold(job_id, item_id)
+        if transact_once(lambda tx: write(tx, gold)):
+            return True
+        # A gold answer given before servings were records of their own is on the item (the
+        # ledger entry's condition still pays it once).
+        return gold and transact_once(lambda tx: write(tx, False))
 
     def approve(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
                 review: dict[str, Any]) -> bool:
-        """A client's approval: the review on the item, once, in one conditional write (the
-        answer is paid with its accrual)."""
+        """A client's approval: the review on the item (a gold answer's on its serving),
+        once, in one conditional write (the answer is paid with its accrual)."""
+        value = _review_value(review)
+        if self._is_gold(job_id, item_id):
+            ok, _ = conditional_update(
+                GoldServingModel, servings.serving_key(job_id, item_id), worker_id,
+                [GoldServingModel.review.set(value)],
+                GoldServingModel.review.does_not_exist()
+                & (GoldServingModel.answer["aid"] == assignment_id))
+            if ok:
+                return True
+            # A gold answer given before servings were records of their own is on the item.
         ok, _ = conditional_update(ItemModel, job_id, item_id,
-                                   [ItemModel.reviews[worker_id].set(_review_value(review))],
+                                   [ItemModel.reviews[worker_id].set(value)],
                                    ItemModel.reviews[worker_id].does_not_exist()
                                    & (ItemModel.answers[worker_id]["aid"] == assignment_id))
         return ok
@@ -183,20 +304,18 @@ class DynamoItems:
     def release_gold_slots(self, job_id: str, item_id: str, free: int, expired: Sequence[str],
                            now: float, reward_cents: int) -> int:
         """Take a gold item's free slots (still `free`) and the slots of the expired leases
-        away, and give their rewards to the job's pool, together and once; return the cents."""
-        slots = free + len(expired)
-
-        def write(tx: TransactWrite) -> None:
-            condition = ItemModel.free == free
-            for worker in expired:
-                condition &= ItemModel.leases[worker]["exp"] <= now
-            tx.update(ItemModel(job_id, item_id),
-                      actions=[ItemModel.redundancy.add(-slots), ItemModel.free.add(-free),
-                               *(ItemModel.leases[worker].remove() for worker in expired)],
-                      condition=condition)
-            tx.update(JobModel(job_id), actions=[JobModel.pool_cents.add(slots * reward_cents)])
-
-        return slots * reward_cents if transact_once(write) else 0
+        away, and give their rewards to the job's pool, together and once; return the cents.
+        The leases are on the workers' servings (an expired one taken back by a later lease
+        is no longer counted out, and not released again)."""
+        leases = {}
+        for worker in expired:
+            serving = servings.get_serving(job_id, item_id, worker)
+            if serving is None or serving.lease is None:
+                return 0
+            leases[worker] = serving.lease.as_dict()
+            if float(leases[worker]["exp"]) > now:
+                return 0
+        return servings.release_slots(job_id, item_id, free, leases, now, reward_cents)
 
     def open_held(self, job_id: str, item_ids: Sequence[str]) -> None:
         """Put held items into the open-items index (an item opened before is left alone)."""
@@ -208,16 +327,20 @@ class DynamoItems:
     def get_item(self, job_id: str, item_id: str) -> ItemState | None:
         """One item, strongly consistent."""
         try:
-            return item_from_model(ItemModel.get(job_id, item_id, consistent_read=True))
+            return self._full(ItemModel.get(job_id, item_id, consistent_read=True))
         except ItemModel.DoesNotExist:
             return None
 
     def try_lease(self, job_id: str, item_id: str, worker_id: str, lease: Lease,
                   reclaim_from: str | None, now: float) -> SlotOutcome:
-        """Take a free slot, or the slot of reclaim_from's expired lease, in one write."""
+        """Take a free slot, or the slot of reclaim_from's expired lease, in one write (a
+        gold item's: in one transaction with the worker's serving, see gold.py)."""
+        if (job_id, item_id) in self._gold_ids:
+            return self._lease_gold(job_id, item_id, worker_id, lease, now)
         value = {"aid": lease.assignment_id, "exp": lease.expires_at, "at": lease.leased_at}
         actions = [ItemModel.leases[worker_id].set(value), ItemModel.seen.add({worker_id})]
-        condition = ItemModel.open_job.exists() & ~ItemModel.seen.contains(worker_id)
+        condition = ItemModel.open_job.exists() & ~ItemModel.seen.contains(worker_id) \
+            & ItemModel.gold.does_not_exist()
         if reclaim_from is None:
             actions.append(ItemModel.free.add(-1))
             condition &= ItemModel.free > 0
@@ -225,11 +348,37 @@ class DynamoItems:
             actions.append(ItemModel.leases[reclaim_from].remove())
             condition &= ItemModel.leases[reclaim_from]["exp"] <= now
         ok, raw = conditional_update(ItemModel, job_id, item_id, actions, condition)
-        return SlotOutcome(ok, _item_from_raw(raw))
+        item = self._outcome(raw)
+        if not ok and item is not None and item.gold is not None:
+            return self._lease_gold(job_id, item_id, worker_id, lease, now)
+        return SlotOutcome(ok, item)
+
+    def _lease_gold(self, job_id: str, item_id: str, worker_id: str, lease: Lease, now: float
+                    ) -> SlotOutcome:
+        """A gold item's slot (free, or one whose lease has ended) and the worker's serving,
+        together, from the item as last seen here; the item as it then stands (as far as
+        this container knows), with the worker's serving if they have one."""
+        record = self._gold_record(job_id, item_id)
+        if record is None:
+            return SlotOutcome(False, None)
+        leased, had, raw = servings.serve(record, worker_id, lease, now)
+        if raw is not None:
+            record = self._remember(ItemModel.from_raw_data(raw))
+        elif not leased and not had:
+            self._gold.pop((job_id, item_id), None)  # stale or raced: read it next time
+        item = item_from_model(record)
+        if leased:
+            item.leases[worker_id] = lease
+        if leased or had:
+            item.seen = frozenset({worker_id})
+        return SlotOutcome(leased, item)
 
     def try_submit(self, job_id: str, item_id: str, worker_id: str, answer: StoredAnswer,
                    now: float) -> SlotOutcome:
-        """Turn a live lease into an accepted answer: one conditional write, exactly once."""
+        """Turn a live lease into an accepted answer: one conditional write, exactly once (a
+        gold item's: one transaction on the serving and the item's counts)."""
+        if (job_id, item_id) in self._gold_ids:
+            return self._submit_gold(job_id, item_id, worker_id, answer, now, None)
         value = {"aid": answer.assignment_id, "ans": json.dumps(answer.answer),
                  "at": answer.submitted_at, "lat": answer.leased_at,
                  "iv": answer.instruction_version}
@@ -240,23 +389,69 @@ class DynamoItems:
                    ItemModel.answer_count.add(1)]
         condition = (lease["aid"] == answer.assignment_id) & (lease["exp"] > now)
         ok, raw = conditional_update(ItemModel, job_id, item_id, actions, condition)
-        return SlotOutcome(ok, _item_from_raw(raw))
+        item = self._outcome(raw)
+        if not ok and item is not None and item.gold is not None:
+            return self._submit_gold(job_id, item_id, worker_id, answer, now, item)
+        return SlotOutcome(ok, item)
+
+    def _submit_gold(self, job_id: str, item_id: str, worker_id: str, answer: StoredAnswer,
+                     now: float, item: ItemState | None) -> SlotOutcome:
+        """A gold answer onto the worker's serving, counted on the item, together; the item
+        (as last seen here) with the worker's serving as it now stands. A gold answer has no
+        ordinal: no gold item completes a round's count."""
+        ok, raw = servings.submit(job_id, item_id, worker_id, answer, now)
+        item = item or self._gold_state(job_id, item_id)
+        if item is None:
+            return SlotOutcome(False, None)
+        if ok:
+            item.answers = {worker_id: replace(answer, ordinal=None)}
+            item.answer_count += 1
+            item.seen = frozenset({worker_id})
+            return SlotOutcome(True, item)
+        return SlotOutcome(False, _with_serving(item, self._serving(job_id, item_id, worker_id,
+                                                                    raw)))
+
+    @staticmethod
+    def _serving(job_id: str, item_id: str, worker_id: str, raw: dict[str, Any] | None
+                 ) -> GoldServingModel | None:
+        """A serving as a refused write returned it, or read."""
+        if raw is not None:
+            return GoldServingModel.from_raw_data(raw)
+        return servings.get_serving(job_id, item_id, worker_id)
 
     def try_release(self, job_id: str, item_id: str, worker_id: str, assignment_id: str
                     ) -> SlotOutcome:
         """Give a slot back; the worker stays in 'seen', so they are not offered it again."""
+        if (job_id, item_id) in self._gold_ids:
+            return self._release_gold(job_id, item_id, worker_id, assignment_id, None)
         lease = ItemModel.leases[worker_id]
         ok, raw = conditional_update(ItemModel, job_id, item_id,
                                      [lease.remove(), ItemModel.free.add(1)],
                                      lease["aid"] == assignment_id)
-        return SlotOutcome(ok, _item_from_raw(raw))
+        item = self._outcome(raw)
+        if not ok and item is not None and item.gold is not None:
+            return self._release_gold(job_id, item_id, worker_id, assignment_id, item)
+        return SlotOutcome(ok, item)
+
+    def _release_gold(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
+                      item: ItemState | None) -> SlotOutcome:
+        """A gold lease ended and its slot given back; the worker keeps their serving."""
+        ok, raw = servings.give_back(job_id, item_id, worker_id, assignment_id)
+        item = item or self._gold_state(job_id, item_id)
+        if item is None:
+            return SlotOutcome(False, None)
+        if ok:
+            item.seen = frozenset({worker_id})
+            return SlotOutcome(True, item)
+        return SlotOutcome(False, _with_serving(item, self._serving(job_id, item_id, worker_id,
+                                                                    raw)))
 
     def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
         """Every item of a job in item order, or those after the item id `after`."""
         condition = None if after is None else ItemModel.item_id > after
         try:
             for record in ItemModel.query(job_id, condition, consistent_read=True):
-                yield item_from_model(record)
+                yield self._full(record)
         except PynamoDBException as error:
             raise_transient(error)
             raise

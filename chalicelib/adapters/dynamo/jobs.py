@@ -20,6 +20,7 @@ from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamo import open_jobs as index
+from chalicelib.adapters.dynamo.gold import count_on_serving
 from chalicelib.adapters.dynamo.ledger import accrual_key
 from chalicelib.adapters.dynamo.paging import newest_first
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
@@ -359,6 +360,11 @@ class DynamoJobs:
         completed = 0
         with TransactWrite(connection=ItemModel._get_connection().connection) as tx:
             for item_id, entries in by_item.items():
+                if entries[0].gold:  # a gold answer's mark is on its serving
+                    for entry in entries:
+                        count_on_serving(tx, job_id, item_id, entry.worker_id,
+                                         entry.assignment_id)
+                    continue
                 actions = [ItemModel.counted[e.worker_id].set(e.assignment_id) for e in entries]
                 condition = None
                 for entry in entries:

@@ -1,0 +1,209 @@
+"""Crash after every write that touches a gold item's servings, and deliver every message
+again: gold stays exact.
+
+A job with one gold item (slots for several workers, served at half the tasks) is worked by
+four workers over the API: one releases their gold task, one abandons theirs (its lease runs
+out), the others answer; the counting consumer scores the gold answers, the round closes and
+gives the unused gold slots back, and the client approves every answer, then the job in bulk (the sweeper settles the pay
+windows). The run is made once
+without faults, recording which write sites touch a gold item's servings (the lease with its
+slot, the answer, the release, the counting mark, the client's approval mark, the slots given
+back), then
+once per such site with a crash right after its first such write, recovering as AWS would
+(the HTTP caller retries, SQS redelivers, a lease orphaned by the crash expires). Which
+workers get the gold item depends on chance and on the crash, so each run is checked for
+what must always hold: nobody had it twice, every gold answer was counted, scored, reviewed
+and paid exactly once, and every gold slot was either answered or given back to the pool.
+"""
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+
+import boto3
+
+from chalicelib.deps import platform
+from tests.functional.faults import Plan, crash_after_writes
+from tests.functional.marketplace import Api
+from tests.functional.test_faults import Driver, _pump, _sweep
+
+# A write naming a gold item's servings ("<job id>#<item id>").
+SERVING_KEY = re.compile(r"job_[0-9a-z]+#\d{6}")
+GOLD_TEXT = "a gold item"
+ITEMS = 12
+TRIES = 3
+# Every write site a gold item's servings have, which the fault-free run must go through.
+GOLD_SITES = ("tasks._lease_in_job > items.try_lease", "tasks.submit_answer > items.try_submit",
+              "tasks.release_assignment > items.try_release",
+              "rounds.count_answers > jobs.record_counted", "payments.settle > items.approve",
+              "quality.release_leftovers > items.release_gold_slots")
+
+
+def _touches_servings(operation: str, params: dict) -> bool:
+    return bool(SERVING_KEY.search(repr(params)))
+
+
+def scenario(stack, plan: Plan, run: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the gold scenario (armed: writes are recorded and one may crash); its final state.
+    run, if given, gets what final_state needs to look again."""
+    api = Api(stack)
+    tokens = [api.worker(f"g{n}") for n in range(4)]
+    drive = Driver(api)
+    clock = {"offset": 0.0}
+    p = platform()
+    p.clock = lambda: time.time() + clock["offset"]
+    p.cache_seconds = 0
+    plan.armed = True
+    status, quote = drive.client("POST", "/quotes", {"task_type": "categorical",
+                                                     "items": ITEMS + 1, "redundancy": 1,
+                                                     "gold_rate": 0.5})
+    assert status == 201, quote
+    status, job = drive.client("POST", "/jobs", {
+        "quote_id": quote["quote_id"], "instructions": "Sentiment?", "lease_seconds": 30,
+        "answer_schema": {"labels": ["pos", "neg"]}, "pilot": {"items": 0},
+        "quality": {"gold_rate": 0.5},
+        "items": [{"data": {"text": f"item {n}"}} for n in range(ITEMS)]
+        + [{"data": {"text": GOLD_TEXT}, "gold": {"label": "pos"}}]})
+    assert status == 202, job
+    job_id = job["job_id"]
+    pool_at_posting = p.jobs.get_job(job_id).pool_cents
+    receipts: list[str] = []
+    gold_seen: dict[int, int] = {}
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        _pump(stack)
+        status, view = drive.client("GET", f"/jobs/{job_id}")
+        if view["state"] == "done":
+            break
+        worked = False
+        for n, token in enumerate(tokens):
+            status, task = drive.worker(token, "GET", f"/tasks/next?job_id={job_id}")
+            if status != 200:
+                continue
+            worked = True
+            path = f"/assignments/{task['assignment_id']}"
+            if task["item"]["data"]["text"] == GOLD_TEXT:
+                gold_seen[n] = gold_seen.get(n, 0) + 1
+                if n == 0:  # gives their gold task back
+                    status, _ = drive.worker(token, "POST", f"{path}/release")
+                    assert status in (200, 409), status
+                    continue
+                if n == 1:  # walks away from it: the lease runs out
+                    continue
+            status, receipt = drive.worker(token, "POST", f"{path}/submit", {"label": "pos"})
+            if status == 200:
+                receipts.append(receipt["assignment_id"])
+            else:  # a crash lost the lease's reply: the retry's lease ran out meanwhile
+                assert status in (404, 409), receipt
+        if not worked:
+            clock["offset"] += 61
+            _sweep()
+            time.sleep(0.05)
+    assert view["state"] == "done", view
+    for assignment_id in sorted(set(receipts)):
+        status, review = drive.client("POST", f"/assignments/{assignment_id}/approve")
+        assert status == 200 and review["status"] == "approved", review
+    # then the job in bulk: the minute sweeper settles each worker's pay window
+    status, asked = drive.client("POST", f"/jobs/{job_id}/approve")
+    assert status == 202, asked
+    for _ in range(20):
+        _sweep()
+        status, view = drive.client("GET", f"/jobs/{job_id}")
+        if view["reviews"]["approved"] >= len(set(receipts)):
+            break
+    _pump(stack)
+    plan.armed = False
+    if run is not None:
+        run.update(drive=drive, tokens=tokens, job_id=job_id, pool_at_posting=pool_at_posting)
+    state = final_state(drive, tokens, job_id, pool_at_posting)
+    assert all(count == 1 for count in gold_seen.values()), gold_seen  # never twice
+    return state
+
+
+def final_state(drive: Driver, tokens: list[str], job_id: str, pool_at_posting: int
+                ) -> dict[str, Any]:
+    """The gold item, the workers' gold scores, the money and the ledger, checked to agree."""
+    p = platform()
+    job = p.jobs.get_job(job_id)
+    gold = next(item for item in p.items.iter_items(job_id) if item.gold is not None)
+    answers = {worker: answer.assignment_id for worker, answer in gold.answers.items()}
+    status, view = drive.client("GET", f"/jobs/{job_id}")
+    reward = job.reward_cents
+    # every gold slot answered or given back, once; nothing leased or free is left on it
+    assert gold.answer_count == len(answers) == gold.redundancy, gold
+    assert gold.free == 0 and not gold.leases, gold
+    assert len(gold.seen) >= len(answers)
+    # each gold answer scored once, and reviewed (approved) once
+    scores = {r.worker_id: r.gold_answers for r in p.stats.of_job(job_id)}
+    assert {w: scores.get(w, 0) for w in answers} == {w: 1 for w in answers}, scores
+    assert sum(scores.values()) == len(answers), scores
+    assert all(answer.review and answer.review["status"] == "approved"
+               for answer in gold.answers.values())
+    # the money: every answer paid once; the gold slots nobody answered back in the pool
+    regular = job.answered - len(answers)
+    assert regular == ITEMS and view["counts"]["answered"] == job.answered
+    assert view["paid_cents"] == job.answered * reward
+    assert job.pool_cents == pool_at_posting + (job.gold_slots - len(answers)) * reward, \
+        (job.pool_cents, pool_at_posting, job.gold_slots, len(answers))
+    balances, approvals = 0, 0
+    for token in tokens:
+        status, earned = drive.worker(token, "GET", "/workers/me/earnings")
+        balances += earned["balance_cents"]
+        approvals += sum(e["answers"] for e in earned["entries"] if e["kind"] == "settlement")
+    assert balances == view["paid_cents"] and approvals == job.answered
+    return {"gold_answers": sorted(answers.values()), "scores": scores,
+            "pool_cents": job.pool_cents, "paid_cents": view["paid_cents"],
+            "answered": job.answered, "balances": balances}
+
+
+def test_gold_stays_exact_after_a_crash_at_any_gold_write_and_redelivered_messages(stack):
+    # GIVEN a fault-free run, every SQS message it sent kept aside
+    import botocore.client
+
+    sent: list[tuple[str, str]] = []
+    base = botocore.client.BaseClient._make_api_call
+
+    def record(self, name, params):  # noqa: ANN001 (botocore's signature)
+        if name == "SendMessage":
+            sent.append((params["QueueUrl"], params["MessageBody"]))
+        elif name == "SendMessageBatch":
+            sent.extend((params["QueueUrl"], e["MessageBody"]) for e in params["Entries"])
+        return base(self, name, params)
+
+    run: dict[str, Any] = {}
+    botocore.client.BaseClient._make_api_call = record
+    try:
+        # (gold is served by chance: a run where nobody answered gold is made again)
+        for _ in range(TRIES):
+            sent.clear()
+            clean = Plan(only=_touches_servings)
+            with crash_after_writes(clean):
+                before = scenario(stack, clean, run)
+            if set(GOLD_SITES) <= clean.matched:
+                break
+    finally:
+        botocore.client.BaseClient._make_api_call = base
+    assert set(GOLD_SITES) <= clean.matched, clean.matched
+    # WHEN every message is delivered twice more THEN gold is as it was (checked again)
+    sqs = boto3.client("sqs")
+    for url, body in sent:
+        for _ in range(2):
+            sqs.send_message(QueueUrl=url, MessageBody=body)
+    _pump(stack)
+    _sweep()
+    assert final_state(**run) == before
+    # AND WHEN a run crashes right after the first write of any site touching gold servings
+    for site in sorted(clean.matched):
+        for _ in range(TRIES):
+            plan = Plan(crash_site=site, only=_touches_servings)
+            with crash_after_writes(plan):
+                try:
+                    scenario(stack, plan)
+                except AssertionError as error:
+                    raise AssertionError(f"after a crash at {plan.crashed}: {error}") from error
+            if plan.crashed is not None:
+                break
+        # THEN it crashed there, and the run ended exact
+        assert plan.crashed is not None, site
+        print(f"gold crash point passed: {plan.crashed}", flush=True)
