@@ -13,8 +13,9 @@ receipt is in the published lineage), the budget held. Reported per job:
   again; once 10% or less are open it stops);
 - the counting lag: answers acknowledged to workers minus the answers the job's progress
   (`counts.answered`) has counted, sampled every second (max and p99);
-- the resident memory (RSS) of the stack's processes after each job, and the machine's load
-  average (others may share the machine).
+- the resident memory (RSS) of the stack's processes after each job, the CPU time each spent
+  per judgment (what bounds the rate on an idle machine: each process runs Python on one core
+  at a time), and the machine's load average (others may share the machine).
 
 Quotes over the API stop at its per-quote item ceiling; a bigger job's quote is priced by the
 platform's own pricing and written straight into the stack's store, then posted over HTTP.
@@ -95,6 +96,7 @@ class LoadResult:
     nothing_left_while_open: int = 0
     lags: list[int] = field(default_factory=list)
     rss_mb: dict[str, float] = field(default_factory=dict)
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # used by the job, per process
     load_average: str = ""
 
     @property
@@ -129,6 +131,20 @@ def _children(pid: int) -> list[int]:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         return []
+
+
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def stack_cpu(pid: int) -> dict[str, float]:
+    """CPU seconds used so far by the stack process and by its API process."""
+    return {"stack": _cpu_seconds(pid), "api": sum(_cpu_seconds(c) for c in _children(pid))}
 
 
 def stack_rss(pid: int) -> dict[str, float]:
@@ -248,7 +264,7 @@ def run_load(base_url: str, client_key: str, items: int = 1000, workers: int = 6
                 result.latencies["submit"].append(time.perf_counter() - began)
                 result.accepted.append((task["item"]["item_id"], token, task["assignment_id"]))
 
-    threads = [threading.Thread(target=work, args=(t, n)) for n, t in enumerate(tokens)]
+    threads = [threading.Thread(target=work, args=(t, n), daemon=True) for n, t in enumerate(tokens)]
     stop_sampling = threading.Event()
     sampler = threading.Thread(target=_sample_lag, args=(client, job_id, slots, result.lags,
                                                          stop_sampling), daemon=True)
@@ -308,8 +324,9 @@ def report(result: LoadResult) -> str:
 def summary(results: list[LoadResult]) -> str:
     """The jobs of one stack side by side, with the stack's memory after each."""
     rows = ["| job | judgments/s | lease p50 / p99 (ms) | submit p50 / p99 (ms) | "
-            "nothing left (while open) | lag max / p99 | stack + API RSS (MB) | load avg |",
-            "|---:|---:|---:|---:|---:|---:|---:|---|"]
+            "nothing left (while open) | lag max / p99 | stack + API RSS (MB) | "
+            "stack + API CPU ms per judgment | load avg |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for n, r in enumerate(results, 1):
         lease, submit = r.latencies["lease"], r.latencies["submit"]
         rows.append(
@@ -318,8 +335,14 @@ def summary(results: list[LoadResult]) -> str:
             f"{1000 * _percentile(submit, 0.99):.0f} | {r.nothing_left} "
             f"({r.nothing_left_while_open}) | {max(r.lags, default=0)} / "
             f"{_percentile(r.lags, 0.99):.0f} | {r.rss_mb.get('stack', 0):.0f} + "
-            f"{r.rss_mb.get('api', 0):.0f} | {r.load_average} |")
+            f"{r.rss_mb.get('api', 0):.0f} | {_per_judgment(r, 'stack'):.0f} + "
+            f"{_per_judgment(r, 'api'):.0f} | {r.load_average} |")
     return "\n".join(rows)
+
+
+def _per_judgment(result: LoadResult, process: str) -> float:
+    """CPU milliseconds a process of the stack spent per judgment of a job, all in."""
+    return 1000 * result.cpu_seconds.get(process, 0.0) / max(1, result.judgments)
 
 
 @contextmanager
@@ -369,10 +392,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stack started; RSS {stack_rss(process.pid)} MB; load average {load_average()}",
               flush=True)
         for n in range(args.jobs):
+            cpu = stack_cpu(process.pid)
             result = run_load(info["base_url"], info["client_key"], args.items, args.workers,
                               args.redundancy,
                               quote=lambda: big_quote(info, args.items, args.redundancy))
             result.rss_mb = stack_rss(process.pid)
+            result.cpu_seconds = {name: used - cpu[name]
+                                  for name, used in stack_cpu(process.pid).items()}
             results.append(result)
             print(f"## job {n + 1}\n\n{report(result)}\n", flush=True)
         stopping = time.perf_counter()

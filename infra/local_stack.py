@@ -310,6 +310,8 @@ def start_local_stack(
         stoppers.append(moto_shims.install_keyed_queries())
         stoppers.append(moto_shims.install_untracked_items())
         stoppers.append(moto_shims.install_listed_moto_modules())
+        stoppers.append(moto_shims.install_named_projections())
+        stoppers.append(moto_shims.install_cheap_sqs_send())
         if instant_step_functions:
             stoppers.append(moto_shims.make_step_functions_instant())
 

@@ -289,3 +289,71 @@ def test_the_moto_server_finds_the_same_service_packages_without_listing_them_ea
     assert len(listings) == 1
     assert backends.list_of_moto_modules.__name__ == "list_of_moto_modules"
     assert list(backends.list_of_moto_modules()) == expected and len(listings) == 2
+
+
+def test_items_projected_on_plain_names_are_what_moto_projects(dynamodb):
+    # GIVEN items with nested, listed and numeric attributes, some of the names missing
+    from moto.dynamodb.models.dynamo_type import Item
+
+    rng = random.Random(7)
+    for n in range(30):
+        item = _random_item(rng)
+        item["leases"] = {"M": {f"w{k}": {"M": {"exp": {"N": str(k * 1.5)}, "aid": {"S": "a"}}}
+                                for k in range(rng.randint(0, 3))}}
+        item["seen"] = {"SS": [f"w{k}" for k in range(rng.randint(1, 4))]}
+        item["tags"] = {"L": [{"S": "x"}, {"N": "2"}]}
+        dynamodb.put_item(TableName=TABLE, Item=item)
+    projections = ["pk, sk, leases, seen, num", "num, tags, gone1", "sk", "leases.w0, sk",
+                   "tags[1], pk"]
+    with moto_shims.install_named_projections():
+        for expression in projections:
+            for index in (None, "sparse"):
+                query = {"TableName": TABLE, "KeyConditionExpression": "#h = :h",
+                         "ExpressionAttributeNames": {"#h": "slot" if index else "pk"},
+                         "ExpressionAttributeValues": {":h": {"S": "p1"}},
+                         "ProjectionExpression": expression, **({"IndexName": index} if index else {})}
+                # WHEN a query projects them, with the shim and with moto's own projection
+                fast = dynamodb.query(**query)["Items"]
+                named = Item.__dict__["project"]
+                Item.project = named.__wrapped__
+                try:
+                    plain = dynamodb.query(**query)["Items"]
+                finally:
+                    Item.project = named
+                # THEN the items are the same
+                assert fast == plain and plain, expression
+
+
+def test_a_message_sent_under_the_cheap_send_is_what_moto_sends(monkeypatch):
+    # GIVEN a standard queue with a backlog and FIFO queues with and without content dedup
+    from moto.sqs.models import Queue
+
+    with mock_aws():
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        plain = sqs.create_queue(QueueName="plain")["QueueUrl"]
+        dedup = sqs.create_queue(QueueName="dedup.fifo", Attributes={
+            "FifoQueue": "true", "ContentBasedDeduplication": "true"})["QueueUrl"]
+        explicit = sqs.create_queue(QueueName="explicit.fifo", Attributes={"FifoQueue": "true"})[
+            "QueueUrl"]
+        counted = []
+        attributes = Queue.attributes
+        monkeypatch.setattr(Queue, "attributes", property(
+            lambda queue: counted.append(queue.name) or attributes.fget(queue)))
+        with moto_shims.install_cheap_sqs_send():
+            # WHEN messages are sent
+            for n in range(30):
+                sqs.send_message(QueueUrl=plain, MessageBody=f"m{n}")
+            sqs.send_message(QueueUrl=dedup, MessageBody="same", MessageGroupId="g")
+            sqs.send_message(QueueUrl=dedup, MessageBody="same", MessageGroupId="g")
+            sqs.send_message_batch(QueueUrl=plain, Entries=[
+                {"Id": str(n), "MessageBody": f"b{n}"} for n in range(5)])
+            # THEN no send counted the standard queue, and a FIFO queue still needs a deduplication id
+            assert "plain" not in counted
+            with pytest.raises(sqs.exceptions.ClientError):
+                sqs.send_message(QueueUrl=explicit, MessageBody="x", MessageGroupId="g")
+        # AND the queues hold what moto's own sends leave: content deduplication still applies
+        depth = sqs.get_queue_attributes(QueueUrl=plain, AttributeNames=["All"])["Attributes"]
+        assert depth["ApproximateNumberOfMessages"] == "35"
+        received = sqs.receive_message(QueueUrl=dedup, MaxNumberOfMessages=10,
+                                       AttributeNames=["All"])["Messages"]
+        assert [m["Body"] for m in received] == ["same"]
