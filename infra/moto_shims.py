@@ -580,6 +580,15 @@ _WINDOW_SLACK = 3
 _MAX_ITEM_BYTES = 400 * 1024
 
 
+class _PageNotCopied:
+    """Stands in for the `copy` module inside moto's query: the page is a new list of the same
+    items, which the projection that follows turns into new items."""
+
+    @staticmethod
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        return list(value) if isinstance(value, list) else copy.deepcopy(value, memo)
+
+
 class _Unkeyable(Exception):
     """A key attribute whose value is not a string, number or binary."""
 
@@ -793,11 +802,13 @@ def install_keyed_queries() -> Undo:
     sorted as moto sorts them, in step with every put, update and delete; a query then
     hands moto only the items of its hash value (or, under a range condition on the first
     sort attribute, the slice a page of `limit` items after the start key needs), and
-    moto's own code filters, orders, pages and projects them as before. The local stack
+    moto's own code filters, orders, pages and projects them as before (a page it projects
+    on names is not deep-copied first: the projection makes new items). The local stack
     installs it (the tests run moto's own query); returns an `Undo` (a no-op when it was
     installed already).
     """
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models import table as table_module
     from moto.dynamodb.models.table import Table
 
     current_query = Table.__dict__["query"]
@@ -817,6 +828,9 @@ def install_keyed_queries() -> Undo:
         def moto(candidates: list[Any] | None) -> Any:
             if candidates is not None:
                 self.all_items = lambda: candidates
+            if projection_expressions:
+                # The projection builds new items from the page: the page need not be copied first.
+                table_module.copy = _PageNotCopied
             try:
                 return current_query(self, hash_key, range_comparison, range_objs, limit,
                                      exclusive_start_key, scan_index_forward,
@@ -824,6 +838,7 @@ def install_keyed_queries() -> Undo:
                                      filter_expression, hash_key_conditions=hash_key_conditions,
                                      range_key_conditions=range_key_conditions, **filter_kwargs)
             finally:
+                table_module.copy = copy
                 if candidates is not None:
                     del self.all_items
 

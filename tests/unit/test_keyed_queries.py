@@ -173,6 +173,8 @@ def _random_query(rng):
     limit = rng.choice(PAGE_LIMITS)
     if limit:
         args["Limit"] = limit
+    if rng.random() < 0.3:
+        args["ProjectionExpression"] = rng.choice(["pk, sk, num", "payload", "sk, grp, payload"])
     if rng.random() < 0.2:
         args["FilterExpression"] = "attribute_exists(payload) AND size(payload) > :s"
         args["ExpressionAttributeValues"][":s"] = {"N": "10"}
