@@ -17,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# Connections the API server's kernel queue holds before it accepts them.
+LISTEN_BACKLOG = 256
 
 
 def make_api_server(app: Any, project_dir: Path, stage: str, host: str, port: int) -> Any:
@@ -33,11 +35,14 @@ def make_api_server(app: Any, project_dir: Path, stage: str, host: str, port: in
         config_from_disk=config_from_disk,
     )
     validate_routes(app.routes)
-    from chalice.local import ChaliceRequestHandler
+    from chalice.local import ChaliceRequestHandler, ThreadedHTTPServer
 
     # Its responses go out in small writes on kept-alive HTTP/1.1 connections; with Nagle's
     # algorithm on, each waits for the client's delayed ACK (about 40 ms a request).
     ChaliceRequestHandler.disable_nagle_algorithm = True
+    # socketserver listens with a backlog of 5: with dozens of clients connecting at once the
+    # kernel drops the rest, whose connects then wait 1, 3, 7... seconds to be tried again.
+    ThreadedHTTPServer.request_queue_size = LISTEN_BACKLOG
     server = create_local_server(app, config, host, port)
     server.server.RequestHandlerClass = functools.partial(_handler_class(), app_object=app,
                                                           config=config)

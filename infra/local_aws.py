@@ -117,7 +117,14 @@ class SqsPump:
         self._visibility_timeout = visibility_timeout
         self._prefix = function_name_prefix
         self._queues: dict[str, tuple[str, str]] = {}
-        self._lock = threading.Lock()
+        # One lock per queue: a batch is delivered once, and queues pumped from different
+        # threads do not wait for each other (a long ingest batch holds up no counting).
+        self._locks = {name: threading.Lock() for name in self._routes}
+
+    @property
+    def queue_names(self) -> list[str]:
+        """The queues this pump delivers from."""
+        return list(self._routes)
 
     def _queue(self, name: str) -> tuple[str, str]:
         """(url, arn) of a queue, looked up once."""
@@ -179,10 +186,14 @@ class SqsPump:
             self._sqs.delete_message_batch(QueueUrl=url, Entries=entries)
         return len(messages)
 
+    def _pump_locked(self, name: str, max_batch: int) -> int:
+        """One batch from one queue, under that queue's lock."""
+        with self._locks[name]:
+            return self._pump_queue(name, self._routes[name], max_batch)
+
     def pump_once(self, max_batch: int = 10) -> int:
         """Give each queue's handler at most one batch; return how many messages were delivered."""
-        with self._lock:
-            return sum(self._pump_queue(name, handler, max_batch) for name, handler in self._routes.items())
+        return sum(self._pump_locked(name, max_batch) for name in self._routes)
 
     def drain(self, max_rounds: int = 1000) -> int:
         """Pump until no queue yields a message; return the total delivered."""
@@ -195,15 +206,15 @@ class SqsPump:
         raise RuntimeError(f"queues still not empty after {max_rounds} rounds ({total} messages delivered)")
 
     def run_forever(self, stop_event: threading.Event, wait_seconds: float = 1.0,
-                    batching_window: float = 0.2) -> None:
+                    batching_window: float = 0.2, queues: list[str] | None = None) -> None:
         """Pump until stop_event is set: wait_seconds when the queues are empty, and
         batching_window when no queue had a full batch (as Lambda's
-        MaximumBatchingWindowInSeconds does), so batches fill instead of trickling."""
+        MaximumBatchingWindowInSeconds does), so batches fill instead of trickling.
+        queues limits it to those queues (a thread per queue pumps them side by side)."""
+        names = list(self._routes) if queues is None else list(queues)
         while not stop_event.is_set():
             try:
-                with self._lock:
-                    counts = [self._pump_queue(name, handler, 10)
-                              for name, handler in self._routes.items()]
+                counts = [self._pump_locked(name, 10) for name in names]
             except Exception:
                 # e.g. the moto server shutting down under us; keep the thread alive.
                 LOG.exception("SQS pump round failed")

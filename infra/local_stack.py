@@ -10,7 +10,7 @@ One process holds everything:
    boto3/pynamodb at moto; credentials are fake);
 3. placeholder stage functions whose invocations run the app's own stage
    functions in-process (infra/moto_shims.py);
-4. a thread that pumps the ingest/results queues into the app's SQS handlers
+4. a thread per queue that pumps the ingest/results/webhook queues into the app's SQS handlers
    and one that calls `finalize_due_jobs` every few seconds (what the SQS event
    source mappings and the schedule do on AWS);
 5. seeded local credentials (`_default_seed()`: a client, a worker and an operator);
@@ -307,6 +307,11 @@ def start_local_stack(
             response.read()
 
         moto_shims.install_all()
+        stoppers.append(moto_shims.install_keyed_queries())
+        stoppers.append(moto_shims.install_untracked_items())
+        stoppers.append(moto_shims.install_listed_moto_modules())
+        stoppers.append(moto_shims.install_named_projections())
+        stoppers.append(moto_shims.install_cheap_sqs_send())
         if instant_step_functions:
             stoppers.append(moto_shims.make_step_functions_instant())
 
@@ -347,7 +352,10 @@ def start_local_stack(
              **({app_env["WEBHOOK_QUEUE_NAME"]: app.deliver_webhooks} if hasattr(app, "deliver_webhooks") else {})},
             function_name_prefix=f"{app_name}-{stage}-",
         )
-        threads = [threading.Thread(target=pump.run_forever, args=(stop_event, pump_interval), name="sqs-pump", daemon=True)]
+        # A thread per queue, as each queue has its own event source mapping on AWS.
+        threads = [threading.Thread(target=pump.run_forever, args=(stop_event, pump_interval),
+                                    kwargs={"queues": [queue]}, name=f"sqs-pump-{queue}", daemon=True)
+                   for queue in pump.queue_names]
         finalize = getattr(app, "finalize_due_jobs", None)
         if finalize is not None:
             threads.append(

@@ -7,12 +7,14 @@ server alike. Each docstring names the gap it closes.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import functools
 import io
 import json
 import threading
 import traceback
+import weakref
 import zipfile
 from enum import Enum
 from collections.abc import Callable, Iterator, Mapping
@@ -566,6 +568,540 @@ def install_fast_attribute_values() -> None:
 
     setattr(_serialize_type_structure, _ATTRIBUTE_VALUE_MARK, True)
     JSONSerializer._serialize_type_structure = _serialize_type_structure  # type: ignore[method-assign]
+
+
+_KEYED_QUERY_MARK = "__crowd_keyed_query__"
+_KEY_TYPES = ("S", "N", "B")
+# Items a narrowed query hands moto beyond `limit`: the one that makes moto report a
+# LastEvaluatedKey, and up to two at the start key that moto's own paging skips.
+_WINDOW_SLACK = 3
+# DynamoDB's largest item: a window whose items could bring a page near moto's 1 MB page
+# limit is widened to the whole key, so the page ends exactly where moto would end it.
+_MAX_ITEM_BYTES = 400 * 1024
+
+
+class _PageNotCopied:
+    """Stands in for the `copy` module inside moto's query: the page is a new list of the same
+    items, which the projection that follows turns into new items."""
+
+    @staticmethod
+    def deepcopy(value: Any, memo: Any = None) -> Any:
+        return list(value) if isinstance(value, list) else copy.deepcopy(value, memo)
+
+
+class _Unkeyable(Exception):
+    """A key attribute whose value is not a string, number or binary."""
+
+
+def _native(value: Any) -> Any:
+    """The value moto compares a key attribute by (its cast value), for S, N and B only."""
+    if value.type not in _KEY_TYPES:
+        raise _Unkeyable
+    return value.cast_value
+
+
+class _KeyedItems:
+    """One key of one table (its primary key or a secondary index): for each hash value, the
+    items carrying that key, sorted in the order moto sorts a query's results.
+
+    hash_attr is the key's hash attribute; sort_attrs the attributes moto sorts by after it;
+    required the attributes an item must carry to be in the index (its range attributes).
+    """
+
+    def __init__(self, hash_attr: str, sort_attrs: list[str], required: list[str]) -> None:
+        self.hash_attr, self.sort_attrs, self.required = hash_attr, sort_attrs, required
+        self.runs: dict[tuple[str, Any], list[tuple[tuple[Any, ...], int]]] = {}
+        self.heads: dict[tuple[str, Any], list[Any]] = {}
+        self.items: dict[int, Any] = {}
+        self.where: dict[Any, tuple[tuple[str, Any], tuple[tuple[Any, ...], int]]] = {}
+
+    def _entry(self, item: Any) -> tuple[tuple[str, Any], tuple[Any, ...]] | None:
+        """(hash, sort key) of an item, or None when the key leaves the item out."""
+        attrs = item.attrs
+        value = attrs.get(self.hash_attr)
+        if value is None or any(name not in attrs for name in self.required):
+            return None
+        try:
+            key = (value.type, _native(value))
+        except _Unkeyable:
+            return None  # moto's equality with a scalar query value never holds either
+        return key, tuple(_native(attrs[name]) for name in self.sort_attrs)
+
+    def remove(self, primary: Any) -> None:
+        """Take the item stored under a primary key out of the index."""
+        found = self.where.pop(primary, None)
+        if found is None:
+            return
+        key, entry = found
+        run, heads = self.runs[key], self.heads[key]
+        at = bisect.bisect_left(run, entry)
+        del run[at]
+        del heads[at]
+        del self.items[entry[1]]
+        if not run:
+            del self.runs[key], self.heads[key]
+
+    def add(self, primary: Any, item: Any) -> None:
+        """Put an item into the index under its primary key (after any earlier version left)."""
+        found = self._entry(item)
+        if found is None:
+            return
+        key, sort_key = found
+        entry = (sort_key, id(item))
+        run = self.runs.setdefault(key, [])
+        heads = self.heads.setdefault(key, [])
+        at = bisect.bisect_left(run, entry)
+        run.insert(at, entry)
+        heads.insert(at, sort_key[0] if sort_key else None)
+        self.items[id(item)] = item
+        self.where[primary] = (key, entry)
+
+    def candidates(self, value: Any, range_comparison: str | None, range_objs: list[Any],
+                   limit: int | None, start: tuple[Any, ...] | None, forward: bool) -> list[Any]:
+        """The items a query on hash value `value` may return, in moto's order: every item of
+        the hash value, or, when the range condition is on the first sort attribute, the part
+        of them a page starting after `start` and holding `limit` items needs."""
+        key = (value.type, _native(value))
+        run, heads = self.runs.get(key, []), self.heads.get(key, [])
+        low, high = 0, len(run)
+        exact = True
+        if range_comparison is not None:
+            bounds = [_native(obj) for obj in range_objs]
+            low, high, exact = _range_bounds(heads, range_comparison, bounds)
+        if start is not None:
+            at = bisect.bisect_left(run, (start,))
+            if forward:
+                low = max(low, at - 1)
+            else:
+                high = min(high, at + 2)
+        if limit is not None and (exact or forward):
+            if forward:
+                high = min(high, low + limit + _WINDOW_SLACK)
+            else:
+                low = max(low, high - limit - _WINDOW_SLACK)
+        # moto ends a full page at the next item of the hash value, whether it meets the
+        # range condition or not: one item past the range's end is kept for that.
+        if forward and high < len(run):
+            high += 1
+        elif not forward and low > 0:
+            low -= 1
+        found = [self.items[entry[1]] for entry in run[low:high]]
+        if (low, high) != (0, len(run)) and \
+                sum(item.size() for item in found) + _MAX_ITEM_BYTES > _RESULT_SIZE_LIMIT:
+            found = [self.items[entry[1]] for entry in run]
+        return found
+
+
+_RESULT_SIZE_LIMIT = 1000000
+
+
+def _range_bounds(heads: list[Any], comparison: str, bounds: list[Any]) -> tuple[int, int, bool]:
+    """(low, high, exact): the slice of sorted first sort values a range condition keeps;
+    exact is False when items past `high` may also fail it but were not cut (BEGINS_WITH)."""
+    left, right = bisect.bisect_left, bisect.bisect_right
+    n = len(heads)
+    if comparison in ("EQ", "="):
+        return left(heads, bounds[0]), right(heads, bounds[0]), True
+    if comparison in ("LT", "<"):
+        return 0, left(heads, bounds[0]), True
+    if comparison in ("LE", "<="):
+        return 0, right(heads, bounds[0]), True
+    if comparison in ("GT", ">"):
+        return right(heads, bounds[0]), n, True
+    if comparison in ("GE", ">="):
+        return left(heads, bounds[0]), n, True
+    if comparison == "BETWEEN":
+        return left(heads, bounds[0]), max(left(heads, bounds[0]), right(heads, bounds[1])), True
+    if comparison == "BEGINS_WITH":
+        return left(heads, bounds[0]), n, False
+    return 0, n, False
+
+
+def _key_layout(table: Any, index_name: str | None) -> tuple[str, list[str], list[str]] | None:
+    """(hash attribute, sort attributes after it, required attributes) of a table's key or
+    index, as moto's query sorts and filters it; None for a key this index cannot serve."""
+    if index_name is None:
+        if table.range_key_attr is None:
+            return None
+        return table.hash_key_attr, [table.range_key_attr], []
+    index = next((i for i in table.all_indexes() if i.name == index_name), None)
+    if index is None:
+        return None
+    hashes = [k["AttributeName"] for k in index.schema if k["KeyType"] == "HASH"]
+    ranges = [k["AttributeName"] for k in index.schema if k["KeyType"] == "RANGE"]
+    if len(hashes) != 1:
+        return None
+    if ranges:
+        range_attrs: list[str | None] = [*ranges, table.range_key_attr]
+    else:
+        first = table.range_key_attr if (table.range_key_attr and index in (table.global_indexes or [])) \
+            else table.hash_key_attr
+        range_attrs = [first, table.range_key_attr]
+    order = table._generate_attr_to_sort_by([*hashes, table.hash_key_attr], range_attrs)
+    return hashes[0], order[1:], ranges
+
+
+def _primary(table: Any, item: Any) -> Any:
+    """A hashable primary key of an item."""
+    return (item.hash_key, item.range_key) if table.range_key_attr else item.hash_key
+
+
+class _TableKeys:
+    """The keyed indexes built so far for one table, each kept in step with its writes."""
+
+    def __init__(self) -> None:
+        self.keys: dict[tuple[str | None, str, tuple[str, ...], tuple[str, ...]], _KeyedItems | None] = {}
+
+    def get(self, table: Any, index_name: str | None) -> _KeyedItems | None:
+        """The index for a query on index_name (None: the primary key), built on first use."""
+        layout = _key_layout(table, index_name)
+        if layout is None:
+            return None
+        name = (index_name, layout[0], tuple(layout[1]), tuple(layout[2]))
+        if name not in self.keys:
+            keyed = _KeyedItems(*layout)
+            try:
+                for item in table.all_items():
+                    keyed.add(_primary(table, item), item)
+            except (_Unkeyable, TypeError):
+                keyed = None  # a sort value moto could not order either: moto's own path
+            self.keys[name] = keyed
+        return self.keys[name]
+
+    def stored(self, table: Any, primary: Any, item: Any | None) -> None:
+        """Record that the item under a primary key is now item (None: deleted)."""
+        for name, keyed in list(self.keys.items()):
+            if keyed is None:
+                continue
+            try:
+                keyed.remove(primary)
+                if item is not None:
+                    keyed.add(primary, item)
+            except (_Unkeyable, TypeError):
+                self.keys[name] = None
+
+
+_TABLE_KEYS: "weakref.WeakKeyDictionary[Any, _TableKeys]" = weakref.WeakKeyDictionary()
+
+
+def _table_keys(table: Any) -> _TableKeys:
+    """A table's keyed indexes."""
+    keys = _TABLE_KEYS.get(table)
+    if keys is None:
+        keys = _TABLE_KEYS[table] = _TableKeys()
+    return keys
+
+
+def install_keyed_queries() -> Undo:
+    """Make a query read only the items under its hash key, not the whole table.
+
+    Gap (speed only): moto 5.2.5 answers every query, on the table or on an index, by
+    sorting all the table's items and testing each: O(table size) per query, so the
+    task pool's open_items query slows down with every item of every job, and each lease
+    makes two. For each key a query uses, this keeps per hash value the items carrying it,
+    sorted as moto sorts them, in step with every put, update and delete; a query then
+    hands moto only the items of its hash value (or, under a range condition on the first
+    sort attribute, the slice a page of `limit` items after the start key needs), and
+    moto's own code filters, orders, pages and projects them as before (a page it projects
+    on names is not deep-copied first: the projection makes new items). The local stack
+    installs it (the tests run moto's own query); returns an `Undo` (a no-op when it was
+    installed already).
+    """
+    from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models import table as table_module
+    from moto.dynamodb.models.table import Table
+
+    current_query = Table.__dict__["query"]
+    if getattr(current_query, _KEYED_QUERY_MARK, False):
+        return Undo(lambda: None)
+    current_put = Table.__dict__["put_item"]
+    current_delete = Table.__dict__["delete_item"]
+    current_update = DynamoDBBackend.__dict__["update_item"]
+
+    def query(self: Any, hash_key: Any, range_comparison: str | None, range_objs: list[Any],
+              limit: int, exclusive_start_key: dict[str, Any], scan_index_forward: bool,
+              projection_expressions: Any, index_name: str | None = None,
+              consistent_read: bool = False, filter_expression: Any = None,
+              hash_key_conditions: list[tuple[str, Any]] | None = None,
+              range_key_conditions: list[tuple[str, str, list[Any]]] | None = None,
+              **filter_kwargs: Any) -> Any:
+        def moto(candidates: list[Any] | None) -> Any:
+            if candidates is not None:
+                self.all_items = lambda: candidates
+            if projection_expressions:
+                # The projection builds new items from the page: the page need not be copied first.
+                table_module.copy = _PageNotCopied
+            try:
+                return current_query(self, hash_key, range_comparison, range_objs, limit,
+                                     exclusive_start_key, scan_index_forward,
+                                     projection_expressions, index_name, consistent_read,
+                                     filter_expression, hash_key_conditions=hash_key_conditions,
+                                     range_key_conditions=range_key_conditions, **filter_kwargs)
+            finally:
+                table_module.copy = copy
+                if candidates is not None:
+                    del self.all_items
+
+        with _DYNAMODB_LOCK:
+            keyed = _table_keys(self).get(self, index_name)
+            value = _hash_value(keyed, index_name, hash_key, hash_key_conditions)
+            if keyed is None or value is None or value.type not in _KEY_TYPES:
+                return moto(None)
+            conditions = range_key_conditions or []
+            narrow = not filter_kwargs and (range_comparison is None or len(conditions) == 0 or (
+                len(conditions) == 1 and conditions[0][0] == keyed.sort_attrs[0]))
+            forward = scan_index_forward is not False
+            try:
+                candidates = keyed.candidates(value, range_comparison, range_objs, limit,
+                                              _start_key(keyed, exclusive_start_key), forward) \
+                    if narrow else keyed.candidates(value, None, [], None, None, forward)
+            except (_Unkeyable, TypeError):
+                candidates = keyed.candidates(value, None, [], None, None, forward)
+            return moto(candidates)
+
+    def put_item(self: Any, *args: Any, **kwargs: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            item = current_put(self, *args, **kwargs)
+            if self in _TABLE_KEYS:
+                _table_keys(self).stored(self, _primary(self, item), item)
+            return item
+
+    def delete_item(self: Any, hash_key: Any, range_key: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            item = current_delete(self, hash_key, range_key)
+            if item is not None and self in _TABLE_KEYS:
+                _table_keys(self).stored(self, _primary(self, item), None)
+            return item
+
+    def update_item(self: Any, table_name: str, key: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        with _DYNAMODB_LOCK:
+            try:
+                return current_update(self, table_name, key, *args, **kwargs)
+            finally:
+                _restored_after_update(self, table_name, key)
+
+    for fn, wrapped in ((query, current_query), (put_item, current_put),
+                        (delete_item, current_delete), (update_item, current_update)):
+        setattr(fn, _KEYED_QUERY_MARK, True)
+        setattr(fn, _LOCKED_MARK, True)
+        setattr(fn, "__wrapped__", wrapped)
+    Table.query = query  # type: ignore[method-assign]
+    Table.put_item = put_item  # type: ignore[method-assign]
+    Table.delete_item = delete_item  # type: ignore[method-assign]
+    DynamoDBBackend.update_item = update_item  # type: ignore[method-assign]
+
+    def revert() -> None:
+        Table.query = current_query  # type: ignore[method-assign]
+        Table.put_item = current_put  # type: ignore[method-assign]
+        Table.delete_item = current_delete  # type: ignore[method-assign]
+        DynamoDBBackend.update_item = current_update  # type: ignore[method-assign]
+        _TABLE_KEYS.clear()
+
+    return Undo(revert)
+
+
+def _restored_after_update(backend: Any, table_name: str, key: dict[str, Any]) -> None:
+    """Re-index the item an UpdateItem changed in place (or created)."""
+    table = backend.tables.get(table_name)
+    if table is None or table not in _TABLE_KEYS:
+        return
+    try:
+        hash_value, range_value = backend.get_keys_value(table, key)
+    except Exception:  # an invalid key: nothing was written
+        return
+    item = table.get_item(hash_value, range_value) if (range_value is not None or not table.range_key_attr) else None
+    primary = (hash_value, range_value) if table.range_key_attr else hash_value
+    _table_keys(table).stored(table, primary, item)
+
+
+def _hash_value(keyed: _KeyedItems | None, index_name: str | None, hash_key: Any,
+                hash_key_conditions: list[tuple[str, Any]] | None) -> Any:
+    """The value a query asks of the key's hash attribute (None when it cannot be told)."""
+    if keyed is None:
+        return None
+    for name, value in hash_key_conditions or []:
+        if name == keyed.hash_attr:
+            return value
+    return hash_key if index_name is None else None
+
+
+def _start_key(keyed: _KeyedItems, start: dict[str, Any] | None) -> tuple[Any, ...] | None:
+    """The sort key of a query's ExclusiveStartKey (None without one, or when it lacks one
+    of the sort attributes: moto's own paging then skips every earlier item)."""
+    from moto.dynamodb.models.dynamo_type import DynamoType
+
+    if not start or any(name not in start for name in keyed.sort_attrs):
+        return None
+    return tuple(_native(DynamoType(start[name])) for name in keyed.sort_attrs)
+
+
+class _KeepsNothing(list):  # type: ignore[type-arg]
+    """Stands in for a moto model's list of every instance ever made: it keeps none."""
+
+    def append(self, instance: Any) -> None:
+        """Forget the instance."""
+
+
+def install_untracked_items() -> Undo:
+    """Stop moto remembering every DynamoDB item and SQS message it ever made.
+
+    Gap (memory): moto 5.2.5 appends each instance of each of its models to a class-level
+    list (for `/moto-api/data.json` and its reset), and never lets go. An item is made for
+    every copy moto takes (each UpdateItem, each query result, each transaction's
+    snapshot) and a message for every send and receive, so under load the local stack
+    grew by megabytes a second and by gigabytes a job. Those two models stop being
+    listed; `/moto-api/data.json` then shows no items or messages (the tables and queues
+    hold them as before). The local stack installs it; returns an `Undo`.
+    """
+    from moto.dynamodb.models.dynamo_type import Item
+    from moto.sqs.models import Message
+
+    saved = {model: model.__dict__.get("instances_tracked") for model in (Item, Message)}
+    for model in saved:
+        setattr(model, "instances_tracked", _KeepsNothing())
+
+    def revert() -> None:
+        for model, tracked in saved.items():
+            setattr(model, "instances_tracked", [] if tracked is None else tracked)
+
+    return Undo(revert)
+
+
+def install_listed_moto_modules() -> Undo:
+    """List moto's service packages once instead of on every request.
+
+    Gap (speed only): the moto server finds the backend of every request by listing moto's
+    package directory and testing each entry for being a directory, under the server's
+    dispatch lock: about a hundred system calls per request, paid by every call the local
+    stack makes. The directory does not change while the server runs, so the list is
+    read once and the same names are given after. The local stack installs it; returns
+    an `Undo`.
+    """
+    from moto import backends
+
+    current = backends.list_of_moto_modules
+    listed: list[tuple[str, ...]] = []
+
+    def list_of_moto_modules() -> tuple[str, ...]:
+        if not listed:
+            listed.append(tuple(current()))
+        return listed[0]
+
+    backends.list_of_moto_modules = list_of_moto_modules  # type: ignore[assignment]
+
+    def revert() -> None:
+        backends.list_of_moto_modules = current  # type: ignore[assignment]
+
+    return Undo(revert)
+
+
+_PROJECTION_MARK = "__crowd_named_projection__"
+
+
+def install_named_projections() -> Undo:
+    """Project an item on plain attribute names by converting only those attributes.
+
+    Gap (speed only): for each name of a ProjectionExpression moto 5.2.5 converts the
+    whole item to plain JSON and back, so a query page of 200 items projected on eight
+    names converts 1,600 whole items (with their answers, leases and data) to keep a few
+    small fields: the task pool's largest cost on the local stack. When every name is a
+    plain, distinct top-level name, each attribute is converted the way moto converts it,
+    once, and the item is built from them as moto builds it; any other expression (a
+    nested path, a list index, a name twice) goes to moto. The local stack installs it;
+    returns an `Undo`.
+    """
+    from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+    from moto.dynamodb.models.dynamo_type import Item
+
+    current = Item.__dict__["project"]
+    if getattr(current, _PROJECTION_MARK, False):
+        return Undo(lambda: None)
+    deserializer, serializer = TypeDeserializer(), TypeSerializer()
+
+    def project(self: Any, projection_expressions: list[list[str]]) -> Any:
+        names = [path[0] for path in projection_expressions if len(path) == 1]
+        if len(names) != len(projection_expressions) or len(set(names)) != len(names) or \
+                any("[" in name for name in names):
+            return current(self, projection_expressions)
+        result = {name: deserializer.deserialize(self.attrs[name].to_regular_json())
+                  for name in names if name in self.attrs}
+        return Item(hash_key=self.hash_key, range_key=self.range_key,
+                    attrs=serializer.serialize(result)["M"])
+
+    setattr(project, _PROJECTION_MARK, True)
+    setattr(project, "__wrapped__", current)
+    Item.project = project  # type: ignore[method-assign]
+
+    def revert() -> None:
+        Item.project = current  # type: ignore[method-assign]
+
+    return Undo(revert)
+
+
+class _QueueForSending:
+    """A queue as SendMessage sees it: its attribute map holds only the one SendMessage reads."""
+
+    def __init__(self, queue: Any) -> None:
+        """Stand in for queue."""
+        self._queue = queue
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else is the queue's own."""
+        return getattr(self._queue, name)
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        """ContentBasedDeduplication as the queue's attribute map gives it (FIFO queues only)."""
+        queue = self._queue
+        if not queue.fifo_queue:
+            return {}
+        value = queue.content_based_deduplication
+        return {"ContentBasedDeduplication": str(value).lower() if isinstance(value, bool) else value}
+
+
+def install_cheap_sqs_send() -> Undo:
+    """Make SendMessage read the one queue attribute it needs without counting the queue.
+
+    Gap (speed only): on every SendMessage moto 5.2.5 builds the queue's whole attribute
+    map to read ContentBasedDeduplication, and the map counts the queue's visible,
+    delayed and in-flight messages one by one, with a clock read for each: O(queue
+    depth) per send, a fifth of the local stack's CPU while the results queue holds a
+    backlog. During a send, the queue it looks up first hands it that one attribute,
+    computed as the map computes it. The local stack installs it; returns an `Undo`.
+    """
+    from moto.sqs.models import SQSBackend
+
+    current_send, current_get = SQSBackend.__dict__["send_message"], SQSBackend.__dict__["get_queue"]
+    if getattr(current_send, _PROJECTION_MARK, False):
+        return Undo(lambda: None)
+    sending = threading.local()
+
+    def send_message(self: Any, *args: Any, **kwargs: Any) -> Any:
+        outer = getattr(sending, "on", False)
+        sending.on = True
+        try:
+            return current_send(self, *args, **kwargs)
+        finally:
+            sending.on = outer
+
+    def get_queue(self: Any, queue_name: str) -> Any:
+        queue = current_get(self, queue_name)
+        if not getattr(sending, "on", False):
+            return queue
+        sending.on = False  # only the send's own look-up: anything it calls sees the queue
+        return _QueueForSending(queue)
+
+    for fn, wrapped in ((send_message, current_send), (get_queue, current_get)):
+        setattr(fn, _PROJECTION_MARK, True)
+        setattr(fn, "__wrapped__", wrapped)
+    SQSBackend.send_message = send_message  # type: ignore[method-assign]
+    SQSBackend.get_queue = get_queue  # type: ignore[method-assign]
+
+    def revert() -> None:
+        SQSBackend.send_message = current_send  # type: ignore[method-assign]
+        SQSBackend.get_queue = current_get  # type: ignore[method-assign]
+
+    return Undo(revert)
 
 
 class _NotPlain(Exception):

@@ -359,6 +359,34 @@ def test_pump_delivers_a_lambda_shaped_batch_and_deletes_it_when_the_handler_ret
     assert _queue_bodies("crowd-dev-ingest") == []
 
 
+def test_a_queue_pumped_from_its_own_thread_is_not_held_up_by_a_slow_handler_of_another(
+        outputs: dict[str, str]) -> None:
+    # GIVEN an ingest handler that blocks until released, and a message on each queue
+    _send("crowd-dev-ingest", {"n": 1})
+    _send("crowd-dev-results", {"assignment_id": "a-2"})
+    release, counted = threading.Event(), threading.Event()
+    pump = SqsPump(boto3.client("sqs"), {
+        "crowd-dev-ingest": lambda event, context: release.wait(10),
+        "crowd-dev-results": lambda event, context: counted.set()})
+    stop = threading.Event()
+    threads = [threading.Thread(target=pump.run_forever, args=(stop, 0.05),
+                                kwargs={"queues": [name]}) for name in pump.queue_names]
+
+    # WHEN each queue is pumped from its own thread
+    for thread in threads:
+        thread.start()
+    try:
+        # THEN the results queue's batch is delivered while the ingest handler still runs
+        assert counted.wait(5)
+        assert not release.is_set()
+    finally:
+        release.set()
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+    assert _queue_bodies("crowd-dev-ingest") == _queue_bodies("crowd-dev-results") == []
+
+
 def test_message_a_handler_keeps_failing_ends_in_the_dlq_after_max_receives(outputs: dict[str, str]) -> None:
     # GIVEN a message on the results queue and a handler that always raises
     _send("crowd-dev-results", {"assignment_id": "a-1"})
