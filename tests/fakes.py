@@ -289,7 +289,7 @@ class FakeItems:
             return True
 
     def approve(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
-                review: dict[str, Any]) -> bool:
+                review: dict[str, Any], gold: bool = False) -> bool:
         """A client's approval on the answer, once (as DynamoItems)."""
         with self._lock:
             record = self.records.get((job_id, item_id))

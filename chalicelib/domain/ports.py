@@ -233,9 +233,10 @@ class ItemStore(Protocol):
         reward back to the job's pool, or to its money held for replacements (refund_to
         "held"). False (nothing written) if it was reviewed before or its accrual settled."""
     def approve(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
-                review: dict[str, Any]) -> bool:
+                review: dict[str, Any], gold: bool = False) -> bool:
         """Record a client's approval on the answer, once (its pay comes with its accrual's
-        settlement); False if it was reviewed before."""
+        settlement); False if it was reviewed before. gold: the item is gold (the caller
+        has read it)."""
     def release_gold_slots(self, job_id: str, item_id: str, free: int, expired: Sequence[str],
                            now: float, reward_cents: int) -> int:
         """Take a gold item's `free` free slots and the slots of the workers' expired leases

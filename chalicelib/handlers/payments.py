@@ -92,7 +92,7 @@ def settle(p: Platform, job: Job, item: ItemState, worker_id: str, answer: Store
     review = {"status": status, "reason": reason, "at": now, "by": by}
     if status == APPROVED:
         written = p.items.approve(job.job_id, item.item_id, worker_id, answer.assignment_id,
-                                  review)
+                                  review, gold=item.gold is not None)
         return review if written else None
     entry = LedgerEntry(worker_id, f"review#{answer.assignment_id}", "rejection", 0, now,
                         job.job_id, answer.assignment_id, reason, by)
@@ -124,12 +124,14 @@ def _review_body(body: Any, reason_required: bool) -> str | None:
     return reason.strip() if reason else None
 
 
-def _client_answer(p: Platform, client: Principal, assignment_id: str
+def _client_answer(p: Platform, client: Principal, assignment_id: str, fresh: bool = True
                    ) -> tuple[Job, ItemState, str, StoredAnswer]:
-    """The client's job, the item and the accepted answer of an assignment; 404 otherwise."""
+    """The client's job, the item and the accepted answer of an assignment; 404 otherwise.
+    Without fresh the job is the container's cached copy: an approval needs only what never
+    changes (its owner and reward), while a rejection routes money by the job's state."""
     job_id, item_id, _, _ = parse_assignment_id(assignment_id)
     try:
-        job = client_job(p, client, job_id)
+        job = client_job(p, client, job_id, cached=not fresh)
     except NotFound:
         raise NotFound("no such assignment", code="assignment_not_found") from None
     item = p.items.get_item(job.job_id, item_id)
@@ -150,7 +152,9 @@ def review_assignment(p: Platform, client: Principal, assignment_id: str, body: 
     and while the job still takes answers its item gets a replacement slot. An approved one is
     paid with the other answers of its accrual when that is settled.
     """
-    job, item, worker_id, answer = _client_answer(p, client, assignment_id)  # 404 comes first
+    # 404 comes first
+    job, item, worker_id, answer = _client_answer(p, client, assignment_id,
+                                                  fresh=status == REJECTED)
     reason = _review_body(body, reason_required=status == REJECTED)
     # Written first, read only if refused: the write's conditions decide, and a client's
     # approval in the review period (the usual case) costs no read of the accrual.

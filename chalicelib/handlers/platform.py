@@ -56,9 +56,12 @@ class Platform:
         return self.clock()
 
 
-def client_job(p: Platform, client: Principal, job_id: str) -> Job:
-    """A job of this client (strongly consistent); other clients' jobs are 404."""
-    job = p.jobs.get_job(job_id) if is_job_id(job_id) else None
+def client_job(p: Platform, client: Principal, job_id: str, cached: bool = False) -> Job:
+    """A job of this client (strongly consistent, or with cached the container's copy: for
+    what never changes, as its owner and reward); other clients' jobs are 404."""
+    job = None
+    if is_job_id(job_id):
+        job = cached_job(p, job_id) if cached else p.jobs.get_job(job_id)
     if job is None or job.client_id != client.account_id:
         raise NotFound("no such job", code="job_not_found")
     return job

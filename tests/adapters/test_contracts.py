@@ -826,9 +826,10 @@ def test_a_gold_answer_is_counted_and_reviewed_once(p, uid):
     assert p.jobs.get_job(job.job_id).answered == 1
     # WHEN it is approved twice THEN the approval mark is made once, on the answer
     review = {"status": "approved", "reason": None, "at": now, "by": "c"}
-    assert not p.items.approve(job.job_id, FIRST, f"gold-{uid}", lease.assignment_id, review)
-    assert p.items.approve(job.job_id, FIRST, "w1", lease.assignment_id, review)
-    assert not p.items.approve(job.job_id, FIRST, "w1", lease.assignment_id, review)
+    assert not p.items.approve(job.job_id, FIRST, f"gold-{uid}", lease.assignment_id, review,
+                               gold=True)
+    assert p.items.approve(job.job_id, FIRST, "w1", lease.assignment_id, review, gold=True)
+    assert not p.items.approve(job.job_id, FIRST, "w1", lease.assignment_id, review, gold=True)
     stored = p.items.get_item(job.job_id, FIRST).answers["w1"]
     assert stored.review["status"] == "approved"
     # AND WHEN another worker's gold answer is rejected twice THEN it is rejected once

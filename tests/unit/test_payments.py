@@ -72,6 +72,32 @@ def test_an_approval_is_recorded_once_and_paid_once_with_its_pay_window(p):
     assert payments.review_assignment(p, client, assignment, None, APPROVED) == first
 
 
+def test_an_approval_reads_the_containers_copy_of_the_job_and_a_rejection_reads_it_fresh(p):
+    # GIVEN two answers, with the job in this container's cache (it served the leases)
+    client, job = _post(p)
+    first, second = (_answer(p, job, _worker(p, name)) for name in ("a", "b"))
+    reads = []
+    get_job = p.jobs.get_job
+
+    def counted_get_job(job_id, consistent=True):
+        reads.append(consistent)
+        return get_job(job_id, consistent=consistent)
+
+    p.jobs.get_job = counted_get_job
+    # WHEN the client approves one THEN the job is not read again (its owner and reward
+    # never change)
+    assert payments.review_assignment(p, client, first, None, APPROVED).status == "approved"
+    assert reads == []
+    # AND another client is still refused it
+    other = accounts.create_account(p, CLIENT, "Other")[0]
+    with pytest.raises(NotFound):
+        payments.review_assignment(p, other, second, None, APPROVED)
+    # WHEN the client rejects the other THEN the job is read strongly consistent (its state
+    # decides where the reward goes)
+    payments.review_assignment(p, client, second, {"reason": "off topic"}, REJECTED)
+    assert reads and all(reads)
+
+
 def test_reviews_are_the_jobs_clients_only_and_a_rejection_needs_a_reason(p):
     client, job = _post(p)
     assignment = _answer(p, job, _worker(p))

@@ -259,11 +259,12 @@ class DynamoItems:
         return gold and transact_once(lambda tx: write(tx, False))
 
     def approve(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
-                review: dict[str, Any]) -> bool:
+                review: dict[str, Any], gold: bool = False) -> bool:
         """A client's approval: the review on the item (a gold answer's on its serving),
-        once, in one conditional write (the answer is paid with its accrual)."""
+        once, in one conditional write (the answer is paid with its accrual). The caller has
+        read the item, so it says whether it is gold: no read here."""
         value = _review_value(review)
-        if self._is_gold(job_id, item_id):
+        if gold:
             ok, _ = conditional_update(
                 GoldServingModel, servings.serving_key(job_id, item_id), worker_id,
                 [GoldServingModel.review.set(value)],
