@@ -68,6 +68,21 @@ def _sweep() -> None:
         pass  # the scheduled function died; it runs again next minute
 
 
+def approve_everything(drive: Driver, job_id: str, receipts: list[str]) -> None:
+    """The client approves every answer one by one, then the job in bulk; the minute sweeper
+    settles each worker's pay window, once, whatever crashed on the way."""
+    for assignment_id in sorted(set(receipts)):
+        status, review = drive.client("POST", f"/assignments/{assignment_id}/approve")
+        assert status == 200 and review["status"] == "approved", review
+    status, asked = drive.client("POST", f"/jobs/{job_id}/approve")
+    assert status == 202, asked
+    for _ in range(20):
+        _sweep()
+        status, view = drive.client("GET", f"/jobs/{job_id}")
+        if view["reviews"]["approved"] >= len(set(receipts)):
+            return
+
+
 def _pump(stack) -> None:
     """Deliver queued messages; a crashed batch is redelivered on the next round."""
     for _ in range(50):
@@ -124,18 +139,7 @@ def scenario(stack, plan: Plan, receiver: Receiver, run: dict | None = None) -> 
             _sweep()
             time.sleep(0.05)
     assert view["state"] == "done", view
-    for assignment_id in sorted(set(receipts)):
-        status, review = drive.client("POST", f"/assignments/{assignment_id}/approve")
-        assert status == 200 and review["status"] == "approved", review
-    # The client approves the job in bulk; the minute sweeper settles each worker's pay
-    # window, once, whatever crashed on the way.
-    status, asked = drive.client("POST", f"/jobs/{job_id}/approve")
-    assert status == 202, asked
-    for _ in range(20):
-        _sweep()
-        status, view = drive.client("GET", f"/jobs/{job_id}")
-        if view["reviews"]["approved"] >= len(set(receipts)):
-            break
+    approve_everything(drive, job_id, receipts)
     status, me = drive.worker(tokens[0], "GET", "/workers/me")
     status, bonus = drive.client("POST", f"/jobs/{job_id}/bonuses", {
         "worker_id": me["worker_id"], "amount_cents": 2, "reason": "thanks", "bonus_id": "b1"})

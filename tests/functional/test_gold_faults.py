@@ -26,7 +26,7 @@ import boto3
 from chalicelib.deps import platform
 from tests.functional.faults import Plan, crash_after_writes
 from tests.functional.marketplace import Api
-from tests.functional.test_faults import Driver, _pump, _sweep
+from tests.functional.test_faults import Driver, _pump, _sweep, approve_everything
 
 # A write naming a gold item's servings ("<job id>#<item id>").
 SERVING_KEY = re.compile(r"job_[0-9a-z]+#\d{6}")
@@ -101,17 +101,7 @@ def scenario(stack, plan: Plan, run: dict[str, Any] | None = None) -> dict[str, 
             _sweep()
             time.sleep(0.05)
     assert view["state"] == "done", view
-    for assignment_id in sorted(set(receipts)):
-        status, review = drive.client("POST", f"/assignments/{assignment_id}/approve")
-        assert status == 200 and review["status"] == "approved", review
-    # then the job in bulk: the minute sweeper settles each worker's pay window
-    status, asked = drive.client("POST", f"/jobs/{job_id}/approve")
-    assert status == 202, asked
-    for _ in range(20):
-        _sweep()
-        status, view = drive.client("GET", f"/jobs/{job_id}")
-        if view["reviews"]["approved"] >= len(set(receipts)):
-            break
+    approve_everything(drive, job_id, receipts)
     _pump(stack)
     plan.armed = False
     if run is not None:
