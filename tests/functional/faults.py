@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import boto3
 import botocore.client
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -118,3 +119,31 @@ def crash_after_writes(plan: Plan) -> Iterator[Plan]:
         yield plan
     finally:
         botocore.client.BaseClient._make_api_call = original
+
+
+@contextmanager
+def messages_sent() -> Iterator[list[tuple[str, str]]]:
+    """Every SQS message sent inside the block, as (queue URL, body), kept for redelivery."""
+    sent: list[tuple[str, str]] = []
+    base = botocore.client.BaseClient._make_api_call
+
+    def record(self, name, params):  # noqa: ANN001 (botocore's signature)
+        if name == "SendMessage":
+            sent.append((params["QueueUrl"], params["MessageBody"]))
+        elif name == "SendMessageBatch":
+            sent.extend((params["QueueUrl"], e["MessageBody"]) for e in params["Entries"])
+        return base(self, name, params)
+
+    botocore.client.BaseClient._make_api_call = record
+    try:
+        yield sent
+    finally:
+        botocore.client.BaseClient._make_api_call = base
+
+
+def redeliver(sent: list[tuple[str, str]], copies: int) -> None:
+    """Send every kept message `copies` more times, as SQS may."""
+    sqs = boto3.client("sqs")
+    for url, body in sent:
+        for _ in range(copies):
+            sqs.send_message(QueueUrl=url, MessageBody=body)

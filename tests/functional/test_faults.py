@@ -21,10 +21,8 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-import boto3
-
 from chalicelib.deps import platform
-from tests.functional.faults import Crash, Plan, crash_after_writes
+from tests.functional.faults import Crash, Plan, crash_after_writes, messages_sent, redeliver
 from tests.functional.marketplace import Api
 from tests.functional.receiver import Receiver
 
@@ -233,34 +231,16 @@ def test_a_crash_after_any_write_ends_in_the_fault_free_state(stack):
 
 def test_every_message_delivered_twice_or_three_times_changes_nothing(stack):
     # GIVEN a job run to the end, with every SQS message kept aside as it was sent
-    import botocore.client
-
     hooks = platform().webhooks
     hooks.config = replace(hooks.config, retry_base_seconds=0, timeout_seconds=1)
-    sent: list[tuple[str, str]] = []
-    base = botocore.client.BaseClient._make_api_call
-
-    def record(self, name, params):  # noqa: ANN001 (botocore's signature)
-        if name == "SendMessage":
-            sent.append((params["QueueUrl"], params["MessageBody"]))
-        elif name == "SendMessageBatch":
-            sent.extend((params["QueueUrl"], e["MessageBody"]) for e in params["Entries"])
-        return base(self, name, params)
-
     with Receiver() as receiver:
-        botocore.client.BaseClient._make_api_call = record
-        try:
-            run: dict[str, Any] = {}
+        run: dict[str, Any] = {}
+        with messages_sent() as sent:
             before = scenario(stack, Plan(), receiver, run)
-        finally:
-            botocore.client.BaseClient._make_api_call = base
         assert len(sent) > 10
         # WHEN every message is delivered twice, then three times, more
-        sqs = boto3.client("sqs")
         for copies in (2, 3):
-            for url, body in sent:
-                for _ in range(copies):
-                    sqs.send_message(QueueUrl=url, MessageBody=body)
+            redeliver(sent, copies)
             _pump(stack)
             _sweep()
             # THEN answers, counts, results, money, budget and events are as they were

@@ -21,10 +21,8 @@ import re
 import time
 from typing import Any
 
-import boto3
-
 from chalicelib.deps import platform
-from tests.functional.faults import Plan, crash_after_writes
+from tests.functional.faults import Plan, crash_after_writes, messages_sent, redeliver
 from tests.functional.marketplace import Api
 from tests.functional.test_faults import Driver, _pump, _sweep, approve_everything
 
@@ -149,37 +147,17 @@ def final_state(drive: Driver, tokens: list[str], job_id: str, pool_at_posting: 
 
 def test_gold_stays_exact_after_a_crash_at_any_gold_write_and_redelivered_messages(stack):
     # GIVEN a fault-free run, every SQS message it sent kept aside
-    import botocore.client
-
-    sent: list[tuple[str, str]] = []
-    base = botocore.client.BaseClient._make_api_call
-
-    def record(self, name, params):  # noqa: ANN001 (botocore's signature)
-        if name == "SendMessage":
-            sent.append((params["QueueUrl"], params["MessageBody"]))
-        elif name == "SendMessageBatch":
-            sent.extend((params["QueueUrl"], e["MessageBody"]) for e in params["Entries"])
-        return base(self, name, params)
-
     run: dict[str, Any] = {}
-    botocore.client.BaseClient._make_api_call = record
-    try:
-        # (gold is served by chance: a run where nobody answered gold is made again)
-        for _ in range(TRIES):
-            sent.clear()
-            clean = Plan(only=_touches_servings)
-            with crash_after_writes(clean):
-                before = scenario(stack, clean, run)
-            if set(GOLD_SITES) <= clean.matched:
-                break
-    finally:
-        botocore.client.BaseClient._make_api_call = base
+    # (gold is served by chance: a run where nobody answered gold is made again)
+    for _ in range(TRIES):
+        clean = Plan(only=_touches_servings)
+        with messages_sent() as sent, crash_after_writes(clean):
+            before = scenario(stack, clean, run)
+        if set(GOLD_SITES) <= clean.matched:
+            break
     assert set(GOLD_SITES) <= clean.matched, clean.matched
     # WHEN every message is delivered twice more THEN gold is as it was (checked again)
-    sqs = boto3.client("sqs")
-    for url, body in sent:
-        for _ in range(2):
-            sqs.send_message(QueueUrl=url, MessageBody=body)
+    redeliver(sent, 2)
     _pump(stack)
     _sweep()
     assert final_state(**run) == before
