@@ -3,11 +3,13 @@ index, from the real items on the local stack and DynamoDB's billing rules (benc
 
 A client posts a categorical job (350 items x 3 answers and 20 gold items among them by
 default) on the local stack; simulated workers lease and answer it over HTTP until every
-slot is filled; the counting consumer drains, the round is aggregated; the client approves
-90% of the accepted answers one by one with the project's client (crowd_client, an
-Idempotency-Key on every POST), then the whole job in bulk, and the sweeper settles every
-worker's pay window (the money of all answers, the ones approved one by one included). Workers are never blocked for
-their gold answers (block_after 0), so every judgment is one of the job's own.
+slot is filled; the counting consumer drains, the round is aggregated; the client rejects
+2% of the accepted answers and approves none one by one (by default; --reject-share and
+--one-by-one-share) with the project's client (crowd_client, an Idempotency-Key on every
+POST), then approves the whole job in bulk, and the sweeper settles every worker's pay
+window (the money of all answers not rejected, the ones approved one by one included).
+Workers are never blocked for their gold answers (block_after 0), so every judgment is one
+of the job's own.
 
 Every DynamoDB call the app makes goes through botocore's `BaseClient._make_api_call`, which
 is wrapped for the run: each call is recorded with what it was made for (the innermost
@@ -19,7 +21,7 @@ all DynamoDB calls are serialised while recorded so the images are exact. Tables
 come from DescribeTable on the deployed stack (infra/template.yaml).
 
 Run: .venv/bin/python -m bench.capacity [--items 350] [--gold 20] [--redundancy 3]
-[--workers 12] [--auto-approve-share 0.1]
+[--workers 12] [--one-by-one-share 0] [--reject-share 0.02]
 """
 from __future__ import annotations
 
@@ -260,7 +262,7 @@ def _sweep(stack: Any) -> None:
 
 
 def run_scenario(stack: Any, items: int, gold: int, redundancy: int, workers: int,
-                 auto_share: float, seed: int = 1) -> dict[str, Any]:
+                 one_by_one: float, rejected: float = 0.0, seed: int = 1) -> dict[str, Any]:
     """Post, answer, count, aggregate and approve one job on the stack; return what happened."""
     from crowd_client import Client
     from examples.demo import LABELS, SimulatedWorker, call, load_sample
@@ -311,8 +313,13 @@ def run_scenario(stack: Any, items: int, gold: int, redundancy: int, workers: in
     time.sleep(1.0)  # the round's last stage may still be writing after the state moved
     order = sorted(accepted)
     rng.shuffle(order)
-    by_client = order[:round(len(order) * (1 - auto_share))]
-    _progress(f"the client approves {len(by_client)} answers one by one")
+    rejects = order[:round(len(order) * rejected)]
+    by_client = order[len(rejects):len(rejects) + round(len(order) * one_by_one)]
+    _progress(f"the client rejects {len(rejects)} answers and approves {len(by_client)} "
+              "one by one")
+    for assignment_id in rejects:
+        client.request("POST", f"/assignments/{assignment_id}/reject",
+                       {"reason": "did not follow the instructions"})
     for assignment_id in by_client:
         client.request("POST", f"/assignments/{assignment_id}/approve")
     _progress("the client approves the job in bulk; the sweeper settles the pay windows")
@@ -324,7 +331,7 @@ def run_scenario(stack: Any, items: int, gold: int, redundancy: int, workers: in
             break
     return {"job_id": job_id, "judgments": len(accepted), "items": items, "gold": gold,
             "redundancy": redundancy, "workers": workers,
-            "approved_by_client": len(by_client),
+            "approved_by_client": len(by_client), "rejected_by_client": len(rejects),
             "approved_automatically": job["reviews"]["approved"] - len(by_client),
             "settled": job["reviews"]["approved"],
             "reviews": job["reviews"], "results": job["result_count"]}
@@ -378,8 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gold", type=int, default=20)
     parser.add_argument("--redundancy", type=int, default=3)
     parser.add_argument("--workers", type=int, default=12)
-    parser.add_argument("--auto-approve-share", type=float, default=0.1,
-                        help="share of the answers left to the sweeper's automatic approval")
+    parser.add_argument("--one-by-one-share", type=float, default=0.0,
+                        help="share of the answers the client approves one by one before "
+                             "approving the job in bulk")
+    parser.add_argument("--reject-share", type=float, default=0.02,
+                        help="share of the answers the client rejects one by one")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     from infra.local_stack import local_stack
@@ -394,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                 local_stack(port=0, pump_interval=0.2, finalize_interval=10 ** 6,
                             instant_step_functions=True) as stack, recorder.recording():
             summary = run_scenario(stack, args.items, args.gold, args.redundancy, args.workers,
-                                   args.auto_approve_share)
+                                   args.one_by_one_share, args.reject_share)
     except BaseException:
         sys.stderr.write(chatter.getvalue()[-20_000:])
         raise
@@ -402,11 +412,12 @@ def main(argv: list[str] | None = None) -> int:
     totals = total(recorder.calls, recorder.tables)
     print(f"{summary['items']} items + {summary['gold']} gold x {summary['redundancy']} answers, "
           f"{summary['workers']} workers: **{judgments:,} judgments** (accepted answers, gold "
-          f"included), {summary['results']} results; approved by the client "
-          f"{summary['approved_by_client']:,}, by the sweeper "
+          f"included), {summary['results']} results; rejected by the client "
+          f"{summary['rejected_by_client']:,}, approved one by one "
+          f"{summary['approved_by_client']:,}, in bulk or by the sweeper "
           f"{summary['approved_automatically']:,}; {len(recorder.calls):,} DynamoDB calls; "
           f"{time.monotonic() - started:.0f} s\n")
-    events = {"approve": summary["approved_by_client"],
+    events = {"approve": summary["approved_by_client"] + summary["rejected_by_client"],
               "auto-approve": summary["settled"]}
     print(report(totals, judgments, events))
     return 0

@@ -32,7 +32,7 @@ import argparse
 import json
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,9 +108,32 @@ def _fold_sub_variables(body: str, variables: Mapping[str, Any]) -> str:
     return body
 
 
-def render_template(app_name: str = "crowd", stage: str = "dev") -> str:
-    """The deployable template (JSON) with the ASL inlined and parameter defaults set."""
+# An index of an earlier layout, replaced by one of another name: CloudFormation adds or
+# deletes one index of a table per update, so a stack that has the old one is moved in two
+# updates (the first keeps both). {(table logical id, old index): new index}
+_REPLACED_INDEXES = {("ItemsTable", "open_items"): "open_slots"}
+_OLD_INDEXES: dict[tuple[str, str], dict[str, Any]] = {
+    ("ItemsTable", "open_items"): {
+        "IndexName": "open_items",
+        "KeySchema": [{"AttributeName": "open_job", "KeyType": "HASH"},
+                      {"AttributeName": "item_id", "KeyType": "RANGE"}],
+        "Projection": {"ProjectionType": "ALL"}},
+}
+
+
+def _indexes(template: Mapping[str, Any], table: str) -> list[dict[str, Any]]:
+    resource = template.get("Resources", {}).get(table, {})
+    return list(resource.get("Properties", {}).get("GlobalSecondaryIndexes", []))
+
+
+def render_template(app_name: str = "crowd", stage: str = "dev",
+                    keep: Sequence[tuple[str, str]] = ()) -> str:
+    """The deployable template (JSON) with the ASL inlined and parameter defaults set; with
+    keep, the replaced indexes named there kept beside their replacements."""
     template = load_template()
+    for table, name in keep:
+        template["Resources"][table]["Properties"]["GlobalSecondaryIndexes"].append(
+            _OLD_INDEXES[(table, name)])
     template["Parameters"]["AppName"]["Default"] = app_name
     template["Parameters"]["Stage"]["Default"] = stage
     props = template["Resources"][STATE_MACHINE_LOGICAL_ID]["Properties"]
@@ -173,16 +196,39 @@ def deploy_stack(
             StackName=stack_name, WaiterConfig=waiter_config
         )
     else:
-        try:
-            cloudformation_client.update_stack(**params)
-        except cloudformation_client.exceptions.ClientError as err:
-            if _NO_UPDATES not in str(err):
-                raise
-        else:
-            cloudformation_client.get_waiter("stack_update_complete").wait(
-                StackName=stack_name, WaiterConfig=waiter_config
-            )
+        keep = _indexes_to_keep(cloudformation_client, stack_name)
+        if keep:
+            _update(cloudformation_client, {**params,
+                                            "TemplateBody": render_template(app_name, stage, keep)},
+                    waiter_config)
+        _update(cloudformation_client, params, waiter_config)
     return stack_outputs(cloudformation_client, stack_name)
+
+
+def _indexes_to_keep(cloudformation_client: Any, stack_name: str) -> list[tuple[str, str]]:
+    """The replaced indexes the deployed stack still has without their replacements."""
+    body = cloudformation_client.get_template(StackName=stack_name)["TemplateBody"]
+    deployed = body if isinstance(body, dict) else yaml.load(body, Loader=_SAFE_LOADER)
+    keep = []
+    for (table, old), new in _REPLACED_INDEXES.items():
+        names = {index.get("IndexName") for index in _indexes(deployed, table)}
+        if old in names and new not in names:
+            keep.append((table, old))
+    return keep
+
+
+def _update(cloudformation_client: Any, params: dict[str, Any], waiter_config: dict[str, int]
+            ) -> None:
+    """One stack update, waited for (none needed is not an error)."""
+    try:
+        cloudformation_client.update_stack(**params)
+    except cloudformation_client.exceptions.ClientError as err:
+        if _NO_UPDATES not in str(err):
+            raise
+    else:
+        cloudformation_client.get_waiter("stack_update_complete").wait(
+            StackName=params["StackName"], WaiterConfig=waiter_config
+        )
 
 
 def app_environment(outputs: Mapping[str, str]) -> dict[str, str]:

@@ -222,11 +222,15 @@ class FakeItems:
 
     @staticmethod
     def _slots(record: _ItemRecord) -> ItemState:
-        # open_items projects only the slot fields: no data, external id or answers.
+        # The open_slots index holds what a lease changes: a regular item's slot counts, seen
+        # workers and newest lease's end, not its data, leases or answers (a gold item's
+        # leases out are there).
         s = record.state
+        gold = s.gold is not None
         return ItemState(job_id=s.job_id, item_id=s.item_id, data={}, redundancy=s.redundancy,
-                         free=s.free, external_id=None, leases=dict(s.leases), answers={},
-                         seen=s.seen, answer_count=s.answer_count, gold=copy.deepcopy(s.gold))
+                         free=s.free, external_id=None, leases=dict(s.leases) if gold else {},
+                         answers={}, seen=s.seen, answer_count=s.answer_count if gold else 0,
+                         gold=copy.deepcopy(s.gold), last_expiry=s.last_expiry, listed=True)
 
     def put_chunk(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> bool:
         """The items and the job's chunk count, together, while the job is ingesting."""
@@ -372,6 +376,13 @@ class FakeItems:
                     break
             return found
 
+    def live_leases(self, job_id: str, now: float) -> int:
+        """Leases of the job's open items that have not ended."""
+        with self._lock:
+            return sum(1 for item_id in self._open.get(job_id, [])
+                       for lease in self.records[(job_id, item_id)].state.leases.values()
+                       if lease.expires_at > now)
+
     def get_item(self, job_id: str, item_id: str) -> ItemState | None:
         """One item with everything on it."""
         with self._lock:
@@ -396,6 +407,7 @@ class FakeItems:
                 return SlotOutcome(False, self._full(record))
             s.leases[worker_id] = lease
             s.seen = s.seen | {worker_id}
+            s.last_expiry = lease.expires_at
             if reclaim_from is None:
                 s.free -= 1
             else:

@@ -9,7 +9,8 @@ from pynamodb.attributes import (
     UnicodeAttribute, UnicodeSetAttribute,
 )
 from pynamodb.indexes import (
-    AllProjection, GlobalSecondaryIndex, KeysOnlyProjection, LocalSecondaryIndex,
+    AllProjection, GlobalSecondaryIndex, IncludeProjection, KeysOnlyProjection,
+    LocalSecondaryIndex,
 )
 from pynamodb.models import Model
 
@@ -210,12 +211,18 @@ def counts_key(job_id: str) -> str:
     return f"{job_id}#counts"
 
 
-class OpenItems(GlobalSecondaryIndex):
-    """Sparse index of items that still take answers (open_job is removed when complete)."""
+# What the open_slots index holds beside the keys.
+OPEN_SLOT_FIELDS = ["redundancy", "free", "seen", "last_exp", "gold", "out", "ls", "served"]
+
+
+class OpenSlots(GlobalSecondaryIndex):
+    """Sparse index of items that still take answers (open_job is removed when complete),
+    holding only what picking a slot needs and only what a lease changes: a submit, a count
+    or a review writes no entry."""
 
     class Meta:
-        index_name = "open_items"
-        projection = AllProjection()
+        index_name = "open_slots"
+        projection = IncludeProjection(OPEN_SLOT_FIELDS)
 
     open_job = UnicodeAttribute(hash_key=True)
     item_id = UnicodeAttribute(range_key=True)
@@ -254,8 +261,12 @@ class ItemModel(Model):
     served = NumberAttribute(null=True)
     # How long a lease of a gold item lasts at most, in seconds (set by its first lease).
     ls = NumberAttribute(null=True)
+    # When the item's newest lease ends (set by every lease; leases are taken in time order,
+    # so no lease of the item ends later): a listing without the leases knows from it
+    # whether one of them may have ended.
+    last_exp = NumberAttribute(null=True)
 
-    open_items = OpenItems()
+    open_items = OpenSlots()
 
 
 class GoldServingModel(Model):

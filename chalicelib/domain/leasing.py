@@ -13,10 +13,12 @@ MAX_TRIES_PER_POOL = 6
 
 @dataclass(frozen=True)
 class LeasePlan:
-    """Take a free slot of an item, or the slot of an expired lease (reclaim_from)."""
+    """Take a free slot of an item, or the slot of an expired lease (reclaim_from); or, for
+    an item listed without its leases, read it first (look): one of them may have ended."""
 
     item_id: str
     reclaim_from: str | None = None
+    look: bool = False
 
 
 def plan_for(item: ItemState, worker_id: str, now: float) -> LeasePlan | None:
@@ -28,6 +30,11 @@ def plan_for(item: ItemState, worker_id: str, now: float) -> LeasePlan | None:
     for holder, lease in sorted(item.leases.items()):
         if lease.expires_at <= now:
             return LeasePlan(item.item_id, reclaim_from=holder)
+    if item.listed and item.gold is None and not item.leases \
+            and (item.last_expiry is None or item.last_expiry <= now):
+        # Every slot is taken and the newest lease has ended (or the item was leased before
+        # the listing held when): an older one has too, unless every slot was answered.
+        return LeasePlan(item.item_id, look=True)
     return None
 
 
@@ -44,7 +51,7 @@ def candidate_plans(items: Iterable[ItemState], worker_id: str, now: float,
     for item in items:
         plan = plan_for(item, worker_id, now)
         if plan is not None:
-            scored.append((item.answer_count + len(item.leases), rng.random(), plan))
+            scored.append((item.taken, rng.random(), plan))
     scored.sort(key=lambda entry: (entry[0], entry[1]))
     return [plan for _, _, plan in scored[:limit]]
 

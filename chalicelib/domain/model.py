@@ -291,6 +291,16 @@ class ItemState:
     replaced: int = 0
     # Slots added by adaptive redundancy while the item's confidence was below the target.
     extended: int = 0
+    # When the item's newest lease ends (None before its first lease).
+    last_expiry: float | None = None
+    # From the task pool's listing, which holds a regular item's slot counts but not its
+    # leases or answers: answer_count and leases are not known then.
+    listed: bool = False
+
+    @property
+    def taken(self) -> int:
+        """Slots leased or answered (every slot not free)."""
+        return self.redundancy - self.free
 
     @property
     def complete(self) -> bool:

@@ -222,7 +222,11 @@ class ItemStore(Protocol):
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None,
                    start: str | None = None) -> list[ItemState]:
         """Incomplete items (that worker_id has not seen, when given), in item order; with
-        start, those from the item id start on, then from the first (wrapping around)."""
+        start, those from the item id start on, then from the first (wrapping around). Each
+        is listed (listed=True): slot counts, the workers seen and the newest lease's end,
+        without data or answers, and a regular item's leases and answer count unknown."""
+    def live_leases(self, job_id: str, now: float) -> int:
+        """How many leases of the job's open items have not ended."""
     def get_item(self, job_id: str, item_id: str) -> ItemState | None: """One item."""
     def held_item_ids(self, job_id: str) -> list[str]: """Items held back from the pilot."""
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,

@@ -104,7 +104,8 @@ def client_jobs(p: Platform, client: Principal, query: Mapping[str, str]
 
 
 def live_leases(p: Platform, job: Job, max_age: float | None = None) -> int:
-    """Leases of the job that have not expired (reads every open item).
+    """Leases of the job that have not expired (lists every open item and reads those
+    whose newest lease has not ended).
 
     With max_age, a count that old or newer from this container is reused, so a
     client polling progress does not read the items on every call.
@@ -115,9 +116,7 @@ def live_leases(p: Platform, job: Job, max_age: float | None = None) -> int:
     cached = p.cache.leased.get(job.job_id, now, max_age) if max_age is not None else MISSING
     if cached is not MISSING:
         return cached
-    return p.cache.leased.put(job.job_id, sum(
-        1 for item in p.items.open_items(job.job_id, None, None)
-        for lease in item.leases.values() if lease.expires_at > now), now)
+    return p.cache.leased.put(job.job_id, p.items.live_leases(job.job_id, now), now)
 
 
 def job_progress(p: Platform, job: Job) -> dict[str, int]:

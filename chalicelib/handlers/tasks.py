@@ -133,7 +133,10 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
         with p.cache.lock:
             snapshot = list(pool.values())
         # Gold and regular tasks take the same single write: gold slots are paid up front.
-        for plan in _plans(p, job, snapshot, worker_id, now):
+        for listed in _plans(p, job, snapshot, worker_id, now):
+            plan = _looked(p, job, pool, listed, worker_id, now)
+            if plan is None:
+                continue
             lease = leasing.new_lease(job, plan.item_id, now)
             outcome = p.items.try_lease(job.job_id, plan.item_id, worker_id, lease,
                                         plan.reclaim_from, now)
@@ -145,6 +148,21 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
             if outcome.ok and outcome.item is not None:
                 return Assignment(lease.assignment_id, job, outcome.item, lease)
     return None
+
+
+def _looked(p: Platform, job: Job, pool: dict[str, ItemState], plan: leasing.LeasePlan,
+            worker_id: str, now: float) -> leasing.LeasePlan | None:
+    """The plan itself, or for an item listed without its leases whose newest lease has
+    ended, the plan the item read now allows (the slot of an expired lease, or none)."""
+    if not plan.look:
+        return plan
+    item = p.items.get_item(job.job_id, plan.item_id)
+    with p.cache.lock:
+        if item is None or item.complete:
+            pool.pop(plan.item_id, None)
+        else:
+            pool[plan.item_id] = _slots_only(item)
+    return None if item is None else leasing.plan_for(item, worker_id, now)
 
 
 def _worker_item(p: Platform, assignment_id: str) -> tuple[Job, str, float, int]:

@@ -15,7 +15,7 @@ import pytest
 from chalicelib import deps
 from chalicelib.adapters.cursors import codec
 from chalicelib.adapters.dynamo import DynamoItems
-from chalicelib.domain import payouts
+from chalicelib.domain import leasing, payouts
 from chalicelib.domain.ids import new_assignment_id, new_id
 from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.model import (
@@ -305,11 +305,17 @@ def test_open_items_lists_open_items_unseen_by_the_worker_without_data_or_answer
     assert [i.item_id for i in p.items.open_items(job.job_id, "w3", 2, FOURTH)] == \
         [FOURTH, SECOND]
     assert [i.item_id for i in p.items.open_items(job.job_id, None, 1, FIRST)] == [SECOND]
-    # AND each carries what picking a slot needs, but not the data or the answers
-    answered, leased = listed[0], listed[1]
-    assert answered.answer_count == 1 and answered.seen == {"w1"} and answered.free == 1
-    assert leased.leases == {"w3": w3} and leased.seen == {"w3"}
-    assert all(item.data == {} and item.answers == {} for item in listed)
+    # AND each carries what picking a slot needs and a lease changes: the slots taken, the
+    # workers seen and when the newest lease ends; not the data, the leases or the answers
+    answered, leased, untouched = listed
+    assert answered.taken == 1 and answered.seen == {"w1"} and answered.free == 1
+    assert leased.taken == 1 and leased.seen == {"w3"} and leased.last_expiry == w3.expires_at
+    assert untouched.taken == 0 and untouched.last_expiry is None
+    assert all(item.listed and item.data == {} and item.answers == {} and item.leases == {}
+               for item in listed)
+    # AND the leases still out are counted from the items whose newest lease has not ended
+    assert p.items.live_leases(job.job_id, now) == 1
+    assert p.items.live_leases(job.job_id, w3.expires_at) == 0
     assert p.items.get_item(job.job_id, SECOND).answers["w1"].answer == {"label": "no"}
 
 
@@ -808,9 +814,17 @@ def test_a_gold_item_is_served_to_each_worker_once_and_an_expired_leases_slot_ag
 
 
 def _pending(p: Platform, job: Job, now: float) -> list[str]:
-    """The expired leases the pool would offer to reclaim on the job's first item."""
-    return [holder for item in p.items.open_items(job.job_id, None, None)
-            for holder, lease in sorted(item.leases.items()) if lease.expires_at <= now]
+    """The expired leases the pool would offer to reclaim on the job's first item: found
+    from the listing (a regular item's newest lease has ended: read it), as the pool does."""
+    found = []
+    for item in p.items.open_items(job.job_id, None, None):
+        plan = leasing.plan_for(item, "someone-new", now)
+        if plan is not None and plan.look:
+            read = p.items.get_item(job.job_id, item.item_id)
+            plan = None if read is None else leasing.plan_for(read, "someone-new", now)
+        if plan is not None and plan.reclaim_from is not None:
+            found.append(plan.reclaim_from)
+    return found
 
 
 def test_a_gold_answer_is_counted_and_reviewed_once(p, uid):
@@ -844,3 +858,25 @@ def test_a_gold_answer_is_counted_and_reviewed_once(p, uid):
     assert answers["w2"].review["status"] == "rejected"
     assert answers["w1"].review["status"] == "approved"
     assert p.jobs.get_job(job.job_id).rejected_answers == 1
+
+
+def test_a_full_items_expired_lease_is_found_from_the_listing_once_its_newest_has_ended(p):
+    # GIVEN an item taking two answers, leased by w1 (10 s) and then w2 (60 s)
+    job = _active_job(p, items=1, redundancy=2)
+    now = time.time()
+    _leased(p, job, FIRST, "w1", now, seconds=10)
+    w2 = _leased(p, job, FIRST, "w2", now + 1)
+    # WHEN w1's lease has ended but w2's has not THEN the listing offers nothing yet (it
+    # holds when the newest lease ends, not the leases)
+    (listed,) = p.items.open_items(job.job_id, None, None)
+    assert listed.free == 0 and listed.last_expiry == w2.expires_at
+    assert leasing.plan_for(listed, "w3", now + 30) is None
+    # WHEN w2's has ended too THEN the listing says to read the item, and the item read
+    # names an expired lease to take over, which w3 then takes
+    later = w2.expires_at + 1
+    assert leasing.plan_for(listed, "w3", later) == leasing.LeasePlan(FIRST, look=True)
+    assert _pending(p, job, later) == ["w1"]
+    assert p.items.try_lease(job.job_id, FIRST, "w3", _lease(job, FIRST, later), "w1",
+                             later).ok
+    # AND an item whose slots are all answered is read once and offered to nobody
+    assert leasing.plan_for(p.items.open_items(job.job_id, None, None)[0], "w4", later) is None

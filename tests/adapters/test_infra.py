@@ -225,7 +225,13 @@ def test_stack_creates_every_table_with_its_keys_indexes_ttl_and_recovery(output
     assert keys(events_due["KeySchema"]) == [("events_queue", "HASH"), ("events_due_at", "RANGE")]
     assert events_due["Projection"]["ProjectionType"] == "KEYS_ONLY"
     items_gsis = {g["IndexName"]: g for g in describe("items")["GlobalSecondaryIndexes"]}
-    assert keys(items_gsis["open_items"]["KeySchema"]) == [("open_job", "HASH"), ("item_id", "RANGE")]
+    open_slots = items_gsis.pop("open_slots")
+    assert keys(open_slots["KeySchema"]) == [("open_job", "HASH"), ("item_id", "RANGE")]
+    # the task pool's index holds only what a lease changes: no submit, count or review
+    # writes an entry of it
+    assert open_slots["Projection"]["ProjectionType"] == "INCLUDE"
+    assert not {"leases", "answers", "answer_count", "counted", "reviews", "data"} \
+        & set(open_slots["Projection"]["NonKeyAttributes"])
     stats_gsis = {g["IndexName"]: g for g in describe("worker-stats")["GlobalSecondaryIndexes"]}
     assert keys(stats_gsis["by_scope"]["KeySchema"]) == [("scope", "HASH"), ("worker_id", "RANGE")]
     (by_time,) = describe("ledger")["LocalSecondaryIndexes"]
@@ -675,3 +681,49 @@ def test_gateway_responses_speak_the_error_shape_and_a_second_run_changes_nothin
                                     responseTemplates={"application/json": '{"message": "x"}'})
     assert ensure_gateway_responses(apigateway, api_id, "api") == ["THROTTLED"]
     assert deployments() == 3
+
+
+class _RecordingStacks:
+    """A CloudFormation client holding one deployed stack: it records each update's items
+    table indexes and takes the update's template as the stack's own."""
+
+    class exceptions:  # noqa: N801 - the name botocore gives it
+        ClientError = RuntimeError
+
+    def __init__(self, template: dict[str, Any]) -> None:
+        self.template = template
+        self.updates: list[list[str]] = []
+
+    def describe_stacks(self, StackName: str) -> dict[str, Any]:  # noqa: N803
+        return {"Stacks": [{"StackStatus": "UPDATE_COMPLETE", "Outputs": []}]}
+
+    def get_template(self, StackName: str) -> dict[str, Any]:  # noqa: N803
+        return {"TemplateBody": json.dumps(self.template)}
+
+    def update_stack(self, **params: Any) -> None:
+        self.template = json.loads(params["TemplateBody"])
+        self.updates.append(sorted(
+            index["IndexName"] for index in
+            self.template["Resources"]["ItemsTable"]["Properties"]["GlobalSecondaryIndexes"]))
+
+    def get_waiter(self, name: str) -> Any:
+        return type("Waiter", (), {"wait": lambda self, **kwargs: None})()
+
+
+def test_a_stack_with_the_old_open_items_index_moves_to_open_slots_in_two_updates() -> None:
+    # GIVEN a stack deployed with the layout before: the items table's open_items index
+    # (whole items) and no open_slots
+    old = json.loads(render_template("crowd", "dev"))
+    items = old["Resources"]["ItemsTable"]["Properties"]
+    items["GlobalSecondaryIndexes"] = [dict(index, IndexName="open_items",
+                                            Projection={"ProjectionType": "ALL"})
+                                       for index in items["GlobalSecondaryIndexes"]]
+    cfn = _RecordingStacks(old)
+    # WHEN it is deployed
+    deploy_stack(cfn, STACK, "crowd", "dev")
+    # THEN the first update adds open_slots beside open_items, the second deletes open_items
+    # (CloudFormation adds or deletes one index of a table per update)
+    assert cfn.updates == [["open_items", "open_slots"], ["open_slots"]]
+    # AND a stack already moved is updated once
+    deploy_stack(cfn, STACK, "crowd", "dev")
+    assert cfn.updates[2:] == [["open_slots"]]

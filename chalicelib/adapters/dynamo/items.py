@@ -17,8 +17,8 @@ from chalicelib.adapters.dynamo.jobs import money_attribute
 from chalicelib.adapters.dynamo.ledger import accrual_key, ledger_record
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
 from chalicelib.adapters.models import (
-    AccrualModel, GoldServingModel, ItemModel, JobCountsModel, JobModel, LedgerModel,
-    counts_key,
+    OPEN_SLOT_FIELDS, AccrualModel, GoldServingModel, ItemModel, JobCountsModel, JobModel,
+    LedgerModel, counts_key,
 )
 from chalicelib.domain import payouts
 from chalicelib.domain.model import (
@@ -54,6 +54,7 @@ def item_from_model(r: ItemModel) -> ItemState:
         free=int(r.free), external_id=r.external_id, leases=leases, answers=answers,
         seen=frozenset(r.seen or ()), answer_count=int(r.answer_count or 0), gold=r.gold,
         held=bool(r.held), replaced=int(r.replaced or 0), extended=int(r.extended or 0),
+        last_expiry=None if r.last_exp is None else float(r.last_exp),
     )
 
 
@@ -62,9 +63,9 @@ def _review_value(review: dict[str, Any]) -> dict[str, Any]:
             "by": review.get("by")}
 
 
-# What picking a slot needs: not the item's data, answers or counting marks.
-_SLOT_FIELDS = ["job_id", "item_id", "redundancy", "free", "answer_count", "leases", "seen", "gold",
-                "out", "ls", "served"]
+# What the task pool's listing reads: what picking a slot needs and a lease changes (a
+# regular item's leases and answers are not there; a gold item's leases out are).
+_SLOT_FIELDS = ["job_id", "item_id", *OPEN_SLOT_FIELDS]
 # Gold items a container has met (an item never stops or starts being gold), so a gold
 # item's lease, submit or release goes straight to its servings; forgotten when this large.
 _GOLD_MEMORY = 100_000
@@ -202,8 +203,10 @@ class DynamoItems:
 
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None,
                    start: str | None = None) -> list[ItemState]:
-        """Incomplete items from the sparse open_items index, optionally unseen by a worker;
-        with start, from that item id on and then from the first (two range queries)."""
+        """Incomplete items from the sparse open_slots index, optionally unseen by a worker;
+        with start, from that item id on and then from the first (two range queries). Each
+        is listed: its slot counts, the workers it has seen and its newest lease's end,
+        without a regular item's leases and answers."""
         condition = None if worker_id is None else ~ItemModel.seen.contains(worker_id)
         ranges = [None] if start is None else [ItemModel.item_id >= start,
                                                ItemModel.item_id < start]
@@ -212,10 +215,30 @@ class DynamoItems:
             for record in ItemModel.open_items.query(job_id, key_range, filter_condition=condition,
                                                      page_size=200,
                                                      attributes_to_get=_SLOT_FIELDS):
-                found.append(item_from_model(self._remember(record)))
+                found.append(replace(item_from_model(self._remember(record)), listed=True))
                 if limit is not None and len(found) >= limit:
                     return found
         return found
+
+    def live_leases(self, job_id: str, now: float) -> int:
+        """Leases of the job's open items that have not ended: a gold item's from the listing,
+        a regular item's read (its leases only) when its newest lease has not ended, so the
+        reads grow with the leases out, not with the job."""
+        count, keys = 0, []
+        for item in self.open_items(job_id, None, None):
+            if item.gold is not None:
+                count += sum(1 for lease in item.leases.values() if lease.expires_at > now)
+            elif item.taken > 0 and (item.last_expiry is None or item.last_expiry > now):
+                keys.append((job_id, item.item_id))
+        try:
+            for record in ItemModel.batch_get(keys, consistent_read=True,
+                                              attributes_to_get=["job_id", "item_id", "leases"]):
+                leases = record.leases.as_dict() if record.leases else {}
+                count += sum(1 for lease in leases.values() if float(lease["exp"]) > now)
+        except PynamoDBException as error:
+            raise_transient(error)
+            raise
+        return count
 
     def held_item_ids(self, job_id: str) -> list[str]:
         """Ids of the job's items held back from its pilot."""
@@ -339,7 +362,8 @@ class DynamoItems:
         if (job_id, item_id) in self._gold_ids:
             return self._lease_gold(job_id, item_id, worker_id, lease, now)
         value = {"aid": lease.assignment_id, "exp": lease.expires_at, "at": lease.leased_at}
-        actions = [ItemModel.leases[worker_id].set(value), ItemModel.seen.add({worker_id})]
+        actions = [ItemModel.leases[worker_id].set(value), ItemModel.seen.add({worker_id}),
+                   ItemModel.last_exp.set(lease.expires_at)]
         condition = ItemModel.open_job.exists() & ~ItemModel.seen.contains(worker_id) \
             & ItemModel.gold.does_not_exist()
         if reclaim_from is None:
