@@ -356,8 +356,8 @@ class FakeItems:
 
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None,
                    start: str | None = None) -> list[ItemState]:
-        """Items not yet counted complete, in item order from start (wrapping around),
-        optionally unseen by worker_id."""
+        """Items not yet counted complete, in item order from start (wrapping around); for
+        worker_id, only those unseen by them that still take answers."""
         with self._lock:
             found = []
             ids = self._open.get(job_id, [])
@@ -365,7 +365,8 @@ class FakeItems:
             for item_id in (ids[(at + k) % len(ids)] for k in range(len(ids))):
                 record = self.records[(job_id, item_id)]
                 self.index_reads += 1
-                if worker_id is not None and worker_id in record.state.seen:
+                if worker_id is not None and (worker_id in record.state.seen
+                                              or record.state.complete):
                     continue
                 found.append(self._slots(record))
                 if limit is not None and len(found) >= limit:

@@ -221,8 +221,9 @@ class ItemStore(Protocol):
         exists already, or the job is gone or no longer ingesting: a chunk counts once."""
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None,
                    start: str | None = None) -> list[ItemState]:
-        """Incomplete items (that worker_id has not seen, when given), in item order; with
-        start, those from the item id start on, then from the first (wrapping around)."""
+        """Items not yet counted complete, in item order; for worker_id, only those they have
+        not seen that still take answers (answer_count below redundancy); with start, those
+        from the item id start on, then from the first (wrapping around)."""
     def get_item(self, job_id: str, item_id: str) -> ItemState | None: """One item."""
     def held_item_ids(self, job_id: str) -> list[str]: """Items held back from the pilot."""
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,

@@ -131,7 +131,9 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
                 p.cache.nothing_for.put((worker_id, job.job_id), None, now)
                 return None
         with p.cache.lock:
-            snapshot = list(pool.values())
+            # After a refresh, only what it read: the pool's other entries may show slots taken
+            # since (or items counted complete) and, ranked first, would use up the tries.
+            snapshot = fresh if refreshed else list(pool.values())
         # Gold and regular tasks take the same single write: gold slots are paid up front.
         for plan in _plans(p, job, snapshot, worker_id, now):
             lease = leasing.new_lease(job, plan.item_id, now)

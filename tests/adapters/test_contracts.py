@@ -807,6 +807,22 @@ def test_a_gold_item_is_served_to_each_worker_once_and_an_expired_leases_slot_ag
     assert p.items.try_lease(job.job_id, FIRST, "w4", _lease(job, FIRST, late), None, late).ok
 
 
+def test_open_items_for_a_worker_leave_out_items_answered_in_full_but_not_yet_counted(p):
+    # GIVEN four items taking one answer: the first three answered (not counted yet), the
+    # fourth untouched
+    job = _active_job(p, items=4, redundancy=1)
+    now = time.time()
+    for item_id, worker in ((FIRST, "w1"), (SECOND, "w2"), (THIRD, "w3")):
+        lease = _leased(p, job, item_id, worker, now)
+        assert p.items.try_submit(job.job_id, item_id, worker, _answer(lease, "yes", now), now).ok
+    # WHEN a fourth worker asks for two open items they could take, from the first on
+    listed = _open_ids(p, job, "w4", 2)
+    # THEN the answered items do not take up the two: the untouched one is found
+    assert listed == [FOURTH]
+    # AND listed for no one, the items stay open until they are counted
+    assert _open_ids(p, job) == [FIRST, SECOND, THIRD, FOURTH]
+
+
 def _pending(p: Platform, job: Job, now: float) -> list[str]:
     """The expired leases the pool would offer to reclaim on the job's first item."""
     return [holder for item in p.items.open_items(job.job_id, None, None)

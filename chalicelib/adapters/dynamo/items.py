@@ -202,9 +202,12 @@ class DynamoItems:
 
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None,
                    start: str | None = None) -> list[ItemState]:
-        """Incomplete items from the sparse open_items index, optionally unseen by a worker;
-        with start, from that item id on and then from the first (two range queries)."""
-        condition = None if worker_id is None else ~ItemModel.seen.contains(worker_id)
+        """Items from the sparse open_items index (open until their answers are counted);
+        for a worker, only those they have not seen that still take answers, so items answered
+        in full but not yet counted do not fill the limit; with start, from that item id on
+        and then from the first (two range queries)."""
+        condition = None if worker_id is None else (
+            ~ItemModel.seen.contains(worker_id) & (ItemModel.answer_count < ItemModel.redundancy))
         ranges = [None] if start is None else [ItemModel.item_id >= start,
                                                ItemModel.item_id < start]
         found: list[ItemState] = []
