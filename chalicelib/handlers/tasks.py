@@ -131,11 +131,14 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
                 p.cache.nothing_for.put((worker_id, job.job_id), None, now)
                 return None
         with p.cache.lock:
-            # After a refresh, only what it read: the pool's other entries may show slots taken
-            # since (or items counted complete) and, ranked first, would use up the tries.
-            snapshot = fresh if refreshed else list(pool.values())
+            snapshot = list(pool.values())
+        # After a refresh, what it read comes first: the pool's other entries may show slots
+        # taken (or items counted complete) elsewhere since and, ranked by answers, would use
+        # up the tries; they are tried only when the refresh holds nothing to take.
+        plans = _plans(p, job, fresh, worker_id, now) if refreshed else []
+        plans = plans or _plans(p, job, snapshot, worker_id, now)
         # Gold and regular tasks take the same single write: gold slots are paid up front.
-        for plan in _plans(p, job, snapshot, worker_id, now):
+        for plan in plans:
             lease = leasing.new_lease(job, plan.item_id, now)
             outcome = p.items.try_lease(job.job_id, plan.item_id, worker_id, lease,
                                         plan.reclaim_from, now)
