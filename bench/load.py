@@ -10,7 +10,8 @@ receipt is in the published lineage), the budget held. Reported per job:
 - judgments per second, and p50/p99/max latency of leases and submits;
 - "nothing left" answers (204 from `GET /tasks/next`), and how many came while more than 10%
   of the job's slots were neither answered nor leased (a worker told so waits 0.2 s and asks
-  again; once 10% or less are open it stops);
+  again; once 10% or less are open it asks again up to 5 times in a row, 1 s apart, as a
+  worker's page polls, then stops, and it stops at once when every slot is answered);
 - the counting lag: answers acknowledged to workers minus the answers the job's progress
   (`counts.answered`) has counted, sampled every second (max and p99);
 - the resident memory (RSS) of the stack's processes after each job, the CPU time each spent
@@ -53,6 +54,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # A worker told "nothing left" while more than this share of the slots is open asks again.
 OPEN_SHARE = 0.10
 RETRY_SECONDS = 0.2
+# Once that share or less is open, it asks again this many times in a row, this far apart, as
+# a worker's page polls (a slot can come free, or be missed by one answer), then stops; it
+# stops at once when every slot is answered.
+LAST_POLLS = 5
+LAST_POLL_SECONDS = 1.0
 LAG_SAMPLE_SECONDS = 1.0
 # Long enough that a slow answer is measured rather than abandoned (an abandoned lease would
 # hold its slot until the lease expires).
@@ -188,6 +194,16 @@ class _Slots:
         """Share of the slots neither answered nor leased."""
         return (self.total - self.acked - self.leased) / self.total
 
+    def wait_after_nothing_left(self, misses: int) -> float | None:
+        """Seconds a worker told "nothing left" waits before asking again, None to stop.
+        misses counts the "nothing left" answers it got in a row with OPEN_SHARE or less of
+        the slots open."""
+        if self.open_share() > OPEN_SHARE:
+            return RETRY_SECONDS
+        if self.acked >= self.total or misses > LAST_POLLS:
+            return None
+        return LAST_POLL_SECONDS
+
 
 def _sample_lag(client: Client, job_id: str, slots: _Slots, lags: list[int],
                 stop: threading.Event) -> None:
@@ -226,6 +242,7 @@ def run_load(base_url: str, client_key: str, items: int = 1000, workers: int = 6
 
     def work(token: str, n: int) -> None:
         auth = {"Authorization": f"Bearer {token}"}
+        misses = 0
         start.wait()
         while True:
             began = time.perf_counter()
@@ -242,12 +259,15 @@ def run_load(base_url: str, client_key: str, items: int = 1000, workers: int = 6
                     result.nothing_left += 1
                     still_open = slots.open_share() > OPEN_SHARE
                     result.nothing_left_while_open += still_open
+                    misses = 0 if still_open else misses + 1
+                    wait = slots.wait_after_nothing_left(misses)
                 else:
                     slots.leased += 1
+                    misses = 0
             if status == 204:
-                if not still_open:
+                if wait is None:
                     return
-                time.sleep(RETRY_SECONDS)
+                time.sleep(wait)
                 continue
             began = time.perf_counter()
             try:

@@ -359,9 +359,10 @@ class FakeItems:
                     self._set_open(record, job_id)
 
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None,
-                   start: str | None = None) -> list[ItemState]:
-        """Items not yet counted complete, in item order from start (wrapping around),
-        optionally unseen by worker_id."""
+                   start: str | None = None, now: float | None = None) -> list[ItemState]:
+        """Items not yet counted complete, in item order from start (wrapping around); for
+        worker_id, only those unseen by them, and with now, only those with a slot to take
+        by then (one free, or the newest lease ended)."""
         with self._lock:
             found = []
             ids = self._open.get(job_id, [])
@@ -369,7 +370,9 @@ class FakeItems:
             for item_id in (ids[(at + k) % len(ids)] for k in range(len(ids))):
                 record = self.records[(job_id, item_id)]
                 self.index_reads += 1
-                if worker_id is not None and worker_id in record.state.seen:
+                s = record.state
+                if worker_id is not None and (worker_id in s.seen or now is not None and not (
+                        s.free > 0 or s.last_expiry is None or s.last_expiry <= now)):
                     continue
                 found.append(self._slots(record))
                 if limit is not None and len(found) >= limit:

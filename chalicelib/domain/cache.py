@@ -7,7 +7,7 @@ saves reads (and may be up to its age behind another container's writes).
 from __future__ import annotations
 
 import threading
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Any, Generic, TypeVar
 
 from chalicelib.domain.model import ACTIVE
@@ -51,6 +51,11 @@ class Timed(Generic[V]):
     def clear(self) -> None:
         """Drop every entry."""
         self._entries.clear()
+
+    def drop_where(self, keep_out: Callable[[Any], bool]) -> None:
+        """Drop the entries whose key keep_out is true of."""
+        for key in [key for key in self._entries if keep_out(key)]:
+            self._entries.pop(key, None)
 
 
 class ContainerCache:

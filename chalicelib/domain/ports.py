@@ -220,11 +220,13 @@ class ItemStore(Protocol):
         together, while the job is ingesting; False (nothing written) if any of the items
         exists already, or the job is gone or no longer ingesting: a chunk counts once."""
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None,
-                   start: str | None = None) -> list[ItemState]:
-        """Incomplete items (that worker_id has not seen, when given), in item order; with
-        start, those from the item id start on, then from the first (wrapping around). Each
-        is listed (listed=True): slot counts, the workers seen and the newest lease's end,
-        without data or answers, and a regular item's leases and answer count unknown."""
+                   start: str | None = None, now: float | None = None) -> list[ItemState]:
+        """Items not yet counted complete, in item order, listed (listed=True): slot counts,
+        the workers seen and the newest lease's end, without data or answers, a regular
+        item's leases and answer count unknown. For worker_id, only those they have not
+        seen; with now too, only those with a slot to take by then (free > 0, or the newest
+        lease ended). With start, those from the item id start on, then from the first
+        (wrapping around)."""
     def live_leases(self, job_id: str, now: float) -> int:
         """How many leases of the job's open items have not ended."""
     def get_item(self, job_id: str, item_id: str) -> ItemState | None: """One item."""

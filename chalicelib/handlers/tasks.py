@@ -122,7 +122,7 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
             # From a random item on: containers (and refreshes) draw on different parts of a
             # big job, not all on its first open items.
             start = numbered(p.rng.randrange(job.item_count), job.item_count)
-            fresh = p.items.open_items(job.job_id, worker_id, POOL_REFRESH_SIZE, start)
+            fresh = p.items.open_items(job.job_id, worker_id, POOL_REFRESH_SIZE, start, now)
             with p.cache.lock:
                 if len(pool) > 4 * POOL_REFRESH_SIZE:
                     pool.clear()
@@ -132,8 +132,13 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
                 return None
         with p.cache.lock:
             snapshot = list(pool.values())
+        # After a refresh, what it read comes first: the pool's other entries may show slots
+        # taken (or items counted complete) elsewhere since and, ranked by answers, would use
+        # up the tries; they are tried only when the refresh holds nothing to take.
+        plans = _plans(p, job, fresh, worker_id, now) if refreshed else []
+        plans = plans or _plans(p, job, snapshot, worker_id, now)
         # Gold and regular tasks take the same single write: gold slots are paid up front.
-        for listed in _plans(p, job, snapshot, worker_id, now):
+        for listed in plans:
             plan = _looked(p, job, pool, listed, worker_id, now)
             if plan is None:
                 continue
@@ -219,6 +224,12 @@ def release_assignment(p: Platform, worker: Principal, assignment_id: str) -> No
     job, item_id, _, _ = _worker_item(p, assignment_id)
     outcome = p.items.try_release(job.job_id, item_id, worker.account_id, assignment_id)
     if outcome.ok:
+        # The slot is free again: this container's pool shows it, and a worker told here
+        # that the job had nothing for them asks again.
+        p.cache.nothing_for.drop_where(lambda key: key[1] == job.job_id)
+        if outcome.item is not None:
+            with p.cache.lock:
+                p.cache.pool(job.job_id)[item_id] = _slots_only(outcome.item)
         return
     if _fate(outcome.item, worker.account_id, assignment_id) == "submitted":
         raise Conflict("this assignment was already submitted", code="already_submitted")

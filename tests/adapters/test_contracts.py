@@ -101,9 +101,9 @@ def _listed(p: Platform, state: str, finalize_before: float | None = None) -> li
     return listed
 
 
-def _open_ids(p: Platform, job: Job, worker: str | None = None, limit: int | None = None
-              ) -> list[str]:
-    return [item.item_id for item in p.items.open_items(job.job_id, worker, limit)]
+def _open_ids(p: Platform, job: Job, worker: str | None = None, limit: int | None = None,
+              now: float | None = None) -> list[str]:
+    return [item.item_id for item in p.items.open_items(job.job_id, worker, limit, None, now)]
 
 
 def _codec(p: Platform):
@@ -811,6 +811,27 @@ def test_a_gold_item_is_served_to_each_worker_once_and_an_expired_leases_slot_ag
     assert not p.items.try_lease(job.job_id, FIRST, "w3", _lease(job, FIRST, late), None,
                                  late).ok
     assert p.items.try_lease(job.job_id, FIRST, "w4", _lease(job, FIRST, late), None, late).ok
+
+
+def test_open_items_for_a_worker_leave_out_items_answered_in_full_but_not_yet_counted(p):
+    # GIVEN four items taking one answer: the first two answered (not counted yet), the
+    # third leased for 60 s, the fourth untouched
+    job = _active_job(p, items=4, redundancy=1)
+    now = time.time()
+    for item_id, worker in ((FIRST, "w1"), (SECOND, "w2")):
+        lease = _leased(p, job, item_id, worker, now)
+        assert p.items.try_submit(job.job_id, item_id, worker, _answer(lease, "yes", now), now).ok
+    leased = _leased(p, job, THIRD, "w3", now)
+    # WHEN a fourth worker asks for two open items they could take now, from the first on
+    listed = _open_ids(p, job, "w4", 2, now)
+    # THEN the items answered or leased in full do not take up the two: the untouched one
+    # is found
+    assert listed == [FOURTH]
+    # AND once every newest lease has ended, the full items are listed for them to look at
+    # (one of them has a slot to take back)
+    assert _open_ids(p, job, "w4", None, leased.expires_at) == [FIRST, SECOND, THIRD, FOURTH]
+    # AND listed for no one, the items stay open until they are counted
+    assert _open_ids(p, job) == [FIRST, SECOND, THIRD, FOURTH]
 
 
 def _pending(p: Platform, job: Job, now: float) -> list[str]:

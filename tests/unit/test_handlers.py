@@ -6,6 +6,8 @@ from datetime import datetime, timezone
 
 import pytest
 
+from chalicelib.domain import leasing
+from chalicelib.domain.ids import item_id as numbered
 from chalicelib.domain.model import (
     ACTIVE, AGGREGATING, CANCELLED, CLIENT, INGESTING, WORKER, Job, NewItem, Principal,
 )
@@ -214,6 +216,48 @@ def test_a_worker_gets_the_last_free_slot_though_the_pool_still_lists_items_done
         tasks.submit_answer(there, other, leased.assignment_id, {"label": "neg"})
     (free,) = [item.item_id for item in p.items.iter_items(job.job_id) if not item.complete]
     # WHEN a new worker asks here, where the pool still shows the answered items as open
+    last = tasks.lease_next_task(p, _worker(p), job.job_id)
+    # THEN they get the free item, not "nothing left"
+    assert last is not None and last.item.item_id == free
+
+
+def test_a_worker_gets_the_last_free_slot_though_the_pool_still_lists_items_counted_elsewhere(p):
+    # GIVEN a 100-item job taking one answer each, whose items this container's pool has read
+    job = _active_job(p, items=100, redundancy=1, pilot={"items": 0})
+    worker = _worker(p)
+    task = tasks.lease_next_task(p, worker, job.job_id)
+    tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+    # AND another container's workers answered all but one of the others, and those
+    # answers were counted (the items left the open items)
+    there = another_container(p, seed=7)
+    for _ in range(98):
+        other = _worker(there)
+        leased = tasks.lease_next_task(there, other, job.job_id)
+        tasks.submit_answer(there, other, leased.assignment_id, {"label": "neg"})
+    _count_all(p)
+    (free,) = [item.item_id for item in p.items.iter_items(job.job_id) if not item.complete]
+    # WHEN a new worker asks here, where the pool still shows the answered items as open
+    last = tasks.lease_next_task(p, _worker(p), job.job_id)
+    # THEN they get the free item, which the refresh read, not "nothing left"
+    assert last is not None and last.item.item_id == free
+
+
+def test_a_worker_gets_a_free_slot_past_a_pool_refresh_s_worth_of_answered_uncounted_items(
+        p, monkeypatch):
+    # GIVEN a job taking one answer per item, all answered but its last, none counted yet
+    # (the counting consumer lags), more answered items than one pool refresh reads
+    items = tasks.POOL_REFRESH_SIZE + 2
+    job = _active_job(p, items=items, redundancy=1, pilot={"items": 0})
+    for n in range(items - 1):
+        other = _worker(p)
+        lease = leasing.new_lease(job, numbered(n, items), p.now())
+        assert p.items.try_lease(job.job_id, numbered(n, items), other.account_id, lease, None,
+                                 p.now()).ok
+        tasks.submit_answer(p, other, lease.assignment_id, {"label": "neg"})
+    free = numbered(items - 1, items)
+    assert not p.items.get_item(job.job_id, free).complete
+    # WHEN a new worker asks here, the refresh reading from the first item on
+    monkeypatch.setattr(p.rng, "randrange", lambda stop: 0)
     last = tasks.lease_next_task(p, _worker(p), job.job_id)
     # THEN they get the free item, not "nothing left"
     assert last is not None and last.item.item_id == free

@@ -202,12 +202,19 @@ class DynamoItems:
         return transact_once(write)
 
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None,
-                   start: str | None = None) -> list[ItemState]:
-        """Incomplete items from the sparse open_slots index, optionally unseen by a worker;
-        with start, from that item id on and then from the first (two range queries). Each
-        is listed: its slot counts, the workers it has seen and its newest lease's end,
-        without a regular item's leases and answers."""
-        condition = None if worker_id is None else ~ItemModel.seen.contains(worker_id)
+                   start: str | None = None, now: float | None = None) -> list[ItemState]:
+        """Items from the sparse open_slots index (open until their answers are counted),
+        listed: slot counts, the workers seen and the newest lease's end, without a regular
+        item's leases and answers. For a worker, only those they have not seen that have a
+        slot to take by now (one free, or every one taken and the newest lease ended), so
+        items answered or leased in full do not fill the limit; with start, from that item
+        id on and then from the first (two range queries)."""
+        condition = None
+        if worker_id is not None:
+            condition = ~ItemModel.seen.contains(worker_id)
+            if now is not None:
+                condition &= (ItemModel.free > 0) | (ItemModel.last_exp <= now) \
+                    | ItemModel.last_exp.does_not_exist()
         ranges = [None] if start is None else [ItemModel.item_id >= start,
                                                ItemModel.item_id < start]
         found: list[ItemState] = []
