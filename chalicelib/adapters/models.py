@@ -285,6 +285,8 @@ class GoldServingModel(Model):
     # {"aid", "ans", "at", "lat", "iv"}, as ItemModel.answers[worker]
     answer: MapAttribute[str, Any] = MapAttribute(null=True)
     counted = UnicodeAttribute(null=True)
+    # The assignment whose gold answer was scored in the worker's records (once).
+    scored = UnicodeAttribute(null=True)
     # {"s", "r", "at", "by"}, as ItemModel.reviews[worker]
     review: MapAttribute[str, Any] = MapAttribute(null=True)
 
@@ -333,7 +335,8 @@ class WorkerStatsModel(Model):
     shown_gold_correct = NumberAttribute(null=True)
     blocked_at = NumberAttribute(null=True)
     blocked_reason = UnicodeAttribute(null=True)
-    # Assignment ids already scored here, so a retried submit scores nothing.
+    # Assignment ids scored here by the layout before (a gold answer's scoring mark is now on
+    # its serving, so this record does not grow with the worker's gold answers).
     scored = UnicodeSetAttribute(null=True)
     # Qualification attempts (scope "qual#<id>"): the open or last attempt and its outcome.
     attempt_id = UnicodeAttribute(null=True)

@@ -591,9 +591,11 @@ def test_replacement_slots_reopen_a_counted_item_once_and_uncount_it(p):
 def test_gold_is_scored_once_per_assignment_in_the_job_and_overall(p, uid):
     w1, w2 = f"w1-{uid}", f"w2-{uid}"
     job_a, job_b = new_id("job"), new_id("job")
-    assert p.stats.record_gold(w1, job_a, "asg_1", True) == (1, 1)
-    assert p.stats.record_gold(w1, job_a, "asg_1", True) is None
-    assert p.stats.record_gold(w1, job_b, "asg_2", False) == (1, 0)
+    asg_1 = new_assignment_id(job_a, FIRST, time.time())
+    asg_2 = new_assignment_id(job_b, FIRST, time.time())
+    assert p.stats.record_gold(w1, job_a, asg_1, True) == (1, 1)
+    assert p.stats.record_gold(w1, job_a, asg_1, True) is None
+    assert p.stats.record_gold(w1, job_b, asg_2, False) == (1, 0)
     overall = [r for r in p.stats.of_worker(w1) if r.scope == "*"][0]
     assert (overall.gold_answers, overall.gold_correct) == (2, 1)
     p.stats.publish_shown(job_a)
@@ -731,7 +733,8 @@ def test_a_block_starts_when_told_and_a_block_at_once_replaces_a_later_start(p):
     job = _active_job(p)
     p.stats.mark_blocked("w1", job.job_id, "gold (by rule)", 500.0, 1000.0)
     p.stats.mark_blocked("w1", job.job_id, "gold (by rule)", 600.0, 2000.0)  # keeps the first
-    p.stats.record_gold("w3", job.job_id, "asg-w3", True)  # a worker of the job, not blocked
+    # a worker of the job, not blocked
+    p.stats.record_gold("w3", job.job_id, new_assignment_id(job.job_id, FIRST, time.time()), True)
     assert p.stats.blocks_in_job(job.job_id) == {"w1": 1000.0}
     p.stats.mark_blocked("w2", job.job_id, "spam (by client)", 700.0)
     p.stats.mark_blocked("w1", job.job_id, "spam (by client)", 800.0)  # by hand: at once

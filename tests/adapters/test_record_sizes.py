@@ -16,6 +16,7 @@ from bench.billing import item_size
 from chalicelib import deps
 from chalicelib.adapters.models import JobCountsModel, JobModel, WorkerStatsModel, counts_key
 from chalicelib.domain import phases
+from chalicelib.domain.ids import new_assignment_id
 from chalicelib.domain.jobs import (
     CHUNK_ITEMS, MAX_INSTRUCTIONS, MAX_LABELS, MAX_REPORT_ATTRIBUTES, build_job, parse_items,
 )
@@ -100,7 +101,7 @@ def test_a_million_item_job_with_a_hundred_blocked_workers_keeps_every_record_sm
     # a hundred workers blocked with the longest reason, each with gold answers scored
     workers = [f"wrk_{n:04d}" + "x" * 20 for n in range(BLOCKED)]
     for n, worker in enumerate(workers):
-        p.stats.record_gold(worker, job_id, f"{job_id}-{n:06d}-asg", False)
+        p.stats.record_gold(worker, job_id, new_assignment_id(job_id, f"{n:06d}", now), False)
         p.stats.mark_blocked(worker, job_id, "b" * REASON + f" (by {client.account_id})", now,
                              now + 60 if n % 2 else None)
     # THEN the job reads back whole, its counters and blocks included

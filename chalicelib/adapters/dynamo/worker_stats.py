@@ -7,8 +7,10 @@ from typing import Any
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.adapters.dynamo.gold import serving_key
 from chalicelib.adapters.dynamo.writes import conditional_update, transact_once
-from chalicelib.adapters.models import WorkerStatsModel
+from chalicelib.adapters.models import GoldServingModel, WorkerStatsModel
+from chalicelib.domain.ids import parse_assignment_id
 from chalicelib.domain.ports import WorkerRecord
 
 
@@ -31,15 +33,18 @@ class DynamoWorkerStats:
     def record_gold(self, worker_id: str, job_id: str, assignment_id: str, correct: bool
                     ) -> tuple[int, int] | None:
         """Score a gold answer in the job's record and the overall one, together and once per
-        assignment (the job's record keeps the assignment ids it scored, so a retried submit
-        scores nothing); return the job's totals after it."""
+        assignment: the scoring mark is on the worker's serving of the gold item (one per
+        item and worker, named by the assignment id), so a retried submit scores nothing and
+        no record grows with the worker's gold answers; return the job's totals after it."""
         counts: list[Action] = [WorkerStatsModel.gold_answers.add(1),
                   WorkerStatsModel.gold_correct.add(1 if correct else 0)]
+        _, item_id, _, _ = parse_assignment_id(assignment_id)
 
         def write(tx: TransactWrite) -> None:
-            tx.update(WorkerStatsModel(worker_id, job_id),
-                      actions=counts + [WorkerStatsModel.scored.add({assignment_id})],
-                      condition=~WorkerStatsModel.scored.contains(assignment_id))
+            tx.update(GoldServingModel(serving_key(job_id, item_id), worker_id),
+                      actions=[GoldServingModel.scored.set(assignment_id)],
+                      condition=GoldServingModel.scored.does_not_exist())
+            tx.update(WorkerStatsModel(worker_id, job_id), actions=counts)
             tx.update(WorkerStatsModel(worker_id, EVERYWHERE), actions=counts)
 
         if not transact_once(write):
