@@ -558,6 +558,9 @@ class FakeJobs:
                     changes.get("instructions") is None
                     or changes.get("instruction_version") is None):
                 raise ValueError("instructions and instruction_version change together")
+            if changes.get("instruction_version", job.instruction_version + 1) \
+                    <= job.instruction_version:
+                return False  # a version is written once
             job.state = to_state
             for name, value in changes.items():
                 setattr(job, name, value)

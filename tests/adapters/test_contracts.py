@@ -454,6 +454,10 @@ def test_the_instructions_and_their_version_change_together(p):
     assert not p.jobs.transition(job.job_id, (ACTIVE,), PAUSED, instructions="Pick two.",
                                  instruction_version=2)
     assert set(seen()) == {("Pick one.", 1)}
+    # AND so does a revision at a version not above the job's: a version's text never changes
+    assert not p.jobs.transition(job.job_id, (PAUSED,), PAUSED, instructions="Pick two.",
+                                 instruction_version=1)
+    assert set(seen()) == {("Pick one.", 1)}
     # WHEN they are revised in a transition that stays off active THEN both change
     assert p.jobs.transition(job.job_id, (PAUSED,), PAUSED, instructions="Pick two.",
                              instruction_version=2)

@@ -10,6 +10,8 @@ import botocore.client
 import pytest
 
 from chalicelib import deps
+from chalicelib.adapters.dynamo import DynamoJobs
+from chalicelib.adapters.dynamo.jobs import HeldInstructions
 from chalicelib.adapters.models import (
     JobInstructionsModel, JobModel, counts_key, instructions_key,
 )
@@ -58,6 +60,19 @@ def _calls(monkeypatch: Any) -> list[tuple[str, dict[str, Any]]]:
     return calls
 
 
+def _keys(calls: list[tuple[str, dict[str, Any]]]) -> list[tuple[str, list[str]]]:
+    """Each call's name with the jobs-table keys it asked for, sorted."""
+    asked = []
+    for name, params in calls:
+        if name == "BatchGetItem":
+            [request] = params["RequestItems"].values()
+            keys = [key["job_id"]["S"] for key in request["Keys"]]
+        else:
+            keys = [params["Key"]["job_id"]["S"]] if "Key" in params else []
+        asked.append((name, sorted(keys)))
+    return asked
+
+
 def test_the_instructions_are_written_beside_the_job_and_read_with_it(p, monkeypatch):
     # WHEN a job is created THEN its instructions are a record of their own, not on the job
     job = _job(p, "Read the whole review first.")
@@ -66,23 +81,36 @@ def test_the_instructions_are_written_beside_the_job_and_read_with_it(p, monkeyp
     assert _raw(instructions_key(job.job_id)) == {
         "job_id": {"S": instructions_key(job.job_id)},
         "instructions": {"S": "Read the whole review first."}, "version": {"N": "1"}}
-    # AND reading the job asks for its three records in one BatchGetItem
+    here, elsewhere = DynamoJobs(), DynamoJobs()  # two containers
+    key, counts, instructions = job.job_id, counts_key(job.job_id), instructions_key(job.job_id)
+    # AND a container reading the job asks for its three records in one BatchGetItem
     calls = _calls(monkeypatch)
-    read = p.jobs.get_job(job.job_id)
+    read = here.get_job(job.job_id)
     assert (read.instructions, read.instruction_version) == ("Read the whole review first.", 1)
-    assert [name for name, _ in calls] == ["BatchGetItem"]
-    [request] = calls[0][1]["RequestItems"].values()
-    assert sorted(key["job_id"]["S"] for key in request["Keys"]) == sorted(
-        [job.job_id, counts_key(job.job_id), instructions_key(job.job_id)])
-    # AND a listing reads the job from its index, and only the two small records beside it
+    assert _keys(calls) == [("BatchGetItem", sorted([key, counts, instructions]))]
+    # AND reading it again asks only for the job and counters records: it holds the text
     calls.clear()
-    page, _ = p.jobs.jobs_of_client(job.client_id, 10, None)
+    again = here.get_job(job.job_id, consistent=False)
+    assert (again.instructions, again.instruction_version) == ("Read the whole review first.", 1)
+    assert _keys(calls) == [("BatchGetItem", sorted([key, counts]))]
+    # AND a listing takes the job from its index, and reads only the two records beside it
+    calls.clear()
+    page, _ = elsewhere.jobs_of_client(job.client_id, 10, None)
     assert [(j.job_id, j.instructions) for j in page] == [
         (job.job_id, "Read the whole review first.")]
-    [(_, batch)] = [(name, params) for name, params in calls if name == "BatchGetItem"]
-    [request] = batch["RequestItems"].values()
-    assert sorted(key["job_id"]["S"] for key in request["Keys"]) == sorted(
-        [counts_key(job.job_id), instructions_key(job.job_id)])
+    assert [entry for entry in _keys(calls) if entry[0] == "BatchGetItem"] == [
+        ("BatchGetItem", sorted([counts, instructions]))]
+    # WHEN another container revises them THEN this one reads the new version at once
+    assert elsewhere.transition(job.job_id, (INGESTING,), PAUSED, instructions="Pick two.",
+                                instruction_version=2)
+    calls.clear()
+    revised = here.get_job(job.job_id)
+    assert (revised.instructions, revised.instruction_version) == ("Pick two.", 2)
+    assert _keys(calls) == [("BatchGetItem", sorted([key, counts])),
+                            ("GetItem", [instructions])]
+    calls.clear()
+    assert here.get_job(job.job_id).instructions == "Pick two."
+    assert _keys(calls) == [("BatchGetItem", sorted([key, counts]))]
 
 
 def test_no_listing_takes_the_counters_or_instructions_records_for_jobs(p):
@@ -147,3 +175,14 @@ def test_abandoning_a_job_deletes_its_three_records(p):
     p.jobs.abandon_job(job.job_id, job.quote_id)
     assert [_raw(key) for key in (job.job_id, counts_key(job.job_id),
                                   instructions_key(job.job_id))] == [None, None, None]
+
+
+def test_a_container_holds_the_instructions_it_read_last_up_to_its_size():
+    held = HeldInstructions(size=2)
+    records = {job_id: JobInstructionsModel(instructions_key(job_id), instructions=job_id,
+                                            version=1) for job_id in ("a", "b", "c")}
+    held.put("a", records["a"])
+    held.put("b", records["b"])
+    held.put("a", records["a"])  # read again: now the most recent
+    held.put("c", records["c"])
+    assert [held.get(job_id) for job_id in ("a", "b", "c")] == [records["a"], None, records["c"]]

@@ -7,16 +7,17 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 from botocore.exceptions import ClientError
 from pynamodb.constants import BATCH_GET_ITEM
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import GetError, TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
@@ -36,6 +37,8 @@ from chalicelib.domain.webhooks import record_has_events
 from chalicelib.errors import Conflict, TransientError
 
 COUNT_ATTEMPTS = 4
+# How many jobs' instructions a container holds (each at most MAX_INSTRUCTIONS characters).
+HELD_INSTRUCTIONS = 64
 
 
 def _iso(timestamp: float) -> str:
@@ -85,8 +88,35 @@ def job_from_model(r: JobModel, counts: JobCountsModel | None = None,
     )
 
 
+class HeldInstructions:
+    """The instructions records this container has read, by job id, the most recently read
+    kept. A job's instructions at a version never change (a revision takes a higher version),
+    so a held record stands for the job's instructions while its record names that version."""
+
+    def __init__(self, size: int = HELD_INSTRUCTIONS) -> None:
+        self._size = size
+        self._held: dict[str, JobInstructionsModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str) -> JobInstructionsModel | None:
+        """The job's instructions record as last read here (None: none held)."""
+        with self._lock:
+            return self._held.get(job_id)
+
+    def put(self, job_id: str, record: JobInstructionsModel) -> None:
+        """Hold a record just read, dropping the one read longest ago when full."""
+        with self._lock:
+            self._held.pop(job_id, None)
+            self._held[job_id] = record
+            while len(self._held) > self._size:
+                self._held.pop(next(iter(self._held)))
+
+
 class DynamoJobs:
     """Jobs."""
+
+    def __init__(self) -> None:
+        self._instructions = HeldInstructions()
 
     def create_job(self, job: Job) -> None:
         """Store the job, its counters and its instructions and mark its quote used, together,
@@ -135,24 +165,73 @@ class DynamoJobs:
                       condition=QuoteModel.job_id == job_id)
 
     def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
-        """A job by id: its record, its counters and its instructions in one BatchGetItem
-        (each item rounded on its own: 3 read units strongly consistent, 1.5 eventually, while
-        the instructions are under 4 KB)."""
-        return _with_parts(_read_jobs([job_id], consistent=consistent), job_id)
+        """A job by id: its record and its counters in one BatchGetItem (each item rounded on
+        its own: 2 read units strongly consistent, 1 eventually), with its instructions record
+        in the same request unless this container holds it (then a GetItem only if the job
+        record names another version)."""
+        found = self._jobs([job_id], consistent)
+        return found[0] if found else None
 
     def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
         """Jobs in a state (from the by_state index), optionally only those due, with their
-        counters (one BatchGetItem per 100 jobs)."""
+        counters and instructions (eventually consistent, as the index)."""
         condition = None if finalize_before is None else JobModel.finalize_at <= finalize_before
-        return _with_counts(list(JobModel.by_state.query(state, condition)))
+        return self._jobs_listed(list(JobModel.by_state.query(state, condition)))
 
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None
                        ) -> tuple[list[Job], str | None]:
-        """A page of a client's jobs, newest first, with their counters."""
+        """A page of a client's jobs, newest first, with their counters and instructions."""
         records, next_cursor = newest_first(JobModel.by_client, client_id, "client_id",
                                             {"job_id": "S", "client_id": "S", "created_at": "S"},
                                             limit, cursor, lambda r: r)
-        return _with_counts(records), next_cursor
+        return self._jobs_listed(records), next_cursor
+
+    def _jobs_listed(self, records: Sequence[JobModel]) -> list[Job]:
+        """Jobs read from an index: the index's copy stands for the job record, and only
+        the counters and instructions records are read beside it (eventually consistent)."""
+        return self._jobs([r.job_id for r in records], consistent=False, records=records) \
+            if records else []
+
+    def _jobs(self, job_ids: Sequence[str], consistent: bool,
+              records: Sequence[JobModel] | None = None) -> list[Job]:
+        """Jobs made from their records (read here, or as an index returned them), their
+        counters and their instructions, in job_ids' order; jobs without a record are left
+        out. Instructions records this container holds are not asked for again."""
+        held = {job_id for job_id in job_ids if self._instructions.get(job_id) is not None}
+        parts = _read_jobs(job_ids, consistent, with_records=records is None, held=held)
+        rows: Sequence[JobModel | None] = records if records is not None else \
+            [parts.records.get(job_id) for job_id in job_ids]
+        found = []
+        for job_id, record in zip(job_ids, rows):
+            if record is not None:
+                found.append(job_from_model(record, parts.counts.get(job_id),
+                                            self._instructions_of(record, parts, consistent)))
+        return found
+
+    def _instructions_of(self, record: JobModel, parts: _JobParts, consistent: bool
+                         ) -> JobInstructionsModel | None:
+        """The job's instructions record: as just read, or as held here if it is at the
+        version the job record names, or else read now; None for a job created before the
+        instructions record (its job record has them)."""
+        job_id = record.job_id
+        read = parts.instructions.get(job_id)
+        if read is not None:
+            self._instructions.put(job_id, read)
+            return read
+        if record.instructions is not None or job_id in parts.asked:
+            return None
+        held = self._instructions.get(job_id)
+        if held is not None and int(held.version) == int(record.instruction_version or 1):
+            return held
+        try:
+            read = JobInstructionsModel.get(instructions_key(job_id), consistent_read=consistent)
+        except JobInstructionsModel.DoesNotExist:
+            return None
+        except GetError as error:
+            raise_transient(error)
+            raise
+        self._instructions.put(job_id, read)
+        return read
 
     def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
                    record: Mapping[str, Any] | None = None, expect_round: int | None = None,
@@ -181,6 +260,9 @@ class DynamoJobs:
         condition = JobModel.state.is_in(*from_states)
         if expect_round is not None:
             condition &= JobModel.round == expect_round
+        if revised is not None:  # a version is written once: its text never changes after
+            condition &= JobModel.instruction_version.does_not_exist() | \
+                (JobModel.instruction_version < revised.version)
         if to_state != ACTIVE and ACTIVE not in from_states:
             if expect_items_done is None and revised is None:
                 ok, _ = conditional_update(JobModel, job_id, None, actions, condition)
@@ -452,12 +534,14 @@ BATCH_KEYS = 100
 
 
 class _JobParts:
-    """A batch read's records by job id: the job records, counters and instructions."""
+    """A batch read's records by job id: the job records, counters and instructions, and the
+    jobs whose instructions record was asked for."""
 
     def __init__(self) -> None:
         self.records: dict[str, JobModel] = {}
         self.counts: dict[str, JobCountsModel] = {}
         self.instructions: dict[str, JobInstructionsModel] = {}
+        self.asked: set[str] = set()
 
     def add(self, item: dict[str, Any]) -> None:
         """File one item of a BatchGetItem's response by its key."""
@@ -471,29 +555,21 @@ class _JobParts:
             self.records[key] = JobModel.from_raw_data(item)
 
 
-def _with_parts(parts: _JobParts, job_id: str, record: JobModel | None = None) -> Job | None:
-    """The job made from its parts (record: as an index returned it), None if it has no
-    record."""
-    record = record or parts.records.get(job_id)
-    if record is None:
-        return None
-    return job_from_model(record, parts.counts.get(job_id), parts.instructions.get(job_id))
-
-
-def _read_jobs(job_ids: Sequence[str], consistent: bool, with_records: bool = True
-               ) -> _JobParts:
-    """Job records (unless with_records is False), counters records and instructions
-    records by job id, in BatchGetItems of up to 100 keys (the records of a job in the same
-    request), unprocessed keys asked again."""
+def _read_jobs(job_ids: Sequence[str], consistent: bool, with_records: bool = True,
+               held: Collection[str] = ()) -> _JobParts:
+    """Job records (unless with_records is False), counters records and the instructions
+    records of the jobs not in held, by job id, in BatchGetItems of up to 100 keys (the
+    records of a job in the same request), unprocessed keys asked again."""
     connection = JobModel._get_connection()
     table = connection.table_name
     parts = _JobParts()
     unique = list(dict.fromkeys(job_ids))
+    parts.asked = {job_id for job_id in unique if job_id not in held}
     per_batch = BATCH_KEYS // (3 if with_records else 2)
     for start in range(0, len(unique), per_batch):
         keys = [{"job_id": {"S": key}} for job_id in unique[start:start + per_batch]
-                for key in ((job_id,) if with_records else ())
-                + (counts_key(job_id), instructions_key(job_id))]
+                for key in ((job_id,) if with_records else ()) + (counts_key(job_id),)
+                + ((instructions_key(job_id),) if job_id in parts.asked else ())]
         while keys:
             request = {"RequestItems": {table: {"Keys": keys, "ConsistentRead": consistent}}}
             try:
@@ -505,14 +581,6 @@ def _read_jobs(job_ids: Sequence[str], consistent: bool, with_records: bool = Tr
                 parts.add(item)
             keys = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
     return parts
-
-
-def _with_counts(records: Sequence[JobModel]) -> list[Job]:
-    """Jobs read from an index, each with its counters and instructions (eventually
-    consistent, as the index; the index's copy stands for the job record)."""
-    parts = _read_jobs([r.job_id for r in records], consistent=False, with_records=False) \
-        if records else _JobParts()
-    return [job for r in records if (job := _with_parts(parts, r.job_id, r)) is not None]
 
 
 def money_attribute(source: str) -> Any:
