@@ -569,6 +569,13 @@ class FakeJobs:
             for name in changes:
                 if name not in Job.__dataclass_fields__:
                     raise AttributeError(name)  # the adapter looks the attribute up on the model
+            if {"instructions", "instruction_version"} & set(changes) and (
+                    changes.get("instructions") is None
+                    or changes.get("instruction_version") is None):
+                raise ValueError("instructions and instruction_version change together")
+            if changes.get("instruction_version", job.instruction_version + 1) \
+                    <= job.instruction_version:
+                return False  # a version is written once
             job.state = to_state
             for name, value in changes.items():
                 setattr(job, name, value)

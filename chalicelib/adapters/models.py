@@ -120,7 +120,8 @@ class JobsByEventsDue(GlobalSecondaryIndex):
 
 
 class JobModel(Model):
-    """A job: its spec, state, money and history (its counting counters are JobCountsModel)."""
+    """A job: its spec, state, money and history (its counting counters are JobCountsModel,
+    its instructions JobInstructionsModel)."""
 
     class Meta:
         table_name = "jobs"
@@ -130,7 +131,9 @@ class JobModel(Model):
     quote_id = UnicodeAttribute()
     title = UnicodeAttribute()
     task_type = UnicodeAttribute()
-    instructions = UnicodeAttribute()
+    # Only on jobs created before the instructions got a record of their own
+    # (JobInstructionsModel): read when that record is missing, removed when they are revised.
+    instructions = UnicodeAttribute(null=True)
     answer_schema = JSONAttribute()
     not_applicable = UnicodeAttribute()
     redundancy = NumberAttribute()
@@ -209,6 +212,27 @@ class JobCountsModel(Model):
 def counts_key(job_id: str) -> str:
     """The key of a job's counters record (a job id holds no '#')."""
     return f"{job_id}#counts"
+
+
+class JobInstructionsModel(Model):
+    """A job's instructions and their version, in a record of their own in the jobs table
+    (key "<job_id>#instructions", see instructions_key), in none of the table's indexes:
+    written with the job and again only when the client revises them, in the same transaction
+    as the job's instruction_version, so the job record stays small however long they are
+    (up to MAX_INSTRUCTIONS characters) and the text and its version are always read
+    together."""
+
+    class Meta:
+        table_name = "jobs"
+
+    job_id = UnicodeAttribute(hash_key=True)
+    instructions = UnicodeAttribute()
+    version = NumberAttribute()
+
+
+def instructions_key(job_id: str) -> str:
+    """The key of a job's instructions record (a job id holds no '#')."""
+    return f"{job_id}#instructions"
 
 
 # What the open_slots index holds beside the keys.
@@ -467,7 +491,8 @@ class WebhookModel(Model):
     expires_at = NumberAttribute(null=True)
 
 
-ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, JobCountsModel, ItemModel,
+ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, JobCountsModel,
+              JobInstructionsModel, ItemModel,
               ResultModel, WorkerStatsModel, LedgerModel, AccrualModel, CatalogModel,
               WebhookModel)
 
@@ -480,6 +505,7 @@ def bind_models(settings: Settings) -> None:
         QuoteModel: settings.quotes_table,
         JobModel: settings.jobs_table,
         JobCountsModel: settings.jobs_table,
+        JobInstructionsModel: settings.jobs_table,
         ItemModel: settings.items_table,
         ResultModel: settings.results_table,
         WorkerStatsModel: settings.worker_stats_table,

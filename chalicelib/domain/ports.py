@@ -175,7 +175,9 @@ class JobStore(Protocol):
                    expect_items_done: int | None = None, **changes: Any) -> bool:
         """Move a job between states if it is in one of from_states (and, when given, in round
         expect_round with at least expect_items_done items done), appending record to its
-        history; False if it was not."""
+        history; False if it was not. New instructions come with their instruction_version
+        (ValueError otherwise), above the job's (False otherwise: a version's text never
+        changes), and the two change together."""
     def claim_refit(self, job_id: str, mark: int) -> bool:
         """True once per mark above the last: the caller refits the online model."""
     def mark_events_sent(self, job_id: str, sent_before: int, sent_now: int,

@@ -435,6 +435,48 @@ def test_a_job_is_in_the_open_jobs_index_exactly_while_active(p):
     assert _open(p, key, skilled) == []
 
 
+def test_the_instructions_and_their_version_change_together(p):
+    # GIVEN a job paused in calibration, at its first instructions
+    client = _client(p)
+    job = _draft(p, client)
+    p.jobs.create_job(job)
+    assert p.jobs.transition(job.job_id, (INGESTING,), PAUSED)
+
+    def seen() -> list[tuple[str, int]]:
+        """The instructions and version as each way of reading the job shows them."""
+        page, _ = p.jobs.jobs_of_client(client.account_id, 10, None)
+        listed = [j for j in page + _listed(p, PAUSED) if j.job_id == job.job_id]
+        return [(j.instructions, j.instruction_version)
+                for j in [p.jobs.get_job(job.job_id), p.jobs.get_job(job.job_id, False),
+                          *listed]]
+
+    assert set(seen()) == {("Pick one.", 1)}
+    # WHEN one is changed without the other THEN it is refused and nothing changes
+    for alone in ({"instructions": "Pick two."}, {"instruction_version": 2},
+                  {"instructions": None, "instruction_version": 2}):
+        with pytest.raises(ValueError):
+            p.jobs.transition(job.job_id, (PAUSED,), PAUSED, **alone)
+    # AND a transition refused by its state writes neither
+    assert not p.jobs.transition(job.job_id, (ACTIVE,), PAUSED, instructions="Pick two.",
+                                 instruction_version=2)
+    assert set(seen()) == {("Pick one.", 1)}
+    # AND so does a revision at a version not above the job's: a version's text never changes
+    assert not p.jobs.transition(job.job_id, (PAUSED,), PAUSED, instructions="Pick two.",
+                                 instruction_version=1)
+    assert set(seen()) == {("Pick one.", 1)}
+    # WHEN they are revised in a transition that stays off active THEN both change
+    assert p.jobs.transition(job.job_id, (PAUSED,), PAUSED, instructions="Pick two.",
+                             instruction_version=2)
+    assert set(seen()) == {("Pick two.", 2)} and len(seen()) == 4
+    # AND in one into active, where the open-jobs index lists them as well
+    assert p.jobs.transition(job.job_id, (PAUSED,), ACTIVE, instructions="Pick three.",
+                             instruction_version=3)
+    promoted = p.jobs.get_job(job.job_id)
+    assert (promoted.instructions, promoted.instruction_version) == ("Pick three.", 3)
+    assert [(o.instructions, o.instruction_version)
+            for o in _open(p, Offer.of(promoted).key, promoted)] == [("Pick three.", 3)]
+
+
 def test_a_quote_buys_one_job(p):
     # GIVEN a job created from a quote
     client = _client(p)

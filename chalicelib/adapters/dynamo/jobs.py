@@ -1,21 +1,23 @@
 """Jobs: conditional state changes, counters, money, the outbox and bulk approval marks, and
 the job's conversion between record and domain. Counting answers moves items, the workers'
 accruals and the job's small counters record (JobCountsModel) in one transaction; the job
-record itself is not written."""
+record itself is not written. The instructions are a record of their own
+(JobInstructionsModel), written with the job and with each revision of them."""
 from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
 from botocore.exceptions import ClientError
 from pynamodb.constants import BATCH_GET_ITEM
-from pynamodb.exceptions import TransactWriteError
+from pynamodb.exceptions import GetError, TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
@@ -25,7 +27,8 @@ from chalicelib.adapters.dynamo.ledger import accrual_key
 from chalicelib.adapters.dynamo.paging import newest_first
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
 from chalicelib.adapters.models import (
-    AccrualModel, ItemModel, JobCountsModel, JobModel, QuoteModel, counts_key,
+    AccrualModel, ItemModel, JobCountsModel, JobInstructionsModel, JobModel, QuoteModel,
+    counts_key, instructions_key,
 )
 from chalicelib.domain import payouts
 from chalicelib.domain.model import ACTIVE, INGESTING, CountedAnswer, Job, Offer
@@ -34,6 +37,8 @@ from chalicelib.domain.webhooks import record_has_events
 from chalicelib.errors import Conflict, TransientError
 
 COUNT_ATTEMPTS = 4
+# How many jobs' instructions a container holds (each at most MAX_INSTRUCTIONS characters).
+HELD_INSTRUCTIONS = 64
 
 
 def _iso(timestamp: float) -> str:
@@ -41,11 +46,16 @@ def _iso(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=timezone.utc).isoformat(timespec="microseconds")
 
 
-def job_from_model(r: JobModel, counts: JobCountsModel | None = None) -> Job:
-    """A domain job from its record and its counters record (none yet: zero)."""
+def job_from_model(r: JobModel, counts: JobCountsModel | None = None,
+                   instructions: JobInstructionsModel | None = None) -> Job:
+    """A domain job from its record, its counters record (none yet: zero) and its
+    instructions record; a job created before that record existed has its instructions on
+    the job record, and they are read from there."""
+    text, version = (r.instructions or "", int(r.instruction_version or 1)) \
+        if instructions is None else (instructions.instructions, int(instructions.version))
     return Job(
         job_id=r.job_id, client_id=r.client_id, quote_id=r.quote_id, title=r.title,
-        task_type=r.task_type, instructions=r.instructions, answer_schema=r.answer_schema,
+        task_type=r.task_type, instructions=text, answer_schema=r.answer_schema,
         not_applicable=r.not_applicable, redundancy=int(r.redundancy),
         reward_cents=int(r.reward_cents), budget_cents=int(r.budget_cents),
         item_count=int(r.item_count), chunk_count=int(r.chunk_count),
@@ -55,7 +65,7 @@ def job_from_model(r: JobModel, counts: JobCountsModel | None = None) -> Job:
         min_skill_scores=r.min_skill_scores or {}, adaptive=r.adaptive or {},
         report_settings=r.report_settings or {},
         phase=r.phase or "production", pilot_items=int(r.pilot_items or 0),
-        instruction_version=int(r.instruction_version or 1), promotion=r.promotion or {},
+        instruction_version=version, promotion=r.promotion or {},
         transitions=tuple(json.loads(str(entry)) for entry in (r.transitions or ())),
         events_sent=int(r.events_sent or 0), events_due_at=r.events_due_at,
         request_digest=r.request_digest or "",
@@ -78,18 +88,46 @@ def job_from_model(r: JobModel, counts: JobCountsModel | None = None) -> Job:
     )
 
 
+class HeldInstructions:
+    """The instructions records this container has read, by job id, the most recently read
+    kept. A job's instructions at a version never change (a revision takes a higher version),
+    so a held record stands for the job's instructions while its record names that version."""
+
+    def __init__(self, size: int = HELD_INSTRUCTIONS) -> None:
+        self._size = size
+        self._held: dict[str, JobInstructionsModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, job_id: str) -> JobInstructionsModel | None:
+        """The job's instructions record as last read here (None: none held)."""
+        with self._lock:
+            return self._held.get(job_id)
+
+    def put(self, job_id: str, record: JobInstructionsModel) -> None:
+        """Hold a record just read, dropping the one read longest ago when full."""
+        with self._lock:
+            self._held.pop(job_id, None)
+            self._held[job_id] = record
+            while len(self._held) > self._size:
+                self._held.pop(next(iter(self._held)))
+
+
 class DynamoJobs:
     """Jobs."""
 
+    def __init__(self) -> None:
+        self._instructions = HeldInstructions()
+
     def create_job(self, job: Job) -> None:
-        """Store the job and mark its quote used, together, so a quote buys one job."""
+        """Store the job, its counters and its instructions and mark its quote used, together,
+        so a quote buys one job."""
         record = JobModel(
             job.job_id, client_id=job.client_id, quote_id=job.quote_id, title=job.title,
-            task_type=job.task_type, instructions=job.instructions,
-            answer_schema=job.answer_schema, not_applicable=job.not_applicable,
-            redundancy=job.redundancy, reward_cents=job.reward_cents,
-            budget_cents=job.budget_cents, item_count=job.item_count,
-            chunk_count=job.chunk_count, lease_seconds=job.lease_seconds, deadline=job.deadline,
+            task_type=job.task_type, answer_schema=job.answer_schema,
+            not_applicable=job.not_applicable, redundancy=job.redundancy,
+            reward_cents=job.reward_cents, budget_cents=job.budget_cents,
+            item_count=job.item_count, chunk_count=job.chunk_count,
+            lease_seconds=job.lease_seconds, deadline=job.deadline,
             created_at=_iso(job.created_at), state=job.state, finalize_at=job.finalize_at,
             required_skills=set(job.required_skills) or None,
             min_skill_scores=job.min_skill_scores or None, adaptive=job.adaptive or None,
@@ -106,6 +144,8 @@ class DynamoJobs:
                 tx.save(record, condition=JobModel.job_id.does_not_exist())
                 tx.save(JobCountsModel(counts_key(job.job_id), answered=job.answered,
                                        items_done=job.items_done))
+                tx.save(_instructions_record(job.job_id, job.instructions,
+                                             job.instruction_version))
                 tx.update(QuoteModel(job.quote_id), actions=[QuoteModel.job_id.set(job.job_id)],
                           condition=QuoteModel.job_id.does_not_exist())
         except TransactWriteError as error:
@@ -120,36 +160,88 @@ class DynamoJobs:
         with TransactWrite(connection=JobModel._get_connection().connection) as tx:
             tx.delete(JobModel(job_id), condition=JobModel.state == INGESTING)
             tx.delete(JobCountsModel(counts_key(job_id)))
+            tx.delete(JobInstructionsModel(instructions_key(job_id)))
             tx.update(QuoteModel(quote_id), actions=[QuoteModel.job_id.remove()],
                       condition=QuoteModel.job_id == job_id)
 
     def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
         """A job by id: its record and its counters in one BatchGetItem (each item rounded on
-        its own: 2 read units strongly consistent, 1 eventually)."""
-        records, counts = _read_jobs([job_id], consistent=consistent)
-        record = records.get(job_id)
-        return None if record is None else job_from_model(record, counts.get(job_id))
+        its own: 2 read units strongly consistent, 1 eventually), with its instructions record
+        in the same request unless this container holds it (then a GetItem only if the job
+        record names another version)."""
+        found = self._jobs([job_id], consistent)
+        return found[0] if found else None
 
     def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
         """Jobs in a state (from the by_state index), optionally only those due, with their
-        counters (one BatchGetItem per 100 jobs)."""
+        counters and instructions (eventually consistent, as the index)."""
         condition = None if finalize_before is None else JobModel.finalize_at <= finalize_before
-        return _with_counts(list(JobModel.by_state.query(state, condition)))
+        return self._jobs_listed(list(JobModel.by_state.query(state, condition)))
 
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None
                        ) -> tuple[list[Job], str | None]:
-        """A page of a client's jobs, newest first, with their counters."""
+        """A page of a client's jobs, newest first, with their counters and instructions."""
         records, next_cursor = newest_first(JobModel.by_client, client_id, "client_id",
                                             {"job_id": "S", "client_id": "S", "created_at": "S"},
                                             limit, cursor, lambda r: r)
-        return _with_counts(records), next_cursor
+        return self._jobs_listed(records), next_cursor
+
+    def _jobs_listed(self, records: Sequence[JobModel]) -> list[Job]:
+        """Jobs read from an index: the index's copy stands for the job record, and only
+        the counters and instructions records are read beside it (eventually consistent)."""
+        return self._jobs([r.job_id for r in records], consistent=False, records=records) \
+            if records else []
+
+    def _jobs(self, job_ids: Sequence[str], consistent: bool,
+              records: Sequence[JobModel] | None = None) -> list[Job]:
+        """Jobs made from their records (read here, or as an index returned them), their
+        counters and their instructions, in job_ids' order; jobs without a record are left
+        out. Instructions records this container holds are not asked for again."""
+        held = {job_id for job_id in job_ids if self._instructions.get(job_id) is not None}
+        parts = _read_jobs(job_ids, consistent, with_records=records is None, held=held)
+        rows: Sequence[JobModel | None] = records if records is not None else \
+            [parts.records.get(job_id) for job_id in job_ids]
+        found = []
+        for job_id, record in zip(job_ids, rows):
+            if record is not None:
+                found.append(job_from_model(record, parts.counts.get(job_id),
+                                            self._instructions_of(record, parts, consistent)))
+        return found
+
+    def _instructions_of(self, record: JobModel, parts: _JobParts, consistent: bool
+                         ) -> JobInstructionsModel | None:
+        """The job's instructions record: as just read, or as held here if it is at the
+        version the job record names, or else read now; None for a job created before the
+        instructions record (its job record has them)."""
+        job_id = record.job_id
+        read = parts.instructions.get(job_id)
+        if read is not None:
+            self._instructions.put(job_id, read)
+            return read
+        if record.instructions is not None or job_id in parts.asked:
+            return None
+        held = self._instructions.get(job_id)
+        if held is not None and int(held.version) == int(record.instruction_version or 1):
+            return held
+        try:
+            read = JobInstructionsModel.get(instructions_key(job_id), consistent_read=consistent)
+        except JobInstructionsModel.DoesNotExist:
+            return None
+        except GetError as error:
+            raise_transient(error)
+            raise
+        self._instructions.put(job_id, read)
+        return read
 
     def transition(self, job_id: str, from_states: Sequence[str], to_state: str,
                    record: Mapping[str, Any] | None = None, expect_round: int | None = None,
                    expect_items_done: int | None = None, **changes: Any) -> bool:
         """Conditional state change with extra attributes set alongside, and the change
         appended to the job's history when a record is given. expect_round and
-        expect_items_done (at least) add to the condition."""
+        expect_items_done (at least) add to the condition. New instructions (with their
+        instruction_version, which changes only with them) are written to the instructions
+        record in the same transaction."""
+        revised = _revision(job_id, changes)
         actions = [JobModel.state.set(to_state)]
         if record is not None:
             actions.append(JobModel.transitions.set(
@@ -160,31 +252,42 @@ class DynamoJobs:
                         JobModel.events_due_at.set(float(record.get("at") or time.time())
                                                    + random.random() / 1000)]
         for name, value in changes.items():
+            if name == "instructions":  # off the job record (a job from before had them on it)
+                actions.append(JobModel.instructions.remove())
+                continue
             attribute = getattr(JobModel, name)
             actions.append(attribute.remove() if value is None else attribute.set(value))
         condition = JobModel.state.is_in(*from_states)
         if expect_round is not None:
             condition &= JobModel.round == expect_round
+        if revised is not None:  # a version is written once: its text never changes after
+            condition &= JobModel.instruction_version.does_not_exist() | \
+                (JobModel.instruction_version < revised.version)
         if to_state != ACTIVE and ACTIVE not in from_states:
-            if expect_items_done is None:
+            if expect_items_done is None and revised is None:
                 ok, _ = conditional_update(JobModel, job_id, None, actions, condition)
                 return ok
-            done: int = expect_items_done
+            done = expect_items_done
 
             def write(tx: TransactWrite) -> None:
                 tx.update(JobModel(job_id), actions=list(actions), condition=condition)
-                _check_items_done(tx, job_id, done)
+                if done is not None:
+                    _check_items_done(tx, job_id, done)
+                if revised is not None:
+                    tx.save(revised)
 
             return transact_once(write)
         return self._transition_indexed(job_id, from_states, to_state, actions, condition,
-                                        changes, expect_items_done)
+                                        changes, expect_items_done, revised)
 
     def _transition_indexed(self, job_id: str, from_states: Sequence[str], to_state: str,
                             actions: Sequence[Action], condition: Any,
-                            changes: Mapping[str, Any], expect_items_done: int | None) -> bool:
-        """A transition into or out of active, with the open-jobs index changed in the same
-        transaction: the job is read first (the index record is made from it) and the write
-        requires the state read, so a job that moved meanwhile is read again."""
+                            changes: Mapping[str, Any], expect_items_done: int | None,
+                            revised: JobInstructionsModel | None) -> bool:
+        """A transition into or out of active, with the open-jobs index (and the revised
+        instructions, if any) changed in the same transaction: the job is read first (the index
+        record is made from it) and the write requires the state read, so a job that moved
+        meanwhile is read again."""
         for _ in range(COUNT_ATTEMPTS):
             read = self.get_job(job_id)
             if read is None or read.state not in from_states:
@@ -198,6 +301,8 @@ class DynamoJobs:
                           condition=condition & (JobModel.state == before.state))
                 if expect_items_done is not None:
                     _check_items_done(tx, job_id, expect_items_done)
+                if revised is not None:
+                    tx.save(revised)
                 if to_state == ACTIVE:
                     tx.save(index.open_job_record(Offer.of(after)))
                 elif before.state == ACTIVE:
@@ -408,18 +513,63 @@ def _check_items_done(tx: TransactWrite, job_id: str, at_least: int) -> None:
     tx.condition_check(JobCountsModel, counts_key(job_id), condition=condition)
 
 
-def _read_jobs(job_ids: Sequence[str], consistent: bool
-               ) -> tuple[dict[str, JobModel], dict[str, JobCountsModel]]:
-    """Job records and counters records by job id, one BatchGetItem per 50 jobs (both records
-    of a job in the same request), unprocessed keys asked again."""
+def _instructions_record(job_id: str, text: str, version: int) -> JobInstructionsModel:
+    """A job's instructions record at a version."""
+    return JobInstructionsModel(instructions_key(job_id), instructions=text, version=version)
+
+
+def _revision(job_id: str, changes: Mapping[str, Any]) -> JobInstructionsModel | None:
+    """The instructions record a transition's changes write (None: they keep the
+    instructions); the text and its version change together or not at all."""
+    if "instructions" not in changes and "instruction_version" not in changes:
+        return None
+    if changes.get("instructions") is None or changes.get("instruction_version") is None:
+        raise ValueError("instructions and instruction_version change together")
+    return _instructions_record(job_id, changes["instructions"],
+                                int(changes["instruction_version"]))
+
+
+# The most keys one BatchGetItem may ask for.
+BATCH_KEYS = 100
+
+
+class _JobParts:
+    """A batch read's records by job id: the job records, counters and instructions, and the
+    jobs whose instructions record was asked for."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, JobModel] = {}
+        self.counts: dict[str, JobCountsModel] = {}
+        self.instructions: dict[str, JobInstructionsModel] = {}
+        self.asked: set[str] = set()
+
+    def add(self, item: dict[str, Any]) -> None:
+        """File one item of a BatchGetItem's response by its key."""
+        key = item["job_id"]["S"]
+        if key.endswith("#counts"):
+            self.counts[key.removesuffix("#counts")] = JobCountsModel.from_raw_data(item)
+        elif key.endswith("#instructions"):
+            self.instructions[key.removesuffix("#instructions")] = \
+                JobInstructionsModel.from_raw_data(item)
+        else:
+            self.records[key] = JobModel.from_raw_data(item)
+
+
+def _read_jobs(job_ids: Sequence[str], consistent: bool, with_records: bool = True,
+               held: Collection[str] = ()) -> _JobParts:
+    """Job records (unless with_records is False), counters records and the instructions
+    records of the jobs not in held, by job id, in BatchGetItems of up to 100 keys (the
+    records of a job in the same request), unprocessed keys asked again."""
     connection = JobModel._get_connection()
     table = connection.table_name
-    records: dict[str, JobModel] = {}
-    counts: dict[str, JobCountsModel] = {}
+    parts = _JobParts()
     unique = list(dict.fromkeys(job_ids))
-    for start in range(0, len(unique), 50):
-        keys = [{"job_id": {"S": key}} for job_id in unique[start:start + 50]
-                for key in (job_id, counts_key(job_id))]
+    parts.asked = {job_id for job_id in unique if job_id not in held}
+    per_batch = BATCH_KEYS // (3 if with_records else 2)
+    for start in range(0, len(unique), per_batch):
+        keys = [{"job_id": {"S": key}} for job_id in unique[start:start + per_batch]
+                for key in ((job_id,) if with_records else ()) + (counts_key(job_id),)
+                + ((instructions_key(job_id),) if job_id in parts.asked else ())]
         while keys:
             request = {"RequestItems": {table: {"Keys": keys, "ConsistentRead": consistent}}}
             try:
@@ -428,19 +578,9 @@ def _read_jobs(job_ids: Sequence[str], consistent: bool
                 raise_transient(error)
                 raise
             for item in response.get("Responses", {}).get(table, []):
-                key = item["job_id"]["S"]
-                if key.endswith("#counts"):
-                    counts[key.removesuffix("#counts")] = JobCountsModel.from_raw_data(item)
-                else:
-                    records[key] = JobModel.from_raw_data(item)
+                parts.add(item)
             keys = response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", [])
-    return records, counts
-
-
-def _with_counts(records: Sequence[JobModel]) -> list[Job]:
-    """Jobs read from an index, each with its counters (eventually consistent, as the index)."""
-    _, counts = _read_jobs([r.job_id for r in records], consistent=False) if records else ({}, {})
-    return [job_from_model(r, counts.get(r.job_id)) for r in records]
+    return parts
 
 
 def money_attribute(source: str) -> Any:
