@@ -95,9 +95,13 @@ def worker_view(worker: Principal, token: str | None = None) -> dict[str, Any]:
 
 
 def offer_view(job: Job | Offer) -> dict[str, Any]:
-    """A job as a worker browsing for work sees it: nothing about other workers or gold."""
+    """A job as a worker browsing for work sees it: nothing about other workers or gold, and
+    the start of its instructions (the whole text comes with each task)."""
+    offer = job if isinstance(job, Offer) else Offer.of(job)
     return {"job_id": job.job_id, "title": job.title, "task_type": job.task_type,
-            "instructions": job.instructions, "instruction_version": job.instruction_version,
+            "instructions": offer.instructions,
+            "instructions_truncated": offer.instructions_truncated,
+            "instruction_version": job.instruction_version,
             "answer_schema": job.answer_schema, "not_applicable": job.not_applicable,
             "reward_cents": job.reward_cents, "lease_seconds": job.lease_seconds,
             "deadline": iso(job.deadline)}

@@ -188,6 +188,10 @@ class Job:
 OPEN_SHARDS = 4
 
 
+# The characters of a job's instructions its open-jobs entry (a worker's job list) holds.
+OFFER_INSTRUCTIONS = 1000
+
+
 @dataclass(frozen=True)
 class Offer:
     """An active job as the open-jobs index keeps it: what a worker's job list and the choice
@@ -206,13 +210,20 @@ class Offer:
     deadline: float
     required_skills: tuple[str, ...] = ()
     min_skill_scores: dict[str, float] = field(default_factory=dict)
+    # instructions holds their first OFFER_INSTRUCTIONS characters; the whole text comes
+    # with each task.
+    instructions_truncated: bool = False
 
     @classmethod
     def of(cls, job: Job) -> Offer:
-        """The index entry of a job."""
-        shared = {f.name: getattr(job, f.name) for f in fields(cls)}
+        """The index entry of a job (its instructions cut to OFFER_INSTRUCTIONS characters,
+        so the entry stays small however long they are)."""
+        shared = {f.name: getattr(job, f.name) for f in fields(cls)
+                  if f.name != "instructions_truncated"}
         return cls(**{**shared, "required_skills": tuple(job.required_skills),
-                      "min_skill_scores": dict(job.min_skill_scores)})
+                      "min_skill_scores": dict(job.min_skill_scores),
+                      "instructions": job.instructions[:OFFER_INSTRUCTIONS],
+                      "instructions_truncated": len(job.instructions) > OFFER_INSTRUCTIONS})
 
     @property
     def key(self) -> str:

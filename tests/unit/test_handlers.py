@@ -6,10 +6,12 @@ from datetime import datetime, timezone
 
 import pytest
 
+from chalicelib.api import views
 from chalicelib.domain import leasing
 from chalicelib.domain.ids import item_id as numbered
 from chalicelib.domain.model import (
-    ACTIVE, AGGREGATING, CANCELLED, CLIENT, INGESTING, WORKER, Job, NewItem, Principal,
+    ACTIVE, AGGREGATING, CANCELLED, CLIENT, INGESTING, OFFER_INSTRUCTIONS, WORKER, Job, NewItem,
+    Principal,
 )
 from chalicelib.domain.qualifications import Cohort
 from chalicelib.errors import Conflict, Forbidden, NotFound, TransientError, Unauthorized
@@ -715,6 +717,27 @@ def test_an_item_numbered_past_a_million_is_leased_submitted_and_counted(p):
     assert sorted(a.item.item_id for a in leased if a is not None) == ["000000", "1000000"]
     assert len(receipts) == 2 and not any(r.duplicate for r in receipts)
     assert p.items.get_item(job.job_id, "1000000").answer_count == 1
+
+
+def test_a_workers_job_list_shows_the_start_of_long_instructions_and_a_task_all_of_them(p):
+    # GIVEN an active job whose instructions run to 20,000 characters
+    text = "".join(f"Rule {n}: read the whole review first. " for n in range(600))[:20_000]
+    job = _active_job(p, instructions=text)
+    worker = _worker(p)
+    # WHEN the worker lists their jobs THEN the entry holds the first 1,000 characters and
+    # says there is more
+    (offer,) = [o for o in tasks.available_jobs(p, worker) if o.job_id == job.job_id]
+    view = views.offer_view(offer)
+    assert view["instructions"] == text[:OFFER_INSTRUCTIONS] and view["instructions_truncated"]
+    # AND a task of the job carries the whole text
+    task = tasks.lease_next_task(p, worker, job.job_id)
+    assert views.assignment_view(task)["instructions"] == text
+    # AND a job with short instructions is listed whole
+    short = _active_job(p)
+    p.clock.advance(p.cache_seconds)  # past the container's cached job list
+    (listed,) = [o for o in tasks.available_jobs(p, worker) if o.job_id == short.job_id]
+    assert views.offer_view(listed)["instructions"] == "Pick the sentiment."
+    assert not views.offer_view(listed)["instructions_truncated"]
 
 
 def test_a_worker_lists_and_leases_from_the_open_jobs_index_not_from_every_job(p):
