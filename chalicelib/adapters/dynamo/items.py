@@ -229,8 +229,9 @@ class DynamoItems:
 
     def live_leases(self, job_id: str, now: float) -> int:
         """Leases of the job's open items that have not ended: a gold item's from the listing,
-        a regular item's read (its leases only) when its newest lease has not ended, so the
-        reads grow with the leases out, not with the job."""
+        a regular item's read (its leases only, eventually consistent, as the listing is)
+        when its newest lease has not ended, so the reads grow with the leases out, not with
+        the job."""
         count, keys = 0, []
         for item in self.open_items(job_id, None, None):
             if item.gold is not None:
@@ -238,7 +239,7 @@ class DynamoItems:
             elif item.taken > 0 and (item.last_expiry is None or item.last_expiry > now):
                 keys.append((job_id, item.item_id))
         try:
-            for record in ItemModel.batch_get(keys, consistent_read=True,
+            for record in ItemModel.batch_get(keys, consistent_read=False,
                                               attributes_to_get=["job_id", "item_id", "leases"]):
                 leases = record.leases.as_dict() if record.leases else {}
                 count += sum(1 for lease in leases.values() if float(lease["exp"]) > now)
