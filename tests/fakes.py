@@ -173,6 +173,7 @@ class _ItemRecord:
     state: ItemState
     counted: dict[str, str] = field(default_factory=dict)
     open_job: str | None = None
+    done: bool = False
 
 
 class FakeItems:
@@ -326,21 +327,22 @@ class FakeItems:
         """One more slot for an open item still at redundancy_now."""
         with self._lock:
             record = self.records.get((job_id, item_id))
-            if record is None or record.open_job is None \
+            if record is None or record.done or record.state.held \
                     or record.state.redundancy != redundancy_now:
                 return False
             record.state.redundancy += 1
             record.state.free += 1
             record.state.extended += 1
+            self._set_open(record, job_id)
             return True
 
     def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
         """Reopen a counted-complete item with more slots and uncount it, together."""
         with self._lock:
             record = self.records.get((job_id, item_id))
-            if record is None or record.open_job is not None \
-                    or record.state.replaced != replaced_before:
+            if record is None or not record.done or record.state.replaced != replaced_before:
                 return False
+            record.done = False
             s = record.state
             s.redundancy += count
             s.free += count
@@ -433,6 +435,8 @@ class FakeItems:
             s.answers[worker_id] = replace(answer, answer=_json_copy(answer.answer),
                                            ordinal=s.answer_count)
             s.answer_count += 1
+            if s.gold is None and s.complete:
+                self._set_open(record, None)  # out of the pool's index until counted
             return SlotOutcome(True, self._full(record))
 
     def try_release(self, job_id: str, item_id: str, worker_id: str, assignment_id: str
@@ -708,6 +712,7 @@ class FakeJobs:
                 record.counted[entry.worker_id] = entry.assignment_id
             if any(entry.item_complete for entry in entries):
                 self._items._set_open(record, None)
+                record.done = True
                 completed += 1
         job.answered += len(answers)
         job.items_done += completed

@@ -276,7 +276,11 @@ class ItemModel(Model):
     counted: MapAttribute[str, Any] = MapAttribute(default=dict)
     ordinals: MapAttribute[str, Any] = MapAttribute(default=dict)
     seen = UnicodeSetAttribute(null=True)
+    # Set while the item is in the task pool's index: from ingest (or production, for an item
+    # held from the pilot) until its last slot is answered.
     open_job = UnicodeAttribute(null=True)
+    # Set once counting has counted the item complete (its answer that filled the last slot).
+    done = BooleanAttribute(null=True)
     # A gold item's leases out, counted per minute they were taken in (the minute's end, in
     # seconds -> leases): its servings are GoldServingModel records, so nothing here grows
     # with the workers served it.

@@ -858,7 +858,7 @@ def test_a_gold_item_is_served_to_each_worker_once_and_an_expired_leases_slot_ag
     assert p.items.try_lease(job.job_id, FIRST, "w4", _lease(job, FIRST, late), None, late).ok
 
 
-def test_open_items_for_a_worker_leave_out_items_answered_in_full_but_not_yet_counted(p):
+def test_items_answered_or_leased_in_full_do_not_fill_a_workers_listing(p):
     # GIVEN four items taking one answer: the first two answered (not counted yet), the
     # third leased for 60 s, the fourth untouched
     job = _active_job(p, items=4, redundancy=1)
@@ -872,11 +872,22 @@ def test_open_items_for_a_worker_leave_out_items_answered_in_full_but_not_yet_co
     # THEN the items answered or leased in full do not take up the two: the untouched one
     # is found
     assert listed == [FOURTH]
-    # AND once every newest lease has ended, the full items are listed for them to look at
-    # (one of them has a slot to take back)
-    assert _open_ids(p, job, "w4", None, leased.expires_at) == [FIRST, SECOND, THIRD, FOURTH]
-    # AND listed for no one, the items stay open until they are counted
-    assert _open_ids(p, job) == [FIRST, SECOND, THIRD, FOURTH]
+    # AND an item whose last slot was answered left the listing at once, before counting
+    assert _open_ids(p, job) == [THIRD, FOURTH]
+    # AND once the full item's newest lease has ended, it is listed for them to look at
+    # (its slot may be taken back)
+    assert _open_ids(p, job, "w4", None, leased.expires_at) == [THIRD, FOURTH]
+    # AND counting the answered items leaves them out, counted complete
+    p.jobs.record_counted(job.job_id, [
+        CountedAnswer(job.job_id, FIRST, "w1", "a1", True),
+        CountedAnswer(job.job_id, SECOND, "w2", "a2", True)])
+    assert _open_ids(p, job) == [THIRD, FOURTH]
+    assert p.jobs.get_job(job.job_id).items_done == 2
+    # AND a counted-complete item takes replacement slots (an item not counted complete
+    # does not)
+    assert not p.items.add_slots(job.job_id, THIRD, 1, 0)
+    assert p.items.add_slots(job.job_id, FIRST, 1, 0)
+    assert _open_ids(p, job) == [FIRST, THIRD, FOURTH]
 
 
 def _pending(p: Platform, job: Job, now: float) -> list[str]:
@@ -946,3 +957,22 @@ def test_a_full_items_expired_lease_is_found_from_the_listing_once_its_newest_ha
                              later).ok
     # AND an item whose slots are all answered is read once and offered to nobody
     assert leasing.plan_for(p.items.open_items(job.job_id, None, None)[0], "w4", later) is None
+
+
+def test_an_answered_item_not_yet_counted_complete_takes_one_more_slot_once(p):
+    # GIVEN an item taking one answer, answered (out of the listing), not yet counted
+    job = _active_job(p, items=1, redundancy=1)
+    now = time.time()
+    lease = _leased(p, job, FIRST, "w1", now)
+    assert p.items.try_submit(job.job_id, FIRST, "w1", _answer(lease, "yes", now), now).ok
+    assert _open_ids(p, job) == []
+    # WHEN adaptive redundancy adds a slot, twice for the same answer
+    assert p.items.extend(job.job_id, FIRST, 1)
+    assert not p.items.extend(job.job_id, FIRST, 1)
+    # THEN the item is listed again with one free slot, which a second worker takes
+    (listed,) = p.items.open_items(job.job_id, "w2", None, None, now)
+    assert listed.free == 1 and listed.redundancy == 2
+    assert _leased(p, job, FIRST, "w2", now)
+    # AND once counted complete, it takes no more
+    p.jobs.record_counted(job.job_id, [CountedAnswer(job.job_id, FIRST, "w1", "a1", True)])
+    assert not p.items.extend(job.job_id, FIRST, 2)

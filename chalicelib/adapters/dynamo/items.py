@@ -315,9 +315,9 @@ class DynamoItems:
         def write(tx: TransactWrite) -> None:
             tx.update(ItemModel(job_id, item_id), actions=[
                 ItemModel.redundancy.add(count), ItemModel.free.add(count),
-                ItemModel.replaced.add(count), ItemModel.open_job.set(job_id)],
-                condition=ItemModel.open_job.does_not_exist()
-                & (ItemModel.replaced == replaced_before))
+                ItemModel.replaced.add(count), ItemModel.open_job.set(job_id),
+                ItemModel.done.remove()],
+                condition=ItemModel.done.exists() & (ItemModel.replaced == replaced_before))
             tx.update(JobCountsModel(counts_key(job_id)),
                       actions=[JobCountsModel.items_done.add(-1)])
 
@@ -325,11 +325,13 @@ class DynamoItems:
 
     def extend(self, job_id: str, item_id: str, redundancy_now: int) -> bool:
         """One more slot for an item not yet counted complete whose redundancy is still
-        redundancy_now (so two deciders cannot both add one for the same answer)."""
+        redundancy_now (so two deciders cannot both add one for the same answer), back in the
+        task pool's index (its last answer took it out)."""
         ok, _ = conditional_update(ItemModel, job_id, item_id,
                                    [ItemModel.redundancy.add(1), ItemModel.free.add(1),
-                                    ItemModel.extended.add(1)],
-                                   ItemModel.open_job.exists()
+                                    ItemModel.extended.add(1), ItemModel.open_job.set(job_id)],
+                                   ItemModel.done.does_not_exist()
+                                   & ItemModel.held.does_not_exist()
                                    & (ItemModel.redundancy == redundancy_now))
         return ok
 
@@ -425,7 +427,18 @@ class DynamoItems:
         item = self._outcome(raw)
         if not ok and item is not None and item.gold is not None:
             return self._submit_gold(job_id, item_id, worker_id, answer, now, item)
+        if ok and item is not None and item.complete:
+            self._close(job_id, item_id)
         return SlotOutcome(ok, item)
+
+    @staticmethod
+    def _close(job_id: str, item_id: str) -> None:
+        """Take an item whose last slot was just answered out of the task pool's index, so
+        the pool does not list it while counting catches up (counting does it too, when it
+        counts the item complete: this write may be lost)."""
+        conditional_update(ItemModel, job_id, item_id, [ItemModel.open_job.remove()],
+                           ItemModel.open_job.exists()
+                           & (ItemModel.answer_count >= ItemModel.redundancy))
 
     def _submit_gold(self, job_id: str, item_id: str, worker_id: str, answer: StoredAnswer,
                      now: float, item: ItemState | None) -> SlotOutcome:

@@ -476,7 +476,7 @@ class DynamoJobs:
                     clause = ItemModel.counted[entry.worker_id].does_not_exist()
                     condition = clause if condition is None else condition & clause
                 if any(entry.item_complete for entry in entries):
-                    actions.append(ItemModel.open_job.remove())
+                    actions += [ItemModel.open_job.remove(), ItemModel.done.set(True)]
                     completed += 1
                 tx.update(ItemModel(job_id, item_id), actions=actions, condition=condition)
             if pay_delay is not None:
