@@ -105,15 +105,19 @@ class SqsPump:
         *,
         visibility_timeout: int | None = None,
         function_name_prefix: str = "",
+        batch_sizes: Mapping[str, int] | None = None,
     ) -> None:
         """routes maps a queue name to the handler called as handler(event, context).
 
         function_name_prefix (e.g. "crowd-dev-") makes the context's function_name
         `<prefix><handler function name>`, as Chalice names the deployed consumer.
         visibility_timeout overrides the queue's for each receive (None: the queue's).
+        batch_sizes: the most messages a batch of each queue holds (default 10), as the
+        event source mapping's batch size says; a bigger batch takes several receives.
         """
         self._sqs = sqs_client
         self._routes = dict(routes)
+        self._batch = {name: max(1, (batch_sizes or {}).get(name, 10)) for name in self._routes}
         self._visibility_timeout = visibility_timeout
         self._prefix = function_name_prefix
         self._queues: dict[str, tuple[str, str]] = {}
@@ -159,14 +163,20 @@ class SqsPump:
         url, arn = self._queue(name)
         kwargs: dict[str, Any] = {
             "QueueUrl": url,
-            "MaxNumberOfMessages": max(1, min(max_batch, 10)),
             "AttributeNames": ["All"],
             "MessageAttributeNames": ["All"],
             "WaitTimeSeconds": 0,
         }
         if self._visibility_timeout is not None:
             kwargs["VisibilityTimeout"] = self._visibility_timeout
-        messages = self._sqs.receive_message(**kwargs).get("Messages", [])
+        messages: list[dict[str, Any]] = []
+        while len(messages) < max(1, max_batch):
+            # SQS hands out at most 10 messages a receive.
+            kwargs["MaxNumberOfMessages"] = max(1, min(max_batch - len(messages), 10))
+            received = self._sqs.receive_message(**kwargs).get("Messages", [])
+            messages += received
+            if len(received) < kwargs["MaxNumberOfMessages"]:
+                break
         if not messages:
             return 0
         entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
@@ -191,9 +201,11 @@ class SqsPump:
         with self._locks[name]:
             return self._pump_queue(name, self._routes[name], max_batch)
 
-    def pump_once(self, max_batch: int = 10) -> int:
-        """Give each queue's handler at most one batch; return how many messages were delivered."""
-        return sum(self._pump_locked(name, max_batch) for name in self._routes)
+    def pump_once(self, max_batch: int | None = None) -> int:
+        """Give each queue's handler at most one batch (of max_batch messages, or the queue's
+        batch size); return how many messages were delivered."""
+        return sum(self._pump_locked(name, self._batch[name] if max_batch is None else max_batch)
+                   for name in self._routes)
 
     def drain(self, max_rounds: int = 1000) -> int:
         """Pump until no queue yields a message; return the total delivered."""
@@ -214,15 +226,21 @@ class SqsPump:
         names = list(self._routes) if queues is None else list(queues)
         while not stop_event.is_set():
             try:
-                counts = [self._pump_locked(name, 10) for name in names]
+                counts = [self._pump_locked(name, self._batch[name]) for name in names]
             except Exception:
                 # e.g. the moto server shutting down under us; keep the thread alive.
                 LOG.exception("SQS pump round failed")
                 counts = [0]
             if not any(counts):
                 stop_event.wait(wait_seconds)
-            elif max(counts) < 10:
+            elif not any(count >= self._batch[name] for name, count in zip(names, counts)):
                 stop_event.wait(batching_window)
+
+
+def sqs_batch_sizes(app: Any) -> dict[str, int]:
+    """Each SQS event source's batch size, by queue name, as the Chalice app declares it."""
+    return {source.queue: int(source.batch_size) for source in getattr(app, "event_sources", [])
+            if getattr(source, "queue", None) and hasattr(source, "batch_size")}
 
 
 def wait_for_execution(

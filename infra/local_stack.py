@@ -53,7 +53,7 @@ from typing import Any
 
 from infra import moto_shims
 from infra.api_server import make_api_server
-from infra.local_aws import SqsPump, lambda_context
+from infra.local_aws import SqsPump, lambda_context, sqs_batch_sizes
 from infra.stack import STAGE_FUNCTIONS, app_environment, deploy_stack, stack_name_for
 
 LOG = logging.getLogger("infra.local_stack")
@@ -351,6 +351,7 @@ def start_local_stack(
             {app_env["INGEST_QUEUE_NAME"]: app.ingest_items, app_env["RESULTS_QUEUE_NAME"]: app.count_answers,
              **({app_env["WEBHOOK_QUEUE_NAME"]: app.deliver_webhooks} if hasattr(app, "deliver_webhooks") else {})},
             function_name_prefix=f"{app_name}-{stage}-",
+            batch_sizes=sqs_batch_sizes(app.app),
         )
         # A thread per queue, as each queue has its own event source mapping on AWS.
         threads = [threading.Thread(target=pump.run_forever, args=(stop_event, pump_interval),

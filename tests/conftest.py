@@ -83,7 +83,7 @@ def deployed_stack(env: pytest.MonkeyPatch) -> Iterator[Stack]:
 
     from chalicelib import deps
     from infra import moto_shims
-    from infra.local_aws import SqsPump
+    from infra.local_aws import SqsPump, sqs_batch_sizes
     from infra.stack import STAGE_FUNCTIONS, app_environment, deploy_stack
 
     with mock_aws(config={"stepfunctions": {"execute_state_machine": True}}):
@@ -105,7 +105,8 @@ def deployed_stack(env: pytest.MonkeyPatch) -> Iterator[Stack]:
         sqs = boto3.client("sqs")
         pump = SqsPump(sqs, {os.environ["INGEST_QUEUE_NAME"]: app_module.ingest_items,
                              os.environ["RESULTS_QUEUE_NAME"]: app_module.count_answers,
-                             os.environ["WEBHOOK_QUEUE_NAME"]: app_module.deliver_webhooks})
+                             os.environ["WEBHOOK_QUEUE_NAME"]: app_module.deliver_webhooks},
+                       batch_sizes=sqs_batch_sizes(app_module.app))
         with moto_shims.routed_stage_functions(boto3.client("lambda"), boto3.client("iam"),
                                                handlers), \
                 moto_shims.make_step_functions_instant(), \

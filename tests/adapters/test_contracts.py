@@ -16,6 +16,7 @@ from chalicelib import deps
 from chalicelib.adapters.cursors import codec
 from chalicelib.adapters.dynamo import DynamoItems
 from chalicelib.domain import leasing, payouts
+from chalicelib.domain.ids import item_id as numbered
 from chalicelib.domain.ids import new_assignment_id, new_id
 from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.model import (
@@ -976,3 +977,21 @@ def test_an_answered_item_not_yet_counted_complete_takes_one_more_slot_once(p):
     # AND once counted complete, it takes no more
     p.jobs.record_counted(job.job_id, [CountedAnswer(job.job_id, FIRST, "w1", "a1", True)])
     assert not p.items.extend(job.job_id, FIRST, 2)
+
+
+def test_a_batch_of_a_hundred_answers_by_many_workers_is_counted_once(p):
+    # GIVEN 100 answers on 100 items by 60 workers (more writes than one transaction holds)
+    job = _active_job(p, items=100, redundancy=1)
+    now = time.time()
+    answers = []
+    for n in range(100):
+        item, worker = numbered(n, 100), f"w{n % 60}"
+        lease = _leased(p, job, item, worker, now)
+        assert p.items.try_submit(job.job_id, item, worker, _answer(lease, "yes", now), now).ok
+        answers.append(CountedAnswer(job.job_id, item, worker, lease.assignment_id, True))
+    # WHEN the batch is counted, twice (a redelivery)
+    assert p.jobs.record_counted(job.job_id, answers, pay_delay=0) == 100
+    assert p.jobs.record_counted(job.job_id, answers, pay_delay=0) == 0
+    # THEN every answer counted once, every item done
+    counted = p.jobs.get_job(job.job_id)
+    assert (counted.answered, counted.items_done) == (100, 100)

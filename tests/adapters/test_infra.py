@@ -13,7 +13,7 @@ import pytest
 from moto import mock_aws
 
 from infra import moto_shims
-from infra.local_aws import SqsPump, wait_for_execution
+from infra.local_aws import SqsPump, sqs_batch_sizes, wait_for_execution
 from infra.stack import APP_ENVIRONMENT_OUTPUTS, STAGE_FUNCTIONS, app_environment, deploy_stack, render_template
 
 STACK = "crowd-dev-data"
@@ -339,6 +339,24 @@ def _queue_bodies(queue: str) -> list[str]:
     sqs = boto3.client("sqs")
     url = sqs.get_queue_url(QueueName=queue)["QueueUrl"]
     return [m["Body"] for m in sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])]
+
+
+def test_pump_gathers_a_batch_as_big_as_the_event_source_says(outputs: dict[str, str]) -> None:
+    # GIVEN 25 messages on the results queue, whose event source takes batches of up to 100
+    # (SQS hands out 10 a receive)
+    for n in range(25):
+        _send("crowd-dev-results", {"n": n})
+    sizes: list[int] = []
+    app = type("App", (), {"event_sources": [
+        type("Source", (), {"queue": "crowd-dev-results", "batch_size": 100})()]})()
+    pump = SqsPump(boto3.client("sqs"), {"crowd-dev-results": lambda event, context:
+                                         sizes.append(len(event["Records"]))},
+                   batch_sizes=sqs_batch_sizes(app))
+    # WHEN the pump gives the queue one batch
+    delivered = pump.pump_once()
+    # THEN the handler got all 25 at once, and they are gone from the queue
+    assert delivered == 25 and sizes == [25]
+    assert _queue_bodies("crowd-dev-results") == []
 
 
 def test_pump_delivers_a_lambda_shaped_batch_and_deletes_it_when_the_handler_returns(outputs: dict[str, str]) -> None:

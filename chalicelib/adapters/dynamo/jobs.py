@@ -37,6 +37,9 @@ from chalicelib.domain.webhooks import record_has_events
 from chalicelib.errors import Conflict, TransientError
 
 COUNT_ATTEMPTS = 4
+# Answers counted per transaction: an item (or serving) and an accrual each at most, and the
+# counters record: 81 of a transaction's 100 writes.
+COUNT_TX_ANSWERS = 40
 # How many jobs' instructions a container holds (each at most MAX_INSTRUCTIONS characters).
 HELD_INSTRUCTIONS = 64
 
@@ -365,11 +368,16 @@ class DynamoJobs:
         (with pay_delay) to their workers' accruals, together, so an answer accrues exactly
         once; the job record itself is not written.
 
-        One transaction per batch. Consumers counting the same job at once conflict on the
-        counters record, so a conflict is retried here a few times with jitter before the batch is
-        left to SQS. If any answer was counted before (a redelivery), the answers are
-        counted one by one instead.
+        One transaction per COUNT_TX_ANSWERS answers (items, accruals and the counters record
+        stay within a transaction's 100 writes). Consumers counting the same job at once
+        conflict on the counters record, so a conflict is retried here a few times with jitter
+        before the batch is left to SQS. If any answer was counted before (a redelivery), the
+        answers are counted one by one instead.
         """
+        if len(answers) > COUNT_TX_ANSWERS:
+            return sum(self.record_counted(job_id, answers[start:start + COUNT_TX_ANSWERS],
+                                           pay_delay)
+                       for start in range(0, len(answers), COUNT_TX_ANSWERS))
         for attempt in range(COUNT_ATTEMPTS):
             try:
                 return self._count_together(job_id, answers, pay_delay)
