@@ -76,11 +76,8 @@ def ingest_items(event: Any) -> None:
     _each_message(event, lambda message: jobs.ingest_chunk(platform(), message))
 
 
-# Concurrent counters of one job conflict on its row; a few at a time keep that rare. A batch
-# of up to 100 answers (gathered for up to a second) is counted in transactions of up to 40,
-# so a backlog is counted in few writes of the job's counters and of each worker's accrual.
-@app.on_sqs_message(queue=RESULTS_QUEUE, batch_size=100, maximum_batching_window_in_seconds=1,
-                    maximum_concurrency=5)
+# Concurrent counters of one job conflict on its row; a few at a time keep that rare.
+@app.on_sqs_message(queue=RESULTS_QUEUE, batch_size=10, maximum_concurrency=5)
 def count_answers(event: Any) -> None:
     """Count accepted answers per job and start aggregation when a job has all its answers."""
     messages, unreadable = [], 0

@@ -189,11 +189,13 @@ class SqsPump:
             # A failed Lambda leaves the batch invisible until the visibility timeout
             # (360 s here); make it visible at once so retries and the DLQ can be
             # exercised without waiting. The receive count still goes up.
-            self._sqs.change_message_visibility_batch(
-                QueueUrl=url, Entries=[dict(e, VisibilityTimeout=0) for e in entries]
-            )
+            for start in range(0, len(entries), 10):  # SQS takes 10 entries a call
+                self._sqs.change_message_visibility_batch(
+                    QueueUrl=url,
+                    Entries=[dict(e, VisibilityTimeout=0) for e in entries[start:start + 10]])
         else:
-            self._sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+            for start in range(0, len(entries), 10):
+                self._sqs.delete_message_batch(QueueUrl=url, Entries=entries[start:start + 10])
         return len(messages)
 
     def _pump_locked(self, name: str, max_batch: int) -> int:
