@@ -189,13 +189,12 @@ class SqsPump:
             # A failed Lambda leaves the batch invisible until the visibility timeout
             # (360 s here); make it visible at once so retries and the DLQ can be
             # exercised without waiting. The receive count still goes up.
-            for start in range(0, len(entries), 10):  # SQS takes 10 entries a call
+            for tens in _by_ten(entries):
                 self._sqs.change_message_visibility_batch(
-                    QueueUrl=url,
-                    Entries=[dict(e, VisibilityTimeout=0) for e in entries[start:start + 10]])
+                    QueueUrl=url, Entries=[dict(e, VisibilityTimeout=0) for e in tens])
         else:
-            for start in range(0, len(entries), 10):
-                self._sqs.delete_message_batch(QueueUrl=url, Entries=entries[start:start + 10])
+            for tens in _by_ten(entries):
+                self._sqs.delete_message_batch(QueueUrl=url, Entries=tens)
         return len(messages)
 
     def _pump_locked(self, name: str, max_batch: int) -> int:
@@ -237,6 +236,11 @@ class SqsPump:
                 stop_event.wait(wait_seconds)
             elif not any(count >= self._batch[name] for name, count in zip(names, counts)):
                 stop_event.wait(batching_window)
+
+
+def _by_ten(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Batch entries in calls of 10, the most an SQS batch call takes."""
+    return [entries[start:start + 10] for start in range(0, len(entries), 10)]
 
 
 def sqs_batch_sizes(app: Any) -> dict[str, int]:

@@ -108,17 +108,11 @@ def _fold_sub_variables(body: str, variables: Mapping[str, Any]) -> str:
     return body
 
 
-# An index of an earlier layout, replaced by one of another name: CloudFormation adds or
-# deletes one index of a table per update, so a stack that has the old one is moved in two
-# updates (the first keeps both). {(table logical id, old index): new index}
-_REPLACED_INDEXES = {("ItemsTable", "open_items"): "open_slots"}
-_OLD_INDEXES: dict[tuple[str, str], dict[str, Any]] = {
-    ("ItemsTable", "open_items"): {
-        "IndexName": "open_items",
-        "KeySchema": [{"AttributeName": "open_job", "KeyType": "HASH"},
-                      {"AttributeName": "item_id", "KeyType": "RANGE"}],
-        "Projection": {"ProjectionType": "ALL"}},
-}
+# An index of an earlier layout, replaced by one of another name with the same keys:
+# CloudFormation adds or deletes one index of a table per update, so a stack that has the old
+# one is moved in two updates (the first keeps both).
+# {(table logical id, old index): (new index, the old index's projection)}
+_REPLACED_INDEXES = {("ItemsTable", "open_items"): ("open_slots", {"ProjectionType": "ALL"})}
 
 
 def _indexes(template: Mapping[str, Any], table: str) -> list[dict[str, Any]]:
@@ -132,8 +126,10 @@ def render_template(app_name: str = "crowd", stage: str = "dev",
     keep, the replaced indexes named there kept beside their replacements."""
     template = load_template()
     for table, name in keep:
-        template["Resources"][table]["Properties"]["GlobalSecondaryIndexes"].append(
-            _OLD_INDEXES[(table, name)])
+        new, projection = _REPLACED_INDEXES[(table, name)]
+        indexes = template["Resources"][table]["Properties"]["GlobalSecondaryIndexes"]
+        replacement = next(index for index in indexes if index["IndexName"] == new)
+        indexes.append(dict(replacement, IndexName=name, Projection=projection))
     template["Parameters"]["AppName"]["Default"] = app_name
     template["Parameters"]["Stage"]["Default"] = stage
     props = template["Resources"][STATE_MACHINE_LOGICAL_ID]["Properties"]
@@ -210,7 +206,7 @@ def _indexes_to_keep(cloudformation_client: Any, stack_name: str) -> list[tuple[
     body = cloudformation_client.get_template(StackName=stack_name)["TemplateBody"]
     deployed = body if isinstance(body, dict) else yaml.load(body, Loader=_SAFE_LOADER)
     keep = []
-    for (table, old), new in _REPLACED_INDEXES.items():
+    for (table, old), (new, _) in _REPLACED_INDEXES.items():
         names = {index.get("IndexName") for index in _indexes(deployed, table)}
         if old in names and new not in names:
             keep.append((table, old))

@@ -145,11 +145,7 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
             lease = leasing.new_lease(job, plan.item_id, now)
             outcome = p.items.try_lease(job.job_id, plan.item_id, worker_id, lease,
                                         plan.reclaim_from, now)
-            with p.cache.lock:
-                if outcome.item is None or outcome.item.complete:
-                    pool.pop(plan.item_id, None)
-                else:
-                    pool[plan.item_id] = _slots_only(outcome.item)
+            _keep(p, pool, plan.item_id, outcome.item)
             if outcome.ok and outcome.item is not None:
                 return Assignment(lease.assignment_id, job, outcome.item, lease)
     return None
@@ -162,12 +158,19 @@ def _looked(p: Platform, job: Job, pool: dict[str, ItemState], plan: leasing.Lea
     if not plan.look:
         return plan
     item = p.items.get_item(job.job_id, plan.item_id)
+    _keep(p, pool, plan.item_id, item)
+    return None if item is None else leasing.plan_for(item, worker_id, now)
+
+
+def _keep(p: Platform, pool: dict[str, ItemState], item_id: str, item: ItemState | None
+          ) -> None:
+    """Keep an item as this container last saw it in its job's pool: its slots, or nothing
+    once it is gone or complete."""
     with p.cache.lock:
         if item is None or item.complete:
-            pool.pop(plan.item_id, None)
+            pool.pop(item_id, None)
         else:
-            pool[plan.item_id] = _slots_only(item)
-    return None if item is None else leasing.plan_for(item, worker_id, now)
+            pool[item_id] = _slots_only(item)
 
 
 def _worker_item(p: Platform, assignment_id: str) -> tuple[Job, str, float, int]:
@@ -227,9 +230,7 @@ def release_assignment(p: Platform, worker: Principal, assignment_id: str) -> No
         # The slot is free again: this container's pool shows it, and a worker told here
         # that the job had nothing for them asks again.
         p.cache.nothing_for.drop_where(lambda key: key[1] == job.job_id)
-        if outcome.item is not None:
-            with p.cache.lock:
-                p.cache.pool(job.job_id)[item_id] = _slots_only(outcome.item)
+        _keep(p, p.cache.pool(job.job_id), item_id, outcome.item)
         return
     if _fate(outcome.item, worker.account_id, assignment_id) == "submitted":
         raise Conflict("this assignment was already submitted", code="already_submitted")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 
 from unittest import mock
 
@@ -15,12 +14,9 @@ import pytest
 from bench.billing import item_size
 from chalicelib import deps
 from chalicelib.adapters.models import ItemModel, JobModel
-from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.ids import new_assignment_id
-from chalicelib.domain.model import (
-    ACTIVE, CLIENT, INGESTING, CountedAnswer, Lease, LedgerEntry, StoredAnswer,
-)
-from chalicelib.handlers import accounts, jobs
+from chalicelib.domain.model import CountedAnswer, Lease, LedgerEntry, StoredAnswer
+from tests.adapters.posting import active_job
 
 WORKERS = int(os.environ.get("GOLD_WORKERS", 5000))
 RECORD_LIMIT = 16 * 1024
@@ -32,17 +28,8 @@ def p(module_stack):
 
 
 def _gold_job(p, slots):
-    client, _ = accounts.create_account(p, CLIENT, "Gold client")
-    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": 1,
-                                          "redundancy": 1})
-    job, _ = build_job(quote, client.account_id, {
-        "instructions": "Pick one.", "answer_schema": {"labels": ["yes", "no"]},
-        "items": [{"data": {"text": "a sentence to judge"}}]}, p.now())
-    p.jobs.create_job(job)
-    p.items.put_items(job.job_id, 1, [replace(item, gold={"label": "yes"}, slots=slots)
-                                      for item in parse_items([{"data": {"n": 0}}], 1)])
-    assert p.jobs.transition(job.job_id, (INGESTING,), ACTIVE, pool_cents=0)
-    return job
+    return active_job(p, "Gold client", [{"data": {"text": "a sentence to judge"}}],
+                      gold={"label": "yes"}, slots=slots, pool_cents=0)
 
 
 def _sizes(job_id, item_id):

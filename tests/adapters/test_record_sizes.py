@@ -23,12 +23,13 @@ from chalicelib.adapters.models import (
 from chalicelib.domain import phases
 from chalicelib.domain.ids import new_assignment_id
 from chalicelib.domain.jobs import (
-    CHUNK_ITEMS, MAX_INSTRUCTIONS, MAX_LABELS, MAX_REPORT_ATTRIBUTES, build_job, parse_items,
+    CHUNK_ITEMS, MAX_INSTRUCTIONS, MAX_LABELS, MAX_REPORT_ATTRIBUTES, build_job,
 )
 from chalicelib.domain.model import (
     ACTIVE, AGGREGATING, CANCELLED, CLIENT, CLOSING, DONE, INGESTING, PAUSED, CountedAnswer,
 )
 from chalicelib.handlers import accounts, jobs
+from tests.adapters.posting import active_job
 
 LIMIT = 16 * 1024
 # The instructions record at its largest: MAX_INSTRUCTIONS characters of 4 bytes each (UTF-8's
@@ -145,16 +146,7 @@ def test_a_million_item_job_with_a_hundred_blocked_workers_keeps_every_record_sm
 
 
 def test_counting_writes_the_items_and_the_counters_record_not_the_job(p, monkeypatch):
-    client, _ = accounts.create_account(p, CLIENT, "Counting client")
-    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": 10,
-                                          "redundancy": 1})
-    job, _ = build_job(quote, client.account_id, {
-        "instructions": "Pick one.", "answer_schema": {"labels": ["yes", "no"]},
-        "items": [{"data": {"text": f"item {n}"}} for n in range(10)]}, p.now())
-    p.jobs.create_job(job)
-    p.items.put_items(job.job_id, 1, parse_items(
-        [{"data": {"text": f"item {n}"}} for n in range(10)], 10))
-    assert p.jobs.transition(job.job_id, (INGESTING,), ACTIVE)
+    job = active_job(p, "Counting client", [{"data": {"text": f"item {n}"}} for n in range(10)])
     written: list[dict[str, Any]] = []
     original = botocore.client.BaseClient._make_api_call
 

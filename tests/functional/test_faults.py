@@ -88,16 +88,22 @@ def _pump(stack) -> None:
             return
 
 
-def scenario(stack, plan: Plan, receiver: Receiver, run: dict | None = None) -> dict[str, Any]:
-    """Run the scenario (armed: writes are counted and one may crash); its final state.
-    run, if given, gets what the run used (api, drive, tokens, job_id)."""
+def start_scenario(stack, workers: list[str]) -> tuple[Api, list[str], Driver, dict[str, float]]:
+    """The API, the workers' tokens and a driver for a scenario, with the platform's clock
+    moved by the returned clock's "offset" and its caches off."""
     api = Api(stack)
-    tokens = [api.worker(f"w{n}") for n in range(3)]
-    drive = Driver(api)
+    tokens = [api.worker(name) for name in workers]
     clock = {"offset": 0.0}
     p = platform()
     p.clock = lambda: time.time() + clock["offset"]
     p.cache_seconds = 0
+    return api, tokens, Driver(api), clock
+
+
+def scenario(stack, plan: Plan, receiver: Receiver, run: dict | None = None) -> dict[str, Any]:
+    """Run the scenario (armed: writes are counted and one may crash); its final state.
+    run, if given, gets what the run used (api, drive, tokens, job_id)."""
+    api, tokens, drive, clock = start_scenario(stack, [f"w{n}" for n in range(3)])
     status, _ = drive.client("POST", "/webhooks/endpoints",
                              {"url": receiver.url, "events": ["job.completed",
                                                               "job.report_ready"]})

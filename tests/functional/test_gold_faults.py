@@ -23,8 +23,9 @@ from typing import Any
 
 from chalicelib.deps import platform
 from tests.functional.faults import Plan, crash_after_writes, messages_sent, redeliver
-from tests.functional.marketplace import Api
-from tests.functional.test_faults import Driver, _pump, _sweep, approve_everything
+from tests.functional.test_faults import (
+    Driver, _pump, _sweep, approve_everything, start_scenario,
+)
 
 # A write naming a gold item's servings ("<job id>#<item id>").
 SERVING_KEY = re.compile(r"job_[0-9a-z]+#\d{6}")
@@ -45,13 +46,8 @@ def _touches_servings(operation: str, params: dict) -> bool:
 def scenario(stack, plan: Plan, run: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the gold scenario (armed: writes are recorded and one may crash); its final state.
     run, if given, gets what final_state needs to look again."""
-    api = Api(stack)
-    tokens = [api.worker(f"g{n}") for n in range(4)]
-    drive = Driver(api)
-    clock = {"offset": 0.0}
+    _, tokens, drive, clock = start_scenario(stack, [f"g{n}" for n in range(4)])
     p = platform()
-    p.clock = lambda: time.time() + clock["offset"]
-    p.cache_seconds = 0
     plan.armed = True
     status, quote = drive.client("POST", "/quotes", {"task_type": "categorical",
                                                      "items": ITEMS + 1, "redundancy": 1,

@@ -203,7 +203,7 @@ class DynamoItems:
 
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None,
                    start: str | None = None, now: float | None = None) -> list[ItemState]:
-        """Items from the sparse open_slots index (open until their answers are counted),
+        """Items from the sparse open_slots index (open until their last slot is answered),
         listed: slot counts, the workers seen and the newest lease's end, without a regular
         item's leases and answers. For a worker, only those they have not seen that have a
         slot to take by now (one free, or every one taken and the newest lease ended), so
