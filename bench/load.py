@@ -21,7 +21,8 @@ receipt is in the published lineage), the budget held. Reported per job:
 Quotes over the API stop at its per-quote item ceiling; a bigger job's quote is priced by the
 platform's own pricing and written straight into the stack's store, then posted over HTTP.
 
-Run: .venv/bin/python -m bench.load [--items 1000] [--workers 64] [--redundancy 3] [--jobs 1]
+Run: .venv/bin/python -m bench.load [--items 1000] [--workers 64] [--redundancy 3] [--jobs 1] [--think 0]
+     [--stack-log FILE]
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ import argparse
 import json
 import logging
 import os
+import random
 import signal
 import statistics
 import subprocess
@@ -104,6 +106,7 @@ class LoadResult:
     rss_mb: dict[str, float] = field(default_factory=dict)
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # used by the job, per process
     load_average: str = ""
+    think: float = 0.0
 
     @property
     def judgments(self) -> int:
@@ -219,9 +222,11 @@ def _sample_lag(client: Client, job_id: str, slots: _Slots, lags: list[int],
 
 def run_load(base_url: str, client_key: str, items: int = 1000, workers: int = 64,
              redundancy: int = 3, timeout: float = 900.0,
-             quote: Callable[[], str] | None = None) -> LoadResult:
+             quote: Callable[[], str] | None = None, think: float = 0.0) -> LoadResult:
     """Post a job, let `workers` threads answer it, wait for the results, check them.
-    quote, if given, returns the id of a quote to post the job on (else one is asked for)."""
+    quote, if given, returns the id of a quote to post the job on (else one is asked for);
+    think: the mean seconds a worker spends on a task between its lease and its submit
+    (uniform from half to one and a half times it; 0: none)."""
     client = Client(base_url, client_key)
     quote_id = quote() if quote is not None else client.quote(
         task_type="categorical", items=items, redundancy=redundancy, gold_rate=0)["quote_id"]
@@ -233,7 +238,7 @@ def run_load(base_url: str, client_key: str, items: int = 1000, workers: int = 6
     client.wait(job_id, until=("active",), every=0.2, timeout=timeout)
     time.sleep(2.5)  # API containers see a new active job within 2 s
     result = LoadResult(items, workers, redundancy, 0.0,
-                        latencies={"lease": [], "submit": []})
+                        latencies={"lease": [], "submit": []}, think=think)
     slots = _Slots(items * redundancy)
     lock = slots.lock
     tokens = [call(base_url, "POST", "/workers", {"name": f"load-{n}", "skills": ["en"]})[1]["token"]
@@ -243,6 +248,7 @@ def run_load(base_url: str, client_key: str, items: int = 1000, workers: int = 6
     def work(token: str, n: int) -> None:
         auth = {"Authorization": f"Bearer {token}"}
         misses = 0
+        pace = random.Random(n)
         start.wait()
         while True:
             began = time.perf_counter()
@@ -269,6 +275,8 @@ def run_load(base_url: str, client_key: str, items: int = 1000, workers: int = 6
                     return
                 time.sleep(wait)
                 continue
+            if think:
+                time.sleep(think * pace.uniform(0.5, 1.5))
             began = time.perf_counter()
             try:
                 call(base_url, "POST", f"/assignments/{task['assignment_id']}/submit",
@@ -319,7 +327,7 @@ def run_load(base_url: str, client_key: str, items: int = 1000, workers: int = 6
 def report(result: LoadResult) -> str:
     """One run as Markdown tables."""
     rows = [f"{result.items} items x {result.redundancy} answers, {result.workers} concurrent "
-            f"workers: {result.judgments} judgments in {result.seconds:.1f} s = "
+            f"workers ({result.think:g} s on a task): {result.judgments} judgments in {result.seconds:.1f} s = "
             f"{result.judgments / result.seconds:.1f} judgments/s (load average "
             f"{result.load_average or load_average()})", "",
             "| endpoint | calls | p50 (ms) | p99 (ms) | max (ms) |", "|---|---:|---:|---:|---:|"]
@@ -366,9 +374,11 @@ def _per_judgment(result: LoadResult, process: str) -> float:
 
 
 @contextmanager
-def stack_process(folder: Path) -> Iterator[tuple[dict, subprocess.Popen]]:
-    """`make run`'s stack as a child process (output to a file); stopped with SIGTERM."""
-    ready, log_path = folder / "ready.json", folder / "stack.log"
+def stack_process(folder: Path, log_path: Path | None = None
+                  ) -> Iterator[tuple[dict, subprocess.Popen]]:
+    """`make run`'s stack as a child process (its output, the app's log lines included, to
+    log_path, by default a file in folder); stopped with SIGTERM."""
+    ready, log_path = folder / "ready.json", log_path or folder / "stack.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     with log_path.open("w") as log:
         process = subprocess.Popen(
@@ -403,19 +413,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=64)
     parser.add_argument("--redundancy", type=int, default=3)
     parser.add_argument("--jobs", type=int, default=1, help="jobs run one after the other")
+    parser.add_argument("--think", type=float, default=0.0,
+                        help="mean seconds a worker spends on a task before submitting")
+    parser.add_argument("--stack-log", type=Path, default=None,
+                        help="keep the stack's output (the app's log lines) in this file")
     args = parser.parse_args(argv)
     logging.disable(logging.WARNING)
     # Stopped with SIGTERM, unwind as on Ctrl-C so the stack process is stopped too.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     results = []
-    with tempfile.TemporaryDirectory() as folder, stack_process(Path(folder)) as (info, process):
+    with tempfile.TemporaryDirectory() as folder, stack_process(Path(folder), args.stack_log) as (info, process):
         print(f"stack started; RSS {stack_rss(process.pid)} MB; load average {load_average()}",
               flush=True)
         for n in range(args.jobs):
             cpu = stack_cpu(process.pid)
             result = run_load(info["base_url"], info["client_key"], args.items, args.workers,
                               args.redundancy,
-                              quote=lambda: big_quote(info, args.items, args.redundancy))
+                              quote=lambda: big_quote(info, args.items, args.redundancy),
+                              think=args.think)
             result.rss_mb = stack_rss(process.pid)
             result.cpu_seconds = {name: used - cpu[name]
                                   for name, used in stack_cpu(process.pid).items()}

@@ -106,6 +106,7 @@ class SqsPump:
         visibility_timeout: int | None = None,
         function_name_prefix: str = "",
         batch_sizes: Mapping[str, int] | None = None,
+        concurrency: Mapping[str, int] | None = None,
     ) -> None:
         """routes maps a queue name to the handler called as handler(event, context).
 
@@ -114,6 +115,8 @@ class SqsPump:
         visibility_timeout overrides the queue's for each receive (None: the queue's).
         batch_sizes: the most messages a batch of each queue holds (default 10), as the
         event source mapping's batch size says; a bigger batch takes several receives.
+        concurrency: the most batches of each queue handled at once (default 1), as the
+        mapping's maximum concurrency says; `run_forever` runs that many pumping threads.
         """
         self._sqs = sqs_client
         self._routes = dict(routes)
@@ -121,9 +124,12 @@ class SqsPump:
         self._visibility_timeout = visibility_timeout
         self._prefix = function_name_prefix
         self._queues: dict[str, tuple[str, str]] = {}
-        # One lock per queue: a batch is delivered once, and queues pumped from different
-        # threads do not wait for each other (a long ingest batch holds up no counting).
-        self._locks = {name: threading.Lock() for name in self._routes}
+        self.concurrency = {name: max(1, (concurrency or {}).get(name, 1)) for name in self._routes}
+        # Per queue, at most its concurrency of batches at once (SQS hands each message to one
+        # receive), and queues pumped from different threads do not wait for each other (a long
+        # ingest batch holds up no counting).
+        self._locks = {name: threading.BoundedSemaphore(self.concurrency[name])
+                       for name in self._routes}
 
     @property
     def queue_names(self) -> list[str]:
@@ -198,7 +204,7 @@ class SqsPump:
         return len(messages)
 
     def _pump_locked(self, name: str, max_batch: int) -> int:
-        """One batch from one queue, under that queue's lock."""
+        """One batch from one queue, within that queue's concurrency."""
         with self._locks[name]:
             return self._pump_queue(name, self._routes[name], max_batch)
 
@@ -247,6 +253,14 @@ def sqs_batch_sizes(app: Any) -> dict[str, int]:
     """Each SQS event source's batch size, by queue name, as the Chalice app declares it."""
     return {source.queue: int(source.batch_size) for source in getattr(app, "event_sources", [])
             if getattr(source, "queue", None) and hasattr(source, "batch_size")}
+
+
+def sqs_concurrency(app: Any) -> dict[str, int]:
+    """Each SQS event source's maximum concurrency, by queue name, as the Chalice app declares
+    it (sources that declare none are left out: the pump gives them one batch at a time)."""
+    return {source.queue: int(source.maximum_concurrency)
+            for source in getattr(app, "event_sources", [])
+            if getattr(source, "queue", None) and getattr(source, "maximum_concurrency", None)}
 
 
 def wait_for_execution(

@@ -53,7 +53,7 @@ from typing import Any
 
 from infra import moto_shims
 from infra.api_server import make_api_server
-from infra.local_aws import SqsPump, lambda_context, sqs_batch_sizes
+from infra.local_aws import SqsPump, lambda_context, sqs_batch_sizes, sqs_concurrency
 from infra.stack import STAGE_FUNCTIONS, app_environment, deploy_stack, stack_name_for
 
 LOG = logging.getLogger("infra.local_stack")
@@ -352,11 +352,14 @@ def start_local_stack(
              **({app_env["WEBHOOK_QUEUE_NAME"]: app.deliver_webhooks} if hasattr(app, "deliver_webhooks") else {})},
             function_name_prefix=f"{app_name}-{stage}-",
             batch_sizes=sqs_batch_sizes(app.app),
+            concurrency=sqs_concurrency(app.app),
         )
-        # A thread per queue, as each queue has its own event source mapping on AWS.
+        # Threads per queue, as each queue has its own event source mapping on AWS: as many as
+        # the mapping's maximum concurrency (counting answers takes several batches at once).
         threads = [threading.Thread(target=pump.run_forever, args=(stop_event, pump_interval),
-                                    kwargs={"queues": [queue]}, name=f"sqs-pump-{queue}", daemon=True)
-                   for queue in pump.queue_names]
+                                    kwargs={"queues": [queue]}, name=f"sqs-pump-{queue}-{n}",
+                                    daemon=True)
+                   for queue in pump.queue_names for n in range(pump.concurrency[queue])]
         finalize = getattr(app, "finalize_due_jobs", None)
         if finalize is not None:
             threads.append(
@@ -451,9 +454,20 @@ def _start_api_process(project_dir: Path, stage: str, host: str, port: int,
     if not line.startswith("LISTENING "):
         _stop_process(process)
         raise RuntimeError(f"the API process did not start: {line!r}")
-    # Keep draining its stdout so a chatty child never blocks on a full pipe.
-    threading.Thread(target=lambda: [None for _ in process.stdout], daemon=True).start()
+    # Pass its output (the app's log lines, errors included) on to this process's, and keep
+    # draining it so a chatty child never blocks on a full pipe.
+    threading.Thread(target=_forward_lines, args=(process.stdout, sys.stdout), daemon=True).start()
     return process, line.split(" ", 1)[1].strip()
+
+
+def _forward_lines(source: Any, sink: Any) -> None:
+    """Write each line of source to sink as it comes, until source ends."""
+    for line in source:
+        try:
+            sink.write(line)
+            sink.flush()
+        except (OSError, ValueError):  # the sink was closed (stopping): keep draining
+            pass
 
 
 def _stop_process(process: subprocess.Popen) -> None:

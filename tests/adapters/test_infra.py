@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 from moto import mock_aws
 
 from infra import moto_shims
-from infra.local_aws import SqsPump, sqs_batch_sizes, wait_for_execution
+from infra.local_aws import SqsPump, sqs_batch_sizes, sqs_concurrency, wait_for_execution
 from infra.stack import APP_ENVIRONMENT_OUTPUTS, STAGE_FUNCTIONS, app_environment, deploy_stack, render_template
 
 STACK = "crowd-dev-data"
@@ -409,6 +410,61 @@ def test_a_queue_pumped_from_its_own_thread_is_not_held_up_by_a_slow_handler_of_
         for thread in threads:
             thread.join(10)
     assert _queue_bodies("crowd-dev-ingest") == _queue_bodies("crowd-dev-results") == []
+
+
+def test_a_queue_with_a_maximum_concurrency_has_that_many_batches_handled_at_once(
+        outputs: dict[str, str]) -> None:
+    # GIVEN 30 messages on the results queue, whose event source takes batches of 10 and
+    # declares a maximum concurrency of 3, and a handler that waits until 3 batches are in it
+    for n in range(30):
+        _send("crowd-dev-results", {"n": n})
+    app = type("App", (), {"event_sources": [type("Source", (), {
+        "queue": "crowd-dev-results", "batch_size": 10, "maximum_concurrency": 3})()]})()
+    all_in = threading.Barrier(3, timeout=10)
+    seen: list[int] = []
+
+    def handler(event: dict[str, Any], context: Any) -> None:
+        """Record the batch, then wait for two others to be handled beside it."""
+        seen.extend(json.loads(r["body"])["n"] for r in event["Records"])
+        all_in.wait()
+
+    pump = SqsPump(boto3.client("sqs"), {"crowd-dev-results": handler},
+                   batch_sizes=sqs_batch_sizes(app), concurrency=sqs_concurrency(app))
+    stop = threading.Event()
+    threads = [threading.Thread(target=pump.run_forever, args=(stop, 0.05),
+                                kwargs={"queues": ["crowd-dev-results"]})
+               for _ in range(pump.concurrency["crowd-dev-results"])]
+
+    # WHEN the queue is pumped by as many threads as its concurrency
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while len(seen) < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(10)
+
+    # THEN three batches were in the handler at once (the barrier let them through, none
+    # broke it), each message was handled once, and the queue is empty
+    assert not all_in.broken
+    assert sorted(seen) == list(range(30))
+    assert _queue_bodies("crowd-dev-results") == []
+
+
+def test_a_pump_gives_a_queue_without_a_declared_concurrency_one_batch_at_a_time(
+        outputs: dict[str, str]) -> None:
+    # GIVEN an app whose results queue declares no maximum concurrency
+    app = type("App", (), {"event_sources": [type("Source", (), {
+        "queue": "crowd-dev-results", "batch_size": 10, "maximum_concurrency": None})()]})()
+    # WHEN a pump is made from it
+    pump = SqsPump(boto3.client("sqs"), {"crowd-dev-results": lambda event, context: None},
+                   concurrency=sqs_concurrency(app))
+    # THEN the queue is pumped one batch at a time
+    assert sqs_concurrency(app) == {}
+    assert pump.concurrency == {"crowd-dev-results": 1}
 
 
 def test_message_a_handler_keeps_failing_ends_in_the_dlq_after_max_receives(outputs: dict[str, str]) -> None:
