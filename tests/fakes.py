@@ -234,13 +234,18 @@ class FakeItems:
                          gold=copy.deepcopy(s.gold), last_expiry=s.last_expiry, listed=True)
 
     def put_chunk(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> bool:
-        """The items and the job's chunk count, together, while the job is ingesting."""
+        """Each item but the last written unless it exists, then the last one and the job's
+        chunk count together, if that item is new and the job exists (whatever its state)."""
+        if not items:
+            raise ValueError("an ingest chunk has at least one item")
+        *others, last = items
         with self._lock:
+            for item in others:
+                self.put_items(job_id, redundancy, [item])
             job = self.jobs_ref.jobs.get(job_id)
-            if job is None or job.state != INGESTING or \
-                    any((job_id, item.item_id) in self.records for item in items):
+            if job is None or (job_id, last.item_id) in self.records:
                 return False
-            self.put_items(job_id, redundancy, items)
+            self.put_items(job_id, redundancy, [last])
             job.chunks_written += 1
             return True
 

@@ -181,7 +181,6 @@ class JobModel(Model):
     events_due_at = NumberAttribute(null=True)
     budget_alerted = BooleanAttribute(null=True)
     budget_alert_at = NumberAttribute(null=True)
-    chunks_written = NumberAttribute(default=0)
     round = NumberAttribute(default=1)
     cancelled_at = NumberAttribute(null=True)
     aggregating_at = NumberAttribute(null=True)
@@ -197,9 +196,9 @@ class JobModel(Model):
 
 
 class JobCountsModel(Model):
-    """The counters every counting batch changes, in a record of their own in the jobs table
-    (key "<job_id>#counts", see counts_key): ~100 bytes in none of the table's indexes, so a
-    batch does not rewrite the job record and its index copies."""
+    """The counters every counting batch and every ingest chunk changes, in a record of
+    their own in the jobs table (key "<job_id>#counts", see counts_key): ~100 bytes in none
+    of the table's indexes, so neither rewrites the job record and its index copies."""
 
     class Meta:
         table_name = "jobs"
@@ -207,6 +206,8 @@ class JobCountsModel(Model):
     job_id = UnicodeAttribute(hash_key=True)
     answered = NumberAttribute(default=0)
     items_done = NumberAttribute(default=0)
+    # Ingest chunks written whole (items.put_chunk): the job goes active at its chunk_count.
+    chunks_written = NumberAttribute(default=0)
 
 
 def counts_key(job_id: str) -> str:

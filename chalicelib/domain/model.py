@@ -148,7 +148,7 @@ class Job:
     events_due_at: float | None = None
     budget_alerted: bool = False
     budget_alert_at: float | None = None
-    # Ingest chunks written (each counted in the transaction that writes its items).
+    # Ingest chunks written whole (each counted with its last item, once every item is in).
     chunks_written: int = 0
     answered: int = 0
     items_done: int = 0

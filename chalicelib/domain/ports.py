@@ -218,9 +218,12 @@ class ItemStore(Protocol):
     def put_items(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> None:
         """Write fresh items, all or none (none if any of them exists already)."""
     def put_chunk(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> bool:
-        """Write an ingest chunk's fresh items and count the chunk on its job (chunks_written),
-        together, while the job is ingesting; False (nothing written) if any of the items
-        exists already, or the job is gone or no longer ingesting: a chunk counts once."""
+        """Write an ingest chunk's items (at least one) and count the chunk on its job
+        (chunks_written) once every item of it is in: an item there already (from an earlier
+        delivery of the chunk, perhaps leased since) is left as it is, and the chunk counts
+        once however often it comes. True if this call counted it; False if it was counted
+        before, or the job is gone (its items but the last may then be written). The job's
+        state is not checked: the caller writes chunks of ingesting jobs only."""
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None,
                    start: str | None = None, now: float | None = None) -> list[ItemState]:
         """Items not yet counted complete, in item order, listed (listed=True): slot counts,

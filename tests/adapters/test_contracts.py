@@ -140,28 +140,56 @@ def test_writing_a_chunk_again_leaves_its_items_as_workers_left_them(p):
 
 
 
-def test_an_ingest_chunk_is_written_and_counted_once_while_the_job_ingests(p):
-    # GIVEN an ingesting job of 3 items in two chunks
-    job = _draft(p, _client(p), items=3)
+def test_an_ingest_chunk_is_counted_once_and_only_with_every_item_in(p):
+    # GIVEN an ingesting job of 5 items in two chunks
+    job = _draft(p, _client(p), items=5)
     p.jobs.create_job(job)
-    items = parse_items([{"data": {"text": f"item {n}"}} for n in range(3)], 3)
-    first, second = items[:2], items[2:]
+    items = parse_items([{"data": {"text": f"item {n}"}} for n in range(5)], 5)
+    first, second = items[:3], items[3:]
+    assert p.jobs.get_job(job.job_id).chunks_written == 0
     # WHEN a chunk is written THEN its items are there and the job counts it
     assert p.items.put_chunk(job.job_id, job.redundancy, first)
     assert p.jobs.get_job(job.job_id).chunks_written == 1
-    assert [i.item_id for i in p.items.iter_items(job.job_id)] == [FIRST, SECOND]
+    assert [i.item_id for i in p.items.iter_items(job.job_id)] == [FIRST, SECOND, THIRD]
     # WHEN it comes again (a redelivered message) THEN nothing is written or counted
     assert not p.items.put_chunk(job.job_id, job.redundancy, first)
-    assert not p.items.put_chunk(job.job_id, job.redundancy, [first[0], *second])
+    assert not p.items.put_chunk(job.job_id, job.redundancy, first[1:])
     assert p.jobs.get_job(job.job_id).chunks_written == 1
-    assert len(list(p.items.iter_items(job.job_id))) == 2
-    # WHEN the job no longer ingests THEN a chunk is neither written nor counted
-    assert p.jobs.transition(job.job_id, (INGESTING,), ACTIVE)
+    assert len(list(p.items.iter_items(job.job_id))) == 3
+    # WHEN a delivery of the second chunk died after writing its first item (not its last)
+    p.items.put_items(job.job_id, job.redundancy, second[:1])
+    assert p.jobs.get_job(job.job_id).chunks_written == 1
+    # THEN the next delivery writes the rest and counts the chunk, once
+    assert p.items.put_chunk(job.job_id, job.redundancy, second)
     assert not p.items.put_chunk(job.job_id, job.redundancy, second)
+    assert p.jobs.get_job(job.job_id).chunks_written == 2
+    assert [i.item_id for i in p.items.iter_items(job.job_id)] == [
+        FIRST, SECOND, THIRD, FOURTH, "000004"]
+    # AND a chunk of a job that does not exist is not counted, and its last item not written
+    gone = new_id("job")
+    assert not p.items.put_chunk(gone, 1, second)
+    assert [i.item_id for i in p.items.iter_items(gone)] == [FOURTH]
+
+
+def test_a_chunk_delivered_again_after_the_job_went_active_leaves_leased_items_alone(p):
+    # GIVEN an active job whose only chunk was written, and both its items leased since
+    job = _draft(p, _client(p), items=2, redundancy=2)
+    p.jobs.create_job(job)
+    chunk = parse_items([{"data": {"text": f"item {n}"}} for n in range(2)], 2)
+    assert p.items.put_chunk(job.job_id, job.redundancy, chunk)
+    assert p.jobs.transition(job.job_id, (INGESTING,), ACTIVE)
+    now = time.time()
+    leases = {item_id: _leased(p, job, item_id, "w1", now) for item_id in (FIRST, SECOND)}
+    before = list(p.items.iter_items(job.job_id))
+    # WHEN the chunk is written again (a redelivered ingest message)
+    counted = p.items.put_chunk(job.job_id, job.redundancy, chunk)
+    # THEN it is not counted again and neither item is overwritten
+    assert not counted
     assert p.jobs.get_job(job.job_id).chunks_written == 1
-    assert len(list(p.items.iter_items(job.job_id))) == 2
-    # AND a job that does not exist gets nothing
-    assert not p.items.put_chunk(new_id("job"), 1, second)
+    after = list(p.items.iter_items(job.job_id))
+    assert after == before
+    assert [(i.leases, i.free) for i in after] == [({"w1": leases[FIRST]}, 1),
+                                                   ({"w1": leases[SECOND]}, 1)]
 
 
 def test_a_lease_takes_a_free_slot_once_per_worker_until_no_slot_is_free(p):

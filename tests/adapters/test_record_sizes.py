@@ -94,8 +94,6 @@ def test_a_million_item_job_with_a_hundred_blocked_workers_keeps_every_record_sm
     job = _longest_job(p, client)
     p.jobs.create_job(job)
     job_id = job.job_id
-    # the ingest of a million items: every chunk counted, every item written
-    assert p.jobs.transition(job_id, (INGESTING,), INGESTING, chunks_written=job.chunk_count)
     now = time.time()
     revised = "\U0001f601" * MAX_INSTRUCTIONS
     for n, (before, after, length) in enumerate(LONGEST_PATH):
@@ -108,8 +106,9 @@ def test_a_million_item_job_with_a_hundred_blocked_workers_keeps_every_record_sm
                                  record=phases.record(now + n, before, "production", after,
                                                       "production", client.account_id, reason,
                                                       round_no=2))
-    # every answer of it counted: three per item, all items done
+    # every chunk of its ingest counted, and every answer: three per item, all items done
     JobCountsModel(counts_key(job_id)).update(actions=[
+        JobCountsModel.chunks_written.set(job.chunk_count),
         JobCountsModel.answered.set(3 * ITEMS), JobCountsModel.items_done.set(ITEMS)])
     # a hundred workers blocked with the longest reason, each with gold answers scored
     workers = [f"wrk_{n:04d}" + "x" * 20 for n in range(BLOCKED)]
@@ -120,6 +119,7 @@ def test_a_million_item_job_with_a_hundred_blocked_workers_keeps_every_record_sm
     # THEN the job reads back whole, its counters and blocks included
     read = p.jobs.get_job(job_id)
     assert (read.answered, read.items_done, read.item_count) == (3 * ITEMS, ITEMS, ITEMS)
+    assert read.chunks_written == read.chunk_count == ITEMS // CHUNK_ITEMS
     assert len(read.transitions) == 1 + len(LONGEST_PATH)
     assert (read.instructions, read.instruction_version) == (revised, 2)
     assert len(p.stats.blocks_in_job(job_id)) == BLOCKED
@@ -127,7 +127,7 @@ def test_a_million_item_job_with_a_hundred_blocked_workers_keeps_every_record_sm
     # the job record holds no counters, no blocked workers and no instructions, and is under
     # 16 KB whole; the instructions record holds the longest instructions validation allows
     record = _raw(JobModel, job_id)
-    assert not {"answered", "items_done", "blocked_workers", "block_starts",
+    assert not {"answered", "items_done", "chunks_written", "blocked_workers", "block_starts",
                 "instructions"} & set(record)
     instructions = _raw(JobInstructionsModel, instructions_key(job_id))
     assert len(instructions["instructions"]["S"].encode()) == 4 * MAX_INSTRUCTIONS
@@ -164,3 +164,34 @@ def test_counting_writes_the_items_and_the_counters_record_not_the_job(p, monkey
     assert keys == sorted([f"{n:06d}" for n in range(10)] + [counts_key(job.job_id)])
     counted = p.jobs.get_job(job.job_id)
     assert (counted.answered, counted.items_done) == (10, 10)
+
+
+def test_an_ingest_chunk_writes_its_items_and_the_counters_record_not_the_job(p, monkeypatch):
+    # GIVEN an ingesting job of one full chunk
+    client, _ = accounts.create_account(p, CLIENT, "Ingest client")
+    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": CHUNK_ITEMS,
+                                          "redundancy": 3})
+    job, chunks = build_job(quote, client.account_id, {
+        "instructions": "Pick one.", "answer_schema": {"labels": ["yes", "no"]},
+        "items": [{"data": {"text": f"item {n}"}} for n in range(CHUNK_ITEMS)]}, p.now())
+    p.jobs.create_job(job)
+    writes: list[tuple[str, list[str]]] = []
+    original = botocore.client.BaseClient._make_api_call
+
+    def record(self: Any, name: str, params: dict[str, Any]) -> Any:
+        if name in ("PutItem", "UpdateItem", "DeleteItem", "TransactWriteItems"):
+            entries = [next(iter(entry.values())) for entry in params.get("TransactItems", ())]
+            keys = [entry.get("Key") or entry["Item"] for entry in entries or [params]]
+            writes.append((name, [key.get("item_id", key["job_id"])["S"] for key in keys]))
+        return original(self, name, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", record)
+    # WHEN its chunk is written
+    assert p.items.put_chunk(job.job_id, job.redundancy, chunks[0])
+    # THEN each item but the last was one PutItem, and the last item and the counters record
+    # one transaction; the job record was not written
+    ids = [f"{n:06d}" for n in range(CHUNK_ITEMS)]
+    assert writes == [("PutItem", [item_id]) for item_id in ids[:-1]] + [
+        ("TransactWriteItems", [ids[-1], counts_key(job.job_id)])]
+    assert p.jobs.get_job(job.job_id).chunks_written == 1
+    assert "chunks_written" not in _raw(JobModel, job.job_id)

@@ -2,7 +2,7 @@
 
 Every botocore call goes through `BaseClient._make_api_call` (boto3's clients and pynamodb's
 alike). `crash_after_writes` wraps it: while armed it records the writes the app makes and, after
-the first one from the planned site has reached AWS (moto), raises `Crash` in the caller, which is what a
+the first one (or the nth) from the planned site has reached AWS (moto), raises `Crash` in the caller, which is what a
 Lambda dying at that moment looks like to everything around it: the HTTP caller gets a 5xx
 and retries, SQS redelivers the batch, Step Functions retries the task. Each write is
 recorded with its *site*: the first frame in the app's own code that led to it.
@@ -37,10 +37,13 @@ Crash.__name__ = Crash.__qualname__ = "Runtime.ExitError"
 
 @dataclass
 class Plan:
-    """Where to crash: after the first write from crash_site (None: nowhere); and every
-    write seen while armed."""
+    """Where to crash: after the nth write from crash_site (None: nowhere; nth 1: its
+    first); and every write seen while armed."""
 
     crash_site: str | None = None
+    # Which of the site's writes to crash after (counting those `only` accepts), e.g. the
+    # transaction an ingest chunk ends with, after its items' single puts.
+    nth: int = 1
     # If given, only a write it accepts (operation, parameters) is crashed after, e.g. one
     # that touches a gold item's servings.
     only: Callable[[str, dict], bool] | None = None
@@ -49,6 +52,8 @@ class Plan:
     # The sites of the writes `only` accepted.
     matched: set[str] = field(default_factory=set)
     crashed: tuple[str, str] | None = None
+    # How many writes from crash_site (that `only` accepted) were seen.
+    site_writes: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -107,7 +112,10 @@ def crash_after_writes(plan: Plan) -> Iterator[Plan]:
                 plan.writes.append((operation_name, site))
                 if plan.only is not None and accepted:
                     plan.matched.add(site)
-                hit = plan.crashed is None and site == plan.crash_site and accepted
+                if site == plan.crash_site and accepted:
+                    plan.site_writes += 1
+                hit = plan.crashed is None and site == plan.crash_site and accepted \
+                    and plan.site_writes == plan.nth
                 if hit:
                     plan.crashed = plan.writes[-1]
             if hit:

@@ -87,9 +87,10 @@ def test_a_repeated_chunk_creates_nothing_twice(p):
     # WHEN every chunk is delivered twice
     for message in messages + messages:
         jobs.ingest_chunk(p, message)
-    # THEN each item exists once and the job is active
+    # THEN each item exists once, each chunk counted once, and the job is active
     assert [i.item_id for i in p.items.iter_items(job.job_id)] == [f"{n:06d}" for n in range(60)]
-    assert p.jobs.get_job(job.job_id).state == ACTIVE
+    assert (p.jobs.get_job(job.job_id).chunks_written, p.jobs.get_job(job.job_id).state) \
+        == (3, ACTIVE)
     # AND a chunk redelivered after work began leaves the work in place
     task = tasks.lease_next_task(p, _worker(p), job.job_id)
     jobs.ingest_chunk(p, messages[int(task.item.item_id) // 25])
@@ -113,6 +114,27 @@ def test_a_job_becomes_active_only_when_every_chunk_is_ingested(p):
     assert p.jobs.get_job(job.job_id).state == ACTIVE
     p.clock.advance(p.cache_seconds)
     assert tasks.lease_next_task(p, worker).job.job_id == job.job_id
+
+
+def test_a_last_chunk_whose_delivery_died_half_way_is_counted_by_the_next_delivery(p):
+    # GIVEN a 60-item job with two chunks in, and the delivery of the last one dead after
+    # writing its first item
+    job = _post(p, _client(p), items=60)
+    first, second, last = p.ingest_queue.take()
+    jobs.ingest_chunk(p, first)
+    jobs.ingest_chunk(p, second)
+    p.items.put_items(job.job_id, job.redundancy, [NewItem(
+        last["items"][0]["item_id"], last["items"][0]["data"], None)])
+    # THEN the chunk is not counted and the job still ingests
+    assert (p.jobs.get_job(job.job_id).chunks_written, p.jobs.get_job(job.job_id).state) \
+        == (2, INGESTING)
+    # WHEN the chunk is delivered again, twice
+    jobs.ingest_chunk(p, last)
+    jobs.ingest_chunk(p, last)
+    # THEN every item is in once, the chunk counted once and the job active
+    assert [i.item_id for i in p.items.iter_items(job.job_id)] == [f"{n:06d}" for n in range(60)]
+    assert (p.jobs.get_job(job.job_id).chunks_written, p.jobs.get_job(job.job_id).state) \
+        == (3, ACTIVE)
 
 
 def test_a_quote_buys_one_job(p):

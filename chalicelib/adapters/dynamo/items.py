@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from pynamodb.exceptions import PynamoDBException
+from pynamodb.exceptions import PutError, PynamoDBException
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamo import gold as servings
@@ -21,9 +21,7 @@ from chalicelib.adapters.models import (
     LedgerModel, counts_key,
 )
 from chalicelib.domain import payouts
-from chalicelib.domain.model import (
-    INGESTING, ItemState, Lease, LedgerEntry, NewItem, StoredAnswer,
-)
+from chalicelib.domain.model import ItemState, Lease, LedgerEntry, NewItem, StoredAnswer
 from chalicelib.domain.ports import SlotOutcome
 
 
@@ -56,6 +54,38 @@ def item_from_model(r: ItemModel) -> ItemState:
         held=bool(r.held), replaced=int(r.replaced or 0), extended=int(r.extended or 0),
         last_expiry=None if r.last_exp is None else float(r.last_exp),
     )
+
+
+# The condition of every fresh item's write: a delivery of its chunk again must not overwrite
+# it (a worker may have leased it since).
+_IS_NEW = ItemModel.item_id.does_not_exist()
+
+
+def _new_record(job_id: str, redundancy: int, item: NewItem) -> ItemModel:
+    """A fresh item's record, its slots all free. A held item stays out of the open_slots
+    index until production, and a gold item without slots never enters it."""
+    slots = redundancy if item.slots is None else item.slots
+    return ItemModel(
+        job_id, item.item_id, data=item.data, external_id=item.external_id,
+        gold=item.gold, held=True if item.held else None,
+        redundancy=slots, free=slots, answer_count=0, leases={},
+        answers={}, reviews={}, counted={}, ordinals={},
+        out={} if item.gold is not None else None,
+        open_job=None if item.held or not slots else job_id,
+    )
+
+
+def _put_new(record: ItemModel) -> bool:
+    """Write a fresh item by a conditional PutItem: False (nothing written) if it is there
+    already; throttling is a TransientError."""
+    try:
+        record.save(condition=_IS_NEW)
+    except PutError as error:
+        raise_transient(error)
+        if error.cause_response_code == "ConditionalCheckFailedException":
+            return False
+        raise
+    return True
 
 
 def _review_value(review: dict[str, Any]) -> dict[str, Any]:
@@ -175,29 +205,33 @@ class DynamoItems:
         """Each item written only if it does not exist: a chunk delivered twice at once must
         not overwrite items a worker has leased since."""
         for item in items:
-            slots = redundancy if item.slots is None else item.slots
-            # A held item stays out of the open-items index until production, and a gold item
-            # without slots never enters it.
-            tx.save(ItemModel(
-                job_id, item.item_id, data=item.data, external_id=item.external_id,
-                gold=item.gold, held=True if item.held else None,
-                redundancy=slots, free=slots, answer_count=0, leases={},
-                answers={}, reviews={}, counted={}, ordinals={},
-                out={} if item.gold is not None else None,
-                open_job=None if item.held or not slots else job_id,
-            ), condition=ItemModel.item_id.does_not_exist())
+            tx.save(_new_record(job_id, redundancy, item), condition=_IS_NEW)
 
     def put_items(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> None:
         """Write fresh items in one transaction, whole or not at all."""
         transact_once(lambda tx: self._save_new(tx, job_id, redundancy, items))
 
     def put_chunk(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> bool:
-        """Write a chunk's fresh items and add one to the job's chunks_written, in one
-        transaction that needs every item new and the job ingesting: a chunk counts once."""
+        """Write a chunk's items and count it on the job's counters record, without the job
+        record: each item but the last by a conditional PutItem of its own (one there
+        already, written by an earlier delivery of the chunk and perhaps leased since, is
+        left as it is), then the last item and one more chunks_written in a transaction of
+        two writes that needs that item new and the counters record there. A chunk is so
+        counted once, and only once every item of it is in; a delivery that died before the
+        transaction leaves the chunk to be counted by the next. True if this call counted it;
+        False if the chunk was counted before or the job is gone (its items but the last may
+        then be written)."""
+        if not items:
+            raise ValueError("an ingest chunk has at least one item")
+        *others, last = items
+        for item in others:
+            _put_new(_new_record(job_id, redundancy, item))
+
         def write(tx: TransactWrite) -> None:
-            self._save_new(tx, job_id, redundancy, items)
-            tx.update(JobModel(job_id), actions=[JobModel.chunks_written.add(1)],
-                      condition=JobModel.state == INGESTING)
+            tx.save(_new_record(job_id, redundancy, last), condition=_IS_NEW)
+            tx.update(JobCountsModel(counts_key(job_id)),
+                      actions=[JobCountsModel.chunks_written.add(1)],
+                      condition=JobCountsModel.job_id.exists())
 
         return transact_once(write)
 

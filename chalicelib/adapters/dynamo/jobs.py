@@ -80,7 +80,7 @@ def job_from_model(r: JobModel, counts: JobCountsModel | None = None,
                                  else 3 * 24 * 3600), paid_cents=int(r.paid_cents or 0),
         bonus_cents=int(r.bonus_cents or 0), approved_answers=int(r.approved_answers or 0),
         rejected_answers=int(r.rejected_answers or 0),
-        chunks_written=int(r.chunks_written or 0),
+        chunks_written=int(counts.chunks_written or 0) if counts else 0,
         answered=int(counts.answered or 0) if counts else 0,
         items_done=int(counts.items_done or 0) if counts else 0,
         round=int(r.round or 1), finalize_at=r.finalize_at, cancelled_at=r.cancelled_at,
@@ -146,7 +146,8 @@ class DynamoJobs:
             with TransactWrite(connection=JobModel._get_connection().connection) as tx:
                 tx.save(record, condition=JobModel.job_id.does_not_exist())
                 tx.save(JobCountsModel(counts_key(job.job_id), answered=job.answered,
-                                       items_done=job.items_done))
+                                       items_done=job.items_done,
+                                       chunks_written=job.chunks_written))
                 tx.save(_instructions_record(job.job_id, job.instructions,
                                              job.instruction_version))
                 tx.update(QuoteModel(job.quote_id), actions=[QuoteModel.job_id.set(job.job_id)],
