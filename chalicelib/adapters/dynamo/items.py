@@ -18,7 +18,7 @@ from chalicelib.adapters.dynamo.ledger import accrual_key, ledger_record
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
 from chalicelib.adapters.models import (
     OPEN_SLOT_FIELDS, AccrualModel, GoldServingModel, ItemModel, JobCountsModel, JobModel,
-    LedgerModel, counts_key,
+    JobMoneyModel, LedgerModel, counts_key, money_key,
 )
 from chalicelib.domain import payouts
 from chalicelib.domain.model import (
@@ -261,7 +261,7 @@ class DynamoItems:
         the answer is this assignment's; a gold answer's on its serving), the ledger entry
         (only if new), one more rejected on the answer's accrual (only if that was never
         settled: its answers are approved then), and the reward back to the job's pool, or
-        held for a replacement slot (refund_to "held")."""
+        held for a replacement slot (refund_to "held"), on the job's money record."""
         value = _review_value(review)
         window = payouts.window_of(assignment_id)
 
@@ -279,8 +279,9 @@ class DynamoItems:
                                AccrualModel.accrual_job.set(job_id),
                                AccrualModel.window.set(window)],
                       condition=AccrualModel.settled_at.does_not_exist())
-            tx.update(JobModel(job_id), actions=[money_attribute(refund_to).add(refund_cents),
-                                                 JobModel.rejected_answers.add(1)])
+            tx.update(JobMoneyModel(money_key(job_id)),
+                      actions=[money_attribute(refund_to).add(refund_cents),
+                               JobMoneyModel.rejected_answers.add(1)])
 
         gold = self._is_gold(job_id, item_id)
         if transact_once(lambda tx: write(tx, gold)):
