@@ -179,9 +179,8 @@ class DynamoJobs:
     def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
         """A job by id: its record, its counters and its money in one BatchGetItem (each item
         rounded on its own: 2 read units strongly consistent, 1 eventually), with its
-        instructions record
-        in the same request unless this container holds it (then a GetItem only if the job
-        record names another version)."""
+        instructions record in the same request unless this container holds it (then a
+        GetItem only if the job record names another version)."""
         found = self._jobs([job_id], consistent)
         return found[0] if found else None
 
