@@ -116,6 +116,21 @@ def counts_key(job_id: str) -> str:
     return f"{job_id}#counts"
 
 
+def money_key(job_id: str) -> str:
+    """The key of the job's money record (chalicelib.adapters.models.money_key)."""
+    return f"{job_id}#money"
+
+
+# The jobs store's writes that go to the money record, not the job record.
+MONEY_WRITES = ("reserve", "refund", "release_held")
+
+
+def _money_taken(args: tuple, kwargs: dict[str, Any], at: int) -> list[Key]:
+    """The money record, if a slot's write takes money (its cents, the argument at `at`)."""
+    cents = args[at] if len(args) > at else kwargs.get("cents")
+    return [("jobs", money_key(args[0]), None)] if cents else []
+
+
 def written_keys(store: str, method: str, args: tuple, kwargs: dict[str, Any]) -> list[Key]:
     """The records a write touches, as (table, partition key, sort key)."""
     if store == "items" and method in ("put_items",):
@@ -123,15 +138,20 @@ def written_keys(store: str, method: str, args: tuple, kwargs: dict[str, Any]) -
     if store == "items" and method == "open_held":
         return [("items", args[0], item_id) for item_id in args[1]]
     if store == "items" and method in ("review", "release_gold_slots"):
-        return [("items", args[0], args[1]), ("jobs", args[0], None)]
+        return [("items", args[0], args[1]), ("jobs", money_key(args[0]), None)]
     if store == "items" and method == "add_slots":
-        return [("items", args[0], args[1]), ("jobs", counts_key(args[0]), None)]
+        return [("items", args[0], args[1]), ("jobs", counts_key(args[0]), None)] \
+            + _money_taken(args, kwargs, 4)
+    if store == "items" and method == "extend":
+        return [("items", args[0], args[1])] + _money_taken(args, kwargs, 3)
     if store == "items":
         return [("items", args[0], args[1])]
     if store == "jobs" and method == "record_counted":
         answers = args[1] if len(args) > 1 else kwargs["answers"]
         return [("items", args[0], item_id) for item_id in sorted({a.item_id for a in answers})] \
             + [("jobs", counts_key(args[0]), None)]
+    if store == "jobs" and method in MONEY_WRITES:
+        return [("jobs", money_key(args[0]), None)]
     if store == "jobs":
         return [("jobs", args[0], None)]
     if store == "stats" and method == "record_gold":
@@ -599,7 +619,8 @@ def report(out: Outcome) -> str:
                      f"{n / total:.1%} | {peak:,} |")
     for key, n in out.writes.most_common(3):
         peak = max(out.per_second[key].values())
-        record = ("counters record" if key[1].endswith("#counts") else "job record") \
+        record = ("counters record" if key[1].endswith("#counts") else "money record"
+                  if key[1].endswith("#money") else "job record") \
             if key[0] == "jobs" else f"item {key[2]}" if key[0] == "items" else "record"
         lines.append(f"| {key[0]} / {_short(key[1])}{'/' + key[2] if key[2] else ''} | {record} | "
                      f"{n:,} | {n / total:.1%} | {peak:,} |")

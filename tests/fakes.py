@@ -328,25 +328,32 @@ class FakeItems:
             self.jobs_ref.jobs[job_id].pool_cents += slots * reward_cents
             return slots * reward_cents
 
-    def extend(self, job_id: str, item_id: str, redundancy_now: int) -> bool:
-        """One more slot for an open item still at redundancy_now."""
+    def extend(self, job_id: str, item_id: str, redundancy_now: int,
+               cents: int = 0) -> bool | None:
+        """One more slot for an open item still at redundancy_now, paid from the pool."""
         with self._lock:
             record = self.records.get((job_id, item_id))
             if record is None or record.done or record.state.held \
                     or record.state.redundancy != redundancy_now:
                 return False
+            if cents and not self.jobs_ref.reserve(job_id, cents, "pool"):
+                return None
             record.state.redundancy += 1
             record.state.free += 1
             record.state.extended += 1
             self._set_open(record, job_id)
             return True
 
-    def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
-        """Reopen a counted-complete item with more slots and uncount it, together."""
+    def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int,
+                  cents: int = 0, source: str = "pool") -> bool | None:
+        """Reopen a counted-complete item with more slots and uncount it, paid from the
+        job's money, together."""
         with self._lock:
             record = self.records.get((job_id, item_id))
             if record is None or not record.done or record.state.replaced != replaced_before:
                 return False
+            if cents and not self.jobs_ref.reserve(job_id, cents, source):
+                return None
             record.done = False
             s = record.state
             s.redundancy += count

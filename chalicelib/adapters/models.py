@@ -120,8 +120,8 @@ class JobsByEventsDue(GlobalSecondaryIndex):
 
 
 class JobModel(Model):
-    """A job: its spec, state, money and history (its counting counters are JobCountsModel,
-    its instructions JobInstructionsModel)."""
+    """A job: its spec, state and history (its counting counters are JobCountsModel, its
+    money JobMoneyModel, its instructions JobInstructionsModel)."""
 
     class Meta:
         table_name = "jobs"
@@ -156,14 +156,8 @@ class JobModel(Model):
     promotion = JSONAttribute(null=True)
     gold_items = NumberAttribute(default=0)
     quality = JSONAttribute(null=True)
-    pool_cents = NumberAttribute(default=0)
-    held_cents = NumberAttribute(null=True)
     gold_slots = NumberAttribute(null=True)
     auto_approve_seconds = NumberAttribute(default=259200)
-    paid_cents = NumberAttribute(default=0)
-    bonus_cents = NumberAttribute(default=0)
-    approved_answers = NumberAttribute(default=0)
-    rejected_answers = NumberAttribute(default=0)
     # A client's bulk approval: queued (review_queue "due") at review_due_at, for the pay
     # windows ending by approve_before (-1: every window), continued from approve_cursor.
     review_queue = UnicodeAttribute(null=True)
@@ -213,6 +207,31 @@ class JobCountsModel(Model):
 def counts_key(job_id: str) -> str:
     """The key of a job's counters record (a job id holds no '#')."""
     return f"{job_id}#counts"
+
+
+class JobMoneyModel(Model):
+    """The job's money and review counts, in a record of their own in the jobs table (key
+    "<job_id>#money", see money_key): ~150 bytes in none of the table's indexes, written with
+    the job and then by every rejection, settlement, bonus, reservation and refund, so none
+    of them rewrites the job record and its index copies. Apart from the counters record:
+    counting batches write that one in their transactions, and money written there would
+    conflict with them."""
+
+    class Meta:
+        table_name = "jobs"
+
+    job_id = UnicodeAttribute(hash_key=True)
+    pool_cents = NumberAttribute(default=0)
+    held_cents = NumberAttribute(null=True)
+    paid_cents = NumberAttribute(default=0)
+    bonus_cents = NumberAttribute(default=0)
+    approved_answers = NumberAttribute(default=0)
+    rejected_answers = NumberAttribute(default=0)
+
+
+def money_key(job_id: str) -> str:
+    """The key of a job's money record (a job id holds no '#')."""
+    return f"{job_id}#money"
 
 
 class JobInstructionsModel(Model):
@@ -497,7 +516,7 @@ class WebhookModel(Model):
 
 
 ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, JobCountsModel,
-              JobInstructionsModel, ItemModel,
+              JobMoneyModel, JobInstructionsModel, ItemModel,
               ResultModel, WorkerStatsModel, LedgerModel, AccrualModel, CatalogModel,
               WebhookModel)
 
@@ -510,6 +529,7 @@ def bind_models(settings: Settings) -> None:
         QuoteModel: settings.quotes_table,
         JobModel: settings.jobs_table,
         JobCountsModel: settings.jobs_table,
+        JobMoneyModel: settings.jobs_table,
         JobInstructionsModel: settings.jobs_table,
         ItemModel: settings.items_table,
         ResultModel: settings.results_table,

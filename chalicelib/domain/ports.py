@@ -253,12 +253,18 @@ class ItemStore(Protocol):
         """Take a gold item's `free` free slots and the slots of the workers' expired leases
         away and pay their rewards into the job's pool, together and once (nothing if the
         item changed since); return the cents."""
-    def extend(self, job_id: str, item_id: str, redundancy_now: int) -> bool:
-        """Add one slot to an item still open whose redundancy is redundancy_now; False if not."""
-    def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
+    def extend(self, job_id: str, item_id: str, redundancy_now: int,
+               cents: int = 0) -> bool | None:
+        """Add one slot to an item still open whose redundancy is redundancy_now and take
+        cents for it from the job's pool, together; False if the item is not so, None if the
+        pool does not hold cents (nothing changed)."""
+    def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int,
+                  cents: int = 0, source: str = "pool") -> bool | None:
         """Reopen an item counted complete with `count` more slots that replace answers left
-        out, and take it off the job's done count, together; False if the item was not
-        complete or its replacements changed meanwhile."""
+        out, take it off the job's done count and take cents for the slots from the job's
+        pool or held money (source), together; False if the item was not complete or its
+        replacements changed meanwhile, None if the money does not hold cents (nothing
+        changed)."""
     def open_held(self, job_id: str, item_ids: Sequence[str]) -> None:
         """Open held items for leasing (idempotent)."""
     def try_lease(self, job_id: str, item_id: str, worker_id: str, lease: Lease,

@@ -231,18 +231,26 @@ def replace_left_out(p: Platform, job: Job, items: Iterable[ItemState] | None = 
         missing -= item.replaced
         if missing <= 0:
             continue
-        cents = missing * job.reward_cents
-        # The rejected answers' rewards were held for this; the pool makes up the rest.
-        source = next((s for s in ("held", "pool") if p.jobs.reserve(job.job_id, cents, s)), None)
-        if source is None:
+        added = _add_paid_slots(p, job, item, missing)
+        if added is None:
             break
-        if p.items.add_slots(job.job_id, item.item_id, missing, item.replaced):
+        if added:
             reopened += 1
-        else:
-            p.jobs.refund(job.job_id, cents, source)
     if reopened:
         p.cache.jobs.forget(job.job_id)
     return reopened
+
+
+def _add_paid_slots(p: Platform, job: Job, item: ItemState, missing: int) -> bool | None:
+    """Reopen the item with `missing` replacement slots, paid from the money held for them
+    (the rejected answers' rewards) or else from the pool, the slots and the money together;
+    None if neither holds as much."""
+    for source in ("held", "pool"):
+        added = p.items.add_slots(job.job_id, item.item_id, missing, item.replaced,
+                                  missing * job.reward_cents, source)
+        if added is not None:
+            return added
+    return None
 
 
 def release_leftovers(p: Platform, job: Job) -> int:

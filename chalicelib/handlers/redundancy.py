@@ -38,7 +38,8 @@ def _online_model(p: Platform, job: Job) -> Any:
 def adapt(p: Platform, job: Job, answer: CountedAnswer, ordinal: int | None) -> CountedAnswer:
     """For an answer that filled its item's last slot: if the item's confidence is still below
     the job's target (and it has fewer than max answers), open one more slot, paid from the
-    pool, before the answer is counted, so the item is not counted complete. Idempotent: a
+    pool in the same write (a crash cannot take the money without the slot), before the
+    answer is counted, so the item is not counted complete. Idempotent: a
     redelivered answer finds the slot already added and is counted as not completing."""
     item = p.items.get_item(job.job_id, answer.item_id)
     if item is None or ordinal is None or item.gold is not None:
@@ -53,16 +54,11 @@ def adapt(p: Platform, job: Job, answer: CountedAnswer, ordinal: int | None) -> 
     confidence = model.confidence(votes) if model is not None else None
     if not wants_more(policy, item.answer_count, confidence):
         return answer
-    if not p.jobs.reserve(job.job_id, job.reward_cents):
+    extended = p.items.extend(job.job_id, item.item_id, item.redundancy, job.reward_cents)
+    if extended is None:
         return answer  # the budget has no more: the item is done
-    try:
-        extended = p.items.extend(job.job_id, item.item_id, item.redundancy)
-    except Exception:
-        p.jobs.refund(job.job_id, job.reward_cents)
-        raise
     if extended:
         return replace(answer, item_complete=False)
-    p.jobs.refund(job.job_id, job.reward_cents)
     now = p.items.get_item(job.job_id, item.item_id)
     return replace(answer, item_complete=False) if now and ordinal + 1 < now.redundancy else answer
 

@@ -1007,6 +1007,43 @@ def test_an_answered_item_not_yet_counted_complete_takes_one_more_slot_once(p):
     assert not p.items.extend(job.job_id, FIRST, 2)
 
 
+def test_a_paid_slot_takes_its_money_with_it_or_nothing_at_all(p):
+    # GIVEN an answered item not yet counted, and 5 cents in the pool
+    job = _active_job(p, items=1, redundancy=1)
+    assert p.jobs.transition(job.job_id, (ACTIVE,), ACTIVE, pool_cents=5)
+    now = time.time()
+    lease = _leased(p, job, FIRST, "w1", now)
+    assert p.items.try_submit(job.job_id, FIRST, "w1", _answer(lease, "yes", now), now).ok
+    # WHEN a slot costs more than the pool holds THEN neither the slot nor the money moves
+    assert p.items.extend(job.job_id, FIRST, 1, 6) is None
+    assert p.items.get_item(job.job_id, FIRST).redundancy == 1
+    # WHEN it costs what the pool holds THEN both move, once
+    assert p.items.extend(job.job_id, FIRST, 1, 5) is True
+    assert p.items.extend(job.job_id, FIRST, 1, 0) is False
+    assert (p.items.get_item(job.job_id, FIRST).redundancy,
+            p.jobs.get_job(job.job_id).pool_cents) == (2, 0)
+
+
+def test_replacement_slots_take_their_money_with_them_or_nothing_at_all(p):
+    # GIVEN a counted-complete item, 4 cents held for replacements and 10 in the pool
+    job = _active_job(p, items=1, redundancy=1)
+    assert p.jobs.transition(job.job_id, (ACTIVE,), ACTIVE, pool_cents=10, held_cents=4)
+    now = time.time()
+    lease = _leased(p, job, FIRST, "w1", now)
+    assert p.items.try_submit(job.job_id, FIRST, "w1", _answer(lease, "yes", now), now).ok
+    p.jobs.record_counted(job.job_id, [CountedAnswer(job.job_id, FIRST, "w1",
+                                                     lease.assignment_id, True)])
+    # WHEN the held money is short THEN nothing moves
+    assert p.items.add_slots(job.job_id, FIRST, 1, 0, 5, "held") is None
+    assert p.jobs.get_job(job.job_id).items_done == 1
+    # WHEN the pool pays THEN the slot opens and the money leaves the pool, once
+    assert p.items.add_slots(job.job_id, FIRST, 1, 0, 5, "pool") is True
+    assert p.items.add_slots(job.job_id, FIRST, 1, 0, 5, "pool") is False
+    read = p.jobs.get_job(job.job_id)
+    assert (read.items_done, read.pool_cents, read.held_cents) == (0, 5, 4)
+    assert p.items.get_item(job.job_id, FIRST).replaced == 1
+
+
 def test_a_batch_of_a_hundred_answers_by_many_workers_is_counted_once(p):
     # GIVEN 100 answers on 100 items by 60 workers (more writes than one transaction holds)
     job = _active_job(p, items=100, redundancy=1)

@@ -13,7 +13,7 @@ from chalicelib import deps
 from chalicelib.adapters.dynamo import DynamoJobs
 from chalicelib.adapters.dynamo.jobs import HeldInstructions
 from chalicelib.adapters.models import (
-    JobInstructionsModel, JobModel, counts_key, instructions_key,
+    JobInstructionsModel, JobModel, counts_key, instructions_key, money_key,
 )
 from chalicelib.domain.jobs import build_job
 from chalicelib.domain.model import (
@@ -83,46 +83,48 @@ def test_the_instructions_are_written_beside_the_job_and_read_with_it(p, monkeyp
         "instructions": {"S": "Read the whole review first."}, "version": {"N": "1"}}
     here, elsewhere = DynamoJobs(), DynamoJobs()  # two containers
     key, counts, instructions = job.job_id, counts_key(job.job_id), instructions_key(job.job_id)
-    # AND a container reading the job asks for its three records in one BatchGetItem
+    money = money_key(job.job_id)
+    # AND a container reading the job asks for its four records in one BatchGetItem
     calls = _calls(monkeypatch)
     read = here.get_job(job.job_id)
     assert (read.instructions, read.instruction_version) == ("Read the whole review first.", 1)
-    assert _keys(calls) == [("BatchGetItem", sorted([key, counts, instructions]))]
-    # AND reading it again asks only for the job and counters records: it holds the text
+    assert _keys(calls) == [("BatchGetItem", sorted([key, counts, instructions, money]))]
+    # AND reading it again asks only for the job, counters and money records: it holds the
+    # text
     calls.clear()
     again = here.get_job(job.job_id, consistent=False)
     assert (again.instructions, again.instruction_version) == ("Read the whole review first.", 1)
-    assert _keys(calls) == [("BatchGetItem", sorted([key, counts]))]
-    # AND a listing takes the job from its index, and reads only the two records beside it
+    assert _keys(calls) == [("BatchGetItem", sorted([key, counts, money]))]
+    # AND a listing takes the job from its index, and reads only the three records beside it
     calls.clear()
     page, _ = elsewhere.jobs_of_client(job.client_id, 10, None)
     assert [(j.job_id, j.instructions) for j in page] == [
         (job.job_id, "Read the whole review first.")]
     assert [entry for entry in _keys(calls) if entry[0] == "BatchGetItem"] == [
-        ("BatchGetItem", sorted([counts, instructions]))]
+        ("BatchGetItem", sorted([counts, instructions, money]))]
     # WHEN another container revises them THEN this one reads the new version at once
     assert elsewhere.transition(job.job_id, (INGESTING,), PAUSED, instructions="Pick two.",
                                 instruction_version=2)
     calls.clear()
     revised = here.get_job(job.job_id)
     assert (revised.instructions, revised.instruction_version) == ("Pick two.", 2)
-    assert _keys(calls) == [("BatchGetItem", sorted([key, counts])),
+    assert _keys(calls) == [("BatchGetItem", sorted([key, counts, money])),
                             ("GetItem", [instructions])]
     calls.clear()
     assert here.get_job(job.job_id).instructions == "Pick two."
-    assert _keys(calls) == [("BatchGetItem", sorted([key, counts]))]
+    assert _keys(calls) == [("BatchGetItem", sorted([key, counts, money]))]
 
 
-def test_no_listing_takes_the_counters_or_instructions_records_for_jobs(p):
-    # GIVEN jobs with their counters and instructions records, in several states
+def test_no_listing_takes_the_counters_money_or_instructions_records_for_jobs(p):
+    # GIVEN jobs with their counters, money and instructions records, in several states
     made = [_job(p) for _ in range(3)]
     assert p.jobs.transition(made[1].job_id, (INGESTING,), ACTIVE)
     assert p.jobs.transition(made[2].job_id, (INGESTING,), PAUSED)
     assert p.jobs.transition(made[2].job_id, (PAUSED,), PAUSED, instructions="Pick two.",
                              instruction_version=2)
-    # THEN the two records carry none of the indexes' keys
+    # THEN the three records carry none of the indexes' keys
     for job in made:
-        for key in (counts_key(job.job_id), instructions_key(job.job_id)):
+        for key in (counts_key(job.job_id), instructions_key(job.job_id), money_key(job.job_id)):
             assert not {"state", "client_id", "review_queue", "events_queue"} & set(_raw(key))
     # AND every listing by state or by client holds jobs only, each once
     listed = [j.job_id for state in STATES for j in p.jobs.jobs_in_state(state)]
@@ -170,11 +172,11 @@ def test_a_refused_revision_writes_neither_record(p):
     assert _raw(job.job_id)["instruction_version"] == {"N": "1"}
 
 
-def test_abandoning_a_job_deletes_its_three_records(p):
+def test_abandoning_a_job_deletes_its_four_records(p):
     job = _job(p)
     p.jobs.abandon_job(job.job_id, job.quote_id)
-    assert [_raw(key) for key in (job.job_id, counts_key(job.job_id),
-                                  instructions_key(job.job_id))] == [None, None, None]
+    assert [_raw(key) for key in (job.job_id, counts_key(job.job_id), instructions_key(job.job_id),
+                                  money_key(job.job_id))] == [None, None, None, None]
 
 
 def test_a_container_holds_the_instructions_it_read_last_up_to_its_size():

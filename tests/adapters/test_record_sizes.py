@@ -1,8 +1,9 @@
 """The job's records stay small however large the job and its crowd: a job of a million items,
 a hundred workers blocked from it, every text field at its longest; and counting a batch of
 answers writes the items and the job's small counters record, never the job record. The
-instructions are a record of their own, bounded by validation (MAX_INSTRUCTIONS characters of
-at most 4 bytes each in UTF-8), far under DynamoDB's 400 KB.
+job's money is a small record of its own whatever the job's size. The instructions are a
+record of their own, bounded by validation (MAX_INSTRUCTIONS characters of at most 4 bytes
+each in UTF-8), far under DynamoDB's 400 KB.
 
 Sizes are the items' sizes as DynamoDB bills them (bench.billing), read back from the stack."""
 from __future__ import annotations
@@ -17,8 +18,8 @@ import pytest
 from bench.billing import item_size
 from chalicelib import deps
 from chalicelib.adapters.models import (
-    JobCountsModel, JobInstructionsModel, JobModel, WorkerStatsModel, counts_key,
-    instructions_key,
+    JobCountsModel, JobInstructionsModel, JobModel, JobMoneyModel, WorkerStatsModel, counts_key,
+    instructions_key, money_key,
 )
 from chalicelib.domain import phases
 from chalicelib.domain.ids import new_assignment_id
@@ -110,37 +111,49 @@ def test_a_million_item_job_with_a_hundred_blocked_workers_keeps_every_record_sm
     JobCountsModel(counts_key(job_id)).update(actions=[
         JobCountsModel.chunks_written.set(job.chunk_count),
         JobCountsModel.answered.set(3 * ITEMS), JobCountsModel.items_done.set(ITEMS)])
+    # and every answer reviewed, paid and its bonuses taken, at figures beyond any budget
+    JobMoneyModel(money_key(job_id)).update(actions=[
+        JobMoneyModel.approved_answers.set(3 * ITEMS), JobMoneyModel.rejected_answers.set(ITEMS),
+        JobMoneyModel.bonus_cents.set(10**12)])
     # a hundred workers blocked with the longest reason, each with gold answers scored
     workers = [f"wrk_{n:04d}" + "x" * 20 for n in range(BLOCKED)]
     for n, worker in enumerate(workers):
         p.stats.record_gold(worker, job_id, new_assignment_id(job_id, f"{n:06d}", now), False)
         p.stats.mark_blocked(worker, job_id, "b" * REASON + f" (by {client.account_id})", now,
                              now + 60 if n % 2 else None)
-    # THEN the job reads back whole, its counters and blocks included
+    # THEN the job reads back whole, its counters, money and blocks included
     read = p.jobs.get_job(job_id)
     assert (read.answered, read.items_done, read.item_count) == (3 * ITEMS, ITEMS, ITEMS)
     assert read.chunks_written == read.chunk_count == ITEMS // CHUNK_ITEMS
+    assert (read.pool_cents, read.held_cents, read.paid_cents, read.bonus_cents,
+            read.approved_answers, read.rejected_answers) == (
+        job.pool_cents, 10**12, 10**12, 10**12, 3 * ITEMS, ITEMS)
     assert len(read.transitions) == 1 + len(LONGEST_PATH)
     assert (read.instructions, read.instruction_version) == (revised, 2)
     assert len(p.stats.blocks_in_job(job_id)) == BLOCKED
     # AND no record of the job is near DynamoDB's limit or grows with the crowd or the job:
-    # the job record holds no counters, no blocked workers and no instructions, and is under
-    # 16 KB whole; the instructions record holds the longest instructions validation allows
+    # the job record holds no counters, no money, no blocked workers and no instructions, and
+    # is under 16 KB whole; the instructions record holds the longest instructions validation
+    # allows
     record = _raw(JobModel, job_id)
     assert not {"answered", "items_done", "chunks_written", "blocked_workers", "block_starts",
-                "instructions"} & set(record)
+                "instructions", "pool_cents", "held_cents", "paid_cents", "bonus_cents",
+                "approved_answers", "rejected_answers"} & set(record)
     instructions = _raw(JobInstructionsModel, instructions_key(job_id))
     assert len(instructions["instructions"]["S"].encode()) == 4 * MAX_INSTRUCTIONS
     sizes = {"job": item_size(record),
-             "counters": item_size(_raw(JobCountsModel, counts_key(job_id)))}
+             "counters": item_size(_raw(JobCountsModel, counts_key(job_id))),
+             "money": item_size(_raw(JobMoneyModel, money_key(job_id)))}
     sizes.update({f"stats {worker}": item_size(_raw(WorkerStatsModel, worker, job_id))
                   for worker in workers})
     sizes.update({f"stats {worker} *": item_size(_raw(WorkerStatsModel, worker, "*"))
                   for worker in workers})
     print(f"job record {sizes['job']} B, instructions record {item_size(instructions)} B, "
-          f"counters record {sizes['counters']} B, largest worker-stats record "
+          f"counters record {sizes['counters']} B, money record {sizes['money']} B, "
+          f"largest worker-stats record "
           f"{max(v for k, v in sizes.items() if k.startswith('stats'))} B")
     assert sizes["counters"] < 200  # one write unit, even inside a transaction's two
+    assert sizes["money"] < 256  # as small, whatever the job's size and figures
     assert all(size < LIMIT for size in sizes.values()), sizes
     assert item_size(instructions) < INSTRUCTIONS_LIMIT
 

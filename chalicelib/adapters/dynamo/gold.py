@@ -32,7 +32,9 @@ from pynamodb.transactions import TransactWrite
 from chalicelib.adapters.dynamo.writes import (
     cancelled_by_condition, conditional_update, raise_transient,
 )
-from chalicelib.adapters.models import GoldServingModel, ItemModel, JobModel
+from chalicelib.adapters.models import (
+    GoldServingModel, ItemModel, JobModel, JobMoneyModel, money_key,
+)
 from chalicelib.domain.ids import parse_assignment_id
 from chalicelib.domain.model import Lease, StoredAnswer
 from chalicelib.errors import TransientError
@@ -255,7 +257,8 @@ def release_slots(job_id: str, item_id: str, free: int, expired: dict[str, dict[
                           actions=[GoldServingModel.lease.remove()],
                           condition=(GoldServingModel.lease["aid"] == expired[worker]["aid"])
                           & (GoldServingModel.lease["exp"] <= now))
-            tx.update(JobModel(job_id), actions=[JobModel.pool_cents.add(slots * reward_cents)])
+            tx.update(JobMoneyModel(money_key(job_id)),
+                      actions=[JobMoneyModel.pool_cents.add(slots * reward_cents)])
 
         if _transact(write, SUBMIT_TRIES)[0]:
             paid += slots * reward_cents

@@ -1,24 +1,29 @@
 """Items and their slots: a lease, an answer or a release is one conditional write on the
-item; a rejection moves the item, the ledger, the answer's accrual and the money in one
-transaction; a client's approval is one conditional write on the item. A gold item's
+item; a rejection moves the item, the ledger, the answer's accrual and the job's money record
+in one transaction, and so does a replacement or adaptive slot with the money it takes; a
+client's approval is one conditional write on the item. A gold item's
 leases and answers are on its servings, one record per worker (see gold.py)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from typing import Any
 
-from pynamodb.exceptions import PutError, PynamoDBException
+from pynamodb.exceptions import PutError, PynamoDBException, TransactWriteError
+from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
 from chalicelib.adapters.dynamo import gold as servings
 from chalicelib.adapters.dynamo.jobs import money_attribute
 from chalicelib.adapters.dynamo.ledger import accrual_key, ledger_record
-from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
+from chalicelib.adapters.dynamo.writes import (
+    cancellation_reasons, cancelled_by_condition, conditional_update, raise_transient,
+    transact_once,
+)
 from chalicelib.adapters.models import (
     OPEN_SLOT_FIELDS, AccrualModel, GoldServingModel, ItemModel, JobCountsModel, JobModel,
-    LedgerModel, counts_key,
+    JobMoneyModel, LedgerModel, counts_key, money_key,
 )
 from chalicelib.domain import payouts
 from chalicelib.domain.model import ItemState, Lease, LedgerEntry, NewItem, StoredAnswer
@@ -295,7 +300,7 @@ class DynamoItems:
         the answer is this assignment's; a gold answer's on its serving), the ledger entry
         (only if new), one more rejected on the answer's accrual (only if that was never
         settled: its answers are approved then), and the reward back to the job's pool, or
-        held for a replacement slot (refund_to "held")."""
+        held for a replacement slot (refund_to "held"), on the job's money record."""
         value = _review_value(review)
         window = payouts.window_of(assignment_id)
 
@@ -313,8 +318,9 @@ class DynamoItems:
                                AccrualModel.accrual_job.set(job_id),
                                AccrualModel.window.set(window)],
                       condition=AccrualModel.settled_at.does_not_exist())
-            tx.update(JobModel(job_id), actions=[money_attribute(refund_to).add(refund_cents),
-                                                 JobModel.rejected_answers.add(1)])
+            tx.update(JobMoneyModel(money_key(job_id)),
+                      actions=[money_attribute(refund_to).add(refund_cents),
+                               JobMoneyModel.rejected_answers.add(1)])
 
         gold = self._is_gold(job_id, item_id)
         if transact_once(lambda tx: write(tx, gold)):
@@ -344,8 +350,12 @@ class DynamoItems:
                                    & (ItemModel.answers[worker_id]["aid"] == assignment_id))
         return ok
 
-    def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int) -> bool:
-        """Reopen a counted-complete item with more slots and uncount it, in one transaction."""
+    def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int,
+                  cents: int = 0, source: str = "pool") -> bool | None:
+        """Reopen a counted-complete item with more slots and uncount it, and take their
+        rewards (cents) from the job's money record (its pool, or what it holds for
+        replacements), in one transaction, so a crash never takes the money without the
+        slots. None if the money record does not hold cents (nothing written)."""
         def write(tx: TransactWrite) -> None:
             tx.update(ItemModel(job_id, item_id), actions=[
                 ItemModel.redundancy.add(count), ItemModel.free.add(count),
@@ -354,20 +364,31 @@ class DynamoItems:
                 condition=ItemModel.done.exists() & (ItemModel.replaced == replaced_before))
             tx.update(JobCountsModel(counts_key(job_id)),
                       actions=[JobCountsModel.items_done.add(-1)])
+            if cents:
+                _take_money(tx, job_id, cents, source)
 
-        return transact_once(write)
+        return _paid_write(write)
 
-    def extend(self, job_id: str, item_id: str, redundancy_now: int) -> bool:
+    def extend(self, job_id: str, item_id: str, redundancy_now: int,
+               cents: int = 0) -> bool | None:
         """One more slot for an item not yet counted complete whose redundancy is still
         redundancy_now (so two deciders cannot both add one for the same answer), back in the
-        task pool's index (its last answer took it out)."""
-        ok, _ = conditional_update(ItemModel, job_id, item_id,
-                                   [ItemModel.redundancy.add(1), ItemModel.free.add(1),
-                                    ItemModel.extended.add(1), ItemModel.open_job.set(job_id)],
-                                   ItemModel.done.does_not_exist()
-                                   & ItemModel.held.does_not_exist()
-                                   & (ItemModel.redundancy == redundancy_now))
-        return ok
+        task pool's index (its last answer took it out), with its reward (cents) taken from the
+        job's pool in the same transaction. None if the pool does not hold cents (nothing
+        written)."""
+        actions: list[Action] = [ItemModel.redundancy.add(1), ItemModel.free.add(1),
+                                 ItemModel.extended.add(1), ItemModel.open_job.set(job_id)]
+        condition = ItemModel.done.does_not_exist() & ItemModel.held.does_not_exist() \
+            & (ItemModel.redundancy == redundancy_now)
+        if not cents:
+            ok, _ = conditional_update(ItemModel, job_id, item_id, actions, condition)
+            return ok
+
+        def write(tx: TransactWrite) -> None:
+            tx.update(ItemModel(job_id, item_id), actions=actions, condition=condition)
+            _take_money(tx, job_id, cents, "pool")
+
+        return _paid_write(write)
 
     def release_gold_slots(self, job_id: str, item_id: str, free: int, expired: Sequence[str],
                            now: float, reward_cents: int) -> int:
@@ -535,3 +556,28 @@ class DynamoItems:
         except PynamoDBException as error:
             raise_transient(error)
             raise
+
+
+def _take_money(tx: TransactWrite, job_id: str, cents: int, source: str) -> None:
+    """Take cents from the job's money record in a transaction, only if it holds them; it
+    must be the transaction's last write (_paid_write reads its refusal from there)."""
+    money = money_attribute(source)
+    tx.update(JobMoneyModel(money_key(job_id)), actions=[money.add(-cents)],
+              condition=money >= cents)
+
+
+def _paid_write(write: Callable[[TransactWrite], None]) -> bool | None:
+    """Run write(tx), whose last write takes money (_take_money), in one transaction: True
+    if it went through, None if the money was short, False if another condition refused."""
+    try:
+        with TransactWrite(connection=JobModel._get_connection().connection) as tx:
+            write(tx)
+    except TransactWriteError as error:
+        if not cancelled_by_condition(error):
+            raise
+        reasons = cancellation_reasons(error)
+        if reasons and reasons[-1] == "ConditionalCheckFailed" \
+                and reasons.count("ConditionalCheckFailed") == 1:
+            return None
+        return False
+    return True

@@ -1,7 +1,9 @@
 """Jobs: conditional state changes, counters, money, the outbox and bulk approval marks, and
 the job's conversion between record and domain. Counting answers moves items, the workers'
 accruals and the job's small counters record (JobCountsModel) in one transaction; the job
-record itself is not written. The instructions are a record of their own
+record itself is not written. The job's money and review counts are a small record of their
+own (JobMoneyModel), which reservations, refunds, rejections, settlements and bonuses write
+instead of the job record. The instructions are a record of their own
 (JobInstructionsModel), written with the job and with each revision of them."""
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import random
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
@@ -27,8 +29,8 @@ from chalicelib.adapters.dynamo.ledger import accrual_key
 from chalicelib.adapters.dynamo.paging import newest_first
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
 from chalicelib.adapters.models import (
-    AccrualModel, ItemModel, JobCountsModel, JobInstructionsModel, JobModel, QuoteModel,
-    counts_key, instructions_key,
+    AccrualModel, ItemModel, JobCountsModel, JobInstructionsModel, JobModel, JobMoneyModel,
+    QuoteModel, counts_key, instructions_key, money_key,
 )
 from chalicelib.domain import payouts
 from chalicelib.domain.model import ACTIVE, INGESTING, CountedAnswer, Job, Offer
@@ -40,6 +42,9 @@ COUNT_ATTEMPTS = 4
 # Answers counted per transaction: an item (or serving) and an accrual each at most, and the
 # counters record: 81 of a transaction's 100 writes.
 COUNT_TX_ANSWERS = 40
+# The job's fields kept on its money record (JobMoneyModel), not on the job record.
+MONEY_FIELDS = ("pool_cents", "held_cents", "paid_cents", "bonus_cents", "approved_answers",
+                "rejected_answers")
 # How many jobs' instructions a container holds (each at most MAX_INSTRUCTIONS characters).
 HELD_INSTRUCTIONS = 64
 
@@ -50,10 +55,12 @@ def _iso(timestamp: float) -> str:
 
 
 def job_from_model(r: JobModel, counts: JobCountsModel | None = None,
-                   instructions: JobInstructionsModel | None = None) -> Job:
-    """A domain job from its record, its counters record (none yet: zero) and its
-    instructions record; a job created before that record existed has its instructions on
-    the job record, and they are read from there."""
+                   instructions: JobInstructionsModel | None = None,
+                   money: JobMoneyModel | None = None) -> Job:
+    """A domain job from its record, its counters record (none yet: zero), its instructions
+    record and its money record (none: zero); a job created before the instructions record
+    existed has its instructions on the job record, and they are read from there."""
+    m = money or JobMoneyModel()
     text, version = (r.instructions or "", int(r.instruction_version or 1)) \
         if instructions is None else (instructions.instructions, int(instructions.version))
     return Job(
@@ -74,12 +81,12 @@ def job_from_model(r: JobModel, counts: JobCountsModel | None = None,
         request_digest=r.request_digest or "",
         budget_alerted=bool(r.budget_alerted), budget_alert_at=r.budget_alert_at,
         gold_items=int(r.gold_items or 0), quality=r.quality or {},
-        pool_cents=int(r.pool_cents or 0), held_cents=int(r.held_cents or 0),
+        pool_cents=int(m.pool_cents or 0), held_cents=int(m.held_cents or 0),
         gold_slots=int(r.gold_slots or 0),
         auto_approve_seconds=int(r.auto_approve_seconds if r.auto_approve_seconds is not None
-                                 else 3 * 24 * 3600), paid_cents=int(r.paid_cents or 0),
-        bonus_cents=int(r.bonus_cents or 0), approved_answers=int(r.approved_answers or 0),
-        rejected_answers=int(r.rejected_answers or 0),
+                                 else 3 * 24 * 3600), paid_cents=int(m.paid_cents or 0),
+        bonus_cents=int(m.bonus_cents or 0), approved_answers=int(m.approved_answers or 0),
+        rejected_answers=int(m.rejected_answers or 0),
         chunks_written=int(counts.chunks_written or 0) if counts else 0,
         answered=int(counts.answered or 0) if counts else 0,
         items_done=int(counts.items_done or 0) if counts else 0,
@@ -122,8 +129,8 @@ class DynamoJobs:
         self._instructions = HeldInstructions()
 
     def create_job(self, job: Job) -> None:
-        """Store the job, its counters and its instructions and mark its quote used, together,
-        so a quote buys one job."""
+        """Store the job, its counters, its money and its instructions and mark its quote used,
+        together, so a quote buys one job (and its money record always exists)."""
         record = JobModel(
             job.job_id, client_id=job.client_id, quote_id=job.quote_id, title=job.title,
             task_type=job.task_type, answer_schema=job.answer_schema,
@@ -138,7 +145,7 @@ class DynamoJobs:
             phase=job.phase, pilot_items=job.pilot_items,
             instruction_version=job.instruction_version, promotion=job.promotion or None,
             transitions=[json.dumps(entry) for entry in job.transitions],
-            gold_items=job.gold_items, quality=job.quality or None, pool_cents=job.pool_cents,
+            gold_items=job.gold_items, quality=job.quality or None,
             gold_slots=job.gold_slots or None, auto_approve_seconds=job.auto_approve_seconds,
             request_digest=job.request_digest or None,
         )
@@ -148,6 +155,7 @@ class DynamoJobs:
                 tx.save(JobCountsModel(counts_key(job.job_id), answered=job.answered,
                                        items_done=job.items_done,
                                        chunks_written=job.chunks_written))
+                tx.save(_money_record(job))
                 tx.save(_instructions_record(job.job_id, job.instructions,
                                              job.instruction_version))
                 tx.update(QuoteModel(job.quote_id), actions=[QuoteModel.job_id.set(job.job_id)],
@@ -164,27 +172,29 @@ class DynamoJobs:
         with TransactWrite(connection=JobModel._get_connection().connection) as tx:
             tx.delete(JobModel(job_id), condition=JobModel.state == INGESTING)
             tx.delete(JobCountsModel(counts_key(job_id)))
+            tx.delete(JobMoneyModel(money_key(job_id)))
             tx.delete(JobInstructionsModel(instructions_key(job_id)))
             tx.update(QuoteModel(quote_id), actions=[QuoteModel.job_id.remove()],
                       condition=QuoteModel.job_id == job_id)
 
     def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
-        """A job by id: its record and its counters in one BatchGetItem (each item rounded on
-        its own: 2 read units strongly consistent, 1 eventually), with its instructions record
-        in the same request unless this container holds it (then a GetItem only if the job
-        record names another version)."""
+        """A job by id: its record, its counters and its money in one BatchGetItem (each item
+        rounded on its own: 2 read units strongly consistent, 1 eventually), with its
+        instructions record in the same request unless this container holds it (then a
+        GetItem only if the job record names another version)."""
         found = self._jobs([job_id], consistent)
         return found[0] if found else None
 
     def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
         """Jobs in a state (from the by_state index), optionally only those due, with their
-        counters and instructions (eventually consistent, as the index)."""
+        counters, money and instructions (eventually consistent, as the index)."""
         condition = None if finalize_before is None else JobModel.finalize_at <= finalize_before
         return self._jobs_listed(list(JobModel.by_state.query(state, condition)))
 
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None
                        ) -> tuple[list[Job], str | None]:
-        """A page of a client's jobs, newest first, with their counters and instructions."""
+        """A page of a client's jobs, newest first, with their counters, money and
+        instructions."""
         records, next_cursor = newest_first(JobModel.by_client, client_id, "client_id",
                                             {"job_id": "S", "client_id": "S", "created_at": "S"},
                                             limit, cursor, lambda r: r)
@@ -192,14 +202,15 @@ class DynamoJobs:
 
     def _jobs_listed(self, records: Sequence[JobModel]) -> list[Job]:
         """Jobs read from an index: the index's copy stands for the job record, and only
-        the counters and instructions records are read beside it (eventually consistent)."""
+        the counters, money and instructions records are read beside it, in the same
+        BatchGetItems (eventually consistent)."""
         return self._jobs([r.job_id for r in records], consistent=False, records=records) \
             if records else []
 
     def _jobs(self, job_ids: Sequence[str], consistent: bool,
               records: Sequence[JobModel] | None = None) -> list[Job]:
         """Jobs made from their records (read here, or as an index returned them), their
-        counters and their instructions, in job_ids' order; jobs without a record are left
+        counters, money and instructions, in job_ids' order; jobs without a record are left
         out. Instructions records this container holds are not asked for again."""
         held = {job_id for job_id in job_ids if self._instructions.get(job_id) is not None}
         parts = _read_jobs(job_ids, consistent, with_records=records is None, held=held)
@@ -209,7 +220,8 @@ class DynamoJobs:
         for job_id, record in zip(job_ids, rows):
             if record is not None:
                 found.append(job_from_model(record, parts.counts.get(job_id),
-                                            self._instructions_of(record, parts, consistent)))
+                                            self._instructions_of(record, parts, consistent),
+                                            parts.money.get(job_id)))
         return found
 
     def _instructions_of(self, record: JobModel, parts: _JobParts, consistent: bool
@@ -244,8 +256,16 @@ class DynamoJobs:
         appended to the job's history when a record is given. expect_round and
         expect_items_done (at least) add to the condition. New instructions (with their
         instruction_version, which changes only with them) are written to the instructions
-        record in the same transaction."""
+        record, and money (MONEY_FIELDS) to the money record, in the same transaction."""
         revised = _revision(job_id, changes)
+        money = _money_changes(changes)
+
+        def beside(tx: TransactWrite) -> None:
+            if revised is not None:
+                tx.save(revised)
+            if money:
+                tx.update(JobMoneyModel(money_key(job_id)), actions=list(money))
+
         actions = [JobModel.state.set(to_state)]
         if record is not None:
             actions.append(JobModel.transitions.set(
@@ -259,6 +279,8 @@ class DynamoJobs:
             if name == "instructions":  # off the job record (a job from before had them on it)
                 actions.append(JobModel.instructions.remove())
                 continue
+            if name in MONEY_FIELDS:
+                continue
             attribute = getattr(JobModel, name)
             actions.append(attribute.remove() if value is None else attribute.set(value))
         condition = JobModel.state.is_in(*from_states)
@@ -268,7 +290,7 @@ class DynamoJobs:
             condition &= JobModel.instruction_version.does_not_exist() | \
                 (JobModel.instruction_version < revised.version)
         if to_state != ACTIVE and ACTIVE not in from_states:
-            if expect_items_done is None and revised is None:
+            if expect_items_done is None and revised is None and not money:
                 ok, _ = conditional_update(JobModel, job_id, None, actions, condition)
                 return ok
             done = expect_items_done
@@ -277,21 +299,20 @@ class DynamoJobs:
                 tx.update(JobModel(job_id), actions=list(actions), condition=condition)
                 if done is not None:
                     _check_items_done(tx, job_id, done)
-                if revised is not None:
-                    tx.save(revised)
+                beside(tx)
 
             return transact_once(write)
         return self._transition_indexed(job_id, from_states, to_state, actions, condition,
-                                        changes, expect_items_done, revised)
+                                        changes, expect_items_done, beside)
 
     def _transition_indexed(self, job_id: str, from_states: Sequence[str], to_state: str,
                             actions: Sequence[Action], condition: Any,
                             changes: Mapping[str, Any], expect_items_done: int | None,
-                            revised: JobInstructionsModel | None) -> bool:
-        """A transition into or out of active, with the open-jobs index (and the revised
-        instructions, if any) changed in the same transaction: the job is read first (the index
-        record is made from it) and the write requires the state read, so a job that moved
-        meanwhile is read again."""
+                            beside: Callable[[TransactWrite], None]) -> bool:
+        """A transition into or out of active, with the open-jobs index (and what beside
+        writes: revised instructions, money) changed in the same transaction: the job is read
+        first (the index record is made from it) and the write requires the state read, so a
+        job that moved meanwhile is read again."""
         for _ in range(COUNT_ATTEMPTS):
             read = self.get_job(job_id)
             if read is None or read.state not in from_states:
@@ -305,8 +326,7 @@ class DynamoJobs:
                           condition=condition & (JobModel.state == before.state))
                 if expect_items_done is not None:
                     _check_items_done(tx, job_id, expect_items_done)
-                if revised is not None:
-                    tx.save(revised)
+                beside(tx)
                 if to_state == ACTIVE:
                     tx.save(index.open_job_record(Offer.of(after)))
                 elif before.state == ACTIVE:
@@ -403,28 +423,37 @@ class DynamoJobs:
 
     def reserve(self, job_id: str, cents: int, source: str = "pool") -> bool:
         """Take cents from the pool (or the money held for replacements) in one conditional
-        write (never below zero)."""
+        write of the money record (never below zero)."""
         money = money_attribute(source)
-        ok, _ = conditional_update(JobModel, job_id, None, [money.add(-cents)], money >= cents)
+        ok, _ = conditional_update(JobMoneyModel, money_key(job_id), None, [money.add(-cents)],
+                                   money >= cents)
         return ok
 
     def refund(self, job_id: str, cents: int, source: str = "pool") -> None:
         """Give cents back to the pool (or to the money held for replacements)."""
-        conditional_update(JobModel, job_id, None, [money_attribute(source).add(cents)],
-                           JobModel.job_id.exists())
+        conditional_update(JobMoneyModel, money_key(job_id), None,
+                           [money_attribute(source).add(cents)], JobMoneyModel.job_id.exists())
 
     def release_held(self, job_id: str) -> int:
-        """Move the money held for replacements to the pool; return how much moved."""
+        """Move the money held for replacements to the pool; return how much moved. Only the
+        money record is read and written."""
         for _ in range(COUNT_ATTEMPTS):
-            job = self.get_job(job_id)
-            if job is None or not job.held_cents:
+            try:
+                money = JobMoneyModel.get(money_key(job_id), consistent_read=True)
+            except JobMoneyModel.DoesNotExist:
                 return 0
-            ok, _ = conditional_update(JobModel, job_id, None,
-                                       [JobModel.held_cents.set(0),
-                                        JobModel.pool_cents.add(job.held_cents)],
-                                       JobModel.held_cents == job.held_cents)
+            except GetError as error:
+                raise_transient(error)
+                raise
+            held = int(money.held_cents or 0)
+            if not held:
+                return 0
+            ok, _ = conditional_update(JobMoneyModel, money_key(job_id), None,
+                                       [JobMoneyModel.held_cents.set(0),
+                                        JobMoneyModel.pool_cents.add(held)],
+                                       JobMoneyModel.held_cents == held)
             if ok:
-                return job.held_cents
+                return held
         raise TransientError("the job's money kept changing; try again")
 
     def request_approval(self, job_id: str, before: float | None, by: str, now: float) -> None:
@@ -522,6 +551,21 @@ def _check_items_done(tx: TransactWrite, job_id: str, at_least: int) -> None:
     tx.condition_check(JobCountsModel, counts_key(job_id), condition=condition)
 
 
+def _money_changes(changes: Mapping[str, Any]) -> list[Action]:
+    """The money record's actions for a transition's money changes (None removes)."""
+    return [getattr(JobMoneyModel, name).remove() if value is None
+            else getattr(JobMoneyModel, name).set(value)
+            for name, value in changes.items() if name in MONEY_FIELDS]
+
+
+def _money_record(job: Job) -> JobMoneyModel:
+    """A new job's money record: its pool, and whatever else the job starts with."""
+    return JobMoneyModel(money_key(job.job_id), pool_cents=job.pool_cents,
+                         held_cents=job.held_cents or None, paid_cents=job.paid_cents,
+                         bonus_cents=job.bonus_cents, approved_answers=job.approved_answers,
+                         rejected_answers=job.rejected_answers)
+
+
 def _instructions_record(job_id: str, text: str, version: int) -> JobInstructionsModel:
     """A job's instructions record at a version."""
     return JobInstructionsModel(instructions_key(job_id), instructions=text, version=version)
@@ -543,12 +587,13 @@ BATCH_KEYS = 100
 
 
 class _JobParts:
-    """A batch read's records by job id: the job records, counters and instructions, and the
-    jobs whose instructions record was asked for."""
+    """A batch read's records by job id: the job records, counters, money and instructions,
+    and the jobs whose instructions record was asked for."""
 
     def __init__(self) -> None:
         self.records: dict[str, JobModel] = {}
         self.counts: dict[str, JobCountsModel] = {}
+        self.money: dict[str, JobMoneyModel] = {}
         self.instructions: dict[str, JobInstructionsModel] = {}
         self.asked: set[str] = set()
 
@@ -557,6 +602,8 @@ class _JobParts:
         key = item["job_id"]["S"]
         if key.endswith("#counts"):
             self.counts[key.removesuffix("#counts")] = JobCountsModel.from_raw_data(item)
+        elif key.endswith("#money"):
+            self.money[key.removesuffix("#money")] = JobMoneyModel.from_raw_data(item)
         elif key.endswith("#instructions"):
             self.instructions[key.removesuffix("#instructions")] = \
                 JobInstructionsModel.from_raw_data(item)
@@ -566,18 +613,19 @@ class _JobParts:
 
 def _read_jobs(job_ids: Sequence[str], consistent: bool, with_records: bool = True,
                held: Collection[str] = ()) -> _JobParts:
-    """Job records (unless with_records is False), counters records and the instructions
-    records of the jobs not in held, by job id, in BatchGetItems of up to 100 keys (the
-    records of a job in the same request), unprocessed keys asked again."""
+    """Job records (unless with_records is False), counters and money records and the
+    instructions records of the jobs not in held, by job id, in BatchGetItems of up to 100
+    keys (the records of a job in the same request), unprocessed keys asked again."""
     connection = JobModel._get_connection()
     table = connection.table_name
     parts = _JobParts()
     unique = list(dict.fromkeys(job_ids))
     parts.asked = {job_id for job_id in unique if job_id not in held}
-    per_batch = BATCH_KEYS // (3 if with_records else 2)
+    per_batch = BATCH_KEYS // (4 if with_records else 3)
     for start in range(0, len(unique), per_batch):
         keys = [{"job_id": {"S": key}} for job_id in unique[start:start + per_batch]
-                for key in ((job_id,) if with_records else ()) + (counts_key(job_id),)
+                for key in ((job_id,) if with_records else ())
+                + (counts_key(job_id), money_key(job_id))
                 + ((instructions_key(job_id),) if job_id in parts.asked else ())]
         while keys:
             request = {"RequestItems": {table: {"Keys": keys, "ConsistentRead": consistent}}}
@@ -593,5 +641,6 @@ def _read_jobs(job_ids: Sequence[str], consistent: bool, with_records: bool = Tr
 
 
 def money_attribute(source: str) -> Any:
-    """The job attribute that holds a kind of money: the pool or what is held for replacements."""
-    return {"pool": JobModel.pool_cents, "held": JobModel.held_cents}[source]
+    """The money record's attribute that holds a kind of money: the pool or what is held for
+    replacements."""
+    return {"pool": JobMoneyModel.pool_cents, "held": JobMoneyModel.held_cents}[source]

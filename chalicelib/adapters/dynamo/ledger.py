@@ -1,6 +1,7 @@
 """Ledger entries, balances and accruals: a bonus moves the entry, the worker's balance and
 the job's pool together; a settlement moves the entry, the balance, the accrual's paid count
-and the job's paid total together."""
+and the job's paid total together. The job's money is its small money record
+(JobMoneyModel), not the job record."""
 from __future__ import annotations
 
 import json
@@ -14,7 +15,9 @@ from chalicelib.adapters.dynamo.paging import newest_first
 from chalicelib.adapters.dynamo.writes import (
     cancellation_reasons, cancelled_by_condition, conditional_update, transact_once,
 )
-from chalicelib.adapters.models import AccountModel, AccrualModel, JobModel, LedgerModel
+from chalicelib.adapters.models import (
+    AccountModel, AccrualModel, JobMoneyModel, LedgerModel, money_key,
+)
 from chalicelib.domain.model import LedgerEntry
 from chalicelib.domain.payouts import DUE_SHARDS, Accrual
 from chalicelib.errors import Conflict, NotFound
@@ -56,17 +59,18 @@ class DynamoLedger:
     """Ledger entries and balances."""
 
     def bonus(self, entry: LedgerEntry, job_id: str) -> bool:
-        """The entry, the worker's balance and the job's pool and bonus total, together."""
+        """The entry, the worker's balance and the job's pool and bonus total (its money
+        record), together; only if the pool holds the bonus."""
         try:
             with TransactWrite(connection=LedgerModel._get_connection().connection) as tx:
                 tx.save(ledger_record(entry), condition=LedgerModel.entry_id.does_not_exist())
                 tx.update(AccountModel(entry.account_id),
                           actions=[AccountModel.balance_cents.add(entry.amount_cents)],
                           condition=AccountModel.account_id.exists())
-                tx.update(JobModel(job_id),
-                          actions=[JobModel.pool_cents.add(-entry.amount_cents),
-                                   JobModel.bonus_cents.add(entry.amount_cents)],
-                          condition=JobModel.pool_cents >= entry.amount_cents)
+                tx.update(JobMoneyModel(money_key(job_id)),
+                          actions=[JobMoneyModel.pool_cents.add(-entry.amount_cents),
+                                   JobMoneyModel.bonus_cents.add(entry.amount_cents)],
+                          condition=JobMoneyModel.pool_cents >= entry.amount_cents)
         except TransactWriteError as error:
             if not cancelled_by_condition(error):
                 raise
@@ -141,7 +145,7 @@ class DynamoLedger:
     def settle(self, accrual: Accrual, entry: LedgerEntry | None, answers: int, now: float,
                by: str) -> bool:
         """The entry, the balance, the accrual (counts as read: paid up, off the due index)
-        and the job's paid total and approved count, in one transaction."""
+        and the job's paid total and approved count (its money record), in one transaction."""
         record = AccrualModel(accrual.worker_id, accrual_key(accrual.job_id, accrual.window))
         actions: list[Action] = [AccrualModel.paid.set(accrual.paid + answers),
                    AccrualModel.settled_at.set(AccrualModel.settled_at | now),
@@ -160,8 +164,8 @@ class DynamoLedger:
             tx.update(AccountModel(accrual.worker_id),
                       actions=[AccountModel.balance_cents.add(entry.amount_cents)])
             tx.update(record, actions=actions, condition=condition)
-            tx.update(JobModel(accrual.job_id),
-                      actions=[JobModel.paid_cents.add(entry.amount_cents),
-                               JobModel.approved_answers.add(answers)])
+            tx.update(JobMoneyModel(money_key(accrual.job_id)),
+                      actions=[JobMoneyModel.paid_cents.add(entry.amount_cents),
+                               JobMoneyModel.approved_answers.add(answers)])
 
         return transact_once(write)
