@@ -7,6 +7,7 @@ setting in .chalice/config.json (off by default; powertools' Tracer alone costs 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,22 +19,29 @@ CORRELATION_KEYS = ("job_id", "assignment_id")
 logger = Logger(service="crowd")
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "Crowd"),
                   service="crowd")
+# The metric set is one per process: a Lambda container runs one invocation at a time, but the
+# local API server runs requests on threads, and a flush that found metrics could otherwise
+# find them gone (flushed by another request) and fail a request that had done its work.
+_METRICS_LOCK = threading.Lock()
 
 
 def count(name: str, value: float = 1) -> None:
     """Add to a count metric (published when the invocation ends)."""
-    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    with _METRICS_LOCK:
+        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
 
 
 def seconds(name: str, value: float) -> None:
     """Record a duration metric in seconds."""
-    metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=value)
+    with _METRICS_LOCK:
+        metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=value)
 
 
 def flush() -> None:
     """Publish the metrics gathered so far as one EMF log line (nothing if there are none)."""
-    if metrics.metric_set:
-        metrics.flush_metrics()
+    with _METRICS_LOCK:
+        if metrics.metric_set:
+            metrics.flush_metrics()
 
 
 @contextmanager
