@@ -259,6 +259,7 @@ def start_local_stack(
     stage: str = "dev",
     seed: Callable[[], Mapping[str, Any]] | None = _default_seed,
     pump_interval: float = 1.0,
+    consumers: int | None = None,
     finalize_interval: float = 5.0,
     instant_step_functions: bool = False,
     state_file: Path | str | None = None,
@@ -266,7 +267,10 @@ def start_local_stack(
     serve: bool = True,
     api_process: bool = False,
 ) -> LocalStack:
-    """Start moto, deploy the stack, wire the app, seed credentials and (if serve) serve the API from a thread."""
+    """Start moto, deploy the stack, wire the app, seed credentials and (if serve) serve the API from a thread.
+
+    consumers: batches of each queue handled at once (None: as many as its event source's
+    maximum concurrency says, one if it says none)."""
     project_dir = Path(project_dir).resolve()
     stoppers: list[Callable[[], None]] = []
     env = _Environment()
@@ -352,7 +356,8 @@ def start_local_stack(
              **({app_env["WEBHOOK_QUEUE_NAME"]: app.deliver_webhooks} if hasattr(app, "deliver_webhooks") else {})},
             function_name_prefix=f"{app_name}-{stage}-",
             batch_sizes=sqs_batch_sizes(app.app),
-            concurrency=sqs_concurrency(app.app),
+            concurrency=sqs_concurrency(app.app) if consumers is None
+            else dict.fromkeys(sqs_batch_sizes(app.app), consumers),
         )
         # Threads per queue, as each queue has its own event source mapping on AWS: as many as
         # the mapping's maximum concurrency (counting answers takes several batches at once).
