@@ -421,7 +421,10 @@ class FakeItems:
                 held = s.leases.get(reclaim_from)
                 ok = ok and held is not None and held.expires_at <= now
             if not ok:
-                return SlotOutcome(False, self._full(record))
+                # A repeat of a lease already written (a retried call) is the worker's.
+                mine = s.leases.get(worker_id)
+                return SlotOutcome(mine is not None and mine.assignment_id == lease.assignment_id,
+                                   self._full(record))
             s.leases[worker_id] = lease
             s.seen = s.seen | {worker_id}
             s.last_expiry = lease.expires_at

@@ -221,6 +221,22 @@ def test_a_lease_takes_a_free_slot_once_per_worker_until_no_slot_is_free(p):
     assert set(stored.leases) == {"w1", "w2"} and stored.seen == {"w1", "w2"}
 
 
+def test_a_lease_written_by_a_try_whose_reply_was_lost_is_the_workers_on_its_repeat(p):
+    # GIVEN an item that takes two answers, leased by w1 on a try whose reply never came back
+    job = _active_job(p, redundancy=2)
+    now = time.time()
+    lease = _lease(job, FIRST, now)
+    assert p.items.try_lease(job.job_id, FIRST, "w1", lease, None, now).ok
+    # WHEN the client repeats the very same write (same lease, same assignment id)
+    repeat = p.items.try_lease(job.job_id, FIRST, "w1", lease, None, now)
+    # THEN it is w1's lease (not a lost race), and the item holds it once: one slot taken
+    assert repeat.ok
+    assert repeat.item.leases == {"w1": lease} and repeat.item.free == 1
+    # AND a new lease of w1's on the item (another assignment) is still refused
+    assert not p.items.try_lease(job.job_id, FIRST, "w1", _lease(job, FIRST, now + 1), None,
+                                 now + 1).ok
+
+
 def test_an_expired_lease_is_reclaimed_by_another_worker_but_a_live_one_is_not(p):
     # GIVEN an item with one slot, leased by w1 for 60 s
     job = _active_job(p, redundancy=1)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -100,6 +101,41 @@ def start_scenario(stack, workers: list[str]) -> tuple[Api, list[str], Driver, d
     return api, tokens, Driver(api), clock
 
 
+def until_done(stack, drive: Driver, job_id: str, clock: dict[str, float],
+               step: Callable[[dict[str, Any]], bool], seconds: float = 90.0) -> dict[str, Any]:
+    """Pump the queues, read the job and take a step of the scenario (step(view): whether it
+    did anything) until the job is done or seconds pass; when a step did nothing, time passes
+    (a lease orphaned by a crash runs out) and the minute sweeper runs (it starts again a
+    round whose start was lost). The job's last view."""
+    deadline = time.monotonic() + seconds
+    view: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        _pump(stack)
+        _, view = drive.client("GET", f"/jobs/{job_id}")
+        if view["state"] == "done":
+            break
+        if not step(view):
+            clock["offset"] += 61
+            _sweep()
+            time.sleep(0.05)
+    return view
+
+
+def post_job(drive: Driver, items: list[dict[str, Any]], redundancy: int, labels: list[str],
+             quote: dict[str, Any] | None = None, **job: Any) -> str:
+    """Quote and post a categorical job of these items ("Sentiment?", leases of 30 s) with the
+    quote's and the job's extra fields; its id."""
+    status, quoted = drive.client("POST", "/quotes", {"task_type": "categorical",
+                                                      "items": len(items),
+                                                      "redundancy": redundancy, **(quote or {})})
+    assert status == 201, quoted
+    status, posted = drive.client("POST", "/jobs", {
+        "quote_id": quoted["quote_id"], "instructions": "Sentiment?", "lease_seconds": 30,
+        "answer_schema": {"labels": labels}, "items": items, **job})
+    assert status == 202, posted
+    return posted["job_id"]
+
+
 def scenario(stack, plan: Plan, receiver: Receiver, run: dict | None = None) -> dict[str, Any]:
     """Run the scenario (armed: writes are counted and one may crash); its final state.
     run, if given, gets what the run used (api, drive, tokens, job_id)."""
@@ -109,22 +145,11 @@ def scenario(stack, plan: Plan, receiver: Receiver, run: dict | None = None) -> 
                                                               "job.report_ready"]})
     assert status == 201
     plan.armed = True
-    status, quote = drive.client("POST", "/quotes", {"task_type": "categorical", "items": 4,
-                                                     "redundancy": 2})
-    assert status == 201, quote
-    status, job = drive.client("POST", "/jobs", {
-        "quote_id": quote["quote_id"], "instructions": "Sentiment?", "lease_seconds": 30,
-        "answer_schema": {"labels": ["pos", "neg", "neutral"]},
-        "items": [{"data": {"text": f"item {n}"}, "external_id": f"e{n}"} for n in range(4)]})
-    assert status == 202, job
-    job_id = job["job_id"]
+    job_id = post_job(drive, [{"data": {"text": f"item {n}"}, "external_id": f"e{n}"}
+                              for n in range(4)], 2, ["pos", "neg", "neutral"])
     receipts: list[str] = []
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        _pump(stack)
-        status, view = drive.client("GET", f"/jobs/{job_id}")
-        if view["state"] == "done":
-            break
+
+    def answer_all(view: dict[str, Any]) -> bool:
         worked = False
         for token in tokens:
             status, task = drive.worker(token, "GET", f"/tasks/next?job_id={job_id}")
@@ -136,12 +161,9 @@ def scenario(stack, plan: Plan, receiver: Receiver, run: dict | None = None) -> 
             assert status == 200, receipt
             receipts.append(receipt["assignment_id"])
             worked = True
-        if not worked:
-            # Time passes: a lease orphaned by a crash runs out; the minute sweeper starts
-            # again a round whose start was lost.
-            clock["offset"] += 61
-            _sweep()
-            time.sleep(0.05)
+        return worked
+
+    view = until_done(stack, drive, job_id, clock, answer_all, seconds=60)
     assert view["state"] == "done", view
     approve_everything(drive, job_id, receipts)
     status, me = drive.worker(tokens[0], "GET", "/workers/me")

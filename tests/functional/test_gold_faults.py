@@ -18,13 +18,12 @@ and paid exactly once, and every gold slot was either answered or given back to 
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 from chalicelib.deps import platform
 from tests.functional.faults import Plan, crash_after_writes, messages_sent, redeliver
 from tests.functional.test_faults import (
-    Driver, _pump, _sweep, approve_everything, start_scenario,
+    Driver, _pump, _sweep, approve_everything, post_job, start_scenario, until_done,
 )
 
 # A write naming a gold item's servings ("<job id>#<item id>").
@@ -49,27 +48,15 @@ def scenario(stack, plan: Plan, run: dict[str, Any] | None = None) -> dict[str, 
     _, tokens, drive, clock = start_scenario(stack, [f"g{n}" for n in range(4)])
     p = platform()
     plan.armed = True
-    status, quote = drive.client("POST", "/quotes", {"task_type": "categorical",
-                                                     "items": ITEMS + 1, "redundancy": 1,
-                                                     "gold_rate": 0.5})
-    assert status == 201, quote
-    status, job = drive.client("POST", "/jobs", {
-        "quote_id": quote["quote_id"], "instructions": "Sentiment?", "lease_seconds": 30,
-        "answer_schema": {"labels": ["pos", "neg"]}, "pilot": {"items": 0},
-        "quality": {"gold_rate": 0.5},
-        "items": [{"data": {"text": f"item {n}"}} for n in range(ITEMS)]
-        + [{"data": {"text": GOLD_TEXT}, "gold": {"label": "pos"}}]})
-    assert status == 202, job
-    job_id = job["job_id"]
+    job_id = post_job(drive, [{"data": {"text": f"item {n}"}} for n in range(ITEMS)]
+                      + [{"data": {"text": GOLD_TEXT}, "gold": {"label": "pos"}}], 1,
+                      ["pos", "neg"], quote={"gold_rate": 0.5}, pilot={"items": 0},
+                      quality={"gold_rate": 0.5})
     pool_at_posting = p.jobs.get_job(job_id).pool_cents
     receipts: list[str] = []
     gold_seen: dict[int, int] = {}
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        _pump(stack)
-        status, view = drive.client("GET", f"/jobs/{job_id}")
-        if view["state"] == "done":
-            break
+
+    def step(view: dict[str, Any]) -> bool:
         worked = False
         for n, token in enumerate(tokens):
             status, task = drive.worker(token, "GET", f"/tasks/next?job_id={job_id}")
@@ -90,10 +77,9 @@ def scenario(stack, plan: Plan, run: dict[str, Any] | None = None) -> dict[str, 
                 receipts.append(receipt["assignment_id"])
             else:  # a crash lost the lease's reply: the retry's lease ran out meanwhile
                 assert status in (404, 409), receipt
-        if not worked:
-            clock["offset"] += 61
-            _sweep()
-            time.sleep(0.05)
+        return worked
+
+    view = until_done(stack, drive, job_id, clock, step)
     assert view["state"] == "done", view
     approve_everything(drive, job_id, receipts)
     _pump(stack)

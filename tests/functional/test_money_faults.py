@@ -17,12 +17,13 @@ changes nothing.
 from __future__ import annotations
 
 import re
-import time
 from typing import Any
 
 from chalicelib.deps import platform
 from tests.functional.faults import Plan, crash_after_writes, messages_sent, redeliver
-from tests.functional.test_faults import Driver, _pump, _sweep, start_scenario
+from tests.functional.test_faults import (
+    Driver, _pump, _sweep, post_job, start_scenario, until_done,
+)
 
 # A write naming a job's money record.
 MONEY_KEY = re.compile(r"job_[0-9a-z]+#money")
@@ -50,23 +51,12 @@ def scenario(stack, plan: Plan, run: dict[str, Any] | None = None) -> dict[str, 
     _, tokens, drive, clock = start_scenario(stack, [f"m{n}" for n in range(3)])
     p = platform()
     plan.armed = True
-    status, quote = drive.client("POST", "/quotes", {"task_type": "categorical",
-                                                     "items": ITEMS, "redundancy": 1})
-    assert status == 201, quote
-    status, job = drive.client("POST", "/jobs", {
-        "quote_id": quote["quote_id"], "instructions": "Sentiment?", "lease_seconds": 30,
-        "answer_schema": {"labels": ["pos", "neg"]},
-        "items": [{"data": {"text": f"item {n}"}} for n in range(ITEMS)]})
-    assert status == 202, job
-    job_id = job["job_id"]
+    job_id = post_job(drive, [{"data": {"text": f"item {n}"}} for n in range(ITEMS)], 1,
+                      ["pos", "neg"])
     receipts: list[str] = []
     rejected: list[str] = []
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        _pump(stack)
-        status, view = drive.client("GET", f"/jobs/{job_id}")
-        if view["state"] == "done":
-            break
+
+    def step(view: dict[str, Any]) -> bool:
         money = p.jobs.get_job(job_id)
         if receipts and not rejected:
             rejected.append(receipts[0])  # while the job is active: held for a replacement
@@ -77,7 +67,7 @@ def scenario(stack, plan: Plan, run: dict[str, Any] | None = None) -> dict[str, 
             _reject(drive, receipts[1])
             status, stopped = drive.client("POST", f"/jobs/{job_id}/stop")
             assert status in (200, 409), stopped
-            continue
+            return True
         worked = False
         for token in tokens if len(rejected) < 2 else ():
             status, task = drive.worker(token, "GET", f"/tasks/next?job_id={job_id}")
@@ -88,10 +78,9 @@ def scenario(stack, plan: Plan, run: dict[str, Any] | None = None) -> dict[str, 
             assert status == 200, receipt
             receipts.append(receipt["assignment_id"])
             worked = True
-        if not worked:
-            clock["offset"] += 61
-            _sweep()
-            time.sleep(0.05)
+        return worked
+
+    view = until_done(stack, drive, job_id, clock, step)
     assert view["state"] == "done" and len(rejected) == 2, (view, rejected)
     _approve_job(drive, job_id, view["counts"]["answered"] - len(rejected))
     status, me = drive.worker(tokens[0], "GET", "/workers/me")

@@ -93,6 +93,15 @@ def _put_new(record: ItemModel) -> bool:
     return True
 
 
+def _holds(item: ItemState | None, worker_id: str, lease: Lease) -> bool:
+    """Whether a refused lease is the worker's after all: the item holds this very lease, so
+    the write was applied by a try whose reply was lost and the refusal is its repeat (the
+    client retries a call that timed out), not a lost race; the slot would otherwise stay
+    held by nobody's task until the lease ran out."""
+    held = None if item is None else item.leases.get(worker_id)
+    return held is not None and held.assignment_id == lease.assignment_id
+
+
 def _review_value(review: dict[str, Any]) -> dict[str, Any]:
     return {"s": review["status"], "r": review.get("reason"), "at": review["at"],
             "by": review.get("by")}
@@ -441,7 +450,7 @@ class DynamoItems:
         item = self._outcome(raw)
         if not ok and item is not None and item.gold is not None:
             return self._lease_gold(job_id, item_id, worker_id, lease, now)
-        return SlotOutcome(ok, item)
+        return SlotOutcome(ok or _holds(item, worker_id, lease), item)
 
     def _lease_gold(self, job_id: str, item_id: str, worker_id: str, lease: Lease, now: float
                     ) -> SlotOutcome:
