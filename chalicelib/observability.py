@@ -27,14 +27,18 @@ _METRICS_LOCK = threading.Lock()
 
 def count(name: str, value: float = 1) -> None:
     """Add to a count metric (published when the invocation ends)."""
-    with _METRICS_LOCK:
-        metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+    _add(name, MetricUnit.Count, value)
 
 
 def seconds(name: str, value: float) -> None:
     """Record a duration metric in seconds."""
+    _add(name, MetricUnit.Seconds, value)
+
+
+def _add(name: str, unit: MetricUnit, value: float) -> None:
+    """Add a metric to the process's set, under the lock its flush takes."""
     with _METRICS_LOCK:
-        metrics.add_metric(name=name, unit=MetricUnit.Seconds, value=value)
+        metrics.add_metric(name=name, unit=unit, value=value)
 
 
 def flush() -> None:

@@ -251,16 +251,21 @@ def _by_ten(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
 
 def sqs_batch_sizes(app: Any) -> dict[str, int]:
     """Each SQS event source's batch size, by queue name, as the Chalice app declares it."""
-    return {source.queue: int(source.batch_size) for source in getattr(app, "event_sources", [])
-            if getattr(source, "queue", None) and hasattr(source, "batch_size")}
+    return {source.queue: int(source.batch_size) for source in _sqs_sources(app)
+            if hasattr(source, "batch_size")}
 
 
 def sqs_concurrency(app: Any) -> dict[str, int]:
     """Each SQS event source's maximum concurrency, by queue name, as the Chalice app declares
     it (sources that declare none are left out: the pump gives them one batch at a time)."""
-    return {source.queue: int(source.maximum_concurrency)
-            for source in getattr(app, "event_sources", [])
-            if getattr(source, "queue", None) and getattr(source, "maximum_concurrency", None)}
+    return {source.queue: int(source.maximum_concurrency) for source in _sqs_sources(app)
+            if getattr(source, "maximum_concurrency", None)}
+
+
+def _sqs_sources(app: Any) -> list[Any]:
+    """The Chalice app's SQS event sources (those naming a queue)."""
+    return [source for source in getattr(app, "event_sources", [])
+            if getattr(source, "queue", None)]
 
 
 def wait_for_execution(
