@@ -22,12 +22,14 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
-from chalicelib.adapters.cursors import CursorCodec, decode_cursor, encode_cursor
+from chalicelib.adapters.cursors import (
+    CursorCodec, decode_cursor, decode_position, encode_cursor, encode_position,
+)
 from chalicelib.domain.model import (
     ACTIVE, INGESTING, CountedAnswer, ItemState, Job, Lease, LedgerEntry, NewItem, Offer, Principal,
     Quote, StoredAnswer,
 )
-from chalicelib.domain import payouts
+from chalicelib.domain import payouts, result_rows
 from chalicelib.domain.payouts import Accrual
 from chalicelib.domain.ports import ApprovalRequest, Page, SlotOutcome, WorkerRecord
 from chalicelib.domain.webhooks import record_has_events
@@ -66,7 +68,6 @@ class FakeClock:
 # secret of their own in place of the stage's.
 CURSORS = CursorCodec(b"fakes' cursor secret, not a stage's")
 JOB_PAGE_KEY = {"job_id": "S", "client_id": "S", "created_at": "S"}
-RESULT_PAGE_KEY = {"job_id": "S", "item_id": "S"}
 
 
 def _encode_cursor(key: dict[str, str]) -> str | None:
@@ -737,32 +738,36 @@ class FakeJobs:
 # --- results, blobs, queues and the workflow ---------------------------------------------
 
 class FakeResults:
-    """Result lines per job, keyed by item id."""
+    """Result lines in partitions as DynamoResults lays them out (chalicelib.domain.result_rows):
+    rows[partition key][item id]; a page walks them with the same walk and cursors."""
 
     def __init__(self, lock: threading.RLock) -> None:
         self._lock = lock
         self.rows: dict[str, dict[str, dict[str, Any]]] = {}
 
     def put_results(self, job_id: str, results: Iterable[dict[str, Any]]) -> None:
-        """Write (or overwrite) one row per item."""
+        """Write (or overwrite) one row per item, in its bucket's partition."""
         with self._lock:
-            rows = self.rows.setdefault(job_id, {})
             for line in results:
-                rows[line["item_id"]] = _json_copy(line)
+                partition = result_rows.partition_key(job_id, result_rows.bucket_of(line["item_id"]))
+                self.rows.setdefault(partition, {})[line["item_id"]] = _json_copy(line)
 
-    def page(self, job_id: str, limit: int, cursor: str | None) -> Page:
-        """A page in item order; a full page carries a cursor (as DynamoDB)."""
-        start = _decode_cursor(cursor, RESULT_PAGE_KEY, {"job_id": job_id})
+    def page(self, job_id: str, limit: int, cursor: str | None, item_count: int) -> Page:
+        """A page in item order: a query stopped by its limit carries on from its last row
+        (as DynamoDB's LastEvaluatedKey), partitions walked as DynamoResults walks them."""
+        buckets = result_rows.bucket_count(item_count)
+        start = decode_position(cursor, job_id, buckets, sealer=CURSORS)
+
+        def query(partition: str, size: int, after: str | None
+                  ) -> tuple[list[dict[str, Any]], str | None]:
+            rows = self.rows.get(partition, {})
+            keys = [key for key in sorted(rows) if after is None or key > after][:size]
+            return [_json_copy(rows[key]) for key in keys], \
+                keys[-1] if len(keys) == size else None
+
         with self._lock:
-            rows = self.rows.get(job_id, {})
-            keys = sorted(rows)
-            if start is not None:
-                keys = [key for key in keys if key > start.get("item_id", "")]
-            entries = [_json_copy(rows[key]) for key in keys[:limit]]
-        next_cursor = None
-        if entries and len(entries) == limit:
-            next_cursor = _encode_cursor({"job_id": job_id, "item_id": entries[-1]["item_id"]})
-        return Page(entries, next_cursor)
+            entries, position = result_rows.walk(job_id, buckets, limit, start, query)
+        return Page(entries, encode_position(job_id, position, CURSORS))
 
 
 class FakeBlobs:

@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from chalicelib.domain.result_rows import LEGACY, Position
 from chalicelib.errors import InvalidRequest
 
 NONCE_BYTES = 16
@@ -127,17 +128,18 @@ def encode_cursor(key: Mapping[str, Any] | None, sealer: CursorCodec | None = No
 
 
 def decode_cursor(cursor: str | None, key: Mapping[str, str], fixed: Mapping[str, str],
-                  field: str = "cursor", sealer: CursorCodec | None = None
-                  ) -> dict[str, Any] | None:
+                  field: str = "cursor", sealer: CursorCodec | None = None,
+                  optional: frozenset[str] = frozenset()) -> dict[str, Any] | None:
     """LastEvaluatedKey from a cursor; InvalidRequest unless we sealed it, for this listing.
 
     key maps each key attribute to its type ("S" or "N"); fixed holds the values the
-    listing's partition key must have (another listing's or account's cursor is refused).
+    listing's partition key must have (another listing's or account's cursor is refused);
+    the names in optional may be missing.
     """
     if not cursor:
         return None
     start = (sealer or codec()).open(cursor)
-    valid = isinstance(start, dict) and set(start) == set(key) and all(
+    valid = isinstance(start, dict) and set(key) - optional <= set(start) <= set(key) and all(
         isinstance(value, dict) and list(value) == [key[name]]
         and isinstance(value[key[name]], str) and value[key[name]] != ""
         for name, value in start.items())
@@ -145,3 +147,34 @@ def decode_cursor(cursor: str | None, key: Mapping[str, str], fixed: Mapping[str
         raise InvalidRequest("'cursor' is not valid: pass back a next_cursor as it came",
                              field=field)
     return start
+
+
+# A page of a job's result rows: which bucket it resumes in, after which item id.
+RESULT_POSITION = {"job_id": "S", "bucket": "N", "item_id": "S"}
+
+
+def encode_position(job_id: str, position: Position | None, sealer: CursorCodec | None = None
+                    ) -> str | None:
+    """The cursor of a position in a job's result rows (None at the end)."""
+    if position is None:
+        return None
+    key = {"job_id": {"S": job_id}, "bucket": {"N": str(position.bucket)}}
+    if position.after is not None:
+        key["item_id"] = {"S": position.after}
+    return encode_cursor(key, sealer)
+
+
+def decode_position(cursor: str | None, job_id: str, buckets: int,
+                    sealer: CursorCodec | None = None) -> Position | None:
+    """The position a result cursor names; InvalidRequest unless it is one of this job's."""
+    start = decode_cursor(cursor, RESULT_POSITION, {"job_id": job_id}, sealer=sealer,
+                          optional=frozenset({"item_id"}))
+    if start is None:
+        return None
+    text = start["bucket"]["N"]
+    bucket = int(text) if re.fullmatch(r"-?[0-9]{1,9}", text) else buckets
+    if not LEGACY <= bucket < buckets:
+        raise InvalidRequest("'cursor' is not valid: pass back a next_cursor as it came",
+                             field="cursor")
+    after = start.get("item_id")
+    return Position(bucket, None if after is None else after["S"])

@@ -342,12 +342,20 @@ class GoldServingModel(Model):
 class ResultModel(Model):
     """The aggregated result of one item, as the JSON line clients download: compressed (a
     line with its lineage is about 1.2 KB, two write units; compressed it takes one), or in
-    body as rows written before were."""
+    body as rows written before were.
+
+    The partition is one bucket of the job's items, `<job_id>#<bucket>`
+    (chalicelib.domain.result_rows), or the bare job id for rows written before the buckets.
+    It is stored in the table's key attribute `job_id`: the table's key schema is unchanged,
+    so the layout needed no new table."""
 
     class Meta:
         table_name = "results"
+        # botocore's retries of a throttled call (standard mode: exponential back-off with
+        # jitter): a shard's writes ride out a burst rather than fail the round's stage.
+        max_retry_attempts = 5
 
-    job_id = UnicodeAttribute(hash_key=True)
+    partition = UnicodeAttribute(hash_key=True, attr_name="job_id")
     item_id = UnicodeAttribute(range_key=True)
     body = JSONAttribute(null=True)
     packed = BinaryAttribute(null=True, legacy_encoding=False)

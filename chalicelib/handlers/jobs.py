@@ -194,7 +194,8 @@ def result_page(p: Platform, client: Principal, job_id: str, query: Mapping[str,
     """A page of a job's results."""
     job = client_job(p, client, job_id)
     v.reject_unknown(query, ("limit", "cursor"), "query.")
-    return job, p.results.page(job.job_id, v.page_limit(query, 100), query.get("cursor"))
+    return job, p.results.page(job.job_id, v.page_limit(query, 100), query.get("cursor"),
+                               job.item_count)
 
 
 def result_download(p: Platform, client: Principal, job_id: str) -> tuple[Job, str]:

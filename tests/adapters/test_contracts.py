@@ -593,29 +593,59 @@ def test_a_cursor_with_the_right_keys_but_wrong_types_is_an_invalid_request(p):
 
 # --- results ------------------------------------------------------------------------------
 
-def test_results_are_paged_in_item_order(p):
-    # GIVEN five result lines of a job, written out of order, and a line of another job
-    job_a, job_b = new_id("job"), new_id("job")
-    lines = [{"item_id": f"{n:06d}", "answer": {"label": "yes"}, "n_answers": 2}
-             for n in range(5)]
-    p.results.put_results(job_a, reversed(lines))
-    p.results.put_results(job_b, [{"item_id": FIRST, "answer": None}])
-    # WHEN they are read two at a time, following the cursor
+def _walk(p: Platform, job_id: str, limit: int, item_count: int) -> list[list[dict]]:
+    """Every page of a job's results, following the cursors to the end."""
     pages, cursor = [], None
     while True:
-        page = p.results.page(job_a, 2, cursor)
+        page = p.results.page(job_id, limit, cursor, item_count)
         pages.append(page.entries)
         cursor = page.cursor
         if cursor is None:
-            break
+            return pages
+
+
+def test_results_are_paged_in_item_order_across_their_partitions(p):
+    # GIVEN lines of a 3,000-item job on both sides of bucket boundaries (rows of a thousand
+    # items share a partition), written out of order, and a line of another job
+    job_a, job_b = new_id("job"), new_id("job")
+    lines = [{"item_id": f"{n:06d}", "answer": {"label": "yes"}, "n_answers": 2}
+             for n in (0, 1, 998, 999, 1000, 1001, 2500)]
+    p.results.put_results(job_a, reversed(lines))
+    p.results.put_results(job_b, [{"item_id": FIRST, "answer": None}])
+    # WHEN they are read two at a time, following the cursor
+    pages = _walk(p, job_a, 2, 3000)
     # THEN every line comes back once, in item order, in pages of at most two
-    assert [len(entries) for entries in pages] == [2, 2, 1]
+    assert all(len(entries) <= 2 for entries in pages)
     assert [line for entries in pages for line in entries] == lines
+    # AND in one page when it is big enough
+    assert _walk(p, job_a, 1000, 3000) == [lines]
     # AND writing the same lines again changes nothing
     p.results.put_results(job_a, lines)
-    assert p.results.page(job_a, 10, None).entries == lines
+    assert p.results.page(job_a, 10, None, 3000).entries == lines
+    assert p.results.page(job_b, 10, None, 1).entries == [{"item_id": FIRST, "answer": None}]
+    # AND a cursor is refused for another job, and when it is not one handed out
+    cursor = p.results.page(job_a, 2, None, 3000).cursor
     with pytest.raises(InvalidRequest):
-        p.results.page(job_a, 2, "%%%")
+        p.results.page(job_b, 2, cursor, 3000)
+    with pytest.raises(InvalidRequest):
+        p.results.page(job_a, 2, "%%%", 3000)
+
+
+def test_a_results_page_queries_a_bounded_number_of_partitions(p):
+    # GIVEN a 40,000-item job (40 partitions) with one row, in its last partition
+    job_id = new_id("job")
+    line = {"item_id": "039999", "answer": {"label": "no"}}
+    p.results.put_results(job_id, [line])
+    # WHEN its first page is read THEN it is empty, with a cursor to carry on
+    first = p.results.page(job_id, 100, None, 40_000)
+    assert first.entries == [] and first.cursor
+    # AND following the cursors reaches the row, in pages of at most 16 partitions each
+    pages = _walk(p, job_id, 100, 40_000)
+    assert [entry for entries in pages for entry in entries] == [line]
+    assert len(pages) == 3  # partitions -1 (rows written before) and 0..14, 15..30, 31..39
+    # AND a cursor of the job's is refused once the job is read as smaller than it names
+    with pytest.raises(InvalidRequest):
+        p.results.page(job_id, 100, first.cursor, 1000)
 
 
 # --- races --------------------------------------------------------------------------------
