@@ -790,6 +790,10 @@ class FakeBlobs:
         """Write an object from text chunks."""
         self.objects[key] = ("".join(chunks), content_type)
 
+    def exists(self, key: str) -> bool:
+        """Whether an object is there."""
+        return key in self.objects
+
     def download_url(self, key: str, seconds: int) -> str:
         """A fake link naming the key and its lifetime."""
         return f"https://blobs.example.test/{key}?expires_in={seconds}"

@@ -88,6 +88,17 @@ class S3Blobs:
             raise
         return response["Body"].read().decode("utf-8")
 
+    def exists(self, key: str) -> bool:
+        """Whether an object is there (HeadObject, authorised as s3:GetObject)."""
+        try:
+            self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as error:
+            if error_code(error) in {"NoSuchKey", "404", "NotFound"}:
+                return False
+            raise_if_busy(error, "S3")
+            raise
+        return True
+
     def download_url(self, key: str, seconds: int) -> str:
         """A presigned GET link valid for seconds."""
         return self._s3.generate_presigned_url(

@@ -138,10 +138,11 @@ def job_report(job_id: str) -> dict | Response:
 @bp.route("/jobs/{job_id}/results/download", methods=["GET"])
 @json_errors
 def download_results(job_id: str) -> dict:
-    """A time-limited link to every result as JSON Lines."""
+    """A time-limited link to every result as JSON Lines, or as CSV with `?format=csv`."""
     client = _client()
-    job, url = jobs.result_download(platform(), client, job_id)
-    return {"job_id": job.job_id, "format": "jsonl", "url": url,
+    query: Mapping[str, str] = bp.current_request.query_params or {}
+    job, fmt, url = jobs.result_download(platform(), client, job_id, query)
+    return {"job_id": job.job_id, "format": fmt, "url": url,
             "expires_in_seconds": jobs.DOWNLOAD_LINK_SECONDS,
             "result_count": job.result_count}
 

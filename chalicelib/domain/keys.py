@@ -1,6 +1,7 @@
 """Every S3 key the platform writes, in one place: a job's objects live under jobs/{job}/.
 
     jobs/{job}/results.jsonl                     the published JSON Lines results
+    jobs/{job}/results.csv                       the same results as CSV
     jobs/{job}/report.json                       the latest quality report
     jobs/{job}/online-model.json                 an adaptive job's online model
     jobs/{job}/rounds/{round}/report.json        one round's quality report
@@ -8,6 +9,7 @@
     jobs/{job}/rounds/{round}/votes/NNNNN.json      a shard's compact vote columns
     jobs/{job}/rounds/{round}/posteriors/NNNNN.json the fitted model's posteriors of a shard
     jobs/{job}/rounds/{round}/results/NNNNN.jsonl   a shard's JSON Lines results
+    jobs/{job}/rounds/{round}/results/NNNNN.csv     a shard's CSV rows (no header)
     jobs/{job}/rounds/{round}/workers.json       the fitted model's accuracy of each worker
     jobs/{job}/rounds/{round}/manifest.json      the round's shard list (the Distributed Map's)
 
@@ -29,6 +31,11 @@ def _round_prefix(job_id: str, round_no: int) -> str:
 def results_key(job_id: str) -> str:
     """The S3 key of a job's published JSON Lines results."""
     return f"{_job_prefix(job_id)}/results.jsonl"
+
+
+def results_csv_key(job_id: str) -> str:
+    """The S3 key of a job's published results as CSV."""
+    return f"{_job_prefix(job_id)}/results.csv"
 
 
 def report_key(job_id: str, round_no: int | None = None) -> str:
@@ -56,6 +63,11 @@ def votes_key(job_id: str, round_no: int, shard: int) -> str:
 def part_key(job_id: str, round_no: int, shard: int) -> str:
     """S3 key of one shard's JSON Lines results."""
     return f"{_round_prefix(job_id, round_no)}/results/{shard:05d}.jsonl"
+
+
+def csv_part_key(job_id: str, round_no: int, shard: int) -> str:
+    """S3 key of one shard's CSV rows."""
+    return f"{_round_prefix(job_id, round_no)}/results/{shard:05d}.csv"
 
 
 def posteriors_key(job_id: str, round_no: int, shard: int) -> str:

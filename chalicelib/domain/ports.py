@@ -298,6 +298,7 @@ class BlobStore(Protocol):
     def put_stream(self, key: str, chunks: Iterable[str], content_type: str) -> None:
         """Write an object from text chunks without holding all of it in memory."""
     def download_url(self, key: str, seconds: int) -> str: """A time-limited download link."""
+    def exists(self, key: str) -> bool: """Whether an object is there."""
 
 
 class MessageQueue(Protocol):

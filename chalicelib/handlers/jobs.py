@@ -12,7 +12,7 @@ from chalicelib.domain import phases, webhooks
 from chalicelib.domain import validation as v
 from chalicelib.domain.cache import MISSING
 from chalicelib.domain.jobs import JOB_FIELDS, MAX_INSTRUCTIONS, build_job
-from chalicelib.domain.keys import report_key
+from chalicelib.domain.keys import report_key, results_csv_key
 from chalicelib.domain.model import (
     ACTIVE, CALIBRATION, CANCELLED, CLOSING, DONE, INGESTING, PAUSED, PILOT,
     TAKES_ANSWERS, Job, NewItem, Principal, Quote,
@@ -24,6 +24,7 @@ from chalicelib.handlers.platform import Platform, client_job
 from chalicelib.handlers.rounds import start_aggregation, to_production
 
 DOWNLOAD_LINK_SECONDS = 900
+DOWNLOAD_FORMATS = ("jsonl", "csv")
 
 
 def create_quote(p: Platform, client: Principal, body: Any) -> Quote:
@@ -198,12 +199,24 @@ def result_page(p: Platform, client: Principal, job_id: str, query: Mapping[str,
                                job.item_count)
 
 
-def result_download(p: Platform, client: Principal, job_id: str) -> tuple[Job, str]:
-    """A time-limited link to the whole result set as JSON Lines."""
+def result_download(p: Platform, client: Principal, job_id: str,
+                    query: Mapping[str, str] | None = None) -> tuple[Job, str, str]:
+    """A time-limited link to the whole result set as JSON Lines (`?format=jsonl`, the
+    default) or CSV (`?format=csv`): (job, format, link)."""
     job = client_job(p, client, job_id)
+    query = query or {}
+    v.reject_unknown(query, ("format",), "query.")
+    fmt = v.choice(query, "format", DOWNLOAD_FORMATS, default="jsonl")
     if not job.results_key:
         raise Conflict("results are not published yet", code="results_not_ready")
-    return job, p.blobs.download_url(job.results_key, DOWNLOAD_LINK_SECONDS)
+    key = job.results_key
+    if fmt == "csv":
+        key = results_csv_key(job.job_id)
+        if not p.blobs.exists(key):
+            raise Conflict("this job's results were published before CSV downloads were made; "
+                           "download them as JSON Lines (format=jsonl)", field="format",
+                           code="csv_not_published")
+    return job, fmt, p.blobs.download_url(key, DOWNLOAD_LINK_SECONDS)
 
 
 def job_report(p: Platform, client: Principal, job_id: str,

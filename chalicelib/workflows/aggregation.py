@@ -19,10 +19,11 @@ jobs/{job}/rounds/{round}/.
   estimated accuracy (workers.json) and the shard manifest. Text and numeric jobs need no fit.
 - AggregateShard turns its items' posteriors into results (label, confidence, probabilities)
   or, for text and numbers, combines each item's answers; it writes the shard's result rows
-  to DynamoDB and its JSON Lines part to S3. Up to INLINE_MAX_SHARDS shards run in an inline
-  Map over the list in the state; above that, a Distributed Map reads the manifest from S3.
+  to DynamoDB and its JSON Lines and CSV parts to S3. Up to INLINE_MAX_SHARDS shards run in
+  an inline Map over the list in the state; above that, a Distributed Map reads the manifest.
 - Publish streams the parts, in shard order, into the job's results object (multipart for
-  big rounds); MarkDone flips the job to done.
+  big rounds), and the shards' CSV parts into its results CSV (chalicelib.workflows.downloads);
+  MarkDone flips the job to done.
 """
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ from chalicelib.handlers.platform import Platform
 from chalicelib.handlers.quality import blocked_workers, is_left_out, left_out_workers
 from chalicelib.handlers.rounds import end_round
 from chalicelib.observability import count, seconds
+from chalicelib.workflows.downloads import publish_csv, write_csv_part
 
 SHARD_ITEMS = 500
 LOAD_SHARDS_PER_CALL = 40
@@ -229,6 +231,7 @@ def aggregate_shard(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     key = part_key(shard["job_id"], shard["round"], shard["shard"])
     p.blobs.put_text(key, "".join(json.dumps(line) + "\n" for line in lines),
                      "application/x-ndjson")
+    write_csv_part(p, shard["job_id"], shard["round"], shard["shard"], lines)
     return {"shard": shard["shard"], "count": len(lines)}
 
 
@@ -245,6 +248,7 @@ def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
 
     key = results_key(job_id)
     p.blobs.put_stream(key, parts(), "application/x-ndjson")
+    publish_csv(p, job_id, round_no, int(event["shard_count"]))
     job = _job(p, job_id)
     skills = None
     try:

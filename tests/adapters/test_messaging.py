@@ -170,9 +170,10 @@ def test_a_blob_is_read_back_as_written_and_downloadable_through_its_link(module
     assert response.status_code == 200
     assert response.content.decode("utf-8") == body
     assert response.headers["content-type"] == "application/x-ndjson"
-    # AND a key that was never written is NotFound
+    # AND a key that was never written is NotFound, and is not there as far as exists() says
     with pytest.raises(NotFound):
         p.blobs.get_text(f"results/job_{uid}/missing.jsonl")
+    assert p.blobs.exists(key) and not p.blobs.exists(f"results/job_{uid}/missing.jsonl")
 
 
 @pytest.fixture

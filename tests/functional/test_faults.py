@@ -15,6 +15,8 @@ nothing changes.
 """
 from __future__ import annotations
 
+import csv
+import io
 import os
 import time
 import uuid
@@ -23,6 +25,7 @@ from dataclasses import replace
 from typing import Any
 
 from chalicelib.deps import platform
+from chalicelib.domain.keys import results_csv_key
 from tests.functional.faults import Crash, Plan, crash_after_writes, messages_sent, redeliver
 from tests.functional.marketplace import Api
 from tests.functional.receiver import Receiver
@@ -197,6 +200,8 @@ def final_state(api: Api, drive: Driver, tokens: list[str], job_id: str,
     status, view = drive.client("GET", f"/jobs/{job_id}")
     status, page = drive.client("GET", f"/jobs/{job_id}/results")
     results = sorted((r["external_id"], r["answer"], r["n_answers"]) for r in page["results"])
+    table = list(csv.reader(io.StringIO(p.blobs.get_text(results_csv_key(job_id)))))
+    csv_results = (table[0], sorted((r[1], r[2], r[4]) for r in table[1:]))
     balances = []
     entries = []
     settled = {"cents": 0, "answers": 0}
@@ -214,7 +219,7 @@ def final_state(api: Api, drive: Driver, tokens: list[str], job_id: str,
     events = sorted(e["type"] for e in receiver.events() if e["job_id"] == job_id)
     return {
         "answers": items, "state": view["state"], "counts": view["counts"],
-        "results": results, "budget_cents": view["budget_cents"],
+        "results": results, "csv": csv_results, "budget_cents": view["budget_cents"],
         "spent_cents": view["spent_cents"], "paid_cents": view["paid_cents"],
         "bonus_cents": view["bonus_cents"], "pool_cents": view["pool_cents"],
         "reviews": view["reviews"], "balance_total": sum(balances),
@@ -237,6 +242,8 @@ def test_a_crash_after_any_write_ends_in_the_fault_free_state(stack):
         for path in ("jobs.ingest_chunk", "tasks._lease_in_job",
                      "tasks.submit_answer", "rounds.count_answers",
                      "aggregation.publish_results", "rounds.end_round", "payments.settle >",
+                     "aggregation.aggregate_shard > results.put_results", "downloads.write_csv_part",
+                     "downloads.publish_csv",
                      "payments.approve_job", "payments.settle_accrual",
                      "payments._continue_approval", "webhooks.delivery.deliver"):
             assert any(path in site for site in sites), (path, "\n".join(sites))

@@ -14,8 +14,9 @@ TRANSACTION_ACTIONS = {"Put": "PutItem", "Update": "UpdateItem", "Delete": "Dele
 EVENT_SOURCE_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"}
 # Only on a failure path (a streamed upload that breaks half-way); tested in the adapters.
 FAILURE_PATH_ACTIONS = {"s3:AbortMultipartUpload"}
-# Multipart calls are authorised as s3:PutObject.
+# Multipart calls are authorised as s3:PutObject, HeadObject as s3:GetObject.
 S3_PUT_CALLS = {"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"}
+S3_GET_CALLS = {"HeadObject"}
 IAM_PREFIX = {"dynamodb": "dynamodb", "sqs": "sqs", "s3": "s3", "stepfunctions": "states",
               "events": "events"}
 # API Gateway's management calls are authorised by HTTP method.
@@ -37,6 +38,8 @@ def _record_actions(used: set) -> None:
             used.add("sqs:SendMessage")
         elif model.name in S3_PUT_CALLS:
             used.add("s3:PutObject")
+        elif model.name in S3_GET_CALLS:
+            used.add("s3:GetObject")
         else:
             used.add(f"{prefix}:{model.name}")
 
@@ -65,6 +68,7 @@ def test_the_policy_grants_exactly_the_actions_the_code_performs(stack, monkeypa
     assert stack.wait_for_state(job["job_id"], api.key, ("done",))["state"] == "done"
     assert api.as_client("GET", f"/jobs/{job['job_id']}/results")[0] == 200
     assert api.as_client("GET", f"/jobs/{job['job_id']}/results/download")[0] == 200
+    assert api.as_client("GET", f"/jobs/{job['job_id']}/results/download?format=csv")[0] == 200
     assert api.as_client("GET", "/jobs")[0] == 200
     second = api.job(items=1, redundancy=1)
     assert api.as_client("POST", f"/jobs/{second['job_id']}/cancel")[0] == 200

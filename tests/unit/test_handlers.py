@@ -14,7 +14,9 @@ from chalicelib.domain.model import (
     Principal,
 )
 from chalicelib.domain.qualifications import Cohort
-from chalicelib.errors import Conflict, Forbidden, NotFound, TransientError, Unauthorized
+from chalicelib.errors import (
+    Conflict, Forbidden, InvalidRequest, NotFound, TransientError, Unauthorized,
+)
 from chalicelib.handlers import accounts, jobs, quality, rounds, tasks
 from chalicelib.handlers.platform import client_job
 from tests.fakes import FakeClock, another_container, make_platform
@@ -606,6 +608,31 @@ def test_results_cannot_be_downloaded_before_they_are_published(p):
     assert caught.value.code == "results_not_ready"
     _, page = jobs.result_page(p, client, job.job_id, {})
     assert page.entries == [] and page.cursor is None
+
+
+def test_the_download_format_is_jsonl_or_csv_and_a_csv_published_before_is_named_missing(p):
+    # GIVEN a job whose JSON Lines results were published before CSV downloads were made
+    client = _client(p)
+    job = _active_job(p, client)
+    key = f"jobs/{job.job_id}/results.jsonl"
+    p.blobs.put_text(key, '{"item_id": "000000"}\n', "application/x-ndjson")
+    p.jobs.jobs[job.job_id] = replace(p.jobs.get_job(job.job_id), results_key=key,
+                                      result_count=1)
+    # WHEN its client asks for each format THEN JSON Lines is there, CSV is a 409 naming format
+    assert jobs.result_download(p, client, job.job_id, {"format": "jsonl"})[1] == "jsonl"
+    with pytest.raises(Conflict) as missing:
+        jobs.result_download(p, client, job.job_id, {"format": "csv"})
+    assert (missing.value.code, missing.value.field) == ("csv_not_published", "format")
+    # AND once the CSV is published its link names it
+    p.blobs.put_text(f"jobs/{job.job_id}/results.csv", "item_id\r\n", "text/csv")
+    _, fmt, url = jobs.result_download(p, client, job.job_id, {"format": "csv"})
+    assert fmt == "csv" and f"jobs/{job.job_id}/results.csv" in url
+    # AND any other format, or another parameter, is a 400 naming it
+    for query, field in (({"format": "xlsx"}, "format"), ({"format": ""}, "format"),
+                         ({"fmt": "csv"}, "query.fmt")):
+        with pytest.raises(InvalidRequest) as bad:
+            jobs.result_download(p, client, job.job_id, query)
+        assert bad.value.field == field
 
 
 def test_a_clients_jobs_are_listed_newest_first_in_pages(p):

@@ -15,6 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_every_key_keeps_its_layout():
     assert keys.results_key("job_a") == "jobs/job_a/results.jsonl"
+    assert keys.results_csv_key("job_a") == "jobs/job_a/results.csv"
     assert keys.report_key("job_a") == "jobs/job_a/report.json"
     assert keys.report_key("job_a", 2) == "jobs/job_a/rounds/2/report.json"
     assert keys.online_model_key("job_a") == "jobs/job_a/online-model.json"
@@ -22,6 +23,7 @@ def test_every_key_keeps_its_layout():
     assert keys.votes_key("job_a", 2, 7) == "jobs/job_a/rounds/2/votes/00007.json"
     assert keys.posteriors_key("job_a", 2, 7) == "jobs/job_a/rounds/2/posteriors/00007.json"
     assert keys.part_key("job_a", 2, 7) == "jobs/job_a/rounds/2/results/00007.jsonl"
+    assert keys.csv_part_key("job_a", 2, 7) == "jobs/job_a/rounds/2/results/00007.csv"
     assert keys.workers_key("job_a", 2) == "jobs/job_a/rounds/2/workers.json"
     assert keys.manifest_key("job_a", 2) == "jobs/job_a/rounds/2/manifest.json"
 

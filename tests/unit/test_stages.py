@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import csv
+import io
 import json
 
 import pytest
@@ -103,8 +105,8 @@ def test_a_round_publishes_one_json_line_per_item_and_marks_the_job_done(p):
     assert [a["answer"]["label"] for a in lines[0]["answers"]] == ["pos", "pos", "neg"]
     _, page = jobs.result_page(p, client, job.job_id, {})
     assert page.entries == lines
-    _, url = jobs.result_download(p, client, job.job_id)
-    assert done.results_key in url
+    _, fmt, url = jobs.result_download(p, client, job.job_id)
+    assert fmt == "jsonl" and done.results_key in url
 
 
 def test_shards_are_joined_in_item_order_whatever_order_they_finish_in(p, monkeypatch):
@@ -119,6 +121,34 @@ def test_shards_are_joined_in_item_order_whatever_order_they_finish_in(p, monkey
     done = client_job(p, client, job.job_id)
     assert done.result_count == 5
     assert [l["item_id"] for l in _lines(p, done.results_key)] == [f"{n:06d}" for n in range(5)]
+
+
+def test_the_csv_download_holds_the_same_results_as_the_json_lines_in_item_order(p, monkeypatch):
+    # GIVEN a 5-item job cut into shards of 2 items, aggregated last shard first
+    monkeypatch.setattr(stages, "SHARD_ITEMS", 2)
+    client, job = _job(p, items=5, redundancy=3)
+    _answer_all(p, job)
+    _run_round(p, _execution_input(p, job), reverse_shards=True)
+    # WHEN the client asks for the CSV download
+    _, fmt, url = jobs.result_download(p, client, job.job_id, {"format": "csv"})
+    # THEN the link is to the job's results CSV: one header, then a row per item in item order,
+    # each saying what the JSON line says
+    assert fmt == "csv" and keys.results_csv_key(job.job_id) in url
+    body, content_type = p.blobs.objects[keys.results_csv_key(job.job_id)]
+    assert content_type.startswith("text/csv")
+    table = list(csv.reader(io.StringIO(body)))
+    assert table[0] == ["item_id", "external_id", "answer", "confidence", "n_answers",
+                        "not_applicable", "method", "probabilities"]
+    lines = _lines(p, p.jobs.get_job(job.job_id).results_key)
+    assert [row[0] for row in table[1:]] == [line["item_id"] for line in lines] \
+        == [f"{n:06d}" for n in range(5)]
+    for row, line in zip(table[1:], lines):
+        assert row[1:3] == [line["external_id"], line["answer"]["label"]]
+        assert float(row[3]) == line["confidence"] and int(row[4]) == line["n_answers"]
+        assert row[5:7] == ["false", line["method"]]
+        assert json.loads(row[7]) == line["probabilities"]
+    # AND it was made from a part per shard, as the JSON Lines were
+    assert len([k for k in p.blobs.objects if k.endswith(".csv") and "/results/" in k]) == 3
 
 
 def test_big_rounds_load_in_several_calls_and_aggregate_from_the_manifest(p, monkeypatch):
