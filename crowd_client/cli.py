@@ -226,28 +226,90 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO) ->
             out.write("  ".join("-" * w for w in widths) + "\n")
 
 
-def write_results(client: Client, job_id: str, path: str, answers: bool) -> int:
-    """Results (or raw answers in crowd-kit's long form) to .jsonl or .csv; return the rows."""
-    rows = client.answers(job_id) if answers else client.results(job_id)
-    file = Path(path)
-    if file.suffix.lower() == ".csv":
-        columns = (["task", "worker", "label"] if answers else
-                   ["item_id", "external_id", "answer", "confidence", "n_answers",
-                    "not_applicable", "method"])
-        with file.open("w", newline="", encoding="utf-8") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
+def output_format(path: str) -> str:
+    """The download format a file's suffix asks for: jsonl (.jsonl, .ndjson) or csv."""
+    suffix = Path(path).suffix.lower()
+    if suffix == ".csv":
+        return "csv"
+    if suffix in (".jsonl", ".ndjson"):
+        return "jsonl"
+    raise UsageError(f"results go to a .jsonl or .csv file, not {suffix or 'no suffix'}")
+
+
+def download_results(client: Client, job_id: str, path: str, err: TextIO) -> int:
+    """Stream the job's results download (JSON Lines or CSV, by the file's suffix) into path,
+    with a progress line on err; return the number of results."""
+    fmt = output_format(path)
+    shown = Throttled(lambda done, total, rows: download_progress(done, total, rows, err))
+    link = client.download_results(job_id, path, fmt, progress=shown)
+    shown.last()
+    err.write("\n")
+    return int(link.get("result_count") or link["rows"])
+
+
+def write_answers(client: Client, job_id: str, path: str, err: TextIO) -> int:
+    """Raw answers in crowd-kit's long form to .jsonl or .csv, written as the pages come in
+    (none held in memory), with a count on err; return how many."""
+    fmt = output_format(path)
+    count = 0
+    shown = Throttled(lambda done, _total, _rows: err.write(f"\ranswers written: {done}"))
+    with Path(path).open("w", newline="" if fmt == "csv" else None, encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["task", "worker", "label"])
+        if fmt == "csv":
             writer.writeheader()
-            for row in rows:
-                if not answers:
-                    row = {**row, "answer": _flat_answer(row.get("answer"))}
+        for row in client.iter_answers(job_id):
+            if fmt == "csv":
                 writer.writerow(row)
-    elif file.suffix.lower() in (".jsonl", ".ndjson"):
-        with file.open("w", encoding="utf-8") as handle:
-            for row in rows:
+            else:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+            count += 1
+            shown(count, None, count)
+    shown.last()
+    err.write("\n")
+    return count
+
+
+class Throttled:
+    """A progress callback redrawn at most every `every` seconds (and once more at the end,
+    with last()), so a fast download is not slowed by its own display."""
+
+    def __init__(self, draw: Any, every: float = 0.2) -> None:
+        self._draw, self._every = draw, every
+        self._at = 0.0
+        self._args: tuple[Any, ...] | None = None
+
+    def __call__(self, *args: Any) -> None:
+        self._args = args
+        now = time.monotonic()
+        if now - self._at >= self._every:
+            self._at = now
+            self._draw(*args)
+
+    def last(self) -> None:
+        """Draw the latest state (if there was any)."""
+        if self._args is not None:
+            self._draw(*self._args)
+
+
+def download_progress(done: int, total: int | None, rows: int, out: TextIO) -> None:
+    """A download's progress line, redrawn in place: a bar of bytes when the size is known,
+    the bytes and the rows so far."""
+    if total:
+        width = 30
+        filled = min(width, round(width * done / total))
+        out.write(f"\rdownloading [{'#' * filled}{'.' * (width - filled)}] "
+                  f"{_size(done)}/{_size(total)} ({done / total:.0%}), {rows} rows")
     else:
-        raise UsageError(f"results go to a .jsonl or .csv file, not {file.suffix or 'no suffix'}")
-    return len(rows)
+        out.write(f"\rdownloading {_size(done)}, {rows} rows")
+    out.flush()
+
+
+def _size(count: int) -> str:
+    """Bytes for people: B, KB, MB, GB (powers of 1000)."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
 
 
 def _flat_answer(answer: Any) -> Any:
@@ -345,10 +407,14 @@ def cmd_report(client: Client, args: argparse.Namespace, out: TextIO) -> None:
 
 
 def cmd_results(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    output_format(args.output)  # a file the command cannot write is refused before any call
     job = ready_job(client, args)
     if job["state"] != "done":
         sys.stderr.write(f"note: {job_line(job)}; these are the results published so far\n")
-    count = write_results(client, args.job_id, args.output, args.answers)
+    if args.answers:
+        count = write_answers(client, args.job_id, args.output, sys.stderr)
+    else:
+        count = download_results(client, args.job_id, args.output, sys.stderr)
     out.write(f"wrote {count} {'answers' if args.answers else 'results'} to {args.output}\n")
 
 
@@ -452,9 +518,11 @@ def parser() -> argparse.ArgumentParser:
     report.add_argument("--html", metavar="FILE", help="write the HTML page with charts instead")
     report.add_argument("--json", action="store_true", help="the report as JSON")
     report.set_defaults(run=cmd_report)
-    results = sub.add_parser("results", parents=[common], help="download every result")
+    results = sub.add_parser("results", parents=[common],
+                             help="download every result, streamed to a file with progress")
     results.add_argument("job_id")
-    results.add_argument("-o", "--output", required=True, help="results.jsonl or results.csv")
+    results.add_argument("-o", "--output", required=True,
+                         help="results.jsonl or results.csv (the format follows the suffix)")
     results.add_argument("--answers", action="store_true",
                          help="raw answers in crowd-kit's long form (task, worker, label)")
     results.add_argument("--wait", action="store_true",

@@ -22,9 +22,11 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+DOWNLOAD_CHUNK_BYTES = 256 * 1024
 FINAL_STATES = ("done", "failed")
 
 
@@ -174,12 +176,58 @@ class Client:
         return pandas.DataFrame(rows, columns=["item_id", "external_id", "answer", "confidence",
                                                "n_answers", "not_applicable", "method"])
 
-    def answers(self, job_id: str) -> list[dict[str, Any]]:
+    def iter_answers(self, job_id: str) -> Iterator[dict[str, Any]]:
         """Every raw answer in crowd-kit's long form: {"task", "worker", "label"} (the label,
-        value or text; "not_applicable" for N/A), to aggregate yourself."""
-        return [{"task": r.get("external_id") or r["item_id"], "worker": a["worker_id"],
-                 "label": _answer_value(a["answer"])}
-                for r in self.iter_results(job_id) for a in r.get("answers", [])]
+        value or text; "not_applicable" for N/A), to aggregate yourself (pages followed)."""
+        for r in self.iter_results(job_id):
+            for a in r.get("answers", []):
+                yield {"task": r.get("external_id") or r["item_id"], "worker": a["worker_id"],
+                       "label": _answer_value(a["answer"])}
+
+    def answers(self, job_id: str) -> list[dict[str, Any]]:
+        """Every raw answer in crowd-kit's long form (see iter_answers)."""
+        return list(self.iter_answers(job_id))
+
+    def download_link(self, job_id: str, format: str = "jsonl") -> dict[str, Any]:
+        """A time-limited link to every result as JSON Lines ("jsonl") or CSV ("csv"), with
+        `url`, `expires_in_seconds` and `result_count`."""
+        return self.request("GET", f"/jobs/{_quoted(job_id)}/results/download",
+                            query={"format": format})
+
+    def download_results(self, job_id: str, path: str | Path, format: str = "jsonl",
+                         progress: Callable[[int, int | None, int], None] | None = None
+                         ) -> dict[str, Any]:
+        """Stream every result as JSON Lines or CSV into the file at path, a chunk at a time
+        (a million results never sit in memory); progress(bytes, total bytes or None, rows)
+        after each chunk. The file is written as `<path>.part` and renamed when complete, so
+        a download that stops leaves no file that looks whole. Returns the link's answer with
+        the `bytes` and `rows` written (rows: lines, less the CSV header)."""
+        link = self.download_link(job_id, format)
+        target = Path(path)
+        partial = target.with_name(target.name + ".part")
+        done = lines = 0
+        # A presigned storage link: the API key is not sent to it.
+        request = urllib.request.Request(link["url"], headers={"Accept": "*/*"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response, \
+                    partial.open("wb") as handle:
+                size = response.headers.get("Content-Length") or ""
+                total = int(size) if size.isdigit() else None
+                while chunk := response.read(DOWNLOAD_CHUNK_BYTES):
+                    handle.write(chunk)
+                    done += len(chunk)
+                    lines += chunk.count(b"\n")
+                    if progress is not None:
+                        progress(done, total, _rows(lines, format))
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            partial.unlink(missing_ok=True)
+            status = error.code if isinstance(error, urllib.error.HTTPError) else 0
+            reason = getattr(error, "reason", error)
+            raise ApiError(status, "download_failed",
+                           f"the download of {job_id}'s results stopped: {reason}; "
+                           "run it again for a fresh link") from None
+        partial.replace(target)
+        return {**link, "bytes": done, "rows": _rows(lines, format)}
 
     def answers_frame(self, job_id: str) -> Any:
         """The raw answers as a DataFrame with crowd-kit's columns task, worker, label."""
@@ -256,6 +304,11 @@ def verify_signature(payload: bytes | str, header: str | None, secret: str,
                         hashlib.sha256).hexdigest().encode()
     return any(hmac.compare_digest(expected, candidate.encode("utf-8"))
                for candidate in parts.get("v1", []))
+
+
+def _rows(lines: int, format: str) -> int:
+    """Result rows in a download of that many lines so far (a CSV's first is its header)."""
+    return max(0, lines - 1) if format == "csv" else lines
 
 
 def _quoted(part: str) -> str:

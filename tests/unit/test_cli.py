@@ -88,8 +88,7 @@ def test_results_wait_polls_until_the_job_is_done(server, tmp_path, capsys):
     Stub.script["/jobs/job_1"] = [(200, {**JOB, "state": "active", "result_count": None}),
                                   (200, {**JOB, "state": "aggregating", "result_count": None}),
                                   (200, {**JOB, "state": "done", "result_count": 1})]
-    Stub.script["/jobs/job_1/results"] = [(200, {"job_id": "job_1", "state": "done",
-                                                 "results": [LINE], "next_cursor": None})]
+    _downloadable(server, (json.dumps(LINE) + "\n").encode())
     target = tmp_path / "r.jsonl"
     # WHEN the client downloads with --wait
     code, out, err = _run(["jobs", "results", "job_1", "-o", str(target), "--wait",
@@ -100,6 +99,89 @@ def test_results_wait_polls_until_the_job_is_done(server, tmp_path, capsys):
     assert [path for _, path, _ in Stub.seen].count("/jobs/job_1") == 3
     assert json.loads(target.read_text())["item_id"] == "000000"
     assert "wrote 1 results" in out
+
+
+def _downloadable(server: str, body: bytes, fmt: str = "jsonl", count: int = 1) -> str:
+    """The API hands out a link to a storage object holding body; the object's path."""
+    path = f"/storage/results.{fmt}"
+    Stub.script["/jobs/job_1/results/download"] = [(200, {
+        "job_id": "job_1", "format": fmt, "url": f"{server}{path}?X-Amz-Signature=abc",
+        "expires_in_seconds": 900, "result_count": count})]
+    Stub.script[path] = [(200, body)]
+    return path
+
+
+@pytest.mark.parametrize("suffix, fmt", [(".jsonl", "jsonl"), (".ndjson", "jsonl"),
+                                         (".CSV", "csv")])
+def test_results_stream_from_the_download_link_into_the_file_with_progress(
+        server, tmp_path, capsys, suffix, fmt):
+    # GIVEN a done job whose download (in the format the file's suffix names) is 3,000 rows,
+    # about 1.2 MB: more than a few of the client's chunks
+    Stub.script["/jobs/job_1"] = [(200, {**JOB, "state": "done", "result_count": 3000})]
+    header = b"item_id,external_id,answer\r\n" if fmt == "csv" else b""
+    body = header + b"".join(json.dumps({**LINE, "item_id": f"{n:06d}", "pad": "x" * 300},
+                                        separators=(",", ":")).encode() + b"\n"
+                             for n in range(3000))
+    storage = _downloadable(server, body, fmt, 3000)
+    target = tmp_path / f"results{suffix}"
+    # WHEN the client downloads its results
+    code, out, err = _run(["jobs", "results", "job_1", "-o", str(target), "--api-url", server,
+                           "--api-key", "ck"], tmp_path, capsys)
+    # THEN the file holds the object byte for byte, and nothing is left beside it
+    assert code == 0, err
+    assert target.read_bytes() == body
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "none.json") == [target.name]
+    # AND the link was asked for in that format, and fetched without the API key
+    asked = [path for _, path, _ in Stub.seen if path.startswith("/jobs/job_1/results/download")]
+    assert asked == [f"/jobs/job_1/results/download?format={fmt}"]
+    fetched = [seen for _, path, seen in Stub.seen if path.startswith(storage)]
+    assert len(fetched) == 1 and fetched[0]["key"] is None
+    # AND stderr showed the bytes and rows as they came, ending with the whole file
+    assert "downloading [" in err and f"{len(body) / 1e6:.1f} MB" in err
+    assert err.rstrip().endswith("(100%), 3000 rows")
+    assert "wrote 3000 results" in out
+
+
+def test_results_to_a_file_of_another_kind_are_refused_before_any_request(server, tmp_path,
+                                                                         capsys):
+    code, _, err = _run(["jobs", "results", "job_1", "-o", str(tmp_path / "r.xlsx"),
+                         "--api-url", server, "--api-key", "ck"], tmp_path, capsys)
+    assert code == 2 and ".jsonl or .csv" in err and Stub.seen == []
+
+
+def test_a_download_that_fails_leaves_no_file(server, tmp_path, capsys):
+    # GIVEN a done job whose storage link answers 403 (it expired)
+    Stub.script["/jobs/job_1"] = [(200, {**JOB, "state": "done", "result_count": 1})]
+    storage = _downloadable(server, b"")
+    Stub.script[storage] = [(403, {"error": "AccessDenied", "message": "Request has expired"})]
+    target = tmp_path / "r.csv"
+    # WHEN the client downloads its results THEN it exits 1 saying so, and writes no file
+    code, out, err = _run(["jobs", "results", "job_1", "-o", str(target), "--api-url", server,
+                           "--api-key", "ck"], tmp_path, capsys)
+    assert code == 1 and "download_failed" in err and "fresh link" in err and out == ""
+    assert not target.exists() and not (tmp_path / "r.csv.part").exists()
+
+
+def test_raw_answers_are_written_as_their_pages_come(server, tmp_path, capsys):
+    # GIVEN a done job with two result pages, the first item answered twice
+    Stub.script["/jobs/job_1"] = [(200, {**JOB, "state": "done", "result_count": 2})]
+    answered = {**LINE, "answers": [{"worker_id": "w1", "answer": {"label": "pos"}},
+                                    {"worker_id": "w2", "answer": {"label": "neg"}}]}
+    Stub.script["/jobs/job_1/results"] = [
+        (200, {"results": [answered], "next_cursor": "c1"}),
+        (200, {"results": [{**LINE, "item_id": "000001", "external_id": None,
+                            "answers": [{"worker_id": "w1",
+                                         "answer": {"not_applicable": True}}]}],
+               "next_cursor": None})]
+    target = tmp_path / "answers.csv"
+    # WHEN the raw answers are asked for
+    code, out, err = _run(["jobs", "results", "job_1", "-o", str(target), "--answers",
+                           "--api-url", server, "--api-key", "ck"], tmp_path, capsys)
+    # THEN every answer is a row of crowd-kit's long form, and the count is shown
+    assert code == 0, err
+    assert target.read_text().splitlines() == ["task,worker,label", "r-0,w1,pos", "r-0,w2,neg",
+                                               "000001,w1,not_applicable"]
+    assert "answers written: 3" in err and "wrote 3 answers" in out
 
 
 def test_results_wait_for_a_failed_job_without_results_is_refused(server, tmp_path, capsys):

@@ -12,7 +12,8 @@ from crowd_client.cli import read_items, spec_argument, UsageError
 
 
 class Stub(BaseHTTPRequestHandler):
-    """Answers from a script: a list of (status, body) per path, the last one repeated."""
+    """Answers from a script: a list of (status, body) per path, the last one repeated (a
+    body of bytes is sent as it is, as a storage link's object would be)."""
 
     script: dict[str, list[tuple[int, object]]] = {}
     seen: list[tuple[str, str, dict]] = []
@@ -25,9 +26,10 @@ class Stub(BaseHTTPRequestHandler):
                                                     "idem": self.headers.get("Idempotency-Key")}))
         queue = self.script[self.path.split("?")[0]]
         status, payload = queue.pop(0) if len(queue) > 1 else queue[0]
-        raw = json.dumps(payload).encode()
+        raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         self.send_response(status)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", "application/octet-stream" if isinstance(payload, bytes)
+                         else "application/json")
         self.send_header("Content-Length", str(len(raw)))
         self.end_headers()
         self.wfile.write(raw)
