@@ -8,8 +8,9 @@ model's estimate of their accuracy, for label jobs).
 
 The report is computed from ReportStats: sums over a run of result lines that add up across
 runs (counts, agreement sums, label and result counts, N/A reasons, durations counted per
-whole second, the exact sum of confidences, the ten least certain items, a tally per worker,
-and per attribute value its items and agreement sums). Each shard of a round writes its
+whole second, the sum of confidences as an exact fraction (so the mean does not depend on
+how the lines were split), the ten least certain items, a tally per worker, and per
+attribute value its items and agreement sums). Each shard of a round writes its
 own; Publish merges them, so its memory grows with the crowd, the labels and the distinct
 values of the tagged attributes, never with the items. The merge gives exactly the report of
 the lines in one pass (build_report is the merge of one run), including the figures that
@@ -21,8 +22,8 @@ those fifty in a second pass over the shards' stats).
 from __future__ import annotations
 
 import json
-from collections import Counter
 from bisect import insort
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from fractions import Fraction
