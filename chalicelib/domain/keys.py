@@ -10,6 +10,7 @@
     jobs/{job}/rounds/{round}/posteriors/NNNNN.json the fitted model's posteriors of a shard
     jobs/{job}/rounds/{round}/results/NNNNN.jsonl   a shard's JSON Lines results
     jobs/{job}/rounds/{round}/results/NNNNN.csv     a shard's CSV rows (no header)
+    jobs/{job}/rounds/{round}/stats/NNNNN.json      a shard's report sums (merged by Publish)
     jobs/{job}/rounds/{round}/workers.json       the fitted model's accuracy of each worker
     jobs/{job}/rounds/{round}/manifest.json      the round's shard list (the Distributed Map's)
 
@@ -68,6 +69,11 @@ def part_key(job_id: str, round_no: int, shard: int) -> str:
 def csv_part_key(job_id: str, round_no: int, shard: int) -> str:
     """S3 key of one shard's CSV rows."""
     return f"{_round_prefix(job_id, round_no)}/results/{shard:05d}.csv"
+
+
+def stats_key(job_id: str, round_no: int, shard: int) -> str:
+    """S3 key of one shard's report sums (chalicelib.domain.report.ReportStats)."""
+    return f"{_round_prefix(job_id, round_no)}/stats/{shard:05d}.json"
 
 
 def posteriors_key(job_id: str, round_no: int, shard: int) -> str:

@@ -19,11 +19,14 @@ jobs/{job}/rounds/{round}/.
   estimated accuracy (workers.json) and the shard manifest. Text and numeric jobs need no fit.
 - AggregateShard turns its items' posteriors into results (label, confidence, probabilities)
   or, for text and numbers, combines each item's answers; it writes the shard's result rows
-  to DynamoDB and its JSON Lines and CSV parts to S3. Up to INLINE_MAX_SHARDS shards run in
-  an inline Map over the list in the state; above that, a Distributed Map reads the manifest.
+  to DynamoDB, its JSON Lines and CSV parts to S3 and, next to them, the report's sums over
+  its lines (stats/NNNNN.json, chalicelib.domain.report.ReportStats). Up to INLINE_MAX_SHARDS
+  shards run in an inline Map over the list in the state; above that, a Distributed Map reads
+  the manifest from S3.
 - Publish streams the parts, in shard order, into the job's results object (multipart for
-  big rounds), and the shards' CSV parts into its results CSV (chalicelib.workflows.downloads);
-  MarkDone flips the job to done.
+  big rounds), and the shards' CSV parts into its results CSV (chalicelib.workflows.downloads),
+  and merges the shards' sums into the round's report, holding no result line: its memory
+  grows with the crowd and the labels, not with the items. MarkDone flips the job to done.
 """
 from __future__ import annotations
 
@@ -35,13 +38,13 @@ from chalicelib.domain.aggregation import Posterior, aggregate_item, vote
 from chalicelib.domain.answers import matches_gold
 from chalicelib.domain.jobs import iso
 from chalicelib.domain.keys import (
-    answers_key, manifest_key, part_key, posteriors_key, report_key, results_key, votes_key,
-    workers_key,
+    answers_key, manifest_key, part_key, posteriors_key, report_key, results_key, stats_key,
+    votes_key, workers_key,
 )
 from chalicelib.domain.model import (
     AGGREGATING, FAILED, ItemResult, Job,
 )
-from chalicelib.domain.report import build_report
+from chalicelib.domain.report import VALUE_TASKS, ReportStats, merge_stats, shard_stats
 from chalicelib.errors import NotFound
 from chalicelib.handlers.platform import Platform
 from chalicelib.handlers.quality import blocked_workers, is_left_out, left_out_workers
@@ -208,9 +211,16 @@ def result_line(result: ItemResult) -> dict[str, Any]:
     return line
 
 
+def _judge(job: Job) -> Any:
+    """The job's gold rule, as the report's judge(answer, gold)."""
+    return lambda answer, gold: matches_gold(job, answer, gold)
+
+
 def aggregate_shard(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
-    """Aggregate one shard: results rows in DynamoDB and a JSON Lines part in S3."""
+    """Aggregate one shard: results rows in DynamoDB, a JSON Lines part and the report's sums
+    over its lines in S3 (a repeat writes the same three again)."""
     shard = json.loads(p.blobs.get_text(event["key"]))
+    job = _job(p, shard["job_id"])
     fitted: dict[str, Any] = {"posteriors": {}}
     if event.get("posteriors_key"):
         fitted = json.loads(p.blobs.get_text(event["posteriors_key"]))
@@ -232,19 +242,47 @@ def aggregate_shard(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     p.blobs.put_text(key, "".join(json.dumps(line) + "\n" for line in lines),
                      "application/x-ndjson")
     write_csv_part(p, shard["job_id"], shard["round"], shard["shard"], lines)
+    stats = shard_stats(shard["task_type"], lines, job.report_settings, _judge(job))
+    p.blobs.put_text(stats_key(shard["job_id"], shard["round"], shard["shard"]),
+                     json.dumps(stats), "application/json")
     return {"shard": shard["shard"], "count": len(lines)}
 
 
+def _shard_stats(p: Platform, job: Job, round_no: int, shard: int) -> dict[str, Any]:
+    """A shard's report sums; made from its part when the shard was aggregated before shards
+    wrote them (a round in flight across a deploy)."""
+    try:
+        return json.loads(p.blobs.get_text(stats_key(job.job_id, round_no, shard)))
+    except NotFound:
+        body = p.blobs.get_text(part_key(job.job_id, round_no, shard))
+        return shard_stats(job.task_type, (json.loads(line) for line in body.splitlines()),
+                           job.report_settings, _judge(job))
+
+
+def round_stats(p: Platform, job: Job, round_no: int, shard_count: int) -> ReportStats:
+    """The round's report sums: every shard's merged in shard order. With tagged attributes,
+    a first pass merges every value's item count only and a second the detail of the values
+    the report shows, so no attribute's values are all held in detail."""
+    settings = job.report_settings
+    shards = range(shard_count)
+    detailed = bool(settings.get("attributes")) and job.task_type in VALUE_TASKS
+    merged = merge_stats(job.task_type, (_shard_stats(p, job, round_no, shard) for shard in shards),
+                         settings, details={} if detailed else None)
+    if detailed:
+        kept = merged.kept_values()
+        for shard in shards:
+            merged.merge_details(_shard_stats(p, job, round_no, shard), kept)
+    return merged
+
+
 def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
-    """Stream the shard parts, in shard order, into the job's results object; write the report."""
-    job_id, round_no = event["job_id"], int(event["round"])
-    lines: list[dict[str, Any]] = []
+    """Stream the shard parts, in shard order, into the job's results object; write the report
+    merged from the shards' sums."""
+    job_id, round_no, shard_count = event["job_id"], int(event["round"]), int(event["shard_count"])
 
     def parts() -> Any:
-        for shard in range(int(event["shard_count"])):
-            body = p.blobs.get_text(part_key(job_id, round_no, shard))
-            lines.extend(json.loads(line) for line in body.splitlines())
-            yield body
+        for shard in range(shard_count):
+            yield p.blobs.get_text(part_key(job_id, round_no, shard))
 
     key = results_key(job_id)
     p.blobs.put_stream(key, parts(), "application/x-ndjson")
@@ -255,8 +293,8 @@ def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         skills = json.loads(p.blobs.get_text(workers_key(job_id, round_no)))["skills"]
     except NotFound:
         pass  # not a label job, or nothing to fit
-    report = build_report(job_id, round_no, job.task_type, lines, skills, job.report_settings,
-                          judge=lambda answer, gold: matches_gold(job, answer, gold))
+    stats = round_stats(p, job, round_no, shard_count)
+    report = stats.report(job_id, round_no, skills, job.report_settings)
     report["phase"] = job.phase
     report["blocked_workers"] = blocked_workers(p, job_id)
     # Workers see their gold accuracy as of published rounds, never answer by answer.
@@ -264,7 +302,7 @@ def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     body = json.dumps(report)
     p.blobs.put_text(report_key(job_id, round_no), body, "application/json")
     p.blobs.put_text(report_key(job_id), body, "application/json")
-    return {"job_id": job_id, "round": round_no, "results_key": key, "count": len(lines)}
+    return {"job_id": job_id, "round": round_no, "results_key": key, "count": stats.items}
 
 
 def mark_done(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
