@@ -1,6 +1,6 @@
-"""Crash after every write of AggregateShard (its result rows, its part, its report sums) and
-run the shard again, as the state machine retries a task whose Lambda died; then every shard
-once more: Publish's results and report are those of the fault-free run.
+"""Crash after every write of AggregateShard (its result rows, its part, its CSV part, its
+report sums) and run the shard again, as the state machine retries a task whose Lambda died;
+then every shard once more: Publish's results, CSV and report are those of the fault-free run.
 
 A 7-item round in three shards (3, 3 and 1 items) with a gold item, an N/A answer and a tagged
 attribute is written to S3 as LoadAnswers leaves it; the shards are aggregated with the crash
@@ -22,7 +22,8 @@ ITEMS = 7
 SHARDS = [range(0, 3), range(3, 6), range(6, 7)]
 LABELS = ["pos", "neg"]
 SHARD_SITES = ("aggregation.aggregate_shard > results.put_results",
-               "aggregation.aggregate_shard > storage.put_text")
+               "aggregation.aggregate_shard > storage.put_text",
+               "downloads.write_csv_part > storage.put_text")
 
 
 def _answer(n: int, worker: int) -> dict[str, Any]:
@@ -66,9 +67,9 @@ def _shard_event(job_id: str, shard: int) -> dict[str, Any]:
             "key": keys.answers_key(job_id, 1, shard), "posteriors_key": None}
 
 
-def _run(plan: Plan, name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _run(plan: Plan, name: str) -> tuple[list[dict[str, Any]], dict[str, Any], str]:
     """Aggregate the round's shards with the plan armed (a shard that died runs again), then
-    every shard once more, then publish; the results lines and report, job id left out."""
+    every shard once more, then publish; the results lines, report and CSV, job id left out."""
     job_id = _post_round(name)
     p = platform()
     with crash_after_writes(plan):
@@ -85,16 +86,19 @@ def _run(plan: Plan, name: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     assert out["count"] == ITEMS
     lines = [json.loads(line) for line in p.blobs.get_text(keys.results_key(job_id)).splitlines()]
     report = json.loads(p.blobs.get_text(keys.report_key(job_id, 1)))
-    return lines, {**report, "job_id": None}
+    csv = p.blobs.get_text(keys.results_csv_key(job_id))
+    return lines, {**report, "job_id": None}, csv
 
 
 def test_a_crash_after_any_write_of_a_shard_publishes_the_fault_free_report(stack):
     clean = Plan()
     expected = _run(clean, "Report client")
-    # each shard writes its rows, its part and its report sums
+    # each shard writes its rows, its part, its CSV part and its report sums
     assert clean.writes == [("BatchWriteItem", SHARD_SITES[0]), ("PutObject", SHARD_SITES[1]),
+                            ("PutObject", SHARD_SITES[2]),
                             ("PutObject", SHARD_SITES[1])] * len(SHARDS)
-    lines, report = expected
+    lines, report, csv = expected
+    assert len(csv.splitlines()) == ITEMS + 1  # the header and a row per item
     assert report["items"] == ITEMS and report["gold"]["items"] == 1
     assert report["not_applicable"]["reasons"] == [{"reason": "not english", "count": 1}]
     assert set(report["by_attribute"]["source"]["values"]) == {"web", "app"}
@@ -105,4 +109,4 @@ def test_a_crash_after_any_write_of_a_shard_publishes_the_fault_free_report(stac
             assert _run(plan, f"Report client {len(crashed)}") == expected, (site, nth)
             assert plan.crashed is not None, (site, nth)
             crashed.append(plan.crashed)
-    assert len(crashed) == len(clean.writes) == 9
+    assert len(crashed) == len(clean.writes) == 12
