@@ -3,6 +3,7 @@ stage runs on it, and the row's shares are of FitModel's configured memory and t
 from __future__ import annotations
 
 import json
+import math
 from argparse import Namespace
 
 from bench import fit_scale
@@ -29,7 +30,9 @@ def test_a_tiny_run_fits_every_shard_and_measures_against_the_configured_functio
     row = fit_scale.measure(args)
     assert (row["answers"], row["shards"]) == (5000, 2)
     assert (row["memory_mb"], row["timeout_s"]) == fit_scale.fit_limits() == (3008, 300)
-    assert row["memory_share"] == row["estimate_mib"] / 3008
+    # (no share when the fit stays under the process's earlier peak, as after other tests)
+    share = row["estimate_mib"] / 3008
+    assert math.isnan(row["memory_share"]) if math.isnan(share) else row["memory_share"] == share
     assert row["time_share"] == row["fit_s"] / 300
     assert row["traced_mib"] > 0 and row["written_mb"] > 0
     assert "| 5,000 | 2 |" in fit_scale.table([row])
