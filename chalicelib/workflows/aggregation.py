@@ -11,11 +11,13 @@ jobs/{job}/rounds/{round}/.
 
 - LoadAnswers pages through the job's items (DynamoDB, item order) and writes each run of
   SHARD_ITEMS items twice: the answers with their lineage (answers/NNNNN.json) and, for
-  categorical jobs, compact vote columns (votes/NNNNN.json). One call writes at most
+  categorical jobs, the votes as integer columns (votes/NNNNN.json, see
+  chalicelib.domain.aggregation.columns). One call writes at most
   LOAD_SHARDS_PER_CALL shards and returns a cursor; the state machine calls again while
   `more` is true, so no call has to read a whole big job.
-- FitModel reads only the vote columns, fits the engine's default categorical model on the
-  whole round and writes each shard's posteriors (posteriors/NNNNN.json), each worker's
+- FitModel reads only the vote columns, merges them into integer arrays (no string per
+  answer), fits the engine's default categorical model on the whole round and writes each
+  shard's posteriors (posteriors/NNNNN.json) one shard at a time, each worker's
   estimated accuracy (workers.json) and the shard manifest. Text and numeric jobs need no fit.
 - AggregateShard turns its items' posteriors into results (label, confidence, probabilities)
   or, for text and numbers, combines each item's answers; it writes the shard's result rows
@@ -31,6 +33,8 @@ jobs/{job}/rounds/{round}/.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from chalicelib.domain import phases, webhooks
@@ -55,6 +59,11 @@ from chalicelib.workflows.downloads import publish_csv, write_csv_part
 SHARD_ITEMS = 500
 LOAD_SHARDS_PER_CALL = 40
 INLINE_MAX_SHARDS = 40
+# S3 requests FitModel keeps in flight (botocore's connection pool holds 10) and the objects
+# it holds at once: at 10M answers it reads 2,000 vote shards and writes 2,000 posteriors,
+# minutes of S3 latency one request at a time.
+FIT_IO_THREADS = 8
+FIT_IO_WINDOW = 64
 
 
 def _job(p: Platform, job_id: str) -> Job:
@@ -88,16 +97,8 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         p.blobs.put_text(answers_key(job.job_id, round_no, shard),
                          json.dumps({**header, "shard": shard, "items": batch}), "application/json")
         if categorical:
-            votes: dict[str, Any] = {"items": [], "workers": [], "labels": [], "gold": {}}
-            for entry in batch:
-                if "gold" in entry:
-                    votes["gold"][entry["item_id"]] = entry["gold"]["label"]
-                for answer in entry["answers"]:
-                    votes["items"].append(entry["item_id"])
-                    votes["workers"].append(answer["worker_id"])
-                    votes["labels"].append(vote(answer["answer"]))
-            p.blobs.put_text(votes_key(job.job_id, round_no, shard), json.dumps(votes),
-                             "application/json")
+            p.blobs.put_text(votes_key(job.job_id, round_no, shard),
+                             json.dumps(vote_columns(batch)), "application/json")
         shard += 1
         written += 1
 
@@ -138,6 +139,42 @@ def load_answers(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
             "shard_count": shard, "more": more}
 
 
+def vote_columns(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """A shard's votes object: its answers as integer columns (columns.shard_columns)."""
+    # numpy: loaded only when a stage runs, so importing the app (the API) leaves it out.
+    from chalicelib.domain.aggregation.columns import shard_columns
+
+    items = [entry["item_id"] for entry in batch for _ in entry["answers"]]
+    workers = [answer["worker_id"] for entry in batch for answer in entry["answers"]]
+    labels = [vote(answer["answer"]) for entry in batch for answer in entry["answers"]]
+    gold = {entry["item_id"]: entry["gold"]["label"] for entry in batch if "gold" in entry}
+    return shard_columns(items, workers, labels, gold)
+
+
+def _read_in_order(p: Platform, keys: list[str], use: Callable[[str], None]) -> None:
+    """Pass each object's body to use, in key order; read FIT_IO_THREADS at a time, at most
+    FIT_IO_WINDOW bodies held."""
+    with ThreadPoolExecutor(FIT_IO_THREADS) as pool:
+        for start in range(0, len(keys), FIT_IO_WINDOW):
+            for body in pool.map(p.blobs.get_text, keys[start:start + FIT_IO_WINDOW]):
+                use(body)
+
+
+def _write_all(p: Platform, objects: Iterable[tuple[str, str]]) -> None:
+    """Write (key, JSON body) pairs FIT_IO_THREADS at a time, at most FIT_IO_WINDOW built
+    ahead of the writes; the first failed write fails the call (a retry writes them all again)."""
+    with ThreadPoolExecutor(FIT_IO_THREADS) as pool:
+        pending: list[Any] = []
+        for key, body in objects:
+            pending.append(pool.submit(p.blobs.put_text, key, body, "application/json"))
+            if len(pending) == FIT_IO_WINDOW:
+                for write in pending:
+                    write.result()
+                pending = []
+        for write in pending:
+            write.result()
+
+
 def _shard_event(job_id: str, round_no: int, shard: int, fitted: bool) -> dict[str, Any]:
     return {"job_id": job_id, "round": round_no, "shard": shard,
             "key": answers_key(job_id, round_no, shard),
@@ -155,34 +192,30 @@ def fit_model(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     """
     # numpy: loaded only when this stage runs, so importing the app (the API) leaves it out.
     from chalicelib.domain.aggregation.categorical import default_model
+    from chalicelib.domain.aggregation.columns import RoundVotes, read_shard
 
     job_id, round_no, shard_count = event["job_id"], int(event["round"]), int(event["shard_count"])
     fitted = event["kind"] == "categorical" and shard_count > 0
     if fitted:
-        items: list[str] = []
-        workers: list[str] = []
-        labels: list[str] = []
-        gold: dict[str, str] = {}
-        shard_items: list[list[str]] = []
-        for shard in range(shard_count):
-            votes = json.loads(p.blobs.get_text(votes_key(job_id, round_no, shard)))
-            items += votes["items"]
-            workers += votes["workers"]
-            labels += votes["labels"]
-            gold.update(votes.get("gold", {}))
-            shard_items.append(list(dict.fromkeys(votes["items"])))
         job = _job(p, job_id)
-        engine = default_model(label_order=job.answer_schema["labels"])
+        labels = job.answer_schema["labels"]
+        votes = RoundVotes(label_order=labels)
+        _read_in_order(p, [votes_key(job_id, round_no, shard) for shard in range(shard_count)],
+                       lambda body: votes.add(read_shard(json.loads(body))))
+        encoded, gold_items, gold_classes = votes.encoded()
+        engine = default_model(label_order=labels)
         # Gold items are clamped to their known label, which teaches the model about the
         # workers who answered them.
-        engine.fit(items, workers, labels, gold=gold)
+        engine.fit_encoded(encoded, gold_items, gold_classes)
+        del encoded, gold_items, gold_classes
         method = getattr(engine, "chosen_", type(engine).__name__)
-        row = {item: index for index, item in enumerate(engine.items_)}
-        probas = engine.probas_array_.round(6).tolist()
-        for shard, members in enumerate(shard_items):
-            p.blobs.put_text(posteriors_key(job_id, round_no, shard), json.dumps({
-                "method": method, "classes": engine.classes_,
-                "posteriors": {item: probas[row[item]] for item in members}}), "application/json")
+        probas = engine.probas_array_
+        # One shard's rows at a time: a dict of every item would be the stage's biggest object.
+        _write_all(p, ((posteriors_key(job_id, round_no, shard), json.dumps({
+            "method": method, "classes": engine.classes_,
+            "posteriors": dict(zip(votes.items[start:stop],
+                                   probas[start:stop].round(6).tolist()))}))
+            for shard, (start, stop) in enumerate(votes.spans)))
         p.blobs.put_text(workers_key(job_id, round_no), json.dumps({
             "method": method, "skills": {worker: round(skill, 6) for worker, skill
                                          in engine.skills_.items()}}), "application/json")

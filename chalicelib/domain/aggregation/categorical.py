@@ -1,9 +1,10 @@
 """Categorical aggregation: majority vote, weighted majority vote, Dawid-Skene, one-coin Dawid-Skene.
 
 Same shape as crowd-kit (configure in the constructor, ``fit`` returns self, fitted state in
-``labels_``, ``probas_``, ``skills_``) but on long-form sequences of str instead of a DataFrame,
-numpy only, deterministic, and gold-aware: items with a gold label are clamped to it in every
-E-step, so gold teaches the model about the workers who answered them.
+``labels_``, ``probas_``, ``skills_``) but on long-form sequences of str instead of a DataFrame
+(or, with ``fit_encoded``, on integer codes already made), numpy only, deterministic, and
+gold-aware: items with a gold label are clamped to it in every E-step, so gold teaches the
+model about the workers who answered them.
 """
 from __future__ import annotations
 
@@ -67,6 +68,32 @@ def _gold_codes(encoded: Encoded, gold: Mapping[str, str]) -> tuple[np.ndarray, 
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
     codes = np.asarray(pairs, dtype=np.int64)
     return codes[:, 0], codes[:, 1]
+
+
+def _check_encoded(encoded: Encoded, gold_items: np.ndarray | None,
+                   gold_classes: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """The gold codes as arrays, after checking every code against its vocabulary."""
+    gold_items = np.zeros(0, dtype=np.int64) if gold_items is None else np.asarray(gold_items)
+    gold_classes = np.zeros(0, dtype=np.int64) if gold_classes is None else np.asarray(gold_classes)
+    if not len(encoded.item_codes) == len(encoded.worker_codes) == len(encoded.label_codes):
+        raise ValueError(f"item, worker and label codes differ in length: "
+                         f"{len(encoded.item_codes)}, {len(encoded.worker_codes)}, "
+                         f"{len(encoded.label_codes)}")
+    if len(gold_items) != len(gold_classes):
+        raise ValueError(f"gold items and classes differ in length: {len(gold_items)}, "
+                         f"{len(gold_classes)}")
+    for name, codes, vocabulary in (("item", encoded.item_codes, encoded.items_),
+                                    ("worker", encoded.worker_codes, encoded.workers_),
+                                    ("label", encoded.label_codes, encoded.classes_),
+                                    ("gold item", gold_items, encoded.items_),
+                                    ("gold class", gold_classes, encoded.classes_)):
+        if len(codes) and (int(codes.min()) < 0 or int(codes.max()) >= len(vocabulary)):
+            raise ValueError(f"a {name} code is outside its {len(vocabulary)} values")
+    for name, codes, vocabulary in (("item", encoded.item_codes, encoded.items_),
+                                    ("worker", encoded.worker_codes, encoded.workers_)):
+        if not np.bincount(codes, minlength=len(vocabulary)).all():
+            raise ValueError(f"every {name} needs at least one answer")
+    return gold_items, gold_classes
 
 
 def clamp_to_gold(posteriors: np.ndarray, gold_items: np.ndarray, gold_classes: np.ndarray
@@ -151,6 +178,19 @@ class _CategoricalAggregator:
         gold_labels = [label for item, label in gold.items() if item in answered]
         encoded = encode(items, workers, labels, self.label_order, extra_classes=gold_labels)
         gold_items, gold_classes = _gold_codes(encoded, gold)
+        return self.fit_encoded(encoded, gold_items, gold_classes)
+
+    def fit_encoded(self, encoded: Encoded, gold_items: np.ndarray | None = None,
+                    gold_classes: np.ndarray | None = None) -> Self:
+        """Aggregate answers already as integer codes, clamping gold items to their class.
+
+        fit is encode and then this, so the same codes give the same fit; a caller that
+        holds the answers as codes (a round merged from its shards' vote columns) skips the
+        Python strings per answer. gold_items index encoded.items_, gold_classes
+        encoded.classes_ (the label_order given to the constructor is not used here: the
+        encoding already fixed the classes).
+        """
+        gold_items, gold_classes = _check_encoded(encoded, gold_items, gold_classes)
         if len(encoded.items_) == 0:
             probas = np.zeros((0, len(encoded.classes_)))
             skills = np.zeros(0)
@@ -248,6 +288,38 @@ class WeightedMajorityVote(_CategoricalAggregator):
         return probas, skills
 
 
+# Answers per slice of a segmented sum (segment_sums): one slice's gathered rows (this many x
+# classes floats) stay in the CPU's cache, where one answers x classes array per EM step would
+# be 400 MB at 10 million answers and 5 classes, and slower to write and read back.
+SEGMENT_SLICE = 1 << 15
+
+
+def segment_slices(starts: np.ndarray, n_answers: int, size: int) -> np.ndarray:
+    """Segment indices at which slices of about size answers begin, then len(starts).
+
+    A slice holds whole segments, so a segment longer than size is a slice of its own.
+    """
+    firsts = np.searchsorted(starts, np.arange(0, n_answers, size))
+    return np.unique(np.append(firsts, len(starts)))
+
+
+def segment_sums(table: np.ndarray, index: np.ndarray, starts: np.ndarray,
+                 slices: np.ndarray) -> np.ndarray:
+    """Per segment of index, the sum of table's rows it names, slice by slice.
+
+    The same numbers as np.add.reduceat(np.take(table, index, axis=0), starts, axis=0): each
+    segment's rows are added in the same order, only never all gathered at once.
+    """
+    sums = np.empty((len(starts), table.shape[1]))
+    for first, last in zip(slices[:-1].tolist(), slices[1:].tolist()):
+        begin = int(starts[first])
+        end = int(starts[last]) if last < len(starts) else len(index)
+        # np.take is ~10x faster than fancy indexing for a row gather of a narrow matrix.
+        sums[first:last] = np.add.reduceat(np.take(table, index[begin:end], axis=0),
+                                           starts[first:last] - begin, axis=0)
+    return sums
+
+
 @dataclass(frozen=True)
 class AnswerLayout:
     """Answer orderings precomputed once so each EM step is a gather plus a segmented sum."""
@@ -259,11 +331,14 @@ class AnswerLayout:
     keys: np.ndarray              # distinct worker * n_classes + label values, ascending
     n_workers: int
     n_classes: int
+    item_slices: np.ndarray       # segment_slices of item_starts
+    key_slices: np.ndarray        # segment_slices of key_starts
 
 
 def answer_layout(encoded: Encoded) -> AnswerLayout:
     """Sort orders and segment starts for item-wise and (worker, label)-wise sums."""
     n_classes = len(encoded.classes_)
+    n_answers = len(encoded.item_codes)
     by_item = np.argsort(encoded.item_codes, kind="stable")
     item_starts = np.flatnonzero(np.diff(encoded.item_codes[by_item], prepend=-1))
     keys, key_index = np.unique(encoded.worker_codes * n_classes + encoded.label_codes,
@@ -271,15 +346,15 @@ def answer_layout(encoded: Encoded) -> AnswerLayout:
     by_key = np.argsort(key_index, kind="stable")
     key_starts = np.flatnonzero(np.diff(key_index[by_key], prepend=-1))
     return AnswerLayout(item_starts, key_index[by_item], key_starts, encoded.item_codes[by_key],
-                        keys, len(encoded.workers_), n_classes)
+                        keys, len(encoded.workers_), n_classes,
+                        segment_slices(item_starts, n_answers, SEGMENT_SLICE),
+                        segment_slices(key_starts, n_answers, SEGMENT_SLICE))
 
 
 def confusion_counts(posteriors: np.ndarray, layout: AnswerLayout) -> np.ndarray:
     """n_workers x true x observed expected answer counts under the posteriors."""
     n_classes = layout.n_classes
-    # np.take is ~10x faster than fancy indexing for a row gather of a narrow matrix.
-    per_key = np.add.reduceat(np.take(posteriors, layout.item_by_key, axis=0), layout.key_starts,
-                              axis=0)
+    per_key = segment_sums(posteriors, layout.item_by_key, layout.key_starts, layout.key_slices)
     flat = np.zeros((layout.n_workers * n_classes, n_classes))
     flat[layout.keys] = per_key
     return flat.reshape(layout.n_workers, n_classes, n_classes).transpose(0, 2, 1)
@@ -301,8 +376,8 @@ def dawid_skene_e_step(priors: np.ndarray, confusions: np.ndarray, layout: Answe
     n_classes = layout.n_classes
     # Row key w*K + l of this table holds log P(answer l | true k) for worker w, one column per k.
     log_emission = np.log(confusions).transpose(0, 2, 1).reshape(-1, n_classes)[layout.keys]
-    log_joint = np.add.reduceat(np.take(log_emission, layout.key_by_item, axis=0),
-                                layout.item_starts, axis=0)
+    log_joint = segment_sums(log_emission, layout.key_by_item, layout.item_starts,
+                             layout.item_slices)
     log_joint += np.log(priors)
     posteriors, log_evidence = _softmax_rows(log_joint)
     # A gold item's truth is observed, so it contributes its joint, not the marginal.
