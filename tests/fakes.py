@@ -29,7 +29,8 @@ from chalicelib.domain.model import (
 )
 from chalicelib.domain import payouts
 from chalicelib.domain.payouts import Accrual
-from chalicelib.domain.ports import ApprovalRequest, Page, SlotOutcome, WorkerRecord
+from chalicelib.domain.ports import ApprovalRequest, LeaseCount, Page, SlotOutcome, WorkerRecord
+from chalicelib.domain.progress import spread
 from chalicelib.domain.webhooks import record_has_events
 from chalicelib.errors import Conflict, NotFound
 from chalicelib.domain.cache import ContainerCache
@@ -187,6 +188,11 @@ class FakeItems:
         self._open: dict[str, list[str]] = defaultdict(list)
         # Index entries open_items has read, matching or not (a filtered query reads them all).
         self.index_reads = 0
+        # Listings of the open_items index live_leases made (one query each), its batch reads
+        # of leases (one per 100 items), and items read whole or for their leases.
+        self.lease_listings = 0
+        self.lease_batches = 0
+        self.item_reads = 0
         # The jobs and the ledger a review or a slot change writes together with the item
         # (set by FakeJobs and make_platform).
         self.jobs_ref: Any = None
@@ -393,12 +399,34 @@ class FakeItems:
                     break
             return found
 
-    def live_leases(self, job_id: str, now: float) -> int:
-        """Leases of the job's open items that have not ended."""
+    def live_leases(self, job_id: str, now: float, limit: int, start: str | None = None,
+                    reads: int = 100) -> LeaseCount:
+        """Live leases among up to limit open items from start on (as DynamoItems: a gold
+        item's counted from the listing, at most `reads` regular items whose newest lease
+        has not ended read, an even spread scaled up to all)."""
         with self._lock:
-            return sum(1 for item_id in self._open.get(job_id, [])
+            self.lease_listings += 1
+            ids = self._open.get(job_id, [])
+            at = 0 if start is None else bisect_left(ids, start)
+            listed = ids[at:at + limit + 1]
+            self.index_reads += len(listed)
+            gold, candidates = 0, []
+            for item_id in listed[:limit]:
+                s = self.records[(job_id, item_id)].state
+                if s.gold is not None:
+                    gold += sum(1 for lease in s.leases.values() if lease.expires_at > now)
+                elif s.taken > 0 and (s.last_expiry is None or s.last_expiry > now):
+                    candidates.append(item_id)
+            chosen = spread(candidates, reads)
+            self.lease_batches += -(-len(chosen) // 100)
+            self.item_reads += len(chosen)
+            live = sum(1 for item_id in chosen
                        for lease in self.records[(job_id, item_id)].state.leases.values()
                        if lease.expires_at > now)
+            complete = len(listed) <= limit
+            scaled = live * len(candidates) / len(chosen) if chosen else 0
+            return LeaseCount(gold + scaled, min(len(listed), limit), complete,
+                              complete and start is None and len(chosen) == len(candidates))
 
     def get_item(self, job_id: str, item_id: str) -> ItemState | None:
         """One item with everything on it."""
@@ -474,6 +502,7 @@ class FakeItems:
         with self._lock:
             snapshot = [self._full(record) for record in self._of_job(job_id)
                         if after is None or record.state.item_id > after]
+            self.item_reads += len(snapshot)
         yield from snapshot
 
     def counted(self, job_id: str, item_id: str) -> dict[str, str]:

@@ -32,6 +32,21 @@ class SlotOutcome:
 
 
 @dataclass(frozen=True)
+class LeaseCount:
+    """Live leases among a bounded listing of a job's open items (ItemStore.live_leases)."""
+
+    # Leases counted: a gold item's from the listing, a regular item's read; scaled up by
+    # the share read when only some of the regular items that may hold one were read.
+    leased: float
+    # Open items listed.
+    entries: int
+    # The listing reached the job's last open item (from its first, if start was None).
+    complete: bool
+    # From the first open item to the last, every lease that may be live read.
+    exact: bool
+
+
+@dataclass(frozen=True)
 class WorkerRecord:
     """A worker's gold record in one job (scope = the job id) or overall (scope = "*")."""
 
@@ -232,8 +247,12 @@ class ItemStore(Protocol):
         seen; with now too, only those with a slot to take by then (free > 0, or the newest
         lease ended). With start, those from the item id start on, then from the first
         (wrapping around)."""
-    def live_leases(self, job_id: str, now: float) -> int:
-        """How many leases of the job's open items have not ended."""
+    def live_leases(self, job_id: str, now: float, limit: int, start: str | None = None,
+                    reads: int = 100) -> LeaseCount:
+        """Leases not ended by now among up to `limit` of the job's open items, in item order
+        from the item id start on (not wrapping): one listing of at most limit + 1 index
+        entries, then the leases of at most `reads` of the regular items whose newest lease
+        has not ended (an even spread of them, the count scaled up to all of them)."""
     def get_item(self, job_id: str, item_id: str) -> ItemState | None: """One item."""
     def held_item_ids(self, job_id: str) -> list[str]: """Items held back from the pilot."""
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,

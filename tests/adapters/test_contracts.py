@@ -21,8 +21,9 @@ from chalicelib.domain.ids import new_assignment_id, new_id
 from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.model import (
     ACTIVE, AGGREGATING, CANCELLED, CLIENT, DONE, INGESTING, PAUSED, CountedAnswer, Job, Lease, LedgerEntry,
-    Offer, Principal, StoredAnswer,
+    NewItem, Offer, Principal, StoredAnswer,
 )
+from chalicelib.domain.ports import LeaseCount
 from chalicelib.errors import Conflict, InvalidRequest
 from chalicelib.handlers import accounts, jobs
 from chalicelib.handlers.platform import Platform
@@ -359,9 +360,58 @@ def test_open_items_lists_open_items_unseen_by_the_worker_without_data_or_answer
     assert all(item.listed and item.data == {} and item.answers == {} and item.leases == {}
                for item in listed)
     # AND the leases still out are counted from the items whose newest lease has not ended
-    assert p.items.live_leases(job.job_id, now) == 1
-    assert p.items.live_leases(job.job_id, w3.expires_at) == 0
+    whole = p.items.live_leases(job.job_id, now, 10)
+    assert (whole.leased, whole.entries, whole.complete, whole.exact) == (1, 3, True, True)
+    assert p.items.live_leases(job.job_id, w3.expires_at, 10).leased == 0
+    # AND a bounded listing says whether it reached the last open item, from a start on
+    # (not wrapping), and with fewer reads than items that may hold a lease it is scaled
+    assert _lease_count(p.items.live_leases(job.job_id, now, 2)) == (1, 2, False, False)
+    assert _lease_count(p.items.live_leases(job.job_id, now, 3)) == (1, 3, True, True)
+    assert _lease_count(p.items.live_leases(job.job_id, now, 5, FOURTH)) == (0, 1, True, False)
+    assert _lease_count(p.items.live_leases(job.job_id, now, 5, THIRD)) == (1, 2, True, False)
+    assert _lease_count(p.items.live_leases(job.job_id, now, 5, reads=0)) == (0, 3, True, False)
     assert p.items.get_item(job.job_id, SECOND).answers["w1"].answer == {"label": "no"}
+
+
+def test_live_leases_reads_one_listing_and_one_batch_of_leases_at_most(p, monkeypatch):
+    # GIVEN 150 open items, 120 of them leased
+    job = _draft(p, _client(p), 150, 2)
+    p.jobs.create_job(job)
+    for start in range(0, 150, 50):
+        p.items.put_items(job.job_id, 2, [NewItem(numbered(n, 150), {"n": n})
+                                          for n in range(start, start + 50)])
+    assert p.jobs.transition(job.job_id, (INGESTING,), ACTIVE)
+    now = time.time()
+    for n in range(120):
+        assert p.items.try_lease(job.job_id, numbered(n, 150), f"w{n}",
+                                 _lease(job, numbered(n, 150), now), None, now).ok
+    calls = _count_calls(monkeypatch) if on_dynamodb(p) else None
+    # WHEN the live leases are counted with at most 100 leases read
+    count = p.items.live_leases(job.job_id, now, 1000, reads=100)
+    # THEN all 150 items are listed, 100 of the leased ones read and the count scaled to 120
+    assert _lease_count(count) == (120, 150, True, False)
+    # AND on DynamoDB that took one query and one batch read
+    if calls is not None:
+        assert calls == {"Query": 1, "BatchGetItem": 1}, calls
+
+
+def _count_calls(monkeypatch) -> dict[str, int]:
+    """Count the DynamoDB requests made from now on, by operation."""
+    import botocore.client
+
+    calls: dict[str, int] = {}
+    original = botocore.client.BaseClient._make_api_call
+
+    def call(self, operation, params):  # noqa: ANN001 (botocore's signature)
+        calls[operation] = calls.get(operation, 0) + 1
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", call)
+    return calls
+
+
+def _lease_count(count: LeaseCount) -> tuple[float, int, bool, bool]:
+    return count.leased, count.entries, count.complete, count.exact
 
 
 # --- counting -----------------------------------------------------------------------------
