@@ -12,7 +12,7 @@ creates a stub item) raise KeyError here instead.
 from __future__ import annotations
 
 import copy
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 import json
 import random
 import threading
@@ -272,10 +272,17 @@ class FakeItems:
                 insort(self._ids[job_id], item.item_id)
                 self._set_open(record, None if item.held or not slots else job_id)
 
-    def held_item_ids(self, job_id: str) -> list[str]:
-        """Ids of the job's items held back from its pilot."""
+    def held_item_ids(self, job_id: str, after: str | None, before: str | None, limit: int
+                      ) -> tuple[list[str], str | None]:
+        """A page of held item ids between after and before, from at most limit items read
+        (as DynamoItems: the cursor is the last id read when the page was full)."""
         with self._lock:
-            return [record.state.item_id for record in self._of_job(job_id) if record.state.held]
+            ids = self._ids.get(job_id, [])
+            at = 0 if after is None else bisect_right(ids, after)
+            read = [item_id for item_id in ids[at:at + limit] if before is None or item_id < before]
+            self.item_reads += len(read)
+            held = [item_id for item_id in read if self.records[(job_id, item_id)].state.held]
+            return held, read[-1] if len(read) == limit else None
 
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
                review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0,

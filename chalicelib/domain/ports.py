@@ -254,7 +254,12 @@ class ItemStore(Protocol):
         entries, then the leases of at most `reads` of the regular items whose newest lease
         has not ended (an even spread of them, the count scaled up to all of them)."""
     def get_item(self, job_id: str, item_id: str) -> ItemState | None: """One item."""
-    def held_item_ids(self, job_id: str) -> list[str]: """Items held back from the pilot."""
+    def held_item_ids(self, job_id: str, after: str | None, before: str | None, limit: int
+                      ) -> tuple[list[str], str | None]:
+        """A page of the ids of the job's items held back from the pilot, in item order,
+        among at most `limit` items with ids after `after` and before `before` (None: from
+        the first, to the last); the cursor is the last item id read when more may follow
+        (the next page's after), else None."""
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
                review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0,
                refund_to: str = "pool") -> bool:

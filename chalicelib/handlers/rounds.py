@@ -10,6 +10,7 @@ from types import ModuleType
 from typing import Any
 
 from chalicelib.domain import phases, webhooks
+from chalicelib.domain.ids import item_id as numbered
 from chalicelib.domain.keys import report_key
 from chalicelib.domain.model import (
     ACTIVE, AGGREGATING, CALIBRATION, CANCELLED, CLOSING, DONE, FAILED, INGESTING, PAUSED, PILOT,
@@ -21,8 +22,13 @@ from chalicelib.handlers.quality import release_leftovers, replace_left_out, sco
 # An aggregating job is looked at again this long after its execution was started: if the
 # start was lost the sweeper starts it (the execution name makes a repeat harmless).
 AGGREGATION_CHECK_SECONDS = 900
-# Held items are opened for production this many per ingest message.
-OPEN_BATCH = 25
+# Held items are opened for production a page at a time: an ingest message reads at most
+# OPEN_PAGE items of its range of item numbers, opens the held ones among them and queues the
+# rest of its range; a range of more than OPEN_SPLIT items is first split into OPEN_FAN_OUT
+# ranges of their own, so a large job's items are opened side by side.
+OPEN_PAGE = 500
+OPEN_FAN_OUT = 10
+OPEN_SPLIT = OPEN_PAGE * OPEN_FAN_OUT
 
 
 def _adaptive() -> ModuleType:
@@ -125,13 +131,13 @@ def to_production(p: Platform, job: Job, by: str, reason: str,
                   instructions: str | None = None) -> bool:
     """Promote a job paused in calibration to production; False if it was no longer there.
 
-    The held items are opened through the ingest queue first (a repeat opens nothing new),
-    then the job moves: its next round aggregates every item, the pilot's answers included.
+    One ingest message to open the held items is queued first (they are opened a page at a
+    time, see open_held_page; a repeat opens nothing new), then the job moves: its next round
+    aggregates every item, the pilot's answers included.
     """
     now = p.now()
-    held = p.items.held_item_ids(job.job_id)
-    p.ingest_queue.send_many([{"job_id": job.job_id, "open": held[start:start + OPEN_BATCH]}
-                              for start in range(0, len(held), OPEN_BATCH)])
+    p.ingest_queue.send({"job_id": job.job_id, "open_range": [0, job.item_count],
+                         "items": job.item_count})
     changes: dict[str, Any] = {}
     if instructions is not None and instructions != job.instructions:
         changes = {"instructions": instructions, "instruction_version": job.instruction_version + 1}
@@ -148,6 +154,31 @@ def to_production(p: Platform, job: Job, by: str, reason: str,
     if promoted is not None and promoted.items_done >= promoted.round_items:
         start_aggregation(p, promoted)  # nothing was held back: the round is already answered
     return True
+
+
+def open_held_page(p: Platform, message: Mapping[str, Any]) -> None:
+    """Open held items of one range of item numbers for production, a page at a time: a
+    large range is split into OPEN_FAN_OUT messages, a small one has at most OPEN_PAGE items
+    read and the held ones among them opened, and the rest of the range queued with the last
+    item id read. A repeated message opens nothing twice (an item opened is no longer held);
+    one repeated after it queued its successors queues them again, which repeat nothing but
+    reads."""
+    job_id, count = message["job_id"], int(message["items"])
+    first, end = (int(n) for n in message["open_range"])
+    after = message.get("after")
+    if after is None and end - first > OPEN_SPLIT:
+        step = -(-(end - first) // OPEN_FAN_OUT)
+        p.ingest_queue.send_many([{"job_id": job_id, "items": count,
+                                   "open_range": [start, min(start + step, end)]}
+                                  for start in range(first, end, step)])
+        return
+    if after is None and first > 0:
+        after = numbered(first - 1, count)
+    ids, cursor = p.items.held_item_ids(job_id, after, numbered(end, count) if end < count
+                                        else None, OPEN_PAGE)
+    p.items.open_held(job_id, ids)
+    if cursor is not None:
+        p.ingest_queue.send({**message, "after": cursor})
 
 
 @dataclass(frozen=True)

@@ -410,6 +410,31 @@ def _count_calls(monkeypatch) -> dict[str, int]:
     return calls
 
 
+def test_held_item_ids_come_a_bounded_page_at_a_time_between_two_ids(p):
+    # GIVEN six items, all but the first and the fourth held
+    job = _draft(p, _client(p), 6, 1)
+    p.jobs.create_job(job)
+    p.items.put_items(job.job_id, 1, [NewItem(numbered(n, 6), {"n": n}, held=n not in (0, 3))
+                                      for n in range(6)])
+    ids = [numbered(n, 6) for n in range(6)]
+    # WHEN they are read three items at a time THEN each page holds the held ones among the
+    # three read, with the last id read as the cursor while more may follow
+    first, cursor = p.items.held_item_ids(job.job_id, None, None, 3)
+    assert (first, cursor) == (ids[1:3], ids[2])
+    second, cursor = p.items.held_item_ids(job.job_id, cursor, None, 3)
+    assert second == ids[4:6]
+    if cursor is not None:  # a full last page may not know it was the last
+        assert p.items.held_item_ids(job.job_id, cursor, None, 3) == ([], None)
+    # AND between two ids only those strictly between are read
+    assert p.items.held_item_ids(job.job_id, ids[1], ids[5], 10) == (ids[2:3] + ids[4:5], None)
+    assert p.items.held_item_ids(job.job_id, None, ids[2], 10) == ([ids[1]], None)
+    page, cursor = p.items.held_item_ids(job.job_id, ids[0], ids[5], 2)
+    assert (page, cursor) == (ids[1:3], ids[2])
+    page, cursor = p.items.held_item_ids(job.job_id, cursor, ids[5], 2)
+    assert page == [ids[4]] and cursor in (None, ids[4])
+    assert p.items.held_item_ids(job.job_id, ids[4], ids[5], 2) == ([], None)
+
+
 def _lease_count(count: LeaseCount) -> tuple[float, int, bool, bool]:
     return count.leased, count.entries, count.complete, count.exact
 

@@ -117,17 +117,17 @@ def test_a_retried_mark_done_still_promotes_a_pilot_that_met_its_thresholds(p):
         stages.aggregate_shard(p, shard)
     published = stages.publish_results(p, fitted)
     # WHEN the promotion's queueing fails the first time
-    real = p.ingest_queue.send_many
+    real = p.ingest_queue.send
 
-    def broken(messages):
+    def broken(message, delay_seconds=0):
         raise TransientError("queue unavailable")
 
-    p.ingest_queue.send_many = broken
+    p.ingest_queue.send = broken
     with pytest.raises(TransientError):
         stages.mark_done(p, published)
     assert p.jobs.get_job(job.job_id).state == PAUSED
     # THEN the state machine's retry promotes it
-    p.ingest_queue.send_many = real
+    p.ingest_queue.send = real
     assert stages.mark_done(p, published)["state"] == "promoted"
     job = p.jobs.get_job(job.job_id)
     assert (job.state, job.phase, job.round) == (ACTIVE, PRODUCTION, 2)

@@ -311,11 +311,33 @@ class DynamoItems:
         return LeaseCount(gold + scaled, min(entries, limit), complete,
                           complete and start is None and len(chosen) == len(keys))
 
-    def held_item_ids(self, job_id: str) -> list[str]:
-        """Ids of the job's items held back from its pilot."""
-        return [record.item_id for record in ItemModel.query(
-            job_id, filter_condition=ItemModel.held.exists(), consistent_read=True,
-            attributes_to_get=["item_id"])]
+    def held_item_ids(self, job_id: str, after: str | None, before: str | None, limit: int
+                      ) -> tuple[list[str], str | None]:
+        """A page of held item ids between after and before (exclusive): one query request
+        reading at most limit items (limit + 1 with both bounds, as the key condition's range
+        holds after itself), the held ones kept by a filter."""
+        if after is not None and before is not None:
+            key_range = ItemModel.item_id.between(after, before)
+            limit += 1
+        elif after is not None:
+            key_range = ItemModel.item_id > after
+        elif before is not None:
+            key_range = ItemModel.item_id < before
+        else:
+            key_range = None
+        query = ItemModel.query(job_id, key_range, filter_condition=ItemModel.held.exists(),
+                                consistent_read=True, attributes_to_get=["job_id", "item_id"],
+                                page_size=limit)
+        try:
+            page = next(query.page_iter)  # one request: its Limit counts the items read
+        except PynamoDBException as error:
+            raise_transient(error)
+            raise
+        ids = [raw["item_id"]["S"] for raw in page.get("Items", ())]
+        ids = [item_id for item_id in ids if item_id != after and item_id != before]
+        last = page.get("LastEvaluatedKey")
+        cursor = last["item_id"]["S"] if last else None
+        return ids, None if cursor is None or cursor == before else cursor
 
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
                review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0,
