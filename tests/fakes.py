@@ -504,6 +504,16 @@ class FakeItems:
             s.free += 1
             return SlotOutcome(True, self._full(record))
 
+    def item_page(self, job_id: str, after: str | None, limit: int
+                  ) -> tuple[list[ItemState], str | None]:
+        """At most limit items after `after`; the last id when the page is full."""
+        with self._lock:
+            ids = self._ids.get(job_id, [])
+            at = 0 if after is None else bisect_right(ids, after)
+            items = [self._full(self.records[(job_id, item_id)]) for item_id in ids[at:at + limit]]
+            self.item_reads += len(items)
+            return items, items[-1].item_id if len(items) >= limit else None
+
     def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
         """Every item of a job in item order, or those after the item id `after`."""
         with self._lock:
@@ -540,6 +550,9 @@ class FakeJobs:
         self.jobs: dict[str, Job] = {}
         self.review_due: dict[str, ApprovalRequest] = {}
         self.refit_marks: dict[str, int] = {}
+        # job id -> (pass id, when a page of it last ran, the item id its page starts after):
+        # the pass over its items (claim_pass).
+        self.passes: dict[str, tuple[str, float, str | None]] = {}
 
     def create_job(self, job: Job) -> None:
         """Store the job and mark its quote used, together; Conflict quote_used otherwise."""
@@ -691,6 +704,29 @@ class FakeJobs:
             accrual["accrued"] = accrual.get("accrued", 0) + 1
             if accrual.get("due_at") is None:
                 accrual["due_at"] = payouts.window_end(window) + pay_delay
+
+    def claim_pass(self, job_id: str, pass_id: str, after: str | None, now: float,
+                   stale_before: float) -> bool:
+        """Hold the job for pass_id at its page after `after` (as DynamoJobs)."""
+        with self._lock:
+            held = self.passes.get(job_id)
+            if held is not None and held[1] >= stale_before and held[::2] != (pass_id, after):
+                return False
+            self.passes[job_id] = (pass_id, now, after)
+            return True
+
+    def advance_pass(self, job_id: str, pass_id: str, after: str | None, cursor: str) -> None:
+        """Move pass_id from after to cursor."""
+        with self._lock:
+            held = self.passes.get(job_id)
+            if held is not None and held[::2] == (pass_id, after):
+                self.passes[job_id] = (pass_id, held[1], cursor)
+
+    def end_pass(self, job_id: str, pass_id: str) -> None:
+        """Let go of the job if pass_id holds it."""
+        with self._lock:
+            if self.passes.get(job_id, ("",))[0] == pass_id:
+                del self.passes[job_id]
 
     def claim_refit(self, job_id: str, mark: int) -> bool:
         """Once per mark above the last."""
@@ -857,6 +893,8 @@ class FakeWorkerStats:
         self.records: dict[tuple[str, str], WorkerRecord] = {}
         self._scored: set[tuple[str, str, str]] = set()
         self.attempts: dict[tuple[str, str], dict[str, Any]] = {}
+        # The listing of blocks everywhere (DynamoWorkerStats keeps a record of each apart).
+        self._everywhere: set[str] = set()
 
     def _get(self, worker_id: str, scope: str) -> WorkerRecord:
         return self.records.get((worker_id, scope), WorkerRecord(worker_id, scope))
@@ -879,6 +917,8 @@ class FakeWorkerStats:
                      starts_at: float | None = None) -> None:
         """Record a block (the first is kept, but a block at once replaces a later start)."""
         with self._lock:
+            if scope == "*":
+                self._everywhere.add(worker_id)
             r = self._get(worker_id, scope)
             if r.blocked_at is None or (starts_at is None and r.blocked_at > now):
                 self.records[(worker_id, scope)] = replace(
@@ -898,6 +938,13 @@ class FakeWorkerStats:
         with self._lock:
             r = self._get(worker_id, scope)
             self.records[(worker_id, scope)] = replace(r, blocked_at=None, blocked_reason=None)
+            if scope == "*":
+                self._everywhere.discard(worker_id)
+
+    def blocked_everywhere_ids(self, limit: int) -> list[str]:
+        """Workers blocked everywhere, at most limit + 1."""
+        with self._lock:
+            return sorted(self._everywhere)[:limit + 1]
 
     def of_job(self, job_id: str) -> list[WorkerRecord]:
         """A job's workers' records."""
@@ -1029,6 +1076,12 @@ class FakeLedger:
             more = start + limit < len(keys)
             return page, str(start + limit) if more else None
 
+    def workers_in_job(self, job_id: str, worker_ids: Iterable[str]) -> set[str]:
+        """Those of the workers with an accrual in the job."""
+        with self._lock:
+            return {worker for (worker, job, _) in self.accruals
+                    if job == job_id and worker in set(worker_ids)}
+
     def settle(self, accrual: Accrual, entry: LedgerEntry | None, answers: int, now: float,
                by: str) -> bool:
         """Entry, balance, accrual (as read) and the job's totals together (as DynamoLedger)."""
@@ -1129,10 +1182,12 @@ def another_container(p: Platform, seed: int) -> Platform:
 
 
 def ingest_all(p: Platform) -> None:
-    """Deliver every queued ingest message once (the ingest consumer)."""
+    """Deliver every queued ingest message once (the ingest consumer), and every one they
+    queue in turn (pages of a pass), until none is left."""
     assert isinstance(p.ingest_queue, FakeQueue)
-    for message in p.ingest_queue.take():
-        jobs.ingest_chunk(p, message)
+    while messages := p.ingest_queue.take():
+        for message in messages:
+            jobs.ingest_chunk(p, message)
 
 
 def count_all(p: Platform, times: int = 1, batch: int = 1) -> None:

@@ -22,7 +22,9 @@ from chalicelib.domain.ports import Page
 from chalicelib.domain.pricing import price_quote
 from chalicelib.errors import Conflict, InvalidRequest, NotFound, TransientError
 from chalicelib.handlers.platform import Platform, client_job
-from chalicelib.handlers.rounds import open_held_page, start_aggregation, to_production
+from chalicelib.handlers.rounds import (
+    left_out_page, open_held_page, start_aggregation, to_production,
+)
 
 DOWNLOAD_LINK_SECONDS = 900
 
@@ -252,10 +254,14 @@ def job_report(p: Platform, client: Principal, job_id: str,
 
 
 def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
-    """Write one chunk of a job's items, or open a page of held items for production; a
-    repeated message changes nothing."""
+    """Write one chunk of a job's items, open a page of held items for production, or run a
+    page of the pass that replaces left-out answers before a round closes; a repeated
+    message changes nothing twice."""
     if "open_range" in message:
         open_held_page(p, message)
+        return
+    if "left_out" in message:
+        left_out_page(p, message)
         return
     if "open" in message:  # queued before held items were opened a page at a time
         p.items.open_held(message["job_id"], message["open"])

@@ -17,11 +17,17 @@ from chalicelib.domain.model import (
     PRODUCTION, TAKES_ANSWERS, CountedAnswer, Job,
 )
 from chalicelib.handlers.platform import Platform, cached_job
-from chalicelib.handlers.quality import release_leftovers, replace_left_out, score_gold
+from chalicelib.handlers.quality import (
+    release_leftovers, replace_in_items, replace_left_out, score_gold,
+)
 
 # An aggregating job is looked at again this long after its execution was started: if the
 # start was lost the sweeper starts it (the execution name makes a repeat harmless).
 AGGREGATION_CHECK_SECONDS = 900
+# The pass over a job's items before its round closes reads this many items per message; a
+# pass whose pages stopped this long ago (its messages lost) is taken over by the next.
+LEFT_OUT_PAGE = 500
+PASS_STALE_SECONDS = 900
 # Held items are opened for production a page at a time: an ingest message reads at most
 # OPEN_PAGE items of its range of item numbers, opens the held ones among them and queues the
 # rest of its range; a range of more than OPEN_SPLIT items is first split into OPEN_FAN_OUT
@@ -77,9 +83,48 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
         if job_id in repeats or new < len(answers) or any(a.item_complete for a in answers):
             job = p.jobs.get_job(job_id)
             if job is not None and job.state in TAKES_ANSWERS and job.items_done >= job.round_items:
-                if replace_left_out(p, job) == 0:
+                if replace_left_out(p, job):
                     # Only if every item is still done: another consumer may have reopened one.
                     start_aggregation(p, job, require_done=True)
+
+
+def left_out_page(p: Platform, message: Mapping[str, Any]) -> None:
+    """One page of the pass over a job's items before its round closes (queued by
+    replace_left_out): at most LEFT_OUT_PAGE items read and given replacement slots for
+    their left-out answers, then the next page queued with the last item id read and the
+    items reopened so far. The last page lets go of the job and, if the whole pass reopened
+    nothing, closes the round (only with every item still done). The job keeps taking
+    answers meanwhile.
+
+    One pass at a time holds the job (its pass record, renewed by every page, which also
+    says which page the pass is at); a page of another pass, of a round gone by, or one
+    delivered again after its pass moved on does nothing. A page repeated before that (its
+    first delivery died before it moved the pass on) reopens and pays nothing twice
+    (replace_in_items) and may queue its successor twice, whose second copy then finds the
+    pass moved on. If a repeat undercounts what its first delivery reopened, the round
+    still closes only with every item done, which a reopened item is not until it is
+    answered again (its completion starts a new pass).
+    """
+    job_id, state = message["job_id"], message["left_out"]
+    pass_id, after, reopened = state["pass"], state.get("after"), int(state.get("reopened", 0))
+    job = p.jobs.get_job(job_id)
+    if job is None or job.state != ACTIVE or job.round != state["round"]:
+        p.jobs.end_pass(job_id, pass_id)
+        return
+    now = p.now()
+    if not p.jobs.claim_pass(job_id, pass_id, after, now, now - PASS_STALE_SECONDS):
+        return  # another pass holds the job, or this one has moved past this page
+    items, cursor = p.items.item_page(job_id, after, LEFT_OUT_PAGE)
+    added, dry = replace_in_items(p, job, items)
+    reopened += added
+    if cursor is not None and not dry:
+        p.ingest_queue.send({"job_id": job_id, "left_out": {
+            **state, "after": cursor, "reopened": reopened}})
+        p.jobs.advance_pass(job_id, pass_id, after, cursor)
+        return
+    if reopened == 0:
+        start_aggregation(p, job, require_done=True)
+    p.jobs.end_pass(job_id, pass_id)
 
 
 def start_aggregation(p: Platform, job: Job, require_done: bool = False) -> None:

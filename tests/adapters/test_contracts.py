@@ -859,6 +859,63 @@ def test_counted_answers_accrue_once_and_a_settlement_pays_them_once(p):
     assert p.items.get_item(job.job_id, SECOND).answers[worker].review["status"] == "approved"
 
 
+def test_workers_in_job_are_those_with_an_answer_counted_in_it(p):
+    job, other = _active_job(p, items=2, redundancy=1), _active_job(p, items=1, redundancy=1)
+    now = time.time()
+    w1, w2, w3 = (f"wrk_{uuid.uuid4().hex[:12]}" for _ in range(3))
+    p.jobs.record_counted(job.job_id, [_submitted(p, job, FIRST, w1, now)], pay_delay=0)
+    p.jobs.record_counted(other.job_id, [_submitted(p, other, FIRST, w2, now)], pay_delay=0)
+    assert p.ledger.workers_in_job(job.job_id, [w1, w2, w3]) == {w1}
+    assert p.ledger.workers_in_job(other.job_id, [w1, w2, w3]) == {w2}
+    assert p.ledger.workers_in_job(job.job_id, []) == set()
+
+
+def test_blocks_everywhere_are_listed_apart_until_lifted(p):
+    w1, w2 = f"wrk_{uuid.uuid4().hex[:12]}", f"wrk_{uuid.uuid4().hex[:12]}"
+    p.stats.mark_blocked(w1, "*", "fraud", 5.0)
+    p.stats.mark_blocked(w2, "*", "fraud", 5.0)
+    p.stats.mark_blocked(w2, new_id("job"), "gold (by rule)", 5.0)  # a job's: not listed
+    listed = p.stats.blocked_everywhere_ids(1000)
+    assert {w1, w2} <= set(listed) and len(listed) == len(set(listed))
+    assert len(p.stats.blocked_everywhere_ids(0)) == 1  # one past the limit: there are more
+    p.stats.unblock(w1, "*")
+    listed = p.stats.blocked_everywhere_ids(1000)
+    assert w1 not in listed and w2 in listed
+    # the listing is no block: the worker's records show none beside it
+    assert {r.scope for r in p.stats.of_worker(w1) if r.blocked_at is not None} == set()
+
+
+def test_a_pass_holds_a_job_page_by_page_until_it_ends_or_goes_stale(p):
+    job_id = _active_job(p).job_id
+    assert p.jobs.claim_pass(job_id, "pass_a", None, 100.0, 0.0)
+    assert p.jobs.claim_pass(job_id, "pass_a", None, 105.0, 0.0)  # its page, again
+    p.jobs.advance_pass(job_id, "pass_a", None, "000002")
+    p.jobs.advance_pass(job_id, "pass_a", None, "000009")  # a repeat: moves nothing
+    assert not p.jobs.claim_pass(job_id, "pass_a", None, 106.0, 0.0)  # moved on
+    assert p.jobs.claim_pass(job_id, "pass_a", "000002", 110.0, 10.0)  # its next page
+    assert not p.jobs.claim_pass(job_id, "pass_b", None, 120.0, 100.0)  # a page ran at 110
+    assert p.jobs.claim_pass(job_id, "pass_b", None, 200.0, 111.0)  # stale: taken over
+    assert not p.jobs.claim_pass(job_id, "pass_a", "000002", 201.0, 0.0)
+    p.jobs.end_pass(job_id, "pass_a")  # not its holder: nothing changes
+    assert not p.jobs.claim_pass(job_id, "pass_a", None, 210.0, 0.0)
+    p.jobs.end_pass(job_id, "pass_b")
+    p.jobs.end_pass(job_id, "pass_b")  # a repeat
+    assert p.jobs.claim_pass(job_id, "pass_a", "000005", 220.0, 0.0)
+
+
+def test_items_come_a_bounded_page_at_a_time_with_everything_on_them(p):
+    job = _active_job(p, items=5, redundancy=1)
+    now = time.time()
+    answer = _submitted(p, job, SECOND, "w1", now)
+    first, cursor = p.items.item_page(job.job_id, None, 2)
+    assert [i.item_id for i in first] == [FIRST, SECOND] and cursor == SECOND
+    assert first[1].answers["w1"].assignment_id == answer.assignment_id
+    second, cursor = p.items.item_page(job.job_id, cursor, 2)
+    assert [i.item_id for i in second] == [THIRD, FOURTH] and cursor == FOURTH
+    assert [i.item_id for i in p.items.item_page(job.job_id, cursor, 2)[0]] == [numbered(4, 5)]
+    assert p.items.item_page(job.job_id, cursor, 2)[1] is None
+
+
 def test_a_jobs_accruals_page_in_window_order_for_a_bulk_approval(p):
     job = _active_job(p, items=3, redundancy=1)
     now = time.time()

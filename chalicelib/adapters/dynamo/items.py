@@ -593,6 +593,20 @@ class DynamoItems:
         return SlotOutcome(False, _with_serving(item, self._serving(job_id, item_id, worker_id,
                                                                     raw)))
 
+    def item_page(self, job_id: str, after: str | None, limit: int
+                  ) -> tuple[list[ItemState], str | None]:
+        """At most limit items after `after`: one strongly consistent query of at most limit
+        items (DynamoDB may end it early at 1 MB; it then goes on from there), a gold item's
+        servings read with it."""
+        condition = None if after is None else ItemModel.item_id > after
+        try:
+            items = [self._full(record) for record in ItemModel.query(
+                job_id, condition, consistent_read=True, limit=limit, page_size=limit)]
+        except PynamoDBException as error:
+            raise_transient(error)
+            raise
+        return items, items[-1].item_id if len(items) >= limit else None
+
     def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
         """Every item of a job in item order, or those after the item id `after`."""
         condition = None if after is None else ItemModel.item_id > after
