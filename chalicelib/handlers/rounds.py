@@ -24,15 +24,17 @@ from chalicelib.handlers.quality import (
 # An aggregating job is looked at again this long after its execution was started: if the
 # start was lost the sweeper starts it (the execution name makes a repeat harmless).
 AGGREGATION_CHECK_SECONDS = 900
-# The pass over a job's items before its round closes reads this many items per message; a
-# pass whose pages stopped this long ago (its messages lost) is taken over by the next.
-LEFT_OUT_PAGE = 500
+# The pass over a job's items before its round closes reads this many items per message (at
+# most two transactions each when all are left out: a batch of ten such messages stays within
+# the ingest consumer's minute); a pass whose pages stopped this long ago (its messages lost)
+# is taken over by the next.
+LEFT_OUT_PAGE = 200
 PASS_STALE_SECONDS = 900
 # Held items are opened for production a page at a time: an ingest message reads at most
 # OPEN_PAGE items of its range of item numbers, opens the held ones among them and queues the
 # rest of its range; a range of more than OPEN_SPLIT items is first split into OPEN_FAN_OUT
 # ranges of their own, so a large job's items are opened side by side.
-OPEN_PAGE = 500
+OPEN_PAGE = 100  # at most one write per item: a batch of ten pages is a few seconds
 OPEN_FAN_OUT = 10
 OPEN_SPLIT = OPEN_PAGE * OPEN_FAN_OUT
 
