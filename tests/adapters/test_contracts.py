@@ -15,13 +15,13 @@ import pytest
 from chalicelib import deps
 from chalicelib.adapters.cursors import codec
 from chalicelib.adapters.dynamo import DynamoItems
-from chalicelib.domain import leasing, payouts
+from chalicelib.domain import leasing, payouts, progress
 from chalicelib.domain.ids import item_id as numbered
 from chalicelib.domain.ids import new_assignment_id, new_id
 from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.model import (
-    ACTIVE, AGGREGATING, CANCELLED, CLIENT, DONE, INGESTING, PAUSED, CountedAnswer, Job, Lease, LedgerEntry,
-    NewItem, Offer, Principal, StoredAnswer,
+    ACTIVE, AGGREGATING, CANCELLED, CLIENT, DONE, INGESTING, PAUSED, PRODUCTION, CountedAnswer,
+    Job, Lease, LedgerEntry, NewItem, Offer, Principal, StoredAnswer,
 )
 from chalicelib.domain.ports import LeaseCount
 from chalicelib.errors import Conflict, InvalidRequest
@@ -393,6 +393,33 @@ def test_live_leases_reads_one_listing_and_one_batch_of_leases_at_most(p, monkey
     # AND on DynamoDB that took one query and one batch read
     if calls is not None:
         assert calls == {"Query": 1, "BatchGetItem": 1}, calls
+
+
+def test_progress_of_a_pool_larger_than_one_listing_is_sampled_with_six_requests_at_most(
+        p, monkeypatch):
+    # GIVEN 150 open items, every other one leased, and listings bounded to 50 open items
+    monkeypatch.setattr(progress, "EXACT_ENTRIES", 50)
+    monkeypatch.setattr(progress, "SAMPLE_ENTRIES", 20)
+    job = replace(_draft(p, _client(p), 150, 2), phase=PRODUCTION, pilot_items=0)
+    p.jobs.create_job(job)
+    for start in range(0, 150, 50):
+        p.items.put_items(job.job_id, 2, [NewItem(numbered(n, 150), {"n": n})
+                                          for n in range(start, start + 50)])
+    assert p.jobs.transition(job.job_id, (INGESTING,), ACTIVE)
+    now = time.time()
+    for n in range(0, 150, 2):
+        assert p.items.try_lease(job.job_id, numbered(n, 150), f"w{n}",
+                                 _lease(job, numbered(n, 150), now), None, now).ok
+    job = p.jobs.get_job(job.job_id)
+    calls = _count_calls(monkeypatch) if on_dynamodb(p) else None
+    # WHEN the job's live leases are counted
+    leased, estimated = jobs.live_leases(p, job)
+    # THEN they are estimated from three samples, near the 75 there are
+    assert estimated and abs(leased - 75) <= 20, leased
+    # AND on DynamoDB that took three queries and three batch reads at most
+    if calls is not None:
+        assert calls["Query"] == 3 and calls.get("BatchGetItem", 0) <= 3, calls
+        assert set(calls) <= {"Query", "BatchGetItem"}, calls
 
 
 def _count_calls(monkeypatch) -> dict[str, int]:

@@ -316,6 +316,7 @@ class DynamoItems:
         """A page of held item ids between after and before (exclusive): one query request
         reading at most limit items (limit + 1 with both bounds, as the key condition's range
         holds after itself), the held ones kept by a filter."""
+        key_range: Any = None
         if after is not None and before is not None:
             key_range = ItemModel.item_id.between(after, before)
             limit += 1
@@ -323,8 +324,6 @@ class DynamoItems:
             key_range = ItemModel.item_id > after
         elif before is not None:
             key_range = ItemModel.item_id < before
-        else:
-            key_range = None
         query = ItemModel.query(job_id, key_range, filter_condition=ItemModel.held.exists(),
                                 consistent_read=True, attributes_to_get=["job_id", "item_id"],
                                 page_size=limit)
