@@ -149,12 +149,18 @@ def progress(done: int, total: int, label: str, out: TextIO) -> None:
     out.flush()
 
 
+def leased_text(counts: dict[str, Any]) -> str:
+    """The live leases of a job's counts: "~N" when the API estimated them from samples of a
+    large job's task pool."""
+    return f"{'~' if counts.get('leased_estimated') else ''}{counts.get('leased', 0)}"
+
+
 def job_line(job: dict[str, Any]) -> str:
     """A job's state and counts on one line."""
     counts = job.get("counts", {})
     return (f"{job['job_id']} {job['state']} ({job.get('phase', '')}, round {job.get('round', 1)}): "
             f"{counts.get('done', 0)}/{counts.get('items', job.get('result_count') or 0)} items done, "
-            f"{counts.get('answered', 0)} answers, {counts.get('leased', 0)} leased, "
+            f"{counts.get('answered', 0)} answers, {leased_text(counts)} leased, "
             f"spent ${job.get('spent_cents', 0) / 100:.2f} of ${job.get('budget_cents', 0) / 100:.2f}")
 
 
@@ -389,7 +395,7 @@ def cmd_watch(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     for job in client.watch(args.job_id, until=until, every=args.every, timeout=args.timeout):
         counts = job.get("counts", {})
         progress(counts.get("done", 0), counts.get("items", 0), f"{job['state']:<11}", out)
-        out.write(f"  {counts.get('answered', 0)} answers, {counts.get('leased', 0)} leased ")
+        out.write(f"  {counts.get('answered', 0)} answers, {leased_text(counts)} leased ")
         out.flush()
     out.write("\n" + job_line(job) + "\n")
 

@@ -12,7 +12,7 @@ creates a stub item) raise KeyError here instead.
 from __future__ import annotations
 
 import copy
-from bisect import bisect_left, insort
+from bisect import bisect_left, bisect_right, insort
 import json
 import random
 import threading
@@ -31,7 +31,8 @@ from chalicelib.domain.model import (
 )
 from chalicelib.domain import payouts, result_rows
 from chalicelib.domain.payouts import Accrual
-from chalicelib.domain.ports import ApprovalRequest, Page, SlotOutcome, WorkerRecord
+from chalicelib.domain.ports import ApprovalRequest, LeaseCount, Page, SlotOutcome, WorkerRecord
+from chalicelib.domain.progress import spread
 from chalicelib.domain.webhooks import record_has_events
 from chalicelib.errors import Conflict, NotFound
 from chalicelib.domain.cache import ContainerCache
@@ -188,6 +189,11 @@ class FakeItems:
         self._open: dict[str, list[str]] = defaultdict(list)
         # Index entries open_items has read, matching or not (a filtered query reads them all).
         self.index_reads = 0
+        # Listings of the open_items index live_leases made (one query each), its batch reads
+        # of leases (one per 100 items), and items read whole or for their leases.
+        self.lease_listings = 0
+        self.lease_batches = 0
+        self.item_reads = 0
         # The jobs and the ledger a review or a slot change writes together with the item
         # (set by FakeJobs and make_platform).
         self.jobs_ref: Any = None
@@ -267,10 +273,17 @@ class FakeItems:
                 insort(self._ids[job_id], item.item_id)
                 self._set_open(record, None if item.held or not slots else job_id)
 
-    def held_item_ids(self, job_id: str) -> list[str]:
-        """Ids of the job's items held back from its pilot."""
+    def held_item_ids(self, job_id: str, after: str | None, before: str | None, limit: int
+                      ) -> tuple[list[str], str | None]:
+        """A page of held item ids between after and before, from at most limit items read
+        (as DynamoItems: the cursor is the last id read when the page was full)."""
         with self._lock:
-            return [record.state.item_id for record in self._of_job(job_id) if record.state.held]
+            ids = self._ids.get(job_id, [])
+            at = 0 if after is None else bisect_right(ids, after)
+            read = [item_id for item_id in ids[at:at + limit] if before is None or item_id < before]
+            self.item_reads += len(read)
+            held = [item_id for item_id in read if self.records[(job_id, item_id)].state.held]
+            return held, read[-1] if len(read) == limit else None
 
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
                review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0,
@@ -394,12 +407,34 @@ class FakeItems:
                     break
             return found
 
-    def live_leases(self, job_id: str, now: float) -> int:
-        """Leases of the job's open items that have not ended."""
+    def live_leases(self, job_id: str, now: float, limit: int, start: str | None = None,
+                    reads: int = 100) -> LeaseCount:
+        """Live leases among up to limit open items from start on (as DynamoItems: a gold
+        item's counted from the listing, at most `reads` regular items whose newest lease
+        has not ended read, an even spread scaled up to all)."""
         with self._lock:
-            return sum(1 for item_id in self._open.get(job_id, [])
+            self.lease_listings += 1
+            ids = self._open.get(job_id, [])
+            at = 0 if start is None else bisect_left(ids, start)
+            listed = ids[at:at + limit + 1]
+            self.index_reads += len(listed)
+            gold, candidates = 0, []
+            for item_id in listed[:limit]:
+                s = self.records[(job_id, item_id)].state
+                if s.gold is not None:
+                    gold += sum(1 for lease in s.leases.values() if lease.expires_at > now)
+                elif s.taken > 0 and (s.last_expiry is None or s.last_expiry > now):
+                    candidates.append(item_id)
+            chosen = spread(candidates, reads)
+            self.lease_batches += -(-len(chosen) // 100)
+            self.item_reads += len(chosen)
+            live = sum(1 for item_id in chosen
                        for lease in self.records[(job_id, item_id)].state.leases.values()
                        if lease.expires_at > now)
+            complete = len(listed) <= limit
+            scaled = live * len(candidates) / len(chosen) if chosen else 0
+            return LeaseCount(gold + scaled, min(len(listed), limit), complete,
+                              complete and start is None and len(chosen) == len(candidates))
 
     def get_item(self, job_id: str, item_id: str) -> ItemState | None:
         """One item with everything on it."""
@@ -470,11 +505,22 @@ class FakeItems:
             s.free += 1
             return SlotOutcome(True, self._full(record))
 
+    def item_page(self, job_id: str, after: str | None, limit: int
+                  ) -> tuple[list[ItemState], str | None]:
+        """At most limit items after `after`; the last id when the page is full."""
+        with self._lock:
+            ids = self._ids.get(job_id, [])
+            at = 0 if after is None else bisect_right(ids, after)
+            items = [self._full(self.records[(job_id, item_id)]) for item_id in ids[at:at + limit]]
+            self.item_reads += len(items)
+            return items, items[-1].item_id if len(items) >= limit else None
+
     def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
         """Every item of a job in item order, or those after the item id `after`."""
         with self._lock:
             snapshot = [self._full(record) for record in self._of_job(job_id)
                         if after is None or record.state.item_id > after]
+            self.item_reads += len(snapshot)
         yield from snapshot
 
     def counted(self, job_id: str, item_id: str) -> dict[str, str]:
@@ -505,6 +551,9 @@ class FakeJobs:
         self.jobs: dict[str, Job] = {}
         self.review_due: dict[str, ApprovalRequest] = {}
         self.refit_marks: dict[str, int] = {}
+        # job id -> (pass id, when a page of it last ran, the item id its page starts after):
+        # the pass over its items (claim_pass).
+        self.passes: dict[str, tuple[str, float, str | None]] = {}
 
     def create_job(self, job: Job) -> None:
         """Store the job and mark its quote used, together; Conflict quote_used otherwise."""
@@ -656,6 +705,29 @@ class FakeJobs:
             accrual["accrued"] = accrual.get("accrued", 0) + 1
             if accrual.get("due_at") is None:
                 accrual["due_at"] = payouts.window_end(window) + pay_delay
+
+    def claim_pass(self, job_id: str, pass_id: str, after: str | None, now: float,
+                   stale_before: float) -> bool:
+        """Hold the job for pass_id at its page after `after` (as DynamoJobs)."""
+        with self._lock:
+            held = self.passes.get(job_id)
+            if held is not None and held[1] >= stale_before and held[::2] != (pass_id, after):
+                return False
+            self.passes[job_id] = (pass_id, now, after)
+            return True
+
+    def advance_pass(self, job_id: str, pass_id: str, after: str | None, cursor: str) -> None:
+        """Move pass_id from after to cursor."""
+        with self._lock:
+            held = self.passes.get(job_id)
+            if held is not None and held[::2] == (pass_id, after):
+                self.passes[job_id] = (pass_id, held[1], cursor)
+
+    def end_pass(self, job_id: str, pass_id: str) -> None:
+        """Let go of the job if pass_id holds it."""
+        with self._lock:
+            if self.passes.get(job_id, ("",))[0] == pass_id:
+                del self.passes[job_id]
 
     def claim_refit(self, job_id: str, mark: int) -> bool:
         """Once per mark above the last."""
@@ -830,6 +902,8 @@ class FakeWorkerStats:
         self.records: dict[tuple[str, str], WorkerRecord] = {}
         self._scored: set[tuple[str, str, str]] = set()
         self.attempts: dict[tuple[str, str], dict[str, Any]] = {}
+        # The listing of blocks everywhere (DynamoWorkerStats keeps a record of each apart).
+        self._everywhere: set[str] = set()
 
     def _get(self, worker_id: str, scope: str) -> WorkerRecord:
         return self.records.get((worker_id, scope), WorkerRecord(worker_id, scope))
@@ -852,6 +926,8 @@ class FakeWorkerStats:
                      starts_at: float | None = None) -> None:
         """Record a block (the first is kept, but a block at once replaces a later start)."""
         with self._lock:
+            if scope == "*":
+                self._everywhere.add(worker_id)
             r = self._get(worker_id, scope)
             if r.blocked_at is None or (starts_at is None and r.blocked_at > now):
                 self.records[(worker_id, scope)] = replace(
@@ -871,6 +947,13 @@ class FakeWorkerStats:
         with self._lock:
             r = self._get(worker_id, scope)
             self.records[(worker_id, scope)] = replace(r, blocked_at=None, blocked_reason=None)
+            if scope == "*":
+                self._everywhere.discard(worker_id)
+
+    def blocked_everywhere_ids(self, limit: int) -> list[str]:
+        """Workers blocked everywhere, at most limit + 1."""
+        with self._lock:
+            return sorted(self._everywhere)[:limit + 1]
 
     def of_job(self, job_id: str) -> list[WorkerRecord]:
         """A job's workers' records."""
@@ -1002,6 +1085,12 @@ class FakeLedger:
             more = start + limit < len(keys)
             return page, str(start + limit) if more else None
 
+    def workers_in_job(self, job_id: str, worker_ids: Iterable[str]) -> set[str]:
+        """Those of the workers with an accrual in the job."""
+        with self._lock:
+            return {worker for (worker, job, _) in self.accruals
+                    if job == job_id and worker in set(worker_ids)}
+
     def settle(self, accrual: Accrual, entry: LedgerEntry | None, answers: int, now: float,
                by: str) -> bool:
         """Entry, balance, accrual (as read) and the job's totals together (as DynamoLedger)."""
@@ -1102,10 +1191,12 @@ def another_container(p: Platform, seed: int) -> Platform:
 
 
 def ingest_all(p: Platform) -> None:
-    """Deliver every queued ingest message once (the ingest consumer)."""
+    """Deliver every queued ingest message once (the ingest consumer), and every one they
+    queue in turn (pages of a pass), until none is left."""
     assert isinstance(p.ingest_queue, FakeQueue)
-    for message in p.ingest_queue.take():
-        jobs.ingest_chunk(p, message)
+    while messages := p.ingest_queue.take():
+        for message in messages:
+            jobs.ingest_chunk(p, message)
 
 
 def count_all(p: Platform, times: int = 1, batch: int = 1) -> None:

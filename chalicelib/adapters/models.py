@@ -234,6 +234,28 @@ def money_key(job_id: str) -> str:
     return f"{job_id}#money"
 
 
+class JobPassModel(Model):
+    """The pass over a job's items that runs before its round closes (replacement slots for
+    left-out answers), in a record of its own in the jobs table (key "<job_id>#pass", see
+    pass_key), in none of the table's indexes: which pass holds the job and when a page of it
+    last ran and which page it is at, so one pass at a time runs, a page delivered again after
+    the pass moved on does not, and a pass whose pages stopped is taken over."""
+
+    class Meta:
+        table_name = "jobs"
+
+    job_id = UnicodeAttribute(hash_key=True)
+    pass_id = UnicodeAttribute()
+    at = NumberAttribute()
+    # The item id the pass's current page starts after ("" before the first item).
+    after = UnicodeAttribute()
+
+
+def pass_key(job_id: str) -> str:
+    """The key of a job's pass record (a job id holds no '#')."""
+    return f"{job_id}#pass"
+
+
 class JobInstructionsModel(Model):
     """A job's instructions and their version, in a record of their own in the jobs table
     (key "<job_id>#instructions", see instructions_key), in none of the table's indexes:
@@ -524,7 +546,7 @@ class WebhookModel(Model):
 
 
 ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, JobCountsModel,
-              JobMoneyModel, JobInstructionsModel, ItemModel,
+              JobMoneyModel, JobInstructionsModel, JobPassModel, ItemModel,
               ResultModel, WorkerStatsModel, LedgerModel, AccrualModel, CatalogModel,
               WebhookModel)
 
@@ -539,6 +561,7 @@ def bind_models(settings: Settings) -> None:
         JobCountsModel: settings.jobs_table,
         JobMoneyModel: settings.jobs_table,
         JobInstructionsModel: settings.jobs_table,
+        JobPassModel: settings.jobs_table,
         ItemModel: settings.items_table,
         ResultModel: settings.results_table,
         WorkerStatsModel: settings.worker_stats_table,

@@ -63,7 +63,7 @@ class ContainerCache:
 
     - principals: credential hash -> Principal (authentication);
     - jobs: job id -> Job, and open: open-jobs index key -> its Offers (leasing, the job list);
-    - leased: job id -> live lease count (progress);
+    - leased: job id -> live lease count and whether it is an estimate (progress);
     - blocked: worker id -> whether an operator blocked them everywhere, and job_blocks:
       (worker id, job id) -> when the worker's block from the job starts (None: no block);
     - models: job id -> its online model (adaptive redundancy);
@@ -75,7 +75,7 @@ class ContainerCache:
         self.principals: Timed[Any] = Timed()
         self.jobs: Timed[Any] = Timed()
         self.open: Timed[list[Any]] = Timed()
-        self.leased: Timed[int] = Timed()
+        self.leased: Timed[tuple[int, bool]] = Timed()
         self.blocked: Timed[bool] = Timed()
         self.job_blocks: Timed[float | None] = Timed()
         self.models: Timed[Any] = Timed()

@@ -32,6 +32,21 @@ class SlotOutcome:
 
 
 @dataclass(frozen=True)
+class LeaseCount:
+    """Live leases among a bounded listing of a job's open items (ItemStore.live_leases)."""
+
+    # Leases counted: a gold item's from the listing, a regular item's read; scaled up by
+    # the share read when only some of the regular items that may hold one were read.
+    leased: float
+    # Open items listed.
+    entries: int
+    # The listing reached the job's last open item (from its first, if start was None).
+    complete: bool
+    # From the first open item to the last, every lease that may be live read.
+    exact: bool
+
+
+@dataclass(frozen=True)
 class WorkerRecord:
     """A worker's gold record in one job (scope = the job id) or overall (scope = "*")."""
 
@@ -81,6 +96,9 @@ class WorkerStatsStore(Protocol):
         """Copy the job's live gold counts to what its workers see (at a round's publication)."""
     def blocked_everywhere(self, worker_ids: Iterable[str]) -> set[str]:
         """Those of the workers an operator has blocked everywhere."""
+    def blocked_everywhere_ids(self, limit: int) -> list[str]:
+        """Workers an operator has blocked everywhere, at most limit + 1 of them (more than
+        limit: there may be more), from a record of each block kept apart for this listing."""
     def start_attempt(self, worker_id: str, qual_id: str, attempt_id: str, now: float,
                       retake_seconds: int) -> bool:
         """Open an attempt unless the test was passed or the last attempt is too recent."""
@@ -122,6 +140,9 @@ class LedgerStore(Protocol):
                         limit: int) -> tuple[list[Accrual], str | None]:
         """A page of the job's accruals (of windows before before_window, when given), in
         window order, and the cursor of the next page."""
+    def workers_in_job(self, job_id: str, worker_ids: Iterable[str]) -> set[str]:
+        """Those of the workers with an accrual in the job (an answer of theirs counted):
+        one read of each worker's accruals, at most one record each."""
     def settle(self, accrual: Accrual, entry: LedgerEntry | None, answers: int, now: float,
                by: str) -> bool:
         """Pay an accrual's payable answers as read: the entry (only if new), the worker's
@@ -180,6 +201,18 @@ class JobStore(Protocol):
         changes), and the two change together."""
     def claim_refit(self, job_id: str, mark: int) -> bool:
         """True once per mark above the last: the caller refits the online model."""
+    def claim_pass(self, job_id: str, pass_id: str, after: str | None, now: float,
+                   stale_before: float) -> bool:
+        """Let the page of pass pass_id over the job's items that starts after the item id
+        `after` run (at now): True if no pass holds the job, or one that last ran before
+        stale_before (pass_id then holds it from this page), or pass_id holds it at this
+        very page (not done yet: a page delivered again after it moved on does not run);
+        False (nothing changed) otherwise."""
+    def advance_pass(self, job_id: str, pass_id: str, after: str | None, cursor: str) -> None:
+        """Move pass_id from its page after `after` to the page after `cursor` (only from
+        there: a repeat changes nothing)."""
+    def end_pass(self, job_id: str, pass_id: str) -> None:
+        """Let go of the job if pass_id holds it (idempotent)."""
     def mark_events_sent(self, job_id: str, sent_before: int, sent_now: int,
                          due_at_seen: float | None) -> None:
         """Move the published-events mark from sent_before to sent_now (only from there);
@@ -232,10 +265,19 @@ class ItemStore(Protocol):
         seen; with now too, only those with a slot to take by then (free > 0, or the newest
         lease ended). With start, those from the item id start on, then from the first
         (wrapping around)."""
-    def live_leases(self, job_id: str, now: float) -> int:
-        """How many leases of the job's open items have not ended."""
+    def live_leases(self, job_id: str, now: float, limit: int, start: str | None = None,
+                    reads: int = 100) -> LeaseCount:
+        """Leases not ended by now among up to `limit` of the job's open items, in item order
+        from the item id start on (not wrapping): one listing of at most limit + 1 index
+        entries, then the leases of at most `reads` of the regular items whose newest lease
+        has not ended (an even spread of them, the count scaled up to all of them)."""
     def get_item(self, job_id: str, item_id: str) -> ItemState | None: """One item."""
-    def held_item_ids(self, job_id: str) -> list[str]: """Items held back from the pilot."""
+    def held_item_ids(self, job_id: str, after: str | None, before: str | None, limit: int
+                      ) -> tuple[list[str], str | None]:
+        """A page of the ids of the job's items held back from the pilot, in item order,
+        among at most `limit` items with ids after `after` and before `before` (None: from
+        the first, to the last); the cursor is the last item id read when more may follow
+        (the next page's after), else None."""
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
                review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0,
                refund_to: str = "pool") -> bool:
@@ -278,6 +320,11 @@ class ItemStore(Protocol):
         """Give a leased slot back."""
     def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
         """Every item of a job in item order, or those after the item id `after`."""
+    def item_page(self, job_id: str, after: str | None, limit: int
+                  ) -> tuple[list[ItemState], str | None]:
+        """At most limit items of the job after the item id `after` (None: from the first),
+        in item order, with everything on them (strongly consistent); the cursor is the
+        last one's id when the page is full (more may follow), else None."""
 
 
 class ResultStore(Protocol):

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from chalicelib.domain import phases, webhooks
+from chalicelib.domain import phases, progress, webhooks
 from chalicelib.domain import validation as v
 from chalicelib.domain.cache import MISSING
+from chalicelib.domain.ids import item_id as numbered
 from chalicelib.domain.jobs import JOB_FIELDS, MAX_INSTRUCTIONS, build_job
 from chalicelib.domain.keys import report_key, results_csv_key
 from chalicelib.domain.model import (
@@ -21,7 +22,9 @@ from chalicelib.domain.ports import Page
 from chalicelib.domain.pricing import price_quote
 from chalicelib.errors import Conflict, InvalidRequest, NotFound, TransientError
 from chalicelib.handlers.platform import Platform, client_job
-from chalicelib.handlers.rounds import start_aggregation, to_production
+from chalicelib.handlers.rounds import (
+    left_out_page, open_held_page, start_aggregation, to_production,
+)
 
 DOWNLOAD_LINK_SECONDS = 900
 DOWNLOAD_FORMATS = ("jsonl", "csv")
@@ -104,26 +107,47 @@ def client_jobs(p: Platform, client: Principal, query: Mapping[str, str]
     return p.jobs.jobs_of_client(client.account_id, v.page_limit(query, 100), query.get("cursor"))
 
 
-def live_leases(p: Platform, job: Job, max_age: float | None = None) -> int:
-    """Leases of the job that have not expired (lists every open item and reads those
-    whose newest lease has not ended).
+def live_leases(p: Platform, job: Job, max_age: float | None = None) -> tuple[int, bool]:
+    """Leases of the job that have not ended, and whether that is an estimate: counted from
+    one listing of the task pool when its open items fit in one (progress.EXACT_ENTRIES),
+    else estimated from a few samples of it (each a listing from a random item id on)
+    scaled up to the open items its counters give. A handful of reads at any size.
 
     With max_age, a count that old or newer from this container is reused, so a
-    client polling progress does not read the items on every call.
+    client polling progress does not list the pool on every call.
     """
     if job.state not in TAKES_ANSWERS:
-        return 0
+        return 0, False
     now = p.now()
     cached = p.cache.leased.get(job.job_id, now, max_age) if max_age is not None else MISSING
     if cached is not MISSING:
         return cached
-    return p.cache.leased.put(job.job_id, p.items.live_leases(job.job_id, now), now)
+    return p.cache.leased.put(job.job_id, _count_leases(p, job, now), now)
 
 
-def job_progress(p: Platform, job: Job) -> dict[str, int]:
-    """Counts for a job: items, live leases, answers counted, items done. Gold items count
-    as done from the start: their result is their known answer."""
-    return {"items": job.item_count, "leased": live_leases(p, job, max_age=p.cache_seconds),
+def _count_leases(p: Platform, job: Job, now: float) -> tuple[int, bool]:
+    open_count = progress.open_items(job)
+    leased, entries = 0.0, 0
+    if open_count <= progress.EXACT_ENTRIES:
+        whole = p.items.live_leases(job.job_id, now, progress.EXACT_ENTRIES,
+                                    reads=progress.LEASE_READS)
+        if whole.complete:
+            return round(whole.leased), not whole.exact
+        leased, entries = whole.leased, whole.entries  # more than the counters said
+    for _ in range(progress.SAMPLES):
+        start = numbered(p.rng.randrange(max(job.item_count, 1)), job.item_count)
+        sample = p.items.live_leases(job.job_id, now, progress.SAMPLE_ENTRIES, start,
+                                     reads=progress.LEASE_READS)
+        leased, entries = leased + sample.leased, entries + sample.entries
+    return progress.scaled(leased, entries, open_count), True
+
+
+def job_progress(p: Platform, job: Job) -> dict[str, Any]:
+    """Counts for a job: items, live leases (`leased_estimated` when estimated from samples
+    of a large pool), answers counted, items done. Gold items count as done from the
+    start: their result is their known answer."""
+    leased, estimated = live_leases(p, job, max_age=p.cache_seconds)
+    return {"items": job.item_count, "leased": leased, "leased_estimated": estimated,
             "answered": job.answered, "done": job.items_done + job.gold_items,
             "gold": job.gold_items}
 
@@ -150,9 +174,11 @@ def _close_answering(p: Platform, client: Principal, job: Job, to_state: str, re
                      **changes: Any) -> Job:
     """Stop new leases and aggregate once the live leases have had their time."""
     now = p.now()
-    live = live_leases(p, job)
-    # Other containers may hand out leases for cache_seconds more, so wait that long too.
-    finalize_at = now if live == 0 else min(now + job.lease_seconds + p.cache_seconds,
+    leased, estimated = live_leases(p, job)
+    # Unless no lease is surely out, wait for them to end; other containers may hand out
+    # leases for cache_seconds more, so wait that long too.
+    live = leased > 0 or estimated
+    finalize_at = now if not live else min(now + job.lease_seconds + p.cache_seconds,
                                             job.deadline)
     if not p.jobs.transition(job.job_id, (job.state,), to_state, finalize_at=finalize_at,
                              record=phases.record(now, job.state, job.phase, to_state, job.phase,
@@ -160,7 +186,7 @@ def _close_answering(p: Platform, client: Principal, job: Job, to_state: str, re
         raise Conflict("the job changed state meanwhile; read it again", code="job_not_active")
     p.cache.forget_job(job.job_id)
     job = client_job(p, client, job.job_id)
-    if live == 0 and job.state == to_state:
+    if not live and job.state == to_state:
         start_aggregation(p, job)
         job = client_job(p, client, job.job_id)
     return job
@@ -242,9 +268,16 @@ def job_report(p: Platform, client: Principal, job_id: str,
 
 
 def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
-    """Write one chunk of a job's items, or open held items for production; a repeated
-    message changes nothing."""
-    if "open" in message:
+    """Write one chunk of a job's items, open a page of held items for production, or run a
+    page of the pass that replaces left-out answers before a round closes; a repeated
+    message changes nothing twice."""
+    if "open_range" in message:
+        open_held_page(p, message)
+        return
+    if "left_out" in message:
+        left_out_page(p, message)
+        return
+    if "open" in message:  # queued before held items were opened a page at a time
         p.items.open_held(message["job_id"], message["open"])
         return
     job = p.jobs.get_job(message["job_id"])

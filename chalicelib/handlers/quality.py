@@ -8,7 +8,7 @@ from typing import Any
 from chalicelib.domain import validation as v
 from chalicelib.domain.answers import smoothed_accuracy
 from chalicelib.domain.cache import MISSING
-from chalicelib.domain.ids import is_job_id
+from chalicelib.domain.ids import is_job_id, new_id
 from chalicelib.domain.model import (
     ACTIVE, DONE, FAILED, REJECTED, ItemState, Job, Principal, StoredAnswer,
 )
@@ -21,6 +21,9 @@ from chalicelib.handlers.platform import PRINCIPAL_CACHE_SECONDS, Platform, clie
 # the answer that decided it: several tasks later, so it tells no task apart.
 BLOCK_DELAY_SECONDS = (60.0, 600.0)
 RULE = "rule"
+# A round closes without a pass over its items only if at most this many workers are
+# blocked everywhere (each is looked up in the job: one read).
+EVERYWHERE_CHECKS = 100
 BLOCKED_BY_RULE = "your accuracy on this job's checked tasks is below the job's threshold"
 
 
@@ -202,22 +205,46 @@ def is_left_out(answer: StoredAnswer, worker_id: str, left_out: set[str]) -> boo
     return worker_id in left_out or (answer.review or {}).get("status") == REJECTED
 
 
-def replace_left_out(p: Platform, job: Job, items: Iterable[ItemState] | None = None) -> int:
-    """Before a round closes, give each item as many new slots as it has answers left out
-    (rejected by the client, or by workers blocked from the job or everywhere), paid from the
-    job's pool; return how many items were reopened.
+def may_leave_out(p: Platform, job: Job) -> bool:
+    """Whether the job may have answers to leave out, from bounded records and no item: a
+    rejected answer on its money record, a worker blocked from it (a query of its workers'
+    records), or a worker blocked everywhere with an answer counted in it (the listing of
+    blocks everywhere, then one read of each such worker's accruals in the job; more than
+    EVERYWHERE_CHECKS of them are not read one by one: the answer is yes)."""
+    if job.rejected_answers or p.stats.blocks_in_job(job.job_id):
+        return True
+    everywhere = p.stats.blocked_everywhere_ids(EVERYWHERE_CHECKS)
+    if len(everywhere) > EVERYWHERE_CHECKS:
+        return True
+    return bool(p.ledger.workers_in_job(job.job_id, everywhere))
+
+
+def replace_left_out(p: Platform, job: Job) -> bool:
+    """Before a round closes: True if it may close now, as nothing is left out (see
+    may_leave_out; no item is read) or the job takes no replacements; else a pass over its
+    items is queued (left_out_page in rounds), which gives the items replacement slots a
+    page at a time while the job keeps taking answers, and closes the round if it reopened
+    nothing."""
+    if job.state != ACTIVE or not may_leave_out(p, job):
+        return True  # a stopped or closing job takes no new leases: nobody could fill them
+    p.ingest_queue.send({"job_id": job.job_id, "left_out": {
+        "round": job.round, "pass": new_id("pass"), "after": None, "reopened": 0}})
+    return False
+
+
+def replace_in_items(p: Platform, job: Job, items: Iterable[ItemState]) -> tuple[int, bool]:
+    """Give each of the items as many new slots as it has answers left out (rejected by the
+    client, or by workers blocked from the job or everywhere) and not yet replaced, paid from
+    the job's pool; return how many items were reopened, and whether the money ran out.
 
     A blocked worker's answers nobody reviewed are rejected here with the block as the reason,
     which gives their rewards back to the pool for the replacements. When the pool runs dry,
-    the rest are aggregated without replacements.
+    the rest are aggregated without replacements. Done again over the same items (a
+    redelivered page), it reopens and pays nothing twice: an item's replacements are
+    counted on it and each slot is added only from the count it was read with.
     """
-    if job.state != ACTIVE:
-        return 0  # a stopped or closing job takes no new leases: nobody could fill them
-    items = [item for item in (p.items.iter_items(job.job_id) if items is None else items)
-             if item.gold is None and not item.held]
+    items = [item for item in items if item.gold is None and not item.held]
     left_out = left_out_workers(p, job, {w for item in items for w in item.answers})
-    if not left_out and not job.rejected_answers:
-        return 0
     reopened = 0
     for item in items:
         missing = 0
@@ -233,12 +260,12 @@ def replace_left_out(p: Platform, job: Job, items: Iterable[ItemState] | None = 
             continue
         added = _add_paid_slots(p, job, item, missing)
         if added is None:
-            break
+            return reopened, True
         if added:
             reopened += 1
     if reopened:
         p.cache.jobs.forget(job.job_id)
-    return reopened
+    return reopened, False
 
 
 def _add_paid_slots(p: Platform, job: Job, item: ItemState, missing: int) -> bool | None:

@@ -10,19 +10,33 @@ from types import ModuleType
 from typing import Any
 
 from chalicelib.domain import phases, webhooks
+from chalicelib.domain.ids import item_id as numbered
 from chalicelib.domain.keys import report_key
 from chalicelib.domain.model import (
     ACTIVE, AGGREGATING, CALIBRATION, CANCELLED, CLOSING, DONE, FAILED, INGESTING, PAUSED, PILOT,
     PRODUCTION, TAKES_ANSWERS, CountedAnswer, Job,
 )
 from chalicelib.handlers.platform import Platform, cached_job
-from chalicelib.handlers.quality import release_leftovers, replace_left_out, score_gold
+from chalicelib.handlers.quality import (
+    release_leftovers, replace_in_items, replace_left_out, score_gold,
+)
 
 # An aggregating job is looked at again this long after its execution was started: if the
 # start was lost the sweeper starts it (the execution name makes a repeat harmless).
 AGGREGATION_CHECK_SECONDS = 900
-# Held items are opened for production this many per ingest message.
-OPEN_BATCH = 25
+# The pass over a job's items before its round closes reads this many items per message (at
+# most two transactions each when all are left out: a batch of ten such messages stays within
+# the ingest consumer's minute); a pass whose pages stopped this long ago (its messages lost)
+# is taken over by the next.
+LEFT_OUT_PAGE = 200
+PASS_STALE_SECONDS = 900
+# Held items are opened for production a page at a time: an ingest message reads at most
+# OPEN_PAGE items of its range of item numbers, opens the held ones among them and queues the
+# rest of its range; a range of more than OPEN_SPLIT items is first split into OPEN_FAN_OUT
+# ranges of their own, so a large job's items are opened side by side.
+OPEN_PAGE = 100  # at most one write per item: a batch of ten pages is a few seconds
+OPEN_FAN_OUT = 10
+OPEN_SPLIT = OPEN_PAGE * OPEN_FAN_OUT
 
 
 def _adaptive() -> ModuleType:
@@ -71,9 +85,48 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
         if job_id in repeats or new < len(answers) or any(a.item_complete for a in answers):
             job = p.jobs.get_job(job_id)
             if job is not None and job.state in TAKES_ANSWERS and job.items_done >= job.round_items:
-                if replace_left_out(p, job) == 0:
+                if replace_left_out(p, job):
                     # Only if every item is still done: another consumer may have reopened one.
                     start_aggregation(p, job, require_done=True)
+
+
+def left_out_page(p: Platform, message: Mapping[str, Any]) -> None:
+    """One page of the pass over a job's items before its round closes (queued by
+    replace_left_out): at most LEFT_OUT_PAGE items read and given replacement slots for
+    their left-out answers, then the next page queued with the last item id read and the
+    items reopened so far. The last page lets go of the job and, if the whole pass reopened
+    nothing, closes the round (only with every item still done). The job keeps taking
+    answers meanwhile.
+
+    One pass at a time holds the job (its pass record, renewed by every page, which also
+    says which page the pass is at); a page of another pass, of a round gone by, or one
+    delivered again after its pass moved on does nothing. A page repeated before that (its
+    first delivery died before it moved the pass on) reopens and pays nothing twice
+    (replace_in_items) and may queue its successor twice, whose second copy then finds the
+    pass moved on. If a repeat undercounts what its first delivery reopened, the round
+    still closes only with every item done, which a reopened item is not until it is
+    answered again (its completion starts a new pass).
+    """
+    job_id, state = message["job_id"], message["left_out"]
+    pass_id, after, reopened = state["pass"], state.get("after"), int(state.get("reopened", 0))
+    job = p.jobs.get_job(job_id)
+    if job is None or job.state != ACTIVE or job.round != state["round"]:
+        p.jobs.end_pass(job_id, pass_id)
+        return
+    now = p.now()
+    if not p.jobs.claim_pass(job_id, pass_id, after, now, now - PASS_STALE_SECONDS):
+        return  # another pass holds the job, or this one has moved past this page
+    items, cursor = p.items.item_page(job_id, after, LEFT_OUT_PAGE)
+    added, dry = replace_in_items(p, job, items)
+    reopened += added
+    if cursor is not None and not dry:
+        p.ingest_queue.send({"job_id": job_id, "left_out": {
+            **state, "after": cursor, "reopened": reopened}})
+        p.jobs.advance_pass(job_id, pass_id, after, cursor)
+        return
+    if reopened == 0:
+        start_aggregation(p, job, require_done=True)
+    p.jobs.end_pass(job_id, pass_id)
 
 
 def start_aggregation(p: Platform, job: Job, require_done: bool = False) -> None:
@@ -125,13 +178,13 @@ def to_production(p: Platform, job: Job, by: str, reason: str,
                   instructions: str | None = None) -> bool:
     """Promote a job paused in calibration to production; False if it was no longer there.
 
-    The held items are opened through the ingest queue first (a repeat opens nothing new),
-    then the job moves: its next round aggregates every item, the pilot's answers included.
+    One ingest message to open the held items is queued first (they are opened a page at a
+    time, see open_held_page; a repeat opens nothing new), then the job moves: its next round
+    aggregates every item, the pilot's answers included.
     """
     now = p.now()
-    held = p.items.held_item_ids(job.job_id)
-    p.ingest_queue.send_many([{"job_id": job.job_id, "open": held[start:start + OPEN_BATCH]}
-                              for start in range(0, len(held), OPEN_BATCH)])
+    p.ingest_queue.send({"job_id": job.job_id, "open_range": [0, job.item_count],
+                         "items": job.item_count})
     changes: dict[str, Any] = {}
     if instructions is not None and instructions != job.instructions:
         changes = {"instructions": instructions, "instruction_version": job.instruction_version + 1}
@@ -148,6 +201,31 @@ def to_production(p: Platform, job: Job, by: str, reason: str,
     if promoted is not None and promoted.items_done >= promoted.round_items:
         start_aggregation(p, promoted)  # nothing was held back: the round is already answered
     return True
+
+
+def open_held_page(p: Platform, message: Mapping[str, Any]) -> None:
+    """Open held items of one range of item numbers for production, a page at a time: a
+    large range is split into OPEN_FAN_OUT messages, a small one has at most OPEN_PAGE items
+    read and the held ones among them opened, and the rest of the range queued with the last
+    item id read. A repeated message opens nothing twice (an item opened is no longer held);
+    one repeated after it queued its successors queues them again, which repeat nothing but
+    reads."""
+    job_id, count = message["job_id"], int(message["items"])
+    first, end = (int(n) for n in message["open_range"])
+    after = message.get("after")
+    if after is None and end - first > OPEN_SPLIT:
+        step = -(-(end - first) // OPEN_FAN_OUT)
+        p.ingest_queue.send_many([{"job_id": job_id, "items": count,
+                                   "open_range": [start, min(start + step, end)]}
+                                  for start in range(first, end, step)])
+        return
+    if after is None and first > 0:
+        after = numbered(first - 1, count)
+    ids, cursor = p.items.held_item_ids(job_id, after, numbered(end, count) if end < count
+                                        else None, OPEN_PAGE)
+    p.items.open_held(job_id, ids)
+    if cursor is not None:
+        p.ingest_queue.send({**message, "after": cursor})
 
 
 @dataclass(frozen=True)

@@ -15,14 +15,15 @@ import pytest
 from chalicelib import deps
 from chalicelib.adapters.cursors import codec
 from chalicelib.adapters.dynamo import DynamoItems
-from chalicelib.domain import leasing, payouts
+from chalicelib.domain import leasing, payouts, progress
 from chalicelib.domain.ids import item_id as numbered
 from chalicelib.domain.ids import new_assignment_id, new_id
 from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.model import (
-    ACTIVE, AGGREGATING, CANCELLED, CLIENT, DONE, INGESTING, PAUSED, CountedAnswer, Job, Lease, LedgerEntry,
-    Offer, Principal, StoredAnswer,
+    ACTIVE, AGGREGATING, CANCELLED, CLIENT, DONE, INGESTING, PAUSED, PRODUCTION, CountedAnswer,
+    Job, Lease, LedgerEntry, NewItem, Offer, Principal, StoredAnswer,
 )
+from chalicelib.domain.ports import LeaseCount
 from chalicelib.errors import Conflict, InvalidRequest
 from chalicelib.handlers import accounts, jobs
 from chalicelib.handlers.platform import Platform
@@ -359,9 +360,110 @@ def test_open_items_lists_open_items_unseen_by_the_worker_without_data_or_answer
     assert all(item.listed and item.data == {} and item.answers == {} and item.leases == {}
                for item in listed)
     # AND the leases still out are counted from the items whose newest lease has not ended
-    assert p.items.live_leases(job.job_id, now) == 1
-    assert p.items.live_leases(job.job_id, w3.expires_at) == 0
+    whole = p.items.live_leases(job.job_id, now, 10)
+    assert (whole.leased, whole.entries, whole.complete, whole.exact) == (1, 3, True, True)
+    assert p.items.live_leases(job.job_id, w3.expires_at, 10).leased == 0
+    # AND a bounded listing says whether it reached the last open item, from a start on
+    # (not wrapping), and with fewer reads than items that may hold a lease it is scaled
+    assert _lease_count(p.items.live_leases(job.job_id, now, 2)) == (1, 2, False, False)
+    assert _lease_count(p.items.live_leases(job.job_id, now, 3)) == (1, 3, True, True)
+    assert _lease_count(p.items.live_leases(job.job_id, now, 5, FOURTH)) == (0, 1, True, False)
+    assert _lease_count(p.items.live_leases(job.job_id, now, 5, THIRD)) == (1, 2, True, False)
+    assert _lease_count(p.items.live_leases(job.job_id, now, 5, reads=0)) == (0, 3, True, False)
     assert p.items.get_item(job.job_id, SECOND).answers["w1"].answer == {"label": "no"}
+
+
+def test_live_leases_reads_one_listing_and_one_batch_of_leases_at_most(p, monkeypatch):
+    # GIVEN 150 open items, 120 of them leased
+    job = _draft(p, _client(p), 150, 2)
+    p.jobs.create_job(job)
+    for start in range(0, 150, 50):
+        p.items.put_items(job.job_id, 2, [NewItem(numbered(n, 150), {"n": n})
+                                          for n in range(start, start + 50)])
+    assert p.jobs.transition(job.job_id, (INGESTING,), ACTIVE)
+    now = time.time()
+    for n in range(120):
+        assert p.items.try_lease(job.job_id, numbered(n, 150), f"w{n}",
+                                 _lease(job, numbered(n, 150), now), None, now).ok
+    calls = _count_calls(monkeypatch) if on_dynamodb(p) else None
+    # WHEN the live leases are counted with at most 100 leases read
+    count = p.items.live_leases(job.job_id, now, 1000, reads=100)
+    # THEN all 150 items are listed, 100 of the leased ones read and the count scaled to 120
+    assert _lease_count(count) == (120, 150, True, False)
+    # AND on DynamoDB that took one query and one batch read
+    if calls is not None:
+        assert calls == {"Query": 1, "BatchGetItem": 1}, calls
+
+
+def test_progress_of_a_pool_larger_than_one_listing_is_sampled_with_six_requests_at_most(
+        p, monkeypatch):
+    # GIVEN 150 open items, every other one leased, and listings bounded to 50 open items
+    monkeypatch.setattr(progress, "EXACT_ENTRIES", 50)
+    monkeypatch.setattr(progress, "SAMPLE_ENTRIES", 20)
+    job = replace(_draft(p, _client(p), 150, 2), phase=PRODUCTION, pilot_items=0)
+    p.jobs.create_job(job)
+    for start in range(0, 150, 50):
+        p.items.put_items(job.job_id, 2, [NewItem(numbered(n, 150), {"n": n})
+                                          for n in range(start, start + 50)])
+    assert p.jobs.transition(job.job_id, (INGESTING,), ACTIVE)
+    now = time.time()
+    for n in range(0, 150, 2):
+        assert p.items.try_lease(job.job_id, numbered(n, 150), f"w{n}",
+                                 _lease(job, numbered(n, 150), now), None, now).ok
+    job = p.jobs.get_job(job.job_id)
+    calls = _count_calls(monkeypatch) if on_dynamodb(p) else None
+    # WHEN the job's live leases are counted
+    leased, estimated = jobs.live_leases(p, job)
+    # THEN they are estimated from three samples, near the 75 there are
+    assert estimated and abs(leased - 75) <= 20, leased
+    # AND on DynamoDB that took three queries and three batch reads at most
+    if calls is not None:
+        assert calls["Query"] == 3 and calls.get("BatchGetItem", 0) <= 3, calls
+        assert set(calls) <= {"Query", "BatchGetItem"}, calls
+
+
+def _count_calls(monkeypatch) -> dict[str, int]:
+    """Count the DynamoDB requests made from now on, by operation."""
+    import botocore.client
+
+    calls: dict[str, int] = {}
+    original = botocore.client.BaseClient._make_api_call
+
+    def call(self, operation, params):  # noqa: ANN001 (botocore's signature)
+        calls[operation] = calls.get(operation, 0) + 1
+        return original(self, operation, params)
+
+    monkeypatch.setattr(botocore.client.BaseClient, "_make_api_call", call)
+    return calls
+
+
+def test_held_item_ids_come_a_bounded_page_at_a_time_between_two_ids(p):
+    # GIVEN six items, all but the first and the fourth held
+    job = _draft(p, _client(p), 6, 1)
+    p.jobs.create_job(job)
+    p.items.put_items(job.job_id, 1, [NewItem(numbered(n, 6), {"n": n}, held=n not in (0, 3))
+                                      for n in range(6)])
+    ids = [numbered(n, 6) for n in range(6)]
+    # WHEN they are read three items at a time THEN each page holds the held ones among the
+    # three read, with the last id read as the cursor while more may follow
+    first, cursor = p.items.held_item_ids(job.job_id, None, None, 3)
+    assert (first, cursor) == (ids[1:3], ids[2])
+    second, cursor = p.items.held_item_ids(job.job_id, cursor, None, 3)
+    assert second == ids[4:6]
+    if cursor is not None:  # a full last page may not know it was the last
+        assert p.items.held_item_ids(job.job_id, cursor, None, 3) == ([], None)
+    # AND between two ids only those strictly between are read
+    assert p.items.held_item_ids(job.job_id, ids[1], ids[5], 10) == (ids[2:3] + ids[4:5], None)
+    assert p.items.held_item_ids(job.job_id, None, ids[2], 10) == ([ids[1]], None)
+    page, cursor = p.items.held_item_ids(job.job_id, ids[0], ids[5], 2)
+    assert (page, cursor) == (ids[1:3], ids[2])
+    page, cursor = p.items.held_item_ids(job.job_id, cursor, ids[5], 2)
+    assert page == [ids[4]] and cursor in (None, ids[4])
+    assert p.items.held_item_ids(job.job_id, ids[4], ids[5], 2) == ([], None)
+
+
+def _lease_count(count: LeaseCount) -> tuple[float, int, bool, bool]:
+    return count.leased, count.entries, count.complete, count.exact
 
 
 # --- counting -----------------------------------------------------------------------------
@@ -812,6 +914,63 @@ def test_counted_answers_accrue_once_and_a_settlement_pays_them_once(p):
     assert p.items.approve(job.job_id, SECOND, worker, answers[1].assignment_id, approval)
     assert not p.items.approve(job.job_id, SECOND, worker, answers[1].assignment_id, approval)
     assert p.items.get_item(job.job_id, SECOND).answers[worker].review["status"] == "approved"
+
+
+def test_workers_in_job_are_those_with_an_answer_counted_in_it(p):
+    job, other = _active_job(p, items=2, redundancy=1), _active_job(p, items=1, redundancy=1)
+    now = time.time()
+    w1, w2, w3 = (f"wrk_{uuid.uuid4().hex[:12]}" for _ in range(3))
+    p.jobs.record_counted(job.job_id, [_submitted(p, job, FIRST, w1, now)], pay_delay=0)
+    p.jobs.record_counted(other.job_id, [_submitted(p, other, FIRST, w2, now)], pay_delay=0)
+    assert p.ledger.workers_in_job(job.job_id, [w1, w2, w3]) == {w1}
+    assert p.ledger.workers_in_job(other.job_id, [w1, w2, w3]) == {w2}
+    assert p.ledger.workers_in_job(job.job_id, []) == set()
+
+
+def test_blocks_everywhere_are_listed_apart_until_lifted(p):
+    w1, w2 = f"wrk_{uuid.uuid4().hex[:12]}", f"wrk_{uuid.uuid4().hex[:12]}"
+    p.stats.mark_blocked(w1, "*", "fraud", 5.0)
+    p.stats.mark_blocked(w2, "*", "fraud", 5.0)
+    p.stats.mark_blocked(w2, new_id("job"), "gold (by rule)", 5.0)  # a job's: not listed
+    listed = p.stats.blocked_everywhere_ids(1000)
+    assert {w1, w2} <= set(listed) and len(listed) == len(set(listed))
+    assert len(p.stats.blocked_everywhere_ids(0)) == 1  # one past the limit: there are more
+    p.stats.unblock(w1, "*")
+    listed = p.stats.blocked_everywhere_ids(1000)
+    assert w1 not in listed and w2 in listed
+    # the listing is no block: the worker's records show none beside it
+    assert {r.scope for r in p.stats.of_worker(w1) if r.blocked_at is not None} == set()
+
+
+def test_a_pass_holds_a_job_page_by_page_until_it_ends_or_goes_stale(p):
+    job_id = _active_job(p).job_id
+    assert p.jobs.claim_pass(job_id, "pass_a", None, 100.0, 0.0)
+    assert p.jobs.claim_pass(job_id, "pass_a", None, 105.0, 0.0)  # its page, again
+    p.jobs.advance_pass(job_id, "pass_a", None, "000002")
+    p.jobs.advance_pass(job_id, "pass_a", None, "000009")  # a repeat: moves nothing
+    assert not p.jobs.claim_pass(job_id, "pass_a", None, 106.0, 0.0)  # moved on
+    assert p.jobs.claim_pass(job_id, "pass_a", "000002", 110.0, 10.0)  # its next page
+    assert not p.jobs.claim_pass(job_id, "pass_b", None, 120.0, 100.0)  # a page ran at 110
+    assert p.jobs.claim_pass(job_id, "pass_b", None, 200.0, 111.0)  # stale: taken over
+    assert not p.jobs.claim_pass(job_id, "pass_a", "000002", 201.0, 0.0)
+    p.jobs.end_pass(job_id, "pass_a")  # not its holder: nothing changes
+    assert not p.jobs.claim_pass(job_id, "pass_a", None, 210.0, 0.0)
+    p.jobs.end_pass(job_id, "pass_b")
+    p.jobs.end_pass(job_id, "pass_b")  # a repeat
+    assert p.jobs.claim_pass(job_id, "pass_a", "000005", 220.0, 0.0)
+
+
+def test_items_come_a_bounded_page_at_a_time_with_everything_on_them(p):
+    job = _active_job(p, items=5, redundancy=1)
+    now = time.time()
+    answer = _submitted(p, job, SECOND, "w1", now)
+    first, cursor = p.items.item_page(job.job_id, None, 2)
+    assert [i.item_id for i in first] == [FIRST, SECOND] and cursor == SECOND
+    assert first[1].answers["w1"].assignment_id == answer.assignment_id
+    second, cursor = p.items.item_page(job.job_id, cursor, 2)
+    assert [i.item_id for i in second] == [THIRD, FOURTH] and cursor == FOURTH
+    assert [i.item_id for i in p.items.item_page(job.job_id, cursor, 2)[0]] == [numbered(4, 5)]
+    assert p.items.item_page(job.job_id, cursor, 2)[1] is None
 
 
 def test_a_jobs_accruals_page_in_window_order_for_a_bulk_approval(p):

@@ -224,3 +224,12 @@ def test_the_report_prints_non_ascii_labels_as_text(server, tmp_path, capsys):
                                   "fast"]
     assert workers[2].split()[-2:] == ["0.6667", "1"]
     assert workers[3].split()[-3:] == ["none", "yet", "0"]
+
+
+def test_a_job_line_marks_an_estimated_lease_count():
+    # GIVEN a large job whose live leases the API estimated, and a small one's exact count
+    estimated = {**JOB, "counts": {**JOB["counts"], "leased": 1200, "leased_estimated": True}}
+    exact = {**JOB, "counts": {**JOB["counts"], "leased": 3, "leased_estimated": False}}
+    # THEN the line shows the estimate as one, and the exact count as it is
+    assert "~1200 leased" in cli.job_line(estimated)
+    assert " 3 leased" in cli.job_line(exact) and "~" not in cli.job_line(exact)

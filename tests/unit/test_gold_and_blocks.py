@@ -49,6 +49,7 @@ def _work(p, job, worker, label="pos", limit=None, seconds=5):
         tasks.submit_answer(p, worker, task.assignment_id, {"label": label})
         done.append(task.item.item_id)
     count_all(p)
+    ingest_all(p)  # the pass over the items before a round closes, a page per message
     return done
 
 

@@ -459,7 +459,8 @@ def test_aggregation_waits_for_the_last_item(p):
     # THEN nothing has started and progress shows one of two items done
     assert p.workflow.started == []
     assert jobs.job_progress(p, p.jobs.get_job(job.job_id)) == {
-        "items": 2, "leased": 0, "answered": 1, "done": 1, "gold": 0}
+        "items": 2, "leased": 0, "leased_estimated": False, "answered": 1, "done": 1,
+        "gold": 0}
     # WHEN the other item's answer is counted THEN aggregation starts
     task = tasks.lease_next_task(p, worker, job.job_id)
     tasks.submit_answer(p, worker, task.assignment_id, {"label": "neg"})

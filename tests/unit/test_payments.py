@@ -133,6 +133,7 @@ def test_a_rejected_answer_is_not_paid_left_out_and_its_slot_offered_again(p):
         while (task := tasks.lease_next_task(p, worker, job.job_id)) is not None:
             tasks.submit_answer(p, worker, task.assignment_id, {"label": "neg"})
             count_all(p)
+            ingest_all(p)  # the pass over the items before the round closes
     # THEN the rejected answer's item got one more slot before the round closed, filled by
     # another worker, and the round aggregates without the rejected answer
     job = p.jobs.get_job(job.job_id)

@@ -190,11 +190,13 @@ def test_thresholds_promote_the_job_by_themselves_when_the_report_meets_them(p):
     assert (job.state, job.phase, job.round) == (ACTIVE, PRODUCTION, 2)
     assert job.transitions[-1]["by"] == "rule"
     assert job.transitions[-1]["reason"].startswith("promotion thresholds met: gold_accuracy")
-    # the held items were queued for opening
-    opened = p.ingest_queue.take()
-    assert sorted(i for m in opened for i in m["open"]) == sorted(
-        f"{n:06d}" for n in range(20) if f"{n:06d}" not in
-        {"000002", "000003", "000007", "000011", "000013", "000017"})
+    # the held items were queued for opening, in one message, and it opens them
+    pilot = {"000002", "000003", "000007", "000011", "000013", "000017"}
+    assert [f"{n:06d}" for n in range(20) if p.items.get_item(job.job_id, f"{n:06d}").held] \
+        == [f"{n:06d}" for n in range(20) if f"{n:06d}" not in pilot]
+    assert p.ingest_queue.sent == [{"job_id": job.job_id, "open_range": [0, 20], "items": 20}]
+    ingest_all(p)
+    assert not any(p.items.get_item(job.job_id, f"{n:06d}").held for n in range(20))
     # a repeated MarkDone changes nothing and promotes nothing twice
     stages.mark_done(p, {"job_id": job.job_id, "round": 1, "results_key": "x", "count": 6})
     assert p.jobs.get_job(job.job_id).round == 2

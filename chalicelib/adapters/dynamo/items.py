@@ -27,7 +27,8 @@ from chalicelib.adapters.models import (
 )
 from chalicelib.domain import payouts
 from chalicelib.domain.model import ItemState, Lease, LedgerEntry, NewItem, StoredAnswer
-from chalicelib.domain.ports import SlotOutcome
+from chalicelib.domain.progress import spread
+from chalicelib.domain.ports import LeaseCount, SlotOutcome
 
 
 def _lease_from(raw: dict[str, Any]) -> Lease:
@@ -275,32 +276,67 @@ class DynamoItems:
                     return found
         return found
 
-    def live_leases(self, job_id: str, now: float) -> int:
-        """Leases of the job's open items that have not ended: a gold item's from the listing,
-        a regular item's read (its leases only, eventually consistent, as the listing is)
-        when its newest lease has not ended, so the reads grow with the leases out, not with
-        the job."""
-        count, keys = 0, []
-        for item in self.open_items(job_id, None, None):
-            if item.gold is not None:
-                count += sum(1 for lease in item.leases.values() if lease.expires_at > now)
-            elif item.taken > 0 and (item.last_expiry is None or item.last_expiry > now):
-                keys.append((job_id, item.item_id))
+    def live_leases(self, job_id: str, now: float, limit: int, start: str | None = None,
+                    reads: int = 100) -> LeaseCount:
+        """Leases not ended among up to `limit` open items from start on: one query of the
+        open_slots index (limit + 1 entries, to know whether it reached the last), a gold
+        item's leases from the listing, and a regular item's read (its leases only,
+        eventually consistent, as the listing is) when its newest lease has not ended, at
+        most `reads` of those in batch reads of 100, an even spread scaled up to all."""
+        condition = None if start is None else ItemModel.item_id >= start
+        gold, keys, entries = 0, [], 0
         try:
-            for record in ItemModel.batch_get(keys, consistent_read=False,
+            for record in ItemModel.open_items.query(job_id, condition, limit=limit + 1,
+                                                     page_size=limit + 1,
+                                                     attributes_to_get=_SLOT_FIELDS):
+                entries += 1
+                if entries > limit:
+                    break
+                item = item_from_model(self._remember(record))
+                if item.gold is not None:
+                    gold += sum(1 for lease in item.leases.values() if lease.expires_at > now)
+                elif item.taken > 0 and (item.last_expiry is None or item.last_expiry > now):
+                    keys.append((job_id, item.item_id))
+            chosen = spread(keys, reads)
+            live = 0
+            for record in ItemModel.batch_get(chosen, consistent_read=False,
                                               attributes_to_get=["job_id", "item_id", "leases"]):
                 leases = record.leases.as_dict() if record.leases else {}
-                count += sum(1 for lease in leases.values() if float(lease["exp"]) > now)
+                live += sum(1 for lease in leases.values() if float(lease["exp"]) > now)
         except PynamoDBException as error:
             raise_transient(error)
             raise
-        return count
+        complete = entries <= limit
+        scaled = live * len(keys) / len(chosen) if chosen else 0
+        return LeaseCount(gold + scaled, min(entries, limit), complete,
+                          complete and start is None and len(chosen) == len(keys))
 
-    def held_item_ids(self, job_id: str) -> list[str]:
-        """Ids of the job's items held back from its pilot."""
-        return [record.item_id for record in ItemModel.query(
-            job_id, filter_condition=ItemModel.held.exists(), consistent_read=True,
-            attributes_to_get=["item_id"])]
+    def held_item_ids(self, job_id: str, after: str | None, before: str | None, limit: int
+                      ) -> tuple[list[str], str | None]:
+        """A page of held item ids between after and before (exclusive): one query request
+        reading at most limit items (limit + 1 with both bounds, as the key condition's range
+        holds after itself), the held ones kept by a filter."""
+        key_range: Any = None
+        if after is not None and before is not None:
+            key_range = ItemModel.item_id.between(after, before)
+            limit += 1
+        elif after is not None:
+            key_range = ItemModel.item_id > after
+        elif before is not None:
+            key_range = ItemModel.item_id < before
+        query = ItemModel.query(job_id, key_range, filter_condition=ItemModel.held.exists(),
+                                consistent_read=True, attributes_to_get=["job_id", "item_id"],
+                                page_size=limit)
+        try:
+            page = next(query.page_iter)  # one request: its Limit counts the items read
+        except PynamoDBException as error:
+            raise_transient(error)
+            raise
+        ids = [raw["item_id"]["S"] for raw in page.get("Items", ())]
+        ids = [item_id for item_id in ids if item_id != after and item_id != before]
+        last = page.get("LastEvaluatedKey")
+        cursor = last["item_id"]["S"] if last else None
+        return ids, None if cursor is None or cursor == before else cursor
 
     def review(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
                review: dict[str, Any], entry: LedgerEntry, refund_cents: int = 0,
@@ -555,6 +591,20 @@ class DynamoItems:
             return SlotOutcome(True, item)
         return SlotOutcome(False, _with_serving(item, self._serving(job_id, item_id, worker_id,
                                                                     raw)))
+
+    def item_page(self, job_id: str, after: str | None, limit: int
+                  ) -> tuple[list[ItemState], str | None]:
+        """At most limit items after `after`: one strongly consistent query of at most limit
+        items (DynamoDB may end it early at 1 MB; it then goes on from there), a gold item's
+        servings read with it."""
+        condition = None if after is None else ItemModel.item_id > after
+        try:
+            items = [self._full(record) for record in ItemModel.query(
+                job_id, condition, consistent_read=True, limit=limit, page_size=limit)]
+        except PynamoDBException as error:
+            raise_transient(error)
+            raise
+        return items, items[-1].item_id if len(items) >= limit else None
 
     def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
         """Every item of a job in item order, or those after the item id `after`."""

@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from pynamodb.constants import BATCH_GET_ITEM
-from pynamodb.exceptions import GetError, TransactWriteError
+from pynamodb.exceptions import DeleteError, GetError, TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
@@ -30,7 +30,7 @@ from chalicelib.adapters.dynamo.paging import newest_first
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
 from chalicelib.adapters.models import (
     AccrualModel, ItemModel, JobCountsModel, JobInstructionsModel, JobModel, JobMoneyModel,
-    QuoteModel, counts_key, instructions_key, money_key,
+    JobPassModel, QuoteModel, counts_key, instructions_key, money_key, pass_key,
 )
 from chalicelib.domain import payouts
 from chalicelib.domain.model import ACTIVE, INGESTING, CountedAnswer, Job, Offer
@@ -382,6 +382,34 @@ class DynamoJobs:
                                    JobModel.refit_mark.does_not_exist()
                                    | (JobModel.refit_mark < mark))
         return ok
+
+    def claim_pass(self, job_id: str, pass_id: str, after: str | None, now: float,
+                   stale_before: float) -> bool:
+        """Hold the job's pass record for pass_id at its page after `after`: one conditional
+        write."""
+        ok, _ = conditional_update(
+            JobPassModel, pass_key(job_id), None,
+            [JobPassModel.pass_id.set(pass_id), JobPassModel.at.set(now),
+             JobPassModel.after.set(after or "")],
+            JobPassModel.job_id.does_not_exist() | (JobPassModel.at < stale_before)
+            | ((JobPassModel.pass_id == pass_id) & (JobPassModel.after == (after or ""))))
+        return ok
+
+    def advance_pass(self, job_id: str, pass_id: str, after: str | None, cursor: str) -> None:
+        """Move the pass record from after to cursor: one conditional write."""
+        conditional_update(JobPassModel, pass_key(job_id), None,
+                           [JobPassModel.after.set(cursor)],
+                           (JobPassModel.pass_id == pass_id)
+                           & (JobPassModel.after == (after or "")))
+
+    def end_pass(self, job_id: str, pass_id: str) -> None:
+        """Delete the job's pass record if pass_id holds it."""
+        try:
+            JobPassModel(pass_key(job_id)).delete(condition=JobPassModel.pass_id == pass_id)
+        except DeleteError as error:
+            raise_transient(error)
+            if error.cause_response_code != "ConditionalCheckFailedException":
+                raise
 
     def record_counted(self, job_id: str, answers: Sequence[CountedAnswer],
                        pay_delay: float | None = None) -> int:

@@ -5,6 +5,7 @@ and the job's paid total together. The job's money is its small money record
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from pynamodb.exceptions import TransactWriteError
@@ -141,6 +142,13 @@ class DynamoLedger:
         keys = [(r.account_id, r.entry_id) for r in query]
         last = query.last_evaluated_key
         return self._read(keys), (json.dumps(last) if last and len(keys) >= limit else None)
+
+    def workers_in_job(self, job_id: str, worker_ids: Iterable[str]) -> set[str]:
+        """Per worker, one query of their accruals in the job, keys only, one record at most."""
+        return {worker for worker in sorted(set(worker_ids))
+                if any(True for _ in AccrualModel.query(
+                    worker, AccrualModel.entry_id.startswith(f"accrual#{job_id}#"),
+                    limit=1, page_size=1, attributes_to_get=["account_id", "entry_id"]))}
 
     def settle(self, accrual: Accrual, entry: LedgerEntry | None, answers: int, now: float,
                by: str) -> bool:

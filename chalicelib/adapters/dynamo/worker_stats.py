@@ -23,6 +23,9 @@ def _record_from(r: WorkerStatsModel) -> WorkerRecord:
 
 
 EVERYWHERE = "*"
+# The scope of the record kept beside each block everywhere, so the workers blocked
+# everywhere are one query of the by_scope index (every worker has a "*" record).
+BLOCKED_EVERYWHERE = "blocked#*"
 # Records a query of a job's workers reads per request.
 BLOCK_PAGE = 500
 
@@ -56,6 +59,8 @@ class DynamoWorkerStats:
                      starts_at: float | None = None) -> None:
         """Record a block refusing leases from starts_at (default now). The first block's
         start and reason are kept, except that a block at once replaces one starting later."""
+        if scope == EVERYWHERE:  # listed first: a listed worker not blocked costs a read
+            WorkerStatsModel(worker_id, BLOCKED_EVERYWHERE).save()
         kept = WorkerStatsModel.blocked_at.does_not_exist()
         if starts_at is None:
             kept |= WorkerStatsModel.blocked_at > now
@@ -66,11 +71,20 @@ class DynamoWorkerStats:
                            kept)
 
     def unblock(self, worker_id: str, scope: str) -> None:
-        """Lift a block."""
+        """Lift a block (a block everywhere, then its listing)."""
         conditional_update(WorkerStatsModel, worker_id, scope,
                            [WorkerStatsModel.blocked_at.remove(),
                             WorkerStatsModel.blocked_reason.remove()],
                            None)
+        if scope == EVERYWHERE:
+            WorkerStatsModel(worker_id, BLOCKED_EVERYWHERE).delete()
+
+    def blocked_everywhere_ids(self, limit: int) -> list[str]:
+        """Workers blocked everywhere: one query of the by_scope index under the listing's
+        scope, at most limit + 1 records."""
+        return [r.worker_id for r in WorkerStatsModel.by_scope.query(
+            BLOCKED_EVERYWHERE, limit=limit + 1, page_size=limit + 1,
+            attributes_to_get=["worker_id", "scope"])]
 
     def of_job(self, job_id: str) -> list[WorkerRecord]:
         """A job's workers' records, by worker id."""
