@@ -17,7 +17,7 @@ import json
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -246,6 +246,20 @@ class FakeItems:
             if job is None or (job_id, last.item_id) in self.records:
                 return False
             self.put_items(job_id, redundancy, [last])
+            job.chunks_written += 1
+            return True
+
+    def put_range(self, job_id: str, redundancy: int, items: Sequence[NewItem], index: int,
+                  summary: Mapping[str, int]) -> bool:
+        """Each item written unless it exists, then the range's summary and the job's chunk
+        count together, if the range was not counted and the job exists."""
+        with self._lock:
+            for item in items:
+                self.put_items(job_id, redundancy, [item])
+            job = self.jobs_ref.jobs.get(job_id)
+            if job is None or (job_id, index) in self.jobs_ref.ranges:
+                return False
+            self.jobs_ref.ranges[(job_id, index)] = dict(summary)
             job.chunks_written += 1
             return True
 
@@ -504,6 +518,8 @@ class FakeJobs:
         self.jobs: dict[str, Job] = {}
         self.review_due: dict[str, ApprovalRequest] = {}
         self.refit_marks: dict[str, int] = {}
+        # Ingest ranges' summaries by (job_id, range).
+        self.ranges: dict[tuple[str, int], dict[str, int]] = {}
 
     def create_job(self, job: Job) -> None:
         """Store the job and mark its quote used, together; Conflict quote_used otherwise."""
@@ -530,6 +546,11 @@ class FakeJobs:
                 raise Conflict("the job is not ingesting", code="job_not_ingesting")
             del self.jobs[job_id]
             self._quotes.quotes[quote_id] = replace(quote, job_id=None)
+
+    def ingest_ranges(self, job_id: str, count: int) -> list[dict[str, int] | None]:
+        """The ranges' summaries in order (None: not counted)."""
+        with self._lock:
+            return [copy.deepcopy(self.ranges.get((job_id, index))) for index in range(count)]
 
     def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
         """A job by id (always as it stands)."""
@@ -770,6 +791,8 @@ class FakeBlobs:
 
     def __init__(self) -> None:
         self.objects: dict[str, tuple[str, str]] = {}
+        self.raw: dict[str, bytes] = {}
+        self.range_reads: list[tuple[str, int, int]] = []
 
     def put_text(self, key: str, body: str, content_type: str) -> None:
         """Write an object."""
@@ -788,6 +811,32 @@ class FakeBlobs:
     def download_url(self, key: str, seconds: int) -> str:
         """A fake link naming the key and its lifetime."""
         return f"https://blobs.example.test/{key}?expires_in={seconds}"
+
+    def put_bytes(self, key: str, body: bytes) -> None:
+        """Write an object of raw bytes (what an upload through upload_url leaves)."""
+        self.raw[key] = body
+
+    def _bytes(self, key: str) -> bytes | None:
+        if key in self.raw:
+            return self.raw[key]
+        return self.objects[key][0].encode("utf-8") if key in self.objects else None
+
+    def size_of(self, key: str) -> int | None:
+        """An object's size; None if missing."""
+        body = self._bytes(key)
+        return None if body is None else len(body)
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """An object's bytes [start, end); NotFound if missing."""
+        body = self._bytes(key)
+        if body is None:
+            raise NotFound(f"no object {key}")
+        self.range_reads.append((key, start, end))
+        return body[start:end]
+
+    def upload_url(self, key: str, seconds: int, content_type: str) -> str:
+        """A fake PUT link naming the key, its lifetime and content type."""
+        return f"https://blobs.example.test/{key}?expires_in={seconds}&put={content_type}"
 
 
 class FakeQueue:

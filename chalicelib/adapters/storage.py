@@ -88,6 +88,35 @@ class S3Blobs:
             raise
         return response["Body"].read().decode("utf-8")
 
+    def size_of(self, key: str) -> int | None:
+        """An object's size in bytes (HeadObject); None if there is no such object."""
+        try:
+            response = self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as error:
+            if error_code(error) in {"NoSuchKey", "404", "NotFound"}:
+                return None
+            raise_if_busy(error, "S3")
+            raise
+        return int(response["ContentLength"])
+
+    def get_range(self, key: str, start: int, end: int) -> bytes:
+        """An object's bytes [start, end) (GetObject with a Range); NotFound if missing."""
+        try:
+            response = self._s3.get_object(Bucket=self._bucket, Key=key,
+                                           Range=f"bytes={start}-{end - 1}")
+        except ClientError as error:
+            if error_code(error) in {"NoSuchKey", "404"}:
+                raise NotFound(f"no object {key}") from error
+            raise_if_busy(error, "S3")
+            raise
+        return response["Body"].read()
+
+    def upload_url(self, key: str, seconds: int, content_type: str) -> str:
+        """A presigned PUT link valid for seconds, for a body of that content type."""
+        return self._s3.generate_presigned_url(
+            "put_object", Params={"Bucket": self._bucket, "Key": key, "ContentType": content_type},
+            ExpiresIn=seconds)
+
     def download_url(self, key: str, seconds: int) -> str:
         """A presigned GET link valid for seconds."""
         return self._s3.generate_presigned_url(

@@ -1,5 +1,6 @@
 """Every AWS action the code performs is granted by the stage policy, and nothing more."""
 import pytest
+import requests
 
 from chalicelib import deps
 from chalicelib.adapters import aws
@@ -16,6 +17,8 @@ EVENT_SOURCE_ACTIONS = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueue
 FAILURE_PATH_ACTIONS = {"s3:AbortMultipartUpload"}
 # Multipart calls are authorised as s3:PutObject.
 S3_PUT_CALLS = {"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"}
+# HeadObject is authorised as s3:GetObject.
+S3_GET_CALLS = {"HeadObject"}
 IAM_PREFIX = {"dynamodb": "dynamodb", "sqs": "sqs", "s3": "s3", "stepfunctions": "states",
               "events": "events"}
 # API Gateway's management calls are authorised by HTTP method.
@@ -37,6 +40,8 @@ def _record_actions(used: set) -> None:
             used.add("sqs:SendMessage")
         elif model.name in S3_PUT_CALLS:
             used.add("s3:PutObject")
+        elif model.name in S3_GET_CALLS:
+            used.add("s3:GetObject")
         else:
             used.add(f"{prefix}:{model.name}")
 
@@ -69,6 +74,18 @@ def test_the_policy_grants_exactly_the_actions_the_code_performs(stack, monkeypa
     second = api.job(items=1, redundancy=1)
     assert api.as_client("POST", f"/jobs/{second['job_id']}/cancel")[0] == 200
     rounds.finalize_due_jobs(deps.platform())
+    # an item file uploaded to its presigned URL, a job posted naming it and ingested
+    body = b'{"data": {"n": 1}}\n{"data": {"n": 2}}\n'
+    _, target = api.as_client("POST", "/uploads", {"format": "jsonl", "bytes": len(body)})
+    assert requests.put(target["url"], data=body, headers=target["headers"],
+                        timeout=30).status_code == 200
+    _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 2})
+    status, uploaded = api.as_client("POST", "/jobs", {
+        "quote_id": quote["quote_id"], "instructions": "x", "answer_schema": {"labels": ["a", "b"]},
+        "items_from": {"upload_id": target["upload_id"]}})
+    assert status == 202, uploaded
+    stack.pump.drain()
+    assert api.as_client("GET", f"/jobs/{uploaded['job_id']}/ingest")[1]["state"] == "active"
     _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 1})
     monkeypatch.setattr(deps.platform().ingest_queue, "send_many",
                         lambda messages: (_ for _ in ()).throw(RuntimeError("down")))
