@@ -12,6 +12,7 @@ creates a stub item) raise KeyError here instead.
 from __future__ import annotations
 
 import copy
+import hashlib
 from bisect import bisect_left, insort
 import json
 import random
@@ -792,7 +793,6 @@ class FakeBlobs:
     def __init__(self) -> None:
         self.objects: dict[str, tuple[str, str]] = {}
         self.raw: dict[str, bytes] = {}
-        self.range_reads: list[tuple[str, int, int]] = []
 
     def put_text(self, key: str, body: str, content_type: str) -> None:
         """Write an object."""
@@ -821,17 +821,19 @@ class FakeBlobs:
             return self.raw[key]
         return self.objects[key][0].encode("utf-8") if key in self.objects else None
 
-    def size_of(self, key: str) -> int | None:
-        """An object's size; None if missing."""
+    def head(self, key: str) -> tuple[int, str] | None:
+        """An object's size and ETag (an MD5 of it, as S3's for a single PUT); None if
+        missing."""
         body = self._bytes(key)
-        return None if body is None else len(body)
+        return None if body is None else (len(body), f'"{hashlib.md5(body).hexdigest()}"')
 
-    def get_range(self, key: str, start: int, end: int) -> bytes:
-        """An object's bytes [start, end); NotFound if missing."""
+    def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        """An object's bytes [start, end); NotFound if missing, Conflict if etag is not its."""
         body = self._bytes(key)
         if body is None:
             raise NotFound(f"no object {key}")
-        self.range_reads.append((key, start, end))
+        if etag is not None and self.head(key) != (len(body), etag):
+            raise Conflict(f"the object {key} was replaced", code="upload_changed")
         return body[start:end]
 
     def upload_url(self, key: str, seconds: int, content_type: str) -> str:

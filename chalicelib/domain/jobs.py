@@ -189,7 +189,7 @@ def parse_items_from(body: Mapping[str, Any]) -> str | None:
 def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float,
               upload: Mapping[str, Any] | None = None) -> tuple[Job, list[list[NewItem]]]:
     """Validate a job body against the client's own quote; return the job and its chunks.
-    With `upload` ({"key", "format", "bytes"}: the object named by items_from) the items
+    With `upload` ({"key", "format", "bytes", "etag"}: the object items_from names) the items
     come from the file: the job is planned in byte ranges (chunk_count) and has no chunks
     here; its pilot is picked range by range as they are read."""
     if quote.job_id:
@@ -285,7 +285,8 @@ def _uploaded_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: fl
         quality=parse_quality(body.get("quality"), quote.gold_rate),
         pool_cents=reward_pool(quote, 0, redundancy),
         upload={"key": upload["key"], "format": upload["format"],
-                "bytes": int(upload["bytes"]), "skip_bad_lines": skip, "pilot": pilot_items},
+                "bytes": int(upload["bytes"]), "etag": upload.get("etag"),
+                "skip_bad_lines": skip, "pilot": pilot_items},
     )
     return replace(job, auto_approve_seconds=v.integer(
         body, "auto_approve_seconds", low=0, high=MAX_AUTO_APPROVE_SECONDS,

@@ -305,9 +305,11 @@ class BlobStore(Protocol):
     def put_stream(self, key: str, chunks: Iterable[str], content_type: str) -> None:
         """Write an object from text chunks without holding all of it in memory."""
     def download_url(self, key: str, seconds: int) -> str: """A time-limited download link."""
-    def size_of(self, key: str) -> int | None: """An object's size; None if it is missing."""
-    def get_range(self, key: str, start: int, end: int) -> bytes:
-        """An object's bytes [start, end) (fewer at its end); NotFound if it is missing."""
+    def head(self, key: str) -> tuple[int, str] | None:
+        """An object's size and version tag (ETag); None if it is missing."""
+    def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        """An object's bytes [start, end) (fewer at its end), of the version tagged etag if
+        given; NotFound if it is missing, Conflict if it was replaced."""
     def upload_url(self, key: str, seconds: int, content_type: str) -> str:
         """A time-limited link to PUT the object with a body of that content type."""
 

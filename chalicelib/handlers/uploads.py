@@ -18,7 +18,7 @@ from chalicelib.domain.keys import bad_lines_key, ingest_report_key, upload_key
 from chalicelib.domain.model import (
     ACTIVE, FAILED, INGESTING, PRODUCTION, Job, NewItem, Principal,
 )
-from chalicelib.errors import InvalidRequest, NotFound, PayloadTooLarge
+from chalicelib.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from chalicelib.handlers.platform import Platform, client_job
 
 
@@ -36,23 +36,25 @@ def create_upload(p: Platform, client: Principal, body: Any) -> dict[str, Any]:
 
 
 def find_upload(p: Platform, client: Principal, upload_id: str) -> dict[str, Any]:
-    """The client's uploaded file by its upload id: {"key", "format", "bytes"}. Looked for
-    under the client's own account only, so another client's upload id finds nothing."""
+    """The client's uploaded file by its upload id: {"key", "format", "bytes", "etag"}.
+    Looked for under the client's own account only, so another client's upload id finds
+    nothing; the ETag pins the version the job was posted with."""
     field = "items_from.upload_id"
     for fmt in u.FORMATS:
         key = upload_key(client.account_id, upload_id, fmt)
-        size = p.blobs.size_of(key)
-        if size is not None:
+        found = p.blobs.head(key)
+        if found is not None:
             break
     else:
         raise NotFound("no such upload (PUT the file to the upload's url first)", field=field,
                        code="upload_not_found")
+    size, etag = found
     if size == 0:
         raise InvalidRequest("the uploaded file is empty", field=field)
     if size > u.MAX_UPLOAD_BYTES:
         raise PayloadTooLarge(f"an upload is at most {u.MAX_UPLOAD_BYTES} bytes; this one is "
                               f"{size}", field=field)
-    return {"key": key, "format": fmt, "bytes": size}
+    return {"key": key, "format": fmt, "bytes": size, "etag": etag}
 
 
 def plan_message(job: Job) -> dict[str, Any]:
@@ -83,7 +85,12 @@ def ingest_range(p: Platform, message: Mapping[str, Any]) -> None:
     if job is None or job.state != INGESTING or not job.upload:
         return
     index = int(message["range"])
-    items, bad, lines = read_range(p, job, index)
+    try:
+        items, bad, lines = read_range(p, job, index)
+    except (Conflict, NotFound):
+        _fail(p, job, "the uploaded file was replaced or deleted after the job was posted; "
+                      "upload it again and post a new job")
+        return
     share = u.pilot_share(int(job.upload.get("pilot") or 0), job.chunk_count, index)
     items, pilot = _pick_pilot(items, share) if job.upload.get("pilot") else (items, 0)
     if bad:
@@ -107,12 +114,14 @@ def read_range(p: Platform, job: Job, index: int) -> tuple[list[NewItem], list[u
     size, fmt, key = int(upload["bytes"]), upload["format"], upload["key"]
     start, end = u.byte_range(index, size)
     first, last = u.read_span(start, end, size)
-    data = p.blobs.get_range(key, first, last)
+    etag = upload.get("etag")
+    data = p.blobs.get_range(key, first, last, etag)
     lines = u.lines_starting_in(data, first, start, end, size)
     header: list[str] | None = None
     header_error: InvalidRequest | None = None
     if fmt == "csv":
-        head = data if first == 0 else p.blobs.get_range(key, 0, min(size, u.MAX_LINE_BYTES))
+        head = data if first == 0 else p.blobs.get_range(key, 0, min(size, u.MAX_LINE_BYTES),
+                                                         etag)
         try:
             header = u.csv_header(head)
         except InvalidRequest as error:
@@ -174,17 +183,22 @@ def finish_ingest(p: Platform, job: Job) -> None:
                  f"{job.item_count}")
     report["error"] = error
     p.blobs.put_text(ingest_report_key(job.job_id), json.dumps(report), "application/json")
-    now = p.now()
     if error is not None:
-        p.jobs.transition(job.job_id, (INGESTING,), FAILED, error=error,
-                          record=phases.record(now, INGESTING, job.phase, FAILED, job.phase,
-                                               "system", "the uploaded file was not accepted"))
+        _fail(p, job, error)
         return
     pilot = sum(summary["pilot"] for summary in counted)
     phase = job.phase if pilot else PRODUCTION
     p.jobs.transition(job.job_id, (INGESTING,), ACTIVE, pilot_items=pilot, phase=phase,
-                      record=phases.record(now, INGESTING, job.phase, ACTIVE, phase, "system",
-                                           "every item ingested"))
+                      record=phases.record(p.now(), INGESTING, job.phase, ACTIVE, phase,
+                                           "system", "every item ingested"))
+
+
+def _fail(p: Platform, job: Job, error: str) -> None:
+    """An ingesting job that cannot start fails with the reason (its quote stays used; its
+    money is unspent, as for any job that failed)."""
+    p.jobs.transition(job.job_id, (INGESTING,), FAILED, error=error,
+                      record=phases.record(p.now(), INGESTING, job.phase, FAILED, job.phase,
+                                           "system", "the uploaded file was not accepted"))
 
 
 def ingest_summary(p: Platform, job: Job, summaries: list[dict[str, int]]) -> dict[str, Any]:

@@ -75,7 +75,8 @@ def test_an_uploaded_file_with_skip_bad_lines_starts_with_its_good_lines(stack, 
     status, view = api.as_client("GET", f"/jobs/{job['job_id']}")
     assert status == 200 and view["state"] == "active", view
     assert view["phase"] == "pilot" and view["pilot_items"] == 100
-    assert view["ingest"] == {"chunks": u.range_count(len(body)), "written": u.range_count(len(body))}
+    ranges = u.range_count(len(body))
+    assert view["ingest"] == {"chunks": ranges, "written": ranges}
     items = list(platform().items.iter_items(job["job_id"]))
     assert len(items) == LINES - 3 and len({item.item_id for item in items}) == LINES - 3
     assert {item.external_id for item in items}.isdisjoint({"r17", "r1234", "r2999"})
@@ -85,6 +86,21 @@ def test_an_uploaded_file_with_skip_bad_lines_starts_with_its_good_lines(stack, 
     assert [line["line"] for line in report["listed"]] == [17, 1234, 2999]
     print(f"ingested {LINES} lines ({len(body)} bytes, {u.range_count(len(body))} ranges) "
           f"in {seconds:.1f} s")
+
+
+def test_a_file_replaced_after_posting_fails_its_job(stack):
+    # GIVEN a job posted from an upload, and the file PUT again with other lines before the
+    # ingest reads it
+    api = Api(stack)
+    upload_id = _upload(api, b'{"data": {"t": 1}}\n')
+    job = _post(api, upload_id, 1)
+    p = platform()
+    key = p.jobs.get_job(job["job_id"]).upload["key"]
+    p.blobs._s3.put_object(Bucket=p.blobs._bucket, Key=key, Body=b'{"data": {"t": 2}}\n')
+    # WHEN the ingest runs THEN the ranges' reads (If-Match the posted ETag) refuse it
+    stack.pump.drain()
+    status, view = api.as_client("GET", f"/jobs/{job['job_id']}")
+    assert view["state"] == "failed" and "replaced or deleted" in view["error"], view
 
 
 def test_an_upload_is_only_its_clients(stack):

@@ -288,6 +288,25 @@ def test_skip_bad_lines_goes_with_an_upload_only(p):
     assert raised.value.field == "skip_bad_lines"
 
 
+@pytest.mark.parametrize("change", ["replaced", "deleted"])
+def test_a_file_changed_after_posting_fails_the_job(p, change):
+    # GIVEN a job posted from an upload
+    client = _client(p)
+    upload_id = _upload(p, client, _jsonl(20))
+    job = _post(p, client, upload_id, 20)
+    # WHEN the file is replaced (another PUT to its URL) or deleted before it is read
+    key = upload_key(client.account_id, upload_id, "jsonl")
+    if change == "replaced":
+        p.blobs.put_bytes(key, _jsonl(20).replace(b"item", b"ITEM"))
+    else:
+        del p.blobs.raw[key]
+    _drain(p)
+    # THEN the job fails saying so, and no item of the other file went in
+    job = p.jobs.get_job(job.job_id)
+    assert job.state == FAILED and "replaced or deleted after the job was posted" in job.error
+    assert not list(p.items.iter_items(job.job_id))
+
+
 def test_an_empty_upload_is_refused_at_posting(p):
     client = _client(p)
     target = uploads.create_upload(p, client, {"format": "jsonl", "bytes": 1})
