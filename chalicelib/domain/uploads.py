@@ -25,9 +25,12 @@ FORMATS = ("jsonl", "csv")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
 UPLOAD_LINK_SECONDS = 3600
-# A range is what one ingest message reads and writes: ~650 items of 200 bytes, so ten of
-# them (the consumer's batch) stay well within its 60 s.
-RANGE_BYTES = 128 * 1024
+# A range is what one ingest message reads and writes: ~160 items of 200 bytes (a conditional
+# PutItem each), so ten of them (the consumer's batch) stay well within its 60 s.
+RANGE_BYTES = 32 * 1024
+# How far past its end a range reads at first for the line crossing it; a longer one is read
+# again up to MAX_LINE_BYTES past the end.
+READ_SLACK = 4 * 1024
 # A line longer than this is a bad line (an item's data is at most 8 KiB as JSON; a line may
 # escape it, and carries its external id).
 MAX_LINE_BYTES = 64 * 1024
@@ -85,10 +88,12 @@ def byte_range(index: int, size: int) -> tuple[int, int]:
     return start, min(size, start + RANGE_BYTES)
 
 
-def read_span(start: int, end: int, size: int) -> tuple[int, int]:
+def read_span(start: int, end: int, size: int, reach: int | None = None) -> tuple[int, int]:
     """The bytes [first, last) to fetch for the lines starting in [start, end): the byte
-    before start (is a line starting there?) and MAX_LINE_BYTES past end (the last line)."""
-    return max(0, start - 1), min(size, end + MAX_LINE_BYTES + 1)
+    before start (is a line starting there?) and `reach` bytes past end for the last line
+    (MAX_LINE_BYTES + 1, enough for any line that may be read, unless given)."""
+    reach = MAX_LINE_BYTES + 1 if reach is None else reach
+    return max(0, start - 1), min(size, end + reach)
 
 
 def lines_starting_in(data: bytes, base: int, start: int, end: int, size: int) -> list[Line]:

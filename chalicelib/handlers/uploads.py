@@ -113,10 +113,15 @@ def read_range(p: Platform, job: Job, index: int) -> tuple[list[NewItem], list[u
     upload = job.upload
     size, fmt, key = int(upload["bytes"]), upload["format"], upload["key"]
     start, end = u.byte_range(index, size)
-    first, last = u.read_span(start, end, size)
     etag = upload.get("etag")
+    # Most lines end within READ_SLACK of the range's end; a longer one is read again.
+    first, last = u.read_span(start, end, size, u.READ_SLACK)
     data = p.blobs.get_range(key, first, last, etag)
     lines = u.lines_starting_in(data, first, start, end, size)
+    if lines and lines[-1].text is None and last < u.read_span(start, end, size)[1]:
+        first, last = u.read_span(start, end, size)
+        data = p.blobs.get_range(key, first, last, etag)
+        lines = u.lines_starting_in(data, first, start, end, size)
     header: list[str] | None = None
     header_error: InvalidRequest | None = None
     if fmt == "csv":

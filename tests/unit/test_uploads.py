@@ -74,6 +74,27 @@ def test_a_line_starting_on_a_range_boundary_belongs_to_that_range(monkeypatch):
             u.lines_starting_in(body[first:last], first, start, end, len(body))] == [(10, b"i")]
 
 
+def test_a_line_past_the_first_reads_slack_is_read_again_whole(p, monkeypatch):
+    # GIVEN ranges of 24 bytes read 4 bytes past their end at first, and a 30-byte line
+    # crossing the first range's end
+    monkeypatch.setattr(u, "RANGE_BYTES", 24)
+    monkeypatch.setattr(u, "READ_SLACK", 4)
+    client = _client(p)
+    long = json.dumps({"data": {"t": "x" * 10}})
+    body = f'{{"data": {{"a": 1}}}}\n{long}\n'.encode()
+    assert body.index(b"\n") < 24 < 28 < len(body) - 1
+    job = _post(p, client, _upload(p, client, body), 2, pilot={"items": 0})
+    reads = []
+    get_range = p.blobs.get_range
+    monkeypatch.setattr(p.blobs, "get_range",
+                        lambda *args: reads.append(args[1:3]) or get_range(*args))
+    _drain(p)
+    # THEN the first range read its slack, then again far enough for the whole line
+    assert reads[:2] == [(0, 28), (0, len(body))]
+    assert p.jobs.get_job(job.job_id).state == ACTIVE
+    assert [i.data for i in p.items.iter_items(job.job_id)] == [{"a": 1}, {"t": "x" * 10}]
+
+
 def test_a_line_longer_than_a_line_may_be_is_bad_whichever_range_reads_it(monkeypatch):
     monkeypatch.setattr(u, "RANGE_BYTES", 8)
     monkeypatch.setattr(u, "MAX_LINE_BYTES", 12)
