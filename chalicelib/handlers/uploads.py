@@ -182,7 +182,7 @@ def finish_ingest(p: Platform, job: Job) -> None:
     if report["bad_lines"] and not job.upload.get("skip_bad_lines"):
         error = (f"the file has {report['bad_lines']} bad line(s), the first at line "
                  f"{report['listed'][0]['line']}; GET /jobs/{job.job_id}/ingest lists them "
-                 "(post again with skip_bad_lines to leave them out)")
+                 "(a job from a new quote with skip_bad_lines leaves them out)")
     elif report["items"] != job.item_count:
         error = (f"the file holds {report['items']} items; the quote covers "
                  f"{job.item_count}")
