@@ -793,10 +793,12 @@ class FakeBlobs:
     def __init__(self) -> None:
         self.objects: dict[str, tuple[str, str]] = {}
         self.raw: dict[str, bytes] = {}
+        self._etags: dict[str, str] = {}
 
     def put_text(self, key: str, body: str, content_type: str) -> None:
         """Write an object."""
         self.objects[key] = (body, content_type)
+        self._etags.pop(key, None)
 
     def get_text(self, key: str) -> str:
         """Read an object; NotFound if missing (as S3Blobs)."""
@@ -807,6 +809,7 @@ class FakeBlobs:
     def put_stream(self, key: str, chunks: Iterable[str], content_type: str) -> None:
         """Write an object from text chunks."""
         self.objects[key] = ("".join(chunks), content_type)
+        self._etags.pop(key, None)
 
     def download_url(self, key: str, seconds: int) -> str:
         """A fake link naming the key and its lifetime."""
@@ -815,6 +818,7 @@ class FakeBlobs:
     def put_bytes(self, key: str, body: bytes) -> None:
         """Write an object of raw bytes (what an upload through upload_url leaves)."""
         self.raw[key] = body
+        self._etags.pop(key, None)
 
     def _bytes(self, key: str) -> bytes | None:
         if key in self.raw:
@@ -825,7 +829,11 @@ class FakeBlobs:
         """An object's size and ETag (an MD5 of it, as S3's for a single PUT); None if
         missing."""
         body = self._bytes(key)
-        return None if body is None else (len(body), f'"{hashlib.md5(body).hexdigest()}"')
+        if body is None:
+            return None
+        if key not in self._etags:  # an MD5 of a big file takes a while: once per version
+            self._etags[key] = f'"{hashlib.md5(body).hexdigest()}"'
+        return len(body), self._etags[key]
 
     def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
         """An object's bytes [start, end); NotFound if missing, Conflict if etag is not its."""
