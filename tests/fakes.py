@@ -548,10 +548,12 @@ class FakeJobs:
             del self.jobs[job_id]
             self._quotes.quotes[quote_id] = replace(quote, job_id=None)
 
-    def ingest_ranges(self, job_id: str, count: int) -> list[dict[str, int] | None]:
+    def ingest_ranges(self, job_id: str, count: int, start: int = 0
+                      ) -> list[dict[str, int] | None]:
         """The ranges' summaries in order (None: not counted)."""
         with self._lock:
-            return [copy.deepcopy(self.ranges.get((job_id, index))) for index in range(count)]
+            return [copy.deepcopy(self.ranges.get((job_id, index)))
+                    for index in range(start, start + count)]
 
     def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
         """A job by id (always as it stands)."""

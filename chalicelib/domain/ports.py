@@ -159,9 +159,10 @@ class JobStore(Protocol):
         """Store a new job and mark its quote used, together (fails if the quote was used)."""
     def abandon_job(self, job_id: str, quote_id: str) -> None:
         """Delete a job still ingesting and free its quote, together."""
-    def ingest_ranges(self, job_id: str, count: int) -> list[dict[str, int] | None]:
-        """The summaries ItemStore.put_range counted for ranges 0..count-1 of an uploaded
-        job's file, in order (None: not counted yet)."""
+    def ingest_ranges(self, job_id: str, count: int, start: int = 0
+                      ) -> list[dict[str, int] | None]:
+        """The summaries ItemStore.put_range counted for ranges start..start+count-1 of an
+        uploaded job's file, in order (None: not counted yet)."""
     def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
         """A job by id, strongly consistent (or, consistent=False, as of a moment ago for
         half the read units)."""

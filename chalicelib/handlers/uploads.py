@@ -85,6 +85,12 @@ def ingest_range(p: Platform, message: Mapping[str, Any]) -> None:
     if job is None or job.state != INGESTING or not job.upload:
         return
     index = int(message["range"])
+    if p.jobs.ingest_ranges(job.job_id, 1, index)[0] is not None:
+        # Counted by an earlier delivery (e.g. of a batch that ran out of time): nothing to
+        # write again, but perhaps the finish, if that delivery died before it.
+        if job.chunks_written >= job.chunk_count:
+            finish_ingest(p, job)
+        return
     try:
         items, bad, lines = read_range(p, job, index)
     except (Conflict, NotFound):

@@ -196,6 +196,9 @@ def test_an_ingest_range_counts_once_with_its_summary_and_its_items_all_in(p):
     # THEN every range counts once and every item is there once
     assert p.jobs.get_job(job.job_id).chunks_written == 3
     assert [s["lines"] for s in p.jobs.ingest_ranges(job.job_id, 3)] == [3, 2, 1]
+    assert p.jobs.ingest_ranges(job.job_id, 2, 1) == [
+        {"lines": 2, "items": 2, "bad": 0, "pilot": 0},
+        {"lines": 1, "items": 0, "bad": 1, "pilot": 0}]
     assert [i.item_id for i in p.items.iter_items(job.job_id)] == [i.item_id for i in items]
     # AND a range of a job that does not exist is not counted
     assert not p.items.put_range(new_id("job"), 1, [], 0, summary)

@@ -201,6 +201,22 @@ def test_a_job_from_an_upload_ingests_in_ranges_and_starts(p, monkeypatch):
         (300, 300, 0, None)
 
 
+def test_a_range_delivered_again_after_it_was_counted_reads_and_writes_nothing(p, monkeypatch):
+    # GIVEN a job of three ranges whose first range was counted
+    monkeypatch.setattr(u, "RANGE_BYTES", 256)
+    client = _client(p)
+    job = _post(p, client, _upload(p, client, _jsonl(15)), 15, pilot={"items": 0})
+    jobs.ingest_chunk(p, {"job_id": job.job_id, "range": 0})
+    assert p.jobs.get_job(job.job_id).chunks_written == 1
+    # WHEN it comes again (a batch redelivered after running out of time)
+    calls = []
+    monkeypatch.setattr(p.blobs, "get_range", lambda *args: calls.append("read"))
+    monkeypatch.setattr(p.items, "put_range", lambda *args: calls.append("write"))
+    jobs.ingest_chunk(p, {"job_id": job.job_id, "range": 0})
+    # THEN the file is not read and no item is written again
+    assert calls == [] and p.jobs.get_job(job.job_id).chunks_written == 1
+
+
 def test_bad_lines_fail_the_job_and_are_listed_by_line_number(p, monkeypatch):
     monkeypatch.setattr(u, "RANGE_BYTES", 200)
     client = _client(p)

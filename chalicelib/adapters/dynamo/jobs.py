@@ -177,10 +177,12 @@ class DynamoJobs:
             tx.update(QuoteModel(quote_id), actions=[QuoteModel.job_id.remove()],
                       condition=QuoteModel.job_id == job_id)
 
-    def ingest_ranges(self, job_id: str, count: int) -> list[dict[str, int] | None]:
-        """The summaries of an uploaded job's ingest ranges 0..count-1 (None: not counted
-        yet), by BatchGetItem, strongly consistent (a hundred small records a request)."""
-        keys = [range_key(job_id, index) for index in range(count)]
+    def ingest_ranges(self, job_id: str, count: int, start: int = 0
+                      ) -> list[dict[str, int] | None]:
+        """The summaries of an uploaded job's ingest ranges start..start+count-1 (None: not
+        counted yet), by BatchGetItem, strongly consistent (a hundred small records a
+        request)."""
+        keys = [range_key(job_id, index) for index in range(start, start + count)]
         found: dict[str, dict[str, int]] = {}
         try:
             for record in IngestRangeModel.batch_get(keys, consistent_read=True):
