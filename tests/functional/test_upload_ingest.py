@@ -76,7 +76,8 @@ def test_an_uploaded_file_with_skip_bad_lines_starts_with_its_good_lines(stack, 
     assert status == 200 and view["state"] == "active", view
     assert view["phase"] == "pilot" and view["pilot_items"] == 100
     ranges = u.range_count(len(body))
-    assert view["ingest"] == {"chunks": ranges, "written": ranges}
+    assert view["ingest"] == {"chunks": ranges, "written": ranges, "source": "upload",
+                              "format": "jsonl", "bytes": len(body), "skip_bad_lines": True}
     items = list(platform().items.iter_items(job["job_id"]))
     assert len(items) == LINES - 3 and len({item.item_id for item in items}) == LINES - 3
     assert {item.external_id for item in items}.isdisjoint({"r17", "r1234", "r2999"})
