@@ -137,7 +137,7 @@ def entry_of(fmt: str, text: bytes, header: list[str] | None) -> Mapping[str, An
     JSON Lines line; a CSV row's columns as the item's data (text values), a column named
     external_id as its external id. InvalidRequest when the line is not one."""
     try:
-        decoded = text.decode("utf-8")
+        decoded = text.decode("utf-8").removeprefix("\ufeff")  # a byte order mark
     except UnicodeDecodeError:
         raise InvalidRequest("the line is not UTF-8") from None
     if fmt == "jsonl":

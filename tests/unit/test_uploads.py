@@ -271,6 +271,17 @@ def test_bad_lines_are_listed_up_to_the_cap_and_all_counted(p, monkeypatch):
     assert report["bad_lines"] == 11 and report["truncated"] is True
 
 
+def test_a_file_starting_with_a_byte_order_mark_reads_its_first_line(p):
+    client = _client(p)
+    body = "\ufeff".encode() + _jsonl(3) + b"\xff\xfe\n"
+    job = _post(p, client, _upload(p, client, body), 3, skip_bad_lines=True)
+    _drain(p)
+    assert p.jobs.get_job(job.job_id).state == ACTIVE
+    report = uploads.ingest_report(p, client, job.job_id)
+    assert [(line["line"], line["message"]) for line in report["listed"]] == \
+        [(4, "the line is not UTF-8")]
+
+
 def test_a_csv_file_takes_its_header_as_the_item_fields(p, monkeypatch):
     monkeypatch.setattr(u, "RANGE_BYTES", 64)
     client = _client(p)
