@@ -5,8 +5,9 @@ the environment (CROWD_API_URL, CROWD_API_KEY), a JSON config file ({"api_url": 
 "api_key": ...}, or `make run`'s .local-stack.json with base_url and client_key; --config, or
 $CROWD_CONFIG, or ~/.config/crowd/config.json).
 
-Exit codes: 0 done; 1 the API refused (its message is printed) or what was asked for is not
-ready (results before any are published); 2 bad usage or input; 3 the API could not be reached.
+Exit codes: 0 done; 1 the API refused (its message is printed), what was asked for is not
+ready (results before any are published) or the job failed (an uploaded file with bad lines);
+2 bad usage or input; 3 the API could not be reached.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import csv
 import json
 import os
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,10 +26,19 @@ from crowd_client.client import ApiError, Client
 
 EXIT_API, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 DEFAULT_CONFIG = Path.home() / ".config" / "crowd" / "config.json"
+# `jobs create` uploads a file larger than this, or of more items than a job posts inline.
+UPLOAD_ABOVE_BYTES = 1024 * 1024
+INLINE_ITEMS = 2000
 
 
 class UsageError(Exception):
     """Bad input on the command line or in a file: exit code 2."""
+
+
+class JobFailed(Exception):
+    """The job failed (e.g. its uploaded file had bad lines): exit code 1."""
+
+    code = "job_failed"
 
 
 class NotReady(Exception):
@@ -335,12 +346,48 @@ def cmd_quote(client: Client, args: argparse.Namespace, out: TextIO) -> None:
 
 
 def cmd_create(client: Client, args: argparse.Namespace, out: TextIO) -> None:
-    items = read_items(args.items)
-    if not items:
+    file = Path(args.items)
+    if not file.exists():
+        raise UsageError(f"no such file: {args.items}")
+    items: list[dict[str, Any]] = []
+    upload = args.upload == "always" or (args.upload == "auto"
+                                         and file.stat().st_size > UPLOAD_ABOVE_BYTES)
+    if not upload:
+        items = read_items(args.items)
+        upload = args.upload == "auto" and len(items) > INLINE_ITEMS
+    prepared = prepare_upload(file) if upload else None
+    count = prepared[2] if prepared else len(items)
+    if not count:
         raise UsageError(f"{args.items} has no items")
+    try:
+        job = _create(client, args, items, prepared, count)
+    finally:
+        if prepared is not None and prepared[0] != file:
+            prepared[0].unlink(missing_ok=True)
+    # The API writes the items in chunks (an upload: byte ranges of the file) behind a
+    # queue: show them landing.
+    label = "reading the file" if prepared else "writing items"
+    while job["state"] == "ingesting":
+        ingest = job.get("ingest") or {}
+        progress(ingest.get("written", 0), ingest.get("chunks", 0), label, sys.stderr)
+        time.sleep(args.every)
+        job = client.job(job["job_id"])
+    ingest = job.get("ingest") or {}
+    progress(ingest.get("written", 0), ingest.get("chunks", 0), label, sys.stderr)
+    sys.stderr.write("\n")
+    if prepared is not None:
+        _ingest_summary(client, job, args.items)
+    print_json(job, out)
+    if job["state"] == "failed":
+        raise JobFailed(job.get("error") or "the job failed")
+
+
+def _create(client: Client, args: argparse.Namespace, items: list[dict[str, Any]],
+            prepared: tuple[Path, str, int] | None, count: int) -> dict[str, Any]:
+    """Quote (unless --quote), upload the file if it goes as one, and post the job."""
     quote_id = args.quote
     if not quote_id:
-        spec = {"task_type": args.task_type, "items": len(items)}
+        spec = {"task_type": args.task_type, "items": count}
         for name in ("redundancy", "reward_cents", "cohort", "gold_rate"):
             value = getattr(args, name)
             if value is not None:
@@ -366,18 +413,69 @@ def cmd_create(client: Client, args: argparse.Namespace, out: TextIO) -> None:
     for extra in args.set or ():
         key, _, value = extra.partition("=")
         body[key] = json_argument(value, f"--set {key}")
-    sys.stderr.write(f"uploading {len(items)} items...\n")
-    job = client.create_job(quote_id, items, **body)
-    # The API writes the items in chunks behind a queue: show them landing.
-    while job["state"] == "ingesting":
-        ingest = job.get("ingest") or {}
-        progress(ingest.get("written", 0), ingest.get("chunks", 0), "writing items", sys.stderr)
-        time.sleep(args.every)
-        job = client.job(job["job_id"])
-    ingest = job.get("ingest") or {}
-    progress(ingest.get("chunks", 0), ingest.get("chunks", 0), "writing items", sys.stderr)
+    if prepared is None:
+        sys.stderr.write(f"uploading {len(items)} items...\n")
+        return client.create_job(quote_id, items, **body)
+    path, fmt, _ = prepared
+    upload_id = client.upload(path, fmt, lambda sent, total: progress(
+        sent, total, "uploading", sys.stderr))
     sys.stderr.write("\n")
-    print_json(job, out)
+    return client.create_job_from_upload(quote_id, upload_id,
+                                         skip_bad_lines=args.skip_bad_lines, **body)
+
+
+def _ingest_summary(client: Client, job: dict[str, Any], path: str) -> None:
+    """An uploaded file's lines, items and bad lines (by line number in the file)."""
+    report = client.ingest_report(job["job_id"])
+    if "lines" not in report:
+        return
+    sys.stderr.write(f"{report['lines']} lines, {report['items']} items, "
+                     f"{report['bad_lines']} bad lines\n")
+    for line in report.get("listed", []):
+        where = f" ({line['field']})" if line.get("field") else ""
+        sys.stderr.write(f"{path}:{line['line']}: {line['message']}{where}\n")
+    if report.get("truncated"):
+        sys.stderr.write(f"... and {report['bad_lines'] - len(report['listed'])} more\n")
+
+
+def prepare_upload(file: Path) -> tuple[Path, str, int]:
+    """The file to upload, its format and how many items it holds. A .csv file goes as it
+    is (its header names the items' fields; one row a line). A .jsonl file's lines without
+    "data" are wrapped as the data itself, into a temporary copy: each line stays on its
+    line, so the API's line numbers are the file's."""
+    suffix = file.suffix.lower()
+    if suffix == ".csv":
+        with file.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), [])
+            if "gold_label" in header:
+                raise UsageError("gold items are posted inline: use --upload never "
+                                 f"(up to {INLINE_ITEMS} items)")
+            rows = sum(1 for line in handle if line.strip())
+        return file, "csv", rows
+    if suffix not in (".jsonl", ".ndjson"):
+        raise UsageError(f"items must be a .jsonl or .csv file, not {suffix or 'no suffix'}")
+    descriptor, name = tempfile.mkstemp(suffix=".jsonl", prefix="crowd-upload-")
+    count = 0
+    with file.open(encoding="utf-8") as source, \
+            os.fdopen(descriptor, "w", encoding="utf-8") as copy:
+        for line in source:
+            text = line.rstrip("\r\n")
+            if text.strip():
+                count += 1
+                text = _wrapped(text)
+            copy.write(text + "\n")
+    return Path(name), "jsonl", count
+
+
+def _wrapped(line: str) -> str:
+    """A JSON Lines line as the API takes it: an object without "data" is the data."""
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return line  # the API reports it, by its line number
+    if isinstance(entry, dict) and "data" not in entry:
+        return json.dumps({"data": entry}, ensure_ascii=False)
+    return line
 
 
 def json_text(text: str) -> str:
@@ -507,6 +605,12 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--quality", help="gold and worker rules as JSON or @file")
     create.add_argument("--report", help="report settings as JSON or @file")
     create.add_argument("--set", action="append", metavar="KEY=JSON", help="any other job field")
+    create.add_argument("--upload", choices=["auto", "always", "never"], default="auto",
+                        help="send the file as an upload (auto: above 1 MiB or "
+                             f"{INLINE_ITEMS} items) or its items inline")
+    create.add_argument("--skip-bad-lines", action="store_true",
+                        help="an uploaded file's bad lines are left out (and listed) "
+                             "instead of failing the job")
     create.add_argument("--every", type=float, default=0.5, help=argparse.SUPPRESS)
     create.set_defaults(run=cmd_create)
     watch = sub.add_parser("watch", parents=[common],
@@ -565,7 +669,7 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     except UsageError as error:
         sys.stderr.write(f"crowd: {error}\n")
         return EXIT_USAGE
-    except NotReady as error:
+    except (NotReady, JobFailed) as error:
         sys.stderr.write(f"crowd: {error} [{error.code}]\n")
         return EXIT_API
     except ApiError as error:

@@ -107,6 +107,47 @@ class Client:
         settings (instructions, answer_schema, not_applicable, pilot, promotion, quality, ...)."""
         return self.request("POST", "/jobs", {"quote_id": quote_id, "items": items, **settings})
 
+    def upload(self, path: str | Path, fmt: str,
+               progress: Callable[[int, int], None] | None = None) -> str:
+        """Upload an item file (fmt "jsonl" or "csv") to a presigned PUT the API gives
+        (POST /uploads), streamed from disk, and return its upload id for create_job's
+        items_from. progress(sent, total) is called as the bytes go; a PUT that fails is
+        sent again from the start (up to `retries` times)."""
+        size = Path(path).stat().st_size
+        target = self.request("POST", "/uploads", {"format": fmt, "bytes": size})
+        headers = {**target.get("headers", {}), "Content-Length": str(size)}
+        for attempt in range(self.retries + 1):
+            with open(path, "rb") as handle:
+                body = _Progress(handle, size, progress)
+                request = urllib.request.Request(target["url"], data=body, headers=headers,
+                                                 method=target.get("method", "PUT"))
+                try:
+                    with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                        response.read()
+                    return str(target["upload_id"])
+                except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+                    status = getattr(error, "code", 0)
+                    if attempt < self.retries and (status == 0 or status in RETRY_STATUSES):
+                        self._wait(attempt, None)
+                        continue
+                    raise ApiError(status, "upload_failed",
+                                   f"the upload of {path} failed: {error}") from None
+        raise AssertionError("unreachable")
+
+    def create_job_from_upload(self, quote_id: str, upload_id: str, *,
+                               skip_bad_lines: bool = False, **settings: Any) -> dict[str, Any]:
+        """Post a job whose items are an uploaded file (upload()); its lines are checked as
+        it is ingested: with bad lines the job fails (ingest_report lists them by line
+        number) unless skip_bad_lines, which leaves them out."""
+        body = {"quote_id": quote_id, "items_from": {"upload_id": upload_id}, **settings}
+        if skip_bad_lines:
+            body["skip_bad_lines"] = True
+        return self.request("POST", "/jobs", body)
+
+    def ingest_report(self, job_id: str) -> dict[str, Any]:
+        """How a job's items went in: for an uploaded file, its lines, items and bad lines."""
+        return self.request("GET", f"/jobs/{_quoted(job_id)}/ingest")
+
     def job(self, job_id: str) -> dict[str, Any]:
         """A job with its counts."""
         return self.request("GET", f"/jobs/{_quoted(job_id)}")
@@ -309,6 +350,21 @@ def verify_signature(payload: bytes | str, header: str | None, secret: str,
 def _rows(lines: int, format: str) -> int:
     """Result rows in a download of that many lines so far (a CSV's first is its header)."""
     return max(0, lines - 1) if format == "csv" else lines
+
+
+class _Progress:
+    """A file read for an upload, telling progress(sent, total) as it is read."""
+
+    def __init__(self, handle: Any, total: int,
+                 progress: Callable[[int, int], None] | None) -> None:
+        self._handle, self._total, self._progress, self._sent = handle, total, progress, 0
+
+    def read(self, size: int = -1) -> bytes:
+        block = self._handle.read(size)
+        self._sent += len(block)
+        if self._progress is not None:
+            self._progress(self._sent, self._total)
+        return block
 
 
 def _quoted(part: str) -> str:

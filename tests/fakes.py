@@ -12,12 +12,13 @@ creates a stub item) raise KeyError here instead.
 from __future__ import annotations
 
 import copy
+import hashlib
 from bisect import bisect_left, bisect_right, insort
 import json
 import random
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
@@ -253,6 +254,20 @@ class FakeItems:
             if job is None or (job_id, last.item_id) in self.records:
                 return False
             self.put_items(job_id, redundancy, [last])
+            job.chunks_written += 1
+            return True
+
+    def put_range(self, job_id: str, redundancy: int, items: Sequence[NewItem], index: int,
+                  summary: Mapping[str, int]) -> bool:
+        """Each item written unless it exists, then the range's summary and the job's chunk
+        count together, if the range was not counted and the job exists."""
+        with self._lock:
+            for item in items:
+                self.put_items(job_id, redundancy, [item])
+            job = self.jobs_ref.jobs.get(job_id)
+            if job is None or (job_id, index) in self.jobs_ref.ranges:
+                return False
+            self.jobs_ref.ranges[(job_id, index)] = dict(summary)
             job.chunks_written += 1
             return True
 
@@ -554,6 +569,8 @@ class FakeJobs:
         # job id -> (pass id, when a page of it last ran, the item id its page starts after):
         # the pass over its items (claim_pass).
         self.passes: dict[str, tuple[str, float, str | None]] = {}
+        # Ingest ranges' summaries by (job_id, range).
+        self.ranges: dict[tuple[str, int], dict[str, int]] = {}
 
     def create_job(self, job: Job) -> None:
         """Store the job and mark its quote used, together; Conflict quote_used otherwise."""
@@ -580,6 +597,13 @@ class FakeJobs:
                 raise Conflict("the job is not ingesting", code="job_not_ingesting")
             del self.jobs[job_id]
             self._quotes.quotes[quote_id] = replace(quote, job_id=None)
+
+    def ingest_ranges(self, job_id: str, count: int, start: int = 0
+                      ) -> list[dict[str, int] | None]:
+        """The ranges' summaries in order (None: not counted)."""
+        with self._lock:
+            return [copy.deepcopy(self.ranges.get((job_id, index)))
+                    for index in range(start, start + count)]
 
     def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
         """A job by id (always as it stands)."""
@@ -847,10 +871,13 @@ class FakeBlobs:
 
     def __init__(self) -> None:
         self.objects: dict[str, tuple[str, str]] = {}
+        self.raw: dict[str, bytes] = {}
+        self._etags: dict[str, str] = {}
 
     def put_text(self, key: str, body: str, content_type: str) -> None:
         """Write an object."""
         self.objects[key] = (body, content_type)
+        self._etags.pop(key, None)
 
     def get_text(self, key: str) -> str:
         """Read an object; NotFound if missing (as S3Blobs)."""
@@ -861,6 +888,7 @@ class FakeBlobs:
     def put_stream(self, key: str, chunks: Iterable[str], content_type: str) -> None:
         """Write an object from text chunks."""
         self.objects[key] = ("".join(chunks), content_type)
+        self._etags.pop(key, None)
 
     def exists(self, key: str) -> bool:
         """Whether an object is there."""
@@ -869,6 +897,39 @@ class FakeBlobs:
     def download_url(self, key: str, seconds: int) -> str:
         """A fake link naming the key and its lifetime."""
         return f"https://blobs.example.test/{key}?expires_in={seconds}"
+
+    def put_bytes(self, key: str, body: bytes) -> None:
+        """Write an object of raw bytes (what an upload through upload_url leaves)."""
+        self.raw[key] = body
+        self._etags.pop(key, None)
+
+    def _bytes(self, key: str) -> bytes | None:
+        if key in self.raw:
+            return self.raw[key]
+        return self.objects[key][0].encode("utf-8") if key in self.objects else None
+
+    def head(self, key: str) -> tuple[int, str] | None:
+        """An object's size and ETag (an MD5 of it, as S3's for a single PUT); None if
+        missing."""
+        body = self._bytes(key)
+        if body is None:
+            return None
+        if key not in self._etags:  # an MD5 of a big file takes a while: once per version
+            self._etags[key] = f'"{hashlib.md5(body).hexdigest()}"'
+        return len(body), self._etags[key]
+
+    def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        """An object's bytes [start, end); NotFound if missing, Conflict if etag is not its."""
+        body = self._bytes(key)
+        if body is None:
+            raise NotFound(f"no object {key}")
+        if etag is not None and self.head(key) != (len(body), etag):
+            raise Conflict(f"the object {key} was replaced", code="upload_changed")
+        return body[start:end]
+
+    def upload_url(self, key: str, seconds: int, content_type: str) -> str:
+        """A fake PUT link naming the key, its lifetime and content type."""
+        return f"https://blobs.example.test/{key}?expires_in={seconds}&put={content_type}"
 
 
 class FakeQueue:

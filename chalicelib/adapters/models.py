@@ -171,6 +171,7 @@ class JobModel(Model):
     transitions = ListAttribute(of=UnicodeAttribute, default=list)
     events_sent = NumberAttribute(default=0)
     request_digest = UnicodeAttribute(null=True)
+    upload = JSONAttribute(null=True)
     events_queue = UnicodeAttribute(null=True)
     events_due_at = NumberAttribute(null=True)
     budget_alerted = BooleanAttribute(null=True)
@@ -202,6 +203,26 @@ class JobCountsModel(Model):
     items_done = NumberAttribute(default=0)
     # Ingest chunks written whole (items.put_chunk): the job goes active at its chunk_count.
     chunks_written = NumberAttribute(default=0)
+
+
+class IngestRangeModel(Model):
+    """What one byte range of an uploaded item file held (key "<job_id>#range#<n>", see
+    range_key): its lines, the items written from them, its bad lines and the pilot items it
+    picked. Written once, in the transaction that counts the range on the counters record."""
+
+    class Meta:
+        table_name = "jobs"
+
+    job_id = UnicodeAttribute(hash_key=True)
+    lines = NumberAttribute()
+    items = NumberAttribute()
+    bad = NumberAttribute()
+    pilot = NumberAttribute()
+
+
+def range_key(job_id: str, index: int) -> str:
+    """The key of one ingest range's record (a job id holds no '#')."""
+    return f"{job_id}#range#{index}"
 
 
 def counts_key(job_id: str) -> str:
@@ -546,7 +567,7 @@ class WebhookModel(Model):
 
 
 ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, JobCountsModel,
-              JobMoneyModel, JobInstructionsModel, JobPassModel, ItemModel,
+              JobMoneyModel, JobInstructionsModel, JobPassModel, IngestRangeModel, ItemModel,
               ResultModel, WorkerStatsModel, LedgerModel, AccrualModel, CatalogModel,
               WebhookModel)
 
@@ -562,6 +583,7 @@ def bind_models(settings: Settings) -> None:
         JobMoneyModel: settings.jobs_table,
         JobInstructionsModel: settings.jobs_table,
         JobPassModel: settings.jobs_table,
+        IngestRangeModel: settings.jobs_table,
         ItemModel: settings.items_table,
         ResultModel: settings.results_table,
         WorkerStatsModel: settings.worker_stats_table,

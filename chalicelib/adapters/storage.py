@@ -7,7 +7,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from chalicelib.adapters.aws_errors import error_code, raise_if_busy
-from chalicelib.errors import NotFound
+from chalicelib.errors import Conflict, NotFound
 from chalicelib.observability import logger
 
 # Multipart part size for streamed objects (S3's minimum part is 5 MiB).
@@ -98,6 +98,40 @@ class S3Blobs:
             raise_if_busy(error, "S3")
             raise
         return True
+
+    def head(self, key: str) -> tuple[int, str] | None:
+        """An object's size in bytes and its ETag (HeadObject); None if there is none."""
+        try:
+            response = self._s3.head_object(Bucket=self._bucket, Key=key)
+        except ClientError as error:
+            if error_code(error) in {"NoSuchKey", "404", "NotFound"}:
+                return None
+            raise_if_busy(error, "S3")
+            raise
+        return int(response["ContentLength"]), str(response["ETag"])
+
+    def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        """An object's bytes [start, end) (GetObject with a Range), of the version with that
+        ETag if given: NotFound if it is missing, Conflict (upload_changed) if it was
+        replaced since."""
+        extra = {} if etag is None else {"IfMatch": etag}
+        try:
+            response = self._s3.get_object(Bucket=self._bucket, Key=key,
+                                           Range=f"bytes={start}-{end - 1}", **extra)
+        except ClientError as error:
+            if error_code(error) in {"NoSuchKey", "404"}:
+                raise NotFound(f"no object {key}") from error
+            if error_code(error) in {"PreconditionFailed", "412"}:
+                raise Conflict(f"the object {key} was replaced", code="upload_changed") from error
+            raise_if_busy(error, "S3")
+            raise
+        return response["Body"].read()
+
+    def upload_url(self, key: str, seconds: int, content_type: str) -> str:
+        """A presigned PUT link valid for seconds, for a body of that content type."""
+        return self._s3.generate_presigned_url(
+            "put_object", Params={"Bucket": self._bucket, "Key": key, "ContentType": content_type},
+            ExpiresIn=seconds)
 
     def download_url(self, key: str, seconds: int) -> str:
         """A presigned GET link valid for seconds."""

@@ -13,7 +13,7 @@ from chalicelib.api.views import (
 from chalicelib.deps import platform
 from chalicelib.domain.model import APPROVED, CLIENT, Principal, REJECTED
 from chalicelib.errors import Conflict
-from chalicelib.handlers import accounts, jobs, payments, qualifications, quality
+from chalicelib.handlers import accounts, jobs, payments, qualifications, quality, uploads
 from chalicelib.handlers.platform import client_job
 
 bp = Blueprint(__name__)
@@ -31,6 +31,17 @@ def create_quote() -> Response:
     request = bp.current_request
     return idempotent(bp, client.account_id, lambda: (201, quote_view(
         jobs.create_quote(platform(), client, json_body(request)))))
+
+
+@bp.route("/uploads", methods=["POST"])
+@json_errors
+def create_upload() -> Response:
+    """An upload target for an item file: {"format": "jsonl"|"csv", "bytes": N} gets a
+    presigned PUT url; a job names the upload with {"items_from": {"upload_id"}}."""
+    client = _client()
+    request = bp.current_request
+    return idempotent(bp, client.account_id, lambda: (201, uploads.create_upload(
+        platform(), client, json_body(request))))
 
 
 @bp.route("/jobs", methods=["POST"])
@@ -75,6 +86,14 @@ def get_job(job_id: str) -> dict:
     p = platform()
     job = client_job(p, client, job_id)
     return job_view(job, jobs.job_progress(p, job), quality.blocked_workers(p, job.job_id))
+
+
+@bp.route("/jobs/{job_id}/ingest", methods=["GET"])
+@json_errors
+def job_ingest(job_id: str) -> dict:
+    """How the job's items went in: for an uploaded file, its lines, items and bad lines by
+    line number (the first 100 listed, all counted)."""
+    return uploads.ingest_report(platform(), _client(), job_id)
 
 
 @bp.route("/jobs/{job_id}/stop", methods=["POST"])

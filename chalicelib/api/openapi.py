@@ -45,6 +45,9 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "reward_cents": {"type": "integer", "minimum": 1}, "cohort": _TEXT,
         "gold_rate": {"type": "number", "minimum": 0, "maximum": 0.5}},
         ("task_type", "items")),
+    ("POST", "/uploads"): _object({
+        "format": {"enum": ["jsonl", "csv"]}, "bytes": {"type": "integer", "minimum": 1}},
+        ("format", "bytes")),
     ("POST", "/jobs"): _object({
         "quote_id": _TEXT, "title": {"type": "string"}, "instructions": _TEXT,
         "items": {"type": "array", "items": _object({
@@ -57,8 +60,10 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "report": {"type": "object"}, "pilot": {"type": "object"},
         "promotion": {"type": "object"}, "quality": {"type": "object"},
         "auto_approve_seconds": {"type": "integer"}, "min_skill_scores": {"type": "object"},
-        "callback_url": {"type": "string", "format": "uri"}},
-        ("quote_id", "instructions", "items", "answer_schema")),
+        "callback_url": {"type": "string", "format": "uri"},
+        "items_from": _object({"upload_id": _TEXT}, ("upload_id",)),
+        "skip_bad_lines": {"type": "boolean"}},
+        ("quote_id", "instructions", "answer_schema")),
     ("POST", "/assignments/{assignment_id}/submit"): _ANSWER,
     ("POST", "/assignments/{assignment_id}/reject"): _object({"reason": _TEXT}, ("reason",)),
     ("POST", "/assignments/{assignment_id}/approve"): _object({"reason": {"type": "string"}}),

@@ -9,6 +9,7 @@ from chalicelib.errors import NotFound
 
 _ASSIGNMENT = re.compile(r"^asg_([0-9a-f]{16})_(\d{6,12})_([0-9a-f]{8})_(\d{1,15})_v(\d{1,6})$")
 _JOB = re.compile(r"^job_[0-9a-f]{16}$")
+_UPLOAD = re.compile(r"^up_[0-9a-f]{16}$")
 
 
 def new_id(prefix: str) -> str:
@@ -44,6 +45,11 @@ def item_id_width(items: int) -> int:
 def is_job_id(value: str) -> bool:
     """True when value has the form of a job id."""
     return bool(_JOB.match(value or ""))
+
+
+def is_upload_id(value: str) -> bool:
+    """True when value has the form of an upload id (so it is safe in an S3 key)."""
+    return bool(_UPLOAD.match(value or ""))
 
 
 def new_assignment_id(job_id: str, item: str, leased_at: float, instruction_version: int = 1) -> str:

@@ -7,16 +7,17 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
-from chalicelib.domain import phases
+from chalicelib.domain import phases, pricing
 from chalicelib.domain import validation as v
 from chalicelib.domain.answers import NA_KEY, validate_answer
 from chalicelib.domain.batching import batches
-from chalicelib.domain.ids import item_id, new_id
+from chalicelib.domain.ids import is_upload_id, item_id, new_id
 from chalicelib.domain.pricing import gold_rate_of, line_amount, line_quantity
 from chalicelib.domain.model import (
-    NA_ALLOWED, NA_NOT_ALLOWED, PILOT, PRODUCTION, Job, NewItem, Quote, answer_kind,
+    INGESTING, NA_ALLOWED, NA_NOT_ALLOWED, PILOT, PRODUCTION, Job, NewItem, Quote, answer_kind,
 )
-from chalicelib.errors import Conflict, InvalidRequest, PayloadTooLarge
+from chalicelib.domain.uploads import range_count
+from chalicelib.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 
 MAX_ITEM_BYTES = 8 * 1024
 MAX_LABELS = 50
@@ -30,7 +31,8 @@ MAX_DEADLINE_SECONDS = 90 * 24 * 3600
 CHUNK_ITEMS = 25
 CHUNK_BYTES = 200 * 1024
 
-JOB_FIELDS = ("quote_id", "title", "instructions", "items", "answer_schema", "not_applicable",
+JOB_FIELDS = ("quote_id", "title", "instructions", "items", "items_from", "skip_bad_lines",
+              "answer_schema", "not_applicable",
               "lease_seconds", "deadline", "required_skills", "report", "pilot", "promotion",
               "quality", "auto_approve_seconds", "min_skill_scores")
 MAX_AUTO_APPROVE_SECONDS = 30 * 24 * 3600
@@ -121,29 +123,41 @@ def parse_items(raw: Any, expected: int) -> list[NewItem]:
     """Items as posted: objects with 'data' (an object) and an optional 'external_id'."""
     if not isinstance(raw, list):
         raise InvalidRequest("'items' must be a list of objects", field="items")
+    if expected > pricing.MAX_ITEMS:
+        raise PayloadTooLarge(f"a job posts at most {pricing.MAX_ITEMS} items inline; the quote "
+                              f"covers {expected}: upload them (POST /uploads) and post "
+                              "'items_from'", field="items")
     if len(raw) > expected:
         raise PayloadTooLarge(f"the quote covers {expected} items; got {len(raw)}", field="items")
     if len(raw) != expected:
         raise InvalidRequest(f"the quote covers {expected} items; got {len(raw)}", field="items")
     items = []
     for index, entry in enumerate(raw):
-        name = f"items[{index}]"
-        if not isinstance(entry, Mapping):
-            raise InvalidRequest(f"'{name}' must be an object", field=name)
-        v.reject_unknown(entry, ("data", "external_id", "gold"), f"{name}.")
-        data = entry.get("data")
-        if not isinstance(data, Mapping) or not data:
-            raise InvalidRequest(f"'{name}.data' must be a non-empty object", field=f"{name}.data")
-        if v.json_bytes(data) > MAX_ITEM_BYTES:
-            raise PayloadTooLarge(f"'{name}.data' is over {MAX_ITEM_BYTES} bytes",
-                                  field=f"{name}.data")
-        external = v.text(entry, "external_id", max_length=128, required=False, prefix=f"{name}.")
-        gold = entry.get("gold")
-        if gold is not None and not isinstance(gold, Mapping):
-            raise InvalidRequest(f"'{name}.gold' must be an answer object", field=f"{name}.gold")
-        items.append(NewItem(item_id(index, expected), dict(data), external,
-                             None if gold is None else dict(gold)))
+        data, external, gold = parse_item(entry, f"items[{index}]")
+        items.append(NewItem(item_id(index, expected), data, external, gold))
     return items
+
+
+def parse_item(entry: Any, name: str
+               ) -> tuple[dict[str, Any], str | None, dict[str, Any] | None]:
+    """One item as posted (`name` is where it is, for errors; empty for an uploaded line,
+    whose errors name its fields): its data, external id and gold answer."""
+    where = f"'{name}'" if name else "the line"
+    prefix = f"{name}." if name else ""
+    if not isinstance(entry, Mapping):
+        raise InvalidRequest(f"{where} must be an object", field=name or None)
+    v.reject_unknown(entry, ("data", "external_id", "gold"), prefix)
+    data = entry.get("data")
+    if not isinstance(data, Mapping) or not data:
+        raise InvalidRequest(f"'{prefix}data' must be a non-empty object", field=f"{prefix}data")
+    if v.json_bytes(data) > MAX_ITEM_BYTES:
+        raise PayloadTooLarge(f"'{prefix}data' is over {MAX_ITEM_BYTES} bytes",
+                              field=f"{prefix}data")
+    external = v.text(entry, "external_id", max_length=128, required=False, prefix=prefix)
+    gold = entry.get("gold")
+    if gold is not None and not isinstance(gold, Mapping):
+        raise InvalidRequest(f"'{prefix}gold' must be an answer object", field=f"{prefix}gold")
+    return dict(data), external, None if gold is None else dict(gold)
 
 
 def chunk_items(items: list[NewItem]) -> list[list[NewItem]]:
@@ -154,9 +168,30 @@ def chunk_items(items: list[NewItem]) -> list[list[NewItem]]:
                                                     separators=(",", ":"))) + 200))
 
 
-def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
-              ) -> tuple[Job, list[list[NewItem]]]:
-    """Validate a job body against the client's own quote; return the job and its chunks."""
+def parse_items_from(body: Mapping[str, Any]) -> str | None:
+    """The upload a job body names for its items (`items_from: {"upload_id"}`), if any;
+    `skip_bad_lines` goes with it only."""
+    if "items_from" not in body:
+        if "skip_bad_lines" in body:
+            raise InvalidRequest("'skip_bad_lines' is for items from an upload ('items_from')",
+                                 field="skip_bad_lines")
+        return None
+    if "items" in body:
+        raise InvalidRequest("post 'items' or 'items_from', not both", field="items_from")
+    source = v.require_object(body["items_from"], "items_from")
+    v.reject_unknown(source, ("upload_id",), "items_from.")
+    upload_id = v.text(source, "upload_id", max_length=64, prefix="items_from.")
+    if not is_upload_id(upload_id):
+        raise NotFound("no such upload", field="items_from.upload_id", code="upload_not_found")
+    return upload_id
+
+
+def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float,
+              upload: Mapping[str, Any] | None = None) -> tuple[Job, list[list[NewItem]]]:
+    """Validate a job body against the client's own quote; return the job and its chunks.
+    With `upload` ({"key", "format", "bytes", "etag"}: the object items_from names) the items
+    come from the file: the job is planned in byte ranges (chunk_count) and has no chunks
+    here; its pilot is picked range by range as they are read."""
     if quote.job_id:
         raise Conflict("this quote was already used for a job", field="quote_id",
                        code="quote_used", details={"job_id": quote.job_id})
@@ -182,6 +217,9 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
     if not skills:
         skills = list(quote.skills)
     min_scores = parse_min_scores(body.get("min_skill_scores"), skills)
+    if upload is not None:
+        return _uploaded_job(quote, client_id, body, now, upload, title, instructions, schema,
+                             policy, lease_seconds, deadline, skills, report, min_scores)
     if "items" not in body:
         raise InvalidRequest("'items' is required", field="items")
     items = parse_items(body["items"], quote.items)
@@ -218,6 +256,41 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float
                    auto_approve_seconds=v.integer(body, "auto_approve_seconds", low=0,
                                                   high=MAX_AUTO_APPROVE_SECONDS,
                                                   default=job.auto_approve_seconds)), chunks
+
+
+def _uploaded_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float,
+                  upload: Mapping[str, Any], title: str, instructions: str,
+                  schema: dict[str, Any], policy: str, lease_seconds: int, deadline: float,
+                  skills: list[str], report: dict[str, Any], min_scores: dict[str, float]
+                  ) -> tuple[Job, list[list[NewItem]]]:
+    """A job whose items are in an uploaded file: as many as the quote covers, none gold
+    (gold items are posted inline), read in byte ranges."""
+    pilot_items = phases.parse_pilot(body.get("pilot"), quote.items)
+    skip = v.boolean(body, "skip_bad_lines", default=False)
+    redundancy = quote.adaptive["min"] if quote.adaptive else quote.redundancy
+    phase = PILOT if pilot_items else PRODUCTION
+    posted = phases.record(now, None, None, INGESTING, phase, client_id,
+                           f"posted with a pilot of {pilot_items} items from an upload"
+                           if pilot_items else "posted without a pilot from an upload")
+    job = Job(
+        job_id=new_id("job"), client_id=client_id, quote_id=quote.quote_id, title=title,
+        task_type=quote.task_type, instructions=instructions, answer_schema=schema,
+        not_applicable=policy, redundancy=redundancy, adaptive=dict(quote.adaptive),
+        reward_cents=quote.reward_cents, budget_cents=quote.total_cents,
+        item_count=quote.items, chunk_count=range_count(int(upload["bytes"])),
+        lease_seconds=lease_seconds, deadline=deadline, created_at=now,
+        required_skills=tuple(skills), finalize_at=deadline, report_settings=report,
+        min_skill_scores=min_scores, phase=phase, pilot_items=pilot_items,
+        promotion=phases.parse_promotion(body.get("promotion")), transitions=(posted,),
+        quality=parse_quality(body.get("quality"), quote.gold_rate),
+        pool_cents=reward_pool(quote, 0, redundancy),
+        upload={"key": upload["key"], "format": upload["format"],
+                "bytes": int(upload["bytes"]), "etag": upload.get("etag"),
+                "skip_bad_lines": skip, "pilot": pilot_items},
+    )
+    return replace(job, auto_approve_seconds=v.integer(
+        body, "auto_approve_seconds", low=0, high=MAX_AUTO_APPROVE_SECONDS,
+        default=job.auto_approve_seconds)), []
 
 
 def allot_gold_slots(items: list[NewItem], gold_answers: int) -> tuple[list[NewItem], int]:

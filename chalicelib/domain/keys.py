@@ -13,6 +13,9 @@
     jobs/{job}/rounds/{round}/stats/NNNNN.json      a shard's report sums (merged by Publish)
     jobs/{job}/rounds/{round}/workers.json       the fitted model's accuracy of each worker
     jobs/{job}/rounds/{round}/manifest.json      the round's shard list (the Distributed Map's)
+    jobs/{job}/ingest/bad/NNNNN.json             an uploaded file's bad lines found by a range
+    jobs/{job}/ingest/report.json                an uploaded file's ingest report
+    uploads/{account}/{upload}.{format}          a client's uploaded item file
 
 Every key is derived from the job, the round and the shard number, so a repeated stage
 writes the same object again.
@@ -89,3 +92,19 @@ def workers_key(job_id: str, round_no: int) -> str:
 def manifest_key(job_id: str, round_no: int) -> str:
     """S3 key of the round's shard list, read by the Distributed Map."""
     return f"{_round_prefix(job_id, round_no)}/manifest.json"
+
+
+def upload_key(account_id: str, upload_id: str, fmt: str) -> str:
+    """S3 key of a client's uploaded item file (uploads/{account}/{upload}.{format}): the
+    account in the key keeps one client's upload out of another's jobs."""
+    return f"uploads/{account_id}/{upload_id}.{fmt}"
+
+
+def bad_lines_key(job_id: str, range_no: int) -> str:
+    """S3 key of the bad lines one ingest range of an uploaded file found (the first ones)."""
+    return f"{_job_prefix(job_id)}/ingest/bad/{range_no:05d}.json"
+
+
+def ingest_report_key(job_id: str) -> str:
+    """S3 key of an uploaded job's ingest report: lines, items, bad lines by line number."""
+    return f"{_job_prefix(job_id)}/ingest/report.json"

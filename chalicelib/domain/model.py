@@ -145,6 +145,10 @@ class Job:
     events_sent: int = 0
     # SHA-256 of the POST /jobs body, so a retry of a creation that crashed half-way resumes it.
     request_digest: str = ""
+    # Items from an uploaded file: {"key", "format", "bytes", "etag", "skip_bad_lines",
+    # "pilot"} (the pilot asked for; pilot_items is what the ranges picked once all are in).
+    # Empty: the items were posted inline.
+    upload: dict[str, Any] = field(default_factory=dict)
     events_due_at: float | None = None
     budget_alerted: bool = False
     budget_alert_at: float | None = None

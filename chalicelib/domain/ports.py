@@ -180,6 +180,10 @@ class JobStore(Protocol):
         """Store a new job and mark its quote used, together (fails if the quote was used)."""
     def abandon_job(self, job_id: str, quote_id: str) -> None:
         """Delete a job still ingesting and free its quote, together."""
+    def ingest_ranges(self, job_id: str, count: int, start: int = 0
+                      ) -> list[dict[str, int] | None]:
+        """The summaries ItemStore.put_range counted for ranges start..start+count-1 of an
+        uploaded job's file, in order (None: not counted yet)."""
     def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
         """A job by id, strongly consistent (or, consistent=False, as of a moment ago for
         half the read units)."""
@@ -257,6 +261,13 @@ class ItemStore(Protocol):
         once however often it comes. True if this call counted it; False if it was counted
         before, or the job is gone (its items but the last may then be written). The job's
         state is not checked: the caller writes chunks of ingesting jobs only."""
+    def put_range(self, job_id: str, redundancy: int, items: Sequence[NewItem], index: int,
+                  summary: Mapping[str, int]) -> bool:
+        """Write an ingest range's items (perhaps none) and count the range on its job
+        (chunks_written) with its summary ({"lines", "items", "bad", "pilot"}) once every
+        item is in: an item there already is left as it is, and the range counts once
+        however often it comes. True if this call counted it; False if it was counted
+        before, or the job is gone."""
     def open_items(self, job_id: str, worker_id: str | None, limit: int | None,
                    start: str | None = None, now: float | None = None) -> list[ItemState]:
         """Items not yet counted complete, in item order, listed (listed=True): slot counts,
@@ -346,6 +357,13 @@ class BlobStore(Protocol):
         """Write an object from text chunks without holding all of it in memory."""
     def download_url(self, key: str, seconds: int) -> str: """A time-limited download link."""
     def exists(self, key: str) -> bool: """Whether an object is there."""
+    def head(self, key: str) -> tuple[int, str] | None:
+        """An object's size and version tag (ETag); None if it is missing."""
+    def get_range(self, key: str, start: int, end: int, etag: str | None = None) -> bytes:
+        """An object's bytes [start, end) (fewer at its end), of the version tagged etag if
+        given; NotFound if it is missing, Conflict if it was replaced."""
+    def upload_url(self, key: str, seconds: int, content_type: str) -> str:
+        """A time-limited link to PUT the object with a body of that content type."""
 
 
 class MessageQueue(Protocol):

@@ -11,15 +11,18 @@ from chalicelib.domain.ids import new_id
 from chalicelib.domain.model import TASK_TYPES, Job, LineItem, Quote
 from chalicelib.errors import InvalidRequest
 
+# Items a job may post inline (in the POST /jobs body); a quote may cover up to
+# MAX_UPLOAD_ITEMS, posted from an uploaded file (POST /uploads, then items_from).
 MAX_ITEMS = 2000
+MAX_UPLOAD_ITEMS = 1_000_000
 MAX_REDUNDANCY = 10
 MAX_REWARD_CENTS = 10_000
 QUOTE_TTL_SECONDS = 72 * 3600
 PLATFORM_FEE_PERCENT = 20
 DEFAULT_GOLD_RATE = 0.10
 MAX_GOLD_RATE = 0.5
-# A gold rate is kept to a millionth of tasks: finer than any job can serve (at most 20,000
-# answers), and within what DynamoDB can store (1e-200 would underflow its numbers).
+# A gold rate is kept to a millionth of tasks: about what the largest job can serve (at most
+# 10,000,000 answers), and within what DynamoDB can store (1e-200 would underflow its numbers).
 GOLD_RATE_DIGITS = 6
 # Default and minimum reward per answer by task type, in US cents.
 DEFAULT_REWARD_CENTS = {"categorical": 5, "numeric": 5, "transcription": 25, "translation": 40, "collection": 20}
@@ -88,7 +91,7 @@ def price_quote(client_id: str, spec: Mapping[str, Any], now: float,
     v.reject_unknown(spec, ("task_type", "items", "redundancy", "reward_cents", "cohort",
                             "gold_rate"))
     task_type = v.choice(spec, "task_type", TASK_TYPES)
-    items = v.integer(spec, "items", low=1, high=MAX_ITEMS)
+    items = v.integer(spec, "items", low=1, high=MAX_UPLOAD_ITEMS)
     policy = parse_redundancy(spec.get("redundancy", 3))
     adaptive: dict[str, Any] = {}
     if isinstance(policy, AdaptiveRedundancy):

@@ -3,6 +3,7 @@
     platform        the Platform (ports, caches) and the reads every handler shares
     accounts        credentials: sign-in, open, rotate, revoke, worker registration
     jobs            quotes, posting and ingest, progress, stop, promote, results, reports
+    uploads         upload targets for item files, and the ingest of a file in byte ranges
     tasks           offers, leasing, submitting and releasing tasks
     quality         gold scoring and blocks, workers' accuracy, replacement slots
     rounds          counting, starting aggregation, the deadline sweeper, a round's end

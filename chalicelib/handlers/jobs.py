@@ -12,7 +12,7 @@ from chalicelib.domain import phases, progress, webhooks
 from chalicelib.domain import validation as v
 from chalicelib.domain.cache import MISSING
 from chalicelib.domain.ids import item_id as numbered
-from chalicelib.domain.jobs import JOB_FIELDS, MAX_INSTRUCTIONS, build_job
+from chalicelib.domain.jobs import JOB_FIELDS, MAX_INSTRUCTIONS, build_job, parse_items_from
 from chalicelib.domain.keys import report_key, results_csv_key
 from chalicelib.domain.model import (
     ACTIVE, CALIBRATION, CANCELLED, CLOSING, DONE, INGESTING, PAUSED, PILOT,
@@ -21,6 +21,7 @@ from chalicelib.domain.model import (
 from chalicelib.domain.ports import Page
 from chalicelib.domain.pricing import price_quote
 from chalicelib.errors import Conflict, InvalidRequest, NotFound, TransientError
+from chalicelib.handlers import uploads
 from chalicelib.handlers.platform import Platform, client_job
 from chalicelib.handlers.rounds import (
     left_out_page, open_held_page, start_aggregation, to_production,
@@ -38,7 +39,8 @@ def create_quote(p: Platform, client: Principal, body: Any) -> Quote:
 
 
 def post_job(p: Platform, client: Principal, body: Any) -> Job:
-    """Create a job from a quote and fan its items out through the ingest queue."""
+    """Create a job from a quote and fan its items out through the ingest queue (items from
+    an upload: one planner message, which queues the file's byte ranges)."""
     return post_job_with_callback(p, client, body)[0]
 
 
@@ -58,13 +60,15 @@ def post_job_with_callback(p: Platform, client: Principal, body: Any
     quote = p.quotes.get_quote(quote_id)
     if quote is None or quote.client_id != client.account_id:
         raise NotFound("no such quote", field="quote_id", code="quote_not_found")
+    upload_id = parse_items_from(body)
+    upload = None if upload_id is None else uploads.find_upload(p, client, upload_id)
     digest = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     # The same request again after a crash between writing the job and queueing its items:
     # carry on with the job it wrote (any other use of the quote stays a 409).
     resumed = _resumable_job(p, client, quote, digest)
     if resumed is not None:
         quote = replace(quote, job_id=None)
-    job, chunks = build_job(quote, client.account_id, body, p.now())
+    job, chunks = build_job(quote, client.account_id, body, p.now(), upload)
     job = replace(job, request_digest=digest)
     if resumed is not None:
         job = resumed
@@ -75,7 +79,7 @@ def post_job_with_callback(p: Platform, client: Principal, body: Any
         endpoint = webhooks.register(p.webhooks, client, {"url": callback}, p.now(),
                                      job_id=job.job_id)
     try:
-        p.ingest_queue.send_many([
+        p.ingest_queue.send_many([uploads.plan_message(job)] if job.upload else [
             {"job_id": job.job_id, "chunk": index,
              "items": [{"item_id": i.item_id, "data": i.data, "external_id": i.external_id,
                         **({"gold": i.gold, "slots": i.slots} if i.gold else {}),
@@ -279,6 +283,12 @@ def ingest_chunk(p: Platform, message: Mapping[str, Any]) -> None:
         return
     if "open" in message:  # queued before held items were opened a page at a time
         p.items.open_held(message["job_id"], message["open"])
+        return
+    if "plan" in message:
+        uploads.plan_ranges(p, message)
+        return
+    if "range" in message:
+        uploads.ingest_range(p, message)
         return
     job = p.jobs.get_job(message["job_id"])
     if job is None or job.state != INGESTING:

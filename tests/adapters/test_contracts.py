@@ -172,6 +172,39 @@ def test_an_ingest_chunk_is_counted_once_and_only_with_every_item_in(p):
     assert [i.item_id for i in p.items.iter_items(gone)] == [FOURTH]
 
 
+def test_an_ingest_range_counts_once_with_its_summary_and_its_items_all_in(p):
+    # GIVEN an uploaded job of three ranges (its upload named on it)
+    job = replace(_draft(p, _client(p), items=4), chunk_count=3,
+                  upload={"key": "uploads/a/up_1.jsonl", "format": "jsonl", "bytes": 300,
+                          "skip_bad_lines": True, "pilot": 0})
+    p.jobs.create_job(job)
+    assert p.jobs.get_job(job.job_id).upload == job.upload
+    items = [NewItem(f"{offset:06d}", {"text": f"at {offset}"}) for offset in (0, 40, 90, 130)]
+    summary = {"lines": 3, "items": 2, "bad": 1, "pilot": 0}
+    # WHEN range 0 is written THEN its items are in and it counts, with its summary
+    assert p.items.put_range(job.job_id, job.redundancy, items[:2], 0, summary)
+    assert p.jobs.get_job(job.job_id).chunks_written == 1
+    assert p.jobs.ingest_ranges(job.job_id, 3) == [summary, None, None]
+    # WHEN it comes again THEN nothing more is counted
+    assert not p.items.put_range(job.job_id, job.redundancy, items[:2], 0, summary)
+    assert p.jobs.get_job(job.job_id).chunks_written == 1
+    # WHEN a range without items comes, and one whose earlier delivery wrote an item and died
+    assert p.items.put_range(job.job_id, job.redundancy, [], 2, {"lines": 1, "items": 0,
+                                                                 "bad": 1, "pilot": 0})
+    p.items.put_items(job.job_id, job.redundancy, items[2:3])
+    assert p.items.put_range(job.job_id, job.redundancy, items[2:], 1,
+                             {"lines": 2, "items": 2, "bad": 0, "pilot": 0})
+    # THEN every range counts once and every item is there once
+    assert p.jobs.get_job(job.job_id).chunks_written == 3
+    assert [s["lines"] for s in p.jobs.ingest_ranges(job.job_id, 3)] == [3, 2, 1]
+    assert p.jobs.ingest_ranges(job.job_id, 2, 1) == [
+        {"lines": 2, "items": 2, "bad": 0, "pilot": 0},
+        {"lines": 1, "items": 0, "bad": 1, "pilot": 0}]
+    assert [i.item_id for i in p.items.iter_items(job.job_id)] == [i.item_id for i in items]
+    # AND a range of a job that does not exist is not counted
+    assert not p.items.put_range(new_id("job"), 1, [], 0, summary)
+
+
 def test_a_chunk_delivered_again_after_the_job_went_active_leaves_leased_items_alone(p):
     # GIVEN an active job whose only chunk was written, and both its items leased since
     job = _draft(p, _client(p), items=2, redundancy=2)

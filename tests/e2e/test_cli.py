@@ -140,3 +140,31 @@ def test_configuration_and_errors_give_clear_messages_and_exit_codes(stack, tmp_
     wrong = crowd(stack, "jobs", "create", "--items", str(bad_file), "--instructions", "x")
     assert wrong.returncode == 2 and ".jsonl or .csv" in wrong.stderr
     assert "Traceback" not in wrong.stderr + refused.stderr + unreachable.stderr
+
+
+def test_a_big_file_is_uploaded_and_its_bad_lines_shown_by_number(stack, tmp_path):
+    # GIVEN a JSON Lines file over the upload size (1 MiB): 6,000 items, line 4,321 not JSON
+    items = tmp_path / "big.jsonl"
+    lines = [json.dumps({"text": f"review {n} " + "x" * 160}) for n in range(1, 6001)]
+    lines[4320] = "{not json"
+    items.write_text("\n".join(lines) + "\n")
+    assert items.stat().st_size > 1024 * 1024
+    # WHEN the job is created from it without skipping bad lines
+    failed = crowd(stack, "jobs", "create", "--items", str(items), "--labels", "pos,neg",
+                   "--instructions", "x", "--redundancy", "1")
+    # THEN the file went to the bucket through the upload URL, the job failed, and the bad
+    # line is shown by its number: exit 1
+    assert failed.returncode == 1, failed.stderr
+    assert "uploading [" in failed.stderr and "reading the file [" in failed.stderr
+    assert f"{items}:4321: the line is not JSON" in failed.stderr
+    assert json.loads(failed.stdout)["state"] == "failed"
+    # AND with --skip-bad-lines the job starts with the other 5,999 (quoted for 6,000 lines:
+    # the count must match, so the quote is for the items it will hold)
+    quote = crowd(stack, "quote", "task_type=categorical", "items=5999", "redundancy=1")
+    created = crowd(stack, "jobs", "create", "--items", str(items), "--labels", "pos,neg",
+                    "--instructions", "x", "--skip-bad-lines", "--quote",
+                    json.loads(quote.stdout)["quote_id"])
+    assert created.returncode == 0, created.stderr
+    job = json.loads(created.stdout)
+    assert job["state"] == "active" and job["pilot_items"] == 100
+    assert "6000 lines, 5999 items, 1 bad lines" in created.stderr

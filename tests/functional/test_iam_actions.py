@@ -1,5 +1,6 @@
 """Every AWS action the code performs is granted by the stage policy, and nothing more."""
 import pytest
+import requests
 
 from chalicelib import deps
 from chalicelib.adapters import aws
@@ -73,6 +74,18 @@ def test_the_policy_grants_exactly_the_actions_the_code_performs(stack, monkeypa
     second = api.job(items=1, redundancy=1)
     assert api.as_client("POST", f"/jobs/{second['job_id']}/cancel")[0] == 200
     rounds.finalize_due_jobs(deps.platform())
+    # an item file uploaded to its presigned URL, a job posted naming it and ingested
+    body = b'{"data": {"n": 1}}\n{"data": {"n": 2}}\n'
+    _, target = api.as_client("POST", "/uploads", {"format": "jsonl", "bytes": len(body)})
+    assert requests.put(target["url"], data=body, headers=target["headers"],
+                        timeout=30).status_code == 200
+    _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 2})
+    status, uploaded = api.as_client("POST", "/jobs", {
+        "quote_id": quote["quote_id"], "instructions": "x", "answer_schema": {"labels": ["a", "b"]},
+        "items_from": {"upload_id": target["upload_id"]}})
+    assert status == 202, uploaded
+    stack.pump.drain()
+    assert api.as_client("GET", f"/jobs/{uploaded['job_id']}/ingest")[1]["state"] == "active"
     _, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 1})
     monkeypatch.setattr(deps.platform().ingest_queue, "send_many",
                         lambda messages: (_ for _ in ()).throw(RuntimeError("down")))

@@ -233,3 +233,82 @@ def test_a_job_line_marks_an_estimated_lease_count():
     # THEN the line shows the estimate as one, and the exact count as it is
     assert "~1200 leased" in cli.job_line(estimated)
     assert " 3 leased" in cli.job_line(exact) and "~" not in cli.job_line(exact)
+
+
+def _upload_script(server, final):
+    """The API's answers for a job created from an upload that ends in `final`."""
+    Stub.script["/quotes"] = [(201, {"quote_id": "q_1", "total_cents": 100,
+                                     "expires_at": "2030-01-01T00:00:00Z"})]
+    Stub.script["/uploads"] = [(201, {"upload_id": "up_1", "url": f"{server}/bucket/up_1",
+                                      "method": "PUT",
+                                      "headers": {"Content-Type": "application/x-ndjson"}})]
+    Stub.script["/bucket/up_1"] = [(200, None)]
+    Stub.script["/jobs"] = [(202, {**JOB, "state": "ingesting",
+                                   "ingest": {"chunks": 3, "written": 0}})]
+    Stub.script["/jobs/job_1"] = [(200, {**JOB, "state": "ingesting",
+                                         "ingest": {"chunks": 3, "written": 1}}),
+                                  (200, {**JOB, **final, "ingest": {"chunks": 3, "written": 3}})]
+
+
+def test_jobs_create_uploads_a_big_file_and_shows_its_bad_lines(server, tmp_path, capsys,
+                                                                monkeypatch):
+    # GIVEN a file above the upload size: an item without "data", a bad line, a blank line
+    monkeypatch.setattr(cli, "UPLOAD_ABOVE_BYTES", 10)
+    items = tmp_path / "big.jsonl"
+    items.write_text('{"text": "a"}\n{"data": {"text": "b"}, "external_id": "x"}\n{oops\n\n'
+                     '{"text": "c"}\n')
+    _upload_script(server, {"state": "failed", "error": "the file has 1 bad line(s)"})
+    Stub.script["/jobs/job_1/ingest"] = [(200, {
+        "lines": 5, "items": 3, "bad_lines": 1, "truncated": False,
+        "listed": [{"line": 3, "message": "the line is not JSON", "field": None}]})]
+    # WHEN it is posted
+    code, out, err = _run(["jobs", "create", "--items", str(items), "--labels", "pos,neg",
+                           "--instructions", "x", "--api-url", server, "--api-key", "ck"],
+                          tmp_path, capsys)
+    # THEN the quote is for its 4 items, the file goes to the upload URL (each line on its
+    # line, an item without "data" wrapped), the job names the upload, and the bad line is
+    # shown by its line number in the file; the job failed: exit 1
+    assert code == 1, err
+    sent = {path: details for method, path, details in Stub.seen if method != "GET"}
+    assert sent["/quotes"]["body"]["items"] == 4
+    assert sent["/uploads"]["body"]["format"] == "jsonl"
+    assert sent["/bucket/up_1"]["type"] == "application/x-ndjson"
+    assert sent["/bucket/up_1"]["raw"].decode().split("\n") == [
+        '{"data": {"text": "a"}}', '{"data": {"text": "b"}, "external_id": "x"}', "{oops", "",
+        '{"data": {"text": "c"}}', ""]
+    assert sent["/uploads"]["body"]["bytes"] == len(sent["/bucket/up_1"]["raw"])
+    assert sent["/jobs"]["body"]["items_from"] == {"upload_id": "up_1"}
+    assert "items" not in sent["/jobs"]["body"] and "skip_bad_lines" not in sent["/jobs"]["body"]
+    assert "uploading [" in err and "reading the file [" in err
+    assert f"{items}:3: the line is not JSON" in err and "5 lines, 3 items, 1 bad lines" in err
+    assert json.loads(out)["state"] == "failed"
+
+
+def test_jobs_create_skips_bad_lines_when_asked(server, tmp_path, capsys):
+    items = tmp_path / "items.csv"
+    items.write_text("external_id,text\nr1,hello\nr2,bye\n")
+    _upload_script(server, {"state": "active"})
+    Stub.script["/jobs/job_1/ingest"] = [(200, {"lines": 3, "items": 2, "bad_lines": 0,
+                                                "listed": [], "truncated": False})]
+    code, out, err = _run(["jobs", "create", "--items", str(items), "--upload", "always",
+                           "--skip-bad-lines", "--labels", "pos,neg", "--instructions", "x",
+                           "--api-url", server, "--api-key", "ck"], tmp_path, capsys)
+    assert code == 0, err
+    sent = {path: details for method, path, details in Stub.seen if method != "GET"}
+    assert sent["/uploads"]["body"] == {"format": "csv", "bytes": items.stat().st_size}
+    assert sent["/bucket/up_1"]["raw"] == items.read_bytes()
+    assert sent["/jobs"]["body"]["skip_bad_lines"] is True
+    assert sent["/quotes"]["body"]["items"] == 2
+
+
+def test_a_small_file_still_goes_inline(server, tmp_path, capsys):
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"text": "a"}\n')
+    _upload_script(server, {"state": "active"})
+    code, _, err = _run(["jobs", "create", "--items", str(items), "--labels", "pos,neg",
+                         "--instructions", "x", "--api-url", server, "--api-key", "ck"],
+                        tmp_path, capsys)
+    assert code == 0, err
+    assert not [path for _, path, _ in Stub.seen if path in ("/uploads", "/bucket/up_1")]
+    assert [body for method, path, body in Stub.seen if path == "/jobs"][0]["body"]["items"] == \
+        [{"data": {"text": "a"}}]

@@ -36,6 +36,16 @@ class Stub(BaseHTTPRequestHandler):
 
     do_GET = do_POST = _answer
 
+    def do_PUT(self) -> None:
+        """An upload to a presigned URL: the raw body is kept, the answer is empty."""
+        length = int(self.headers.get("Content-Length") or 0)
+        self.seen.append((self.command, self.path, {"raw": self.rfile.read(length),
+                                                    "type": self.headers.get("Content-Type")}))
+        status, _ = self.script[self.path][0]
+        self.send_response(status)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
     def log_message(self, *args: object) -> None:
         pass
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import yaml
 
+from chalicelib.domain.keys import upload_key
 from chalicelib.settings import _REQUIRED
 from infra.deploy import lint, render_policy
 from infra.stack import APP_ENVIRONMENT_OUTPUTS
@@ -96,8 +97,12 @@ def test_step_functions_waits_longer_than_each_stage_function_may_run():
             assert task["TimeoutSeconds"] > _timeout(stage, function), (stage, name, function)
 
 
-def test_the_results_bucket_aborts_uploads_cut_short():
+def test_the_results_bucket_aborts_uploads_cut_short_and_expires_item_files():
     # moto's CloudFormation does not apply bucket lifecycle rules, so this is read from the template
-    (rule,) = TEMPLATE["Resources"]["ResultsBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
+    rule, uploads = TEMPLATE["Resources"]["ResultsBucket"]["Properties"][
+        "LifecycleConfiguration"]["Rules"]
     assert rule["Status"] == "Enabled"
     assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 1}
+    # clients' item files live under uploads/ (chalicelib.domain.keys.upload_key) for a week
+    assert upload_key("cli_1", "up_1", "jsonl").startswith(uploads["Prefix"])
+    assert (uploads["Status"], uploads["ExpirationInDays"]) == ("Enabled", 7)

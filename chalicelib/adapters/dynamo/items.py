@@ -6,7 +6,7 @@ leases and answers are on its servings, one record per worker (see gold.py)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -22,8 +22,8 @@ from chalicelib.adapters.dynamo.writes import (
     transact_once,
 )
 from chalicelib.adapters.models import (
-    OPEN_SLOT_FIELDS, AccrualModel, GoldServingModel, ItemModel, JobCountsModel, JobModel,
-    JobMoneyModel, LedgerModel, counts_key, money_key,
+    OPEN_SLOT_FIELDS, AccrualModel, GoldServingModel, IngestRangeModel, ItemModel,
+    JobCountsModel, JobModel, JobMoneyModel, LedgerModel, counts_key, money_key, range_key,
 )
 from chalicelib.domain import payouts
 from chalicelib.domain.model import ItemState, Lease, LedgerEntry, NewItem, StoredAnswer
@@ -244,6 +244,28 @@ class DynamoItems:
 
         def write(tx: TransactWrite) -> None:
             tx.save(_new_record(job_id, redundancy, last), condition=_IS_NEW)
+            tx.update(JobCountsModel(counts_key(job_id)),
+                      actions=[JobCountsModel.chunks_written.add(1)],
+                      condition=JobCountsModel.job_id.exists())
+
+        return transact_once(write)
+
+    def put_range(self, job_id: str, redundancy: int, items: Sequence[NewItem], index: int,
+                  summary: Mapping[str, int]) -> bool:
+        """Write an ingest range's items and count the range: each item by a conditional
+        PutItem of its own (one there already, from an earlier delivery and perhaps leased
+        since, is left as it is), then the range's record (its summary) if it is new and one
+        more chunks_written, in a transaction of two writes. A range so counts once, after
+        all its items are in, and one without items counts too. True if this call counted
+        it; False if it was counted before or the job is gone."""
+        for item in items:
+            _put_new(_new_record(job_id, redundancy, item))
+
+        def write(tx: TransactWrite) -> None:
+            tx.save(IngestRangeModel(range_key(job_id, index), lines=summary["lines"],
+                                     items=summary["items"], bad=summary["bad"],
+                                     pilot=summary["pilot"]),
+                    condition=IngestRangeModel.job_id.does_not_exist())
             tx.update(JobCountsModel(counts_key(job_id)),
                       actions=[JobCountsModel.chunks_written.add(1)],
                       condition=JobCountsModel.job_id.exists())

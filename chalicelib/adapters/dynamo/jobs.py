@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 from pynamodb.constants import BATCH_GET_ITEM
-from pynamodb.exceptions import DeleteError, GetError, TransactWriteError
+from pynamodb.exceptions import DeleteError, GetError, PynamoDBException, TransactWriteError
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
@@ -29,8 +29,9 @@ from chalicelib.adapters.dynamo.ledger import accrual_key
 from chalicelib.adapters.dynamo.paging import newest_first
 from chalicelib.adapters.dynamo.writes import conditional_update, raise_transient, transact_once
 from chalicelib.adapters.models import (
-    AccrualModel, ItemModel, JobCountsModel, JobInstructionsModel, JobModel, JobMoneyModel,
-    JobPassModel, QuoteModel, counts_key, instructions_key, money_key, pass_key,
+    AccrualModel, IngestRangeModel, ItemModel, JobCountsModel, JobInstructionsModel, JobModel,
+    JobMoneyModel, JobPassModel, QuoteModel, counts_key, instructions_key, money_key, pass_key,
+    range_key,
 )
 from chalicelib.domain import payouts
 from chalicelib.domain.model import ACTIVE, INGESTING, CountedAnswer, Job, Offer
@@ -78,7 +79,7 @@ def job_from_model(r: JobModel, counts: JobCountsModel | None = None,
         instruction_version=version, promotion=r.promotion or {},
         transitions=tuple(json.loads(str(entry)) for entry in (r.transitions or ())),
         events_sent=int(r.events_sent or 0), events_due_at=r.events_due_at,
-        request_digest=r.request_digest or "",
+        request_digest=r.request_digest or "", upload=r.upload or {},
         budget_alerted=bool(r.budget_alerted), budget_alert_at=r.budget_alert_at,
         gold_items=int(r.gold_items or 0), quality=r.quality or {},
         pool_cents=int(m.pool_cents or 0), held_cents=int(m.held_cents or 0),
@@ -147,7 +148,7 @@ class DynamoJobs:
             transitions=[json.dumps(entry) for entry in job.transitions],
             gold_items=job.gold_items, quality=job.quality or None,
             gold_slots=job.gold_slots or None, auto_approve_seconds=job.auto_approve_seconds,
-            request_digest=job.request_digest or None,
+            request_digest=job.request_digest or None, upload=job.upload or None,
         )
         try:
             with TransactWrite(connection=JobModel._get_connection().connection) as tx:
@@ -176,6 +177,22 @@ class DynamoJobs:
             tx.delete(JobInstructionsModel(instructions_key(job_id)))
             tx.update(QuoteModel(quote_id), actions=[QuoteModel.job_id.remove()],
                       condition=QuoteModel.job_id == job_id)
+
+    def ingest_ranges(self, job_id: str, count: int, start: int = 0
+                      ) -> list[dict[str, int] | None]:
+        """The summaries of an uploaded job's ingest ranges start..start+count-1 (None: not
+        counted yet), by BatchGetItem, strongly consistent (a hundred small records a
+        request)."""
+        keys = [range_key(job_id, index) for index in range(start, start + count)]
+        found: dict[str, dict[str, int]] = {}
+        try:
+            for record in IngestRangeModel.batch_get(keys, consistent_read=True):
+                found[record.job_id] = {"lines": int(record.lines), "items": int(record.items),
+                                        "bad": int(record.bad), "pilot": int(record.pilot)}
+        except PynamoDBException as error:
+            raise_transient(error)
+            raise
+        return [found.get(key) for key in keys]
 
     def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
         """A job by id: its record, its counters and its money in one BatchGetItem (each item

@@ -1,0 +1,250 @@
+"""Items from an uploaded file: the upload target a client PUTs its file to, and the ingest
+of a job posted naming it: planned in byte ranges (a planner message queues one message per
+range), each range's lines read, checked by the rules of inline items and written, its bad
+lines kept, and the job started (or failed, with its bad lines numbered in a report) once
+every range is in."""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from chalicelib.domain import phases
+from chalicelib.domain import uploads as u
+from chalicelib.domain.ids import item_id, new_id
+from chalicelib.domain.jobs import parse_item
+from chalicelib.domain.keys import bad_lines_key, ingest_report_key, upload_key
+from chalicelib.domain.model import (
+    ACTIVE, FAILED, INGESTING, PRODUCTION, Job, NewItem, Principal,
+)
+from chalicelib.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
+from chalicelib.handlers.platform import Platform, client_job
+
+
+def create_upload(p: Platform, client: Principal, body: Any) -> dict[str, Any]:
+    """An upload target: a presigned PUT of the client's file to a key of its own account,
+    and the upload id a job names it by."""
+    fmt, size = u.parse_upload_request(body)
+    upload_id = new_id("up")
+    content_type = u.CONTENT_TYPES[fmt]
+    url = p.blobs.upload_url(upload_key(client.account_id, upload_id, fmt),
+                             u.UPLOAD_LINK_SECONDS, content_type)
+    return {"upload_id": upload_id, "format": fmt, "bytes": size, "url": url, "method": "PUT",
+            "headers": {"Content-Type": content_type},
+            "expires_in_seconds": u.UPLOAD_LINK_SECONDS, "max_bytes": u.MAX_UPLOAD_BYTES}
+
+
+def find_upload(p: Platform, client: Principal, upload_id: str) -> dict[str, Any]:
+    """The client's uploaded file by its upload id: {"key", "format", "bytes", "etag"}.
+    Looked for under the client's own account only, so another client's upload id finds
+    nothing; the ETag pins the version the job was posted with."""
+    field = "items_from.upload_id"
+    for fmt in u.FORMATS:
+        key = upload_key(client.account_id, upload_id, fmt)
+        found = p.blobs.head(key)
+        if found is not None:
+            break
+    else:
+        raise NotFound("no such upload (PUT the file to the upload's url first)", field=field,
+                       code="upload_not_found")
+    size, etag = found
+    if size == 0:
+        raise InvalidRequest("the uploaded file is empty", field=field)
+    if size > u.MAX_UPLOAD_BYTES:
+        raise PayloadTooLarge(f"an upload is at most {u.MAX_UPLOAD_BYTES} bytes; this one is "
+                              f"{size}", field=field)
+    return {"key": key, "format": fmt, "bytes": size, "etag": etag}
+
+
+def plan_message(job: Job) -> dict[str, Any]:
+    """The first planner message of an uploaded job's ingest."""
+    return {"job_id": job.job_id, "plan": 0}
+
+
+def plan_ranges(p: Platform, message: Mapping[str, Any]) -> None:
+    """Queue a message per byte range of the job's file, PLAN_BATCH of them from `plan` on,
+    and a planner message for the rest; a repeat queues the same ranges again (each is
+    counted once)."""
+    job = p.jobs.get_job(message["job_id"])
+    if job is None or job.state != INGESTING or not job.upload:
+        return
+    start = int(message["plan"])
+    stop = min(start + u.PLAN_BATCH, job.chunk_count)
+    p.ingest_queue.send_many([{"job_id": job.job_id, "range": index}
+                              for index in range(start, stop)])
+    if stop < job.chunk_count:
+        p.ingest_queue.send({"job_id": job.job_id, "plan": stop})
+
+
+def ingest_range(p: Platform, message: Mapping[str, Any]) -> None:
+    """Read one byte range of the job's file, write the items of the lines starting in it
+    and count it with its summary; after the last range, start or fail the job. A repeated
+    message writes nothing new."""
+    job = p.jobs.get_job(message["job_id"])
+    if job is None or job.state != INGESTING or not job.upload:
+        return
+    index = int(message["range"])
+    if p.jobs.ingest_ranges(job.job_id, 1, index)[0] is not None:
+        # Counted by an earlier delivery (e.g. of a batch that ran out of time): nothing to
+        # write again, but perhaps the finish, if that delivery died before it.
+        if job.chunks_written >= job.chunk_count:
+            finish_ingest(p, job)
+        return
+    try:
+        items, bad, lines = read_range(p, job, index)
+    except (Conflict, NotFound):
+        _fail(p, job, "the uploaded file was replaced or deleted after the job was posted; "
+                      "upload it again and post a new job")
+        return
+    share = u.pilot_share(int(job.upload.get("pilot") or 0), job.chunk_count, index)
+    items, pilot = _pick_pilot(items, share) if job.upload.get("pilot") else (items, 0)
+    if bad:
+        p.blobs.put_text(bad_lines_key(job.job_id, index),
+                         json.dumps([line.as_dict() for line in bad[:u.BAD_LINES_LISTED]]),
+                         "application/json")
+    summary = {"lines": lines, "items": len(items), "bad": len(bad), "pilot": pilot}
+    # Without skip_bad_lines a file with a bad line never starts: its items are not written.
+    writes = items if not bad or job.upload.get("skip_bad_lines") else []
+    if p.items.put_range(job.job_id, job.redundancy, writes, index, summary):
+        job = p.jobs.get_job(job.job_id) or job
+    # Also on a repeat: a crash after the last range was counted left the job ingesting.
+    if job.chunks_written >= job.chunk_count and job.state == INGESTING:
+        finish_ingest(p, job)
+
+
+def read_range(p: Platform, job: Job, index: int) -> tuple[list[NewItem], list[u.BadLine], int]:
+    """The items and bad lines of the lines starting in range `index`, and how many lines
+    start there (blank lines and a CSV file's header among them)."""
+    upload = job.upload
+    size, fmt, key = int(upload["bytes"]), upload["format"], upload["key"]
+    start, end = u.byte_range(index, size)
+    etag = upload.get("etag")
+    # Most lines end within READ_SLACK of the range's end; a longer one is read again.
+    first, last = u.read_span(start, end, size, u.READ_SLACK)
+    data = p.blobs.get_range(key, first, last, etag)
+    lines = u.lines_starting_in(data, first, start, end, size)
+    if lines and lines[-1].text is None and last < u.read_span(start, end, size)[1]:
+        first, last = u.read_span(start, end, size)
+        data = p.blobs.get_range(key, first, last, etag)
+        lines = u.lines_starting_in(data, first, start, end, size)
+    header: list[str] | None = None
+    header_error: InvalidRequest | None = None
+    if fmt == "csv":
+        head = data if first == 0 else p.blobs.get_range(key, 0, min(size, u.MAX_LINE_BYTES),
+                                                         etag)
+        try:
+            header = u.csv_header(head)
+        except InvalidRequest as error:
+            header_error = error
+    items: list[NewItem] = []
+    bad: list[u.BadLine] = []
+    for line in lines:
+        if fmt == "csv" and line.offset == 0:
+            if header_error is not None:
+                bad.append(u.BadLine(0, line.index, header_error.message))
+            continue
+        if line.text is None:
+            bad.append(u.BadLine(line.offset, line.index,
+                                 f"the line is longer than {u.MAX_LINE_BYTES} bytes"))
+            continue
+        if not line.text.strip():
+            continue
+        try:
+            if header_error is not None:
+                raise InvalidRequest("the file's header line is not valid")
+            items.append(_item(fmt, line, header, size))
+        except (InvalidRequest, PayloadTooLarge) as error:
+            bad.append(u.BadLine(line.offset, line.index, error.message, error.field))
+    return items, bad, len(lines)
+
+
+def _item(fmt: str, line: u.Line, header: list[str] | None, size: int) -> NewItem:
+    """The item a line holds, checked as an inline item; its id is its byte offset."""
+    assert line.text is not None
+    data, external, gold = parse_item(u.entry_of(fmt, line.text, header), "")
+    if gold is not None:
+        raise InvalidRequest("gold items are posted inline, not in a file", field="gold")
+    return NewItem(item_id(line.offset, size), data, external)
+
+
+def _pick_pilot(items: list[NewItem], share: int) -> tuple[list[NewItem], int]:
+    """Hold every item but an evenly spread sample of `share` for production."""
+    chosen = set(phases.pilot_indices(len(items), min(share, len(items))))
+    return [item if k in chosen else replace(item, held=True)
+            for k, item in enumerate(items)], len(chosen)
+
+
+def finish_ingest(p: Platform, job: Job) -> None:
+    """Every range is in: number the bad lines, write the report, and start the job, or fail
+    it when it has bad lines the client did not say to skip, or when its items are not as
+    many as the quote covers (its money stays unspent, as for any job that failed)."""
+    summaries = p.jobs.ingest_ranges(job.job_id, job.chunk_count)
+    if any(summary is None for summary in summaries):
+        return
+    counted = [summary for summary in summaries if summary is not None]
+    report = ingest_summary(p, job, counted)
+    error = None
+    if report["bad_lines"] and not job.upload.get("skip_bad_lines"):
+        error = (f"the file has {report['bad_lines']} bad line(s), the first at line "
+                 f"{report['listed'][0]['line']}; GET /jobs/{job.job_id}/ingest lists them "
+                 "(a job from a new quote with skip_bad_lines leaves them out)")
+    elif report["items"] != job.item_count:
+        error = (f"the file holds {report['items']} items; the quote covers "
+                 f"{job.item_count}")
+    report["error"] = error
+    p.blobs.put_text(ingest_report_key(job.job_id), json.dumps(report), "application/json")
+    if error is not None:
+        _fail(p, job, error)
+        return
+    pilot = sum(summary["pilot"] for summary in counted)
+    phase = job.phase if pilot else PRODUCTION
+    p.jobs.transition(job.job_id, (INGESTING,), ACTIVE, pilot_items=pilot, phase=phase,
+                      record=phases.record(p.now(), INGESTING, job.phase, ACTIVE, phase,
+                                           "system", "every item ingested"))
+
+
+def _fail(p: Platform, job: Job, error: str) -> None:
+    """An ingesting job that cannot start fails with the reason (its quote stays used; its
+    money is unspent, as for any job that failed)."""
+    p.jobs.transition(job.job_id, (INGESTING,), FAILED, error=error,
+                      record=phases.record(p.now(), INGESTING, job.phase, FAILED, job.phase,
+                                           "system", "the uploaded file was not accepted"))
+
+
+def ingest_summary(p: Platform, job: Job, summaries: list[dict[str, int]]) -> dict[str, Any]:
+    """The file's counts and its first BAD_LINES_LISTED bad lines numbered in the file (a
+    range's line numbers follow the lines of the ranges before it); only ranges with bad
+    lines are read, until enough are listed."""
+    listed: list[dict[str, Any]] = []
+    before = 0
+    for index, summary in enumerate(summaries):
+        if summary["bad"] and len(listed) < u.BAD_LINES_LISTED:
+            for entry in json.loads(p.blobs.get_text(bad_lines_key(job.job_id, index))):
+                if len(listed) >= u.BAD_LINES_LISTED:
+                    break
+                listed.append({"line": before + entry["index"] + 1, "offset": entry["offset"],
+                               "message": entry["message"], "field": entry["field"]})
+        before += summary["lines"]
+    bad = sum(summary["bad"] for summary in summaries)
+    return {"format": job.upload["format"], "bytes": job.upload["bytes"],
+            "skip_bad_lines": bool(job.upload.get("skip_bad_lines")), "lines": before,
+            "items": sum(summary["items"] for summary in summaries), "bad_lines": bad,
+            "listed": listed, "truncated": bad > len(listed)}
+
+
+def ingest_report(p: Platform, client: Principal, job_id: str) -> dict[str, Any]:
+    """How a job's ingest went: for a file, its lines, items and bad lines by line number
+    once every range is read, its ranges read until then; for inline items, the chunks."""
+    job = client_job(p, client, job_id)
+    progress = {"job_id": job.job_id, "state": job.state, "chunks": job.chunk_count,
+                "chunks_written": job.chunks_written}
+    if not job.upload:
+        return {**progress, "source": "inline"}
+    try:
+        report = json.loads(p.blobs.get_text(ingest_report_key(job.job_id)))
+    except NotFound:
+        report = {"format": job.upload["format"], "bytes": job.upload["bytes"],
+                  "skip_bad_lines": bool(job.upload.get("skip_bad_lines"))}
+    return {**progress, "source": "upload", **report}
+
