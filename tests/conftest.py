@@ -23,6 +23,12 @@ os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
 os.environ.pop("AWS_ENDPOINT_URL", None)
 os.environ.pop("AWS_PROFILE", None)
 
+# numpy loaded once, here, before any thread runs. Its first import sets OPENBLAS_MAIN_FREE in
+# os.environ and deletes it again; a stage importing it lazily on moto's state machine thread
+# while a test on the main thread sets or restores the environment could find the key gone
+# (a KeyError inside FitModel that depended on which tests ran before).
+import numpy  # noqa: E402,F401
+
 # No time limit per example: the suite shares two cores with the xdist workers and whatever
 # else runs, so a per-example deadline fails on load, not on the code.
 settings.register_profile("shared-machine", deadline=None)
