@@ -74,10 +74,13 @@ def render_policy(stage: str, app_name: str = APP_NAME) -> dict[str, Any]:
                           "arn:aws:apigateway:*::/usageplans/*/keys"]},
             {"Sid": "Events", "Effect": "Allow", "Action": ["events:PutEvents"],
              "Resource": f"arn:aws:events:*:*:event-bus/{prefix}-events"},
-            # PutObject also covers the multipart calls of streamed results; an upload that
-            # fails half-way is aborted so its parts are not left behind.
+            # PutObject also covers the multipart calls of streamed results and of clients'
+            # uploads in parts (their part URLs are signed with it); a streamed upload that
+            # fails half-way, or a client's aborted upload, is aborted so its parts are not
+            # left behind; ListParts tells a client which parts of its upload are there.
             {"Sid": "Results", "Effect": "Allow",
-             "Action": ["s3:AbortMultipartUpload", "s3:GetObject", "s3:PutObject"],
+             "Action": ["s3:AbortMultipartUpload", "s3:GetObject",
+                        "s3:ListMultipartUploadParts", "s3:PutObject"],
              "Resource": f"arn:aws:s3:::{prefix}-results/*"},
             {"Sid": "Aggregation", "Effect": "Allow", "Action": ["states:StartExecution"],
              "Resource": f"arn:aws:states:*:*:stateMachine:{prefix}-aggregation"},

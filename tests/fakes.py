@@ -873,6 +873,9 @@ class FakeBlobs:
         self.objects: dict[str, tuple[str, str]] = {}
         self.raw: dict[str, bytes] = {}
         self._etags: dict[str, str] = {}
+        # Multipart uploads in progress: upload id -> (key, {part: (ETag, bytes)}).
+        self.multipart: dict[str, tuple[str, dict[int, tuple[str, bytes]]]] = {}
+        self.min_part_bytes = 5 * 1024 * 1024
 
     def put_text(self, key: str, body: str, content_type: str) -> None:
         """Write an object."""
@@ -930,6 +933,51 @@ class FakeBlobs:
     def upload_url(self, key: str, seconds: int, content_type: str) -> str:
         """A fake PUT link naming the key, its lifetime and content type."""
         return f"https://blobs.example.test/{key}?expires_in={seconds}&put={content_type}"
+
+    def start_multipart(self, key: str, content_type: str) -> str:
+        """Start a multipart upload: its parts are kept in `multipart` until completed."""
+        upload = f"mpu-{len(self.multipart) + 1}"
+        self.multipart[upload] = (key, {})
+        return upload
+
+    def part_url(self, key: str, upload: str, number: int, seconds: int) -> str:
+        """A fake part link naming the key, upload, part and lifetime."""
+        return (f"https://blobs.example.test/{key}?uploadId={upload}&partNumber={number}"
+                f"&expires_in={seconds}")
+
+    def put_part(self, key: str, upload: str, number: int, body: bytes) -> str:
+        """Store a part (what a PUT to part_url does); its ETag."""
+        if self.multipart.get(upload, (None,))[0] != key:
+            raise NotFound(f"no multipart upload of {key}")
+        etag = f'"{hashlib.md5(body).hexdigest()}"'
+        self.multipart[upload][1][number] = (etag, body)
+        return etag
+
+    def list_parts(self, key: str, upload: str) -> list[tuple[int, str, int]]:
+        """The parts held, in number order; NotFound if the upload is not there (as S3)."""
+        if self.multipart.get(upload, (None,))[0] != key:
+            raise NotFound(f"no multipart upload of {key}")
+        parts = self.multipart[upload][1]
+        return [(number, parts[number][0], len(parts[number][1])) for number in sorted(parts)]
+
+    def complete_multipart(self, key: str, upload: str, parts: list[tuple[int, str]]) -> None:
+        """Join the named parts into the object (S3's rules: each held with that ETag, in
+        order, all but the last at least 5 MiB unless min_part_bytes says otherwise)."""
+        if self.multipart.get(upload, (None,))[0] != key:
+            raise NotFound(f"no multipart upload of {key}")
+        held = self.multipart[upload][1]
+        numbers = [number for number, _ in parts]
+        if (numbers != sorted(set(numbers))
+                or any(held.get(number, ("",))[0] != etag for number, etag in parts)
+                or any(len(held[number][1]) < self.min_part_bytes for number in numbers[:-1])):
+            raise Conflict("S3 refused the parts", code="part_mismatch", field="parts")
+        self.put_bytes(key, b"".join(held[number][1] for number in numbers))
+        del self.multipart[upload]
+
+    def abort_multipart(self, key: str, upload: str) -> None:
+        """Drop the upload and its parts."""
+        if self.multipart.get(upload, (None,))[0] == key:
+            del self.multipart[upload]
 
 
 class FakeQueue:

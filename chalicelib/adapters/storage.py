@@ -12,6 +12,8 @@ from chalicelib.observability import logger
 
 # Multipart part size for streamed objects (S3's minimum part is 5 MiB).
 PART_BYTES = 8 * 1024 * 1024
+# Parts a ListParts page names (S3's most): S3's 10,000 parts are ten pages.
+LIST_PARTS_PAGE = 1000
 
 
 class S3Blobs:
@@ -132,6 +134,69 @@ class S3Blobs:
         return self._s3.generate_presigned_url(
             "put_object", Params={"Bucket": self._bucket, "Key": key, "ContentType": content_type},
             ExpiresIn=seconds)
+
+    def start_multipart(self, key: str, content_type: str) -> str:
+        """Start a multipart upload of the object (CreateMultipartUpload); its upload id."""
+        try:
+            return str(self._s3.create_multipart_upload(
+                Bucket=self._bucket, Key=key, ContentType=content_type)["UploadId"])
+        except ClientError as error:
+            raise_if_busy(error, "S3")
+            raise
+
+    def part_url(self, key: str, upload: str, number: int, seconds: int) -> str:
+        """A presigned UploadPart link for part `number`, valid for seconds."""
+        return self._s3.generate_presigned_url(
+            "upload_part", Params={"Bucket": self._bucket, "Key": key, "UploadId": upload,
+                                   "PartNumber": number}, ExpiresIn=seconds)
+
+    def list_parts(self, key: str, upload: str) -> list[tuple[int, str, int]]:
+        """The parts a multipart upload holds (ListParts, LIST_PARTS_PAGE a page: at most ten
+        pages for S3's 10,000 parts); NotFound if the upload is gone."""
+        parts: list[tuple[int, str, int]] = []
+        extra: dict[str, Any] = {"MaxParts": LIST_PARTS_PAGE}
+        while True:
+            try:
+                response = self._s3.list_parts(Bucket=self._bucket, Key=key, UploadId=upload,
+                                               **extra)
+            except ClientError as error:
+                if error_code(error) in {"NoSuchUpload", "404"}:
+                    raise NotFound(f"no multipart upload of {key}") from error
+                raise_if_busy(error, "S3")
+                raise
+            parts.extend((int(part["PartNumber"]), str(part["ETag"]), int(part["Size"]))
+                         for part in response.get("Parts", []))
+            if not response.get("IsTruncated"):
+                return parts
+            extra = {"MaxParts": LIST_PARTS_PAGE,
+                     "PartNumberMarker": response["NextPartNumberMarker"]}
+
+    def complete_multipart(self, key: str, upload: str, parts: list[tuple[int, str]]) -> None:
+        """Join the parts into the object (CompleteMultipartUpload)."""
+        try:
+            self._s3.complete_multipart_upload(
+                Bucket=self._bucket, Key=key, UploadId=upload,
+                MultipartUpload={"Parts": [{"PartNumber": number, "ETag": etag}
+                                           for number, etag in parts]})
+        except ClientError as error:
+            code = error_code(error)
+            if code in {"NoSuchUpload", "404"}:
+                raise NotFound(f"no multipart upload of {key}") from error
+            if code in {"InvalidPart", "InvalidPartOrder", "EntityTooSmall"}:
+                raise Conflict(f"S3 refused the parts: {code}", code="part_mismatch",
+                               field="parts") from error
+            raise_if_busy(error, "S3")
+            raise
+
+    def abort_multipart(self, key: str, upload: str) -> None:
+        """Drop a multipart upload and its parts (AbortMultipartUpload); gone already: done."""
+        try:
+            self._s3.abort_multipart_upload(Bucket=self._bucket, Key=key, UploadId=upload)
+        except ClientError as error:
+            if error_code(error) in {"NoSuchUpload", "404"}:
+                return
+            raise_if_busy(error, "S3")
+            raise
 
     def download_url(self, key: str, seconds: int) -> str:
         """A presigned GET link valid for seconds."""

@@ -37,11 +37,51 @@ def create_quote() -> Response:
 @json_errors
 def create_upload() -> Response:
     """An upload target for an item file: {"format": "jsonl"|"csv", "bytes": N} gets a
-    presigned PUT url; a job names the upload with {"items_from": {"upload_id"}}."""
+    presigned PUT url, or above 64 MiB (or with "multipart": true) a multipart upload: its
+    part size and presigned part URLs; a job names the upload with {"items_from":
+    {"upload_id"}}."""
     client = _client()
     request = bp.current_request
     return idempotent(bp, client.account_id, lambda: (201, uploads.create_upload(
         platform(), client, json_body(request))))
+
+
+@bp.route("/uploads/{upload_id}", methods=["GET"])
+@json_errors
+def get_upload(upload_id: str) -> dict:
+    """Where an upload stands: a multipart upload's parts S3 holds (number, ETag, size) and
+    those missing, so a client resumes with the rest; or that it is complete."""
+    return uploads.upload_status(platform(), _client(), upload_id)
+
+
+@bp.route("/uploads/{upload_id}/parts", methods=["POST"])
+@json_errors
+def upload_part_urls(upload_id: str) -> Response:
+    """Presigned URLs for the parts of a multipart upload named in {"parts": [1, 2, ...]}
+    (at most 100 a request)."""
+    client = _client()
+    request = bp.current_request
+    return idempotent(bp, client.account_id, lambda: (200, uploads.part_urls(
+        platform(), client, upload_id, json_body(request))))
+
+
+@bp.route("/uploads/{upload_id}/complete", methods=["POST"])
+@json_errors
+def complete_upload(upload_id: str) -> Response:
+    """Join a multipart upload's parts into the file a job names: every part must be there
+    (ETags from {"parts": [{"part_number", "etag"}]}, or those S3 holds)."""
+    client = _client()
+    request = bp.current_request
+    body = json_body(request) if request.raw_body else None
+    return idempotent(bp, client.account_id, lambda: (200, uploads.complete_upload(
+        platform(), client, upload_id, body)))
+
+
+@bp.route("/uploads/{upload_id}", methods=["DELETE"])
+@json_errors
+def abort_upload(upload_id: str) -> dict:
+    """Abort a multipart upload in progress; its parts are dropped."""
+    return uploads.abort_upload(platform(), _client(), upload_id)
 
 
 @bp.route("/jobs", methods=["POST"])

@@ -46,8 +46,17 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "gold_rate": {"type": "number", "minimum": 0, "maximum": 0.5}},
         ("task_type", "items")),
     ("POST", "/uploads"): _object({
-        "format": {"enum": ["jsonl", "csv"]}, "bytes": {"type": "integer", "minimum": 1}},
+        "format": {"enum": ["jsonl", "csv"]}, "bytes": {"type": "integer", "minimum": 1},
+        "multipart": {"type": "boolean"},
+        "part_bytes": {"type": "integer", "minimum": 5 * 1024 * 1024}},
         ("format", "bytes")),
+    ("POST", "/uploads/{upload_id}/parts"): _object({
+        "parts": {"type": "array", "minItems": 1, "maxItems": 100,
+                  "items": {"type": "integer", "minimum": 1}}}, ("parts",)),
+    ("POST", "/uploads/{upload_id}/complete"): _object({
+        "parts": {"type": "array", "items": _object({
+            "part_number": {"type": "integer", "minimum": 1}, "etag": _TEXT},
+            ("part_number", "etag"))}}),
     ("POST", "/jobs"): _object({
         "quote_id": _TEXT, "title": {"type": "string"}, "instructions": _TEXT,
         "items": {"type": "array", "items": _object({

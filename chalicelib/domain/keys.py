@@ -16,6 +16,7 @@
     jobs/{job}/ingest/bad/NNNNN.json             an uploaded file's bad lines found by a range
     jobs/{job}/ingest/report.json                an uploaded file's ingest report
     uploads/{account}/{upload}.{format}          a client's uploaded item file
+    uploads/{account}/{upload}.multipart.json    a multipart upload's terms and S3 upload id
 
 Every key is derived from the job, the round and the shard number, so a repeated stage
 writes the same object again.
@@ -98,6 +99,12 @@ def upload_key(account_id: str, upload_id: str, fmt: str) -> str:
     """S3 key of a client's uploaded item file (uploads/{account}/{upload}.{format}): the
     account in the key keeps one client's upload out of another's jobs."""
     return f"uploads/{account_id}/{upload_id}.{fmt}"
+
+
+def multipart_key(account_id: str, upload_id: str) -> str:
+    """S3 key of a multipart upload's terms (format, size, part size, S3's upload id, and
+    whether it was aborted), under the client's account as its file is."""
+    return f"uploads/{account_id}/{upload_id}.multipart.json"
 
 
 def bad_lines_key(job_id: str, range_no: int) -> str:

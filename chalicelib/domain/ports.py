@@ -364,6 +364,18 @@ class BlobStore(Protocol):
         given; NotFound if it is missing, Conflict if it was replaced."""
     def upload_url(self, key: str, seconds: int, content_type: str) -> str:
         """A time-limited link to PUT the object with a body of that content type."""
+    def start_multipart(self, key: str, content_type: str) -> str:
+        """Start a multipart upload of the object; its upload id."""
+    def part_url(self, key: str, upload: str, number: int, seconds: int) -> str:
+        """A time-limited link to PUT part `number` of a multipart upload."""
+    def list_parts(self, key: str, upload: str) -> list[tuple[int, str, int]]:
+        """The parts a multipart upload holds: (number, ETag, size) in number order;
+        NotFound if the upload is not there (aborted, completed or expired)."""
+    def complete_multipart(self, key: str, upload: str, parts: list[tuple[int, str]]) -> None:
+        """Join the parts (number, ETag) into the object; NotFound if the upload is not
+        there, Conflict (part_mismatch) if a part is not as named or too small."""
+    def abort_multipart(self, key: str, upload: str) -> None:
+        """Drop a multipart upload and its parts (none there: nothing to do)."""
 
 
 class MessageQueue(Protocol):

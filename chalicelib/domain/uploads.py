@@ -23,8 +23,22 @@ from chalicelib.errors import InvalidRequest, PayloadTooLarge
 
 FORMATS = ("jsonl", "csv")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
-MAX_UPLOAD_BYTES = 1024 * 1024 * 1024
+MIB = 1024 * 1024
+GIB = 1024 * MIB
+# The ceiling of an item file (S3 allows 10,000 parts of up to 5 GiB; this keeps a file's
+# ingest within what the bench measured), and of one presigned PUT (larger files go in parts).
+MAX_UPLOAD_BYTES = 50 * GIB
+MAX_SINGLE_PUT_BYTES = GIB
 UPLOAD_LINK_SECONDS = 3600
+# Above this a file goes as a multipart upload unless the client asks for one PUT.
+MULTIPART_ABOVE_BYTES = 64 * MIB
+# S3's bounds on a part (all but the last at least MIN_PART_BYTES) and on a part count.
+MIN_PART_BYTES = 5 * MIB
+MAX_PART_BYTES = 5 * GIB
+MAX_PARTS = 10_000
+PART_BYTES = 16 * MIB
+# Presigned part URLs in one answer: a 50 GiB file is 3,200 parts, asked for in batches.
+PART_URLS_PER_REQUEST = 100
 # A range is what one ingest message reads and writes: ~160 items of 200 bytes (a conditional
 # PutItem each), so ten of them (the consumer's batch) stay well within its 60 s.
 RANGE_BYTES = 32 * 1024
@@ -66,15 +80,118 @@ class BadLine:
                 "field": self.field}
 
 
-def parse_upload_request(body: Any) -> tuple[str, int]:
-    """The format and declared size of a requested upload."""
+@dataclass(frozen=True)
+class UploadRequest:
+    """A requested upload: its format and declared size, and for a multipart upload its
+    part size (None for one presigned PUT)."""
+
+    format: str
+    bytes: int
+    part_bytes: int | None
+
+    @property
+    def parts(self) -> int:
+        """How many parts a multipart upload is sent in (0 for one PUT)."""
+        return part_count(self.bytes, self.part_bytes) if self.part_bytes else 0
+
+
+def parse_upload_request(body: Any) -> UploadRequest:
+    """The format, declared size and way of a requested upload: in parts above
+    MULTIPART_ABOVE_BYTES or when asked ("multipart": true), one PUT otherwise (at most
+    MAX_SINGLE_PUT_BYTES); a part size the client names must keep within S3's bounds."""
     body = v.require_object(body)
-    v.reject_unknown(body, ("format", "bytes"))
+    v.reject_unknown(body, ("format", "bytes", "multipart", "part_bytes"))
     fmt = v.choice(body, "format", FORMATS)
     size = body.get("bytes")
     if isinstance(size, int) and not isinstance(size, bool) and size > MAX_UPLOAD_BYTES:
-        raise PayloadTooLarge(f"an upload is at most {MAX_UPLOAD_BYTES} bytes", field="bytes")
-    return fmt, v.integer(body, "bytes", low=1, high=MAX_UPLOAD_BYTES)
+        raise PayloadTooLarge(f"an upload is at most {MAX_UPLOAD_BYTES} bytes (50 GiB)",
+                              field="bytes")
+    size = v.integer(body, "bytes", low=1, high=MAX_UPLOAD_BYTES)
+    multipart = body.get("multipart")
+    if multipart is not None and not isinstance(multipart, bool):
+        raise InvalidRequest("'multipart' must be true or false", field="multipart")
+    if multipart is None:
+        multipart = size > MULTIPART_ABOVE_BYTES or "part_bytes" in body
+    if not multipart:
+        if "part_bytes" in body:
+            raise InvalidRequest("'part_bytes' is for a multipart upload", field="part_bytes")
+        if size > MAX_SINGLE_PUT_BYTES:
+            raise PayloadTooLarge(f"one PUT is at most {MAX_SINGLE_PUT_BYTES} bytes; a bigger "
+                                  "file goes in parts (\"multipart\": true)", field="bytes")
+        return UploadRequest(fmt, size, None)
+    if "part_bytes" not in body:
+        return UploadRequest(fmt, size, default_part_bytes(size))
+    part = v.integer(body, "part_bytes", low=MIN_PART_BYTES, high=MAX_PART_BYTES)
+    if part_count(size, part) > MAX_PARTS:
+        raise InvalidRequest(f"a file of {size} bytes in parts of {part} is more than "
+                             f"{MAX_PARTS} parts; ask for parts of at least "
+                             f"{math.ceil(size / MAX_PARTS)} bytes", field="part_bytes")
+    return UploadRequest(fmt, size, part)
+
+
+def default_part_bytes(size: int) -> int:
+    """PART_BYTES, or a whole number of MiB large enough for MAX_PARTS parts to hold size."""
+    return max(PART_BYTES, math.ceil(size / MAX_PARTS / MIB) * MIB)
+
+
+def part_count(size: int, part_bytes: int) -> int:
+    """How many parts a file of size bytes is sent in (the last may be short)."""
+    return max(1, math.ceil(size / part_bytes))
+
+
+def part_span(number: int, size: int, part_bytes: int) -> tuple[int, int]:
+    """The bytes [start, end) part `number` (from 1) of a file holds."""
+    start = (number - 1) * part_bytes
+    return start, min(size, start + part_bytes)
+
+
+def parse_part_numbers(body: Any, parts: int) -> list[int]:
+    """The part numbers a client asks URLs for ({"parts": [1, 2, ...]}): each from 1 to
+    parts, at most PART_URLS_PER_REQUEST of them, in the order asked, each once."""
+    body = v.require_object(body)
+    v.reject_unknown(body, ("parts",))
+    numbers = body.get("parts")
+    if not isinstance(numbers, list) or not numbers:
+        raise InvalidRequest("'parts' must be a list of part numbers", field="parts")
+    if len(numbers) > PART_URLS_PER_REQUEST:
+        raise InvalidRequest(f"at most {PART_URLS_PER_REQUEST} parts a request", field="parts")
+    for number in numbers:
+        if not isinstance(number, int) or isinstance(number, bool) or not 1 <= number <= parts:
+            raise InvalidRequest(f"a part number is a whole number from 1 to {parts}",
+                                 field="parts")
+    if len(set(numbers)) != len(numbers):
+        raise InvalidRequest("each part number once", field="parts")
+    return list(numbers)
+
+
+def parse_completion(body: Any, parts: int) -> dict[int, str]:
+    """The ETags a client names for its parts ({"parts": [{"part_number", "etag"}]}), or
+    none (an empty body: the parts S3 holds are used)."""
+    if body is None:
+        return {}
+    body = v.require_object(body)
+    v.reject_unknown(body, ("parts",))
+    entries = body.get("parts", [])
+    if not isinstance(entries, list) or len(entries) > parts:
+        raise InvalidRequest(f"'parts' must be a list of at most {parts} "
+                             "{\"part_number\", \"etag\"}", field="parts")
+    named: dict[int, str] = {}
+    for k, entry in enumerate(entries):
+        if not isinstance(entry, Mapping):
+            raise InvalidRequest("each part is {\"part_number\", \"etag\"}",
+                                 field=f"parts[{k}]")
+        v.reject_unknown(entry, ("part_number", "etag"), f"parts[{k}].")
+        number = v.integer(entry, "part_number", low=1, high=parts, prefix=f"parts[{k}].")
+        etag = v.text(entry, "etag", max_length=128, prefix=f"parts[{k}].")
+        if number in named:
+            raise InvalidRequest("each part number once", field=f"parts[{k}].part_number")
+        named[number] = etag
+    return named
+
+
+def missing_parts(held: Mapping[int, Any], parts: int) -> list[int]:
+    """The part numbers from 1 to parts that are not held."""
+    return [number for number in range(1, parts + 1) if number not in held]
 
 
 def range_count(size: int) -> int:

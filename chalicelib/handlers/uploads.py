@@ -12,9 +12,11 @@ from typing import Any
 
 from chalicelib.domain import phases
 from chalicelib.domain import uploads as u
-from chalicelib.domain.ids import item_id, new_id
+from chalicelib.domain.ids import is_upload_id, item_id, new_id
 from chalicelib.domain.jobs import parse_item
-from chalicelib.domain.keys import bad_lines_key, ingest_report_key, upload_key
+from chalicelib.domain.keys import (
+    bad_lines_key, ingest_report_key, multipart_key, upload_key,
+)
 from chalicelib.domain.model import (
     ACTIVE, FAILED, INGESTING, PRODUCTION, Job, NewItem, Principal,
 )
@@ -24,21 +26,159 @@ from chalicelib.handlers.platform import Platform, client_job
 
 def create_upload(p: Platform, client: Principal, body: Any) -> dict[str, Any]:
     """An upload target: a presigned PUT of the client's file to a key of its own account,
-    and the upload id a job names it by."""
-    fmt, size = u.parse_upload_request(body)
+    or for a big file (or when asked) a multipart upload with its part size and the URLs of
+    its first parts; and the upload id a job names it by."""
+    request = u.parse_upload_request(body)
     upload_id = new_id("up")
-    content_type = u.CONTENT_TYPES[fmt]
-    url = p.blobs.upload_url(upload_key(client.account_id, upload_id, fmt),
-                             u.UPLOAD_LINK_SECONDS, content_type)
-    return {"upload_id": upload_id, "format": fmt, "bytes": size, "url": url, "method": "PUT",
-            "headers": {"Content-Type": content_type},
-            "expires_in_seconds": u.UPLOAD_LINK_SECONDS, "max_bytes": u.MAX_UPLOAD_BYTES}
+    content_type = u.CONTENT_TYPES[request.format]
+    key = upload_key(client.account_id, upload_id, request.format)
+    answer: dict[str, Any] = {"upload_id": upload_id, "format": request.format,
+                              "bytes": request.bytes, "expires_in_seconds": u.UPLOAD_LINK_SECONDS,
+                              "max_bytes": u.MAX_UPLOAD_BYTES}
+    if request.part_bytes is None:
+        url = p.blobs.upload_url(key, u.UPLOAD_LINK_SECONDS, content_type)
+        return {**answer, "multipart": False, "url": url, "method": "PUT",
+                "headers": {"Content-Type": content_type}}
+    s3_upload = p.blobs.start_multipart(key, content_type)
+    terms = {"format": request.format, "bytes": request.bytes,
+             "part_bytes": request.part_bytes, "parts": request.parts, "s3_upload": s3_upload}
+    p.blobs.put_text(multipart_key(client.account_id, upload_id), json.dumps(terms),
+                     "application/json")
+    first = list(range(1, min(request.parts, u.PART_URLS_PER_REQUEST) + 1))
+    return {**answer, "multipart": True, "method": "PUT", "part_bytes": request.part_bytes,
+            "parts": request.parts, "part_urls": _part_urls(p, key, s3_upload, first)}
+
+
+def _part_urls(p: Platform, key: str, s3_upload: str, numbers: list[int]
+               ) -> list[dict[str, Any]]:
+    return [{"part_number": number,
+             "url": p.blobs.part_url(key, s3_upload, number, u.UPLOAD_LINK_SECONDS)}
+            for number in numbers]
+
+
+def _multipart(p: Platform, client: Principal, upload_id: str) -> tuple[str, dict[str, Any]]:
+    """The client's multipart upload: its object's key and its terms. Another client's
+    upload id, an unknown one or an aborted upload is NotFound."""
+    if not is_upload_id(upload_id):
+        raise NotFound("no such upload", field="upload_id", code="upload_not_found")
+    try:
+        terms = json.loads(p.blobs.get_text(multipart_key(client.account_id, upload_id)))
+    except NotFound:
+        raise NotFound("no such multipart upload", field="upload_id",
+                       code="upload_not_found") from None
+    if terms.get("aborted"):
+        raise NotFound("the upload was aborted", field="upload_id", code="upload_not_found")
+    return upload_key(client.account_id, upload_id, terms["format"]), terms
+
+
+def part_urls(p: Platform, client: Principal, upload_id: str, body: Any) -> dict[str, Any]:
+    """Presigned URLs for the parts a client names (to resume, or past the first batch)."""
+    key, terms = _multipart(p, client, upload_id)
+    numbers = u.parse_part_numbers(body, int(terms["parts"]))
+    if p.blobs.head(key) is not None:
+        raise Conflict("the upload is complete", field="upload_id", code="upload_complete")
+    return {"upload_id": upload_id, "part_urls": _part_urls(p, key, terms["s3_upload"], numbers),
+            "expires_in_seconds": u.UPLOAD_LINK_SECONDS}
+
+
+def upload_status(p: Platform, client: Principal, upload_id: str) -> dict[str, Any]:
+    """Where an upload stands: for a multipart upload in progress, the parts S3 holds
+    (number, ETag, size) and those still missing, so a client resumes with the rest; for a
+    complete one (or a single PUT that arrived), its size and ETag."""
+    try:
+        key, terms = _multipart(p, client, upload_id)
+    except NotFound:
+        if not is_upload_id(upload_id):
+            raise
+        found = _uploaded(p, client, upload_id)
+        if found is None:
+            raise
+        return {"upload_id": upload_id, "state": "complete", "multipart": False, **found}
+    view = {"upload_id": upload_id, "multipart": True, "format": terms["format"],
+            "bytes": terms["bytes"], "part_bytes": terms["part_bytes"], "parts": terms["parts"]}
+    done = p.blobs.head(key)
+    if done is not None:
+        return {**view, "state": "complete", "etag": done[1]}
+    held = _held_parts(p, key, terms)
+    return {**view, "state": "uploading",
+            "uploaded": [{"part_number": number, "etag": etag, "bytes": size}
+                         for number, (etag, size) in sorted(held.items())],
+            "missing": u.missing_parts(held, int(terms["parts"]))}
+
+
+def _held_parts(p: Platform, key: str, terms: Mapping[str, Any]) -> dict[int, tuple[str, int]]:
+    """The parts S3 holds of a multipart upload: number -> (ETag, size). An upload S3 no
+    longer has (expired by the bucket's lifecycle rule, or completed under way) is
+    NotFound unless its object is there."""
+    try:
+        listed = p.blobs.list_parts(key, terms["s3_upload"])
+    except NotFound:
+        raise NotFound("the upload's parts are gone (an upload left a day is dropped); "
+                       "start a new upload", field="upload_id", code="upload_not_found") from None
+    return {number: (etag, size) for number, etag, size in listed}
+
+
+def _uploaded(p: Platform, client: Principal, upload_id: str) -> dict[str, Any] | None:
+    """The format, size and ETag of a client's uploaded object, if it is there."""
+    for fmt in u.FORMATS:
+        found = p.blobs.head(upload_key(client.account_id, upload_id, fmt))
+        if found is not None:
+            return {"format": fmt, "bytes": found[0], "etag": found[1]}
+    return None
+
+
+def complete_upload(p: Platform, client: Principal, upload_id: str, body: Any
+                    ) -> dict[str, Any]:
+    """Join a multipart upload's parts into the file a job can name: every part must be
+    there (409 upload_incomplete lists the missing ones), the ETags the client names must
+    be those S3 holds, and the parts must add up to the declared size. A repeat after it
+    is complete answers the same."""
+    key, terms = _multipart(p, client, upload_id)
+    parts, size = int(terms["parts"]), int(terms["bytes"])
+    named = u.parse_completion(body, parts)
+    view = {"upload_id": upload_id, "state": "complete", "multipart": True,
+            "format": terms["format"], "bytes": size}
+    done = p.blobs.head(key)
+    if done is not None:
+        return {**view, "bytes": done[0], "etag": done[1]}
+    held = _held_parts(p, key, terms)
+    missing = u.missing_parts(held, parts)
+    if missing:
+        raise Conflict(f"{len(missing)} of {parts} parts are not uploaded yet, the first "
+                       f"part {missing[0]}", field="parts", code="upload_incomplete")
+    for number, etag in named.items():
+        if held[number][0] != etag:
+            raise Conflict(f"part {number} holds other bytes (ETag {held[number][0]})",
+                           field="parts", code="part_mismatch")
+    total = sum(held_size for _, held_size in held.values())
+    if total != size:
+        raise Conflict(f"the parts hold {total} bytes; the upload was declared as {size}",
+                       field="bytes", code="upload_size_mismatch")
+    p.blobs.complete_multipart(key, terms["s3_upload"],
+                               [(number, held[number][0]) for number in range(1, parts + 1)])
+    done = p.blobs.head(key)
+    assert done is not None
+    return {**view, "bytes": done[0], "etag": done[1]}
+
+
+def abort_upload(p: Platform, client: Principal, upload_id: str) -> dict[str, Any]:
+    """Drop a multipart upload in progress and its parts; a complete one stays (it expires
+    with the bucket's rule for uploads)."""
+    key, terms = _multipart(p, client, upload_id)
+    if p.blobs.head(key) is not None:
+        raise Conflict("the upload is complete; it cannot be aborted", field="upload_id",
+                       code="upload_complete")
+    p.blobs.abort_multipart(key, terms["s3_upload"])
+    p.blobs.put_text(multipart_key(client.account_id, upload_id),
+                     json.dumps({**terms, "aborted": True}), "application/json")
+    return {"upload_id": upload_id, "state": "aborted"}
 
 
 def find_upload(p: Platform, client: Principal, upload_id: str) -> dict[str, Any]:
     """The client's uploaded file by its upload id: {"key", "format", "bytes", "etag"}.
     Looked for under the client's own account only, so another client's upload id finds
-    nothing; the ETag pins the version the job was posted with."""
+    nothing; the ETag pins the version the job was posted with. A multipart upload not yet
+    complete is a Conflict (upload_incomplete)."""
     field = "items_from.upload_id"
     for fmt in u.FORMATS:
         key = upload_key(client.account_id, upload_id, fmt)
@@ -46,8 +186,14 @@ def find_upload(p: Platform, client: Principal, upload_id: str) -> dict[str, Any
         if found is not None:
             break
     else:
-        raise NotFound("no such upload (PUT the file to the upload's url first)", field=field,
-                       code="upload_not_found")
+        try:
+            _multipart(p, client, upload_id)
+        except NotFound:
+            raise NotFound("no such upload (PUT the file to the upload's url first)",
+                           field=field, code="upload_not_found") from None
+        raise Conflict(f"the multipart upload is not complete: send its missing parts and "
+                       f"POST /uploads/{upload_id}/complete", field=field,
+                       code="upload_incomplete")
     size, etag = found
     if size == 0:
         raise InvalidRequest("the uploaded file is empty", field=field)
