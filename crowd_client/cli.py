@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import sys
@@ -22,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from crowd_client.client import ApiError, Client
+from crowd_client.client import MULTIPART_ABOVE_BYTES, ApiError, Client, file_key
 
 EXIT_API, EXIT_USAGE, EXIT_UNREACHABLE = 1, 2, 3
 DEFAULT_CONFIG = Path.home() / ".config" / "crowd" / "config.json"
@@ -50,9 +51,15 @@ class NotReady(Exception):
 
 # --- configuration -------------------------------------------------------------------------
 
+def config_path(args: argparse.Namespace, environ: dict[str, str]) -> Path:
+    """The config file: --config, $CROWD_CONFIG or ~/.config/crowd/config.json; big uploads
+    in progress are remembered in its folder's uploads/."""
+    return Path(args.config or environ.get("CROWD_CONFIG") or DEFAULT_CONFIG)
+
+
 def settings(args: argparse.Namespace, environ: dict[str, str]) -> tuple[str, str]:
     """The API URL and key from flags, the environment or the config file, in that order."""
-    path = Path(args.config or environ.get("CROWD_CONFIG") or DEFAULT_CONFIG)
+    path = config_path(args, environ)
     stored: dict[str, Any] = {}
     if path.exists():
         try:
@@ -417,11 +424,23 @@ def _create(client: Client, args: argparse.Namespace, items: list[dict[str, Any]
         sys.stderr.write(f"uploading {len(items)} items...\n")
         return client.create_job(quote_id, items, **body)
     path, fmt, _ = prepared
+    source = Path(args.items)
+    state = upload_state(args.upload_state_dir, source)
+    if state.exists() and not args.restart and path.stat().st_size > MULTIPART_ABOVE_BYTES:
+        sys.stderr.write(f"resuming the upload of {source} (--restart to start over)\n")
     upload_id = client.upload(path, fmt, lambda sent, total: progress(
-        sent, total, "uploading", sys.stderr))
+        sent, total, "uploading", sys.stderr), state=state, key=file_key(source),
+        restart=args.restart, multipart_above=MULTIPART_ABOVE_BYTES)
     sys.stderr.write("\n")
     return client.create_job_from_upload(quote_id, upload_id,
                                          skip_bad_lines=args.skip_bad_lines, **body)
+
+
+def upload_state(folder: Path, source: Path) -> Path:
+    """The file remembering a big upload of `source` in progress, named by its absolute path
+    (its size and modification time are checked when it is read)."""
+    name = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:32]
+    return folder / f"{name}.json"
 
 
 def _ingest_summary(client: Client, job: dict[str, Any], path: str) -> None:
@@ -608,6 +627,9 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--upload", choices=["auto", "always", "never"], default="auto",
                         help="send the file as an upload (auto: above 1 MiB or "
                              f"{INLINE_ITEMS} items) or its items inline")
+    create.add_argument("--restart", action="store_true",
+                        help="start a big file's upload over instead of resuming the "
+                             "interrupted one")
     create.add_argument("--skip-bad-lines", action="store_true",
                         help="an uploaded file's bad lines are left out (and listed) "
                              "instead of failing the job")
@@ -664,7 +686,9 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     args = parser().parse_args(argv)
     out = out or sys.stdout
     try:
-        url, key = settings(args, dict(os.environ if environ is None else environ))
+        environ = dict(os.environ if environ is None else environ)
+        url, key = settings(args, environ)
+        args.upload_state_dir = config_path(args, environ).parent / "uploads"
         args.run(Client(url, key), args, out)
     except UsageError as error:
         sys.stderr.write(f"crowd: {error}\n")

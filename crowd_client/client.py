@@ -26,6 +26,10 @@ from pathlib import Path
 from typing import Any
 
 RETRY_STATUSES = {429, 500, 502, 503, 504}
+# Above this a file is uploaded in parts (the API's threshold too), resumable.
+MULTIPART_ABOVE_BYTES = 64 * 1024 * 1024
+# Part URLs asked for at a time: each lasts an hour, so a slow link asks again as it goes.
+PART_URL_BATCH = 10
 DOWNLOAD_CHUNK_BYTES = 256 * 1024
 FINAL_STATES = ("done", "failed")
 
@@ -108,30 +112,121 @@ class Client:
         return self.request("POST", "/jobs", {"quote_id": quote_id, "items": items, **settings})
 
     def upload(self, path: str | Path, fmt: str,
-               progress: Callable[[int, int], None] | None = None) -> str:
-        """Upload an item file (fmt "jsonl" or "csv") to a presigned PUT the API gives
-        (POST /uploads), streamed from disk, and return its upload id for create_job's
-        items_from. progress(sent, total) is called as the bytes go; a PUT that fails is
-        sent again from the start (up to `retries` times)."""
-        size = Path(path).stat().st_size
+               progress: Callable[[int, int], None] | None = None, *,
+               state: str | Path | None = None, key: Mapping[str, Any] | None = None,
+               restart: bool = False, multipart_above: int = MULTIPART_ABOVE_BYTES) -> str:
+        """Upload an item file (fmt "jsonl" or "csv") and return its upload id for
+        create_job_from_upload; progress(sent, total) is called as the bytes go, streamed from
+        disk (the file is never held in memory).
+
+        Up to `multipart_above` bytes it is one presigned PUT (POST /uploads), sent again from
+        the start if it fails (up to `retries` times). Above, it goes in parts: with a
+        `state` file the upload is remembered there, under `key` (what identifies the file:
+        by default its path, size and modification time), so a call after an interruption
+        asks the API which parts it holds and sends only the missing ones; a changed file, or
+        `restart`, aborts the earlier upload and starts over."""
+        file = Path(path)
+        size = file.stat().st_size
+        if size <= multipart_above:
+            return self._upload_one(file, fmt, size, progress)
+        key = dict(key) if key is not None else file_key(file)
+        return self._upload_parts(file, fmt, size, progress, Path(state) if state else None,
+                                  key, restart)
+
+    def _upload_one(self, path: Path, fmt: str, size: int,
+                    progress: Callable[[int, int], None] | None) -> str:
+        """One presigned PUT of the whole file."""
         target = self.request("POST", "/uploads", {"format": fmt, "bytes": size})
         headers = {**target.get("headers", {}), "Content-Length": str(size)}
+        self._put(target["url"], path, 0, size, size, progress, headers,
+                  target.get("method", "PUT"))
+        return str(target["upload_id"])
+
+    def _upload_parts(self, path: Path, fmt: str, size: int,
+                      progress: Callable[[int, int], None] | None, state: Path | None,
+                      key: dict[str, Any], restart: bool) -> str:
+        """A multipart upload: resumed from the state file when it names this file, else
+        started; the missing parts sent, URLs asked for PART_URL_BATCH at a time (each lasts
+        an hour), then completed."""
+        saved = _read_state(state)
+        status: dict[str, Any] | None = None
+        if saved is not None and saved.get("key") == key and not restart:
+            status = self._upload_status(str(saved["upload_id"]))
+        elif saved is not None:
+            self._abort_upload(str(saved["upload_id"]))
+        if status is not None and status.get("state") == "complete":
+            _clear_state(state)
+            return str(status["upload_id"])
+        urls: dict[int, str] = {}
+        if status is None:
+            _clear_state(state)
+            status = self.request("POST", "/uploads", {"format": fmt, "bytes": size,
+                                                       "multipart": True})
+            _write_state(state, {"key": key, "upload_id": status["upload_id"]})
+            urls = {entry["part_number"]: entry["url"] for entry in status["part_urls"]}
+        upload_id, part_bytes = str(status["upload_id"]), int(status["part_bytes"])
+        etags = {entry["part_number"]: entry["etag"] for entry in status.get("uploaded", [])}
+        sent = sum(int(entry["bytes"]) for entry in status.get("uploaded", []))
+        missing = [n for n in range(1, int(status["parts"]) + 1) if n not in etags]
+        if progress is not None:
+            progress(sent, size)
+        for at in range(0, len(missing), PART_URL_BATCH):
+            batch = missing[at:at + PART_URL_BATCH]
+            if any(number not in urls for number in batch):
+                answer = self.request("POST", f"/uploads/{upload_id}/parts", {"parts": batch})
+                urls = {entry["part_number"]: entry["url"] for entry in answer["part_urls"]}
+            for number in batch:
+                start = (number - 1) * part_bytes
+                length = min(size, start + part_bytes) - start
+                etags[number] = self._put(urls[number], path, start, length, size,
+                                          _offset(progress, sent), {}, "PUT")
+                sent += length
+        self.request("POST", f"/uploads/{upload_id}/complete", {"parts": [
+            {"part_number": number, "etag": etag} for number, etag in sorted(etags.items())]})
+        _clear_state(state)
+        return upload_id
+
+    def _upload_status(self, upload_id: str) -> dict[str, Any] | None:
+        """Where an earlier upload stands; None if the API no longer has it."""
+        try:
+            return self.request("GET", f"/uploads/{upload_id}")
+        except ApiError as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def _abort_upload(self, upload_id: str) -> None:
+        """Drop an earlier upload's parts (gone or complete already: nothing to do)."""
+        try:
+            self.request("DELETE", f"/uploads/{upload_id}")
+        except ApiError as error:
+            if error.status not in (404, 409):
+                raise
+
+    def _put(self, url: str, path: Path, start: int, length: int, total: int,
+             progress: Callable[[int, int], None] | None, headers: Mapping[str, str],
+             method: str) -> str:
+        """PUT bytes [start, start + length) of the file to a presigned URL, streamed; its
+        ETag. A PUT that fails to connect or with 5xx is sent again (up to `retries`
+        times)."""
+        headers = {**headers, "Content-Length": str(length)}
         for attempt in range(self.retries + 1):
             with open(path, "rb") as handle:
-                body = _Progress(handle, size, progress)
-                request = urllib.request.Request(target["url"], data=body, headers=headers,
-                                                 method=target.get("method", "PUT"))
+                handle.seek(start)
+                body = _Progress(_Slice(handle, length), total, progress)
+                request = urllib.request.Request(url, data=body, headers=headers, method=method)
                 try:
                     with urllib.request.urlopen(request, timeout=self.timeout) as response:
                         response.read()
-                    return str(target["upload_id"])
+                        return str(response.headers.get("ETag", ""))
                 except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
                     status = getattr(error, "code", 0)
                     if attempt < self.retries and (status == 0 or status in RETRY_STATUSES):
                         self._wait(attempt, None)
                         continue
                     raise ApiError(status, "upload_failed",
-                                   f"the upload of {path} failed: {error}") from None
+                                   f"the upload of {path} failed: {error} (the same call "
+                                   "again resumes a file sent in parts)") from None
         raise AssertionError("unreachable")
 
     def create_job_from_upload(self, quote_id: str, upload_id: str, *,
@@ -350,6 +445,57 @@ def verify_signature(payload: bytes | str, header: str | None, secret: str,
 def _rows(lines: int, format: str) -> int:
     """Result rows in a download of that many lines so far (a CSV's first is its header)."""
     return max(0, lines - 1) if format == "csv" else lines
+
+
+def file_key(path: str | Path) -> dict[str, Any]:
+    """What identifies a file for resuming its upload: its absolute path, size and
+    modification time (any change to it starts the upload over)."""
+    file = Path(path).resolve()
+    stat = file.stat()
+    return {"path": str(file), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+
+def _read_state(state: Path | None) -> dict[str, Any] | None:
+    """The upload a state file remembers, if it holds one."""
+    if state is None or not state.exists():
+        return None
+    try:
+        saved = json.loads(state.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    return saved if isinstance(saved, dict) and "upload_id" in saved else None
+
+
+def _write_state(state: Path | None, saved: Mapping[str, Any]) -> None:
+    if state is not None:
+        state.parent.mkdir(parents=True, exist_ok=True)
+        state.write_text(json.dumps(saved), encoding="utf-8")
+
+
+def _clear_state(state: Path | None) -> None:
+    if state is not None:
+        state.unlink(missing_ok=True)
+
+
+def _offset(progress: Callable[[int, int], None] | None, base: int
+            ) -> Callable[[int, int], None] | None:
+    """progress told of a part's bytes as bytes of the whole file, after `base` sent."""
+    if progress is None:
+        return None
+    return lambda sent, total: progress(base + sent, total)
+
+
+class _Slice:
+    """At most `length` bytes of an open file from where it stands."""
+
+    def __init__(self, handle: Any, length: int) -> None:
+        self._handle, self._left = handle, length
+
+    def read(self, size: int = -1) -> bytes:
+        size = self._left if size < 0 else min(size, self._left)
+        block = self._handle.read(size)
+        self._left -= len(block)
+        return block
 
 
 class _Progress:

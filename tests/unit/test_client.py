@@ -1,6 +1,7 @@
 """crowd_client.Client against a stub HTTP server: retries, errors, paging, long form."""
 from __future__ import annotations
 
+import hashlib
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -34,15 +35,19 @@ class Stub(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(raw)
 
-    do_GET = do_POST = _answer
+    do_GET = do_POST = do_DELETE = _answer
 
     def do_PUT(self) -> None:
-        """An upload to a presigned URL: the raw body is kept, the answer is empty."""
+        """An upload to a presigned URL: the raw body is kept, the answer is empty but for
+        the body's ETag (an MD5, as S3's)."""
         length = int(self.headers.get("Content-Length") or 0)
-        self.seen.append((self.command, self.path, {"raw": self.rfile.read(length),
+        raw = self.rfile.read(length)
+        self.seen.append((self.command, self.path, {"raw": raw,
                                                     "type": self.headers.get("Content-Type")}))
-        status, _ = self.script[self.path][0]
+        queue = self.script[self.path]
+        status, _ = queue.pop(0) if len(queue) > 1 else queue[0]
         self.send_response(status)
+        self.send_header("ETag", f'"{hashlib.md5(raw).hexdigest()}"')
         self.send_header("Content-Length", "0")
         self.end_headers()
 
