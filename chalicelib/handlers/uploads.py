@@ -1,4 +1,5 @@
-"""Items from an uploaded file: the upload target a client PUTs its file to, and the ingest
+"""Items from an uploaded file: the upload target a client PUTs its file to (a big file in
+parts: started, its parts listed for a resume, completed or aborted), and the ingest
 of a job posted naming it: planned in byte ranges (a planner message queues one message per
 range), each range's lines read, checked by the rules of inline items and written, its bad
 lines kept, and the job started (or failed, with its bad lines numbered in a report) once
@@ -51,21 +52,32 @@ def create_upload(p: Platform, client: Principal, body: Any) -> dict[str, Any]:
 
 def _part_urls(p: Platform, key: str, s3_upload: str, numbers: list[int]
                ) -> list[dict[str, Any]]:
+    """Presigned UploadPart links for the numbered parts, each valid for the link time."""
     return [{"part_number": number,
              "url": p.blobs.part_url(key, s3_upload, number, u.UPLOAD_LINK_SECONDS)}
             for number in numbers]
 
 
-def _multipart(p: Platform, client: Principal, upload_id: str) -> tuple[str, dict[str, Any]]:
-    """The client's multipart upload: its object's key and its terms. Another client's
-    upload id, an unknown one or an aborted upload is NotFound."""
+def _terms(p: Platform, client: Principal, upload_id: str) -> dict[str, Any] | None:
+    """The terms of the client's multipart upload of that id, None if it has none (an
+    unknown id, another client's, or an upload sent in one PUT)."""
     if not is_upload_id(upload_id):
-        raise NotFound("no such upload", field="upload_id", code="upload_not_found")
+        return None
     try:
-        terms = json.loads(p.blobs.get_text(multipart_key(client.account_id, upload_id)))
+        terms: dict[str, Any] = json.loads(
+            p.blobs.get_text(multipart_key(client.account_id, upload_id)))
     except NotFound:
-        raise NotFound("no such multipart upload", field="upload_id",
-                       code="upload_not_found") from None
+        return None
+    return terms
+
+
+def _multipart(p: Platform, client: Principal, upload_id: str,
+               terms: dict[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+    """The client's multipart upload: its object's key and its terms (read unless given).
+    Another client's upload id, an unknown one or an aborted upload is NotFound."""
+    terms = terms if terms is not None else _terms(p, client, upload_id)
+    if terms is None:
+        raise NotFound("no such multipart upload", field="upload_id", code="upload_not_found")
     if terms.get("aborted"):
         raise NotFound("the upload was aborted", field="upload_id", code="upload_not_found")
     return upload_key(client.account_id, upload_id, terms["format"]), terms
@@ -85,15 +97,14 @@ def upload_status(p: Platform, client: Principal, upload_id: str) -> dict[str, A
     """Where an upload stands: for a multipart upload in progress, the parts S3 holds
     (number, ETag, size) and those still missing, so a client resumes with the rest; for a
     complete one (or a single PUT that arrived), its size and ETag."""
-    try:
-        key, terms = _multipart(p, client, upload_id)
-    except NotFound:
-        if not is_upload_id(upload_id):
-            raise
-        found = _uploaded(p, client, upload_id)
+    terms = _terms(p, client, upload_id)
+    if terms is None:
+        found = _uploaded(p, client, upload_id) if is_upload_id(upload_id) else None
         if found is None:
-            raise
+            raise NotFound("no such upload (a file sent in one PUT is found once it is "
+                           "there)", field="upload_id", code="upload_not_found")
         return {"upload_id": upload_id, "state": "complete", "multipart": False, **found}
+    key, terms = _multipart(p, client, upload_id, terms)
     view = {"upload_id": upload_id, "multipart": True, "format": terms["format"],
             "bytes": terms["bytes"], "part_bytes": terms["part_bytes"], "parts": terms["parts"]}
     done = p.blobs.head(key)
@@ -186,11 +197,10 @@ def find_upload(p: Platform, client: Principal, upload_id: str) -> dict[str, Any
         if found is not None:
             break
     else:
-        try:
-            _multipart(p, client, upload_id)
-        except NotFound:
+        terms = _terms(p, client, upload_id)
+        if terms is None or terms.get("aborted"):
             raise NotFound("no such upload (PUT the file to the upload's url first)",
-                           field=field, code="upload_not_found") from None
+                           field=field, code="upload_not_found")
         raise Conflict(f"the multipart upload is not complete: send its missing parts and "
                        f"POST /uploads/{upload_id}/complete", field=field,
                        code="upload_incomplete")
