@@ -425,11 +425,12 @@ def _create(client: Client, args: argparse.Namespace, items: list[dict[str, Any]
         return client.create_job(quote_id, items, **body)
     path, fmt, _ = prepared
     source = Path(args.items)
-    state = upload_state(args.upload_state_dir, source)
-    if state.exists() and not args.restart and path.stat().st_size > MULTIPART_ABOVE_BYTES:
+    state, key = upload_state(args.upload_state_dir, source), file_key(source)
+    if (not args.restart and path.stat().st_size > MULTIPART_ABOVE_BYTES
+            and _remembered(state) == key):
         sys.stderr.write(f"resuming the upload of {source} (--restart to start over)\n")
     upload_id = client.upload(path, fmt, lambda sent, total: progress(
-        sent, total, "uploading", sys.stderr), state=state, key=file_key(source),
+        sent, total, "uploading", sys.stderr), state=state, key=key,
         restart=args.restart, multipart_above=MULTIPART_ABOVE_BYTES)
     sys.stderr.write("\n")
     return client.create_job_from_upload(quote_id, upload_id,
@@ -441,6 +442,14 @@ def upload_state(folder: Path, source: Path) -> Path:
     (its size and modification time are checked when it is read)."""
     name = hashlib.sha256(str(source.resolve()).encode()).hexdigest()[:32]
     return folder / f"{name}.json"
+
+
+def _remembered(state: Path) -> Any:
+    """The file an upload in progress was remembered for (its key), if any."""
+    try:
+        return json.loads(state.read_text(encoding="utf-8")).get("key")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _ingest_summary(client: Client, job: dict[str, Any], path: str) -> None:

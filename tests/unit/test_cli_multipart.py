@@ -121,6 +121,7 @@ def test_a_changed_file_starts_over(server, tmp_path, capsys, items):
     code, _, err = _create(items, tmp_path, capsys, server)
     # THEN the earlier upload is aborted and the whole file goes to a new one
     assert code == 0, err
+    assert "resuming" not in err
     assert ("DELETE", "/uploads/up_1") in [(method, path) for method, path, _ in Stub.seen]
     assert not [path for method, path, _ in Stub.seen if method == "GET"
                 and path.startswith("/uploads")]
