@@ -25,9 +25,9 @@ FORMATS = ("jsonl", "csv")
 CONTENT_TYPES = {"jsonl": "application/x-ndjson", "csv": "text/csv"}
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-# The ceiling of an item file (S3 allows 10,000 parts of up to 5 GiB; this keeps a file's
-# ingest within what the bench measured), and of one presigned PUT (larger files go in parts).
-MAX_UPLOAD_BYTES = 50 * GIB
+# The ceiling of an item file: a job's 1,000,000 items at their largest (8 KiB of data each,
+# with their external ids) fit in it; and of one presigned PUT (larger files go in parts).
+MAX_UPLOAD_BYTES = 10 * GIB
 MAX_SINGLE_PUT_BYTES = GIB
 UPLOAD_LINK_SECONDS = 3600
 # Above this a file goes as a multipart upload unless the client asks for one PUT.
@@ -37,11 +37,15 @@ MIN_PART_BYTES = 5 * MIB
 MAX_PART_BYTES = 5 * GIB
 MAX_PARTS = 10_000
 PART_BYTES = 16 * MIB
-# Presigned part URLs in one answer: a 50 GiB file is 3,200 parts, asked for in batches.
+# Presigned part URLs in one answer: a 10 GiB file is 640 parts, asked for in batches.
 PART_URLS_PER_REQUEST = 100
 # A range is what one ingest message reads and writes: ~160 items of 200 bytes (a conditional
 # PutItem each), so ten of them (the consumer's batch) stay well within its 60 s.
 RANGE_BYTES = 32 * 1024
+# At most this many ranges a file: the last range's step reads every range's summary (a
+# BatchGetItem per 100), so a file above 128 MiB is read in larger ranges; a job's million
+# items then come about 250 to a range.
+MAX_RANGES = 4096
 # How far past its end a range reads at first for the line crossing it; a longer one is read
 # again up to MAX_LINE_BYTES past the end.
 READ_SLACK = 4 * 1024
@@ -104,7 +108,7 @@ def parse_upload_request(body: Any) -> UploadRequest:
     fmt = v.choice(body, "format", FORMATS)
     size = body.get("bytes")
     if isinstance(size, int) and not isinstance(size, bool) and size > MAX_UPLOAD_BYTES:
-        raise PayloadTooLarge(f"an upload is at most {MAX_UPLOAD_BYTES} bytes (50 GiB)",
+        raise PayloadTooLarge(f"an upload is at most {MAX_UPLOAD_BYTES} bytes (10 GiB)",
                               field="bytes")
     size = v.integer(body, "bytes", low=1, high=MAX_UPLOAD_BYTES)
     multipart = body.get("multipart")
@@ -194,15 +198,22 @@ def missing_parts(held: Mapping[int, Any], parts: int) -> list[int]:
     return [number for number in range(1, parts + 1) if number not in held]
 
 
+def range_bytes(size: int) -> int:
+    """The bytes of each range of an object of `size` bytes: RANGE_BYTES, or more when that
+    would make over MAX_RANGES ranges."""
+    return max(RANGE_BYTES, math.ceil(size / MAX_RANGES))
+
+
 def range_count(size: int) -> int:
-    """How many ranges an object of `size` bytes is read in."""
-    return max(1, math.ceil(size / RANGE_BYTES))
+    """How many ranges an object of `size` bytes is read in (at most MAX_RANGES)."""
+    return max(1, math.ceil(size / range_bytes(size)))
 
 
 def byte_range(index: int, size: int) -> tuple[int, int]:
     """The bytes [start, end) whose lines range `index` reads."""
-    start = index * RANGE_BYTES
-    return start, min(size, start + RANGE_BYTES)
+    step = range_bytes(size)
+    start = index * step
+    return start, min(size, start + step)
 
 
 def read_span(start: int, end: int, size: int, reach: int | None = None) -> tuple[int, int]:

@@ -392,3 +392,21 @@ def test_an_inline_job_reports_its_chunks(p):
     assert report == {"job_id": job.job_id, "state": ACTIVE, "chunks": 1, "chunks_written": 1,
                       "source": "inline"}
     assert p.jobs.get_job(job.job_id).phase == PRODUCTION
+
+
+@pytest.mark.parametrize("size", [1, u.RANGE_BYTES, u.RANGE_BYTES * u.MAX_RANGES,
+                                  u.RANGE_BYTES * u.MAX_RANGES + 1, 3 * u.GIB + 7,
+                                  u.MAX_UPLOAD_BYTES])
+def test_a_file_is_read_in_at_most_max_ranges_that_cover_it_end_to_end(size):
+    # GIVEN a file of any size the API takes
+    # WHEN it is split into ranges
+    count = u.range_count(size)
+    spans = [u.byte_range(index, size) for index in range(count)]
+    # THEN the ranges are at most MAX_RANGES (the last range reads every range's summary),
+    # 32 KiB each up to 128 MiB, and cover every byte once, in order
+    assert 1 <= count <= u.MAX_RANGES
+    if size <= u.RANGE_BYTES * u.MAX_RANGES:
+        assert count == -(-size // u.RANGE_BYTES)
+    assert spans[0][0] == 0 and spans[-1][1] == size
+    assert all(end == next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
+    assert all(start < end for start, end in spans)
