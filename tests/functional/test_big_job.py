@@ -88,9 +88,11 @@ class Clock:
         self.phases: list[tuple[str, float, float]] = []
 
     def phase(self, name: str) -> "_Phase":
+        """A with-block timed as the named phase."""
         return _Phase(self, name)
 
     def table(self) -> str:
+        """The phases' times, one line each, and their total."""
         lines = [f"{'phase':<34}{'wall s':>8}{'cpu s':>8}"]
         lines += [f"{name:<34}{wall:>8.1f}{cpu:>8.1f}" for name, wall, cpu in self.phases]
         lines.append(f"{'total':<34}{sum(p[1] for p in self.phases):>8.1f}"
@@ -99,6 +101,8 @@ class Clock:
 
 
 class _Phase:
+    """One timed phase: its wall and CPU seconds are added to the clock when it ends."""
+
     def __init__(self, clock: Clock, name: str) -> None:
         self.clock, self.name = clock, name
 
