@@ -64,7 +64,7 @@ class DroppedRows:
     def __init__(self) -> None:
         self.rows = 0
 
-    def put_results(self, job_id: str, lines: list[dict[str, Any]]) -> None:
+    def put_results(self, job_id: str, lines: list[dict[str, Any]], id_space: int = 0) -> None:
         self.rows += len(lines)
 
 

@@ -841,17 +841,19 @@ class FakeResults:
         self._lock = lock
         self.rows: dict[str, dict[str, dict[str, Any]]] = {}
 
-    def put_results(self, job_id: str, results: Iterable[dict[str, Any]]) -> None:
+    def put_results(self, job_id: str, results: Iterable[dict[str, Any]],
+                    id_space: int = 0) -> None:
         """Write (or overwrite) one row per item, in its bucket's partition."""
         with self._lock:
             for line in results:
-                partition = result_rows.partition_key(job_id, result_rows.bucket_of(line["item_id"]))
+                partition = result_rows.partition_key(
+                    job_id, result_rows.bucket_of(line["item_id"], id_space))
                 self.rows.setdefault(partition, {})[line["item_id"]] = _json_copy(line)
 
-    def page(self, job_id: str, limit: int, cursor: str | None, item_count: int) -> Page:
+    def page(self, job_id: str, limit: int, cursor: str | None, id_space: int) -> Page:
         """A page in item order: a query stopped by its limit carries on from its last row
         (as DynamoDB's LastEvaluatedKey), partitions walked as DynamoResults walks them."""
-        buckets = result_rows.bucket_count(item_count)
+        buckets = result_rows.bucket_count(id_space)
         start = decode_position(cursor, job_id, buckets, sealer=CURSORS)
 
         def query(partition: str, size: int, after: str | None

@@ -171,6 +171,14 @@ class Job:
         return answer_kind(self.task_type)
 
     @property
+    def id_space(self) -> int:
+        """The numbers its item ids are drawn from, 0 up to this: the item numbers of items
+        posted inline, the byte offsets of an uploaded file's lines (chalicelib.handlers
+        .uploads), so a random start, a range to open or a result partition covers every
+        item either way."""
+        return int(self.upload["bytes"]) if self.upload else self.item_count
+
+    @property
     def spent_cents(self) -> int:
         """Rewards of the accepted answers counted so far, less the rejected ones (whose
         rewards went back to the job)."""

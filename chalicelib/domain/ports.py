@@ -341,11 +341,13 @@ class ItemStore(Protocol):
 class ResultStore(Protocol):
     """Aggregated results per item."""
 
-    def put_results(self, job_id: str, results: Iterable[dict[str, Any]]) -> None:
-        """Write result lines (a repeat writes the same); TransientError while throttled."""
-    def page(self, job_id: str, limit: int, cursor: str | None, item_count: int) -> Page:
-        """A page of results in item order, over a job of item_count items; a page may be
-        short (or empty) and still have a cursor: only the last has none."""
+    def put_results(self, job_id: str, results: Iterable[dict[str, Any]],
+                    id_space: int = 0) -> None:
+        """Write result lines of a job with that id space (Job.id_space; a repeat writes the
+        same); TransientError while throttled."""
+    def page(self, job_id: str, limit: int, cursor: str | None, id_space: int) -> Page:
+        """A page of results in item order, over a job with that id space (Job.id_space); a
+        page may be short (or empty) and still have a cursor: only the last has none."""
 
 
 class BlobStore(Protocol):

@@ -1,9 +1,12 @@
 """Where a job's result rows live and how a page walks them.
 
-A job's result rows are spread over partitions of BUCKET_ITEMS items each: item number n
-(item ids are the job's numbers with leading zeros, chalicelib.domain.ids.item_id) lives in
-bucket n // BUCKET_ITEMS, under the partition key `<job_id>#<bucket, 5 digits>`, sorted by item
-id within it. A job of a million items has a thousand partitions, and the shards an
+A job's result rows are spread over partitions of consecutive item numbers: item number n
+(item ids are numbers with leading zeros, chalicelib.domain.ids.item_id) lives in bucket
+n // width, under the partition key `<job_id>#<bucket, 5 digits>`, sorted by item id within
+it. The numbers are drawn from the job's id space (Job.id_space: its item count for items
+posted inline, its file's size for an uploaded file, whose item ids are its lines' byte
+offsets), and the width is BUCKET_ITEMS numbers, or more so that a job has at most
+MAX_BUCKETS partitions. A job of a million items has a thousand partitions, and the shards an
 aggregation runs side by side (each a run of consecutive items) write to partitions of their
 own, so no partition takes more than a few writers at once.
 
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 BUCKET_ITEMS = 1000
+MAX_BUCKETS = 1000
 PARTS_PER_PAGE = 16
 LEGACY = -1
 
@@ -37,14 +41,20 @@ class Position:
     after: str | None = None
 
 
-def bucket_of(item_id: str) -> int:
-    """The bucket of an item id (a job's item number)."""
-    return int(item_id) // BUCKET_ITEMS
+def bucket_width(id_space: int) -> int:
+    """How many item numbers one bucket of a job with that id space covers."""
+    return max(BUCKET_ITEMS, -(-id_space // MAX_BUCKETS))
 
 
-def bucket_count(item_count: int) -> int:
-    """How many buckets a job of item_count items spreads its rows over."""
-    return max(1, -(-item_count // BUCKET_ITEMS))
+def bucket_of(item_id: str, id_space: int = 0) -> int:
+    """The bucket of an item id (a number of the job's id space; a space of at most a million
+    numbers has buckets of BUCKET_ITEMS, as does 0)."""
+    return int(item_id) // bucket_width(id_space)
+
+
+def bucket_count(id_space: int) -> int:
+    """How many buckets a job with that id space spreads its rows over."""
+    return max(1, -(-id_space // bucket_width(id_space)))
 
 
 def partition_key(job_id: str, bucket: int) -> str:

@@ -139,7 +139,7 @@ def _count_leases(p: Platform, job: Job, now: float) -> tuple[int, bool]:
             return round(whole.leased), not whole.exact
         leased, entries = whole.leased, whole.entries  # more than the counters said
     for _ in range(progress.SAMPLES):
-        start = numbered(p.rng.randrange(max(job.item_count, 1)), job.item_count)
+        start = numbered(p.rng.randrange(max(job.id_space, 1)), job.id_space)
         sample = p.items.live_leases(job.job_id, now, progress.SAMPLE_ENTRIES, start,
                                      reads=progress.LEASE_READS)
         leased, entries = leased + sample.leased, entries + sample.entries
@@ -226,7 +226,7 @@ def result_page(p: Platform, client: Principal, job_id: str, query: Mapping[str,
     job = client_job(p, client, job_id)
     v.reject_unknown(query, ("limit", "cursor"), "query.")
     return job, p.results.page(job.job_id, v.page_limit(query, 100), query.get("cursor"),
-                               job.item_count)
+                               job.id_space)
 
 
 def result_download(p: Platform, client: Principal, job_id: str,

@@ -183,8 +183,8 @@ def to_production(p: Platform, job: Job, by: str, reason: str,
     aggregates every item, the pilot's answers included.
     """
     now = p.now()
-    p.ingest_queue.send({"job_id": job.job_id, "open_range": [0, job.item_count],
-                         "items": job.item_count})
+    p.ingest_queue.send({"job_id": job.job_id, "open_range": [0, job.id_space],
+                         "items": job.id_space})
     changes: dict[str, Any] = {}
     if instructions is not None and instructions != job.instructions:
         changes = {"instructions": instructions, "instruction_version": job.instruction_version + 1}

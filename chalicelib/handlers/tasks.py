@@ -121,7 +121,7 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
         if refreshed:
             # From a random item on: containers (and refreshes) draw on different parts of a
             # big job, not all on its first open items.
-            start = numbered(p.rng.randrange(job.item_count), job.item_count)
+            start = numbered(p.rng.randrange(max(job.id_space, 1)), job.id_space)
             fresh = p.items.open_items(job.job_id, worker_id, POOL_REFRESH_SIZE, start, now)
             with p.cache.lock:
                 if len(pool) > 4 * POOL_REFRESH_SIZE:

@@ -270,7 +270,7 @@ def aggregate_shard(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         if "gold" in entry:
             line["gold"] = entry["gold"]
         lines.append(line)
-    p.results.put_results(shard["job_id"], lines)
+    p.results.put_results(shard["job_id"], lines, job.id_space)
     key = part_key(shard["job_id"], shard["round"], shard["shard"])
     p.blobs.put_text(key, "".join(json.dumps(line) + "\n" for line in lines),
                      "application/x-ndjson")

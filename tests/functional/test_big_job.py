@@ -410,10 +410,6 @@ def test_the_csv_download_holds_every_item_once_in_item_order(big_job):
         assert cells["n_answers"] == str(REDUNDANCY)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "an uploaded item's id is its byte offset in the file, but the results API walks the "
-    "result rows' partitions of bucket_count(item_count) only: rows of items past offset "
-    "1,000 x ceil(items / 1,000) are never listed"))
 def test_the_paged_results_api_walks_every_item_once_in_item_order(big_job):
     pages, paged = big_job["pages"], big_job["paged"]
     assert pages >= -(-ITEMS // 1000)

@@ -78,8 +78,29 @@ def test_the_partitions_of_a_job():
     assert result_rows.partition_key(JOB, LEGACY) == JOB
     assert [result_rows.bucket_of(i) for i in ("000000", "000999", "001000", "0999999")] \
         == [0, 0, 1, 999]
-    assert [result_rows.bucket_count(n) for n in (0, 1, 1000, 1001, 10_000_000)] \
-        == [1, 1, 1, 2, 10_000]
+    assert [result_rows.bucket_count(n) for n in (0, 1, 1000, 1001, 1_000_000, 10_000_000)] \
+        == [1, 1, 1, 2, 1000, 1000]
+
+
+def test_an_uploaded_files_rows_are_walked_whole_over_at_most_max_buckets():
+    # GIVEN the results of an uploaded job, whose item ids are its lines' byte offsets in a
+    # 6 GB file (a million numbers or more apart from its item count)
+    space = 6_000_000_000
+    offsets = sorted({(n * 5_999_993) % space for n in range(2_000)} | {0, space - 1})
+    lines = [{"item_id": item_id(offset, space), "answer": None} for offset in offsets]
+    p = make_platform()
+    p.results.put_results(JOB, list(reversed(lines)), space)
+    # WHEN the results API walks them over the job's id space, 500 a page
+    cursor, seen, pages = None, [], 0
+    while True:
+        page = p.results.page(JOB, 500, cursor, space)
+        seen, cursor, pages = seen + page.entries, page.cursor, pages + 1
+        if cursor is None:
+            break
+    # THEN every row comes back once, in file order, from at most MAX_BUCKETS partitions
+    assert seen == lines
+    assert result_rows.bucket_count(space) == result_rows.MAX_BUCKETS
+    assert pages <= result_rows.MAX_BUCKETS // PARTS_PER_PAGE + 2
 
 
 def test_a_results_cursor_stays_small_deep_into_a_big_job():

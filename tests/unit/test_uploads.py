@@ -9,9 +9,11 @@ import pytest
 
 from chalicelib.domain import uploads as u
 from chalicelib.domain.keys import upload_key
-from chalicelib.domain.model import ACTIVE, CLIENT, FAILED, INGESTING, PILOT, PRODUCTION
+from chalicelib.domain.model import (
+    ACTIVE, CALIBRATION, CLIENT, FAILED, INGESTING, PAUSED, PILOT, PRODUCTION,
+)
 from chalicelib.errors import InvalidRequest, NotFound, PayloadTooLarge
-from chalicelib.handlers import accounts, jobs, uploads
+from chalicelib.handlers import accounts, jobs, rounds, uploads
 from tests.fakes import FakeClock, FakeQueue, make_platform
 
 
@@ -410,3 +412,22 @@ def test_a_file_is_read_in_at_most_max_ranges_that_cover_it_end_to_end(size):
     assert spans[0][0] == 0 and spans[-1][1] == size
     assert all(end == next_start for (_, end), (next_start, _) in zip(spans, spans[1:]))
     assert all(start < end for start, end in spans)
+
+
+def test_promoting_an_uploaded_jobs_pilot_opens_every_held_item(p, monkeypatch):
+    # GIVEN an uploaded job with a pilot, paused in calibration: its item ids are byte
+    # offsets, most of them past its item count
+    monkeypatch.setattr(u, "RANGE_BYTES", 400)
+    client = _client(p)
+    job = _post(p, client, _upload(p, client, _jsonl(60)), 60, pilot={"items": 6})
+    _drain(p)
+    job = p.jobs.get_job(job.job_id)
+    assert job.state == ACTIVE and job.pilot_items == 6
+    assert max(int(item.item_id) for item in p.items.iter_items(job.job_id)) > job.item_count
+    assert p.jobs.transition(job.job_id, (ACTIVE,), PAUSED, phase=CALIBRATION)
+    # WHEN the client promotes it and the ingest queue opens the held items
+    assert rounds.to_production(p, p.jobs.get_job(job.job_id), "client", "go")
+    _drain(p)
+    # THEN no item is held any more
+    items = list(p.items.iter_items(job.job_id))
+    assert len(items) == 60 and not [item.item_id for item in items if item.held]

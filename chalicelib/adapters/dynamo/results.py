@@ -46,19 +46,21 @@ def unpack(record: ResultModel) -> dict[str, Any]:
     return dict(record.body or {})
 
 
-def row(job_id: str, line: dict[str, Any]) -> ResultModel:
+def row(job_id: str, line: dict[str, Any], id_space: int = 0) -> ResultModel:
     """The stored row of a result line, in its bucket's partition."""
     item_id = line["item_id"]
-    return ResultModel(partition_key(job_id, bucket_of(item_id)), item_id, packed=pack(line))
+    return ResultModel(partition_key(job_id, bucket_of(item_id, id_space)), item_id,
+                       packed=pack(line))
 
 
-def batches(job_id: str, results: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+def batches(job_id: str, results: Iterable[dict[str, Any]], id_space: int = 0
+            ) -> Iterator[list[dict[str, Any]]]:
     """Serialized rows, BATCH_ROWS at a time; an item given twice is written once (its last
     line), as a batch may not name one key twice."""
     pending: dict[str, dict[str, Any]] = {}
     for line in results:
         pending.pop(line["item_id"], None)
-        pending[line["item_id"]] = row(job_id, line).serialize()
+        pending[line["item_id"]] = row(job_id, line, id_space).serialize()
         if len(pending) == BATCH_ROWS:
             yield list(pending.values())
             pending = {}
@@ -74,10 +76,11 @@ class DynamoResults:
         self._sleep = sleep
         self._jitter = jitter
 
-    def put_results(self, job_id: str, results: Iterable[dict[str, Any]]) -> None:
+    def put_results(self, job_id: str, results: Iterable[dict[str, Any]],
+                    id_space: int = 0) -> None:
         """Write result lines in batches (deterministic, so a repeat writes the same);
         TransientError if DynamoDB stays busy."""
-        for batch in batches(job_id, results):
+        for batch in batches(job_id, results, id_space):
             self._write(batch)
 
     def _write(self, items: list[dict[str, Any]]) -> None:
@@ -99,10 +102,10 @@ class DynamoResults:
         raise TransientError(f"the database left {len(items)} result rows unprocessed; "
                              "try again")
 
-    def page(self, job_id: str, limit: int, cursor: str | None, item_count: int) -> Page:
+    def page(self, job_id: str, limit: int, cursor: str | None, id_space: int) -> Page:
         """A page of result lines in item order (chalicelib.domain.result_rows.walk): it may
         be short, or empty, and still have a cursor; the last page has none."""
-        buckets = bucket_count(item_count)
+        buckets = bucket_count(id_space)
         start = decode_position(cursor, job_id, buckets)
 
         def query(partition: str, size: int, after: str | None
