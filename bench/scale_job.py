@@ -267,7 +267,8 @@ class Run:
         self.raw = raw
         assert isinstance(raw.ingest_queue, FakeQueue) and isinstance(raw.results_queue, FakeQueue)
         self.ingest_queue, self.results_queue = raw.ingest_queue, raw.results_queue
-        wrapped = {name: Counted(name, getattr(raw, name), self.meter) for name in STORES}
+        wrapped: dict[str, Any] = {name: Counted(name, getattr(raw, name), self.meter)
+                                   for name in STORES}
         wrapped["items"] = PagedItems(wrapped["items"])
         self.p: Platform = replace(raw, **wrapped)
         self.stages: dict[str, Stage] = {}
@@ -356,7 +357,8 @@ class Run:
         target = self.call("upload", lambda: uploads.create_upload(
             p, self.client, {"format": "jsonl", "bytes": len(body)}), traced=False)
         key = upload_key(self.client.account_id, target["upload_id"], "jsonl")
-        self.call("upload", lambda: p.blobs.put_bytes(key, body), traced=False)
+        bucket: Any = p.blobs  # the fake's put_bytes: what the client's PUT leaves
+        self.call("upload", lambda: bucket.put_bytes(key, body), traced=False)
         self.stage("upload").note = "the target, then the client's PUT"
         del body
         quote = self.call("post", lambda: jobs.create_quote(p, self.client, {
@@ -381,7 +383,8 @@ class Run:
         # One worker blocked from the job who answers nothing: the round closes by the pass.
         quality.block_in_job(p, job, self.workers.pop().account_id, "client", "bench")
         stride = max(self.n_workers // self.redundancy, 1)
-        item_ids = self.raw.items._ids[job.job_id]
+        raw_items: Any = self.raw.items
+        item_ids = raw_items._ids[job.job_id]  # the fake's item ids in order
         answers, counting = self.stage("answers"), self.stage("counting")
         for start in range(0, len(item_ids), ANSWER_BLOCK):
             before = rss_mib()
