@@ -1021,6 +1021,11 @@ class FakeWorkerStats:
         with self._lock:
             return [r for key, r in sorted(self.records.items()) if key[1] == job_id]
 
+    def record(self, worker_id: str, scope: str) -> WorkerRecord | None:
+        """One record, or None."""
+        with self._lock:
+            return self.records.get((worker_id, scope))
+
     def of_worker(self, worker_id: str) -> list[WorkerRecord]:
         """One worker's records."""
         with self._lock:

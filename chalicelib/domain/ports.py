@@ -86,6 +86,8 @@ class WorkerStatsStore(Protocol):
         block at once replaces one that starts later."""
     def unblock(self, worker_id: str, scope: str) -> None: """Lift a block."""
     def of_job(self, job_id: str) -> list[WorkerRecord]: """A job's workers' records."""
+    def record(self, worker_id: str, scope: str) -> WorkerRecord | None:
+        """A worker's record in a job (scope = job id) or overall ("*"), or None."""
     def of_worker(self, worker_id: str) -> list[WorkerRecord]: """One worker's records."""
     def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None
                       ) -> dict[str, float]:

@@ -14,7 +14,7 @@ from chalicelib.domain.model import (
 )
 from chalicelib.domain.ports import WorkerRecord
 from chalicelib.errors import Conflict, NotFound
-from chalicelib.handlers.payments import settle
+from chalicelib.handlers.payments import settle, worked_in
 from chalicelib.handlers.platform import PRINCIPAL_CACHE_SECONDS, Platform, client_job
 
 # A block by the gold rule starts refusing leases this long (uniformly drawn, seconds) after
@@ -91,18 +91,12 @@ def client_blocks_worker(p: Platform, client: Principal, job_id: str, worker_id:
     reason = _reason(body)
     if job.state in (DONE, FAILED):
         raise Conflict("the job has ended", code="job_not_active")
-    if worker_id not in {r.worker_id for r in p.stats.of_job(job.job_id)} and \
-            not _answered_in(p, job, worker_id):
+    if not worked_in(p, job, worker_id):
         raise NotFound("no such worker in this job", code="worker_not_found")
     block_in_job(p, job, worker_id, client.account_id, reason)
     job = client_job(p, client, job_id)
-    record = next((r for r in p.stats.of_job(job.job_id) if r.worker_id == worker_id),
-                  WorkerRecord(worker_id, job.job_id))
+    record = p.stats.record(worker_id, job.job_id) or WorkerRecord(worker_id, job.job_id)
     return _worker_line(record, job)
-
-
-def _answered_in(p: Platform, job: Job, worker_id: str) -> bool:
-    return any(worker_id in item.seen for item in p.items.iter_items(job.job_id))
 
 
 def _reason(body: Any) -> str:

@@ -861,6 +861,17 @@ def test_gold_is_scored_once_per_assignment_in_the_job_and_overall(p, uid):
     assert p.stats.blocked_everywhere([w1]) == set()
 
 
+def test_one_record_of_a_worker_is_read_by_its_scope(p, uid):
+    w1, w2, job = f"w1-{uid}", f"w2-{uid}", new_id("job")
+    p.stats.record_gold(w1, job, new_assignment_id(job, FIRST, time.time()), False)
+    p.stats.mark_blocked(w2, job, "careless", 5.0)
+    assert (p.stats.record(w1, job).gold_answers, p.stats.record(w1, job).blocked_at) == (1, None)
+    assert p.stats.record(w1, "*").gold_correct == 0
+    assert (p.stats.record(w2, job).blocked_reason, p.stats.record(w2, job).gold_answers) == (
+        "careless", 0)
+    assert p.stats.record(w2, "*") is None and p.stats.record(w1, new_id("job")) is None
+
+
 def test_money_held_for_replacements_is_apart_from_the_pool_and_released_into_it(p):
     job = _active_job(p)
     assert p.jobs.transition(job.job_id, (ACTIVE,), ACTIVE, pool_cents=10)

@@ -40,7 +40,8 @@ def test_quality_views_and_blocks_over_http(stack):
     status, me = api.as_worker(token, "GET", "/workers/me")
     assert status == 200 and me["quality"]["gold_answers"] == 0  # nothing published yet
     assert me["quality"]["blocked_everywhere"] is False
-    # the client blocks the worker from the job, with a reason
+    # once their answer is counted, the client blocks the worker from the job, with a reason
+    stack.drain()
     worker_id = me["worker_id"]
     path = f"/jobs/{job['job_id']}/workers/{worker_id}/block"
     status, error = api.as_client("POST", path, {})

@@ -449,3 +449,67 @@ def test_a_redelivered_gold_message_applies_the_rule_a_crash_lost(p):
     assert set(p.stats.blocks_in_job(job.job_id)) == {spammer.account_id}
     (record,) = [r for r in p.stats.of_job(job.job_id)]
     assert (record.gold_answers, record.gold_correct) == (3, 0)
+
+
+class _NoItemWalks:
+    """The items port with its whole-job read refused: checks must not walk the job."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, attribute):
+        if attribute == "iter_items":
+            raise AssertionError("a whole-job read of the items")
+        return getattr(self._inner, attribute)
+
+
+def _first_task_gold(p, job, gold_ids):
+    """A worker whose first task is a gold item, answered and counted."""
+    for n in range(40):
+        worker = _worker(p, f"g{n}")
+        task = tasks.lease_next_task(p, worker, job.job_id)
+        if task.item.item_id in gold_ids:
+            p.clock.advance(5)
+            tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+            count_all(p)
+            return worker
+        tasks.release_assignment(p, worker, task.assignment_id)
+    raise AssertionError("no gold task was served")
+
+
+def test_a_worker_of_the_job_is_found_without_reading_its_items(p):
+    # GIVEN a job with gold, a worker who answered a regular item, one who answered only a
+    # gold item, one who holds a lease they never answered, and one who never came
+    client, job = _post(p, items=40, gold=set(range(0, 40, 4)), quality={"gold_rate": 0.5},
+                        quote={"gold_rate": 0.5})
+    gold_ids = {f"{n:06d}" for n in range(0, 40, 4)}
+    gold_only = _first_task_gold(p, job, gold_ids)
+    regular = None
+    for n in range(40):
+        worker = _worker(p, f"r{n}")
+        task = tasks.lease_next_task(p, worker, job.job_id)
+        if task.item.item_id not in gold_ids:
+            p.clock.advance(5)
+            tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+            regular = worker
+            break
+        tasks.release_assignment(p, worker, task.assignment_id)
+    assert regular is not None
+    count_all(p)
+    leased_only = _worker(p, "lease")
+    tasks.lease_next_task(p, leased_only, job.job_id)
+    p.items = _NoItemWalks(p.items)
+    # WHEN the client blocks each; THEN those with an answer counted are found, gold or not
+    for worker in (regular, gold_only):
+        line = quality.client_blocks_worker(p, client, job.job_id, worker.account_id,
+                                            {"reason": "careless"})
+        assert line["worker_id"] == worker.account_id and line["blocked"]
+    for worker_id in (leased_only.account_id, "wrk_nobody"):
+        with pytest.raises(NotFound) as caught:
+            quality.client_blocks_worker(p, client, job.job_id, worker_id, {"reason": "x"})
+        assert caught.value.code == "worker_not_found"
+    # a worker of another job is not one of this job's
+    other_client, other = _post(p, items=4)
+    with pytest.raises(NotFound):
+        quality.client_blocks_worker(p, other_client, other.job_id, regular.account_id,
+                                     {"reason": "x"})

@@ -90,6 +90,13 @@ class DynamoWorkerStats:
         """A job's workers' records, by worker id."""
         return [_record_from(r) for r in WorkerStatsModel.by_scope.query(job_id)]
 
+    def record(self, worker_id: str, scope: str) -> WorkerRecord | None:
+        """One record, strongly consistent."""
+        try:
+            return _record_from(WorkerStatsModel.get(worker_id, scope, consistent_read=True))
+        except WorkerStatsModel.DoesNotExist:
+            return None
+
     def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None
                       ) -> dict[str, float]:
         """Worker id -> when their block from the job starts refusing leases: of the given
