@@ -187,6 +187,8 @@ class FakeItems:
         self.records: dict[tuple[str, str], _ItemRecord] = {}
         # Item ids per job in item order, and those of open items: the sparse open_items index.
         self._ids: dict[str, list[str]] = defaultdict(list)
+        # Each job's gold listing (DynamoItems keeps it apart: <job_id>#gold).
+        self._gold_ids: dict[str, list[str]] = defaultdict(list)
         self._open: dict[str, list[str]] = defaultdict(list)
         # Index entries open_items has read, matching or not (a filtered query reads them all).
         self.index_reads = 0
@@ -286,6 +288,8 @@ class FakeItems:
                 record = _ItemRecord(state, {})
                 self.records[(job_id, item.item_id)] = record
                 insort(self._ids[job_id], item.item_id)
+                if item.gold:
+                    insort(self._gold_ids[job_id], item.item_id)
                 self._set_open(record, None if item.held or not slots else job_id)
 
     def held_item_ids(self, job_id: str, after: str | None, before: str | None, limit: int
@@ -529,6 +533,18 @@ class FakeItems:
             items = [self._full(self.records[(job_id, item_id)]) for item_id in ids[at:at + limit]]
             self.item_reads += len(items)
             return items, items[-1].item_id if len(items) >= limit else None
+
+    def gold_items(self, job_id: str, after: str | None, limit: int
+                   ) -> tuple[list[ItemState], str | None]:
+        """At most limit gold items after `after`, from the gold listing; the last id listed
+        when the page is full."""
+        with self._lock:
+            ids = self._gold_ids.get(job_id, [])
+            at = 0 if after is None else bisect_right(ids, after)
+            listed = ids[at:at + limit]
+            items = [self._full(self.records[(job_id, item_id)]) for item_id in listed]
+            self.item_reads += len(items)
+            return items, listed[-1] if len(listed) >= limit else None
 
     def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
         """Every item of a job in item order, or those after the item id `after`."""

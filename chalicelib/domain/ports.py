@@ -331,6 +331,12 @@ class ItemStore(Protocol):
     def try_release(self, job_id: str, item_id: str, worker_id: str, assignment_id: str
                     ) -> SlotOutcome:
         """Give a leased slot back."""
+    def gold_items(self, job_id: str, after: str | None, limit: int
+                   ) -> tuple[list[ItemState], str | None]:
+        """A page of at most limit of the job's gold items after the item id `after`, whole
+        (leases and answers), from the job's gold listing, no other item read; and the
+        cursor (the last id listed) when there may be more. A job ingested before the
+        listing existed lists none."""
     def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
         """Every item of a job in item order, or those after the item id `after`."""
     def item_page(self, job_id: str, after: str | None, limit: int

@@ -24,6 +24,8 @@ RULE = "rule"
 # A round closes without a pass over its items only if at most this many workers are
 # blocked everywhere (each is looked up in the job: one read).
 EVERYWHERE_CHECKS = 100
+# Gold items release_leftovers reads per request (one query of the listing, one batch read).
+GOLD_PAGE = 100
 BLOCKED_BY_RULE = "your accuracy on this job's checked tasks is below the job's threshold"
 
 
@@ -278,15 +280,30 @@ def release_leftovers(p: Platform, job: Job) -> int:
     """When a job has ended: the money held for replacements and the gold slots nobody
     answered (free, or held by an expired lease) go back to the pool, where the client's
     figures show them unspent and bonuses may use them; return the cents released.
-    A live gold lease keeps its slot: its answer may still come."""
+    A live gold lease keeps its slot: its answer may still come. Only the gold items are
+    read, from the job's gold listing, GOLD_PAGE a request."""
     now = p.now()
     released = p.jobs.release_held(job.job_id)
-    if job.gold_items:
-        for item in p.items.iter_items(job.job_id):
-            if item.gold is None:
-                continue
-            expired = [w for w, lease in item.leases.items() if lease.expires_at <= now]
-            if item.free or expired:
-                released += p.items.release_gold_slots(job.job_id, item.item_id, item.free,
-                                                       expired, now, job.reward_cents)
+    if not job.gold_items:
+        return released
+    after: str | None = None
+    listed = 0
+    while True:
+        items, after = p.items.gold_items(job.job_id, after, GOLD_PAGE)
+        listed += len(items)
+        released += sum(_release_gold(p, job, item, now) for item in items)
+        if after is None:
+            break
+    if not listed:  # a job ingested before gold items were listed apart: walk its items
+        released += sum(_release_gold(p, job, item, now)
+                        for item in p.items.iter_items(job.job_id) if item.gold is not None)
     return released
+
+
+def _release_gold(p: Platform, job: Job, item: ItemState, now: float) -> int:
+    """A gold item's free slots and those of its expired leases, back to the pool."""
+    expired = [w for w, lease in item.leases.items() if lease.expires_at <= now]
+    if not item.free and not expired:
+        return 0
+    return p.items.release_gold_slots(job.job_id, item.item_id, item.free, expired, now,
+                                      job.reward_cents)

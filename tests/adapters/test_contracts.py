@@ -172,6 +172,30 @@ def test_an_ingest_chunk_is_counted_once_and_only_with_every_item_in(p):
     assert [i.item_id for i in p.items.iter_items(gone)] == [FOURTH]
 
 
+def test_a_jobs_gold_items_are_listed_apart_as_they_are_written(p):
+    # GIVEN an ingesting job whose items 1, 3 and 4 are gold, written by a chunk, a range
+    # (delivered twice) and a chunk
+    job = _draft(p, _client(p), items=6)
+    p.jobs.create_job(job)
+    gold = {"label": "pos"}
+    items = [NewItem(f"{n:06d}", {"n": n}, gold=gold if n in (1, 3, 4) else None,
+                     slots=2 if n in (1, 3, 4) else None) for n in range(6)]
+    assert p.items.gold_items(job.job_id, None, 10) == ([], None)
+    p.items.put_chunk(job.job_id, job.redundancy, items[:2])
+    for _ in range(2):
+        p.items.put_range(job.job_id, job.redundancy, items[2:4], 0,
+                          {"lines": 2, "items": 2, "bad": 0, "pilot": 0})
+    p.items.put_chunk(job.job_id, job.redundancy, items[4:])
+    # WHEN they are read a page of two at a time THEN the gold items come whole, in order
+    page, cursor = p.items.gold_items(job.job_id, None, 2)
+    assert [(i.item_id, i.gold, i.free) for i in page] == [(SECOND, gold, 2), (FOURTH, gold, 2)]
+    assert cursor == FOURTH
+    page, cursor = p.items.gold_items(job.job_id, cursor, 2)
+    assert [i.item_id for i in page] == ["000004"] and cursor is None
+    # AND another job lists none of them
+    assert p.items.gold_items(new_id("job"), None, 2) == ([], None)
+
+
 def test_an_ingest_range_counts_once_with_its_summary_and_its_items_all_in(p):
     # GIVEN an uploaded job of three ranges (its upload named on it)
     job = replace(_draft(p, _client(p), items=4), chunk_count=3,

@@ -35,7 +35,7 @@ TRIES = 3
 GOLD_SITES = ("tasks._lease_in_job > items.try_lease", "tasks.submit_answer > items.try_submit",
               "tasks.release_assignment > items.try_release",
               "rounds.count_answers > jobs.record_counted", "payments.settle > items.approve",
-              "quality.release_leftovers > items.release_gold_slots")
+              "quality._release_gold > items.release_gold_slots")
 
 
 def _touches_servings(operation: str, params: dict) -> bool:

@@ -513,3 +513,32 @@ def test_a_worker_of_the_job_is_found_without_reading_its_items(p):
     with pytest.raises(NotFound):
         quality.client_blocks_worker(p, other_client, other.job_id, regular.account_id,
                                      {"reason": "x"})
+
+
+def test_a_jobs_end_gives_back_unused_gold_slots_reading_its_gold_items_only(p, monkeypatch):
+    # GIVEN a job of 20 items, 5 of them gold, read 2 a page: one gold answer, one gold lease
+    # left to expire, the other gold slots never taken
+    monkeypatch.setattr(quality, "GOLD_PAGE", 2)
+    _, job = _post(p, items=20, gold=set(range(0, 20, 4)), quality={"gold_rate": 0.5},
+                   quote={"gold_rate": 0.5})
+    gold_ids = {f"{n:06d}" for n in range(0, 20, 4)}
+    _first_task_gold(p, job, gold_ids)
+    for n in range(40):
+        worker = _worker(p, f"x{n}")
+        task = tasks.lease_next_task(p, worker, job.job_id)
+        if task.item.item_id in gold_ids:
+            break
+        tasks.release_assignment(p, worker, task.assignment_id)
+    p.clock.advance(job.lease_seconds + 1)
+    gold = [p.items.get_item(job.job_id, item_id) for item_id in sorted(gold_ids)]
+    unused = sum(item.free + len(item.leases) for item in gold)
+    assert unused == job.gold_slots - 1 and sum(len(item.leases) for item in gold) == 1
+    pool, reads = p.jobs.get_job(job.job_id).pool_cents, p.items.item_reads
+    p.items.iter_items = lambda *args, **kwargs: pytest.fail("a whole-job read of the items")
+    # WHEN the job's end releases what it held; THEN every unused gold slot's reward is back
+    # in the pool, from the 5 gold items read and no other item, and a repeat releases none
+    released = quality.release_leftovers(p, p.jobs.get_job(job.job_id))
+    assert released == unused * job.reward_cents > 0
+    assert p.jobs.get_job(job.job_id).pool_cents == pool + released
+    assert p.items.item_reads - reads == len(gold_ids)
+    assert quality.release_leftovers(p, p.jobs.get_job(job.job_id)) == 0
