@@ -635,14 +635,16 @@ class FakeJobs:
             return sorted((o for o in offers if o.key == key),
                           key=lambda o: (o.created_at, o.job_id))
 
-    def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
-        """Jobs in a state ordered by finalize_at (a sparse index: no finalize_at, not listed)."""
+    def jobs_in_state(self, state: str, finalize_before: float | None = None,
+                      limit: int | None = None) -> list[Job]:
+        """Jobs in a state ordered by finalize_at (a sparse index: no finalize_at, not listed),
+        at most limit."""
         with self._lock:
             found = [job for job in self.jobs.values()
                      if job.state == state and job.finalize_at is not None
                      and (finalize_before is None or job.finalize_at <= finalize_before)]
             found.sort(key=lambda job: (job.finalize_at, job.job_id))
-            return copy.deepcopy(found)
+            return copy.deepcopy(found if limit is None else found[:limit])
 
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None
                        ) -> tuple[list[Job], str | None]:

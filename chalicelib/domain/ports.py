@@ -189,8 +189,10 @@ class JobStore(Protocol):
     def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
         """A job by id, strongly consistent (or, consistent=False, as of a moment ago for
         half the read units)."""
-    def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
-        """Jobs in a state, optionally only those due to finalise before a time."""
+    def jobs_in_state(self, state: str, finalize_before: float | None = None,
+                      limit: int | None = None) -> list[Job]:
+        """Jobs in a state, soonest due first, optionally only those due to finalise before a
+        time and at most limit of them."""
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
         """A client's jobs, newest first."""
     def open_jobs(self, key: str) -> list[Offer]:

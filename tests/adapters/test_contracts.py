@@ -100,6 +100,9 @@ def _listed(p: Platform, state: str, finalize_before: float | None = None) -> li
     due_at = [job.finalize_at or 0.0 for job in listed]
     assert due_at == sorted(due_at)
     assert finalize_before is None or all(at <= finalize_before for at in due_at)
+    # a bounded listing is the soonest due of them
+    assert [job.job_id for job in p.jobs.jobs_in_state(state, finalize_before, limit=2)] == [
+        job.job_id for job in listed[:2]]
     return listed
 
 
