@@ -1034,10 +1034,17 @@ class FakeWorkerStats:
         with self._lock:
             return sorted(self._everywhere)[:limit + 1]
 
-    def of_job(self, job_id: str) -> list[WorkerRecord]:
-        """A job's workers' records."""
+    def of_job(self, job_id: str, limit: int, cursor: str | None
+               ) -> tuple[list[WorkerRecord], str | None]:
+        """A page of a job's workers' records by worker id; a full page carries a cursor
+        (as DynamoDB)."""
+        start = _decode_cursor(cursor, {"worker_id": "S", "scope": "S"}, {"scope": job_id})
         with self._lock:
-            return [r for key, r in sorted(self.records.items()) if key[1] == job_id]
+            records = [r for key, r in sorted(self.records.items()) if key[1] == job_id
+                       and (start is None or key[0] > start["worker_id"])][:limit]
+        last = records[-1].worker_id if len(records) >= limit else None
+        return records, None if last is None else _encode_cursor(
+            {"worker_id": last, "scope": job_id})
 
     def record(self, worker_id: str, scope: str) -> WorkerRecord | None:
         """One record, or None."""

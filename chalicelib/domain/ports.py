@@ -85,7 +85,10 @@ class WorkerStatsStore(Protocol):
         leases from starts_at (default now); a repeat keeps the first block, except that a
         block at once replaces one that starts later."""
     def unblock(self, worker_id: str, scope: str) -> None: """Lift a block."""
-    def of_job(self, job_id: str) -> list[WorkerRecord]: """A job's workers' records."""
+    def of_job(self, job_id: str, limit: int, cursor: str | None
+               ) -> tuple[list[WorkerRecord], str | None]:
+        """A page of at most limit of a job's workers' records, by worker id, and the cursor
+        of the next (None on the last)."""
     def record(self, worker_id: str, scope: str) -> WorkerRecord | None:
         """A worker's record in a job (scope = job id) or overall ("*"), or None."""
     def of_worker(self, worker_id: str) -> list[WorkerRecord]: """One worker's records."""

@@ -2,7 +2,7 @@
 what workers see of their accuracy, and the slots that replace left-out answers."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from chalicelib.domain import validation as v
@@ -75,10 +75,14 @@ def _reason_for_worker(r: WorkerRecord) -> str | None:
     return r.blocked_reason
 
 
-def job_workers(p: Platform, client: Principal, job_id: str) -> list[dict[str, Any]]:
-    """Each worker of a job with their live gold record and whether they are blocked."""
+def job_workers(p: Platform, client: Principal, job_id: str, query: Mapping[str, str]
+                ) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of a job's workers (`?limit=`, default 100, and `?cursor=`), each with their
+    live gold record and whether they are blocked; and the next page's cursor."""
     job = client_job(p, client, job_id)
-    return [_worker_line(r, job) for r in p.stats.of_job(job.job_id)]
+    v.reject_unknown(query, ("limit", "cursor"), "query.")
+    records, cursor = p.stats.of_job(job.job_id, v.page_limit(query, 100), query.get("cursor"))
+    return [_worker_line(r, job) for r in records], cursor
 
 
 def _worker_line(r: WorkerRecord, job: Job) -> dict[str, Any]:

@@ -878,7 +878,7 @@ def test_gold_is_scored_once_per_assignment_in_the_job_and_overall(p, uid):
     overall = [r for r in p.stats.of_worker(w1) if r.scope == "*"][0]
     assert (overall.gold_answers, overall.gold_correct) == (2, 1)
     p.stats.publish_shown(job_a)
-    (record,) = p.stats.of_job(job_a)
+    (record,) = p.stats.of_job(job_a, 1000, None)[0]
     assert (record.shown_gold_answers, record.shown_gold_correct) == (1, 1)
     p.stats.mark_blocked(w1, "*", "fraud", 5.0)
     p.stats.mark_blocked(w1, "*", "later", 6.0)  # the first block is kept
@@ -886,6 +886,25 @@ def test_gold_is_scored_once_per_assignment_in_the_job_and_overall(p, uid):
     assert [r.blocked_reason for r in p.stats.of_worker(w1) if r.scope == "*"] == ["fraud"]
     p.stats.unblock(w1, "*")
     assert p.stats.blocked_everywhere([w1]) == set()
+
+
+def test_a_jobs_workers_come_in_pages_by_worker_id(p, uid):
+    job, other = new_id("job"), new_id("job")
+    workers = [f"w{n}-{uid}" for n in range(5)]
+    for n, worker in enumerate(workers):
+        p.stats.mark_blocked(worker, job, f"reason {n}", 5.0)
+    p.stats.mark_blocked(workers[0], other, "elsewhere", 5.0)
+    pages, cursor = [], None
+    while True:
+        page, cursor = p.stats.of_job(job, 2, cursor)
+        pages.append([r.worker_id for r in page])
+        if cursor is None:
+            break
+        with pytest.raises(InvalidRequest):  # another job's listing refuses it
+            p.stats.of_job(other, 2, cursor)
+    assert [w for page in pages for w in page] == workers
+    assert all(len(page) <= 2 for page in pages) and len(pages) in (3, 4)
+    assert [r.blocked_reason for r in p.stats.of_job(other, 10, None)[0]] == ["elsewhere"]
 
 
 def test_one_record_of_a_worker_is_read_by_its_scope(p, uid):
@@ -1089,7 +1108,7 @@ def test_a_block_starts_when_told_and_a_block_at_once_replaces_a_later_start(p):
     assert p.stats.blocks_in_job(job.job_id) == {"w1": 800.0, "w2": 700.0}
     assert p.stats.blocks_in_job(job.job_id, ["w2", "w3", "w4"]) == {"w2": 700.0}
     assert p.stats.blocks_in_job(job.job_id, []) == {}
-    reasons = {r.worker_id: r.blocked_reason for r in p.stats.of_job(job.job_id)}
+    reasons = {r.worker_id: r.blocked_reason for r in p.stats.of_job(job.job_id, 1000, None)[0]}
     assert reasons == {"w1": "spam (by client)", "w2": "spam (by client)", "w3": None}
 
 

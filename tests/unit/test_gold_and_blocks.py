@@ -184,7 +184,7 @@ def test_a_worker_failing_gold_is_blocked_their_answers_left_out_and_their_slots
         tasks.lease_next_task(p, spammer, job.job_id)
     assert caught.value.code == "blocked_from_job"
     # THEN the client sees the block with its reason and the spammer's gold record
-    (line,) = [w for w in quality.job_workers(p, client, job.job_id)
+    (line,) = [w for w in quality.job_workers(p, client, job.job_id, {})[0]
                if w["worker_id"] == spammer.account_id]
     assert line["blocked"] and line["gold_answers"] == 3 and line["gold_correct"] == 0
     assert "below 0.6" in line["blocked_reason"] and "(by rule)" in line["blocked_reason"]
@@ -218,7 +218,7 @@ def test_a_retried_gold_submit_is_scored_once(p):
     for _ in range(3):
         tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
     count_all(p)
-    (record,) = [r for r in p.stats.of_job(job.job_id)]
+    (record,) = p.stats.of_job(job.job_id, 1000, None)[0]
     assert (record.gold_answers, record.gold_correct) == (1, 1)
 
 
@@ -447,7 +447,7 @@ def test_a_redelivered_gold_message_applies_the_rule_a_crash_lost(p):
     # WHEN SQS redelivers the messages THEN the rule blocks the worker, scoring nothing twice
     rounds.count_answers(p, messages)
     assert set(p.stats.blocks_in_job(job.job_id)) == {spammer.account_id}
-    (record,) = [r for r in p.stats.of_job(job.job_id)]
+    (record,) = p.stats.of_job(job.job_id, 1000, None)[0]
     assert (record.gold_answers, record.gold_correct) == (3, 0)
 
 

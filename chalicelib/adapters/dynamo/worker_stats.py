@@ -7,6 +7,7 @@ from typing import Any
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.adapters.cursors import decode_cursor, encode_cursor
 from chalicelib.adapters.dynamo.gold import serving_key
 from chalicelib.adapters.dynamo.writes import conditional_update, transact_once
 from chalicelib.adapters.models import GoldServingModel, WorkerStatsModel
@@ -86,9 +87,15 @@ class DynamoWorkerStats:
             BLOCKED_EVERYWHERE, limit=limit + 1, page_size=limit + 1,
             attributes_to_get=["worker_id", "scope"])]
 
-    def of_job(self, job_id: str) -> list[WorkerRecord]:
-        """A job's workers' records, by worker id."""
-        return [_record_from(r) for r in WorkerStatsModel.by_scope.query(job_id)]
+    def of_job(self, job_id: str, limit: int, cursor: str | None
+               ) -> tuple[list[WorkerRecord], str | None]:
+        """A page of a job's workers' records, by worker id: one query of the by_scope
+        index of at most limit records, behind an opaque cursor (another job's is refused)."""
+        start = decode_cursor(cursor, {"worker_id": "S", "scope": "S"}, {"scope": job_id})
+        query = WorkerStatsModel.by_scope.query(job_id, limit=limit, page_size=limit,
+                                                last_evaluated_key=start)
+        records = [_record_from(r) for r in query]
+        return records, encode_cursor(query.last_evaluated_key)
 
     def record(self, worker_id: str, scope: str) -> WorkerRecord | None:
         """One record, strongly consistent."""
