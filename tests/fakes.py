@@ -983,6 +983,8 @@ class FakeWorkerStats:
         self.attempts: dict[tuple[str, str], dict[str, Any]] = {}
         # The listing of blocks everywhere (DynamoWorkerStats keeps a record of each apart).
         self._everywhere: set[str] = set()
+        # The listings of blocks from a job (DynamoWorkerStats: records "blocked#<job id>").
+        self._job_listed: set[tuple[str, str]] = set()
 
     def _get(self, worker_id: str, scope: str) -> WorkerRecord:
         return self.records.get((worker_id, scope), WorkerRecord(worker_id, scope))
@@ -1007,19 +1009,22 @@ class FakeWorkerStats:
         with self._lock:
             if scope == "*":
                 self._everywhere.add(worker_id)
+            else:
+                self._job_listed.add((worker_id, scope))
             r = self._get(worker_id, scope)
             if r.blocked_at is None or (starts_at is None and r.blocked_at > now):
                 self.records[(worker_id, scope)] = replace(
                     r, blocked_at=now if starts_at is None else starts_at, blocked_reason=reason)
 
-    def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None
-                      ) -> dict[str, float]:
-        """When each (given) worker's block from the job starts."""
+    def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None,
+                      limit: int | None = None) -> dict[str, float]:
+        """When each (given, or listed as blocked from the job: the first limit by worker
+        id) worker's block starts."""
         with self._lock:
-            wanted = None if worker_ids is None else set(worker_ids)
+            wanted = set(sorted(w for (w, scope) in self._job_listed if scope == job_id)[:limit]) \
+                if worker_ids is None else set(worker_ids)
             return {w: r.blocked_at for (w, scope), r in self.records.items()
-                    if scope == job_id and r.blocked_at is not None
-                    and (wanted is None or w in wanted)}
+                    if scope == job_id and r.blocked_at is not None and w in wanted}
 
     def unblock(self, worker_id: str, scope: str) -> None:
         """Lift a block."""
@@ -1028,6 +1033,8 @@ class FakeWorkerStats:
             self.records[(worker_id, scope)] = replace(r, blocked_at=None, blocked_reason=None)
             if scope == "*":
                 self._everywhere.discard(worker_id)
+            else:
+                self._job_listed.discard((worker_id, scope))
 
     def blocked_everywhere_ids(self, limit: int) -> list[str]:
         """Workers blocked everywhere, at most limit + 1."""
@@ -1045,6 +1052,34 @@ class FakeWorkerStats:
         last = records[-1].worker_id if len(records) >= limit else None
         return records, None if last is None else _encode_cursor(
             {"worker_id": last, "scope": job_id})
+
+    def blocks_page(self, cursor: str | None, limit: int
+                    ) -> tuple[list[WorkerRecord], str | None]:
+        """At most limit records read in key order, those with a block kept; a cursor when
+        the read was full (as a Scan's)."""
+        start = _decode_cursor(cursor, {"worker_id": "S", "scope": "S"}, {})
+        with self._lock:
+            keys = [key for key in sorted(self.records)
+                    if start is None or key > (start["worker_id"], start["scope"])][:limit]
+            records = [self.records[key] for key in keys
+                       if self.records[key].blocked_at is not None]
+        if len(keys) < limit:
+            return records, None
+        return records, _encode_cursor({"worker_id": keys[-1][0], "scope": keys[-1][1]})
+
+    def list_block(self, worker_id: str, scope: str) -> None:
+        """List a block beside it."""
+        with self._lock:
+            if scope == "*":
+                self._everywhere.add(worker_id)
+            else:
+                self._job_listed.add((worker_id, scope))
+
+    def unlist_blocks(self) -> None:
+        """Test helper: forget every block's listing, as blocks made before listings were."""
+        with self._lock:
+            self._everywhere.clear()
+            self._job_listed.clear()
 
     def record(self, worker_id: str, scope: str) -> WorkerRecord | None:
         """One record, or None."""

@@ -89,13 +89,21 @@ class WorkerStatsStore(Protocol):
                ) -> tuple[list[WorkerRecord], str | None]:
         """A page of at most limit of a job's workers' records, by worker id, and the cursor
         of the next (None on the last)."""
+    def blocks_page(self, cursor: str | None, limit: int
+                    ) -> tuple[list[WorkerRecord], str | None]:
+        """A page of a walk over every worker's records (at most limit read), those with a
+        block kept (in a job or everywhere); the cursor of the next (None at the end)."""
+    def list_block(self, worker_id: str, scope: str) -> None:
+        """List a block in scope (a job id or "*") beside it, as mark_blocked does; a repeat
+        changes nothing."""
     def record(self, worker_id: str, scope: str) -> WorkerRecord | None:
         """A worker's record in a job (scope = job id) or overall ("*"), or None."""
     def of_worker(self, worker_id: str) -> list[WorkerRecord]: """One worker's records."""
-    def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None
-                      ) -> dict[str, float]:
+    def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None,
+                      limit: int | None = None) -> dict[str, float]:
         """Worker id -> when their block from the job starts refusing their leases, for the
-        given workers or (None) every worker blocked from the job; blocked workers' answers
+        given workers or (None) every worker blocked from the job (with limit, the first
+        limit listed by worker id); blocked workers' answers
         are left out from the moment of the block, whatever its start."""
     def publish_shown(self, job_id: str) -> None:
         """Copy the job's live gold counts to what its workers see (at a round's publication)."""

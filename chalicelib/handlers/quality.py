@@ -24,6 +24,10 @@ RULE = "rule"
 # A round closes without a pass over its items only if at most this many workers are
 # blocked everywhere (each is looked up in the job: one read).
 EVERYWHERE_CHECKS = 100
+# Blocked workers a job's view and report list at most.
+BLOCKED_SHOWN = 1000
+# Workers' records the backfill of block listings reads per request (one Scan).
+BACKFILL_PAGE = 500
 # Gold items release_leftovers reads per request (one query of the listing, one batch read).
 GOLD_PAGE = 100
 BLOCKED_BY_RULE = "your accuracy on this job's checked tasks is below the job's threshold"
@@ -129,8 +133,10 @@ def operator_block(p: Platform, operator: Principal, worker_id: str, body: Any,
 
 
 def blocked_workers(p: Platform, job_id: str) -> list[str]:
-    """The workers blocked from a job, started or not (a query of the job's workers)."""
-    return sorted(p.stats.blocks_in_job(job_id))
+    """The workers blocked from a job, started or not, by worker id, at most BLOCKED_SHOWN
+    of them (a query of the job's listing of blocks, then a batch read of those records);
+    GET /jobs/{id}/workers pages through them all."""
+    return sorted(p.stats.blocks_in_job(job_id, limit=BLOCKED_SHOWN))
 
 
 def refuses(p: Platform, job_id: str, worker_id: str) -> bool:
@@ -311,3 +317,23 @@ def _release_gold(p: Platform, job: Job, item: ItemState, now: float) -> int:
         return 0
     return p.items.release_gold_slots(job.job_id, item.item_id, item.free, expired, now,
                                       job.reward_cents)
+
+
+def backfill_block_listings(p: Platform, cursor: str | None = None, pages: int | None = None,
+                            limit: int | None = None) -> dict[str, Any]:
+    """List every block (from a job or everywhere) beside it, for blocks made before their
+    listings existed: a walk over the workers' records, limit a page, each block found listed
+    (a put of a key: the same on a repeat, so a page run again, or the whole walk, changes
+    nothing). At most `pages` pages of limit (default BACKFILL_PAGE) records a call (all if
+    None), from `cursor`; returns the pages
+    read, the blocks listed, and the cursor to go on from (None when the walk is over)."""
+    listed = done = 0
+    while pages is None or done < pages:
+        records, cursor = p.stats.blocks_page(cursor, limit or BACKFILL_PAGE)
+        for record in records:
+            p.stats.list_block(record.worker_id, record.scope)
+        listed += len(records)
+        done += 1
+        if cursor is None:
+            break
+    return {"pages": done, "listed": listed, "next_cursor": cursor}

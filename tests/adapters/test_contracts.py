@@ -907,6 +907,28 @@ def test_a_jobs_workers_come_in_pages_by_worker_id(p, uid):
     assert [r.blocked_reason for r in p.stats.of_job(other, 10, None)[0]] == ["elsewhere"]
 
 
+def test_a_walk_over_the_workers_records_finds_every_block_and_lists_it(p, uid):
+    job = new_id("job")
+    w1, w2, w3 = f"w1-{uid}", f"w2-{uid}", f"w3-{uid}"
+    p.stats.mark_blocked(w1, "*", "fraud", 5.0)
+    p.stats.mark_blocked(w2, job, "spam", 5.0)
+    p.stats.record_gold(w3, job, new_assignment_id(job, FIRST, time.time()), True)
+    found, cursor, pages = [], None, 0
+    while True:
+        records, cursor = p.stats.blocks_page(cursor, 3)
+        found += [(r.worker_id, r.scope) for r in records if r.worker_id.endswith(uid)]
+        pages += 1
+        assert all(r.blocked_at is not None for r in records)
+        if cursor is None:
+            break
+    assert sorted(found) == [(w1, "*"), (w2, job)] and pages >= 2
+    # listing again is harmless, and what is listed is what a block lists
+    p.stats.list_block(w2, job)
+    p.stats.list_block(w1, "*")
+    assert p.stats.blocks_in_job(job) == {w2: 5.0}
+    assert w1 in p.stats.blocked_everywhere_ids(10_000)
+
+
 def test_one_record_of_a_worker_is_read_by_its_scope(p, uid):
     w1, w2, job = f"w1-{uid}", f"w2-{uid}", new_id("job")
     p.stats.record_gold(w1, job, new_assignment_id(job, FIRST, time.time()), False)
@@ -1110,6 +1132,9 @@ def test_a_block_starts_when_told_and_a_block_at_once_replaces_a_later_start(p):
     assert p.stats.blocks_in_job(job.job_id, []) == {}
     reasons = {r.worker_id: r.blocked_reason for r in p.stats.of_job(job.job_id, 1000, None)[0]}
     assert reasons == {"w1": "spam (by client)", "w2": "spam (by client)", "w3": None}
+    assert p.stats.blocks_in_job(job.job_id, limit=1) == {"w1": 800.0}  # the first listed
+    p.stats.unblock("w2", job.job_id)  # a lifted block is no longer listed
+    assert p.stats.blocks_in_job(job.job_id) == {"w1": 800.0}
 
 
 def test_a_gold_items_unused_slots_are_paid_back_once(p):

@@ -542,3 +542,34 @@ def test_a_jobs_end_gives_back_unused_gold_slots_reading_its_gold_items_only(p, 
     assert p.jobs.get_job(job.job_id).pool_cents == pool + released
     assert p.items.item_reads - reads == len(gold_ids)
     assert quality.release_leftovers(p, p.jobs.get_job(job.job_id)) == 0
+
+
+def test_the_backfill_lists_blocks_made_before_listings_in_pages_and_again_changes_nothing(p):
+    # GIVEN blocks from a job and everywhere made before blocks were listed beside them
+    client, job = _post(p, items=4)
+    operator = accounts.create_account(p, OPERATOR, "Ops")[0]
+    workers = [_worker(p, f"w{n}") for n in range(4)]
+    quality.operator_block(p, operator, workers[0].account_id, {"reason": "fraud"})
+    for worker in workers[1:3]:
+        quality.block_in_job(p, job, worker.account_id, client.account_id, "spam")
+    p.stats.record_gold(workers[3].account_id, job.job_id, "asg_unused", True)  # not blocked
+    p.stats.unlist_blocks()
+    assert quality.blocked_workers(p, job.job_id) == [] and \
+        p.stats.blocked_everywhere_ids(10) == []
+    # WHEN the backfill runs two records a page, one page a call, from the cursor it gave
+    calls, cursor = [], None
+    while True:
+        outcome = quality.backfill_block_listings(p, cursor, pages=1, limit=2)
+        calls.append(outcome)
+        cursor = outcome["next_cursor"]
+        if cursor is None:
+            break
+    # THEN every block is listed again, in pages, and a second whole run changes nothing
+    assert len(calls) > 2 and all(c["pages"] == 1 for c in calls)
+    assert sum(c["listed"] for c in calls) == 3
+    assert quality.blocked_workers(p, job.job_id) == sorted(w.account_id for w in workers[1:3])
+    assert p.stats.blocked_everywhere_ids(10) == [workers[0].account_id]
+    again = quality.backfill_block_listings(p)
+    assert again["listed"] == 3 and again["next_cursor"] is None
+    assert quality.blocked_workers(p, job.job_id) == sorted(w.account_id for w in workers[1:3])
+    assert p.stats.blocked_everywhere_ids(10) == [workers[0].account_id]
