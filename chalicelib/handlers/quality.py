@@ -325,8 +325,8 @@ def backfill_block_listings(p: Platform, cursor: str | None = None, pages: int |
     listings existed: a walk over the workers' records, limit a page, each block found listed
     (a put of a key: the same on a repeat, so a page run again, or the whole walk, changes
     nothing). At most `pages` pages of limit (default BACKFILL_PAGE) records a call (all if
-    None), from `cursor`; returns the pages
-    read, the blocks listed, and the cursor to go on from (None when the walk is over)."""
+    None), from `cursor`; returns the pages read, the blocks listed, and the cursor to go on
+    from (None when the walk is over)."""
     listed = done = 0
     while pages is None or done < pages:
         records, cursor = p.stats.blocks_page(cursor, limit or BACKFILL_PAGE)
