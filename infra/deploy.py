@@ -5,6 +5,8 @@
                                                   # (also: deploy --check)
     python -m infra.deploy destroy --stage dev    # chalice delete, then the stack
     python -m infra.deploy policy  --stage dev    # (re)write .chalice/policy-dev.json
+    python -m infra.deploy backfill-blocks --stage dev [--cursor C]
+                                                  # list blocks made before block listings
 
 Credentials, region and (for the local stack) AWS_ENDPOINT_URL come from the environment,
 as for any boto3 program.
@@ -169,6 +171,26 @@ def deploy(project_dir: Path, stage: str, app_name: str = APP_NAME) -> dict[str,
     return environment
 
 
+def backfill_blocks(environment: dict[str, str], cursor: str | None = None,
+                    out: Any = None) -> None:
+    """List every block beside it in the stage's tables (blocks made before the listings
+    existed), a page at a time from cursor, printing the cursor after each page so an
+    interrupted run goes on from there; a run again changes nothing."""
+    os.environ.update(environment)
+    from chalicelib.deps import platform
+    from chalicelib.handlers.quality import backfill_block_listings
+
+    out = out or sys.stdout
+    listed = 0
+    while True:
+        page = backfill_block_listings(platform(), cursor, pages=1)
+        listed += page["listed"]
+        cursor = page["next_cursor"]
+        print(f"listed {listed} blocks; next cursor: {cursor}", file=out, flush=True)
+        if cursor is None:
+            return
+
+
 def deployed_rest_api(project_dir: Path, stage: str) -> tuple[str, str]:
     """The REST API id and stage name `chalice deploy` recorded for the stage."""
     record = json.loads((project_dir / ".chalice" / "deployed" / f"{stage}.json")
@@ -223,11 +245,13 @@ def destroy(project_dir: Path, stage: str, app_name: str = APP_NAME, *,
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     parser = argparse.ArgumentParser(prog="python -m infra.deploy", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=("deploy", "check", "destroy", "policy"))
+    parser.add_argument("command", choices=("deploy", "check", "destroy", "policy",
+                                            "backfill-blocks"))
     parser.add_argument("--stage", required=True)
     parser.add_argument("--project-dir", default=str(PROJECT_ROOT))
     parser.add_argument("--delete-data", action="store_true", help="destroy: yes, delete the data")
     parser.add_argument("--check", action="store_true", help="deploy: only report drift, change nothing")
+    parser.add_argument("--cursor", help="backfill-blocks: go on from this cursor")
     args = parser.parse_args(argv)
     project_dir = Path(args.project_dir).resolve()
     try:
@@ -237,6 +261,8 @@ def main(argv: list[str] | None = None) -> int:
             return check(project_dir, args.stage)
         elif args.command == "destroy":
             destroy(project_dir, args.stage, delete_data=args.delete_data)
+        elif args.command == "backfill-blocks":
+            backfill_blocks(stage_environment(project_dir, args.stage), args.cursor)
         else:
             path = project_dir / ".chalice" / f"policy-{args.stage}.json"
             print(("wrote " if write_json_if_changed(path, render_policy(args.stage)) else "unchanged ") + str(path))

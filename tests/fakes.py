@@ -187,6 +187,8 @@ class FakeItems:
         self.records: dict[tuple[str, str], _ItemRecord] = {}
         # Item ids per job in item order, and those of open items: the sparse open_items index.
         self._ids: dict[str, list[str]] = defaultdict(list)
+        # Each job's gold listing (DynamoItems keeps it apart: <job_id>#gold).
+        self._gold_ids: dict[str, list[str]] = defaultdict(list)
         self._open: dict[str, list[str]] = defaultdict(list)
         # Index entries open_items has read, matching or not (a filtered query reads them all).
         self.index_reads = 0
@@ -286,6 +288,8 @@ class FakeItems:
                 record = _ItemRecord(state, {})
                 self.records[(job_id, item.item_id)] = record
                 insort(self._ids[job_id], item.item_id)
+                if item.gold:
+                    insort(self._gold_ids[job_id], item.item_id)
                 self._set_open(record, None if item.held or not slots else job_id)
 
     def held_item_ids(self, job_id: str, after: str | None, before: str | None, limit: int
@@ -530,6 +534,18 @@ class FakeItems:
             self.item_reads += len(items)
             return items, items[-1].item_id if len(items) >= limit else None
 
+    def gold_items(self, job_id: str, after: str | None, limit: int
+                   ) -> tuple[list[ItemState], str | None]:
+        """At most limit gold items after `after`, from the gold listing; the last id listed
+        when the page is full."""
+        with self._lock:
+            ids = self._gold_ids.get(job_id, [])
+            at = 0 if after is None else bisect_right(ids, after)
+            listed = ids[at:at + limit]
+            items = [self._full(self.records[(job_id, item_id)]) for item_id in listed]
+            self.item_reads += len(items)
+            return items, listed[-1] if len(listed) >= limit else None
+
     def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
         """Every item of a job in item order, or those after the item id `after`."""
         with self._lock:
@@ -619,14 +635,16 @@ class FakeJobs:
             return sorted((o for o in offers if o.key == key),
                           key=lambda o: (o.created_at, o.job_id))
 
-    def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
-        """Jobs in a state ordered by finalize_at (a sparse index: no finalize_at, not listed)."""
+    def jobs_in_state(self, state: str, finalize_before: float | None = None,
+                      limit: int | None = None) -> list[Job]:
+        """Jobs in a state ordered by finalize_at (a sparse index: no finalize_at, not listed),
+        at most limit."""
         with self._lock:
             found = [job for job in self.jobs.values()
                      if job.state == state and job.finalize_at is not None
                      and (finalize_before is None or job.finalize_at <= finalize_before)]
             found.sort(key=lambda job: (job.finalize_at, job.job_id))
-            return copy.deepcopy(found)
+            return copy.deepcopy(found if limit is None else found[:limit])
 
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None
                        ) -> tuple[list[Job], str | None]:
@@ -1015,6 +1033,8 @@ class FakeWorkerStats:
         self.attempts: dict[tuple[str, str], dict[str, Any]] = {}
         # The listing of blocks everywhere (DynamoWorkerStats keeps a record of each apart).
         self._everywhere: set[str] = set()
+        # The listings of blocks from a job (DynamoWorkerStats: records "blocked#<job id>").
+        self._job_listed: set[tuple[str, str]] = set()
 
     def _get(self, worker_id: str, scope: str) -> WorkerRecord:
         return self.records.get((worker_id, scope), WorkerRecord(worker_id, scope))
@@ -1039,19 +1059,22 @@ class FakeWorkerStats:
         with self._lock:
             if scope == "*":
                 self._everywhere.add(worker_id)
+            else:
+                self._job_listed.add((worker_id, scope))
             r = self._get(worker_id, scope)
             if r.blocked_at is None or (starts_at is None and r.blocked_at > now):
                 self.records[(worker_id, scope)] = replace(
                     r, blocked_at=now if starts_at is None else starts_at, blocked_reason=reason)
 
-    def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None
-                      ) -> dict[str, float]:
-        """When each (given) worker's block from the job starts."""
+    def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None,
+                      limit: int | None = None) -> dict[str, float]:
+        """When each (given, or listed as blocked from the job: the first limit by worker
+        id) worker's block starts."""
         with self._lock:
-            wanted = None if worker_ids is None else set(worker_ids)
+            wanted = set(sorted(w for (w, scope) in self._job_listed if scope == job_id)[:limit]) \
+                if worker_ids is None else set(worker_ids)
             return {w: r.blocked_at for (w, scope), r in self.records.items()
-                    if scope == job_id and r.blocked_at is not None
-                    and (wanted is None or w in wanted)}
+                    if scope == job_id and r.blocked_at is not None and w in wanted}
 
     def unblock(self, worker_id: str, scope: str) -> None:
         """Lift a block."""
@@ -1060,16 +1083,58 @@ class FakeWorkerStats:
             self.records[(worker_id, scope)] = replace(r, blocked_at=None, blocked_reason=None)
             if scope == "*":
                 self._everywhere.discard(worker_id)
+            else:
+                self._job_listed.discard((worker_id, scope))
 
     def blocked_everywhere_ids(self, limit: int) -> list[str]:
         """Workers blocked everywhere, at most limit + 1."""
         with self._lock:
             return sorted(self._everywhere)[:limit + 1]
 
-    def of_job(self, job_id: str) -> list[WorkerRecord]:
-        """A job's workers' records."""
+    def of_job(self, job_id: str, limit: int, cursor: str | None
+               ) -> tuple[list[WorkerRecord], str | None]:
+        """A page of a job's workers' records by worker id; a full page carries a cursor
+        (as DynamoDB)."""
+        start = _decode_cursor(cursor, {"worker_id": "S", "scope": "S"}, {"scope": job_id})
         with self._lock:
-            return [r for key, r in sorted(self.records.items()) if key[1] == job_id]
+            records = [r for key, r in sorted(self.records.items()) if key[1] == job_id
+                       and (start is None or key[0] > start["worker_id"])][:limit]
+        last = records[-1].worker_id if len(records) >= limit else None
+        return records, None if last is None else _encode_cursor(
+            {"worker_id": last, "scope": job_id})
+
+    def blocks_page(self, cursor: str | None, limit: int
+                    ) -> tuple[list[WorkerRecord], str | None]:
+        """At most limit records read in key order, those with a block kept; a cursor when
+        the read was full (as a Scan's)."""
+        start = _decode_cursor(cursor, {"worker_id": "S", "scope": "S"}, {})
+        with self._lock:
+            keys = [key for key in sorted(self.records)
+                    if start is None or key > (start["worker_id"], start["scope"])][:limit]
+            records = [self.records[key] for key in keys
+                       if self.records[key].blocked_at is not None]
+        if len(keys) < limit:
+            return records, None
+        return records, _encode_cursor({"worker_id": keys[-1][0], "scope": keys[-1][1]})
+
+    def list_block(self, worker_id: str, scope: str) -> None:
+        """List a block beside it."""
+        with self._lock:
+            if scope == "*":
+                self._everywhere.add(worker_id)
+            else:
+                self._job_listed.add((worker_id, scope))
+
+    def unlist_blocks(self) -> None:
+        """Test helper: forget every block's listing, as blocks made before listings were."""
+        with self._lock:
+            self._everywhere.clear()
+            self._job_listed.clear()
+
+    def record(self, worker_id: str, scope: str) -> WorkerRecord | None:
+        """One record, or None."""
+        with self._lock:
+            return self.records.get((worker_id, scope))
 
     def of_worker(self, worker_id: str) -> list[WorkerRecord]:
         """One worker's records."""

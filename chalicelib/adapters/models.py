@@ -382,6 +382,19 @@ class GoldServingModel(Model):
     review: MapAttribute[str, Any] = MapAttribute(null=True)
 
 
+class GoldListingModel(Model):
+    """A job's gold item listed apart, in the items table under the partition key
+    "<job id>#gold" (item ids are digits, so no serving's key is this one): a job's gold items
+    are one query of their own, read without walking the job. Key only; written before its
+    item, so every gold item written is listed."""
+
+    class Meta:
+        table_name = "items"
+
+    listing_key = UnicodeAttribute(hash_key=True, attr_name="job_id")
+    item_id = UnicodeAttribute(range_key=True)
+
+
 class ResultModel(Model):
     """The aggregated result of one item, as the JSON line clients download: compressed (a
     line with its lineage is about 1.2 KB, two write units; compressed it takes one), or in
@@ -594,6 +607,7 @@ def bind_models(settings: Settings) -> None:
     }
     # A gold item's servings live beside it, in the items table.
     names[GoldServingModel] = settings.items_table
+    names[GoldListingModel] = settings.items_table
     for model, table in names.items():
         if model.Meta.table_name != table or getattr(model.Meta, "region", None) != settings.region:
             model.Meta.table_name = table

@@ -209,9 +209,11 @@ def download_results(job_id: str) -> dict:
 @bp.route("/jobs/{job_id}/workers", methods=["GET"])
 @json_errors
 def job_workers(job_id: str) -> dict:
-    """Each worker of the job with their live gold accuracy and whether they are blocked."""
-    workers = quality.job_workers(platform(), _client(), job_id)
-    return {"job_id": job_id, "workers": workers}
+    """A page of the job's workers with their live gold accuracy and whether they are
+    blocked: `?limit=` (1-1000, default 100), `?cursor=`."""
+    query: Mapping[str, str] = bp.current_request.query_params or {}
+    workers, cursor = quality.job_workers(platform(), _client(), job_id, query)
+    return {"job_id": job_id, "workers": workers, "next_cursor": cursor}
 
 
 @bp.route("/jobs/{job_id}/workers/{worker_id}/block", methods=["POST"])

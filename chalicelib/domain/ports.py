@@ -85,12 +85,25 @@ class WorkerStatsStore(Protocol):
         leases from starts_at (default now); a repeat keeps the first block, except that a
         block at once replaces one that starts later."""
     def unblock(self, worker_id: str, scope: str) -> None: """Lift a block."""
-    def of_job(self, job_id: str) -> list[WorkerRecord]: """A job's workers' records."""
+    def of_job(self, job_id: str, limit: int, cursor: str | None
+               ) -> tuple[list[WorkerRecord], str | None]:
+        """A page of at most limit of a job's workers' records, by worker id, and the cursor
+        of the next (None on the last)."""
+    def blocks_page(self, cursor: str | None, limit: int
+                    ) -> tuple[list[WorkerRecord], str | None]:
+        """A page of a walk over every worker's records (at most limit read), those with a
+        block kept (in a job or everywhere); the cursor of the next (None at the end)."""
+    def list_block(self, worker_id: str, scope: str) -> None:
+        """List a block in scope (a job id or "*") beside it, as mark_blocked does; a repeat
+        changes nothing."""
+    def record(self, worker_id: str, scope: str) -> WorkerRecord | None:
+        """A worker's record in a job (scope = job id) or overall ("*"), or None."""
     def of_worker(self, worker_id: str) -> list[WorkerRecord]: """One worker's records."""
-    def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None
-                      ) -> dict[str, float]:
+    def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None,
+                      limit: int | None = None) -> dict[str, float]:
         """Worker id -> when their block from the job starts refusing their leases, for the
-        given workers or (None) every worker blocked from the job; blocked workers' answers
+        given workers or (None) every worker blocked from the job (with limit, the first
+        limit listed by worker id); blocked workers' answers
         are left out from the moment of the block, whatever its start."""
     def publish_shown(self, job_id: str) -> None:
         """Copy the job's live gold counts to what its workers see (at a round's publication)."""
@@ -187,8 +200,10 @@ class JobStore(Protocol):
     def get_job(self, job_id: str, consistent: bool = True) -> Job | None:
         """A job by id, strongly consistent (or, consistent=False, as of a moment ago for
         half the read units)."""
-    def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
-        """Jobs in a state, optionally only those due to finalise before a time."""
+    def jobs_in_state(self, state: str, finalize_before: float | None = None,
+                      limit: int | None = None) -> list[Job]:
+        """Jobs in a state, soonest due first, optionally only those due to finalise before a
+        time and at most limit of them."""
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None) -> tuple[list[Job], str | None]:
         """A client's jobs, newest first."""
     def open_jobs(self, key: str) -> list[Offer]:
@@ -329,6 +344,12 @@ class ItemStore(Protocol):
     def try_release(self, job_id: str, item_id: str, worker_id: str, assignment_id: str
                     ) -> SlotOutcome:
         """Give a leased slot back."""
+    def gold_items(self, job_id: str, after: str | None, limit: int
+                   ) -> tuple[list[ItemState], str | None]:
+        """A page of at most limit of the job's gold items after the item id `after`, whole
+        (leases and answers), from the job's gold listing, no other item read; and the
+        cursor (the last id listed) when there may be more. A job ingested before the
+        listing existed lists none."""
     def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
         """Every item of a job in item order, or those after the item id `after`."""
     def item_page(self, job_id: str, after: str | None, limit: int

@@ -242,7 +242,7 @@ def pay_bonus(p: Platform, client: Principal, job_id: str, body: Any) -> tuple[L
     entry_id = f"bonus#{job.job_id}#{bonus_id}"
     existing = p.ledger.get_entry(worker_id, entry_id)
     if existing is None:
-        if not any(worker_id in item.seen for item in p.items.iter_items(job.job_id)):
+        if not worked_in(p, job, worker_id):
             raise NotFound("no such worker in this job", field="worker_id",
                            code="worker_not_found")
         entry = LedgerEntry(worker_id, entry_id, "bonus", amount, p.now(), job.job_id, None,
@@ -257,6 +257,15 @@ def pay_bonus(p: Platform, client: Principal, job_id: str, body: Any) -> tuple[L
         raise Conflict("this bonus_id was already used for another bonus", field="bonus_id",
                        code="bonus_id_reused")
     return existing, False
+
+
+def worked_in(p: Platform, job: Job, worker_id: str) -> bool:
+    """Whether the worker has worked in the job: an answer of theirs counted in it (gold
+    ones too: every counted answer accrues) or a record of theirs in the job (a gold score
+    or a block). Two key reads, whatever the job's size; an answer not yet counted (the
+    counting queue is seconds behind) or a lease never answered does not count."""
+    return p.stats.record(worker_id, job.job_id) is not None or \
+        bool(p.ledger.workers_in_job(job.job_id, [worker_id]))
 
 
 def earnings(p: Platform, worker: Principal, query: Mapping[str, str]) -> Earnings:

@@ -2,7 +2,7 @@
 what workers see of their accuracy, and the slots that replace left-out answers."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from chalicelib.domain import validation as v
@@ -14,7 +14,7 @@ from chalicelib.domain.model import (
 )
 from chalicelib.domain.ports import WorkerRecord
 from chalicelib.errors import Conflict, NotFound
-from chalicelib.handlers.payments import settle
+from chalicelib.handlers.payments import settle, worked_in
 from chalicelib.handlers.platform import PRINCIPAL_CACHE_SECONDS, Platform, client_job
 
 # A block by the gold rule starts refusing leases this long (uniformly drawn, seconds) after
@@ -24,6 +24,12 @@ RULE = "rule"
 # A round closes without a pass over its items only if at most this many workers are
 # blocked everywhere (each is looked up in the job: one read).
 EVERYWHERE_CHECKS = 100
+# Blocked workers a job's view and report list at most.
+BLOCKED_SHOWN = 1000
+# Workers' records the backfill of block listings reads per request (one Scan).
+BACKFILL_PAGE = 500
+# Gold items release_leftovers reads per request (one query of the listing, one batch read).
+GOLD_PAGE = 100
 BLOCKED_BY_RULE = "your accuracy on this job's checked tasks is below the job's threshold"
 
 
@@ -73,10 +79,14 @@ def _reason_for_worker(r: WorkerRecord) -> str | None:
     return r.blocked_reason
 
 
-def job_workers(p: Platform, client: Principal, job_id: str) -> list[dict[str, Any]]:
-    """Each worker of a job with their live gold record and whether they are blocked."""
+def job_workers(p: Platform, client: Principal, job_id: str, query: Mapping[str, str]
+                ) -> tuple[list[dict[str, Any]], str | None]:
+    """A page of a job's workers (`?limit=`, default 100, and `?cursor=`), each with their
+    live gold record and whether they are blocked; and the next page's cursor."""
     job = client_job(p, client, job_id)
-    return [_worker_line(r, job) for r in p.stats.of_job(job.job_id)]
+    v.reject_unknown(query, ("limit", "cursor"), "query.")
+    records, cursor = p.stats.of_job(job.job_id, v.page_limit(query, 100), query.get("cursor"))
+    return [_worker_line(r, job) for r in records], cursor
 
 
 def _worker_line(r: WorkerRecord, job: Job) -> dict[str, Any]:
@@ -91,18 +101,12 @@ def client_blocks_worker(p: Platform, client: Principal, job_id: str, worker_id:
     reason = _reason(body)
     if job.state in (DONE, FAILED):
         raise Conflict("the job has ended", code="job_not_active")
-    if worker_id not in {r.worker_id for r in p.stats.of_job(job.job_id)} and \
-            not _answered_in(p, job, worker_id):
+    if not worked_in(p, job, worker_id):
         raise NotFound("no such worker in this job", code="worker_not_found")
     block_in_job(p, job, worker_id, client.account_id, reason)
     job = client_job(p, client, job_id)
-    record = next((r for r in p.stats.of_job(job.job_id) if r.worker_id == worker_id),
-                  WorkerRecord(worker_id, job.job_id))
+    record = p.stats.record(worker_id, job.job_id) or WorkerRecord(worker_id, job.job_id)
     return _worker_line(record, job)
-
-
-def _answered_in(p: Platform, job: Job, worker_id: str) -> bool:
-    return any(worker_id in item.seen for item in p.items.iter_items(job.job_id))
 
 
 def _reason(body: Any) -> str:
@@ -129,8 +133,10 @@ def operator_block(p: Platform, operator: Principal, worker_id: str, body: Any,
 
 
 def blocked_workers(p: Platform, job_id: str) -> list[str]:
-    """The workers blocked from a job, started or not (a query of the job's workers)."""
-    return sorted(p.stats.blocks_in_job(job_id))
+    """The workers blocked from a job, started or not, by worker id, at most BLOCKED_SHOWN
+    of them (a query of the job's listing of blocks, then a batch read of those records);
+    GET /jobs/{id}/workers pages through them all."""
+    return sorted(p.stats.blocks_in_job(job_id, limit=BLOCKED_SHOWN))
 
 
 def refuses(p: Platform, job_id: str, worker_id: str) -> bool:
@@ -284,15 +290,50 @@ def release_leftovers(p: Platform, job: Job) -> int:
     """When a job has ended: the money held for replacements and the gold slots nobody
     answered (free, or held by an expired lease) go back to the pool, where the client's
     figures show them unspent and bonuses may use them; return the cents released.
-    A live gold lease keeps its slot: its answer may still come."""
+    A live gold lease keeps its slot: its answer may still come. Only the gold items are
+    read, from the job's gold listing, GOLD_PAGE a request."""
     now = p.now()
     released = p.jobs.release_held(job.job_id)
-    if job.gold_items:
-        for item in p.items.iter_items(job.job_id):
-            if item.gold is None:
-                continue
-            expired = [w for w, lease in item.leases.items() if lease.expires_at <= now]
-            if item.free or expired:
-                released += p.items.release_gold_slots(job.job_id, item.item_id, item.free,
-                                                       expired, now, job.reward_cents)
+    if not job.gold_items:
+        return released
+    after: str | None = None
+    listed = 0
+    while True:
+        items, after = p.items.gold_items(job.job_id, after, GOLD_PAGE)
+        listed += len(items)
+        released += sum(_release_gold(p, job, item, now) for item in items)
+        if after is None:
+            break
+    if not listed:  # a job ingested before gold items were listed apart: walk its items
+        released += sum(_release_gold(p, job, item, now)
+                        for item in p.items.iter_items(job.job_id) if item.gold is not None)
     return released
+
+
+def _release_gold(p: Platform, job: Job, item: ItemState, now: float) -> int:
+    """A gold item's free slots and those of its expired leases, back to the pool."""
+    expired = [w for w, lease in item.leases.items() if lease.expires_at <= now]
+    if not item.free and not expired:
+        return 0
+    return p.items.release_gold_slots(job.job_id, item.item_id, item.free, expired, now,
+                                      job.reward_cents)
+
+
+def backfill_block_listings(p: Platform, cursor: str | None = None, pages: int | None = None,
+                            limit: int | None = None) -> dict[str, Any]:
+    """List every block (from a job or everywhere) beside it, for blocks made before their
+    listings existed: a walk over the workers' records, limit a page, each block found listed
+    (a put of a key: the same on a repeat, so a page run again, or the whole walk, changes
+    nothing). At most `pages` pages of limit (default BACKFILL_PAGE) records a call (all if
+    None), from `cursor`; returns the pages read, the blocks listed, and the cursor to go on
+    from (None when the walk is over)."""
+    listed = done = 0
+    while pages is None or done < pages:
+        records, cursor = p.stats.blocks_page(cursor, limit or BACKFILL_PAGE)
+        for record in records:
+            p.stats.list_block(record.worker_id, record.scope)
+        listed += len(records)
+        done += 1
+        if cursor is None:
+            break
+    return {"pages": done, "listed": listed, "next_cursor": cursor}

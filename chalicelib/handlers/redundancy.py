@@ -14,12 +14,20 @@ from chalicelib.domain.adaptive import OnlineModel, refit_every
 from chalicelib.domain.aggregation import vote
 from chalicelib.domain.aggregation.categorical import default_model
 from chalicelib.domain.cache import MISSING
+from chalicelib.domain.ids import item_id as numbered
 from chalicelib.domain.keys import online_model_key
-from chalicelib.domain.model import CountedAnswer, Job
+from chalicelib.domain.model import CountedAnswer, ItemState, Job
 from chalicelib.domain.redundancy import AdaptiveRedundancy, wants_more
 from chalicelib.errors import NotFound
 from chalicelib.handlers.platform import Platform
 from chalicelib.handlers.quality import is_left_out, left_out_workers
+
+# Items a refit reads at most: a job of at most this many items is refitted on every answer,
+# a larger one on this many consecutive items from a random item on (wrapping), and at most
+# REFIT_GOLD of its gold items; pages of REFIT_PAGE items, one Query each.
+REFIT_ITEMS = 5000
+REFIT_PAGE = 200
+REFIT_GOLD = 200
 
 
 def _online_model(p: Platform, job: Job) -> Any:
@@ -65,8 +73,11 @@ def adapt(p: Platform, job: Job, answer: CountedAnswer, ordinal: int | None) -> 
 
 def refit_online_model(p: Platform, job_id: str, new: int) -> None:
     """Refit the job's online model when the answers just counted cross a multiple of
-    refit_every(the job's most answers); the fit is the aggregation's default model on
-    every answer so far (left-out answers excluded, gold clamped)."""
+    refit_every(the job's most answers); the fit is the aggregation's default model on the
+    answers of the items refit_sample reads (every answer of a job of at most REFIT_ITEMS
+    items; left-out answers excluded, gold clamped), so one consumer call reads a bounded
+    number of items whatever the job's size. Workers outside the sample get the fit's mean
+    confusion matrix when an item's confidence is judged."""
     job = p.jobs.get_job(job_id)
     if job is None:
         return
@@ -78,7 +89,7 @@ def refit_online_model(p: Platform, job_id: str, new: int) -> None:
     workers: list[str] = []
     labels: list[str] = []
     gold: dict[str, str] = {}
-    everything = list(p.items.iter_items(job_id))
+    everything = refit_sample(p, job)
     left_out = left_out_workers(p, job, {w for item in everything for w in item.answers})
     for item in everything:
         if item.gold is not None:
@@ -95,3 +106,32 @@ def refit_online_model(p: Platform, job_id: str, new: int) -> None:
     p.blobs.put_text(online_model_key(job_id), json.dumps(OnlineModel.from_fit(model).to_dict()),
                      "application/json")
     p.cache.models.forget(job_id)
+
+
+def refit_sample(p: Platform, job: Job) -> list[ItemState]:
+    """The items a refit reads: every item of a job of at most REFIT_ITEMS items; of a larger
+    one, REFIT_ITEMS consecutive items from a random item on (wrapping to the first), and its
+    first REFIT_GOLD gold items from its gold listing (a gold answer clamps its worker's
+    matrix), each item once."""
+    if job.item_count <= REFIT_ITEMS:
+        return _pages(p, job.job_id, None, None, REFIT_ITEMS)
+    start = numbered(p.rng.randrange(job.item_count), job.item_count)
+    items = _pages(p, job.job_id, start, None, REFIT_ITEMS)
+    if len(items) < REFIT_ITEMS:
+        items += _pages(p, job.job_id, None, start, REFIT_ITEMS - len(items))
+    known = {item.item_id for item in items}
+    gold, _ = p.items.gold_items(job.job_id, None, REFIT_GOLD)
+    return items + [item for item in gold if item.item_id not in known]
+
+
+def _pages(p: Platform, job_id: str, after: str | None, until: str | None, limit: int
+           ) -> list[ItemState]:
+    """At most limit items after `after` (from the first if None), up to and including
+    `until` (to the last if None), REFIT_PAGE a query."""
+    items: list[ItemState] = []
+    while len(items) < limit:
+        page, after = p.items.item_page(job_id, after, min(REFIT_PAGE, limit - len(items)))
+        items += [item for item in page if until is None or item.item_id <= until]
+        if after is None or (until is not None and after >= until):
+            break
+    return items

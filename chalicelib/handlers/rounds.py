@@ -24,6 +24,8 @@ from chalicelib.handlers.quality import (
 # An aggregating job is looked at again this long after its execution was started: if the
 # start was lost the sweeper starts it (the execution name makes a repeat harmless).
 AGGREGATION_CHECK_SECONDS = 900
+# Jobs of each state the sweeper handles a run (it runs every minute).
+SWEEP_JOBS = 100
 # The pass over a job's items before its round closes reads this many items per message (at
 # most two transactions each when all are left out: a batch of ten such messages stays within
 # the ingest consumer's minute); a pass whose pages stopped this long ago (its messages lost)
@@ -154,19 +156,22 @@ def start_aggregation(p: Platform, job: Job, require_done: bool = False) -> None
 
 def finalize_due_jobs(p: Platform) -> list[str]:
     """The sweeper: start aggregation for jobs past their deadline or whose cancellation has
-    run out, start again any whose start was lost, and fail jobs whose items never arrived."""
+    run out, start again any whose start was lost, and fail jobs whose items never arrived.
+    At most SWEEP_JOBS of each state a run, the soonest due first: each one handled leaves
+    the due listing (a new state, or a later finalize_at), so the next run, a minute later,
+    goes on with the rest."""
     now = p.now()
     started = []
     for state in (ACTIVE, CANCELLED, CLOSING):
-        for job in p.jobs.jobs_in_state(state, finalize_before=now):
+        for job in p.jobs.jobs_in_state(state, finalize_before=now, limit=SWEEP_JOBS):
             start_aggregation(p, job)
             started.append(job.job_id)
-    for job in p.jobs.jobs_in_state(AGGREGATING, finalize_before=now):
+    for job in p.jobs.jobs_in_state(AGGREGATING, finalize_before=now, limit=SWEEP_JOBS):
         p.jobs.transition(job.job_id, (AGGREGATING,), AGGREGATING,
                           finalize_at=now + AGGREGATION_CHECK_SECONDS)
         p.workflow.start(f"{job.job_id}-r{job.round}", {"job_id": job.job_id, "round": job.round})
         started.append(job.job_id)
-    for job in p.jobs.jobs_in_state(INGESTING, finalize_before=now):
+    for job in p.jobs.jobs_in_state(INGESTING, finalize_before=now, limit=SWEEP_JOBS):
         p.jobs.transition(job.job_id, (INGESTING,), FAILED,
                           error="its items were not all ingested before the deadline",
                           record=phases.record(now, INGESTING, job.phase, FAILED, job.phase,

@@ -100,6 +100,9 @@ def _listed(p: Platform, state: str, finalize_before: float | None = None) -> li
     due_at = [job.finalize_at or 0.0 for job in listed]
     assert due_at == sorted(due_at)
     assert finalize_before is None or all(at <= finalize_before for at in due_at)
+    # a bounded listing is the soonest due of them
+    assert [job.job_id for job in p.jobs.jobs_in_state(state, finalize_before, limit=2)] == [
+        job.job_id for job in listed[:2]]
     return listed
 
 
@@ -170,6 +173,30 @@ def test_an_ingest_chunk_is_counted_once_and_only_with_every_item_in(p):
     gone = new_id("job")
     assert not p.items.put_chunk(gone, 1, second)
     assert [i.item_id for i in p.items.iter_items(gone)] == [FOURTH]
+
+
+def test_a_jobs_gold_items_are_listed_apart_as_they_are_written(p):
+    # GIVEN an ingesting job whose items 1, 3 and 4 are gold, written by a chunk, a range
+    # (delivered twice) and a chunk
+    job = _draft(p, _client(p), items=6)
+    p.jobs.create_job(job)
+    gold = {"label": "pos"}
+    items = [NewItem(f"{n:06d}", {"n": n}, gold=gold if n in (1, 3, 4) else None,
+                     slots=2 if n in (1, 3, 4) else None) for n in range(6)]
+    assert p.items.gold_items(job.job_id, None, 10) == ([], None)
+    p.items.put_chunk(job.job_id, job.redundancy, items[:2])
+    for _ in range(2):
+        p.items.put_range(job.job_id, job.redundancy, items[2:4], 0,
+                          {"lines": 2, "items": 2, "bad": 0, "pilot": 0})
+    p.items.put_chunk(job.job_id, job.redundancy, items[4:])
+    # WHEN they are read a page of two at a time THEN the gold items come whole, in order
+    page, cursor = p.items.gold_items(job.job_id, None, 2)
+    assert [(i.item_id, i.gold, i.free) for i in page] == [(SECOND, gold, 2), (FOURTH, gold, 2)]
+    assert cursor == FOURTH
+    page, cursor = p.items.gold_items(job.job_id, cursor, 2)
+    assert [i.item_id for i in page] == ["000004"] and cursor is None
+    # AND another job lists none of them
+    assert p.items.gold_items(new_id("job"), None, 2) == ([], None)
 
 
 def test_an_ingest_range_counts_once_with_its_summary_and_its_items_all_in(p):
@@ -851,7 +878,7 @@ def test_gold_is_scored_once_per_assignment_in_the_job_and_overall(p, uid):
     overall = [r for r in p.stats.of_worker(w1) if r.scope == "*"][0]
     assert (overall.gold_answers, overall.gold_correct) == (2, 1)
     p.stats.publish_shown(job_a)
-    (record,) = p.stats.of_job(job_a)
+    (record,) = p.stats.of_job(job_a, 1000, None)[0]
     assert (record.shown_gold_answers, record.shown_gold_correct) == (1, 1)
     p.stats.mark_blocked(w1, "*", "fraud", 5.0)
     p.stats.mark_blocked(w1, "*", "later", 6.0)  # the first block is kept
@@ -859,6 +886,58 @@ def test_gold_is_scored_once_per_assignment_in_the_job_and_overall(p, uid):
     assert [r.blocked_reason for r in p.stats.of_worker(w1) if r.scope == "*"] == ["fraud"]
     p.stats.unblock(w1, "*")
     assert p.stats.blocked_everywhere([w1]) == set()
+
+
+def test_a_jobs_workers_come_in_pages_by_worker_id(p, uid):
+    job, other = new_id("job"), new_id("job")
+    workers = [f"w{n}-{uid}" for n in range(5)]
+    for n, worker in enumerate(workers):
+        p.stats.mark_blocked(worker, job, f"reason {n}", 5.0)
+    p.stats.mark_blocked(workers[0], other, "elsewhere", 5.0)
+    pages, cursor = [], None
+    while True:
+        page, cursor = p.stats.of_job(job, 2, cursor)
+        pages.append([r.worker_id for r in page])
+        if cursor is None:
+            break
+        with pytest.raises(InvalidRequest):  # another job's listing refuses it
+            p.stats.of_job(other, 2, cursor)
+    assert [w for page in pages for w in page] == workers
+    assert all(len(page) <= 2 for page in pages) and len(pages) in (3, 4)
+    assert [r.blocked_reason for r in p.stats.of_job(other, 10, None)[0]] == ["elsewhere"]
+
+
+def test_a_walk_over_the_workers_records_finds_every_block_and_lists_it(p, uid):
+    job = new_id("job")
+    w1, w2, w3 = f"w1-{uid}", f"w2-{uid}", f"w3-{uid}"
+    p.stats.mark_blocked(w1, "*", "fraud", 5.0)
+    p.stats.mark_blocked(w2, job, "spam", 5.0)
+    p.stats.record_gold(w3, job, new_assignment_id(job, FIRST, time.time()), True)
+    found, cursor, pages = [], None, 0
+    while True:
+        records, cursor = p.stats.blocks_page(cursor, 3)
+        found += [(r.worker_id, r.scope) for r in records if r.worker_id.endswith(uid)]
+        pages += 1
+        assert all(r.blocked_at is not None for r in records)
+        if cursor is None:
+            break
+    assert sorted(found) == [(w1, "*"), (w2, job)] and pages >= 2
+    # listing again is harmless, and what is listed is what a block lists
+    p.stats.list_block(w2, job)
+    p.stats.list_block(w1, "*")
+    assert p.stats.blocks_in_job(job) == {w2: 5.0}
+    assert w1 in p.stats.blocked_everywhere_ids(10_000)
+
+
+def test_one_record_of_a_worker_is_read_by_its_scope(p, uid):
+    w1, w2, job = f"w1-{uid}", f"w2-{uid}", new_id("job")
+    p.stats.record_gold(w1, job, new_assignment_id(job, FIRST, time.time()), False)
+    p.stats.mark_blocked(w2, job, "careless", 5.0)
+    assert (p.stats.record(w1, job).gold_answers, p.stats.record(w1, job).blocked_at) == (1, None)
+    assert p.stats.record(w1, "*").gold_correct == 0
+    assert (p.stats.record(w2, job).blocked_reason, p.stats.record(w2, job).gold_answers) == (
+        "careless", 0)
+    assert p.stats.record(w2, "*") is None and p.stats.record(w1, new_id("job")) is None
 
 
 def test_money_held_for_replacements_is_apart_from_the_pool_and_released_into_it(p):
@@ -1051,8 +1130,11 @@ def test_a_block_starts_when_told_and_a_block_at_once_replaces_a_later_start(p):
     assert p.stats.blocks_in_job(job.job_id) == {"w1": 800.0, "w2": 700.0}
     assert p.stats.blocks_in_job(job.job_id, ["w2", "w3", "w4"]) == {"w2": 700.0}
     assert p.stats.blocks_in_job(job.job_id, []) == {}
-    reasons = {r.worker_id: r.blocked_reason for r in p.stats.of_job(job.job_id)}
+    reasons = {r.worker_id: r.blocked_reason for r in p.stats.of_job(job.job_id, 1000, None)[0]}
     assert reasons == {"w1": "spam (by client)", "w2": "spam (by client)", "w3": None}
+    assert p.stats.blocks_in_job(job.job_id, limit=1) == {"w1": 800.0}  # the first listed
+    p.stats.unblock("w2", job.job_id)  # a lifted block is no longer listed
+    assert p.stats.blocks_in_job(job.job_id) == {"w1": 800.0}
 
 
 def test_a_gold_items_unused_slots_are_paid_back_once(p):

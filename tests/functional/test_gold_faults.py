@@ -35,7 +35,7 @@ TRIES = 3
 GOLD_SITES = ("tasks._lease_in_job > items.try_lease", "tasks.submit_answer > items.try_submit",
               "tasks.release_assignment > items.try_release",
               "rounds.count_answers > jobs.record_counted", "payments.settle > items.approve",
-              "quality.release_leftovers > items.release_gold_slots")
+              "quality._release_gold > items.release_gold_slots")
 
 
 def _touches_servings(operation: str, params: dict) -> bool:
@@ -105,7 +105,7 @@ def final_state(drive: Driver, tokens: list[str], job_id: str, pool_at_posting: 
     assert gold.free == 0 and not gold.leases, gold
     assert len(gold.seen) >= len(answers)
     # each gold answer scored once, and reviewed (approved) once
-    scores = {r.worker_id: r.gold_answers for r in p.stats.of_job(job_id)}
+    scores = {r.worker_id: r.gold_answers for r in p.stats.of_job(job_id, 1000, None)[0]}
     assert {w: scores.get(w, 0) for w in answers} == {w: 1 for w in answers}, scores
     assert sum(scores.values()) == len(answers), scores
     assert all(answer.review and answer.review["status"] == "approved"

@@ -40,7 +40,8 @@ def test_quality_views_and_blocks_over_http(stack):
     status, me = api.as_worker(token, "GET", "/workers/me")
     assert status == 200 and me["quality"]["gold_answers"] == 0  # nothing published yet
     assert me["quality"]["blocked_everywhere"] is False
-    # the client blocks the worker from the job, with a reason
+    # once their answer is counted, the client blocks the worker from the job, with a reason
+    stack.drain()
     worker_id = me["worker_id"]
     path = f"/jobs/{job['job_id']}/workers/{worker_id}/block"
     status, error = api.as_client("POST", path, {})
@@ -51,6 +52,16 @@ def test_quality_views_and_blocks_over_http(stack):
     assert status == 403 and error["error"] == "blocked_from_job"
     status, workers = api.as_client("GET", f"/jobs/{job['job_id']}/workers")
     assert status == 200 and [w["worker_id"] for w in workers["workers"] if w["blocked"]] == [worker_id]
+    assert workers["next_cursor"] is None
+    paged, cursor = [], ""
+    while cursor is not None:
+        status, page = api.as_client(
+            "GET", f"/jobs/{job['job_id']}/workers?limit=1" + (f"&cursor={cursor}" if cursor else ""))
+        assert status == 200 and len(page["workers"]) <= 1
+        paged, cursor = paged + page["workers"], page["next_cursor"]
+    assert paged == workers["workers"]
+    status, error = api.as_client("GET", f"/jobs/{job['job_id']}/workers?limit=0")
+    assert status == 400 and error["field"] == "limit"
     status, me = api.as_worker(token, "GET", "/workers/me")
     assert me["quality"]["jobs"][0]["blocked"] is True
     # an operator blocks another worker everywhere; a client key cannot

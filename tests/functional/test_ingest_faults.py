@@ -135,3 +135,68 @@ def test_a_crash_after_any_write_of_an_ingest_leaves_every_item_once_and_the_job
             assert plan.crashed is not None, (site, nth)
             crashed.append(plan.crashed)
     assert len(crashed) == len(clean.writes) == 8
+
+
+GOLD = {1, 5}
+
+
+def _listing(operation: str, params: dict) -> bool:
+    """Whether a write is a gold item's listing (its partition key ends in #gold)."""
+    return operation == "PutItem" and params["Item"]["job_id"]["S"].endswith("#gold")
+
+
+def _not_listing(operation: str, params: dict) -> bool:
+    return not _listing(operation, params)
+
+
+def _post_gold(name: str) -> tuple[str, list[dict[str, Any]]]:
+    """A job of ITEMS items of which those in GOLD are gold, and its ingest messages."""
+    p = platform()
+    client, _ = accounts.create_account(p, CLIENT, name)
+    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": ITEMS,
+                                          "redundancy": 2, "gold_rate": 0.3})
+    with messages_sent() as sent:
+        job = jobs.post_job(p, client, {
+            "quote_id": quote.quote_id, "instructions": "Sentiment?", "pilot": {"items": 0},
+            "answer_schema": {"labels": ["pos", "neg"]},
+            "items": [{"data": {"text": f"item {n}"},
+                       **({"gold": {"label": "pos"}} if n in GOLD else {})}
+                      for n in range(ITEMS)]})
+    return job.job_id, [json.loads(body) for _, body in sent]
+
+
+def _gold_listed(job_id: str) -> list[str]:
+    items, cursor = platform().items.gold_items(job_id, None, 100)
+    assert cursor is None
+    return [item.item_id for item in items]
+
+
+def test_a_crash_after_any_write_of_an_ingest_lists_every_gold_item_written(stack, small_chunks):
+    # GIVEN the clean run's writes: each chunk lists its gold items, then writes its items
+    listings = Plan(crash_site=PUT_CHUNK, nth=0, only=_listing)
+    job_id, messages = _post_gold("Gold ingest client")
+    with crash_after_writes(listings):
+        listings.armed = True
+        assert _ingest(job_id, messages) == 0
+    written = sum(1 for _, at in listings.writes if at == PUT_CHUNK)
+    assert listings.site_writes == len(GOLD) and written == ITEMS + len(GOLD)
+    assert _gold_listed(job_id) == [f"{n:06d}" for n in sorted(GOLD)]
+    # WHEN a delivery dies after each write of the chunks in turn (listings, items, counts)
+    # and is delivered again
+    crashed = []
+    for only, count in ((_listing, len(GOLD)), (_not_listing, written - len(GOLD))):
+        for nth in range(1, count + 1):
+            plan = Plan(crash_site=PUT_CHUNK, nth=nth, only=only)
+            job_id, messages = _post_gold(f"Gold ingest client {len(crashed)}")
+            with crash_after_writes(plan):
+                plan.armed = True
+                assert _ingest(job_id, messages) == 1
+                plan.armed = False
+            crashed.append(plan.crashed)
+            # THEN every gold item written is listed once, and no other item
+            p = platform()
+            assert p.jobs.get_job(job_id).state == ACTIVE
+            assert _gold_listed(job_id) == [item.item_id for item in p.items.iter_items(job_id)
+                                            if item.gold is not None] == [
+                f"{n:06d}" for n in sorted(GOLD)]
+    assert len(crashed) == written and all(crashed)

@@ -123,3 +123,50 @@ def test_a_redelivered_completing_answer_adds_no_second_slot(p, monkeypatch):
     item = p.items.get_item(job.job_id, "000000")
     assert (item.redundancy, item.extended) == (3, 1)
     assert p.jobs.get_job(job.job_id).items_done == 0
+
+
+def test_a_refit_reads_a_bounded_window_of_items_and_keeps_the_guarantees(p, monkeypatch):
+    # GIVEN an adaptive job of 30 items refitted every 20 answers from at most 12 items,
+    # read 5 a page
+    monkeypatch.setattr(redundancy, "refit_every", lambda answers: 20)
+    monkeypatch.setattr(redundancy, "REFIT_ITEMS", 12)
+    monkeypatch.setattr(redundancy, "REFIT_PAGE", 5)
+    _, job = _post(p, items=30)
+    truth = {f"{n:06d}": "pos" if n % 3 else "neg" for n in range(30)}
+    pool = job.pool_cents
+    refit, reads, samples = redundancy.refit_online_model, [], []
+
+    def counted_refit(platform, job_id, new):
+        before = platform.items.item_reads
+        refit(platform, job_id, new)
+        reads.append(platform.items.item_reads - before)
+
+    def recorded_sample(platform, job):
+        items = sample(platform, job)
+        samples.append([item.item_id for item in items])
+        return items
+
+    sample = redundancy.refit_sample
+    monkeypatch.setattr(redundancy, "refit_online_model", counted_refit)
+    monkeypatch.setattr(redundancy, "refit_sample", recorded_sample)
+    monkeypatch.setattr(p.items, "iter_items",
+                        lambda *args, **kwargs: pytest.fail("a whole-job read of the items"))
+    # WHEN 8 fairly careful workers answer everything they are offered
+    _crowd(p, job, 8, 0.85, truth, random.Random(3))
+    # THEN each refit read at most 12 items (a window of consecutive ones, wrapping), each once
+    assert samples and max(reads) <= 12
+    ids = sorted(truth)
+    for window in samples:
+        assert len(window) == len(set(window)) == 12
+        at = ids.index(window[0])
+        assert window == [ids[(at + k) % 30] for k in range(12)]
+    assert len({window[0] for window in samples}) > 1  # from random items
+    # AND the adaptive guarantees hold: between min and max answers, some items stopped early,
+    # some took more, every extra answer paid from the pool, never below zero
+    items = [p.items.get_item(job.job_id, item_id) for item_id in ids]
+    counts = [item.answer_count for item in items]
+    assert min(counts) >= 2 and max(counts) <= 5 and counts.count(2) >= 5
+    assert counts.count(5) >= 1 or any(item.extended for item in items)
+    job = p.jobs.get_job(job.job_id)
+    assert job.pool_cents == pool - sum(item.extended for item in items) * job.reward_cents >= 0
+    assert json.loads(p.blobs.get_text(online_model_key(job.job_id)))["classes"]

@@ -184,7 +184,7 @@ def test_a_worker_failing_gold_is_blocked_their_answers_left_out_and_their_slots
         tasks.lease_next_task(p, spammer, job.job_id)
     assert caught.value.code == "blocked_from_job"
     # THEN the client sees the block with its reason and the spammer's gold record
-    (line,) = [w for w in quality.job_workers(p, client, job.job_id)
+    (line,) = [w for w in quality.job_workers(p, client, job.job_id, {})[0]
                if w["worker_id"] == spammer.account_id]
     assert line["blocked"] and line["gold_answers"] == 3 and line["gold_correct"] == 0
     assert "below 0.6" in line["blocked_reason"] and "(by rule)" in line["blocked_reason"]
@@ -218,7 +218,7 @@ def test_a_retried_gold_submit_is_scored_once(p):
     for _ in range(3):
         tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
     count_all(p)
-    (record,) = [r for r in p.stats.of_job(job.job_id)]
+    (record,) = p.stats.of_job(job.job_id, 1000, None)[0]
     assert (record.gold_answers, record.gold_correct) == (1, 1)
 
 
@@ -447,5 +447,129 @@ def test_a_redelivered_gold_message_applies_the_rule_a_crash_lost(p):
     # WHEN SQS redelivers the messages THEN the rule blocks the worker, scoring nothing twice
     rounds.count_answers(p, messages)
     assert set(p.stats.blocks_in_job(job.job_id)) == {spammer.account_id}
-    (record,) = [r for r in p.stats.of_job(job.job_id)]
+    (record,) = p.stats.of_job(job.job_id, 1000, None)[0]
     assert (record.gold_answers, record.gold_correct) == (3, 0)
+
+
+class _NoItemWalks:
+    """The items port with its whole-job read refused: checks must not walk the job."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, attribute):
+        if attribute == "iter_items":
+            raise AssertionError("a whole-job read of the items")
+        return getattr(self._inner, attribute)
+
+
+def _first_task_gold(p, job, gold_ids):
+    """A worker whose first task is a gold item, answered and counted."""
+    for n in range(40):
+        worker = _worker(p, f"g{n}")
+        task = tasks.lease_next_task(p, worker, job.job_id)
+        if task.item.item_id in gold_ids:
+            p.clock.advance(5)
+            tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+            count_all(p)
+            return worker
+        tasks.release_assignment(p, worker, task.assignment_id)
+    raise AssertionError("no gold task was served")
+
+
+def test_a_worker_of_the_job_is_found_without_reading_its_items(p):
+    # GIVEN a job with gold, a worker who answered a regular item, one who answered only a
+    # gold item, one who holds a lease they never answered, and one who never came
+    client, job = _post(p, items=40, gold=set(range(0, 40, 4)), quality={"gold_rate": 0.5},
+                        quote={"gold_rate": 0.5})
+    gold_ids = {f"{n:06d}" for n in range(0, 40, 4)}
+    gold_only = _first_task_gold(p, job, gold_ids)
+    regular = None
+    for n in range(40):
+        worker = _worker(p, f"r{n}")
+        task = tasks.lease_next_task(p, worker, job.job_id)
+        if task.item.item_id not in gold_ids:
+            p.clock.advance(5)
+            tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
+            regular = worker
+            break
+        tasks.release_assignment(p, worker, task.assignment_id)
+    assert regular is not None
+    count_all(p)
+    leased_only = _worker(p, "lease")
+    tasks.lease_next_task(p, leased_only, job.job_id)
+    p.items = _NoItemWalks(p.items)
+    # WHEN the client blocks each; THEN those with an answer counted are found, gold or not
+    for worker in (regular, gold_only):
+        line = quality.client_blocks_worker(p, client, job.job_id, worker.account_id,
+                                            {"reason": "careless"})
+        assert line["worker_id"] == worker.account_id and line["blocked"]
+    for worker_id in (leased_only.account_id, "wrk_nobody"):
+        with pytest.raises(NotFound) as caught:
+            quality.client_blocks_worker(p, client, job.job_id, worker_id, {"reason": "x"})
+        assert caught.value.code == "worker_not_found"
+    # a worker of another job is not one of this job's
+    other_client, other = _post(p, items=4)
+    with pytest.raises(NotFound):
+        quality.client_blocks_worker(p, other_client, other.job_id, regular.account_id,
+                                     {"reason": "x"})
+
+
+def test_a_jobs_end_gives_back_unused_gold_slots_reading_its_gold_items_only(p, monkeypatch):
+    # GIVEN a job of 20 items, 5 of them gold, read 2 a page: one gold answer, one gold lease
+    # left to expire, the other gold slots never taken
+    monkeypatch.setattr(quality, "GOLD_PAGE", 2)
+    _, job = _post(p, items=20, gold=set(range(0, 20, 4)), quality={"gold_rate": 0.5},
+                   quote={"gold_rate": 0.5})
+    gold_ids = {f"{n:06d}" for n in range(0, 20, 4)}
+    _first_task_gold(p, job, gold_ids)
+    for n in range(40):
+        worker = _worker(p, f"x{n}")
+        task = tasks.lease_next_task(p, worker, job.job_id)
+        if task.item.item_id in gold_ids:
+            break
+        tasks.release_assignment(p, worker, task.assignment_id)
+    p.clock.advance(job.lease_seconds + 1)
+    gold = [p.items.get_item(job.job_id, item_id) for item_id in sorted(gold_ids)]
+    unused = sum(item.free + len(item.leases) for item in gold)
+    assert unused == job.gold_slots - 1 and sum(len(item.leases) for item in gold) == 1
+    pool, reads = p.jobs.get_job(job.job_id).pool_cents, p.items.item_reads
+    p.items.iter_items = lambda *args, **kwargs: pytest.fail("a whole-job read of the items")
+    # WHEN the job's end releases what it held; THEN every unused gold slot's reward is back
+    # in the pool, from the 5 gold items read and no other item, and a repeat releases none
+    released = quality.release_leftovers(p, p.jobs.get_job(job.job_id))
+    assert released == unused * job.reward_cents > 0
+    assert p.jobs.get_job(job.job_id).pool_cents == pool + released
+    assert p.items.item_reads - reads == len(gold_ids)
+    assert quality.release_leftovers(p, p.jobs.get_job(job.job_id)) == 0
+
+
+def test_the_backfill_lists_blocks_made_before_listings_in_pages_and_again_changes_nothing(p):
+    # GIVEN blocks from a job and everywhere made before blocks were listed beside them
+    client, job = _post(p, items=4)
+    operator = accounts.create_account(p, OPERATOR, "Ops")[0]
+    workers = [_worker(p, f"w{n}") for n in range(4)]
+    quality.operator_block(p, operator, workers[0].account_id, {"reason": "fraud"})
+    for worker in workers[1:3]:
+        quality.block_in_job(p, job, worker.account_id, client.account_id, "spam")
+    p.stats.record_gold(workers[3].account_id, job.job_id, "asg_unused", True)  # not blocked
+    p.stats.unlist_blocks()
+    assert quality.blocked_workers(p, job.job_id) == [] and \
+        p.stats.blocked_everywhere_ids(10) == []
+    # WHEN the backfill runs two records a page, one page a call, from the cursor it gave
+    calls, cursor = [], None
+    while True:
+        outcome = quality.backfill_block_listings(p, cursor, pages=1, limit=2)
+        calls.append(outcome)
+        cursor = outcome["next_cursor"]
+        if cursor is None:
+            break
+    # THEN every block is listed again, in pages, and a second whole run changes nothing
+    assert len(calls) > 2 and all(c["pages"] == 1 for c in calls)
+    assert sum(c["listed"] for c in calls) == 3
+    assert quality.blocked_workers(p, job.job_id) == sorted(w.account_id for w in workers[1:3])
+    assert p.stats.blocked_everywhere_ids(10) == [workers[0].account_id]
+    again = quality.backfill_block_listings(p)
+    assert again["listed"] == 3 and again["next_cursor"] is None
+    assert quality.blocked_workers(p, job.job_id) == sorted(w.account_id for w in workers[1:3])
+    assert p.stats.blocked_everywhere_ids(10) == [workers[0].account_id]

@@ -585,6 +585,27 @@ def test_finalize_due_jobs_starts_a_job_past_its_deadline(p):
     assert tasks.lease_next_task(p, _worker(p)) is None
 
 
+def test_the_sweeper_handles_a_bounded_number_of_due_jobs_a_run_and_goes_on_next_run(p, monkeypatch):
+    # GIVEN five active jobs past their deadlines (a minute apart), two handled a run
+    monkeypatch.setattr(rounds, "SWEEP_JOBS", 2)
+    start = p.now()
+    due = [_active_job(p, items=1, redundancy=1, deadline=_iso(start + 3600 + 60 * n)).job_id
+           for n in range(5)]
+    p.clock.set(start + 3600 + 300)
+    listed = []
+    in_state = p.jobs.jobs_in_state
+    p.jobs.jobs_in_state = lambda *args, **kwargs: listed.append(kwargs.get("limit")) or \
+        in_state(*args, **kwargs)
+    # WHEN the sweeper runs a minute apart THEN each run starts the two soonest due, until all
+    runs = []
+    for _ in range(4):
+        runs.append(rounds.finalize_due_jobs(p))
+        p.clock.advance(60)
+    assert runs == [due[:2], due[2:4], due[4:], []]
+    assert p.workflow.started == [f"{job_id}-r1" for job_id in due]
+    assert set(listed) == {2}  # every listing bounded
+
+
 def test_a_lease_taken_near_the_deadline_ends_at_the_deadline(p):
     # GIVEN a job whose deadline is 10 s after a worker leases
     deadline = p.now() + 3600

@@ -124,6 +124,7 @@ def test_a_rejected_answer_is_not_paid_left_out_and_its_slot_offered_again(p):
     # take it (item 0 must still get its two answers)
     job = p.jobs.get_job(job.job_id)
     assert (job.pool_cents, job.held_cents) == (pool, job.reward_cents)
+    count_all(p)
     with pytest.raises(Conflict) as caught:
         payments.pay_bonus(p, client, job.job_id, {"worker_id": w1.account_id, "reason": "x",
                                                    "amount_cents": pool + 1, "bonus_id": "b"})
@@ -262,6 +263,7 @@ def test_a_bonus_is_paid_once_per_bonus_id_from_the_jobs_pool(p):
     client, job = _post(p, items=4, redundancy=2)
     worker = _worker(p)
     _answer(p, job, worker)
+    count_all(p)
     pool = p.jobs.get_job(job.job_id).pool_cents
     body = {"worker_id": worker.account_id, "amount_cents": 3, "reason": "careful notes",
             "bonus_id": "b-1"}
@@ -295,6 +297,7 @@ def test_a_worker_sees_balance_and_history_newest_first(p):
     p.clock.advance(1)
     payments.review_assignment(p, client, second, {"reason": "wrong language"}, REJECTED)
     p.clock.advance(1)
+    count_all(p)
     payments.pay_bonus(p, client, job.job_id, {"worker_id": worker.account_id,
                                                "amount_cents": 2, "reason": "fast",
                                                "bonus_id": "x"})
@@ -307,3 +310,26 @@ def test_a_worker_sees_balance_and_history_newest_first(p):
         ("rejection", 0, "wrong language", None)]
     page = payments.earnings(p, worker, {"limit": "2"})
     assert len(page.entries) == 2 and page.next_cursor
+
+
+def test_a_bonus_goes_to_a_worker_with_an_answer_counted_in_the_job_items_unread(p):
+    client, job = _post(p, items=4, redundancy=2)
+    answered, leased, other_job = _worker(p, "a"), _worker(p, "l"), _worker(p, "o")
+    _answer(p, job, answered)
+    tasks.lease_next_task(p, leased, job.job_id)
+    _, elsewhere = _post(p, items=2, redundancy=1)
+    _answer(p, elsewhere, other_job)
+    body = {"amount_cents": 2, "reason": "thanks", "bonus_id": "b"}
+    # an answer not yet counted (the counting queue is seconds behind) does not count yet
+    with pytest.raises(NotFound):
+        payments.pay_bonus(p, client, job.job_id, {**body, "worker_id": answered.account_id})
+    count_all(p)
+    walks = []
+    p.items.iter_items = lambda *args, **kwargs: walks.append(args) or iter(())
+    _, new = payments.pay_bonus(p, client, job.job_id, {**body, "worker_id": answered.account_id})
+    assert new and p.ledger.balance(answered.account_id) == 2
+    for worker in (leased, other_job):  # a lease never answered; a worker of another job
+        with pytest.raises(NotFound) as caught:
+            payments.pay_bonus(p, client, job.job_id, {**body, "worker_id": worker.account_id})
+        assert caught.value.code == "worker_not_found" and caught.value.field == "worker_id"
+    assert walks == []

@@ -22,7 +22,8 @@ from chalicelib.adapters.dynamo.writes import (
     transact_once,
 )
 from chalicelib.adapters.models import (
-    OPEN_SLOT_FIELDS, AccrualModel, GoldServingModel, IngestRangeModel, ItemModel,
+    OPEN_SLOT_FIELDS, AccrualModel, GoldListingModel, GoldServingModel, IngestRangeModel,
+    ItemModel,
     JobCountsModel, JobModel, JobMoneyModel, LedgerModel, counts_key, money_key, range_key,
 )
 from chalicelib.domain import payouts
@@ -79,6 +80,25 @@ def _new_record(job_id: str, redundancy: int, item: NewItem) -> ItemModel:
         out={} if item.gold is not None else None,
         open_job=None if item.held or not slots else job_id,
     )
+
+
+def gold_listing_key(job_id: str) -> str:
+    """The partition key of a job's gold listing."""
+    return f"{job_id}#gold"
+
+
+def _list_gold(job_id: str, items: Sequence[NewItem]) -> None:
+    """List the gold ones of the items apart (a put of a key, the same on a repeat), before
+    the items themselves are written: a crash between leaves a listed item not written, which
+    the listing's reader skips and the redelivery writes."""
+    for item in items:
+        if item.gold is None:
+            continue
+        try:
+            GoldListingModel(gold_listing_key(job_id), item.item_id).save()
+        except PutError as error:
+            raise_transient(error)
+            raise
 
 
 def _put_new(record: ItemModel) -> bool:
@@ -221,6 +241,8 @@ class DynamoItems:
         not overwrite items a worker has leased since."""
         for item in items:
             tx.save(_new_record(job_id, redundancy, item), condition=_IS_NEW)
+            if item.gold is not None:
+                tx.save(GoldListingModel(gold_listing_key(job_id), item.item_id))
 
     def put_items(self, job_id: str, redundancy: int, items: Sequence[NewItem]) -> None:
         """Write fresh items in one transaction, whole or not at all."""
@@ -239,6 +261,7 @@ class DynamoItems:
         if not items:
             raise ValueError("an ingest chunk has at least one item")
         *others, last = items
+        _list_gold(job_id, items)
         for item in others:
             _put_new(_new_record(job_id, redundancy, item))
 
@@ -257,7 +280,9 @@ class DynamoItems:
         since, is left as it is), then the range's record (its summary) if it is new and one
         more chunks_written, in a transaction of two writes. A range so counts once, after
         all its items are in, and one without items counts too. True if this call counted
-        it; False if it was counted before or the job is gone."""
+        it; False if it was counted before or the job is gone. The gold items are listed
+        first (see _list_gold)."""
+        _list_gold(job_id, items)
         for item in items:
             _put_new(_new_record(job_id, redundancy, item))
 
@@ -627,6 +652,26 @@ class DynamoItems:
             raise_transient(error)
             raise
         return items, items[-1].item_id if len(items) >= limit else None
+
+    def gold_items(self, job_id: str, after: str | None, limit: int
+                   ) -> tuple[list[ItemState], str | None]:
+        """A page of the job's gold items after the item id `after`, whole (with their
+        servings): one query of the job's gold listing (at most limit keys), one strongly
+        consistent batch read of those items; a listed item not written is skipped. The
+        cursor is the last id listed when the page was full."""
+        try:
+            query = GoldListingModel.query(
+                gold_listing_key(job_id),
+                None if after is None else GoldListingModel.item_id > after,
+                limit=limit, page_size=limit)
+            ids = [record.item_id for record in query]
+            read = {r.item_id: r for r in ItemModel.batch_get(
+                [(job_id, item_id) for item_id in ids], consistent_read=True)} if ids else {}
+        except PynamoDBException as error:
+            raise_transient(error)
+            raise
+        items = [self._full(read[item_id]) for item_id in ids if item_id in read]
+        return items, (ids[-1] if len(ids) >= limit else None)
 
     def iter_items(self, job_id: str, after: str | None = None) -> Iterator[ItemState]:
         """Every item of a job in item order, or those after the item id `after`."""

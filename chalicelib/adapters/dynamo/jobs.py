@@ -202,11 +202,14 @@ class DynamoJobs:
         found = self._jobs([job_id], consistent)
         return found[0] if found else None
 
-    def jobs_in_state(self, state: str, finalize_before: float | None = None) -> list[Job]:
-        """Jobs in a state (from the by_state index), optionally only those due, with their
-        counters, money and instructions (eventually consistent, as the index)."""
+    def jobs_in_state(self, state: str, finalize_before: float | None = None,
+                      limit: int | None = None) -> list[Job]:
+        """Jobs in a state (from the by_state index, soonest due first), optionally only those
+        due and at most limit of them, with their counters, money and instructions
+        (eventually consistent, as the index)."""
         condition = None if finalize_before is None else JobModel.finalize_at <= finalize_before
-        return self._jobs_listed(list(JobModel.by_state.query(state, condition)))
+        return self._jobs_listed(list(JobModel.by_state.query(state, condition, limit=limit,
+                                                              page_size=limit)))
 
     def jobs_of_client(self, client_id: str, limit: int, cursor: str | None
                        ) -> tuple[list[Job], str | None]:

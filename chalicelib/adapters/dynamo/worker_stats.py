@@ -7,6 +7,7 @@ from typing import Any
 from pynamodb.expressions.update import Action
 from pynamodb.transactions import TransactWrite
 
+from chalicelib.adapters.cursors import decode_cursor, encode_cursor
 from chalicelib.adapters.dynamo.gold import serving_key
 from chalicelib.adapters.dynamo.writes import conditional_update, transact_once
 from chalicelib.adapters.models import GoldServingModel, WorkerStatsModel
@@ -23,9 +24,17 @@ def _record_from(r: WorkerStatsModel) -> WorkerRecord:
 
 
 EVERYWHERE = "*"
+BLOCKED = "blocked#"
 # The scope of the record kept beside each block everywhere, so the workers blocked
-# everywhere are one query of the by_scope index (every worker has a "*" record).
-BLOCKED_EVERYWHERE = "blocked#*"
+# everywhere are one query of the by_scope index (every worker has a "*" record); a block
+# from a job has one too ("blocked#<job id>"), so a job's blocked workers are one query of
+# their own, not of every worker of the job.
+BLOCKED_EVERYWHERE = BLOCKED + EVERYWHERE
+
+
+def listing_scope(scope: str) -> str:
+    """The scope of the record listing a block in scope (a job id, or "*")."""
+    return BLOCKED + scope
 # Records a query of a job's workers reads per request.
 BLOCK_PAGE = 500
 
@@ -59,8 +68,8 @@ class DynamoWorkerStats:
                      starts_at: float | None = None) -> None:
         """Record a block refusing leases from starts_at (default now). The first block's
         start and reason are kept, except that a block at once replaces one starting later."""
-        if scope == EVERYWHERE:  # listed first: a listed worker not blocked costs a read
-            WorkerStatsModel(worker_id, BLOCKED_EVERYWHERE).save()
+        # listed first: a listed worker not blocked costs a read, a block unlisted is lost
+        WorkerStatsModel(worker_id, listing_scope(scope)).save()
         kept = WorkerStatsModel.blocked_at.does_not_exist()
         if starts_at is None:
             kept |= WorkerStatsModel.blocked_at > now
@@ -76,8 +85,7 @@ class DynamoWorkerStats:
                            [WorkerStatsModel.blocked_at.remove(),
                             WorkerStatsModel.blocked_reason.remove()],
                            None)
-        if scope == EVERYWHERE:
-            WorkerStatsModel(worker_id, BLOCKED_EVERYWHERE).delete()
+        WorkerStatsModel(worker_id, listing_scope(scope)).delete()
 
     def blocked_everywhere_ids(self, limit: int) -> list[str]:
         """Workers blocked everywhere: one query of the by_scope index under the listing's
@@ -86,19 +94,49 @@ class DynamoWorkerStats:
             BLOCKED_EVERYWHERE, limit=limit + 1, page_size=limit + 1,
             attributes_to_get=["worker_id", "scope"])]
 
-    def of_job(self, job_id: str) -> list[WorkerRecord]:
-        """A job's workers' records, by worker id."""
-        return [_record_from(r) for r in WorkerStatsModel.by_scope.query(job_id)]
+    def of_job(self, job_id: str, limit: int, cursor: str | None
+               ) -> tuple[list[WorkerRecord], str | None]:
+        """A page of a job's workers' records, by worker id: one query of the by_scope
+        index of at most limit records, behind an opaque cursor (another job's is refused)."""
+        start = decode_cursor(cursor, {"worker_id": "S", "scope": "S"}, {"scope": job_id})
+        query = WorkerStatsModel.by_scope.query(job_id, limit=limit, page_size=limit,
+                                                last_evaluated_key=start)
+        records = [_record_from(r) for r in query]
+        return records, encode_cursor(query.last_evaluated_key)
 
-    def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None
-                      ) -> dict[str, float]:
+    def blocks_page(self, cursor: str | None, limit: int
+                    ) -> tuple[list[WorkerRecord], str | None]:
+        """One Scan request of at most limit records, those with blocked_at kept by a
+        filter (a listing record has none), behind an opaque cursor."""
+        start = decode_cursor(cursor, {"worker_id": "S", "scope": "S"}, {})
+        scan = WorkerStatsModel.scan(WorkerStatsModel.blocked_at.exists(), page_size=limit,
+                                     last_evaluated_key=start)
+        page = next(scan.page_iter)  # one request: the iterator would go on to fill a page
+        records = [_record_from(WorkerStatsModel.from_raw_data(raw))
+                   for raw in page.get("Items", [])]
+        return records, encode_cursor(page.get("LastEvaluatedKey"))
+
+    def list_block(self, worker_id: str, scope: str) -> None:
+        """Put the block's listing record (key only: a repeat writes the same)."""
+        WorkerStatsModel(worker_id, listing_scope(scope)).save()
+
+    def record(self, worker_id: str, scope: str) -> WorkerRecord | None:
+        """One record, strongly consistent."""
+        try:
+            return _record_from(WorkerStatsModel.get(worker_id, scope, consistent_read=True))
+        except WorkerStatsModel.DoesNotExist:
+            return None
+
+    def blocks_in_job(self, job_id: str, worker_ids: Iterable[str] | None = None,
+                      limit: int | None = None) -> dict[str, float]:
         """Worker id -> when their block from the job starts refusing leases: of the given
-        workers (one strongly consistent batch read per 100), or of every worker of the job
-        (its workers' records, queried a page at a time)."""
+        workers (one strongly consistent batch read per 100), or of every worker blocked from
+        the job (the job's listing of blocks, queried a page at a time, keys only, then the
+        listed workers' records read as for given workers); with limit, at most limit listed."""
         if worker_ids is None:
-            return {r.worker_id: float(r.blocked_at) for r in WorkerStatsModel.by_scope.query(
-                job_id, filter_condition=WorkerStatsModel.blocked_at.exists(),
-                page_size=BLOCK_PAGE) if r.blocked_at is not None}
+            worker_ids = [r.worker_id for r in WorkerStatsModel.by_scope.query(
+                listing_scope(job_id), limit=limit, page_size=min(limit or BLOCK_PAGE, BLOCK_PAGE),
+                attributes_to_get=["worker_id", "scope"])]
         keys = [(worker, job_id) for worker in sorted(set(worker_ids))]
         if not keys:
             return {}
