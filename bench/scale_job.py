@@ -208,7 +208,7 @@ class CountedRows:
     def rows(self) -> int:
         return len(self.item_ids)
 
-    def put_results(self, job_id: str, lines: list[dict[str, Any]]) -> None:
+    def put_results(self, job_id: str, lines: list[dict[str, Any]], id_space: int = 0) -> None:
         self.item_ids.update(line["item_id"] for line in lines)
 
 
