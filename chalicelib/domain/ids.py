@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 import secrets
 
@@ -35,6 +36,12 @@ def item_id(index: int, items: int = 0) -> str:
     leading zeros, six digits or as many as the job's last number needs, so the ids of one job
     all have one width and sort in item order however many items it holds."""
     return f"{index:0{item_id_width(items)}d}"
+
+
+def random_item_id(rng: random.Random, id_space: int) -> str:
+    """An item id drawn at random from a job's id space (Job.id_space), in the job's width:
+    where a refill, a progress sample or a refit starts, so each draws on the whole job."""
+    return item_id(rng.randrange(max(id_space, 1)), id_space)
 
 
 def item_id_width(items: int) -> int:

@@ -11,7 +11,7 @@ from typing import Any
 from chalicelib.domain import phases, progress, webhooks
 from chalicelib.domain import validation as v
 from chalicelib.domain.cache import MISSING
-from chalicelib.domain.ids import item_id as numbered
+from chalicelib.domain.ids import random_item_id
 from chalicelib.domain.jobs import JOB_FIELDS, MAX_INSTRUCTIONS, build_job, parse_items_from
 from chalicelib.domain.keys import report_key, results_csv_key
 from chalicelib.domain.model import (
@@ -139,7 +139,7 @@ def _count_leases(p: Platform, job: Job, now: float) -> tuple[int, bool]:
             return round(whole.leased), not whole.exact
         leased, entries = whole.leased, whole.entries  # more than the counters said
     for _ in range(progress.SAMPLES):
-        start = numbered(p.rng.randrange(max(job.id_space, 1)), job.id_space)
+        start = random_item_id(p.rng, job.id_space)
         sample = p.items.live_leases(job.job_id, now, progress.SAMPLE_ENTRIES, start,
                                      reads=progress.LEASE_READS)
         leased, entries = leased + sample.leased, entries + sample.entries

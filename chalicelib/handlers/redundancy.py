@@ -14,7 +14,7 @@ from chalicelib.domain.adaptive import OnlineModel, refit_every
 from chalicelib.domain.aggregation import vote
 from chalicelib.domain.aggregation.categorical import default_model
 from chalicelib.domain.cache import MISSING
-from chalicelib.domain.ids import item_id as numbered
+from chalicelib.domain.ids import random_item_id
 from chalicelib.domain.keys import online_model_key
 from chalicelib.domain.model import CountedAnswer, ItemState, Job
 from chalicelib.domain.redundancy import AdaptiveRedundancy, wants_more
@@ -115,7 +115,7 @@ def refit_sample(p: Platform, job: Job) -> list[ItemState]:
     matrix), each item once."""
     if job.item_count <= REFIT_ITEMS:
         return _pages(p, job.job_id, None, None, REFIT_ITEMS)
-    start = numbered(p.rng.randrange(job.item_count), job.item_count)
+    start = random_item_id(p.rng, job.id_space)
     items = _pages(p, job.job_id, start, None, REFIT_ITEMS)
     if len(items) < REFIT_ITEMS:
         items += _pages(p, job.job_id, None, start, REFIT_ITEMS - len(items))

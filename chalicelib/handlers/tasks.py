@@ -14,8 +14,7 @@ from chalicelib.domain import leasing
 from chalicelib.domain import validation as v
 from chalicelib.domain.answers import matches_gold, validate_answer
 from chalicelib.domain.cache import MISSING
-from chalicelib.domain.ids import is_job_id, parse_assignment_id
-from chalicelib.domain.ids import item_id as numbered
+from chalicelib.domain.ids import is_job_id, parse_assignment_id, random_item_id
 from chalicelib.domain.model import (
     Assignment, ItemState, Job, Offer, Principal, StoredAnswer, SubmitReceipt, open_keys,
 )
@@ -121,7 +120,7 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
         if refreshed:
             # From a random item on: containers (and refreshes) draw on different parts of a
             # big job, not all on its first open items.
-            start = numbered(p.rng.randrange(max(job.id_space, 1)), job.id_space)
+            start = random_item_id(p.rng, job.id_space)
             fresh = p.items.open_items(job.job_id, worker_id, POOL_REFRESH_SIZE, start, now)
             with p.cache.lock:
                 if len(pool) > 4 * POOL_REFRESH_SIZE:

@@ -319,7 +319,7 @@ def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
 
     key = results_key(job_id)
     p.blobs.put_stream(key, parts(), "application/x-ndjson")
-    publish_csv(p, job_id, round_no, int(event["shard_count"]))
+    publish_csv(p, job_id, round_no, shard_count)
     job = _job(p, job_id)
     skills = None
     try:
