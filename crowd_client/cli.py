@@ -414,6 +414,8 @@ def _create(client: Client, args: argparse.Namespace, items: list[dict[str, Any]
             body[key] = getattr(args, flag)
     if args.pilot is not None:
         body["pilot"] = {"items": args.pilot}
+    if args.suite_size is not None:
+        body["suite_size"] = args.suite_size
     for flag in ("promotion", "quality", "report"):
         if getattr(args, flag):
             body[flag] = json_argument(getattr(args, flag), f"--{flag}")
@@ -629,6 +631,8 @@ def parser() -> argparse.ArgumentParser:
     create.add_argument("--not-applicable", choices=["allowed_with_reason", "not_allowed"])
     create.add_argument("--deadline", help="ISO 8601 with a time zone")
     create.add_argument("--pilot", type=int, help="pilot items (0: no pilot)")
+    create.add_argument("--suite-size", type=int,
+                        help="tasks a worker leases and answers together (1-20, default 1)")
     create.add_argument("--promotion", help="thresholds as JSON or @file")
     create.add_argument("--quality", help="gold and worker rules as JSON or @file")
     create.add_argument("--report", help="report settings as JSON or @file")

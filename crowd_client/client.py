@@ -69,7 +69,7 @@ class Client:
         if query:
             url += "?" + urllib.parse.urlencode({k: v for k, v in query.items() if v is not None})
         data = None if body is None else json.dumps(body).encode()
-        headers = {"X-Api-Key": self.api_key, "Accept": accept}
+        headers = {**self._credentials(), "Accept": accept}
         if data is not None:
             headers["Content-Type"] = "application/json"
         if method == "POST":
@@ -92,6 +92,10 @@ class Client:
                 reason = getattr(error, "reason", error)
                 raise ApiError(0, "unreachable", f"cannot reach {self.base_url}: {reason}") from None
         raise AssertionError("unreachable")
+
+    def _credentials(self) -> dict[str, str]:
+        """The header that says who calls: a client key."""
+        return {"X-Api-Key": self.api_key}
 
     def _wait(self, attempt: int, retry_after: str | None) -> None:
         if retry_after and retry_after.isdigit():
@@ -412,6 +416,41 @@ class Client:
 
 
 SIGNATURE_HEADER = "Crowd-Signature"
+
+
+class WorkerClient(Client):
+    """A worker's view of the API: leasing and answering task suites with a worker token
+    (sent as `Authorization: Bearer`), with the same retries and errors as `Client`.
+
+        worker = WorkerClient("http://127.0.0.1:8000", "wt_...")
+        suite = worker.lease_suite(5, job_id="job_...")
+        while suite:
+            answers = [{"assignment_id": t["assignment_id"], "answer": {"label": "pos"}}
+                       for t in suite["tasks"]]
+            suite = worker.submit_suite(answers, next_count=5, job_id="job_...")["next"]
+    """
+
+    def _credentials(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def lease_suite(self, count: int, job_id: str | None = None) -> dict[str, Any] | None:
+        """Lease up to count tasks of one job (at most its suite_size): {"tasks": [...],
+        "suite_size"}, or None when there is nothing for this worker."""
+        leased = self.request("GET", "/tasks/next", query={"count": count, "job_id": job_id})
+        return leased if isinstance(leased, dict) else None
+
+    def submit_suite(self, answers: list[Mapping[str, Any]], next_count: int | None = None,
+                     job_id: str | None = None, idempotency_key: str | None = None
+                     ) -> dict[str, Any]:
+        """Submit a suite's answers ([{"assignment_id", "answer": {...}} or {"assignment_id",
+        "not_applicable": "reason"}]); {"results": [...], "next"}. With next_count, the next
+        suite (of job_id, when given) is leased in the same request."""
+        body: dict[str, Any] = {"answers": list(answers)}
+        if next_count is not None:
+            body["next"] = {"count": next_count, **({"job_id": job_id} if job_id else {})}
+        result: dict[str, Any] = self.request("POST", "/assignments/submit", body,
+                                              idempotency_key=idempotency_key)
+        return result
 
 
 def verify_signature(payload: bytes | str, header: str | None, secret: str,

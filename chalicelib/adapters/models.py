@@ -142,6 +142,8 @@ class JobModel(Model):
     item_count = NumberAttribute()
     chunk_count = NumberAttribute()
     lease_seconds = NumberAttribute()
+    # Only on jobs whose suites hold more than one task.
+    suite_size = NumberAttribute(null=True)
     deadline = NumberAttribute()
     created_at = UnicodeAttribute()
     state = UnicodeAttribute()

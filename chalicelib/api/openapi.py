@@ -8,6 +8,7 @@ from typing import Any
 
 from chalice import Blueprint, Chalice
 
+from chalicelib.domain.leasing import MAX_SUITE_SIZE
 from chalicelib.domain.model import TASK_TYPES
 from chalicelib.domain.webhooks import EVENT_TYPES
 
@@ -34,6 +35,16 @@ _ANSWER = {"type": "object", "description": "one of {label}, {value}, {text} or 
                           "text": {"type": "string"},
                           "not_applicable": {"type": "object",
                                              "properties": {"reason": {"type": "string"}}}}}
+# Query parameters a route reads (routes not named here read none, or only paging's).
+QUERY_PARAMETERS: dict[tuple[str, str], list[dict[str, Any]]] = {
+    ("GET", "/tasks/next"): [
+        {"name": "job_id", "in": "query", "required": False, "schema": {"type": "string"},
+         "description": "lease from this job only"},
+        {"name": "count", "in": "query", "required": False,
+         "schema": {"type": "integer", "minimum": 1, "maximum": MAX_SUITE_SIZE},
+         "description": "lease a suite of up to this many tasks of one job (at most its "
+                        "suite_size); without it, one task"}],
+}
 # The bodies the handlers read, as JSON Schema (the handlers check more: ranges that depend on
 # the quote or the job, label sets, sizes). Routes not named here take an optional object.
 REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
@@ -69,11 +80,24 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "report": {"type": "object"}, "pilot": {"type": "object"},
         "promotion": {"type": "object"}, "quality": {"type": "object"},
         "auto_approve_seconds": {"type": "integer"}, "min_skill_scores": {"type": "object"},
+        "suite_size": {"type": "integer", "minimum": 1, "maximum": MAX_SUITE_SIZE},
         "callback_url": {"type": "string", "format": "uri"},
         "items_from": _object({"upload_id": _TEXT}, ("upload_id",)),
         "skip_bad_lines": {"type": "boolean"}},
         ("quote_id", "instructions", "answer_schema")),
     ("POST", "/assignments/{assignment_id}/submit"): _ANSWER,
+    ("POST", "/assignments/submit"): _object({
+        "answers": {"type": "array", "minItems": 1, "maxItems": MAX_SUITE_SIZE,
+                    "description": "each assignment at most once",
+                    "items": {"type": "object", "required": ["assignment_id"],
+                              "additionalProperties": False,
+                              "minProperties": 2, "maxProperties": 2,
+                              "properties": {
+                                  "assignment_id": _TEXT, "answer": _ANSWER,
+                                  "not_applicable": {"oneOf": [_TEXT, _object(
+                                      {"reason": _TEXT}, ("reason",))]}}}},
+        "next": _object({"count": {"type": "integer", "minimum": 1, "maximum": MAX_SUITE_SIZE},
+                         "job_id": _TEXT})}, ("answers",)),
     ("POST", "/assignments/{assignment_id}/reject"): _object({"reason": _TEXT}, ("reason",)),
     ("POST", "/assignments/{assignment_id}/approve"): _object({"reason": {"type": "string"}}),
     ("POST", "/jobs/{job_id}/approve"): _object({"submitted_before": {"type": "string"}}),
@@ -116,7 +140,8 @@ def document(app: Chalice) -> dict[str, Any]:
                 "tags": [role or "public"],
                 "parameters": [{"name": name, "in": "path", "required": True,
                                 "schema": {"type": "string"}}
-                               for name in re.findall(r"{(\w+)}", path)],
+                               for name in re.findall(r"{(\w+)}", path)]
+                              + QUERY_PARAMETERS.get((method, path), []),
                 "responses": {
                     "200": {"description": "success (201 for a creation, 202 for a posted job, "
                                            "204 when there is no task)"},

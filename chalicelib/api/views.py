@@ -13,6 +13,7 @@ from chalicelib.domain.pricing import job_money
 from chalicelib.domain.qualifications import Cohort, Qualification
 from chalicelib.domain.webhooks import EVENT_TYPES, PENDING, Delivery, Endpoint
 from chalicelib.handlers.payments import Earnings, Review
+from chalicelib.handlers.tasks import SuiteResult, SuiteSubmit
 
 
 def quote_view(quote: Quote) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def job_view(job: Job, progress: dict[str, int] | None = None,
         "not_applicable": job.not_applicable, "answer_schema": job.answer_schema,
         "required_skills": list(job.required_skills), "min_skill_scores": job.min_skill_scores,
         "report": job.report_settings,
-        "lease_seconds": job.lease_seconds,
+        "lease_seconds": job.lease_seconds, "suite_size": job.suite_size,
         "deadline": iso(job.deadline), "created_at": iso(job.created_at),
         "budget_cents": job.budget_cents, "spent_cents": job.spent_cents,
         "cancelled_at": iso(job.cancelled_at), "done_at": iso(job.done_at),
@@ -82,6 +83,37 @@ def assignment_view(assignment: Assignment) -> dict[str, Any]:
     }
 
 
+def suite_view(suite: list[Assignment]) -> dict[str, Any]:
+    """A leased suite: each task as a single lease shows it, and the job's suite size."""
+    return {"tasks": [assignment_view(assignment) for assignment in suite],
+            "suite_size": suite[0].job.suite_size if suite else None}
+
+
+def suite_result_view(result: SuiteResult) -> dict[str, Any]:
+    """One answer of a suite submit: the single submit's receipt (status accepted, or
+    duplicate for an answer stored before), or why it was refused."""
+    if result.receipt is not None:
+        return {**receipt_view(result.receipt), "status": result.status}
+    assert result.error is not None
+    view = {"assignment_id": result.assignment_id, "status": result.status,
+            "error": result.error.code, "message": result.error.message}
+    if result.error.field:
+        view["field"] = result.error.field
+    return view
+
+
+def suite_submit_view(outcome: SuiteSubmit) -> dict[str, Any]:
+    """A suite submit's answer: each answer's result, in the order sent, and the next suite
+    (null when none was asked for; its error when it could not be leased)."""
+    following: dict[str, Any] | None = None
+    if outcome.next is not None:
+        following = suite_view(outcome.next)
+        if outcome.next_error is not None:
+            following.update(outcome.next_error.to_body())
+    return {"results": [suite_result_view(result) for result in outcome.results],
+            "next": following}
+
+
 def receipt_view(receipt: SubmitReceipt) -> dict[str, Any]:
     """The answer receipt; identical on every retry of the same submit."""
     return {"assignment_id": receipt.assignment_id, "job_id": receipt.job_id,
@@ -108,7 +140,7 @@ def offer_view(job: Job | Offer) -> dict[str, Any]:
             "instruction_version": job.instruction_version,
             "answer_schema": job.answer_schema, "not_applicable": job.not_applicable,
             "reward_cents": job.reward_cents, "lease_seconds": job.lease_seconds,
-            "deadline": iso(job.deadline)}
+            "suite_size": job.suite_size, "deadline": iso(job.deadline)}
 
 
 def endpoint_view(endpoint: Endpoint, with_secret: bool = False) -> dict[str, Any]:

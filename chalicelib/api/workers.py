@@ -6,10 +6,11 @@ from chalice import Blueprint, Response
 from chalicelib.api.common import idempotent, json_body, json_errors, worker_secret
 from chalicelib.api.views import (
     assignment_view, attempt_view, earnings_view, offer_view, qualification_list_view, receipt_view,
-    questions_view, worker_view,
+    questions_view, suite_submit_view, suite_view, worker_view,
 )
 from chalicelib.deps import platform
 from chalicelib.domain.model import WORKER, Principal
+from chalicelib.domain.suites import parse_suite_submit
 from chalicelib.errors import Conflict
 from chalicelib.handlers import accounts, payments, quality, tasks
 from chalicelib.handlers import qualifications as skill_tests
@@ -96,9 +97,17 @@ def submit_qualification(qual_id: str) -> dict:
 @bp.route("/tasks/next", methods=["GET"])
 @json_errors
 def next_task() -> Response:
-    """Lease one task the worker qualifies for; 204 when there is none."""
+    """Lease one task the worker qualifies for, or with ?count= a suite of one job's tasks;
+    204 when there is none."""
     worker = _worker()
-    job_id = tasks.lease_query(bp.current_request.query_params or {})
+    job_id, wanted = tasks.lease_query(bp.current_request.query_params or {})
+    if wanted is not None:
+        suite = tasks.lease_suite(platform(), worker, wanted, job_id)
+        if not suite:
+            count("NoTask")
+            return Response(body="", status_code=204)
+        count("Leases", len(suite))
+        return Response(body=suite_view(suite), status_code=200)
     assignment = tasks.lease_next_task(platform(), worker, job_id)
     if assignment is None:
         count("NoTask")
@@ -121,6 +130,25 @@ def submit(assignment_id: str) -> Response:
         count("Submissions")
         logger.info("answer accepted", extra={"duplicate": receipt.duplicate})
         return 200, receipt_view(receipt)
+
+    return idempotent(bp, worker.account_id, run)
+
+
+@bp.route("/assignments/submit", methods=["POST"])
+@json_errors
+def submit_suite() -> Response:
+    """Submit a suite's answers, each judged on its own, and lease the next suite if asked."""
+    worker = _worker()
+    request = bp.current_request
+
+    def run() -> tuple[int, dict]:
+        answers, following = parse_suite_submit(json_body(request))
+        outcome = tasks.submit_suite(platform(), worker, answers, following)
+        stored = sum(1 for result in outcome.results if result.receipt is not None)
+        count("Submissions", stored)
+        if outcome.next:
+            count("Leases", len(outcome.next))
+        return 200, suite_submit_view(outcome)
 
     return idempotent(bp, worker.account_id, run)
 

@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from chalicelib.domain import phases, pricing
+from chalicelib.domain.leasing import MAX_SUITE_SIZE
 from chalicelib.domain import validation as v
 from chalicelib.domain.answers import NA_KEY, validate_answer
 from chalicelib.domain.batching import batches
@@ -34,7 +35,7 @@ CHUNK_BYTES = 200 * 1024
 JOB_FIELDS = ("quote_id", "title", "instructions", "items", "items_from", "skip_bad_lines",
               "answer_schema", "not_applicable",
               "lease_seconds", "deadline", "required_skills", "report", "pilot", "promotion",
-              "quality", "auto_approve_seconds", "min_skill_scores")
+              "quality", "auto_approve_seconds", "min_skill_scores", "suite_size")
 MAX_AUTO_APPROVE_SECONDS = 30 * 24 * 3600
 DEFAULT_BLOCK_AFTER = 5
 DEFAULT_BLOCK_BELOW = 0.6
@@ -217,9 +218,12 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float,
     if not skills:
         skills = list(quote.skills)
     min_scores = parse_min_scores(body.get("min_skill_scores"), skills)
+    suite_size = v.integer(body, "suite_size", low=1, high=MAX_SUITE_SIZE, default=1)
     if upload is not None:
-        return _uploaded_job(quote, client_id, body, now, upload, title, instructions, schema,
-                             policy, lease_seconds, deadline, skills, report, min_scores)
+        job, chunks = _uploaded_job(quote, client_id, body, now, upload, title, instructions,
+                                    schema, policy, lease_seconds, deadline, skills, report,
+                                    min_scores)
+        return replace(job, suite_size=suite_size), chunks
     if "items" not in body:
         raise InvalidRequest("'items' is required", field="items")
     items = parse_items(body["items"], quote.items)
@@ -232,7 +236,7 @@ def build_job(quote: Quote, client_id: str, body: Mapping[str, Any], now: float,
         budget_cents=quote.total_cents, item_count=len(items), chunk_count=0,
         lease_seconds=lease_seconds, deadline=deadline, created_at=now,
         required_skills=tuple(skills), finalize_at=deadline, report_settings=report,
-        min_skill_scores=min_scores,
+        min_skill_scores=min_scores, suite_size=suite_size,
     )
     items = [replace(item, gold=parse_gold(job, index, item.gold)) if item.gold else item
              for index, item in enumerate(items)]

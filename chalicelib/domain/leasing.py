@@ -70,3 +70,17 @@ def qualifies(worker: Principal, job: Job | Offer) -> bool:
     scores = dict(worker.scores)
     return set(job.required_skills) <= set(worker.skills) and all(
         scores.get(skill, -1.0) >= minimum for skill, minimum in job.min_skill_scores.items())
+
+
+# The most tasks one request leases or submits (a job's suite_size, a count, a suite's answers).
+MAX_SUITE_SIZE = 20
+
+
+def suite_gold_draws(size: int, gold_rate: float, rng: random.Random) -> list[bool]:
+    """For each task of a suite of `size`, whether gold is tried first: each at the job's gold
+    rate on its own, except that a suite of two or more is never all gold (one draw, chosen
+    at random, is then made regular). A suite of one follows the single lease's rule."""
+    draws = [rng.random() < gold_rate for _ in range(size)]
+    if size > 1 and all(draws):
+        draws[rng.randrange(size)] = False
+    return draws

@@ -106,6 +106,8 @@ class Job:
     deadline: float
     created_at: float
     state: str = INGESTING
+    # Tasks a worker may lease (and submit) together in one request (GET /tasks/next?count=).
+    suite_size: int = 1
     required_skills: tuple[str, ...] = ()
     # Lowest qualification score a worker needs, per required skill.
     min_skill_scores: dict[str, float] = field(default_factory=dict)
@@ -225,6 +227,7 @@ class Offer:
     # instructions holds their first OFFER_INSTRUCTIONS characters; the whole text comes
     # with each task.
     instructions_truncated: bool = False
+    suite_size: int = 1
 
     @classmethod
     def of(cls, job: Job) -> Offer:

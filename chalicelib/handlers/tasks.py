@@ -2,12 +2,14 @@
 
 Hot paths are written for cost: a lease is one conditional write (candidate items come from a
 per-container pool refreshed by one query), and a submit is one conditional write and one SQS
-message for the counting consumer.
+message for the counting consumer. A suite is a job's tasks leased, and answered, together in
+one request: each task its own lease write and its own submit write, and the answers' counting
+messages sent together (one SendMessageBatch per ten).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import replace
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, NoReturn
 
 from chalicelib.domain import leasing
@@ -18,7 +20,8 @@ from chalicelib.domain.ids import is_job_id, parse_assignment_id, random_item_id
 from chalicelib.domain.model import (
     Assignment, ItemState, Job, Offer, Principal, StoredAnswer, SubmitReceipt, open_keys,
 )
-from chalicelib.errors import Conflict, Forbidden, NotFound
+from chalicelib.domain.suites import NextSuite, SuiteAnswer, parse_count, suite_length
+from chalicelib.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from chalicelib.handlers.platform import Platform, cached_job
 from chalicelib.handlers.quality import blocked_everywhere, blocked_jobs, refuses
 
@@ -52,16 +55,42 @@ def available_jobs(p: Platform, worker: Principal) -> list[Offer]:
     return [offer for offer in offers if offer.job_id not in blocked]
 
 
-def lease_query(query: Mapping[str, str]) -> str | None:
-    """The job id a worker asked for, if any; unknown parameters are refused."""
-    v.reject_unknown(query, ("job_id",))
-    return query.get("job_id")
+def lease_query(query: Mapping[str, str]) -> tuple[str | None, int | None]:
+    """The job id a worker asked for, if any, and how many tasks (None: one task, as a single
+    lease answers); unknown parameters are refused."""
+    v.reject_unknown(query, ("job_id", "count"))
+    return query.get("job_id"), parse_count(query.get("count"))
 
 
 def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
                     ) -> Assignment | None:
     """Lease one task the worker qualifies for and has not seen; None when there is none."""
     now = p.now()
+    for candidate in _candidates(p, worker, job_id, now):
+        assignment = _lease_in_job(p, candidate, worker.account_id, now)
+        if assignment is not None:
+            return assignment
+    return None
+
+
+def lease_suite(p: Platform, worker: Principal, count: int, job_id: str | None = None
+                ) -> list[Assignment]:
+    """Lease up to count tasks of one job (at most its suite_size), each its own lease of a
+    slot of an item the worker has not seen, in random order; empty when there is none."""
+    now = p.now()
+    for candidate in _candidates(p, worker, job_id, now):
+        suite = _lease_suite_in_job(p, candidate, worker.account_id,
+                                    suite_length(count, candidate.suite_size), now)
+        if suite:
+            return suite
+    return []
+
+
+def _candidates(p: Platform, worker: Principal, job_id: str | None, now: float
+                ) -> Iterable[Job]:
+    """The jobs to lease from, in order: the named one, or the open ones the worker qualifies
+    for; each taking leases and not refusing the worker. A named job the worker may not
+    work on, or a worker blocked everywhere, is refused here."""
     if blocked_everywhere(p, worker.account_id):
         raise Forbidden("your account is blocked from taking tasks; contact the operator",
                         code="worker_blocked")
@@ -81,13 +110,28 @@ def lease_next_task(p: Platform, worker: Principal, job_id: str | None = None
         # The index names the jobs, oldest first; each is read (as this container saw it
         # moments ago) only when its turn comes.
         candidates = (cached_job(p, offer.job_id) for offer in _open_jobs(p, worker))
-    for candidate in candidates:
-        if candidate is not None and candidate.takes_leases(now) \
-                and not refuses(p, candidate.job_id, worker.account_id):
-            assignment = _lease_in_job(p, candidate, worker.account_id, now)
-            if assignment is not None:
-                return assignment
-    return None
+    return (candidate for candidate in candidates
+            if candidate is not None and candidate.takes_leases(now)
+            and not refuses(p, candidate.job_id, worker.account_id))
+
+
+def _lease_suite_in_job(p: Platform, job: Job, worker_id: str, size: int, now: float
+                        ) -> list[Assignment]:
+    """Up to size tasks of job, gold tried first on each at the job's gold rate but never a
+    suite of two or more made only of gold: the regular draws are leased first, and gold
+    joins only a suite that holds regular work. Shuffled, so a task's place tells nothing."""
+    if size == 1:
+        single = _lease_in_job(p, job, worker_id, now)
+        return [single] if single is not None else []
+    draws = leasing.suite_gold_draws(size, job.quality.get("gold_rate", 0.0), p.rng)
+    suite: list[Assignment] = []
+    for gold in sorted(draws):  # False (regular only) first
+        assignment = _lease_in_job(p, job, worker_id, now, gold=gold)
+        if assignment is None:
+            break  # nothing more for this worker now (or every try met another's write)
+        suite.append(assignment)
+    p.rng.shuffle(suite)
+    return suite
 
 
 def _slots_only(item: ItemState) -> ItemState:
@@ -95,24 +139,30 @@ def _slots_only(item: ItemState) -> ItemState:
     return replace(item, data={}, answers={})
 
 
-def _plans(p: Platform, job: Job, snapshot: list[ItemState], worker_id: str, now: float
-           ) -> list[leasing.LeasePlan]:
+def _plans(p: Platform, job: Job, snapshot: list[ItemState], worker_id: str, now: float,
+           gold: bool | None = None) -> list[leasing.LeasePlan]:
     """Plans to try, in order.
 
-    Gold is tried first on a gold_rate share of leases, and only while the worker still has
-    regular work: a worker is never served gold alone. Otherwise the order is leasing's.
+    Gold is tried first on a gold_rate share of leases (or when `gold` says so; never when
+    it is False), and only while the worker still has regular work: a worker is never served
+    gold alone. Otherwise the order is leasing's.
     """
     regular = leasing.candidate_plans([i for i in snapshot if i.gold is None], worker_id, now, p.rng)
     if not regular:
         return []
-    if p.rng.random() < job.quality.get("gold_rate", 0.0):
-        gold = leasing.candidate_plans([i for i in snapshot if i.gold is not None], worker_id,
-                                       now, p.rng, limit=2)
-        return gold + regular
+    if gold is None:
+        gold = p.rng.random() < job.quality.get("gold_rate", 0.0)
+    if gold:
+        known = leasing.candidate_plans([i for i in snapshot if i.gold is not None], worker_id,
+                                        now, p.rng, limit=2)
+        return known + regular
     return regular
 
 
-def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignment | None:
+def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float, gold: bool | None = None
+                  ) -> Assignment | None:
+    """One task of job: the pool's candidates first, then a refresh of the pool; `gold`
+    as _plans takes it."""
     pool = p.cache.pool(job.job_id)
     if p.cache.nothing_for.get((worker_id, job.job_id), now, p.cache_seconds) is not MISSING:
         return None  # a worker polling an exhausted job does not re-read its items each time
@@ -134,8 +184,8 @@ def _lease_in_job(p: Platform, job: Job, worker_id: str, now: float) -> Assignme
         # After a refresh, what it read comes first: the pool's other entries may show slots
         # taken (or items counted complete) elsewhere since and, ranked by answers, would use
         # up the tries; they are tried only when the refresh holds nothing to take.
-        plans = _plans(p, job, fresh, worker_id, now) if refreshed else []
-        plans = plans or _plans(p, job, snapshot, worker_id, now)
+        plans = _plans(p, job, fresh, worker_id, now, gold) if refreshed else []
+        plans = plans or _plans(p, job, snapshot, worker_id, now, gold)
         # Gold and regular tasks take the same single write: gold slots are paid up front.
         for listed in plans:
             plan = _looked(p, job, pool, listed, worker_id, now)
@@ -194,6 +244,17 @@ def _receipt(job: Job, item: ItemState, worker_id: str, duplicate: bool) -> Subm
 def submit_answer(p: Platform, worker: Principal, assignment_id: str, body: Any
                   ) -> SubmitReceipt:
     """Accept an answer for a live lease exactly once; a retry returns the first receipt."""
+    receipt, message = _store_answer(p, worker, assignment_id, body)
+    # Sent on every accepted submit, retries included: counting is idempotent on the
+    # assignment, and a retry repairs a message lost after the first write.
+    p.results_queue.send(message)
+    return receipt
+
+
+def _store_answer(p: Platform, worker: Principal, assignment_id: str, body: Any
+           ) -> tuple[SubmitReceipt, dict[str, Any]]:
+    """Store an answer for a live lease exactly once; its receipt (the first one on a
+    retry) and the counting message to send for it (the caller sends it)."""
     job, item_id, leased_at, version = _worker_item(p, assignment_id)
     answer = validate_answer(job, body)
     now = p.now()
@@ -215,10 +276,66 @@ def submit_answer(p: Platform, worker: Principal, assignment_id: str, body: Any
     if item.gold is not None:
         # Scored by the counting consumer, so a gold submit makes the same writes as any other.
         message["gold_correct"] = matches_gold(job, item.answers[worker_id].answer, item.gold)
-    # Sent on every accepted submit, retries included: counting is idempotent on the
-    # assignment, and a retry repairs a message lost after the first write.
-    p.results_queue.send(message)
-    return receipt
+    return receipt, message
+
+
+# What a suite submit reports for an answer refused with one of these errors (by its code);
+# any other refusal of the answer's content is "invalid_answer".
+REFUSALS = ("lease_expired", "assignment_not_active", "assignment_not_found")
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """One answer of a suite submit: its receipt when stored (now or before), or why not."""
+
+    assignment_id: str
+    receipt: SubmitReceipt | None = None
+    error: InvalidRequest | NotFound | Conflict | None = None
+
+    @property
+    def status(self) -> str:
+        """accepted, duplicate, one of REFUSALS, or invalid_answer."""
+        if self.receipt is not None:
+            return "duplicate" if self.receipt.duplicate else "accepted"
+        assert self.error is not None
+        return self.error.code if self.error.code in REFUSALS else "invalid_answer"
+
+
+@dataclass(frozen=True)
+class SuiteSubmit:
+    """What a suite submit did: each answer's result, in the order sent, and the next suite
+    when one was asked for (None: not asked; next_error: why it could not be leased)."""
+
+    results: list[SuiteResult]
+    next: list[Assignment] | None = None
+    next_error: Forbidden | NotFound | None = None
+
+
+def submit_suite(p: Platform, worker: Principal, answers: Sequence[SuiteAnswer],
+                 following: NextSuite | None = None) -> SuiteSubmit:
+    """Judge each answer on its own, with the single submit's rules (an expired lease refuses
+    its answer alone), send the counting messages of the stored ones together, then lease
+    the next suite if asked. A retry stores nothing again: its answers are duplicates, whose
+    messages go again as the single submit's retry does."""
+    results: list[SuiteResult] = []
+    messages: list[dict[str, Any]] = []
+    for answer in answers:
+        try:
+            receipt, message = _store_answer(p, worker, answer.assignment_id, answer.body)
+        except (InvalidRequest, NotFound, Conflict) as error:
+            results.append(SuiteResult(answer.assignment_id, error=error))
+            continue
+        results.append(SuiteResult(answer.assignment_id, receipt=receipt))
+        messages.append(message)
+    if messages:
+        p.results_queue.send_many(messages)
+    if following is None:
+        return SuiteSubmit(results)
+    try:
+        suite = lease_suite(p, worker, following.count, following.job_id)
+    except (Forbidden, NotFound) as error:
+        return SuiteSubmit(results, [], error)
+    return SuiteSubmit(results, suite)
 
 
 def release_assignment(p: Platform, worker: Principal, assignment_id: str) -> None:

@@ -21,8 +21,9 @@ def stack(tmp_path_factory):
         yield running.info
 
 
-def _job(stack, items=10, *, title="Review sentiment", texts=None, lease_seconds=30):
-    """A labelling job (positive or negative) with one task per item, active and offered."""
+def _job(stack, items=10, *, title="Review sentiment", texts=None, lease_seconds=30, **settings):
+    """A labelling job (positive or negative) with one task per item, active and offered;
+    settings go to the job as they are (suite_size...)."""
     client = Client(stack["base_url"], stack["client_key"])
     texts = texts or [f"review {n}" for n in range(items)]
     quote = client.quote(task_type="categorical", items=len(texts), redundancy=1, gold_rate=0)
@@ -30,7 +31,7 @@ def _job(stack, items=10, *, title="Review sentiment", texts=None, lease_seconds
                             title=title, instructions="Is the review positive?",
                             answer_schema={"labels": ["positive", "negative"]},
                             not_applicable="allowed_with_reason", lease_seconds=lease_seconds,
-                            pilot={"items": 0})
+                            pilot={"items": 0}, **settings)
     job = client.wait(job["job_id"], until=("active",), every=0.2, timeout=30)
     _offered(stack, job["job_id"])
     return client, job
@@ -293,4 +294,82 @@ def test_right_to_left_text_a_fresh_status_and_readable_times(stack, browser):
     assert when.inner_text().strip()
     assert not ISO_TIME.search(when.inner_text())
     assert ISO_TIME.match(when.locator("time").get_attribute("datetime"))
+    page.close()
+
+
+def test_a_suite_is_one_page_answered_by_keyboard_and_submitted_once(stack, browser):
+    # GIVEN a job of 6 items in suites of 3
+    title = "Reviews three at a time"
+    client, job = _job(stack, items=6, title=title, lease_seconds=600, suite_size=3)
+    page = _signed_in(browser, stack, _worker_token(stack, "suites"))
+    expect(page.locator("#job-list")).to_contain_text("3 tasks per page")
+    submits = []
+    page.on("request", lambda request: submits.append(request) if "/submit" in request.url else None)
+    # WHEN the worker starts: one lease of a suite, its three tasks on one page
+    start = page.get_by_role("button", name=f"Start working on {title}")
+    with page.expect_response(lambda r: "/tasks/next" in r.url) as leased:
+        start.click()
+    assert "count=3" in leased.value.url
+    first = [task["assignment_id"] for task in leased.value.json()["tasks"]]
+    tasks = page.locator(".suite-task")
+    expect(tasks).to_have_count(3)
+    expect(page.locator("body")).to_have_attribute("data-busy", "false")
+    expect(tasks.nth(0)).to_be_focused()
+    # the label keys answer the focused task and move on; N marks the focused one N/A
+    page.keyboard.press("1")
+    expect(tasks.nth(1)).to_be_focused()
+    page.keyboard.press("n")
+    expect(page.locator("#na-reason")).to_be_focused()
+    page.keyboard.type("not a review")
+    page.keyboard.press("Enter")
+    expect(tasks.nth(2)).to_be_focused()
+    expect(tasks.nth(1)).to_contain_text("Not applicable: not a review")
+    page.keyboard.press("2")
+    expect(page.locator("#submit-suite")).to_be_focused()
+    assert submits == []  # nothing is sent before the page is
+    # THEN one request submits the page and brings the next suite
+    with page.expect_response(lambda r: r.url.endswith("/assignments/submit")) as sent:
+        page.keyboard.press("Enter")
+    assert sent.value.request.post_data_json == {
+        "answers": [{"assignment_id": first[0], "answer": {"label": "positive"}},
+                    {"assignment_id": first[1], "not_applicable": "not a review"},
+                    {"assignment_id": first[2], "answer": {"label": "negative"}}],
+        "next": {"count": 3, "job_id": job["job_id"]}}
+    expect(page.locator("#message")).to_have_text("Submitted 3 answers. Next tasks.")
+    expect(tasks).to_have_count(3)
+    expect(page.locator("body")).to_have_attribute("data-busy", "false")
+    expect(tasks.nth(0)).to_be_focused()
+    for key in ("2", "1", "1"):
+        page.keyboard.press(key)
+    expect(page.locator("#submit-suite")).to_be_focused()
+    with page.expect_response(lambda r: r.url.endswith("/assignments/submit")):
+        page.keyboard.press("Enter")
+    expect(page.locator("#message")).to_contain_text("Nothing is left for you in that job")
+    assert len(submits) == 2
+    deadline = time.monotonic() + 20
+    while client.job(job["job_id"])["counts"]["answered"] < 6 and time.monotonic() < deadline:
+        time.sleep(0.3)
+    assert client.job(job["job_id"])["counts"]["answered"] == 6
+    page.close()
+
+
+def test_leaving_a_suite_gives_every_task_of_it_back(stack, browser):
+    title = "A suite left behind"
+    _, job = _job(stack, items=2, title=title, lease_seconds=600, suite_size=2)
+    page = _signed_in(browser, stack, _worker_token(stack, "suite-leaver"))
+    start = page.get_by_role("button", name=f"Start working on {title}")
+    with page.expect_response(lambda r: "/tasks/next" in r.url):
+        start.click()
+    expect(page.locator(".suite-task")).to_have_count(2)
+    page.locator("#leave").click()
+    # both tasks go to the next worker now
+    token = _worker_token(stack, "after the leaver")
+    deadline = time.monotonic() + 10
+    leased = []
+    while len(leased) < 2 and time.monotonic() < deadline:
+        _, suite = call(stack["base_url"], "GET", f"/tasks/next?job_id={job['job_id']}&count=2",
+                        headers={"Authorization": f"Bearer {token}"})
+        leased += suite["tasks"] if suite else []
+        time.sleep(0.3)
+    assert len(leased) == 2
     page.close()

@@ -120,3 +120,20 @@ class Api:
     def submit(self, token: str, assignment_id: str, answer: dict) -> tuple[int, Any]:
         """POST /assignments/{id}/submit."""
         return self.as_worker(token, "POST", f"/assignments/{assignment_id}/submit", answer)
+
+    def lease_suite(self, token: str, job_id: str | None, count: Any) -> tuple[int, Any]:
+        """GET /tasks/next?count= (and job_id when given)."""
+        query = f"count={count}" + (f"&job_id={job_id}" if job_id else "")
+        return self.as_worker(token, "GET", f"/tasks/next?{query}")
+
+    def submit_suite(self, token: str, answers: Any, following: dict | None = None,
+                     key: str | None = None) -> tuple[int, Any]:
+        """POST /assignments/submit with answers (and "next" when given; an Idempotency-Key
+        when key is given)."""
+        body: dict[str, Any] = {"answers": answers}
+        if following is not None:
+            body["next"] = following
+        headers = {"Authorization": f"Bearer {token}"}
+        if key is not None:
+            headers["Idempotency-Key"] = key
+        return self.call("POST", "/assignments/submit", body, headers)

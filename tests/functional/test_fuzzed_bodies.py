@@ -49,3 +49,25 @@ def test_worker_calls_never_fail_with_a_500(stack, body, some_id):
     _check(*api.as_worker(token, "GET", f"/tasks/next?job_id={some_id}"))
     _check(*api.as_client("GET", f"/jobs/{some_id or 'x'}"))
     _check(*api.as_client("GET", f"/jobs/{some_id or 'x'}/results?limit={some_id}"))
+
+
+SUITE_ENTRIES = st.one_of(
+    JSON_VALUES,
+    st.fixed_dictionaries({"assignment_id": IDS | JSON_VALUES},
+                          optional={"answer": JSON_VALUES, "not_applicable": JSON_VALUES,
+                                    "label": JSON_VALUES}))
+SUITE_BODIES = st.one_of(
+    BODIES,
+    st.fixed_dictionaries({"answers": st.lists(SUITE_ENTRIES, max_size=22) | JSON_VALUES},
+                          optional={"next": JSON_VALUES | st.fixed_dictionaries(
+                              {}, optional={"count": JSON_VALUES, "job_id": IDS | JSON_VALUES})}
+                          ).map(json.dumps))
+
+
+@SLOW
+@given(body=SUITE_BODIES, count=st.text(max_size=4) | st.integers(-5, 30).map(str))
+def test_suite_calls_never_fail_with_a_500(stack, body, count):
+    api = Api.shared(stack)
+    token = api.shared_worker()
+    _check(*api.as_worker(token, "POST", "/assignments/submit", body))
+    _check(*api.as_worker(token, "GET", f"/tasks/next?count={count}"))

@@ -32,7 +32,7 @@ GOLD_TEXT = "a gold item"
 ITEMS = 12
 TRIES = 3
 # Every write site a gold item's servings have, which the fault-free run must go through.
-GOLD_SITES = ("tasks._lease_in_job > items.try_lease", "tasks.submit_answer > items.try_submit",
+GOLD_SITES = ("tasks._lease_in_job > items.try_lease", "tasks._store_answer > items.try_submit",
               "tasks.release_assignment > items.try_release",
               "rounds.count_answers > jobs.record_counted", "payments.settle > items.approve",
               "quality._release_gold > items.release_gold_slots")

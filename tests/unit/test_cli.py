@@ -312,3 +312,14 @@ def test_a_small_file_still_goes_inline(server, tmp_path, capsys):
     assert not [path for _, path, _ in Stub.seen if path in ("/uploads", "/bucket/up_1")]
     assert [body for method, path, body in Stub.seen if path == "/jobs"][0]["body"]["items"] == \
         [{"data": {"text": "a"}}]
+
+
+def test_jobs_create_passes_the_suite_size(server, tmp_path, capsys):
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"text": "a"}\n')
+    _upload_script(server, {"state": "active"})
+    code, _, err = _run(["jobs", "create", "--items", str(items), "--labels", "pos,neg",
+                         "--instructions", "x", "--suite-size", "5", "--api-url", server,
+                         "--api-key", "ck"], tmp_path, capsys)
+    assert code == 0, err
+    assert [body for _, path, body in Stub.seen if path == "/jobs"][0]["body"]["suite_size"] == 5

@@ -8,7 +8,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from crowd_client import ApiError, Client
+from crowd_client import ApiError, Client, WorkerClient
 from crowd_client.cli import read_items, spec_argument, UsageError
 
 
@@ -24,7 +24,8 @@ class Stub(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(length)) if length else None
         self.seen.append((self.command, self.path, {"key": self.headers.get("X-Api-Key"),
                                                     "body": body,
-                                                    "idem": self.headers.get("Idempotency-Key")}))
+                                                    "idem": self.headers.get("Idempotency-Key"),
+                                                    "auth": self.headers.get("Authorization")}))
         queue = self.script[self.path.split("?")[0]]
         status, payload = queue.pop(0) if len(queue) > 1 else queue[0]
         raw = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
@@ -149,3 +150,24 @@ def test_an_answer_of_other_fields_reads_as_text_not_escapes(server):
     Stub.script["/jobs/job_1/results"] = [(200, {"results": [line], "next_cursor": None})]
     client, _ = _client(server)
     assert client.answers("job_1")[0]["label"] == '{"choix": "très bien"}'
+
+
+def test_a_worker_leases_and_submits_a_suite_with_its_token(server):
+    task = {"assignment_id": "asg_1", "item": {"item_id": "000000", "data": {}}}
+    Stub.script["/tasks/next"] = [(200, {"tasks": [task], "suite_size": 5}), (204, b"")]
+    Stub.script["/assignments/submit"] = [(200, {"results": [{"assignment_id": "asg_1",
+                                                              "status": "accepted"}],
+                                                 "next": None})]
+    worker = WorkerClient(server, "wt_test", retries=0)
+    suite = worker.lease_suite(5, job_id="job_1")
+    assert suite == {"tasks": [task], "suite_size": 5}
+    done = worker.submit_suite([{"assignment_id": "asg_1", "answer": {"label": "pos"}}],
+                               next_count=5, job_id="job_1", idempotency_key="k1")
+    assert done["results"][0]["status"] == "accepted"
+    assert worker.lease_suite(5) is None  # 204: nothing for this worker
+    (_, lease_path, lease), (_, _, submit), (_, bare_path, _) = Stub.seen
+    assert lease_path == "/tasks/next?count=5&job_id=job_1" and bare_path == "/tasks/next?count=5"
+    assert lease["auth"] == "Bearer wt_test" and lease["key"] is None
+    assert submit["body"] == {"answers": [{"assignment_id": "asg_1", "answer": {"label": "pos"}}],
+                              "next": {"count": 5, "job_id": "job_1"}}
+    assert submit["idem"] == "k1" and submit["auth"] == "Bearer wt_test"
