@@ -45,6 +45,7 @@ import io
 import json
 import math
 import sys
+import textwrap
 import threading
 import time
 import urllib.request
@@ -74,19 +75,20 @@ class Service:
     name: str
     unit: str
     dollars: float  # per unit
+    price: str  # the list price as AWS states it
 
 
 SERVICES = (
-    Service("api_requests", "API Gateway (REST)", "requests", 3.50 / 1e6),
-    Service("lambda_requests", "Lambda requests", "invocations", 0.20 / 1e6),
-    Service("lambda_gb_seconds", "Lambda duration", "GB-s", 0.0000166667),
-    Service("write_units", "DynamoDB writes", "WRU", 0.625 / 1e6),
-    Service("read_units", "DynamoDB reads", "RRU", 0.125 / 1e6),
-    Service("sqs_requests", "SQS", "requests", 0.40 / 1e6),
-    Service("transitions", "Step Functions (standard)", "transitions", 25.0 / 1e6),
-    Service("log_bytes", "CloudWatch Logs ingested", "bytes", 0.50 / GIB),
-    Service("s3_puts", "S3 PUT, COPY, POST, LIST", "requests", 0.005 / 1000),
-    Service("s3_gets", "S3 GET and others", "requests", 0.0004 / 1000),
+    Service("api_requests", "API Gateway (REST)", "requests", 3.50 / 1e6, "$3.50 / M"),
+    Service("lambda_requests", "Lambda requests", "invocations", 0.20 / 1e6, "$0.20 / M"),
+    Service("lambda_gb_seconds", "Lambda duration", "GB-s", 0.0000166667, "$0.0000166667"),
+    Service("write_units", "DynamoDB writes", "WRU", 0.625 / 1e6, "$0.625 / M"),
+    Service("read_units", "DynamoDB reads", "RRU", 0.125 / 1e6, "$0.125 / M"),
+    Service("sqs_requests", "SQS", "requests", 0.40 / 1e6, "$0.40 / M"),
+    Service("transitions", "Step Functions (standard)", "transitions", 25.0 / 1e6, "$25 / M"),
+    Service("log_bytes", "CloudWatch Logs ingested", "bytes", 0.50 / GIB, "$0.50 / GB"),
+    Service("s3_puts", "S3 PUT, COPY, POST, LIST", "requests", 0.005 / 1000, "$0.005 / 1,000"),
+    Service("s3_gets", "S3 GET and others", "requests", 0.0004 / 1000, "$0.0004 / 1,000"),
 )
 S3_PUT_CLASS = ("Put", "Copy", "Post", "List", "Create", "Upload", "Complete")
 SQS_HANDLERS = ("ingest_items", "count_answers", "deliver_webhooks")
@@ -94,6 +96,7 @@ UNTRACKED_HEADER = "x-bench-untracked"
 MARK_START = "<!-- cost-bench:start -->"
 MARK_END = "<!-- cost-bench:end -->"
 DATA_PREFIX = "<!-- cost-bench-data: "
+DOCS_WIDTH = 96
 
 
 class SuitesUnavailable(RuntimeError):
@@ -126,7 +129,7 @@ class JobUsage:
     def as_dict(self) -> dict[str, Any]:
         """The usage as JSON data (what the docs keep to be rendered again)."""
         return {"name": self.name, "suite_size": self.suite_size, "judgments": self.judgments,
-                "units": {k: self.units[k] for k in sorted(self.units)}}
+                "units": {k: float(self.units[k]) for k in sorted(self.units)}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "JobUsage":
@@ -147,14 +150,14 @@ def _units(value: float) -> str:
 def render_table(jobs: Sequence[JobUsage]) -> str:
     """The Markdown table: per service, each job's units per judgment and dollars per million
     judgments, then the totals."""
-    head = "| service | unit |" + "".join(
+    head = "| service | price | unit |" + "".join(
         f" {job.name}: per judgment | $ / 1M |" for job in jobs)
-    lines = [head, "|---|---|" + "---:|---:|" * len(jobs)]
+    lines = [head, "|---|---:|---|" + "---:|---:|" * len(jobs)]
     for service in SERVICES:
-        lines.append(f"| {service.name} | {service.unit} |" + "".join(
+        lines.append(f"| {service.name} | {service.price} | {service.unit} |" + "".join(
             f" {_units(job.per_judgment(service.key))} | {job.per_million(service):.2f} |"
             for job in jobs))
-    lines.append("| **total** | |" + "".join(
+    lines.append("| **total** | | |" + "".join(
         f" | **{job.total_per_million():.2f}** |" for job in jobs))
     return "\n".join(lines)
 
@@ -179,18 +182,23 @@ def render_docs_section(jobs: Sequence[JobUsage], command: str, run_date: str,
             "jobs": [job.as_dict() for job in jobs]}
     totals = ", ".join(f"**${job.total_per_million():.2f} per million judgments with "
                        f"{job.name}**" for job in jobs)
+    intro = (f"Measured by `{command}` on {run_date} ({scenario}), priced at us-east-1 "
+             f"on-demand list prices of {PRICES_DATE} (`bench/cost.py`): {totals}.")
+    if not any(job.suite_size > 1 for job in jobs):
+        intro += (" The job answered in suites needs the task-suite API; this run measured "
+                  "single tasks only.")
+    quote = ("A quote shows the platform's own estimate of this cost beside the worker rewards "
+             f"(`infrastructure_cents`: ${infrastructure_figure(jobs)} a judgment, the dearest "
+             "job measured, kept as `INFRASTRUCTURE_DOLLARS_PER_JUDGMENT` in "
+             "`chalicelib/domain/pricing.py`).")
     return "\n".join([
         MARK_START,
         f"{DATA_PREFIX}{json.dumps(data, sort_keys=True)} -->",
-        f"Measured by `{command}` on {run_date} ({scenario}), priced at us-east-1 on-demand "
-        f"list prices of {PRICES_DATE} (`bench/cost.py`): {totals}. What each line counts, "
-        "and what it leaves out, is in [bench/README.md](../bench/README.md#aws-cost-per-judgment).",
+        textwrap.fill(intro, DOCS_WIDTH, break_on_hyphens=False),
         "",
         render_table(jobs),
         "",
-        "A quote shows the platform's own estimate of this cost beside the worker rewards "
-        f"(`infrastructure_cents`, at {pricing_line(jobs).split('= ')[1]} a judgment: the dearer "
-        "job of the mix).",
+        textwrap.fill(quote, DOCS_WIDTH, break_on_hyphens=False),
         MARK_END,
     ])
 
@@ -303,7 +311,7 @@ class Meter:
                 self._record(invocation, seconds, event)
 
     def _record(self, invocation: Invocation, seconds: float, event: Any) -> None:
-        billed_ms = max(1, math.ceil(seconds * 1000))
+        billed_ms = max(1, math.ceil(round(seconds * 1000, 6)))  # per started ms
         with self._lock:
             use = self.functions.setdefault(invocation.function,
                                             FunctionUse(self.memory_of(invocation.function)))
