@@ -212,3 +212,77 @@ def test_memory_comes_from_the_prod_stage():
     for function in ("api_handler", "count_answers", "fit_model", "aggregate_shard"):
         expected = prod.get(function, {}).get("lambda_memory_size", default)
         assert memory_of(function) == expected
+
+
+class _Worker:
+    token = "tok"
+
+    def answer(self, truth):
+        return truth
+
+
+def _suite_api(monkeypatch, responses):
+    """examples.demo.call answering from responses, in order; the requests it was sent."""
+    from examples import demo
+
+    sent = []
+
+    def call(base_url, method, path, body=None, headers=None):
+        sent.append((method, path, body))
+        answer = responses.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+    monkeypatch.setattr(demo, "call", call)
+    return sent
+
+
+def _task(n):
+    return {"assignment_id": f"asg_{n}", "item": {"data": {"text": f"t{n}"}}}
+
+
+def test_a_suite_worker_leases_submits_with_next_and_keeps_the_accepted(monkeypatch):
+    truth = {f"t{n}": "pos" for n in range(4)}
+    sent = _suite_api(monkeypatch, [
+        (200, {"tasks": [_task(0), _task(1)], "suite_size": 2}),
+        (200, {"results": [{"assignment_id": "asg_0", "status": "accepted"},
+                           {"assignment_id": "asg_1", "status": "lease_expired"}],
+               "next": {"tasks": [_task(2), _task(3)]}}),
+        (200, {"results": [{"assignment_id": "asg_2", "status": "accepted"},
+                           {"assignment_id": "asg_3", "status": "accepted"}], "next": None}),
+    ])
+    accepted = []
+    cost.answer_in_suites("http://x", _Worker(), "job_1", truth, accepted, 2)
+    # THEN it leased with count, submitted each suite with "next", and kept what was accepted
+    assert sent[0][:2] == ("GET", "/tasks/next?job_id=job_1&count=2")
+    assert sent[1] == ("POST", "/assignments/submit", {
+        "answers": [{"assignment_id": "asg_0", "answer": {"label": "pos"}},
+                    {"assignment_id": "asg_1", "answer": {"label": "pos"}}],
+        "next": {"count": 2, "job_id": "job_1"}})
+    assert len(sent) == 3 and accepted == ["asg_0", "asg_2", "asg_3"]
+
+
+def test_an_app_without_suites_is_told_apart_from_an_error(monkeypatch):
+    from examples.demo import ApiError
+
+    # A lease that answers one task, not a suite
+    _suite_api(monkeypatch, [(200, _task(0))])
+    with pytest.raises(cost.SuitesUnavailable):
+        cost.answer_in_suites("http://x", _Worker(), "job_1", {"t0": "pos"}, [], 5)
+    # No suite submit route
+    _suite_api(monkeypatch, [(200, {"tasks": [_task(0)]}), ApiError(404, {"error": "not_found"})])
+    with pytest.raises(cost.SuitesUnavailable):
+        cost.answer_in_suites("http://x", _Worker(), "job_1", {"t0": "pos"}, [], 5)
+    # Any other error stays what it is
+    _suite_api(monkeypatch, [(200, {"tasks": [_task(0)]}), ApiError(500, {"error": "x"})])
+    with pytest.raises(ApiError):
+        cost.answer_in_suites("http://x", _Worker(), "job_1", {"t0": "pos"}, [], 5)
+
+
+def test_bench_exits_2_with_a_message_when_suites_are_missing(monkeypatch, capsys):
+    def no_suites(args):
+        raise cost.SuitesUnavailable("the app has no POST /assignments/submit")
+    monkeypatch.setattr(cost, "measure", no_suites)
+    assert cost.main(["--suite", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "--suite 1" in err and "POST /assignments/submit" in err and "Traceback" not in err
