@@ -26,7 +26,7 @@ What is measured, per job:
 - Step Functions (standard): the state transitions in the executions' histories (a state
   entered is one transition).
 - CloudWatch Logs: the bytes the app prints during its invocations (its log lines and the
-  metrics' EMF lines), at the prod stage's LOG_LEVEL, plus LAMBDA_LOG_BYTES for the lines
+  metrics' EMF lines), at the prod stage's log level, plus LAMBDA_LOG_BYTES for the lines
   Lambda writes itself (START, END and REPORT) per invocation.
 - S3: the app's requests (PUT, COPY, POST and LIST in one class, GET and the rest in the
   other) and the client's one download of the results file (a GET).
@@ -432,10 +432,12 @@ def prod_memory(project_dir: Path = PROJECT_ROOT) -> Callable[[str], int]:
 
 
 def prod_log_level(project_dir: Path = PROJECT_ROOT) -> str | None:
-    """LOG_LEVEL as the prod stage sets it, if it does."""
+    """The log level the prod stage sets, if it does: POWERTOOLS_LOG_LEVEL, which powertools'
+    Logger reads first, else LOG_LEVEL."""
     from infra.local_stack import _chalice_stage_environment
 
-    return _chalice_stage_environment(project_dir, "prod").get("LOG_LEVEL")
+    environment = _chalice_stage_environment(project_dir, "prod")
+    return environment.get("POWERTOOLS_LOG_LEVEL") or environment.get("LOG_LEVEL")
 
 
 def transitions(sfn: Any, seen: set[str]) -> int:
@@ -598,8 +600,8 @@ def measure(args: argparse.Namespace) -> tuple[list[JobUsage], list[dict[str, An
 
 
 def _log_at_prod_level() -> str:
-    """Set the app's logger to the prod stage's LOG_LEVEL and print through sys.stdout as it
-    stands (the counting stream); the level."""
+    """Set the app's logger to the prod stage's log level (the local stack runs the dev
+    stage's) and print through sys.stdout as it stands (the counting stream); the level."""
     import logging
 
     from chalicelib.observability import logger

@@ -286,3 +286,16 @@ def test_bench_exits_2_with_a_message_when_suites_are_missing(monkeypatch, capsy
     assert cost.main(["--suite", "5"]) == 2
     err = capsys.readouterr().err
     assert "--suite 1" in err and "POST /assignments/submit" in err and "Traceback" not in err
+
+
+def test_the_log_level_is_the_prod_stages_powertools_level_first(tmp_path):
+    (tmp_path / ".chalice").mkdir()
+    config = {"version": "2.0", "app_name": "crowd", "environment_variables": {"LOG_LEVEL": "INFO"},
+              "stages": {"dev": {"environment_variables": {"POWERTOOLS_LOG_LEVEL": "DEBUG"}},
+                         "prod": {"environment_variables": {}}}}
+    path = tmp_path / ".chalice" / "config.json"
+    path.write_text(json.dumps(config))
+    assert cost.prod_log_level(tmp_path) == "INFO"
+    config["stages"]["prod"]["environment_variables"]["POWERTOOLS_LOG_LEVEL"] = "WARNING"
+    path.write_text(json.dumps(config))
+    assert cost.prod_log_level(tmp_path) == "WARNING"
