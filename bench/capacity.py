@@ -40,6 +40,7 @@ from typing import Any
 import botocore.client
 from botocore.exceptions import ClientError
 
+from bench import scenario
 from bench.billing import ItemRead, ItemWrite, RecordedCall, Table, Totals, item_size, total
 from bench.requests_per_judgment import PATHS, purpose_of
 from tests.functional.faults import write_site
@@ -72,11 +73,21 @@ Send = Callable[[str, dict[str, Any]], dict[str, Any]]
 class CapacityRecorder:
     """Records every DynamoDB call made through botocore while `recording()`."""
 
-    def __init__(self, purposes: Mapping[str, str] = PURPOSES) -> None:
+    def __init__(self, purposes: Mapping[str, str] = PURPOSES,
+                 include: Callable[[], bool] = lambda: True) -> None:
+        """include says whether a call made now, on this thread, is recorded (one that is not
+        goes straight through)."""
         self.purposes = purposes
         self.calls: list[RecordedCall] = []
         self.tables: dict[str, Table] = {}
+        self._include = include
         self._lock = threading.RLock()
+        self._thread = threading.local()
+
+    def overhead_seconds(self) -> float:
+        """Seconds this thread has spent so far in the recording itself: the uncounted reads
+        around its calls and the waits for other threads' recordings, not the calls."""
+        return float(getattr(self._thread, "overhead", 0.0))
 
     @contextmanager
     def recording(self) -> Iterator["CapacityRecorder"]:
@@ -86,9 +97,9 @@ class CapacityRecorder:
 
         def call(client: Any, operation: str, params: dict[str, Any]) -> Any:
             if client.meta.service_model.service_name != "dynamodb" or \
-                    operation not in WRITES + READS:
+                    operation not in WRITES + READS or not recorder._include():
                 return original(client, operation, params)
-            return recorder.observe(lambda name, p: original(client, name, p), operation, params)
+            return recorder.timed(lambda name, p: original(client, name, p), operation, params)
 
         botocore.client.BaseClient._make_api_call = call
         try:
@@ -96,9 +107,33 @@ class CapacityRecorder:
         finally:
             botocore.client.BaseClient._make_api_call = original
 
-    def observe(self, send: Send, operation: str, params: dict[str, Any]) -> Any:
+    def timed(self, send: Send, operation: str, params: dict[str, Any]) -> Any:
+        """observe(), adding the time it took beyond the call itself to this thread's
+        overhead_seconds()."""
+        own = [0.0]
+
+        def timed_send(name: str, p: dict[str, Any]) -> dict[str, Any]:
+            if p is not params:  # one of the recording's own reads
+                return send(name, p)
+            started = time.perf_counter()
+            try:
+                return send(name, p)
+            finally:
+                own[0] += time.perf_counter() - started
+
+        started = time.perf_counter()
+        try:
+            return self.observe(timed_send, operation, params, _frame=sys._getframe(1))
+        finally:
+            # Only the app's own call counts as its time; the recording's reads do not.
+            self._thread.overhead = self.overhead_seconds() + (
+                time.perf_counter() - started - own[0])
+
+    def observe(self, send: Send, operation: str, params: dict[str, Any],
+                _frame: Any = None) -> Any:
         """Make the call through send and record it (send also makes the uncounted reads)."""
-        purpose, site = purpose_of(sys._getframe(1), self.purposes), write_site()
+        purpose = purpose_of(_frame or sys._getframe(1), self.purposes)
+        site = write_site()
         with self._lock:
             if operation in READS:
                 result = send(operation, params)
@@ -210,131 +245,30 @@ def _unnarrowed(operation: str, params: Mapping[str, Any]) -> dict[str, Any]:
 
 # --- the scenario -------------------------------------------------------------------------------
 
-def _items(count: int, gold: int, rows: list[dict[str, str]]
-           ) -> tuple[list[Mapping[str, Any]], dict[str, str]]:
-    """count regular and gold items from the demo's reviews (a repeated text numbered), the
-    gold ones spread evenly among the others, and each item text's true label."""
-    items: list[Mapping[str, Any]] = []
-    truth: dict[str, str] = {}
-    spread = {int((k + 0.5) * (count + gold) / gold) for k in range(gold)}
-    for n in range(count + gold):
-        row = rows[n % len(rows)]
-        text = row["text"] if row["text"] not in truth else f"{row['text']} (#{n})"
-        truth[text] = row["label"]
-        item: dict[str, Any] = {"external_id": f"r-{n}", "data": {"text": text}}
-        if n in spread:
-            item["gold"] = {"label": row["label"]}
-        items.append(item)
-    return items, truth
-
-
-def _work(base_url: str, worker: Any, job_id: str, truth: Mapping[str, str],
-          accepted: list[str]) -> None:
-    """Lease and answer until the job has nothing left for this worker; keep the ids of the
-    accepted answers."""
-    from examples.demo import call
-
-    auth = {"Authorization": f"Bearer {worker.token}"}
-    while True:
-        status, task = call(base_url, "GET", f"/tasks/next?job_id={job_id}", headers=auth)
-        if status == 204:
-            return
-        label = worker.answer(truth[task["item"]["data"]["text"]])
-        _, receipt = call(base_url, "POST", f"/assignments/{task['assignment_id']}/submit",
-                          {"label": label}, headers=auth)
-        accepted.append(receipt["assignment_id"])
-
-
-def _progress(message: str) -> None:
-    """A progress line on the terminal (the run's own output is captured)."""
-    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.__stderr__, flush=True)
-
-
-def _sweep(stack: Any) -> None:
-    """One run of the one-minute schedule, as EventBridge would call it."""
-    from infra.local_aws import lambda_context
-    from infra.local_stack import REGION, scheduled_event
-
-    name = "crowd-dev-finalize_due_jobs"
-    account = stack.stack_outputs["IngestQueueArn"].split(":")[4]
-    stack.app.finalize_due_jobs(scheduled_event(name, account),
-                                lambda_context(name, REGION, account_id=account))
-
-
 def run_scenario(stack: Any, items: int, gold: int, redundancy: int, workers: int,
                  one_by_one: float, rejected: float = 0.0, seed: int = 1) -> dict[str, Any]:
     """Post, answer, count, aggregate and approve one job on the stack; return what happened."""
-    from crowd_client import Client
-    from examples.demo import LABELS, SimulatedWorker, call, load_sample
-
     rng = random.Random(seed)
+    poll = _client_poll(stack)
+    job = scenario.post_job(stack, items, gold, redundancy, poll)
+    crowd = scenario.register_workers(stack.base_url, workers, rng)
+    scenario.progress(f"job {job.job_id} is {job.state}: {workers} workers answering")
+    scenario.answer_until_filled(
+        job, crowd, poll, lambda worker, job_id, truth, accepted: scenario.answer_one_by_one(
+            stack.base_url, worker, job_id, truth, accepted))
+    scenario.progress(f"{len(job.accepted)} answers accepted; counting and aggregation")
+    scenario.wait_until_done(job, poll)
+    reviewed = scenario.review_and_settle(stack, job, poll, rng, rejected, one_by_one)
+    return {"job_id": job.job_id, "judgments": len(job.accepted), "items": items, "gold": gold,
+            "redundancy": redundancy, "workers": workers, **reviewed}
+
+
+def _client_poll(stack: Any) -> scenario.Poll:
+    """The job's view as the client reads it (GET /jobs/{job_id}), counted like any request."""
+    from crowd_client import Client
+
     client = Client(stack.base_url, stack.client_key)
-    posts, truth = _items(items, gold, load_sample(10_000))
-    quote = client.quote(task_type="categorical", items=items + gold, redundancy=redundancy,
-                         reward_cents=4)
-    job = client.create_job(quote["quote_id"], posts, title="Review sentiment",
-                            instructions="Is the review positive, negative or neutral?",
-                            answer_schema={"labels": LABELS}, pilot={"items": 0},
-                            auto_approve_seconds=0, quality={"block_after": 0})
-    job_id = job["job_id"]
-    while job["state"] == "ingesting":
-        time.sleep(0.2)
-        job = client.job(job_id)
-    crowd = [SimulatedWorker(f"worker-{n:02d}", 0.7 + 0.25 * n / max(workers - 1, 1),
-                             rng=random.Random(rng.random())) for n in range(workers)]
-    for worker in crowd:
-        _, registered = call(stack.base_url, "POST", "/workers",
-                             {"name": worker.name, "skills": ["en"]})
-        worker.token = registered["token"]
-    accepted: list[str] = []
-    _progress(f"job {job_id} is {job['state']}: {workers} workers answering")
-    idle = 0
-    while job["state"] == "active":
-        if idle == 60:
-            raise RuntimeError("the job stays active but no worker is offered a task")
-        before = len(accepted)
-        threads = [threading.Thread(target=_work, args=(stack.base_url, w, job_id, truth, accepted))
-                   for w in crowd]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        job = client.job(job_id)
-        idle = idle + 1 if len(accepted) == before else 0
-        if job["state"] == "active":
-            time.sleep(0.5)
-    _progress(f"{len(accepted)} answers accepted; counting and aggregation")
-    deadline = time.monotonic() + 300
-    while job["state"] not in ("done", "failed") and time.monotonic() < deadline:
-        time.sleep(0.5)
-        job = client.job(job_id)
-    if job["state"] != "done":
-        raise RuntimeError(f"the job ended {job['state']}: {job.get('error')}")
-    time.sleep(1.0)  # the round's last stage may still be writing after the state moved
-    order = sorted(accepted)
-    rng.shuffle(order)
-    rejects = order[:round(len(order) * rejected)]
-    by_client = order[len(rejects):len(rejects) + round(len(order) * one_by_one)]
-    _progress(f"the client rejects {len(rejects)} answers and approves {len(by_client)} "
-              "one by one")
-    for assignment_id in rejects:
-        client.request("POST", f"/assignments/{assignment_id}/reject",
-                       {"reason": "did not follow the instructions"})
-    for assignment_id in by_client:
-        client.request("POST", f"/assignments/{assignment_id}/approve")
-    _progress("the client approves the job in bulk; the sweeper settles the pay windows")
-    client.request("POST", f"/jobs/{job_id}/approve")
-    for _ in range(20):
-        _sweep(stack)
-        job = client.job(job_id)
-        if job["reviews"]["approved"] + job["reviews"]["rejected"] >= len(accepted):
-            break
-    return {"job_id": job_id, "judgments": len(accepted), "items": items, "gold": gold,
-            "redundancy": redundancy, "workers": workers,
-            "approved_by_client": len(by_client), "rejected_by_client": len(rejects),
-            "approved_automatically": job["reviews"]["approved"] - len(by_client),
-            "settled": job["reviews"]["approved"],
-            "reviews": job["reviews"], "results": job["result_count"]}
+    return client.job
 
 
 # --- the tables ---------------------------------------------------------------------------------
@@ -399,12 +333,8 @@ def main(argv: list[str] | None = None) -> int:
     # The app's metrics lines and the API server's request log, shown only if the run fails.
     chatter = io.StringIO()
     try:
-        # The sweeper runs when the scenario calls it, not on a timer. One batch of a queue at
-        # a time: with a dozen workers the deployed app's five counting consumers would each
-        # take two or three answers, where at scale every batch is full.
         with redirect_stdout(chatter), redirect_stderr(chatter), \
-                local_stack(port=0, pump_interval=0.2, consumers=1, finalize_interval=10 ** 6,
-                            instant_step_functions=True) as stack, recorder.recording():
+                local_stack(**scenario.STACK_OPTIONS) as stack, recorder.recording():
             summary = run_scenario(stack, args.items, args.gold, args.redundancy, args.workers,
                                    args.one_by_one_share, args.reject_share)
     except BaseException:

@@ -9,7 +9,7 @@ from chalicelib.domain.jobs import iso
 from chalicelib.domain.model import (
     Assignment, Job, LedgerEntry, Offer, Principal, Quote, SubmitReceipt,
 )
-from chalicelib.domain.pricing import job_money
+from chalicelib.domain.pricing import job_money, platform_margin
 from chalicelib.domain.qualifications import Cohort, Qualification
 from chalicelib.domain.webhooks import EVENT_TYPES, PENDING, Delivery, Endpoint
 from chalicelib.handlers.payments import Earnings, Review
@@ -17,7 +17,8 @@ from chalicelib.handlers.tasks import SuiteResult, SuiteSubmit
 
 
 def quote_view(quote: Quote) -> dict[str, Any]:
-    """A quote as the client sees it."""
+    """A quote as the client sees it: its lines and total, and the platform's side of it (the
+    fee, the estimated AWS cost of its answers and the margin between them, in no line)."""
     return {
         "quote_id": quote.quote_id, "task_type": quote.task_type, "items": quote.items,
         "redundancy": quote.adaptive or quote.redundancy, "reward_cents": quote.reward_cents,
@@ -25,6 +26,7 @@ def quote_view(quote: Quote) -> dict[str, Any]:
         "currency": "USD",
         "line_items": [vars(line) for line in quote.line_items],
         "total_cents": quote.total_cents, "expires_at": iso(quote.expires_at),
+        **platform_margin(quote),
     }
 
 

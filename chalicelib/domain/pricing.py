@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 from chalicelib.domain import validation as v
@@ -24,6 +25,11 @@ MAX_GOLD_RATE = 0.5
 # A gold rate is kept to a millionth of tasks: about what the largest job can serve (at most
 # 10,000,000 answers), and within what DynamoDB can store (1e-200 would underflow its numbers).
 GOLD_RATE_DIGITS = 6
+# What the platform's own AWS use costs per judgment (an accepted answer, gold included), in
+# dollars: at us-east-1 on-demand prices of 2026-12-06, measured on 2026-12-06 by
+# `.venv/bin/python -m bench.cost --suite 1` (the dearer job of its mix; the bench prints this
+# line). A quote shows it beside the fee; it changes nothing the client pays.
+INFRASTRUCTURE_DOLLARS_PER_JUDGMENT = Decimal("0.00001764")
 # Default and minimum reward per answer by task type, in US cents.
 DEFAULT_REWARD_CENTS = {"categorical": 5, "numeric": 5, "transcription": 25, "translation": 40, "collection": 20}
 MIN_REWARD_CENTS = {"categorical": 1, "numeric": 1, "transcription": 5, "translation": 10, "collection": 5}
@@ -32,6 +38,22 @@ MIN_REWARD_CENTS = {"categorical": 1, "numeric": 1, "transcription": 5, "transla
 def platform_fee(worker_rewards_cents: int) -> int:
     """The platform fee on a job's worker rewards, rounded up to a whole cent."""
     return -(-worker_rewards_cents * PLATFORM_FEE_PERCENT // 100)
+
+
+def infrastructure_cents(judgments: int) -> int:
+    """The platform's estimate of its own AWS cost for judgments, in cents, rounded up."""
+    cents = judgments * INFRASTRUCTURE_DOLLARS_PER_JUDGMENT * 100
+    return int(cents.to_integral_value(rounding=ROUND_CEILING))
+
+
+def platform_margin(quote: Quote) -> dict[str, int]:
+    """The platform's side of a quote, in cents: its fee, its estimated AWS cost for every
+    answer it pays for (regular and gold), and what the fee leaves over that estimate."""
+    fee = line_amount(quote, "platform_fee")
+    infrastructure = infrastructure_cents(line_quantity(quote, "worker_rewards")
+                                          + line_quantity(quote, "gold_answers"))
+    return {"fee_cents": fee, "infrastructure_cents": infrastructure,
+            "margin_cents": fee - infrastructure}
 
 
 def worker_budget(total_cents: int) -> int:

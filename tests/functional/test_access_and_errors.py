@@ -7,6 +7,7 @@ from chalicelib import deps
 from chalicelib.api.common import MAX_BODY_BYTES
 from chalicelib.deps import platform
 from chalicelib.domain.model import CLIENT
+from chalicelib.domain.pricing import infrastructure_cents
 from chalicelib.domain.qualifications import Cohort
 from chalicelib.handlers.accounts import create_account
 from tests.functional.marketplace import Api
@@ -239,6 +240,24 @@ def test_tiny_gold_rates_are_priced_as_no_gold_not_a_server_error(stack, rate):
         "quote_id": quote["quote_id"], "instructions": "x", "answer_schema": {"labels": ["a", "b"]},
         "items": [{"data": {"n": n}} for n in range(10)], "quality": {"gold_rate": rate}})
     assert status == 202 and job["quality"]["gold_rate"] == 0, job
+
+
+def test_a_quote_shows_the_platform_fee_its_aws_estimate_and_margin(stack):
+    # GIVEN a quote for 10 items x 3 answers and gold at a tenth of tasks
+    api = Api(stack)
+    status, quote = api.as_client("POST", "/quotes", {"task_type": "categorical", "items": 10,
+                                                      "reward_cents": 5})
+    assert status == 201, quote
+    lines = {line["name"]: line for line in quote["line_items"]}
+    judgments = lines["worker_rewards"]["quantity"] + lines["gold_answers"]["quantity"]
+    # THEN it shows the fee, the AWS estimate for its 34 answers, and the margin between them
+    assert judgments == 34
+    assert quote["fee_cents"] == lines["platform_fee"]["amount_cents"]
+    assert quote["infrastructure_cents"] == infrastructure_cents(34)
+    assert quote["margin_cents"] == quote["fee_cents"] - quote["infrastructure_cents"]
+    # AND the total is still the lines' sum: the estimate is no line of it
+    assert quote["total_cents"] == sum(line["amount_cents"] for line in lines.values())
+    assert "infrastructure" not in lines
 
 
 def test_small_but_servable_gold_rates_keep_six_decimals(stack):

@@ -1,9 +1,16 @@
 """Quotes and job posting rules (pure domain)."""
+import math
+from decimal import Decimal
+from fractions import Fraction
+
 import pytest
 
 from chalicelib.domain.jobs import CHUNK_ITEMS, build_job, chunk_items, parse_items
 from chalicelib.domain.model import NA_NOT_ALLOWED
-from chalicelib.domain.pricing import price_quote
+from chalicelib.domain import pricing
+from chalicelib.domain.pricing import (
+    INFRASTRUCTURE_DOLLARS_PER_JUDGMENT, infrastructure_cents, platform_margin, price_quote,
+)
 from chalicelib.errors import Conflict, InvalidRequest, PayloadTooLarge
 
 NOW = 1_800_000_000.0
@@ -42,6 +49,45 @@ def test_the_default_quote_pays_for_gold_served_as_a_tenth_of_tasks():
     assert quote.total_cents == 144 and quote.gold_rate == 0.1
     assert {line.name: line.quantity for line in _quote(items=9, gold_rate=0.25).line_items
             }["gold_answers"] == 9  # 27 x 0.25 / 0.75
+
+
+def test_infrastructure_estimate_is_judgments_times_the_figure_rounded_up():
+    # GIVEN the measured dollars per judgment, as an exact fraction
+    figure = Fraction(str(INFRASTRUCTURE_DOLLARS_PER_JUDGMENT))
+    assert figure > 0
+    for judgments in (1, 24, 999, 1_000_000, 10_000_000):
+        # THEN the estimate is judgments x figure in cents, rounded up to a whole cent
+        assert infrastructure_cents(judgments) == math.ceil(judgments * figure * 100)
+    assert infrastructure_cents(0) == 0
+
+
+def test_infrastructure_estimate_rounds_an_exact_cent_to_itself(monkeypatch):
+    # GIVEN a figure whose products land on whole cents (where binary floats would not)
+    monkeypatch.setattr(pricing, "INFRASTRUCTURE_DOLLARS_PER_JUDGMENT", Decimal("0.00001"))
+    # THEN 100,000 judgments are exactly 100 cents, one more judgment 101
+    assert infrastructure_cents(100_000) == 100
+    assert infrastructure_cents(100_001) == 101
+    assert infrastructure_cents(3) == 1
+
+
+def test_quote_shows_fee_infrastructure_and_margin_without_changing_the_total():
+    # GIVEN 7 items x 3 answers and gold at a tenth of tasks (21 + 3 judgments)
+    quote = _quote(items=7)
+    lines = {line.name: line.amount_cents for line in quote.line_items}
+    margin = platform_margin(quote)
+    # THEN the platform's side is its fee, the estimate for all 24 answers, and the difference
+    assert margin == {"fee_cents": lines["platform_fee"],
+                      "infrastructure_cents": infrastructure_cents(24),
+                      "margin_cents": lines["platform_fee"] - infrastructure_cents(24)}
+    # AND the client pays the lines alone, as before
+    assert quote.total_cents == sum(lines.values()) == 144
+
+
+def test_a_large_quote_estimates_whole_dollars_of_infrastructure():
+    quote = _quote(items=1_000_000, redundancy=3, gold_rate=0)
+    expected = math.ceil(3_000_000 * Fraction(str(INFRASTRUCTURE_DOLLARS_PER_JUDGMENT)) * 100)
+    assert platform_margin(quote)["infrastructure_cents"] == expected > 100
+    assert platform_margin(quote)["margin_cents"] == platform_margin(quote)["fee_cents"] - expected
 
 
 def test_quote_names_the_field_at_fault():
