@@ -10,7 +10,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 STAGE ?= dev
 
-.PHONY: run demo test bench bench-capacity bench-aggregation deploy deploy-check destroy clean
+.PHONY: run demo test test-big bench bench-capacity bench-aggregation deploy deploy-check destroy clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ $(CHROMIUM):
 test: $(STAMP) $(CHROMIUM) ## type check, then unit, adapter, functional and e2e tests (installs Debian's chromium if missing)
 	$(PY) -m mypy
 	$(PY) -m pytest -n auto --dist loadfile
+
+# The suite runs tests/functional/test_big_job.py at 1,000 items; this runs it at the 20,000
+# items of a scale run on moto (about 20 minutes here, past the suite's budget), phases printed.
+test-big: $(STAMP) ## the big-job functional test at 20,000 items on the moto stack (~20 min)
+	BIG_JOB_ITEMS=$(or $(BIG_JOB_ITEMS),20000) $(PY) -m pytest -p no:cacheprovider -s tests/functional/test_big_job.py
 
 bench: $(STAMP) ## AWS requests per judgment and import time
 	$(PY) -m bench.requests_per_judgment

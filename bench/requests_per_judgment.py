@@ -19,7 +19,8 @@ from types import FrameType
 from typing import Any
 
 PATHS = {  # the function whose frame is on the stack -> what the request was for
-    "lease_next_task": "lease", "submit_answer": "submit", "count_answers": "count",
+    "lease_next_task": "lease", "lease_suite": "lease", "submit_answer": "submit",
+    "_store_answer": "submit", "submit_suite": "submit", "count_answers": "count",
     "load_answers": "aggregation", "aggregate_shard": "aggregation",
     "publish_results": "aggregation", "mark_done": "aggregation", "mark_failed": "aggregation",
 }
