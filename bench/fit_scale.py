@@ -16,7 +16,7 @@ the resident set of a fresh interpreter that imported the stage's code and made 
 client, as a Lambda holds them, and is compared with FitModel's configured memory. tracemalloc's peak comes from a
 second, untimed run of the same fit (tracing slows it). Wall time is compared with the
 function's configured timeout; CPU time (all the process's threads) is what the fit costs
-when it has a core to itself, as a 3,008 MB Lambda (1.7 vCPU) gives it. Each size runs in a fresh interpreter (one at a time).
+when it has a core to itself, as a Lambda of 1,769 MB or more (a whole vCPU) gives it. Each size runs in a fresh interpreter (one at a time).
 
     python -m bench.fit_scale                          # 100k, 1M, 3M, 10M answers
     python -m bench.fit_scale --items 1000000          # one size: 10M answers

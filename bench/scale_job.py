@@ -80,7 +80,7 @@ STORES = {"accounts": "DynamoDB", "quotes": "DynamoDB", "jobs": "DynamoDB",
           "items": "DynamoDB", "results": "DynamoDB", "stats": "DynamoDB",
           "ledger": "DynamoDB", "blobs": "S3", "ingest_queue": "SQS", "results_queue": "SQS"}
 # Which Lambda function each stage's calls run in (a key of .chalice/config.json's
-# lambda_functions; "api" is the REST API's function, held to API Gateway's 29 s too);
+# lambda_functions; "api" is the REST API's, `api_handler`, held to API Gateway's 29 s too);
 # None: no Lambda (the client's own work).
 FUNCTIONS = {"upload": "api", "post": "api", "ingest": "ingest_items", "answers": "api",
              "counting": "count_answers", "round close": "ingest_items",
@@ -94,7 +94,8 @@ def limits(function: str) -> tuple[int, int]:
     """A function's configured (memory MB, timeout s): the prod stage's own settings over the
     app's defaults; the API's timeout is API Gateway's 29 s where that is lower."""
     config = json.loads(CONFIG.read_text())
-    own = config["stages"]["prod"].get("lambda_functions", {}).get(function, {})
+    name = "api_handler" if function == "api" else function
+    own = config["stages"]["prod"].get("lambda_functions", {}).get(name, {})
     memory = int(own.get("lambda_memory_size", config["lambda_memory_size"]))
     timeout = int(own.get("lambda_timeout", config["lambda_timeout"]))
     if function == "api":

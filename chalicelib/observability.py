@@ -1,5 +1,10 @@
 """Structured JSON logs and EMF metrics through powertools.
 
+The level is a stage setting (infra/stage_settings.py writes it into .chalice/config.json as
+POWERTOOLS_LOG_LEVEL, read when the logger is made): the hot paths (lease, submit, release,
+counting) log per request only at DEBUG, since their counts are metrics. An invocation's
+metrics go out as one EMF line, flushed once when it ends; they do not depend on the level.
+
 Tracing is not wired in code: X-Ray is switched on per stage with Chalice's `xray`
 setting in .chalice/config.json (off by default; powertools' Tracer alone costs about
 200 ms of cold start).

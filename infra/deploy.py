@@ -5,6 +5,8 @@
                                                   # (also: deploy --check)
     python -m infra.deploy destroy --stage dev    # chalice delete, then the stack
     python -m infra.deploy policy  --stage dev    # (re)write .chalice/policy-dev.json
+    python -m infra.deploy settings --stage dev   # (re)write the stage's log level and memory
+                                                  # sizes (infra/stage_settings.py) into config.json
     python -m infra.deploy backfill-blocks --stage dev [--cursor C]
                                                   # list blocks made before block listings
 
@@ -25,6 +27,7 @@ from typing import Any
 from infra.gateway_responses import ensure_gateway_responses
 from infra.rate_limits import attach_stage, delete_usage_plan, ensure_usage_plan, plan_name
 from infra.stack import app_environment, deploy_stack, render_template, stack_name_for, stack_outputs
+from infra.stage_settings import apply_settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 APP_NAME = "crowd"
@@ -128,6 +131,16 @@ def point_stage_at_stack(project_dir: Path, stage: str, environment: dict[str, s
     return write_json_if_changed(path, config)
 
 
+def write_stage_settings(project_dir: Path, stage: str) -> bool:
+    """Write the stage's log level and memory sizes (infra/stage_settings.py) into config.json;
+    True if it changed."""
+    path = project_dir / ".chalice" / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8"))
+    if stage not in config.get("stages", {}):
+        raise DeployError(f"stage '{stage}' is not in .chalice/config.json")
+    return write_json_if_changed(path, apply_settings(config, stage))
+
+
 def drift(project_dir: Path, stage: str, environment: dict[str, str]) -> dict[str, tuple[str | None, str]]:
     """Variables whose config.json value differs from the stack's: name -> (config, stack)."""
     current = stage_environment(project_dir, stage)
@@ -146,7 +159,8 @@ def _run(command: list[str], project_dir: Path, stage: str) -> None:
 
 
 def deploy(project_dir: Path, stage: str, app_name: str = APP_NAME) -> dict[str, str]:
-    """Lint, create or update the stack, write its outputs into config.json, chalice deploy,
+    """Lint, create or update the stack, write its outputs and the stage's settings (log level,
+    memory sizes) into config.json, chalice deploy,
     then attach the stage to the usage plan and set API Gateway's responses in the error shape."""
     import boto3
 
@@ -160,6 +174,9 @@ def deploy(project_dir: Path, stage: str, app_name: str = APP_NAME) -> dict[str,
     environment["USAGE_PLAN_ID"] = ensure_usage_plan(apigateway, app_name, stage)
     if point_stage_at_stack(project_dir, stage, environment):
         print(f"updated .chalice/config.json stage '{stage}' with the stack's outputs", flush=True)
+    if write_stage_settings(project_dir, stage):
+        print(f"updated .chalice/config.json stage '{stage}' with its log level and memory sizes",
+              flush=True)
     _run([_chalice_bin(), "deploy", "--stage", stage], project_dir, stage)
     api_id, api_stage = deployed_rest_api(project_dir, stage)
     if attach_stage(apigateway, environment["USAGE_PLAN_ID"], api_id, api_stage):
@@ -246,7 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     parser = argparse.ArgumentParser(prog="python -m infra.deploy", description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=("deploy", "check", "destroy", "policy",
-                                            "backfill-blocks"))
+                                            "settings", "backfill-blocks"))
     parser.add_argument("--stage", required=True)
     parser.add_argument("--project-dir", default=str(PROJECT_ROOT))
     parser.add_argument("--delete-data", action="store_true", help="destroy: yes, delete the data")
@@ -263,6 +280,10 @@ def main(argv: list[str] | None = None) -> int:
             destroy(project_dir, args.stage, delete_data=args.delete_data)
         elif args.command == "backfill-blocks":
             backfill_blocks(stage_environment(project_dir, args.stage), args.cursor)
+        elif args.command == "settings":
+            changed = write_stage_settings(project_dir, args.stage)
+            print(("wrote " if changed else "unchanged ") + f"stage '{args.stage}' settings in "
+                  f"{project_dir / '.chalice' / 'config.json'}")
         else:
             path = project_dir / ".chalice" / f"policy-{args.stage}.json"
             print(("wrote " if write_json_if_changed(path, render_policy(args.stage)) else "unchanged ") + str(path))

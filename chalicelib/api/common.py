@@ -151,8 +151,8 @@ def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
                     logger.exception("request failed", extra={"error_code": error.code})
                 else:
                     count("Rejections")
-                    logger.info("request refused", extra={"error_code": error.code,
-                                                          "status": error.status})
+                    logger.debug("request refused", extra={"error_code": error.code,
+                                                           "status": error.status})
                 return error_response(error)
             except Exception:
                 logger.exception("unhandled error")

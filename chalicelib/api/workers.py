@@ -113,7 +113,7 @@ def next_task() -> Response:
         count("NoTask")
         return Response(body="", status_code=204)
     count("Leases")
-    logger.info("task leased", extra={"job_id": assignment.job.job_id,
+    logger.debug("task leased", extra={"job_id": assignment.job.job_id,
                                       "assignment_id": assignment.assignment_id})
     return Response(body=assignment_view(assignment), status_code=200)
 
@@ -128,7 +128,7 @@ def submit(assignment_id: str) -> Response:
     def run() -> tuple[int, dict]:
         receipt = tasks.submit_answer(platform(), worker, assignment_id, json_body(request))
         count("Submissions")
-        logger.info("answer accepted", extra={"duplicate": receipt.duplicate})
+        logger.debug("answer accepted", extra={"duplicate": receipt.duplicate})
         return 200, receipt_view(receipt)
 
     return idempotent(bp, worker.account_id, run)

@@ -1,13 +1,21 @@
-"""Logs are JSON with the job and assignment ids; counts go out as EMF metrics."""
+"""Logs are JSON with the job and assignment ids; counts go out as EMF metrics; the hot paths
+log per request only at DEBUG."""
 import io
 import json
 import logging
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from chalicelib.observability import logger
 from tests.functional.marketplace import Api
+
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
@@ -21,6 +29,14 @@ def logs():
     logger.removeHandler(handler)
 
 
+@pytest.fixture
+def level():
+    """Set the app logger's level for the test, as a stage's POWERTOOLS_LOG_LEVEL does."""
+    before = logger.log_level
+    yield logger.setLevel
+    logger.setLevel(before)
+
+
 def _lines(text):
     out = []
     for line in text.splitlines():
@@ -31,8 +47,9 @@ def _lines(text):
     return out
 
 
-def test_a_submit_logs_its_ids_and_publishes_metrics(stack, capsys, logs):
-    # GIVEN a leased task
+def test_a_submit_logs_its_ids_and_publishes_metrics(stack, capsys, logs, level):
+    # GIVEN a leased task, and the log level at DEBUG
+    level("DEBUG")
     api = Api(stack)
     job = api.job(items=1, redundancy=1)
     token = api.worker()
@@ -65,3 +82,46 @@ def test_a_submit_logs_its_ids_and_publishes_metrics(stack, capsys, logs):
                   for d in l["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]}
         time.sleep(0.05)
     assert wanted <= names
+
+
+def test_at_info_a_lease_a_submit_and_a_refusal_log_no_line_but_their_metrics(
+        stack, capsys, logs, level):
+    # GIVEN a job with a task, and the log level at INFO
+    level("INFO")
+    api = Api(stack)
+    api.job(items=1, redundancy=1)
+    token = api.worker()
+    stack.drain()
+    capsys.readouterr()
+    logs.truncate(0)
+    # WHEN a worker leases it, submits it, is refused a release of it, and counting runs
+    _, task = api.lease(token)
+    api.submit(token, task["assignment_id"], {"label": "pos"})
+    status, _ = api.as_worker(token, "POST", f"/assignments/{task['assignment_id']}/release")
+    assert status == 409
+    stack.drain()
+    out = capsys.readouterr().out
+    # THEN the app wrote no log line, only one EMF blob per invocation
+    assert [l for l in _lines(logs.getvalue()) if "_aws" not in l] == []
+    emf = [l for l in _lines(out) if "_aws" in l]
+    assert [l for l in _lines(out) if "_aws" not in l and "level" in l] == []
+    names = [sorted(m["Name"] for d in l["_aws"]["CloudWatchMetrics"] for m in d["Metrics"])
+             for l in emf]
+    assert ["Leases"] in names and ["Submissions"] in names and ["Rejections"] in names
+    assert ["AnswersCounted"] in names
+
+
+@pytest.mark.parametrize("stage", ["dev", "prod"])
+def test_the_logger_runs_at_the_level_a_stage_sets(stage):
+    # GIVEN the stage's environment as config.json gives its functions
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    env = {**os.environ, **config.get("environment_variables", {}),
+           **config["stages"][stage]["environment_variables"]}
+    env.pop("AWS_LAMBDA_LOG_LEVEL", None)  # Lambda's own control would override it
+    # WHEN the app's logger is made in a process with it
+    code = "from chalicelib.observability import logger; print(logger.log_level)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    # THEN it logs at the stage's level
+    wanted = config["stages"][stage]["environment_variables"]["POWERTOOLS_LOG_LEVEL"]
+    assert int(out) == logging.getLevelName(wanted)

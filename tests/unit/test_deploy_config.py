@@ -1,14 +1,19 @@
-"""Static checks of what gets deployed: timeouts, environment, IAM policies, the template."""
+"""Static checks of what gets deployed: timeouts, environment, log levels, memory sizes, IAM
+policies, the template."""
 import json
 import re
 from pathlib import Path
 
+import pytest
 import yaml
 
 from chalicelib.domain.keys import upload_key
 from chalicelib.settings import _REQUIRED
-from infra.deploy import lint, render_policy
+from infra.deploy import DeployError, lint, render_policy, write_stage_settings
 from infra.stack import APP_ENVIRONMENT_OUTPUTS
+from infra.stage_settings import (
+    LOG_LEVEL_VARIABLE, MEMORY_MB, StageSettings, apply_settings, settings_for,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = json.loads((ROOT / ".chalice" / "config.json").read_text())
@@ -106,3 +111,63 @@ def test_the_results_bucket_aborts_uploads_cut_short_and_expires_item_files():
     # clients' item files live under uploads/ (chalicelib.domain.keys.upload_key) for a week
     assert upload_key("cli_1", "up_1", "jsonl").startswith(uploads["Prefix"])
     assert (uploads["Status"], uploads["ExpirationInDays"]) == ("Enabled", 7)
+
+
+def _deployed_functions() -> set[str]:
+    """The Lambda functions Chalice deploys: the API's, and each decorated function of app.py."""
+    source = (ROOT / "app.py").read_text()
+    names = re.findall(r"@app\.(?:on_sqs_message|schedule|lambda_function)\([^\n]*\n"
+                       r"(?:@[^\n]*\n)*def (\w+)\(", source)
+    return {"api_handler", *names}
+
+
+def test_each_stage_in_config_json_carries_its_settings():
+    for stage in CONFIG["stages"]:
+        # THEN config.json is what the stage's settings write into it
+        assert apply_settings(CONFIG, stage) == CONFIG, \
+            f"run: python -m infra.deploy settings --stage {stage}"
+        variables = CONFIG["stages"][stage]["environment_variables"]
+        assert variables[LOG_LEVEL_VARIABLE] == settings_for(stage).log_level
+    # AND no other variable names a level (powertools reads LOG_LEVEL too, below this one)
+    assert "LOG_LEVEL" not in CONFIG.get("environment_variables", {})
+    assert all("LOG_LEVEL" not in s.get("environment_variables", {})
+               for s in CONFIG["stages"].values())
+    # AND prod logs no per-request INFO line; dev shows them
+    assert (settings_for("prod").log_level, settings_for("dev").log_level) == ("WARNING", "DEBUG")
+
+
+def test_every_function_has_its_measured_memory_size_and_no_other_name_is_sized():
+    # GIVEN the functions Chalice deploys
+    deployed = _deployed_functions()
+    assert {"api_handler", "count_answers", "fit_model", "finalize_due_jobs"} <= deployed
+    # THEN each has a size of its own, in Lambda's range
+    assert set(MEMORY_MB) == deployed
+    assert all(128 <= mb <= 10240 for mb in MEMORY_MB.values())
+    for stage, settings in CONFIG["stages"].items():
+        functions = settings["lambda_functions"]
+        # AND config.json names no function that does not exist (Chalice would ignore it)
+        assert set(functions) <= deployed, (stage, set(functions) - deployed)
+        assert {name: functions[name]["lambda_memory_size"] for name in deployed} == MEMORY_MB
+
+
+def test_writing_the_stage_settings_changes_config_json_once(tmp_path):
+    # GIVEN a project whose config.json has a stale level and sizes
+    (tmp_path / ".chalice").mkdir()
+    stale = json.loads(json.dumps(CONFIG))
+    stale["stages"]["prod"]["environment_variables"][LOG_LEVEL_VARIABLE] = "DEBUG"
+    stale["stages"]["prod"]["lambda_functions"]["fit_model"]["lambda_memory_size"] = 3008
+    (tmp_path / ".chalice" / "config.json").write_text(json.dumps(stale))
+    # WHEN the settings are written, twice
+    assert write_stage_settings(tmp_path, "prod") is True
+    assert write_stage_settings(tmp_path, "prod") is False
+    # THEN the stage has its own level and sizes, and its other settings are as they were
+    written = json.loads((tmp_path / ".chalice" / "config.json").read_text())
+    assert written["stages"]["prod"] == CONFIG["stages"]["prod"]
+    with pytest.raises(DeployError):
+        write_stage_settings(tmp_path, "qa")
+
+
+def test_a_stage_setting_names_a_level_powertools_knows():
+    with pytest.raises(ValueError):
+        StageSettings(log_level="VERBOSE")
+    assert settings_for("qa") == StageSettings(log_level="INFO")

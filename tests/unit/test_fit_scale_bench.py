@@ -9,6 +9,7 @@ from argparse import Namespace
 from bench import fit_scale
 from chalicelib.domain.aggregation.columns import read_shard
 from chalicelib.domain.keys import votes_key
+from infra.stage_settings import MEMORY_MB
 
 
 def test_the_bench_writes_distinct_workers_per_item_and_the_asked_gold_share():
@@ -29,9 +30,10 @@ def test_a_tiny_run_fits_every_shard_and_measures_against_the_configured_functio
                      no_tracemalloc=False)
     row = fit_scale.measure(args)
     assert (row["answers"], row["shards"]) == (5000, 2)
-    assert (row["memory_mb"], row["timeout_s"]) == fit_scale.fit_limits() == (3008, 300)
+    memory = MEMORY_MB["fit_model"]
+    assert (row["memory_mb"], row["timeout_s"]) == fit_scale.fit_limits() == (memory, 300)
     # (no share when the fit stays under the process's earlier peak, as after other tests)
-    share = row["estimate_mib"] / 3008
+    share = row["estimate_mib"] / memory
     assert math.isnan(row["memory_share"]) if math.isnan(share) else row["memory_share"] == share
     assert row["time_share"] == row["fit_s"] / 300
     assert row["traced_mib"] > 0 and row["written_mb"] > 0

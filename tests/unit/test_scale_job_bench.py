@@ -3,6 +3,7 @@ measured against the Lambda it runs in, and the download reads back every item's
 from __future__ import annotations
 
 from bench import scale_job
+from infra.stage_settings import MEMORY_MB
 
 
 def test_a_tiny_job_runs_every_stage_to_its_downloaded_results():
@@ -27,11 +28,12 @@ def test_a_tiny_job_runs_every_stage_to_its_downloaded_results():
 
 
 def test_each_stage_is_held_to_its_function_in_the_chalice_config():
-    assert scale_job.limits("fit_model") == (3008, 300)
-    assert scale_job.limits("aggregate_shard") == (1024, 300)
-    assert scale_job.limits("count_answers") == (512, 60)
-    assert scale_job.limits("mark_done") == (512, 30)
-    assert scale_job.limits("api") == (512, 29)  # API Gateway's limit, under the function's
+    assert scale_job.limits("fit_model") == (MEMORY_MB["fit_model"], 300)
+    assert scale_job.limits("aggregate_shard") == (MEMORY_MB["aggregate_shard"], 300)
+    assert scale_job.limits("count_answers") == (MEMORY_MB["count_answers"], 60)
+    assert scale_job.limits("mark_done") == (MEMORY_MB["mark_done"], 30)
+    # API Gateway's limit, under the function's
+    assert scale_job.limits("api") == (MEMORY_MB["api_handler"], 29)
 
 
 def test_the_table_has_a_row_per_stage_with_its_shares():
@@ -42,5 +44,6 @@ def test_the_table_has_a_row_per_stage_with_its_shares():
     for name in scale_job.FUNCTIONS:
         assert f"| {name}" in text
     fit = run.stages["FitModel"]
-    share = f"{(70.0 + fit.worst_traced / scale_job.MIB) / 3008:.0%}"
-    assert "| fit_model (3,008 / 300) | 1 |" in text and f"| {share} |" in text
+    memory = MEMORY_MB["fit_model"]
+    share = f"{(70.0 + fit.worst_traced / scale_job.MIB) / memory:.0%}"
+    assert f"| fit_model ({memory:,} / 300) | 1 |" in text and f"| {share} |" in text
