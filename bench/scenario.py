@@ -126,8 +126,9 @@ def register_workers(base_url: str, workers: int, rng: random.Random) -> list[An
 
 
 def answer_until_filled(job: Posted, crowd: list[Any], poll: Poll, work: Work) -> None:
-    """Every worker works (each on a thread) until the job leaves `active`; an error a worker
-    meets is raised here."""
+    """Every worker works (each on a thread) until the job has nothing for them, and again
+    whenever it may have more, until the job leaves `active`; an error a worker meets is
+    raised here."""
     idle = 0
     while job.state == "active":
         if idle == 60:
@@ -148,10 +149,32 @@ def answer_until_filled(job: Posted, crowd: list[Any], poll: Poll, work: Work) -
             thread.join()
         if errors:
             raise errors[0]
-        job.state = poll(job.job_id)["state"]
         idle = idle + 1 if len(job.accepted) == before else 0
-        if job.state == "active":
+        job.state = until_more_work(job, poll)
+        if idle and job.state == "active":
             time.sleep(0.5)
+
+
+def until_more_work(job: Posted, poll: Poll, timeout: float = 300) -> str:
+    """Once every worker has been told the job has nothing for them: wait (reading the job's
+    view every half second) until it leaves `active`, or until its counting has caught up
+    with every accepted answer and some item is still not done; the job's state then.
+
+    The workers come back only when the job may hold work: sending them while the job's last
+    answers are counted would add a lease request per worker each time that none of them
+    could be served, requests no judgment needs."""
+    deadline = time.monotonic() + timeout
+    while True:
+        view = poll(job.job_id)
+        counts = view.get("counts") or {}
+        caught_up = counts.get("answered", 0) >= len(job.accepted)
+        if view["state"] != "active" or \
+                (caught_up and counts.get("done", 0) < counts.get("items", 0)):
+            return str(view["state"])
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the job stays active for {timeout:.0f} s with nothing left "
+                               "for its workers")
+        time.sleep(0.5)
 
 
 def wait_until_done(job: Posted, poll: Poll, timeout: float = 300) -> dict[str, Any]:

@@ -438,3 +438,47 @@ def test_suite_routes_refuse_what_single_routes_refuse(stack):
     status, done = api.submit_suite(token, _answers(suite))
     assert status == 200
     assert [r["status"] for r in done["results"]] == ["assignment_not_found"] * 2
+
+
+def test_workers_racing_for_suites_get_full_suites_until_the_job_runs_low(stack):
+    # GIVEN 60 items taking three answers each (180 tasks) in suites of 5
+    api = Api(stack)
+    job = api.job(items=60, redundancy=3, suite_size=5, pilot={"items": 0})
+    principals = [accounts.authenticate(platform(), api.worker(f"full-{n}"), WORKER)
+                  for n in range(6)]
+    lock = threading.Lock()
+    leased = [0]
+    suites: list[tuple[int, int]] = []  # (tasks leased before the request, suite length)
+    errors: list[Exception] = []
+    start = threading.Barrier(len(principals))
+
+    def work(worker: Any) -> None:
+        container = deps._build()
+        start.wait()
+        try:
+            while True:
+                with lock:
+                    before = leased[0]
+                suite = tasks.lease_suite(container, worker, 5, job["job_id"])
+                if not suite:
+                    return
+                with lock:
+                    leased[0] += len(suite)
+                    suites.append((before, len(suite)))
+                tasks.submit_suite(container, worker, [
+                    SuiteAnswer(task.assignment_id, {"label": "pos"}) for task in suite])
+        except Exception as error:  # surfaced below
+            errors.append(error)
+
+    # WHEN six workers, each on a container of its own, lease and answer suites all at once
+    threads = [threading.Thread(target=work, args=(w,)) for w in principals]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not errors, errors
+    # THEN every task was leased, and every suite asked for while more than 80 tasks were
+    # still to lease (the six workers' suites in flight take at most 30 of them) held five
+    assert leased[0] == 180
+    early = [length for before, length in suites if 180 - before > 80]
+    assert len(early) >= 15 and early == [5] * len(early), suites
