@@ -22,6 +22,9 @@ import pytest
 
 from chalicelib.deps import platform
 from tests.functional.faults import Plan, crash_after_writes, messages_sent, redeliver
+from tests.functional.test_gold_faults import GOLD_TEXT, TRIES, _touches_servings
+from tests.functional.test_gold_faults import ITEMS as GOLD_ITEMS
+from tests.functional.test_gold_faults import final_state as gold_final_state
 from tests.functional.test_faults import (
     RETRIES, Driver, _pump, _sweep, approve_everything, post_job, start_scenario, until_done,
 )
@@ -185,3 +188,110 @@ def test_a_crash_inside_a_suite_lease_or_submit_ends_in_the_fault_free_state(sta
         assert state == expected, (site, nth)
         print(f"suite crash point passed: {site} #{nth} ({'same key' if keyed else 'no key'})",
               flush=True)
+
+
+def _gold_write(operation: str, params: dict) -> bool:
+    """A write touching a gold item's servings, or a batched send holding a gold answer's
+    counting message."""
+    return _touches_servings(operation, params) or (
+        operation == "SendMessageBatch" and "gold_correct" in repr(params))
+
+
+def gold_scenario(stack, plan: Plan, keyed: bool = True, run: dict | None = None
+                  ) -> dict[str, Any]:
+    """Four workers work a job of 12 items and a gold item (slots for several workers, gold
+    tried at half the tasks) in suites of 3, each worker a suite per round, submitting it with
+    "next"; the job's final state, checked as the gold crash test checks it. run, if given,
+    gets what that check needs to look again."""
+    api, tokens, _, clock = start_scenario(stack, [f"sg{n}" for n in range(4)])
+    drive = SuiteDriver(api, keyed)
+    p = platform()
+    plan.armed = True
+    job_id = post_job(drive, [{"data": {"text": f"item {n}"}} for n in range(GOLD_ITEMS)]
+                      + [{"data": {"text": GOLD_TEXT}, "gold": {"label": "pos"}}], 1,
+                      ["pos", "neg"], quote={"gold_rate": 0.5}, pilot={"items": 0},
+                      quality={"gold_rate": 0.5}, suite_size=SUITE)
+    pool_at_posting = p.jobs.get_job(job_id).pool_cents
+    receipts: list[str] = []
+    gold_seen: dict[int, int] = {}
+    held: dict[int, list[dict[str, Any]]] = {}
+
+    def step(view: dict[str, Any]) -> bool:
+        worked = False
+        for n, token in enumerate(tokens):
+            suite = held.pop(n, None)
+            if not suite:
+                status, leased = drive.worker(token, "GET",
+                                              f"/tasks/next?job_id={job_id}&count={SUITE}")
+                if status != 200:
+                    continue
+                suite = leased["tasks"]
+                assert not all(t["item"]["data"]["text"] == GOLD_TEXT for t in suite), suite
+                gold_seen[n] = gold_seen.get(n, 0) + sum(
+                    t["item"]["data"]["text"] == GOLD_TEXT for t in suite)
+            worked = True
+            status, done = drive.worker(token, "POST", "/assignments/submit", {
+                "answers": [{"assignment_id": t["assignment_id"], "answer": {"label": "pos"}}
+                            for t in suite],
+                "next": {"count": SUITE, "job_id": job_id}})
+            assert status == 200, done
+            for result in done["results"]:
+                if result["status"] in ("accepted", "duplicate"):
+                    receipts.append(result["assignment_id"])
+                else:  # a crash lost a lease's reply: the retry's lease ran out meanwhile
+                    assert result["status"] in ("lease_expired", "assignment_not_active"), done
+            following = done["next"]["tasks"]
+            if following:
+                assert not all(t["item"]["data"]["text"] == GOLD_TEXT for t in following)
+                gold_seen[n] = gold_seen.get(n, 0) + sum(
+                    t["item"]["data"]["text"] == GOLD_TEXT for t in following)
+                held[n] = following
+        return worked
+
+    view = until_done(stack, drive, job_id, clock, step)
+    assert view["state"] == "done", view
+    approve_everything(drive, job_id, receipts)
+    _pump(stack)
+    plan.armed = False
+    if run is not None:
+        run.update(drive=drive, tokens=tokens, job_id=job_id, pool_at_posting=pool_at_posting)
+    state = gold_final_state(drive, tokens, job_id, pool_at_posting)
+    assert all(count <= 1 for count in gold_seen.values()), gold_seen  # never twice
+    return state
+
+
+def test_a_crash_at_a_gold_write_inside_a_suite_leaves_gold_exact(stack):
+    # GIVEN a fault-free run in suites in which gold was served, leased and answered in a
+    # suite, and its counting message batched, every SQS message kept aside
+    gold_sites = {LEASE, SUBMIT, SEND}
+    run: dict[str, Any] = {}
+    for _ in range(TRIES):
+        clean = Plan(only=_gold_write)
+        with messages_sent() as sent, crash_after_writes(clean):
+            before = gold_scenario(stack, clean, run=run)
+        if gold_sites <= clean.matched:
+            break
+    assert gold_sites <= clean.matched, clean.matched
+    # WHEN every message is delivered two, then three, more times THEN gold is as it was
+    for copies in (2, 3):
+        redeliver(sent, copies)
+        _pump(stack)
+        _sweep()
+        assert gold_final_state(**run) == before, copies
+    # WHEN a run crashes right after the first such write of each site, the client retrying
+    # with the same key and without one
+    for site in sorted(gold_sites):
+        for keyed in (True, False):
+            for _ in range(TRIES):
+                plan = Plan(crash_site=site, only=_gold_write)
+                with crash_after_writes(plan):
+                    try:
+                        gold_scenario(stack, plan, keyed)
+                    except AssertionError as error:
+                        raise AssertionError(f"after a crash at {plan.crashed}: {error}") \
+                            from error
+                if plan.crashed is not None:
+                    break
+            # THEN it crashed there, and gold ended exact (checked by gold_scenario)
+            assert plan.crashed is not None, site
+            print(f"suite gold crash point passed: {plan.crashed} (keyed: {keyed})", flush=True)
