@@ -11,8 +11,8 @@ from chalicelib.domain.model import CLIENT, WORKER
 from chalicelib.domain.suites import (
     NextSuite, SuiteAnswer, parse_count, parse_suite_submit, suite_length,
 )
-from chalicelib.errors import InvalidRequest, TransientError
-from chalicelib.handlers import accounts, jobs, tasks
+from chalicelib.errors import Forbidden, InvalidRequest, TransientError
+from chalicelib.handlers import accounts, jobs, quality, tasks
 from tests.fakes import FakeClock, ingest_all, make_platform
 
 ASG = "asg_76f343c84c8bb153_000000_dfd07b3d_1795853215645_v1"
@@ -161,3 +161,30 @@ def test_a_suite_submit_that_fails_midway_still_sends_the_stored_answers_message
                                              for t in suite])
     assert [r.status for r in outcome.results] == ["duplicate", "duplicate", "accepted"]
     assert len(p.results_queue.sent) == 5
+
+
+def test_a_suite_keeps_the_single_tasks_rules_on_blocks_and_the_deadline():
+    clock = FakeClock()
+    p = make_platform(clock)
+    job = _job(p, items=12, suite_size=3)
+    worker = accounts.create_account(p, WORKER, "w")[0]
+    # a suite leased 10 s before the deadline ends with it, each lease alike
+    clock.now = job.deadline - 10
+    suite = tasks.lease_suite(p, worker, 3, job.job_id)
+    assert len(suite) == 3 and {t.lease.expires_at for t in suite} == {job.deadline}
+    # a worker blocked from the job meanwhile has the answers stored, but no next suite
+    quality.block_in_job(p, job, worker.account_id, "client", "careless")
+    outcome = tasks.submit_suite(p, worker, [SuiteAnswer(t.assignment_id, {"label": "pos"})
+                                             for t in suite[:2]], NextSuite(3, job.job_id))
+    assert [r.status for r in outcome.results] == ["accepted", "accepted"]
+    assert outcome.next == [] and outcome.next_error is not None
+    assert outcome.next_error.code == "blocked_from_job"
+    with pytest.raises(Forbidden):
+        tasks.lease_suite(p, worker, 3, job.job_id)
+    # past the deadline the last answer is refused on its own, and nobody gets a suite
+    clock.now = job.deadline + 1
+    late = tasks.submit_suite(p, worker, [SuiteAnswer(suite[2].assignment_id, {"label": "pos"})])
+    assert [r.status for r in late.results] == ["lease_expired"]
+    other = accounts.create_account(p, WORKER, "o")[0]
+    assert tasks.lease_suite(p, other, 3, job.job_id) == []
+    assert len(p.results_queue.sent) == 2
