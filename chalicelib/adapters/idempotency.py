@@ -3,10 +3,15 @@
 A request carrying `Idempotency-Key` runs once per (account, method, path, key): its first
 successful response is stored for 24 hours and returned again for the same key and body; the
 same key with another body is refused (422); while the first is still running, a second gets
-409. Failed requests are not stored, so a retry after an error runs again.
+409. Failed requests are not stored, so a retry after an error runs again. A large response
+(a suite of tasks, each with its job's instructions) is stored compressed, so it fits in the
+record (DynamoDB items hold 400 KB).
 """
 from __future__ import annotations
 
+import base64
+import json
+import lzma
 from collections.abc import Callable
 from typing import Any
 
@@ -20,6 +25,29 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 from chalicelib.errors import Conflict, UnprocessableEntity
 
 KEEP_SECONDS = 24 * 3600
+# A response body longer than this, as JSON, is stored compressed. The record's JSON escapes
+# every non-ASCII character (up to 12 bytes each), so a response well under 400 KB may not
+# fit as it is.
+PACK_ABOVE = 32 * 1024
+
+
+def pack(result: dict[str, Any]) -> dict[str, Any]:
+    """The result as stored: a large body compressed (xz, base64), whose repeats (the same
+    instructions in each task of a suite) cost next to nothing."""
+    text = json.dumps(result["body"], separators=(",", ":"))
+    if len(text) <= PACK_ABOVE:
+        return result
+    packed = lzma.compress(text.encode("utf-8"), preset=1)
+    return {"status": result["status"], "packed": base64.b64encode(packed).decode("ascii")}
+
+
+def unpack(result: dict[str, Any]) -> dict[str, Any]:
+    """The result as it was returned, from its stored form."""
+    if "packed" not in result:
+        return result
+    body = json.loads(lzma.decompress(base64.b64decode(result["packed"])).decode("utf-8"))
+    rest = {key: value for key, value in result.items() if key != "packed"}
+    return {**rest, "body": body}
 
 
 def _replayed(response: Any, idempotent_data: Any) -> dict[str, Any]:
@@ -51,7 +79,8 @@ class DynamoIdempotency:
         if lambda_context is not None and hasattr(lambda_context, "get_remaining_time_in_millis"):
             self._config.register_lambda_context(lambda_context)
         try:
-            return self._run(request={"key": key, "body": body}, handler=handler)
+            return unpack(self._run(request={"key": key, "body": body},
+                                    handler=lambda: pack(handler())))
         except IdempotencyValidationError:
             raise UnprocessableEntity("this Idempotency-Key was used with another body",
                                       field="Idempotency-Key", code="idempotency_key_reused") from None

@@ -21,7 +21,7 @@ from chalicelib.domain.model import (
     Assignment, ItemState, Job, Offer, Principal, StoredAnswer, SubmitReceipt, open_keys,
 )
 from chalicelib.domain.suites import NextSuite, SuiteAnswer, parse_count, suite_length
-from chalicelib.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from chalicelib.errors import Conflict, Forbidden, InvalidRequest, NotFound, TransientError
 from chalicelib.handlers.platform import Platform, cached_job
 from chalicelib.handlers.quality import blocked_everywhere, blocked_jobs, refuses
 
@@ -319,14 +319,21 @@ def submit_suite(p: Platform, worker: Principal, answers: Sequence[SuiteAnswer],
     messages go again as the single submit's retry does."""
     results: list[SuiteResult] = []
     messages: list[dict[str, Any]] = []
-    for answer in answers:
-        try:
-            receipt, message = _store_answer(p, worker, answer.assignment_id, answer.body)
-        except (InvalidRequest, NotFound, Conflict) as error:
-            results.append(SuiteResult(answer.assignment_id, error=error))
-            continue
-        results.append(SuiteResult(answer.assignment_id, receipt=receipt))
-        messages.append(message)
+    try:
+        for answer in answers:
+            try:
+                receipt, message = _store_answer(p, worker, answer.assignment_id, answer.body)
+            except (InvalidRequest, NotFound, Conflict) as error:
+                results.append(SuiteResult(answer.assignment_id, error=error))
+                continue
+            results.append(SuiteResult(answer.assignment_id, receipt=receipt))
+            messages.append(message)
+    except TransientError:
+        # The request fails and may never be retried: the answers already stored are still
+        # counted (a retry finds them duplicates and sends their messages again).
+        if messages:
+            p.results_queue.send_many(messages)
+        raise
     if messages:
         p.results_queue.send_many(messages)
     if following is None:

@@ -482,3 +482,22 @@ def test_workers_racing_for_suites_get_full_suites_until_the_job_runs_low(stack)
     assert leased[0] == 180
     early = [length for before, length in suites if 180 - before > 80]
     assert len(early) >= 15 and early == [5] * len(early), suites
+
+
+def test_a_keyed_suite_submit_whose_response_is_large_is_kept_and_replayed(stack):
+    # GIVEN a job whose instructions are as long as allowed (each task shows them: 240 KB
+    # of JSON each, as the key's stored response escapes them), in suites of 5, one leased
+    api = Api(stack)
+    job = api.job(items=20, redundancy=1, suite_size=5, pilot={"items": 0},
+                  instructions="\U0001f642" * 20_000)
+    token = api.worker("long")
+    _, suite = api.lease_suite(token, job["job_id"], 5)
+    # WHEN its answers go with an Idempotency-Key and ask for the next suite
+    following = {"count": 5, "job_id": job["job_id"]}
+    status, done = api.submit_suite(token, _answers(suite), following, key="long-1")
+    # THEN it is answered, and the same request again gets the same response
+    assert status == 200, done
+    assert len(done["next"]["tasks"]) >= 2, (len(suite["tasks"]), done["next"])
+    assert {r["status"] for r in done["results"]} == {"accepted"}
+    status, replayed = api.submit_suite(token, _answers(suite), following, key="long-1")
+    assert status == 200 and replayed == done, replayed

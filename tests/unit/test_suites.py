@@ -11,8 +11,8 @@ from chalicelib.domain.model import CLIENT, WORKER
 from chalicelib.domain.suites import (
     NextSuite, SuiteAnswer, parse_count, parse_suite_submit, suite_length,
 )
-from chalicelib.errors import InvalidRequest
-from chalicelib.handlers import accounts, jobs, tasks
+from chalicelib.errors import Forbidden, InvalidRequest, TransientError
+from chalicelib.handlers import accounts, jobs, quality, tasks
 from tests.fakes import FakeClock, ingest_all, make_platform
 
 ASG = "asg_76f343c84c8bb153_000000_dfd07b3d_1795853215645_v1"
@@ -130,3 +130,61 @@ def test_a_single_submit_still_sends_its_own_message():
     receipt = tasks.submit_answer(p, worker, task.assignment_id, {"label": "pos"})
     assert receipt.assignment_id == task.assignment_id
     assert [m["assignment_id"] for m in p.results_queue.sent] == [task.assignment_id]
+
+
+def test_a_suite_submit_that_fails_midway_still_sends_the_stored_answers_messages():
+    # GIVEN a suite of three whose third answer's write meets a busy table
+    p = make_platform(FakeClock())
+    job = _job(p, items=3, suite_size=3)
+    worker = accounts.create_account(p, WORKER, "w")[0]
+    suite = tasks.lease_suite(p, worker, 3, job.job_id)
+    third = suite[2].assignment_id
+    write = p.items.try_submit
+
+    def busy_on_third(job_id, item_id, worker_id, answer, now):
+        if answer.assignment_id == third:
+            raise TransientError("DynamoDB is busy; try again")
+        return write(job_id, item_id, worker_id, answer, now)
+
+    p.items.try_submit = busy_on_third
+    # WHEN the suite is submitted
+    with pytest.raises(TransientError):
+        tasks.submit_suite(p, worker, [SuiteAnswer(t.assignment_id, {"label": "pos"})
+                                       for t in suite])
+    # THEN the request fails (the client retries it), but the two answers it stored are
+    # counted even if it never does: their messages went out
+    assert [m["assignment_id"] for m in p.results_queue.sent] == \
+        [t.assignment_id for t in suite[:2]]
+    # and the retry stores the third, sending all three again (counting is idempotent)
+    p.items.try_submit = write
+    outcome = tasks.submit_suite(p, worker, [SuiteAnswer(t.assignment_id, {"label": "pos"})
+                                             for t in suite])
+    assert [r.status for r in outcome.results] == ["duplicate", "duplicate", "accepted"]
+    assert len(p.results_queue.sent) == 5
+
+
+def test_a_suite_keeps_the_single_tasks_rules_on_blocks_and_the_deadline():
+    clock = FakeClock()
+    p = make_platform(clock)
+    job = _job(p, items=12, suite_size=3)
+    worker = accounts.create_account(p, WORKER, "w")[0]
+    # a suite leased 10 s before the deadline ends with it, each lease alike
+    clock.now = job.deadline - 10
+    suite = tasks.lease_suite(p, worker, 3, job.job_id)
+    assert len(suite) == 3 and {t.lease.expires_at for t in suite} == {job.deadline}
+    # a worker blocked from the job meanwhile has the answers stored, but no next suite
+    quality.block_in_job(p, job, worker.account_id, "client", "careless")
+    outcome = tasks.submit_suite(p, worker, [SuiteAnswer(t.assignment_id, {"label": "pos"})
+                                             for t in suite[:2]], NextSuite(3, job.job_id))
+    assert [r.status for r in outcome.results] == ["accepted", "accepted"]
+    assert outcome.next == [] and outcome.next_error is not None
+    assert outcome.next_error.code == "blocked_from_job"
+    with pytest.raises(Forbidden):
+        tasks.lease_suite(p, worker, 3, job.job_id)
+    # past the deadline the last answer is refused on its own, and nobody gets a suite
+    clock.now = job.deadline + 1
+    late = tasks.submit_suite(p, worker, [SuiteAnswer(suite[2].assignment_id, {"label": "pos"})])
+    assert [r.status for r in late.results] == ["lease_expired"]
+    other = accounts.create_account(p, WORKER, "o")[0]
+    assert tasks.lease_suite(p, other, 3, job.job_id) == []
+    assert len(p.results_queue.sent) == 2
