@@ -27,9 +27,9 @@ MAX_GOLD_RATE = 0.5
 GOLD_RATE_DIGITS = 6
 # What the platform's own AWS use costs per judgment (an accepted answer, gold included), in
 # dollars: at us-east-1 on-demand prices of 2026-12-06, measured on 2026-12-06 by
-# `.venv/bin/python -m bench.cost --suite 1` (the dearer job of its mix; the bench prints this
-# line). A quote shows it beside the fee; it changes nothing the client pays.
-INFRASTRUCTURE_DOLLARS_PER_JUDGMENT = Decimal("0.00001764")
+# `.venv/bin/python -m bench.cost` (its single-task job, the dearer of its mix; the bench
+# prints this line). A quote shows it beside the fee; it changes nothing the client pays.
+INFRASTRUCTURE_DOLLARS_PER_JUDGMENT = Decimal("0.00001603")
 # Default and minimum reward per answer by task type, in US cents.
 DEFAULT_REWARD_CENTS = {"categorical": 5, "numeric": 5, "transcription": 25, "translation": 40, "collection": 20}
 MIN_REWARD_CENTS = {"categorical": 1, "numeric": 1, "transcription": 5, "translation": 10, "collection": 5}
