@@ -93,6 +93,9 @@ SERVICES = (
 S3_PUT_CLASS = ("Put", "Copy", "Post", "List", "Create", "Upload", "Complete")
 SQS_HANDLERS = ("ingest_items", "count_answers", "deliver_webhooks")
 UNTRACKED_HEADER = "x-bench-untracked"
+README = PROJECT_ROOT / "README.md"
+# The README's cost figures, one phrase between these markers (the README is kept short).
+README_START, README_END = "<!--cost-->", "<!--/cost-->"
 MARK_START = "<!-- cost-bench:start -->"
 MARK_END = "<!-- cost-bench:end -->"
 DATA_PREFIX = "<!-- cost-bench-data: "
@@ -213,6 +216,24 @@ def render_from_data(data: Mapping[str, Any]) -> str:
     """The generated section again, from the measurement it keeps."""
     return render_docs_section([JobUsage.from_dict(job) for job in data["jobs"]],
                                data["command"], data["run_date"], data["scenario"])
+
+
+def render_readme_figures(jobs: Sequence[JobUsage]) -> str:
+    """The README's phrase: each job's dollars per million judgments and the prices' date."""
+    def how(job: JobUsage) -> str:
+        return f"in suites of {job.suite_size}" if job.suite_size > 1 else "a task a request"
+
+    figures = ", ".join(f"${job.total_per_million():.2f}" + " per million judgments" * (n == 0)
+                        + f" {how(job)}" for n, job in enumerate(jobs))
+    return f"{README_START}{figures}; {PRICES_DATE} prices{README_END}"
+
+
+def replace_readme_figures(text: str, figures: str) -> str:
+    """The README with its cost phrase (between README_START and README_END) replaced."""
+    start, end = text.find(README_START), text.find(README_END)
+    if start < 0 or end < start:
+        raise ValueError(f"the README has no {README_START} ... {README_END} phrase")
+    return text[:start] + figures + text[end + len(README_END):]
 
 
 def replace_section(text: str, section: str) -> str:
@@ -680,7 +701,10 @@ def main(argv: list[str] | None = None) -> int:
                                       scenario)
         DOCS.write_text(replace_section(DOCS.read_text(encoding="utf-8"), section),
                         encoding="utf-8")
-        print(f"\nrewrote the cost section of {DOCS.relative_to(PROJECT_ROOT)}")
+        README.write_text(replace_readme_figures(README.read_text(encoding="utf-8"),
+                                                 render_readme_figures(jobs)), encoding="utf-8")
+        print(f"\nrewrote the cost section of {DOCS.relative_to(PROJECT_ROOT)} and the README's "
+              "cost figures")
     return 0
 
 

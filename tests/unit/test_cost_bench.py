@@ -299,3 +299,25 @@ def test_the_log_level_is_the_prod_stages_powertools_level_first(tmp_path):
     config["stages"]["prod"]["environment_variables"]["POWERTOOLS_LOG_LEVEL"] = "WARNING"
     path.write_text(json.dumps(config))
     assert cost.prod_log_level(tmp_path) == "WARNING"
+
+
+def test_the_readme_cost_figures_are_the_documented_runs():
+    # GIVEN the measurement docs/operations.md's cost section keeps
+    jobs = [JobUsage.from_dict(job)
+            for job in section_data(cost.DOCS.read_text(encoding="utf-8"))["jobs"]]
+    readme = cost.README.read_text(encoding="utf-8")
+    # THEN the README's phrase is that measurement rendered, each job's total and the date
+    figures = cost.render_readme_figures(jobs)
+    assert figures in readme
+    for job in jobs:
+        assert f"${job.total_per_million():.2f}" in figures
+    assert cost.PRICES_DATE in figures
+    # AND a figure edited by hand is told apart, and replacing the phrase rewrites only it
+    edited = readme.replace(figures, figures.replace("$", "$1"))
+    assert figures not in edited
+    assert cost.replace_readme_figures(edited, figures) == readme
+
+
+def test_a_readme_without_the_markers_is_refused():
+    with pytest.raises(ValueError, match="cost"):
+        cost.replace_readme_figures("no markers here", "x")
