@@ -31,6 +31,7 @@ def _build() -> Platform:
     from chalicelib.adapters.messaging import SqsQueue, StepFunctionsWorkflow
     from chalicelib.adapters.models import bind_models
     from chalicelib.adapters.rate_limits import ApiGatewayKeys
+    from chalicelib.adapters.requester_keys import DynamoRequesterKeys
     from chalicelib.adapters.storage import S3Blobs
     from chalicelib.adapters.webhooks import DynamoWebhooks, EventBridgeBus, sender
     from chalicelib.domain.webhooks import WebhookConfig, Webhooks
@@ -61,6 +62,9 @@ def _build() -> Platform:
                                  allow_insecure=config.webhook_allow_insecure)),
         client_keys=ApiGatewayKeys(aws.client("apigateway", config.region),
                                    config.usage_plan_id) if config.usage_plan_id else None,
+        requester_keys=DynamoRequesterKeys(aws.client("kms", config.region),
+                                           config.requester_keys_kms_key)
+        if config.requester_keys_kms_key else None,
         cache_seconds=config.cache_seconds,
         open_registration=config.open_worker_registration,
     )

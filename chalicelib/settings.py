@@ -68,6 +68,9 @@ class Settings:
     # The API Gateway usage plan that caps each client key's request rate (written into the
     # stage by `make deploy`); empty: client keys are not registered (the local stack).
     usage_plan_id: str = ""
+    # The KMS key that seals requester access keys' secrets (the stack's output); empty:
+    # requester keys cannot be made on this stage.
+    requester_keys_kms_key: str = ""
 
 
 def _flag(value: str | None) -> bool:
@@ -91,6 +94,7 @@ def read_settings(environ: dict[str, str] | None = None) -> Settings:
         webhook_window_seconds=float(env.get("WEBHOOK_WINDOW_SECONDS", str(24 * 3600))),
         webhook_allow_insecure=_flag(env.get("WEBHOOK_ALLOW_INSECURE")),
         usage_plan_id=env.get("USAGE_PLAN_ID", ""),
+        requester_keys_kms_key=env.get("REQUESTER_KEYS_KMS_KEY", ""),
     )
 
 

@@ -89,6 +89,11 @@ def render_policy(stage: str, app_name: str = APP_NAME) -> dict[str, Any]:
              "Resource": f"arn:aws:s3:::{prefix}-results/*"},
             {"Sid": "Aggregation", "Effect": "Allow", "Action": ["states:StartExecution"],
              "Resource": f"arn:aws:states:*:*:stateMachine:{prefix}-aggregation"},
+            # Requester access keys' secrets are sealed and opened with the stage's KMS key
+            # (its id is known only after the stack deploys: it is found by its tag).
+            {"Sid": "RequesterKeys", "Effect": "Allow", "Action": ["kms:Decrypt", "kms:Encrypt"],
+             "Resource": "arn:aws:kms:*:*:key/*",
+             "Condition": {"StringEquals": {"aws:ResourceTag/crowd-stage": prefix}}},
         ],
     }
 

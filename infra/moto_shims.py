@@ -170,6 +170,30 @@ def install_cloudformation_bucket_shim() -> None:
     _apply_after_cloudformation_create(FakeBucket, apply)
 
 
+def install_cloudformation_kms_key_tags_shim() -> None:
+    """Let CloudFormation create a KMS key with Tags (idempotent).
+
+    Gap: moto 5.2.5's AWS::KMS::Key passes the template's `{Key, Value}` tags to a tagger
+    that reads KMS's API spelling `{TagKey, TagValue}`, and fails with KeyError 'TagKey'.
+    """
+    from moto.kms.models import Key
+
+    original = Key.__dict__["create_from_cloudformation_json"].__func__
+    if getattr(original, "_tags_shimmed", False):
+        return
+
+    def create(cls: Any, resource_name: str, cloudformation_json: Any, account_id: str,
+               region_name: str, **kwargs: Any) -> Any:
+        properties = dict(cloudformation_json.get("Properties", {}))
+        properties["Tags"] = [{"TagKey": tag["Key"], "TagValue": tag["Value"]} if "Key" in tag
+                              else tag for tag in properties.get("Tags", [])]
+        return original(cls, resource_name, {**cloudformation_json, "Properties": properties},
+                        account_id, region_name, **kwargs)
+
+    create._tags_shimmed = True  # type: ignore[attr-defined]
+    Key.create_from_cloudformation_json = classmethod(create)  # type: ignore[method-assign,assignment]
+
+
 def _state_machine_definition(properties: Mapping[str, Any]) -> str:
     """DefinitionString, or the object Definition serialised, with DefinitionSubstitutions applied."""
     definition = properties.get("DefinitionString")
@@ -1116,6 +1140,7 @@ def install_all() -> None:
     install_rest_api_import_shim()
     install_cloudformation_table_shim()
     install_cloudformation_bucket_shim()
+    install_cloudformation_kms_key_tags_shim()
     install_cloudformation_state_machine_shim()
     install_step_functions_execution_name_shim()
     install_json_template_reading()

@@ -66,6 +66,7 @@ APP_ENVIRONMENT_OUTPUTS: dict[str, str] = {
     "RESULTS_QUEUE_NAME": "ResultsQueueName",
     "RESULTS_BUCKET": "ResultsBucketName",
     "AGGREGATION_STATE_MACHINE_ARN": "AggregationStateMachineArn",
+    "REQUESTER_KEYS_KMS_KEY": "RequesterKeysKmsKeyArn",
 }
 
 _NO_UPDATES = "No updates are to be performed"

@@ -33,6 +33,8 @@ class AccountModel(Model):
     scores = JSONAttribute(null=True)
     # The account's credential, so a granted skill reaches what authentication reads.
     token_hash = UnicodeAttribute(null=True)
+    # A client's requester access key ids (the MTurk-compatible API), at most two.
+    requester_keys = UnicodeSetAttribute(null=True)
 
 
 class CredentialModel(Model):
@@ -49,6 +51,9 @@ class CredentialModel(Model):
     scores = JSONAttribute(null=True)
     created_at = NumberAttribute()
     revoked = BooleanAttribute(default=False)
+    # A requester access key ("rk#<key id>"): its secret as KMS ciphertext, bound to the key
+    # id and account by the encryption context.
+    sealed_secret = BinaryAttribute(null=True, legacy_encoding=False)
 
 
 class QuoteModel(Model):

@@ -13,7 +13,9 @@ from chalicelib.api.views import (
 from chalicelib.deps import platform
 from chalicelib.domain.model import APPROVED, CLIENT, Principal, REJECTED
 from chalicelib.errors import Conflict
-from chalicelib.handlers import accounts, jobs, payments, qualifications, quality, uploads
+from chalicelib.handlers import (
+    accounts, jobs, payments, qualifications, quality, requester_keys, uploads,
+)
 from chalicelib.handlers.platform import client_job
 
 bp = Blueprint(__name__)
@@ -303,3 +305,25 @@ def rotate_key() -> dict:
     client = _client()
     secret = accounts.rotate_credentials(platform(), client, client_secret(bp.current_request))
     return {"account_id": client.account_id, "api_key": secret}
+
+
+@bp.route("/requester-keys", methods=["POST"])
+@json_errors
+def create_requester_key() -> Response:
+    """A requester access key pair for the MTurk-compatible API (`POST /mturk`, SigV4): the
+    secret is in this answer only. At most two at a time."""
+    return Response(body=requester_keys.create_key(platform(), _client()), status_code=201)
+
+
+@bp.route("/requester-keys", methods=["GET"])
+@json_errors
+def list_requester_keys() -> dict:
+    """The client's requester access key ids and when each was made (no secrets)."""
+    return requester_keys.list_keys(platform(), _client())
+
+
+@bp.route("/requester-keys/{key_id}", methods=["DELETE"])
+@json_errors
+def delete_requester_key(key_id: str) -> dict:
+    """Delete a requester access key: requests it signs are refused (within a minute)."""
+    return requester_keys.delete_key(platform(), _client(), key_id)

@@ -14,7 +14,8 @@ from chalicelib.domain.webhooks import EVENT_TYPES
 
 bp = Blueprint(__name__)
 
-PUBLIC = {("POST", "/workers"), ("GET", "/work"), ("GET", "/openapi.json")}
+# `POST /mturk` authenticates by its SigV4 signature (a requester key), not by X-Api-Key.
+PUBLIC = {("POST", "/workers"), ("GET", "/work"), ("GET", "/openapi.json"), ("POST", "/mturk")}
 WORKER_PREFIXES = ("/workers/me", "/tasks", "/qualifications")
 ERROR = {"type": "object", "required": ["error", "message"],
          "properties": {"error": {"type": "string", "description": "a stable error code"},

@@ -62,6 +62,7 @@ class ContainerCache:
     """The caches the command handlers keep per container, by name:
 
     - principals: credential hash -> Principal (authentication);
+    - requester_keys: requester access key id -> (Principal, secret) or None (SigV4);
     - jobs: job id -> Job, and open: open-jobs index key -> its Offers (leasing, the job list);
     - leased: job id -> live lease count and whether it is an estimate (progress);
     - blocked: worker id -> whether an operator blocked them everywhere, and job_blocks:
@@ -73,6 +74,7 @@ class ContainerCache:
 
     def __init__(self) -> None:
         self.principals: Timed[Any] = Timed()
+        self.requester_keys: Timed[Any] = Timed()
         self.jobs: Timed[Any] = Timed()
         self.open: Timed[list[Any]] = Timed()
         self.leased: Timed[tuple[int, bool]] = Timed()

@@ -179,6 +179,22 @@ class AccountStore(Protocol):
         """Revoke the account's live credential; False if there is no such account."""
 
 
+class RequesterKeyStore(Protocol):
+    """A client's requester access keys (the MTurk-compatible API's SigV4 credentials): the
+    secret is kept sealed and given back only to verify a signature."""
+
+    def create(self, account_id: str, key_id: str, secret: str, now: float, limit: int
+               ) -> bool:
+        """Store a key of the account; False (nothing stored) when it already has limit."""
+    def keys(self, account_id: str) -> list[tuple[str, float]]:
+        """The account's key ids with their creation times, oldest first."""
+    def delete(self, account_id: str, key_id: str) -> bool:
+        """Delete a key of the account; False if it has no such key."""
+    def lookup(self, key_id: str) -> tuple[Principal, str] | None:
+        """The live account a key belongs to and the key's secret; None if the key is
+        unknown, deleted or its account revoked."""
+
+
 class QuoteStore(Protocol):
     """Firm quotes."""
 

@@ -12,7 +12,8 @@ from chalicelib.domain.ids import is_job_id
 from chalicelib.domain.model import Job, Principal
 from chalicelib.domain.ports import (
     AccountStore, BlobStore, CatalogStore, ClientKeys, IdempotencyStore, ItemStore, JobStore,
-    LedgerStore, MessageQueue, QuoteStore, ResultStore, WorkerStatsStore, Workflow,
+    LedgerStore, MessageQueue, QuoteStore, RequesterKeyStore, ResultStore, WorkerStatsStore,
+    Workflow,
 )
 from chalicelib.domain.webhooks import Webhooks
 from chalicelib.errors import NotFound
@@ -50,6 +51,8 @@ class Platform:
     # Client keys in the API Gateway usage plan (chalicelib.adapters.rate_limits); None: not
     # registered anywhere but here (the local stack).
     client_keys: ClientKeys | None = None
+    # Requester access keys of the MTurk-compatible API; None: not configured on this stage.
+    requester_keys: RequesterKeyStore | None = None
 
     def now(self) -> float:
         """The current time in epoch seconds."""
