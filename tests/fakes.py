@@ -1495,3 +1495,35 @@ class FakeBus:
     def put(self, event: Any) -> None:
         """Record one event."""
         self.events.append(event)
+
+
+class FakeRequesterKeys:
+    """Requester access keys in memory (the secret kept as given: there is no KMS here)."""
+
+    def __init__(self, accounts: dict[str, Any] | None = None) -> None:
+        self.items: dict[str, tuple[str, str, float]] = {}  # key id -> (account, secret, at)
+        self.principals: dict[str, Any] = dict(accounts or {})  # account id -> Principal
+
+    def create(self, account_id: str, key_id: str, secret: str, now: float, limit: int
+               ) -> bool:
+        if len(self.keys(account_id)) >= limit:
+            return False
+        self.items[key_id] = (account_id, secret, now)
+        return True
+
+    def keys(self, account_id: str) -> list[tuple[str, float]]:
+        return sorted(((k, at) for k, (a, _, at) in self.items.items() if a == account_id),
+                      key=lambda pair: (pair[1], pair[0]))
+
+    def delete(self, account_id: str, key_id: str) -> bool:
+        if self.items.get(key_id, ("",))[0] != account_id:
+            return False
+        del self.items[key_id]
+        return True
+
+    def lookup(self, key_id: str) -> Any:
+        if key_id not in self.items:
+            return None
+        account_id, secret, _ = self.items[key_id]
+        principal = self.principals.get(account_id)
+        return None if principal is None else (principal, secret)

@@ -70,6 +70,7 @@ def credential_of(request: SignedRequest, service: str) -> Credential:
 def verify(request: SignedRequest, credential: Credential, secret: str, now: float) -> None:
     """Accept the request if its signature is the one secret makes, its date is within 15
     minutes of now and every header SignedHeaders lists is signed; else MTurk's error."""
+    # botocore loaded at the first signed request, not with the app (the API's cold start).
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
@@ -107,7 +108,7 @@ def verify(request: SignedRequest, credential: Credential, secret: str, now: flo
         """botocore's signer over exactly the headers the client listed."""
 
         def headers_to_sign(self, _request: AWSRequest) -> object:
-            from botocore.compat import HTTPHeaders
+            from botocore.compat import HTTPHeaders  # botocore, late: as the signer above
             header_map = HTTPHeaders()
             for name in signed_names:
                 header_map[name] = _header(request.headers, name)

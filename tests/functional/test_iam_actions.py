@@ -5,7 +5,7 @@ import requests
 from chalicelib import deps
 from chalicelib.adapters import aws
 from chalicelib.adapters.models import ALL_MODELS
-from chalicelib.handlers import rounds
+from chalicelib.handlers import requester_keys, rounds
 from infra.deploy import render_policy
 from tests.functional.marketplace import Api
 
@@ -22,7 +22,7 @@ S3_PUT_CALLS = {"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"
 S3_GET_CALLS = {"HeadObject"}
 S3_RENAMED = {"ListParts": "s3:ListMultipartUploadParts"}
 IAM_PREFIX = {"dynamodb": "dynamodb", "sqs": "sqs", "s3": "s3", "stepfunctions": "states",
-              "events": "events"}
+              "events": "events", "kms": "kms"}
 # API Gateway's management calls are authorised by HTTP method.
 APIGATEWAY_ACTIONS = {"CreateApiKey": "POST", "CreateUsagePlanKey": "POST",
                       "GetApiKeys": "GET", "DeleteApiKey": "DELETE"}
@@ -111,7 +111,12 @@ def test_the_policy_grants_exactly_the_actions_the_code_performs(stack, monkeypa
     assert status == 503
     # and a client key rotated (the old key leaves the usage plan, the new one joins it)
     monkeypatch.undo()
-    assert api.as_client("POST", "/keys/rotate")[0] == 200
+    status, rotated = api.as_client("POST", "/keys/rotate")
+    assert status == 200
+    # and a requester key made (its secret sealed) and opened to verify a signature
+    status, requester = api.as_client("POST", "/requester-keys", key=rotated["api_key"])
+    assert status == 201
+    assert requester_keys.key_for(deps.platform(), requester["access_key_id"]) is not None
     # THEN the policy grants exactly those actions (plus logging, the SQS event source's and
     # the failure-path ones)
     granted = {action for statement in render_policy("dev")["Statement"]

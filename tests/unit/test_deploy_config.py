@@ -61,7 +61,11 @@ def test_each_stage_has_its_least_privilege_policy():
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
             resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
             assert all("*" not in action for action in actions)
-            if statement["Sid"] not in ("Logs", "ClientKeys"):
+            if statement["Sid"] == "RequesterKeys":
+                # A KMS key's ARN holds no name: the stage's key is found by its tag.
+                assert statement["Condition"] == {"StringEquals": {
+                    "aws:ResourceTag/crowd-stage": f"crowd-{stage}"}}
+            elif statement["Sid"] not in ("Logs", "ClientKeys"):
                 assert all(f"crowd-{stage}-" in resource for resource in resources)
 
 

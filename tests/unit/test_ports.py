@@ -7,7 +7,9 @@ import inspect
 
 import pytest
 
-from chalicelib.adapters import dynamo, idempotency, messaging, rate_limits, storage, webhooks
+from chalicelib.adapters import (
+    dynamo, idempotency, messaging, rate_limits, requester_keys, storage, webhooks,
+)
 from chalicelib.domain import ports
 from tests import fakes
 
@@ -26,6 +28,7 @@ IMPLEMENTATIONS = {
     ports.WebhookStore: (fakes.FakeWebhooks, webhooks.DynamoWebhooks),
     ports.EventBus: (fakes.FakeBus, webhooks.EventBridgeBus),
     ports.ClientKeys: (fakes.FakeClientKeys, rate_limits.ApiGatewayKeys),
+    ports.RequesterKeyStore: (fakes.FakeRequesterKeys, requester_keys.DynamoRequesterKeys),
     # No fake: a Platform without one runs every request (the tests of keys run on moto).
     ports.IdempotencyStore: (idempotency.DynamoIdempotency,),
 }
