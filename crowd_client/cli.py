@@ -589,6 +589,24 @@ def cmd_list(client: Client, args: argparse.Namespace, out: TextIO) -> None:
                   f"{job['task_type']:<13} {job['title']}\n")
 
 
+def cmd_key_create(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    key = client.create_requester_key()
+    out.write(f"aws_access_key_id = {key['access_key_id']}\n"
+              f"aws_secret_access_key = {key['secret_access_key']}\n"
+              "# the secret is shown this once; with AWS_ENDPOINT_URL_MTURK="
+              f"{client.base_url}/mturk boto3's mturk client reaches this API\n")
+
+
+def cmd_key_list(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    for key in client.requester_keys():
+        out.write(f"{key['access_key_id']}  {key['created_at']}\n")
+
+
+def cmd_key_delete(client: Client, args: argparse.Namespace, out: TextIO) -> None:
+    client.delete_requester_key(args.access_key_id)
+    out.write(f"deleted {args.access_key_id}\n")
+
+
 def connection_options(parser: argparse.ArgumentParser, default: Any) -> None:
     """--api-url, --api-key and --config, accepted before the command and after it."""
     parser.add_argument("--api-url", default=default,
@@ -690,6 +708,18 @@ def parser() -> argparse.ArgumentParser:
     show.set_defaults(run=cmd_show)
     listing = sub.add_parser("list", parents=[common], help="your jobs, newest first")
     listing.set_defaults(run=cmd_list)
+    keys = commands.add_parser("requester-keys", parents=[common],
+                               help="access keys for the MTurk-compatible API (<api>/mturk)")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    key_commands.add_parser("create", parents=[common],
+                            help="a new key pair (the secret is shown once; at most two)"
+                            ).set_defaults(run=cmd_key_create)
+    key_commands.add_parser("list", parents=[common],
+                            help="your key ids and when each was made"
+                            ).set_defaults(run=cmd_key_list)
+    delete = key_commands.add_parser("delete", parents=[common], help="delete a key")
+    delete.add_argument("access_key_id")
+    delete.set_defaults(run=cmd_key_delete)
     return top
 
 

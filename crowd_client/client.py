@@ -373,6 +373,21 @@ class Client:
         """The raw answers as a DataFrame with crowd-kit's columns task, worker, label."""
         return _pandas().DataFrame(self.answers(job_id), columns=["task", "worker", "label"])
 
+    # --- requester keys (the MTurk-compatible API) ----------------------------------------------
+
+    def create_requester_key(self) -> dict[str, Any]:
+        """A requester access key pair for `<api>/mturk`; its `secret_access_key` is in this
+        answer only. At most two at a time: make the next, then delete the old one."""
+        return self.request("POST", "/requester-keys")
+
+    def requester_keys(self) -> list[dict[str, Any]]:
+        """The account's requester key ids and when each was made."""
+        return self.request("GET", "/requester-keys")["requester_keys"]
+
+    def delete_requester_key(self, access_key_id: str) -> None:
+        """Delete a requester key: requests it signs are refused within a minute."""
+        self.request("DELETE", f"/requester-keys/{_quoted(access_key_id)}")
+
     # --- webhooks ------------------------------------------------------------------------------
 
     def create_webhook(self, url: str, events: list[str] | None = None,

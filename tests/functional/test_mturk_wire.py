@@ -224,3 +224,34 @@ def test_the_secret_is_stored_sealed(server):
     for name in ddb.list_tables()["TableNames"]:
         dump = json.dumps(ddb.scan(TableName=name)["Items"], default=str)
         assert keys["secret_access_key"] not in dump, name
+
+
+def test_the_crowd_command_creates_lists_and_deletes_requester_keys(server, tmp_path, capsys):
+    import io
+
+    from crowd_client import cli
+
+    api_key = _client_key()
+
+    def crowd(*argv: str) -> tuple[int, str]:
+        out = io.StringIO()
+        code = cli.main(["--api-url", server["url"], "--api-key", api_key, *argv],
+                        {"CROWD_CONFIG": str(tmp_path / "none.json")}, out)
+        return code, out.getvalue()
+
+    # WHEN a key is made with the command
+    code, made = crowd("requester-keys", "create")
+    assert code == 0
+    fields = dict(line.split(" = ") for line in made.splitlines() if " = " in line)
+    assert f"AWS_ENDPOINT_URL_MTURK={server['url']}/mturk" in made
+    # THEN boto3 signs with it, the list names it, and after delete it is refused
+    mturk = _mturk(server, fields["aws_access_key_id"], fields["aws_secret_access_key"])
+    assert mturk.get_account_balance()["AvailableBalance"] == "0.00"
+    code, listed = crowd("requester-keys", "list")
+    assert code == 0 and fields["aws_access_key_id"] in listed
+    assert fields["aws_secret_access_key"] not in listed
+    assert crowd("requester-keys", "delete", fields["aws_access_key_id"]) == \
+        (0, f"deleted {fields['aws_access_key_id']}\n")
+    assert crowd("requester-keys", "list") == (0, "")
+    assert crowd("requester-keys", "delete", fields["aws_access_key_id"])[0] == cli.EXIT_API
+    assert "requester_key_not_found" in capsys.readouterr().err
