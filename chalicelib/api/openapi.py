@@ -117,6 +117,24 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
 }
 
 
+# `POST /mturk` speaks MTurk's protocol, not this API's: AWS JSON 1.1 bodies (the operation in
+# X-Amz-Target), SigV4 in Authorization, errors in MTurk's shape (docs/mturk.md).
+_MTURK_JSON = "application/x-amz-json-1.1"
+_MTURK_ERROR = {"content": {_MTURK_JSON: {"schema": {
+    "type": "object", "required": ["__type", "Message"],
+    "properties": {"__type": {"type": "string"}, "Message": {"type": "string"},
+                   "TurkErrorCode": {"type": "string"}}}}}}
+MTURK_OPERATION: dict[str, Any] = {
+    "parameters": [{"name": "X-Amz-Target", "in": "header", "required": True,
+                    "schema": {"type": "string"},
+                    "description": "MTurkRequesterServiceV20170117.<Operation>"}],
+    "requestBody": {"required": False, "content": {_MTURK_JSON: {"schema": {"type": "object"}}}},
+    "responses": {"200": {"description": "the operation's output, as MTurk's"},
+                  "4XX": {"description": "refused, in MTurk's error shape", **_MTURK_ERROR},
+                  "5XX": {"description": "ServiceFault; botocore retries it", **_MTURK_ERROR}},
+}
+
+
 def role_of(method: str, path: str) -> str | None:
     """Who may call a route: "client", "worker", "operator", or None for anyone."""
     if (method, path) in PUBLIC:
@@ -154,7 +172,9 @@ def document(app: Chalice) -> dict[str, Any]:
             }
             if role is not None:
                 operation["security"] = [{"workerToken": []}] if role == "worker" else [{"apiKey": []}]
-            if method in ("POST", "PUT"):
+            if (method, path) == ("POST", "/mturk"):
+                operation.update(MTURK_OPERATION)
+            elif method in ("POST", "PUT"):
                 schema = REQUEST_BODIES.get((method, path))
                 operation["requestBody"] = {"required": schema is not None, "content": {
                     "application/json": {"schema": schema or {"type": "object"}}}}

@@ -255,3 +255,12 @@ def test_the_crowd_command_creates_lists_and_deletes_requester_keys(server, tmp_
     assert crowd("requester-keys", "list") == (0, "")
     assert crowd("requester-keys", "delete", fields["aws_access_key_id"])[0] == cli.EXIT_API
     assert "requester_key_not_found" in capsys.readouterr().err
+
+
+def test_the_openapi_document_describes_mturk_s_protocol(server):
+    doc = requests.get(server["url"] + "/openapi.json", timeout=30).json()
+    operation = doc["paths"]["/mturk"]["post"]
+    assert "security" not in operation  # SigV4, not X-Api-Key
+    assert list(operation["requestBody"]["content"]) == ["application/x-amz-json-1.1"]
+    assert operation["responses"]["4XX"]["content"]["application/x-amz-json-1.1"][
+        "schema"]["required"] == ["__type", "Message"]
