@@ -16,6 +16,9 @@ TARGET_PREFIX = "MTurkRequesterServiceV20170117"
 CONTENT_TYPE = "application/x-amz-json-1.1"
 SIGNING_SERVICE = "mturk-requester"
 MAX_RESULTS = 100
+# The model bounds PaginationToken at 255 characters, but botocore does not check it: a token
+# wraps a store's sealed cursor, which may be longer, so a longer one is accepted back.
+MAX_TOKEN_CHARS = 4096
 
 # Every operation of the 2017-01-17 API (botocore's service model).
 OPERATIONS = frozenset((
@@ -88,6 +91,12 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def void() -> dict[str, Any]:
+    """The answer of an operation with no output: exactly `{}` (botocore then gives only
+    ResponseMetadata, which tools such as Dallinger test for)."""
+    return {}
+
+
 def money(cents: int) -> str:
     """A CurrencyAmount as MTurk writes it: dollars with two decimals, e.g. `"12.05"`."""
     sign = "-" if cents < 0 else ""
@@ -132,7 +141,7 @@ class PageTokens:
         token = body.get("NextToken")
         if token is None:
             return PageRequest(None, limit)
-        if not isinstance(token, str) or not 1 <= len(token) <= 255:
+        if not isinstance(token, str) or not 1 <= len(token) <= MAX_TOKEN_CHARS:
             raise request_error("NextToken is not a token this API gave")
         return PageRequest(self._open(token, operation, scope), limit)
 

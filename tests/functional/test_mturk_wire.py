@@ -264,3 +264,19 @@ def test_the_openapi_document_describes_mturk_s_protocol(server):
     assert list(operation["requestBody"]["content"]) == ["application/x-amz-json-1.1"]
     assert operation["responses"]["4XX"]["content"]["application/x-amz-json-1.1"][
         "schema"]["required"] == ["__type", "Message"]
+
+
+def test_a_void_operation_answers_exactly_an_empty_object(server, monkeypatch):
+    # GIVEN an operation with no output (as ApproveAssignment will be) served by the route
+    from chalicelib.domain import mturk as wire
+    from chalicelib.handlers import mturk as operations
+
+    monkeypatch.setitem(operations.OPERATIONS, "ApproveAssignment",
+                        lambda p, client, body: wire.void())
+    keys = _requester_key(server, _client_key())
+    mturk = _mturk(server, keys["access_key_id"], keys["secret_access_key"])
+    # WHEN boto3 calls it THEN the body is `{}` and botocore gives only ResponseMetadata
+    response = _signed_post(server, keys, "MTurkRequesterServiceV20170117.ApproveAssignment",
+                            b'{"AssignmentId": "A1"}')
+    assert response.status_code == 200 and response.content == b"{}"
+    assert list(mturk.approve_assignment(AssignmentId="A1")) == ["ResponseMetadata"]

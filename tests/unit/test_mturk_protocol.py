@@ -219,7 +219,7 @@ def test_tokens_are_bound_to_their_list_and_caller_and_bounds_are_checked():
     for operation, scope, forged in (("ListHITs", "cli_2", token),
                                      ("ListWorkerBlocks", "cli_1", token),
                                      ("ListHITs", "cli_1", "Mw." + token.split(".")[1]),
-                                     ("ListHITs", "cli_1", "x" * 300)):
+                                     ("ListHITs", "cli_1", "x" * 5000)):
         with pytest.raises(mturk.MTurkError) as raised:
             tokens.read({"NextToken": forged}, operation, scope)
         assert raised.value.kind == "RequestError"
@@ -228,3 +228,12 @@ def test_tokens_are_bound_to_their_list_and_caller_and_bounds_are_checked():
             tokens.read({"MaxResults": bad}, "ListHITs", "cli_1")
         assert raised.value.kind == "ValidationException"
     assert tokens.read({}, "ListHITs", "cli_1") == mturk.PageRequest(None, 100)
+
+
+def test_a_long_store_cursor_round_trips_in_a_token():
+    tokens = mturk.PageTokens(b"k" * 32)
+    cursor = "c" * 2048  # a sealed DynamoDB key can be this long
+    page = tokens.page(mturk.PageRequest(None, 1), lambda c, n: ([1], cursor), "ListHITs",
+                       "cli_1", "HITs", lambda n: n)
+    assert tokens.read({"NextToken": page["NextToken"]}, "ListHITs", "cli_1").cursor == cursor
+    assert mturk.void() == {}
