@@ -3,41 +3,53 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from chalicelib import deps
 from chalicelib.deps import platform
-from chalicelib.domain.model import CLIENT, WORKER
+from chalicelib.domain.model import CLIENT, WORKER, Principal
 from chalicelib.handlers import accounts, tasks
 from chalicelib.handlers.accounts import create_account
+from chalicelib.handlers.platform import Platform
 
 
-def race(tokens: list[str], job_id: str, answer: dict) -> list[tuple[str, str, Any]]:
-    """Workers, each on a container of its own, lease and answer the job all at once until it
-    has nothing for them; return (item id, worker id, receipt) per accepted answer. Raises
-    the first error any of them met."""
+def in_containers(tokens: list[str], work: Callable[[Platform, Principal], None]) -> None:
+    """Run work(container, worker) for each worker's token, each worker on a container of its
+    own and all starting at once; raise the first error any of them met."""
     principals = [accounts.authenticate(platform(), t, WORKER) for t in tokens]
-    accepted: list[tuple[str, str, Any]] = []
     errors: list[Exception] = []
     start = threading.Barrier(len(principals))
 
-    def work(worker: Any) -> None:
+    def run(worker: Principal) -> None:
         container = deps._build()
         start.wait()
         try:
-            while (task := tasks.lease_next_task(container, worker, job_id)) is not None:
-                receipt = tasks.submit_answer(container, worker, task.assignment_id, answer)
-                accepted.append((task.item.item_id, worker.account_id, receipt))
+            work(container, worker)
         except Exception as error:  # surfaced below
             errors.append(error)
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in principals]
+    threads = [threading.Thread(target=run, args=(w,)) for w in principals]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join(120)
     if errors:
         raise errors[0]
+
+
+def race(tokens: list[str], job_id: str, answer: dict) -> list[tuple[str, str, Any]]:
+    """Workers, each on a container of its own, lease and answer the job all at once until it
+    has nothing for them; return (item id, worker id, receipt) per accepted answer. Raises
+    the first error any of them met."""
+    accepted: list[tuple[str, str, Any]] = []
+
+    def work(container: Platform, worker: Principal) -> None:
+        while (task := tasks.lease_next_task(container, worker, job_id)) is not None:
+            receipt = tasks.submit_answer(container, worker, task.assignment_id, answer)
+            accepted.append((task.item.item_id, worker.account_id, receipt))
+
+    in_containers(tokens, work)
     return accepted
 
 

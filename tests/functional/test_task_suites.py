@@ -13,13 +13,13 @@ from typing import Any
 import botocore.client
 import pytest
 
-from chalicelib import deps
 from chalicelib.deps import platform
-from chalicelib.domain.model import WORKER
+from chalicelib.domain.model import Principal
 from chalicelib.domain.suites import SuiteAnswer
-from chalicelib.handlers import accounts, payments, tasks
+from chalicelib.handlers import payments, tasks
+from chalicelib.handlers.platform import Platform
 from tests.conftest import Stack, deployed_stack
-from tests.functional.marketplace import Api
+from tests.functional.marketplace import Api, in_containers
 
 
 @pytest.fixture(scope="module")
@@ -293,30 +293,16 @@ def _race_suites(tokens: list[str], job_id: str, size: int, answer: bool
                  ) -> list[tuple[str, list[str]]]:
     """Workers, each on a container of its own, lease suites of the job all at once until it
     has nothing for them (answering each when `answer`); (worker id, item ids) per suite."""
-    principals = [accounts.authenticate(platform(), t, WORKER) for t in tokens]
     suites: list[tuple[str, list[str]]] = []
-    errors: list[Exception] = []
-    start = threading.Barrier(len(principals))
 
-    def work(worker: Any) -> None:
-        container = deps._build()
-        start.wait()
-        try:
-            while suite := tasks.lease_suite(container, worker, size, job_id):
-                suites.append((worker.account_id, [task.item.item_id for task in suite]))
-                if answer:
-                    tasks.submit_suite(container, worker, [
-                        SuiteAnswer(task.assignment_id, {"label": "pos"}) for task in suite])
-        except Exception as error:  # surfaced below
-            errors.append(error)
+    def work(container: Platform, worker: Principal) -> None:
+        while suite := tasks.lease_suite(container, worker, size, job_id):
+            suites.append((worker.account_id, [task.item.item_id for task in suite]))
+            if answer:
+                tasks.submit_suite(container, worker, [
+                    SuiteAnswer(task.assignment_id, {"label": "pos"}) for task in suite])
 
-    threads = [threading.Thread(target=work, args=(w,)) for w in principals]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    if errors:
-        raise errors[0]
+    in_containers(tokens, work)
     return suites
 
 
@@ -444,39 +430,26 @@ def test_workers_racing_for_suites_get_full_suites_until_the_job_runs_low(stack)
     # GIVEN 60 items taking three answers each (180 tasks) in suites of 5
     api = Api(stack)
     job = api.job(items=60, redundancy=3, suite_size=5, pilot={"items": 0})
-    principals = [accounts.authenticate(platform(), api.worker(f"full-{n}"), WORKER)
-                  for n in range(6)]
+    tokens = [api.worker(f"full-{n}") for n in range(6)]
     lock = threading.Lock()
     leased = [0]
     suites: list[tuple[int, int]] = []  # (tasks leased before the request, suite length)
-    errors: list[Exception] = []
-    start = threading.Barrier(len(principals))
 
-    def work(worker: Any) -> None:
-        container = deps._build()
-        start.wait()
-        try:
-            while True:
-                with lock:
-                    before = leased[0]
-                suite = tasks.lease_suite(container, worker, 5, job["job_id"])
-                if not suite:
-                    return
-                with lock:
-                    leased[0] += len(suite)
-                    suites.append((before, len(suite)))
-                tasks.submit_suite(container, worker, [
-                    SuiteAnswer(task.assignment_id, {"label": "pos"}) for task in suite])
-        except Exception as error:  # surfaced below
-            errors.append(error)
+    def work(container: Platform, worker: Principal) -> None:
+        while True:
+            with lock:
+                before = leased[0]
+            suite = tasks.lease_suite(container, worker, 5, job["job_id"])
+            if not suite:
+                return
+            with lock:
+                leased[0] += len(suite)
+                suites.append((before, len(suite)))
+            tasks.submit_suite(container, worker, [
+                SuiteAnswer(task.assignment_id, {"label": "pos"}) for task in suite])
 
     # WHEN six workers, each on a container of its own, lease and answer suites all at once
-    threads = [threading.Thread(target=work, args=(w,)) for w in principals]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(120)
-    assert not errors, errors
+    in_containers(tokens, work)
     # THEN every task was leased, and every suite asked for while more than 80 tasks were
     # still to lease (the six workers' suites in flight take at most 30 of them) held five
     assert leased[0] == 180
