@@ -65,6 +65,7 @@ from chalicelib.domain.keys import upload_key
 from chalicelib.domain.model import CLIENT, WORKER, ItemState
 from chalicelib.handlers import accounts, jobs, quality, rounds, tasks, uploads
 from chalicelib.handlers.platform import Platform
+from bench.pool import Counted
 from chalicelib.workflows import aggregation as stages
 from tests.fakes import FakeBlobs, FakeClock, FakeQueue, make_platform
 
@@ -146,38 +147,25 @@ class Meter:
         self.stage: Stage | None = None
         self.in_call = 0
 
+    def call(self, store: str, method: str, run: Callable[[], Any], args: tuple,
+             kwargs: dict[str, Any]) -> Any:
+        """Run one store call and record it (an S3 call with its bytes; a streamed put is
+        recorded as its parts)."""
+        result = run()
+        size = 0
+        if store == "blobs" and isinstance(result, (str, bytes)):
+            size = len(result)
+        elif store == "blobs" and method == "put_text":
+            size = len(args[1])
+        if not (store == "blobs" and method == "put_stream"):
+            self.record(store, method, size)
+        return result
+
     def record(self, store: str, method: str, size: int = 0) -> None:
         if self.stage is not None:
             self.stage.store_calls[f"{store}.{method}"] += 1
             self.stage.s3_bytes += size
         self.in_call += 1
-
-
-class Counted:
-    """A store whose public method calls are counted by a Meter (S3 calls with their bytes)."""
-
-    def __init__(self, name: str, store: Any, meter: Meter) -> None:
-        self._name, self._store, self._meter = name, store, meter
-
-    def __getattr__(self, attr: str) -> Any:
-        value = getattr(self._store, attr)
-        if attr.startswith("_") or not callable(value):
-            return value
-        name, meter = self._name, self._meter
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            result = value(*args, **kwargs)
-            size = 0
-            if name == "blobs" and isinstance(result, (str, bytes)):
-                size = len(result)
-            elif name == "blobs" and attr == "put_text":
-                size = len(args[1])
-            if not (name == "blobs" and attr == "put_stream"):  # counted as its parts
-                meter.record(name, attr, size)
-            return result
-
-        setattr(self, attr, call)
-        return call
 
 
 class PagedItems:
