@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import json
-import lzma
 from collections.abc import Callable
 from typing import Any
 
@@ -37,6 +36,8 @@ def pack(result: dict[str, Any]) -> dict[str, Any]:
     text = json.dumps(result["body"], separators=(",", ":"))
     if len(text) <= PACK_ABOVE:
         return result
+    import lzma  # only a large response is packed: kept off the cold start
+
     packed = lzma.compress(text.encode("utf-8"), preset=1)
     return {"status": result["status"], "packed": base64.b64encode(packed).decode("ascii")}
 
@@ -45,6 +46,8 @@ def unpack(result: dict[str, Any]) -> dict[str, Any]:
     """The result as it was returned, from its stored form."""
     if "packed" not in result:
         return result
+    import lzma  # only a packed response is unpacked: kept off the cold start
+
     body = json.loads(lzma.decompress(base64.b64decode(result["packed"])).decode("utf-8"))
     rest = {key: value for key, value in result.items() if key != "packed"}
     return {**rest, "body": body}

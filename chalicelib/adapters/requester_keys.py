@@ -13,6 +13,8 @@ from typing import Any
 from pynamodb.exceptions import DeleteError, UpdateError
 from pynamodb.expressions.condition import size
 
+from chalicelib.adapters.aws_errors import error_code
+from chalicelib.adapters.dynamo.accounts import DynamoAccounts
 from chalicelib.adapters.models import AccountModel, CredentialModel
 from chalicelib.domain.model import Principal
 
@@ -21,8 +23,7 @@ REQUESTER_KEY_ROLE = "requester_key"
 
 
 def _is_condition_failure(error: Exception) -> bool:
-    cause = getattr(error, "cause_response_code", None)
-    return cause == "ConditionalCheckFailedException"
+    return error_code(error) == "ConditionalCheckFailedException"
 
 
 class DynamoRequesterKeys:
@@ -94,15 +95,15 @@ class DynamoRequesterKeys:
             return None
         try:
             account = AccountModel.get(record.account_id)
-            credential = CredentialModel.get(account.token_hash) if account.token_hash else None
-        except (AccountModel.DoesNotExist, CredentialModel.DoesNotExist):
+        except AccountModel.DoesNotExist:
             return None
-        if credential is None or credential.revoked:
+        # the account's live credential: none once it is revoked
+        principal = DynamoAccounts().principal_for(account.token_hash) \
+            if account.token_hash else None
+        if principal is None:
             return None
         opened = self._kms.decrypt(CiphertextBlob=bytes(record.sealed_secret),
                                    EncryptionContext=_context(record.account_id, key_id))
-        principal = Principal(credential.account_id, credential.role, credential.name,
-                              frozenset(credential.skills or ()))
         return principal, opened["Plaintext"].decode("utf-8")
 
 

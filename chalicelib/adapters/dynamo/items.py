@@ -87,6 +87,12 @@ def gold_listing_key(job_id: str) -> str:
     return f"{job_id}#gold"
 
 
+def _count_ingested(tx: TransactWrite, job_id: str) -> None:
+    """One more chunk (or range) written, on the job's counters record, which must be there."""
+    tx.update(JobCountsModel(counts_key(job_id)), actions=[JobCountsModel.chunks_written.add(1)],
+              condition=JobCountsModel.job_id.exists())
+
+
 def _list_gold(job_id: str, items: Sequence[NewItem]) -> None:
     """List the gold ones of the items apart (a put of a key, the same on a repeat), before
     the items themselves are written: a crash between leaves a listed item not written, which
@@ -267,9 +273,7 @@ class DynamoItems:
 
         def write(tx: TransactWrite) -> None:
             tx.save(_new_record(job_id, redundancy, last), condition=_IS_NEW)
-            tx.update(JobCountsModel(counts_key(job_id)),
-                      actions=[JobCountsModel.chunks_written.add(1)],
-                      condition=JobCountsModel.job_id.exists())
+            _count_ingested(tx, job_id)
 
         return transact_once(write)
 
@@ -291,9 +295,7 @@ class DynamoItems:
                                      items=summary["items"], bad=summary["bad"],
                                      pilot=summary["pilot"]),
                     condition=IngestRangeModel.job_id.does_not_exist())
-            tx.update(JobCountsModel(counts_key(job_id)),
-                      actions=[JobCountsModel.chunks_written.add(1)],
-                      condition=JobCountsModel.job_id.exists())
+            _count_ingested(tx, job_id)
 
         return transact_once(write)
 

@@ -69,7 +69,7 @@ class DynamoWorkerStats:
         """Record a block refusing leases from starts_at (default now). The first block's
         start and reason are kept, except that a block at once replaces one starting later."""
         # listed first: a listed worker not blocked costs a read, a block unlisted is lost
-        WorkerStatsModel(worker_id, listing_scope(scope)).save()
+        self.list_block(worker_id, scope)
         kept = WorkerStatsModel.blocked_at.does_not_exist()
         if starts_at is None:
             kept |= WorkerStatsModel.blocked_at > now
