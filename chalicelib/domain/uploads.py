@@ -143,12 +143,6 @@ def part_count(size: int, part_bytes: int) -> int:
     return max(1, math.ceil(size / part_bytes))
 
 
-def part_span(number: int, size: int, part_bytes: int) -> tuple[int, int]:
-    """The bytes [start, end) part `number` (from 1) of a file holds."""
-    start = (number - 1) * part_bytes
-    return start, min(size, start + part_bytes)
-
-
 def parse_part_numbers(body: Any, parts: int) -> list[int]:
     """The part numbers a client asks URLs for ({"parts": [1, 2, ...]}): each from 1 to
     parts, at most PART_URLS_PER_REQUEST of them, in the order asked, each once."""

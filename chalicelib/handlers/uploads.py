@@ -191,12 +191,8 @@ def find_upload(p: Platform, client: Principal, upload_id: str) -> dict[str, Any
     nothing; the ETag pins the version the job was posted with. A multipart upload not yet
     complete is a Conflict (upload_incomplete)."""
     field = "items_from.upload_id"
-    for fmt in u.FORMATS:
-        key = upload_key(client.account_id, upload_id, fmt)
-        found = p.blobs.head(key)
-        if found is not None:
-            break
-    else:
+    found = _uploaded(p, client, upload_id)
+    if found is None:
         terms = _terms(p, client, upload_id)
         if terms is None or terms.get("aborted"):
             raise NotFound("no such upload (PUT the file to the upload's url first)",
@@ -204,13 +200,13 @@ def find_upload(p: Platform, client: Principal, upload_id: str) -> dict[str, Any
         raise Conflict(f"the multipart upload is not complete: send its missing parts and "
                        f"POST /uploads/{upload_id}/complete", field=field,
                        code="upload_incomplete")
-    size, etag = found
+    size = found["bytes"]
     if size == 0:
         raise InvalidRequest("the uploaded file is empty", field=field)
     if size > u.MAX_UPLOAD_BYTES:
         raise PayloadTooLarge(f"an upload is at most {u.MAX_UPLOAD_BYTES} bytes; this one is "
                               f"{size}", field=field)
-    return {"key": key, "format": fmt, "bytes": size, "etag": etag}
+    return {"key": upload_key(client.account_id, upload_id, found["format"]), **found}
 
 
 def plan_message(job: Job) -> dict[str, Any]:
