@@ -58,12 +58,14 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from bench.log_bytes import PLATFORM_BYTES
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DOCS = PROJECT_ROOT / "docs" / "operations.md"
 
 # us-east-1 on-demand list prices, in dollars per unit, as of PRICES_DATE.
 PRICES_DATE = "2026-12-06"
-LAMBDA_LOG_BYTES = 260  # Lambda's own START, END and REPORT lines, per invocation
+LAMBDA_LOG_BYTES = PLATFORM_BYTES  # Lambda's own START, END and REPORT lines, per invocation
 GIB = 2 ** 30
 
 

@@ -65,6 +65,7 @@ from chalicelib.domain.keys import upload_key
 from chalicelib.domain.model import CLIENT, WORKER, ItemState
 from chalicelib.handlers import accounts, jobs, quality, rounds, tasks, uploads
 from chalicelib.handlers.platform import Platform
+from bench.fit_scale import rss_mib
 from bench.pool import Counted
 from chalicelib.workflows import aggregation as stages
 from tests.fakes import FakeBlobs, FakeClock, FakeQueue, make_platform
@@ -102,12 +103,6 @@ def limits(function: str) -> tuple[int, int]:
     if function == "api":
         timeout = min(timeout, API_GATEWAY_SECONDS)
     return memory, timeout
-
-
-def rss_mib() -> float:
-    """The process's resident set now."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * resource.getpagesize() / MIB
 
 
 def lambda_baseline_mib() -> float:

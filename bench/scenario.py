@@ -209,7 +209,7 @@ def review_and_settle(stack: Any, job: Posted, poll: Poll, rng: random.Random, r
         job.client.request("POST", f"/assignments/{assignment_id}/approve")
     progress("the client approves the job in bulk; the sweeper settles the pay windows")
     job.client.request("POST", f"/jobs/{job.job_id}/approve")
-    view = poll(job.job_id)
+    view: dict[str, Any] = {}
     for _ in range(20):
         sweep(stack)
         view = poll(job.job_id)
