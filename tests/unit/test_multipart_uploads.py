@@ -11,7 +11,7 @@ from chalicelib.domain.keys import upload_key
 from chalicelib.domain.model import ACTIVE, CLIENT
 from chalicelib.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
 from chalicelib.handlers import accounts, jobs, uploads
-from tests.fakes import FakeClock, FakeQueue, make_platform
+from tests.fakes import FakeClock, ingest_all, make_platform
 
 PART = 64  # the fakes' bucket is told to take parts this small
 
@@ -46,13 +46,6 @@ def _send(p, client, target: dict, body: bytes, numbers) -> dict[int, str]:
     return {number: p.blobs.put_part(key, s3_upload, number,
                                      body[(number - 1) * PART:number * PART])
             for number in numbers}
-
-
-def _drain(p) -> None:
-    assert isinstance(p.ingest_queue, FakeQueue)
-    while messages := p.ingest_queue.take():
-        for message in messages:
-            jobs.ingest_chunk(p, message)
 
 
 def _post(p, client, upload_id, items):
@@ -142,7 +135,7 @@ def test_an_interrupted_upload_lists_its_parts_and_resumes_with_the_missing_ones
     assert uploads.complete_upload(p, client, target["upload_id"], None) == done
     assert uploads.upload_status(p, client, target["upload_id"])["state"] == "complete"
     job = _post(p, client, target["upload_id"], 30)
-    _drain(p)
+    ingest_all(p)
     assert p.jobs.get_job(job.job_id).state == ACTIVE
     assert {item.external_id for item in p.items.iter_items(job.job_id)} == \
         {f"e{n}" for n in range(1, 31)}

@@ -14,7 +14,7 @@ from chalicelib.domain.model import (
 )
 from chalicelib.errors import InvalidRequest, NotFound, PayloadTooLarge
 from chalicelib.handlers import accounts, jobs, rounds, uploads
-from tests.fakes import FakeClock, FakeQueue, make_platform
+from tests.fakes import FakeClock, ingest_all, make_platform
 
 
 def _ranges_read(body: bytes) -> list[u.Line]:
@@ -90,7 +90,7 @@ def test_a_line_past_the_first_reads_slack_is_read_again_whole(p, monkeypatch):
     get_range = p.blobs.get_range
     monkeypatch.setattr(p.blobs, "get_range",
                         lambda *args: reads.append(args[1:3]) or get_range(*args))
-    _drain(p)
+    ingest_all(p)
     # THEN the first range read its slack, then again far enough for the whole line
     assert reads[:2] == [(0, 28), (0, len(body))]
     assert p.jobs.get_job(job.job_id).state == ACTIVE
@@ -131,19 +131,6 @@ def _post(p, client, upload_id, items, **body):
         "quote_id": quote.quote_id, "instructions": "Sentiment?",
         "answer_schema": {"labels": ["pos", "neg"]}, "items_from": {"upload_id": upload_id},
         **body})
-
-
-def _drain(p) -> int:
-    """Deliver ingest messages until none is left (the planner queues more); how many."""
-    assert isinstance(p.ingest_queue, FakeQueue)
-    delivered = 0
-    while True:
-        messages = p.ingest_queue.take()
-        if not messages:
-            return delivered
-        for message in messages:
-            jobs.ingest_chunk(p, message)
-            delivered += 1
 
 
 def _jsonl(count: int, bad: dict[int, str] | None = None) -> bytes:
@@ -187,7 +174,7 @@ def test_a_job_from_an_upload_ingests_in_ranges_and_starts(p, monkeypatch):
     job = _post(p, client, upload_id, 300, pilot={"items": 0})
     assert job.state == INGESTING and job.chunk_count == u.range_count(len(body)) > 40
     assert p.ingest_queue.sent == [{"job_id": job.job_id, "plan": 0}]
-    _drain(p)
+    ingest_all(p)
     # THEN every line is an item, its id the line's byte offset, and the job is active
     job = p.jobs.get_job(job.job_id)
     assert job.state == ACTIVE and job.item_count == 300
@@ -226,7 +213,7 @@ def test_bad_lines_fail_the_job_and_are_listed_by_line_number(p, monkeypatch):
            151: '{"data": {"t": 1}, "gold": {"label": "pos"}}'}
     upload_id = _upload(p, client, _jsonl(200, bad))
     job = _post(p, client, upload_id, 195)
-    _drain(p)
+    ingest_all(p)
     job = p.jobs.get_job(job.job_id)
     assert job.state == FAILED and "5 bad line(s), the first at line 7" in job.error
     report = uploads.ingest_report(p, client, job.job_id)
@@ -243,7 +230,7 @@ def test_skip_bad_lines_starts_the_job_with_the_good_lines(p, monkeypatch):
     client = _client(p)
     upload_id = _upload(p, client, _jsonl(100, {3: "{", 60: '{"data": 5}'}))
     job = _post(p, client, upload_id, 98, skip_bad_lines=True, pilot={"items": 10})
-    _drain(p)
+    ingest_all(p)
     job = p.jobs.get_job(job.job_id)
     assert job.state == ACTIVE and job.phase == PILOT and job.pilot_items == 10
     items = list(p.items.iter_items(job.job_id))
@@ -256,7 +243,7 @@ def test_skip_bad_lines_starts_the_job_with_the_good_lines(p, monkeypatch):
 def test_a_file_with_other_than_the_quoted_items_fails_the_job(p):
     client = _client(p)
     job = _post(p, client, _upload(p, client, _jsonl(30)), 31)
-    _drain(p)
+    ingest_all(p)
     job = p.jobs.get_job(job.job_id)
     assert job.state == FAILED and job.error == "the file holds 30 items; the quote covers 31"
 
@@ -267,7 +254,7 @@ def test_bad_lines_are_listed_up_to_the_cap_and_all_counted(p, monkeypatch):
     client = _client(p)
     upload_id = _upload(p, client, _jsonl(60, {n: "x" for n in range(5, 60, 5)}))
     job = _post(p, client, upload_id, 49)
-    _drain(p)
+    ingest_all(p)
     report = uploads.ingest_report(p, client, job.job_id)
     assert [line["line"] for line in report["listed"]] == [5, 10, 15, 20]
     assert report["bad_lines"] == 11 and report["truncated"] is True
@@ -277,7 +264,7 @@ def test_a_file_starting_with_a_byte_order_mark_reads_its_first_line(p):
     client = _client(p)
     body = "\ufeff".encode() + _jsonl(3) + b"\xff\xfe\n"
     job = _post(p, client, _upload(p, client, body), 3, skip_bad_lines=True)
-    _drain(p)
+    ingest_all(p)
     assert p.jobs.get_job(job.job_id).state == ACTIVE
     report = uploads.ingest_report(p, client, job.job_id)
     assert [(line["line"], line["message"]) for line in report["listed"]] == \
@@ -291,7 +278,7 @@ def test_a_csv_file_takes_its_header_as_the_item_fields(p, monkeypatch):
     rows[12] = "r11,only two"
     upload_id = _upload(p, client, ("\r\n".join(rows) + "\r\n").encode(), "csv")
     job = _post(p, client, upload_id, 39, skip_bad_lines=True, pilot={"items": 0})
-    _drain(p)
+    ingest_all(p)
     assert p.jobs.get_job(job.job_id).state == ACTIVE
     items = {item.external_id: item for item in p.items.iter_items(job.job_id)}
     assert items["r39"].data == {"text": "hello, 39", "lang": "en"} and "r11" not in items
@@ -350,7 +337,7 @@ def test_a_file_changed_after_posting_fails_the_job(p, change):
         p.blobs.put_bytes(key, _jsonl(20).replace(b"item", b"ITEM"))
     else:
         del p.blobs.raw[key]
-    _drain(p)
+    ingest_all(p)
     # THEN the job fails saying so, and no item of the other file went in
     job = p.jobs.get_job(job.job_id)
     assert job.state == FAILED and "replaced or deleted after the job was posted" in job.error
@@ -389,7 +376,7 @@ def test_an_inline_job_reports_its_chunks(p):
     job = jobs.post_job(p, client, {"quote_id": quote.quote_id, "instructions": "x",
                                     "answer_schema": {"labels": ["a", "b"]},
                                     "items": [{"data": {"n": 1}}, {"data": {"n": 2}}]})
-    _drain(p)
+    ingest_all(p)
     report = uploads.ingest_report(p, client, job.job_id)
     assert report == {"job_id": job.job_id, "state": ACTIVE, "chunks": 1, "chunks_written": 1,
                       "source": "inline"}
@@ -420,14 +407,14 @@ def test_promoting_an_uploaded_jobs_pilot_opens_every_held_item(p, monkeypatch):
     monkeypatch.setattr(u, "RANGE_BYTES", 400)
     client = _client(p)
     job = _post(p, client, _upload(p, client, _jsonl(60)), 60, pilot={"items": 6})
-    _drain(p)
+    ingest_all(p)
     job = p.jobs.get_job(job.job_id)
     assert job.state == ACTIVE and job.pilot_items == 6
     assert max(int(item.item_id) for item in p.items.iter_items(job.job_id)) > job.item_count
     assert p.jobs.transition(job.job_id, (ACTIVE,), PAUSED, phase=CALIBRATION)
     # WHEN the client promotes it and the ingest queue opens the held items
     assert rounds.to_production(p, p.jobs.get_job(job.job_id), "client", "go")
-    _drain(p)
+    ingest_all(p)
     # THEN no item is held any more
     items = list(p.items.iter_items(job.job_id))
     assert len(items) == 60 and not [item.item_id for item in items if item.held]
