@@ -30,6 +30,7 @@ def _build() -> Platform:
     from chalicelib.adapters.idempotency import DynamoIdempotency
     from chalicelib.adapters.messaging import SqsQueue, StepFunctionsWorkflow
     from chalicelib.adapters.models import bind_models
+    from chalicelib.adapters.mturk_records import DynamoMTurkRecords
     from chalicelib.adapters.rate_limits import ApiGatewayKeys
     from chalicelib.adapters.requester_keys import DynamoRequesterKeys
     from chalicelib.adapters.storage import S3Blobs
@@ -65,6 +66,7 @@ def _build() -> Platform:
         requester_keys=DynamoRequesterKeys(aws.client("kms", config.region),
                                            config.requester_keys_kms_key)
         if config.requester_keys_kms_key else None,
+        mturk=DynamoMTurkRecords(),
         cache_seconds=config.cache_seconds,
         open_registration=config.open_worker_registration,
     )

@@ -32,7 +32,9 @@ from chalicelib.domain.model import (
 )
 from chalicelib.domain import payouts, result_rows
 from chalicelib.domain.payouts import Accrual
-from chalicelib.domain.ports import ApprovalRequest, LeaseCount, Page, SlotOutcome, WorkerRecord
+from chalicelib.domain.ports import (
+    ApprovalRequest, LeaseCount, MTurkRecord, Page, SlotOutcome, WorkerRecord,
+)
 from chalicelib.domain.progress import spread
 from chalicelib.domain.webhooks import record_has_events
 from chalicelib.errors import Conflict, NotFound
@@ -1324,6 +1326,49 @@ class FakeCatalog:
         return [v for (kind, _), v in sorted(self.entries.items()) if kind == "qualification"]
 
 
+class FakeMTurkRecords:
+    """The MTurk-compatible API's records in memory, with DynamoMTurkRecords' conditions."""
+
+    def __init__(self, lock: Any) -> None:
+        self._lock = lock
+        self.records: dict[tuple[str, str], MTurkRecord] = {}
+
+    def get(self, kind: str, name: str) -> MTurkRecord | None:
+        with self._lock:
+            found = self.records.get((kind, name))
+            return None if found is None else replace(found, body=_json_copy(found.body))
+
+    def put_new(self, kind: str, name: str, body: dict[str, Any], now: float) -> bool:
+        with self._lock:
+            if (kind, name) in self.records:
+                return False
+            self.records[(kind, name)] = MTurkRecord(kind, name, _json_copy(body), now, 1)
+            return True
+
+    def replace(self, record: MTurkRecord, body: dict[str, Any]) -> bool:
+        with self._lock:
+            stored = self.records.get((record.kind, record.name))
+            if stored is None or stored.version != record.version:
+                return False
+            self.records[(record.kind, record.name)] = replace(
+                stored, body=_json_copy(body), version=stored.version + 1)
+            return True
+
+    def delete(self, kind: str, name: str) -> bool:
+        with self._lock:
+            return self.records.pop((kind, name), None) is not None
+
+    def page(self, kind: str, limit: int, cursor: str | None
+             ) -> tuple[list[MTurkRecord], str | None]:
+        with self._lock:
+            names = sorted(name for k, name in self.records if k == kind and
+                           (cursor is None or name > cursor))
+            chosen = names[:limit]
+            more = len(names) > limit
+            return ([replace(self.records[(kind, n)], body=_json_copy(self.records[(kind, n)].body))
+                     for n in chosen], chosen[-1] if more and chosen else None)
+
+
 class FakeWorkflow:
     """Records executions by name; a repeated name starts nothing and returns False."""
 
@@ -1356,6 +1401,7 @@ def make_platform(clock: FakeClock | None = None, **overrides: Any) -> Platform:
         items=items, results=FakeResults(lock), blobs=FakeBlobs(), stats=FakeWorkerStats(lock),
         ingest_queue=FakeQueue(), results_queue=FakeQueue(), workflow=FakeWorkflow(),
         clock=clock if clock is not None else FakeClock(), rng=random.Random(7),
+        mturk=FakeMTurkRecords(lock),
     )
     settings.update(overrides)
     return Platform(**settings)

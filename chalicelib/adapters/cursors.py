@@ -39,9 +39,16 @@ class CursorCodec:
     """Seals a key into a cursor and opens only cursors sealed with the same secret."""
 
     def __init__(self, secret: bytes) -> None:
+        self._secret = secret
         self._encrypt = hmac.new(secret, b"crowd cursor encryption", hashlib.sha256).digest()
         self._authenticate = hmac.new(secret, b"crowd cursor authentication",
                                       hashlib.sha256).digest()
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for another use of the stage's secret (e.g. the MTurk API's NextTokens),
+        independent of the cursor keys."""
+        return hmac.new(self._secret, f"crowd {purpose}".encode("utf-8"),
+                        hashlib.sha256).digest()
 
     def seal(self, key: Mapping[str, Any]) -> str:
         """The cursor of key: a fresh nonce each time, so equal keys give unequal cursors."""

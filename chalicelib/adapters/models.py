@@ -179,6 +179,8 @@ class JobModel(Model):
     events_sent = NumberAttribute(default=0)
     request_digest = UnicodeAttribute(null=True)
     upload = JSONAttribute(null=True)
+    # Only on HITs made through the MTurk-compatible API (Job.mturk).
+    mturk = JSONAttribute(null=True)
     events_queue = UnicodeAttribute(null=True)
     events_due_at = NumberAttribute(null=True)
     budget_alerted = BooleanAttribute(null=True)
@@ -565,6 +567,21 @@ class CatalogModel(Model):
     created_at = NumberAttribute()
 
 
+class MTurkModel(Model):
+    """One record of the MTurk-compatible API, in the catalog table: kind (a record type and
+    its owner, e.g. `mturk#qual#<client>`), name (its id within), a JSON body and a version
+    each replacement raises (chalicelib.adapters.mturk_records)."""
+
+    class Meta:
+        table_name = "catalog"
+
+    kind = UnicodeAttribute(hash_key=True)
+    name = UnicodeAttribute(range_key=True)
+    body = TextJSONAttribute()
+    created_at = NumberAttribute()
+    version = NumberAttribute(default=1)
+
+
 class WebhookModel(Model):
     """An account's webhook endpoint (key `endpoint#<id>`) or delivery (`delivery#<id>`,
     time-ordered); what never changes is in body, what attempts change has attributes."""
@@ -589,7 +606,7 @@ class WebhookModel(Model):
 ALL_MODELS = (AccountModel, CredentialModel, QuoteModel, JobModel, JobCountsModel,
               JobMoneyModel, JobInstructionsModel, JobPassModel, IngestRangeModel, ItemModel,
               ResultModel, WorkerStatsModel, LedgerModel, AccrualModel, CatalogModel,
-              WebhookModel)
+              WebhookModel, MTurkModel)
 
 
 def bind_models(settings: Settings) -> None:
@@ -610,6 +627,7 @@ def bind_models(settings: Settings) -> None:
         LedgerModel: settings.ledger_table,
         AccrualModel: settings.ledger_table,
         CatalogModel: settings.catalog_table,
+        MTurkModel: settings.catalog_table,
         WebhookModel: settings.webhooks_table,
     }
     # A gold item's servings live beside it, in the items table.

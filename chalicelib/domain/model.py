@@ -152,6 +152,10 @@ class Job:
     # Empty: the items were posted inline.
     upload: dict[str, Any] = field(default_factory=dict)
     events_due_at: float | None = None
+    # A HIT made through the MTurk-compatible API (a job of one item): {"hit_type_id",
+    # "requirements": its QualificationRequirements, "question": "external" | "html" | "form",
+    # "frame_height"}. Empty for every other job.
+    mturk: dict[str, Any] = field(default_factory=dict)
     budget_alerted: bool = False
     budget_alert_at: float | None = None
     # Ingest chunks written whole (each counted with its last item, once every item is in).
@@ -228,6 +232,8 @@ class Offer:
     # with each task.
     instructions_truncated: bool = False
     suite_size: int = 1
+    # A HIT's MTurk settings (Job.mturk): its requirements decide who may preview and accept.
+    mturk: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def of(cls, job: Job) -> Offer:
@@ -237,6 +243,7 @@ class Offer:
                   if f.name != "instructions_truncated"}
         return cls(**{**shared, "required_skills": tuple(job.required_skills),
                       "min_skill_scores": dict(job.min_skill_scores),
+                      "mturk": dict(job.mturk),
                       "instructions": job.instructions[:OFFER_INSTRUCTIONS],
                       "instructions_truncated": len(job.instructions) > OFFER_INSTRUCTIONS})
 

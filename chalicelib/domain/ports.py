@@ -488,3 +488,29 @@ class ClientKeys(Protocol):
     def remove_others(self, account_id: str, keep: str | None = None) -> None:
         """Remove the account's keys but keep (the new one after a rotation)."""
     def unregister(self, account_id: str) -> None: """Remove every key of the account."""
+
+
+@dataclass(frozen=True)
+class MTurkRecord:
+    """One record of the MTurk-compatible API: kind (a record type and its owner), name (its
+    id within), its JSON body, when it was made and its version (raised by each replace)."""
+
+    kind: str
+    name: str
+    body: dict[str, Any]
+    created_at: float
+    version: int = 1
+
+
+class MTurkRecords(Protocol):
+    """The MTurk-compatible API's records (chalicelib.adapters.mturk_records)."""
+
+    def get(self, kind: str, name: str) -> MTurkRecord | None: """One record, or None."""
+    def put_new(self, kind: str, name: str, body: dict[str, Any], now: float) -> bool:
+        """Create a record; False when one with its key exists."""
+    def replace(self, record: MTurkRecord, body: dict[str, Any]) -> bool:
+        """Replace a record's body if still at the version read; False otherwise."""
+    def delete(self, kind: str, name: str) -> bool: """Delete; False when there was none."""
+    def page(self, kind: str, limit: int, cursor: str | None
+             ) -> tuple[list[MTurkRecord], str | None]:
+        """A page of one kind's records in name order, and the next page's cursor."""

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.adapters import sigv4
+from chalicelib.adapters.cursors import codec
 from chalicelib.domain import mturk
 from chalicelib.domain.model import CLIENT, Principal
 from chalicelib.handlers.platform import Platform
@@ -43,9 +44,19 @@ def get_account_balance(p: Platform, client: Principal, body: dict[str, Any]) ->
     return {"AvailableBalance": mturk.money(cents)}
 
 
-OPERATIONS: dict[str, Callable[[Platform, Principal, dict[str, Any]], dict[str, Any]]] = {
+Operation = Callable[[Platform, Principal, dict[str, Any]], dict[str, Any]]
+
+# Each area's operations are in a module of its own (chalicelib.handlers.mturk_*), each with
+# an OPERATIONS table of the same shape, merged here.
+OPERATIONS: dict[str, Operation] = {
     "GetAccountBalance": get_account_balance,
 }
+
+
+def page_tokens() -> mturk.PageTokens:
+    """NextToken sealing for this stage: a key derived from the stage's cursor secret, so
+    every container accepts the tokens any of them handed out."""
+    return mturk.PageTokens(codec().derived_key("mturk page tokens"))
 
 
 def call(p: Platform, client: Principal, operation: str, body: dict[str, Any]

@@ -12,7 +12,7 @@ from chalicelib.domain.ids import is_job_id
 from chalicelib.domain.model import Job, Principal
 from chalicelib.domain.ports import (
     AccountStore, BlobStore, CatalogStore, ClientKeys, IdempotencyStore, ItemStore, JobStore,
-    LedgerStore, MessageQueue, QuoteStore, RequesterKeyStore, ResultStore, WorkerStatsStore,
+    LedgerStore, MessageQueue, MTurkRecords, QuoteStore, RequesterKeyStore, ResultStore, WorkerStatsStore,
     Workflow,
 )
 from chalicelib.domain.webhooks import Webhooks
@@ -53,6 +53,8 @@ class Platform:
     client_keys: ClientKeys | None = None
     # Requester access keys of the MTurk-compatible API; None: not configured on this stage.
     requester_keys: RequesterKeyStore | None = None
+    # The MTurk-compatible API's records (HIT types, tokens, qualifications, blocks, ...).
+    mturk: MTurkRecords | None = None
 
     def now(self) -> float:
         """The current time in epoch seconds."""

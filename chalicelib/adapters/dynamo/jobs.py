@@ -79,7 +79,7 @@ def job_from_model(r: JobModel, counts: JobCountsModel | None = None,
         instruction_version=version, promotion=r.promotion or {},
         transitions=tuple(json.loads(str(entry)) for entry in (r.transitions or ())),
         events_sent=int(r.events_sent or 0), events_due_at=r.events_due_at,
-        request_digest=r.request_digest or "", upload=r.upload or {},
+        request_digest=r.request_digest or "", upload=r.upload or {}, mturk=r.mturk or {},
         budget_alerted=bool(r.budget_alerted), budget_alert_at=r.budget_alert_at,
         gold_items=int(r.gold_items or 0), quality=r.quality or {},
         pool_cents=int(m.pool_cents or 0), held_cents=int(m.held_cents or 0),
@@ -150,6 +150,7 @@ class DynamoJobs:
             gold_items=job.gold_items, quality=job.quality or None,
             gold_slots=job.gold_slots or None, auto_approve_seconds=job.auto_approve_seconds,
             request_digest=job.request_digest or None, upload=job.upload or None,
+            mturk=job.mturk or None,
         )
         try:
             with TransactWrite(connection=JobModel._get_connection().connection) as tx:
