@@ -9,6 +9,7 @@ from chalicelib.adapters import sigv4
 from chalicelib.adapters.cursors import codec
 from chalicelib.domain import mturk
 from chalicelib.domain.model import CLIENT, Principal
+from chalicelib.handlers import mturk_assignments, mturk_events, mturk_hits, mturk_quals
 from chalicelib.handlers.platform import Platform
 from chalicelib.handlers.requester_keys import key_for
 
@@ -50,6 +51,8 @@ Operation = Callable[[Platform, Principal, dict[str, Any]], dict[str, Any]]
 # an OPERATIONS table of the same shape, merged here.
 OPERATIONS: dict[str, Operation] = {
     "GetAccountBalance": get_account_balance,
+    **mturk_hits.OPERATIONS, **mturk_assignments.OPERATIONS, **mturk_quals.OPERATIONS,
+    **mturk_events.OPERATIONS,
 }
 
 

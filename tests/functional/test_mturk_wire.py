@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,52 +11,35 @@ import boto3
 import botocore.auth
 import pytest
 import requests
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from chalicelib.deps import platform
 from chalicelib.domain.model import CLIENT
 from chalicelib.handlers.accounts import create_account
-from tests.conftest import ROOT, deployed_stack
-
-NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
-
+from tests.functional.mturk_stack import NO_RETRIES, Served, call, mturk_client, served_stack
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[dict[str, Any]]:
+def server() -> Iterator[Served]:
     """The app on a moto stack, served over HTTP on 127.0.0.1 (one server per module)."""
-    from infra.api_server import make_api_server
-
-    with pytest.MonkeyPatch.context() as env, deployed_stack(env) as stack:
-        served = make_api_server(stack.app.app, ROOT, "dev", "127.0.0.1", 0)
-        host, port = served.server.server_address[:2]
-        thread = threading.Thread(target=served.server.serve_forever, daemon=True)
-        thread.start()
-        try:
-            yield {"stack": stack, "url": f"http://{host}:{port}"}
-        finally:
-            served.server.shutdown()
-            served.server.server_close()
+    yield from served_stack()
 
 
 def _client_key() -> str:
     return create_account(platform(), CLIENT, "Lab")[1]
 
 
-def _call(server: dict, method: str, path: str, key: str) -> requests.Response:
-    return requests.request(method, server["url"] + path, headers={"X-Api-Key": key}, timeout=30)
+def _call(server: Served, method: str, path: str, key: str) -> requests.Response:
+    return call(server, method, path, key)
 
 
-def _requester_key(server: dict, key: str) -> dict:
+def _requester_key(server: Served, key: str) -> dict:
     response = _call(server, "POST", "/requester-keys", key)
     assert response.status_code == 201, response.text
     return response.json()
 
 
-def _mturk(server: dict, key_id: str, secret: str, **extra: Any) -> Any:
-    return boto3.client("mturk", endpoint_url=server["url"] + "/mturk", region_name="us-east-1",
-                        aws_access_key_id=key_id, aws_secret_access_key=secret,
-                        aws_session_token=None, config=NO_RETRIES, **extra)
+def _mturk(server: Served, key_id: str, secret: str, **extra: Any) -> Any:
+    return mturk_client(server, key_id, secret, **extra)
 
 
 def test_boto3_gets_the_account_balance_with_a_key_made_through_the_client_api(server):
