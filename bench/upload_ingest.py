@@ -14,7 +14,7 @@ in the times: a range's cost on AWS adds one conditional PutItem per item (at ~5
 
 Figures: per stage (the planner's calls, one range, the finish): calls, worst wall time,
 worst tracemalloc peak (every range is traced), and the ratio of the worst to the ingest
-consumer's configured 60 s and 512 MB (a consumer call takes up to 10 messages, so ten
+consumer's configured 60 s and memory (infra/stage_settings.py; a consumer call takes up to 10 messages, so ten
 ranges must fit: the ratio is given for ten). The process's peak RSS is printed too (it
 holds the whole file, as the bucket does).
 
@@ -33,9 +33,11 @@ from chalicelib.domain import uploads as u
 from chalicelib.domain.keys import upload_key
 from chalicelib.domain.model import CLIENT
 from chalicelib.handlers import accounts, jobs, uploads
+from infra.stage_settings import MEMORY_MB as MEMORY_SIZES
 from tests.fakes import FakeClock, FakeQueue, make_platform
 
-TIMEOUT_SECONDS, MEMORY_MB, BATCH = 60, 512, 10
+TIMEOUT_SECONDS, BATCH = 60, 10
+MEMORY_MB = MEMORY_SIZES["ingest_items"]
 
 
 def _file(lines: int, bad_every: int) -> tuple[bytes, int]:

@@ -159,7 +159,10 @@ def test_completing_checks_the_etags_named_and_the_declared_size(p, monkeypatch)
     with pytest.raises(Conflict) as raised:
         uploads.complete_upload(p, client, target["upload_id"], None)
     assert (raised.value.code, raised.value.field) == ("upload_size_mismatch", "bytes")
-    assert sent  # the other parts stay, for the client to send the last one again
+    # AND the other parts stay: sending the last one again whole completes the file
+    sent.update(_send(p, client, target, body, [target["parts"]]))
+    done = uploads.complete_upload(p, client, target["upload_id"], None)
+    assert done["state"] == "complete" and done["bytes"] == len(body)
 
 
 @pytest.mark.parametrize("body,field", [
