@@ -1,6 +1,6 @@
-"""The MTurk API's money on DynamoDB: a bonus billed to the client on its job (the budget
-grows, the pool is not used) and a rejected answer approved after all (paid at once, from
-the pool or billed), each one transaction that pays once."""
+"""The MTurk API's money, on the fakes and on DynamoDB alike: a bonus billed to the client on
+its job (the budget grows, the pool is not used) and a rejected answer approved after all
+(paid at once, from the pool or billed), each one transaction that pays once."""
 from __future__ import annotations
 
 import time
@@ -13,12 +13,18 @@ from chalicelib import deps
 from chalicelib.domain import payouts
 from chalicelib.domain.ids import new_assignment_id
 from chalicelib.domain.model import WORKER, Lease, LedgerEntry, StoredAnswer
+from chalicelib.errors import Conflict
 from chalicelib.handlers import accounts
 from tests.adapters.posting import active_job
+from tests.fakes import make_platform
 
 
-@pytest.fixture
-def p(module_stack: Any) -> Any:
+@pytest.fixture(params=["fakes", "dynamodb"])
+def p(request: Any) -> Any:
+    """The platform on fresh fakes, or on the DynamoDB adapters of the module's moto stack."""
+    if request.param == "fakes":
+        return make_platform(clock=time.time)
+    request.getfixturevalue("module_stack")
     return deps.platform()
 
 
@@ -52,7 +58,6 @@ def test_a_billed_bonus_grows_the_budget_and_pays_once_without_the_pool(p):
     assert (again.budget_cents, again.bonus_cents) == (after.budget_cents, 125)
     assert p.ledger.balance(worker.account_id) == 125
     # AND an unbilled bonus the pool does not hold is still refused
-    from chalicelib.errors import Conflict  # noqa: PLC0415 - only this assertion needs it
     with pytest.raises(Conflict):
         p.ledger.bonus(replace(entry, entry_id=f"bonus#{job.job_id}#b2"), job.job_id)
 
