@@ -32,6 +32,7 @@ from chalicelib.domain.ports import MTurkRecord, MTurkRecords
 from chalicelib.errors import Conflict, CrowdError, NotFound
 from chalicelib.handlers import mturk_events, payments
 from chalicelib.handlers.platform import Platform, client_job
+from chalicelib.observability import logger
 
 SUBMITTED = "Submitted"
 STATUSES = (SUBMITTED, "Approved", "Rejected")
@@ -202,9 +203,10 @@ def find_assignment(p: Platform, client: Principal, value: Any) -> Assignment:
     except mturk.MTurkError:
         raise _no_assignment(value) from None
     item = p.items.get_item(job.job_id, item_number)
-    for worker_id, answer in (item.answers.items() if item is not None else ()):
-        if answer.assignment_id == ours and item is not None:
-            return Assignment(job, item, worker_id, answer)
+    if item is not None:
+        for worker_id, answer in item.answers.items():
+            if answer.assignment_id == ours:
+                return Assignment(job, item, worker_id, answer)
     raise _no_assignment(value)
 
 
@@ -254,7 +256,7 @@ def approve_assignment(p: Platform, client: Principal, body: dict[str, Any]
     OverrideRejection a Rejected one submitted in the last 30 days (paid at once); any
     other state is InvalidAssignmentState."""
     found = find_assignment(p, client, body.get("AssignmentId"))
-    feedback = _optional_string(body, "RequesterFeedback", MAX_FEEDBACK)
+    feedback = (_optional_string(body, "RequesterFeedback", MAX_FEEDBACK) or "").strip() or None
     override = body.get("OverrideRejection", False)
     if not isinstance(override, bool):
         raise mturk.MTurkError("ValidationException", "OverrideRejection must be a boolean")
@@ -345,11 +347,21 @@ def send_bonus(p: Platform, client: Principal, body: dict[str, Any]) -> dict[str
         if original is not None:
             record_bonus(p.mturk, original)  # written now if the first call stopped before
         raise _repeated(token, worker_value, original)
-    record_bonus(p.mturk, entry)
-    fresh = p.jobs.get_job(job.job_id)
-    if fresh is not None:
-        webhooks.check_budget(p, fresh)
+    _after_bonus(p, entry)
     return mturk.void()
+
+
+def _after_bonus(p: Platform, entry: LedgerEntry) -> None:
+    """After a bonus is paid: its listing record, and the job's budget alert. Never raises:
+    the bonus is paid, and an error now would have the caller send it again."""
+    try:
+        record_bonus(p.mturk, entry)
+        fresh = p.jobs.get_job(entry.job_id or "")
+        if fresh is not None:
+            webhooks.check_budget(p, fresh)
+    except Exception:  # noqa: BLE001 (logged; a repeat with its token writes the record)
+        logger.exception("a bonus's listing record was not written",
+                         extra={"job_id": entry.job_id, "entry_id": entry.entry_id})
 
 
 def _repeated(token: str | None, worker_value: str, original: LedgerEntry | None

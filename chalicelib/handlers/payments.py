@@ -159,8 +159,8 @@ def review_assignment(p: Platform, client: Principal, assignment_id: str, body: 
     is approved and cannot be rejected any more.
     A rejected answer is left out of aggregation, its reward goes back to the job's pool,
     and while the job still takes answers its item gets a replacement slot (a HIT's does not:
-    takes_replacements). An approved one is
-    paid with the other answers of its accrual when that is settled.
+    takes_replacements). An approved one is paid with the other answers of its accrual when
+    that is settled.
     """
     # 404 comes first
     found = _client_answer(p, client, assignment_id, fresh=status == REJECTED)

@@ -15,7 +15,7 @@ from chalicelib.adapters.models import JobModel
 from chalicelib.deps import platform
 from chalicelib.domain import mturk_ids, payouts
 from chalicelib.domain.ids import item_id
-from chalicelib.handlers import mturk_events, payments
+from chalicelib.handlers import mturk_assignments, mturk_events, payments
 from tests.functional.marketplace import Api
 from tests.functional.mturk_stack import (
     NO_RETRIES, Requester, Served, call, requester, served_stack, worker,
@@ -358,3 +358,20 @@ def test_a_bonus_is_billed_on_the_hit_paid_once_per_token_and_listed(server):
     assert by_assignment["BonusPayments"][0]["BonusAmount"] == "1.25"
     only_second = lab.mturk.list_bonus_payments(AssignmentId=second, MaxResults=1)
     assert only_second["NumResults"] == 1 and "NextToken" in only_second
+
+
+def test_a_bonus_paid_is_never_answered_with_an_error(server, monkeypatch):
+    # GIVEN a submitted assignment, and a records table that fails after the bonus is paid
+    lab = requester(server)
+    job = _hit_job(server, lab, 1)
+    ((account, assignment),) = _submitted(server, job["job_id"], 1)
+    def failing(records: Any, entry: Any) -> None:
+        raise RuntimeError("throttled")
+
+    monkeypatch.setattr(mturk_assignments, "record_bonus", failing)
+    # WHEN a bonus is sent without a token THEN it answers {} (botocore would retry an
+    # error and pay twice) and the worker is paid once
+    sent = lab.mturk.send_bonus(WorkerId=mturk_ids.worker_id(account), BonusAmount="0.10",
+                                AssignmentId=assignment, Reason="thanks")
+    assert list(sent) == ["ResponseMetadata"]
+    assert platform().ledger.balance(account) == 10

@@ -23,7 +23,8 @@ from chalicelib.adapters.dynamo.writes import (
 )
 from chalicelib.adapters.models import (
     OPEN_SLOT_FIELDS, AccountModel, AccrualModel, GoldListingModel, GoldServingModel,
-    IngestRangeModel, ItemModel, JobCountsModel, JobModel, JobMoneyModel, LedgerModel, counts_key, money_key, range_key,
+    IngestRangeModel, ItemModel, JobCountsModel, JobModel, JobMoneyModel, LedgerModel,
+    counts_key, money_key, range_key,
 )
 from chalicelib.domain import payouts
 from chalicelib.domain.model import ItemState, Lease, LedgerEntry, NewItem, StoredAnswer
