@@ -345,6 +345,34 @@ class FakeItems:
             record.state.answers[worker_id] = replace(answer, review=_json_copy(review))
             return True
 
+    def approve_rejected(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
+                         review: dict[str, Any], entry: LedgerEntry,
+                         billed_cents: int | None = None) -> bool | None:
+        """A rejected answer approved and paid at once, with its money, together and once (as
+        DynamoItems)."""
+        with self._lock:
+            record = self.records.get((job_id, item_id))
+            answer = record.state.answers.get(worker_id) if record else None
+            ledger = self.ledger_ref
+            if record is None or answer is None or answer.assignment_id != assignment_id \
+                    or (answer.review or {}).get("status") != "rejected" \
+                    or (entry.account_id, entry.entry_id) in ledger.rows:
+                return False
+            job = self.jobs_ref.jobs[job_id]
+            if billed_cents is None and job.pool_cents < entry.amount_cents:
+                return None
+            if billed_cents is None:
+                job.pool_cents -= entry.amount_cents
+            else:
+                job.budget_cents += billed_cents
+            record.state.answers[worker_id] = replace(answer, review=_json_copy(review))
+            ledger.rows[(entry.account_id, entry.entry_id)] = entry
+            ledger.balances[worker_id] = ledger.balances.get(worker_id, 0) + entry.amount_cents
+            job.paid_cents += entry.amount_cents
+            job.approved_answers += 1
+            job.rejected_answers -= 1
+            return True
+
     def release_gold_slots(self, job_id: str, item_id: str, free: int, expired: Sequence[str],
                            now: float, reward_cents: int) -> int:
         """Take free slots and expired leases' slots away, paying them into the pool, together."""
@@ -1195,16 +1223,19 @@ class FakeLedger:
         # (worker id, job id, window) -> accrued, rejected, paid, due_at, settled_at/_by
         self.accruals: dict[tuple[str, str, int], dict[str, Any]] = {}
 
-    def bonus(self, entry: LedgerEntry, job_id: str) -> bool:
-        """The entry, the balance and the job's pool, together."""
+    def bonus(self, entry: LedgerEntry, job_id: str, billed_cents: int | None = None) -> bool:
+        """The entry, the balance and the job's pool (or, billed, its budget), together."""
         with self._lock:
             if (entry.account_id, entry.entry_id) in self.rows:
                 return False
             job = self._jobs.jobs[job_id]
-            if job.pool_cents < entry.amount_cents:
+            if billed_cents is not None:
+                job.budget_cents += billed_cents
+            elif job.pool_cents < entry.amount_cents:
                 raise Conflict("the job's budget has not that much left for bonuses",
                                code="insufficient_budget")
-            job.pool_cents -= entry.amount_cents
+            else:
+                job.pool_cents -= entry.amount_cents
             job.bonus_cents += entry.amount_cents
             self.rows[(entry.account_id, entry.entry_id)] = entry
             self.balances[entry.account_id] = self.balances.get(entry.account_id, 0) \

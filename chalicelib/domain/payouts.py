@@ -64,6 +64,16 @@ def due_at(window: int, lease_seconds: int, auto_approve_seconds: int) -> float:
     return window_end(window) + lease_seconds + auto_approve_seconds
 
 
+def pay_delay(lease_seconds: int, auto_approve_seconds: int, hit: bool = False) -> float:
+    """How long after its window's end an accrual is due: the lease time and the review
+    period. A HIT (a job made through the MTurk API) with no review period approves its
+    answers as they are submitted (AutoApprovalDelayInSeconds 0): its accruals are due at
+    once (from the window's start, which has passed), so the sweeper's next run pays them."""
+    if hit and auto_approve_seconds <= 0:
+        return -float(PAY_WINDOW_SECONDS)
+    return float(lease_seconds + auto_approve_seconds)
+
+
 def due_shard(job_id: str, worker_id: str) -> str:
     """The due index's partition key of an accrual: fixed per accrual, spread over shards."""
     return f"due#{zlib.crc32(f'{job_id}#{worker_id}'.encode()) % DUE_SHARDS}"

@@ -136,9 +136,11 @@ class CatalogStore(Protocol):
 class LedgerStore(Protocol):
     """Accounts' money: entries and balances, each credit exactly once."""
 
-    def bonus(self, entry: LedgerEntry, job_id: str) -> bool:
+    def bonus(self, entry: LedgerEntry, job_id: str, billed_cents: int | None = None) -> bool:
         """Pay a bonus from the job's pool with its entry, together; False if the entry exists
-        already (nothing paid again). Raises Conflict insufficient_budget if the pool is short."""
+        already (nothing paid again). Raises Conflict insufficient_budget if the pool is short.
+        With billed_cents the pool is not used: the job's budget grows by billed_cents (the
+        client is billed for the bonus) in the same write."""
     def get_entry(self, account_id: str, entry_id: str) -> LedgerEntry | None: """One entry."""
     def entries(self, account_id: str, limit: int, cursor: str | None
                 ) -> tuple[list[LedgerEntry], str | None]:
@@ -332,6 +334,13 @@ class ItemStore(Protocol):
         """Record a client's approval on the answer, once (its pay comes with its accrual's
         settlement); False if it was reviewed before. gold: the item is gold (the caller
         has read it)."""
+    def approve_rejected(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
+                         review: dict[str, Any], entry: LedgerEntry,
+                         billed_cents: int | None = None) -> bool | None:
+        """Approve a rejected (regular) answer and pay it at once with its entry, together
+        and once: its reward from the job's pool, or with billed_cents billed on the job's
+        budget (which grows by them). None if the pool is short, False if the answer is not
+        rejected any more or the entry exists (nothing written)."""
     def release_gold_slots(self, job_id: str, item_id: str, free: int, expired: Sequence[str],
                            now: float, reward_cents: int) -> int:
         """Take a gold item's `free` free slots and the slots of the workers' expired leases

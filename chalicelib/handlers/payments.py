@@ -29,6 +29,7 @@ from chalicelib.domain.model import (
     StoredAnswer,
 )
 from chalicelib.domain.payouts import Accrual
+from chalicelib.domain.pricing import platform_fee, worker_budget
 from chalicelib.domain.ports import ApprovalRequest
 from chalicelib.errors import Conflict, NotFound, TransientError
 from chalicelib.handlers.platform import Platform, cached_job, client_job
@@ -98,10 +99,18 @@ def settle(p: Platform, job: Job, item: ItemState, worker_id: str, answer: Store
                         job.job_id, answer.assignment_id, reason, by)
     # A rejected answer's reward is held for its replacement slot while the job may still
     # take answers (so a bonus cannot take it first); otherwise it goes back to the pool.
-    replaceable = item.gold is None and job.state not in (CANCELLED, DONE, FAILED)
+    replaceable = takes_replacements(job, item)
     written = p.items.review(job.job_id, item.item_id, worker_id, answer.assignment_id, review,
                              entry, job.reward_cents, "held" if replaceable else "pool")
     return review if written else None
+
+
+def takes_replacements(job: Job, item: ItemState) -> bool:
+    """Whether an answer of the item left out (rejected, or by a blocked worker) gets a
+    replacement slot: a regular item of a job that may still take answers, unless the job is
+    a HIT (Job.mturk): MTurk never reopens an assignment it rejected, so a HIT's rejected
+    reward goes back to the pool and its slot stays used."""
+    return item.gold is None and not job.mturk and job.state not in (CANCELLED, DONE, FAILED)
 
 
 def decision(p: Platform, job_id: str, worker_id: str, answer: StoredAnswer
@@ -149,13 +158,25 @@ def review_assignment(p: Platform, client: Principal, assignment_id: str, body: 
     (AlreadyReviewed, with the decision that stands): an answer whose pay window was settled
     is approved and cannot be rejected any more.
     A rejected answer is left out of aggregation, its reward goes back to the job's pool,
-    and while the job still takes answers its item gets a replacement slot. An approved one is
-    paid with the other answers of its accrual when that is settled.
+    and while the job still takes answers its item gets a replacement slot (a HIT's does not:
+    takes_replacements). An approved one is paid with the other answers of its accrual when
+    that is settled.
     """
     # 404 comes first
-    job, item, worker_id, answer = _client_answer(p, client, assignment_id,
-                                                  fresh=status == REJECTED)
+    found = _client_answer(p, client, assignment_id, fresh=status == REJECTED)
     reason = _review_body(body, reason_required=status == REJECTED)
+    return review_answer(p, client, assignment_id, status, reason, found)
+
+
+def review_answer(p: Platform, client: Principal, assignment_id: str, status: str,
+                  reason: str | None,
+                  found: tuple[Job, ItemState, str, StoredAnswer] | None = None) -> Review:
+    """review_assignment with its reason read (None: no reason, which a rejection through
+    the MTurk API may have) and, when given, the answer found (as _client_answer finds it:
+    with a job read fresh for a rejection): the same decision again returns the first, the
+    other decision is AlreadyReviewed, an unknown answer NotFound."""
+    job, item, worker_id, answer = found or _client_answer(p, client, assignment_id,
+                                                           fresh=status == REJECTED)
     # Written first, read only if refused: the write's conditions decide, and a client's
     # approval in the review period (the usual case) costs no read of the accrual.
     review = answer.review
@@ -168,6 +189,43 @@ def review_assignment(p: Platform, client: Principal, assignment_id: str, body: 
     if review is None or review["status"] != status:
         raise AlreadyReviewed(outcome)
     return outcome
+
+
+def billed_cents(job: Job, amount_cents: int) -> int:
+    """What paying amount_cents to a worker by billing the client adds to the job's budget:
+    enough that the budget's workers' part (the budget less the platform fee) grows by
+    exactly the amount, i.e. the amount and the fee on it, so the job's money figures
+    (chalicelib.domain.pricing.job_money) still add up."""
+    workers_part = worker_budget(job.budget_cents) + amount_cents
+    return max(amount_cents, workers_part + platform_fee(workers_part) - job.budget_cents)
+
+
+def override_rejection(p: Platform, job: Job, item: ItemState, worker_id: str,
+                       answer: StoredAnswer, reason: str | None, by: str) -> bool:
+    """Approve a rejected answer after all and pay it at once (MTurk's ApproveAssignment
+    with OverrideRejection); False if it is not rejected any more.
+
+    The rejection counted the answer rejected on its accrual, so no settlement pays it,
+    whether that accrual was settled since or not; the override pays the reward with a
+    ledger entry of its own ("override#<assignment id>", written only if new, in one
+    transaction with the review turning to approved), so the worker is paid exactly once.
+    The reward comes back from the job's pool, where the rejection put it; if the pool has
+    spent it meanwhile, it is billed on the job (its budget grows by it and its fee).
+    """
+    now = p.now()
+    review = {"status": APPROVED, "reason": reason, "at": now, "by": by}
+    entry = LedgerEntry(worker_id, f"override#{answer.assignment_id}", "settlement",
+                        job.reward_cents, now, job.job_id, answer.assignment_id,
+                        "a rejected answer approved", by, 1)
+    written = p.items.approve_rejected(job.job_id, item.item_id, worker_id,
+                                       answer.assignment_id, review, entry)
+    if written is None:
+        written = p.items.approve_rejected(job.job_id, item.item_id, worker_id,
+                                           answer.assignment_id, review, entry,
+                                           billed_cents=billed_cents(job, job.reward_cents))
+    if written:
+        p.cache.jobs.forget(job.job_id)
+    return bool(written)
 
 
 def settle_accrual(p: Platform, accrual: Accrual, by: str) -> int:

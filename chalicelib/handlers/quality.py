@@ -230,8 +230,8 @@ def replace_left_out(p: Platform, job: Job) -> bool:
     may_leave_out; no item is read) or the job takes no replacements; else a pass over its
     items is queued (left_out_page in rounds), which gives the items replacement slots a
     page at a time while the job keeps taking answers, and closes the round if it reopened
-    nothing."""
-    if job.state != ACTIVE or not may_leave_out(p, job):
+    nothing. A HIT (Job.mturk) takes no replacements: MTurk never reopens an assignment."""
+    if job.state != ACTIVE or job.mturk or not may_leave_out(p, job):
         return True  # a stopped or closing job takes no new leases: nobody could fill them
     p.ingest_queue.send({"job_id": job.job_id, "left_out": {
         "round": job.round, "pass": new_id("pass"), "after": None, "reopened": 0}})

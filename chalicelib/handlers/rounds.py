@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from types import ModuleType
 from typing import Any
 
-from chalicelib.domain import phases, webhooks
+from chalicelib.domain import payouts, phases, webhooks
 from chalicelib.domain.ids import item_id as numbered
 from chalicelib.domain.keys import report_key
 from chalicelib.domain.model import (
@@ -72,7 +72,8 @@ def count_answers(p: Platform, messages: Iterable[Mapping[str, Any]]) -> None:
         if cached is not None and cached.adaptive:
             answers = [_adaptive().adapt(p, cached, a, ordinals[a.assignment_id]) if a.item_complete else a
                        for a in answers]
-        delay = None if cached is None else cached.lease_seconds + cached.auto_approve_seconds
+        delay = None if cached is None else payouts.pay_delay(
+            cached.lease_seconds, cached.auto_approve_seconds, hit=bool(cached.mturk))
         new = p.jobs.record_counted(job_id, answers, pay_delay=delay)
         for a in answers:
             if a.assignment_id in gold and cached is not None:

@@ -22,9 +22,9 @@ from chalicelib.adapters.dynamo.writes import (
     transact_once,
 )
 from chalicelib.adapters.models import (
-    OPEN_SLOT_FIELDS, AccrualModel, GoldListingModel, GoldServingModel, IngestRangeModel,
-    ItemModel,
-    JobCountsModel, JobModel, JobMoneyModel, LedgerModel, counts_key, money_key, range_key,
+    OPEN_SLOT_FIELDS, AccountModel, AccrualModel, GoldListingModel, GoldServingModel,
+    IngestRangeModel, ItemModel, JobCountsModel, JobModel, JobMoneyModel, LedgerModel,
+    counts_key, money_key, range_key,
 )
 from chalicelib.domain import payouts
 from chalicelib.domain.model import ItemState, Lease, LedgerEntry, NewItem, StoredAnswer
@@ -443,6 +443,41 @@ class DynamoItems:
                                    ItemModel.reviews[worker_id].does_not_exist()
                                    & (ItemModel.answers[worker_id]["aid"] == assignment_id))
         return ok
+
+    def approve_rejected(self, job_id: str, item_id: str, worker_id: str, assignment_id: str,
+                         review: dict[str, Any], entry: LedgerEntry,
+                         billed_cents: int | None = None) -> bool | None:
+        """A rejected answer approved after all, paid at once, in one transaction: the
+        approval on the item (only if the answer is this assignment's and still rejected),
+        the entry (only if new), the worker's balance, and on the job's money record the
+        reward paid (one approved answer more, one rejected less) and taken from the pool
+        (only if it holds it); with billed_cents the reward is not taken from the pool but
+        billed: the job's budget grows by billed_cents. The answer's accrual still counts it
+        rejected, so no settlement pays it again. None if the pool is short, False if the
+        answer is not rejected any more or the entry exists (nothing written)."""
+        value = _review_value(review)
+        amount = entry.amount_cents
+
+        def write(tx: TransactWrite) -> None:
+            tx.update(ItemModel(job_id, item_id),
+                      actions=[ItemModel.reviews[worker_id].set(value)],
+                      condition=(ItemModel.reviews[worker_id]["s"] == "rejected")
+                      & (ItemModel.answers[worker_id]["aid"] == assignment_id))
+            tx.save(ledger_record(entry), condition=LedgerModel.entry_id.does_not_exist())
+            tx.update(AccountModel(worker_id), actions=[AccountModel.balance_cents.add(amount)])
+            paid: list[Action] = [JobMoneyModel.paid_cents.add(amount),
+                                  JobMoneyModel.approved_answers.add(1),
+                                  JobMoneyModel.rejected_answers.add(-1)]
+            if billed_cents is not None:
+                tx.update(JobModel(job_id), actions=[JobModel.budget_cents.add(billed_cents)],
+                          condition=JobModel.job_id.exists())
+                tx.update(JobMoneyModel(money_key(job_id)), actions=paid)
+            else:
+                tx.update(JobMoneyModel(money_key(job_id)),
+                          actions=[*paid, JobMoneyModel.pool_cents.add(-amount)],
+                          condition=JobMoneyModel.pool_cents >= amount)
+
+        return _paid_write(write)
 
     def add_slots(self, job_id: str, item_id: str, count: int, replaced_before: int,
                   cents: int = 0, source: str = "pool") -> bool | None:

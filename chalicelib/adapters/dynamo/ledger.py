@@ -17,7 +17,7 @@ from chalicelib.adapters.dynamo.writes import (
     cancellation_reasons, cancelled_by_condition, conditional_update, transact_once,
 )
 from chalicelib.adapters.models import (
-    AccountModel, AccrualModel, JobMoneyModel, LedgerModel, money_key,
+    AccountModel, AccrualModel, JobModel, JobMoneyModel, LedgerModel, money_key,
 )
 from chalicelib.domain.model import LedgerEntry
 from chalicelib.domain.payouts import DUE_SHARDS, Accrual
@@ -59,25 +59,37 @@ def _entry_from(r: LedgerModel) -> LedgerEntry:
 class DynamoLedger:
     """Ledger entries and balances."""
 
-    def bonus(self, entry: LedgerEntry, job_id: str) -> bool:
+    def bonus(self, entry: LedgerEntry, job_id: str, billed_cents: int | None = None) -> bool:
         """The entry, the worker's balance and the job's pool and bonus total (its money
-        record), together; only if the pool holds the bonus."""
+        record), together; only if the pool holds the bonus. Billed (billed_cents given),
+        the pool is left alone and the job's budget grows by billed_cents instead, in the
+        same transaction: the client is charged for the bonus on the job."""
         try:
             with TransactWrite(connection=LedgerModel._get_connection().connection) as tx:
                 tx.save(ledger_record(entry), condition=LedgerModel.entry_id.does_not_exist())
                 tx.update(AccountModel(entry.account_id),
                           actions=[AccountModel.balance_cents.add(entry.amount_cents)],
                           condition=AccountModel.account_id.exists())
-                tx.update(JobMoneyModel(money_key(job_id)),
-                          actions=[JobMoneyModel.pool_cents.add(-entry.amount_cents),
-                                   JobMoneyModel.bonus_cents.add(entry.amount_cents)],
-                          condition=JobMoneyModel.pool_cents >= entry.amount_cents)
+                if billed_cents is None:
+                    tx.update(JobMoneyModel(money_key(job_id)),
+                              actions=[JobMoneyModel.pool_cents.add(-entry.amount_cents),
+                                       JobMoneyModel.bonus_cents.add(entry.amount_cents)],
+                              condition=JobMoneyModel.pool_cents >= entry.amount_cents)
+                else:
+                    tx.update(JobMoneyModel(money_key(job_id)),
+                              actions=[JobMoneyModel.bonus_cents.add(entry.amount_cents)])
+                    tx.update(JobModel(job_id),
+                              actions=[JobModel.budget_cents.add(billed_cents)],
+                              condition=JobModel.job_id.exists())
         except TransactWriteError as error:
             if not cancelled_by_condition(error):
                 raise
             reasons = cancellation_reasons(error)
             if reasons and reasons[0] == "ConditionalCheckFailed":
                 return False  # paid before
+            if billed_cents is not None and len(reasons) > 3 \
+                    and reasons[3] == "ConditionalCheckFailed":
+                raise NotFound("no such job", code="job_not_found") from error
             if len(reasons) > 2 and reasons[2] == "ConditionalCheckFailed":
                 raise Conflict("the job's budget has not that much left for bonuses",
                                code="insufficient_budget") from error
