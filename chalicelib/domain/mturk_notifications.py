@@ -37,7 +37,7 @@ _TOPIC_ARN = re.compile(
 _QUEUE_URL = re.compile(
     r"^(?:https://(?:sqs\.(?P<region>[a-z0-9-]+)\.amazonaws\.com|(?P<legacy>[a-z0-9-]+)"
     r"\.queue\.amazonaws\.com)|http://(?:localhost|127\.0\.0\.1)(?::\d{1,5})?)"
-    r"/(?P<account>\d{12})/(?P<name>[A-Za-z0-9_-]{1,80}(?:\.fifo)?)$")
+    r"/(?P<account>\d{12})/(?P<name>[A-Za-z0-9_-]{1,80})$")
 
 
 @dataclass(frozen=True)
@@ -119,6 +119,10 @@ def read_spec(value: Any, reserved_prefix: str, field: str = "Notification") -> 
                          f"{field}.EventTypes must be a non-empty list of: {', '.join(EVENT_TYPES)}")
     if not isinstance(destination, str) or not 1 <= len(destination) <= MAX_DESTINATION:
         raise MTurkError("ValidationException", f"{field}.Destination must be a string")
+    if destination.endswith(".fifo"):
+        raise request_error(f"{field}.Destination is a FIFO topic or queue, which is not "
+                            "supported: use a standard one",
+                            "AWS.MechanicalTurk.InvalidParameterValue")
     pattern, what = (_TOPIC_ARN, "an SNS topic ARN") if transport == SNS \
         else (_QUEUE_URL, "an SQS queue URL")
     match = pattern.match(destination)

@@ -9,7 +9,10 @@ Installed, its .pth file runs `install()` at interpreter start only when one of 
   it, sandbox clients are left on MTurk's sandbox host, so a tool in sandbox mode never
   spends real money by accident;
 - CROWD_MTURK_SUBMIT_URL: where a worker's finished assignment is posted (Dallinger's
-  external submission URL); default `<endpoint>/externalSubmit`.
+  external submission URL); default `<endpoint>/externalSubmit`;
+- CROWD_MTURK_ACCESS_KEY_ID and CROWD_MTURK_SECRET_ACCESS_KEY: the deployment's requester
+  key, signing every redirected call in place of the tool's own keys (Dallinger signs its SNS
+  and its MTurk calls with one pair: it keeps real AWS keys for SNS, and this pair for MTurk).
 
 What it changes, each when its module is first imported (or at once if it already is):
 
@@ -53,6 +56,9 @@ class Settings:
         self.live = (environ.get("CROWD_MTURK_ENDPOINT") or "").rstrip("/") or None
         self.sandbox = (environ.get("CROWD_MTURK_SANDBOX_ENDPOINT") or "").rstrip("/") or None
         self.submit_url = environ.get("CROWD_MTURK_SUBMIT_URL") or None
+        key, secret = (environ.get("CROWD_MTURK_ACCESS_KEY_ID"),
+                       environ.get("CROWD_MTURK_SECRET_ACCESS_KEY"))
+        self.key: Optional[Tuple[str, str]] = (key, secret) if key and secret else None
 
     def __bool__(self) -> bool:
         return bool(self.live or self.sandbox or self.submit_url)
@@ -118,6 +124,13 @@ def patch_botocore(module: ModuleType) -> None:
             if after != before:
                 replaced("botocore mturk client endpoint_url", before or "(default)", after)
                 bound.arguments["endpoint_url"] = after
+                if _settings.key is not None:
+                    replaced("botocore mturk client access key",
+                             bound.arguments.get("aws_access_key_id") or "(default)",
+                             _settings.key[0])
+                    bound.arguments.update(aws_access_key_id=_settings.key[0],
+                                           aws_secret_access_key=_settings.key[1],
+                                           aws_session_token=None)
         return original(*bound.args, **bound.kwargs)
 
     setattr(create_client, MARK, True)
@@ -151,7 +164,10 @@ def patch_otree(module: ModuleType) -> None:
 
 
 def _otree_credentials(module: ModuleType) -> Tuple[Optional[str], Optional[str]]:
-    """oTree's own keys (otree.settings, imported into its client), else the environment's."""
+    """The requester key of the variables, else oTree's own keys (otree.settings, imported
+    into its client), else the environment's."""
+    if _settings.key is not None:
+        return _settings.key
     return (getattr(module, "AWS_ACCESS_KEY_ID", None) or os.environ.get("AWS_ACCESS_KEY_ID"),
             getattr(module, "AWS_SECRET_ACCESS_KEY", None)
             or os.environ.get("AWS_SECRET_ACCESS_KEY"))

@@ -311,6 +311,8 @@ def test_send_test_event_notification_sends_a_ping_at_once(server, lab, queue, t
     (_spec("arn:aws:sns:us-east-1:123456789012:t", version="2020-01-01"), None, "Version"),
     (_spec("https://sqs.us-east-1.amazonaws.com/123456789012/crowd-dev-results", "SQS"), None,
      "this deployment's own queues"),
+    (_spec("https://sqs.us-east-1.amazonaws.com/123456789012/lab.fifo", "SQS"), None,
+     "FIFO topic or queue"),
     (None, False, "has no notification specification"),
 ])
 def test_specifications_that_cannot_be_served_are_request_errors(

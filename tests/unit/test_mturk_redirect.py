@@ -199,6 +199,26 @@ def test_otree_already_imported_is_patched_at_install_and_its_sandbox_left_alone
         module.call_api("CreateHIT", {}, use_sandbox=True)
 
 
+def test_the_requester_key_variables_sign_redirected_calls_in_place_of_the_tools_keys(
+        deployment):
+    # GIVEN the redirect with the deployment's requester key (the tool keeps other keys)
+    mturk_redirect.install({"CROWD_MTURK_ENDPOINT": deployment,
+                            "CROWD_MTURK_ACCESS_KEY_ID": "AKCROWD",
+                            "CROWD_MTURK_SECRET_ACCESS_KEY": "otree-secret"})
+    module = types.ModuleType("otree.mturk_client")
+    exec(textwrap.dedent(OTREE_CLIENT), module.__dict__)
+    mturk_redirect.patch_otree(module)
+    # WHEN a boto3 client made with real AWS keys, and oTree with its own, call MTurk
+    client = boto3.client("mturk", region_name="us-east-1", endpoint_url=LIVE,
+                          aws_access_key_id="AKIAREALAWSKEY", aws_secret_access_key="aws",
+                          aws_session_token="token")
+    with pytest.raises(client.exceptions.RequestError):
+        client.get_hit(HITId="X")
+    module.TurkClient.create_hit({}, use_sandbox=False)
+    # THEN both were signed with the requester key (the stand-in verified the signatures)
+    assert [seen["key"] for seen in _Recorder.seen] == ["AKCROWD", "AKCROWD"]
+
+
 DALLINGER_RECRUITERS = '''
     class MTurkRecruiter:
         def __init__(self, is_sandbox):
