@@ -15,7 +15,7 @@ from chalicelib.api.common import chalice_errors_as_json, refuse_invalid_paramet
 from chalicelib.api.openapi import role_of
 from chalicelib.deps import platform
 from chalicelib.domain.webhooks import deliver, publish_due_job_events
-from chalicelib.handlers import jobs, rounds
+from chalicelib.handlers import jobs, mturk_events, rounds
 from chalicelib.handlers.payments import auto_approve_due
 from chalicelib.observability import correlated, count, logger
 from chalicelib.settings import queue_names
@@ -100,12 +100,14 @@ def count_answers(event: Any) -> None:
 # One delivery per invocation: a slow receiver holds up no other client's delivery.
 @app.on_sqs_message(queue=WEBHOOK_QUEUE, batch_size=1)
 def deliver_webhooks(event: Any) -> None:
-    """Attempt each due webhook delivery once; failures are queued again with back-off."""
+    """Attempt each due webhook delivery, or MTurk notification, once; failures are queued
+    again with back-off."""
     p = platform()
     hooks = p.webhooks
     if hooks is None:
         raise RuntimeError("webhooks are not wired on this platform")
-    _each_message(event, lambda message: deliver(hooks, message, p.now))
+    _each_message(event, lambda message: mturk_events.deliver(p, message)
+                  if mturk_events.is_notice(message) else deliver(hooks, message, p.now))
 
 
 @app.schedule("rate(1 minute)")

@@ -30,17 +30,20 @@ def _build() -> Platform:
     from chalicelib.adapters.idempotency import DynamoIdempotency
     from chalicelib.adapters.messaging import SqsQueue, StepFunctionsWorkflow
     from chalicelib.adapters.models import bind_models
+    from chalicelib.adapters.mturk_notices import sender as notice_sender
     from chalicelib.adapters.mturk_records import DynamoMTurkRecords
     from chalicelib.adapters.rate_limits import ApiGatewayKeys
     from chalicelib.adapters.requester_keys import DynamoRequesterKeys
     from chalicelib.adapters.storage import S3Blobs
     from chalicelib.adapters.webhooks import DynamoWebhooks, EventBridgeBus, sender
+    from chalicelib.domain.mturk_notifications import Notifier
     from chalicelib.domain.webhooks import WebhookConfig, Webhooks
     from chalicelib.settings import settings
 
     config = settings()
     bind_models(config)
     sqs = aws.client("sqs", config.region)
+    webhook_queue = SqsQueue(sqs, config.webhook_queue_name)
     return Platform(
         accounts=DynamoAccounts(), quotes=DynamoQuotes(), jobs=DynamoJobs(),
         items=DynamoItems(), results=DynamoResults(), stats=DynamoWorkerStats(),
@@ -53,7 +56,7 @@ def _build() -> Platform:
         idempotency=DynamoIdempotency(config.idempotency_table,
                                       aws.client("dynamodb", config.region)),
         webhooks=Webhooks(
-            store=DynamoWebhooks(), queue=SqsQueue(sqs, config.webhook_queue_name),
+            store=DynamoWebhooks(), queue=webhook_queue,
             dead_letters=SqsQueue(sqs, config.webhook_dead_letter_queue_name),
             send=sender(allow_loopback=config.webhook_allow_insecure),
             bus=EventBridgeBus(aws.client("events", config.region), config.event_bus_name),
@@ -67,6 +70,14 @@ def _build() -> Platform:
                                            config.requester_keys_kms_key)
         if config.requester_keys_kms_key else None,
         mturk=DynamoMTurkRecords(),
+        # Notifications ride the webhook queue and its consumer; the stage's own queues
+        # (named <app>-<stage>-...) are never a requester's destination.
+        mturk_notifier=Notifier(
+            send=notice_sender(aws.client, config.region), queue=webhook_queue,
+            reserved_prefix=config.ingest_queue_name.rsplit("-", 1)[0] + "-",
+            retry_base_seconds=config.webhook_retry_base_seconds,
+            retry_max_seconds=config.webhook_retry_max_seconds,
+            window_seconds=config.webhook_window_seconds),
         cache_seconds=config.cache_seconds,
         open_registration=config.open_worker_registration,
     )

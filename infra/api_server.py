@@ -35,7 +35,9 @@ def make_api_server(app: Any, project_dir: Path, stage: str, host: str, port: in
         config_from_disk=config_from_disk,
     )
     validate_routes(app.routes)
-    from chalice.local import ChaliceRequestHandler, ThreadedHTTPServer
+    from chalice.local import (
+        ChaliceRequestHandler, CustomLocalChalice, LocalDevServer, ThreadedHTTPServer,
+    )
 
     # Its responses go out in small writes on kept-alive HTTP/1.1 connections; with Nagle's
     # algorithm on, each waits for the client's delayed ACK (about 40 ms a request).
@@ -43,7 +45,10 @@ def make_api_server(app: Any, project_dir: Path, stage: str, host: str, port: in
     # socketserver listens with a backlog of 5: with dozens of clients connecting at once the
     # kernel drops the rest, whose connects then wait 1, 3, 7... seconds to be tried again.
     ThreadedHTTPServer.request_queue_size = LISTEN_BACKLOG
-    server = create_local_server(app, config, host, port)
+    # Chalice makes the app a CustomLocalChalice the first time it serves it; serving that
+    # app again (a second server in the same process) must not make the class its own base.
+    server = LocalDevServer(app, config, host, port) if isinstance(app, CustomLocalChalice) \
+        else create_local_server(app, config, host, port)
     server.server.RequestHandlerClass = functools.partial(_handler_class(), app_object=app,
                                                           config=config)
     return server

@@ -71,6 +71,12 @@ def render_policy(stage: str, app_name: str = APP_NAME) -> dict[str, Any]:
              "Resource": [f"arn:aws:sqs:*:*:{prefix}-ingest", f"arn:aws:sqs:*:*:{prefix}-results",
                           f"arn:aws:sqs:*:*:{prefix}-webhooks",
                           f"arn:aws:sqs:*:*:{prefix}-webhooks-dlq"]},
+            # MTurk notifications go to the requesters' own SNS topics and SQS queues, which
+            # must be in the deployment's account (the app refuses the stage's own queues).
+            {"Sid": "MTurkNotifications", "Effect": "Allow",
+             "Action": ["sns:Publish", "sqs:SendMessage"],
+             "Resource": ["arn:aws:sns:*:*:*", "arn:aws:sqs:*:*:*"],
+             "Condition": {"StringEquals": {"aws:ResourceAccount": "${aws:PrincipalAccount}"}}},
             # Client keys are registered in the stage's usage plan (its id is known only after
             # the first deploy; API keys are not named per stage).
             {"Sid": "ClientKeys", "Effect": "Allow",

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from chalicelib.domain.cache import MISSING, ContainerCache
 from chalicelib.domain.ids import is_job_id
 from chalicelib.domain.model import Job, Principal
+from chalicelib.domain.mturk_notifications import Notifier
 from chalicelib.domain.ports import (
     AccountStore, BlobStore, CatalogStore, ClientKeys, IdempotencyStore, ItemStore, JobStore,
     LedgerStore, MessageQueue, MTurkRecords, QuoteStore, RequesterKeyStore, ResultStore, WorkerStatsStore,
@@ -55,6 +56,8 @@ class Platform:
     requester_keys: RequesterKeyStore | None = None
     # The MTurk-compatible API's records (HIT types, tokens, qualifications, blocks, ...).
     mturk: MTurkRecords | None = None
+    # Where MTurk notifications are queued and sent (SNS, SQS); None sends none.
+    mturk_notifier: Notifier | None = None
 
     def now(self) -> float:
         """The current time in epoch seconds."""

@@ -16,6 +16,7 @@ from chalicelib.domain.model import (
     ACTIVE, AGGREGATING, CALIBRATION, CANCELLED, CLOSING, DONE, FAILED, INGESTING, PAUSED, PILOT,
     PRODUCTION, TAKES_ANSWERS, CountedAnswer, Job,
 )
+from chalicelib.handlers.mturk_events import emit_expired
 from chalicelib.handlers.platform import Platform, cached_job
 from chalicelib.handlers.quality import (
     release_leftovers, replace_in_items, replace_left_out, score_gold,
@@ -167,6 +168,8 @@ def finalize_due_jobs(p: Platform) -> list[str]:
         for job in p.jobs.jobs_in_state(state, finalize_before=now, limit=SWEEP_JOBS):
             start_aggregation(p, job)
             started.append(job.job_id)
+            if state == ACTIVE:
+                emit_expired(p, job)  # a HIT's expiry, to its requester's notifications
     for job in p.jobs.jobs_in_state(AGGREGATING, finalize_before=now, limit=SWEEP_JOBS):
         p.jobs.transition(job.job_id, (AGGREGATING,), AGGREGATING,
                           finalize_at=now + AGGREGATION_CHECK_SECONDS)

@@ -38,11 +38,7 @@ def served_stack() -> Iterator[Served]:
     from infra.api_server import make_api_server  # noqa: PLC0415 - loads the whole app
 
     with pytest.MonkeyPatch.context() as env, deployed_stack(env) as stack:
-        app = stack.app.app
-        # Chalice's local server re-classes the app object (a subclass of its own class); the
-        # next module's server would then make that subclass its own base: put it back.
-        app_class = app.__class__
-        server = make_api_server(app, ROOT, "dev", "127.0.0.1", 0)
+        server = make_api_server(stack.app.app, ROOT, "dev", "127.0.0.1", 0)
         host, port = server.server.server_address[:2]
         thread = threading.Thread(target=server.server.serve_forever, daemon=True)
         thread.start()
@@ -51,7 +47,6 @@ def served_stack() -> Iterator[Served]:
         finally:
             server.server.shutdown()
             server.server.server_close()
-            app.__class__ = app_class
 
 
 def call(server: Served, method: str, path: str, key: str, **kwargs: Any) -> requests.Response:

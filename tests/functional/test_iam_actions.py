@@ -1,11 +1,15 @@
 """Every AWS action the code performs is granted by the stage policy, and nothing more."""
+from dataclasses import replace
+
+import boto3
 import pytest
 import requests
 
 from chalicelib import deps
 from chalicelib.adapters import aws
 from chalicelib.adapters.models import ALL_MODELS
-from chalicelib.handlers import requester_keys, rounds
+from chalicelib.domain.mturk_notifications import Spec
+from chalicelib.handlers import mturk_events, requester_keys, rounds
 from infra.deploy import render_policy
 from tests.functional.marketplace import Api
 
@@ -22,7 +26,7 @@ S3_PUT_CALLS = {"CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload"
 S3_GET_CALLS = {"HeadObject"}
 S3_RENAMED = {"ListParts": "s3:ListMultipartUploadParts"}
 IAM_PREFIX = {"dynamodb": "dynamodb", "sqs": "sqs", "s3": "s3", "stepfunctions": "states",
-              "events": "events", "kms": "kms"}
+              "events": "events", "kms": "kms", "sns": "sns"}
 # API Gateway's management calls are authorised by HTTP method.
 APIGATEWAY_ACTIONS = {"CreateApiKey": "POST", "CreateUsagePlanKey": "POST",
                       "GetApiKeys": "GET", "DeleteApiKey": "DELETE"}
@@ -57,8 +61,10 @@ def _record_actions(used: set) -> None:
 
 
 def test_the_policy_grants_exactly_the_actions_the_code_performs(stack, monkeypatch):
-    # GIVEN every AWS call the app makes is recorded
+    # GIVEN every AWS call the app makes is recorded (the SNS client, made at the first
+    # notification, made now so that its calls are seen)
     used: set = set()
+    aws.client("sns", "us-east-1")
     _record_actions(used)
     # WHEN a whole job runs: quote, post, ingest, lease, release, submit, count, aggregate,
     # results, a cancel, a sweep, and a post whose items cannot be queued
@@ -117,6 +123,14 @@ def test_the_policy_grants_exactly_the_actions_the_code_performs(stack, monkeypa
     status, requester = api.as_client("POST", "/requester-keys", key=rotated["api_key"])
     assert status == 201
     assert requester_keys.key_for(deps.platform(), requester["access_key_id"]) is not None
+    # and a HIT's event published to its requester's SNS topic (an MTurk notification)
+    p = deps.platform()
+    topic = boto3.client("sns").create_topic(Name="lab-topic")["TopicArn"]
+    hit = p.jobs.get_job(job["job_id"])
+    p.mturk.put_new(f"mturk#notify#{hit.client_id}", "HT1",
+                    Spec(topic, "SNS", "2006-05-05", ("HITCreated",)).to_body(), p.now())
+    mturk_events.emit(p, replace(hit, mturk={"hit_type_id": "HT1"}), "HITCreated")
+    stack.pump.drain()
     # THEN the policy grants exactly those actions (plus logging, the SQS event source's and
     # the failure-path ones)
     granted = {action for statement in render_policy("dev")["Statement"]

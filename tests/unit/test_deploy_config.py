@@ -65,6 +65,11 @@ def test_each_stage_has_its_least_privilege_policy():
                 # A KMS key's ARN holds no name: the stage's key is found by its tag.
                 assert statement["Condition"] == {"StringEquals": {
                     "aws:ResourceTag/crowd-stage": f"crowd-{stage}"}}
+            elif statement["Sid"] == "MTurkNotifications":
+                # Requesters' topics and queues have their own names: any in the account.
+                assert statement["Condition"] == {"StringEquals": {
+                    "aws:ResourceAccount": "${aws:PrincipalAccount}"}}
+                assert set(actions) == {"sns:Publish", "sqs:SendMessage"}
             elif statement["Sid"] not in ("Logs", "ClientKeys"):
                 assert all(f"crowd-{stage}-" in resource for resource in resources)
 
