@@ -69,7 +69,9 @@ class ContainerCache:
       (worker id, job id) -> when the worker's block from the job starts (None: no block);
     - models: job id -> its online model (adaptive redundancy);
     - pools: job id -> {item id: slot state}, the task pool leases are tried from, and
-      nothing_for: (worker id, job id) -> when the job last had nothing for the worker.
+      nothing_for: (worker id, job id) -> when the job last had nothing for the worker;
+    - mturk: (record kind, name) -> an MTurk record's body or None, and the figures derived
+      for a worker (the MTurk API's grants, worker blocks and system values on the lease path).
     """
 
     def __init__(self) -> None:
@@ -82,6 +84,7 @@ class ContainerCache:
         self.job_blocks: Timed[float | None] = Timed()
         self.models: Timed[Any] = Timed()
         self.nothing_for: Timed[None] = Timed()
+        self.mturk: Timed[Any] = Timed()
         self._pools: dict[str, dict[str, Any]] = {}
         # Guards the task pools, which concurrent requests of one container share.
         self.lock = threading.Lock()
