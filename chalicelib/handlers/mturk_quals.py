@@ -44,6 +44,8 @@ MESSAGE_TYPES_CHECKED = 10
 # Inbox keys sort newest first: this minus the time in ms, zero-padded.
 INBOX_CLOCK = 10 ** 15
 WRITE_TRIES = 3
+# A name reservation without its type is taken over after this long (seconds).
+ABANDONED_SECONDS = 60.0
 NOT_FOUND = "AWS.MechanicalTurk.QualificationTypeDoesNotExist"
 DUPLICATE_NAME = ("You have already created a QualificationType with this name. A "
                   "QualificationType's name must be unique among all of the QualificationTypes "
@@ -229,13 +231,16 @@ def create_qualification_type(p: Platform, client: Principal, body: dict[str, An
 
 def _reserve_name(p: Platform, client_id: str, name: str, type_id: str) -> None:
     """Reserve a type name for type_id; the duplicate-name error when a type of the client
-    holds it (a reservation whose type was never written is taken over)."""
-    kind, key = _name_kind(client_id), name.casefold()
-    if _records(p).put_new(kind, key, {"QualificationTypeId": type_id}, p.now()):
+    holds it (a reservation whose type was never written, by a create that failed between
+    its two writes, is taken over once it is ABANDONED_SECONDS old: a younger one may belong
+    to a create still running)."""
+    kind, key, now = _name_kind(client_id), name.casefold(), p.now()
+    if _records(p).put_new(kind, key, {"QualificationTypeId": type_id}, now):
         return
     held = _records(p).get(kind, key)
-    if held is not None and _records(p).get(qual_kind(client_id),
-                                        held.body.get("QualificationTypeId", "")) is None \
+    if held is not None and held.created_at < now - ABANDONED_SECONDS \
+            and _records(p).get(qual_kind(client_id),
+                                held.body.get("QualificationTypeId", "")) is None \
             and _records(p).replace(held, {"QualificationTypeId": type_id}):
         return
     raise mturk.request_error(f"{DUPLICATE_NAME} : {name}",

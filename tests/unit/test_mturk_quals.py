@@ -1,11 +1,15 @@
-"""Enforcement of HIT requirements on fakes: the system figures come from the worker's recent
-ledger, and each decision reads only the grants its requirements name, once a minute."""
+"""The MTurk API's qualifications on fakes: the system figures come from the worker's recent
+ledger, each decision reads only the grants its requirements name, once a minute, and a type
+name left reserved by a failed create is taken over once abandoned."""
 from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
+
 from chalicelib.domain import mturk_requirements as system
+from chalicelib.domain.mturk import MTurkError
 from chalicelib.domain.model import CLIENT, WORKER, LedgerEntry, Principal
 from chalicelib.domain.mturk_ids import worker_id
 from chalicelib.domain.mturk_requirements import ACCEPT, DISCOVER
@@ -109,3 +113,20 @@ def test_an_ordinary_job_is_never_refused_and_reads_nothing():
     plain = SimpleNamespace(job_id="job_00000000000000dd", mturk={})
     assert mturk_quals.refusal(p, WORKER_PRINCIPAL, plain, ACCEPT) is None
     assert p.mturk.gets == []
+
+
+def test_a_name_left_reserved_by_a_failed_create_is_taken_over_once_abandoned():
+    p = _platform()
+    # a create that reserved the name and failed before writing its type
+    p.mturk.put_new(f"mturk#qualname#{CLIENT_ID}", "consented", {"QualificationTypeId": "3GONE"},
+                    p.now())
+    body = {"Name": "Consented", "Description": "d", "QualificationTypeStatus": "Active"}
+    with pytest.raises(MTurkError) as raised:  # it may still be running
+        mturk_quals.create_qualification_type(p, LAB, body)
+    assert raised.value.message.startswith(mturk_quals.DUPLICATE_NAME)
+    p.clock.advance(mturk_quals.ABANDONED_SECONDS + 1)
+    made = mturk_quals.create_qualification_type(p, LAB, body)["QualificationType"]
+    assert made["Name"] == "Consented"
+    with pytest.raises(MTurkError):  # now held by a type that exists
+        p.clock.advance(mturk_quals.ABANDONED_SECONDS + 1)
+        mturk_quals.create_qualification_type(p, LAB, body)
