@@ -38,6 +38,10 @@ def served_stack() -> Iterator[Served]:
     from infra.api_server import make_api_server  # noqa: PLC0415 - loads the whole app
 
     with pytest.MonkeyPatch.context() as env, deployed_stack(env) as stack:
+        # Chalice's local server re-classes the app object; it gets its class back after, or
+        # the next module to serve it makes a class its own base (an inheritance cycle).
+        app_class = stack.app.app.__class__
+        env.setattr(stack.app.app, "__class__", app_class)
         server = make_api_server(stack.app.app, ROOT, "dev", "127.0.0.1", 0)
         host, port = server.server.server_address[:2]
         thread = threading.Thread(target=server.server.serve_forever, daemon=True)
