@@ -12,7 +12,7 @@ from chalicelib.deps import platform
 from chalicelib.domain.model import WORKER, Principal
 from chalicelib.domain.suites import parse_suite_submit
 from chalicelib.errors import Conflict
-from chalicelib.handlers import accounts, payments, quality, tasks
+from chalicelib.handlers import accounts, mturk_quals, payments, quality, tasks
 from chalicelib.handlers import qualifications as skill_tests
 from chalicelib.observability import count, logger
 
@@ -62,6 +62,13 @@ def earnings() -> dict:
     """The worker's balance and history: approvals, rejections with reasons, bonuses."""
     return earnings_view(payments.earnings(platform(), _worker(),
                                            bp.current_request.query_params or {}))
+
+
+@bp.route("/workers/me/messages", methods=["GET"])
+@json_errors
+def messages() -> dict:
+    """Messages requesters sent the worker (MTurk's NotifyWorkers), newest first, paged."""
+    return mturk_quals.inbox(platform(), _worker(), bp.current_request.query_params or {})
 
 
 @bp.route("/qualifications", methods=["GET"])

@@ -71,6 +71,8 @@ class ContainerCache:
     - pools: job id -> {item id: slot state}, the task pool leases are tried from, and
       nothing_for: (worker id, job id) -> when the job last had nothing for the worker;
     - mturk_notify: (client id, HITTypeId) -> the HIT type's notification specification.
+    - mturk: (record kind, name) -> an MTurk record's body or None, and the figures derived
+      for a worker (the MTurk API's grants, worker blocks and system values on the lease path).
     """
 
     def __init__(self) -> None:
@@ -84,6 +86,7 @@ class ContainerCache:
         self.models: Timed[Any] = Timed()
         self.nothing_for: Timed[None] = Timed()
         self.mturk_notify: Timed[Any] = Timed()
+        self.mturk: Timed[Any] = Timed()
         self._pools: dict[str, dict[str, Any]] = {}
         # Guards the task pools, which concurrent requests of one container share.
         self.lock = threading.Lock()

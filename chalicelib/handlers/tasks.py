@@ -23,6 +23,8 @@ from chalicelib.domain.model import (
 from chalicelib.domain.suites import NextSuite, SuiteAnswer, parse_count, suite_length
 from chalicelib.errors import Conflict, Forbidden, InvalidRequest, NotFound, TransientError
 from chalicelib.handlers.platform import Platform, cached_job
+from chalicelib.domain.mturk_requirements import ACCEPT, DISCOVER
+from chalicelib.handlers.mturk_quals import refusal
 from chalicelib.handlers.quality import blocked_everywhere, blocked_jobs, refuses
 
 POOL_REFRESH_SIZE = 100
@@ -47,12 +49,15 @@ def _open_jobs(p: Platform, worker: Principal) -> list[Offer]:
 
 
 def available_jobs(p: Platform, worker: Principal) -> list[Offer]:
-    """Active jobs the worker qualifies for and is not blocked from, oldest first."""
+    """Active jobs the worker qualifies for and is not blocked from, oldest first (a HIT
+    only if its requester did not block the worker and its requirements guarding Discover
+    admit them)."""
     if blocked_everywhere(p, worker.account_id):
         return []
     offers = _open_jobs(p, worker)
     blocked = blocked_jobs(p, worker.account_id) if offers else set()
-    return [offer for offer in offers if offer.job_id not in blocked]
+    return [offer for offer in offers if offer.job_id not in blocked
+            and refusal(p, worker, offer, DISCOVER) is None]
 
 
 def lease_query(query: Mapping[str, str]) -> tuple[str | None, int | None]:
@@ -105,6 +110,7 @@ def _candidates(p: Platform, worker: Principal, job_id: str | None, now: float
                                      "min_skill_scores": job.min_skill_scores})
         if refuses(p, job.job_id, worker.account_id):
             raise Forbidden("you are blocked from this job", code="blocked_from_job")
+        _check_hit(p, worker, job)
         candidates: Iterable[Job | None] = [job]
     else:
         # The index names the jobs, oldest first; each is read (as this container saw it
@@ -112,7 +118,18 @@ def _candidates(p: Platform, worker: Principal, job_id: str | None, now: float
         candidates = (cached_job(p, offer.job_id) for offer in _open_jobs(p, worker))
     return (candidate for candidate in candidates
             if candidate is not None and candidate.takes_leases(now)
-            and not refuses(p, candidate.job_id, worker.account_id))
+            and not refuses(p, candidate.job_id, worker.account_id)
+            and refusal(p, worker, candidate, ACCEPT) is None)
+
+
+def _check_hit(p: Platform, worker: Principal, job: Job) -> None:
+    """Refuse a HIT's lease (its Accept) to a worker its requester blocked or who fails a
+    QualificationRequirement guarding Accept; ordinary jobs pass."""
+    why = refusal(p, worker, job, ACCEPT)
+    if why == "blocked_by_requester":
+        raise Forbidden("the requester of this HIT blocked you from its HITs", code=why)
+    if why is not None:
+        raise Forbidden("you do not meet this HIT's qualification requirements", code=why)
 
 
 def _lease_suite_in_job(p: Platform, job: Job, worker_id: str, size: int, now: float
