@@ -4,6 +4,7 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from chalicelib.api.common import idempotent, json_body, json_errors, worker_secret
+from chalicelib.api.mturk_worker import public_base
 from chalicelib.api.views import (
     assignment_view, attempt_view, earnings_view, offer_view, qualification_list_view, receipt_view,
     questions_view, suite_submit_view, suite_view, worker_view,
@@ -107,7 +108,8 @@ def next_task() -> Response:
             count("NoTask")
             return Response(body="", status_code=204)
         count("Leases", len(suite))
-        return Response(body=suite_view(suite), status_code=200)
+        return Response(body=suite_view(suite, worker.account_id,
+                                        public_base(bp.current_request)), status_code=200)
     assignment = tasks.lease_next_task(platform(), worker, job_id)
     if assignment is None:
         count("NoTask")
@@ -115,7 +117,8 @@ def next_task() -> Response:
     count("Leases")
     logger.debug("task leased", extra={"job_id": assignment.job.job_id,
                                       "assignment_id": assignment.assignment_id})
-    return Response(body=assignment_view(assignment), status_code=200)
+    return Response(body=assignment_view(assignment, worker.account_id,
+                                         public_base(bp.current_request)), status_code=200)
 
 
 @bp.route("/assignments/{assignment_id}/submit", methods=["POST"])
