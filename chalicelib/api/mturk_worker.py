@@ -70,9 +70,12 @@ def external_submit() -> Response:
             or _query(request.query_params).get("assignmentId")
         stored = mturk_worker.submit_external(platform(), assignment, fields)
     except CrowdError as error:
-        count("Rejections")
-        logger.debug("external submit refused", extra={"error_code": error.code,
-                                                       "status": error.status})
+        if error.status >= 500:
+            logger.exception("external submit failed", extra={"error_code": error.code})
+        else:
+            count("Rejections")
+            logger.debug("external submit refused", extra={"error_code": error.code,
+                                                           "status": error.status})
         return _html(pages.problem_page(error.message), error.status)
     except Exception:
         logger.exception("external submit failed")

@@ -165,7 +165,9 @@ MTURK_WORKER_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "schema": {"$ref": "#/components/schemas/Error"}}}}}},
     ("GET", "/mturk/externalHIT_v1.js"): {"responses": {
         "200": {"description": "the script", "content": {
-            "text/javascript": {"schema": {"type": "string"}}}}}},
+            "text/javascript": {"schema": {"type": "string"}}}},
+        "4XX": {"description": "refused", "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Error"}}}}}},
 }
 
 

@@ -8,7 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from chalicelib.domain import mturk_ids
 from chalicelib.domain.ids import item_id, parse_assignment_id
-from chalicelib.domain.model import WORKER, ItemState, Job, Principal
+from chalicelib.domain.model import (
+    WORKER, Assignment, ItemState, Job, Principal, SubmitReceipt,
+)
 from chalicelib.domain.mturk_worker import HTML, PREVIEW_ASSIGNMENT, question_kind
 from chalicelib.domain.question_answers import question_form_answers
 from chalicelib.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
@@ -71,10 +73,33 @@ def submit_external(p: Platform, assignment: str | None, fields: Sequence[tuple[
                               f"this HIT takes at most {limit}", field="body",
                               code="answer_too_large")
     receipt = tasks.submit_answer(p, Principal(worker, WORKER), ours, {"text": text})
-    if not receipt.duplicate:
-        mturk_events.emit(p, job, "AssignmentSubmitted", assignment_id=assignment,
-                          at=receipt.submitted_at)
+    submitted(p, [receipt])
     return ExternalSubmit(assignment, receipt.duplicate)
+
+
+def accepted(p: Platform, assignments: Sequence[Assignment]) -> None:
+    """Announce AssignmentAccepted for each lease of a HIT (a worker accepting it)."""
+    for assignment in assignments:
+        if assignment.job.mturk:
+            mturk_events.emit(p, assignment.job, "AssignmentAccepted",
+                              assignment_id=assignment.assignment_id,
+                              at=assignment.lease.leased_at)
+
+
+def submitted(p: Platform, receipts: Sequence[SubmitReceipt]) -> None:
+    """Announce AssignmentSubmitted for each answer of a HIT stored now (not a retry's)."""
+    for receipt in receipts:
+        job = None if receipt.duplicate else cached_job(p, receipt.job_id)
+        if job is not None and job.mturk:
+            mturk_events.emit(p, job, "AssignmentSubmitted", assignment_id=receipt.assignment_id,
+                              at=receipt.submitted_at)
+
+
+def returned(p: Platform, assignment_id: str) -> None:
+    """Announce AssignmentReturned for a HIT's assignment its worker gave back."""
+    job = cached_job(p, parse_assignment_id(assignment_id)[0])
+    if job is not None and job.mturk:
+        mturk_events.emit(p, job, "AssignmentReturned", assignment_id=assignment_id)
 
 
 def _holder(item: ItemState | None, assignment_id: str) -> str:

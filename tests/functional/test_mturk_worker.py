@@ -18,7 +18,9 @@ from chalicelib.domain import mturk_ids
 from chalicelib.domain.ids import item_id
 from chalicelib.domain.mturk_worker import PROBLEM, SUBMITTED
 from chalicelib.domain.question_answers import question_form_answers
-from chalicelib.handlers import mturk_events
+from chalicelib.errors import TransientError
+from chalicelib.handlers import mturk_events, tasks
+from tests.functional.marketplace import Api
 from tests.functional.mturk_stack import Served, served_stack, worker
 from tests.functional.mturk_worker_stack import hit, lease
 
@@ -69,7 +71,8 @@ def test_a_form_post_stores_the_fields_as_question_form_answers(server, emitted)
     assert '"type": "assignmentSubmitted"' in posted.text and assignment in posted.text
     assert SUBMITTED in posted.text
     assert _stored(hit_id, account) == question_form_answers([("answer", "blue"), ("age", "31")])
-    assert emitted == [(mturk_ids.job_of_hit(hit_id), "AssignmentSubmitted", assignment)]
+    assert emitted == [(mturk_ids.job_of_hit(hit_id), "AssignmentAccepted", task["assignment_id"]),
+                       (mturk_ids.job_of_hit(hit_id), "AssignmentSubmitted", task["assignment_id"])]
 
 
 def test_a_multipart_post_with_non_ascii_is_stored_in_posted_order(server):
@@ -111,7 +114,7 @@ def test_a_repeated_post_changes_nothing_and_gets_the_same_page(server, emitted)
     assert first.status_code == again.status_code == 200
     assert first.text == again.text
     assert _stored(hit_id, account) == question_form_answers([("answer", "first")])
-    assert [event for _, event, _ in emitted] == ["AssignmentSubmitted"]
+    assert [event for _, event, _ in emitted] == ["AssignmentAccepted", "AssignmentSubmitted"]
 
 
 def _refused(response: requests.Response, status: int) -> None:
@@ -131,8 +134,6 @@ def test_ids_that_are_not_our_hit_assignments_are_refused(server):
     # an MTurk-format id of someone else's, garbage, and an ordinary job's assignment
     for assignment in ("3PR3LXCWSFNV4OJWZBHIMQOIJVSX9G", "<script>", "0" * 30):
         _refused(_post(server, data={"assignmentId": assignment, "a": "1"}), 404)
-    from tests.functional.marketplace import Api  # noqa: PLC0415 - its client account is made here
-
     api = Api(server.stack)
     job = api.job(items=1, redundancy=1, task_type="collection", pilot={"items": 0})
     token = api.worker("ordinary")
@@ -256,3 +257,50 @@ def test_the_worker_routes_take_no_api_key_and_are_documented_as_pages(server):
 def test_the_worker_page_may_frame_study_pages_and_is_framed_nowhere(server):
     policy = requests.get(f"{server.url}/work", timeout=30).headers["Content-Security-Policy"]
     assert "frame-src http: https:" in policy and "frame-ancestors 'none'" in policy
+
+
+def test_a_failing_store_is_a_5xx_page_and_stores_nothing(server, monkeypatch):
+    hit_id, account, _, task = _accepted(server)
+
+    def failing(*args, **kwargs):
+        raise TransientError("the table is throttled")
+
+    monkeypatch.setattr(tasks, "submit_answer", failing)
+    posted = _post(server, data={"assignmentId": task["hit"]["assignment_id"], "a": "1"})
+    assert posted.status_code == 503 and PROBLEM in posted.text
+    assert _stored(hit_id, account) is None
+
+
+def _as_worker(server: Served, token: str, method: str, path: str, **kwargs) -> requests.Response:
+    return requests.request(method, server.url + path, timeout=30,
+                            headers={"Authorization": f"Bearer {token}"}, **kwargs)
+
+
+def test_a_hit_returned_or_answered_through_the_worker_api_is_announced(server, emitted):
+    hit_id = hit(server, external_url=STUDY, max_assignments=2)
+    job_id = mturk_ids.job_of_hit(hit_id)
+    _, returner = worker()
+    given_back = lease(server, returner, hit_id).json()["assignment_id"]
+    assert _as_worker(server, returner, "POST", f"/assignments/{given_back}/release"
+                      ).status_code == 200
+    _, answerer = worker()
+    answered = lease(server, answerer, hit_id).json()["assignment_id"]
+    for _ in range(2):  # the retry is not announced again
+        sent = _as_worker(server, answerer, "POST", f"/assignments/{answered}/submit",
+                          json={"text": question_form_answers([("a", "1")])})
+        assert sent.status_code == 200, sent.text
+    assert emitted == [(job_id, "AssignmentAccepted", given_back),
+                       (job_id, "AssignmentReturned", given_back),
+                       (job_id, "AssignmentAccepted", answered),
+                       (job_id, "AssignmentSubmitted", answered)]
+
+
+def test_an_ordinary_job_announces_nothing(server, emitted):
+    api = Api(server.stack)
+    job = api.job(items=2, redundancy=1, pilot={"items": 0})
+    token = api.worker("ordinary")
+    _, task = api.lease(token, job["job_id"])
+    assert api.submit(token, task["assignment_id"], {"label": "pos"})[0] == 200
+    _, other = api.lease(token, job["job_id"])
+    assert api.as_worker(token, "POST", f"/assignments/{other['assignment_id']}/release")[0] == 200
+    assert emitted == []
