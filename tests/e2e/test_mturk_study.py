@@ -17,6 +17,7 @@ from playwright.sync_api import expect
 from chalicelib.deps import platform
 from chalicelib.domain import mturk_ids
 from chalicelib.domain.ids import item_id
+from chalicelib.domain.mturk_worker import SUBMITTED
 from chalicelib.domain.question_answers import question_form_answers
 from tests.functional.mturk_stack import Served, served_stack, worker
 from tests.functional.mturk_worker_stack import hit, lease, study_server
@@ -123,6 +124,28 @@ def test_the_worker_page_previews_accepts_and_moves_on_when_the_study_submits(
     assert _stored(hit_id, account) == question_form_answers([("answer", "très bien"),
                                                               ("condition", "B")])
     assert mturk_ids.our_assignment(task["hit"]["assignment_id"]) == task["assignment_id"]
+    page.close()
+
+
+def test_a_study_in_a_popup_submits_and_the_worker_page_hears_of_it(server, study, browser):
+    study_url, _ = study
+    hit_id = hit(server, external_url=study_url.replace("/study", "/ad"), title="Popup study")
+    account, token = worker("popup")
+    _offered(server, token, hit_id)
+    page = _signed_in(browser, server, token)
+    page.get_by_role("button", name="Accept Popup study").click()
+    # WHEN the framed ad opens the experiment in a window of its own, which posts the answers
+    with page.expect_popup() as opened:
+        page.frame_locator("iframe.hit").locator("#open").click()
+    popup = opened.value
+    popup.locator("#answer").fill("from the popup")
+    popup.locator("#submitButton").click()
+    # THEN the popup says it may be closed, and the worker page moves on
+    expect(popup.locator("#status")).to_have_text(SUBMITTED)
+    expect(page.locator("#message")).to_have_text("HIT submitted. Thank you!")
+    assert _stored(hit_id, account) == question_form_answers([("answer", "from the popup"),
+                                                              ("condition", "B")])
+    popup.close()
     page.close()
 
 

@@ -95,17 +95,27 @@ document.title = "Study " + (q.get("workerId") || "preview");
 </script></body></html>"""
 
 
+# psiTurk's way: the framed ad opens the experiment in a popup, which posts the answers.
+AD_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>Ad</title></head>
+<body><button id="open" type="button">Begin in a new window</button>
+<script>
+document.getElementById("open").onclick = function () {
+  window.open(location.href.replace("/ad", "/study"), "experiment", "width=800,height=600");
+};
+</script></body></html>"""
+
+
 @contextmanager
 def study_server() -> Iterator[tuple[str, list[str]]]:
     """A small study page on 127.0.0.1 (another origin than the API): it reads MTurk's
-    parameters and posts its form to turkSubmitTo + "/mturk/externalSubmit". Yields its URL
-    and the request paths it served."""
+    parameters and posts its form to turkSubmitTo + "/mturk/externalSubmit" (under `/ad`, a
+    page that opens it in a popup). Yields its URL and the request paths it served."""
     seen: list[str] = []
 
     class Study(BaseHTTPRequestHandler):
         def do_GET(self) -> None:  # noqa: N802 - http.server's name
             seen.append(self.path)
-            body = STUDY_PAGE.encode("utf-8")
+            body = (AD_PAGE if self.path.startswith("/ad") else STUDY_PAGE).encode("utf-8")
             self.send_response(200)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
