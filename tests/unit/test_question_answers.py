@@ -1,16 +1,20 @@
-"""QuestionFormAnswers XML as MTurk stored a study page's posted fields, and the worker side's
-URLs: the parameters appended to a HIT's question URL, and the AWS URLs rewritten in HTML we
-host."""
+"""QuestionFormAnswers XML as MTurk stored a study page's posted fields, the fields read from
+form and multipart bodies, and the worker side's URLs: the parameters appended to a HIT's
+question URL, and the AWS URLs rewritten in HTML we host."""
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
+from chalicelib.api.mturk_worker import posted_fields
 from chalicelib.domain.model import Job
 from chalicelib.domain.mturk_worker import (
     frame_height, frame_url, hosted_html, leased, preview, question_kind, with_parameters,
 )
 from chalicelib.domain.question_answers import NAMESPACE, question_form_answers
+from chalicelib.errors import InvalidRequest, UnsupportedMediaType
 
 EMPTY = ('<?xml version="1.0" encoding="ASCII"?><QuestionFormAnswers xmlns="http://mechanical'
          'turk.amazonaws.com/AWSMechanicalTurkDataSchemas/2005-10-01/QuestionFormAnswers.xsd">'
@@ -123,3 +127,26 @@ def test_hosted_html_loads_our_script_and_posts_here_instead_of_to_aws():
     assert "s3.amazonaws.com" not in hosted and "mturk.com" not in hosted
     assert hosted.count(BASE + "/mturk/externalHIT_v1.js") == 2
     assert hosted.count(BASE + "/mturk/externalSubmit") == 2
+
+
+def test_posted_fields_are_read_from_urlencoded_and_multipart_bodies_in_order():
+    assert posted_fields("application/x-www-form-urlencoded; charset=UTF-8",
+                         b"b=2&a=x+y%26z&a=&caf%C3%A9=%F0%9F%98%80") == [
+        ("b", "2"), ("a", "x y&z"), ("a", ""), ("café", "😀")]
+    body = ("--XyZ\r\nContent-Disposition: form-data; name=\"q\"\r\n\r\nfirst\r\nline\r\n"
+            "--XyZ\r\nContent-Disposition: form-data; name=\"réponse\"\r\n"
+            "Content-Type: text/plain; charset=utf-8\r\n\r\nоднако\r\n"
+            "--XyZ\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.txt\"\r\n"
+            "Content-Type: application/octet-stream\r\n\r\n\x00\x01\r\n"
+            "--XyZ\r\nContent-Disposition: form-data\r\n\r\nno name\r\n--XyZ--\r\n")
+    assert posted_fields("multipart/form-data; boundary=XyZ", body.encode("utf-8")) == [
+        ("q", "first\r\nline"), ("réponse", "однако"), ("f", "a.txt")]
+
+
+def test_a_body_that_is_not_a_readable_form_is_refused():
+    with pytest.raises(InvalidRequest):
+        posted_fields("multipart/form-data; boundary=other", b"--XyZ\r\nnot it\r\n--XyZ--\r\n")
+    with pytest.raises(InvalidRequest):
+        posted_fields("multipart/form-data", b"no boundary")
+    with pytest.raises(UnsupportedMediaType):
+        posted_fields("text/plain", b"a=1")
