@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+
 from chalicelib.domain import mturk_ids
 from chalicelib.domain.ids import item_id, parse_assignment_id
 from chalicelib.domain.model import (
