@@ -10,7 +10,9 @@ from typing import Any
 
 from chalice import Chalice
 
-from chalicelib.api import clients, mturk, openapi, operators, pages, webhooks, workers
+from chalicelib.api import (
+    clients, mturk, mturk_worker, openapi, operators, pages, webhooks, workers,
+)
 from chalicelib.api.common import chalice_errors_as_json, refuse_invalid_parameters, refuse_oversize
 from chalicelib.api.openapi import role_of
 from chalicelib.deps import platform
@@ -29,6 +31,7 @@ app.register_blueprint(pages.bp)
 app.register_blueprint(openapi.bp)
 app.register_blueprint(webhooks.bp)
 app.register_blueprint(mturk.bp)
+app.register_blueprint(mturk_worker.bp)
 app.register_middleware(chalice_errors_as_json, "http")
 # API Gateway admits a client route only with an `X-Api-Key` it holds in the stage's usage
 # plan, and caps each key's rate there. `POST /keys/rotate` stays open to any key, so a key

@@ -14,8 +14,12 @@ from chalicelib.domain.webhooks import EVENT_TYPES
 
 bp = Blueprint(__name__)
 
-# `POST /mturk` authenticates by its SigV4 signature (a requester key), not by X-Api-Key.
-PUBLIC = {("POST", "/workers"), ("GET", "/work"), ("GET", "/openapi.json"), ("POST", "/mturk")}
+# `POST /mturk` authenticates by its SigV4 signature (a requester key), not by X-Api-Key;
+# `/mturk/externalSubmit` by the assignment id it names (study pages post it cross-site);
+# a HIT's preview, hosted HTML and script are what MTurk showed anyone.
+PUBLIC = {("POST", "/workers"), ("GET", "/work"), ("GET", "/openapi.json"), ("POST", "/mturk"),
+          ("POST", "/mturk/externalSubmit"), ("GET", "/mturk/html/{HITId}"),
+          ("GET", "/mturk/externalHIT_v1.js"), ("GET", "/mturk/preview/{HITId}")}
 WORKER_PREFIXES = ("/workers/me", "/tasks", "/qualifications")
 ERROR = {"type": "object", "required": ["error", "message"],
          "properties": {"error": {"type": "string", "description": "a stable error code"},
@@ -134,6 +138,38 @@ MTURK_OPERATION: dict[str, Any] = {
                   "5XX": {"description": "ServiceFault; botocore retries it", **_MTURK_ERROR}},
 }
 
+# The worker side of HITs answers pages, not JSON: study pages post HTML forms to
+# externalSubmit and read its page; the HTML host and the script are loaded by browsers.
+_PAGE = {"text/html": {"schema": {"type": "string"}}}
+_FORM_FIELDS = {"type": "object", "properties": {"assignmentId": {"type": "string"}},
+                "additionalProperties": {"type": "string"}}
+MTURK_WORKER_OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/mturk/externalSubmit"): {
+        "parameters": [{"name": "assignmentId", "in": "query", "required": False,
+                        "schema": {"type": "string"},
+                        "description": "the MTurk AssignmentId, when not in the body"}],
+        "requestBody": {"required": False, "content": {
+            "application/x-www-form-urlencoded": {"schema": _FORM_FIELDS},
+            "multipart/form-data": {"schema": _FORM_FIELDS}}},
+        "responses": {
+            "200": {"description": "stored (or stored before): a page that tells the worker "
+                                   "page", "content": _PAGE},
+            "4XX": {"description": "refused: a page saying why (the JSON error shape for a "
+                                   "body that is not a form)",
+                    "content": {**_PAGE, "application/json": {
+                        "schema": {"$ref": "#/components/schemas/Error"}}}},
+            "5XX": {"description": "the platform failed", "content": _PAGE}}},
+    ("GET", "/mturk/html/{HITId}"): {"responses": {
+        "200": {"description": "the HTMLQuestion's HTML, sandboxed", "content": _PAGE},
+        "4XX": {"description": "no such HIT", "content": {**_PAGE, "application/json": {
+            "schema": {"$ref": "#/components/schemas/Error"}}}}}},
+    ("GET", "/mturk/externalHIT_v1.js"): {"responses": {
+        "200": {"description": "the script", "content": {
+            "text/javascript": {"schema": {"type": "string"}}}},
+        "4XX": {"description": "refused", "content": {"application/json": {
+            "schema": {"$ref": "#/components/schemas/Error"}}}}}},
+}
+
 
 def role_of(method: str, path: str) -> str | None:
     """Who may call a route: "client", "worker", "operator", or None for anyone."""
@@ -174,6 +210,8 @@ def document(app: Chalice) -> dict[str, Any]:
                 operation["security"] = [{"workerToken": []}] if role == "worker" else [{"apiKey": []}]
             if (method, path) == ("POST", "/mturk"):
                 operation.update(MTURK_OPERATION)
+            elif (method, path) in MTURK_WORKER_OPERATIONS:
+                operation.update(MTURK_WORKER_OPERATIONS[(method, path)])
             elif method in ("POST", "PUT"):
                 schema = REQUEST_BODIES.get((method, path))
                 operation["requestBody"] = {"required": schema is not None, "content": {

@@ -22,7 +22,9 @@ def worker_page() -> Response:
     return Response(body=_page(), status_code=200, headers={
         "Content-Type": "text/html; charset=utf-8",
         "Cache-Control": "no-cache",
-        # The page talks only to this API; nothing else may run or be framed.
+        # The page talks only to this API, and is framed nowhere; it frames HITs' questions
+        # (a requester's study page on any host, or HTML this API hosts).
         "Content-Security-Policy": "default-src 'self'; script-src 'unsafe-inline'; "
-                                   "style-src 'unsafe-inline'; frame-ancestors 'none'",
+                                   "style-src 'unsafe-inline'; frame-src http: https:; "
+                                   "frame-ancestors 'none'",
         "X-Content-Type-Options": "nosniff"})

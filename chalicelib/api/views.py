@@ -5,6 +5,7 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+from chalicelib.domain import mturk_ids, mturk_worker
 from chalicelib.domain.jobs import iso
 from chalicelib.domain.model import (
     Assignment, Job, LedgerEntry, Offer, Principal, Quote, SubmitReceipt,
@@ -70,10 +71,13 @@ def job_view(job: Job, progress: dict[str, int] | None = None,
     return view
 
 
-def assignment_view(assignment: Assignment) -> dict[str, Any]:
-    """A leased task as the worker sees it: nothing about other workers or other answers."""
+def assignment_view(assignment: Assignment, worker_id: str | None = None,
+                    submit_to: str | None = None) -> dict[str, Any]:
+    """A leased task as the worker sees it: nothing about other workers or other answers. A
+    HIT's task (given the worker and the API's base URL) also carries what framing its
+    question takes: its MTurk ids, the worker's, turkSubmitTo and the URL to frame."""
     job = assignment.job
-    return {
+    view = {
         "assignment_id": assignment.assignment_id, "job_id": job.job_id, "title": job.title,
         "task_type": job.task_type, "instructions": job.instructions,
         "instruction_version": job.instruction_version, "answer_schema": job.answer_schema, "not_applicable": job.not_applicable,
@@ -83,11 +87,16 @@ def assignment_view(assignment: Assignment) -> dict[str, Any]:
         "expires_at": iso(assignment.lease.expires_at),
         "expires_in_seconds": int(assignment.lease.expires_at - assignment.lease.leased_at),
     }
+    if job.mturk and worker_id is not None and submit_to is not None:
+        view["hit"] = mturk_worker.leased(job, assignment.item.data, assignment.assignment_id,
+                                          worker_id, submit_to)
+    return view
 
 
-def suite_view(suite: list[Assignment]) -> dict[str, Any]:
+def suite_view(suite: list[Assignment], worker_id: str | None = None,
+               submit_to: str | None = None) -> dict[str, Any]:
     """A leased suite: each task as a single lease shows it, and the job's suite size."""
-    return {"tasks": [assignment_view(assignment) for assignment in suite],
+    return {"tasks": [assignment_view(assignment, worker_id, submit_to) for assignment in suite],
             "suite_size": suite[0].job.suite_size if suite else None}
 
 
@@ -136,13 +145,18 @@ def offer_view(job: Job | Offer) -> dict[str, Any]:
     """A job as a worker browsing for work sees it: nothing about other workers or gold, and
     the start of its instructions (the whole text comes with each task)."""
     offer = job if isinstance(job, Offer) else Offer.of(job)
-    return {"job_id": job.job_id, "title": job.title, "task_type": job.task_type,
+    view = {"job_id": job.job_id, "title": job.title, "task_type": job.task_type,
             "instructions": offer.instructions,
             "instructions_truncated": offer.instructions_truncated,
             "instruction_version": job.instruction_version,
             "answer_schema": job.answer_schema, "not_applicable": job.not_applicable,
             "reward_cents": job.reward_cents, "lease_seconds": job.lease_seconds,
             "suite_size": job.suite_size, "deadline": iso(job.deadline)}
+    if offer.mturk:  # a HIT: previewed and accepted as MTurk showed it
+        view["hit"] = {"hit_id": mturk_ids.hit_id(job.job_id),
+                       "question": offer.mturk.get("question"),
+                       "frame_height": offer.mturk.get("frame_height", 0)}
+    return view
 
 
 def endpoint_view(endpoint: Endpoint, with_secret: bool = False) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from chalice import Blueprint, Response
 
 from chalicelib.api.common import idempotent, json_body, json_errors, worker_secret
+from chalicelib.api.mturk_worker import public_base
 from chalicelib.api.views import (
     assignment_view, attempt_view, earnings_view, offer_view, qualification_list_view, receipt_view,
     questions_view, suite_submit_view, suite_view, worker_view,
@@ -12,7 +13,7 @@ from chalicelib.deps import platform
 from chalicelib.domain.model import WORKER, Principal
 from chalicelib.domain.suites import parse_suite_submit
 from chalicelib.errors import Conflict
-from chalicelib.handlers import accounts, mturk_quals, payments, quality, tasks
+from chalicelib.handlers import accounts, mturk_quals, mturk_worker, payments, quality, tasks
 from chalicelib.handlers import qualifications as skill_tests
 from chalicelib.observability import count, logger
 
@@ -114,15 +115,19 @@ def next_task() -> Response:
             count("NoTask")
             return Response(body="", status_code=204)
         count("Leases", len(suite))
-        return Response(body=suite_view(suite), status_code=200)
+        mturk_worker.accepted(platform(), suite)
+        return Response(body=suite_view(suite, worker.account_id,
+                                        public_base(bp.current_request)), status_code=200)
     assignment = tasks.lease_next_task(platform(), worker, job_id)
     if assignment is None:
         count("NoTask")
         return Response(body="", status_code=204)
     count("Leases")
+    mturk_worker.accepted(platform(), [assignment])
     logger.debug("task leased", extra={"job_id": assignment.job.job_id,
                                       "assignment_id": assignment.assignment_id})
-    return Response(body=assignment_view(assignment), status_code=200)
+    return Response(body=assignment_view(assignment, worker.account_id,
+                                         public_base(bp.current_request)), status_code=200)
 
 
 @bp.route("/assignments/{assignment_id}/submit", methods=["POST"])
@@ -134,6 +139,7 @@ def submit(assignment_id: str) -> Response:
 
     def run() -> tuple[int, dict]:
         receipt = tasks.submit_answer(platform(), worker, assignment_id, json_body(request))
+        mturk_worker.submitted(platform(), [receipt])
         count("Submissions")
         logger.debug("answer accepted", extra={"duplicate": receipt.duplicate})
         return 200, receipt_view(receipt)
@@ -151,10 +157,12 @@ def submit_suite() -> Response:
     def run() -> tuple[int, dict]:
         answers, following = parse_suite_submit(json_body(request))
         outcome = tasks.submit_suite(platform(), worker, answers, following)
-        stored = sum(1 for result in outcome.results if result.receipt is not None)
-        count("Submissions", stored)
+        receipts = [result.receipt for result in outcome.results if result.receipt is not None]
+        mturk_worker.submitted(platform(), receipts)
+        count("Submissions", len(receipts))
         if outcome.next:
             count("Leases", len(outcome.next))
+            mturk_worker.accepted(platform(), outcome.next)
         return 200, suite_submit_view(outcome)
 
     return idempotent(bp, worker.account_id, run)
@@ -166,5 +174,6 @@ def release(assignment_id: str) -> dict:
     """Give a leased task back (skip); you will not be offered that item again."""
     worker = _worker()
     tasks.release_assignment(platform(), worker, assignment_id)
+    mturk_worker.returned(platform(), assignment_id)
     count("Releases")
     return {"assignment_id": assignment_id, "status": "released"}
