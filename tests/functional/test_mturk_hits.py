@@ -262,3 +262,246 @@ def test_counters_follow_accepts_and_submissions(server, lab):
         assert api.submit(token, asg, {"text": "<QuestionFormAnswers/>"})[0] == 200
     # every assignment submitted, none pending: Reviewable (MaxAssignments - 0 - 0 - 0 = 3)
     assert counters() == ("Reviewable", 0, 0, 0)
+
+
+def _hit_ids(pages: list[dict]) -> list[str]:
+    return [hit["HITId"] for page in pages for hit in page["HITs"]]
+
+
+def test_list_hits_pages_with_every_loop_style_tools_use(server, lab):
+    made = sorted(lab.mturk.create_hit(**hit_args())["HIT"]["HITId"] for _ in range(5))
+    # boto3's paginator (psiTurk, amti)
+    pages = list(lab.mturk.get_paginator("list_hits").paginate(
+        PaginationConfig={"PageSize": 2}))
+    assert sorted(_hit_ids(pages)) == made
+    assert [page["NumResults"] for page in pages] == [2, 2, 1, 0]
+    # until an empty page, reading NextToken unconditionally (oTree, Mephisto)
+    seen, response = [], lab.mturk.list_hits(MaxResults=2)
+    while response["HITs"]:
+        seen += response["HITs"]
+        response = lab.mturk.list_hits(MaxResults=2, NextToken=response["NextToken"])
+    assert sorted(h["HITId"] for h in seen) == made and "NextToken" not in response
+    # while 'NextToken' in the response (Dallinger)
+    seen, response = [], lab.mturk.list_hits(MaxResults=2)
+    seen += response["HITs"]
+    while "NextToken" in response:
+        response = lab.mturk.list_hits(MaxResults=2, NextToken=response["NextToken"])
+        seen += response["HITs"]
+    assert sorted(h["HITId"] for h in seen) == made
+    # the listed HITs are GetHIT's HITs
+    assert seen[0] == lab.mturk.get_hit(HITId=seen[0]["HITId"])["HIT"]
+    # MaxResults is bounded by the server (botocore sends 500 as it is)
+    error = request_error(lambda: lab.mturk.list_hits(MaxResults=101))
+    assert error["Error"]["Code"] == "ValidationException"
+    # another client lists none of them
+    other = requester(server, "Other lab")
+    assert other.mturk.list_hits()["HITs"] == [] and other.mturk.list_hits()["NumResults"] == 0
+
+
+def test_disposed_hits_leave_the_list_without_an_early_empty_page(server, lab):
+    made = sorted(lab.mturk.create_hit(**hit_args())["HIT"]["HITId"] for _ in range(5))
+    for hit_id in made[:3]:  # the first pages' worth, in the partition's order
+        lab.mturk.update_expiration_for_hit(HITId=hit_id, ExpireAt=0)
+        lab.mturk.delete_hit(HITId=hit_id)
+    # the first stored page holds only disposed HITs: it is skipped, not answered empty
+    pages = [lab.mturk.list_hits(MaxResults=2)]
+    while pages[-1]["HITs"]:
+        pages.append(lab.mturk.list_hits(MaxResults=2, NextToken=pages[-1]["NextToken"]))
+    assert _hit_ids(pages) == made[3:]
+    assert all(page["HITs"] for page in pages[:-1]) and "NextToken" not in pages[-1]
+    assert all(lab.mturk.get_hit(HITId=h)["HIT"]["HITStatus"] == "Disposed" for h in made[:3])
+
+
+def _job(hit_id: str):
+    return platform().jobs.get_job(job_of_hit(hit_id))
+
+
+def test_update_expiration_expires_now_and_extends(server, lab):
+    hit = lab.mturk.create_hit(**hit_args(QualificationRequirements=[]))["HIT"]
+    hit_id = hit["HITId"]
+    # 0 (Dallinger) expires it now: Reviewable, the available count kept (Mephisto reads it)
+    assert list(lab.mturk.update_expiration_for_hit(HITId=hit_id, ExpireAt=0)) == \
+        ["ResponseMetadata"]
+    got = lab.mturk.get_hit(HITId=hit_id)["HIT"]
+    assert (got["HITStatus"], got["NumberOfAssignmentsAvailable"]) == ("Reviewable", 3)
+    assert got["Expiration"].timestamp() <= time.time()
+    api = Api(server.stack)
+    assert api.lease(api.worker("late"), job_of_hit(hit_id))[0] == 204
+    # a float in the future extends it (oTree sends floats)
+    later = time.time() + 7200.5
+    lab.mturk.update_expiration_for_hit(HITId=hit_id, ExpireAt=later)
+    got = lab.mturk.get_hit(HITId=hit_id)["HIT"]
+    assert got["HITStatus"] == "Assignable" and abs(got["Expiration"].timestamp() - later) < 1
+    assert _job(hit_id).deadline == pytest.approx(later, abs=1)
+    # a naive datetime in the past (Mephisto, ParlAI) expires it again
+    lab.mturk.update_expiration_for_hit(HITId=hit_id, ExpireAt=datetime.datetime(2015, 1, 1))
+    assert lab.mturk.get_hit(HITId=hit_id)["HIT"]["HITStatus"] == "Reviewable"
+    # expiring an expired HIT changes nothing
+    deadline = _job(hit_id).deadline
+    lab.mturk.update_expiration_for_hit(HITId=hit_id, ExpireAt=0)
+    assert _job(hit_id).deadline == deadline
+    error = request_error(lambda: lab.mturk.update_expiration_for_hit(
+        HITId=hit_id, ExpireAt=time.time() + 91 * 86400))
+    assert error["TurkErrorCode"] == "AWS.MechanicalTurk.InvalidParameterValue"
+
+
+def test_an_expired_hit_whose_job_closed_is_reopened_by_an_extension(server, lab):
+    from chalicelib.handlers.rounds import finalize_due_jobs
+
+    hit_id = lab.mturk.create_hit(**hit_args(QualificationRequirements=[]))["HIT"]["HITId"]
+    api, token, asg = _work(server, hit_id)
+    assert api.submit(token, asg, {"text": "<QuestionFormAnswers/>"})[0] == 200
+    lab.mturk.update_expiration_for_hit(HITId=hit_id, ExpireAt=0)
+    # the leases ended: its answers are aggregated and published like any job's
+    finalize_due_jobs(platform())
+    job = server.stack.wait_for_state(job_of_hit(hit_id), lab.api_key, ("done",))
+    assert job["state"] == "done"
+    assert lab.mturk.get_hit(HITId=hit_id)["HIT"]["HITStatus"] == "Reviewable"
+    lab.mturk.update_expiration_for_hit(HITId=hit_id, ExpireAt=time.time() + 3600)
+    got = lab.mturk.get_hit(HITId=hit_id)["HIT"]
+    assert (got["HITStatus"], got["NumberOfAssignmentsAvailable"]) == ("Assignable", 2)
+    reopened = _job(hit_id)
+    assert (reopened.state, reopened.round) == ("active", 2)
+    assert _work(server, hit_id)[2]
+
+
+def test_delete_hit_needs_a_reviewable_hit_and_disposes_of_it(server, lab):
+    hit_id = lab.mturk.create_hit(**hit_args(QualificationRequirements=[]))["HIT"]["HITId"]
+    error = request_error(lambda: lab.mturk.delete_hit(HITId=hit_id))
+    assert error["TurkErrorCode"] == "AWS.MechanicalTurk.InvalidHITState"
+    assert "currently in the state 'Assignable'" in error["Error"]["Message"]
+    # a submitted answer nobody reviewed blocks it even once expired
+    api, token, asg = _work(server, hit_id)
+    assert api.submit(token, asg, {"text": "<QuestionFormAnswers/>"})[0] == 200
+    lab.mturk.update_expiration_for_hit(HITId=hit_id, ExpireAt=0)
+    error = request_error(lambda: lab.mturk.delete_hit(HITId=hit_id))
+    assert "awaiting review" in error["Error"]["Message"]
+    quiet = lab.mturk.create_hit(**hit_args(QualificationRequirements=[]))["HIT"]["HITId"]
+    lab.mturk.update_expiration_for_hit(HITId=quiet, ExpireAt=0)
+    assert list(lab.mturk.delete_hit(HITId=quiet)) == ["ResponseMetadata"]
+    got = lab.mturk.get_hit(HITId=quiet)["HIT"]
+    assert got["HITStatus"] == "Disposed" and got["QualificationRequirements"] == []
+    error = request_error(lambda: lab.mturk.delete_hit(HITId=quiet))
+    assert "This HIT is currently in the state 'Disposed'" in error["Error"]["Message"]
+    assert quiet not in [h["HITId"] for h in lab.mturk.list_hits()["HITs"]]
+    # its job stopped taking workers; a disposed HIT cannot be extended or grown
+    assert _job(quiet).state in ("cancelled", "aggregating", "done")
+    for operation in (lambda: lab.mturk.update_expiration_for_hit(HITId=quiet, ExpireAt=0),
+                      lambda: lab.mturk.create_additional_assignments_for_hit(
+                          HITId=quiet, NumberOfAdditionalAssignments=1)):
+        assert "state 'Disposed'" in request_error(operation)["Error"]["Message"]
+
+
+def test_additional_assignments_add_slots_and_bill_the_client(server, lab):
+    hit = lab.mturk.create_hit(**hit_args(MaxAssignments=2, QualificationRequirements=[]))["HIT"]
+    hit_id = hit["HITId"]
+    budget = _job(hit_id).budget_cents
+    assert budget == 10 + 2
+    assert list(lab.mturk.create_additional_assignments_for_hit(
+        HITId=hit_id, NumberOfAdditionalAssignments=3, UniqueRequestToken="more-1")) == \
+        ["ResponseMetadata"]
+    got = lab.mturk.get_hit(HITId=hit_id)["HIT"]
+    assert (got["MaxAssignments"], got["NumberOfAssignmentsAvailable"]) == (5, 5)
+    job = _job(hit_id)
+    assert job.budget_cents == budget + 15 + 3  # three more rewards and their fee
+    assert job.pool_cents == 0  # the added rewards went to the new slots
+    money = call(server, "GET", f"/jobs/{job.job_id}", lab.api_key).json()["money"]
+    assert money["budget_cents"] == 30 and money["reserved_cents"] == 25
+    error = request_error(lambda: lab.mturk.create_additional_assignments_for_hit(
+        HITId=hit_id, NumberOfAdditionalAssignments=3, UniqueRequestToken="more-1"))
+    assert "more-1" in error["Error"]["Message"] and hit_id in error["Error"]["Message"]
+    assert lab.mturk.get_hit(HITId=hit_id)["HIT"]["MaxAssignments"] == 5
+    error = request_error(lambda: lab.mturk.create_additional_assignments_for_hit(
+        HITId=hit_id, NumberOfAdditionalAssignments=96))
+    assert "at most 100 assignments" in error["Error"]["Message"]
+
+
+def test_additional_assignments_reopen_a_hit_whose_every_assignment_was_answered(server, lab):
+    hit_id = lab.mturk.create_hit(**hit_args(MaxAssignments=1,
+                                             QualificationRequirements=[]))["HIT"]["HITId"]
+    api, token, asg = _work(server, hit_id)
+    assert api.submit(token, asg, {"text": "<QuestionFormAnswers/>"})[0] == 200
+    job = server.stack.wait_for_state(job_of_hit(hit_id), lab.api_key, ("done",))
+    assert job["state"] == "done"
+    lab.mturk.create_additional_assignments_for_hit(HITId=hit_id, NumberOfAdditionalAssignments=1)
+    got = lab.mturk.get_hit(HITId=hit_id)["HIT"]
+    assert (got["HITStatus"], got["MaxAssignments"], got["NumberOfAssignmentsAvailable"]) == \
+        ("Assignable", 2, 1)
+    assert _work(server, hit_id)[2]
+
+
+def _raising(error: Exception) -> Any:
+    def operation(p: Any, client: Any, body: Any) -> dict:
+        raise error
+    return operation
+
+
+def test_a_failure_of_a_write_is_a_request_error_and_of_a_read_a_service_fault(server, lab,
+                                                                               monkeypatch):
+    from chalicelib.handlers import mturk as operations
+
+    monkeypatch.setitem(operations.OPERATIONS, "CreateHIT", _raising(RuntimeError("boom")))
+    monkeypatch.setitem(operations.OPERATIONS, "GetHIT", _raising(RuntimeError("boom")))
+    # a write that may have written part of its work: 400, which botocore never retries
+    response = _raw(lab, "CreateHIT", hit_args())
+    assert response.status_code == 400
+    assert response.json()["__type"] == "RequestError"
+    assert response.json()["TurkErrorCode"] == "AWS.MechanicalTurk.ServiceUnavailable"
+    assert "retry with the same UniqueRequestToken" in response.json()["Message"]
+    error = request_error(lambda: lab.mturk.create_hit(**hit_args()))
+    assert error["Error"]["Code"] == "RequestError"
+    # a read: ServiceFault (500), which botocore may retry safely
+    response = _raw(lab, "GetHIT", {"HITId": "ABC"})
+    assert response.status_code == 500 and response.json()["__type"] == "ServiceFault"
+    assert "boom" not in response.text
+
+
+@pytest.mark.parametrize("error, code", [
+    ("Conflict:insufficient_budget", "AWS.MechanicalTurk.InsufficientFunds"),
+    ("Conflict:job_not_active", "AWS.MechanicalTurk.InvalidState"),
+    ("NotFound:job_not_found", "AWS.MechanicalTurk.DoesNotExist"),
+    ("InvalidRequest:invalid_request", "AWS.MechanicalTurk.InvalidParameterValue"),
+    ("PayloadTooLarge:payload_too_large", "AWS.MechanicalTurk.InvalidParameterValue"),
+    ("Forbidden:forbidden", "AWS.MechanicalTurk.PermissionDenied"),
+])
+def test_our_own_errors_inside_an_operation_are_request_errors(server, lab, monkeypatch, error,
+                                                               code):
+    from chalicelib import errors
+    from chalicelib.handlers import mturk as operations
+
+    kind, our_code = error.split(":")
+    monkeypatch.setitem(operations.OPERATIONS, "SendBonus", _raising(
+        getattr(errors, kind)(f"the {kind} message", code=our_code)))
+    response = _raw(lab, "SendBonus", {})
+    assert response.status_code == 400
+    answer = response.json()
+    assert (answer["__type"], answer["TurkErrorCode"]) == ("RequestError", code)
+    assert answer["Message"].startswith(f"the {kind} message (")
+
+
+def test_a_transient_error_in_a_write_is_not_a_5xx(server, lab, monkeypatch):
+    from chalicelib.errors import TransientError
+    from chalicelib.handlers import mturk as operations
+
+    monkeypatch.setitem(operations.OPERATIONS, "SendBonus", _raising(TransientError("busy")))
+    monkeypatch.setitem(operations.OPERATIONS, "ListHITs", _raising(TransientError("busy")))
+    assert _raw(lab, "SendBonus", {}).status_code == 400
+    assert _raw(lab, "ListHITs", {}).status_code == 500
+
+
+def test_a_create_hit_that_fails_part_way_leaves_nothing_and_its_token_can_be_retried(
+        server, lab, monkeypatch):
+    from chalicelib.handlers import mturk_hits
+
+    def broken(p: Any, message: Any) -> None:
+        raise RuntimeError("the item store failed")
+
+    monkeypatch.setattr(mturk_hits, "ingest_chunk", broken)
+    error = request_error(lambda: lab.mturk.create_hit(**hit_args(UniqueRequestToken="r-1")))
+    assert error["TurkErrorCode"] == "AWS.MechanicalTurk.ServiceUnavailable"
+    assert call(server, "GET", "/jobs", lab.api_key).json()["jobs"] == []
+    assert lab.mturk.list_hits()["HITs"] == []
+    monkeypatch.undo()
+    hit = lab.mturk.create_hit(**hit_args(UniqueRequestToken="r-1"))["HIT"]
+    assert hit["HITStatus"] == "Assignable"
+    assert len(call(server, "GET", "/jobs", lab.api_key).json()["jobs"]) == 1
