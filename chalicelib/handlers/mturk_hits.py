@@ -17,7 +17,7 @@ from chalicelib.domain import mturk_hits as hits
 from chalicelib.domain.ids import item_id
 from chalicelib.domain.jobs import MAX_DEADLINE_SECONDS, build_job
 from chalicelib.domain.model import (
-    ACTIVE, AGGREGATING, CANCELLED, CLOSING, DONE, ItemState, Job, Principal,
+    ACTIVE, AGGREGATING, CANCELLED, CLOSING, DONE, ItemState, Job, Principal, Quote,
 )
 from chalicelib.domain.mturk_ids import hit_group_id, hit_id, hit_type_id, job_of_hit
 from chalicelib.domain.ports import MTurkRecord, MTurkRecords
@@ -95,7 +95,8 @@ def _create(p: Platform, client: Principal, properties: dict[str, Any], type_id:
     assignments = hits.max_assignments(body)
     annotation = hits.text(body, "RequesterAnnotation", hits.MAX_ANNOTATION, required=False)
     token = _token(body)
-    job = _hit_job(p, client, properties, question, assignments, now + lifetime, type_id, now)
+    job, quote = _hit_job(p, client, properties, question, assignments, now + lifetime,
+                          type_id, now)
     hid = hit_id(job.job_id)
     settings = hits.hit_settings(question, properties, type_id, hit_group_id(type_id),
                                  annotation, now)
@@ -109,6 +110,7 @@ def _create(p: Platform, client: Principal, properties: dict[str, Any], type_id:
     try:
         records(p).put_new(hits.hit_kind(client.account_id), hid, settings, now)
         made.append("record")
+        p.quotes.put_quote(quote)
         p.jobs.create_job(job)
         made.append("job")
         ingest_chunk(p, {"job_id": job.job_id, "chunk": 0, "items": [
@@ -126,16 +128,16 @@ def _create(p: Platform, client: Principal, properties: dict[str, Any], type_id:
 
 def _hit_job(p: Platform, client: Principal, properties: dict[str, Any],
              question: hits.Question, assignments: int, deadline: float, type_id: str,
-             now: float) -> Job:
-    """The HIT's job, priced and built as any job: a quote of MaxAssignments answers at the
-    reward (priced as that many items of one answer, the same money, so the marketplace's
-    redundancy bound of ordinary jobs does not apply), then one item taking them all."""
+             now: float) -> tuple[Job, Quote]:
+    """The HIT's job and its quote (not stored yet), priced and built as any job: a quote of
+    MaxAssignments answers at the reward (priced as that many items of one answer, the same
+    money, so the marketplace's redundancy bound of ordinary jobs does not apply), then one
+    item taking them all."""
     reward = hits.reward_cents(properties, _floor())
     quote = price_quote(client.account_id, {
         "task_type": TASK_TYPE, "items": assignments, "redundancy": 1, "reward_cents": reward,
         "gold_rate": 0}, now, p.catalog.get_cohort)
     quote = replace(quote, items=1, redundancy=assignments)
-    p.quotes.put_quote(quote)
     job, _ = build_job(quote, client.account_id, {
         "quote_id": quote.quote_id, "title": properties["Title"],
         "instructions": properties["Description"], "items": [{"data": {"question": "-"}}],
@@ -148,7 +150,8 @@ def _hit_job(p: Platform, client: Principal, properties: dict[str, Any],
                    answer_schema=hits.answer_schema(assignments),
                    mturk={"hit_type_id": type_id,
                           "requirements": list(properties["QualificationRequirements"]),
-                          "question": question.kind, "frame_height": question.frame_height})
+                          "question": question.kind, "frame_height": question.frame_height}
+                   ), quote
 
 
 def _undo(p: Platform, client: Principal, job: Job, hid: str, made: list[str],
@@ -317,7 +320,9 @@ def _reopen(p: Platform, client: Principal, job: Job, reason: str, **changes: An
     """Make a HIT's job take workers again with changes (a new deadline, a budget): an
     active, expired or stopped job goes on in its round; a job whose round was aggregated
     and published (done) starts its next round, aggregated again when it ends. A job being
-    aggregated is a retryable error; a failed one cannot be reopened."""
+    aggregated is a retryable error; a failed one cannot be reopened. A job that had closed
+    is aggregated again at its deadline, and not before its new slots could be leased and
+    answered (changes may set finalize_at itself)."""
     for _ in range(ATTEMPTS):
         now = p.now()
         if job.state == AGGREGATING:
@@ -331,9 +336,11 @@ def _reopen(p: Platform, client: Principal, job: Job, reason: str, **changes: An
             extra = {"round": job.round + 1, "done_at": None, "aggregating_at": None}
         if job.state == CANCELLED:
             extra = {"cancelled_at": None}
+        if job.state != ACTIVE:
+            extra["finalize_at"] = max(job.deadline, now + job.lease_seconds + p.cache_seconds)
         moved = p.jobs.transition(job.job_id, (job.state,), ACTIVE, record=phases.record(
             now, job.state, job.phase, ACTIVE, job.phase, client.account_id, reason),
-            **extra, **changes)
+            **{**extra, **changes})
         p.cache.forget_job(job.job_id)
         if moved:
             return

@@ -427,6 +427,9 @@ def test_additional_assignments_reopen_a_hit_whose_every_assignment_was_answered
     got = lab.mturk.get_hit(HITId=hit_id)["HIT"]
     assert (got["HITStatus"], got["MaxAssignments"], got["NumberOfAssignmentsAvailable"]) == \
         ("Assignable", 2, 1)
+    # aggregated again at its deadline, not by the sweeper's next run
+    reopened = _job(hit_id)
+    assert reopened.state == "active" and reopened.finalize_at >= reopened.deadline
     assert _work(server, hit_id)[2]
 
 
