@@ -508,3 +508,18 @@ def test_a_create_hit_that_fails_part_way_leaves_nothing_and_its_token_can_be_re
     hit = lab.mturk.create_hit(**hit_args(UniqueRequestToken="r-1"))["HIT"]
     assert hit["HITStatus"] == "Assignable"
     assert len(call(server, "GET", "/jobs", lab.api_key).json()["jobs"]) == 1
+
+
+def test_an_assignment_accepted_before_the_hit_expired_may_still_be_submitted(server, lab):
+    hit_id = lab.mturk.create_hit(**hit_args(QualificationRequirements=[]))["HIT"]["HITId"]
+    api, token, asg = _work(server, hit_id)
+    lab.mturk.update_expiration_for_hit(HITId=hit_id, ExpireAt=0)
+    got = lab.mturk.get_hit(HITId=hit_id)["HIT"]
+    assert (got["HITStatus"], got["NumberOfAssignmentsPending"],
+            got["NumberOfAssignmentsAvailable"]) == ("Reviewable", 1, 2)
+    # its answers are aggregated only once the live lease has had its time
+    job = _job(hit_id)
+    assert job.state == "active" and job.finalize_at >= time.time() + 600 - 5
+    assert api.submit(token, asg, {"text": "<QuestionFormAnswers/>"})[0] == 200
+    got = lab.mturk.get_hit(HITId=hit_id)["HIT"]
+    assert (got["HITStatus"], got["NumberOfAssignmentsPending"]) == ("Reviewable", 0)
