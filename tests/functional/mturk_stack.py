@@ -38,6 +38,9 @@ def served_stack() -> Iterator[Served]:
     from infra.api_server import make_api_server  # noqa: PLC0415 - loads the whole app
 
     with pytest.MonkeyPatch.context() as env, deployed_stack(env) as stack:
+        # Chalice's local server swaps the app's class for one of its own; the next module's
+        # server must start from the app's own class again.
+        env.setattr(stack.app.app, "__class__", stack.app.app.__class__)
         server = make_api_server(stack.app.app, ROOT, "dev", "127.0.0.1", 0)
         host, port = server.server.server_address[:2]
         thread = threading.Thread(target=server.server.serve_forever, daemon=True)
