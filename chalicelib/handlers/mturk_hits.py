@@ -22,7 +22,7 @@ from chalicelib.domain.model import (
 from chalicelib.domain.mturk_ids import hit_group_id, hit_id, hit_type_id, job_of_hit
 from chalicelib.domain.ports import MTurkRecord, MTurkRecords
 from chalicelib.domain.pricing import MIN_REWARD_CENTS, platform_fee, price_quote
-from chalicelib.errors import Conflict
+from chalicelib.errors import Conflict, TransientError
 from chalicelib.handlers.jobs import ingest_chunk, live_leases, stop_job
 from chalicelib.handlers.mturk_events import emit
 from chalicelib.handlers.platform import Platform
@@ -419,33 +419,34 @@ def create_additional_assignments_for_hit(p: Platform, client: Principal, body: 
 
 def _add_assignments(p: Platform, client: Principal, job: Job, item: ItemState, added: int
                      ) -> None:
-    """Bill the added assignments (rewards to the job's pool, rewards and fee to its
-    budget), reopen the job if it had closed, then add the slots, each paid from the pool as
-    it is added (one slot a write on an open item, all at once on an item counted complete,
-    which reopens it)."""
+    """Reopen the job if it had closed, bill the added assignments (their rewards to the
+    job's pool, rewards and fee to its budget, both added to what is there), then add the
+    slots, each paid from the pool as it is added (one slot a write on an open item, all at
+    once on an item counted complete, which reopens it)."""
     rewards = added * job.reward_cents
-    budget = job.budget_cents + rewards + platform_fee(rewards)
-    if job.state == ACTIVE:
-        if not p.jobs.transition(job.job_id, (ACTIVE,), ACTIVE, budget_cents=budget):
-            _reopen(p, client, p.jobs.get_job(job.job_id) or job,
-                    "assignments added by CreateAdditionalAssignmentsForHIT",
-                    budget_cents=budget)
-    else:
-        _reopen(p, client, job, "assignments added by CreateAdditionalAssignmentsForHIT",
-                budget_cents=budget)
-    p.jobs.refund(job.job_id, rewards, "pool")
-    target = item.redundancy + added
-    for _ in range(added + ATTEMPTS):
+    if job.state != ACTIVE:
+        _reopen(p, client, job, "assignments added by CreateAdditionalAssignmentsForHIT")
+    if not p.jobs.buy(job.job_id, rewards, platform_fee(rewards)):
+        raise mturk.request_error(f"Hit {hit_id(job.job_id)} does not exist.",
+                                  hits.HIT_DOES_NOT_EXIST)
+    remaining = added  # counted by what this call added, whatever others add meanwhile
+    for _ in range(added * ATTEMPTS):
         current = hit_item(p, job)
-        if current is None or current.redundancy >= target:
+        if current is None or remaining == 0:
             break
-        missing = target - current.redundancy
-        # An item counted complete is reopened with all of them; an open one (or one whose
-        # last answer is not counted yet) takes one more slot a write.
-        if current.complete and p.items.add_slots(job.job_id, ITEM, missing, current.replaced,
-                                                  missing * job.reward_cents, "pool"):
+        # An item counted complete is reopened with all of them at once; an open one (or one
+        # whose last answer is not counted yet) takes one more slot a write.
+        if current.complete and p.items.add_slots(job.job_id, ITEM, remaining, current.replaced,
+                                                  remaining * job.reward_cents, "pool"):
+            remaining = 0
             break
-        p.items.extend(job.job_id, ITEM, current.redundancy, job.reward_cents)
+        extended = p.items.extend(job.job_id, ITEM, current.redundancy, job.reward_cents)
+        if extended is None:
+            break  # the pool does not hold the reward: nothing more can be paid for
+        remaining -= 1 if extended else 0
+    if remaining:
+        raise TransientError(f"{added - remaining} of {added} assignments were added; the "
+                             "rest were paid for and wait in the HIT job's pool")
     p.cache.forget_job(job.job_id)
 
 

@@ -523,3 +523,19 @@ def test_an_assignment_accepted_before_the_hit_expired_may_still_be_submitted(se
     assert api.submit(token, asg, {"text": "<QuestionFormAnswers/>"})[0] == 200
     got = lab.mturk.get_hit(HITId=hit_id)["HIT"]
     assert (got["HITStatus"], got["NumberOfAssignmentsPending"]) == ("Reviewable", 0)
+
+
+def test_concurrent_additions_each_add_what_they_bill(server, lab):
+    from concurrent.futures import ThreadPoolExecutor
+
+    hit_id = lab.mturk.create_hit(**hit_args(MaxAssignments=1,
+                                             QualificationRequirements=[]))["HIT"]["HITId"]
+    with ThreadPoolExecutor(4) as pool:
+        list(pool.map(lambda _: lab.mturk.create_additional_assignments_for_hit(
+            HITId=hit_id, NumberOfAdditionalAssignments=3), range(4)))
+    got = lab.mturk.get_hit(HITId=hit_id)["HIT"]
+    assert (got["MaxAssignments"], got["NumberOfAssignmentsAvailable"]) == (13, 13)
+    job = _job(hit_id)
+    assert job.pool_cents == 0
+    assert call(server, "GET", f"/jobs/{job.job_id}", lab.api_key).json()["money"][
+        "reserved_cents"] == 13 * 5
