@@ -13,7 +13,7 @@ from typing import Any
 
 from chalicelib.domain import mturk
 from chalicelib.domain.jobs import MAX_AUTO_APPROVE_SECONDS, MAX_DEADLINE_SECONDS
-from chalicelib.domain.model import ACTIVE, INGESTING, ItemState, Job
+from chalicelib.domain.model import ACTIVE, INGESTING, ItemState, Job, StoredAnswer
 from chalicelib.domain.mturk_ids import hit_id
 from chalicelib.domain.pricing import MAX_REWARD_CENTS
 
@@ -327,18 +327,27 @@ class Counts:
         return self.submitted
 
 
-def counts(item: ItemState | None, now: float) -> Counts:
+def counts(item: ItemState | None, now: float, auto_approve_seconds: float | None = None
+           ) -> Counts:
     """Available = slots neither leased (live) nor answered; Pending = live leases;
-    Completed = answers approved or rejected; the rest of MaxAssignments are submitted
-    answers awaiting review. A rejected answer keeps its slot (as on MTurk)."""
+    Completed = answers approved or rejected, an answer nobody reviewed counting as approved
+    once auto_approve_seconds (the job's) have passed since it was submitted, as
+    GetAssignment says; the rest of MaxAssignments are submitted answers awaiting review. A
+    rejected answer keeps its slot (as on MTurk)."""
     if item is None:
         return Counts(0, 0, 0, 0)
     pending = sum(1 for lease in item.leases.values() if lease.expires_at > now)
-    reviewed = sum(1 for answer in item.answers.values()
-                   if answer.review and answer.review.get("status") in ("approved", "rejected"))
+    reviewed = sum(1 for answer in item.answers.values() if _reviewed(answer, now,
+                                                                      auto_approve_seconds))
     answered = max(item.answer_count, len(item.answers))
     return Counts(max(0, item.redundancy - pending - answered), pending, reviewed,
                   answered - reviewed)
+
+
+def _reviewed(answer: StoredAnswer, now: float, auto_approve_seconds: float | None) -> bool:
+    if answer.review and answer.review.get("status") in ("approved", "rejected"):
+        return True
+    return auto_approve_seconds is not None and answer.submitted_at + auto_approve_seconds <= now
 
 
 def is_expired(job: Job, now: float) -> bool:
@@ -371,7 +380,7 @@ def render_hit(job: Job, settings: Mapping[str, Any], item: ItemState | None,
       reviews), or None before it is written;
     - now: the time the counters and the status are taken at (epoch seconds).
     """
-    tally = counts(item, now)
+    tally = counts(item, now, job.auto_approve_seconds)
     return {
         "HITId": hit_id(job.job_id),
         "HITTypeId": settings["HITTypeId"],

@@ -357,7 +357,7 @@ def delete_hit(p: Platform, client: Principal, body: dict[str, Any]) -> dict[str
     allowed = "Reviewing, Reviewable"
     _refuse_disposed(record, allowed)
     now = p.now()
-    tally = hits.counts(hit_item(p, job), now)
+    tally = hits.counts(hit_item(p, job), now, job.auto_approve_seconds)
     state = hits.status(job, record.body, tally, now)
     if state != "Reviewable":
         raise mturk.request_error(f"This HIT is currently in the state '{state}'.  This "

@@ -539,3 +539,15 @@ def test_concurrent_additions_each_add_what_they_bill(server, lab):
     assert job.pool_cents == 0
     assert call(server, "GET", f"/jobs/{job.job_id}", lab.api_key).json()["money"][
         "reserved_cents"] == 13 * 5
+
+
+def test_an_answer_past_its_auto_approval_time_is_completed_and_the_hit_can_be_deleted(server,
+                                                                                     lab):
+    hit_id = lab.mturk.create_hit(**hit_args(AutoApprovalDelayInSeconds=0, MaxAssignments=2,
+                                             QualificationRequirements=[]))["HIT"]["HITId"]
+    api, token, asg = _work(server, hit_id)
+    assert api.submit(token, asg, {"text": "<QuestionFormAnswers/>"})[0] == 200
+    got = lab.mturk.get_hit(HITId=hit_id)["HIT"]
+    assert (got["NumberOfAssignmentsCompleted"], got["NumberOfAssignmentsAvailable"]) == (1, 1)
+    lab.mturk.update_expiration_for_hit(HITId=hit_id, ExpireAt=0)
+    assert list(lab.mturk.delete_hit(HITId=hit_id)) == ["ResponseMetadata"]

@@ -138,3 +138,13 @@ def test_render_hit_has_every_field_and_numbers_for_times():
 def test_answer_schemas_share_the_item_record():
     assert hits.answer_schema(1) == {"min_length": 0, "max_length": 16000}
     assert hits.answer_schema(100)["max_length"] * 100 <= hits.ANSWER_BYTES
+
+
+def test_an_answer_past_its_auto_approval_time_counts_as_completed():
+    item = _item({}, {"w1": StoredAnswer("a", {"text": "x"}, NOW - 60, NOW - 70),
+                      "w2": StoredAnswer("b", {"text": "x"}, NOW - 10, NOW - 20)}, redundancy=2)
+    tally = hits.counts(item, NOW, auto_approve_seconds=30)
+    assert (tally.completed, tally.awaiting_review) == (1, 1)
+    assert hits.render_hit(_job(auto_approve_seconds=30), SETTINGS, item, NOW)[
+        "NumberOfAssignmentsCompleted"] == 1
+    assert hits.counts(item, NOW).completed == 0
