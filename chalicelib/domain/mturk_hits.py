@@ -71,7 +71,7 @@ def invalid(message: str) -> mturk.MTurkError:
 
 
 def integer(body: Mapping[str, Any], name: str, low: int, high: int,
-            default: int | None = None) -> int:
+            default: int | None = None, why: str = "") -> int:
     """A Long member within bounds; ValidationException when missing or not a whole number,
     RequestError when out of the range served here."""
     value = body.get(name, default)
@@ -81,7 +81,7 @@ def integer(body: Mapping[str, Any], name: str, low: int, high: int,
     if isinstance(value, bool) or not isinstance(value, int):
         raise invalid(f"{name} must be a whole number")
     if not low <= value <= high:
-        raise mturk.request_error(f"{name} must be from {low} to {high}; got {value}",
+        raise mturk.request_error(f"{name} must be from {low} to {high}{why}; got {value}",
                                   "AWS.MechanicalTurk.InvalidParameterValue")
     return value
 
@@ -214,7 +214,9 @@ def type_properties(body: Mapping[str, Any], floor_cents: int) -> dict[str, Any]
                                               MAX_AUTO_APPROVE_SECONDS,
                                               DEFAULT_AUTO_APPROVAL_SECONDS),
         "AssignmentDurationInSeconds": integer(body, "AssignmentDurationInSeconds",
-                                               MIN_ASSIGNMENT_SECONDS, MAX_ASSIGNMENT_SECONDS),
+                                               MIN_ASSIGNMENT_SECONDS, MAX_ASSIGNMENT_SECONDS,
+                                               why=" here (a task's lease lasts at most an "
+                                               "hour)"),
         "Reward": mturk.money(reward_cents(body, floor_cents)),
         "Title": text(body, "Title", MAX_TITLE),
         "Keywords": text(body, "Keywords", MAX_KEYWORDS, required=False),
@@ -298,7 +300,8 @@ def _frame_height(children: Mapping[str, str]) -> int:
 
 def lifetime(body: Mapping[str, Any]) -> int:
     """LifetimeInSeconds: 30 seconds (MTurk's least) to our longest job deadline."""
-    return integer(body, "LifetimeInSeconds", MIN_LIFETIME_SECONDS, MAX_DEADLINE_SECONDS)
+    return integer(body, "LifetimeInSeconds", MIN_LIFETIME_SECONDS, MAX_DEADLINE_SECONDS,
+                   why=" here (a job lasts at most 90 days)")
 
 
 def max_assignments(body: Mapping[str, Any]) -> int:
