@@ -8,7 +8,8 @@ import inspect
 import pytest
 
 from chalicelib.adapters import (
-    dynamo, idempotency, messaging, rate_limits, requester_keys, storage, webhooks,
+    dynamo, idempotency, messaging, mturk_records, rate_limits, requester_keys, storage,
+    webhooks,
 )
 from chalicelib.domain import ports
 from tests import fakes
@@ -29,6 +30,7 @@ IMPLEMENTATIONS = {
     ports.EventBus: (fakes.FakeBus, webhooks.EventBridgeBus),
     ports.ClientKeys: (fakes.FakeClientKeys, rate_limits.ApiGatewayKeys),
     ports.RequesterKeyStore: (fakes.FakeRequesterKeys, requester_keys.DynamoRequesterKeys),
+    ports.MTurkRecords: (fakes.FakeMTurkRecords, mturk_records.DynamoMTurkRecords),
     # No fake: a Platform without one runs every request (the tests of keys run on moto).
     ports.IdempotencyStore: (idempotency.DynamoIdempotency,),
 }
