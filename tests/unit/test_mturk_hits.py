@@ -5,8 +5,11 @@ from __future__ import annotations
 import pytest
 
 from chalicelib.domain import mturk_hits as hits
-from chalicelib.domain.model import ItemState, Job, Lease, StoredAnswer
+from chalicelib.domain.model import CLIENT, ItemState, Job, Lease, Principal, StoredAnswer
 from chalicelib.domain.mturk import MTurkError
+from chalicelib.domain.mturk_ids import job_of_hit
+from chalicelib.handlers import mturk_hits
+from tests.fakes import make_platform
 
 NOW = 1_800_000_000.0
 
@@ -148,3 +151,20 @@ def test_an_answer_past_its_auto_approval_time_counts_as_completed():
     assert hits.render_hit(_job(auto_approve_seconds=30), SETTINGS, item, NOW)[
         "NumberOfAssignmentsCompleted"] == 1
     assert hits.counts(item, NOW).completed == 0
+
+
+def test_a_hit_on_the_fakes_is_an_active_job_and_its_extra_assignments_are_billed():
+    p = make_platform()
+    client = Principal("cli_0123456789abcdef", CLIENT)
+    hit = mturk_hits.create_hit(p, client, {
+        "MaxAssignments": 2, "LifetimeInSeconds": 3600, "AssignmentDurationInSeconds": 600,
+        "Reward": "0.10", "Title": "T", "Description": "D",
+        "Question": "<QuestionForm><Question/></QuestionForm>"})["HIT"]
+    job = p.jobs.get_job(job_of_hit(hit["HITId"]))
+    assert (job.state, job.budget_cents, hit["HITStatus"]) == ("active", 24, "Assignable")
+    mturk_hits.create_additional_assignments_for_hit(
+        p, client, {"HITId": hit["HITId"], "NumberOfAdditionalAssignments": 3})
+    job = p.jobs.get_job(job.job_id)
+    assert (job.budget_cents, job.pool_cents) == (24 + 30 + 6, 0)
+    assert mturk_hits.get_hit(p, client, {"HITId": hit["HITId"]})["HIT"][
+        "NumberOfAssignmentsAvailable"] == 5
