@@ -847,6 +847,16 @@ class FakeJobs:
             attribute = "held_cents" if source == "held" else "pool_cents"
             setattr(job, attribute, getattr(job, attribute) + cents)
 
+    def buy(self, job_id: str, rewards_cents: int, fee_cents: int) -> bool:
+        """Grow the budget by rewards and fee and the pool by the rewards."""
+        with self._lock:
+            job = self.jobs.get(job_id)
+            if job is None:
+                return False
+            job.budget_cents += rewards_cents + fee_cents
+            job.pool_cents += rewards_cents
+            return True
+
     def release_held(self, job_id: str) -> int:
         """Move the held money into the pool."""
         with self._lock:

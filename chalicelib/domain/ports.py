@@ -270,6 +270,10 @@ class JobStore(Protocol):
         replacements ("held") if that holds as much; False (nothing taken) if not."""
     def refund(self, job_id: str, cents: int, source: str = "pool") -> None:
         """Give cents back to the job's pool (or to its held money)."""
+    def buy(self, job_id: str, rewards_cents: int, fee_cents: int) -> bool:
+        """The client buys more answers for the job: its budget grows by the rewards and
+        their fee, its pool by the rewards, together (adding to what is there, so concurrent
+        purchases and bonuses all count); False if there is no such job."""
     def release_held(self, job_id: str) -> int:
         """Move the money held for replacements into the pool, at once; return how much."""
     def request_approval(self, job_id: str, before: float | None, by: str, now: float) -> None:

@@ -484,6 +484,19 @@ class DynamoJobs:
         conditional_update(JobMoneyModel, money_key(job_id), None,
                            [money_attribute(source).add(cents)], JobMoneyModel.job_id.exists())
 
+    def buy(self, job_id: str, rewards_cents: int, fee_cents: int) -> bool:
+        """Grow the job's budget (on the job record) by rewards and fee and its pool (on the
+        money record) by the rewards, in one transaction of two additions."""
+        def write(tx: TransactWrite) -> None:
+            tx.update(JobModel(job_id), actions=[
+                JobModel.budget_cents.add(rewards_cents + fee_cents)],
+                condition=JobModel.job_id.exists())
+            tx.update(JobMoneyModel(money_key(job_id)), actions=[
+                JobMoneyModel.pool_cents.add(rewards_cents)],
+                condition=JobMoneyModel.job_id.exists())
+
+        return transact_once(write)
+
     def release_held(self, job_id: str) -> int:
         """Move the money held for replacements to the pool; return how much moved. Only the
         money record is read and written."""
