@@ -34,7 +34,8 @@ def test_a_key_from_the_crowd_command_signs_boto3_s_mturk_client(stack, tmp_path
                          aws_secret_access_key=fields["aws_secret_access_key"],
                          aws_session_token=None,
                          config=Config(retries={"max_attempts": 1, "mode": "standard"}))
-    # THEN it is answered in MTurk's shape, and an operation not built yet is a RequestError
+    # THEN it is answered in MTurk's shape, and an operation not served is a RequestError
     assert mturk.get_account_balance()["AvailableBalance"] == "0.00"
+    assert mturk.list_hits()["NumResults"] == 0
     with pytest.raises(mturk.exceptions.RequestError):
-        mturk.list_hits()
+        mturk.list_reviewable_hits()

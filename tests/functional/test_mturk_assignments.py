@@ -35,12 +35,14 @@ def server() -> Iterator[Served]:
 
 @pytest.fixture
 def events(monkeypatch: Any) -> list[tuple[str, str | None]]:
-    """The MTurk events emitted, as (event type, AssignmentId)."""
+    """The review events emitted (the worker side's accept and submit events left out), as
+    (event type, AssignmentId)."""
     seen: list[tuple[str, str | None]] = []
 
     def emit(p: Any, job: Any, event_type: str, assignment_id: str | None = None,
              at: float | None = None) -> None:
-        seen.append((event_type, assignment_id))
+        if event_type in ("AssignmentApproved", "AssignmentRejected"):
+            seen.append((event_type, assignment_id))
 
     monkeypatch.setattr(mturk_events, "emit", emit)
     return seen
