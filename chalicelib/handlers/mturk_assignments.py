@@ -30,8 +30,9 @@ from chalicelib.domain.model import (
 )
 from chalicelib.domain.ports import MTurkRecord, MTurkRecords
 from chalicelib.errors import Conflict, CrowdError, NotFound
-from chalicelib.handlers import mturk_events, payments
-from chalicelib.handlers.platform import Platform, client_job
+from chalicelib.domain.mturk_hits import render_hit
+from chalicelib.handlers import mturk_events, mturk_hits, payments
+from chalicelib.handlers.platform import Platform
 from chalicelib.observability import logger
 
 SUBMITTED = "Submitted"
@@ -51,12 +52,14 @@ _ONLY_SUBMITTED = "This operation can be called with a status of: Submitted"
 
 @dataclass(frozen=True)
 class Assignment:
-    """An assignment of a client's HIT: its job, its item and the worker's accepted answer."""
+    """An assignment of a client's HIT: its job, its item, the worker's accepted answer and
+    the HIT's settings (its `mturk#hit#<client>` record's body)."""
 
     job: Job
     item: ItemState
     worker_id: str
     answer: StoredAnswer
+    settings: dict[str, Any]
 
     @property
     def mturk_id(self) -> str:
@@ -107,39 +110,6 @@ def render_assignment(job: Job, worker_id: str, answer: StoredAnswer, now: float
     return rendered
 
 
-def _hit_of(p: Platform, client: Principal, job: Job) -> dict[str, Any]:
-    """The HIT an assignment belongs to, as GetAssignment returns it: read from the job and
-    its one item (counters as tools read them: Available free slots, Pending live leases,
-    Completed approved or rejected answers)."""
-    del client  # the job was read as the client's
-    item = _item(p, job)
-    now = p.now()
-    pending = sum(1 for lease in item.leases.values() if lease.expires_at > now)
-    completed = sum(1 for a in item.answers.values() if status_of(job, a, now)[0] != SUBMITTED)
-    if job.deadline <= now or (item.free == 0 and pending == 0):
-        status = "Reviewable"
-    else:
-        status = "Assignable" if item.free > 0 else "Unassignable"
-    type_id = str(job.mturk.get("hit_type_id") or "")
-    hit: dict[str, Any] = {
-        "HITId": mturk_ids.hit_id(job.job_id), "HITTypeId": type_id,
-        "CreationTime": mturk.epoch(job.created_at), "Title": job.title,
-        "Description": job.instructions, "Question": str(item.data.get("question", "")),
-        "HITStatus": status, "MaxAssignments": item.redundancy,
-        "Reward": mturk.money(job.reward_cents),
-        "AutoApprovalDelayInSeconds": job.auto_approve_seconds,
-        "Expiration": mturk.epoch(job.deadline),
-        "AssignmentDurationInSeconds": job.lease_seconds,
-        "QualificationRequirements": list(job.mturk.get("requirements") or []),
-        "HITReviewStatus": "NotReviewed",
-        "NumberOfAssignmentsPending": pending, "NumberOfAssignmentsAvailable": item.free,
-        "NumberOfAssignmentsCompleted": completed,
-    }
-    if type_id:
-        hit["HITGroupId"] = mturk_ids.hit_group_id(type_id)
-    return hit
-
-
 def _no_hit(value: Any) -> mturk.MTurkError:
     return mturk.request_error(f"Hit {str(value)[:64]} does not exist.", _HIT_DOES_NOT_EXIST)
 
@@ -171,17 +141,8 @@ def _optional_string(body: dict[str, Any], name: str, max_length: int) -> str | 
 
 
 def hit_job(p: Platform, client: Principal, value: Any) -> Job:
-    """The client's HIT a HITId names (a job made as a HIT); HITDoesNotExist otherwise."""
-    job_id = mturk_ids.job_of_hit(value)
-    if job_id is None:
-        raise _no_hit(value)
-    try:
-        job = client_job(p, client, job_id)
-    except NotFound:
-        raise _no_hit(value) from None
-    if not job.mturk:
-        raise _no_hit(value)
-    return job
+    """The client's HIT a HITId names (its job); HITDoesNotExist otherwise."""
+    return mturk_hits.find_hit(p, client, value)[0]
 
 
 def _item(p: Platform, job: Job) -> ItemState:
@@ -199,14 +160,14 @@ def find_assignment(p: Platform, client: Principal, value: Any) -> Assignment:
         raise _no_assignment(value)
     job_id, item_number, _, _ = parse_assignment_id(ours)
     try:
-        job = hit_job(p, client, mturk_ids.hit_id(job_id))
+        job, record = mturk_hits.find_hit(p, client, mturk_ids.hit_id(job_id))
     except mturk.MTurkError:
         raise _no_assignment(value) from None
     item = p.items.get_item(job.job_id, item_number)
     if item is not None:
         for worker_id, answer in item.answers.items():
             if answer.assignment_id == ours:
-                return Assignment(job, item, worker_id, answer)
+                return Assignment(job, item, worker_id, answer, record.body)
     raise _no_assignment(value)
 
 
@@ -247,7 +208,7 @@ def get_assignment(p: Platform, client: Principal, body: dict[str, Any]) -> dict
     """One assignment and its HIT."""
     found = find_assignment(p, client, body.get("AssignmentId"))
     return {"Assignment": render_assignment(found.job, found.worker_id, found.answer, p.now()),
-            "HIT": _hit_of(p, client, found.job)}
+            "HIT": render_hit(found.job, found.settings, found.item, p.now())}
 
 
 def approve_assignment(p: Platform, client: Principal, body: dict[str, Any]

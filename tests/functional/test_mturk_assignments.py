@@ -11,12 +11,10 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from chalicelib.adapters.models import JobModel
 from chalicelib.deps import platform
 from chalicelib.domain import mturk_ids, payouts
 from chalicelib.domain.ids import item_id
 from chalicelib.handlers import mturk_assignments, mturk_events, payments
-from tests.functional.marketplace import Api
 from tests.functional.mturk_stack import (
     NO_RETRIES, Requester, Served, call, requester, served_stack, worker,
 )
@@ -48,21 +46,24 @@ def events(monkeypatch: Any) -> list[tuple[str, str | None]]:
     return seen
 
 
+QUESTION = ('<ExternalQuestion xmlns="http://mechanicalturk.amazonaws.com/'
+            'AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd"><ExternalURL>'
+            'https://lab.example.org/mood?mode=live</ExternalURL><FrameHeight>600'
+            '</FrameHeight></ExternalQuestion>')
+
+
 def _hit_job(server: Served, lab: Requester, max_assignments: int,
              auto_approve_seconds: int = 3 * 24 * 3600) -> dict:
-    """A HIT as CreateHIT makes one: a job of one item (collection, no gold, no pilot) with
-    MaxAssignments slots and its MTurk settings; the job as the client API shows it."""
-    api = Api(server.stack)
-    api.key = lab.api_key
-    job = api.job(items=1, redundancy=max_assignments, task_type="collection",
-                  pilot={"items": 0}, auto_approve_seconds=auto_approve_seconds,
-                  answer_schema={"min_length": 1, "max_length": 5000},
-                  quality={"min_seconds": 0})
-    JobModel(job["job_id"]).update(actions=[JobModel.mturk.set({
-        "hit_type_id": "3" + "A" * 29, "requirements": [], "question": "external",
-        "frame_height": 600})])
-    platform().cache.jobs.forget(job["job_id"])
-    return job
+    """A HIT made with boto3's create_hit; its job as the client API shows it."""
+    hit = lab.mturk.create_hit(
+        MaxAssignments=max_assignments, AutoApprovalDelayInSeconds=auto_approve_seconds,
+        LifetimeInSeconds=3600, AssignmentDurationInSeconds=600, Reward="0.05",
+        Title="Describe the mood", Description="Read a sentence and describe its mood",
+        Question=QUESTION)["HIT"]
+    job_id = mturk_ids.job_of_hit(hit["HITId"])
+    response = call(server, "GET", f"/jobs/{job_id}", lab.api_key)
+    assert response.status_code == 200, response.text
+    return response.json()
 
 
 def _lease(server: Served, token: str, job_id: str) -> str:

@@ -3,15 +3,14 @@ nobody reviewed turns Approved at its AutoApprovalTime, and a rejection can be o
 for 30 days after submission only."""
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from chalicelib.domain import mturk, mturk_ids
 from chalicelib.domain.model import CLIENT, WORKER
-from chalicelib.handlers import accounts, jobs, mturk_assignments, tasks
-from tests.fakes import FakeClock, ingest_all, make_platform
+from chalicelib.handlers import accounts, mturk_assignments, mturk_hits, tasks
+from tests.fakes import FakeClock, make_platform
 
 DAY = 24 * 3600
 
@@ -21,19 +20,21 @@ def p():
     return make_platform(FakeClock())
 
 
+QUESTION = ('<ExternalQuestion xmlns="http://mechanicalturk.amazonaws.com/'
+            'AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd"><ExternalURL>'
+            'https://lab.example.org/mood</ExternalURL><FrameHeight>600</FrameHeight>'
+            '</ExternalQuestion>')
+
+
 def _hit(p: Any, auto_approve_seconds: int = 3 * DAY) -> tuple[Any, Any]:
-    """A client's HIT-shaped job (one collection item, two slots, MTurk settings)."""
+    """A client's HIT with two assignments, made as CreateHIT makes it; the client and the
+    HIT's job."""
     client = accounts.create_account(p, CLIENT, "Lab")[0]
-    quote = jobs.create_quote(p, client, {"task_type": "collection", "items": 1,
-                                          "redundancy": 2})
-    job = jobs.post_job(p, client, {
-        "quote_id": quote.quote_id, "instructions": "Answer.", "pilot": {"items": 0},
-        "answer_schema": {"min_length": 1, "max_length": 5000},
-        "auto_approve_seconds": auto_approve_seconds, "items": [{"data": {"question": "q"}}]})
-    ingest_all(p)
-    p.jobs.jobs[job.job_id] = replace(p.jobs.jobs[job.job_id], mturk={"hit_type_id": "T"})
-    p.cache.jobs.forget(job.job_id)
-    return client, p.jobs.get_job(job.job_id)
+    hit = mturk_hits.create_hit(p, client, {
+        "MaxAssignments": 2, "AutoApprovalDelayInSeconds": auto_approve_seconds,
+        "LifetimeInSeconds": 3600, "AssignmentDurationInSeconds": 600, "Reward": "0.05",
+        "Title": "Mood", "Description": "Describe the mood.", "Question": QUESTION})["HIT"]
+    return client, p.jobs.get_job(mturk_ids.job_of_hit(hit["HITId"]))
 
 
 def _submitted(p: Any, job: Any) -> str:
