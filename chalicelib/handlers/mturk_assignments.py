@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.domain import mturk, mturk_ids, webhooks
+from chalicelib.domain import mturk, mturk_ids, payouts, webhooks
 from chalicelib.domain.ids import item_id, new_id, parse_assignment_id
 from chalicelib.domain.model import (
     APPROVED, REJECTED, ItemState, Job, LedgerEntry, Principal, StoredAnswer,
@@ -213,9 +213,11 @@ def get_assignment(p: Platform, client: Principal, body: dict[str, Any]) -> dict
 
 def approve_assignment(p: Platform, client: Principal, body: dict[str, Any]
                        ) -> dict[str, Any]:
-    """Approve a Submitted assignment (paid with its pay window's settlement), or with
-    OverrideRejection a Rejected one submitted in the last 30 days (paid at once); any
-    other state is InvalidAssignmentState."""
+    """Approve a Submitted assignment, or with OverrideRejection a Rejected one submitted in
+    the last 30 days; any other state is InvalidAssignmentState. Either is paid at once, as
+    MTurk pays on approval: a HIT's job has one item, so the worker's pay record for it holds
+    this answer alone (an answer the counting queue has not reached yet is paid when its pay
+    window is due, as every approved answer is)."""
     found = find_assignment(p, client, body.get("AssignmentId"))
     feedback = (_optional_string(body, "RequesterFeedback", MAX_FEEDBACK) or "").strip() or None
     override = body.get("OverrideRejection", False)
@@ -234,6 +236,10 @@ def approve_assignment(p: Platform, client: Principal, body: dict[str, Any]
         raise _invalid_state()
     else:
         _review(p, client, found, APPROVED, feedback)
+        accrual = p.ledger.accrual(found.job.job_id, found.worker_id,
+                                   payouts.window_of(found.answer.assignment_id))
+        if accrual is not None:
+            payments.settle_accrual(p, accrual, client.account_id)
     mturk_events.emit(p, found.job, "AssignmentApproved", found.mturk_id, now)
     return mturk.void()
 

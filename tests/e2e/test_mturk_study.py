@@ -19,7 +19,7 @@ from chalicelib.domain import mturk_ids
 from chalicelib.domain.ids import item_id
 from chalicelib.domain.mturk_worker import SUBMITTED
 from chalicelib.domain.question_answers import question_form_answers
-from tests.functional.mturk_stack import Served, served_stack, worker
+from tests.functional.mturk_stack import Served, requester, served_stack, worker
 from tests.functional.mturk_worker_stack import hit, lease, study_server
 
 
@@ -46,8 +46,9 @@ def _query(url: str) -> dict[str, str]:
 
 def test_a_simulated_worker_previews_accepts_and_the_study_posts_its_answers(server, study):
     study_url, seen = study
-    # GIVEN a HIT whose ExternalQuestion is the study page
-    hit_id = hit(server, external_url=study_url, title="Simulated study")
+    # GIVEN a HIT made with boto3's create_hit whose ExternalQuestion is the study page
+    lab = requester(server)
+    hit_id = hit(server, lab, external_url=study_url, title="Simulated study")
     account, token = worker("simulated")
     # WHEN the worker previews it: the study page is fetched with the preview parameters
     preview = requests.get(f"{server.url}/mturk/preview/{hit_id}", timeout=30).json()
@@ -69,6 +70,21 @@ def test_a_simulated_worker_previews_accepts_and_the_study_posts_its_answers(ser
     assert posted.status_code == 200 and "assignmentSubmitted" in posted.text
     assert _stored(hit_id, account) == question_form_answers([("answer", "42"),
                                                               ("condition", "B")])
+    # AND the requester's tool lists the assignment with that XML, approves it and sends a
+    # bonus, and both reach the worker's earnings
+    server.stack.drain()
+    listed = lab.mturk.list_assignments_for_hit(HITId=hit_id)["Assignments"]
+    assert [(a["AssignmentId"], a["WorkerId"], a["AssignmentStatus"]) for a in listed] == \
+        [(params["assignmentId"], mturk_ids.worker_id(account), "Submitted")]
+    assert listed[0]["Answer"] == _stored(hit_id, account)
+    lab.mturk.approve_assignment(AssignmentId=params["assignmentId"])
+    lab.mturk.send_bonus(WorkerId=params["workerId"], BonusAmount="0.25",
+                         AssignmentId=params["assignmentId"], Reason="Thanks for taking part",
+                         UniqueRequestToken="bonus-1")
+    earnings = requests.get(f"{server.url}/workers/me/earnings", timeout=30,
+                            headers={"Authorization": f"Bearer {token}"}).json()
+    assert earnings["balance_cents"] == 5 + 25
+    assert lab.mturk.get_hit(HITId=hit_id)["HIT"]["NumberOfAssignmentsCompleted"] == 1
 
 
 def _offered(server: Served, token: str, hit_id: str, seconds: float = 10) -> None:

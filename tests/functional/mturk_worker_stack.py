@@ -1,26 +1,20 @@
 """What the worker side's tests share: a HIT-shaped job on a served stack, a throwaway study
 page server, and a worker's lease of a HIT over HTTP.
 
-`hit` is the one place a HIT is made: a job of one `collection` item holding the question
-and what was parsed from it, with `Job.mturk` set and the answer schema HITs get, as
-CreateHIT makes them. Once CreateHIT is served, it becomes a call to boto3's `create_hit`."""
+`hit` is the one place a HIT is made: boto3's create_hit."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from xml.sax.saxutils import escape
 
 import requests
 
-from chalicelib.adapters.models import JobModel
-from chalicelib.deps import platform
 from chalicelib.domain import mturk_ids
-from chalicelib.domain.model import CLIENT
-from chalicelib.handlers.accounts import create_account
-from tests.functional.mturk_stack import Served, call
+from tests.functional.mturk_stack import Requester, Served, requester
 
 EXTERNAL_QUESTION = (
     '<ExternalQuestion xmlns="http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/'
@@ -32,44 +26,21 @@ HTML_QUESTION = (
     "<FrameHeight>{height}</FrameHeight></HTMLQuestion>")
 
 
-def hit(server: Served, client_key: str | None = None, *, external_url: str | None = None,
+def hit(server: Served, lab: Requester | None = None, *, external_url: str | None = None,
         html: str | None = None, max_assignments: int = 1, frame_height: int = 600,
         lease_seconds: int = 600, title: str = "A study") -> str:
-    """A HIT (ExternalQuestion at external_url, or HTMLQuestion of html) as CreateHIT makes
-    one; its HITId. The job is made through the client API, given Job.mturk while its item
-    is still being written, and is active when this returns."""
-    key = client_key or create_account(platform(), CLIENT, "Lab")[1]
+    """A HIT (ExternalQuestion at external_url, or HTMLQuestion of html) made with boto3's
+    create_hit by lab (a fresh requester if none); its HITId. It is Assignable on return."""
     if external_url is not None:
-        data: dict[str, Any] = {"question": EXTERNAL_QUESTION.format(
-            url=external_url.replace("&", "&amp;"), height=frame_height),
-            "external_url": external_url, "frame_height": frame_height}
-        kind = "external"
+        question = EXTERNAL_QUESTION.format(url=escape(external_url), height=frame_height)
     else:
-        data = {"question": HTML_QUESTION.format(html=html, height=frame_height),
-                "html": html, "frame_height": frame_height}
-        kind = "html"
-    quote = call(server, "POST", "/quotes", key, json={
-        "task_type": "collection", "items": 1, "redundancy": max_assignments,
-        "reward_cents": 5, "gold_rate": 0})
-    assert quote.status_code == 201, quote.text
-    posted = call(server, "POST", "/jobs", key, json={
-        "quote_id": quote.json()["quote_id"], "title": title, "instructions": "Take part.",
-        "answer_schema": {"min_length": 1, "max_length": 5000}, "items": [{"data": data}],
-        "lease_seconds": lease_seconds, "pilot": {"items": 0}})
-    assert posted.status_code == 202, posted.text
-    job_id = posted.json()["job_id"]
-    JobModel(job_id).update(actions=[
-        JobModel.mturk.set({"hit_type_id": "T" * 30, "requirements": [], "question": kind,
-                            "frame_height": frame_height}),
-        JobModel.answer_schema.set({"min_length": 0,
-                                    "max_length": min(16000, 300000 // max_assignments)})])
-    server.stack.drain()
-    deadline = time.monotonic() + 20
-    while call(server, "GET", f"/jobs/{job_id}", key).json()["state"] != "active":
-        assert time.monotonic() < deadline, "the HIT's job never became active"
-        server.stack.drain()
-        time.sleep(0.05)
-    return mturk_ids.hit_id(job_id)
+        question = HTML_QUESTION.format(html=html, height=frame_height)
+    made = (lab or requester(server)).mturk.create_hit(
+        MaxAssignments=max_assignments, LifetimeInSeconds=3600,
+        AssignmentDurationInSeconds=lease_seconds, Reward="0.05", Title=title,
+        Description="Take part.", Question=question)["HIT"]
+    assert made["HITStatus"] == "Assignable"
+    return made["HITId"]
 
 
 def lease(server: Served, token: str, hit_id: str) -> requests.Response:

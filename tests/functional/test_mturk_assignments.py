@@ -181,11 +181,15 @@ def test_get_assignment_returns_it_with_its_hit_and_unknown_ones_do_not_exist(se
 def test_approving_is_void_once_and_an_invalid_state_twice(server, events):
     lab = requester(server)
     job = _hit_job(server, lab, 2)
-    (_, first), (_, second) = _submitted(server, job["job_id"], 2)
+    (paid, first), (unpaid, second) = _submitted(server, job["job_id"], 2)
+    server.stack.drain()  # the answers counted, as seconds after submission
     # WHEN one is approved with feedback
     answer = lab.mturk.approve_assignment(AssignmentId=first, RequesterFeedback="Thanks!")
-    # THEN the answer is exactly {} and the assignment reads Approved with its time and feedback
+    # THEN the answer is exactly {}, the worker is paid at once (as MTurk pays on approval),
+    # and the assignment reads Approved with its time and feedback
     assert list(answer) == ["ResponseMetadata"]
+    assert platform().ledger.balance(paid) == job["reward_cents"]
+    assert platform().ledger.balance(unpaid) == 0
     got = lab.mturk.get_assignment(AssignmentId=first)["Assignment"]
     assert got["AssignmentStatus"] == "Approved" and got["RequesterFeedback"] == "Thanks!"
     assert got["ApprovalTime"] >= got["SubmitTime"] and "RejectionTime" not in got
