@@ -48,6 +48,10 @@ TYPE_PROPERTIES = ("AutoApprovalDelayInSeconds", "AssignmentDurationInSeconds", 
 HIT_DOES_NOT_EXIST = "AWS.MechanicalTurk.HITDoesNotExist"
 INVALID_HIT_STATE = "AWS.MechanicalTurk.InvalidHITState"
 
+# The reason UpdateExpirationForHIT records on the job when it expires a HIT at once (its
+# HITExpired is announced then, so the sweeper's later pass does not announce it again).
+EXPIRED_BY_REQUEST = "expired by UpdateExpirationForHIT"
+
 
 def hit_kind(client_id: str) -> str:
     """The MTurk records' partition of a client's HITs (named by HITId)."""

@@ -18,6 +18,7 @@ from typing import Any
 from chalicelib.domain import mturk
 from chalicelib.domain.cache import MISSING
 from chalicelib.domain.model import Job, Principal
+from chalicelib.domain.mturk_hits import EXPIRED_BY_REQUEST
 from chalicelib.domain.mturk_ids import assignment_id as mturk_assignment_id
 from chalicelib.domain.mturk_ids import hit_id, our_assignment
 from chalicelib.domain.mturk_notifications import (
@@ -157,9 +158,17 @@ def emit(p: Platform, job: Job, event_type: str, assignment_id: str | None = Non
 
 def emit_expired(p: Platform, job: Job) -> None:
     """The sweeper's part: a HIT whose expiry it found passed is expired and reviewable
-    (announced as of its deadline; the sweeper runs every minute, so up to a minute late)."""
-    for event_type in ("HITExpired", "HITReviewable"):
-        emit(p, job, event_type, at=min(job.deadline, p.now()))
+    (announced as of its deadline; the sweeper runs every minute, so up to a minute late).
+    A HIT expired by UpdateExpirationForHIT had its HITExpired announced then; a HIT whose
+    round closed before its deadline (every assignment in) is reviewable, not expired."""
+    if not job.mturk:
+        return
+    now = p.now()
+    announced = bool(job.transitions) and \
+        job.transitions[-1].get("reason") == EXPIRED_BY_REQUEST
+    if job.deadline <= now and not announced:
+        emit(p, job, "HITExpired", at=job.deadline)
+    emit(p, job, "HITReviewable", at=min(job.deadline, now))
 
 
 def _queue(p: Platform, job: Job, event_type: str, assignment_id: str | None,

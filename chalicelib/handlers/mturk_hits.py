@@ -308,7 +308,7 @@ def _expire(p: Platform, client: Principal, job: Job, now: float) -> bool:
     moved = p.jobs.transition(job.job_id, (ACTIVE,), ACTIVE, deadline=now,
                               finalize_at=finalize_at, record=phases.record(
                                   now, ACTIVE, job.phase, ACTIVE, job.phase, client.account_id,
-                                  "expired by UpdateExpirationForHIT"))
+                                  hits.EXPIRED_BY_REQUEST))
     p.cache.forget_job(job.job_id)
     if not moved:
         raise mturk.request_error("the HIT changed meanwhile; retry",

@@ -2,7 +2,6 @@
 from dataclasses import replace
 
 import boto3
-import pytest
 import requests
 
 from chalicelib import deps

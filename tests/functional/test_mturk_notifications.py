@@ -15,12 +15,14 @@ from botocore.exceptions import ClientError
 
 from chalicelib.deps import platform
 from chalicelib.domain.model import Job
-from chalicelib.domain.mturk_ids import assignment_id, hit_id
+from chalicelib.domain.mturk_ids import assignment_id, hit_id, job_of_hit
 from chalicelib.handlers import mturk_events, rounds
-from tests.functional.marketplace import Api
 from tests.functional.mturk_stack import Requester, Served, requester, served_stack
 
-HIT_TYPE = "3HYWZZNOTIFYTESTHITTYPE0000001"
+QUESTION = ('<ExternalQuestion xmlns="http://mechanicalturk.amazonaws.com/'
+            'AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd"><ExternalURL>'
+            'https://lab.example.org/rate</ExternalURL><FrameHeight>0</FrameHeight>'
+            '</ExternalQuestion>')
 
 
 @pytest.fixture(scope="module")
@@ -61,23 +63,21 @@ def _counter() -> int:
     return _made[0]
 
 
-def _hit_type(lab: Requester, type_id: str = HIT_TYPE) -> str:
-    """A HIT type record of the lab's (stands for boto3's create_hit_type)."""
-    platform().mturk.put_new(f"mturk#hittype#{lab.account_id}", type_id,
-                             {"Title": "Rate a sentence"}, 0.0)
-    return type_id
+def _hit_type(lab: Requester, name: str = "1") -> str:
+    """A HIT type of the lab's made with boto3's create_hit_type (a name of its own gives a
+    type of its own); its HITTypeId."""
+    return lab.mturk.create_hit_type(
+        AssignmentDurationInSeconds=600, Reward="0.05", Title=f"Rate a sentence {name}",
+        Description="Read a sentence and rate it")["HITTypeId"]
 
 
-def _hit_job(server: Served, lab: Requester, type_id: str = HIT_TYPE) -> Job:
-    """A HIT-shaped job of the lab's: a collection job of one item whose `mturk` names its
-    HIT type (stands for boto3's create_hit_with_hit_type)."""
-    api = Api(server.stack)
-    api.key = lab.api_key
-    posted = api.job(items=1, redundancy=1, task_type="collection", pilot={"items": 0})
-    job = platform().jobs.get_job(posted["job_id"])
-    assert job is not None
-    return replace(job, mturk={"hit_type_id": type_id, "requirements": [],
-                               "question": "external", "frame_height": 0})
+def _hit_job(server: Served, lab: Requester, type_id: str) -> Job:
+    """A HIT of that type made with boto3's create_hit_with_hit_type; its job."""
+    made = lab.mturk.create_hit_with_hit_type(HITTypeId=type_id, LifetimeInSeconds=3600,
+                                              Question=QUESTION)["HIT"]
+    job = platform().jobs.get_job(str(job_of_hit(made["HITId"])))
+    assert job is not None and job.mturk["hit_type_id"] == type_id
+    return job
 
 
 def _our_assignment(job: Job) -> str:
@@ -114,7 +114,7 @@ def test_an_assignment_submitted_reaches_the_sns_topic_in_the_envelope_dallinger
     # GIVEN a HIT whose type sends AssignmentSubmitted to the lab's SNS topic
     arn, reader = topic
     type_id = _hit_type(lab)
-    job = _hit_job(server, lab)
+    job = _hit_job(server, lab, type_id)
     answer = lab.mturk.update_notification_settings(
         HITTypeId=type_id, Notification=_spec(arn), Active=True)
     assert list(answer) == ["ResponseMetadata"]
@@ -138,7 +138,7 @@ def test_an_assignment_submitted_reaches_the_sns_topic_in_the_envelope_dallinger
 def test_an_sqs_destination_gets_the_document_as_the_body_with_each_id_unique(
         server, lab, queue):
     # GIVEN a HIT type whose events go to the lab's SQS queue, version 2006-05-05
-    type_id = _hit_type(lab, "3HYWZZNOTIFYTESTHITTYPE0000002")
+    type_id = _hit_type(lab, "2")
     job = _hit_job(server, lab, type_id)
     lab.mturk.update_notification_settings(
         HITTypeId=type_id, Notification=_spec(queue, "SQS", "2006-05-05",
@@ -160,7 +160,7 @@ def test_an_sqs_destination_gets_the_document_as_the_body_with_each_id_unique(
 
 def test_active_alone_switches_the_specification_off_and_on(server, lab, queue):
     # GIVEN a HIT type with a specification, stored under the lab's notify records
-    type_id = _hit_type(lab, "3HYWZZNOTIFYTESTHITTYPE0000003")
+    type_id = _hit_type(lab, "3")
     job = _hit_job(server, lab, type_id)
     lab.mturk.update_notification_settings(HITTypeId=type_id, Notification=_spec(queue, "SQS"))
     stored = platform().mturk.get(f"mturk#notify#{lab.account_id}", type_id)
@@ -183,7 +183,7 @@ def test_active_alone_switches_the_specification_off_and_on(server, lab, queue):
 def test_events_the_type_does_not_subscribe_to_and_ordinary_jobs_send_nothing(
         server, lab, queue):
     # GIVEN a HIT type subscribed to AssignmentSubmitted only
-    type_id = _hit_type(lab, "3HYWZZNOTIFYTESTHITTYPE0000004")
+    type_id = _hit_type(lab, "4")
     job = _hit_job(server, lab, type_id)
     lab.mturk.update_notification_settings(
         HITTypeId=type_id, Notification=_spec(queue, "SQS", events=("AssignmentSubmitted",)))
@@ -197,7 +197,7 @@ def test_events_the_type_does_not_subscribe_to_and_ordinary_jobs_send_nothing(
 
 def test_a_failing_destination_never_raises_into_the_caller(server, lab, monkeypatch):
     # GIVEN a HIT type whose queue does not exist (a well-formed URL)
-    type_id = _hit_type(lab, "3HYWZZNOTIFYTESTHITTYPE0000005")
+    type_id = _hit_type(lab, "5")
     job = _hit_job(server, lab, type_id)
     missing = "https://sqs.us-east-1.amazonaws.com/123456789012/lab-queue-deleted"
     lab.mturk.update_notification_settings(HITTypeId=type_id,
@@ -259,26 +259,48 @@ def test_a_failure_that_may_pass_is_queued_again_with_back_off_then_given_up(
     assert len(queued) == count
 
 
+def _events_of(url: str) -> list[tuple[str, str]]:
+    return sorted((d["Events"][0]["EventType"], d["Events"][0]["HITId"]) for d in _received(url))
+
+
 def test_the_sweeper_sends_hit_expired_and_reviewable_for_a_hit_past_its_deadline(
         server, lab, queue, monkeypatch):
-    # GIVEN a HIT subscribed to HITExpired and HITReviewable whose deadline has passed
-    type_id = _hit_type(lab, "3HYWZZNOTIFYTESTHITTYPE0000006")
+    # GIVEN a HIT subscribed to HITExpired and HITReviewable, nobody working on it
+    type_id = _hit_type(lab, "6")
     job = _hit_job(server, lab, type_id)
     lab.mturk.update_notification_settings(
         HITTypeId=type_id, Notification=_spec(queue, "SQS", events=("HITExpired",
                                                                      "HITReviewable")))
     p = platform()
-    monkeypatch.setattr(p.jobs, "jobs_in_state", lambda state, finalize_before, limit:
-                        [job] if state == "active" else [])
-    monkeypatch.setattr(rounds, "start_aggregation", lambda p_, job_, **kw: None)
-    # WHEN the sweeper runs
+    # WHEN the sweeper runs before its deadline THEN nothing is announced
+    rounds.finalize_due_jobs(p)
+    server.stack.drain()
+    assert _events_of(queue) == []
+    # WHEN it runs once the deadline has passed
+    later = job.deadline + 120
+    monkeypatch.setattr(p, "clock", lambda: later)
     rounds.finalize_due_jobs(p)
     server.stack.drain()
     # THEN both events reached the queue, for that HIT
-    documents = _received(queue)
-    assert sorted(d["Events"][0]["EventType"] for d in documents) == ["HITExpired",
-                                                                       "HITReviewable"]
-    assert {d["Events"][0]["HITId"] for d in documents} == {hit_id(job.job_id)}
+    assert _events_of(queue) == [("HITExpired", hit_id(job.job_id)),
+                                 ("HITReviewable", hit_id(job.job_id))]
+
+
+def test_a_hit_expired_by_its_requester_is_announced_expired_once(server, lab, queue):
+    # GIVEN a subscribed HIT nobody works on
+    type_id = _hit_type(lab, "8")
+    job = _hit_job(server, lab, type_id)
+    lab.mturk.update_notification_settings(
+        HITTypeId=type_id, Notification=_spec(queue, "SQS", events=("HITExpired",
+                                                                     "HITReviewable")))
+    # WHEN the requester expires it (Dallinger's ExpireAt=0) and the sweeper then closes it
+    lab.mturk.update_expiration_for_hit(HITId=hit_id(job.job_id), ExpireAt=0)
+    server.stack.drain()
+    assert _events_of(queue) == [("HITExpired", hit_id(job.job_id))]
+    rounds.finalize_due_jobs(platform())
+    server.stack.drain()
+    # THEN HITExpired is not sent again; HITReviewable comes with the sweep
+    assert _events_of(queue) == [("HITReviewable", hit_id(job.job_id))]
 
 
 def test_send_test_event_notification_sends_a_ping_at_once(server, lab, queue, topic):
@@ -317,7 +339,7 @@ def test_send_test_event_notification_sends_a_ping_at_once(server, lab, queue, t
 ])
 def test_specifications_that_cannot_be_served_are_request_errors(
         server, lab, notification, active, message):
-    type_id = _hit_type(lab, "3HYWZZNOTIFYTESTHITTYPE0000007")
+    type_id = _hit_type(lab, "7")
     arguments: dict[str, Any] = {"HITTypeId": type_id}
     if notification is not None:
         arguments["Notification"] = notification
