@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from xml.sax.saxutils import escape
 
 import boto3
 import requests
@@ -18,6 +19,15 @@ from chalicelib.handlers.accounts import create_account
 from tests.conftest import ROOT, deployed_stack
 
 NO_RETRIES = Config(retries={"max_attempts": 1, "mode": "standard"})
+EXTERNAL_QUESTION = (
+    '<ExternalQuestion xmlns="http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/'
+    '2006-07-14/ExternalQuestion.xsd"><ExternalURL>{url}</ExternalURL>'
+    "<FrameHeight>{height}</FrameHeight></ExternalQuestion>")
+
+
+def external_question(url: str, height: int = 600) -> str:
+    """An ExternalQuestion as tools send it (the URL's `&` escaped, as Mephisto does)."""
+    return EXTERNAL_QUESTION.format(url=escape(url), height=height)
 
 
 @dataclass

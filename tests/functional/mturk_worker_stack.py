@@ -9,17 +9,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from xml.sax.saxutils import escape
 
 import requests
 
 from chalicelib.domain import mturk_ids
-from tests.functional.mturk_stack import Requester, Served, requester
+from tests.functional.mturk_stack import Requester, Served, external_question, requester
 
-EXTERNAL_QUESTION = (
-    '<ExternalQuestion xmlns="http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/'
-    '2006-07-14/ExternalQuestion.xsd"><ExternalURL>{url}</ExternalURL>'
-    "<FrameHeight>{height}</FrameHeight></ExternalQuestion>")
 HTML_QUESTION = (
     '<HTMLQuestion xmlns="http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/'
     '2011-11-11/HTMLQuestion.xsd"><HTMLContent><![CDATA[{html}]]></HTMLContent>'
@@ -32,7 +27,7 @@ def hit(server: Served, lab: Requester | None = None, *, external_url: str | Non
     """A HIT (ExternalQuestion at external_url, or HTMLQuestion of html) made with boto3's
     create_hit by lab (a fresh requester if none); its HITId. It is Assignable on return."""
     if external_url is not None:
-        question = EXTERNAL_QUESTION.format(url=escape(external_url), height=frame_height)
+        question = external_question(external_url, frame_height)
     else:
         question = HTML_QUESTION.format(html=html, height=frame_height)
     made = (lab or requester(server)).mturk.create_hit(

@@ -16,7 +16,7 @@ from chalicelib.domain import mturk_ids, payouts
 from chalicelib.domain.ids import item_id
 from chalicelib.handlers import mturk_assignments, mturk_events, payments
 from tests.functional.mturk_stack import (
-    NO_RETRIES, Requester, Served, call, requester, served_stack, worker,
+    NO_RETRIES, Requester, Served, call, external_question, requester, served_stack, worker,
 )
 
 ANSWER = ('<?xml version="1.0" encoding="ASCII"?><QuestionFormAnswers xmlns="http://'
@@ -46,10 +46,7 @@ def events(monkeypatch: Any) -> list[tuple[str, str | None]]:
     return seen
 
 
-QUESTION = ('<ExternalQuestion xmlns="http://mechanicalturk.amazonaws.com/'
-            'AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd"><ExternalURL>'
-            'https://lab.example.org/mood?mode=live</ExternalURL><FrameHeight>600'
-            '</FrameHeight></ExternalQuestion>')
+QUESTION = external_question("https://lab.example.org/mood?mode=live", 600)
 
 
 def _hit_job(server: Served, lab: Requester, max_assignments: int,

@@ -14,12 +14,11 @@ from botocore.exceptions import ClientError
 from chalicelib.deps import platform
 from chalicelib.domain.mturk_ids import job_of_hit
 from tests.functional.marketplace import Api
-from tests.functional.mturk_stack import Requester, Served, call, requester, served_stack
+from tests.functional.mturk_stack import (
+    Requester, Served, call, external_question, requester, served_stack,
+)
 
-EXTERNAL = ('<ExternalQuestion xmlns="http://mechanicalturk.amazonaws.com/'
-            'AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd"><ExternalURL>'
-            'https://lab.example.org/ad?mode=live</ExternalURL><FrameHeight>600</FrameHeight>'
-            '</ExternalQuestion>')
+EXTERNAL = external_question("https://lab.example.org/ad?mode=live", 600)
 HTML = ('<HTMLQuestion xmlns="http://mechanicalturk.amazonaws.com/AWSMechanicalTurkDataSchemas/'
         '2011-11-11/HTMLQuestion.xsd"><HTMLContent><![CDATA[<!DOCTYPE html><form>'
         '<input name="a"></form>]]></HTMLContent><FrameHeight>0</FrameHeight></HTMLQuestion>')

@@ -17,12 +17,11 @@ from chalicelib.deps import platform
 from chalicelib.domain.model import Job
 from chalicelib.domain.mturk_ids import assignment_id, hit_id, job_of_hit
 from chalicelib.handlers import mturk_events, rounds
-from tests.functional.mturk_stack import Requester, Served, requester, served_stack
+from tests.functional.mturk_stack import (
+    Requester, Served, external_question, requester, served_stack,
+)
 
-QUESTION = ('<ExternalQuestion xmlns="http://mechanicalturk.amazonaws.com/'
-            'AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd"><ExternalURL>'
-            'https://lab.example.org/rate</ExternalURL><FrameHeight>0</FrameHeight>'
-            '</ExternalQuestion>')
+QUESTION = external_question("https://lab.example.org/rate", 0)
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from chalicelib.domain import mturk, mturk_ids
 from chalicelib.domain.model import CLIENT, WORKER
 from chalicelib.handlers import accounts, mturk_assignments, mturk_hits, tasks
 from tests.fakes import FakeClock, make_platform
+from tests.functional.mturk_stack import external_question
 
 DAY = 24 * 3600
 
@@ -20,10 +21,7 @@ def p():
     return make_platform(FakeClock())
 
 
-QUESTION = ('<ExternalQuestion xmlns="http://mechanicalturk.amazonaws.com/'
-            'AWSMechanicalTurkDataSchemas/2006-07-14/ExternalQuestion.xsd"><ExternalURL>'
-            'https://lab.example.org/mood</ExternalURL><FrameHeight>600</FrameHeight>'
-            '</ExternalQuestion>')
+QUESTION = external_question("https://lab.example.org/mood", 600)
 
 
 def _hit(p: Any, auto_approve_seconds: int = 3 * DAY) -> tuple[Any, Any]:
