@@ -100,13 +100,15 @@ class FakeAccounts:
         self.credentials: dict[str, dict[str, Any]] = {}
 
     def create_account(self, account_id: str, role: str, name: str, skills: Sequence[str],
-                       token_hash: str, now: float) -> None:
+                       token_hash: str, now: float, country: str | None = None,
+                       subdivision: str | None = None) -> None:
         """Store both records, or neither if either exists."""
         with self._lock:
             if account_id in self.accounts or token_hash in self.credentials:
                 raise ConditionFailed("account or credential exists")
             record = {"account_id": account_id, "role": role, "name": name,
-                      "skills": frozenset(skills), "created_at": now}
+                      "skills": frozenset(skills), "created_at": now, "country": country,
+                      "subdivision": subdivision}
             self.accounts[account_id] = dict(record)
             self.credentials[token_hash] = dict(record, revoked=False)
 
@@ -117,7 +119,8 @@ class FakeAccounts:
             if record is None or record["revoked"]:
                 return None
             return Principal(record["account_id"], record["role"], record["name"],
-                             record["skills"], tuple(sorted(record.get("scores", {}).items())))
+                             record["skills"], tuple(sorted(record.get("scores", {}).items())),
+                             record.get("country"), record.get("subdivision"))
 
     def rotate(self, account_id: str, old_hash: str, new_hash: str, now: float) -> bool:
         """A new credential for the account; the old one revoked."""
@@ -147,6 +150,17 @@ class FakeAccounts:
                                                          if c["account_id"] == account_id)]:
                 record["skills"] = record["skills"] | {skill}
                 record["scores"] = {**record.get("scores", {}), skill: score}
+
+    def set_locale(self, account_id: str, country: str | None, subdivision: str | None
+                   ) -> bool:
+        """Set the country and subdivision on the account and its credentials."""
+        with self._lock:
+            if account_id not in self.accounts:
+                return False
+            for record in [self.accounts[account_id], *(c for c in self.credentials.values()
+                                                         if c["account_id"] == account_id)]:
+                record["country"], record["subdivision"] = country, subdivision
+            return True
 
 
 class FakeQuotes:

@@ -31,6 +31,9 @@ class AccountModel(Model):
     balance_cents = NumberAttribute(default=0)
     # Skill -> score from passed qualification tests.
     scores = JSONAttribute(null=True)
+    # Where a worker said they are (ISO 3166-1 alpha-2, ISO 3166-2 suffix).
+    country = UnicodeAttribute(null=True)
+    subdivision = UnicodeAttribute(null=True)
     # The account's credential, so a granted skill reaches what authentication reads.
     token_hash = UnicodeAttribute(null=True)
     # A client's requester access key ids (the MTurk-compatible API), at most two.
@@ -49,6 +52,8 @@ class CredentialModel(Model):
     name = UnicodeAttribute()
     skills = UnicodeSetAttribute(null=True)
     scores = JSONAttribute(null=True)
+    country = UnicodeAttribute(null=True)
+    subdivision = UnicodeAttribute(null=True)
     created_at = NumberAttribute()
     revoked = BooleanAttribute(default=False)
     # A requester access key ("rk#<key id>"): its secret as KMS ciphertext, bound to the key

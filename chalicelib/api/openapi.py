@@ -9,6 +9,7 @@ from typing import Any
 from chalice import Blueprint, Chalice
 
 from chalicelib.domain.leasing import MAX_SUITE_SIZE
+from chalicelib.domain.locales import COUNTRIES
 from chalicelib.domain.model import TASK_TYPES
 from chalicelib.domain.webhooks import EVENT_TYPES
 
@@ -33,6 +34,10 @@ def _object(properties: dict[str, Any], required: tuple[str, ...] = ()) -> dict[
 
 
 _TEXT = {"type": "string", "minLength": 1}
+# A worker's country and subdivision (null clears; either case is taken, stored upper case).
+_LOCALE = {"country": {"description": "ISO 3166-1 alpha-2", "enum": [*sorted(COUNTRIES), None]},
+           "subdivision": {"description": "the ISO 3166-2 code's part after the hyphen",
+                           "type": ["string", "null"], "pattern": "^[A-Za-z0-9]{1,3}$"}}
 _ANSWER = {"type": "object", "description": "one of {label}, {value}, {text} or "
                                             "{not_applicable: {reason}}",
            "maxProperties": 1, "minProperties": 1,
@@ -111,7 +116,8 @@ REQUEST_BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "reason": _TEXT, "bonus_id": _TEXT}, ("worker_id", "amount_cents", "bonus_id")),
     ("POST", "/jobs/{job_id}/promote"): _object({"instructions": _TEXT, "reason": _TEXT}),
     ("POST", "/workers"): _object({"name": _TEXT, "skills": {
-        "type": "array", "items": {"type": "string"}}}, ("name",)),
+        "type": "array", "items": {"type": "string"}}, **_LOCALE}, ("name",)),
+    ("PATCH", "/workers/me"): {**_object(_LOCALE), "minProperties": 1},
     ("POST", "/operator/accounts"): _object({"role": {"enum": ["client", "operator"]},
                                              "name": _TEXT}, ("role", "name")),
     ("POST", "/webhooks/endpoints"): _object({

@@ -135,7 +135,8 @@ def receipt_view(receipt: SubmitReceipt) -> dict[str, Any]:
 def worker_view(worker: Principal, token: str | None = None) -> dict[str, Any]:
     """A worker account (with its token only at registration)."""
     view: dict[str, Any] = {"worker_id": worker.account_id, "name": worker.name,
-                            "skills": sorted(worker.skills), "skill_scores": dict(worker.scores)}
+                            "skills": sorted(worker.skills), "skill_scores": dict(worker.scores),
+                            "country": worker.country, "subdivision": worker.subdivision}
     if token:
         view["token"] = token
     return view

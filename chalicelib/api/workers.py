@@ -40,6 +40,17 @@ def whoami() -> dict:
     return {**worker_view(worker), "quality": quality.worker_quality(platform(), worker)}
 
 
+@bp.route("/workers/me", methods=["PATCH"])
+@json_errors
+def change_profile() -> dict:
+    """Change the calling worker's country and subdivision ({"country", "subdivision"}; null
+    clears): what Worker_Locale requirements of HITs are judged against."""
+    request = bp.current_request
+    worker = accounts.change_profile(platform(), _worker(), worker_secret(request),
+                                     json_body(request))
+    return worker_view(worker)
+
+
 @bp.route("/workers/me/token/rotate", methods=["POST"])
 @json_errors
 def rotate_token() -> dict:

@@ -50,6 +50,10 @@ class Principal:
     skills: frozenset[str] = frozenset()
     # (skill, score) from passed qualification tests.
     scores: tuple[tuple[str, float], ...] = ()
+    # Where a worker said they are: an ISO 3166-1 alpha-2 country and an ISO 3166-2
+    # subdivision suffix (MTurk's Worker_Locale); None when not given.
+    country: str | None = None
+    subdivision: str | None = None
 
 
 @dataclass(frozen=True)

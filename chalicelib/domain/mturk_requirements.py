@@ -51,7 +51,8 @@ SYSTEM_TYPES: tuple[dict[str, Any], ...] = (
      "Description": "The percentage of the worker's reviewed assignments that were rejected.",
      "Keywords": "system,rejection"},
     {"QualificationTypeId": LOCALE, "Name": "Worker_Locale",
-     "Description": "The worker's country (not known for workers of this platform).",
+     "Description": "The worker's country and subdivision, as the worker gave them in "
+                    "their profile (not held by a worker who gave none).",
      "Keywords": "system,locale,country"},
     {"QualificationTypeId": ADULT, "Name": "Worker_Adult",
      "Description": "The worker agreed to see adult content (never held here).",

@@ -171,10 +171,16 @@ class AccountStore(Protocol):
     """Accounts and their hashed bearer credentials."""
 
     def create_account(self, account_id: str, role: str, name: str, skills: Sequence[str],
-                       token_hash: str, now: float) -> None: """Store an account and its credential together."""
+                       token_hash: str, now: float, country: str | None = None,
+                       subdivision: str | None = None) -> None:
+        """Store an account and its credential together."""
     def principal_for(self, token_hash: str) -> Principal | None: """The account a credential belongs to."""
     def grant_skill(self, account_id: str, skill: str, score: float) -> None:
         """Give an account a skill with its score (on the account and its credential)."""
+    def set_locale(self, account_id: str, country: str | None, subdivision: str | None
+                   ) -> bool:
+        """Set (None: clear) an account's country and subdivision, on the account and its
+        credential together; False if there is no such account."""
     def rotate(self, account_id: str, old_hash: str, new_hash: str, now: float) -> bool:
         """Store a new credential and revoke the old one, together."""
     def revoke(self, account_id: str) -> bool:

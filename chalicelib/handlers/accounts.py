@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
+from chalicelib.domain import locales
 from chalicelib.domain import validation as v
 from chalicelib.domain.cache import MISSING
 from chalicelib.domain.ids import hash_secret, new_id, new_secret
 from chalicelib.domain.model import CLIENT, OPERATOR, WORKER, Principal
-from chalicelib.errors import Conflict, Forbidden, NotFound, Unauthorized
+from chalicelib.errors import Conflict, Forbidden, InvalidRequest, NotFound, Unauthorized
 from chalicelib.handlers.platform import PRINCIPAL_CACHE_SECONDS, Platform
 from chalicelib.observability import logger
 
@@ -30,17 +32,19 @@ def authenticate(p: Platform, secret: str | None, role: str) -> Principal:
     return principal
 
 
-def create_account(p: Platform, role: str, name: str, skills: Iterable[str] = ()
+def create_account(p: Platform, role: str, name: str, skills: Iterable[str] = (),
+                   country: str | None = None, subdivision: str | None = None
                    ) -> tuple[Principal, str]:
     """A new account and its bearer secret (shown once; only its hash is kept)."""
     prefix = {CLIENT: "ck", WORKER: "wt", OPERATOR: "ok"}[role]
     account_id = new_id({CLIENT: "cli", WORKER: "wrk", OPERATOR: "opr"}[role])
     secret = new_secret(prefix)
     skills = sorted(set(skills))
-    p.accounts.create_account(account_id, role, name, skills, hash_secret(secret), p.now())
+    p.accounts.create_account(account_id, role, name, skills, hash_secret(secret), p.now(),
+                              country, subdivision)
     if role == CLIENT and p.client_keys is not None:
         p.client_keys.register(account_id, secret)
-    return Principal(account_id, role, name, frozenset(skills)), secret
+    return Principal(account_id, role, name, frozenset(skills), (), country, subdivision), secret
 
 
 def open_account(p: Platform, body: Any) -> dict[str, Any]:
@@ -87,12 +91,29 @@ def revoke_account(p: Platform, operator: Principal, account_id: str) -> dict[st
 
 
 def register_worker(p: Platform, body: Any) -> tuple[Principal, str]:
-    """Open self-registration of a worker with a name and skills (e.g. languages)."""
+    """Open self-registration of a worker with a name, skills (e.g. languages) and,
+    optionally, a country and subdivision."""
     if not p.open_registration:
         raise Forbidden("worker registration is closed on this stage",
                         code="registration_closed")
     body = v.require_object(body)
-    v.reject_unknown(body, ("name", "skills"))
+    v.reject_unknown(body, ("name", "skills", "country", "subdivision"))
     name = v.text(body, "name", max_length=100)
     skills = v.string_list(body, "skills", max_items=50, max_length=64)
-    return create_account(p, WORKER, name.strip(), skills)
+    country, subdivision = locales.new_locale(body)
+    return create_account(p, WORKER, name.strip(), skills, country, subdivision)
+
+
+def change_profile(p: Platform, worker: Principal, secret: str, body: Any) -> Principal:
+    """A worker changes their country and subdivision (null clears; an absent field keeps
+    its value). This container sees the change at once (its cached principal is dropped),
+    the others within PRINCIPAL_CACHE_SECONDS."""
+    body = v.require_object(body)
+    v.reject_unknown(body, ("country", "subdivision"))
+    if not body:
+        raise InvalidRequest("give 'country' and/or 'subdivision'", field="country")
+    country, subdivision = locales.changed_locale(body, (worker.country, worker.subdivision))
+    if not p.accounts.set_locale(worker.account_id, country, subdivision):
+        raise NotFound("no such account", code="account_not_found")
+    p.cache.principals.forget(hash_secret(secret))
+    return replace(worker, country=country, subdivision=subdivision)

@@ -27,6 +27,7 @@ from chalicelib.domain import mturk_requirements as reqs
 from chalicelib.domain import validation as v
 from chalicelib.domain.cache import MISSING
 from chalicelib.domain.jobs import iso
+from chalicelib.domain.locales import locale_value
 from chalicelib.domain.model import Job, Offer, Principal
 from chalicelib.domain.mturk_ids import worker_account, worker_id as mturk_worker_id
 from chalicelib.domain.ports import MTurkRecord, MTurkRecords
@@ -516,16 +517,23 @@ def approval_figures(p: Platform, account: str) -> dict[str, int]:
     return _cached(p, ("figures", account), read)
 
 
-def _values(p: Platform, account: str, type_ids: list[str], owner: Callable[[], str | None]
-            ) -> dict[str, Any]:
-    """What the worker holds of the named types: the approval figures, a Granted grant's
-    value, or for a type of the HIT's owner that is AutoGranted its AutoGrantedValue (the
-    worker would be granted it on asking). Locale, Adult and Masters are never held."""
+def _values(p: Platform, worker: Principal, type_ids: list[str],
+            owner: Callable[[], str | None]) -> dict[str, Any]:
+    """What the worker holds of the named types: the approval figures, the locale the worker
+    gave (from their principal: no read; none without a country), a Granted grant's value, or
+    for a type of the HIT's owner that is AutoGranted its AutoGrantedValue (the worker would
+    be granted it on asking). Adult and Masters are never held."""
+    account = worker.account_id
     worker_id = mturk_worker_id(account)
     values: dict[str, Any] = {}
     for type_id in type_ids:
         if type_id in reqs.APPROVAL_TYPES:
             values[type_id] = approval_figures(p, account)[type_id]
+            continue
+        if type_id == reqs.LOCALE:
+            locale = locale_value(worker.country, worker.subdivision)
+            if locale is not None:
+                values[type_id] = locale
             continue
         if type_id in reqs.SYSTEM_IDS:
             continue
@@ -556,7 +564,7 @@ def admits(p: Platform, worker: Principal, job: Job | Offer, action: str) -> boo
     type_ids = reqs.named_types(requirements, action)
     if not type_ids:
         return reqs.admitted(requirements, {}, action)
-    values = _values(p, worker.account_id, type_ids, lambda: _client_of(p, job))
+    values = _values(p, worker, type_ids, lambda: _client_of(p, job))
     return reqs.admitted(requirements, values, action)
 
 

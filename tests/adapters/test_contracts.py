@@ -20,8 +20,8 @@ from chalicelib.domain.ids import item_id as numbered
 from chalicelib.domain.ids import new_assignment_id, new_id
 from chalicelib.domain.jobs import build_job, parse_items
 from chalicelib.domain.model import (
-    ACTIVE, AGGREGATING, CANCELLED, CLIENT, DONE, INGESTING, PAUSED, PRODUCTION, CountedAnswer,
-    Job, Lease, LedgerEntry, NewItem, Offer, Principal, StoredAnswer,
+    ACTIVE, AGGREGATING, CANCELLED, CLIENT, DONE, INGESTING, PAUSED, PRODUCTION, WORKER,
+    CountedAnswer, Job, Lease, LedgerEntry, NewItem, Offer, Principal, StoredAnswer,
 )
 from chalicelib.domain.ports import LeaseCount
 from chalicelib.errors import Conflict, InvalidRequest
@@ -127,6 +127,30 @@ def _plain_cursor(key: object) -> str:
 
 
 # --- leasing ------------------------------------------------------------------------------
+
+# --- accounts -----------------------------------------------------------------------------
+
+def test_a_worker_s_locale_reaches_the_principal_and_follows_a_rotation(p):
+    # GIVEN a worker registered in US-CA
+    account_id, token = new_id("wrk"), f"hash-{uuid.uuid4().hex}"
+    p.accounts.create_account(account_id, WORKER, "w", ["en"], token, 1.0, "US", "CA")
+    principal = p.accounts.principal_for(token)
+    assert principal is not None and (principal.country, principal.subdivision) == ("US", "CA")
+    # WHEN the locale changes, THEN the credential carries the change (one read per call)
+    assert p.accounts.set_locale(account_id, "DE", None)
+    changed = p.accounts.principal_for(token)
+    assert changed is not None and (changed.country, changed.subdivision) == ("DE", None)
+    # AND a rotated credential starts with it, and a later change reaches that one
+    rotated = f"hash-{uuid.uuid4().hex}"
+    assert p.accounts.rotate(account_id, token, rotated, 2.0)
+    assert p.accounts.principal_for(rotated).country == "DE"
+    assert p.accounts.set_locale(account_id, None, None)
+    cleared = p.accounts.principal_for(rotated)
+    assert cleared is not None and (cleared.country, cleared.subdivision) == (None, None)
+    assert cleared.skills == frozenset({"en"})
+    # an account that does not exist changes nothing
+    assert not p.accounts.set_locale(new_id("wrk"), "US", None)
+
 
 def test_writing_a_chunk_again_leaves_its_items_as_workers_left_them(p):
     # GIVEN a job whose two items were written, and one of them leased since

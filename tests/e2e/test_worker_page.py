@@ -243,6 +243,41 @@ def test_the_header_buttons_show_only_when_signed_in(stack, browser):
     page.close()
 
 
+def _save_place(page, country, subdivision):
+    """Fill the country form and save it; the API's answer to the change."""
+    page.locator("#country").fill(country)  # (waits until the saved values are loaded)
+    page.locator("#subdivision").fill(subdivision)
+    with page.expect_response(lambda r: r.request.method == "PATCH") as sent:
+        page.get_by_role("button", name="Save").click()
+    return sent.value
+
+
+def test_a_worker_sets_and_clears_their_country_on_the_earnings_page(stack, browser):
+    token = _worker_token(stack, "placed")
+    auth = {"Authorization": f"Bearer {token}"}
+    page = _signed_in(browser, stack, token)
+    page.locator("#to-earnings").click()
+    # a code that is not a country is refused with the API's message
+    assert _save_place(page, "ZZ", "").status == 400
+    expect(page.locator("#message")).to_contain_text("country")
+    assert call(stack["base_url"], "GET", "/workers/me", headers=auth)[1]["country"] is None
+    # typed in lower case, saved upper case, and shown again on the next visit
+    assert _save_place(page, "us", "ca").status == 200
+    expect(page.locator("#message")).to_have_text("Saved.")
+    _, me = call(stack["base_url"], "GET", "/workers/me", headers=auth)
+    assert (me["country"], me["subdivision"]) == ("US", "CA")
+    page.locator("#to-jobs").click()
+    page.locator("#to-earnings").click()
+    expect(page.locator("#country")).to_have_value("US")
+    expect(page.locator("#subdivision")).to_have_value("CA")
+    # emptied fields clear it
+    assert _save_place(page, "", "").status == 200
+    expect(page.locator("#message")).to_have_text("Saved.")
+    _, me = call(stack["base_url"], "GET", "/workers/me", headers=auth)
+    assert (me["country"], me["subdivision"]) == (None, None)
+    page.close()
+
+
 def test_enter_answers_no_label_the_worker_did_not_choose(stack, browser):
     title = "Enter chooses nothing"
     _job(stack, items=3, title=title, lease_seconds=600)

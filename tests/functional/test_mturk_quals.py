@@ -422,7 +422,7 @@ def test_a_block_list_made_with_does_not_exist_keeps_its_members_out(server):
     {"QualificationTypeId": system.MASTERS_LIVE, "Comparator": "Exists"},
     {"QualificationTypeId": system.NUMBER_APPROVED, "Comparator": "GreaterThan",
      "IntegerValues": [0]},
-    # Mephisto's requirement outside its sandbox: our workers have no known country
+    # Mephisto's requirement outside its sandbox, for a worker who gave no country
     {"QualificationTypeId": system.LOCALE, "Comparator": "In",
      "LocaleValues": [{"Country": c} for c in ("US", "CA", "GB", "AU", "NZ")],
      "ActionsGuarded": "DiscoverPreviewAndAccept"},
@@ -432,6 +432,45 @@ def test_system_requirements_no_worker_here_meets(server, requirement):
     job_id, skill = _hit_job(server, lab, [requirement])
     _, token = _hit_worker(server, skill)
     assert _lease(server, token, job_id)[0] == 403
+
+
+MEPHISTO_LOCALE = {"QualificationTypeId": system.LOCALE, "Comparator": "In",
+                   "LocaleValues": [{"Country": c} for c in ("US", "CA", "GB", "AU", "NZ")],
+                   "ActionsGuarded": "DiscoverPreviewAndAccept"}
+
+
+def _located_worker(server: Served, skill: str, **locale: str) -> str:
+    """A worker registered with a country (and subdivision); returns their token."""
+    status, body = Api(server.stack).call("POST", "/workers", {"name": "located worker",
+                                                                "skills": [skill], **locale})
+    assert status == 201, body
+    return body["token"]
+
+
+def test_mephisto_s_locale_requirement_admits_workers_of_its_countries_only(server):
+    lab = requester(server)
+    job_id, skill = _hit_job(server, lab, [MEPHISTO_LOCALE])
+    american = _located_worker(server, skill, country="US", subdivision="CA")
+    german = _located_worker(server, skill, country="DE")
+    _, unplaced = _hit_worker(server, skill)
+    for token in (german, unplaced):
+        assert job_id not in _listed(server, token)
+        status, body = _lease(server, token, job_id)
+        assert status == 403 and body["error"] == "qualification_required"
+    assert job_id in _listed(server, american)
+    assert _lease(server, american, job_id)[0] == 200
+
+
+def test_a_worker_who_sets_a_listed_country_then_sees_the_hit(server):
+    lab = requester(server)
+    job_id, skill = _hit_job(server, lab, [
+        {**MEPHISTO_LOCALE, "LocaleValues": [{"Country": "US", "Subdivision": "NY"}]}])
+    token = _located_worker(server, skill, country="US", subdivision="CA")
+    assert job_id not in _listed(server, token)
+    api = Api(server.stack)
+    assert api.as_worker(token, "PATCH", "/workers/me", {"subdivision": "NY"})[0] == 200
+    assert job_id in _listed(server, token)
+    assert _lease(server, token, job_id)[0] == 200
 
 
 def test_an_auto_granted_type_admits_a_worker_without_a_grant(server):

@@ -215,6 +215,56 @@ def test_worker_self_registration_is_closed_unless_the_stage_opens_it(p):
     assert worker.name == "Ana" and worker.skills == frozenset({"en", "es"})
 
 
+def test_a_worker_s_country_is_given_at_registration_and_changed_in_the_profile():
+    # GIVEN a worker who registered in California, signed in on two containers
+    p = make_platform(FakeClock(), open_registration=True)
+    other = another_container(p, 1)
+    worker, secret = accounts.register_worker(p, {"name": "Ana", "country": "us",
+                                                  "subdivision": "CA"})
+    assert (worker.country, worker.subdivision) == ("US", "CA")
+    assert accounts.authenticate(p, secret, WORKER) == worker
+    assert accounts.authenticate(other, secret, WORKER) == worker
+    # WHEN they move to Germany
+    moved = accounts.change_profile(p, worker, secret, {"country": "DE"})
+    # THEN the old subdivision goes with the old country; this container sees it at once and
+    # the other once its cached principal expires
+    assert (moved.country, moved.subdivision) == ("DE", None)
+    assert accounts.authenticate(p, secret, WORKER) == moved
+    assert accounts.authenticate(other, secret, WORKER).country == "US"
+    p.clock.advance(accounts.PRINCIPAL_CACHE_SECONDS + 1)
+    assert accounts.authenticate(other, secret, WORKER) == moved
+    # AND null clears it
+    cleared = accounts.change_profile(p, moved, secret, {"country": None})
+    assert accounts.authenticate(p, secret, WORKER) == cleared
+    assert (cleared.country, cleared.subdivision) == (None, None)
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"name": "Ana", "country": "XX"}, "country"),
+    ({"name": "Ana", "subdivision": "CA"}, "subdivision"),
+    ({"name": "Ana", "country": "US", "subdivision": "US-CA"}, "subdivision"),
+])
+def test_a_registration_with_a_bad_locale_is_refused_and_opens_nothing(body, field):
+    p = make_platform(open_registration=True)
+    with pytest.raises(InvalidRequest) as caught:
+        accounts.register_worker(p, body)
+    assert caught.value.field == field
+    assert p.accounts.accounts == {}
+
+
+@pytest.mark.parametrize("body, field", [
+    ({}, "country"), ({"name": "Bo"}, "name"), ({"country": "Germany"}, "country"),
+    ({"country": None, "subdivision": "CA"}, "subdivision"),
+])
+def test_a_bad_profile_change_is_refused_and_changes_nothing(body, field):
+    p = make_platform(open_registration=True)
+    worker, secret = accounts.register_worker(p, {"name": "Ana", "country": "US"})
+    with pytest.raises(InvalidRequest) as caught:
+        accounts.change_profile(p, worker, secret, body)
+    assert caught.value.field == field
+    assert accounts.authenticate(p, secret, WORKER).country == "US"
+
+
 # --- leasing --------------------------------------------------------------------------------
 
 def test_a_slot_is_leased_to_one_worker_at_a_time(p):

@@ -108,6 +108,37 @@ def test_a_grant_or_block_written_by_this_container_counts_at_once():
     assert not mturk_quals.blocked_by_client(p, CLIENT_ID, ACCOUNT)
 
 
+MEPHISTO = {"QualificationTypeId": system.LOCALE, "Comparator": "In",
+            "LocaleValues": [{"Country": c} for c in ("US", "CA", "GB", "AU", "NZ")],
+            "ActionsGuarded": "DiscoverPreviewAndAccept"}
+
+
+@pytest.mark.parametrize("country, subdivision, requirement, admitted", [
+    ("US", None, MEPHISTO, True),
+    ("NZ", "AUK", MEPHISTO, True),
+    ("DE", None, MEPHISTO, False),
+    (None, None, MEPHISTO, False),
+    # a subdivision is compared only when the requirement names one
+    ("US", "CA", {**MEPHISTO, "LocaleValues": [{"Country": "US", "Subdivision": "CA"}]}, True),
+    ("US", "NY", {**MEPHISTO, "LocaleValues": [{"Country": "US", "Subdivision": "CA"}]}, False),
+    ("US", None, {**MEPHISTO, "LocaleValues": [{"Country": "US", "Subdivision": "CA"}]}, False),
+    ("US", None, {**MEPHISTO, "Comparator": "EqualTo", "LocaleValues": [{"Country": "US"}]},
+     True),
+    ("US", None, {**MEPHISTO, "Comparator": "NotIn"}, False),
+    ("DE", None, {**MEPHISTO, "Comparator": "NotIn"}, True),
+    # a worker who gave no country holds no locale: the exclusions admit them
+    (None, None, {**MEPHISTO, "Comparator": "NotEqualTo", "LocaleValues": [{"Country": "US"}]},
+     True),
+])
+def test_the_locale_comes_from_the_worker_s_principal_without_a_read(country, subdivision,
+                                                                      requirement, admitted):
+    p = _platform()
+    worker = Principal(ACCOUNT, WORKER, "w", country=country, subdivision=subdivision)
+    for action in (DISCOVER, ACCEPT):
+        assert mturk_quals.admits(p, worker, _hit(requirement), action) is admitted
+    assert p.mturk.gets == []
+
+
 def test_an_ordinary_job_is_never_refused_and_reads_nothing():
     p = _platform()
     plain = SimpleNamespace(job_id="job_00000000000000dd", mturk={})

@@ -15,14 +15,17 @@ class DynamoAccounts:
     """Accounts and credentials."""
 
     def create_account(self, account_id: str, role: str, name: str, skills: Sequence[str],
-                       token_hash: str, now: float) -> None:
+                       token_hash: str, now: float, country: str | None = None,
+                       subdivision: str | None = None) -> None:
         """Store the account and its credential in one transaction."""
         with TransactWrite(connection=AccountModel._get_connection().connection) as tx:
             tx.save(AccountModel(account_id, role=role, name=name, skills=set(skills) or None,
+                                 country=country, subdivision=subdivision,
                                  created_at=now, token_hash=token_hash),
                     condition=AccountModel.account_id.does_not_exist())
             tx.save(CredentialModel(token_hash, account_id=account_id, role=role, name=name,
-                                    skills=set(skills) or None, created_at=now),
+                                    skills=set(skills) or None, country=country,
+                                    subdivision=subdivision, created_at=now),
                     condition=CredentialModel.token_hash.does_not_exist())
 
     def principal_for(self, token_hash: str) -> Principal | None:
@@ -35,7 +38,8 @@ class DynamoAccounts:
             return None
         return Principal(record.account_id, record.role, record.name,
                          frozenset(record.skills or ()),
-                         tuple(sorted((record.scores or {}).items())))
+                         tuple(sorted((record.scores or {}).items())),
+                         record.country, record.subdivision)
 
     def grant_skill(self, account_id: str, skill: str, score: float) -> None:
         """Add the skill and its score to the account and its credential, together."""
@@ -53,6 +57,33 @@ class DynamoAccounts:
         if not transact_once(write):
             raise TransientError("the skill could not be granted; submit again")
 
+    def set_locale(self, account_id: str, country: str | None, subdivision: str | None
+                   ) -> bool:
+        """Set or clear the country and subdivision on the account and its live credential in
+        one transaction, on condition that the credential is still the account's (a rotation
+        meanwhile, which copies the account, cancels it: TransientError)."""
+        try:
+            account = AccountModel.get(account_id, consistent_read=True)
+        except AccountModel.DoesNotExist:
+            return False
+
+        def actions(model: type[AccountModel] | type[CredentialModel]) -> list:
+            return [model.country.set(country) if country is not None else model.country.remove(),
+                    model.subdivision.set(subdivision) if subdivision is not None
+                    else model.subdivision.remove()]
+
+        def write(tx: TransactWrite) -> None:
+            tx.update(AccountModel(account_id), actions=actions(AccountModel),
+                      condition=AccountModel.token_hash == account.token_hash
+                      if account.token_hash else AccountModel.token_hash.does_not_exist())
+            if account.token_hash:
+                tx.update(CredentialModel(account.token_hash), actions=actions(CredentialModel),
+                          condition=CredentialModel.token_hash.exists())
+
+        if not transact_once(write):
+            raise TransientError("the country could not be changed; submit again")
+        return True
+
     def rotate(self, account_id: str, old_hash: str, new_hash: str, now: float) -> bool:
         """Replace the account's credential: the new one is stored and the old one revoked,
         together; False if old_hash is no longer the account's live credential."""
@@ -62,7 +93,8 @@ class DynamoAccounts:
         def write(tx: TransactWrite) -> None:
             tx.save(CredentialModel(new_hash, account_id=account_id, role=account.role,
                                     name=account.name, skills=account.skills or None,
-                                    scores=account.scores or None, created_at=now),
+                                    scores=account.scores or None, country=account.country,
+                                    subdivision=account.subdivision, created_at=now),
                     condition=CredentialModel.token_hash.does_not_exist())
             tx.update(CredentialModel(old_hash), actions=[CredentialModel.revoked.set(True)],
                       condition=(CredentialModel.revoked == False)  # noqa: E712
