@@ -20,11 +20,11 @@ from chalicelib.domain.ids import is_job_id, parse_assignment_id, random_item_id
 from chalicelib.domain.model import (
     Assignment, ItemState, Job, Offer, Principal, StoredAnswer, SubmitReceipt, open_keys,
 )
+from chalicelib.domain.mturk_requirements import ACCEPT, DISCOVER
 from chalicelib.domain.suites import NextSuite, SuiteAnswer, parse_count, suite_length
 from chalicelib.errors import Conflict, Forbidden, InvalidRequest, NotFound, TransientError
-from chalicelib.handlers.platform import Platform, cached_job
-from chalicelib.domain.mturk_requirements import ACCEPT, DISCOVER
 from chalicelib.handlers.mturk_quals import refusal
+from chalicelib.handlers.platform import Platform, cached_job
 from chalicelib.handlers.quality import blocked_everywhere, blocked_jobs, refuses
 
 POOL_REFRESH_SIZE = 100

@@ -85,6 +85,16 @@ def test_a_simulated_worker_previews_accepts_and_the_study_posts_its_answers(ser
                             headers={"Authorization": f"Bearer {token}"}).json()
     assert earnings["balance_cents"] == 5 + 25
     assert lab.mturk.get_hit(HITId=hit_id)["HIT"]["NumberOfAssignmentsCompleted"] == 1
+    # AND the client sees the HIT as a job of its own, with the answer in its results
+    job_id = mturk_ids.job_of_hit(hit_id)
+    final = server.stack.wait_for_state(job_id, lab.api_key, ("done",))
+    assert final["state"] == "done"
+    rows = requests.get(f"{server.url}/jobs/{job_id}/results", timeout=30,
+                        headers={"X-Api-Key": lab.api_key}).json()["results"]
+    assert [row["answer"] for row in rows] == [{"text": _stored(hit_id, account)}]
+    report = requests.get(f"{server.url}/jobs/{job_id}/report", timeout=30,
+                          headers={"X-Api-Key": lab.api_key})
+    assert report.status_code == 200, report.text
 
 
 def _offered(server: Served, token: str, hit_id: str, seconds: float = 10) -> None:
