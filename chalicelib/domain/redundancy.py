@@ -2,8 +2,8 @@
 
 The policy for ``redundancy: {"min": 2, "max": 5, "target_confidence": 0.9}``: offer an item
 to workers until it has ``min`` answers, then keep offering it only while the aggregation
-model's confidence in its label (the highest posterior class probability) is below
-``target_confidence``, and never beyond ``max`` answers. Jobs ask for it with
+model's confidence in its label (the highest posterior class probability, calibrated on the
+job's gold items) is below ``target_confidence``, and never beyond ``max`` answers. Jobs ask for it with
 ``"redundancy": {"min": 2, "max": 10, "target_confidence": 0.99}``; bench/adaptive.py replays
 it on the real data sets. Whether an extra answer fits the job's budget is the caller's concern
 (it is reserved from the job's pool); this module only answers "does this item want another

@@ -1,5 +1,6 @@
-"""Adaptive redundancy: one more answer for an item whose confidence is still below the job's
-target, and the online model that judges it, refitted as answers come in.
+"""Adaptive redundancy: one more answer for an item whose calibrated confidence is still below
+the job's target, and the online model that judges it, refitted (and recalibrated on the job's
+gold) as answers come in.
 
 numpy (through chalicelib.domain.adaptive and the aggregation engine) is loaded here only when
 an adaptive job's answer is counted: the API routes never import this module.
@@ -10,9 +11,8 @@ import json
 from dataclasses import replace
 from typing import Any
 
-from chalicelib.domain.adaptive import OnlineModel, refit_every
+from chalicelib.domain.adaptive import OnlineModel, fit_online, refit_every
 from chalicelib.domain.aggregation import vote
-from chalicelib.domain.aggregation.categorical import default_model
 from chalicelib.domain.cache import MISSING
 from chalicelib.domain.ids import random_item_id
 from chalicelib.domain.keys import online_model_key
@@ -77,7 +77,9 @@ def refit_online_model(p: Platform, job_id: str, new: int) -> None:
     answers of the items refit_sample reads (every answer of a job of at most REFIT_ITEMS
     items; left-out answers excluded, gold clamped), so one consumer call reads a bounded
     number of items whatever the job's size. Workers outside the sample get the fit's mean
-    confusion matrix when an item's confidence is judged."""
+    confusion matrix when an item's confidence is judged. The same refit fits the model's
+    calibration map on the sample's answered gold items (adaptive.fit_online), so the
+    calibrated confidence costs no read beyond the refit's."""
     job = p.jobs.get_job(job_id)
     if job is None:
         return
@@ -101,10 +103,8 @@ def refit_online_model(p: Platform, job_id: str, new: int) -> None:
                 labels.append(vote(answer.answer))
     if not items:
         return
-    model = default_model(label_order=job.answer_schema["labels"]).fit(items, workers, labels,
-                                                                       gold=gold)
-    p.blobs.put_text(online_model_key(job_id), json.dumps(OnlineModel.from_fit(model).to_dict()),
-                     "application/json")
+    model = fit_online(items, workers, labels, gold, job.answer_schema["labels"])
+    p.blobs.put_text(online_model_key(job_id), json.dumps(model.to_dict()), "application/json")
     p.cache.models.forget(job_id)
 
 

@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import random
 
+import numpy as np
 import pytest
 
+from chalicelib.domain.adaptive import OnlineModel
+from chalicelib.domain.aggregation.calibration import MIN_GOLD, CalibrationMap
 from chalicelib.domain.keys import online_model_key
 from chalicelib.domain.model import CLIENT, WORKER
 from chalicelib.errors import InvalidRequest
@@ -170,3 +173,52 @@ def test_a_refit_reads_a_bounded_window_of_items_and_keeps_the_guarantees(p, mon
     job = p.jobs.get_job(job.job_id)
     assert job.pool_cents == pool - sum(item.extended for item in items) * job.reward_cents >= 0
     assert json.loads(p.blobs.get_text(online_model_key(job.job_id)))["classes"]
+
+
+def _two_agreeing_answers_with(p, monkeypatch, calibration):
+    """An adaptive item (2 to 5 answers, target 0.9) answered 'pos' twice, judged by an online
+    model whose raw confidence in two agreeing answers is 0.988, through the given map.
+    Returns the item."""
+    monkeypatch.setattr(redundancy, "refit_every", lambda answers: 10_000)  # no refit
+    _, job = _post(p, items=1)
+    table = np.log(np.array([[[0.9, 0.1], [0.1, 0.9]]]))  # any worker: right 90% of the time
+    model = OnlineModel(["pos", "neg"], np.log([0.5, 0.5]), [], table, calibration)
+    p.blobs.put_text(online_model_key(job.job_id), json.dumps(model.to_dict()), "application/json")
+    _crowd(p, job, 2, 1.0, {"000000": "pos"}, random.Random(0))
+    return p.items.get_item(job.job_id, "000000")
+
+
+def test_the_target_is_met_by_the_calibrated_confidence_not_the_raw_one(p, monkeypatch):
+    item = _two_agreeing_answers_with(p, monkeypatch, CalibrationMap("temperature", {"t": 3.0}))
+    assert (item.answer_count, item.redundancy, item.extended) == (2, 3, 1)  # 0.81 < 0.9
+
+
+def test_with_the_identity_map_the_raw_confidence_stops_the_item(p, monkeypatch):
+    item = _two_agreeing_answers_with(p, monkeypatch, CalibrationMap())
+    assert (item.answer_count, item.redundancy, item.extended) == (2, 2, 0)  # 0.988 >= 0.9
+
+
+def test_a_refit_fits_the_map_on_the_answered_gold_of_its_sample(p, monkeypatch):
+    # GIVEN an adaptive job of 20 regular and 30 gold items, gold served on half the tasks
+    monkeypatch.setattr(redundancy, "refit_every", lambda answers: 10_000)
+    client = accounts.create_account(p, CLIENT, "Acme")[0]
+    quote = jobs.create_quote(p, client, {"task_type": "categorical", "items": 50,
+                                          "redundancy": POLICY, "gold_rate": 0.5})
+    posted = jobs.post_job(p, client, {
+        "quote_id": quote.quote_id, "instructions": "Pick one.", "pilot": {"items": 0},
+        "answer_schema": {"labels": ["pos", "neg"]}, "quality": {"gold_rate": 0.5},
+        "items": [{"data": {"n": n}, **({"gold": {"label": "pos"}} if n >= 20 else {})}
+                  for n in range(50)]})
+    ingest_all(p)
+    job = p.jobs.get_job(posted.job_id)
+    _crowd(p, job, 10, 0.85, {f"{n:06d}": "pos" if n % 3 else "neg" for n in range(50)},
+           random.Random(5))
+    # WHEN the online model is refitted on every answer
+    monkeypatch.setattr(redundancy, "refit_every", lambda answers: p.jobs.get_job(job.job_id).answered)
+    redundancy.refit_online_model(p, job.job_id, 1)
+    # THEN its map was fitted on the gold items that have answers, and is kept with it
+    answered_gold = sum(1 for item in p.items.iter_items(job.job_id)
+                        if item.gold is not None and item.answers)
+    assert answered_gold >= MIN_GOLD
+    stored = OnlineModel.from_dict(json.loads(p.blobs.get_text(online_model_key(job.job_id))))
+    assert stored.calibration.gold == answered_gold
