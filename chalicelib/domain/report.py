@@ -141,7 +141,10 @@ class ReportStats:
         values = [_value(entry["answer"]) for entry in line["answers"]]
         self.items += 1
         self.answers += len(values)
-        if self.by_value:
+        # A gold item nobody answered is no unit of agreement (it was never meant to take
+        # the job's answers per item), so Fleiss' kappa still sees equal units.
+        unit = bool(values) or not line.get("gold")
+        if self.by_value and unit:
             self.agreement.add(values)
         reasons = line.get("na_reasons", [])
         self.na_reasons += len(reasons)
@@ -175,7 +178,8 @@ class ReportStats:
             items[value] += 1
             if self.by_value:
                 detail = self._detail(name, value)
-                detail.agreement.add(values)
+                if unit:
+                    detail.agreement.add(values)
                 if line["n_answers"]:
                     detail.results["not_applicable" if line["not_applicable"]
                                    else str(_value(line["answer"]))] += 1

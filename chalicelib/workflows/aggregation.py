@@ -38,8 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from chalicelib.domain import phases, webhooks
-from chalicelib.domain.aggregation import Posterior, aggregate_item, vote
-from chalicelib.domain.answers import matches_gold
+from chalicelib.domain.aggregation import NA_CLASS, Posterior, aggregate_item, vote
+from chalicelib.domain.answers import NA_KEY, matches_gold
 from chalicelib.domain.jobs import iso
 from chalicelib.domain.keys import (
     answers_key, manifest_key, part_key, posteriors_key, report_key, results_key, stats_key,
@@ -244,6 +244,23 @@ def result_line(result: ItemResult) -> dict[str, Any]:
     return line
 
 
+def gold_line(line: dict[str, Any], gold: dict[str, Any], classes: list[str] | None
+              ) -> dict[str, Any]:
+    """A gold item's line, answered or not: its known answer, sure of it (every confidence
+    figure the line carries is 1, the calibrated and the raw one alike), with `gold`. A label
+    item's probabilities are one-hot over the round's fitted classes when there are some, so
+    an item nobody answered (it has no posterior) lists the same labels, N/A included, as
+    every other item of its round."""
+    line = {**line, "gold": gold}
+    for name in ("confidence", "confidence_raw"):
+        if name in line:
+            line[name] = 1.0
+    if line.get("probabilities") is not None and classes:
+        line["probabilities"] = {(NA_KEY if label == NA_CLASS else label):
+                                 1.0 if label == gold.get("label") else 0.0 for label in classes}
+    return line
+
+
 def _judge(job: Job) -> Any:
     """The job's gold rule, as the report's judge(answer, gold)."""
     return lambda answer, gold: matches_gold(job, answer, gold)
@@ -268,7 +285,7 @@ def aggregate_shard(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         if "attributes" in entry:
             line["attributes"] = entry["attributes"]
         if "gold" in entry:
-            line["gold"] = entry["gold"]
+            line = gold_line(line, entry["gold"], fitted.get("classes"))
         lines.append(line)
     p.results.put_results(shard["job_id"], lines, job.id_space)
     key = part_key(shard["job_id"], shard["round"], shard["shard"])

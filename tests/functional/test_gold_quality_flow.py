@@ -1,4 +1,6 @@
 """Gold, worker quality and blocks over HTTP and DynamoDB (moto), racing workers included."""
+import pytest
+
 from chalicelib import deps
 from chalicelib.domain.model import OPERATOR
 from chalicelib.handlers.accounts import create_account
@@ -103,3 +105,63 @@ def test_twenty_racing_workers_on_an_adaptive_job_never_overdraw_its_pool(stack)
     final = stack.wait_for_state(job["job_id"], api.key, ("done", "failed"))
     assert final["state"] == "done" and final["pool_cents"] == 0
     assert final["spent_cents"] == 45 * job["reward_cents"] <= final["budget_cents"]
+
+
+def _answer_regular_and_one_gold(api, job, token, gold_ids, answer):
+    """The worker answers every regular item and the first gold item it is served, and
+    skips (releases) the other gold items; returns the gold items it answered."""
+    answered = []
+    while True:
+        status, task = api.lease(token, job["job_id"])
+        if status == 204:
+            return answered
+        assert status == 200, task
+        item_id = task["item"]["item_id"]
+        if item_id in gold_ids and answered:
+            status, _ = api.as_worker(token, "POST", f"/assignments/{task['assignment_id']}/release")
+            assert status == 200
+            continue
+        answered += [item_id] if item_id in gold_ids else []
+        assert api.submit(token, task["assignment_id"], answer)[0] == 200
+
+
+@pytest.mark.parametrize("task_type, schema, gold, answer", [
+    ("categorical", None, {"label": "neg"}, {"label": "pos"}),
+    ("numeric", {"min": 0, "max": 10}, {"value": 7}, {"value": 2}),
+])
+def test_gold_items_nobody_answered_report_their_known_answer_and_the_done_job_reads_complete(
+        stack, task_type, schema, gold, answer):
+    # GIVEN 5 regular items and 3 gold ones, gold served on half of the tasks
+    api = Api(stack)
+    job = api.job(items=8, redundancy=1, task_type=task_type, gold={n: gold for n in (5, 6, 7)},
+                  quote={"gold_rate": 0}, pilot={"items": 0},
+                  quality={"gold_rate": 0.5, "block_after": 0},
+                  **({"answer_schema": schema} if schema else {}))
+    gold_ids = {f"{n:06d}" for n in (5, 6, 7)}
+    # WHEN one worker answers the regular items and at most one gold item, and the job ends
+    answered = _answer_regular_and_one_gold(api, job, api.worker("w"), gold_ids, answer)
+    final = stack.wait_for_state(job["job_id"], api.key, ("done", "failed"))
+    assert final["state"] == "done"
+    status, page = api.as_client("GET", f"/jobs/{job['job_id']}/results")
+    assert status == 200 and page["next_cursor"] is None
+    lines = {line["item_id"]: line for line in page["results"]}
+    # THEN every gold item has its known answer as result, made by the gold method, sure of it,
+    # the unanswered ones with no answers
+    assert len(lines) == 8 and len(answered) <= 1
+    for item_id in gold_ids:
+        line = lines[item_id]
+        assert (line["answer"], line["method"], line["confidence"], line["gold"]) == (
+            gold, "gold", 1.0, gold)
+        assert line.get("confidence_raw", 1.0) == 1.0
+        assert line["n_answers"] == len(line["answers"]) == (item_id in answered)
+    assert all(lines[f"{n:06d}"]["method"] != "gold" for n in range(5))
+    if task_type == "categorical":
+        assert lines["000005"]["probabilities"] == {"pos": 0.0, "neg": 1.0, "neutral": 0.0}
+    # AND the finished job's progress counts every item done, gold included
+    assert final["counts"]["done"] == final["counts"]["items"] == 8
+    assert final["counts"]["gold"] == 3
+    # AND the report counts the unanswered gold items as items, not as answered items
+    status, report = api.as_client("GET", f"/jobs/{job['job_id']}/report")
+    assert status == 200
+    assert (report["items"], report["answered_items"]) == (8, 5 + len(answered))
+    assert report["methods"]["gold"] == 3 and report["gold"]["items"] == 3

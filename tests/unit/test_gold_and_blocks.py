@@ -7,7 +7,8 @@ import pytest
 
 from chalicelib.api.views import assignment_view, receipt_view
 from chalicelib.domain.answers import matches_gold
-from chalicelib.domain.model import AGGREGATING, CLIENT, DONE, OPERATOR, WORKER
+from chalicelib.domain.aggregation import NA_CLASS
+from chalicelib.domain.model import AGGREGATING, CLIENT, DONE, NA_ALLOWED, OPERATOR, WORKER
 from chalicelib.errors import Forbidden, NotFound
 from chalicelib.handlers import accounts, jobs, quality, rounds, tasks
 from chalicelib.workflows import aggregation as stages
@@ -19,14 +20,15 @@ def p():
     return make_platform(FakeClock())
 
 
-def _post(p, items=40, gold=(), redundancy=2, quality=None, quote=None):
-    """A job whose item n is gold with label 'pos' when n is in gold (no pilot)."""
+def _post(p, items=40, gold=(), redundancy=2, quality=None, quote=None, **extra):
+    """A job whose item n is gold with label 'pos' when n is in gold (no pilot); extra goes
+    into the posted body."""
     client = accounts.create_account(p, CLIENT, "Acme")[0]
     q = jobs.create_quote(p, client, {"task_type": "categorical", "items": items,
                                           "redundancy": redundancy, **(quote or {})})
     body = {"quote_id": q.quote_id, "instructions": "Pick the sentiment.",
             "answer_schema": {"labels": ["pos", "neg"]}, "pilot": {"items": 0},
-            "quality": quality or {},
+            "quality": quality or {}, **extra,
             "items": [{"data": {"n": n}, **({"gold": {"label": "pos"}} if n in gold else {})}
                       for n in range(items)]}
     job = jobs.post_job(p, client, body)
@@ -426,6 +428,36 @@ def test_an_unanswered_gold_item_still_has_its_known_answer_as_result(p):
     gold = lines["000005"]
     assert (gold["method"], gold["answer"], gold["n_answers"], gold["answers"]) == (
         "gold", {"label": "pos"}, 0, [])
+
+
+def test_an_unanswered_gold_item_lists_the_same_labels_as_its_round_n_a_included(p):
+    # GIVEN a round in which one answer was N/A, and a gold item nobody answered
+    _, job = _post(p, items=4, gold={3}, redundancy=1, quality={"gold_rate": 0},
+                   not_applicable=NA_ALLOWED)
+    worker = _worker(p)
+    while (task := tasks.lease_next_task(p, worker, job.job_id)) is not None:
+        answer = {"not_applicable": "blurry"} if task.item.item_id == "000000" else {"label": "neg"}
+        tasks.submit_answer(p, worker, task.assignment_id, answer)
+    count_all(p)
+    ingest_all(p)
+    lines = {line["item_id"]: line for line in _run_round(p, job.job_id)}
+    # THEN its probabilities are one-hot on its known label over the round's classes
+    assert set(lines["000001"]["probabilities"]) == {"pos", "neg", "not_applicable"}
+    assert lines["000003"]["n_answers"] == 0
+    assert lines["000003"]["probabilities"] == {"pos": 1.0, "neg": 0.0, "not_applicable": 0.0}
+
+
+def test_a_gold_line_is_sure_of_its_known_answer_in_every_confidence_figure():
+    line = {"item_id": "000001", "answer": {"label": "pos"}, "confidence": 0.7,
+            "confidence_raw": 0.93, "n_answers": 2, "method": "gold",
+            "probabilities": {"pos": 0.7, "neg": 0.3}}
+    classes = ["pos", "neg", NA_CLASS]
+    sure = stages.gold_line(line, {"label": "pos"}, classes)
+    assert (sure["confidence"], sure["confidence_raw"], sure["gold"]) == (1.0, 1.0, {"label": "pos"})
+    assert sure["probabilities"] == {"pos": 1.0, "neg": 0.0, "not_applicable": 0.0}
+    # a line without a raw figure or probabilities (text) gets none
+    text = stages.gold_line({"answer": {"text": "hi"}, "confidence": 0.5}, {"text": "hi"}, None)
+    assert text == {"answer": {"text": "hi"}, "confidence": 1.0, "gold": {"text": "hi"}}
 
 
 def test_a_redelivered_gold_message_applies_the_rule_a_crash_lost(p):

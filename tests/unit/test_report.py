@@ -237,3 +237,33 @@ def test_too_fast_answers_are_shown_per_worker():
     table = page.split("<th>too fast</th>")[1].split("</table>")[0]
     cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in table.split("<tr>")[1:]]
     assert [(row[0], row[-1]) for row in cells] == [("b", "2"), ("c", "0"), ("a", "0")]
+
+
+def test_a_gold_item_nobody_answered_counts_as_an_item_and_in_no_figure_of_the_answers():
+    # GIVEN two items with 3 answers each, and a gold item nobody answered (its known answer)
+    answered = [{**LINES[0], "attributes": {"source": "web"}},
+                {**LINES[1], "attributes": {"source": "web"}}]
+    unanswered_gold = {**_line("9", POS, 1.0, [], method="gold"), "method": "gold", "gold": POS,
+                       "probabilities": {"pos": 1.0, "neg": 0.0}, "attributes": {"source": "web"}}
+    settings = {"attributes": ["source"]}
+    without = build_report("job_x", 1, "categorical", answered, None, settings)
+    # WHEN the report also reads the gold item's line
+    report = build_report("job_x", 1, "categorical", answered + [unanswered_gold], None, settings)
+    # THEN it is one more item, made by the gold method, one more gold item
+    assert (report["items"], report["methods"], report["gold"]["items"]) == (
+        3, {"DawidSkene": 2, "gold": 1}, 1)
+    assert report["by_attribute"]["source"]["values"]["web"]["items"] == 3
+    # AND it is no answered item: agreement (Fleiss' kappa over equal units included), result
+    # shares, mean and lowest confidence, N/A and gold accuracy are those of the answers alone
+    assert report["agreement"]["fleiss_kappa"] is not None
+    for figure in ("answered_items", "answers", "agreement", "result_distribution",
+                   "answer_distribution", "not_applicable", "mean_confidence",
+                   "lowest_confidence"):
+        assert report[figure] == without[figure], figure
+    assert [(w["worker_id"], w["answers"], w["agreement_with_results"], w["gold_answers"])
+            for w in report["worker_summary"]] == [
+        (w["worker_id"], w["answers"], w["agreement_with_results"], 0)
+        for w in without["worker_summary"]]
+    assert report["gold"]["answers"] == 0 and report["gold"]["accuracy"] is None
+    assert report["by_attribute"]["source"]["values"]["web"]["krippendorff_alpha"] == \
+        without["by_attribute"]["source"]["values"]["web"]["krippendorff_alpha"]
