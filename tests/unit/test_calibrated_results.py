@@ -13,7 +13,10 @@ from chalicelib.domain.aggregation import NA_CLASS, Posterior, aggregate_item
 from chalicelib.domain.aggregation.calibration import CalibrationMap
 from chalicelib.domain.aggregation.categorical import default_model, encode
 from chalicelib.domain.report import build_report, calibration_section
-from chalicelib.workflows.aggregation import calibrated_posteriors, result_line, round_calibration
+from chalicelib.domain.aggregation.calibration import gold_posteriors
+from chalicelib.workflows.aggregation import (
+    calibrated_posteriors, gold_answers, result_line, round_calibration,
+)
 
 SCHEMA = {"labels": ["pos", "neg", "neutral"]}
 ANSWER = {"worker_id": "w", "assignment_id": "a", "answer": {"label": "neg"}, "submitted_at": 1.0}
@@ -91,6 +94,18 @@ def test_a_round_with_enough_gold_fits_a_map_and_measures_it_before_and_after(en
     # fitted by log loss on these very posteriors, the map cannot do worse on them
     assert stored["after"]["log_loss"] <= stored["before"]["log_loss"]
     assert stored["after"]["ece"] != stored["before"]["ece"]
+
+
+def test_the_gold_e_step_on_the_gold_answers_alone_is_the_one_on_the_whole_round() -> None:
+    engine, encoded, _, _ = _round(0)
+    gold_items = np.array([150, 3, 77, 42, 199, 0])  # any order: rows follow it
+    subset = gold_answers(encoded, gold_items)
+    assert subset.items_ == [encoded.items_[i] for i in gold_items]
+    assert len(subset.item_codes) == 5 * len(gold_items)
+    whole = gold_posteriors(engine.model_, encoded, gold_items)
+    alone = gold_posteriors(engine.model_, subset, np.arange(len(gold_items)))
+    assert np.allclose(whole, alone, atol=1e-12)
+    assert len(gold_answers(encoded, np.zeros(0, dtype=np.int64)).item_codes) == 0
 
 
 def test_a_round_with_little_gold_keeps_the_identity_and_says_why() -> None:
