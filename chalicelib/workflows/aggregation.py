@@ -211,25 +211,6 @@ def _measures(probas: Any, classes: Any, chosen: Any) -> dict[str, Any]:
     }
 
 
-def gold_answers(encoded: Any, gold_items: Any) -> Any:
-    """The round's answers on its gold items only, as an Encoded whose items are the gold
-    items in gold_items' order: the gold E-step then holds arrays over those answers, not
-    over every answer of the round (one byte per answer and per item for the selection)."""
-    # numpy: loaded only when a stage runs, so importing the app (the API) leaves it out.
-    import numpy as np
-
-    from chalicelib.domain.aggregation.categorical import Encoded
-
-    is_gold = np.zeros(len(encoded.items_), dtype=bool)
-    is_gold[gold_items] = True
-    mine = is_gold[encoded.item_codes]
-    order = np.argsort(gold_items, kind="stable")
-    item_codes = order[np.searchsorted(gold_items[order], encoded.item_codes[mine])]
-    return Encoded(item_codes, encoded.worker_codes[mine], encoded.label_codes[mine],
-                   [encoded.items_[item] for item in gold_items.tolist()], encoded.workers_,
-                   encoded.classes_)
-
-
 def round_calibration(engine: Any, encoded: Any, gold_items: Any, gold_classes: Any
                       ) -> tuple[Any, dict[str, Any]]:
     """(the round's CalibrationMap, its calibration.json) from a model fitted with the gold
@@ -238,14 +219,10 @@ def round_calibration(engine: Any, encoded: Any, gold_items: Any, gold_classes: 
     model's (the raw posterior's largest), as in the results. The engine's chosen model
     (HeldOutChoice's model_) holds the class priors and confusions."""
     # numpy: loaded only when a stage runs, so importing the app (the API) leaves it out.
-    import numpy as np
-
     from chalicelib.domain.aggregation import calibration
     from chalicelib.domain.aggregation.categorical import argmax_first
 
-    raw = calibration.gold_posteriors(getattr(engine, "model_", engine),
-                                      gold_answers(encoded, gold_items),
-                                      np.arange(len(gold_items)))
+    raw = calibration.gold_posteriors(getattr(engine, "model_", engine), encoded, gold_items)
     fitted = calibration.fit_calibration(raw, gold_classes)
     chosen = argmax_first(raw) if len(raw) else gold_classes[:0]
     return fitted, {"map": fitted.to_dict(), "gold_items": int(len(gold_classes)),
@@ -337,10 +314,10 @@ def calibrated_posteriors(fitted: dict[str, Any]) -> dict[str, list[float]]:
     # numpy: loaded only when a stage runs, so importing the app (the API) leaves it out.
     import numpy as np
 
-    from chalicelib.domain.aggregation.calibration import IDENTITY, CalibrationMap
+    from chalicelib.domain.aggregation.calibration import CalibrationMap
 
     mapping = CalibrationMap.from_dict(fitted.get("calibration"))
-    if mapping.kind == IDENTITY or not fitted["posteriors"]:
+    if mapping.kind == "identity" or not fitted["posteriors"]:
         return {}
     items = list(fitted["posteriors"])
     rows = mapping.apply(np.asarray(list(fitted["posteriors"].values()))).round(6).tolist()
