@@ -236,6 +236,25 @@ def _lowest(report: Mapping[str, Any]) -> str:
           _cell(e["confidence"], True), _cell(e["n_answers"], True)] for e in entries])
 
 
+def _calibration(report: Mapping[str, Any]) -> str:
+    """The calibration map, its ECE before and after on the gold items, and the reliability
+    diagram before and after as a table (one row per confidence bin)."""
+    section = report.get("calibration")
+    if not section:
+        return ""
+    before, after = section["before"], section["after"]
+    note = (f"<p>{escape(section['kind'])}: {escape(section['reason'])}. "
+            f"ECE on {section['gold_items']} gold items: {_number(before['ece'])} before, "
+            f"{_number(after['ece'])} after.</p>")
+    rows = [[_cell(f"{b['lower']:.1f}–{b['upper']:.1f}"),
+             _cell(b["count"], True), _cell(b["confidence"], True), _cell(b["accuracy"], True),
+             _cell(a["count"], True), _cell(a["confidence"], True), _cell(a["accuracy"], True)]
+            for b, a in zip(before["reliability"], after["reliability"])]
+    return "<h2>Calibration</h2>" + note + _table(
+        ["confidence", "items before", "predicted before", "observed before",
+         "items after", "predicted after", "observed after"], rows)
+
+
 def _na_reasons(report: Mapping[str, Any]) -> str:
     reasons = (report.get("not_applicable") or {}).get("reasons") or []
     if not reasons:
@@ -251,7 +270,7 @@ def render(report: Mapping[str, Any]) -> str:
             "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">"
             f"<title>{escape(heading)}</title><style>{STYLE}</style></head><body>"
             f"<h1>{escape(heading)}</h1>{_summary(report)}{_distributions(report)}"
-            f"{_workers(report)}{_lowest(report)}{_na_reasons(report)}"
+            f"{_workers(report)}{_calibration(report)}{_lowest(report)}{_na_reasons(report)}"
             f"{_attributes(report)}</body></html>")
 
 

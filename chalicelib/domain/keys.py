@@ -12,6 +12,7 @@
     jobs/{job}/rounds/{round}/results/NNNNN.csv     a shard's CSV rows (no header)
     jobs/{job}/rounds/{round}/stats/NNNNN.json      a shard's report sums (merged by Publish)
     jobs/{job}/rounds/{round}/workers.json       the fitted model's accuracy of each worker
+    jobs/{job}/rounds/{round}/calibration.json   the round's calibration map and its measures
     jobs/{job}/rounds/{round}/manifest.json      the round's shard list (the Distributed Map's)
     jobs/{job}/ingest/bad/NNNNN.json             an uploaded file's bad lines found by a range
     jobs/{job}/ingest/report.json                an uploaded file's ingest report
@@ -88,6 +89,11 @@ def posteriors_key(job_id: str, round_no: int, shard: int) -> str:
 def workers_key(job_id: str, round_no: int) -> str:
     """S3 key of the fitted model's estimate of each worker's accuracy."""
     return f"{_round_prefix(job_id, round_no)}/workers.json"
+
+
+def calibration_key(job_id: str, round_no: int) -> str:
+    """S3 key of the round's calibration map, with its measures on the round's gold items."""
+    return f"{_round_prefix(job_id, round_no)}/calibration.json"
 
 
 def manifest_key(job_id: str, round_no: int) -> str:

@@ -412,14 +412,18 @@ class ItemResult:
 
     item_id: str
     answer: dict[str, Any] | None
+    # Label jobs: the calibrated probability of the answer (the round's calibration map
+    # applied to the model's posterior); other jobs: the aggregator's own figure.
     confidence: float
     n_answers: int
     not_applicable: bool = False
     external_id: str | None = None
     na_reasons: tuple[str, ...] = ()
     lineage: tuple[dict[str, Any], ...] = ()
-    # Categorical: the posterior of every label, and of "not_applicable" when any answer of
-    # the round was N/A.
+    # Categorical: the calibrated probability of every label, and of "not_applicable" when
+    # any answer of the round was N/A.
     probabilities: dict[str, float] | None = None
     # How the answer was made; None for an item without answers.
     method: str | None = "majority_vote"
+    # The model's own confidence, before calibration (None: the same as confidence).
+    confidence_raw: float | None = None

@@ -334,6 +334,20 @@ class ReportStats:
         return breakdown
 
 
+def calibration_section(stored: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The report's calibration section from the round's calibration object (what FitModel
+    wrote: the map and the measures on the gold items before and after it): the map's kind,
+    parameters and reason, the gold items it was fitted on, and before/after its ECE, Brier
+    score, log loss and reliability diagram (10 bins: count, mean confidence, accuracy).
+    None for a round without one (text or numeric answers, or nothing to fit)."""
+    if not stored:
+        return None
+    mapping = stored["map"]
+    return {"kind": mapping["kind"], "reason": mapping.get("reason", ""),
+            "params": dict(mapping.get("params") or {}), "gold_items": stored["gold_items"],
+            "before": stored["before"], "after": stored["after"]}
+
+
 def _ranked(items: Mapping[str, int]) -> list[tuple[str, int]]:
     """Attribute values by item count, most first; ties by value."""
     return sorted(items.items(), key=lambda entry: (-entry[1], entry[0]))

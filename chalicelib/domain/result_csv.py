@@ -1,6 +1,7 @@
 """The results as CSV: one row per item, the columns a spreadsheet or a data frame wants.
 
-    item_id, external_id, answer, confidence, n_answers, not_applicable, method, probabilities
+    item_id, external_id, answer, confidence, n_answers, not_applicable, method, probabilities,
+    confidence_raw
 
 - answer: the label, the value or the text of the answer (any other answer object as compact
   JSON); empty for an N/A result;
@@ -8,7 +9,9 @@
 - not_applicable: `true` or `false`;
 - method: how the answer was reached (e.g. DawidSkene, rover, median);
 - probabilities: the label probabilities as compact JSON text (`{"positive":0.98,...}`),
-  empty for text and numeric results.
+  empty for text and numeric results;
+- confidence_raw: the model's own confidence before calibration (the last column, so files
+  read by position before it was added read the same).
 
 A text cell (external_id, a label or a text answer: written by clients and workers) that
 starts with `=`, `+`, `-`, `@`, a tab or a carriage return gets a leading `'`, so a
@@ -26,7 +29,7 @@ from collections.abc import Iterable
 from typing import Any
 
 COLUMNS = ("item_id", "external_id", "answer", "confidence", "n_answers", "not_applicable",
-           "method", "probabilities")
+           "method", "probabilities", "confidence_raw")
 FORMULA_STARTS = frozenset("=+-@\t\r")
 
 
@@ -50,10 +53,11 @@ def row(line: dict[str, Any]) -> list[Any]:
     """The CSV row of a result line."""
     probabilities = line.get("probabilities")
     confidence = line.get("confidence")
+    raw = line.get("confidence_raw", confidence)
     return [line["item_id"], _text(line.get("external_id") or ""), answer_cell(line.get("answer")),
             "" if confidence is None else confidence, line.get("n_answers", 0),
             "true" if line.get("not_applicable") else "false", line.get("method") or "",
-            "" if probabilities is None else _json(probabilities)]
+            "" if probabilities is None else _json(probabilities), "" if raw is None else raw]
 
 
 def header() -> str:

@@ -16,10 +16,15 @@ jobs/{job}/rounds/{round}/.
   LOAD_SHARDS_PER_CALL shards and returns a cursor; the state machine calls again while
   `more` is true, so no call has to read a whole big job.
 - FitModel reads only the vote columns, merges them into integer arrays (no string per
-  answer), fits the engine's default categorical model on the whole round and writes each
-  shard's posteriors (posteriors/NNNNN.json) one shard at a time, each worker's
-  estimated accuracy (workers.json) and the shard manifest. Text and numeric jobs need no fit.
-- AggregateShard turns its items' posteriors into results (label, confidence, probabilities)
+  answer), fits the engine's default categorical model on the whole round (gold items
+  clamped to their label), then fits the round's calibration map on the gold items'
+  posteriors scored without their clamp (chalicelib.domain.aggregation.calibration; the
+  identity, saying why, with too little gold). It writes each shard's posteriors with the map
+  (posteriors/NNNNN.json) one shard at a time, each worker's estimated accuracy
+  (workers.json), the map with its measures on the gold items before and after it
+  (calibration.json) and the shard manifest. Text and numeric jobs need no fit.
+- AggregateShard turns its items' posteriors into results (the model's label; calibrated
+  confidence and probabilities, the model's own confidence as confidence_raw)
   or, for text and numbers, combines each item's answers; it writes the shard's result rows
   to DynamoDB, its JSON Lines and CSV parts to S3 and, next to them, the report's sums over
   its lines (stats/NNNNN.json, chalicelib.domain.report.ReportStats). Up to INLINE_MAX_SHARDS
@@ -28,7 +33,8 @@ jobs/{job}/rounds/{round}/.
 - Publish streams the parts, in shard order, into the job's results object (multipart for
   big rounds), and the shards' CSV parts into its results CSV (chalicelib.workflows.downloads),
   and merges the shards' sums into the round's report, holding no result line: its memory
-  grows with the crowd and the labels, not with the items. MarkDone flips the job to done.
+  grows with the crowd and the labels, not with the items. The report's calibration section
+  is the round's calibration.json. MarkDone flips the job to done.
 """
 from __future__ import annotations
 
@@ -42,13 +48,15 @@ from chalicelib.domain.aggregation import NA_CLASS, Posterior, aggregate_item, v
 from chalicelib.domain.answers import NA_KEY, matches_gold
 from chalicelib.domain.jobs import iso
 from chalicelib.domain.keys import (
-    answers_key, manifest_key, part_key, posteriors_key, report_key, results_key, stats_key,
-    votes_key, workers_key,
+    answers_key, calibration_key, manifest_key, part_key, posteriors_key, report_key, results_key,
+    stats_key, votes_key, workers_key,
 )
 from chalicelib.domain.model import (
     AGGREGATING, FAILED, ItemResult, Job,
 )
-from chalicelib.domain.report import VALUE_TASKS, ReportStats, merge_stats, shard_stats
+from chalicelib.domain.report import (
+    VALUE_TASKS, ReportStats, calibration_section, merge_stats, shard_stats,
+)
 from chalicelib.errors import NotFound
 from chalicelib.handlers.platform import Platform
 from chalicelib.handlers.quality import blocked_workers, is_left_out, left_out_workers
@@ -181,12 +189,55 @@ def _shard_event(job_id: str, round_no: int, shard: int, fitted: bool) -> dict[s
             "posteriors_key": posteriors_key(job_id, round_no, shard) if fitted else None}
 
 
+def _measures(probas: Any, classes: Any, chosen: Any) -> dict[str, Any]:
+    """Calibration measures of gold items' probability rows against their gold classes, the
+    confidence being each row's probability of the chosen class (None without gold)."""
+    # numpy: loaded only when a stage runs, so importing the app (the API) leaves it out.
+    import numpy as np
+
+    from chalicelib.domain.aggregation import calibration
+
+    confidence = probas[np.arange(len(chosen)), chosen] if len(chosen) else np.zeros(0)
+    correct = chosen == classes
+    some = len(classes) > 0
+    return {
+        "ece": round(calibration.expected_calibration_error(confidence, correct), 4) if some else None,
+        "brier": round(calibration.brier_score(probas, classes), 4) if some else None,
+        "log_loss": round(calibration.log_loss(probas, classes), 4) if some else None,
+        "reliability": [{**row, "confidence": None if row["confidence"] is None
+                         else round(row["confidence"], 4),
+                         "accuracy": None if row["accuracy"] is None else round(row["accuracy"], 4)}
+                        for row in calibration.reliability(confidence, correct)],
+    }
+
+
+def round_calibration(engine: Any, encoded: Any, gold_items: Any, gold_classes: Any
+                      ) -> tuple[Any, dict[str, Any]]:
+    """(the round's CalibrationMap, its calibration.json) from a model fitted with the gold
+    items clamped: the gold items' posteriors without their clamp, the map fitted on them,
+    and the measures before and after the map on those posteriors. The chosen class is the
+    model's (the raw posterior's largest), as in the results. The engine's chosen model
+    (HeldOutChoice's model_) holds the class priors and confusions."""
+    # numpy: loaded only when a stage runs, so importing the app (the API) leaves it out.
+    from chalicelib.domain.aggregation import calibration
+    from chalicelib.domain.aggregation.categorical import argmax_first
+
+    raw = calibration.gold_posteriors(getattr(engine, "model_", engine), encoded, gold_items)
+    fitted = calibration.fit_calibration(raw, gold_classes)
+    chosen = argmax_first(raw) if len(raw) else gold_classes[:0]
+    return fitted, {"map": fitted.to_dict(), "gold_items": int(len(gold_classes)),
+                    "before": _measures(raw, gold_classes, chosen),
+                    "after": _measures(fitted.apply(raw), gold_classes, chosen)}
+
+
 def fit_model(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
-    """Fit the round's categorical model on every vote; write each shard's posteriors.
+    """Fit the round's categorical model on every vote, and its calibration map on the gold
+    items; write each shard's posteriors with the map.
 
     The model (class shares and a confusion matrix per worker) grows with workers x
-    labels^2, so it is not shipped to the shards: they get their own items' posteriors,
-    which is all they need. Each worker's estimated accuracy goes to workers.json.
+    labels^2, so it is not shipped to the shards: they get their own items' posteriors and
+    the map (a few numbers), which is all they need. Each worker's estimated accuracy goes
+    to workers.json, the map and its measures on the gold items to calibration.json.
     Returns the shard list itself for an inline Map when there are at most
     INLINE_MAX_SHARDS shards, else only the manifest key for a Distributed Map.
     """
@@ -207,15 +258,19 @@ def fit_model(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         # Gold items are clamped to their known label, which teaches the model about the
         # workers who answered them.
         engine.fit_encoded(encoded, gold_items, gold_classes)
+        calibrated, measured = round_calibration(engine, encoded, gold_items, gold_classes)
         del encoded, gold_items, gold_classes
         method = getattr(engine, "chosen_", type(engine).__name__)
         probas = engine.probas_array_
+        mapping = calibrated.to_dict()
         # One shard's rows at a time: a dict of every item would be the stage's biggest object.
         _write_all(p, ((posteriors_key(job_id, round_no, shard), json.dumps({
-            "method": method, "classes": engine.classes_,
+            "method": method, "classes": engine.classes_, "calibration": mapping,
             "posteriors": dict(zip(votes.items[start:stop],
                                    probas[start:stop].round(6).tolist()))}))
             for shard, (start, stop) in enumerate(votes.spans)))
+        p.blobs.put_text(calibration_key(job_id, round_no), json.dumps(measured),
+                         "application/json")
         p.blobs.put_text(workers_key(job_id, round_no), json.dumps({
             "method": method, "skills": {worker: round(skill, 6) for worker, skill
                                          in engine.skills_.items()}}), "application/json")
@@ -232,7 +287,10 @@ def result_line(result: ItemResult) -> dict[str, Any]:
     """The JSON line a client downloads for one item."""
     line: dict[str, Any] = {
         "item_id": result.item_id, "external_id": result.external_id, "answer": result.answer,
-        "confidence": result.confidence, "n_answers": result.n_answers,
+        "confidence": result.confidence,
+        "confidence_raw": (result.confidence if result.confidence_raw is None
+                           else result.confidence_raw),
+        "n_answers": result.n_answers,
         "not_applicable": result.not_applicable, "na_reasons": list(result.na_reasons),
         "method": result.method,
     }
@@ -266,6 +324,23 @@ def _judge(job: Job) -> Any:
     return lambda answer, gold: matches_gold(job, answer, gold)
 
 
+def calibrated_posteriors(fitted: dict[str, Any]) -> dict[str, list[float]]:
+    """A shard's posteriors object's rows under its calibration map, all in one array
+    operation (rounded as the raw rows are); empty when the map is the identity or absent
+    (posteriors written before maps were: the raw rows stand)."""
+    # numpy: loaded only when a stage runs, so importing the app (the API) leaves it out.
+    import numpy as np
+
+    from chalicelib.domain.aggregation.calibration import CalibrationMap
+
+    mapping = CalibrationMap.from_dict(fitted.get("calibration"))
+    if mapping.kind == "identity" or not fitted["posteriors"]:
+        return {}
+    items = list(fitted["posteriors"])
+    rows = mapping.apply(np.asarray(list(fitted["posteriors"].values()))).round(6).tolist()
+    return dict(zip(items, rows))
+
+
 def aggregate_shard(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     """Aggregate one shard: results rows in DynamoDB, a JSON Lines part and the report's sums
     over its lines in S3 (a repeat writes the same three again)."""
@@ -274,10 +349,13 @@ def aggregate_shard(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
     fitted: dict[str, Any] = {"posteriors": {}}
     if event.get("posteriors_key"):
         fitted = json.loads(p.blobs.get_text(event["posteriors_key"]))
+    calibrated = calibrated_posteriors(fitted)
     lines = []
     for entry in shard["items"]:
         row = fitted["posteriors"].get(entry["item_id"])
-        posterior = None if row is None else Posterior(fitted["method"], fitted["classes"], row)
+        posterior = None if row is None else Posterior(
+            fitted["method"], fitted["classes"], calibrated.get(entry["item_id"], row),
+            row if entry["item_id"] in calibrated else None)
         line = result_line(aggregate_item(entry["item_id"], shard["task_type"],
                                           shard["answer_schema"], entry["answers"],
                                           entry.get("external_id"), posterior,
@@ -343,8 +421,14 @@ def publish_results(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         skills = json.loads(p.blobs.get_text(workers_key(job_id, round_no)))["skills"]
     except NotFound:
         pass  # not a label job, or nothing to fit
+    stored = None
+    try:
+        stored = json.loads(p.blobs.get_text(calibration_key(job_id, round_no)))
+    except NotFound:
+        pass  # not a label job, nothing to fit, or fitted before rounds were calibrated
     stats = round_stats(p, job, round_no, shard_count)
     report = stats.report(job_id, round_no, skills, job.report_settings)
+    report["calibration"] = calibration_section(stored)
     report["phase"] = job.phase
     report["blocked_workers"] = blocked_workers(p, job_id)
     # Workers see their gold accuracy as of published rounds, never answer by answer.

@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from bench.publish_stage import make_round, measure_publish
 from chalicelib.domain import keys
 from chalicelib.domain.answers import matches_gold
-from chalicelib.domain.report import build_report
+from chalicelib.domain.report import build_report, calibration_section
+from chalicelib.errors import NotFound
 from chalicelib.workflows import aggregation as stages
 from tests.fakes import FakeBlobs
 
@@ -23,11 +24,17 @@ def _published(p, event) -> tuple[list[dict], dict]:
 
 
 def _report_of_lines(p, event, lines) -> dict:
-    """The report of the lines in one pass, as Publish adds to it."""
+    """The report of the lines in one pass, as Publish adds to it (the round's calibration
+    object, when it has one)."""
     job = p.jobs.get_job(event["job_id"])
     report = build_report(job.job_id, event["round"], job.task_type, lines, None,
                           job.report_settings, lambda answer, gold: matches_gold(job, answer, gold))
-    return {**report, "phase": job.phase, "blocked_workers": []}
+    try:
+        stored = json.loads(p.blobs.get_text(keys.calibration_key(job.job_id, event["round"])))
+    except NotFound:
+        stored = None
+    return {**report, "calibration": calibration_section(stored), "phase": job.phase,
+            "blocked_workers": []}
 
 
 def test_the_published_report_is_the_report_of_every_published_line():

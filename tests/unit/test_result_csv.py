@@ -16,8 +16,8 @@ def _table(text: str) -> list[list[str]]:
 def test_each_kind_of_result_is_one_row_of_plain_cells():
     lines = [
         {"item_id": "000000", "external_id": "r-1", "answer": {"label": "positive"},
-         "confidence": 0.9857, "n_answers": 3, "not_applicable": False, "method": "DawidSkene",
-         "probabilities": {"positive": 0.985741, "négatif": 0.014259}, "answers": []},
+         "confidence": 0.9857, "confidence_raw": 0.9991, "n_answers": 3,
+         "not_applicable": False, "method": "DawidSkene", "probabilities": {"positive": 0.985741, "négatif": 0.014259}, "answers": []},
         {"item_id": "000001", "external_id": None, "answer": {"text": "a, b\n\"c\""},
          "confidence": 0.5, "n_answers": 2, "not_applicable": False, "method": "rover"},
         {"item_id": "000002", "answer": {"value": -7}, "confidence": 1.0, "n_answers": 1,
@@ -31,11 +31,12 @@ def test_each_kind_of_result_is_one_row_of_plain_cells():
     assert table == [
         list(result_csv.COLUMNS),
         ["000000", "r-1", "positive", "0.9857", "3", "false", "DawidSkene",
-         '{"positive":0.985741,"négatif":0.014259}'],
-        ["000001", "", "a, b\n\"c\"", "0.5", "2", "false", "rover", ""],
-        ["000002", "", "-7", "1.0", "1", "false", "median", ""],
-        ["000003", "", "", "", "2", "true", "DawidSkene", ""],
-        ["000004", "", '{"box":[1,2]}', "0.7", "1", "false", "x", ""],
+         '{"positive":0.985741,"négatif":0.014259}', "0.9991"],
+        # a line without confidence_raw (written before it existed): the confidence
+        ["000001", "", "a, b\n\"c\"", "0.5", "2", "false", "rover", "", "0.5"],
+        ["000002", "", "-7", "1.0", "1", "false", "median", "", "1.0"],
+        ["000003", "", "", "", "2", "true", "DawidSkene", "", ""],
+        ["000004", "", '{"box":[1,2]}', "0.7", "1", "false", "x", "", "0.7"],
     ]
     assert json.loads(table[1][7])["négatif"] == 0.014259
     # a part (no header) is the header's continuation: header + parts = the whole file

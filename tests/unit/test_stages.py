@@ -138,7 +138,7 @@ def test_the_csv_download_holds_the_same_results_as_the_json_lines_in_item_order
     assert content_type.startswith("text/csv")
     table = list(csv.reader(io.StringIO(body)))
     assert table[0] == ["item_id", "external_id", "answer", "confidence", "n_answers",
-                        "not_applicable", "method", "probabilities"]
+                        "not_applicable", "method", "probabilities", "confidence_raw"]
     lines = _lines(p, p.jobs.get_job(job.job_id).results_key)
     assert [row[0] for row in table[1:]] == [line["item_id"] for line in lines] \
         == [f"{n:06d}" for n in range(5)]
@@ -147,6 +147,7 @@ def test_the_csv_download_holds_the_same_results_as_the_json_lines_in_item_order
         assert float(row[3]) == line["confidence"] and int(row[4]) == line["n_answers"]
         assert row[5:7] == ["false", line["method"]]
         assert json.loads(row[7]) == line["probabilities"]
+        assert float(row[8]) == line["confidence_raw"]
     # AND it was made from a part per shard, as the JSON Lines were
     assert len([k for k in p.blobs.objects if k.endswith(".csv") and "/results/" in k]) == 3
 
