@@ -226,3 +226,13 @@ def test_the_measures_on_known_values() -> None:
     truth = np.array([0, 1])
     assert abs(c.brier_score(probas, truth) - ((0.04 + 0.04) + (0.25 + 0.25)) / 2) < 1e-9
     assert abs(c.log_loss(probas, truth) - -(np.log(0.8) + np.log(0.5)) / 2) < 1e-9
+
+
+def test_a_large_gold_set_is_fitted_on_an_even_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    probas, truth = _overconfident(1000)
+    monkeypatch.setattr(c, "MAX_FIT_GOLD", 100)
+    fitted = c.fit_calibration(probas, truth, kinds=[c.TEMPERATURE])
+    sample = np.linspace(0, 999, 100).astype(np.int64)
+    on_sample = c.fit_calibration(probas[sample], truth[sample], kinds=[c.TEMPERATURE])
+    assert fitted.gold == 1000 and "1000 gold items (an even sample of 100)" in fitted.reason
+    assert fitted.params == on_sample.params

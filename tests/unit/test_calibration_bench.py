@@ -55,7 +55,7 @@ def test_the_command_prints_a_table_and_the_verdict_per_gold_share(
     assert "### 10% of the gold as the job's gold (2 draws)" in out
     assert "### 20% of the gold as the job's gold (2 draws)" in out
     assert "| tiny | 30 / 270 |" in out and "| tiny | 60 / 240 |" in out
-    assert out.count("| **mean** |") == 2 and out.count("Target (mean <= 0.05") == 2
+    assert out.count("| **mean** |") == 2 and out.count("Target: ECE (mean <= 0.05, none above 0.1)") == 2
 
 
 def test_the_scores_on_known_values() -> None:
