@@ -77,6 +77,7 @@ def test_too_little_gold_keeps_the_identity_and_says_why() -> None:
     fitted = c.fit_calibration(probas, truth)
     assert fitted.kind == c.IDENTITY and "5 gold items" in fitted.reason
     assert np.array_equal(fitted.apply(probas), probas)
+    assert c.CalibrationMap.from_dict(json.loads(json.dumps(fitted.to_dict()))) == fitted
     assert c.CalibrationMap.from_dict(None).kind == c.IDENTITY
 
 

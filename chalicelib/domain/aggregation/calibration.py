@@ -142,7 +142,7 @@ def _top_label(probas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return chosen, probas[np.arange(len(probas)), chosen]
 
 
-def _with_top(probas: np.ndarray, top: np.ndarray) -> np.ndarray:
+def _with_top(probas: np.ndarray, chosen: np.ndarray, top: np.ndarray) -> np.ndarray:
     """Rows whose chosen class gets probability top and whose other classes share the rest in
     their old proportions (evenly where they had none). top is raised where needed so that
     the chosen class stays strictly ahead of every other: a top-label map never changes the
@@ -150,7 +150,6 @@ def _with_top(probas: np.ndarray, top: np.ndarray) -> np.ndarray:
     n_classes = probas.shape[1]
     if n_classes < 2:
         return probas
-    chosen, old = _top_label(probas)
     rows = np.arange(len(probas))
     others = probas.copy()
     others[rows, chosen] = 0.0
@@ -191,7 +190,8 @@ def _apply(kind: str, params: dict[str, Any], probas: np.ndarray) -> np.ndarray:
         return probas
     if kind == TEMPERATURE:
         return _softmax(_clipped_log(probas) / float(params["t"]))
-    return _with_top(probas, _mapped_top(kind, params, _top_label(probas)[1]))
+    chosen, confidence = _top_label(probas)
+    return _with_top(probas, chosen, _mapped_top(kind, params, confidence))
 
 
 def _smoothed(hits: np.ndarray, counts: np.ndarray) -> np.ndarray:
