@@ -214,7 +214,9 @@ def _measures(probas: Any, classes: Any, chosen: Any) -> dict[str, Any]:
 def round_calibration(engine: Any, encoded: Any, gold_items: Any, gold_classes: Any
                       ) -> tuple[Any, dict[str, Any]]:
     """(the round's CalibrationMap, its calibration.json) from a model fitted with the gold
-    items clamped: the gold items' posteriors without their clamp, the map fitted on them,
+    items clamped: the gold items' posteriors from refits that never saw their gold
+    (calibration.calibration_posteriors: 5 refits up to 1M answers, one E-step without the
+    clamp above), the map fitted on them,
     and the measures before and after the map on those posteriors. The chosen class is the
     model's (the raw posterior's largest), as in the results. The engine's chosen model
     (HeldOutChoice's model_) holds the class priors and confusions."""
@@ -222,7 +224,8 @@ def round_calibration(engine: Any, encoded: Any, gold_items: Any, gold_classes: 
     from chalicelib.domain.aggregation import calibration
     from chalicelib.domain.aggregation.categorical import argmax_first
 
-    raw = calibration.gold_posteriors(getattr(engine, "model_", engine), encoded, gold_items)
+    raw = calibration.calibration_posteriors(getattr(engine, "model_", engine), encoded,
+                                             gold_items, gold_classes)
     fitted = calibration.fit_calibration(raw, gold_classes)
     chosen = argmax_first(raw) if len(raw) else gold_classes[:0]
     return fitted, {"map": fitted.to_dict(), "gold_items": int(len(gold_classes)),
