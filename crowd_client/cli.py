@@ -197,6 +197,7 @@ def report_table(report: dict[str, Any], out: TextIO) -> None:
         ("N/A rate", _number(na.get("rate"))),
         ("median s per task", _number(report.get("median_seconds_per_task"))),
         ("mean confidence", _number(report.get("mean_confidence"))),
+        ("calibration", _calibration(report.get("calibration"))),
         ("distance from expected", _number(report.get("distance_from_expected"))),
         ("too-fast answers", str(report.get("too_fast_answers", 0))),
     ]
@@ -221,6 +222,15 @@ def report_table(report: dict[str, Any], out: TextIO) -> None:
         _table(["item", "answer", "confidence"],
                [(e.get("external_id") or e["item_id"], _answer_text(e.get("answer")),
                  _number(e.get("confidence"))) for e in report["lowest_confidence"]], out)
+
+
+def _calibration(section: dict[str, Any] | None) -> str:
+    """The round's calibration map and its ECE on the gold items before and after it."""
+    if not section:
+        return "-"
+    before, after = section.get("before") or {}, section.get("after") or {}
+    return (f"{section['kind']} on {section.get('gold_items', 0)} gold items, ECE "
+            f"{_number(before.get('ece'))} -> {_number(after.get('ece'))}")
 
 
 def _gold(worker: dict[str, Any]) -> str:

@@ -307,14 +307,17 @@ class Client:
 
     def results_frame(self, job_id: str) -> Any:
         """The results as a pandas DataFrame: one row per item (item_id, external_id, answer,
-        confidence, n_answers, not_applicable, method)."""
+        confidence (calibrated on the round's gold), confidence_raw (the model's own),
+        n_answers, not_applicable, method)."""
         pandas = _pandas()
         rows = [{"item_id": r["item_id"], "external_id": r.get("external_id"),
                  "answer": _answer_value(r.get("answer")), "confidence": r["confidence"],
+                 "confidence_raw": r.get("confidence_raw", r["confidence"]),
                  "n_answers": r["n_answers"], "not_applicable": r["not_applicable"],
                  "method": r.get("method")} for r in self.iter_results(job_id)]
         return pandas.DataFrame(rows, columns=["item_id", "external_id", "answer", "confidence",
-                                               "n_answers", "not_applicable", "method"])
+                                               "confidence_raw", "n_answers", "not_applicable",
+                                               "method"])
 
     def iter_answers(self, job_id: str) -> Iterator[dict[str, Any]]:
         """Every raw answer in crowd-kit's long form: {"task", "worker", "label"} (the label,

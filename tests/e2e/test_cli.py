@@ -92,6 +92,7 @@ def test_a_client_runs_a_job_from_a_csv_file_to_downloaded_results(stack, tmp_pa
     client = Client(stack["base_url"], stack["client_key"])
     frame = client.results_frame(job["job_id"])
     assert list(frame["external_id"]) == [f"r-{n}" for n in range(6)]
+    assert "confidence_raw" in frame.columns
     assert list(client.answers_frame(job["job_id"]).columns) == ["task", "worker", "label"]
 
 

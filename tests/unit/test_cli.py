@@ -205,7 +205,9 @@ def test_the_report_prints_non_ascii_labels_as_text(server, tmp_path, capsys):
                   {"worker_id": "w1", "answers": 1, "agreement_with_results": 1.0, "too_fast": 1,
                    "gold_answers": 1, "gold_correct": 1, "gold_accuracy": 0.6667},
                   {"worker_id": "w2", "answers": 1, "agreement_with_results": 0.0, "too_fast": 0,
-                   "gold_answers": 0, "gold_correct": 0, "gold_accuracy": None}]}
+                   "gold_answers": 0, "gold_correct": 0, "gold_accuracy": None}],
+              "calibration": {"kind": "temperature", "reason": "r", "params": {"t": 2.0},
+                              "gold_items": 40, "before": {"ece": 0.21}, "after": {"ece": 0.04}}}
     Stub.script["/jobs/job_1/report"] = [(200, report)]
     # WHEN it is printed as tables, and as JSON
     code, tables, err = _run(["jobs", "report", "job_1", "--api-url", server, "--api-key", "ck"],
@@ -218,6 +220,8 @@ def test_the_report_prints_non_ascii_labels_as_text(server, tmp_path, capsys):
     for text in (tables, as_json):
         assert "négatif" in text and "français" in text and "\\u" not in text
     assert "é-1" in tables
+    # AND the calibration line names the map and its ECE before and after
+    assert "temperature on 40 gold items, ECE 0.21 -> 0.04" in tables
     # AND each worker's too-fast answers show, and a worker without gold answers says so
     workers = tables.split("\nworkers\n")[1].split("\n\n")[0].splitlines()
     assert workers[0].split() == ["worker", "answers", "agreement", "estimated", "gold", "too",
