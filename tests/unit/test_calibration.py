@@ -237,3 +237,15 @@ def test_a_large_gold_set_is_fitted_on_an_even_sample(monkeypatch: pytest.Monkey
     on_sample = c.fit_calibration(probas[sample], truth[sample], kinds=[c.TEMPERATURE])
     assert fitted.gold == 1000 and "1000 gold items (an even sample of 100)" in fitted.reason
     assert fitted.params == on_sample.params
+
+
+def test_a_round_without_answered_gold_has_no_calibration_rows_and_reads_no_model() -> None:
+    class Unfitted:  # a model fitted on no answers has no priors_ or confusions_
+        pass
+
+    class Encoded:
+        classes_ = ["a", "b"]
+
+    rows = c.gold_posteriors(Unfitted(), Encoded(), np.zeros(0, dtype=np.int64))
+    assert rows.shape == (0, 2)
+    assert c.fit_calibration(rows, np.zeros(0, dtype=np.int64)).kind == c.IDENTITY

@@ -77,6 +77,9 @@ def test_each_shards_posteriors_are_the_fit_of_the_rounds_answers_as_strings(nam
     for shard, answers in enumerate(shards):
         written = json.loads(p.blobs.get_text(keys.posteriors_key(JOB, 1, shard)))
         members = list(dict.fromkeys(a[0] for a in answers))
+        # (each shard also carries the round's calibration map: the same one in every shard)
+        assert written.pop("calibration") == json.loads(
+            p.blobs.get_text(keys.posteriors_key(JOB, 1, 0)))["calibration"]
         assert written == json.loads(json.dumps({
             "method": method, "classes": expected.classes_,
             "posteriors": {item: [round(p_, 6) for p_ in expected.probas_[item].values()]

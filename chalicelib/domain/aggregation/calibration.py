@@ -349,8 +349,11 @@ def gold_posteriors(model: Any, encoded: Any, gold_items: np.ndarray) -> np.ndar
     """The posteriors of gold items as if their gold were unknown: one E-step of the fitted
     model (its class priors `priors_` and per-worker confusions `confusions_`, indexed
     [worker, true class, answered label]) over the items' own answers, without the clamp the
-    fit put on them. Rows in gold_items' order."""
+    fit put on them. Rows in gold_items' order (none: no rows, and a model fitted on no
+    answers, which has no priors_, is not read)."""
     gold_items = np.asarray(gold_items, dtype=np.int64)
+    if len(gold_items) == 0:
+        return np.zeros((0, len(encoded.classes_)))
     priors = np.asarray(model.priors_, dtype=np.float64)
     confusions = np.asarray(model.confusions_, dtype=np.float64)
     row_of = np.full(len(encoded.items_), -1, dtype=np.int64)
