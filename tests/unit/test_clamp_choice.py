@@ -129,3 +129,9 @@ def test_on_a_real_crowd_the_chosen_fit_is_one_of_the_two_and_its_posteriors_are
         assert np.allclose(chosen.model.probas_array_, plain.probas_array_)
         assert np.allclose(chosen.posteriors, plain.probas_array_[gold_items])
     assert (chosen.posteriors.max(axis=1) < 1.0).all()
+    # Above the cross-fit limit: the clamped default, scored by one E-step without the clamp.
+    big = c.choose_fit(default_model, encoded, gold_items, gold_classes,
+                       max_answers=len(encoded.item_codes) - 1)
+    clamped = default_model().fit_encoded(encoded, gold_items, gold_classes)
+    assert big.gold_clamped and np.allclose(big.model.probas_array_, clamped.probas_array_)
+    assert np.allclose(big.posteriors, c.gold_posteriors(clamped, encoded, gold_items))

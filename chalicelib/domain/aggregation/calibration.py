@@ -1,10 +1,13 @@
 """Calibrated confidence: a map from the model's posteriors to probabilities that mean what
 they say, fitted on a round's own gold items, and the measures of how well they do.
 
-A round's gold items are scored as if their answers were unknown (`calibration_posteriors`):
-up to CROSS_FIT_MAX_ANSWERS answers by refits that withheld a fold of the gold each
-(`cross_fitted_posteriors`), above by the fitted model without their gold clamp
-(`gold_posteriors`), so the map is fitted on honest predictions. `fit_calibration` fits the map
+A round's model is fitted with its gold items clamped and without gold, and `choose_fit`
+keeps the clamped fit only when it predicts the gold measurably better (`clamp_helps`), the
+gold items scored as if their answers were unknown: the fit without gold never saw them; the
+clamped fit's are read off refits that withheld a fold of the gold each
+(`cross_fitted_posteriors`). Above CROSS_FIT_MAX_ANSWERS answers the clamped fit is kept and
+scored without its gold clamp (`gold_posteriors`). The chosen fit's honest gold posteriors
+are what the map is fitted on. `fit_calibration` fits the map
 on those posteriors and the gold labels, choosing among temperature scaling, Platt scaling,
 histogram binning and isotonic regression of the chosen label's confidence, and the identity,
 by log loss on gold items held out of the fit (`held_out_log_loss`); with too little gold it
@@ -45,10 +48,11 @@ _NAMES = {IDENTITY: "no map", TEMPERATURE: "temperature scaling",
           ISOTONIC: "isotonic regression of the chosen label's confidence"}
 # Folds of the cross-validation over gold items that chooses the kind.
 CV_FOLDS = 5
-# Cross-fitting (cross_fitted_posteriors): folds, and the most answers it is done on. Each
-# fold is one more fit of the round; a fit of 1,000,000 answers takes about 8 s of CPU
-# (bench/README.md, FitModel at scale), so the five refits add at most about 40 s there;
-# above, the map is fitted on gold_posteriors instead (one E-step over the gold answers).
+# Cross-fitting (cross_fitted_posteriors) and the choice of fit (choose_fit): folds, and the
+# most answers they are done on. Each fold is one more fit of the round, and the fit without
+# gold one more; a fit of 1,000,000 answers takes about 8.6 s of CPU (bench/README.md), so
+# the six add about 52 s there; above, the clamped fit is kept and the map is fitted on
+# gold_posteriors (one E-step over the gold answers).
 CROSS_FIT_FOLDS = 5
 CROSS_FIT_MAX_ANSWERS = 1_000_000
 # More gold items than this: the map is fitted on an evenly spaced sample of this many (a
@@ -385,17 +389,6 @@ def cross_fitted_posteriors(model: Any, encoded: Any, gold_items: np.ndarray,
         refit.fit_encoded(encoded, gold_items[~scored], gold_classes[~scored])
         out[scored] = refit.probas_array_[gold_items[scored]]
     return out
-
-
-def calibration_posteriors(model: Any, encoded: Any, gold_items: np.ndarray,
-                           gold_classes: np.ndarray, min_gold: int = MIN_GOLD,
-                           max_answers: int = CROSS_FIT_MAX_ANSWERS) -> np.ndarray:
-    """What a round's map is fitted on: cross_fitted_posteriors (CROSS_FIT_FOLDS refits) up
-    to max_answers answers, gold_posteriors (one E-step) above, where the refits would cost
-    too much, and below min_gold gold items, where the map is the identity anyway."""
-    if len(gold_items) < min_gold or len(encoded.item_codes) > max_answers:
-        return gold_posteriors(model, encoded, gold_items)
-    return cross_fitted_posteriors(model, encoded, gold_items, gold_classes)
 
 
 # Clamping the gold is kept only when, on the gold items scored honestly, the clamped fit gets
