@@ -3,11 +3,11 @@ job's gold, its calibration map fitted on that gold, measured on the other gold 
 
 For every data set folder (answers.csv + gold.csv, see /work/shared/datasets/README.md) and
 every gold share, each of `--draws` seeded draws takes that share of the gold items as the
-job's gold, fits `default_model()` with them clamped (as FitModel does: `fit_encoded(encoded,
-gold_items, gold_classes)`), computes the calibration data the way the pipeline does
-(`calibration.calibration_posteriors`), fits the map (`fit_calibration`), and scores the other
+job's gold, fits `default_model()` with them clamped and without gold and keeps the one that
+predicts that gold better, with its honest gold posteriors, as FitModel does
+(`calibration.choose_fit`), fits the map on those (`fit_calibration`), and scores the other
 gold items: expected calibration error (10 equal-width bins on the confidence of the chosen
-label), accuracy, Brier score and log loss, raw (the fit with gold) and calibrated. "today"
+label), accuracy, Brier score and log loss, raw (the chosen fit) and calibrated. "today"
 is the default fitted without gold (what results carried before calibration), scored on the
 same items. Calibration keeps every label, so "acc cal" is "acc raw". Prints
 Markdown tables, one per gold share: each data set's mean over the draws, then the mean over
@@ -90,18 +90,18 @@ def draw(p: Problem, share: float, seed: int,
     job, held = split(p, share, seed)
     gold_items, gold_classes = p.gold_items[job], p.gold_classes[job]
     start = time.perf_counter()
-    model = default_model().fit_encoded(p.encoded, gold_items, gold_classes)
+    chosen = cal.choose_fit(default_model, p.encoded, gold_items, gold_classes,
+                            max_answers=max_answers)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
-    posteriors = cal.calibration_posteriors(model, p.encoded, gold_items, gold_classes,
-                                            max_answers=max_answers)
-    fitted = cal.fit_calibration(posteriors, gold_classes)
+    fitted = cal.fit_calibration(chosen.posteriors, gold_classes)
     calibrate_s = time.perf_counter() - start
     items, truth = p.gold_items[held], p.gold_classes[held]
-    raw = model.probas_array_[items]
+    raw = chosen.model.probas_array_[items]
     return {"raw": scores(raw, truth), "calibrated": scores(fitted.apply(raw), truth),
             "today": scores(p.today[items], truth), "kind": fitted.kind, "gold": len(job),
-            "held": len(held), "fit_s": fit_s, "calibrate_s": calibrate_s}
+            "clamped": chosen.gold_clamped, "held": len(held), "fit_s": fit_s,
+            "calibrate_s": calibrate_s}
 
 
 def crowdkit_scores(folder: Path, p: Problem) -> dict[str, float] | None:
@@ -142,8 +142,8 @@ def _mean(runs: list[dict[str, Any]], which: str, measure: str) -> float:
 def table(results: dict[str, Any], share: float) -> str:
     """The Markdown table of one gold share: a row per data set (means over the draws), then
     the mean over the data sets."""
-    header = ["data set", "gold / scored", "map", "ECE today", "ECE raw", "ECE cal", "acc today %",
-              "acc raw %", "acc cal %", "Brier raw", "Brier cal", "log loss raw",
+    header = ["data set", "gold / scored", "clamped", "map", "ECE today", "ECE raw", "ECE cal",
+              "acc today %", "acc raw %", "acc cal %", "Brier raw", "Brier cal", "log loss raw",
               "log loss cal", "fit s", "calibrate s"]
     ck = any(results["crowdkit"].values())
     if ck:
@@ -155,7 +155,8 @@ def table(results: dict[str, Any], share: float) -> str:
         values = {f"{which} {m}": _mean(runs, which, m) for which in ("raw", "calibrated", "today")
                   for m in MEASURES}
         per_set.append(values)
-        row = [name, f"{runs[0]['gold']:,} / {runs[0]['held']:,}", "/".join(kinds)]
+        row = [name, f"{runs[0]['gold']:,} / {runs[0]['held']:,}",
+               f"{sum(r['clamped'] for r in runs)}/{len(runs)}", "/".join(kinds)]
         row += _cells(values)
         row += [f"{np.mean([r['fit_s'] for r in runs]):.2f}",
                 f"{np.mean([r['calibrate_s'] for r in runs]):.2f}"]
@@ -165,7 +166,7 @@ def table(results: dict[str, Any], share: float) -> str:
                     else ["n/a", "n/a"])
         rows.append(row)
     mean = {key: float(np.mean([v[key] for v in per_set])) for key in per_set[0]}
-    mean_row = ["**mean**", "", ""] + _cells(mean) + ["", ""]
+    mean_row = ["**mean**", "", "", ""] + _cells(mean) + ["", ""]
     if ck:
         found_all = [v for v in results["crowdkit"].values() if v]
         mean_row += [f"{np.mean([v['ece'] for v in found_all]):.4f}",
@@ -199,7 +200,7 @@ def verdict(results: dict[str, Any], share: float) -> dict[str, Any]:
     most = max(drops, key=drops.__getitem__)
     today_worst = max(today, key=today.__getitem__)
     return {"today_mean_ece": float(np.mean(list(today.values()))), "today_worst": today_worst,
-            "today_worst_ece": today[today_worst],"mean_ece": mean_ece, "worst": worst, "worst_ece": eces[worst],
+            "today_worst_ece": today[today_worst], "mean_ece": mean_ece, "worst": worst, "worst_ece": eces[worst],
             "largest_drop_set": most, "largest_drop": drops[most],
             "largest_map_drop": max(label_changes.values()),
             "ece_met": mean_ece <= TARGET_MEAN_ECE and eces[worst] <= TARGET_WORST_ECE,
@@ -236,8 +237,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-crowdkit", action="store_true",
                         help="leave crowd-kit's DawidSkene out even where it is installed")
     parser.add_argument("--no-cross-fit", action="store_true",
-                        help="fit the maps on gold_posteriors (what rounds above "
-                             f"{cal.CROSS_FIT_MAX_ANSWERS:,} answers use) instead of refits")
+                        help="do what rounds above "
+                             f"{cal.CROSS_FIT_MAX_ANSWERS:,} answers do: the clamped fit, its "
+                             "map on gold_posteriors, no refits")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     results = run(find_datasets(args.datasets, args.only), args.gold, args.draws,

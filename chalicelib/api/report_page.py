@@ -237,8 +237,9 @@ def _lowest(report: Mapping[str, Any]) -> str:
 
 
 def _calibration(report: Mapping[str, Any]) -> str:
-    """The calibration map, its ECE before and after on the gold items, and the reliability
-    diagram before and after as a table (one row per confidence bin)."""
+    """The calibration map, its ECE before and after on the gold items, whether the model was
+    fitted with the gold clamped, and the reliability diagram before and after as a table
+    (one row per confidence bin)."""
     section = report.get("calibration")
     if not section:
         return ""
@@ -246,6 +247,8 @@ def _calibration(report: Mapping[str, Any]) -> str:
     note = (f"<p>{escape(section['kind'])}: {escape(section['reason'])}. "
             f"ECE on {section['gold_items']} gold items: {_number(before['ece'])} before, "
             f"{_number(after['ece'])} after.</p>")
+    if section.get("clamp_reason"):
+        note += f"<p>Model: {escape(section['clamp_reason'])}.</p>"
     rows = [[_cell(f"{b['lower']:.1f}–{b['upper']:.1f}"),
              _cell(b["count"], True), _cell(b["confidence"], True), _cell(b["accuracy"], True),
              _cell(a["count"], True), _cell(a["confidence"], True), _cell(a["accuracy"], True)]

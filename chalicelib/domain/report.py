@@ -337,14 +337,21 @@ class ReportStats:
 def calibration_section(stored: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """The report's calibration section from the round's calibration object (what FitModel
     wrote: the map and the measures on the gold items before and after it): the map's kind,
-    parameters and reason, the gold items it was fitted on, and before/after its ECE, Brier
-    score, log loss and reliability diagram (10 bins: count, mean confidence, accuracy).
-    None for a round without one (text or numeric answers, or nothing to fit)."""
+    parameters and reason, the gold items it was fitted on, whether the round's model was
+    fitted with its gold clamped (with the gold items each fit got right, scored as if their
+    gold were unknown, and why), and before/after its ECE, Brier score, log loss and
+    reliability diagram (10 bins: count, mean confidence, accuracy). None for a round
+    without one (text or numeric answers, or nothing to fit); a round fitted before the
+    choice has gold_clamped None."""
     if not stored:
         return None
     mapping = stored["map"]
     return {"kind": mapping["kind"], "reason": mapping.get("reason", ""),
             "params": dict(mapping.get("params") or {}), "gold_items": stored["gold_items"],
+            "gold_clamped": stored.get("gold_clamped"),
+            "clamped_right": stored.get("clamped_right"),
+            "unclamped_right": stored.get("unclamped_right"),
+            "clamp_reason": stored.get("reason", ""),
             "before": stored["before"], "after": stored["after"]}
 
 

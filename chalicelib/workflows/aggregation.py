@@ -16,10 +16,12 @@ jobs/{job}/rounds/{round}/.
   LOAD_SHARDS_PER_CALL shards and returns a cursor; the state machine calls again while
   `more` is true, so no call has to read a whole big job.
 - FitModel reads only the vote columns, merges them into integer arrays (no string per
-  answer), fits the engine's default categorical model on the whole round (gold items
-  clamped to their label), then fits the round's calibration map on the gold items'
-  posteriors scored without their clamp (chalicelib.domain.aggregation.calibration; the
-  identity, saying why, with too little gold). It writes each shard's posteriors with the map
+  answer), fits the engine's default categorical model on the whole round twice, with the
+  gold items clamped to their label and without gold, keeps the clamped fit only when it
+  predicts held-out gold measurably better, then fits the round's calibration map on the
+  chosen fit's gold posteriors scored as if their gold were unknown
+  (chalicelib.domain.aggregation.calibration.choose_fit; the identity, saying why, with too
+  little gold). It writes each shard's posteriors with the map
   (posteriors/NNNNN.json) one shard at a time, each worker's estimated accuracy
   (workers.json), the map with its measures on the gold items before and after it
   (calibration.json) and the shard manifest. Text and numeric jobs need no fit.
@@ -211,26 +213,29 @@ def _measures(probas: Any, classes: Any, chosen: Any) -> dict[str, Any]:
     }
 
 
-def round_calibration(engine: Any, encoded: Any, gold_items: Any, gold_classes: Any
-                      ) -> tuple[Any, dict[str, Any]]:
-    """(the round's CalibrationMap, its calibration.json) from a model fitted with the gold
-    items clamped: the gold items' posteriors from refits that never saw their gold
-    (calibration.calibration_posteriors: 5 refits up to 1M answers, one E-step without the
-    clamp above), the map fitted on them,
-    and the measures before and after the map on those posteriors. The chosen class is the
-    model's (the raw posterior's largest), as in the results. The engine's chosen model
-    (HeldOutChoice's model_) holds the class priors and confusions."""
+def round_calibration(make_model: Any, encoded: Any, gold_items: Any, gold_classes: Any
+                      ) -> tuple[Any, Any, dict[str, Any]]:
+    """(the round's fitted model, its CalibrationMap, its calibration.json): the model fitted
+    with the gold items clamped or without gold, whichever predicts the gold better, with
+    the gold items' honest posteriors (calibration.choose_fit: the clamped fit's from 5
+    refits that never saw a fold's gold, the unclamped fit's as they are; above 1M answers
+    the clamped fit, scored by one E-step without the clamp), the map fitted on them, and
+    the measures before and after the map on those posteriors. The chosen class is the
+    model's (the raw posterior's largest), as in the results. make_model returns a new,
+    unfitted model."""
     # numpy: loaded only when a stage runs, so importing the app (the API) leaves it out.
     from chalicelib.domain.aggregation import calibration
     from chalicelib.domain.aggregation.categorical import argmax_first
 
-    raw = calibration.calibration_posteriors(getattr(engine, "model_", engine), encoded,
-                                             gold_items, gold_classes)
+    chosen_fit = calibration.choose_fit(make_model, encoded, gold_items, gold_classes)
+    raw = chosen_fit.posteriors
     fitted = calibration.fit_calibration(raw, gold_classes)
     chosen = argmax_first(raw) if len(raw) else gold_classes[:0]
-    return fitted, {"map": fitted.to_dict(), "gold_items": int(len(gold_classes)),
-                    "before": _measures(raw, gold_classes, chosen),
-                    "after": _measures(fitted.apply(raw), gold_classes, chosen)}
+    return chosen_fit.model, fitted, {
+        "map": fitted.to_dict(), "gold_items": int(len(gold_classes)),
+        **chosen_fit.to_dict(),
+        "before": _measures(raw, gold_classes, chosen),
+        "after": _measures(fitted.apply(raw), gold_classes, chosen)}
 
 
 def fit_model(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
@@ -257,11 +262,10 @@ def fit_model(p: Platform, event: dict[str, Any]) -> dict[str, Any]:
         _read_in_order(p, [votes_key(job_id, round_no, shard) for shard in range(shard_count)],
                        lambda body: votes.add(read_shard(json.loads(body))))
         encoded, gold_items, gold_classes = votes.encoded()
-        engine = default_model(label_order=labels)
-        # Gold items are clamped to their known label, which teaches the model about the
-        # workers who answered them.
-        engine.fit_encoded(encoded, gold_items, gold_classes)
-        calibrated, measured = round_calibration(engine, encoded, gold_items, gold_classes)
+        # Gold items clamped to their known label teach the model about the workers who
+        # answered them, unless the fit without gold predicts the gold better.
+        engine, calibrated, measured = round_calibration(
+            lambda: default_model(label_order=labels), encoded, gold_items, gold_classes)
         del encoded, gold_items, gold_classes
         method = getattr(engine, "chosen_", type(engine).__name__)
         probas = engine.probas_array_

@@ -77,6 +77,13 @@ def test_enough_gold_calibrates_the_results_and_keeps_the_models_confidence(much
     assert section["gold_items"] >= 20
     # THEN its map is not the identity, and it was fitted on them
     assert section["kind"] != "identity" and str(section["gold_items"]) in section["reason"]
+    # AND it says whether the model kept the gold clamped, from how many gold items each fit
+    # got right scored as if their gold were unknown
+    assert isinstance(section["gold_clamped"], bool)
+    right = section["clamped_right"], section["unclamped_right"]
+    assert all(0 <= n <= section["gold_items"] for n in right)
+    assert not section["gold_clamped"] or right[0] > right[1]
+    assert f"{right[0]} of {section['gold_items']} gold items right" in section["clamp_reason"]
     # AND every fitted result carries probabilities summing to 1, its confidence the
     # calibrated probability of its answer, and the model's own beside it
     fitted = [line for line in much_gold["lines"] if line["method"] != "gold"]
@@ -119,6 +126,8 @@ def test_little_gold_keeps_the_identity_and_the_report_says_why(little_gold):
     section = little_gold["report"]["calibration"]
     assert section["kind"] == "identity" and section["gold_items"] < 20
     assert f"{section['gold_items']} gold items" in section["reason"]
+    # AND with too little gold to compare the two fits, the model is fitted without gold
+    assert section["gold_clamped"] is False and section["clamped_right"] is None
     assert section["before"]["reliability"] == section["after"]["reliability"]
     fitted = [line for line in little_gold["lines"] if line["method"] != "gold"]
     assert fitted and all(line["confidence"] == line["confidence_raw"] for line in fitted)

@@ -80,14 +80,14 @@ def _round(gold_count: int, seed: int = 5):
     gold_items = np.arange(gold_count)
     gold_classes = np.array([labels.index(truth[encoded.items_[i]]) for i in gold_items],
                             dtype=np.int64)
-    engine = default_model(label_order=labels).fit_encoded(encoded, gold_items, gold_classes)
-    return engine, encoded, gold_items, gold_classes
+    return (lambda: default_model(label_order=labels)), encoded, gold_items, gold_classes
 
 
 @pytest.fixture(scope="module")
 def enough_gold():
-    engine, encoded, gold_items, gold_classes = _round(60)
-    return engine, round_calibration(engine, encoded, gold_items, gold_classes)
+    make, encoded, gold_items, gold_classes = _round(60)
+    engine, fitted, stored = round_calibration(make, encoded, gold_items, gold_classes)
+    return engine, (fitted, stored)
 
 
 def test_a_round_with_enough_gold_fits_a_map_and_measures_it_before_and_after(enough_gold) -> None:
@@ -103,14 +103,29 @@ def test_a_round_with_enough_gold_fits_a_map_and_measures_it_before_and_after(en
     assert stored["after"]["ece"] != stored["before"]["ece"]
 
 
+def test_the_round_writes_the_chosen_fits_posteriors() -> None:
+    make, encoded, gold_items, gold_classes = _round(60)
+    engine, _, stored = round_calibration(make, encoded, gold_items, gold_classes)
+    clamped = make().fit_encoded(encoded, gold_items, gold_classes)
+    plain = make().fit_encoded(encoded)
+    expected = clamped if stored["gold_clamped"] else plain
+    other = plain if stored["gold_clamped"] else clamped
+    assert np.array_equal(engine.probas_array_, expected.probas_array_)
+    assert not np.array_equal(engine.probas_array_, other.probas_array_)
+    # the forced other way round: too little gold to compare keeps the fit without gold
+    engine, _, stored = round_calibration(make, encoded, gold_items[:8], gold_classes[:8])
+    assert stored["gold_clamped"] is False
+    assert np.array_equal(engine.probas_array_, plain.probas_array_)
+
+
 def test_a_round_with_little_gold_keeps_the_identity_and_says_why() -> None:
-    engine, encoded, gold_items, gold_classes = _round(8)
-    fitted, stored = round_calibration(engine, encoded, gold_items, gold_classes)
+    make, encoded, gold_items, gold_classes = _round(8)
+    _, fitted, stored = round_calibration(make, encoded, gold_items, gold_classes)
     assert fitted.kind == "identity"
     assert stored["map"]["reason"] == "8 gold items answered, fewer than the 20 a calibration needs"
     assert stored["before"] == stored["after"] and stored["before"]["ece"] is not None
-    engine, encoded, gold_items, gold_classes = _round(0)
-    _, stored = round_calibration(engine, encoded, gold_items, gold_classes)
+    make, encoded, gold_items, gold_classes = _round(0)
+    _, _, stored = round_calibration(make, encoded, gold_items, gold_classes)
     assert stored["gold_items"] == 0 and stored["before"]["ece"] is None
     assert [row["count"] for row in stored["after"]["reliability"]] == [0] * 10
 
@@ -133,7 +148,15 @@ def test_the_report_shows_the_map_and_its_diagram_and_the_page_a_table(enough_go
     assert section["kind"] == fitted.kind and section["reason"] == fitted.reason
     assert section["gold_items"] == 60 and section["params"] == fitted.params
     assert section["before"]["ece"] == stored["before"]["ece"]
+    assert isinstance(section["gold_clamped"], bool)
+    assert section["gold_clamped"] == stored["gold_clamped"]
+    assert section["clamped_right"] == stored["clamped_right"] <= 60
+    assert section["unclamped_right"] == stored["unclamped_right"] <= 60
+    assert section["clamp_reason"] == stored["reason"] and section["clamp_reason"].startswith(
+        "gold clamped" if stored["gold_clamped"] else "gold not clamped")
+    assert calibration_section({**stored, "gold_clamped": None})["gold_clamped"] is None
     report = {**build_report("job", 1, "categorical", []), "calibration": section}
     page = render(report)
     assert "<h2>Calibration</h2>" in page and "predicted after" in page
+    assert f"<p>Model: {section['clamp_reason']}.</p>" in page
     assert page.count("<tr>") - render({**report, "calibration": None}).count("<tr>") == 11

@@ -202,20 +202,6 @@ def _params(model: object) -> dict[str, object]:
     return {name: getattr(model, name) for name in names if hasattr(model, name)}
 
 
-def test_calibration_posteriors_refits_only_where_it_is_affordable_and_useful() -> None:
-    encoded, gold_items, gold_classes = _crowd()
-    model = default_model().fit_encoded(encoded, gold_items, gold_classes)
-    crossed = c.cross_fitted_posteriors(model, encoded, gold_items, gold_classes)
-    leave_clamp = c.gold_posteriors(model, encoded, gold_items)
-    assert np.array_equal(c.calibration_posteriors(model, encoded, gold_items, gold_classes),
-                          crossed)
-    assert np.array_equal(c.calibration_posteriors(model, encoded, gold_items, gold_classes,
-                                                   max_answers=len(encoded.item_codes) - 1),
-                          leave_clamp)
-    assert np.array_equal(c.calibration_posteriors(model, encoded, gold_items, gold_classes,
-                                                   min_gold=len(gold_items) + 1), leave_clamp)
-
-
 def test_the_measures_on_known_values() -> None:
     confidence = np.array([0.95, 0.95, 0.55, 0.55])
     correct = np.array([True, False, True, True])

@@ -1,10 +1,13 @@
 """Calibrated confidence: a map from the model's posteriors to probabilities that mean what
 they say, fitted on a round's own gold items, and the measures of how well they do.
 
-A round's gold items are scored as if their answers were unknown (`calibration_posteriors`):
-up to CROSS_FIT_MAX_ANSWERS answers by refits that withheld a fold of the gold each
-(`cross_fitted_posteriors`), above by the fitted model without their gold clamp
-(`gold_posteriors`), so the map is fitted on honest predictions. `fit_calibration` fits the map
+A round's model is fitted with its gold items clamped and without gold, and `choose_fit`
+keeps the clamped fit only when it predicts the gold measurably better (`clamp_helps`), the
+gold items scored as if their answers were unknown: the fit without gold never saw them; the
+clamped fit's are read off refits that withheld a fold of the gold each
+(`cross_fitted_posteriors`). Above CROSS_FIT_MAX_ANSWERS answers the clamped fit is kept and
+scored without its gold clamp (`gold_posteriors`). The chosen fit's honest gold posteriors
+are what the map is fitted on. `fit_calibration` fits the map
 on those posteriors and the gold labels, choosing among temperature scaling, Platt scaling,
 histogram binning and isotonic regression of the chosen label's confidence, and the identity,
 by log loss on gold items held out of the fit (`held_out_log_loss`); with too little gold it
@@ -20,7 +23,7 @@ bench/calibration.py use them): `reliability` (the diagram's rows), `expected_ca
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,10 +48,11 @@ _NAMES = {IDENTITY: "no map", TEMPERATURE: "temperature scaling",
           ISOTONIC: "isotonic regression of the chosen label's confidence"}
 # Folds of the cross-validation over gold items that chooses the kind.
 CV_FOLDS = 5
-# Cross-fitting (cross_fitted_posteriors): folds, and the most answers it is done on. Each
-# fold is one more fit of the round; a fit of 1,000,000 answers takes about 8 s of CPU
-# (bench/README.md, FitModel at scale), so the five refits add at most about 40 s there;
-# above, the map is fitted on gold_posteriors instead (one E-step over the gold answers).
+# Cross-fitting (cross_fitted_posteriors) and the choice of fit (choose_fit): folds, and the
+# most answers they are done on. Each fold is one more fit of the round, and the fit without
+# gold one more; a fit of 1,000,000 answers takes about 8.6 s of CPU (bench/README.md), so
+# the six add about 52 s there; above, the clamped fit is kept and the map is fitted on
+# gold_posteriors (one E-step over the gold answers).
 CROSS_FIT_FOLDS = 5
 CROSS_FIT_MAX_ANSWERS = 1_000_000
 # More gold items than this: the map is fitted on an evenly spaced sample of this many (a
@@ -390,15 +394,82 @@ def cross_fitted_posteriors(model: Any, encoded: Any, gold_items: np.ndarray,
     return out
 
 
-def calibration_posteriors(model: Any, encoded: Any, gold_items: np.ndarray,
-                           gold_classes: np.ndarray, min_gold: int = MIN_GOLD,
-                           max_answers: int = CROSS_FIT_MAX_ANSWERS) -> np.ndarray:
-    """What a round's map is fitted on: cross_fitted_posteriors (CROSS_FIT_FOLDS refits) up
-    to max_answers answers, gold_posteriors (one E-step) above, where the refits would cost
-    too much, and below min_gold gold items, where the map is the identity anyway."""
-    if len(gold_items) < min_gold or len(encoded.item_codes) > max_answers:
-        return gold_posteriors(model, encoded, gold_items)
-    return cross_fitted_posteriors(model, encoded, gold_items, gold_classes)
+# Clamping the gold is kept only when, on the gold items scored honestly, the clamped fit gets
+# more of them right than the fit without gold by more than CLAMP_Z standard errors of the
+# difference (a sign test on the items the two fits disagree on); and never below MIN_GOLD.
+CLAMP_Z = 1.0
+
+
+@dataclass
+class RoundFit:
+    """A round's fitted model and the honest gold posteriors its map is fitted on.
+
+    gold_clamped says whether the model is the fit with the round's gold clamped or the fit
+    without gold; clamped_right / unclamped_right count the gold items each got right, scored
+    as if their gold were unknown (None where that comparison was not made)."""
+
+    model: Any
+    posteriors: np.ndarray
+    gold_clamped: bool
+    clamped_right: int | None
+    unclamped_right: int | None
+    reason: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """What calibration.json and the report say of the choice."""
+        return {"gold_clamped": self.gold_clamped, "clamped_right": self.clamped_right,
+                "unclamped_right": self.unclamped_right, "reason": self.reason}
+
+
+def clamp_helps(clamped_correct: np.ndarray, unclamped_correct: np.ndarray,
+                z: float = CLAMP_Z) -> bool:
+    """Whether the clamped fit is right on measurably more gold items than the unclamped one:
+    of the items only one of them gets right (b for the clamped fit, c for the other),
+    b - c > z * sqrt(b + c), the difference the noise of a few gold items does not pass."""
+    b = int(np.sum(clamped_correct & ~unclamped_correct))
+    c = int(np.sum(unclamped_correct & ~clamped_correct))
+    return b > c and b - c > z * np.sqrt(b + c)
+
+
+def choose_fit(make_model: Callable[[], Any], encoded: Any, gold_items: np.ndarray,
+               gold_classes: np.ndarray, min_gold: int = MIN_GOLD,
+               max_answers: int = CROSS_FIT_MAX_ANSWERS, z: float = CLAMP_Z) -> RoundFit:
+    """Fit a round's model with its gold clamped or without gold, whichever predicts the gold
+    better, with the honest gold posteriors of the one chosen.
+
+    Up to max_answers answers, with at least min_gold gold items: both fits are made; the
+    unclamped fit's gold posteriors are honest as they are (it never saw the gold), the
+    clamped fit's are cross_fitted_posteriors (CROSS_FIT_FOLDS refits, each without a fold's
+    gold). The clamped fit is kept only when clamp_helps on those; clamping can teach the
+    model a confusion that does worse on the other items, and a round's gold is a small
+    sample. With fewer gold items: the fit without gold (its posteriors of the gold items).
+    Above max_answers (where the refits would cost too much): the clamped fit, as before the
+    choice, with gold_posteriors (one E-step without the clamp). make_model returns a new,
+    unfitted model."""
+    gold_items = np.asarray(gold_items, dtype=np.int64)
+    gold_classes = np.asarray(gold_classes, dtype=np.int64)
+    if len(encoded.item_codes) > max_answers and len(gold_items) >= min_gold:
+        model = make_model().fit_encoded(encoded, gold_items, gold_classes)
+        return RoundFit(model, gold_posteriors(model, encoded, gold_items), True, None, None,
+                        f"gold clamped: more than {max_answers:,} answers, no refits to "
+                        f"compare it with the fit without gold")
+    unclamped = make_model().fit_encoded(encoded)
+    plain = np.asarray(unclamped.probas_array_)[gold_items]
+    if len(gold_items) < min_gold:
+        return RoundFit(unclamped, plain, False, None, None,
+                        f"gold not clamped: {len(gold_items)} gold items answered, fewer than "
+                        f"the {min_gold} a comparison needs")
+    clamped = make_model().fit_encoded(encoded, gold_items, gold_classes)
+    crossed = cross_fitted_posteriors(clamped, encoded, gold_items, gold_classes)
+    clamped_correct = argmax_first(crossed) == gold_classes
+    unclamped_correct = argmax_first(plain) == gold_classes
+    right = int(clamped_correct.sum()), int(unclamped_correct.sum())
+    told = (f"{right[0]} of {len(gold_items)} gold items right with the gold clamped "
+            f"(cross-fitted), {right[1]} without")
+    if clamp_helps(clamped_correct, unclamped_correct, z):
+        return RoundFit(clamped, crossed, True, *right, f"gold clamped: {told}")
+    return RoundFit(unclamped, plain, False, *right,
+                    f"gold not clamped: {told}, not measurably better")
 
 
 def reliability(confidence: np.ndarray, correct: np.ndarray, bins: int = BINS
