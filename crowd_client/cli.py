@@ -229,8 +229,12 @@ def _calibration(section: dict[str, Any] | None) -> str:
     if not section:
         return "-"
     before, after = section.get("before") or {}, section.get("after") or {}
-    return (f"{section['kind']} on {section.get('gold_items', 0)} gold items, ECE "
+    text = (f"{section['kind']} on {section.get('gold_items', 0)} gold items, ECE "
             f"{_number(before.get('ece'))} -> {_number(after.get('ece'))}")
+    if section.get("gold_clamped") is not None:
+        text += "; model fitted with gold " + ("clamped" if section["gold_clamped"]
+                                               else "not clamped")
+    return text
 
 
 def _gold(worker: dict[str, Any]) -> str:

@@ -207,7 +207,8 @@ def test_the_report_prints_non_ascii_labels_as_text(server, tmp_path, capsys):
                   {"worker_id": "w2", "answers": 1, "agreement_with_results": 0.0, "too_fast": 0,
                    "gold_answers": 0, "gold_correct": 0, "gold_accuracy": None}],
               "calibration": {"kind": "temperature", "reason": "r", "params": {"t": 2.0},
-                              "gold_items": 40, "before": {"ece": 0.21}, "after": {"ece": 0.04}}}
+                              "gold_items": 40, "before": {"ece": 0.21}, "after": {"ece": 0.04},
+                              "gold_clamped": False}}
     Stub.script["/jobs/job_1/report"] = [(200, report)]
     # WHEN it is printed as tables, and as JSON
     code, tables, err = _run(["jobs", "report", "job_1", "--api-url", server, "--api-key", "ck"],
@@ -221,7 +222,8 @@ def test_the_report_prints_non_ascii_labels_as_text(server, tmp_path, capsys):
         assert "négatif" in text and "français" in text and "\\u" not in text
     assert "é-1" in tables
     # AND the calibration line names the map and its ECE before and after
-    assert "temperature on 40 gold items, ECE 0.21 -> 0.04" in tables
+    assert "temperature on 40 gold items, ECE 0.21 -> 0.04; model fitted with gold not " \
+        "clamped" in tables
     # AND each worker's too-fast answers show, and a worker without gold answers says so
     workers = tables.split("\nworkers\n")[1].split("\n\n")[0].splitlines()
     assert workers[0].split() == ["worker", "answers", "agreement", "estimated", "gold", "too",
