@@ -22,7 +22,7 @@ from chalicelib.domain.model import (
 from chalicelib.domain.mturk_ids import hit_group_id, hit_id, hit_type_id, job_of_hit
 from chalicelib.domain.ports import MTurkRecord, MTurkRecords
 from chalicelib.domain.pricing import MIN_REWARD_CENTS, platform_fee, price_quote
-from chalicelib.errors import Conflict, TransientError
+from chalicelib.errors import Conflict
 from chalicelib.handlers.jobs import ingest_chunk, live_leases, stop_job
 from chalicelib.handlers.mturk_events import emit
 from chalicelib.handlers.platform import Platform
@@ -30,6 +30,8 @@ from chalicelib.observability import logger
 
 TASK_TYPE = "collection"
 # A UniqueRequestToken names its first request for this long (MTurk's 24 hours).
+# A token whose request may still be running (a CreateHIT takes well under this).
+TOKEN_IN_FLIGHT_SECONDS = 60
 TOKEN_SECONDS = 24 * 3600
 MAX_TOKEN = 64
 # The one item of a HIT's job.
@@ -186,8 +188,10 @@ def _claim_token(p: Platform, client: Principal, operation: str, token: str,
                  body: dict[str, Any], now: float, lives: Callable[[dict[str, Any]], bool],
                  repeated: Callable[[dict[str, Any]], mturk.MTurkError]) -> None:
     """Hold a UniqueRequestToken for this request: a token used in the last 24 hours by a
-    request whose effect exists (lives) is `repeated`'s error, not a replay; an older one,
-    or one whose request left nothing, is taken over."""
+    request whose effect exists (lives) is `repeated`'s error, not a replay; one taken less
+    than TOKEN_IN_FLIGHT_SECONDS ago whose effect is not there yet is a retryable error (its
+    request may still be running, e.g. a client retrying after a gateway timeout); an older
+    one, or one whose request left nothing, is taken over."""
     kind, name = hits.token_kind(client.account_id), f"{operation}#{token}"
     for _ in range(ATTEMPTS):
         if records(p).put_new(kind, name, body, now):
@@ -197,6 +201,8 @@ def _claim_token(p: Platform, client: Principal, operation: str, token: str,
             continue
         if now - found.created_at < TOKEN_SECONDS and lives(found.body):
             raise repeated(found.body)
+        if now - found.created_at < TOKEN_IN_FLIGHT_SECONDS:
+            break  # its request may still be running: taking it over could do the work twice
         records(p).delete(kind, name)
     raise mturk.request_error("this UniqueRequestToken is in use by another request; "
                               "retry with the same UniqueRequestToken",
@@ -406,10 +412,13 @@ def create_additional_assignments_for_hit(p: Platform, client: Principal, body: 
                          f"The request with UniqueRequestToken {token} already added "
                          f"{found.get('added')} assignment(s) to HIT {found.get('HITId')}.",
                          DUPLICATE_REQUEST))
+    billed: list[bool] = []
     try:
-        _add_assignments(p, client, job, item, added)
+        _add_assignments(p, client, job, item, added, billed)
     except Exception:
-        if token is not None:
+        # Released only if nothing was billed: once the client has paid, the same token
+        # again must not pay a second time (it is then DuplicateRequest).
+        if token is not None and not billed:
             records(p).delete(hits.token_kind(client.account_id),
                               f"CreateAdditionalAssignmentsForHIT#{token}")
         raise
@@ -417,18 +426,21 @@ def create_additional_assignments_for_hit(p: Platform, client: Principal, body: 
     return mturk.void()
 
 
-def _add_assignments(p: Platform, client: Principal, job: Job, item: ItemState, added: int
-                     ) -> None:
+def _add_assignments(p: Platform, client: Principal, job: Job, item: ItemState, added: int,
+                     billed: list[bool]) -> None:
     """Reopen the job if it had closed, bill the added assignments (their rewards to the
     job's pool, rewards and fee to its budget, both added to what is there), then add the
     slots, each paid from the pool as it is added (one slot a write on an open item, all at
-    once on an item counted complete, which reopens it)."""
+    once on an item counted complete, which reopens it). billed gets True once the client
+    has been billed. Slots that cannot be added after billing are an error that says so and
+    is not to be retried: their rewards wait, unspent, in the HIT job's pool."""
     rewards = added * job.reward_cents
     if job.state != ACTIVE:
         _reopen(p, client, job, "assignments added by CreateAdditionalAssignmentsForHIT")
     if not p.jobs.buy(job.job_id, rewards, platform_fee(rewards)):
         raise mturk.request_error(f"Hit {hit_id(job.job_id)} does not exist.",
                                   hits.HIT_DOES_NOT_EXIST)
+    billed.append(True)
     remaining = added  # counted by what this call added, whatever others add meanwhile
     for _ in range(added * ATTEMPTS):
         current = hit_item(p, job)
@@ -445,8 +457,12 @@ def _add_assignments(p: Platform, client: Principal, job: Job, item: ItemState, 
             break  # the pool does not hold the reward: nothing more can be paid for
         remaining -= 1 if extended else 0
     if remaining:
-        raise TransientError(f"{added - remaining} of {added} assignments were added; the "
-                             "rest were paid for and wait in the HIT job's pool")
+        p.cache.forget_job(job.job_id)
+        raise mturk.request_error(
+            f"{added - remaining} of {added} assignments were added to HIT "
+            f"{hit_id(job.job_id)}; the rest were billed and wait, unspent, in its job's pool. "
+            "Do not send this request again: it would bill them again.",
+            "AWS.MechanicalTurk.InvalidState")
     p.cache.forget_job(job.job_id)
 
 

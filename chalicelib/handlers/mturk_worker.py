@@ -12,6 +12,7 @@ from chalicelib.domain.ids import item_id, parse_assignment_id
 from chalicelib.domain.model import (
     WORKER, Assignment, ItemState, Job, Principal, SubmitReceipt,
 )
+from chalicelib.domain.mturk_hits import answer_schema
 from chalicelib.domain.mturk_worker import HTML, PREVIEW_ASSIGNMENT, question_kind
 from chalicelib.domain.question_answers import question_form_answers
 from chalicelib.errors import Conflict, InvalidRequest, NotFound, PayloadTooLarge
@@ -66,9 +67,13 @@ def submit_external(p: Platform, assignment: str | None, fields: Sequence[tuple[
     job = cached_job(p, job_id)
     if job is None or not job.mturk:
         raise NotFound("no such assignment", field="assignmentId", code="assignment_not_found")
-    worker = _holder(p.items.get_item(job_id, item), ours)
+    found = p.items.get_item(job_id, item)
+    worker = _holder(found, ours)
     text = question_form_answers(fields)
-    limit = int(job.answer_schema.get("max_length", len(text)))
+    # The HIT's share of its item record per answer, for as many assignments as it has now
+    # (CreateAdditionalAssignmentsForHIT adds slots after the job's schema was set).
+    limit = min(int(job.answer_schema.get("max_length", len(text))),
+                answer_schema(found.redundancy if found is not None else 1)["max_length"])
     if len(text) > limit:
         raise PayloadTooLarge(f"the answers take {len(text)} characters as QuestionFormAnswers; "
                               f"this HIT takes at most {limit}", field="body",

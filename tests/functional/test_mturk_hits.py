@@ -161,9 +161,15 @@ def test_a_token_older_than_a_day_or_naming_no_hit_is_taken_over(server, lab):
     second = lab.mturk.create_hit(**hit_args(UniqueRequestToken="t-1"))["HIT"]
     assert second["HITId"] != first["HITId"]
     assert platform().mturk.get(kind, "CreateHIT#t-1").body == {"HITId": second["HITId"]}
-    # a token whose request left no HIT (it failed part-way) does not block the retry
+    # a token whose request left no HIT (it crashed part-way) blocks a retry only while that
+    # request may still be running, then is taken over
     platform().mturk.put_new(kind, "CreateHIT#t-2", {"HITId": "0123456789ABCDEF"}, time.time())
-    assert lab.mturk.create_hit(**hit_args(UniqueRequestToken="t-2"))["HIT"]["HITId"]
+    with pytest.raises(ClientError) as raised:
+        lab.mturk.create_hit(**hit_args(UniqueRequestToken="t-2"))
+    assert raised.value.response["TurkErrorCode"] == "AWS.MechanicalTurk.ServiceUnavailable"
+    MTurkModel(kind, "CreateHIT#t-3", body={"HITId": "0123456789ABCDEF"},
+               created_at=time.time() - 61, version=1).save()
+    assert lab.mturk.create_hit(**hit_args(UniqueRequestToken="t-3"))["HIT"]["HITId"]
 
 
 def _raw(lab: Requester, target: str, body: dict) -> requests.Response:

@@ -21,7 +21,7 @@ from chalicelib.domain.question_answers import question_form_answers
 from chalicelib.errors import TransientError
 from chalicelib.handlers import mturk_events, tasks
 from tests.functional.marketplace import Api
-from tests.functional.mturk_stack import Served, served_stack, worker
+from tests.functional.mturk_stack import Served, requester, served_stack, worker
 from tests.functional.mturk_worker_stack import hit, lease
 
 STUDY = "https://lab.example/study?mode=live&x=a%26b"
@@ -157,6 +157,23 @@ def test_an_answer_over_the_hit_s_size_is_refused(server):
                                  "big": "é" * 3000})  # 6 characters each as a reference
     _refused(posted, 413)
     assert _stored(hit_id, account) is None
+
+
+def test_the_size_shrinks_when_assignments_are_added_so_every_answer_fits_the_item(server):
+    # GIVEN a HIT of one assignment (16,000 characters an answer) given 99 more: 3,000 each
+    lab = requester(server)
+    hit_id = hit(server, lab, external_url=STUDY, max_assignments=1)
+    lab.mturk.create_additional_assignments_for_hit(HITId=hit_id,
+                                                    NumberOfAdditionalAssignments=99)
+    account, token = worker()
+    task = lease(server, token, hit_id).json()
+    # WHEN an answer of 4,000 characters is posted THEN it is refused, and nothing is stored
+    posted = _post(server, data={"assignmentId": task["hit"]["assignment_id"], "a": "x" * 4000})
+    _refused(posted, 413)
+    assert _stored(hit_id, account) is None
+    # AND one within the new share is taken
+    posted = _post(server, data={"assignmentId": task["hit"]["assignment_id"], "a": "x" * 2000})
+    assert posted.status_code == 200, posted.text
 
 
 def test_a_body_that_is_not_a_form_is_refused(server):

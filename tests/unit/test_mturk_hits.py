@@ -168,3 +168,56 @@ def test_a_hit_on_the_fakes_is_an_active_job_and_its_extra_assignments_are_bille
     assert (job.budget_cents, job.pool_cents) == (24 + 30 + 6, 0)
     assert mturk_hits.get_hit(p, client, {"HITId": hit["HITId"]})["HIT"][
         "NumberOfAssignmentsAvailable"] == 5
+
+
+def _fake_hit(p, client) -> dict:
+    return mturk_hits.create_hit(p, client, {
+        "MaxAssignments": 2, "LifetimeInSeconds": 3600, "AssignmentDurationInSeconds": 600,
+        "Reward": "0.10", "Title": "T", "Description": "D",
+        "Question": "<QuestionForm><Question/></QuestionForm>"})["HIT"]
+
+
+def test_assignments_billed_but_not_all_added_are_not_billed_again_by_a_retry(monkeypatch):
+    # GIVEN a HIT whose item takes only one more slot before its writes stop succeeding
+    p = make_platform()
+    client = Principal("cli_0123456789abcdef", CLIENT)
+    hit = _fake_hit(p, client)
+    real, calls = p.items.extend, []
+
+    def extend_once(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs) if len(calls) == 1 else None
+
+    monkeypatch.setattr(p.items, "extend", extend_once)
+    body = {"HITId": hit["HITId"], "NumberOfAdditionalAssignments": 3,
+            "UniqueRequestToken": "more-1"}
+    # WHEN three more are asked for with a token
+    error = _error(lambda: mturk_hits.create_additional_assignments_for_hit(p, client, body))
+    # THEN the error says what was added and not to send it again; the three were billed once
+    assert "1 of 3 assignments were added" in error.message and "Do not send" in error.message
+    job = p.jobs.get_job(job_of_hit(hit["HITId"]))
+    assert job.budget_cents == 24 + 30 + 6
+    # AND the same request again is a duplicate: nothing is billed twice
+    again = _error(lambda: mturk_hits.create_additional_assignments_for_hit(p, client, body))
+    assert again.turk_code == mturk_hits.DUPLICATE_REQUEST
+    assert p.jobs.get_job(job.job_id).budget_cents == 24 + 30 + 6
+
+
+def test_a_token_whose_request_may_still_be_running_is_not_taken_over():
+    # GIVEN a CreateHIT token taken moments ago by a request that has not made its HIT yet
+    p = make_platform()
+    client = Principal("cli_0123456789abcdef", CLIENT)
+    body = {"MaxAssignments": 1, "LifetimeInSeconds": 3600, "AssignmentDurationInSeconds": 600,
+            "Reward": "0.10", "Title": "T", "Description": "D",
+            "Question": "<QuestionForm><Question/></QuestionForm>", "UniqueRequestToken": "t-1"}
+    p.mturk.put_new(hits.token_kind(client.account_id), "CreateHIT#t-1",
+                    {"HITId": "0123456789ABCDEF"}, p.now())
+    # WHEN the same token arrives again (a client retrying after a gateway timeout)
+    error = _error(lambda: mturk_hits.create_hit(p, client, body))
+    # THEN it is a retryable error and no second HIT is made
+    assert error.turk_code == "AWS.MechanicalTurk.ServiceUnavailable"
+    assert p.jobs.jobs_of_client(client.account_id, 10, None)[0] == []
+    # AND once the first request had its time and left nothing, the token is taken over
+    p.clock.advance(mturk_hits.TOKEN_IN_FLIGHT_SECONDS + 1)
+    made = mturk_hits.create_hit(p, client, body)["HIT"]
+    assert made["HITStatus"] == "Assignable"
