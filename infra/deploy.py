@@ -72,10 +72,12 @@ def render_policy(stage: str, app_name: str = APP_NAME) -> dict[str, Any]:
                           f"arn:aws:sqs:*:*:{prefix}-webhooks",
                           f"arn:aws:sqs:*:*:{prefix}-webhooks-dlq"]},
             # MTurk notifications go to the requesters' own SNS topics and SQS queues, which
-            # must be in the deployment's account (the app refuses the stage's own queues).
+            # must be in the deployment's account, and never to this app's topics and queues
+            # of any stage (named <app>-<stage>-...; the app also refuses its own stage's by
+            # name, with a clear error). The stage's own queues are granted above.
             {"Sid": "MTurkNotifications", "Effect": "Allow",
              "Action": ["sns:Publish", "sqs:SendMessage"],
-             "Resource": ["arn:aws:sns:*:*:*", "arn:aws:sqs:*:*:*"],
+             "NotResource": [f"arn:aws:sns:*:*:{app_name}-*", f"arn:aws:sqs:*:*:{app_name}-*"],
              "Condition": {"StringEquals": {"aws:ResourceAccount": "${aws:PrincipalAccount}"}}},
             # Client keys are registered in the stage's usage plan (its id is known only after
             # the first deploy; API keys are not named per stage).

@@ -59,7 +59,8 @@ def test_each_stage_has_its_least_privilege_policy():
         assert policy == render_policy(stage), f"run: python -m infra.deploy policy --stage {stage}"
         for statement in policy["Statement"]:
             actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
-            resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
+            resource = statement.get("Resource", statement.get("NotResource"))
+            resources = resource if isinstance(resource, list) else [resource]
             assert all("*" not in action for action in actions)
             if statement["Sid"] == "RequesterKeys":
                 # A KMS key's ARN holds no name: the stage's key is found by its tag.
@@ -70,6 +71,9 @@ def test_each_stage_has_its_least_privilege_policy():
                 assert statement["Condition"] == {"StringEquals": {
                     "aws:ResourceAccount": "${aws:PrincipalAccount}"}}
                 assert set(actions) == {"sns:Publish", "sqs:SendMessage"}
+                # ... except this app's own topics and queues, of every stage
+                assert "Resource" not in statement and statement["NotResource"] == [
+                    "arn:aws:sns:*:*:crowd-*", "arn:aws:sqs:*:*:crowd-*"]
             elif statement["Sid"] not in ("Logs", "ClientKeys"):
                 assert all(f"crowd-{stage}-" in resource for resource in resources)
 
