@@ -24,6 +24,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from chalicelib.domain.mturk import PageTokens
 from chalicelib.domain.result_rows import LEGACY, Position
 from chalicelib.errors import InvalidRequest
 
@@ -120,6 +121,12 @@ def _stage_secret() -> bytes:
     # Another container wrote it first: use theirs.
     return bytes.fromhex(CatalogModel.get(SECRET_KIND, SECRET_NAME,
                                           consistent_read=True).body["hex"])
+
+
+def mturk_page_tokens() -> PageTokens:
+    """NextToken sealing of the MTurk-compatible API's lists: a key derived from the stage's
+    cursor secret, so every container accepts the tokens any of them handed out."""
+    return PageTokens(codec().derived_key("mturk page tokens"))
 
 
 def reset() -> None:

@@ -139,6 +139,16 @@ def error_response(error: CrowdError) -> Response:
                     headers={"Content-Type": "application/json"})
 
 
+def note_error(error: CrowdError, what: str = "request") -> None:
+    """Log a domain error the way every route does: a 5xx with its stack, a refusal counted
+    (Rejections) and logged at DEBUG only."""
+    if error.status >= 500:
+        logger.exception(f"{what} failed", extra={"error_code": error.code})
+    else:
+        count("Rejections")
+        logger.debug(f"{what} refused", extra={"error_code": error.code, "status": error.status})
+
+
 def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
     """Turn domain errors into their status and JSON body; anything else into a JSON 500."""
     @functools.wraps(view)
@@ -147,12 +157,7 @@ def json_errors(view: Callable[..., Any]) -> Callable[..., Any]:
             try:
                 return view(*args, **kwargs)
             except CrowdError as error:
-                if error.status >= 500:
-                    logger.exception("request failed", extra={"error_code": error.code})
-                else:
-                    count("Rejections")
-                    logger.debug("request refused", extra={"error_code": error.code,
-                                                           "status": error.status})
+                note_error(error)
                 return error_response(error)
             except Exception:
                 logger.exception("unhandled error")

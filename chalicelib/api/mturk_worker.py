@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from chalice import Blueprint, Response
 
-from chalicelib.api.common import json_errors
+from chalicelib.api.common import json_errors, note_error
 from chalicelib.deps import platform
 from chalicelib.domain import mturk_worker as pages
 from chalicelib.errors import CrowdError, InvalidRequest, UnsupportedMediaType
@@ -70,12 +70,7 @@ def external_submit() -> Response:
             or _query(request.query_params).get("assignmentId")
         stored = mturk_worker.submit_external(platform(), assignment, fields)
     except CrowdError as error:
-        if error.status >= 500:
-            logger.exception("external submit failed", extra={"error_code": error.code})
-        else:
-            count("Rejections")
-            logger.debug("external submit refused", extra={"error_code": error.code,
-                                                           "status": error.status})
+        note_error(error, "external submit")
         return _html(pages.problem_page(error.message), error.status)
     except Exception:
         logger.exception("external submit failed")

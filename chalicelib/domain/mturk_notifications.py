@@ -24,7 +24,6 @@ from chalicelib.domain.ports import MessageQueue
 EVENT_TYPES = ("AssignmentAccepted", "AssignmentAbandoned", "AssignmentReturned",
                "AssignmentSubmitted", "AssignmentRejected", "AssignmentApproved", "HITCreated",
                "HITExpired", "HITReviewable", "HITExtended", "HITDisposed", "Ping")
-ASSIGNMENT_EVENTS = frozenset(e for e in EVENT_TYPES if e.startswith("Assignment"))
 # The model documents 2006-05-05; Dallinger sends 2014-08-15. Either is echoed back.
 VERSIONS = ("2006-05-05", "2014-08-15")
 SNS, SQS, EMAIL = "SNS", "SQS", "Email"

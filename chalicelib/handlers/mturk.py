@@ -6,7 +6,6 @@ from collections.abc import Callable
 from typing import Any
 
 from chalicelib.adapters import sigv4
-from chalicelib.adapters.cursors import codec
 from chalicelib.domain import mturk
 from chalicelib.domain.model import CLIENT, Principal
 from chalicelib.handlers import mturk_assignments, mturk_events, mturk_hits, mturk_quals
@@ -55,11 +54,6 @@ OPERATIONS: dict[str, Operation] = {
     **mturk_events.OPERATIONS,
 }
 
-
-def page_tokens() -> mturk.PageTokens:
-    """NextToken sealing for this stage: a key derived from the stage's cursor secret, so
-    every container accepts the tokens any of them handed out."""
-    return mturk.PageTokens(codec().derived_key("mturk page tokens"))
 
 
 def call(p: Platform, client: Principal, operation: str, body: dict[str, Any]

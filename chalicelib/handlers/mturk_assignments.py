@@ -23,14 +23,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.adapters.cursors import mturk_page_tokens
 from chalicelib.domain import mturk, mturk_ids, payouts, webhooks
 from chalicelib.domain.ids import item_id, new_id, parse_assignment_id
 from chalicelib.domain.model import (
     APPROVED, REJECTED, ItemState, Job, LedgerEntry, Principal, StoredAnswer,
 )
+from chalicelib.domain.mturk_hits import render_hit
 from chalicelib.domain.ports import MTurkRecord, MTurkRecords
 from chalicelib.errors import Conflict, CrowdError, NotFound
-from chalicelib.domain.mturk_hits import render_hit
 from chalicelib.handlers import mturk_events, mturk_hits, payments
 from chalicelib.handlers.platform import Platform
 from chalicelib.observability import logger
@@ -140,11 +141,6 @@ def _optional_string(body: dict[str, Any], name: str, max_length: int) -> str | 
     return None if body.get(name) is None else _string(body, name, max_length, 0)
 
 
-def hit_job(p: Platform, client: Principal, value: Any) -> Job:
-    """The client's HIT a HITId names (its job); HITDoesNotExist otherwise."""
-    return mturk_hits.find_hit(p, client, value)[0]
-
-
 def _item(p: Platform, job: Job) -> ItemState:
     """The HIT's one item (an item with no slots if it is not there)."""
     item = p.items.get_item(job.job_id, item_id(0, job.item_count))
@@ -175,9 +171,9 @@ def list_assignments_for_hit(p: Platform, client: Principal, body: dict[str, Any
                              ) -> dict[str, Any]:
     """A page of a HIT's assignments (submitted or later) in submission order, of the
     statuses asked for (AssignmentStatuses; default all three)."""
-    job = hit_job(p, client, body.get("HITId"))
+    job = mturk_hits.find_hit(p, client, body.get("HITId"))[0]
     wanted = _statuses(body)
-    tokens = _page_tokens()
+    tokens = mturk_page_tokens()
     request = tokens.read(body, "ListAssignmentsForHIT", job.job_id)
     now = p.now()
 
@@ -371,11 +367,11 @@ def list_bonus_payments(p: Platform, client: Principal, body: dict[str, Any]
                                   "AWS.MechanicalTurk.InvalidParameterValue")
     only: str | None = None
     if has_hit:
-        job = hit_job(p, client, body["HITId"])
+        job = mturk_hits.find_hit(p, client, body["HITId"])[0]
     else:
         found = find_assignment(p, client, body["AssignmentId"])
         job, only = found.job, found.answer.assignment_id
-    tokens = _page_tokens()
+    tokens = mturk_page_tokens()
     scope = f"{job.job_id}#{only or ''}"
     request = tokens.read(body, "ListBonusPayments", scope)
     records = p.mturk
@@ -408,12 +404,6 @@ def _render_bonus(record: MTurkRecord) -> dict[str, Any]:
             "Reason": str(body.get("reason") or ""),
             "GrantTime": mturk.epoch(float(body.get("at") or record.created_at))}
 
-
-def _page_tokens() -> mturk.PageTokens:
-    # chalicelib.handlers.mturk imports this module to merge OPERATIONS: read at call time
-    from chalicelib.handlers.mturk import page_tokens  # noqa: PLC0415 - import cycle
-
-    return page_tokens()
 
 
 OPERATIONS: dict[str, Callable[[Platform, Principal, dict[str, Any]], dict[str, Any]]] = {

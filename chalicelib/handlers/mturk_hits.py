@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from chalicelib.adapters.cursors import mturk_page_tokens
 from chalicelib.domain import mturk, phases
 from chalicelib.domain import mturk_hits as hits
 from chalicelib.domain.ids import item_id
@@ -244,10 +245,7 @@ def get_hit(p: Platform, client: Principal, body: dict[str, Any]) -> dict[str, A
 def list_hits(p: Platform, client: Principal, body: dict[str, Any]) -> dict[str, Any]:
     """The client's HITs that are not disposed, in HITId order, MaxResults (at most 100) a
     page, a NextToken on every non-empty page."""
-    # chalicelib.handlers.mturk merges this module's OPERATIONS, so it imports this module.
-    from chalicelib.handlers.mturk import page_tokens
-
-    tokens = page_tokens()
+    tokens = mturk_page_tokens()
     request = tokens.read(body, "ListHITs", client.account_id)
     kind = hits.hit_kind(client.account_id)
 

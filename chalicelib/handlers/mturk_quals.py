@@ -22,6 +22,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from chalicelib.adapters.cursors import mturk_page_tokens
 from chalicelib.domain import mturk
 from chalicelib.domain import mturk_requirements as reqs
 from chalicelib.domain import validation as v
@@ -83,12 +84,6 @@ def _records(p: Platform) -> MTurkRecords:
                                   "AWS.MechanicalTurk.ServiceUnavailable")
     return p.mturk
 
-
-def _page_tokens() -> mturk.PageTokens:
-    # handlers.mturk merges this module's OPERATIONS: imported when called, not at the top
-    # (a cycle otherwise).
-    from chalicelib.handlers.mturk import page_tokens  # noqa: PLC0415
-    return page_tokens()
 
 
 # --- request members ---------------------------------------------------------------------
@@ -296,7 +291,7 @@ def list_qualification_types(p: Platform, client: Principal, body: dict[str, Any
                 return listed, None
         return listed, json.dumps({"s": shown, "c": store_cursor})
 
-    tokens = _page_tokens()
+    tokens = mturk_page_tokens()
     scope = f"{client.account_id}\n{owned}\n{requestable}\n{query}"
     page = tokens.read(body, "ListQualificationTypes", scope)
     return tokens.page(page, fetch, "ListQualificationTypes", scope, "QualificationTypes",
@@ -373,7 +368,7 @@ def list_workers_with_qualification_type(p: Platform, client: Principal,
                          lambda grant: status is None or grant.body.get("Status") == status,
                          cursor, limit)
 
-    tokens = _page_tokens()
+    tokens = mturk_page_tokens()
     scope = f"{record.name}\n{status}"
     page = tokens.read(body, "ListWorkersWithQualificationType", scope)
     return tokens.page(page, fetch, "ListWorkersWithQualificationType", scope,
@@ -404,7 +399,7 @@ def delete_worker_block(p: Platform, client: Principal, body: dict[str, Any]
 def list_worker_blocks(p: Platform, client: Principal, body: dict[str, Any]
                        ) -> dict[str, Any]:
     """The caller's worker blocks, a page at a time in WorkerId order."""
-    tokens = _page_tokens()
+    tokens = mturk_page_tokens()
     page = tokens.read(body, "ListWorkerBlocks", client.account_id)
     return tokens.page(page, lambda cursor, limit: _records(p).page(
         block_kind(client.account_id), limit, cursor), "ListWorkerBlocks", client.account_id,
